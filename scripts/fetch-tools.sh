@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Fetches the real third-party tools the tests and the demo run against, from Debian sid,
+# into a cache folder, without installing anything into the system (no `apt-get install`).
+# Prints the bin directory on stdout. Idempotent: a complete cache is reused.
+#
+#   PULLGUARD_TOOLS_DIR  cache folder (default: ~/.cache/pullguard/tools)
+set -euo pipefail
+
+PACKAGES=(containerd=2.1.9+ds1-5 cosign=3.1.1-2 notation=1.3.2-2 oras=1.3.3-1 docker-registry=2.8.3+ds1-3)
+STAMP="v1:${PACKAGES[*]}"
+
+dir=${PULLGUARD_TOOLS_DIR:-${HOME:-/root}/.cache/pullguard/tools}
+bin="$dir/root/usr/bin"
+if [[ -f "$dir/stamp" && "$(cat "$dir/stamp")" == "$STAMP" ]]; then
+  echo "$bin"; exit 0
+fi
+
+rm -rf "$dir"
+mkdir -p "$dir/apt/lists/partial" "$dir/apt/cache/archives/partial" "$dir/debs" "$dir/root"
+cat >"$dir/apt/sources.list" <<LIST
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
+LIST
+apt_opts=(
+  -o "Dir::Etc::SourceList=$dir/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+  -o "Dir::State::Lists=$dir/apt/lists" -o "Dir::Cache=$dir/apt/cache"
+  -o Debug::NoLocking=1 -o APT::Sandbox::User=root -q
+)
+apt-get "${apt_opts[@]}" update >&2
+# Pinned versions: sid moves, and a newer build must not change what the tests prove.
+# If sid has dropped a pinned version, fall back to the current one and say so.
+for p in "${PACKAGES[@]}"; do
+  if ! (cd "$dir/debs" && apt-get "${apt_opts[@]}" download "$p" >&2); then
+    echo "fetch-tools: $p is no longer in sid; taking the current ${p%%=*}" >&2
+    (cd "$dir/debs" && apt-get "${apt_opts[@]}" download "${p%%=*}" >&2)
+  fi
+done
+for deb in "$dir"/debs/*.deb; do dpkg -x "$deb" "$dir/root"; done
+rm -rf "$dir/apt" "$dir/debs"
+for t in containerd ctr cosign notation oras docker-registry; do
+  [[ -x "$bin/$t" ]] || { echo "fetch-tools: $t missing after unpack" >&2; exit 1; }
+done
+echo "$STAMP" >"$dir/stamp"
+echo "$bin"

@@ -1,0 +1,80 @@
+import type { Deadline } from '../common/deadline.js';
+import { asPullguardError, PullguardError } from '../common/errors.js';
+import type { Policy, Rule } from '../policy/model.js';
+import { RuleMatcher, type RuleMatch } from '../policy/match.js';
+import type { ArtifactClass, DiscoveryResult, RegistryClient } from '../registry/types.js';
+import { ruleDecision, verifyDecision, type Decision } from '../verdict/decision.js';
+import { verifierFor } from '../verify/index.js';
+import type { AuthorityResult, Subject } from '../verify/types.js';
+
+export interface DecideResult {
+  readonly decision: Decision;
+  readonly match?: RuleMatch;
+  readonly discovery: readonly DiscoveryResult[];
+}
+
+/**
+ * The spine of a decision: policy -> discovery -> verification -> verdict. Pure orchestration: each
+ * stage is called once, in order, and nothing here knows a wire format.
+ */
+export async function decide(subject: Subject, policy: Policy, registry: () => RegistryClient, deadline: Deadline): Promise<DecideResult> {
+  const match = new RuleMatcher(policy.rules).find(subject.reference, subject.reference.digest);
+  if (!match) {
+    const verdict = policy.defaultAction;
+    return { decision: ruleDecision(undefined, verdict, `no rule matches; default is ${verdict}`), discovery: [] };
+  }
+  const { rule } = match;
+  switch (rule.action) {
+    case 'allow':
+      return { decision: ruleDecision(rule, 'allow', 'allowed by policy'), match, discovery: [] };
+    case 'deny':
+      return { decision: ruleDecision(rule, 'deny', rule.message ?? 'denied by policy', [], 'SIGNATURE_UNTRUSTED'), match, discovery: [] };
+    case 'verify': {
+      const { results, discovery } = await verifyRule(rule, subject, registry, deadline);
+      return { decision: verifyDecision(rule, results), match, discovery };
+    }
+  }
+}
+
+async function verifyRule(rule: Rule, subject: Subject, registry: () => RegistryClient, deadline: Deadline) {
+  const discovery: DiscoveryResult[] = [];
+  // One discovery per signature repository, shared by every authority that looks there.
+  const lookups = new Map<string, { classes: Set<ArtifactClass>; signatureRepository?: string; result?: Promise<DiscoveryResult> }>();
+  const plans = rule.authorities.map((authority) => {
+    const verifier = verifierFor(authority.kind);
+    if (!verifier) return { authority, verifier };
+    const needs = verifier.needs(authority);
+    const key = needs.signatureRepository ?? '';
+    const lookup = lookups.get(key) ?? { classes: new Set<ArtifactClass>(), signatureRepository: needs.signatureRepository };
+    needs.classes.forEach((c) => lookup.classes.add(c));
+    lookups.set(key, lookup);
+    return { authority, verifier, lookup };
+  });
+
+  let client: RegistryClient | undefined;
+  for (const lookup of lookups.values()) {
+    client ??= registry();
+    lookup.result = client.discover({ subject: subject.reference, classes: lookup.classes, signatureRepository: lookup.signatureRepository }, deadline);
+    lookup.result.then((r) => discovery.push(r)).catch(() => undefined);
+  }
+
+  const results = await Promise.all(
+    plans.map(async ({ authority, verifier, lookup }): Promise<AuthorityResult> => {
+      if (!verifier || !lookup?.result) {
+        return unsatisfied(authority.name, authority.kind, new PullguardError('NO_VERIFIER', `no verifier configured for ${authority.kind} authority "${authority.name}"`));
+      }
+      try {
+        const found = await lookup.result;
+        return await verifier.verify(authority, subject, found.artifacts, deadline);
+      } catch (e) {
+        return unsatisfied(authority.name, authority.kind, asPullguardError(e));
+      }
+    }),
+  );
+  return { results, discovery };
+}
+
+function unsatisfied(authority: string, kind: string, err: PullguardError): AuthorityResult {
+  return { authority, kind, satisfied: false, reason: err.message, code: err.code, signatures: [] };
+}
+

@@ -1,0 +1,121 @@
+import { Deadline, formatDuration } from '../common/deadline.js';
+import { asPullguardError, isConfigurationError, PullguardError } from '../common/errors.js';
+import { formatReference, parseReference } from '../common/reference.js';
+import { loadPolicy, policyPath } from '../policy/load.js';
+import type { Policy } from '../policy/model.js';
+import { createRegistryClient } from '../registry/index.js';
+import { applyMode, EXIT } from '../verdict/decision.js';
+import { decide, type DecideResult } from './decide.js';
+import { versionLine } from './version.js';
+
+const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
+
+containerd runs it as:
+  pullguard -name <ref> -digest <digest> -stdin-media-type application/vnd.oci.descriptor.v1+json
+
+Commands for people:
+  pullguard verify [--explain] [--policy FILE] <ref>   decide for an image, as a pull would
+  pullguard policy check [FILE]                        validate a policy
+  pullguard version                                    print version and commit
+
+Policy: $PULLGUARD_POLICY, else /etc/pullguard/policy.yaml.
+Exit codes: 0 allow, 1 deny, 2 configuration error (deny), 3 internal error (deny).`;
+
+type Out = (line: string) => void;
+
+export async function runHuman(argv: readonly string[], out: Out, err: Out, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'version':
+      case '--version':
+      case '-version':
+        out(versionLine());
+        return 0;
+      case 'policy':
+        if (rest[0] !== 'check' || rest.length > 2) return usage(err);
+        return policyCheck(rest[1] ?? policyPath(env), out);
+      case 'verify':
+        return await verifyCommand(rest, out, env);
+      case undefined:
+      case 'help':
+      case '-h':
+      case '-help':
+      case '--help':
+        out(USAGE);
+        return command === undefined ? EXIT.configError : 0;
+      default:
+        err(`pullguard: unknown command ${JSON.stringify(command)}`);
+        return usage(err);
+    }
+  } catch (e) {
+    const pe = asPullguardError(e);
+    err(`pullguard: ${pe.message} [${pe.code}]`);
+    return isConfigurationError(pe.code) ? EXIT.configError : pe.code === 'INTERNAL' ? EXIT.internalError : EXIT.deny;
+  }
+}
+
+function usage(err: Out): number {
+  err(USAGE);
+  return EXIT.configError;
+}
+
+function policyCheck(path: string, out: Out): number {
+  const policy = loadPolicy(path);
+  out(`policy ${path} is valid`);
+  out(`  mode ${policy.mode}, default ${policy.defaultAction}, timeout ${formatDuration(policy.timeoutMs)}, ${policy.rules.length} rule(s)`);
+  for (const r of policy.rules) {
+    const authorities = r.authorities.map((a) => `${a.kind}:${a.name}`).join(', ');
+    out(`  - ${r.name}: ${r.action} ${r.match.join(', ')}${authorities ? ` [${r.require} of ${authorities}]` : ''}`);
+  }
+  if (policy.timeoutMs >= 10_000) {
+    out(`  warning: timeout ${formatDuration(policy.timeoutMs)} is not under containerd's default per_verifier_timeout (10s); raise that too`);
+  }
+  return 0;
+}
+
+async function verifyCommand(args: readonly string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
+  let explain = false;
+  let file: string | undefined;
+  const refs: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--explain') explain = true;
+    else if (a === '--policy') file = args[++i];
+    else if (a.startsWith('--policy=')) file = a.slice('--policy='.length);
+    else if (a.startsWith('-')) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}`);
+    else refs.push(a);
+  }
+  if (refs.length !== 1 || (file !== undefined && file.length === 0)) throw new PullguardError('CONTRACT_ARGS', 'usage: pullguard verify [--explain] [--policy FILE] <ref>');
+  const policy = loadPolicy(file ?? policyPath(env));
+  const ref = parseReference(refs[0]!);
+  const deadline = new Deadline(policy.timeoutMs);
+  try {
+    const registry = createRegistryClient(policy.registry);
+    // Human mode only: a tag is resolved here; containerd always hands us the digest it will pull.
+    const descriptor = await registry.resolve(ref, deadline);
+    const subject = { reference: { domain: ref.domain, path: ref.path, digest: descriptor.digest }, descriptor };
+    const result = await decide(subject, policy, () => registry, deadline);
+    printDecision(result, policy, formatReference(subject.reference), explain, out);
+    return applyMode(result.decision, policy.mode).exitCode;
+  } finally {
+    deadline.dispose();
+  }
+}
+
+export function printDecision(result: DecideResult, policy: Policy, subject: string, explain: boolean, out: Out): void {
+  const decision = applyMode(result.decision, policy.mode);
+  out(`${decision.verdict === 'allow' ? 'ALLOW' : 'DENY'} ${subject}`);
+  out(`  reason: ${decision.reason}`);
+  out(result.match ? `  rule:   "${result.match.rule.name}" (${result.match.rule.action}), matched by pattern ${result.match.pattern.source}` : `  rule:   none matched; policy default is ${policy.defaultAction}`);
+  out(`  policy: ${policy.source} (mode ${policy.mode})`);
+  if (!explain) return;
+  for (const d of result.discovery) for (const note of d.notes) out(`  note:   ${note}`);
+  for (const a of decision.results) {
+    out(`  authority ${a.authority} (${a.kind}): ${a.satisfied ? 'satisfied' : 'NOT satisfied'}: ${a.reason}`);
+    for (const s of a.signatures) {
+      out(`    ${s.valid ? 'valid  ' : 'invalid'} ${s.class} ${s.artifact} via ${s.foundVia} in ${s.repository}${s.signer ? ` signer ${s.signer}` : ''}: ${s.reason}`);
+      for (const c of s.checks) out(`      ${c.result.padEnd(4)} ${c.check} [${c.enforcement}]${c.detail ? `: ${c.detail}` : ''}`);
+    }
+  }
+}

@@ -1,0 +1,130 @@
+import { writeSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { Deadline, DeadlineExceeded, formatDuration } from '../common/deadline.js';
+import { asPullguardError, PullguardError } from '../common/errors.js';
+import { parseReference } from '../common/reference.js';
+import { parseVerifierArgs, type VerifierArgs } from '../contract/args.js';
+import { checkArgs, checkDescriptorMatches, parseDescriptor } from '../contract/descriptor.js';
+import { readStdin } from '../contract/stdin.js';
+import { loadPolicy, policyPath } from '../policy/load.js';
+import { DEFAULT_TIMEOUT_MS, type Policy } from '../policy/model.js';
+import { createRegistryClient } from '../registry/index.js';
+import { formatLine, formatRecord, type RunContext } from '../output/emit.js';
+import { applyMode, errorDecision, EXIT, type Decision } from '../verdict/decision.js';
+import { decide } from './decide.js';
+
+export interface PullIo {
+  readonly argv: readonly string[];
+  readonly stdin: Readable;
+  readonly env: NodeJS.ProcessEnv;
+  /** Writes a chunk to stdout (fd 1) or stderr (fd 2), synchronously: we may exit right after. */
+  readonly write: (fd: 1 | 2, text: string) => void;
+}
+
+const defaultIo = (argv: readonly string[]): PullIo => ({
+  argv,
+  stdin: process.stdin,
+  env: process.env,
+  write: (fd, text) => writeSync(fd, text),
+});
+
+/**
+ * containerd mode: one decision, one stdout line, one stderr record, one exit code. Whatever happens
+ * (bad input, a broken policy, a hung registry, a bug) ends in a deny with a reason before the budget
+ * runs out, so containerd never has to kill us.
+ */
+export async function runPull(argv: readonly string[], io: PullIo = defaultIo(argv)): Promise<number> {
+  const ctx: { -readonly [K in keyof RunContext]: RunContext[K] } = { name: '', digest: '', startedAt: Date.now() };
+  let emitted: number | undefined;
+  const emit = (decision: Decision): number => {
+    if (emitted !== undefined) return emitted;
+    io.write(1, `${formatLine(decision, ctx)}\n`);
+    io.write(2, `${formatRecord(decision, ctx)}\n`);
+    emitted = decision.exitCode;
+    return emitted;
+  };
+
+  let mode: Policy['mode'] | undefined;
+  let budget = DEFAULT_TIMEOUT_MS;
+  let hardStop: NodeJS.Timeout | undefined;
+  const armHardStop = (ms: number) => {
+    clearTimeout(hardStop);
+    hardStop = setTimeout(() => {
+      const err = new PullguardError('DEADLINE_EXCEEDED', `timed out after ${formatDuration(ms)}`);
+      process.exitCode = emit(applyMode(errorDecision(err), mode ?? 'enforce'));
+      process.exit(process.exitCode);
+    }, ms - (Date.now() - ctx.startedAt));
+  };
+  armHardStop(budget);
+  const onCrash = (e: unknown) => {
+    const err = new PullguardError('INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(emit(errorDecision(err)));
+  };
+  process.once('uncaughtException', onCrash);
+
+  try {
+    let args: VerifierArgs;
+    try {
+      args = parseVerifierArgs(io.argv);
+    } finally {
+      const loose = looseArgs(io.argv);
+      ctx.name = loose.name;
+      ctx.digest = loose.digest;
+    }
+    checkArgs(args);
+    const parsed = parseReference(args.name);
+    if (parsed.digest && parsed.digest !== args.digest) {
+      throw new PullguardError('CONTRACT_DIGEST_MISMATCH', `-name pins ${parsed.digest} but -digest is ${args.digest}`);
+    }
+    const descriptor = parseDescriptor(await readStdin(io.stdin));
+    checkDescriptorMatches(args, descriptor);
+
+    const policy = loadPolicy(policyPath(io.env));
+    mode = policy.mode;
+    budget = policy.timeoutMs;
+    armHardStop(budget);
+
+    const deadline = new Deadline(budget, ctx.startedAt);
+    try {
+      const subject = { reference: { domain: parsed.domain, path: parsed.path, digest: args.digest }, descriptor };
+      const run = decide(subject, policy, () => createRegistryClient(policy.registry), deadline);
+      const { decision } = await raceDeadline(run, deadline);
+      return emit(applyMode(decision, policy.mode));
+    } finally {
+      deadline.dispose();
+    }
+  } catch (e) {
+    const err = e instanceof DeadlineExceeded ? new PullguardError('DEADLINE_EXCEEDED', e.message) : asPullguardError(e);
+    // Contract violations are denied whatever the mode: they mean the caller is broken, not the image.
+    const decision = errorDecision(err);
+    return emit(err.code.startsWith('CONTRACT_') || err.code.startsWith('POLICY_') ? decision : applyMode(decision, mode ?? 'enforce'));
+  } finally {
+    clearTimeout(hardStop);
+    process.off('uncaughtException', onCrash);
+  }
+}
+
+function raceDeadline<T>(work: Promise<T>, deadline: Deadline): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(deadline.signal.reason);
+    if (deadline.signal.aborted) return onAbort();
+    deadline.signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => deadline.signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** Best-effort name and digest for the output line even when the arguments are malformed. */
+function looseArgs(argv: readonly string[]): { name: string; digest: string } {
+  const get = (flag: string) => {
+    for (let i = 0; i < argv.length; i++) {
+      const a = argv[i]!;
+      if (a === `-${flag}` || a === `--${flag}`) return argv[i + 1] ?? '';
+      if (a.startsWith(`-${flag}=`) || a.startsWith(`--${flag}=`)) return a.slice(a.indexOf('=') + 1);
+    }
+    return '';
+  };
+  const clip = (s: string) => (s.length > 256 ? `${s.slice(0, 256)}…` : s);
+  return { name: clip(get('name')), digest: clip(get('digest')) };
+}
+
+export { EXIT };

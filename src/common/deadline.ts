@@ -1,0 +1,59 @@
+/**
+ * One budget for the whole run. Everything that waits (stdin, the network, helpers) takes its signal,
+ * so nothing can outlive the budget; the process-level timer in cli/ is the last line of defence.
+ */
+export class Deadline {
+  readonly startedAt: number;
+  readonly budgetMs: number;
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(budgetMs: number, now: number = Date.now()) {
+    this.startedAt = now;
+    this.budgetMs = budgetMs;
+    this.timer = setTimeout(() => this.controller.abort(new DeadlineExceeded(budgetMs)), budgetMs);
+    this.timer.unref();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  remainingMs(now: number = Date.now()): number {
+    return Math.max(0, this.startedAt + this.budgetMs - now);
+  }
+
+  elapsedMs(now: number = Date.now()): number {
+    return now - this.startedAt;
+  }
+
+  /** A signal that fires at `ms` from now or at the deadline, whichever is first: for one request. */
+  slice(ms: number): AbortSignal {
+    return AbortSignal.any([this.signal, AbortSignal.timeout(Math.max(1, Math.min(ms, this.remainingMs())))]);
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+export class DeadlineExceeded extends Error {
+  constructor(readonly budgetMs: number) {
+    super(`timed out after ${formatDuration(budgetMs)}`);
+    this.name = 'DeadlineExceeded';
+  }
+}
+
+export function formatDuration(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)}s` : `${ms}ms`;
+}
+
+/** Parses `8s`, `1500ms`, `2m` or a bare number of seconds. Returns undefined when malformed. */
+export function parseDuration(s: string | number): number | undefined {
+  if (typeof s === 'number') return Number.isFinite(s) && s > 0 ? Math.round(s * 1000) : undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$/.exec(s);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const ms = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
+  return ms > 0 ? Math.round(ms) : undefined;
+}

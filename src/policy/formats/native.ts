@@ -1,0 +1,58 @@
+import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
+import { PullguardError } from '../../common/errors.js';
+import { describeIssue } from '../../common/schema.js';
+import { AUTHORITY_KINDS } from '../authorities/index.js';
+import { DEFAULT_TIMEOUT_MS, type Authority, type Policy } from '../model.js';
+import { policyDocumentSchema, type PolicyDocument } from '../schema.js';
+
+/** pullguard's own YAML policy (also accepts JSON, which is YAML). */
+export function parseNativePolicy(text: string, source: string): Policy {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  const syntaxError = doc.errors[0];
+  if (syntaxError) {
+    const line = syntaxError.linePos?.[0]?.line;
+    throw invalid(source, line, syntaxError.message.split('\n')[0]!);
+  }
+  const parsed = policyDocumentSchema.safeParse(doc.toJS({ maxAliasCount: 100 }) ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw invalid(source, lineOf(doc, lineCounter, issue.path), describeIssue(issue));
+  }
+  return toModel(parsed.data, source);
+}
+
+function toModel(doc: PolicyDocument, source: string): Policy {
+  return {
+    source,
+    mode: doc.mode,
+    timeoutMs: doc.timeout ?? DEFAULT_TIMEOUT_MS,
+    defaultAction: doc.default,
+    registry: doc.registry,
+    rules: doc.rules.map((r) => ({
+      name: r.name,
+      match: typeof r.match === 'string' ? [r.match] : r.match,
+      action: r.action,
+      message: r.message,
+      require: r.require,
+      authorities: (r.authorities ?? []).map((a, i): Authority => {
+        const kind = AUTHORITY_KINDS.find((k) => (a as Record<string, unknown>)[k] !== undefined)!;
+        return { name: a.name ?? `${r.name}/${kind}#${i + 1}`, kind, spec: (a as Record<string, unknown>)[kind] };
+      }),
+    })),
+  };
+}
+
+/** The line of the deepest YAML node that exists along `path`: the offending key, or its parent. */
+function lineOf(doc: Document, lc: LineCounter, path: readonly PropertyKey[]): number | undefined {
+  for (let n = path.length; n >= 0; n--) {
+    const node = doc.getIn(path.slice(0, n) as unknown[], true);
+    if (isNode(node) && node.range) return lc.linePos(node.range[0]).line;
+  }
+  return undefined;
+}
+
+function invalid(source: string, line: number | undefined, message: string): PullguardError {
+  const where = line !== undefined ? `${source}:${line}` : source;
+  return new PullguardError('POLICY_INVALID', `invalid policy ${where}: ${message}`, { path: source, line });
+}

@@ -1,0 +1,88 @@
+import { parseDuration } from '../common/deadline.js';
+import * as z from 'zod/mini';
+import { AUTHORITY_KINDS, authoritySpecSchemas } from './authorities/index.js';
+import { validatePattern } from './match.js';
+
+const name = z.string().check(z.minLength(1), z.maxLength(128));
+
+const pattern = z.string().check(
+  z.superRefine((p, ctx) => {
+    const problem = validatePattern(p);
+    if (problem) ctx.issues.push({ code: 'custom', message: problem, input: p });
+  }),
+);
+
+const duration = z.pipe(
+  z.union([z.string(), z.number()]),
+  z.transform((v: string | number, ctx) => {
+    const ms = parseDuration(v);
+    if (ms === undefined || ms > 300_000) {
+      ctx.issues.push({ code: 'custom', message: `invalid duration ${JSON.stringify(v)} (use e.g. "8s" or "1500ms", at most 5m)`, input: v });
+      return z.NEVER;
+    }
+    return ms;
+  }),
+);
+
+const authority = z
+  .strictObject({
+    name: z.optional(name),
+    ...(Object.fromEntries(AUTHORITY_KINDS.map((k) => [k, z.optional(authoritySpecSchemas[k])])) as {
+      [K in keyof typeof authoritySpecSchemas]: z.ZodMiniOptional<(typeof authoritySpecSchemas)[K]>;
+    }),
+  })
+  .check(
+    z.superRefine((a, ctx) => {
+      const kinds = AUTHORITY_KINDS.filter((k) => a[k] !== undefined);
+      if (kinds.length !== 1) ctx.issues.push({ code: 'custom', message: `an authority needs exactly one of: ${AUTHORITY_KINDS.join(', ')}`, input: a });
+    }),
+  );
+
+const rule = z
+  .strictObject({
+    name,
+    match: z.union([pattern, z.array(pattern).check(z.minLength(1))]),
+    action: z.enum(['allow', 'deny', 'verify']),
+    message: z.optional(z.string().check(z.maxLength(200))),
+    require: z._default(z.enum(['all', 'any']), 'all'),
+    authorities: z.optional(z.array(authority)),
+  })
+  .check(
+    z.superRefine((r, ctx) => {
+      if (r.action === 'verify' && (!r.authorities || r.authorities.length === 0)) {
+        ctx.issues.push({ code: 'custom', path: ['authorities'], message: 'a verify rule needs at least one authority', input: r });
+      }
+      if (r.action !== 'verify' && r.authorities) {
+        ctx.issues.push({ code: 'custom', path: ['authorities'], message: `authorities only apply to action "verify", not "${r.action}"`, input: r });
+      }
+    }),
+  );
+
+export const policyDocumentSchema = z
+  .strictObject({
+    version: z.literal(1),
+    mode: z._default(z.enum(['enforce', 'audit']), 'enforce'),
+    timeout: z.optional(duration),
+    default: z._default(z.enum(['allow', 'deny']), 'deny'),
+    registry: z._default(
+      z.strictObject({
+        containerdConfig: z.optional(z.string().check(z.minLength(1))),
+        dockerConfig: z.optional(z.string().check(z.minLength(1))),
+        maxBlobBytes: z.optional(z.number().check(z.int(), z.positive(), z.maximum(64 * 1024 * 1024))),
+        maxReferrers: z.optional(z.number().check(z.int(), z.positive(), z.maximum(10_000))),
+      }),
+      {},
+    ),
+    rules: z._default(z.array(rule), []),
+  })
+  .check(
+    z.superRefine((doc, ctx) => {
+      const seen = new Set<string>();
+      doc.rules.forEach((r, i) => {
+        if (seen.has(r.name)) ctx.issues.push({ code: 'custom', path: ['rules', i, 'name'], message: `duplicate rule name "${r.name}"`, input: r.name });
+        seen.add(r.name);
+      });
+    }),
+  );
+
+export type PolicyDocument = z.output<typeof policyDocumentSchema>;

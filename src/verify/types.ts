@@ -1,0 +1,54 @@
+import type { Deadline } from '../common/deadline.js';
+import type { ErrorCode } from '../common/errors.js';
+import type { Reference } from '../common/reference.js';
+import type { Descriptor } from '../contract/descriptor.js';
+import type { Authority } from '../policy/model.js';
+import type { ArtifactClass, FoundVia, SignatureArtifact } from '../registry/types.js';
+
+/** The image being pulled: exactly `-digest`, under the name containerd gave. */
+export interface Subject {
+  readonly reference: Reference & { digest: string };
+  readonly descriptor: Descriptor;
+}
+
+/**
+ * One check on one signature, in the vocabulary of notation's verification levels: a failed check that
+ * is only `logged` does not invalidate the signature.
+ */
+export interface CheckOutcome {
+  readonly check: string;
+  readonly result: 'pass' | 'fail' | 'skip';
+  readonly enforcement: 'enforced' | 'logged' | 'skipped';
+  readonly detail?: string;
+}
+
+export interface SignatureResult {
+  readonly class: ArtifactClass;
+  readonly foundVia: FoundVia;
+  readonly repository: string;
+  readonly artifact: string;
+  readonly valid: boolean;
+  /** Why it is valid or not, one line. */
+  readonly reason: string;
+  readonly code?: ErrorCode;
+  /** Who signed: key id, certificate subject or SAN. Never secret. */
+  readonly signer?: string;
+  readonly checks: readonly CheckOutcome[];
+}
+
+export interface AuthorityResult {
+  readonly authority: string;
+  readonly kind: string;
+  readonly satisfied: boolean;
+  readonly reason: string;
+  readonly code?: ErrorCode;
+  readonly signatures: readonly SignatureResult[];
+}
+
+/** A verifier for one authority kind (cosign, notation). Pure with respect to the network: artifacts come in. */
+export interface Verifier {
+  readonly kind: string;
+  /** Which artifacts (and where) discovery must fetch for this authority. */
+  needs(authority: Authority): { classes: readonly ArtifactClass[]; signatureRepository?: string };
+  verify(authority: Authority, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult>;
+}

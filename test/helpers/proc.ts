@@ -1,0 +1,74 @@
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Every daemon a test starts, so that an aborted run still stops them by PID. */
+const started = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of started) if (p.exitCode === null && p.pid) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+});
+
+export interface Daemon {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  /** Everything it printed so far (stdout and stderr). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+export function startDaemon(cmd: string, args: string[], opts: SpawnOptions = {}): Daemon {
+  const proc = spawn(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.add(proc);
+  let out = '';
+  const append = (b: Buffer) => {
+    out += b.toString();
+    if (out.length > 8 * 1024 * 1024) out = out.slice(-4 * 1024 * 1024);
+  };
+  proc.stdout!.on('data', append);
+  proc.stderr!.on('data', append);
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  if (!proc.pid) throw new Error(`cannot start ${cmd}`);
+  return {
+    proc,
+    pid: proc.pid,
+    output: () => out,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        process.kill(proc.pid!, 'SIGTERM');
+        const done = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+        if (!done) {
+          process.kill(proc.pid!, 'SIGKILL');
+          await exited;
+        }
+      }
+      started.delete(proc);
+    },
+  };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes. */
+export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000, daemon?: Daemon): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    try {
+      if (await check()) return;
+    } catch {
+      /* not yet */
+    }
+    if (daemon && daemon.proc.exitCode !== null) throw new Error(`${what}: process exited (${daemon.proc.exitCode}):\n${daemon.output().slice(-4000)}`);
+    await sleep(100);
+  }
+  throw new Error(`${what}: not ready after ${timeoutMs}ms${daemon ? `:\n${daemon.output().slice(-4000)}` : ''}`);
+}
