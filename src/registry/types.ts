@@ -41,6 +41,8 @@ export interface SignatureArtifact {
   /** Digest of the artifact's manifest (verified). */
   readonly digest: string;
   readonly manifest: OciManifest;
+  /** A hint at who signed, for `--explain` (e.g. notation's certificate thumbprint annotation). Never trusted. */
+  readonly signerHint?: string;
   /** Fetches one of the manifest's blobs, capped and checked against its digest. */
   fetchBlob(descriptor: OciDescriptor): Promise<Uint8Array>;
 }
