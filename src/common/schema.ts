@@ -17,12 +17,16 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('');
 }
 
+/** Parse options that keep the offending input in issues, so messages can say "got array" or "missing". */
+export const PARSE_OPTIONS = { reportInput: true } as const;
+
 function issueMessage(issue: Issue): string {
   const i = issue as Issue & Record<string, unknown>;
   switch (issue.code) {
     case 'invalid_type':
-      return i.input === undefined ? `required ${String(i.expected)} is missing` : `expected ${String(i.expected)}, got ${typeName(i.input)}`;
+      return !('input' in i) || i.input === undefined ? `required ${String(i.expected)} is missing` : `expected ${String(i.expected)}, got ${typeName(i.input)}`;
     case 'invalid_value':
+      if (!('input' in i) || i.input === undefined) return `required, one of ${(i.values as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
       return `must be one of ${(i.values as unknown[]).map((v) => JSON.stringify(v)).join(', ')}${i.input !== undefined ? `, got ${JSON.stringify(i.input)}` : ''}`;
     case 'unrecognized_keys':
       return `unknown key${(i.keys as string[]).length > 1 ? 's' : ''} ${(i.keys as string[]).map((k) => `"${k}"`).join(', ')}`;
@@ -32,8 +36,14 @@ function issueMessage(issue: Issue): string {
       return i.origin === 'array' ? `at most ${String(i.maximum)} item(s)` : i.origin === 'string' ? `at most ${String(i.maximum)} characters` : `must be ${i.inclusive ? '<=' : '<'} ${String(i.maximum)}`;
     case 'invalid_format':
       return `malformed ${String(i.format)}`;
-    case 'invalid_union':
-      return 'matches none of the allowed forms';
+    case 'invalid_union': {
+      // Report the branch that got past the type check: that is the form the author meant.
+      const branches = (i.errors as Issue[][] | undefined) ?? [];
+      const meant = branches.find((b) => b[0] && b[0].code !== 'invalid_type')?.[0];
+      if (!meant) return 'matches none of the allowed forms';
+      const sub = formatPath(meant.path);
+      return sub ? `${sub}: ${issueMessage(meant)}` : issueMessage(meant);
+    }
     default:
       return issue.message && issue.message !== 'Invalid input' ? issue.message : 'invalid value';
   }

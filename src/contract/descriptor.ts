@@ -1,6 +1,6 @@
 import { isDigest, shortDigest } from '../common/digest.js';
 import { PullguardError } from '../common/errors.js';
-import { describeIssue, refineWith } from '../common/schema.js';
+import { describeIssue, PARSE_OPTIONS, refineWith } from '../common/schema.js';
 import * as z from 'zod/mini';
 import { OCI_DESCRIPTOR, PULLABLE_MEDIA_TYPES } from './media-types.js';
 import type { VerifierArgs } from './args.js';
@@ -25,7 +25,7 @@ export function parseDescriptor(stdin: Buffer | string): Descriptor {
   } catch (e) {
     throw new PullguardError('CONTRACT_DESCRIPTOR', `stdin is not JSON: ${(e as Error).message}`);
   }
-  const parsed = descriptorSchema.safeParse(json);
+  const parsed = descriptorSchema.safeParse(json, PARSE_OPTIONS);
   if (!parsed.success) {
     throw new PullguardError('CONTRACT_DESCRIPTOR', `bad descriptor on stdin: ${describeIssue(parsed.error.issues[0]!)}`);
   }

@@ -18,6 +18,7 @@ export interface CompiledPattern {
   readonly regex: RegExp;
   readonly digest?: string;
   readonly literalChars: number;
+  /** `*` counts 1 and `**` counts 2: the one that can match more is the less specific. */
   readonly wildcards: number;
 }
 
@@ -30,7 +31,8 @@ export function validatePattern(p: string): string | undefined {
   if (at >= 0 && repo.includes('*')) return 'a digest-pinned pattern cannot contain wildcards';
   if (/\*{3,}/.test(repo)) return 'use * or **, not ***';
   const last = repo.slice(repo.lastIndexOf('/') + 1);
-  if (repo.includes('/') && last.includes(':')) return `patterns match repositories, not tags: drop ":${last.split(':')[1]}"`;
+  // Without a `/`, `a:b` is `name:tag` (a registry host alone is not a repository).
+  if (last.includes(':')) return `patterns match repositories, not tags: drop ":${last.split(':')[1]}"`;
   if (!/^[a-zA-Z0-9._:\-/*[\]]+$/.test(repo)) return `invalid characters in pattern ${JSON.stringify(p)}`;
   return undefined;
 }
@@ -43,11 +45,14 @@ export function compilePattern(source: string): CompiledPattern {
   let wildcards = 0;
   for (let i = 0; i < normalized.length; i++) {
     if (normalized[i] === '*') {
-      wildcards++;
       if (normalized[i + 1] === '*') {
         re += '.*';
+        wildcards += 2;
         i++;
-      } else re += '[^/]*';
+      } else {
+        re += '[^/]*';
+        wildcards += 1;
+      }
     } else re += normalized[i]!.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
   }
   return {

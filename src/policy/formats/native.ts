@@ -1,6 +1,6 @@
 import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
 import { PullguardError } from '../../common/errors.js';
-import { describeIssue } from '../../common/schema.js';
+import { describeIssue, PARSE_OPTIONS } from '../../common/schema.js';
 import { AUTHORITY_KINDS } from '../authorities/index.js';
 import { DEFAULT_TIMEOUT_MS, type Authority, type Policy } from '../model.js';
 import { policyDocumentSchema, type PolicyDocument } from '../schema.js';
@@ -11,10 +11,10 @@ export function parseNativePolicy(text: string, source: string): Policy {
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   const syntaxError = doc.errors[0];
   if (syntaxError) {
-    const line = syntaxError.linePos?.[0]?.line;
+    const line = lineCounter.linePos(syntaxError.pos[0]).line;
     throw invalid(source, line, syntaxError.message.split('\n')[0]!);
   }
-  const parsed = policyDocumentSchema.safeParse(doc.toJS({ maxAliasCount: 100 }) ?? {});
+  const parsed = policyDocumentSchema.safeParse(doc.toJS({ maxAliasCount: 100 }) ?? {}, PARSE_OPTIONS);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw invalid(source, lineOf(doc, lineCounter, issue.path), describeIssue(issue));

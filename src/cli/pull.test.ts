@@ -1,0 +1,122 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, describe, expect, test } from 'vitest';
+import { runPull } from './pull.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pg-pull-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const D = `sha256:${'e'.repeat(64)}`;
+const DESC = JSON.stringify({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: D, size: 100 });
+const MT = 'application/vnd.oci.descriptor.v1+json';
+
+function policy(text: string): string {
+  const f = join(dir, `p${Math.random().toString(36).slice(2)}.yaml`);
+  writeFileSync(f, text);
+  return f;
+}
+
+async function run(argv: string[], stdin: string | undefined, env: Record<string, string>) {
+  const input = new PassThrough();
+  if (stdin !== undefined) input.end(stdin);
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runPull(argv, { argv, stdin: input, env, write: (fd, t) => (fd === 1 ? out : err).push(t) });
+  return { code, stdout: out.join(''), record: JSON.parse(err.join('')) as Record<string, unknown> };
+}
+
+const args = (name = 'localhost:5000/app:v1', digest = D) => ['-name', name, '-digest', digest, '-stdin-media-type', MT];
+
+const ALLOW_DENY = policy(`
+version: 1
+rules:
+  - {name: ok, match: localhost:5000/app, action: allow}
+  - {name: nope, match: localhost:5000/blocked, action: deny}
+  - {name: signed, match: localhost:5000/signed, action: verify, authorities: [{name: k, cosign: {}}]}
+`);
+
+describe('containerd mode', () => {
+  test('allow: exit 0, one line, a decision record', async () => {
+    const r = await run(args(), DESC, { PULLGUARD_POLICY: ALLOW_DENY });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`allowed localhost:5000/app@sha256:eeeeeeeeeeee…: allowed by policy (rule "ok")\n`);
+    expect(r.record).toMatchObject({ component: 'pullguard', name: 'localhost:5000/app:v1', digest: D, rule: 'ok', verdict: 'allow', mode: 'enforce', exitCode: 0 });
+    expect(typeof r.record.durationMs).toBe('number');
+  });
+
+  test('deny by rule: exit 1', async () => {
+    const r = await run(args('localhost:5000/blocked:v1'), DESC, { PULLGUARD_POLICY: ALLOW_DENY });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^denied localhost:5000\/blocked@sha256:eeee.*: denied by policy \(rule "nope"\)\n$/);
+  });
+
+  test('no rule: the default (deny)', async () => {
+    const r = await run(args('ghcr.io/other/app:v1'), DESC, { PULLGUARD_POLICY: ALLOW_DENY });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('no rule matches; default is deny');
+  });
+
+  test('verify without a verifier denies', async () => {
+    const r = await run(args('localhost:5000/signed:v1'), DESC, { PULLGUARD_POLICY: ALLOW_DENY });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/no verifier configured for cosign authority "k"|no valid signature|signature/);
+  });
+
+  test('audit mode allows but records the deny', async () => {
+    const p = policy('version: 1\nmode: audit\nrules: [{name: nope, match: "**", action: deny}]\n');
+    const r = await run(args(), DESC, { PULLGUARD_POLICY: p });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('audit mode, would deny: denied by policy');
+    expect(r.record).toMatchObject({ verdict: 'allow', policyVerdict: 'deny', mode: 'audit' });
+  });
+
+  test('missing policy: config error exit 2, path in the reason', async () => {
+    const r = await run(args(), DESC, { PULLGUARD_POLICY: join(dir, 'absent.yaml') });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toContain(`no policy at ${join(dir, 'absent.yaml')}`);
+  });
+
+  test('broken policy: config error exit 2 with file:line', async () => {
+    const p = policy('version: 1\nrules:\n  - name: a\n    match: x\n    action: maybe\n');
+    const r = await run(args(), DESC, { PULLGUARD_POLICY: p });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toContain(`invalid policy ${p}:5: rules[0].action`);
+  });
+
+  test.each([
+    ['missing args', ['-name', 'x'], DESC, /bad verifier arguments: missing -digest/],
+    ['bad stdin media type', ['-name', 'localhost:5000/app', '-digest', D, '-stdin-media-type', 'text/plain'], DESC, /unsupported -stdin-media-type/],
+    ['malformed digest', args('localhost:5000/app', 'sha256:zz'), DESC, /malformed -digest/],
+    ['malformed name', args('NOT A REF'), DESC, /invalid image reference/],
+    ['name pins another digest', args(`localhost:5000/app@sha256:${'f'.repeat(64)}`), DESC, /-name pins sha256:f+ but -digest is/],
+    ['empty stdin', args(), '', /stdin is empty/],
+    ['malformed stdin', args(), '{"mediaType":', /stdin is not JSON/],
+    ['oversized stdin', args(), 'x'.repeat(70_000), /stdin larger than/],
+    ['digest mismatch', args(), DESC.replace(/e{64}/, 'a'.repeat(64)), /descriptor digest sha256:aaaa.* does not match -digest/],
+    ['layer media type', args(), DESC.replace('manifest.v1+json', 'layer.v1.tar+gzip'), /mediaType: must be one of/],
+  ])('%s is denied with a one-line reason', async (_what, argv, stdin, reason) => {
+    const t0 = Date.now();
+    const r = await run(argv, stdin, { PULLGUARD_POLICY: ALLOW_DENY });
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(reason);
+    expect(r.stdout.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stdout).not.toMatch(/\n\s+at /);
+  });
+
+  test('an open stdin is denied at the read deadline, under 1s', async () => {
+    const t0 = Date.now();
+    const r = await run(args(), undefined, { PULLGUARD_POLICY: ALLOW_DENY });
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/stdin was not closed within/);
+  });
+
+  test('contract violations deny even in audit mode', async () => {
+    const p = policy('version: 1\nmode: audit\ndefault: allow\n');
+    const r = await run(args(), DESC.replace(/e{64}/, 'a'.repeat(64)), { PULLGUARD_POLICY: p });
+    expect(r.code).toBe(1);
+  });
+});

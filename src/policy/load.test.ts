@@ -1,0 +1,95 @@
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { loadPolicy, parsePolicyText, policyPath } from './load.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pg-policy-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const VALID = `
+version: 1
+mode: audit
+timeout: 5s
+default: allow
+rules:
+  - name: pause
+    match: registry.k8s.io/pause
+    action: allow
+  - name: prod
+    match: [ghcr.io/org/**, localhost:5000/app]
+    action: verify
+    require: any
+    authorities:
+      - name: release
+        cosign: {}
+  - name: blocked
+    match: docker.io/**
+    action: deny
+    message: Docker Hub is not allowed here
+`;
+
+describe('native policy', () => {
+  test('a valid policy becomes the model', () => {
+    const p = parsePolicyText(VALID, 'p.yaml');
+    expect(p).toMatchObject({ mode: 'audit', timeoutMs: 5000, defaultAction: 'allow', source: 'p.yaml' });
+    expect(p.rules.map((r) => r.name)).toEqual(['pause', 'prod', 'blocked']);
+    expect(p.rules[1]).toMatchObject({ match: ['ghcr.io/org/**', 'localhost:5000/app'], require: 'any', authorities: [{ name: 'release', kind: 'cosign' }] });
+    expect(p.rules[2]!.message).toBe('Docker Hub is not allowed here');
+  });
+
+  test('defaults: enforce, deny, 8s', () => {
+    expect(parsePolicyText('version: 1\n', 'p')).toMatchObject({ mode: 'enforce', defaultAction: 'deny', timeoutMs: 8000, rules: [] });
+  });
+
+  test.each([
+    ['version: 1\nrules:\n  - name: a\n    match: x\n    action: alow\n', 'p.yaml:5', /rules\[0\]\.action: must be one of "allow", "deny", "verify"/],
+    ['version: 1\nrules:\n  - name: a\n    match: x\n    action: allow\n    colour: red\n', 'p.yaml:3', /unknown key "colour"/],
+    ['version: 1\nrules:\n  - name: a\n    match: nginx:latest\n    action: allow\n', 'p.yaml:4', /not tags/],
+    ['version: 1\nrules:\n  - name: a\n    match: x\n    action: verify\n', 'p.yaml:3', /authorities: a verify rule needs at least one authority/],
+    ['version: 1\nrules:\n  - name: a\n    match: x\n    action: verify\n    authorities:\n      - name: k\n', 'p.yaml:7', /exactly one of: cosign, notation/],
+    ['version: 1\nrules:\n  - {name: a, match: x, action: allow}\n  - {name: a, match: y, action: deny}\n', 'p.yaml:4', /duplicate rule name "a"/],
+    ['version: 2\n', 'p.yaml:1', /version/],
+    ['version: 1\ntimeout: forever\n', 'p.yaml:2', /invalid duration "forever"/],
+    ['version: 1\nrules: [\n', 'p.yaml', /invalid policy p.yaml/],
+    ['version: 1\nversion: 1\n', 'p.yaml:2', /unique/i],
+    ['- just\n- a list\n', 'p.yaml', /expected object, got array/],
+  ])('rejects with key and line: %j', (text, where, message) => {
+    let err: Error | undefined;
+    try {
+      parsePolicyText(text, 'p.yaml');
+    } catch (e) {
+      err = e as Error;
+    }
+    expect(err?.message).toMatch(message);
+    expect(err?.message).toContain(`invalid policy ${where}`);
+    expect((err as { code?: string }).code).toBe('POLICY_INVALID');
+  });
+
+  test('an empty file is a valid... no: it lacks a version', () => {
+    expect(() => parsePolicyText('', 'p.yaml')).toThrow(/version/);
+  });
+});
+
+describe('loadPolicy fails closed with the path in the reason', () => {
+  test('missing', () => {
+    expect(() => loadPolicy(join(dir, 'nope.yaml'))).toThrow(`no policy at ${join(dir, 'nope.yaml')}`);
+  });
+  test('unreadable', () => {
+    const f = join(dir, 'secret.yaml');
+    writeFileSync(f, 'version: 1\n');
+    chmodSync(f, 0o000);
+    // root reads anything; the check only means something for other users.
+    if (process.getuid?.() === 0) expect(loadPolicy(f).rules).toEqual([]);
+    else expect(() => loadPolicy(f)).toThrow(/cannot read policy/);
+  });
+  test('a file', () => {
+    const f = join(dir, 'ok.yaml');
+    writeFileSync(f, VALID);
+    expect(loadPolicy(f).rules).toHaveLength(3);
+  });
+  test('PULLGUARD_POLICY overrides the default path', () => {
+    expect(policyPath({ PULLGUARD_POLICY: '/x/p.yaml' })).toBe('/x/p.yaml');
+    expect(policyPath({})).toBe('/etc/pullguard/policy.yaml');
+  });
+});

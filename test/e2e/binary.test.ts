@@ -1,0 +1,114 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { pullguardBinary } from '../helpers/tools.js';
+
+/**
+ * The shipped single executable, run the way containerd runs it: a bare environment with no Node.js on
+ * PATH, argv from bindir.go, the descriptor on stdin.
+ */
+const bin = pullguardBinary();
+const dir = mkdtempSync(join(tmpdir(), 'pg-bin-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const D = `sha256:${'7'.repeat(64)}`;
+const DESC = JSON.stringify({ mediaType: 'application/vnd.oci.image.index.v1+json', digest: D, size: 300 });
+const MT = 'application/vnd.oci.descriptor.v1+json';
+const POLICY = join(dir, 'policy.yaml');
+writeFileSync(POLICY, 'version: 1\nrules:\n  - {name: pause, match: registry.k8s.io/pause, action: allow}\n');
+
+/** No PATH at all: proves the executable needs no node and no shell. */
+function runBin(args: string[], stdin: string | null, env: Record<string, string> = { PULLGUARD_POLICY: POLICY }) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string; ms: number }>((resolve) => {
+    const t0 = performance.now();
+    const p = spawn(bin, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (b) => (stdout += b));
+    p.stderr.on('data', (b) => (stderr += b));
+    p.on('close', (code) => resolve({ code, stdout, stderr, ms: performance.now() - t0 }));
+    // pullguard stops reading at its cap and exits: a write past that is expected to fail.
+    p.stdin.on('error', () => undefined);
+    if (stdin !== null) p.stdin.end(stdin);
+  });
+}
+
+const argv = (name: string, digest = D) => ['-name', name, '-digest', digest, '-stdin-media-type', MT];
+
+describe('dist/pullguard, the single executable', () => {
+  test('runs with an empty environment (no node, no PATH)', () => {
+    const r = spawnSync(bin, ['--version'], { env: { PATH: '/nonexistent' }, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^pullguard \d+\.\d+\.\d+ \(commit ([0-9a-f]{7,}|unknown), node 24\./);
+  });
+
+  test('allows by rule: exit 0, one line, decision record on stderr', async () => {
+    const r = await runBin(argv('registry.k8s.io/pause:3.10'), DESC);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`allowed registry.k8s.io/pause@sha256:777777777777…: allowed by policy (rule "pause")\n`);
+    expect(JSON.parse(r.stderr)).toMatchObject({ component: 'pullguard', verdict: 'allow', rule: 'pause', digest: D });
+  });
+
+  test.each([
+    ['no arguments at all', ['-name'], DESC, 1, /bad verifier arguments/],
+    ['unknown flag', [...argv('registry.k8s.io/pause'), '-operation', 'run'], DESC, 1, /unknown flag -operation/],
+    ['malformed stdin', argv('registry.k8s.io/pause'), 'not json', 1, /stdin is not JSON/],
+    ['oversized stdin', argv('registry.k8s.io/pause'), 'x'.repeat(1 << 20), 1, /stdin larger than 65536 bytes/],
+    ['digest mismatch', argv('registry.k8s.io/pause', `sha256:${'8'.repeat(64)}`), DESC, 1, /does not match -digest/],
+    ['unmatched image', argv('docker.io/library/nginx:latest'), DESC, 1, /no rule matches; default is deny/],
+  ])('%s: denied, one line, under 1s', async (_w, args, stdin, code, reason) => {
+    const r = await runBin(args, stdin);
+    expect(r.code).toBe(code);
+    expect(r.stdout).toMatch(reason);
+    expect(r.stdout.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(r.stdout + r.stderr).not.toMatch(/\n\s+at .+:\d+:\d+/);
+    expect(r.ms).toBeLessThan(1000);
+  });
+
+  test('stdin never closed: denied at the read deadline, under 1s', async () => {
+    const r = await new Promise<{ code: number | null; stdout: string; ms: number }>((resolve) => {
+      const t0 = performance.now();
+      const p = spawn(bin, argv('registry.k8s.io/pause'), { env: { PULLGUARD_POLICY: POLICY }, stdio: ['pipe', 'pipe', 'ignore'] });
+      let stdout = '';
+      p.stdout.on('data', (b) => (stdout += b));
+      p.on('close', (code) => resolve({ code, stdout, ms: performance.now() - t0 }));
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/stdin was not closed within 750ms/);
+    expect(r.ms).toBeLessThan(1000);
+  });
+
+  test('missing policy: exit 2, the path in the reason, under 1s', async () => {
+    const r = await runBin(argv('registry.k8s.io/pause'), DESC, { PULLGUARD_POLICY: join(dir, 'none.yaml') });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toContain(`no policy at ${join(dir, 'none.yaml')}`);
+    expect(r.ms).toBeLessThan(1000);
+  });
+
+  test('the default policy location is /etc/pullguard/policy.yaml', async () => {
+    const r = await runBin(argv('registry.k8s.io/pause'), DESC, {});
+    // CI machines have no /etc/pullguard; a developer machine might.
+    if (r.code === 2) expect(r.stdout).toContain('/etc/pullguard/policy.yaml');
+    else expect(r.stderr).toContain('"component":"pullguard"');
+  });
+
+  test('broken policy: exit 2 with file:line, under 1s', async () => {
+    const broken = join(dir, 'broken.yaml');
+    writeFileSync(broken, 'version: 1\nrules:\n  - name: a\n    match: registry.k8s.io/pause\n    action: allow\n    typo: 1\n');
+    const r = await runBin(argv('registry.k8s.io/pause'), DESC, { PULLGUARD_POLICY: broken });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toContain(`invalid policy ${broken}:3: rules[0]: unknown key "typo"`);
+    expect(r.ms).toBeLessThan(1000);
+  });
+
+  test('policy check', () => {
+    const ok = spawnSync(bin, ['policy', 'check', POLICY], { env: {}, encoding: 'utf8' });
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toContain(`policy ${POLICY} is valid`);
+    const bad = spawnSync(bin, ['policy', 'check', join(dir, 'none.yaml')], { env: {}, encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('no policy at');
+  });
+});
