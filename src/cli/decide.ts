@@ -21,14 +21,15 @@ export async function decide(subject: Subject, policy: Policy, registry: () => R
   const match = new RuleMatcher(policy.rules).find(subject.reference, subject.reference.digest);
   if (!match) {
     const verdict = policy.defaultAction;
-    return { decision: ruleDecision(undefined, verdict, `no rule matches; default is ${verdict}`), discovery: [] };
+    const code = verdict === 'deny' ? 'POLICY_DENIED' : undefined;
+    return { decision: ruleDecision(undefined, verdict, `no rule matches; default is ${verdict}`, [], code), discovery: [] };
   }
   const { rule } = match;
   switch (rule.action) {
     case 'allow':
       return { decision: ruleDecision(rule, 'allow', 'allowed by policy'), match, discovery: [] };
     case 'deny':
-      return { decision: ruleDecision(rule, 'deny', rule.message ?? 'denied by policy', [], 'SIGNATURE_UNTRUSTED'), match, discovery: [] };
+      return { decision: ruleDecision(rule, 'deny', rule.message ?? 'denied by policy', [], 'POLICY_DENIED'), match, discovery: [] };
     case 'verify': {
       const { results, discovery } = await verifyRule(rule, subject, registry, deadline);
       return { decision: verifyDecision(rule, results), match, discovery };

@@ -110,7 +110,13 @@ export function printDecision(result: DecideResult, policy: Policy, subject: str
   out(result.match ? `  rule:   "${result.match.rule.name}" (${result.match.rule.action}), matched by pattern ${result.match.pattern.source}` : `  rule:   none matched; policy default is ${policy.defaultAction}`);
   out(`  policy: ${policy.source} (mode ${policy.mode})`);
   if (!explain) return;
-  for (const d of result.discovery) for (const note of d.notes) out(`  note:   ${note}`);
+  for (const d of result.discovery) {
+    for (const note of d.notes) out(`  note:   ${note}`);
+    out(`  found ${d.artifacts.length} signature artifact(s):`);
+    for (const a of d.artifacts) {
+      out(`    ${a.class} ${a.digest} via ${a.foundVia} in ${a.repository}${a.signerHint ? ` (signer hint: ${a.signerHint})` : ''}`);
+    }
+  }
   for (const a of decision.results) {
     out(`  authority ${a.authority} (${a.kind}): ${a.satisfied ? 'satisfied' : 'NOT satisfied'}: ${a.reason}`);
     for (const s of a.signatures) {

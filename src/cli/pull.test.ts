@@ -34,7 +34,7 @@ version: 1
 rules:
   - {name: ok, match: localhost:5000/app, action: allow}
   - {name: nope, match: localhost:5000/blocked, action: deny}
-  - {name: signed, match: localhost:5000/signed, action: verify, authorities: [{name: k, cosign: {}}]}
+  - {name: signed, match: localhost:5000/signed, action: verify, authorities: [{name: k, cosign: {keys: ["-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n"]}}]}
 `);
 
 describe('containerd mode', () => {
@@ -58,10 +58,10 @@ describe('containerd mode', () => {
     expect(r.stdout).toContain('no rule matches; default is deny');
   });
 
-  test('verify without a verifier denies', async () => {
+  test('verify against an unreachable registry denies, naming the registry', async () => {
     const r = await run(args('localhost:5000/signed:v1'), DESC, { PULLGUARD_POLICY: ALLOW_DENY });
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/no verifier configured for cosign authority "k"|no valid signature|signature/);
+    expect(r.stdout).toMatch(/^denied localhost:5000\/signed@sha256:e+…: .*localhost:5000.*ECONNREFUSED.*\(rule "signed"\)\n$/);
   });
 
   test('audit mode allows but records the deny', async () => {

@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'POLICY_UNREADABLE'
   | 'POLICY_INVALID'
   | 'POLICY_UNSUPPORTED'
+  // a rule said deny (or nothing matched and the default is deny): not an error, a verdict
+  | 'POLICY_DENIED'
   // references
   | 'REFERENCE_INVALID'
   // registry / discovery
@@ -57,5 +59,5 @@ export function asPullguardError(e: unknown, fallback: ErrorCode = 'INTERNAL'): 
 
 /** Configuration errors deny with their own exit code so operators can tell "my policy is broken" apart. */
 export function isConfigurationError(code: ErrorCode): boolean {
-  return code.startsWith('POLICY_') || code === 'CONTAINERD_CONFIG';
+  return (code.startsWith('POLICY_') && code !== 'POLICY_DENIED') || code === 'CONTAINERD_CONFIG';
 }

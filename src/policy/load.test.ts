@@ -22,7 +22,7 @@ rules:
     require: any
     authorities:
       - name: release
-        cosign: {}
+        cosign: {keys: ["-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n"]}
   - name: blocked
     match: docker.io/**
     action: deny

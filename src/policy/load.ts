@@ -1,6 +1,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { PullguardError } from '../common/errors.js';
+import { looksLikeContainersPolicy, parseContainersPolicy } from './formats/containers-policy.js';
 import { parseNativePolicy } from './formats/native.js';
+import { parseNotationDirectory } from './formats/notation.js';
 import { DEFAULT_POLICY_PATH, type Policy } from './model.js';
 
 const MAX_POLICY_BYTES = 4 * 1024 * 1024;
@@ -18,9 +20,8 @@ export function loadPolicy(path: string): Policy {
   let text: string;
   try {
     const st = statSync(path);
-    if (st.isDirectory()) {
-      throw new PullguardError('POLICY_UNSUPPORTED', `policy ${path} is a directory; expected a policy file`, { path });
-    }
+    // A directory is a notation configuration (trustpolicy[.oci].json + truststore/), used as-is.
+    if (st.isDirectory()) return parseNotationDirectory(path);
     if (st.size > MAX_POLICY_BYTES) throw new PullguardError('POLICY_INVALID', `policy ${path} is larger than 4 MiB`, { path });
     text = readFileSync(path, 'utf8');
   } catch (e) {
@@ -33,5 +34,7 @@ export function loadPolicy(path: string): Policy {
 }
 
 export function parsePolicyText(text: string, source: string): Policy {
+  // A containers-policy.json(5) document (CRI-O's /etc/containers/policy.json) is used as-is.
+  if (looksLikeContainersPolicy(text)) return parseContainersPolicy(text, source);
   return parseNativePolicy(text, source);
 }

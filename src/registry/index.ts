@@ -1,6 +1,13 @@
-import { PullguardError } from '../common/errors.js';
 import type { RegistryClientFactory } from './types.js';
+import { DistributionClient } from './client.js';
 
-export const createRegistryClient: RegistryClientFactory = () => {
-  throw new PullguardError('INTERNAL', 'registry client not built yet');
-};
+declare const __PULLGUARD_VERSION__: string | undefined;
+const USER_AGENT = `pullguard/${typeof __PULLGUARD_VERSION__ === 'string' ? __PULLGUARD_VERSION__ : 'dev'}`;
+
+/**
+ * The registry stage. Creating a client is free: containerd's config, hosts.toml and docker
+ * config.json are read on first use, and failures surface as PullguardErrors from discover/resolve.
+ */
+export const createRegistryClient: RegistryClientFactory = (settings) => new DistributionClient(settings, { userAgent: USER_AGENT });
+
+export { DistributionClient, type ClientOptions } from './client.js';

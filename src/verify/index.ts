@@ -1,7 +1,12 @@
+import { notationVerifier } from './notation/verifier.js';
+import { cosignVerifier } from './cosign/index.js';
 import type { Verifier } from './types.js';
 
 /** Built-in verifiers by authority kind. A kind without one here denies with NO_VERIFIER. */
-const VERIFIERS: ReadonlyMap<string, Verifier> = new Map<string, Verifier>([]);
+const VERIFIERS: ReadonlyMap<string, Verifier> = new Map<string, Verifier>([
+  ['notation', notationVerifier],
+  ['cosign', cosignVerifier],
+]);
 
 export function verifierFor(kind: string): Verifier | undefined {
   return VERIFIERS.get(kind);

@@ -93,6 +93,7 @@ export function pushTestImage(host: string, repo: string, tag: string, seed: str
     execFileSync(tool('oras'), ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(opts.plainHttp === false ? [] : ['--to-plain-http'])], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, HOME: dir },
+      timeout: 60_000,
     });
     return { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
   } finally {

@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Every daemon a test starts, so that an aborted run still stops them by PID. */
@@ -17,31 +20,38 @@ export interface Daemon {
 }
 
 export function startDaemon(cmd: string, args: string[], opts: SpawnOptions = {}): Daemon {
-  const proc = spawn(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Output goes to a file, not a pipe: a test that blocks its event loop (execFileSync of a client)
+  // would stop draining a pipe, and a chatty daemon (a registry's access log) would then block on write.
+  const logDir = mkdtempSync(join(tmpdir(), 'pg-daemon-'));
+  const logFile = join(logDir, 'output.log');
+  const fd = openSync(logFile, 'a');
+  const proc = spawn(cmd, args, { ...opts, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
   started.add(proc);
-  let out = '';
-  const append = (b: Buffer) => {
-    out += b.toString();
-    if (out.length > 8 * 1024 * 1024) out = out.slice(-4 * 1024 * 1024);
-  };
-  proc.stdout!.on('data', append);
-  proc.stderr!.on('data', append);
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   if (!proc.pid) throw new Error(`cannot start ${cmd}`);
+  const output = () => {
+    try {
+      return readFileSync(logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  };
   return {
     proc,
     pid: proc.pid,
-    output: () => out,
+    output,
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {
         process.kill(proc.pid!, 'SIGTERM');
-        const done = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+        const done = await Promise.race([exited.then(() => true), sleep(5000, undefined, { ref: false }).then(() => false)]);
         if (!done) {
           process.kill(proc.pid!, 'SIGKILL');
           await exited;
         }
       }
       started.delete(proc);
+      rmSync(logDir, { recursive: true, force: true });
     },
   };
 }

@@ -2,6 +2,7 @@ import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
 import { PullguardError } from '../../common/errors.js';
 import { describeIssue, PARSE_OPTIONS } from '../../common/schema.js';
 import { AUTHORITY_KINDS } from '../authorities/index.js';
+import { loadContainersPolicyFile } from './containers-policy.js';
 import { DEFAULT_TIMEOUT_MS, type Authority, type Policy } from '../model.js';
 import { policyDocumentSchema, type PolicyDocument } from '../schema.js';
 
@@ -14,12 +15,27 @@ export function parseNativePolicy(text: string, source: string): Policy {
     const line = lineCounter.linePos(syntaxError.pos[0]).line;
     throw invalid(source, line, syntaxError.message.split('\n')[0]!);
   }
-  const parsed = policyDocumentSchema.safeParse(doc.toJS({ maxAliasCount: 100 }) ?? {}, PARSE_OPTIONS);
+  const js = (doc.toJS({ maxAliasCount: 100 }) ?? {}) as Record<string, unknown>;
+  // `containersPolicy: /etc/containers/policy.json` takes the rules and the default from that file, as
+  // CRI-O would read it; this document then only adds mode, timeout and registry settings.
+  const containersPolicy = typeof js === 'object' && js !== null ? js.containersPolicy : undefined;
+  if (containersPolicy !== undefined) {
+    const line = lineOf(doc, lineCounter, ['containersPolicy']);
+    if (typeof containersPolicy !== 'string' || containersPolicy.length === 0) throw invalid(source, line, 'containersPolicy: expected the path of a containers-policy.json file');
+    for (const k of ['rules', 'default'] as const) {
+      if (k in js) throw invalid(source, lineOf(doc, lineCounter, [k]), `${k}: comes from containersPolicy ${containersPolicy}; remove it here`);
+    }
+    delete js.containersPolicy;
+  }
+  const parsed = policyDocumentSchema.safeParse(js, PARSE_OPTIONS);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw invalid(source, lineOf(doc, lineCounter, issue.path), describeIssue(issue));
   }
-  return toModel(parsed.data, source);
+  const policy = toModel(parsed.data, source);
+  if (typeof containersPolicy !== 'string') return policy;
+  const imported = loadContainersPolicyFile(containersPolicy, source);
+  return { ...policy, source: `${source} (rules from ${containersPolicy})`, defaultAction: imported.defaultAction, rules: imported.rules };
 }
 
 function toModel(doc: PolicyDocument, source: string): Policy {

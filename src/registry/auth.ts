@@ -1,0 +1,332 @@
+/**
+ * Registry credentials and the distribution token flow. containerd hands a verifier no credentials, so
+ * we read what the node has: docker config.json files (auths, credHelpers, credsStore). Secrets live
+ * only in memory; messages name files and hosts, never values.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Deadline } from '../common/deadline.js';
+import { PullguardError } from '../common/errors.js';
+import type { Endpoint } from './hosts.js';
+import { isLocalhost } from './hosts.js';
+import type { Transport } from './transport.js';
+
+export interface Credential {
+  readonly username?: string;
+  readonly password?: string;
+  /** An OAuth2 refresh token (docker's `identitytoken`, or a helper's `<token>` user). */
+  readonly identityToken?: string;
+  /** A bearer token to send as is (docker's `registrytoken`). */
+  readonly registryToken?: string;
+  /** Where it came from, for messages: a file and a mechanism, never the value. */
+  readonly source: string;
+}
+
+export const HELPER_TIMEOUT_MS = 5000;
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/** The documented search order; the first file that has something for the host wins. */
+export function dockerConfigPaths(policyPath: string | undefined, env: NodeJS.ProcessEnv): string[] {
+  const out: string[] = [];
+  if (policyPath) out.push(policyPath);
+  if (env.DOCKER_CONFIG) out.push(join(env.DOCKER_CONFIG, 'config.json'));
+  out.push('/root/.docker/config.json', '/var/lib/kubelet/config.json');
+  return out;
+}
+
+interface DockerConfig {
+  readonly path: string;
+  readonly auths: Map<string, Record<string, unknown>>;
+  readonly credHelpers: Map<string, string>;
+  readonly credsStore?: string;
+}
+
+/** Docker's keys come as `https://index.docker.io/v1/`, `host`, `http://host/v2/`: compare hosts only. */
+export function normalizeAuthKey(key: string): string {
+  let k = key.trim().toLowerCase().replace(/^[a-z]+:\/\//, '');
+  const slash = k.indexOf('/');
+  if (slash >= 0) k = k.slice(0, slash);
+  if (k === 'index.docker.io' || k === 'registry-1.docker.io' || k === 'registry.hub.docker.com') k = 'docker.io';
+  return k;
+}
+
+export class CredentialStore {
+  private configs?: DockerConfig[];
+  private readonly cache = new Map<string, Promise<Credential | undefined>>();
+  readonly notes: string[] = [];
+
+  constructor(
+    private readonly paths: readonly string[],
+    private readonly policyPath: string | undefined,
+    private readonly env: NodeJS.ProcessEnv = process.env,
+  ) {}
+
+  /** Credentials for a registry host (`host[:port]`), or undefined for anonymous access. */
+  lookup(host: string, deadline: Deadline): Promise<Credential | undefined> {
+    const key = normalizeAuthKey(host);
+    let p = this.cache.get(key);
+    if (!p) {
+      p = this.find(key, deadline);
+      this.cache.set(key, p);
+    }
+    return p;
+  }
+
+  private async find(key: string, deadline: Deadline): Promise<Credential | undefined> {
+    for (const cfg of this.load()) {
+      const helper = cfg.credHelpers.get(key);
+      if (helper) return runHelper(helper, key, `${cfg.path} credHelpers`, deadline, this.env);
+      if (cfg.credsStore) {
+        const c = await runHelper(cfg.credsStore, key, `${cfg.path} credsStore`, deadline, this.env);
+        if (c) return c;
+      }
+      const entry = cfg.auths.get(key);
+      if (entry) return fromAuthEntry(entry, `${cfg.path} auths`);
+    }
+    return undefined;
+  }
+
+  private load(): DockerConfig[] {
+    if (this.configs) return this.configs;
+    this.configs = [];
+    for (const path of this.paths) {
+      let text: string;
+      try {
+        const buf = readFileSync(path);
+        if (buf.length > MAX_CONFIG_BYTES) throw Object.assign(new Error('larger than 1 MiB'), { code: 'EFBIG' });
+        text = buf.toString('utf8');
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (path === this.policyPath) {
+          throw new PullguardError('POLICY_INVALID', `cannot read docker config ${path} named by registry.dockerConfig: ${code ?? (e as Error).message}`, { path });
+        }
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') this.notes.push(`skipped docker config ${path}: ${code ?? (e as Error).message}`);
+        continue;
+      }
+      let json: Record<string, unknown>;
+      try {
+        json = JSON.parse(text) as Record<string, unknown>;
+        if (!json || typeof json !== 'object' || Array.isArray(json)) throw new Error('not a JSON object');
+      } catch (e) {
+        if (path === this.policyPath) throw new PullguardError('POLICY_INVALID', `docker config ${path} named by registry.dockerConfig is not valid JSON`, { path });
+        this.notes.push(`skipped docker config ${path}: not valid JSON`);
+        continue;
+      }
+      const auths = new Map<string, Record<string, unknown>>();
+      // kubelet still accepts the old .dockercfg shape: hosts at the top level.
+      const authTable = isObject(json.auths) ? json.auths : json.credHelpers || json.credsStore ? {} : json;
+      for (const [k, v] of Object.entries(authTable)) if (isObject(v)) auths.set(normalizeAuthKey(k), v);
+      const credHelpers = new Map<string, string>();
+      if (isObject(json.credHelpers)) for (const [k, v] of Object.entries(json.credHelpers)) if (typeof v === 'string' && v) credHelpers.set(normalizeAuthKey(k), v);
+      const credsStore = typeof json.credsStore === 'string' && json.credsStore ? json.credsStore : undefined;
+      this.configs.push({ path, auths, credHelpers, credsStore });
+    }
+    return this.configs;
+  }
+}
+
+function fromAuthEntry(entry: Record<string, unknown>, source: string): Credential | undefined {
+  const str = (k: string) => (typeof entry[k] === 'string' && (entry[k] as string).length > 0 ? (entry[k] as string) : undefined);
+  let username = str('username');
+  let password = str('password');
+  const auth = str('auth');
+  if (auth) {
+    const decoded = Buffer.from(auth, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon > 0) {
+      username = decoded.slice(0, colon);
+      password = decoded.slice(colon + 1);
+    }
+  }
+  const identityToken = str('identitytoken');
+  const registryToken = str('registrytoken');
+  if (!username && !identityToken && !registryToken) return undefined;
+  return { username, password, identityToken, registryToken, source };
+}
+
+/** `docker-credential-<name> get`, the server on stdin, under a timeout inside the deadline. */
+export function runHelper(name: string, key: string, source: string, deadline: Deadline, env: NodeJS.ProcessEnv): Promise<Credential | undefined> {
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) {
+    return Promise.reject(new PullguardError('REGISTRY_AUTH', `credential helper name ${JSON.stringify(name)} in ${source} is not a plain name`));
+  }
+  const program = `docker-credential-${name}`;
+  const server = key === 'docker.io' ? 'https://index.docker.io/v1/' : key;
+  return new Promise((resolve, reject) => {
+    const signal = deadline.slice(HELPER_TIMEOUT_MS);
+    const child = spawn(program, ['get'], { stdio: ['pipe', 'pipe', 'pipe'], env, signal, killSignal: 'SIGKILL' });
+    let out = '';
+    let errOut = '';
+    child.stdout.on('data', (b: Buffer) => {
+      if (out.length < 64 * 1024) out += b.toString();
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      if (errOut.length < 4096) errOut += b.toString();
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(server);
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.name === 'AbortError') {
+        reject(new PullguardError(deadline.signal.aborted ? 'DEADLINE_EXCEEDED' : 'REGISTRY_AUTH', `credential helper ${program} (${source}) did not answer within ${HELPER_TIMEOUT_MS}ms for ${key}`));
+      } else if (e.code === 'ENOENT') {
+        reject(new PullguardError('REGISTRY_AUTH', `credential helper ${program} named in ${source} is not on PATH; install it or remove it from the config`));
+      } else {
+        reject(new PullguardError('REGISTRY_AUTH', `credential helper ${program} (${source}) failed to start: ${e.code ?? e.message}`));
+      }
+    });
+    child.on('close', (code) => {
+      if (signal.aborted) return; // reported by 'error'
+      if (code !== 0) {
+        // The helper protocol's "no credentials" answer; anything else is a real failure.
+        if (/credentials not found/i.test(out + errOut)) return resolve(undefined);
+        return reject(new PullguardError('REGISTRY_AUTH', `credential helper ${program} (${source}) exited ${code} for ${key}`));
+      }
+      try {
+        const j = JSON.parse(out) as { Username?: unknown; Secret?: unknown };
+        const username = typeof j.Username === 'string' ? j.Username : '';
+        const secret = typeof j.Secret === 'string' ? j.Secret : '';
+        if (!secret) return resolve(undefined);
+        resolve(username === '<token>' ? { identityToken: secret, source: `${source} ${program}` } : { username, password: secret, source: `${source} ${program}` });
+      } catch {
+        reject(new PullguardError('REGISTRY_AUTH', `credential helper ${program} (${source}) printed something that is not JSON`));
+      }
+    });
+  });
+}
+
+export interface Challenge {
+  readonly scheme: string;
+  readonly params: Readonly<Record<string, string>>;
+}
+
+/** RFC 7235 challenges: `Bearer realm="…",service="…", Basic realm="…"`. */
+export function parseChallenges(header: string | string[] | undefined): Challenge[] {
+  const text = Array.isArray(header) ? header.join(', ') : (header ?? '');
+  const out: { scheme: string; params: Record<string, string> }[] = [];
+  const re = /\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)(?:\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*))?\s*,?/gy;
+  let m: RegExpExecArray | null;
+  while (re.lastIndex < text.length && (m = re.exec(text)) !== null) {
+    if (m[0].length === 0) break;
+    const [, name, value] = m;
+    if (value === undefined) out.push({ scheme: name!.toLowerCase(), params: {} });
+    else if (out.length > 0) {
+      const v = value.startsWith('"') ? value.slice(1, -1).replace(/\\(.)/g, '$1') : value;
+      out[out.length - 1]!.params[name!.toLowerCase()] = v;
+    }
+  }
+  return out;
+}
+
+interface TokenEntry {
+  token: Promise<string>;
+  expiresAt: number;
+}
+
+/**
+ * Per-process authorization: remembers each host's challenge so later requests authorize up front
+ * (one 401 per host, not per request), and caches bearer tokens per realm, service, scope and credential.
+ */
+export class Authenticator {
+  private readonly challenges = new Map<string, Challenge>();
+  private readonly tokens = new Map<string, TokenEntry>();
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly credentials: CredentialStore,
+  ) {}
+
+  /** The Authorization header to send up front, if this host has challenged before. */
+  async header(endpoint: Endpoint, repository: string, deadline: Deadline): Promise<string | undefined> {
+    const ch = this.challenges.get(endpoint.host);
+    if (!ch) return undefined;
+    return this.authorize(endpoint, repository, ch, deadline, false);
+  }
+
+  /** Answers a 401. Returns undefined when there is nothing we could send (no credentials for Basic). */
+  async respond(endpoint: Endpoint, repository: string, wwwAuthenticate: string | string[] | undefined, deadline: Deadline, rejected?: string): Promise<string | undefined> {
+    const all = parseChallenges(wwwAuthenticate);
+    const ch = all.find((c) => c.scheme === 'bearer') ?? all.find((c) => c.scheme === 'basic');
+    if (!ch) {
+      throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} asked for authentication without a usable WWW-Authenticate challenge (repository ${repository})`, { host: endpoint.host });
+    }
+    this.challenges.set(endpoint.host, ch);
+    // A fresh token only when the one we sent was refused; parallel first requests share one fetch.
+    return this.authorize(endpoint, repository, ch, deadline, rejected !== undefined);
+  }
+
+  private async authorize(endpoint: Endpoint, repository: string, ch: Challenge, deadline: Deadline, fresh: boolean): Promise<string | undefined> {
+    const cred = await this.credentials.lookup(endpoint.host, deadline);
+    if (ch.scheme === 'basic') {
+      if (!cred?.username || cred.password === undefined) return undefined;
+      return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
+    }
+    if (cred?.registryToken) return `Bearer ${cred.registryToken}`;
+    const realm = ch.params.realm;
+    if (!realm) throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} sent a Bearer challenge without a realm`, { host: endpoint.host });
+    const scope = `repository:${repository}:pull`;
+    const key = JSON.stringify([realm, ch.params.service ?? '', scope, cred?.source ?? '']);
+    const now = Date.now();
+    let entry = this.tokens.get(key);
+    if (fresh || !entry || entry.expiresAt <= now) {
+      const token = this.fetchToken(endpoint, realm, ch.params.service, scope, cred, deadline);
+      entry = { token, expiresAt: Number.POSITIVE_INFINITY };
+      const e = entry;
+      this.tokens.set(key, e);
+      token.then(
+        () => undefined,
+        () => this.tokens.get(key) === e && this.tokens.delete(key),
+      );
+    }
+    return `Bearer ${await entry.token}`;
+  }
+
+  private async fetchToken(endpoint: Endpoint, realm: string, service: string | undefined, scope: string, cred: Credential | undefined, deadline: Deadline): Promise<string> {
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch {
+      throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} named an invalid token realm`, { host: endpoint.host });
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} named a token realm with scheme ${url.protocol}`);
+    const sendsSecret = !!(cred?.username || cred?.identityToken);
+    if (sendsSecret && url.protocol === 'http:' && !isLocalhost(url.host) && endpoint.scheme === 'https') {
+      throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} asks for credentials to be sent to ${url.host} over plain http; refusing`, { host: endpoint.host });
+    }
+    if (service) url.searchParams.set('service', service);
+    url.searchParams.append('scope', scope);
+    let res;
+    const common = { maxBytes: 1024 * 1024, what: `a pull token for ${scope}`, deadline, timeoutMs: deadline.budgetMs / 2, headers: { accept: 'application/json' } };
+    if (cred?.identityToken) {
+      // docker's identity tokens are OAuth2 refresh tokens, exchanged with a form POST to the realm.
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken, client_id: 'pullguard', scope });
+      if (service) form.set('service', service);
+      res = await this.transport.send(endpoint, new URL(realm), { ...common, method: 'POST', body: form.toString() });
+    } else {
+      const authorization = cred?.username && cred.password !== undefined ? `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}` : undefined;
+      res = await this.transport.send(endpoint, url, { ...common, authorization });
+    }
+    if (res.status === 401 || res.status === 403) {
+      throw new PullguardError(
+        'REGISTRY_AUTH',
+        `token server ${url.host} refused ${cred ? `the credentials from ${cred.source}` : 'anonymous access'} for ${endpoint.host} (${scope}): HTTP ${res.status}${cred ? '' : '; add credentials for this registry to a docker config.json (registry.dockerConfig)'}`,
+        { host: endpoint.host },
+      );
+    }
+    if (res.status !== 200) throw new PullguardError('REGISTRY_AUTH', `token server ${url.host} answered HTTP ${res.status} for ${endpoint.host} (${scope})`, { host: endpoint.host });
+    let token: unknown;
+    try {
+      const j = JSON.parse(res.body.toString('utf8')) as Record<string, unknown>;
+      token = j.token ?? j.access_token;
+    } catch {
+      throw new PullguardError('REGISTRY_AUTH', `token server ${url.host} answered with something that is not JSON`, { host: endpoint.host });
+    }
+    if (typeof token !== 'string' || token.length === 0 || /[\r\n]/.test(token)) {
+      throw new PullguardError('REGISTRY_AUTH', `token server ${url.host} answered without a token`, { host: endpoint.host });
+    }
+    return token;
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return !!v && typeof v === 'object' && !Array.isArray(v);
+}

@@ -1,0 +1,255 @@
+/**
+ * HTTP for the registry stage on node:http/https: keep-alive agents per TLS configuration (hosts.toml
+ * `ca`, `client`, `skip_verify` need per-host TLS, which fetch cannot give without undici), capped
+ * bodies, bounded redirects that never carry credentials to another origin, and every wait tied to the
+ * run's deadline.
+ */
+import { readFileSync } from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { rootCertificates } from 'node:tls';
+import { formatDuration, type Deadline } from '../common/deadline.js';
+import { PullguardError } from '../common/errors.js';
+import type { Endpoint } from './hosts.js';
+
+export const MAX_REDIRECTS = 5;
+
+export interface HttpResponse {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Buffer;
+  /** The URL that answered, after redirects. */
+  readonly url: URL;
+}
+
+export interface SendOptions {
+  readonly method?: 'GET' | 'HEAD' | 'POST';
+  /** A form body (token requests only); redirects of a POST are not followed. */
+  readonly body?: string;
+  readonly headers?: Record<string, string>;
+  /** Sent only to the origin of `url`; dropped for good when a redirect leaves it. */
+  readonly authorization?: string;
+  readonly maxBytes: number;
+  /** What is being fetched, for messages ("manifest …", "blob …"). */
+  readonly what: string;
+  readonly deadline: Deadline;
+  /** Per-request budget; the deadline still wins when it is sooner. */
+  readonly timeoutMs: number;
+}
+
+/** Hook for tests and `--explain`: every request that goes on the wire, without headers. */
+export type RequestObserver = (method: string, url: URL) => void;
+
+export class Transport {
+  private readonly agents = new Map<string, http.Agent>();
+  private readonly probes = new WeakMap<Endpoint, Promise<void>>();
+  requestCount = 0;
+
+  constructor(
+    private readonly userAgent: string,
+    private readonly observer?: RequestObserver,
+  ) {}
+
+  /**
+   * One request to `url` using `endpoint`'s TLS settings, following redirects. Non-2xx answers are
+   * returned, not thrown: the caller knows what a 404 means.
+   */
+  async send(endpoint: Endpoint, url: URL, opts: SendOptions): Promise<HttpResponse> {
+    if (endpoint.httpFallback && url.host === endpoint.host) {
+      // The first request settles https-or-http for the host; parallel ones wait for it rather than
+      // each paying for a failed TLS handshake.
+      const probe = this.probes.get(endpoint);
+      if (!probe) {
+        const p = this.trySend(endpoint, url, opts);
+        this.probes.set(endpoint, p.then(() => undefined, () => undefined));
+        return p;
+      }
+      await probe;
+      if (url.protocol !== `${endpoint.scheme}:`) {
+        url = new URL(url);
+        url.protocol = `${endpoint.scheme}:`;
+      }
+    }
+    return this.trySend(endpoint, url, opts);
+  }
+
+  private async trySend(endpoint: Endpoint, url: URL, opts: SendOptions): Promise<HttpResponse> {
+    try {
+      return await this.follow(endpoint, url, opts);
+    } catch (e) {
+      if (!isPlainHttpAnswer(e)) throw e;
+      if (endpoint.httpFallback && url.protocol === 'https:' && url.host === endpoint.host) {
+        // containerd's HTTPFallback: the host answered TLS with HTTP, so it is plain http from now on.
+        endpoint.scheme = 'http';
+        const plain = new URL(url);
+        plain.protocol = 'http:';
+        return this.follow(endpoint, plain, opts);
+      }
+      throw new PullguardError('REGISTRY_UNREACHABLE', `${url.host} answers plain HTTP, not HTTPS (${opts.what}); if that is intended, write it as http://${url.host} in hosts.toml (${endpoint.source})`, { host: url.host });
+    }
+  }
+
+  private async follow(endpoint: Endpoint, start: URL, opts: SendOptions): Promise<HttpResponse> {
+    let url = start;
+    let authorization = opts.authorization;
+    const seen: string[] = [];
+    for (let hop = 0; ; hop++) {
+      const res = await this.once(endpoint, url, authorization, opts);
+      if (![301, 302, 303, 307, 308].includes(res.status) || opts.body !== undefined) return res;
+      const location = res.headers.location;
+      if (!location) throw new PullguardError('REGISTRY_PROTOCOL', `${url.host} answered ${res.status} without a Location for ${opts.what}`, { host: url.host });
+      if (hop >= MAX_REDIRECTS) {
+        throw new PullguardError('REGISTRY_PROTOCOL', `${start.host}: more than ${MAX_REDIRECTS} redirects fetching ${opts.what} (last ${redact(url)}); check the registry or proxy configuration`, {
+          host: start.host,
+          redirects: [...seen, redact(url)],
+        });
+      }
+      seen.push(redact(url));
+      let next: URL;
+      try {
+        next = new URL(location, url);
+      } catch {
+        throw new PullguardError('REGISTRY_PROTOCOL', `${url.host} redirected ${opts.what} to an invalid URL`, { host: url.host });
+      }
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+        throw new PullguardError('REGISTRY_PROTOCOL', `${url.host} redirected ${opts.what} to unsupported scheme ${next.protocol}`, { host: url.host });
+      }
+      // Credentials belong to the registry that challenged for them, never to a blob store or a hostile
+      // host the registry points at. Once dropped they stay dropped, even if the chain comes back.
+      if (next.origin !== url.origin) authorization = undefined;
+      url = next;
+    }
+  }
+
+  private once(endpoint: Endpoint, url: URL, authorization: string | undefined, opts: SendOptions): Promise<HttpResponse> {
+    const method = opts.method ?? 'GET';
+    const signal = opts.deadline.slice(opts.timeoutMs);
+    const startedAt = Date.now();
+    this.requestCount++;
+    this.observer?.(method, url);
+    return new Promise<HttpResponse>((resolve, reject) => {
+      if (signal.aborted) return reject(this.abortError(opts, url, startedAt));
+      const mod = url.protocol === 'https:' ? https : http;
+      const headers: Record<string, string | string[]> = { 'user-agent': this.userAgent };
+      for (const [k, v] of Object.entries(endpoint.headers)) headers[k.toLowerCase()] = [...v];
+      Object.assign(headers, opts.headers);
+      if (authorization) headers.authorization = authorization;
+      if (opts.body !== undefined) headers['content-type'] = 'application/x-www-form-urlencoded';
+      let settled = false;
+      const fail = (e: unknown) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        req.destroy();
+        reject(e);
+      };
+      const onAbort = () => fail(this.abortError(opts, url, startedAt));
+      const req = mod.request(url, { method, headers, agent: this.agentFor(endpoint, url.protocol) }, (res) => {
+        const status = res.statusCode ?? 0;
+        const isRedirect = status >= 300 && status < 400;
+        const cap = isRedirect || status >= 400 ? Math.min(opts.maxBytes, 64 * 1024) : opts.maxBytes;
+        const declared = Number(res.headers['content-length']);
+        if (method !== 'HEAD' && Number.isFinite(declared) && declared > cap && !isRedirect && status < 400) {
+          return fail(tooLarge(opts, url, declared));
+        }
+        const chunks: Buffer[] = [];
+        let total = 0;
+        res.on('data', (chunk: Buffer) => {
+          total += chunk.length;
+          if (total > cap) {
+            // Error pages and redirects are only skimmed; a body over the cap is an attack or a mistake.
+            if (isRedirect || status >= 400) {
+              res.destroy();
+              return finish();
+            }
+            return fail(tooLarge(opts, url, total));
+          }
+          chunks.push(chunk);
+        });
+        const finish = () => {
+          if (settled) return;
+          settled = true;
+          signal.removeEventListener('abort', onAbort);
+          resolve({ status, headers: res.headers, body: Buffer.concat(chunks), url });
+        };
+        res.on('end', finish);
+        res.on('error', (e) => fail(this.networkError(e, endpoint, url, opts)));
+        res.on('aborted', () => fail(new PullguardError('REGISTRY_UNREACHABLE', `${url.host} closed the connection while sending ${opts.what}`, { host: url.host })));
+      });
+      req.on('error', (e) => fail(this.networkError(e, endpoint, url, opts)));
+      signal.addEventListener('abort', onAbort, { once: true });
+      req.end(opts.body);
+    });
+  }
+
+  private abortError(opts: SendOptions, url: URL, startedAt: number): PullguardError {
+    if (opts.deadline.signal.aborted) {
+      return new PullguardError('DEADLINE_EXCEEDED', `timed out after ${formatDuration(opts.deadline.budgetMs)} waiting for ${url.host} (${opts.what})`, { host: url.host });
+    }
+    return new PullguardError('REGISTRY_UNREACHABLE', `${url.host} did not answer within ${formatDuration(Date.now() - startedAt)} (${opts.what})`, { host: url.host });
+  }
+
+  private networkError(e: unknown, endpoint: Endpoint, url: URL, opts: SendOptions): unknown {
+    if (e instanceof PullguardError) return e;
+    const err = e as NodeJS.ErrnoException;
+    const code = err.code ?? err.message;
+    if (isPlainHttpAnswer(e)) return e; // handled by send()'s fallback, or reported there
+    const tlsHint = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|altnames/i.test(`${code} ${err.message}`)
+      ? `; give the registry's CA in hosts.toml \`ca\` (${endpoint.source})`
+      : '';
+    return new PullguardError('REGISTRY_UNREACHABLE', `cannot reach ${url.protocol}//${url.host} for ${opts.what}: ${code}${tlsHint}`, { host: url.host, code }, { cause: e });
+  }
+
+  private agentFor(endpoint: Endpoint, protocol: string): http.Agent {
+    const { caFiles, clientPairs, skipVerify } = endpoint.tls;
+    const key = protocol === 'http:' ? 'http' : JSON.stringify([caFiles, clientPairs, skipVerify ?? null]);
+    let agent = this.agents.get(key);
+    if (agent) return agent;
+    if (protocol === 'http:') {
+      agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+    } else {
+      const options: https.AgentOptions = { keepAlive: true, maxSockets: 8 };
+      const read = (file: string, what: string) => {
+        try {
+          return readFileSync(file);
+        } catch (e) {
+          throw new PullguardError('CONTAINERD_CONFIG', `cannot read ${what} ${file} named in ${endpoint.source}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        }
+      };
+      // containerd appends hosts.toml CAs to the system pool; node's `ca` replaces it, so add the roots back.
+      if (caFiles.length > 0) options.ca = [...rootCertificates, ...caFiles.map((f) => read(f, 'CA file').toString())];
+      if (clientPairs.length > 0) {
+        options.cert = clientPairs.map(([c]) => read(c, 'client certificate'));
+        options.key = clientPairs.map(([c, k]) => read(k ?? c, 'client key'));
+      }
+      if (skipVerify) options.rejectUnauthorized = false;
+      agent = new https.Agent(options);
+    }
+    this.agents.set(key, agent);
+    return agent;
+  }
+
+  close(): void {
+    for (const a of this.agents.values()) a.destroy();
+    this.agents.clear();
+  }
+}
+
+function tooLarge(opts: SendOptions, url: URL, bytes: number): PullguardError {
+  return new PullguardError('REGISTRY_LIMIT', `${url.host}: ${opts.what} is larger than the ${opts.maxBytes}-byte limit (${bytes} bytes or more)`, {
+    host: url.host,
+    limit: opts.maxBytes,
+  });
+}
+
+/** A TLS client talking to a plain-HTTP server sees an HTTP answer where a TLS record should be. */
+function isPlainHttpAnswer(e: unknown): boolean {
+  if (e instanceof PullguardError || !(e instanceof Error)) return false;
+  const err = e as NodeJS.ErrnoException;
+  return err.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || err.code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || (err.code === 'EPROTO' && /wrong version number|packet length too long|http request/i.test(err.message));
+}
+
+/** A URL fit for messages: no query (pre-signed blob URLs carry credentials there). */
+export function redact(url: URL): string {
+  return `${url.protocol}//${url.host}${url.pathname}`;
+}

@@ -1,0 +1,51 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadPolicy, parsePolicyText } from '../../policy/load.js';
+import { isNotationSpec } from './verifier.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pg-notation-policy-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const inline = (ids: string) => `version: 1
+rules:
+  - name: acme
+    match: registry.example.com/**
+    action: verify
+    authorities:
+      - name: acme-notation
+        notation:
+          truststore: /etc/pullguard/notation/truststore
+          signatureVerification: { level: permissive, override: { revocation: skip } }
+          trustStores: ["ca:acme"]
+          trustedIdentities: [${JSON.stringify(ids)}]
+`;
+
+describe('notation policy forms', () => {
+  it('an inline authority resolves to a fixed statement', () => {
+    const p = parsePolicyText(inline('x509.subject: C=US, ST=WA, O=Acme'), 'p.yaml');
+    const spec = p.rules[0]!.authorities[0]!.spec;
+    expect(isNotationSpec(spec) && spec.select).toBe('fixed');
+    expect(isNotationSpec(spec) && spec.statements[0]!.enforcement.revocation).toBe('skip');
+  });
+  it('a malformed DN is POLICY_INVALID at load, with the line', () => {
+    expect(() => parsePolicyText(inline('x509.subject: CN=other'), 'p.yaml')).toThrow(/invalid policy p\.yaml:\d+: .*must contain C, ST and O/);
+  });
+  it('a notation directory is a policy; duplicate scopes and skip on * are refused', () => {
+    const d = join(dir, 'n1');
+    mkdirSync(d);
+    const st = (name: string, scopes: string[], level = 'strict') =>
+      level === 'skip'
+        ? { name, registryScopes: scopes, signatureVerification: { level } }
+        : { name, registryScopes: scopes, signatureVerification: { level }, trustStores: ['ca:x'], trustedIdentities: ['*'] };
+    writeFileSync(join(d, 'trustpolicy.json'), JSON.stringify({ version: '1.0', trustPolicies: [st('a', ['r.example.com/app']), st('b', ['*'])] }));
+    const p = loadPolicy(d);
+    expect(p.rules.map((r) => [r.name, r.match])).toEqual([['a', ['r.example.com/app']], ['b', ['**']]]);
+    expect(p.defaultAction).toBe('deny');
+    writeFileSync(join(d, 'trustpolicy.oci.json'), JSON.stringify({ version: '1.0', trustPolicies: [st('a', ['r.example.com/app']), st('b', ['r.example.com/app'])] }));
+    expect(() => loadPolicy(d)).toThrow(/appears in both/);
+    writeFileSync(join(d, 'trustpolicy.oci.json'), JSON.stringify({ version: '1.0', trustPolicies: [st('s', ['*'], 'skip')] }));
+    expect(() => loadPolicy(d)).toThrow(expect.objectContaining({ code: 'POLICY_INVALID' }));
+  });
+});

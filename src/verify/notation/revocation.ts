@@ -1,0 +1,178 @@
+import { createHash, verify as cryptoVerify } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ASN1Obj } from '@sigstore/core';
+import type { Deadline } from '../../common/deadline.js';
+import { hashOfAlgorithmIdentifier, type Certificate } from './certificate.js';
+import { guard, NotationFormatError } from './errors.js';
+
+/**
+ * Revocation by CRL over HTTP, the part of notation's revocation check that works without an OCSP
+ * client. Each certificate but the root is checked against the CRLs its CRL distribution points name;
+ * CRLs are cached (memory, and a directory when configured) until their nextUpdate.
+ *
+ * Outcomes follow notation-core-go: a certificate with neither CRL nor OCSP endpoints is "non-revokable"
+ * and passes; one that cannot be checked (no network on an air-gapped node, a stale or bad CRL, an
+ * OCSP-only certificate) is "unknown", which fails the check; the level then decides whether that
+ * failure is enforced or only logged, and `override: {revocation: skip}` turns the check off.
+ */
+export interface RevocationSettings {
+  /** Directory for fetched CRLs (survives between pulls); unset = memory only. */
+  readonly cacheDir?: string;
+  /** Cap per CRL download, also bounded by the run's deadline. */
+  readonly timeoutMs: number;
+  readonly maxCrlBytes: number;
+}
+
+export const DEFAULT_REVOCATION: RevocationSettings = { timeoutMs: 3000, maxCrlBytes: 8 * 1024 * 1024 };
+
+export type CertStatus = { readonly status: 'ok' | 'nonrevokable' } | { readonly status: 'revoked' | 'unknown'; readonly reason: string };
+
+export interface RevocationOutcome {
+  readonly result: 'ok' | 'revoked' | 'unknown';
+  readonly detail: string;
+}
+
+interface Crl {
+  readonly issuerDer: Buffer;
+  readonly thisUpdate: Date;
+  readonly nextUpdate?: Date;
+  readonly revokedSerials: ReadonlySet<string>;
+  readonly tbsDer: Buffer;
+  readonly sigHash: string;
+  readonly signature: Buffer;
+}
+
+const memory = new Map<string, Buffer>();
+
+export function parseCrl(der: Buffer): Crl {
+  return guard('malformed CRL', () => {
+    const root = ASN1Obj.parseBuffer(der as Buffer<ArrayBuffer>);
+    if (root.subs.length !== 3) throw new NotationFormatError('malformed CRL: not a CertificateList');
+    const tbs = root.subs[0]!;
+    let i = tbs.subs[0]!.tag.isInteger() ? 1 : 0; // version
+    i++; // signature AlgorithmIdentifier
+    const issuer = tbs.subs[i++]!;
+    const thisUpdate = tbs.subs[i++]!.toDate();
+    let nextUpdate: Date | undefined;
+    const n = tbs.subs[i];
+    if (n && (n.tag.isUTCTime() || n.tag.isGeneralizedTime())) {
+      nextUpdate = n.toDate();
+      i++;
+    }
+    const revokedSerials = new Set<string>();
+    const rl = tbs.subs[i];
+    if (rl && !rl.tag.isContextSpecific(0)) for (const entry of rl.subs) revokedSerials.add(entry.subs[0]!.value.toString('hex'));
+    const sigHash = hashOfAlgorithmIdentifier(root.subs[1]!);
+    return { issuerDer: issuer.toDER(), thisUpdate, nextUpdate, revokedSerials, tbsDer: tbs.toDER(), sigHash, signature: root.subs[2]!.value.subarray(1) };
+  });
+}
+
+async function fetchCrl(url: string, settings: RevocationSettings, deadline: Deadline): Promise<Buffer> {
+  const key = createHash('sha256').update(url).digest('hex');
+  const hit = memory.get(key);
+  if (hit) return hit;
+  if (settings.cacheDir) {
+    try {
+      const b = readFileSync(join(settings.cacheDir, `${key}.crl`));
+      memory.set(key, b);
+      return b;
+    } catch {
+      /* not cached yet */
+    }
+  }
+  const res = await fetch(url, { signal: deadline.slice(settings.timeoutMs), redirect: 'follow' });
+  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  const len = Number(res.headers.get('content-length') ?? 0);
+  if (len > settings.maxCrlBytes) throw new Error(`CRL larger than ${settings.maxCrlBytes} bytes`);
+  const body = Buffer.from(await res.arrayBuffer());
+  if (body.length > settings.maxCrlBytes) throw new Error(`CRL larger than ${settings.maxCrlBytes} bytes`);
+  memory.set(key, body);
+  if (settings.cacheDir) {
+    try {
+      mkdirSync(settings.cacheDir, { recursive: true });
+      const tmp = join(settings.cacheDir, `${key}.${process.pid}.tmp`);
+      writeFileSync(tmp, body);
+      renameSync(tmp, join(settings.cacheDir, `${key}.crl`));
+    } catch {
+      /* a read-only cache only costs a download next time */
+    }
+  }
+  return body;
+}
+
+function evict(url: string, settings: RevocationSettings): void {
+  const key = createHash('sha256').update(url).digest('hex');
+  memory.delete(key);
+  if (settings.cacheDir) {
+    try {
+      rmSync(join(settings.cacheDir, `${key}.crl`), { force: true });
+    } catch {
+      /* ignore */
+    }
+  }
+}
+
+async function checkCert(cert: Certificate, issuer: Certificate, settings: RevocationSettings, deadline: Deadline, now: Date): Promise<CertStatus> {
+  const urls = cert.crlUrls.filter((u) => u.startsWith('http://'));
+  if (urls.length === 0) {
+    if (cert.crlUrls.length > 0) return { status: 'unknown', reason: `only non-HTTP CRL locations (${cert.crlUrls.join(', ')})` };
+    if (cert.hasOcsp) return { status: 'unknown', reason: 'certificate offers only OCSP, which pullguard does not implement' };
+    return { status: 'nonrevokable' };
+  }
+  const errors: string[] = [];
+  for (const url of urls) {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      let crl: Crl;
+      try {
+        crl = parseCrl(await fetchCrl(url, settings, deadline));
+      } catch (e) {
+        errors.push(`${url}: ${(e as Error).message}`);
+        evict(url, settings);
+        break;
+      }
+      const stale = crl.nextUpdate !== undefined && crl.nextUpdate < now;
+      if (stale && attempt === 0) {
+        evict(url, settings); // a cached copy went stale: fetch a fresh one once
+        continue;
+      }
+      if (stale) {
+        errors.push(`${url}: CRL expired at ${crl.nextUpdate!.toISOString()}`);
+        break;
+      }
+      if (!crl.issuerDer.equals(issuer.subjectDer) || crl.sigHash === 'sha1' || crl.sigHash === 'md5') {
+        errors.push(`${url}: CRL is not issued by ${issuer.subjectText} or uses a weak signature`);
+        break;
+      }
+      let ok = false;
+      try {
+        ok = cryptoVerify(crl.sigHash, crl.tbsDer, issuer.publicKey, crl.signature);
+      } catch {
+        ok = false;
+      }
+      if (!ok) {
+        errors.push(`${url}: CRL signature does not verify`);
+        break;
+      }
+      if (crl.revokedSerials.has(cert.serial.toString('hex'))) return { status: 'revoked', reason: `listed in ${url}` };
+      return { status: 'ok' };
+    }
+  }
+  return { status: 'unknown', reason: errors.join('; ') || 'no CRL could be checked' };
+}
+
+/** Checks every certificate but the root (a root cannot be revoked by its own CRL) against its CRLs. */
+export async function checkRevocation(chain: readonly Certificate[], settings: RevocationSettings, deadline: Deadline, now = new Date()): Promise<RevocationOutcome> {
+  if (chain.length < 2) {
+    const only = chain[0];
+    if (only && (only.crlUrls.length > 0 || only.hasOcsp)) return { result: 'unknown', detail: `self-signed certificate ${only.subjectText} names revocation endpoints but has no issuer to check them with` };
+    return { result: 'ok', detail: 'no CRL or OCSP endpoints in the chain; nothing to check' };
+  }
+  const results = await Promise.all(chain.slice(0, -1).map((c, i) => checkCert(c, chain[i + 1]!, settings, deadline, now)));
+  const revoked = results.findIndex((r) => r.status === 'revoked');
+  if (revoked >= 0) return { result: 'revoked', detail: `certificate ${chain[revoked]!.subjectText} is revoked (${(results[revoked] as { reason: string }).reason})` };
+  const unknown = results.findIndex((r) => r.status === 'unknown');
+  if (unknown >= 0) return { result: 'unknown', detail: `revocation status of ${chain[unknown]!.subjectText} is unknown: ${(results[unknown] as { reason: string }).reason}` };
+  const checked = results.filter((r) => r.status === 'ok').length;
+  return { result: 'ok', detail: checked === 0 ? 'no CRL or OCSP endpoints in the chain; nothing to check' : `not revoked (${checked} certificate(s) checked by CRL)` };
+}

@@ -1,0 +1,292 @@
+import type { Deadline } from '../../common/deadline.js';
+import { shortDigest } from '../../common/digest.js';
+import type { ErrorCode } from '../../common/errors.js';
+import { repositoryOf } from '../../common/reference.js';
+import type { Authority } from '../../policy/model.js';
+import type { OciDescriptor, SignatureArtifact } from '../../registry/types.js';
+import type { AuthorityResult, CheckOutcome, SignatureResult, Subject, Verifier } from '../types.js';
+import type { Certificate } from './certificate.js';
+import { verifyEnvelopeSignature } from './chain.js';
+import { parseCose } from './cose.js';
+import { formatDn, isSubsetDn } from './dn.js';
+import { MEDIA_TYPE_COSE, MEDIA_TYPE_JWS, parsePayload, type Envelope } from './envelope.js';
+import { parseJws } from './jws.js';
+import { checkRevocation, type RevocationSettings } from './revocation.js';
+import { verifyTimestampToken } from './timestamp.js';
+import { selectStatement, type Action, type CheckType, type Statement, type TrustStoreType } from './trustpolicy.js';
+import { loadTrustStore } from './truststore.js';
+
+export const NOTARY_SIGNATURE = 'application/vnd.cncf.notary.signature';
+export const THUMBPRINT_ANNOTATION = 'io.cncf.notary.x509chain.thumbprint#S256';
+
+/**
+ * What a notation authority resolves to once its policy is loaded: trust policy statement(s), where
+ * the trust store lives, and revocation settings. Built by policy/authorities/notation.ts (pullguard
+ * YAML) and policy/formats/notation.ts (a notation configuration directory).
+ */
+export interface NotationSpec {
+  readonly resolved: 'notation';
+  /** Where the settings came from, for messages. */
+  readonly source: string;
+  /** `<dir>/truststore`: holds `x509/{ca,signingAuthority,tsa}/<name>/`. */
+  readonly truststoreDir: string;
+  /** `scope`: pick the statement for the pulled repository (notation's rules); `fixed`: the only one. */
+  readonly select: 'scope' | 'fixed';
+  readonly statements: readonly Statement[];
+  readonly revocation: RevocationSettings;
+}
+
+export function isNotationSpec(v: unknown): v is NotationSpec {
+  return typeof v === 'object' && v !== null && (v as { resolved?: unknown }).resolved === 'notation';
+}
+
+const CHECK_ORDER: readonly CheckType[] = ['integrity', 'authenticity', 'expiry', 'authenticTimestamp', 'revocation'];
+const ENFORCEMENT: Record<Action, CheckOutcome['enforcement']> = { enforce: 'enforced', log: 'logged', skip: 'skipped' };
+
+class CheckRecorder {
+  readonly checks: CheckOutcome[] = [];
+  failedEnforced?: { check: CheckType; detail: string };
+  constructor(private readonly st: Statement) {}
+
+  /** Records a check; returns true when the signature is already lost (an enforced check failed). */
+  record(check: CheckType, ok: boolean, detail: string): boolean {
+    const action = this.st.enforcement[check];
+    this.checks.push({ check, result: ok ? 'pass' : 'fail', enforcement: ENFORCEMENT[action], detail });
+    if (!ok && action === 'enforce' && !this.failedEnforced) this.failedEnforced = { check, detail };
+    return this.failedEnforced !== undefined;
+  }
+
+  skipped(check: CheckType, detail: string): void {
+    this.checks.push({ check, result: 'skip', enforcement: ENFORCEMENT[this.st.enforcement[check]], detail });
+  }
+
+  /** Marks every check not yet recorded as not evaluated, so --explain always shows all five. */
+  finish(): CheckOutcome[] {
+    for (const c of CHECK_ORDER) if (!this.checks.some((x) => x.check === c)) this.skipped(c, 'not evaluated: an earlier enforced check failed');
+    return this.checks;
+  }
+}
+
+interface Ctx {
+  readonly spec: NotationSpec;
+  readonly st: Statement;
+  readonly subject: Subject;
+  readonly deadline: Deadline;
+  readonly now: Date;
+}
+
+function storesOfType(ctx: Ctx, type: TrustStoreType): Certificate[] {
+  const refs = ctx.st.trustStores.filter((r) => r.type === type);
+  return refs.flatMap((r) => loadTrustStore(ctx.spec.truststoreDir, r));
+}
+
+/** The thumbprint annotation lets us skip a signature without downloading it; it never makes one trusted. */
+function thumbprintMismatch(art: SignatureArtifact, ctx: Ctx): string | undefined {
+  if (ctx.st.enforcement.authenticity !== 'enforce') return undefined;
+  const raw = art.manifest.annotations?.[THUMBPRINT_ANNOTATION];
+  if (!raw) return undefined;
+  let prints: unknown;
+  try {
+    prints = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(prints) || prints.length === 0 || !prints.every((p) => typeof p === 'string')) return undefined;
+  let anchors: Certificate[];
+  try {
+    anchors = [...storesOfType(ctx, 'ca'), ...storesOfType(ctx, 'signingAuthority')];
+  } catch {
+    return undefined; // let the full check report the trust store problem
+  }
+  const set = new Set((prints as string[]).map((p) => p.toLowerCase()));
+  return anchors.some((a) => set.has(a.sha256)) ? undefined : 'no certificate of its chain (per its thumbprint annotation) is in the trust store; not downloaded';
+}
+
+function chainValidAt(chain: readonly Certificate[], t: Date): string | undefined {
+  for (const c of chain) {
+    if (t < c.notBefore) return `certificate ${c.subjectText} is not valid until ${c.notBefore.toISOString()}`;
+    if (t > c.notAfter) return `certificate ${c.subjectText} expired at ${c.notAfter.toISOString()}`;
+  }
+  return undefined;
+}
+
+function authenticTimestamp(env: Envelope, chain: readonly Certificate[], ctx: Ctx): { ok: boolean; detail: string } {
+  if (env.signingScheme === 'notary.x509.signingAuthority') {
+    const t = env.authenticSigningTime!;
+    const bad = chainValidAt(chain, t);
+    return bad ? { ok: false, detail: `at the authentic signing time ${t.toISOString()}, ${bad}` } : { ok: true, detail: `chain valid at the authentic signing time ${t.toISOString()}` };
+  }
+  const tsaRefs = ctx.st.trustStores.filter((r) => r.type === 'tsa');
+  let useTimestamp = tsaRefs.length > 0;
+  if (useTimestamp && ctx.st.verifyTimestamp === 'afterCertExpiry' && !chain.some((c) => ctx.now > c.notAfter)) useTimestamp = false;
+  if (!useTimestamp) {
+    const bad = chainValidAt(chain, ctx.now);
+    return bad ? { ok: false, detail: `no trusted timestamp applies, so the chain must be valid now: ${bad}` } : { ok: true, detail: 'certificate chain is valid now (no timestamp used)' };
+  }
+  if (!env.timestampToken) return { ok: false, detail: 'no timestamp countersignature in the signature, but the trust policy has a tsa trust store' };
+  let tsa: Certificate[];
+  try {
+    tsa = storesOfType(ctx, 'tsa');
+  } catch (e) {
+    return { ok: false, detail: (e as Error).message };
+  }
+  try {
+    const ts = verifyTimestampToken(env.timestampToken, env.signature, tsa);
+    if (env.signingTime && ts.latest < env.signingTime) return { ok: false, detail: `timestamp ${ts.latest.toISOString()} is before the claimed signing time ${env.signingTime.toISOString()}` };
+    for (const c of chain) {
+      if (ts.earliest < c.notBefore || ts.latest > c.notAfter) {
+        return { ok: false, detail: `timestamp ${ts.earliest.toISOString()} is outside the validity of certificate ${c.subjectText}` };
+      }
+    }
+    return { ok: true, detail: `timestamped ${ts.earliest.toISOString()} by ${ts.tsa}; chain was valid then` };
+  } catch (e) {
+    return { ok: false, detail: `timestamp countersignature: ${(e as Error).message}` };
+  }
+}
+
+async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureResult> {
+  const base = { class: art.class, foundVia: art.foundVia, repository: art.repository, artifact: art.digest };
+  const rec = new CheckRecorder(ctx.st);
+  const done = (code?: ErrorCode, signer?: string): SignatureResult => {
+    const lost = rec.failedEnforced;
+    const logged = rec.checks.filter((c) => c.result === 'fail' && c.enforcement === 'logged').map((c) => c.check);
+    return {
+      ...base,
+      valid: !lost,
+      reason: lost
+        ? `${lost.check} failed: ${lost.detail}`
+        : `verified${signer ? ` (signed by ${signer})` : ''}${logged.length ? `; logged failures: ${logged.join(', ')}` : ''}`,
+      code: lost ? (code ?? (lost.check === 'authenticity' ? 'SIGNATURE_UNTRUSTED' : 'SIGNATURE_INVALID')) : undefined,
+      signer,
+      checks: rec.finish(),
+    };
+  };
+
+  const layer: OciDescriptor | undefined = art.manifest.layers[0];
+  if (art.manifest.layers.length !== 1 || !layer || (layer.mediaType !== MEDIA_TYPE_JWS && layer.mediaType !== MEDIA_TYPE_COSE)) {
+    rec.record('integrity', false, `signature manifest must have exactly one ${MEDIA_TYPE_JWS} or ${MEDIA_TYPE_COSE} layer`);
+    return done();
+  }
+  const skip = thumbprintMismatch(art, ctx);
+  if (skip) {
+    rec.skipped('integrity', 'not evaluated: skipped by thumbprint');
+    rec.record('authenticity', false, skip);
+    return done('SIGNATURE_UNTRUSTED');
+  }
+  if (ctx.deadline.signal.aborted) {
+    rec.record('integrity', false, 'deadline exceeded before the signature was checked');
+    return done('DEADLINE_EXCEEDED');
+  }
+
+  // Integrity: envelope rules, certificate rules, alg vs key, the signature itself, and the payload
+  // naming exactly the pulled descriptor. Always enforced, whatever the level.
+  let env: Envelope;
+  let chain: Certificate[];
+  try {
+    const blob = await art.fetchBlob(layer);
+    env = layer.mediaType === MEDIA_TYPE_JWS ? parseJws(blob) : parseCose(blob);
+    chain = verifyEnvelopeSignature(env);
+    if (env.verificationPlugin) throw new Error(`the signature requires verification plugin "${env.verificationPlugin}", which pullguard does not run`);
+    const target = parsePayload(env.payload);
+    const want = ctx.subject.descriptor;
+    if (target.digest !== want.digest || target.size !== want.size || target.mediaType !== want.mediaType) {
+      throw new Error(`signature is for ${target.mediaType} ${shortDigest(target.digest)} (${target.size} bytes), not the pulled ${want.mediaType} ${shortDigest(want.digest)} (${want.size} bytes)`);
+    }
+  } catch (e) {
+    rec.record('integrity', false, (e as Error).message);
+    return done();
+  }
+  const leaf = chain[0]!;
+  const signer = leaf.subjectText;
+  rec.record('integrity', true, `${env.format.toUpperCase()} ${env.alg} signature over ${shortDigest(ctx.subject.descriptor.digest)} verifies with ${signer}`);
+
+  // Authenticity: a certificate of the chain is in a trust store of the type the signing scheme
+  // requires, and the leaf subject matches a trusted identity.
+  {
+    const type: TrustStoreType = env.signingScheme === 'notary.x509' ? 'ca' : 'signingAuthority';
+    let detail: string;
+    let ok = false;
+    try {
+      const refs = ctx.st.trustStores.filter((r) => r.type === type);
+      if (refs.length === 0) throw new Error(`no trusted certificates: signing scheme ${env.signingScheme} needs a ${type} trust store, and statement "${ctx.st.name}" has none`);
+      const anchors = storesOfType(ctx, type);
+      const anchor = chain.find((c) => anchors.some((a) => a.der.equals(c.der)));
+      if (!anchor) throw new Error(`no certificate of the chain (root ${chain[chain.length - 1]!.subjectText}) is in trust store(s) ${refs.map((r) => `${r.type}:${r.name}`).join(', ')}`);
+      const ids = ctx.st.trustedIdentities;
+      if (ids) {
+        if (typeof leaf.subject === 'string') throw new Error(`signing certificate subject cannot be compared: ${leaf.subject}`);
+        const subj = leaf.subject;
+        if (!ids.some((id) => isSubsetDn(id.dn, subj))) {
+          throw new Error(`signing certificate subject "${formatDn(subj)}" matches none of the trusted identities of statement "${ctx.st.name}"`);
+        }
+      }
+      ok = true;
+      detail = `chain anchored at ${anchor.subjectText} in ${type} trust store; identity ${ids ? 'matches' : '"*" (any)'}`;
+    } catch (e) {
+      detail = (e as Error).message;
+    }
+    if (rec.record('authenticity', ok, detail)) return done(undefined, signer);
+  }
+
+  // Expiry: the signer's own `io.cncf.notary.expiry`.
+  {
+    const exp = env.expiry;
+    const ok = !exp || ctx.now < exp;
+    if (rec.record('expiry', ok, !exp ? 'signature has no expiry' : ok ? `signature valid until ${exp.toISOString()}` : `signature expired at ${exp.toISOString()}`)) {
+      return done(undefined, signer);
+    }
+  }
+
+  {
+    const at = authenticTimestamp(env, chain, ctx);
+    if (rec.record('authenticTimestamp', at.ok, at.detail)) return done(undefined, signer);
+  }
+
+  if (ctx.st.enforcement.revocation === 'skip') {
+    rec.skipped('revocation', 'revocation checking is skipped by the trust policy');
+  } else {
+    let out;
+    try {
+      out = await checkRevocation(chain, ctx.spec.revocation, ctx.deadline, ctx.now);
+    } catch (e) {
+      out = { result: 'unknown' as const, detail: `revocation check could not run: ${(e as Error).message}` };
+    }
+    rec.record('revocation', out.result === 'ok', out.detail);
+  }
+  return done(undefined, signer);
+}
+
+/** Ranks failed signatures so the reason shown is the most informative one (the one that got furthest). */
+function progress(r: SignatureResult): number {
+  return r.checks.filter((c) => c.result === 'pass').length;
+}
+
+export const notationVerifier: Verifier = {
+  kind: 'notation',
+  needs: () => ({ classes: ['notation'] }),
+  async verify(authority: Authority, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult> {
+    const head = { authority: authority.name, kind: 'notation' };
+    const spec = authority.spec;
+    if (!isNotationSpec(spec)) return { ...head, satisfied: false, reason: 'notation authority settings were not resolved at policy load', code: 'INTERNAL', signatures: [] };
+    const repository = repositoryOf(subject.reference);
+    const st = spec.select === 'fixed' ? spec.statements[0] : selectStatement(spec.statements, repository);
+    if (!st) {
+      return { ...head, satisfied: false, reason: `no notation trust policy statement in ${spec.source} applies to ${repository} (no exact scope and no "*")`, code: 'SIGNATURE_UNTRUSTED', signatures: [] };
+    }
+    if (st.level === 'skip') return { ...head, satisfied: true, reason: `signature verification skipped by notation trust policy statement "${st.name}" (level skip)`, signatures: [] };
+
+    const sigs = artifacts.filter((a) => a.class === 'notation');
+    if (sigs.length === 0) {
+      return { ...head, satisfied: false, reason: `no notation signature found for ${repository}@${shortDigest(subject.descriptor.digest)}`, code: 'NO_SIGNATURE', signatures: [] };
+    }
+    const ctx: Ctx = { spec, st, subject, deadline, now: new Date() };
+    const results = await Promise.all(sigs.map((a) => verifyOne(a, ctx)));
+    const good = results.find((r) => r.valid);
+    if (good) {
+      return { ...head, satisfied: true, reason: `notation signature ${shortDigest(good.artifact)} ${good.reason} under statement "${st.name}" (${st.level})`, signatures: results };
+    }
+    const best = [...results].sort((a, b) => progress(b) - progress(a))[0]!;
+    const more = results.length > 1 ? ` (${results.length} notation signatures, none valid)` : '';
+    return { ...head, satisfied: false, reason: `notation signature ${shortDigest(best.artifact)}: ${best.reason}${more}`, code: best.code ?? 'SIGNATURE_INVALID', signatures: results };
+  },
+};

@@ -1,0 +1,211 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Deadline } from '../../src/common/deadline.js';
+import type { ArtifactClass, FoundVia, OciDescriptor, OciManifest, SignatureArtifact } from '../../src/registry/types.js';
+import type { AuthorityResult, Subject } from '../../src/verify/types.js';
+import { cosignVerifier } from '../../src/verify/cosign/index.js';
+import type { CosignSpec } from '../../src/policy/authorities/cosign.js';
+import { SHARED, tool } from './tools.js';
+
+const run = promisify(execFile);
+const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** The public-good keyless fixtures, read in place. Tests fail loudly (never skip) when they are absent. */
+export const SIGSTORE_PUBLIC = join(SHARED, 'fixtures', 'sigstore-public');
+export function requireSigstoreFixtures(): string {
+  if (!existsSync(join(SIGSTORE_PUBLIC, 'README.md'))) {
+    throw new Error(`public-good Sigstore fixtures are ABSENT: expected ${SIGSTORE_PUBLIC} (CI provides ../shared/fixtures/sigstore-public)`);
+  }
+  return SIGSTORE_PUBLIC;
+}
+
+/**
+ * An in-memory SignatureArtifact: the manifest and blobs as a registry would serve them, so verifier
+ * tests can offer fixtures (or tampered copies) without a registry. fetchBlob checks digests like the
+ * real client.
+ */
+export function memoryArtifact(opts: {
+  class: ArtifactClass;
+  foundVia?: FoundVia;
+  repository?: string;
+  layers: { mediaType: string; blob: Uint8Array; annotations?: Record<string, string> }[];
+  manifest?: Partial<OciManifest>;
+}): SignatureArtifact {
+  const blobs = new Map<string, Uint8Array>();
+  const layers: OciDescriptor[] = opts.layers.map((l) => {
+    const digest = sha(l.blob);
+    blobs.set(digest, l.blob);
+    return { mediaType: l.mediaType, digest, size: l.blob.length, ...(l.annotations ? { annotations: l.annotations } : {}) };
+  });
+  const manifest: OciManifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(Buffer.from('{}')), size: 2 },
+    layers,
+    ...opts.manifest,
+  };
+  const bytes = Buffer.from(JSON.stringify(manifest));
+  return {
+    class: opts.class,
+    foundVia: opts.foundVia ?? (opts.class === 'cosign-legacy' ? 'cosign-sig-tag' : 'referrers-tag'),
+    repository: opts.repository ?? 'registry.test/repo',
+    digest: sha(bytes),
+    manifest,
+    async fetchBlob(d: OciDescriptor) {
+      const b = blobs.get(d.digest);
+      if (!b) throw new Error(`no blob ${d.digest}`);
+      if (sha(b) !== d.digest) throw new Error('digest mismatch');
+      return b;
+    },
+  };
+}
+
+export function subjectOf(repository: string, digest: string, mediaType = 'application/vnd.oci.image.manifest.v1+json'): Subject {
+  const slash = repository.indexOf('/');
+  return { reference: { domain: repository.slice(0, slash), path: repository.slice(slash + 1), digest }, descriptor: { mediaType, digest, size: 1 } };
+}
+
+export async function verifyWith(spec: CosignSpec, subject: Subject, artifacts: SignatureArtifact[]): Promise<AuthorityResult> {
+  const deadline = new Deadline(30_000);
+  try {
+    return await cosignVerifier.verify({ name: 'test', kind: 'cosign', spec }, subject, artifacts, deadline);
+  } finally {
+    deadline.dispose();
+  }
+}
+
+// --- driving the real cosign 3.1.1 --------------------------------------------------------------------------
+
+export interface CosignRun {
+  readonly code: number;
+  /** stdout and stderr together, for messages. */
+  readonly out: string;
+  readonly stdout: string;
+}
+
+/** Runs the real cosign with a private HOME (no ~/.sigstore, no TUF cache), bounded in time. */
+export async function cosign(home: string, args: string[], env: Record<string, string> = {}): Promise<CosignRun> {
+  mkdirSync(home, { recursive: true });
+  try {
+    const { stdout, stderr } = await run(tool('cosign'), args, {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, COSIGN_PASSWORD: '', COSIGN_YES: 'true', SIGSTORE_NO_CACHE: '1', ...env },
+      timeout: 60_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return { code: 0, out: `${stdout}${stderr}`, stdout };
+  } catch (e) {
+    const err = e as { code?: number | string; stdout?: string; stderr?: string; message: string };
+    if (typeof err.code !== 'number') throw new Error(`cosign ${args[0]} did not run: ${err.message}`);
+    return { code: err.code, out: `${err.stdout ?? ''}${err.stderr ?? ''}`, stdout: err.stdout ?? '' };
+  }
+}
+
+/** Runs cosign, throws unless it exits 0, returns its stdout. */
+export async function cosignOk(home: string, args: string[], env: Record<string, string> = {}): Promise<string> {
+  const r = await cosign(home, args, env);
+  if (r.code !== 0) throw new Error(`cosign ${args.join(' ')} failed (${r.code}):\n${r.out.slice(-3000)}`);
+  return r.stdout;
+}
+
+export async function openssl(args: string[], cwd: string): Promise<string> {
+  const { stdout } = await run('openssl', args, { cwd, timeout: 30_000, maxBuffer: 4 * 1024 * 1024 });
+  return stdout;
+}
+
+export interface Pki {
+  readonly dir: string;
+  readonly rootPem: string;
+  readonly intermediatePem: string;
+  /** intermediate followed by root, as cosign's --certificate-chain wants it. */
+  readonly chainPem: string;
+}
+
+/**
+ * A root -> intermediate CA made with openssl. `name` is the CN prefix, so two PKIs can share names
+ * but not keys (the "same names, different key" attack).
+ */
+export async function makePki(dir: string, name = 'pullguard test'): Promise<Pki> {
+  mkdirSync(dir, { recursive: true });
+  const o = (args: string[]) => openssl(args, dir);
+  writeFileSync(
+    join(dir, 'ext.cnf'),
+    [
+      '[root]',
+      'basicConstraints=critical,CA:TRUE',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      'subjectKeyIdentifier=hash',
+      '[inter]',
+      'basicConstraints=critical,CA:TRUE,pathlen:0',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      'subjectKeyIdentifier=hash',
+      'authorityKeyIdentifier=keyid:always',
+      '',
+    ].join('\n'),
+  );
+  await o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'root.key']);
+  await o(['req', '-x509', '-new', '-key', 'root.key', '-subj', `/CN=${name} root/O=pullguard`, '-days', '3650', '-sha256', '-out', 'root.pem', '-extensions', 'root', '-config', 'ext.cnf']);
+  await o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'inter.key']);
+  await o(['req', '-new', '-key', 'inter.key', '-subj', `/CN=${name} intermediate/O=pullguard`, '-out', 'inter.csr']);
+  await o(['x509', '-req', '-in', 'inter.csr', '-CA', 'root.pem', '-CAkey', 'root.key', '-CAcreateserial', '-days', '1825', '-sha256', '-extfile', 'ext.cnf', '-extensions', 'inter', '-out', 'inter.pem']);
+  const { readFileSync } = await import('node:fs');
+  const rootPem = readFileSync(join(dir, 'root.pem'), 'utf8');
+  const intermediatePem = readFileSync(join(dir, 'inter.pem'), 'utf8');
+  writeFileSync(join(dir, 'chain.pem'), intermediatePem + rootPem);
+  return { dir, rootPem, intermediatePem, chainPem: join(dir, 'chain.pem') };
+}
+
+/**
+ * A code-signing leaf from the PKI's intermediate, as cosign wants it: email SAN, EKU codeSigning,
+ * critical digitalSignature, and the Fulcio issuer extensions (.1.1 raw, .1.8 DER UTF8String).
+ * `validity`: openssl -days, or {seconds} for a short-lived certificate (via -not_after, OpenSSL 3).
+ * Returns the paths of leaf.pem and leaf.key (PKCS#8 EC, or RSA when asked).
+ */
+export async function makeLeaf(
+  pki: Pki,
+  name: string,
+  opts: { email?: string; issuer?: string; rsa?: boolean; seconds?: number } = {},
+): Promise<{ cert: string; key: string }> {
+  const o = (args: string[]) => openssl(args, pki.dir);
+  const email = opts.email ?? 'signer@example.com';
+  const issuer = Buffer.from(opts.issuer ?? 'https://issuer.example.com', 'utf8');
+  writeFileSync(
+    join(pki.dir, `${name}.cnf`),
+    [
+      '[leaf]',
+      'basicConstraints=critical,CA:FALSE',
+      'keyUsage=critical,digitalSignature',
+      'extendedKeyUsage=codeSigning',
+      `subjectAltName=email:${email}`,
+      'authorityKeyIdentifier=keyid',
+      // Fulcio's issuer extensions: .1.1 holds the raw string, .1.8 a DER UTF8String.
+      `1.3.6.1.4.1.57264.1.1=DER:${issuer.toString('hex')}`,
+      `1.3.6.1.4.1.57264.1.8=DER:0c${issuer.length.toString(16).padStart(2, '0')}${issuer.toString('hex')}`,
+      '',
+    ].join('\n'),
+  );
+  // `openssl ca` (not x509) because OpenSSL 3.0's x509 cannot set an end date in seconds.
+  writeFileSync(
+    join(pki.dir, 'ca.cnf'),
+    ['[ca]', 'default_ca=d', '[d]', 'database=index.txt', 'new_certs_dir=.', 'serial=serial', 'default_md=sha256', 'policy=p', 'unique_subject=no', '[p]', 'commonName=supplied', ''].join('\n'),
+  );
+  if (!existsSync(join(pki.dir, 'index.txt'))) {
+    writeFileSync(join(pki.dir, 'index.txt'), '');
+    writeFileSync(join(pki.dir, 'serial'), '1000\n');
+  }
+  if (opts.rsa) await o(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', `${name}.key`]);
+  else await o(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`]);
+  await o(['req', '-new', '-key', `${name}.key`, '-subj', `/CN=${name}/O=pullguard`, '-out', `${name}.csr`]);
+  const end = new Date(Date.now() + (opts.seconds ?? 365 * 86400) * 1000);
+  await o(['ca', '-batch', '-notext', '-config', 'ca.cnf', '-cert', 'inter.pem', '-keyfile', 'inter.key', '-in', `${name}.csr`, '-out', `${name}.pem`,
+    // Not back-dated: cosign checks the chain at the leaf's NotBefore, when the CA must already exist.
+    '-startdate', stamp(new Date()), '-enddate', stamp(end), '-extfile', `${name}.cnf`, '-extensions', 'leaf']);
+  return { cert: join(pki.dir, `${name}.pem`), key: join(pki.dir, `${name}.key`) };
+}
+
+/** openssl's YYYYMMDDHHMMSSZ */
+function stamp(d: Date): string {
+  return d.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
+}
