@@ -1,4 +1,4 @@
-import type { Deadline } from '../common/deadline.js';
+import { DeadlineExceeded, type Deadline } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
 import type { Policy, Rule } from '../policy/model.js';
 import { RuleMatcher, type RuleMatch } from '../policy/match.js';
@@ -31,8 +31,13 @@ export async function decide(subject: Subject, policy: Policy, registry: () => R
     case 'deny':
       return { decision: ruleDecision(rule, 'deny', rule.message ?? 'denied by policy', [], 'POLICY_DENIED'), match, discovery: [] };
     case 'verify': {
-      const { results, discovery } = await verifyRule(rule, subject, registry, deadline);
-      return { decision: verifyDecision(rule, results), match, discovery };
+      try {
+        const { results, discovery } = await deadline.race(verifyRule(rule, subject, registry, deadline));
+        return { decision: verifyDecision(rule, results), match, discovery };
+      } catch (e) {
+        if (!(e instanceof DeadlineExceeded)) throw e;
+        return { decision: ruleDecision(rule, 'deny', `${e.message} while looking up and verifying signatures`, [], 'DEADLINE_EXCEEDED'), match, discovery: [] };
+      }
     }
   }
 }

@@ -21,6 +21,8 @@ export interface PullIo {
   readonly write: (fd: 1 | 2, text: string) => void;
 }
 
+const HARD_STOP_GRACE_MS = 250;
+
 const defaultIo = (argv: readonly string[]): PullIo => ({
   argv,
   stdin: process.stdin,
@@ -47,13 +49,15 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
   let mode: Policy['mode'] | undefined;
   let budget = DEFAULT_TIMEOUT_MS;
   let hardStop: NodeJS.Timeout | undefined;
+  // The last line of defence if something blocks the event loop's normal path: it fires a little after
+  // the deadline every stage honours, and still well inside containerd's per_verifier_timeout.
   const armHardStop = (ms: number) => {
     clearTimeout(hardStop);
     hardStop = setTimeout(() => {
       const err = new PullguardError('DEADLINE_EXCEEDED', `timed out after ${formatDuration(ms)}`);
       process.exitCode = emit(applyMode(errorDecision(err), mode ?? 'enforce'));
       process.exit(process.exitCode);
-    }, ms - (Date.now() - ctx.startedAt));
+    }, ms + HARD_STOP_GRACE_MS - (Date.now() - ctx.startedAt));
   };
   armHardStop(budget);
   const onCrash = (e: unknown) => {
@@ -87,8 +91,7 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
     const deadline = new Deadline(budget, ctx.startedAt);
     try {
       const subject = { reference: { domain: parsed.domain, path: parsed.path, digest: args.digest }, descriptor };
-      const run = decide(subject, policy, () => createRegistryClient(policy.registry), deadline);
-      const { decision } = await raceDeadline(run, deadline);
+      const { decision } = await deadline.race(decide(subject, policy, () => createRegistryClient(policy.registry), deadline));
       return emit(applyMode(decision, policy.mode));
     } finally {
       deadline.dispose();
@@ -102,15 +105,6 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
     clearTimeout(hardStop);
     process.off('uncaughtException', onCrash);
   }
-}
-
-function raceDeadline<T>(work: Promise<T>, deadline: Deadline): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(deadline.signal.reason);
-    if (deadline.signal.aborted) return onAbort();
-    deadline.signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => deadline.signal.removeEventListener('abort', onAbort));
-  });
 }
 
 /** Best-effort name and digest for the output line even when the arguments are malformed. */

@@ -32,6 +32,17 @@ export class Deadline {
     return AbortSignal.any([this.signal, AbortSignal.timeout(Math.max(1, Math.min(ms, this.remainingMs())))]);
   }
 
+  /** Settles like `work`, or rejects with DeadlineExceeded when the budget runs out first. */
+  race<T>(work: Promise<T>): Promise<T> {
+    const signal = this.signal;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+  }
+
   dispose(): void {
     clearTimeout(this.timer);
   }

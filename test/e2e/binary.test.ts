@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type Socket } from 'node:net';
 import { afterAll, describe, expect, test } from 'vitest';
 import { pullguardBinary } from '../helpers/tools.js';
 
@@ -101,6 +102,26 @@ describe('dist/pullguard, the single executable', () => {
     expect(r.code).toBe(2);
     expect(r.stdout).toContain(`invalid policy ${broken}:3: rules[0]: unknown key "typo"`);
     expect(r.ms).toBeLessThan(1000);
+  });
+
+  test('a registry that never answers: denied at the policy deadline, not killed by containerd', async () => {
+    const sockets: Socket[] = [];
+    const tarpit = createServer((s) => sockets.push(s));
+    await new Promise<void>((r) => tarpit.listen(0, '127.0.0.1', r));
+    const port = (tarpit.address() as { port: number }).port;
+    const p = join(dir, 'tarpit.yaml');
+    const key = '-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n';
+    writeFileSync(p, `version: 1\ntimeout: 1500ms\nrules:\n  - {name: signed, match: "127.0.0.1:${port}/**", action: verify, authorities: [{name: k, cosign: {keys: ["${key}"]}}]}\n`);
+    try {
+      const r = await runBin(argv(`127.0.0.1:${port}/app:v1`), DESC, { PULLGUARD_POLICY: p });
+      expect(r.code).toBe(1);
+      expect(r.stdout).toMatch(/^denied 127\.0\.0\.1:\d+\/app@sha256:7+…: .*(timed out|did not answer|no answer|stalled)/);
+      expect(r.ms).toBeGreaterThan(900);
+      expect(r.ms).toBeLessThan(1500 + 700);
+    } finally {
+      sockets.forEach((s) => s.destroy());
+      tarpit.close();
+    }
   });
 
   test('policy check', () => {
