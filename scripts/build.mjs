@@ -1,5 +1,6 @@
 // Bundles src/ into dist/pullguard.cjs, then (with --sea) wraps it into a Node single executable
-// application, dist/pullguard, with a V8 code cache so the per-pull start-up skips most compilation.
+// application, dist/pullguard, with a V8 startup snapshot: the bundle's modules are evaluated at build
+// time, so a pull's start-up only deserializes them (see src/main.ts).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -45,7 +46,7 @@ if (process.argv.includes('--sea')) {
   const blob = join(dist, 'pullguard.blob');
   writeFileSync(
     seaConfig,
-    JSON.stringify({ main: join(dist, 'pullguard.cjs'), output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, useSnapshot: false }),
+    JSON.stringify({ main: join(dist, 'pullguard.cjs'), output: blob, disableExperimentalSEAWarning: true, useSnapshot: true }),
   );
   execFileSync(node, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
   const exe = join(dist, 'pullguard');

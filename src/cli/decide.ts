@@ -13,11 +13,17 @@ export interface DecideResult {
   readonly discovery: readonly DiscoveryResult[];
 }
 
+/** The registry stage, loaded on first use: an allow or deny rule never pays for the HTTP client. */
+export async function loadRegistryClient(settings: Policy['registry']): Promise<RegistryClient> {
+  const { createRegistryClient } = await import('../registry/index.js');
+  return createRegistryClient(settings);
+}
+
 /**
  * The spine of a decision: policy -> discovery -> verification -> verdict. Pure orchestration: each
  * stage is called once, in order, and nothing here knows a wire format.
  */
-export async function decide(subject: Subject, policy: Policy, registry: () => RegistryClient, deadline: Deadline): Promise<DecideResult> {
+export async function decide(subject: Subject, policy: Policy, registry: () => Promise<RegistryClient>, deadline: Deadline): Promise<DecideResult> {
   const match = new RuleMatcher(policy.rules).find(subject.reference, subject.reference.digest);
   if (!match) {
     const verdict = policy.defaultAction;
@@ -42,7 +48,7 @@ export async function decide(subject: Subject, policy: Policy, registry: () => R
   }
 }
 
-async function verifyRule(rule: Rule, subject: Subject, registry: () => RegistryClient, deadline: Deadline) {
+async function verifyRule(rule: Rule, subject: Subject, registry: () => Promise<RegistryClient>, deadline: Deadline) {
   const discovery: DiscoveryResult[] = [];
   // One discovery per signature repository, shared by every authority that looks there.
   const lookups = new Map<string, { classes: Set<ArtifactClass>; signatureRepository?: string; result?: Promise<DiscoveryResult> }>();
@@ -57,10 +63,9 @@ async function verifyRule(rule: Rule, subject: Subject, registry: () => Registry
     return { authority, verifier, lookup };
   });
 
-  let client: RegistryClient | undefined;
+  const client = lookups.size > 0 ? await registry() : undefined;
   for (const lookup of lookups.values()) {
-    client ??= registry();
-    lookup.result = client.discover({ subject: subject.reference, classes: lookup.classes, signatureRepository: lookup.signatureRepository }, deadline);
+    lookup.result = client!.discover({ subject: subject.reference, classes: lookup.classes, signatureRepository: lookup.signatureRepository }, deadline);
     lookup.result.then((r) => discovery.push(r)).catch(() => undefined);
   }
 

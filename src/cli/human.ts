@@ -3,9 +3,8 @@ import { asPullguardError, isConfigurationError, PullguardError } from '../commo
 import { formatReference, parseReference } from '../common/reference.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
-import { createRegistryClient } from '../registry/index.js';
 import { applyMode, EXIT } from '../verdict/decision.js';
-import { decide, type DecideResult } from './decide.js';
+import { decide, loadRegistryClient, type DecideResult } from './decide.js';
 import { versionLine } from './version.js';
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
@@ -51,6 +50,8 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
   } catch (e) {
     const pe = asPullguardError(e);
     err(`pullguard: ${pe.message} [${pe.code}]`);
+    // A mistyped command is a usage error (2), not a verdict about an image.
+    if (pe.code === 'CONTRACT_ARGS') return EXIT.configError;
     return isConfigurationError(pe.code) ? EXIT.configError : pe.code === 'INTERNAL' ? EXIT.internalError : EXIT.deny;
   }
 }
@@ -91,11 +92,11 @@ async function verifyCommand(args: readonly string[], out: Out, env: NodeJS.Proc
   const ref = parseReference(refs[0]!);
   const deadline = new Deadline(policy.timeoutMs);
   try {
-    const registry = createRegistryClient(policy.registry);
+    const registry = await loadRegistryClient(policy.registry);
     // Human mode only: a tag is resolved here; containerd always hands us the digest it will pull.
     const descriptor = await registry.resolve(ref, deadline);
     const subject = { reference: { domain: ref.domain, path: ref.path, digest: descriptor.digest }, descriptor };
-    const result = await decide(subject, policy, () => registry, deadline);
+    const result = await decide(subject, policy, async () => registry, deadline);
     printDecision(result, policy, formatReference(subject.reference), explain, out);
     return applyMode(result.decision, policy.mode).exitCode;
   } finally {

@@ -19,7 +19,7 @@ export const NOTATION_THUMBPRINT_ANNOTATION = 'io.cncf.notary.x509chain.thumbpri
 export const OCI_EMPTY = 'application/vnd.oci.empty.v1+json';
 export const OCI_EMPTY_DIGEST = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a';
 const DSSE_ENVELOPE = 'application/vnd.dsse.envelope.v1+json';
-const IN_TOTO = 'application/vnd.in-toto+json';
+export const IN_TOTO = 'application/vnd.in-toto+json';
 
 /** `application/vnd.dev.sigstore.bundle.v0.3+json` and the older `…bundle+json;version=0.x` spellings. */
 export function isBundleType(t: string | undefined): boolean {
@@ -114,14 +114,17 @@ function isStringMap(v: unknown): v is Record<string, string> {
   return !!v && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
 }
 
-/** Parses and shape-checks an image manifest; `what` names it in the error. */
-export function parseManifest(bytes: Buffer, what: string): OciManifest {
-  let j: Record<string, unknown>;
+function parseJson(bytes: Buffer, what: string): Record<string, unknown> {
   try {
-    j = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+    return JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
   } catch (e) {
     throw new PullguardError('REGISTRY_PROTOCOL', `${what} is not valid JSON: ${(e as Error).message}`);
   }
+}
+
+/** Parses and shape-checks an image manifest; `what` names it in the error. */
+export function parseManifest(bytes: Buffer, what: string): OciManifest {
+  const j = parseJson(bytes, what);
   try {
     if (!j || typeof j !== 'object' || Array.isArray(j)) throw new Error('not a JSON object');
     if (j.schemaVersion !== 2) throw new Error(`schemaVersion is ${JSON.stringify(j.schemaVersion)}, not 2`);
@@ -140,12 +143,7 @@ export function parseManifest(bytes: Buffer, what: string): OciManifest {
 
 /** Parses an image index (referrers response or tag) into its manifest descriptors. */
 export function parseIndex(bytes: Buffer, what: string): OciDescriptor[] {
-  let j: Record<string, unknown>;
-  try {
-    j = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new PullguardError('REGISTRY_PROTOCOL', `${what} is not valid JSON: ${(e as Error).message}`);
-  }
+  const j = parseJson(bytes, what);
   try {
     if (!j || typeof j !== 'object' || Array.isArray(j)) throw new Error('not a JSON object');
     if (j.schemaVersion !== 2) throw new Error(`schemaVersion is ${JSON.stringify(j.schemaVersion)}, not 2`);

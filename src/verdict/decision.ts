@@ -39,14 +39,20 @@ export function verifyDecision(rule: Rule, results: readonly AuthorityResult[]):
     const signers = satisfied.map((r) => r.authority).join(', ');
     return ruleDecision(rule, 'allow', `signature verified by ${signers}`, results);
   }
-  const failing = results.filter((r) => !r.satisfied);
+  // Lead with the failure that says most: an authority that found signatures and rejected them explains
+  // a deny better than one that found none ("untrusted key" beats "no notation signature found").
+  const failing = results.filter((r) => !r.satisfied).sort((a, b) => Number(b.signatures.length > 0) - Number(a.signatures.length > 0));
   const first = failing[0];
-  const reason = !first
-    ? 'no authority configured'
-    : rule.require === 'any' || failing.length === 1
-      ? `${first.reason}${failing.length > 1 ? ` (and ${failing.length - 1} more authorities failed)` : ''}`
-      : `${failing.length} of ${results.length} required authorities not satisfied: ${first.reason}`;
-  return ruleDecision(rule, 'deny', reason, results, first?.code ?? 'NO_SIGNATURE');
+  if (!first) return ruleDecision(rule, 'deny', 'no authority configured', results, 'NO_SIGNATURE');
+  const named = results.length > 1 ? `${first.authority}: ${first.reason}` : first.reason;
+  const others = failing.length - 1;
+  const reason =
+    rule.require === 'all' && results.length > 1
+      ? `${failing.length} of ${results.length} required authorities not satisfied; ${named}`
+      : others > 0
+        ? `${named} (and ${others} more ${others === 1 ? 'authority' : 'authorities'} not satisfied)`
+        : named;
+  return ruleDecision(rule, 'deny', reason, results, first.code ?? 'NO_SIGNATURE');
 }
 
 export function errorDecision(err: PullguardError, rule?: Rule): Decision {

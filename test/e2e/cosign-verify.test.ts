@@ -55,7 +55,7 @@ async function pullguard(policyText: string, ext: 'yaml' | 'json', pinned: strin
   const deadline = new Deadline(20_000);
   try {
     const subject = { reference: { domain: ref.domain, path: ref.path, digest: ref.digest! }, descriptor: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: ref.digest!, size: 1 } };
-    const { decision } = await decide(subject, policy, () => createRegistryClient(policy.registry), deadline);
+    const { decision } = await decide(subject, policy, async () => createRegistryClient(policy.registry), deadline);
     return decision;
   } finally {
     deadline.dispose();

@@ -52,7 +52,7 @@ async function pullguardVerdict(repo: string): Promise<{ verdict: string; reason
     const { decision } = await decide(
       { reference: parseReference(`${registry.host}/${repo}@${img.digest}`) as never, descriptor: { mediaType: img.mediaType, digest: img.digest, size: img.size } },
       policy,
-      () => createRegistryClient(policy.registry),
+      async () => createRegistryClient(policy.registry),
       deadline,
     );
     return { verdict: decision.verdict, reason: decision.reason };

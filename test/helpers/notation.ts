@@ -1,6 +1,7 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tool } from './tools.js';
@@ -41,7 +42,7 @@ export class Pki {
   }
 
   /** Issues (or self-signs when `issuer` is undefined) a certificate with `openssl ca`. */
-  issue(name: string, opts: { kind: KeyKind; subject: string; issuer?: Issued; ca?: boolean; pathLen?: number; endSeconds?: number; extraExt?: string }): Issued {
+  issue(name: string, opts: { kind: KeyKind; subject: string; issuer?: Issued; ca?: boolean; pathLen?: number; endSeconds?: number; extraExt?: string; ext?: string }): Issued {
     const key = this.key(name, opts.kind);
     const csr = join(this.dir, `${name}.csr`);
     execFileSync('openssl', ['req', '-new', '-key', key, '-subj', opts.subject, '-out', csr], { stdio: 'pipe' });
@@ -50,9 +51,9 @@ export class Pki {
     writeFileSync(join(cadir, 'index.txt'), '');
     const hex = (this.serial++ * 7919 + 0x1000).toString(16);
     writeFileSync(join(cadir, 'serial'), `${hex.length % 2 ? `0${hex}` : hex}\n`);
-    const ext = opts.ca
+    const ext = opts.ext ?? (opts.ca
       ? `basicConstraints=critical,CA:TRUE${opts.pathLen !== undefined ? `,pathlen:${opts.pathLen}` : ''}\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash`
-      : `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectKeyIdentifier=hash`;
+      : `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectKeyIdentifier=hash`);
     writeFileSync(
       join(cadir, 'ca.cnf'),
       [
@@ -95,6 +96,171 @@ export class Pki {
     const p = join(this.dir, `${name}.chain.pem`);
     writeFileSync(p, chain.map((c) => readFileSync(c.cert, 'utf8')).join(''));
     return p;
+  }
+}
+
+/** Runs a command without blocking the event loop (in-process test servers must keep answering). */
+export function runAsync(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ status: number; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { encoding: 'buffer', timeout: opts.timeoutMs ?? 30_000, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, env: opts.env }, (err, stdout, stderr) => {
+      const status = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
+      resolve({ status, stdout, stderr: stderr.toString() });
+    });
+  });
+}
+
+async function openssl(args: string[]): Promise<Buffer> {
+  const r = await runAsync('openssl', args);
+  if (r.status !== 0) throw new Error(`openssl ${args.slice(0, 2).join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const asn1Time = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z';
+
+/**
+ * A CRL from `openssl ca -gencrl` for `ca`, listing `revoked`, as DER. `signer` signs it instead of the
+ * CA (a CRL with the right issuer name and the wrong key); `lastUpdate`/`nextUpdate` default to an hour
+ * ago and a day ahead.
+ */
+export async function makeCrl(pki: Pki, name: string, ca: Issued, revoked: readonly Issued[], opts: { signer?: Issued; lastUpdate?: Date; nextUpdate?: Date; crlExt?: string } = {}): Promise<Buffer> {
+  const dir = join(pki.dir, `crl-${name}`);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'index.txt'), '');
+  writeFileSync(join(dir, 'crlnumber'), '01\n');
+  const cnf = join(dir, 'ca.cnf');
+  writeFileSync(
+    cnf,
+    ['[ca]', 'default_ca=d', '[d]', `database=${join(dir, 'index.txt')}`, `crlnumber=${join(dir, 'crlnumber')}`, 'default_md=sha256', 'unique_subject=no', 'crl_extensions=crlext', '[crlext]', 'authorityKeyIdentifier=keyid:always', opts.crlExt ?? ''].join('\n'),
+  );
+  const signer = opts.signer ?? ca;
+  const base = ['-config', cnf, '-cert', signer.cert, '-keyfile', signer.key];
+  for (const r of revoked) await openssl(['ca', ...base, '-revoke', r.cert, '-crl_reason', 'keyCompromise']);
+  const last = opts.lastUpdate ?? new Date(Date.now() - 3600_000);
+  const next = opts.nextUpdate ?? new Date(Date.now() + 86400_000);
+  const pem = join(dir, 'crl.pem');
+  await openssl(['ca', ...base, '-gencrl', '-crl_lastupdate', asn1Time(last), '-crl_nextupdate', asn1Time(next), '-out', pem]);
+  return openssl(['crl', '-in', pem, '-outform', 'DER']);
+}
+
+/** An RFC 3161 TSA for `openssl ts -reply`: the signer (critical EKU timeStamping) and its chain. */
+export interface Tsa {
+  readonly name: string;
+  readonly config: string;
+}
+
+export function makeTsa(pki: Pki, name: string, signer: Issued, chain: readonly Issued[], opts: { precisionDigits?: number } = {}): Tsa {
+  const dir = join(pki.dir, `tsa-${name}`);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'serial'), '01\n');
+  const chainPem = join(dir, 'chain.pem');
+  writeFileSync(chainPem, chain.map((c) => readFileSync(c.cert, 'utf8')).join(''));
+  const config = join(dir, 'tsa.cnf');
+  writeFileSync(
+    config,
+    [
+      '[tsa]',
+      'default_tsa=t',
+      '[t]',
+      `serial=${join(dir, 'serial')}`,
+      'crypto_device=builtin',
+      `signer_cert=${signer.cert}`,
+      `signer_key=${signer.key}`,
+      `certs=${chainPem}`,
+      'signer_digest=sha256',
+      'default_policy=1.3.6.1.4.1.57264.99.1',
+      'digests=sha256,sha384,sha512',
+      'accuracy=secs:1',
+      `clock_precision_digits=${opts.precisionDigits ?? 0}`,
+      'ordering=no',
+      'tsa_name=yes',
+      'ess_cert_id_chain=no',
+      'ess_cert_id_alg=sha256',
+    ].join('\n'),
+  );
+  return { name, config };
+}
+
+/** Certificate extensions for a TSA signing certificate, as RFC 3161 and notation require. */
+export const TSA_EXT = 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=critical,timeStamping\nsubjectKeyIdentifier=hash';
+
+/**
+ * One loopback HTTP server for the PKI services a signature needs at sign or verify time: RFC 3161 TSAs
+ * (POST /tsa/<name>, answered by `openssl ts -reply`, run asynchronously) and CRLs (GET /crl/<file>).
+ * Counts requests per path, so tests can prove what was (not) fetched.
+ */
+export class PkiServer {
+  readonly requests = new Map<string, number>();
+  private readonly crls = new Map<string, Buffer>();
+  private readonly tsas = new Map<string, Tsa>();
+  private server?: Server;
+  port = 0;
+
+  constructor(private readonly workDir: string) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0]!;
+      this.requests.set(path, (this.requests.get(path) ?? 0) + 1);
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        void this.answer(path, req.method ?? 'GET', Buffer.concat(chunks)).then(
+          ({ status, type, body }) => {
+            res.writeHead(status, { 'content-type': type, 'content-length': body.length });
+            res.end(body);
+          },
+          (e: Error) => {
+            res.writeHead(500, { 'content-type': 'text/plain' });
+            res.end(e.message);
+          },
+        );
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    const a = this.server.address();
+    this.port = typeof a === 'object' && a ? a.port : 0;
+  }
+
+  private async answer(path: string, method: string, body: Buffer): Promise<{ status: number; type: string; body: Buffer }> {
+    const crl = path.startsWith('/crl/') ? this.crls.get(path.slice(5)) : undefined;
+    if (crl && method === 'GET') return { status: 200, type: 'application/pkix-crl', body: crl };
+    const tsa = path.startsWith('/tsa/') ? this.tsas.get(path.slice(5)) : undefined;
+    if (tsa && method === 'POST') {
+      const dir = mkdtempSync(join(this.workDir, 'tsq-'));
+      try {
+        writeFileSync(join(dir, 'q.tsq'), body);
+        const r = await runAsync('openssl', ['ts', '-reply', '-config', tsa.config, '-queryfile', join(dir, 'q.tsq'), '-out', join(dir, 'r.tsr')], { timeoutMs: 15_000 });
+        if (r.status !== 0) return { status: 500, type: 'text/plain', body: Buffer.from(r.stderr) };
+        return { status: 200, type: 'application/timestamp-reply', body: readFileSync(join(dir, 'r.tsr')) };
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    return { status: 404, type: 'text/plain', body: Buffer.from('not found') };
+  }
+
+  setCrl(file: string, der: Buffer): void {
+    this.crls.set(file, der);
+  }
+
+  addTsa(tsa: Tsa): string {
+    this.tsas.set(tsa.name, tsa);
+    return `${this.url}/tsa/${tsa.name}`;
+  }
+
+  count(path: string): number {
+    return this.requests.get(path) ?? 0;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 }
 

@@ -1,6 +1,7 @@
 import { bundleFromJSON, type Bundle, type TransparencyLogEntry } from '@sigstore/bundle';
 import { RFC3161Timestamp } from '@sigstore/core';
 import { toSignedEntity } from '@sigstore/verify';
+import { COSIGN_SIGN_PREDICATE, COSIGN_SIMPLE_SIGNING as SIMPLE_SIGNING, IN_TOTO, SIGSTORE_BUNDLE_V03 as BUNDLE_V03 } from '../../registry/classify.js';
 import type { OciDescriptor, SignatureArtifact } from '../../registry/types.js';
 import { pemBlocks } from '../../policy/authorities/cosign.js';
 import { DsseContent, MessageContent } from './content.js';
@@ -11,11 +12,8 @@ import { DsseContent, MessageContent } from './content.js';
  * (which digest, which repository). Both layouts end up as the same shape, so one verification path
  * (index.ts) serves them; nothing here decides trust.
  */
-export const SIMPLE_SIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
-export const BUNDLE_V03 = 'application/vnd.dev.sigstore.bundle.v0.3+json';
-export const COSIGN_SIGN_PREDICATE = 'https://sigstore.dev/cosign/sign/v1';
+export { COSIGN_SIMPLE_SIGNING as SIMPLE_SIGNING, SIGSTORE_BUNDLE_V03 as BUNDLE_V03 } from '../../registry/classify.js';
 export const SIMPLE_SIGNING_TYPE = 'cosign container image signature';
-export const IN_TOTO = 'application/vnd.in-toto+json';
 
 export const ANN_SIGNATURE = 'dev.cosignproject.cosign/signature';
 export const ANN_CERTIFICATE = 'dev.sigstore.cosign/certificate';

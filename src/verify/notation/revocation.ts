@@ -41,9 +41,19 @@ interface Crl {
   readonly tbsDer: Buffer;
   readonly sigHash: string;
   readonly signature: Buffer;
+  /** OIDs of critical CRL extensions other than issuingDistributionPoint (which notation also accepts). */
+  readonly unsupportedCritical: readonly string[];
 }
 
+const OID_ISSUING_DISTRIBUTION_POINT = '2.5.29.28';
 const memory = new Map<string, Buffer>();
+/** Downloads in flight, so concurrent checks of one URL (several signatures, one pull) share a fetch. */
+const inflight = new Map<string, Promise<Buffer>>();
+
+/** Forgets the in-memory CRLs (what a new process starts with); the cache directory is untouched. */
+export function clearCrlMemoryCache(): void {
+  memory.clear();
+}
 
 export function parseCrl(der: Buffer): Crl {
   return guard('malformed CRL', () => {
@@ -62,9 +72,28 @@ export function parseCrl(der: Buffer): Crl {
     }
     const revokedSerials = new Set<string>();
     const rl = tbs.subs[i];
-    if (rl && !rl.tag.isContextSpecific(0)) for (const entry of rl.subs) revokedSerials.add(entry.subs[0]!.value.toString('hex'));
+    if (rl && !rl.tag.isContextSpecific(0)) {
+      if (!rl.tag.constructed) throw new NotationFormatError('malformed CRL: revokedCertificates is not a SEQUENCE');
+      for (const entry of rl.subs) {
+        const serial = entry.subs[0];
+        if (!serial?.tag.isInteger()) throw new NotationFormatError('malformed CRL: a revoked entry has no serial number');
+        revokedSerials.add(serial.value.toString('hex'));
+      }
+      i++;
+    }
+    const unsupportedCritical: string[] = [];
+    const extsWrap = tbs.subs[i];
+    if (extsWrap?.tag.isContextSpecific(0)) {
+      for (const ext of extsWrap.subs[0]?.subs ?? []) {
+        const oid = ext.subs[0]!.toOID();
+        const critical = ext.subs.length === 3 && ext.subs[1]!.tag.isBoolean() && ext.subs[1]!.toBoolean();
+        if (critical && oid !== OID_ISSUING_DISTRIBUTION_POINT) unsupportedCritical.push(oid);
+      }
+    }
     const sigHash = hashOfAlgorithmIdentifier(root.subs[1]!);
-    return { issuerDer: issuer.toDER(), thisUpdate, nextUpdate, revokedSerials, tbsDer: tbs.toDER(), sigHash, signature: root.subs[2]!.value.subarray(1) };
+    const sigBits = root.subs[2]!;
+    if (!sigBits.tag.isBitString()) throw new NotationFormatError('malformed CRL: signature is not a BIT STRING');
+    return { issuerDer: issuer.toDER(), thisUpdate, nextUpdate, revokedSerials, tbsDer: tbs.toDER(), sigHash, signature: sigBits.value.subarray(1), unsupportedCritical };
   });
 }
 
@@ -81,6 +110,18 @@ async function fetchCrl(url: string, settings: RevocationSettings, deadline: Dea
       /* not cached yet */
     }
   }
+  const pending = inflight.get(key);
+  if (pending) return pending;
+  const p = download(url, key, settings, deadline);
+  inflight.set(key, p);
+  try {
+    return await p;
+  } finally {
+    inflight.delete(key);
+  }
+}
+
+async function download(url: string, key: string, settings: RevocationSettings, deadline: Deadline): Promise<Buffer> {
   const res = await fetch(url, { signal: deadline.slice(settings.timeoutMs), redirect: 'follow' });
   if (!res.ok) throw new Error(`HTTP ${res.status}`);
   const len = Number(res.headers.get('content-length') ?? 0);
@@ -113,52 +154,58 @@ function evict(url: string, settings: RevocationSettings): void {
   }
 }
 
+/** One CRL location: 'ok' / 'revoked', or the reason it could not be used. */
+async function checkUrl(url: string, cert: Certificate, issuer: Certificate, settings: RevocationSettings, deadline: Deadline, now: Date): Promise<{ status: 'ok' | 'revoked' } | { status: 'error'; reason: string }> {
+  if (!url.startsWith('http://')) return { status: 'error', reason: `${url}: only http:// CRL locations are supported` };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    let crl: Crl;
+    try {
+      crl = parseCrl(await fetchCrl(url, settings, deadline));
+    } catch (e) {
+      evict(url, settings);
+      return { status: 'error', reason: `${url}: ${(e as Error).message}` };
+    }
+    const stale = crl.nextUpdate !== undefined && crl.nextUpdate < now;
+    if (stale && attempt === 0) {
+      evict(url, settings); // a cached copy went stale: fetch a fresh one once
+      continue;
+    }
+    const bad = (reason: string) => {
+      evict(url, settings); // never keep a CRL that cannot be used; the next check downloads again
+      return { status: 'error' as const, reason: `${url}: ${reason}` };
+    };
+    if (stale) return bad(`CRL expired at ${crl.nextUpdate!.toISOString()}`);
+    if (!crl.issuerDer.equals(issuer.subjectDer)) return bad(`CRL is not issued by ${issuer.subjectText}`);
+    if (crl.sigHash === 'sha1' || crl.sigHash === 'md5') return bad(`CRL uses a weak signature hash (${crl.sigHash})`);
+    let ok = false;
+    try {
+      ok = cryptoVerify(crl.sigHash, crl.tbsDer, issuer.publicKey, crl.signature);
+    } catch {
+      ok = false;
+    }
+    if (!ok) return bad(`CRL signature does not verify with the key of ${issuer.subjectText}`);
+    if (crl.unsupportedCritical.length > 0) return bad(`CRL has unsupported critical extension(s) ${crl.unsupportedCritical.join(', ')}`);
+    return crl.revokedSerials.has(cert.serial.toString('hex')) ? { status: 'revoked' } : { status: 'ok' };
+  }
+  return { status: 'error', reason: `${url}: no usable CRL` };
+}
+
+/**
+ * Like notation-core-go (crl.go CertCheckStatus): every distribution point is checked, because a CA may
+ * partition its CRL; a listing in any of them is "revoked", and any location that cannot be used makes
+ * the status "unknown" (a reachable one does not vouch for one that is not).
+ */
 async function checkCert(cert: Certificate, issuer: Certificate, settings: RevocationSettings, deadline: Deadline, now: Date): Promise<CertStatus> {
-  const urls = cert.crlUrls.filter((u) => u.startsWith('http://'));
-  if (urls.length === 0) {
-    if (cert.crlUrls.length > 0) return { status: 'unknown', reason: `only non-HTTP CRL locations (${cert.crlUrls.join(', ')})` };
+  if (cert.crlUrls.length === 0) {
     if (cert.hasOcsp) return { status: 'unknown', reason: 'certificate offers only OCSP, which pullguard does not implement' };
     return { status: 'nonrevokable' };
   }
-  const errors: string[] = [];
-  for (const url of urls) {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      let crl: Crl;
-      try {
-        crl = parseCrl(await fetchCrl(url, settings, deadline));
-      } catch (e) {
-        errors.push(`${url}: ${(e as Error).message}`);
-        evict(url, settings);
-        break;
-      }
-      const stale = crl.nextUpdate !== undefined && crl.nextUpdate < now;
-      if (stale && attempt === 0) {
-        evict(url, settings); // a cached copy went stale: fetch a fresh one once
-        continue;
-      }
-      if (stale) {
-        errors.push(`${url}: CRL expired at ${crl.nextUpdate!.toISOString()}`);
-        break;
-      }
-      if (!crl.issuerDer.equals(issuer.subjectDer) || crl.sigHash === 'sha1' || crl.sigHash === 'md5') {
-        errors.push(`${url}: CRL is not issued by ${issuer.subjectText} or uses a weak signature`);
-        break;
-      }
-      let ok = false;
-      try {
-        ok = cryptoVerify(crl.sigHash, crl.tbsDer, issuer.publicKey, crl.signature);
-      } catch {
-        ok = false;
-      }
-      if (!ok) {
-        errors.push(`${url}: CRL signature does not verify`);
-        break;
-      }
-      if (crl.revokedSerials.has(cert.serial.toString('hex'))) return { status: 'revoked', reason: `listed in ${url}` };
-      return { status: 'ok' };
-    }
-  }
-  return { status: 'unknown', reason: errors.join('; ') || 'no CRL could be checked' };
+  const results = await Promise.all(cert.crlUrls.map((u) => checkUrl(u, cert, issuer, settings, deadline, now)));
+  const revokedAt = results.findIndex((r) => r.status === 'revoked');
+  if (revokedAt >= 0) return { status: 'revoked', reason: `listed in ${cert.crlUrls[revokedAt]}` };
+  const errors = results.flatMap((r) => (r.status === 'error' ? [r.reason] : []));
+  if (errors.length > 0) return { status: 'unknown', reason: errors.join('; ') };
+  return { status: 'ok' };
 }
 
 /** Checks every certificate but the root (a root cannot be revoked by its own CRL) against its CRLs. */

@@ -14,6 +14,24 @@ export interface VerifiedTimestamp {
   readonly earliest: Date;
   readonly latest: Date;
   readonly tsa: string;
+  /** The TSA chain as verified, signer first, ending at the trusted certificate: for its revocation check. */
+  readonly chain: readonly Certificate[];
+}
+
+const GENERALIZED_TIME = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d{1,9}))?Z$/;
+
+/**
+ * TSTInfo genTime: GeneralizedTime in UTC with optional fractional seconds of any precision (RFC 3161
+ * 2.4.2 allows them and strips trailing zeros, so `.5Z` and `.123456Z` both occur). @sigstore/core's
+ * toDate only reads exactly three digits, and rejected such tokens that notation accepts.
+ */
+export function parseGeneralizedTime(raw: Buffer): Date {
+  const m = GENERALIZED_TIME.exec(raw.toString('latin1'));
+  if (!m) throw new NotationFormatError('timestamp genTime is not a UTC GeneralizedTime');
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) throw new NotationFormatError('timestamp genTime is out of range');
+  const ms = m[7] ? Math.floor(Number(`0.${m[7]}`) * 1000) : 0;
+  return new Date(Date.UTC(y, mo - 1, d, h, mi, s, ms));
 }
 
 /**
@@ -39,7 +57,9 @@ export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: 
     const imprint = tst.subs[2]!;
     const imprintHash = hashFromOid(imprint.subs[0]!.subs[0]!.toOID());
     const imprintValue = imprint.subs[1]!.value;
-    const genTime = tst.subs[4]!.toDate();
+    const gt = tst.subs[4]!;
+    if (!gt.tag.isGeneralizedTime()) throw new NotationFormatError('timestamp genTime is not a GeneralizedTime');
+    const genTime = parseGeneralizedTime(gt.value);
     let accuracyMs = 0;
     const acc = tst.subs[5];
     if (acc && acc.tag.constructed && acc.tag.number === 0x10) {
@@ -56,13 +76,20 @@ export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: 
     const si = signerInfos.subs[0]!;
     const sid = si.subs[1]!;
     const digestHash = hashFromOid(si.subs[2]!.subs[0]!.toOID());
-    const signedAttrs = si.subs.find((s) => s.tag.isContextSpecific(0));
-    if (!signedAttrs) throw new NotationFormatError('timestamp countersignature has no signed attributes');
-    const sigAlgIdx = si.subs.indexOf(signedAttrs) + 1;
+    // SignerInfo: version, sid, digestAlgorithm, [0] signedAttrs, signatureAlgorithm, signature. The sid
+    // itself is [0] when it is a SubjectKeyIdentifier, so the attributes are looked for at their index.
+    const signedAttrs = si.subs[3];
+    if (!signedAttrs || !signedAttrs.tag.isContextSpecific(0) || !signedAttrs.tag.constructed) throw new NotationFormatError('timestamp countersignature has no signed attributes');
+    const sigAlgIdx = 4;
     const sigAlg = si.subs[sigAlgIdx]!;
     const sigValue = si.subs[sigAlgIdx + 1]!.value;
     const attr = (oid: string) => signedAttrs.subs.find((a) => a.subs[0]!.toOID() === oid)?.subs[1]?.subs[0];
-    return { tstInfoDer, imprintHash, imprintValue, genTime, accuracyMs, certs, sid, digestHash, signedAttrs, sigAlg, sigValue, attr };
+    const contentType = attr(OID_CONTENT_TYPE)?.toOID();
+    const messageDigest = attr(OID_MESSAGE_DIGEST)?.value;
+    // sid: IssuerAndSerialNumber, or [0] SubjectKeyIdentifier (then the signer is found by trying each key).
+    const sidIssuer = sid.tag.isContextSpecific(0) ? undefined : { issuerDer: sid.subs[0]!.toDER(), serial: sid.subs[1]!.value };
+    const sigAlgOid = sigAlg.subs[0]!.toOID();
+    return { tstInfoDer, imprintHash, imprintValue, genTime, accuracyMs, certs, digestHash, signedAttrs, sigAlg, sigAlgOid, sigValue, contentType, messageDigest, sidIssuer };
   });
   const p = parsed;
   if (!p.imprintHash || p.imprintHash === 'sha1') throw new NotationFormatError('timestamp message imprint uses an unsupported hash');
@@ -70,18 +97,15 @@ export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: 
     throw new NotationFormatError('timestamp does not cover this signature (message imprint mismatch)');
   }
   if (!p.digestHash || p.digestHash === 'sha1') throw new NotationFormatError('timestamp signer uses an unsupported digest');
-  const ct = guard('timestamp content type', () => p.attr(OID_CONTENT_TYPE)?.toOID());
-  if (ct !== OID_TSTINFO) throw new NotationFormatError('timestamp signed attributes do not name TSTInfo as content type');
-  const md = p.attr(OID_MESSAGE_DIGEST)?.value;
+  if (p.contentType !== OID_TSTINFO) throw new NotationFormatError('timestamp signed attributes do not name TSTInfo as content type');
+  const md = p.messageDigest;
   if (!md || !createHash(p.digestHash).update(p.tstInfoDer).digest().equals(md)) throw new NotationFormatError('timestamp signed attributes do not match the TSTInfo');
 
-  // The signer: IssuerAndSerialNumber, or [0] SubjectKeyIdentifier (matched by trying each key).
-  const signerCandidates = p.sid.tag.isContextSpecific(0)
-    ? p.certs
-    : p.certs.filter((c) => c.issuerDer.equals(p.sid.subs[0]!.toDER()) && c.serial.equals(p.sid.subs[1]!.value));
+  const sidIssuer = p.sidIssuer;
+  const signerCandidates = sidIssuer ? p.certs.filter((c) => c.issuerDer.equals(sidIssuer.issuerDer) && c.serial.equals(sidIssuer.serial)) : p.certs;
   const attrsDer = Buffer.from(p.signedAttrs.toDER());
   attrsDer[0] = 0x31; // signed over as SET OF, not [0] IMPLICIT
-  const sigAlgOid = guard('timestamp signature algorithm', () => p.sigAlg.subs[0]!.toOID());
+  const sigAlgOid = p.sigAlgOid;
   const signer = signerCandidates.find((c) => {
     try {
       if (sigAlgOid === RSA_PSS_OID) {
@@ -122,5 +146,5 @@ export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: 
   const root = path[path.length - 1]!;
   if (path.length > 1 && isIssuedBy(root, root)) validateTimestampingChain(path);
   else validateTimestampingChain([signer], { leafOnly: !isIssuedBy(signer, signer) });
-  return { earliest, latest, tsa: signer.subjectText };
+  return { earliest, latest, tsa: signer.subjectText, chain: path };
 }

@@ -110,7 +110,14 @@ function chainValidAt(chain: readonly Certificate[], t: Date): string | undefine
   return undefined;
 }
 
-function authenticTimestamp(env: Envelope, chain: readonly Certificate[], ctx: Ctx): { ok: boolean; detail: string } {
+/**
+ * The authentic timestamp check, as notation-go's verifyTimestamp: without a `tsa` store (or with
+ * `afterCertExpiry` while the chain is unexpired) the chain must be valid now; otherwise a timestamp
+ * countersignature must be present, verify against the tsa store, bound a time inside every
+ * certificate's validity, and its TSA chain must not be revoked or of unknown revocation status.
+ * Like notation, the signer's claimed signingTime is not compared with the TSA time.
+ */
+async function authenticTimestamp(env: Envelope, chain: readonly Certificate[], ctx: Ctx): Promise<{ ok: boolean; detail: string }> {
   if (env.signingScheme === 'notary.x509.signingAuthority') {
     const t = env.authenticSigningTime!;
     const bad = chainValidAt(chain, t);
@@ -120,8 +127,9 @@ function authenticTimestamp(env: Envelope, chain: readonly Certificate[], ctx: C
   let useTimestamp = tsaRefs.length > 0;
   if (useTimestamp && ctx.st.verifyTimestamp === 'afterCertExpiry' && !chain.some((c) => ctx.now > c.notAfter)) useTimestamp = false;
   if (!useTimestamp) {
+    const why = tsaRefs.length === 0 ? 'no tsa trust store in the trust policy' : 'verifyTimestamp is afterCertExpiry and the chain has not expired';
     const bad = chainValidAt(chain, ctx.now);
-    return bad ? { ok: false, detail: `no trusted timestamp applies, so the chain must be valid now: ${bad}` } : { ok: true, detail: 'certificate chain is valid now (no timestamp used)' };
+    return bad ? { ok: false, detail: `timestamp not used (${why}), so the chain must be valid now: ${bad}` } : { ok: true, detail: `certificate chain is valid now (timestamp not used: ${why})` };
   }
   if (!env.timestampToken) return { ok: false, detail: 'no timestamp countersignature in the signature, but the trust policy has a tsa trust store' };
   let tsa: Certificate[];
@@ -130,18 +138,26 @@ function authenticTimestamp(env: Envelope, chain: readonly Certificate[], ctx: C
   } catch (e) {
     return { ok: false, detail: (e as Error).message };
   }
+  let ts;
   try {
-    const ts = verifyTimestampToken(env.timestampToken, env.signature, tsa);
-    if (env.signingTime && ts.latest < env.signingTime) return { ok: false, detail: `timestamp ${ts.latest.toISOString()} is before the claimed signing time ${env.signingTime.toISOString()}` };
-    for (const c of chain) {
-      if (ts.earliest < c.notBefore || ts.latest > c.notAfter) {
-        return { ok: false, detail: `timestamp ${ts.earliest.toISOString()} is outside the validity of certificate ${c.subjectText}` };
-      }
-    }
-    return { ok: true, detail: `timestamped ${ts.earliest.toISOString()} by ${ts.tsa}; chain was valid then` };
+    ts = verifyTimestampToken(env.timestampToken, env.signature, tsa);
   } catch (e) {
     return { ok: false, detail: `timestamp countersignature: ${(e as Error).message}` };
   }
+  for (const c of chain) {
+    if (ts.earliest < c.notBefore || ts.latest > c.notAfter) {
+      return { ok: false, detail: `timestamp ${ts.earliest.toISOString()}..${ts.latest.toISOString()} is not inside the validity of certificate ${c.subjectText}` };
+    }
+  }
+  // notation 1.2+ checks the TSA chain's revocation as part of this check (revoked or unknown fails it).
+  let rev;
+  try {
+    rev = await checkRevocation(ts.chain, ctx.spec.revocation, ctx.deadline, ctx.now);
+  } catch (e) {
+    rev = { result: 'unknown' as const, detail: `revocation check could not run: ${(e as Error).message}` };
+  }
+  if (rev.result !== 'ok') return { ok: false, detail: `timestamping certificate chain: ${rev.detail}` };
+  return { ok: true, detail: `timestamped ${ts.earliest.toISOString()} by ${ts.tsa}; chain was valid then` };
 }
 
 async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureResult> {
@@ -238,7 +254,7 @@ async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureRes
   }
 
   {
-    const at = authenticTimestamp(env, chain, ctx);
+    const at = await authenticTimestamp(env, chain, ctx);
     if (rec.record('authenticTimestamp', at.ok, at.detail)) return done(undefined, signer);
   }
 

