@@ -1,9 +1,9 @@
 import * as z from 'zod/mini';
 import { parseDuration } from '../../common/deadline.js';
-import { DEFAULT_REVOCATION, type RevocationSettings } from '../../verify/notation/revocation.js';
-import { parseStatement } from '../../verify/notation/trustpolicy.js';
-import { loadNotationConfigDir } from '../../verify/notation/truststore.js';
-import type { NotationSpec } from '../../verify/notation/verifier.js';
+import { DEFAULT_REVOCATION, type NotationSpec, type RevocationSettings } from '../notation/spec.js';
+import { parseStatement } from '../notation/trust-policy.js';
+import { loadNotationConfigDir } from '../notation/config-dir.js';
+
 
 /**
  * A notation authority in pullguard's YAML policy. Either a reference to a notation configuration

@@ -1,7 +1,7 @@
 import { PullguardError } from '../../common/errors.js';
-import { DEFAULT_REVOCATION } from '../../verify/notation/revocation.js';
-import { loadNotationConfigDir } from '../../verify/notation/truststore.js';
-import type { NotationSpec } from '../../verify/notation/verifier.js';
+import { DEFAULT_REVOCATION, type NotationSpec } from '../notation/spec.js';
+import { loadNotationConfigDir } from '../notation/config-dir.js';
+
 import { DEFAULT_TIMEOUT_MS, type Policy, type Rule } from '../model.js';
 
 /**

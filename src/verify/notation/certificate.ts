@@ -1,7 +1,7 @@
 import { createHash, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
 import { ASN1Obj } from '@sigstore/core';
-import { guard, NotationFormatError } from './errors.js';
-import { nameToAttributes, type DnAttributes } from './dn.js';
+import { guard, MalformedInputError } from '../../common/malformed.js';
+import { nameToAttributes, type DnAttributes } from '../../common/dn.js';
 
 /**
  * One X.509 certificate, parsed once. Node's X509Certificate (OpenSSL) gives the public key and checks
@@ -110,20 +110,20 @@ export function hashFromOid(oid: string): string | undefined {
   return HASH_OIDS[oid];
 }
 
-/** Parses DER or PEM bytes holding exactly one certificate. Throws NotationFormatError on anything else. */
+/** Parses DER or PEM bytes holding exactly one certificate. Throws MalformedInputError on anything else. */
 export function parseCertificate(input: Uint8Array): Certificate {
   const der = Buffer.from(input);
   return guard('malformed certificate', () => {
-    if (der.length === 0 || der[0] !== 0x30) throw new NotationFormatError('malformed certificate: not DER');
+    if (der.length === 0 || der[0] !== 0x30) throw new MalformedInputError('malformed certificate: not DER');
     const asn1 = ASN1Obj.parseBuffer(der);
-    if (asn1.toDER().length !== der.length) throw new NotationFormatError('malformed certificate: trailing data');
+    if (asn1.toDER().length !== der.length) throw new MalformedInputError('malformed certificate: trailing data');
     const tbs = asn1.subs[0];
-    if (!tbs || asn1.subs.length !== 3 || !tbs.tag.constructed) throw new NotationFormatError('malformed certificate: not a Certificate');
+    if (!tbs || asn1.subs.length !== 3 || !tbs.tag.constructed) throw new MalformedInputError('malformed certificate: not a Certificate');
     // TBSCertificate: [0] version?, serial, sigAlg, issuer, validity, subject, spki, [1]?, [2]?, [3] extensions?
     const off = tbs.subs[0]?.tag.isContextSpecific(0) ? 1 : 0;
     const at = (i: number) => {
       const o = tbs.subs[off + i];
-      if (!o) throw new NotationFormatError('malformed certificate: truncated TBSCertificate');
+      if (!o) throw new MalformedInputError('malformed certificate: truncated TBSCertificate');
       return o;
     };
     const serial = at(0).value;
@@ -144,16 +144,16 @@ export function parseCertificate(input: Uint8Array): Certificate {
     const seen = new Set<string>();
     for (const ext of extsWrapper?.subs[0]?.subs ?? []) {
       const oid = ext.subs[0]!.toOID();
-      if (seen.has(oid)) throw new NotationFormatError(`malformed certificate: duplicate extension ${oid}`);
+      if (seen.has(oid)) throw new MalformedInputError(`malformed certificate: duplicate extension ${oid}`);
       seen.add(oid);
       const critical = ext.subs.length === 3 ? ext.subs[1]!.toBoolean() : false;
       const valueObj = ext.subs[ext.subs.length - 1]!;
-      if (!valueObj.tag.isOctetString()) throw new NotationFormatError(`malformed certificate: extension ${oid} value`);
+      if (!valueObj.tag.isOctetString()) throw new MalformedInputError(`malformed certificate: extension ${oid} value`);
       const inner = () => ASN1Obj.parseBuffer(valueObj.value as Buffer<ArrayBuffer>);
       switch (oid) {
         case OID.keyUsage: {
           const bs = inner();
-          if (!bs.tag.isBitString() || bs.value.length < 1) throw new NotationFormatError('malformed certificate: keyUsage');
+          if (!bs.tag.isBitString() || bs.value.length < 1) throw new MalformedInputError('malformed certificate: keyUsage');
           const bits = new Set<KeyUsage>();
           KEY_USAGE_BITS.forEach((name, i) => {
             const byte = bs.value[1 + (i >> 3)];

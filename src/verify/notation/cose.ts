@@ -1,6 +1,6 @@
 import { decode, encode, Tagged, type TagDecodeControl } from 'cborg';
 import { checkCritical, checkScheme, H, PAYLOAD_CONTENT_TYPE, type Algorithm, type Envelope } from './envelope.js';
-import { guard, NotationFormatError } from './errors.js';
+import { guard, MalformedInputError } from '../../common/malformed.js';
 
 /** COSE algorithm ids (RFC 9053 / RFC 8230) notation uses. */
 const COSE_ALG: ReadonlyMap<number, Algorithm> = new Map([
@@ -35,22 +35,22 @@ const DECODE_OPTIONS = {
 };
 
 function asMap(v: unknown, what: string): Map<unknown, unknown> {
-  if (!(v instanceof Map)) throw new NotationFormatError(`malformed COSE: ${what} is not a map`);
+  if (!(v instanceof Map)) throw new MalformedInputError(`malformed COSE: ${what} is not a map`);
   return v;
 }
 
 function asBytes(v: unknown, what: string): Buffer {
-  if (!(v instanceof Uint8Array)) throw new NotationFormatError(`malformed COSE: ${what} is not a byte string`);
+  if (!(v instanceof Uint8Array)) throw new MalformedInputError(`malformed COSE: ${what} is not a byte string`);
   return Buffer.from(v);
 }
 
 function epoch(v: unknown, what: string): Date {
   // notation writes times as tag 1 (epoch-based date/time) around an integer.
   if (!(v instanceof Tagged) || v.tag !== TAG_EPOCH || typeof v.value !== 'number' || !Number.isSafeInteger(v.value)) {
-    throw new NotationFormatError(`malformed COSE: ${what} must be a tag-1 integer time`);
+    throw new MalformedInputError(`malformed COSE: ${what} must be a tag-1 integer time`);
   }
   const d = new Date(v.value * 1000);
-  if (Number.isNaN(d.getTime())) throw new NotationFormatError(`malformed COSE: ${what} is out of range`);
+  if (Number.isNaN(d.getTime())) throw new MalformedInputError(`malformed COSE: ${what} is out of range`);
   return d;
 }
 
@@ -60,34 +60,34 @@ function epoch(v: unknown, what: string): Date {
  */
 export function parseCose(bytes: Uint8Array): Envelope {
   return guard('malformed COSE', () => {
-    if (bytes.length === 0) throw new NotationFormatError('malformed COSE: empty');
+    if (bytes.length === 0) throw new MalformedInputError('malformed COSE: empty');
     const top: unknown = decode(bytes, DECODE_OPTIONS);
-    if (!(top instanceof Tagged) || top.tag !== TAG_SIGN1) throw new NotationFormatError('malformed COSE: not a COSE_Sign1_Tagged message (tag 18)');
+    if (!(top instanceof Tagged) || top.tag !== TAG_SIGN1) throw new MalformedInputError('malformed COSE: not a COSE_Sign1_Tagged message (tag 18)');
     const msg = top.value;
-    if (!Array.isArray(msg) || msg.length !== 4) throw new NotationFormatError('malformed COSE: COSE_Sign1 must be a 4-element array');
+    if (!Array.isArray(msg) || msg.length !== 4) throw new MalformedInputError('malformed COSE: COSE_Sign1 must be a 4-element array');
     const protectedBytes = asBytes(msg[0], 'protected header');
     const unprotected = asMap(msg[1], 'unprotected header');
-    if (msg[2] === null) throw new NotationFormatError('malformed COSE: detached payloads are not allowed');
+    if (msg[2] === null) throw new MalformedInputError('malformed COSE: detached payloads are not allowed');
     const payload = asBytes(msg[2], 'payload');
     const signature = asBytes(msg[3], 'signature');
-    if (signature.length === 0) throw new NotationFormatError('malformed COSE: empty signature');
-    if (protectedBytes.length === 0) throw new NotationFormatError('malformed COSE: protected header is empty');
+    if (signature.length === 0) throw new MalformedInputError('malformed COSE: empty signature');
+    if (protectedBytes.length === 0) throw new MalformedInputError('malformed COSE: protected header is empty');
     const ph = asMap(decode(protectedBytes, DECODE_OPTIONS), 'protected header');
 
     for (const k of ph.keys()) {
       if (typeof k === 'number') {
-        if (![LABEL_ALG, LABEL_CRIT, LABEL_CTY, LABEL_X5CHAIN].includes(k)) throw new NotationFormatError(`malformed COSE: unexpected protected label ${k}`);
+        if (![LABEL_ALG, LABEL_CRIT, LABEL_CTY, LABEL_X5CHAIN].includes(k)) throw new MalformedInputError(`malformed COSE: unexpected protected label ${k}`);
       } else if (typeof k === 'string') {
-        if (k.startsWith('io.cncf.notary') && !PROTECTED_TEXT_ALLOWED.has(k)) throw new NotationFormatError(`malformed COSE: unexpected protected header ${JSON.stringify(k)}`);
-      } else throw new NotationFormatError('malformed COSE: header labels must be integers or text');
+        if (k.startsWith('io.cncf.notary') && !PROTECTED_TEXT_ALLOWED.has(k)) throw new MalformedInputError(`malformed COSE: unexpected protected header ${JSON.stringify(k)}`);
+      } else throw new MalformedInputError('malformed COSE: header labels must be integers or text');
     }
     const algId = ph.get(LABEL_ALG);
     const alg = typeof algId === 'number' ? COSE_ALG.get(algId) : undefined;
-    if (!alg) throw new NotationFormatError(`unsupported COSE alg ${JSON.stringify(algId)}`);
-    if (ph.get(LABEL_CTY) !== PAYLOAD_CONTENT_TYPE) throw new NotationFormatError(`malformed COSE: content type must be ${PAYLOAD_CONTENT_TYPE}`);
+    if (!alg) throw new MalformedInputError(`unsupported COSE alg ${JSON.stringify(algId)}`);
+    if (ph.get(LABEL_CTY) !== PAYLOAD_CONTENT_TYPE) throw new MalformedInputError(`malformed COSE: content type must be ${PAYLOAD_CONTENT_TYPE}`);
     const critRaw = ph.get(LABEL_CRIT);
     if (!Array.isArray(critRaw) || !critRaw.every((c) => typeof c === 'string' || typeof c === 'number')) {
-      throw new NotationFormatError('malformed COSE: crit (label 2) must be an array of labels');
+      throw new MalformedInputError('malformed COSE: crit (label 2) must be an array of labels');
     }
     const crit = critRaw.map((c) => String(c));
     checkCritical(crit, (n) => ph.has(n) || (/^-?\d+$/.test(n) && ph.has(Number(n))), COSE_STANDARD_LABELS);
@@ -98,18 +98,18 @@ export function parseCose(bytes: Uint8Array): Envelope {
     const expiry = time(H.expiry);
     const signingScheme = checkScheme(ph.get(H.signingScheme), signingTime, authenticSigningTime);
     const plugin = ph.get(H.verificationPlugin);
-    if (plugin !== undefined && typeof plugin !== 'string') throw new NotationFormatError(`malformed COSE: ${H.verificationPlugin} must be text`);
+    if (plugin !== undefined && typeof plugin !== 'string') throw new MalformedInputError(`malformed COSE: ${H.verificationPlugin} must be text`);
 
     for (const k of unprotected.keys()) {
       if (k !== LABEL_X5CHAIN && k !== H.timestampSignature && k !== H.signingAgent) {
-        throw new NotationFormatError(`malformed COSE: unexpected unprotected header ${JSON.stringify(String(k))}`);
+        throw new MalformedInputError(`malformed COSE: unexpected unprotected header ${JSON.stringify(String(k))}`);
       }
-      if (ph.has(k)) throw new NotationFormatError(`malformed COSE: header ${String(k)} is both protected and unprotected`);
+      if (ph.has(k)) throw new MalformedInputError(`malformed COSE: header ${String(k)} is both protected and unprotected`);
     }
     // x5chain may sit in either bucket (RFC 9360); it is an array of bstr, or one bstr for a single cert.
     const x5 = unprotected.get(LABEL_X5CHAIN) ?? ph.get(LABEL_X5CHAIN);
     const chainItems = x5 instanceof Uint8Array ? [x5] : x5;
-    if (!Array.isArray(chainItems) || chainItems.length === 0) throw new NotationFormatError('malformed COSE: x5chain (label 33) is missing or empty');
+    if (!Array.isArray(chainItems) || chainItems.length === 0) throw new MalformedInputError('malformed COSE: x5chain (label 33) is missing or empty');
     const certChain = chainItems.map((c, i) => asBytes(c, `x5chain[${i}]`));
     const ts = unprotected.get(H.timestampSignature);
     const timestampToken = ts !== undefined ? asBytes(ts, H.timestampSignature) : undefined;

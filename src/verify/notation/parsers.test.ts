@@ -7,17 +7,17 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { certificatesFromFile, parseCertificate } from './certificate.js';
 import { parseCose } from './cose.js';
-import { isSubsetDn, parseDn } from './dn.js';
-import { NotationFormatError } from './errors.js';
+import { isSubsetDn, parseDn } from '../../common/dn.js';
+import { MalformedInputError } from '../../common/malformed.js';
 import { parseJws } from './jws.js';
-import { parseStatement, parseTrustPolicyDocument } from './trustpolicy.js';
+import { parseStatement, parseTrustPolicyDocument } from '../../policy/notation/trust-policy.js';
 
-/** Parsers must turn every malformed input into a NotationFormatError: never another exception. */
+/** Parsers must turn every malformed input into a MalformedInputError: never another exception. */
 function onlyFormatErrors(fn: () => unknown): void {
   try {
     fn();
   } catch (e) {
-    if (!(e instanceof NotationFormatError)) throw e;
+    if (!(e instanceof MalformedInputError)) throw e;
   }
 }
 
@@ -82,7 +82,7 @@ describe('JWS parser', () => {
       ),
       { numRuns: 500 },
     );
-    // Mutations of a valid protected header: every outcome is a parse or a NotationFormatError.
+    // Mutations of a valid protected header: every outcome is a parse or a MalformedInputError.
     fc.assert(
       fc.property(fc.dictionary(fc.constantFrom('alg', 'crit', 'cty', 'io.cncf.notary.signingScheme', 'io.cncf.notary.signingTime', 'io.cncf.notary.expiry', 'zz'), fc.jsonValue()), (patch) =>
         onlyFormatErrors(() => parseJws(jws({ ...goodProtected, ...patch }))),
@@ -159,9 +159,9 @@ describe('DN parser and comparison', () => {
     expect(isSubsetDn(parseDn('C=US, ST=WA, O=acme\\, Inc.'), leaf)).toBe(false);
   });
   it.each(['CN=other', 'C=US, ST=WA', 'C=US+ST=WA, O=A', 'C=US, C=CA, ST=WA, O=A', 'C=US, ST=WA, O=', 'C=US, ST=WA, O=A,', 'C=US, ST=WA, O=#0101', 'C=US; ST=WA; O=A\\'])('rejects %j', (dn) => {
-    expect(() => parseDn(dn)).toThrow(NotationFormatError);
+    expect(() => parseDn(dn)).toThrow(MalformedInputError);
   });
-  it('property: any string is a DN or a NotationFormatError, and a parsed DN matches itself', () => {
+  it('property: any string is a DN or a MalformedInputError, and a parsed DN matches itself', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 80 }), (s) =>
         onlyFormatErrors(() => {

@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import { ASN1Obj } from '@sigstore/core';
 import type { Deadline } from '../../common/deadline.js';
 import { hashOfAlgorithmIdentifier, type Certificate } from './certificate.js';
-import { guard, NotationFormatError } from './errors.js';
+import { guard, MalformedInputError } from '../../common/malformed.js';
+import type { RevocationSettings } from '../../policy/notation/spec.js';
+
+export { DEFAULT_REVOCATION, type RevocationSettings } from '../../policy/notation/spec.js';
 
 /**
  * Revocation by CRL over HTTP, the part of notation's revocation check that works without an OCSP
@@ -16,15 +19,6 @@ import { guard, NotationFormatError } from './errors.js';
  * OCSP-only certificate) is "unknown", which fails the check; the level then decides whether that
  * failure is enforced or only logged, and `override: {revocation: skip}` turns the check off.
  */
-export interface RevocationSettings {
-  /** Directory for fetched CRLs (survives between pulls); unset = memory only. */
-  readonly cacheDir?: string;
-  /** Cap per CRL download, also bounded by the run's deadline. */
-  readonly timeoutMs: number;
-  readonly maxCrlBytes: number;
-}
-
-export const DEFAULT_REVOCATION: RevocationSettings = { timeoutMs: 3000, maxCrlBytes: 8 * 1024 * 1024 };
 
 export type CertStatus = { readonly status: 'ok' | 'nonrevokable' } | { readonly status: 'revoked' | 'unknown'; readonly reason: string };
 
@@ -58,7 +52,7 @@ export function clearCrlMemoryCache(): void {
 export function parseCrl(der: Buffer): Crl {
   return guard('malformed CRL', () => {
     const root = ASN1Obj.parseBuffer(der as Buffer<ArrayBuffer>);
-    if (root.subs.length !== 3) throw new NotationFormatError('malformed CRL: not a CertificateList');
+    if (root.subs.length !== 3) throw new MalformedInputError('malformed CRL: not a CertificateList');
     const tbs = root.subs[0]!;
     let i = tbs.subs[0]!.tag.isInteger() ? 1 : 0; // version
     i++; // signature AlgorithmIdentifier
@@ -73,10 +67,10 @@ export function parseCrl(der: Buffer): Crl {
     const revokedSerials = new Set<string>();
     const rl = tbs.subs[i];
     if (rl && !rl.tag.isContextSpecific(0)) {
-      if (!rl.tag.constructed) throw new NotationFormatError('malformed CRL: revokedCertificates is not a SEQUENCE');
+      if (!rl.tag.constructed) throw new MalformedInputError('malformed CRL: revokedCertificates is not a SEQUENCE');
       for (const entry of rl.subs) {
         const serial = entry.subs[0];
-        if (!serial?.tag.isInteger()) throw new NotationFormatError('malformed CRL: a revoked entry has no serial number');
+        if (!serial?.tag.isInteger()) throw new MalformedInputError('malformed CRL: a revoked entry has no serial number');
         revokedSerials.add(serial.value.toString('hex'));
       }
       i++;
@@ -92,7 +86,7 @@ export function parseCrl(der: Buffer): Crl {
     }
     const sigHash = hashOfAlgorithmIdentifier(root.subs[1]!);
     const sigBits = root.subs[2]!;
-    if (!sigBits.tag.isBitString()) throw new NotationFormatError('malformed CRL: signature is not a BIT STRING');
+    if (!sigBits.tag.isBitString()) throw new MalformedInputError('malformed CRL: signature is not a BIT STRING');
     return { issuerDer: issuer.toDER(), thisUpdate, nextUpdate, revokedSerials, tbsDer: tbs.toDER(), sigHash, signature: sigBits.value.subarray(1), unsupportedCritical };
   });
 }

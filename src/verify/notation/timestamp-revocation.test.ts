@@ -8,16 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCrl, makeTsa, Pki, PkiServer, runAsync, TSA_EXT, type Issued } from '../../../test/helpers/notation.js';
 import { Deadline } from '../../common/deadline.js';
 import { certificatesFromFile, parseCertificate, type Certificate } from './certificate.js';
-import { NotationFormatError } from './errors.js';
+import { MalformedInputError } from '../../common/malformed.js';
 import { checkRevocation, clearCrlMemoryCache, DEFAULT_REVOCATION, parseCrl } from './revocation.js';
 import { parseGeneralizedTime, verifyTimestampToken } from './timestamp.js';
 
-/** Malformed input must end in a NotationFormatError (a deny with a reason), never another exception. */
+/** Malformed input must end in a MalformedInputError (a deny with a reason), never another exception. */
 function onlyFormatErrors(fn: () => unknown): void {
   try {
     fn();
   } catch (e) {
-    if (!(e instanceof NotationFormatError)) throw e;
+    if (!(e instanceof MalformedInputError)) throw e;
   }
 }
 
@@ -104,14 +104,14 @@ describe('RFC 3161 timestamp countersignature', () => {
     expect(g('20260102030405.5Z').toISOString()).toBe('2026-01-02T03:04:05.500Z');
     expect(g('20260102030405.123456789Z').toISOString()).toBe('2026-01-02T03:04:05.123Z');
     for (const bad of ['20260102030405', '20260102030405+0100', '2026010203040Z', '20261302030405Z', '20260102030405.Z', '260102030405Z', '']) {
-      expect(() => g(bad), bad).toThrow(NotationFormatError);
+      expect(() => g(bad), bad).toThrow(MalformedInputError);
     }
   });
 
   it('rejects a token over other bytes, and a TSA that does not chain to the tsa store', () => {
     expect(() => verifyTimestampToken(token, Buffer.concat([signature, Buffer.from([0])]), [cert(tsaRoot)])).toThrow(/message imprint mismatch/);
     expect(() => verifyTimestampToken(token, signature, [cert(otherRoot)])).toThrow(/does not chain to a certificate in the tsa trust store/);
-    expect(() => verifyTimestampToken(token, signature, [])).toThrow(NotationFormatError);
+    expect(() => verifyTimestampToken(token, signature, [])).toThrow(MalformedInputError);
   });
 
   it('property: arbitrary bytes are a format error, never a crash', () => {
@@ -124,7 +124,7 @@ describe('RFC 3161 timestamp countersignature', () => {
   it('property: a truncated token is always rejected', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: token.length - 1 }), (n) => {
-        expect(() => verifyTimestampToken(token.subarray(0, n), signature, [cert(tsaRoot)])).toThrow(NotationFormatError);
+        expect(() => verifyTimestampToken(token.subarray(0, n), signature, [cert(tsaRoot)])).toThrow(MalformedInputError);
       }),
       { numRuns: 300 },
     );
@@ -136,7 +136,7 @@ describe('RFC 3161 timestamp countersignature', () => {
       fc.property(fc.integer({ min: 0, max: token.length - 1 }), fc.integer({ min: 1, max: 255 }), (i, x) => {
         const t = Buffer.from(token);
         t[i]! ^= x;
-        if (i >= tstInfoRange[0] && i < tstInfoRange[1]) expect(() => verifyTimestampToken(t, signature, roots)).toThrow(NotationFormatError);
+        if (i >= tstInfoRange[0] && i < tstInfoRange[1]) expect(() => verifyTimestampToken(t, signature, roots)).toThrow(MalformedInputError);
         else onlyFormatErrors(() => verifyTimestampToken(t, signature, roots));
       }),
       { numRuns: 1500 },
@@ -159,7 +159,7 @@ describe('CRL parsing and checking', () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), (b) => onlyFormatErrors(() => parseCrl(Buffer.from(b)))), { numRuns: 500 });
     fc.assert(
       fc.property(fc.integer({ min: 0, max: crlDer.length - 1 }), (n) => {
-        expect(() => parseCrl(crlDer.subarray(0, n))).toThrow(NotationFormatError);
+        expect(() => parseCrl(crlDer.subarray(0, n))).toThrow(MalformedInputError);
       }),
       { numRuns: 200 },
     );

@@ -2,7 +2,7 @@ import { createHash, constants, verify as cryptoVerify } from 'node:crypto';
 import { ASN1Obj } from '@sigstore/core';
 import { hashFromOid, hashOfAlgorithmIdentifier, isIssuedBy, parseCertificate, RSA_PSS_OID, type Certificate } from './certificate.js';
 import { validateTimestampingChain } from './chain.js';
-import { guard, NotationFormatError } from './errors.js';
+import { guard, MalformedInputError } from '../../common/malformed.js';
 
 const OID_SIGNED_DATA = '1.2.840.113549.1.7.2';
 const OID_TSTINFO = '1.2.840.113549.1.9.16.1.4';
@@ -27,9 +27,9 @@ const GENERALIZED_TIME = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d{1,
  */
 export function parseGeneralizedTime(raw: Buffer): Date {
   const m = GENERALIZED_TIME.exec(raw.toString('latin1'));
-  if (!m) throw new NotationFormatError('timestamp genTime is not a UTC GeneralizedTime');
+  if (!m) throw new MalformedInputError('timestamp genTime is not a UTC GeneralizedTime');
   const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) throw new NotationFormatError('timestamp genTime is out of range');
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) throw new MalformedInputError('timestamp genTime is out of range');
   const ms = m[7] ? Math.floor(Number(`0.${m[7]}`) * 1000) : 0;
   return new Date(Date.UTC(y, mo - 1, d, h, mi, s, ms));
 }
@@ -45,11 +45,11 @@ export function parseGeneralizedTime(raw: Buffer): Date {
 export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: readonly Certificate[]): VerifiedTimestamp {
   const parsed = guard('malformed timestamp countersignature', () => {
     const ci = ASN1Obj.parseBuffer(token as Buffer<ArrayBuffer>);
-    if (ci.subs[0]?.toOID() !== OID_SIGNED_DATA) throw new NotationFormatError('timestamp countersignature is not CMS SignedData');
+    if (ci.subs[0]?.toOID() !== OID_SIGNED_DATA) throw new MalformedInputError('timestamp countersignature is not CMS SignedData');
     const sd = ci.subs[1]?.subs[0];
-    if (!sd) throw new NotationFormatError('timestamp countersignature has no SignedData');
+    if (!sd) throw new MalformedInputError('timestamp countersignature has no SignedData');
     const encap = sd.subs[2]!;
-    if (encap.subs[0]!.toOID() !== OID_TSTINFO) throw new NotationFormatError('timestamp countersignature does not hold a TSTInfo');
+    if (encap.subs[0]!.toOID() !== OID_TSTINFO) throw new MalformedInputError('timestamp countersignature does not hold a TSTInfo');
     const eContent = encap.subs[1]!.subs[0]!; // [0] EXPLICIT OCTET STRING
     const tstInfoDer = eContent.value;
     const tst = ASN1Obj.parseBuffer(tstInfoDer as Buffer<ArrayBuffer>);
@@ -58,7 +58,7 @@ export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: 
     const imprintHash = hashFromOid(imprint.subs[0]!.subs[0]!.toOID());
     const imprintValue = imprint.subs[1]!.value;
     const gt = tst.subs[4]!;
-    if (!gt.tag.isGeneralizedTime()) throw new NotationFormatError('timestamp genTime is not a GeneralizedTime');
+    if (!gt.tag.isGeneralizedTime()) throw new MalformedInputError('timestamp genTime is not a GeneralizedTime');
     const genTime = parseGeneralizedTime(gt.value);
     let accuracyMs = 0;
     const acc = tst.subs[5];
@@ -72,14 +72,14 @@ export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: 
     const certsObj = sd.subs.find((s) => s.tag.isContextSpecific(0) && s.tag.constructed);
     const certs = (certsObj?.subs ?? []).map((c) => parseCertificate(c.toDER()));
     const signerInfos = sd.subs[sd.subs.length - 1]!;
-    if (signerInfos.subs.length !== 1) throw new NotationFormatError('timestamp countersignature must have exactly one signer');
+    if (signerInfos.subs.length !== 1) throw new MalformedInputError('timestamp countersignature must have exactly one signer');
     const si = signerInfos.subs[0]!;
     const sid = si.subs[1]!;
     const digestHash = hashFromOid(si.subs[2]!.subs[0]!.toOID());
     // SignerInfo: version, sid, digestAlgorithm, [0] signedAttrs, signatureAlgorithm, signature. The sid
     // itself is [0] when it is a SubjectKeyIdentifier, so the attributes are looked for at their index.
     const signedAttrs = si.subs[3];
-    if (!signedAttrs || !signedAttrs.tag.isContextSpecific(0) || !signedAttrs.tag.constructed) throw new NotationFormatError('timestamp countersignature has no signed attributes');
+    if (!signedAttrs || !signedAttrs.tag.isContextSpecific(0) || !signedAttrs.tag.constructed) throw new MalformedInputError('timestamp countersignature has no signed attributes');
     const sigAlgIdx = 4;
     const sigAlg = si.subs[sigAlgIdx]!;
     const sigValue = si.subs[sigAlgIdx + 1]!.value;
@@ -92,14 +92,14 @@ export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: 
     return { tstInfoDer, imprintHash, imprintValue, genTime, accuracyMs, certs, digestHash, signedAttrs, sigAlg, sigAlgOid, sigValue, contentType, messageDigest, sidIssuer };
   });
   const p = parsed;
-  if (!p.imprintHash || p.imprintHash === 'sha1') throw new NotationFormatError('timestamp message imprint uses an unsupported hash');
+  if (!p.imprintHash || p.imprintHash === 'sha1') throw new MalformedInputError('timestamp message imprint uses an unsupported hash');
   if (!createHash(p.imprintHash).update(signature).digest().equals(p.imprintValue)) {
-    throw new NotationFormatError('timestamp does not cover this signature (message imprint mismatch)');
+    throw new MalformedInputError('timestamp does not cover this signature (message imprint mismatch)');
   }
-  if (!p.digestHash || p.digestHash === 'sha1') throw new NotationFormatError('timestamp signer uses an unsupported digest');
-  if (p.contentType !== OID_TSTINFO) throw new NotationFormatError('timestamp signed attributes do not name TSTInfo as content type');
+  if (!p.digestHash || p.digestHash === 'sha1') throw new MalformedInputError('timestamp signer uses an unsupported digest');
+  if (p.contentType !== OID_TSTINFO) throw new MalformedInputError('timestamp signed attributes do not name TSTInfo as content type');
   const md = p.messageDigest;
-  if (!md || !createHash(p.digestHash).update(p.tstInfoDer).digest().equals(md)) throw new NotationFormatError('timestamp signed attributes do not match the TSTInfo');
+  if (!md || !createHash(p.digestHash).update(p.tstInfoDer).digest().equals(md)) throw new MalformedInputError('timestamp signed attributes do not match the TSTInfo');
 
   const sidIssuer = p.sidIssuer;
   const signerCandidates = sidIssuer ? p.certs.filter((c) => c.issuerDer.equals(sidIssuer.issuerDer) && c.serial.equals(sidIssuer.serial)) : p.certs;
@@ -117,7 +117,7 @@ export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: 
       return false;
     }
   });
-  if (!signer) throw new NotationFormatError('timestamp signature does not verify with any certificate in the token');
+  if (!signer) throw new MalformedInputError('timestamp signature does not verify with any certificate in the token');
 
   const genTime = p.genTime;
   const earliest = new Date(genTime.getTime() - p.accuracyMs);
@@ -133,13 +133,13 @@ export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: 
       break;
     }
     const next = p.certs.find((c) => !path.includes(c) && isIssuedBy(cur, c));
-    if (!next) throw new NotationFormatError(`timestamp signer ${signer.subjectText} does not chain to a certificate in the tsa trust store`);
+    if (!next) throw new MalformedInputError(`timestamp signer ${signer.subjectText} does not chain to a certificate in the tsa trust store`);
     path.push(next);
-    if (depth === 7) throw new NotationFormatError('timestamp certificate chain is too long');
+    if (depth === 7) throw new MalformedInputError('timestamp certificate chain is too long');
   }
-  if (!trusted.some((t) => t.der.equals(path[path.length - 1]!.der))) throw new NotationFormatError(`timestamp signer ${signer.subjectText} does not chain to a certificate in the tsa trust store`);
+  if (!trusted.some((t) => t.der.equals(path[path.length - 1]!.der))) throw new MalformedInputError(`timestamp signer ${signer.subjectText} does not chain to a certificate in the tsa trust store`);
   for (const c of path) {
-    if (genTime < c.notBefore || genTime > c.notAfter) throw new NotationFormatError(`TSA certificate ${c.subjectText} was not valid at the timestamp ${genTime.toISOString()}`);
+    if (genTime < c.notBefore || genTime > c.notAfter) throw new MalformedInputError(`TSA certificate ${c.subjectText} was not valid at the timestamp ${genTime.toISOString()}`);
   }
   // A chain ending at a self-signed root gets the full TSA chain rules; one anchored at a trusted
   // intermediate gets the leaf rules (timeStamping EKU, key usage) on the signer.

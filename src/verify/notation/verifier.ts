@@ -8,37 +8,18 @@ import type { AuthorityResult, CheckOutcome, SignatureResult, Subject, Verifier 
 import type { Certificate } from './certificate.js';
 import { verifyEnvelopeSignature } from './chain.js';
 import { parseCose } from './cose.js';
-import { formatDn, isSubsetDn } from './dn.js';
+import { formatDn, isSubsetDn } from '../../common/dn.js';
 import { MEDIA_TYPE_COSE, MEDIA_TYPE_JWS, parsePayload, type Envelope } from './envelope.js';
 import { parseJws } from './jws.js';
-import { checkRevocation, type RevocationSettings } from './revocation.js';
+import { checkRevocation } from './revocation.js';
+import { isNotationSpec, type NotationSpec } from '../../policy/notation/spec.js';
 import { verifyTimestampToken } from './timestamp.js';
-import { selectStatement, type Action, type CheckType, type Statement, type TrustStoreType } from './trustpolicy.js';
+import { selectStatement, type Action, type CheckType, type Statement, type TrustStoreType } from '../../policy/notation/trust-policy.js';
 import { loadTrustStore } from './truststore.js';
 
 export const NOTARY_SIGNATURE = 'application/vnd.cncf.notary.signature';
 export const THUMBPRINT_ANNOTATION = 'io.cncf.notary.x509chain.thumbprint#S256';
 
-/**
- * What a notation authority resolves to once its policy is loaded: trust policy statement(s), where
- * the trust store lives, and revocation settings. Built by policy/authorities/notation.ts (pullguard
- * YAML) and policy/formats/notation.ts (a notation configuration directory).
- */
-export interface NotationSpec {
-  readonly resolved: 'notation';
-  /** Where the settings came from, for messages. */
-  readonly source: string;
-  /** `<dir>/truststore`: holds `x509/{ca,signingAuthority,tsa}/<name>/`. */
-  readonly truststoreDir: string;
-  /** `scope`: pick the statement for the pulled repository (notation's rules); `fixed`: the only one. */
-  readonly select: 'scope' | 'fixed';
-  readonly statements: readonly Statement[];
-  readonly revocation: RevocationSettings;
-}
-
-export function isNotationSpec(v: unknown): v is NotationSpec {
-  return typeof v === 'object' && v !== null && (v as { resolved?: unknown }).resolved === 'notation';
-}
 
 const CHECK_ORDER: readonly CheckType[] = ['integrity', 'authenticity', 'expiry', 'authenticTimestamp', 'revocation'];
 const ENFORCEMENT: Record<Action, CheckOutcome['enforcement']> = { enforce: 'enforced', log: 'logged', skip: 'skipped' };

@@ -1,6 +1,5 @@
-import { parseDn, type DnAttributes, isSubsetDn } from './dn.js';
-import { isRecord } from './envelope.js';
-import { NotationFormatError } from './errors.js';
+import { parseDn, type DnAttributes, isSubsetDn } from '../../common/dn.js';
+import { isRecord, MalformedInputError } from '../../common/malformed.js';
 
 /**
  * notation's trust policy (trust-store-trust-policy.md, version 1.0), validated the way notation-go
@@ -41,8 +40,8 @@ const STORE_NAME = /^[a-zA-Z0-9_.-]+$/;
 const DOMAIN = /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))+)?(?::[0-9]+)?$/;
 const REPOSITORY = /^[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?(?:(?:\/[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?)+)?$/;
 
-function bad(msg: string): NotationFormatError {
-  return new NotationFormatError(msg, 'POLICY_INVALID');
+function bad(msg: string): MalformedInputError {
+  return new MalformedInputError(msg, 'POLICY_INVALID');
 }
 
 function stringArray(v: unknown, what: string): string[] {

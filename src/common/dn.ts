@@ -1,5 +1,5 @@
 import type { ASN1Obj } from '@sigstore/core';
-import { NotationFormatError } from './errors.js';
+import { MalformedInputError } from './malformed.js';
 
 /**
  * Distinguished names the way notation compares them: as a set of attribute type -> value (one value per
@@ -27,11 +27,11 @@ const ALIASES: Record<string, string> = { S: 'ST' };
 const MANDATORY = ['C', 'ST', 'O'] as const;
 
 /**
- * Parses an RFC 4514 string as notation does for `x509.subject:` identities. Throws NotationFormatError
+ * Parses an RFC 4514 string as notation does for `x509.subject:` identities. Throws MalformedInputError
  * (POLICY_INVALID) with a message naming the problem; the caller adds where it came from.
  */
 export function parseDn(input: string): DnAttributes {
-  const fail = (why: string) => new NotationFormatError(`distinguished name ${JSON.stringify(input)} is not valid: ${why}`, 'POLICY_INVALID');
+  const fail = (why: string) => new MalformedInputError(`distinguished name ${JSON.stringify(input)} is not valid: ${why}`, 'POLICY_INVALID');
   const attrs = new Map<string, string>();
   let i = 0;
   const s = input;
@@ -107,14 +107,14 @@ export function parseDn(input: string): DnAttributes {
 export function nameToAttributes(name: ASN1Obj): DnAttributes {
   const attrs = new Map<string, string>();
   for (const rdn of name.subs) {
-    if (rdn.subs.length !== 1) throw new NotationFormatError('certificate subject has a multi-valued RDN');
+    if (rdn.subs.length !== 1) throw new MalformedInputError('certificate subject has a multi-valued RDN');
     const atv = rdn.subs[0]!;
     const oid = atv.subs[0]!.toOID();
     const type = SHORT_NAMES[oid] ?? oid;
     const v = atv.subs[1]!;
     // BMPString is UTF-16BE; every other string type notation meets is ASCII/UTF-8.
     const value = v.tag.number === 0x1e ? Buffer.from(v.value).swap16().toString('utf16le') : v.value.toString('utf8');
-    if (attrs.has(type)) throw new NotationFormatError(`certificate subject has duplicate attribute ${type}`);
+    if (attrs.has(type)) throw new MalformedInputError(`certificate subject has duplicate attribute ${type}`);
     attrs.set(type, value);
   }
   return attrs;

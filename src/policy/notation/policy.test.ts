@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadPolicy, parsePolicyText } from '../../policy/load.js';
-import { isNotationSpec } from './verifier.js';
+import { loadPolicy, parsePolicyText } from '../load.js';
+import { isNotationSpec } from './spec.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pg-notation-policy-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
