@@ -10,11 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { decide } from '../../src/cli/decide.js';
-import { Deadline } from '../../src/common/deadline.js';
-import { parseReference } from '../../src/common/reference.js';
 import { loadPolicy } from '../../src/policy/load.js';
-import { createRegistryClient } from '../../src/registry/index.js';
+import { decidePinned } from '../helpers/decide.js';
 import { cosign, cosignOk, makeLeaf, makePki, openssl, type Pki } from '../helpers/cosign.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -50,16 +47,7 @@ function image(repo: string, opts: { index?: boolean } = {}): PushedImage & { pi
 async function pullguard(policyText: string, ext: 'yaml' | 'json', pinned: string) {
   const file = join(work, `policy-${++seq}.${ext}`);
   writeFileSync(file, policyText);
-  const policy = loadPolicy(file);
-  const ref = parseReference(pinned);
-  const deadline = new Deadline(20_000);
-  try {
-    const subject = { reference: { domain: ref.domain, path: ref.path, digest: ref.digest! }, descriptor: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: ref.digest!, size: 1 } };
-    const { decision } = await decide(subject, policy, async () => createRegistryClient(policy.registry), deadline);
-    return decision;
-  } finally {
-    deadline.dispose();
-  }
+  return decidePinned(loadPolicy(file), pinned);
 }
 
 /** One native rule for `repo` with one cosign authority (YAML flow mapping text). */

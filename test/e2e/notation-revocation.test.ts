@@ -3,14 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as esbuild from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decide } from '../../src/cli/decide.js';
-import { Deadline } from '../../src/common/deadline.js';
-import { parseReference } from '../../src/common/reference.js';
 import { loadPolicy } from '../../src/policy/load.js';
-import { createRegistryClient } from '../../src/registry/index.js';
 import type { CheckOutcome } from '../../src/verify/types.js';
 import { clearCrlMemoryCache } from '../../src/verify/notation/revocation.js';
 import { clearTrustStoreCache } from '../../src/verify/notation/truststore.js';
+import { decidePinned } from '../helpers/decide.js';
 import { makeCrl, makeTsa, notationSandbox, Pki, PkiServer, RegistryWriter, runAsync, TSA_EXT, type Issued, type NotationSandbox } from '../helpers/notation.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { freePort } from '../helpers/proc.js';
@@ -51,19 +48,8 @@ async function sign(repo: string, key: string, format: 'jws' | 'cose', extra: st
 async function pullguard(repo: string) {
   clearTrustStoreCache();
   const img = images.get(repo)!;
-  const policy = loadPolicy(nt.configDir);
-  const deadline = new Deadline(20_000);
-  try {
-    const { decision } = await decide(
-      { reference: parseReference(`${registry.host}/${repo}@${img.digest}`) as never, descriptor: { mediaType: img.mediaType, digest: img.digest, size: img.size } },
-      policy,
-      async () => createRegistryClient(policy.registry),
-      deadline,
-    );
-    return { verdict: decision.verdict, reason: decision.reason, checks: decision.results.flatMap((r) => r.signatures.flatMap((s) => s.checks)) };
-  } finally {
-    deadline.dispose();
-  }
+  const decision = await decidePinned(loadPolicy(nt.configDir), `${registry.host}/${repo}@${img.digest}`, img);
+  return { verdict: decision.verdict, reason: decision.reason, checks: decision.results.flatMap((r) => r.signatures.flatMap((s) => s.checks)) };
 }
 
 async function notationVerdict(repo: string) {

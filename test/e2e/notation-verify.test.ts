@@ -2,13 +2,13 @@ import { constants, createPrivateKey, sign as cryptoSign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { decode, encode, Tagged } from 'cborg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decide } from '../../src/cli/decide.js';
 import { Deadline } from '../../src/common/deadline.js';
 import { parseReference } from '../../src/common/reference.js';
 import { loadPolicy } from '../../src/policy/load.js';
 import { createRegistryClient } from '../../src/registry/index.js';
 import { clearTrustStoreCache } from '../../src/verify/notation/truststore.js';
 import { notationVerifier } from '../../src/verify/notation/verifier.js';
+import { decidePinned } from '../helpers/decide.js';
 import { notationSandbox, Pki, RegistryWriter, type Issued, type NotationSandbox } from '../helpers/notation.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -46,19 +46,8 @@ async function sign(repo: string, key: string, format: 'jws' | 'cose', extra: st
 async function pullguardVerdict(repo: string): Promise<{ verdict: string; reason: string }> {
   clearTrustStoreCache();
   const img = images.get(repo)!;
-  const policy = loadPolicy(nt.configDir);
-  const deadline = new Deadline(20_000);
-  try {
-    const { decision } = await decide(
-      { reference: parseReference(`${registry.host}/${repo}@${img.digest}`) as never, descriptor: { mediaType: img.mediaType, digest: img.digest, size: img.size } },
-      policy,
-      async () => createRegistryClient(policy.registry),
-      deadline,
-    );
-    return { verdict: decision.verdict, reason: decision.reason };
-  } finally {
-    deadline.dispose();
-  }
+  const decision = await decidePinned(loadPolicy(nt.configDir), `${registry.host}/${repo}@${img.digest}`, img);
+  return { verdict: decision.verdict, reason: decision.reason };
 }
 
 async function notationVerdict(repo: string): Promise<{ verdict: string; output: string }> {
