@@ -34,7 +34,8 @@ e2e: build tools
 	$(NODE) node_modules/vitest/vitest.mjs run --project e2e
 
 test: build typecheck tools
-	$(NODE) node_modules/vitest/vitest.mjs run
+	$(NODE) node_modules/vitest/vitest.mjs run --reporter=default --reporter=json --outputFile.json=dist/test-results.json
+	@$(NODE) -e 'const r=require("./dist/test-results.json"); console.log(`$${r.numPassedTests} passed, $${r.numFailedTests} failed, $${r.numPendingTests} skipped`)'
 
 demo: build tools
 	$(NODE) scripts/demo.mjs
