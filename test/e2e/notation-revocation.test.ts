@@ -8,16 +8,16 @@ import type { CheckOutcome } from '../../src/verify/types.js';
 import { clearCrlMemoryCache } from '../../src/verify/notation/revocation.js';
 import { clearTrustStoreCache } from '../../src/verify/notation/truststore.js';
 import { decidePinned } from '../helpers/decide.js';
-import { makeCrl, makeTsa, notationSandbox, Pki, PkiServer, RegistryWriter, runAsync, TSA_EXT, type Issued, type NotationSandbox } from '../helpers/notation.js';
+import { makeCrl, makeTsa, notationSandbox, OCSP_SIGNER_EXT, ocspIndex, Pki, PkiServer, RegistryWriter, runAsync, startOcspResponder, TSA_EXT, type Issued, type NotationSandbox } from '../helpers/notation.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
-import { freePort } from '../helpers/proc.js';
+import { freePort, type Daemon } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { ROOT } from '../helpers/tools.js';
 
 /**
- * RFC 3161 timestamps and CRL revocation, end to end: a real TSA (`openssl ts -reply` behind a loopback
+ * RFC 3161 timestamps, OCSP and CRL revocation, end to end: a real TSA (`openssl ts -reply` behind a loopback
  * HTTP server) countersigns real notation 1.3.2 signatures, and CAs made with `openssl ca` publish CRLs
- * on the same server. For every case pullguard's verdict (decide() with the notation directory as the
+ * on the same server; real `openssl ocsp` responder daemons answer OCSP. For every case pullguard's verdict (decide() with the notation directory as the
  * policy) must equal `notation verify`'s, with the same trust policy and trust store.
  */
 let registry: Registry;
@@ -27,6 +27,7 @@ let srv: PkiServer;
 let writer: RegistryWriter;
 let work: string;
 let crlRootCa: Issued;
+const ocspDaemons: Daemon[] = [];
 const images = new Map<string, PushedImage>();
 const expected: Record<string, 'allow' | 'deny'> = {};
 /** Checks that must show up in pullguard's outcome for a case: [check, result, enforcement]. */
@@ -78,6 +79,16 @@ const CRL_CASES = [
   'crl-ok', 'crl-revoked', 'crl-revoked-log', 'crl-revoked-permissive', 'crl-revoked-skip', 'crl-down', 'crl-down-skip', 'crl-down-permissive',
   'crl-expired', 'crl-wrong-key', 'crl-two-points-one-down', 'crl-inter-revoked', 'crl-inter-ok',
 ];
+const OCSP_CASES = [
+  'ocsp-good', 'ocsp-revoked', 'ocsp-revoked-permissive', 'ocsp-unknown', 'ocsp-down', 'ocsp-down-crl-ok', 'ocsp-down-crl-revoked',
+  'ocsp-wrong-key', 'ocsp-delegated',
+];
+/**
+ * Where pullguard is stricter than notation on purpose: [notation, pullguard]. notation (through
+ * golang.org/x/crypto/ocsp) accepts any responder certificate the issuer signed; RFC 6960 §4.2.2.2
+ * requires the id-kp-OCSPSigning EKU, and pullguard enforces it.
+ */
+const DIVERGENT: Record<string, ['allow' | 'deny', 'allow' | 'deny']> = { 'ocsp-delegated-no-eku': ['allow', 'deny'] };
 
 beforeAll(async () => {
   registry = await startRegistry();
@@ -90,7 +101,7 @@ beforeAll(async () => {
   const closedPort = await freePort(); // nothing listens there: a CRL server that is down
 
   // Images first: pushTestImage blocks the event loop, and nothing needs the in-process server yet.
-  for (const s of [...TS_CASES, ...CRL_CASES, 'crl-cache', 'crl-disk']) {
+  for (const s of [...TS_CASES, ...CRL_CASES, ...OCSP_CASES, 'ocsp-delegated-no-eku', 'crl-cache', 'crl-disk']) {
     images.set(s, pushTestImage(registry.host, s, 'v1', `revocation-${s}`));
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -155,6 +166,38 @@ beforeAll(async () => {
   nt.trust('ca', 'crl', crlRoot.cert);
   nt.trust('ca', 'crl2', root2.cert);
 
+  // OCSP PKI: one root, real `openssl ocsp` daemons signing as the root itself, as a look-alike root
+  // (same name, other key), as a delegated responder (id-kp-OCSPSigning) and as one without that EKU.
+  const [mainPort, wrongPort, delegatedPort, noEkuPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const ocspUrl = (port: number) => `http://127.0.0.1:${port}`;
+  const ocspRoot = pki.issue('ocsp-root', { kind: 'p256', subject: '/O=Acme/CN=Acme OCSP Root', ca: true });
+  const evilOcspRoot = pki.issue('evil-ocsp-root', { kind: 'p256', subject: '/O=Acme/CN=Acme OCSP Root', ca: true });
+  const responder = pki.issue('ocsp-responder', { kind: 'p256', subject: '/O=Acme/CN=Acme OCSP Responder', issuer: ocspRoot, ext: OCSP_SIGNER_EXT });
+  const noEkuResponder = pki.issue('ocsp-responder-no-eku', { kind: 'p256', subject: '/O=Acme/CN=Acme OCSP Responder 2', issuer: ocspRoot, ext: 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature' });
+  const ocspLeaf = (name: string, port: number, crl?: string) => {
+    const l = pki.issue(name, { kind: 'p256', subject: `/O=Acme/CN=${name}`, issuer: ocspRoot, ocsp: ocspUrl(port), extraExt: crl ? cdp(crl) : undefined });
+    nt.addKey(name, l.key, pki.bundle(name, [l, ocspRoot]));
+    return l;
+  };
+  const ocspCrl = `${srv.url}/crl/ocsp-root.crl`;
+  const inIndex = [
+    ocspLeaf('ocsp-good-leaf', mainPort),
+    ocspLeaf('ocsp-wrong-key-leaf', wrongPort),
+    ocspLeaf('ocsp-delegated-leaf', delegatedPort),
+    ocspLeaf('ocsp-delegated-no-eku-leaf', noEkuPort),
+  ];
+  const ocspRevokedLeaf = ocspLeaf('ocsp-revoked-leaf', mainPort);
+  ocspLeaf('ocsp-unknown-leaf', mainPort); // not in the responder's index
+  ocspLeaf('ocsp-down-leaf', closedPort);
+  ocspLeaf('ocsp-down-crl-ok-leaf', closedPort, ocspCrl);
+  const ocspCrlRevoked = ocspLeaf('ocsp-down-crl-revoked-leaf', closedPort, ocspCrl);
+  srv.setCrl('ocsp-root.crl', await makeCrl(pki, 'ocsp-root', ocspRoot, [ocspCrlRevoked]));
+  const index = ocspIndex(pki, 'ocsp-root', [...inIndex.map((issued) => ({ issued })), { issued: ocspRevokedLeaf, revoked: true }]);
+  for (const [signer, port] of [[ocspRoot, mainPort], [evilOcspRoot, wrongPort], [responder, delegatedPort], [noEkuResponder, noEkuPort]] as const) {
+    ocspDaemons.push(await startOcspResponder({ index, ca: ocspRoot, signer }, port));
+  }
+  nt.trust('ca', 'ocsp', ocspRoot.cert);
+
   const TS = ['ca:acme', 'tsa:acme-tsa'];
   const after = { verifyTimestamp: 'afterCertExpiry' };
   const stmts = [
@@ -185,6 +228,9 @@ beforeAll(async () => {
     statement('crl-two-points-one-down', ['ca:crl']),
     statement('crl-inter-revoked', ['ca:crl2']),
     statement('crl-inter-ok', ['ca:crl2']),
+    ...OCSP_CASES.filter((c) => c !== 'ocsp-revoked-permissive').map((c) => statement(c, ['ca:ocsp'])),
+    statement('ocsp-revoked-permissive', ['ca:ocsp'], { level: 'permissive' }),
+    statement('ocsp-delegated-no-eku', ['ca:ocsp']),
     statement('crl-cache', ['ca:crl']),
     statement('crl-disk', ['ca:crl']),
   ];
@@ -231,6 +277,10 @@ beforeAll(async () => {
   await sign('crl-two-points-one-down', 'crl-two-leaf', 'jws');
   await sign('crl-inter-revoked', 'leaf-under-bad', 'jws');
   await sign('crl-inter-ok', 'leaf-under-good', 'cose');
+  for (const c of [...OCSP_CASES, 'ocsp-delegated-no-eku']) {
+    const leafName = c === 'ocsp-revoked-permissive' ? 'ocsp-revoked-leaf' : `${c}-leaf`;
+    await sign(c, leafName, c.length % 2 ? 'jws' : 'cose');
+  }
   await sign('crl-cache', 'crl-cache-leaf', 'jws');
   await sign('crl-disk', 'crl-disk-leaf', 'jws');
 
@@ -264,6 +314,15 @@ beforeAll(async () => {
     'crl-two-points-one-down': 'deny',
     'crl-inter-revoked': 'deny',
     'crl-inter-ok': 'allow',
+    'ocsp-good': 'allow',
+    'ocsp-revoked': 'deny',
+    'ocsp-revoked-permissive': 'allow',
+    'ocsp-unknown': 'deny',
+    'ocsp-down': 'deny',
+    'ocsp-down-crl-ok': 'allow',
+    'ocsp-down-crl-revoked': 'deny',
+    'ocsp-wrong-key': 'deny',
+    'ocsp-delegated': 'allow',
   });
   Object.assign(expectedChecks, {
     'ts-valid': ['authenticTimestamp', 'pass', 'enforced'],
@@ -283,11 +342,21 @@ beforeAll(async () => {
     'crl-down-permissive': ['revocation', 'fail', 'logged'],
     'crl-inter-revoked': ['revocation', 'fail', 'enforced'],
     'crl-inter-ok': ['revocation', 'pass', 'enforced'],
+    'ocsp-good': ['revocation', 'pass', 'enforced'],
+    'ocsp-revoked': ['revocation', 'fail', 'enforced'],
+    'ocsp-revoked-permissive': ['revocation', 'fail', 'logged'],
+    'ocsp-unknown': ['revocation', 'fail', 'enforced'],
+    'ocsp-down': ['revocation', 'fail', 'enforced'],
+    'ocsp-down-crl-ok': ['revocation', 'pass', 'enforced'],
+    'ocsp-down-crl-revoked': ['revocation', 'fail', 'enforced'],
+    'ocsp-wrong-key': ['revocation', 'fail', 'enforced'],
+    'ocsp-delegated': ['revocation', 'pass', 'enforced'],
   });
 }, 240_000);
 
 afterAll(async () => {
   if (table.length) console.log(`case | expected | notation | pullguard\n${table.join('\n')}`);
+  for (const d of ocspDaemons) await d.stop();
   await srv?.stop();
   await registry?.stop();
   nt?.dispose();
@@ -296,7 +365,7 @@ afterAll(async () => {
 });
 
 describe('timestamps and CRL revocation: pullguard agrees with notation verify 1.3.2', () => {
-  it.each([...TS_CASES, ...CRL_CASES])('%s', async (repo) => {
+  it.each([...TS_CASES, ...CRL_CASES, ...OCSP_CASES])('%s', async (repo) => {
     const n = await notationVerdict(repo);
     const p = await pullguard(repo);
     table.push(`${repo} | ${expected[repo]} | ${n.verdict} | ${p.verdict}`);
@@ -308,6 +377,23 @@ describe('timestamps and CRL revocation: pullguard agrees with notation verify 1
       const got = p.checks.find((c) => c.check === want[0]);
       expect(got, `${msg}\nchecks: ${JSON.stringify(p.checks)}`).toMatchObject({ check: want[0], result: want[1], enforcement: want[2] });
     }
+  });
+
+  it.each(Object.keys(DIVERGENT))('%s (deliberately stricter than notation)', async (repo) => {
+    const n = await notationVerdict(repo);
+    const p = await pullguard(repo);
+    table.push(`${repo} | ${DIVERGENT[repo]!.join(' / ')} | ${n.verdict} | ${p.verdict}`);
+    expect(n.verdict, n.output).toBe(DIVERGENT[repo]![0]);
+    expect(p.verdict, p.reason).toBe(DIVERGENT[repo]![1]);
+    expect(p.reason).toMatch(/lacks the id-kp-OCSPSigning extended key usage/);
+  });
+
+  it('OCSP reasons name the responder and what it said', async () => {
+    expect((await pullguard('ocsp-revoked')).reason).toMatch(/revoked at .* according to OCSP responder http:\/\/127\.0\.0\.1:\d+( \(cached answer\))?, signed by .*Acme OCSP Root/);
+    expect((await pullguard('ocsp-unknown')).reason).toMatch(/does not know the certificate/);
+    expect((await pullguard('ocsp-down')).reason).toMatch(/OCSP failed: http:\/\/127\.0\.0\.1:\d+: fetch failed/);
+    expect((await pullguard('ocsp-down-crl-revoked')).reason).toMatch(/listed in .*ocsp-root\.crl/);
+    expect((await pullguard('ocsp-wrong-key')).reason).toMatch(/OCSP response: signature does not verify with the key of .*Acme OCSP Root/);
   });
 
   it('reasons name what was found', async () => {

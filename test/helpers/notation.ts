@@ -1,9 +1,10 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startDaemon, waitFor, type Daemon } from './proc.js';
 import { tool } from './tools.js';
 
 /**
@@ -42,7 +43,7 @@ export class Pki {
   }
 
   /** Issues (or self-signs when `issuer` is undefined) a certificate with `openssl ca`. */
-  issue(name: string, opts: { kind: KeyKind; subject: string; issuer?: Issued; ca?: boolean; pathLen?: number; endSeconds?: number; extraExt?: string; ext?: string }): Issued {
+  issue(name: string, opts: { kind: KeyKind; subject: string; issuer?: Issued; ca?: boolean; pathLen?: number; endSeconds?: number; extraExt?: string; ext?: string; ocsp?: string | readonly string[] }): Issued {
     const key = this.key(name, opts.kind);
     const csr = join(this.dir, `${name}.csr`);
     execFileSync('openssl', ['req', '-new', '-key', key, '-subj', opts.subject, '-out', csr], { stdio: 'pipe' });
@@ -78,6 +79,7 @@ export class Pki {
         '[x]',
         ext,
         opts.extraExt ?? '',
+        opts.ocsp === undefined ? '' : `authorityInfoAccess=${(typeof opts.ocsp === 'string' ? [opts.ocsp] : opts.ocsp).map((u) => `OCSP;URI:${u}`).join(',')}`,
       ].join('\n'),
     );
     const cert = join(this.dir, `${name}.crt`);
@@ -142,6 +144,61 @@ export async function makeCrl(pki: Pki, name: string, ca: Issued, revoked: reado
   return openssl(['crl', '-in', pem, '-outform', 'DER']);
 }
 
+/** Certificate extensions for a delegated OCSP responder (RFC 6960 §4.2.2.2). */
+export const OCSP_SIGNER_EXT = 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=OCSPSigning\nsubjectKeyIdentifier=hash';
+
+/**
+ * An `openssl ca` style index.txt for `openssl ocsp -index`: one line per certificate, revoked ones ('R')
+ * with a revocation time an hour ago. Certificates left out are "unknown" to the responder.
+ */
+export function ocspIndex(pki: Pki, name: string, entries: readonly { issued: Issued; revoked?: boolean }[]): string {
+  const file = join(pki.dir, `ocsp-${name}.index.txt`);
+  const t = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z';
+  const lines = entries.map(({ issued, revoked }) => {
+    const x = new X509Certificate(readFileSync(issued.cert));
+    const serial = x.serialNumber.toUpperCase();
+    return [revoked ? 'R' : 'V', t(new Date(x.validTo)), revoked ? `${t(new Date(Date.now() - 3600_000))},keyCompromise` : '', serial.length % 2 ? `0${serial}` : serial, 'unknown', issued.subject].join('\t');
+  });
+  writeFileSync(file, lines.map((l) => `${l}\n`).join(''));
+  writeFileSync(`${file}.attr`, 'unique_subject = no\n');
+  return file;
+}
+
+export interface OcspResponderOpts {
+  /** The index from ocspIndex. */
+  readonly index: string;
+  /** The CA whose certificates it answers for. */
+  readonly ca: Issued;
+  /** Signs the responses: the CA itself, a delegated responder, or anything else. */
+  readonly signer: Issued;
+  /** More `openssl ocsp` options (default: `-ndays 1`). */
+  readonly extra?: readonly string[];
+}
+
+const ocspArgs = (o: OcspResponderOpts) => ['ocsp', '-index', o.index, '-CA', o.ca.cert, '-rsigner', o.signer.cert, '-rkey', o.signer.key, ...(o.extra ?? ['-ndays', '1'])];
+
+/** Answers one DER OCSPRequest offline with `openssl ocsp -reqin … -respout …` (asynchronously). */
+export async function ocspRespond(o: OcspResponderOpts, request: Buffer, workDir: string): Promise<Buffer> {
+  const dir = mkdtempSync(join(workDir, 'ocsp-'));
+  try {
+    writeFileSync(join(dir, 'req.der'), request);
+    const r = await runAsync('openssl', [...ocspArgs(o), '-reqin', join(dir, 'req.der'), '-respout', join(dir, 'resp.der')], { timeoutMs: 15_000 });
+    if (r.status !== 0) throw new Error(`openssl ocsp: ${r.stderr}`);
+    return readFileSync(join(dir, 'resp.der'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A real `openssl ocsp` responder daemon on 127.0.0.1:`port`; stop it with `.stop()` (by PID). */
+export async function startOcspResponder(o: OcspResponderOpts, port: number): Promise<Daemon> {
+  const d = startDaemon('openssl', [...ocspArgs(o), '-port', String(port), '-ignore_err']);
+  // Readiness from its log, not a probe connection: openssl ocsp serves one connection at a time, and a
+  // connection closed without a request leaves it waiting on that connection for good.
+  await waitFor(`openssl ocsp on ${port}`, () => d.output().includes('waiting for OCSP client connections'), 15_000, d);
+  return d;
+}
+
 /** An RFC 3161 TSA for `openssl ts -reply`: the signer (critical EKU timeStamping) and its chain. */
 export interface Tsa {
   readonly name: string;
@@ -192,6 +249,7 @@ export class PkiServer {
   readonly requests = new Map<string, number>();
   private readonly crls = new Map<string, Buffer>();
   private readonly tsas = new Map<string, Tsa>();
+  private readonly ocsps = new Map<string, OcspResponderOpts>();
   private server?: Server;
   port = 0;
 
@@ -240,7 +298,15 @@ export class PkiServer {
         rmSync(dir, { recursive: true, force: true });
       }
     }
+    const ocsp = path.startsWith('/ocsp/') ? this.ocsps.get(path.slice(6)) : undefined;
+    if (ocsp && method === 'POST') return { status: 200, type: 'application/ocsp-response', body: await ocspRespond(ocsp, body, this.workDir) };
     return { status: 404, type: 'text/plain', body: Buffer.from('not found') };
+  }
+
+  /** An OCSP responder at POST /ocsp/<name>, answering each request with `openssl ocsp -reqin` (asynchronously). */
+  setOcsp(name: string, o: OcspResponderOpts): string {
+    this.ocsps.set(name, o);
+    return `${this.url}/ocsp/${name}`;
   }
 
   setCrl(file: string, der: Buffer): void {

@@ -5,7 +5,7 @@ import type { Statement } from './trust-policy.js';
  * (pullguard YAML, policy/authorities/notation.ts, or a notation configuration directory,
  * policy/formats/notation.ts). The verifier (src/verify/notation) receives only this.
  */
-/** How revocation is checked (CRLs over HTTP). */
+/** How revocation is checked (OCSP, then CRLs, over HTTP). */
 export interface RevocationSettings {
   /** Directory for fetched CRLs (survives between pulls); unset = memory only. */
   readonly cacheDir?: string;

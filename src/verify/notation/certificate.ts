@@ -28,7 +28,10 @@ export interface Certificate {
   readonly basicConstraints?: { readonly critical: boolean; readonly ca: boolean; readonly pathLen?: number };
   readonly extKeyUsage?: { readonly critical: boolean; readonly oids: readonly string[] };
   readonly crlUrls: readonly string[];
+  /** OCSP access descriptions in authorityInfoAccess (any name form). */
   readonly hasOcsp: boolean;
+  /** Their uniformResourceIdentifier locations, in certificate order (what Go's x509 calls OCSPServer). */
+  readonly ocspUrls: readonly string[];
   readonly publicKey: KeyObject;
   readonly key: { readonly type: 'rsa'; readonly bits: number } | { readonly type: 'ec'; readonly curve: string; readonly bits: number } | { readonly type: string; readonly bits: 0 };
   readonly node: NodeX509;
@@ -140,6 +143,7 @@ export function parseCertificate(input: Uint8Array): Certificate {
     let extKeyUsage: Certificate['extKeyUsage'];
     let crlUrls: string[] = [];
     let hasOcsp = false;
+    const ocspUrls: string[] = [];
     const extsWrapper = tbs.subs.slice(off + 6).find((s) => s.tag.isContextSpecific(3));
     const seen = new Set<string>();
     for (const ext of extsWrapper?.subs[0]?.subs ?? []) {
@@ -180,7 +184,12 @@ export function parseCertificate(input: Uint8Array): Certificate {
           crlUrls = collectUris(inner());
           break;
         case OID.authorityInfoAccess:
-          hasOcsp = inner().subs.some((ad) => ad.subs[0]?.tag.isOID() && ad.subs[0].toOID() === OID.ocsp);
+          for (const ad of inner().subs) {
+            if (!ad.subs[0]?.tag.isOID() || ad.subs[0].toOID() !== OID.ocsp) continue;
+            hasOcsp = true;
+            const loc = ad.subs[1];
+            if (loc?.tag.isContextSpecific(6) && !loc.tag.constructed) ocspUrls.push(loc.value.toString('latin1'));
+          }
           break;
       }
     }
@@ -219,6 +228,7 @@ export function parseCertificate(input: Uint8Array): Certificate {
       extKeyUsage,
       crlUrls,
       hasOcsp,
+      ocspUrls,
       publicKey,
       key,
       node,

@@ -5,22 +5,27 @@ import { ASN1Obj } from '@sigstore/core';
 import type { Deadline } from '../../common/deadline.js';
 import { hashOfAlgorithmIdentifier, type Certificate } from './certificate.js';
 import { guard, MalformedInputError } from '../../common/malformed.js';
+import { checkOcsp } from './ocsp.js';
 import type { RevocationSettings } from '../../policy/notation/spec.js';
 
 export { DEFAULT_REVOCATION, type RevocationSettings } from '../../policy/notation/spec.js';
 
 /**
- * Revocation by CRL over HTTP, the part of notation's revocation check that works without an OCSP
- * client. Each certificate but the root is checked against the CRLs its CRL distribution points name;
- * CRLs are cached (memory, and a directory when configured) until their nextUpdate.
+ * Revocation by OCSP (ocsp.ts) and CRL over HTTP, in notation-core-go's order (revocation.go
+ * ValidateContext): for each certificate but the root, a certificate with OCSP responders is checked by
+ * OCSP; when OCSP cannot give good or revoked (every responder failed, or the responder answered
+ * "unknown") and the certificate has CRL distribution points, its CRLs decide. A certificate with only
+ * CRL distribution points is checked by CRL. CRLs are cached (memory, and a directory when configured)
+ * until their nextUpdate; good/revoked OCSP answers in memory until theirs.
  *
  * Outcomes follow notation-core-go: a certificate with neither CRL nor OCSP endpoints is "non-revokable"
- * and passes; one that cannot be checked (no network on an air-gapped node, a stale or bad CRL, an
- * OCSP-only certificate) is "unknown", which fails the check; the level then decides whether that
- * failure is enforced or only logged, and `override: {revocation: skip}` turns the check off.
+ * and passes; one that cannot be checked (no network on an air-gapped node, a stale or bad CRL or OCSP
+ * response, an OCSP responder that does not know it and no CRL to fall back to) is "unknown", which
+ * fails the check; the level then decides whether that failure is enforced or only logged, and
+ * `override: {revocation: skip}` turns the check off.
  */
 
-export type CertStatus = { readonly status: 'ok' | 'nonrevokable' } | { readonly status: 'revoked' | 'unknown'; readonly reason: string };
+export type CertStatus = { readonly status: 'ok'; readonly method: 'OCSP' | 'CRL' } | { readonly status: 'nonrevokable' } | { readonly status: 'revoked' | 'unknown'; readonly reason: string };
 
 export interface RevocationOutcome {
   readonly result: 'ok' | 'revoked' | 'unknown';
@@ -189,20 +194,32 @@ async function checkUrl(url: string, cert: Certificate, issuer: Certificate, set
  * partition its CRL; a listing in any of them is "revoked", and any location that cannot be used makes
  * the status "unknown" (a reachable one does not vouch for one that is not).
  */
-async function checkCert(cert: Certificate, issuer: Certificate, settings: RevocationSettings, deadline: Deadline, now: Date): Promise<CertStatus> {
-  if (cert.crlUrls.length === 0) {
-    if (cert.hasOcsp) return { status: 'unknown', reason: 'certificate offers only OCSP, which pullguard does not implement' };
-    return { status: 'nonrevokable' };
-  }
+async function checkCrl(cert: Certificate, issuer: Certificate, settings: RevocationSettings, deadline: Deadline, now: Date): Promise<CertStatus> {
   const results = await Promise.all(cert.crlUrls.map((u) => checkUrl(u, cert, issuer, settings, deadline, now)));
   const revokedAt = results.findIndex((r) => r.status === 'revoked');
   if (revokedAt >= 0) return { status: 'revoked', reason: `listed in ${cert.crlUrls[revokedAt]}` };
   const errors = results.flatMap((r) => (r.status === 'error' ? [r.reason] : []));
   if (errors.length > 0) return { status: 'unknown', reason: errors.join('; ') };
-  return { status: 'ok' };
+  return { status: 'ok', method: 'CRL' };
 }
 
-/** Checks every certificate but the root (a root cannot be revoked by its own CRL) against its CRLs. */
+/** OCSP first when the certificate names responders, CRL when OCSP cannot decide (notation-core-go's order). */
+async function checkCert(cert: Certificate, issuer: Certificate, settings: RevocationSettings, deadline: Deadline, now: Date): Promise<CertStatus> {
+  if (cert.ocspUrls.length > 0) {
+    const o = await checkOcsp(cert, issuer, settings, deadline, now);
+    if (o.status === 'good') return { status: 'ok', method: 'OCSP' };
+    if (o.status === 'revoked') return { status: 'revoked', reason: o.detail };
+    const why = o.status === 'unknown' ? o.detail : `OCSP failed: ${o.detail}`;
+    if (cert.crlUrls.length === 0) return { status: 'unknown', reason: why };
+    const c = await checkCrl(cert, issuer, settings, deadline, now);
+    if (c.status === 'unknown') return { status: 'unknown', reason: `${why}; CRL fallback: ${c.reason}` };
+    return c;
+  }
+  if (cert.crlUrls.length === 0) return { status: 'nonrevokable' };
+  return checkCrl(cert, issuer, settings, deadline, now);
+}
+
+/** Checks every certificate but the root (which nothing above it can revoke) by OCSP and/or CRL. */
 export async function checkRevocation(chain: readonly Certificate[], settings: RevocationSettings, deadline: Deadline, now = new Date()): Promise<RevocationOutcome> {
   if (chain.length < 2) {
     const only = chain[0];
@@ -214,6 +231,7 @@ export async function checkRevocation(chain: readonly Certificate[], settings: R
   if (revoked >= 0) return { result: 'revoked', detail: `certificate ${chain[revoked]!.subjectText} is revoked (${(results[revoked] as { reason: string }).reason})` };
   const unknown = results.findIndex((r) => r.status === 'unknown');
   if (unknown >= 0) return { result: 'unknown', detail: `revocation status of ${chain[unknown]!.subjectText} is unknown: ${(results[unknown] as { reason: string }).reason}` };
+  const methods = [...new Set(results.flatMap((r) => (r.status === 'ok' ? [r.method] : [])))].sort().reverse();
   const checked = results.filter((r) => r.status === 'ok').length;
-  return { result: 'ok', detail: checked === 0 ? 'no CRL or OCSP endpoints in the chain; nothing to check' : `not revoked (${checked} certificate(s) checked by CRL)` };
+  return { result: 'ok', detail: checked === 0 ? 'no CRL or OCSP endpoints in the chain; nothing to check' : `not revoked (${checked} certificate(s) checked by ${methods.join(' and ')})` };
 }

@@ -216,7 +216,7 @@ describe('CRL parsing and checking', () => {
     expect(Date.now() - t0).toBeLessThan(3_000);
   });
 
-  it('only non-HTTP locations, or OCSP only: unknown; no endpoints at all: nothing to check', async () => {
+  it('only non-HTTP locations, or an OCSP responder that is down with no CRL: unknown; no endpoints at all: nothing to check', async () => {
     const ldap = pki.issue('ldap', { kind: 'p256', subject: '/O=Acme/CN=ldap', issuer: caIssued, extraExt: 'crlDistributionPoints=URI:ldap://ldap.example/cn=CRL' });
     expect(await check(ldap)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/only http/) });
     const ocsp = pki.issue('ocsp', { kind: 'p256', subject: '/O=Acme/CN=ocsp', issuer: caIssued, extraExt: 'authorityInfoAccess=OCSP;URI:http://127.0.0.1:9/' });
