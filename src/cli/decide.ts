@@ -2,6 +2,7 @@ import { DeadlineExceeded, type Deadline } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
 import type { Policy, Rule } from '../policy/model.js';
 import { RuleMatcher, type RuleMatch } from '../policy/match.js';
+import { createRegistryClient } from '../registry/index.js';
 import type { ArtifactClass, DiscoveryResult, RegistryClient } from '../registry/types.js';
 import { ruleDecision, verifyDecision, type Decision } from '../verdict/decision.js';
 import { verifierFor } from '../verify/index.js';
@@ -13,9 +14,12 @@ export interface DecideResult {
   readonly discovery: readonly DiscoveryResult[];
 }
 
-/** The registry stage, loaded on first use: an allow or deny rule never pays for the HTTP client. */
+/**
+ * The registry stage. Its modules are part of the startup snapshot; node:http, https, tls and
+ * child_process, which cannot be, are loaded on first use (src/registry/transport.ts, auth.ts), so an
+ * allow or deny rule never pays for them.
+ */
 export async function loadRegistryClient(settings: Policy['registry']): Promise<RegistryClient> {
-  const { createRegistryClient } = await import('../registry/index.js');
   return createRegistryClient(settings);
 }
 

@@ -3,7 +3,6 @@
  * we read what the node has: docker config.json files (auths, credHelpers, credsStore). Secrets live
  * only in memory; messages name files and hosts, never values.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Deadline } from '../common/deadline.js';
@@ -154,7 +153,8 @@ export function runHelper(name: string, key: string, source: string, deadline: D
   const server = key === 'docker.io' ? 'https://index.docker.io/v1/' : key;
   return new Promise((resolve, reject) => {
     const signal = deadline.slice(HELPER_TIMEOUT_MS);
-    const child = spawn(program, ['get'], { stdio: ['pipe', 'pipe', 'pipe'], env, signal, killSignal: 'SIGKILL' });
+    // Loaded here, not imported: child_process cannot be part of the executable's startup snapshot.
+    const child = process.getBuiltinModule('node:child_process').spawn(program, ['get'], { stdio: ['pipe', 'pipe', 'pipe'], env, signal, killSignal: 'SIGKILL' });
     let out = '';
     let errOut = '';
     child.stdout.on('data', (b: Buffer) => {

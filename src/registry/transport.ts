@@ -5,14 +5,18 @@
  * run's deadline.
  */
 import { readFileSync } from 'node:fs';
-import * as http from 'node:http';
-import * as https from 'node:https';
-import { rootCertificates } from 'node:tls';
+import type * as http from 'node:http';
+import type * as https from 'node:https';
 import { formatDuration, type Deadline } from '../common/deadline.js';
 import { PullguardError } from '../common/errors.js';
 import type { Endpoint } from './hosts.js';
 
 export const MAX_REDIRECTS = 5;
+
+// node:http, https and tls are loaded on first use, not imported: they cannot be part of the executable's
+// startup snapshot (src/main.ts); the rest of the registry stage can.
+const httpModule = () => process.getBuiltinModule('node:http');
+const httpsModule = () => process.getBuiltinModule('node:https');
 
 export interface HttpResponse {
   readonly status: number;
@@ -129,7 +133,7 @@ export class Transport {
     this.observer?.(method, url);
     return new Promise<HttpResponse>((resolve, reject) => {
       if (signal.aborted) return reject(this.abortError(opts, url, startedAt));
-      const mod = url.protocol === 'https:' ? https : http;
+      const mod = url.protocol === 'https:' ? httpsModule() : httpModule();
       const headers: Record<string, string | string[]> = { 'user-agent': this.userAgent };
       for (const [k, v] of Object.entries(endpoint.headers)) headers[k.toLowerCase()] = [...v];
       Object.assign(headers, opts.headers);
@@ -206,7 +210,7 @@ export class Transport {
     let agent = this.agents.get(key);
     if (agent) return agent;
     if (protocol === 'http:') {
-      agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+      agent = new (httpModule().Agent)({ keepAlive: true, maxSockets: 8 });
     } else {
       const options: https.AgentOptions = { keepAlive: true, maxSockets: 8 };
       const read = (file: string, what: string) => {
@@ -217,13 +221,13 @@ export class Transport {
         }
       };
       // containerd appends hosts.toml CAs to the system pool; node's `ca` replaces it, so add the roots back.
-      if (caFiles.length > 0) options.ca = [...rootCertificates, ...caFiles.map((f) => read(f, 'CA file').toString())];
+      if (caFiles.length > 0) options.ca = [...process.getBuiltinModule('node:tls').rootCertificates, ...caFiles.map((f) => read(f, 'CA file').toString())];
       if (clientPairs.length > 0) {
         options.cert = clientPairs.map(([c]) => read(c, 'client certificate'));
         options.key = clientPairs.map(([c, k]) => read(k ?? c, 'client key'));
       }
       if (skipVerify) options.rejectUnauthorized = false;
-      agent = new https.Agent(options);
+      agent = new (httpsModule().Agent)(options);
     }
     this.agents.set(key, agent);
     return agent;
@@ -241,6 +245,7 @@ function tooLarge(opts: SendOptions, url: URL, bytes: number): PullguardError {
     limit: opts.maxBytes,
   });
 }
+
 
 /** A TLS client talking to a plain-HTTP server sees an HTTP answer where a TLS record should be. */
 function isPlainHttpAnswer(e: unknown): boolean {
