@@ -184,7 +184,7 @@ async function main() {
     const sizes = [
       '| binary | size |',
       '| --- | ---: |',
-      `| dist/pullguard (Node 24 single executable, code cache) | ${mib(size(bin))} |`,
+      `| dist/pullguard (Node 24 single executable, V8 startup snapshot) | ${mib(size(bin))} |`,
       `| cosign 3.1.1 (Debian) | ${mib(size(cosignBin))} |`,
       `| notation 1.3.2 (Debian) | ${mib(size(notationBin))} |`,
     ];
