@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { Deadline } from '../common/deadline.js';
-import { PullguardError } from '../common/errors.js';
 import { OCI_INDEX, OCI_MANIFEST, putReferrer, sha256, startFakeRegistry, type FakeRegistry } from '../../test/helpers/fake-registry.js';
 import { DistributionClient } from './client.js';
 import type { ArtifactClass, DiscoveryRequest } from './types.js';
+import { rejects } from '../../test/helpers/errors.js';
 
 const NOTATION = 'application/vnd.cncf.notary.signature';
 const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
@@ -59,16 +59,6 @@ function image(reg: FakeRegistry, repo = 'app') {
 function req(reg: FakeRegistry, digest: string, classes: ArtifactClass[], repo = 'app'): DiscoveryRequest {
   const [domain] = reg.host.split('/');
   return { subject: { domain: domain!, path: repo, digest }, classes: new Set(classes) };
-}
-
-async function rejects(p: Promise<unknown>): Promise<PullguardError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(PullguardError);
-    return e as PullguardError;
-  }
-  throw new Error('expected a PullguardError');
 }
 
 describe('referrers API (in-test distribution-spec 1.1 server)', () => {

@@ -12,7 +12,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Deadline } from '../../src/common/deadline.js';
-import { PullguardError } from '../../src/common/errors.js';
 import { parseReference } from '../../src/common/reference.js';
 import { DistributionClient } from '../../src/registry/client.js';
 import type { ArtifactClass } from '../../src/registry/types.js';
@@ -21,6 +20,7 @@ import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { freePort, startDaemon, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { tool } from '../helpers/tools.js';
+import { rejects } from '../helpers/errors.js';
 
 let work: string;
 let home: string;
@@ -90,16 +90,6 @@ function subjectOf(img: PushedImage) {
 
 const discover = (c: DistributionClient, img: PushedImage, classes: ArtifactClass[], budget = 10_000) =>
   c.discover({ subject: subjectOf(img), classes: new Set(classes) }, new Deadline(budget));
-
-async function rejects(p: Promise<unknown>): Promise<PullguardError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(PullguardError);
-    return e as PullguardError;
-  }
-  throw new Error('expected a PullguardError');
-}
 
 function dockerConfigFile(auths: Record<string, { username: string; password: string }>): string {
   const dir = mkdtempSync(join(work, 'docker-'));

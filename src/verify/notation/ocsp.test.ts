@@ -8,17 +8,10 @@ import { makeCrl, OCSP_SIGNER_EXT, ocspIndex, ocspRespond, Pki, PkiServer, runAs
 import { freePort } from '../../../test/helpers/proc.js';
 import { Deadline } from '../../common/deadline.js';
 import { MalformedInputError } from '../../common/malformed.js';
+import { onlyFormatErrors } from '../../../test/helpers/errors.js';
 import { certificatesFromFile, parseCertificate, type Certificate } from './certificate.js';
 import { buildOcspRequest, clearOcspMemoryCache, der, parseOcspResponse, verifyOcspResponse } from './ocsp.js';
 import { checkRevocation, clearCrlMemoryCache, DEFAULT_REVOCATION } from './revocation.js';
-
-function onlyFormatErrors(fn: () => unknown): void {
-  try {
-    fn();
-  } catch (e) {
-    if (!(e instanceof MalformedInputError)) throw e;
-  }
-}
 
 const cert = (i: Issued): Certificate => parseCertificate(certificatesFromFile(readFileSync(i.cert))[0]!);
 

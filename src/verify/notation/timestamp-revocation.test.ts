@@ -9,17 +9,9 @@ import { makeCrl, makeTsa, Pki, PkiServer, runAsync, TSA_EXT, type Issued } from
 import { Deadline } from '../../common/deadline.js';
 import { certificatesFromFile, parseCertificate, type Certificate } from './certificate.js';
 import { MalformedInputError } from '../../common/malformed.js';
+import { onlyFormatErrors } from '../../../test/helpers/errors.js';
 import { checkRevocation, clearCrlMemoryCache, DEFAULT_REVOCATION, parseCrl } from './revocation.js';
 import { parseGeneralizedTime, verifyTimestampToken } from './timestamp.js';
-
-/** Malformed input must end in a MalformedInputError (a deny with a reason), never another exception. */
-function onlyFormatErrors(fn: () => unknown): void {
-  try {
-    fn();
-  } catch (e) {
-    if (!(e instanceof MalformedInputError)) throw e;
-  }
-}
 
 const cert = (i: Issued): Certificate => parseCertificate(certificatesFromFile(readFileSync(i.cert))[0]!);
 
