@@ -1,7 +1,7 @@
 import { writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { Deadline, DeadlineExceeded, formatDuration } from '../common/deadline.js';
-import { asPullguardError, isConfigurationError, PullguardError } from '../common/errors.js';
+import { asPullguardError, PullguardError } from '../common/errors.js';
 import { parseReference } from '../common/reference.js';
 import { parseVerifierArgs, type VerifierArgs } from '../contract/args.js';
 import { checkArgs, checkDescriptorMatches, parseDescriptor } from '../contract/descriptor.js';
@@ -99,7 +99,7 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
     const err = e instanceof DeadlineExceeded ? new PullguardError('DEADLINE_EXCEEDED', e.message) : asPullguardError(e);
     // Contract violations are denied whatever the mode: they mean the caller is broken, not the image.
     const decision = errorDecision(err);
-    return emit(err.code.startsWith('CONTRACT_') || isConfigurationError(err.code) ? decision : applyMode(decision, mode ?? 'enforce'));
+    return emit(err.code.startsWith('CONTRACT_') ? decision : applyMode(decision, mode ?? 'enforce'));
   } finally {
     clearTimeout(hardStop);
     process.off('uncaughtException', onCrash);

@@ -36,6 +36,11 @@ describe('verifyDecision', () => {
     expect(verifyDecision(rule('all'), [result('a', false, 'signature does not verify')]).reason).toBe('signature does not verify');
   });
 
+  test('a deny caused by the node configuration keeps exit code 2', () => {
+    const r = { ...result('a', false, 'cannot read containerd config /x: ENOENT'), code: 'CONTAINERD_CONFIG' as const };
+    expect(verifyDecision(rule('all'), [r])).toMatchObject({ verdict: 'deny', exitCode: 2, code: 'CONTAINERD_CONFIG' });
+  });
+
   test('audit mode allows and keeps the policy verdict', () => {
     const d = applyMode(verifyDecision(rule('all'), [result('a', false, 'bad')]), 'audit');
     expect(d).toMatchObject({ verdict: 'allow', policyVerdict: 'deny', exitCode: 0, reason: 'audit mode, would deny: bad' });

@@ -28,7 +28,10 @@ export interface Decision {
 }
 
 export function ruleDecision(rule: Rule | undefined, verdict: Verdict, reason: string, results: readonly AuthorityResult[] = [], code?: ErrorCode): Decision {
-  return { verdict, policyVerdict: verdict, reason, code, rule: rule?.name, results, exitCode: verdict === 'allow' ? EXIT.allow : EXIT.deny };
+  // A deny caused by the node's configuration (e.g. an unreadable containerd config found while looking
+  // up signatures) keeps the configuration exit code, wherever in the flow it surfaced.
+  const exitCode = verdict === 'allow' ? EXIT.allow : code && isConfigurationError(code) ? EXIT.configError : EXIT.deny;
+  return { verdict, policyVerdict: verdict, reason, code, rule: rule?.name, results, exitCode };
 }
 
 /** Combines authority results under the rule's `require`: each authority (all) or any one (any). */
@@ -70,7 +73,8 @@ export function errorDecision(err: PullguardError, rule?: Rule): Decision {
 
 /** Audit mode: keep the would-be verdict in the record, but let the pull through. */
 export function applyMode(decision: Decision, mode: Mode): Decision {
-  if (mode !== 'audit' || decision.verdict === 'allow') return { ...decision, mode };
+  // A broken node configuration is not a verdict about the image: audit mode does not hide it.
+  if (mode !== 'audit' || decision.verdict === 'allow' || decision.exitCode === EXIT.configError) return { ...decision, mode };
   return { ...decision, mode, verdict: 'allow', exitCode: EXIT.allow, reason: `audit mode, would deny: ${decision.reason}` };
 }
 
