@@ -5,8 +5,10 @@
 #
 # 1. copies the executable into bin_dir, which must hold nothing else (containerd runs every file
 #    there on every pull);
-# 2. installs the containerd drop-in (containerd-config/pullguard.toml) and adds it to `imports`
-#    in containerd's config.toml (creating a minimal version 3 config.toml if there is none);
+# 2. installs the containerd drop-in and adds it to `imports` in containerd's config.toml (creating a
+#    minimal version 3 config.toml if there is none). The drop-in's version matches the main file's:
+#    containerd-config/pullguard.toml for version 3, pullguard-v2.toml for version 2 (a version 3
+#    drop-in would make containerd ignore the main file's version 2 CRI settings);
 # 3. writes the example policy to /etc/pullguard/policy.yaml, only if no policy is there yet.
 # It does not restart containerd; it tells you to.
 #
@@ -63,13 +65,24 @@ trap - EXIT
 say "installed $version as $bin_dir/pullguard"
 
 # --- 2. the containerd drop-in and the import --------------------------------------------------
+dest_config="$DESTDIR$config"
+# The main file's version (top-level key, before the first [table]); none means a new version 3 file.
+main_version=3
+if [[ -e "$dest_config" ]]; then
+  main_version=$(awk '/^[[:space:]]*\[/ { exit } /^[[:space:]]*version[[:space:]]*=/ { gsub(/[^0-9]/, ""); print; exit }' "$dest_config")
+  [[ -n "$main_version" ]] || main_version=1
+fi
+case "$main_version" in
+  3) source_dropin="$repo/containerd-config/pullguard.toml" ;;
+  2) source_dropin="$repo/containerd-config/pullguard-v2.toml" ;;
+  *) die "$config is config version $main_version; containerd 2.1+ with a version 2 or 3 config is required (\`containerd config migrate\`)" ;;
+esac
 mkdir -p "$(dirname "$DESTDIR$dropin")"
-sed "s|^\(  bin_dir = \)\".*\"|\1\"$bin_dir\"|" "$repo/containerd-config/pullguard.toml" >"$DESTDIR$dropin.tmp"
+sed "s|^\(  bin_dir = \)\".*\"|\1\"$bin_dir\"|" "$source_dropin" >"$DESTDIR$dropin.tmp"
 mv -f "$DESTDIR$dropin.tmp" "$DESTDIR$dropin"
 chmod 0644 "$DESTDIR$dropin"
-say "installed the containerd drop-in $dropin"
+say "installed the containerd drop-in $dropin (config version $main_version, from containerd-config/$(basename "$source_dropin"))"
 
-dest_config="$DESTDIR$config"
 mkdir -p "$(dirname "$dest_config")"
 if [[ ! -e "$dest_config" ]]; then
   printf 'version = 3\nimports = ["%s"]\n' "$dropin" >"$dest_config"
@@ -105,8 +118,6 @@ else
   rm -f "$dest_config.tmp"
   say "added $dropin to imports in $config (backup: $config.pullguard-bak)"
 fi
-grep -qE '^[[:space:]]*version[[:space:]]*=[[:space:]]*[23]' "$dest_config" ||
-  say "warning: $config has no version 2 or 3 line; containerd 2.x treats it as version 1"
 if grep -qE '^[[:space:]]*config_path[[:space:]]*=' "$dest_config"; then
   say "note: $config sets a registry config_path; the drop-in replaces it with /etc/containerd/certs.d (one directory: transfer-service pulls ignore path lists). Move your hosts.toml files there."
 fi

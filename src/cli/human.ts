@@ -5,6 +5,7 @@ import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
 import { applyMode, EXIT } from '../verdict/decision.js';
 import { decide, loadRegistryClient, type DecideResult } from './decide.js';
+import { runDoctor } from './doctor.js';
 import { versionLine } from './version.js';
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
@@ -15,6 +16,10 @@ containerd runs it as:
 Commands for people:
   pullguard verify [--explain] [--policy FILE] <ref>   decide for an image, as a pull would
   pullguard policy check [FILE]                        validate a policy
+  pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE]
+                                                       check that containerd really runs pullguard on
+                                                       every pull (CRI local-pull fallback, bin_dir,
+                                                       timeouts, policy); exit 2 on any FAIL
   pullguard version                                    print version and commit
 
 Policy: $PULLGUARD_POLICY, else /etc/pullguard/policy.yaml.
@@ -36,6 +41,8 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return policyCheck(rest[1] ?? policyPath(env), out);
       case 'verify':
         return await verifyCommand(rest, out, env);
+      case 'doctor':
+        return await runDoctor(rest, out, env);
       case undefined:
       case 'help':
       case '-h':

@@ -69,24 +69,51 @@ const ALL_CAPS: Capabilities = { pull: true, resolve: true, push: true, referrer
  */
 export function hostsDirFromContainerdConfig(configFile: string | undefined): { dir: string; note?: string } {
   const path = configFile ?? DEFAULT_CONTAINERD_CONFIG;
-  let main: Record<string, unknown>;
+  let files: ContainerdConfigFile[];
   try {
-    main = readContainerdToml(path);
+    files = loadContainerdConfigFiles(path);
   } catch (e) {
-    if (e instanceof MissingConfig && configFile === undefined) {
+    if (e instanceof MissingConfig && e.detail?.path === path && configFile === undefined) {
       return { dir: DEFAULT_CONFIG_PATH, note: `no containerd config at ${path}; using containerd's default registry config_path (no hosts.toml)` };
     }
     throw e;
   }
-  let value = configPathOf(main, path);
-  const seen = new Set([path]);
-  for (const imported of importsOf(main, path)) {
-    if (seen.has(imported) || seen.size > 64) continue;
-    seen.add(imported);
-    value = configPathOf(readContainerdToml(imported), imported) ?? value;
-  }
+  let value: string | undefined;
+  for (const f of files) value = configPathOf(f.doc, f.path) ?? value;
   if (value === undefined || value === '') return { dir: DEFAULT_CONFIG_PATH };
   return { dir: value };
+}
+
+/** One parsed containerd config file. */
+export interface ContainerdConfigFile {
+  readonly path: string;
+  readonly doc: Record<string, unknown>;
+}
+
+/**
+ * containerd's config file and every file it imports, parsed, in the order containerd's LoadConfig
+ * merges them: the main file, then its imports in order, then theirs (breadth first), each file once.
+ * A missing main file throws MissingConfig (`isMissingContainerdConfig`); any other unreadable or
+ * invalid file throws a CONTAINERD_CONFIG error naming it.
+ */
+export function loadContainerdConfigFiles(path: string): ContainerdConfigFile[] {
+  const out: ContainerdConfigFile[] = [];
+  const pending = [path];
+  const seen = new Set<string>();
+  while (pending.length > 0 && seen.size <= 64) {
+    const next = pending.shift()!;
+    if (seen.has(next)) continue;
+    seen.add(next);
+    const doc = readContainerdToml(next);
+    out.push({ path: next, doc });
+    pending.push(...importsOf(doc, next));
+  }
+  return out;
+}
+
+/** True for the error loadContainerdConfigFiles throws when the main file (or an import) does not exist. */
+export function isMissingContainerdConfig(e: unknown): e is PullguardError {
+  return e instanceof MissingConfig;
 }
 
 class MissingConfig extends PullguardError {}

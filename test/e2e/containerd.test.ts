@@ -10,11 +10,11 @@ import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyKindPatches, DROPIN, KIND_CLUSTER, kindPatches, KIND_NODE_CONFIG, startContainerd, type Containerd } from '../helpers/containerd.js';
+import { applyKindPatches, DROPIN, DROPIN_V2, KIND_CLUSTER, kindPatches, KIND_NODE_CONFIG, startContainerd, type Containerd } from '../helpers/containerd.js';
 import { CriError, criClient, type CriClient } from '../helpers/cri.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -127,14 +127,45 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     });
   });
 
-  it('the drop-in also wins over a Kind-style version 2 main config that would force local pulls', () => {
-    // imports are merged after the main file is migrated: discard_unpacked_layers = true is overridden.
-    const main = join(work, 'v2-main.toml');
-    writeFileSync(main, KIND_NODE_CONFIG.replace('version = 2\n', `version = 2\nimports = [${JSON.stringify(DROPIN)}]\n`));
-    const r = spawnSync(tool('containerd'), ['--config', main, 'config', 'dump'], { encoding: 'utf8', timeout: 20_000 });
-    expect(r.status, r.stderr).toBe(0);
-    const images = (parseToml(r.stdout) as { plugins: Record<string, Record<string, unknown>> }).plugins['io.containerd.cri.v1.images']!;
-    expect(images).toMatchObject({ discard_unpacked_layers: false, use_local_image_pull: false, registry: { config_path: '/etc/containerd/certs.d' } });
+  it('a version 2 main config takes pullguard-v2.toml: it wins where it must and keeps the main file\'s CRI settings', () => {
+    // Kind's node config: version 2, discard_unpacked_layers = true (forces local pulls), SystemdCgroup,
+    // a sandbox image. The version 2 drop-in overrides the first and must keep the others.
+    const dump = (dropin: string) => {
+      const main = join(work, `v2-main-${basename(dropin)}`);
+      writeFileSync(main, KIND_NODE_CONFIG.replace('version = 2\n', `version = 2\nimports = [${JSON.stringify(dropin)}]\n`));
+      const r = spawnSync(tool('containerd'), ['--config', main, 'config', 'dump'], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status, r.stderr).toBe(0);
+      return { text: r.stdout, log: r.stderr, plugins: (parseToml(r.stdout) as { plugins: Record<string, Record<string, unknown>> }).plugins };
+    };
+    const v2 = dump(DROPIN_V2);
+    expect(v2.plugins['io.containerd.cri.v1.images']).toMatchObject({ discard_unpacked_layers: false, use_local_image_pull: false, registry: { config_path: '/etc/containerd/certs.d' } });
+    expect(v2.plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({ bin_dir: '/opt/containerd/image-verifier/bin' });
+    expect(v2.text).toMatch(/SystemdCgroup = true/);
+    expect(v2.text).toContain("sandbox = 'registry.k8s.io/pause:3.10'");
+    const droppedCri = /Ignoring unknown key in TOML for plugin.*plugin=io\.containerd\.grpc\.v1\.cri/;
+    expect(v2.log).not.toMatch(droppedCri);
+
+    // Why that file exists: the version 3 drop-in in a version 2 main file makes the merged config
+    // version 3, and containerd 2.1 then drops the main file's CRI settings without an error.
+    const v3 = dump(DROPIN);
+    expect(v3.log).toMatch(droppedCri);
+    expect(v3.text).toMatch(/SystemdCgroup = false/);
+  });
+
+  it('pullguard-v2.toml, pullguard.toml and the Kind patch carry the same settings', () => {
+    const v3 = parseToml(readFileSync(DROPIN, 'utf8')) as { plugins: Record<string, Record<string, unknown>> };
+    const v2 = parseToml(readFileSync(DROPIN_V2, 'utf8')) as { plugins: Record<string, Record<string, unknown>> };
+    const kind = parseToml(kindPatches()[0]!) as typeof v2;
+    const { version: _v, ...v2Body } = v2 as Record<string, unknown>;
+    expect(v2Body).toEqual(kind);
+    const cri = v2.plugins['io.containerd.grpc.v1.cri'] as { max_concurrent_downloads: number; containerd: Record<string, unknown>; registry: Record<string, unknown> };
+    expect(v3.plugins['io.containerd.cri.v1.images']).toEqual({
+      use_local_image_pull: (v2.plugins['io.containerd.cri.v1.images'] as Record<string, unknown>).use_local_image_pull,
+      max_concurrent_downloads: cri.max_concurrent_downloads,
+      ...cri.containerd,
+      registry: cri.registry,
+    });
+    expect(v3.plugins['io.containerd.image-verifier.v1.bindir']).toEqual(v2.plugins['io.containerd.image-verifier.v1.bindir']);
   });
 
   it('the running daemon uses the drop-in (temp paths only moved) and keeps CRI pulls on the transfer service', () => {
@@ -456,12 +487,22 @@ describe('install/install.sh (DESTDIR staging)', () => {
     expect(parseToml(text)).toMatchObject({ version: 2, imports: ['/etc/containerd/other.toml', '/etc/containerd/conf.d/pullguard.toml'] });
     expect(readFileSync(`${cfg}.pullguard-bak`, 'utf8')).toBe(original);
     expect(existsSync(join(d, 'opt/pullguard/bin/pullguard'))).toBe(true);
-    expect(readFileSync(join(d, 'etc/containerd/conf.d/pullguard.toml'), 'utf8')).toContain('bin_dir = "/opt/pullguard/bin"');
+    const installed = readFileSync(join(d, 'etc/containerd/conf.d/pullguard.toml'), 'utf8');
+    expect(installed).toContain('bin_dir = "/opt/pullguard/bin"');
+    // A version 2 main file gets the version 2 drop-in.
+    expect(parseToml(installed)).toMatchObject({ version: 2 });
 
     // No imports line yet: one is added after `version`.
     writeFileSync(cfg, 'version = 3\n[debug]\n  level = "info"\n');
     expect(run(d).status).toBe(0);
     expect(readFileSync(cfg, 'utf8')).toBe('version = 3\nimports = ["/etc/containerd/conf.d/pullguard.toml"]\n[debug]\n  level = "info"\n');
+    expect(parseToml(readFileSync(join(d, 'etc/containerd/conf.d/pullguard.toml'), 'utf8'))).toMatchObject({ version: 3 });
+
+    // A version 1 file (or none declared) is refused: containerd 2.1+ with version 2 or 3 is required.
+    writeFileSync(cfg, '[plugins.cri]\n');
+    const old = run(d);
+    expect(old.status).not.toBe(0);
+    expect(old.stderr).toContain('config version 1');
   });
 
   it('refuses a bin_dir that holds anything else (containerd would execute it on every pull)', () => {

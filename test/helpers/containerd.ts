@@ -88,6 +88,7 @@ export interface DecisionRecord {
 }
 
 export const DROPIN = join(ROOT, 'containerd-config', 'pullguard.toml');
+export const DROPIN_V2 = join(ROOT, 'containerd-config', 'pullguard-v2.toml');
 export const KIND_CLUSTER = join(ROOT, 'kind', 'cluster.yaml');
 
 /**
