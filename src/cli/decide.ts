@@ -2,7 +2,6 @@ import { DeadlineExceeded, type Deadline } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
 import type { Policy, Rule } from '../policy/model.js';
 import { RuleMatcher, type RuleMatch } from '../policy/match.js';
-import { createRegistryClient } from '../registry/index.js';
 import type { ArtifactClass, DiscoveryResult, RegistryClient } from '../registry/types.js';
 import { ruleDecision, verifyDecision, type Decision } from '../verdict/decision.js';
 import { verifierFor } from '../verify/index.js';
@@ -15,19 +14,10 @@ export interface DecideResult {
 }
 
 /**
- * The registry stage. Its modules are part of the startup snapshot; node:http, https, tls and
- * child_process, which cannot be, are loaded on first use (src/registry/transport.ts, auth.ts), so an
- * allow or deny rule never pays for them.
- */
-export async function loadRegistryClient(settings: Policy['registry']): Promise<RegistryClient> {
-  return createRegistryClient(settings);
-}
-
-/**
  * The spine of a decision: policy -> discovery -> verification -> verdict. Pure orchestration: each
  * stage is called once, in order, and nothing here knows a wire format.
  */
-export async function decide(subject: Subject, policy: Policy, registry: () => Promise<RegistryClient>, deadline: Deadline): Promise<DecideResult> {
+export async function decide(subject: Subject, policy: Policy, registry: () => RegistryClient, deadline: Deadline): Promise<DecideResult> {
   const match = new RuleMatcher(policy.rules).find(subject.reference, subject.reference.digest);
   if (!match) {
     const verdict = policy.defaultAction;
@@ -52,7 +42,7 @@ export async function decide(subject: Subject, policy: Policy, registry: () => P
   }
 }
 
-async function verifyRule(rule: Rule, subject: Subject, registry: () => Promise<RegistryClient>, deadline: Deadline) {
+async function verifyRule(rule: Rule, subject: Subject, registry: () => RegistryClient, deadline: Deadline) {
   const discovery: DiscoveryResult[] = [];
   // One discovery per signature repository, shared by every authority that looks there.
   const lookups = new Map<string, { classes: Set<ArtifactClass>; signatureRepository?: string; result?: Promise<DiscoveryResult> }>();
@@ -67,7 +57,8 @@ async function verifyRule(rule: Rule, subject: Subject, registry: () => Promise<
     return { authority, verifier, lookup };
   });
 
-  const client = lookups.size > 0 ? await registry() : undefined;
+  // Created only when some authority needs the network: an allow or deny rule never builds a client.
+  const client = lookups.size > 0 ? registry() : undefined;
   for (const lookup of lookups.values()) {
     lookup.result = client!.discover({ subject: subject.reference, classes: lookup.classes, signatureRepository: lookup.signatureRepository }, deadline);
     lookup.result.then((r) => discovery.push(r)).catch(() => undefined);

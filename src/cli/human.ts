@@ -4,7 +4,8 @@ import { formatReference, parseReference } from '../common/reference.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
 import { applyMode, EXIT } from '../verdict/decision.js';
-import { decide, loadRegistryClient, type DecideResult } from './decide.js';
+import { createRegistryClient } from '../registry/index.js';
+import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from './doctor.js';
 import { versionLine } from './version.js';
 
@@ -99,11 +100,11 @@ async function verifyCommand(args: readonly string[], out: Out, env: NodeJS.Proc
   const ref = parseReference(refs[0]!);
   const deadline = new Deadline(policy.timeoutMs);
   try {
-    const registry = await loadRegistryClient(policy.registry);
+    const registry = createRegistryClient(policy.registry);
     // Human mode only: a tag is resolved here; containerd always hands us the digest it will pull.
     const descriptor = await registry.resolve(ref, deadline);
     const subject = { reference: { domain: ref.domain, path: ref.path, digest: descriptor.digest }, descriptor };
-    const result = await decide(subject, policy, async () => registry, deadline);
+    const result = await decide(subject, policy, () => registry, deadline);
     printDecision(result, policy, formatReference(subject.reference), explain, out);
     return applyMode(result.decision, policy.mode).exitCode;
   } finally {

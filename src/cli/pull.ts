@@ -10,7 +10,8 @@ import { loadPolicy, policyPath } from '../policy/load.js';
 import { DEFAULT_TIMEOUT_MS, type Policy } from '../policy/model.js';
 import { formatLine, formatRecord, type RunContext } from '../output/emit.js';
 import { applyMode, errorDecision, EXIT, type Decision } from '../verdict/decision.js';
-import { decide, loadRegistryClient } from './decide.js';
+import { createRegistryClient } from '../registry/index.js';
+import { decide } from './decide.js';
 
 export interface PullIo {
   readonly argv: readonly string[];
@@ -90,7 +91,7 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
     const deadline = new Deadline(budget, ctx.startedAt);
     try {
       const subject = { reference: { domain: parsed.domain, path: parsed.path, digest: args.digest }, descriptor };
-      const { decision } = await deadline.race(decide(subject, policy, () => loadRegistryClient(policy.registry), deadline));
+      const { decision } = await deadline.race(decide(subject, policy, () => createRegistryClient(policy.registry), deadline));
       return emit(applyMode(decision, policy.mode));
     } finally {
       deadline.dispose();

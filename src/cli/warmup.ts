@@ -54,7 +54,7 @@ export async function warmUp(): Promise<void> {
     const subject = { reference: { domain: parsed.domain, path: parsed.path, digest: args.digest }, descriptor };
     const deadline = new Deadline(policy.timeoutMs);
     try {
-      const { decision } = await decide(subject, policy, async () => fakeRegistry(repo, digest, privateKey), deadline);
+      const { decision } = await decide(subject, policy, () => fakeRegistry(repo, digest, privateKey), deadline);
       // Both signatures must verify, or the warm-up missed the path it exists for.
       const signatures = decision.results.flatMap((r) => r.signatures);
       if (decision.verdict !== 'allow' || signatures.some((s) => !s.valid)) throw new Error(`unexpected warm-up decision: ${JSON.stringify(decision)}`);

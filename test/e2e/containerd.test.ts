@@ -15,7 +15,7 @@ import { parse as parseToml } from 'smol-toml';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyKindPatches, DROPIN, DROPIN_V2, KIND_CLUSTER, kindPatches, KIND_NODE_CONFIG, startContainerd, type Containerd } from '../helpers/containerd.js';
-import { CriError, criClient, type CriClient } from '../helpers/cri.js';
+import { CriError, criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { waitFor } from '../helpers/proc.js';
@@ -51,17 +51,6 @@ function standardPolicy(host: string, cosignKey: string): string {
     `        cosign: {keys: [${JSON.stringify(cosignKey)}]}`,
     '',
   ].join('\n');
-}
-
-/** The reason containerd reports for a CRI pull, or undefined if the pull succeeded. */
-async function criPullError(cri: CriClient, ref: string): Promise<CriError | undefined> {
-  try {
-    await cri.pullImage(ref);
-    return undefined;
-  } catch (e) {
-    if (e instanceof CriError) return e;
-    throw e;
-  }
 }
 
 beforeAll(async () => {
@@ -207,7 +196,7 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
   });
 
   it('CRI PullImage of a denied image fails with containerd\'s error carrying pullguard\'s reason', async () => {
-    const err = await criPullError(cri, img.blocked.ref);
+    const err = await pullError(cri, img.blocked.ref);
     expect(err, 'the pull must fail').toBeInstanceOf(CriError);
     expect(err!.details).toContain(`image verifier bindir blocked pull of ${img.blocked.ref} with digest ${img.blocked.digest}`);
     expect(err!.details).toContain(`verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy (rule "blocked")`);
@@ -216,7 +205,7 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
   });
 
   it('CRI PullImage of an image no rule matches is denied by the default', async () => {
-    const err = await criPullError(cri, img.other.ref);
+    const err = await pullError(cri, img.other.ref);
     expect(err?.details).toContain(`denied ${subject(img.other)}: no rule matches; default is deny`);
     expect(await cri.imageStatus(img.other.ref)).toBeNull();
   });
@@ -259,7 +248,7 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
   it('a verify rule denies an image without a signature from its authority', async () => {
     // Whatever the verify stage can do (no verifier built in yet, or a verifier finding no signature),
     // an unsigned image under a verify rule is denied, with the rule named.
-    const err = await criPullError(cri, img.signed.ref);
+    const err = await pullError(cri, img.signed.ref);
     expect(err?.details).toMatch(new RegExp(`verifier pullguard rejected image \\(exit code 1\\): denied ${escapeRe(subject(img.signed))}: .+ \\(rule "needs-signature"\\)$`));
     expect(await cri.imageStatus(img.signed.ref)).toBeNull();
     const rec = await ctd.waitForRecord((r) => r.name === img.signed.ref);
@@ -270,7 +259,7 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     const saved = readFileSync(policyFile, 'utf8');
     unlinkSync(policyFile);
     try {
-      const err = await criPullError(cri, img.app.ref);
+      const err = await pullError(cri, img.app.ref);
       expect(err?.details).toContain(`verifier pullguard rejected image (exit code 2): denied ${subject(img.app)}: no policy at ${policyFile}`);
       const r = await ctd.ctr(['image', 'pull', '--plain-http', img.multi.ref]);
       expect(r.status).not.toBe(0);
@@ -287,12 +276,12 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     try {
       const line = readFileSync(policyFile, 'utf8').split('\n').findIndex((l) => l.includes('allw')) + 1;
       expect(line).toBeGreaterThan(0);
-      const err = await criPullError(cri, img.app.ref);
+      const err = await pullError(cri, img.app.ref);
       expect(err?.details).toContain(`verifier pullguard rejected image (exit code 2): denied ${subject(img.app)}: invalid policy ${policyFile}:${line}:`);
       expect(err?.details).toMatch(/action/);
 
       writeFileSync(policyFile, 'version: 1\nrules: [\n');
-      const syntax = await criPullError(cri, img.app.ref);
+      const syntax = await pullError(cri, img.app.ref);
       expect(syntax?.details).toMatch(new RegExp(`denied .*: invalid policy ${escapeRe(policyFile)}:\\d+: `));
     } finally {
       writeFileSync(policyFile, saved);
@@ -382,7 +371,7 @@ describe('kind/cluster.yaml', () => {
     });
 
     it('routes CRI pulls through pullguard: a denied image is refused with the reason, an allowed one pulled', async () => {
-      const err = await criPullError(cri, img.blocked.ref);
+      const err = await pullError(cri, img.blocked.ref);
       expect(err?.details).toContain(`verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy (rule "blocked")`);
       expect(await cri.imageStatus(img.blocked.ref)).toBeNull();
       await cri.pullImage(img.app.ref);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
-import { CriError, criClient, type CriClient } from '../helpers/cri.js';
+import { CriError, criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -62,15 +62,7 @@ afterAll(async () => {
   attacker?.dispose();
 });
 
-async function criPull(ref: string): Promise<CriError | undefined> {
-  try {
-    await cri.pullImage(ref);
-    return undefined;
-  } catch (e) {
-    if (e instanceof CriError) return e;
-    throw e;
-  }
-}
+const criPull = (ref: string) => pullError(cri, ref);
 
 describe('containerd + pullguard with a notation configuration directory as policy', () => {
   it('allows a JWS-signed image through ctr (transfer service)', async () => {

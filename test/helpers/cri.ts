@@ -72,3 +72,14 @@ export function criClient(socket: string): CriClient {
     close: () => client.close(),
   };
 }
+
+/** The error containerd returns for a CRI pull (its reason carries pullguard's line), or undefined if the pull succeeded. */
+export async function pullError(cri: CriClient, ref: string): Promise<CriError | undefined> {
+  try {
+    await cri.pullImage(ref);
+    return undefined;
+  } catch (e) {
+    if (e instanceof CriError) return e;
+    throw e;
+  }
+}

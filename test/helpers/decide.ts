@@ -18,7 +18,7 @@ export async function decidePinned(policy: Policy, pinned: string, descriptor?: 
       reference: { domain: ref.domain, path: ref.path, digest: ref.digest },
       descriptor: { mediaType: descriptor?.mediaType ?? 'application/vnd.oci.image.manifest.v1+json', digest: ref.digest, size: descriptor?.size ?? 1 },
     };
-    const { decision } = await decide(subject, policy, async () => createRegistryClient(policy.registry), deadline);
+    const { decision } = await decide(subject, policy, () => createRegistryClient(policy.registry), deadline);
     return decision;
   } finally {
     deadline.dispose();
