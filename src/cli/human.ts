@@ -6,7 +6,7 @@ import type { Policy } from '../policy/model.js';
 import { applyMode, EXIT } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
-import { runDoctor } from './doctor.js';
+import { runDoctor } from '../doctor/run.js';
 import { versionLine } from './version.js';
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures

@@ -5,7 +5,8 @@ import { parse as parseToml } from 'smol-toml';
 import { describe, expect, test } from 'vitest';
 import { applyKindPatches, DROPIN, DROPIN_V2, KIND_NODE_CONFIG, kindPatches } from '../../test/helpers/containerd.js';
 import { loadContainerdConfigFiles, type ContainerdConfigFile } from '../registry/hosts.js';
-import { diagnose, effectiveConfig, formatCheck, parseDoctorArgs, parseGoDuration, type BinDirListing, type Check, type DoctorInput } from './doctor.js';
+import { diagnose, effectiveConfig, formatCheck, parseGoDuration, type BinDirListing, type Check, type DoctorInput } from './diagnose.js';
+import { parseDoctorArgs } from './run.js';
 
 const f = (path: string, text: string): ContainerdConfigFile => ({ path, doc: parseToml(text) as Record<string, unknown> });
 const v3 = (body: string, path = '/etc/containerd/config.toml') => f(path, `version = 3\n${body}`);

@@ -1,0 +1,127 @@
+/** The I/O around `diagnose`: reads the node's files, lists bin_dir, asks containerd for its version. */
+import { readdirSync, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { asPullguardError, PullguardError } from '../common/errors.js';
+import { loadPolicy, policyPath } from '../policy/load.js';
+import type { Policy } from '../policy/model.js';
+import { DEFAULT_CONTAINERD_CONFIG, isMissingContainerdConfig, loadContainerdConfigFiles } from '../registry/hosts.js';
+import { binDirOf, diagnose, effectiveConfig, formatCheck, type BinDirEntryType, type BinDirListing, type DoctorInput } from './diagnose.js';
+type Out = (line: string) => void;
+
+export interface DoctorOptions {
+  readonly containerdConfig?: string;
+  readonly binDir?: string;
+  readonly policy?: string;
+}
+
+export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
+  const opts: { containerdConfig?: string; binDir?: string; policy?: string } = {};
+  const names: Record<string, keyof DoctorOptions> = { '--containerd-config': 'containerdConfig', '--bin-dir': 'binDir', '--policy': 'policy' };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const eq = a.indexOf('=');
+    const flag = eq > 0 ? a.slice(0, eq) : a;
+    const key = names[flag];
+    if (!key) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE]`);
+    const value = eq > 0 ? a.slice(eq + 1) : args[++i];
+    if (value === undefined || value === '') throw new PullguardError('CONTRACT_ARGS', `${flag} needs a value`);
+    opts[key] = value;
+  }
+  return opts;
+}
+
+function listBinDir(dir: string): BinDirListing {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? { kind: 'missing' } : { kind: 'unreadable', error: code ?? String(e) };
+  }
+  // Go's os.ReadDir order (bytewise), the order containerd runs them in.
+  names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  return {
+    kind: 'entries',
+    entries: names.map((name) => {
+      let type: BinDirEntryType;
+      try {
+        const st = statSync(join(dir, name));
+        type = st.isDirectory() ? 'directory' : !st.isFile() ? 'other' : (st.mode & 0o111) !== 0 ? 'executable' : 'file';
+      } catch {
+        type = 'broken';
+      }
+      return { name, type };
+    }),
+  };
+}
+
+function findOnPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    const p = join(dir, name);
+    try {
+      const st = statSync(p);
+      if (st.isFile() && (st.mode & 0o111) !== 0) return p;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
+}
+
+function containerdVersion(env: NodeJS.ProcessEnv): Promise<DoctorInput['containerd']> {
+  const binary = findOnPath('containerd', env);
+  if (!binary) return Promise.resolve({});
+  return new Promise((done) => {
+    // Loaded here, not imported: child_process cannot be part of the executable's startup snapshot.
+    process.getBuiltinModule('node:child_process').execFile(
+      binary,
+      ['--version'],
+      { encoding: 'utf8', timeout: 5000, killSignal: 'SIGKILL', maxBuffer: 64 * 1024, env: { PATH: env.PATH ?? '' } },
+      (err, stdout) => (err ? done({ binary, error: err.killed ? 'timed out after 5s' : firstLine(err.message) }) : done({ binary, output: stdout })),
+    );
+  });
+}
+
+const firstLine = (s: string) => s.split('\n')[0] ?? s;
+
+/** Gathers the input (files, bin_dir, policy, containerd version), prints the checks; exit 0 without FAIL, 2 with. */
+export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
+  const opts = parseDoctorArgs(args);
+  const pPath = opts.policy ?? policyPath(env);
+  let policy: Policy | undefined;
+  let policyError: string | undefined;
+  try {
+    policy = loadPolicy(pPath);
+  } catch (e) {
+    policyError = asPullguardError(e).message;
+  }
+
+  const configPath = opts.containerdConfig ?? policy?.registry.containerdConfig ?? DEFAULT_CONTAINERD_CONFIG;
+  let config: DoctorInput['config'];
+  try {
+    config = { path: configPath, files: loadContainerdConfigFiles(configPath) };
+  } catch (e) {
+    const missing = isMissingContainerdConfig(e) && e.detail?.path === configPath;
+    config = { path: configPath, error: asPullguardError(e).message, missing, explicit: configPath !== DEFAULT_CONTAINERD_CONFIG || opts.containerdConfig !== undefined };
+  }
+  const eff = 'files' in config ? effectiveConfig(config.files) : undefined;
+  const binDir = binDirOf(eff, opts.binDir);
+  const input: DoctorInput = {
+    config,
+    binDir: { path: binDir, fromFlag: opts.binDir !== undefined, listing: listBinDir(binDir) },
+    policy: { path: pPath, policy, error: policyError },
+    containerd: await containerdVersion(env),
+  };
+  const checks = diagnose(input);
+  out(`pullguard doctor: containerd config ${configPath}, bin_dir ${binDir}, policy ${pPath}`);
+  for (const c of checks) out(formatCheck(c));
+  const fails = checks.filter((c) => c.status === 'FAIL').length;
+  const warns = checks.filter((c) => c.status === 'WARN').length;
+  out(
+    fails > 0
+      ? `${fails} FAIL, ${warns} WARN: pulls on this node are NOT verified as intended; fix every FAIL, then restart containerd`
+      : `no FAIL${warns > 0 ? `, ${warns} WARN` : ''}: containerd will run pullguard on every pull${warns > 0 ? ' (read the WARN lines)' : ''}`,
+  );
+  return fails > 0 ? 2 : 0;
+}
