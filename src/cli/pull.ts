@@ -7,8 +7,9 @@ import { parseVerifierArgs, type VerifierArgs } from '../contract/args.js';
 import { checkArgs, checkDescriptorMatches, parseDescriptor } from '../contract/descriptor.js';
 import { readStdin } from '../contract/stdin.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
-import { DEFAULT_TIMEOUT_MS, type Policy } from '../policy/model.js';
+import { DEFAULT_TIMEOUT_MS, type LogSettings, type Policy } from '../policy/model.js';
 import { formatLine, formatRecord, type RunContext } from '../output/emit.js';
+import { recordDecision } from '../output/observe.js';
 import { applyMode, errorDecision, EXIT, type Decision } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide } from './decide.js';
@@ -36,6 +37,25 @@ const defaultIo = (argv: readonly string[]): PullIo => ({
  * runs out, so containerd never has to kill us.
  */
 export async function runPull(argv: readonly string[], io: PullIo = defaultIo(argv)): Promise<number> {
+  const out: Emitted = {};
+  const code = await decideAndEmit(io, out);
+  // After the verdict is on stdout: the decision log and metrics (output/observe.ts) cannot change it,
+  // and are cut off before the hard stop would fire.
+  if (out.decision && out.ctx) {
+    const until = out.ctx.startedAt + (out.budgetMs ?? DEFAULT_TIMEOUT_MS) + HARD_STOP_GRACE_MS;
+    await recordDecision(out.decision, out.ctx, out.log, { until, warn: (l) => io.write(2, `${l}\n`) });
+  }
+  return code;
+}
+
+interface Emitted {
+  decision?: Decision;
+  ctx?: RunContext;
+  budgetMs?: number;
+  log?: LogSettings;
+}
+
+async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
   const ctx: { -readonly [K in keyof RunContext]: RunContext[K] } = { name: '', digest: '', startedAt: Date.now() };
   let emitted: number | undefined;
   const emit = (decision: Decision): number => {
@@ -43,6 +63,8 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
     io.write(1, `${formatLine(decision, ctx)}\n`);
     io.write(2, `${formatRecord(decision, ctx)}\n`);
     emitted = decision.exitCode;
+    out.decision = decision;
+    out.ctx = { ...ctx };
     return emitted;
   };
 
@@ -86,6 +108,8 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
     const policy = loadPolicy(policyPath(io.env));
     mode = policy.mode;
     budget = policy.timeoutMs;
+    out.budgetMs = budget;
+    out.log = policy.log;
     armHardStop(budget);
 
     const deadline = new Deadline(budget, ctx.startedAt);

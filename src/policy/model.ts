@@ -37,6 +37,19 @@ export interface Policy {
   readonly rules: readonly Rule[];
   /** Settings for the registry stage (hosts.toml location, credentials, caps). Opaque here. */
   readonly registry: RegistrySettings;
+  /** Where decisions are recorded (decision log, metrics); absent: the defaults (src/output). */
+  readonly log?: LogSettings;
+}
+
+export interface LogSettings {
+  /** The JSON-lines decision log; `false`: none. Default DEFAULT_DECISION_LOG. */
+  readonly file?: string | false;
+  readonly maxBytes?: number;
+  /** Rotated files kept beside the log (`decisions.jsonl.1` ...). */
+  readonly keep?: number;
+  /** Prometheus textfile for node_exporter's textfile collector; absent: no metrics. */
+  readonly metricsFile?: string;
+  readonly journal?: boolean;
 }
 
 export interface RegistrySettings {
@@ -52,3 +65,4 @@ export interface RegistrySettings {
 
 export const DEFAULT_TIMEOUT_MS = 8000;
 export const DEFAULT_POLICY_PATH = '/etc/pullguard/policy.yaml';
+export const DEFAULT_DECISION_LOG = '/var/log/pullguard/decisions.jsonl';

@@ -58,6 +58,18 @@ const rule = z
     }),
   );
 
+/** Where decisions are recorded (src/output): the decision log, its rotation, metrics, the journal. */
+const logSection = z.strictObject({
+  /** The JSON-lines decision log; `false` turns it off. */
+  file: z.optional(z.union([z.string().check(z.minLength(1)), z.literal(false)])),
+  maxBytes: z.optional(z.number().check(z.int(), z.minimum(4096), z.maximum(1024 * 1024 * 1024))),
+  keep: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(20))),
+  /** A Prometheus textfile (node_exporter's textfile collector), written atomically. */
+  metricsFile: z.optional(z.string().check(z.minLength(1))),
+  /** Also send each decision to journald (`journalctl -t pullguard`). */
+  journal: z.optional(z.boolean()),
+});
+
 export const policyDocumentSchema = z
   .strictObject({
     version: z.literal(1),
@@ -74,6 +86,7 @@ export const policyDocumentSchema = z
       {},
     ),
     rules: z._default(z.array(rule), []),
+    log: z.optional(logSection),
   })
   .check(
     z.superRefine((doc, ctx) => {

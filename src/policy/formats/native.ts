@@ -45,6 +45,7 @@ function toModel(doc: PolicyDocument, source: string): Policy {
     timeoutMs: doc.timeout ?? DEFAULT_TIMEOUT_MS,
     defaultAction: doc.default,
     registry: doc.registry,
+    ...(doc.log ? { log: doc.log } : {}),
     rules: doc.rules.map((r) => ({
       name: r.name,
       match: typeof r.match === 'string' ? [r.match] : r.match,

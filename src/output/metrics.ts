@@ -1,0 +1,134 @@
+import { promises as fsp } from 'node:fs';
+import { acquireLock } from './lock.js';
+import type { DecisionEntry } from './record.js';
+
+/**
+ * Prometheus text format (exposition format 0.0.4) for node_exporter's textfile collector. Each pull is
+ * its own process, so the counters live in the .prom file itself: under a lock, read it back, add this
+ * decision, write a temp file beside it and rename it over (the collector never sees half a file; it
+ * ignores names not ending in .prom). Every family always carries its HELP and TYPE lines, and the same
+ * ones: node_exporter rejects a file whose metadata disagrees.
+ *
+ * For the decision cache (branch perf): set `cacheHit: true` on the entry (`toEntry`'s `extra`)
+ * and `pullguard_cache_hits_total` counts it; the family is always present, 0 until a cache exists.
+ */
+export const FAMILIES = {
+  pullguard_decisions_total: { type: 'counter', help: 'Image pull decisions, by effective verdict, policy verdict, mode, rule and reason code.' },
+  pullguard_decision_duration_seconds: { type: 'histogram', help: 'Time from start to verdict of one image verification.' },
+  pullguard_registry_errors_total: { type: 'counter', help: 'Decisions that failed on a registry error, by registry host and code.' },
+  pullguard_cache_hits_total: { type: 'counter', help: 'Decisions answered from the decision cache.' },
+  pullguard_last_decision_timestamp_seconds: { type: 'gauge', help: 'Unix time of the last decision recorded on this node.' },
+  pullguard_decision_log_errors_total: { type: 'counter', help: 'Decisions that could not be written to the decision log.' },
+} as const;
+
+export type FamilyName = keyof typeof FAMILIES;
+export const DURATION_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+/** An attacker choosing image names must not grow the file without bound. */
+export const MAX_HOSTS = 50;
+
+/** `name{labels}` -> value: everything that is in the file. */
+export type MetricState = Map<string, number>;
+
+export interface Observation {
+  readonly entry: DecisionEntry;
+  /** The decision log write failed. */
+  readonly logFailed?: boolean;
+}
+
+export async function recordMetrics(path: string, obs: Observation, until: number): Promise<void> {
+  const release = await acquireLock(`${path}.lock`, { until });
+  if (!release) throw Object.assign(new Error('metrics lock busy'), { code: 'ETIMEDOUT' });
+  try {
+    const text = await fsp.readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return '';
+      throw e;
+    });
+    const state = parseMetrics(text);
+    observe(state, obs);
+    const tmp = `${path}.tmp.${process.pid}`;
+    try {
+      await fsp.writeFile(tmp, formatMetrics(state), { mode: 0o644 });
+      await fsp.rename(tmp, path);
+    } catch (e) {
+      await fsp.unlink(tmp).catch(() => undefined);
+      throw e;
+    }
+  } finally {
+    await release();
+  }
+}
+
+const series = (name: string, labels: Record<string, string>) => {
+  const l = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',');
+  return l ? `${name}{${l}}` : name;
+};
+
+/** Pure: adds one decision to the state. */
+export function observe(state: MetricState, obs: Observation): void {
+  const e = obs.entry;
+  const add = (key: string, by = 1) => state.set(key, (state.get(key) ?? 0) + by);
+  add(series('pullguard_decisions_total', { verdict: e.verdict, policy_verdict: e.policyVerdict, mode: e.mode, rule: e.rule ?? '(none)', code: e.code ?? 'OK' }));
+  const seconds = e.durationMs / 1000;
+  for (const le of DURATION_BUCKETS) if (seconds <= le) add(series('pullguard_decision_duration_seconds_bucket', { le: String(le) }));
+  add(series('pullguard_decision_duration_seconds_bucket', { le: '+Inf' }));
+  add('pullguard_decision_duration_seconds_sum', seconds);
+  add('pullguard_decision_duration_seconds_count');
+  if (e.code?.startsWith('REGISTRY_')) {
+    const hosts = new Set([...state.keys()].filter((k) => k.startsWith('pullguard_registry_errors_total{')).map((k) => /host="((?:[^"\\]|\\.)*)"/.exec(k)?.[1]));
+    const host = hosts.has(escapeLabel(e.host)) || hosts.size < MAX_HOSTS ? e.host : '(other)';
+    add(series('pullguard_registry_errors_total', { host, code: e.code }));
+  }
+  add('pullguard_cache_hits_total', e.cacheHit ? 1 : 0);
+  state.set('pullguard_last_decision_timestamp_seconds', Math.floor(Date.parse(e.time) / 1000));
+  add('pullguard_decision_log_errors_total', obs.logFailed ? 1 : 0);
+}
+
+function familyOf(key: string): FamilyName | undefined {
+  const name = key.replace(/\{.*$/, '');
+  if (name in FAMILIES) return name as FamilyName;
+  const base = name.replace(/_(bucket|sum|count)$/, '');
+  return base in FAMILIES && FAMILIES[base as FamilyName].type === 'histogram' ? (base as FamilyName) : undefined;
+}
+
+/** Our own file back into state. Lines of families we do not know (or garbage) are dropped. */
+export function parseMetrics(text: string): MetricState {
+  const state: MetricState = new Map();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?) (\S+)$/.exec(line);
+    if (!m) continue;
+    const value = Number(m[2]);
+    if (!Number.isFinite(value) || !familyOf(m[1]!)) continue;
+    state.set(m[1]!, value);
+  }
+  return state;
+}
+
+/** Pure: the whole file, families in a fixed order, each with HELP and TYPE, series sorted. */
+export function formatMetrics(state: MetricState): string {
+  const out: string[] = [];
+  for (const [name, meta] of Object.entries(FAMILIES)) {
+    out.push(`# HELP ${name} ${meta.help}`, `# TYPE ${name} ${meta.type}`);
+    const keys = [...state.keys()].filter((k) => familyOf(k) === name);
+    // Histogram series in Prometheus order: buckets by le, then sum, then count.
+    keys.sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+    for (const k of keys) out.push(`${k} ${formatValue(state.get(k)!)}`);
+  }
+  return `${out.join('\n')}\n`;
+}
+
+function rank(key: string): number {
+  const le = /le="([^"]+)"/.exec(key)?.[1];
+  if (le !== undefined) return le === '+Inf' ? 1e9 : Number(le);
+  if (key.endsWith('_sum')) return 2e9;
+  if (key.endsWith('_count')) return 3e9;
+  return 0;
+}
+
+function formatValue(v: number): string {
+  return Number.isInteger(v) ? String(v) : String(Number(v.toFixed(6)));
+}
+
+export function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
