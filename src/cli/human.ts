@@ -8,6 +8,7 @@ import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
 import { versionLine } from './version.js';
+import { runLog } from './log.js';
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
 
@@ -21,6 +22,9 @@ Commands for people:
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy); exit 2 on any FAIL
+  pullguard log [--since 1h] [--verdict deny] [--would-deny] [--image TEXT] [--rule NAME] [--json] [-f]
+                                                       what pullguard decided on this node (the decision
+                                                       log), grouped by rule, image and reason
   pullguard version                                    print version and commit
 
 Policy: $PULLGUARD_POLICY, else /etc/pullguard/policy.yaml.
@@ -44,6 +48,8 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await verifyCommand(rest, out, env);
       case 'doctor':
         return await runDoctor(rest, out, env);
+      case 'log':
+        return await runLog(rest, out, env);
       case undefined:
       case 'help':
       case '-h':
