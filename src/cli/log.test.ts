@@ -42,7 +42,7 @@ describe('pullguard log', () => {
       `3 of 5 decision(s) in ${file}.1, ${file} (1 unreadable line(s) skipped)`,
       'WOULD-DENY     3x  r.example/app  rule "prod"  [NO_SIGNATURE]',
       '           no signature found',
-      '           first 2026-12-01 10:00:00Z, last 2026-12-01 10:02:00Z, 2 digest(s)',
+      '           first 2026-12-01 10:00:00Z, last 2026-12-01 10:02:00Z, 3 digest(s)',
     ]);
   });
 
