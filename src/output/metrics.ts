@@ -1,4 +1,5 @@
 import { promises as fsp } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { acquireLock } from './lock.js';
 import type { DecisionEntry } from './record.js';
 
@@ -35,27 +36,58 @@ export interface Observation {
   readonly logFailed?: boolean;
 }
 
+/**
+ * Adds one decision to the metrics file without ever waiting for another pull. Each pull drops its
+ * observation as a small file of its own beside the .prom file (written whole, then renamed into
+ * place), then tries the lock once. Whoever holds the lock folds every dropped observation into the
+ * counters, writes the .prom file, releases the lock and looks again: an observation dropped while it
+ * held the lock (whose owner's try failed) is seen by that second look, so none is left behind.
+ */
 export async function recordMetrics(path: string, obs: Observation, until: number): Promise<void> {
-  const release = await acquireLock(`${path}.lock`, { until });
-  if (!release) throw Object.assign(new Error('metrics lock busy'), { code: 'ETIMEDOUT' });
-  try {
-    const text = await fsp.readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') return '';
-      throw e;
-    });
-    const state = parseMetrics(text);
-    observe(state, obs);
-    const tmp = `${path}.tmp.${process.pid}`;
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.pending.`;
+  const mine = `${path}.pending.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2, 8)}`;
+  await fsp.writeFile(`${mine}.tmp`, JSON.stringify(obs), { mode: 0o600 });
+  await fsp.rename(`${mine}.tmp`, mine);
+  for (let round = 0; round < 100 && Date.now() < until; round++) {
+    const release = await acquireLock(`${path}.lock`, { until, once: true });
+    if (!release) return; // the holder will fold ours
     try {
-      await fsp.writeFile(tmp, formatMetrics(state), { mode: 0o644 });
-      await fsp.rename(tmp, path);
-    } catch (e) {
-      await fsp.unlink(tmp).catch(() => undefined);
-      throw e;
+      await foldPending(path, dir, prefix);
+    } finally {
+      await release();
     }
-  } finally {
-    await release();
+    const left = (await fsp.readdir(dir)).some((n) => n.startsWith(prefix) && !n.endsWith('.tmp'));
+    if (!left) return;
   }
+}
+
+async function foldPending(path: string, dir: string, prefix: string): Promise<void> {
+  const names = (await fsp.readdir(dir)).filter((n) => n.startsWith(prefix) && !n.endsWith('.tmp'));
+  if (names.length === 0) return;
+  const text = await fsp.readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return '';
+    throw e;
+  });
+  const state = parseMetrics(text);
+  const folded: string[] = [];
+  for (const n of names) {
+    try {
+      observe(state, JSON.parse(await fsp.readFile(join(dir, n), 'utf8')) as Observation);
+    } catch {
+      /* unreadable or not ours: dropped below all the same */
+    }
+    folded.push(join(dir, n));
+  }
+  const tmp = `${path}.tmp.${process.pid}`;
+  try {
+    await fsp.writeFile(tmp, formatMetrics(state), { mode: 0o644 });
+    await fsp.rename(tmp, path);
+  } catch (e) {
+    await fsp.unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  await Promise.all(folded.map((f) => fsp.unlink(f).catch(() => undefined)));
 }
 
 const series = (name: string, labels: Record<string, string>) => {

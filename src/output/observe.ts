@@ -2,10 +2,11 @@ import { DEFAULT_DECISION_LOG, type LogSettings } from '../policy/model.js';
 import type { Decision } from '../verdict/decision.js';
 import { appendDecision } from './decision-log.js';
 import type { RunContext } from './emit.js';
+import { releaseAllSync } from './lock.js';
 import { recordMetrics } from './metrics.js';
 import { toEntry } from './record.js';
 
-/** Upper bound on the time a pull spends recording its decision after the verdict is out. */
+/** Upper bound on the time a pull spends recording its decision after the verdict is out (normally ~1 ms). */
 export const MAX_RECORD_MS = 1500;
 
 export interface RecordOptions {
@@ -53,7 +54,11 @@ export async function recordDecision(decision: Decision, ctx: RunContext, settin
     new Promise<boolean>((r) => (timer = setTimeout(() => r(true), Math.max(0, until - Date.now())))),
   ]);
   clearTimeout(timer);
-  if (timedOut) problems.push(`recording took longer than ${until - now} ms; gave up`);
+  if (timedOut) {
+    // The process exits next: a lock left behind would stall every other pull until it goes stale.
+    releaseAllSync();
+    problems.push(`recording took longer than ${until - now} ms; gave up`);
+  }
   if (problems.length > 0) opts.warn(`pullguard: warning: the decision was not fully recorded (${problems.join('; ')}); the verdict is unaffected`);
 }
 

@@ -1,0 +1,198 @@
+/**
+ * Decisions visible in production: a real containerd 2.1.9 at INFO level (what nodes run; verifier
+ * stderr is dropped there), pullguard in audit mode. What pullguard decided must be in its own decision
+ * log, in `pullguard log` and in the metrics file; under 50 concurrent pulls every line stays intact
+ * and every counter exact; a full or read-only log directory never changes a verdict.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startContainerd, type Containerd } from '../helpers/containerd.js';
+import { criClient, pullError, type CriClient } from '../helpers/cri.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { startRegistry, type Registry } from '../helpers/registry.js';
+import { pullguardBinary, tool } from '../helpers/tools.js';
+
+const CONCURRENT = 50;
+let registry: Registry;
+let work: string;
+let policyFile: string;
+let logFile: string;
+let metricsFile: string;
+let keyFile: string;
+let ctd: Containerd;
+let cri: CriClient;
+const img: Record<'app' | 'unsigned' | 'blocked', PushedImage> = {} as never;
+const mounts: string[] = [];
+
+function writePolicy(opts: { mode: 'audit' | 'enforce'; log?: string; metrics?: string }): void {
+  const h = registry.host;
+  writeFileSync(
+    policyFile,
+    [
+      'version: 1',
+      `mode: ${opts.mode}`,
+      'default: deny',
+      'log:',
+      `  file: ${JSON.stringify(opts.log ?? logFile)}`,
+      `  metricsFile: ${JSON.stringify(opts.metrics ?? metricsFile)}`,
+      'rules:',
+      `  - {name: app, match: ${h}/app, action: allow}`,
+      `  - {name: blocked, match: ${h}/blocked, action: deny, message: blocked by the platform team}`,
+      `  - name: needs-signature`,
+      `    match: ${h}/unsigned`,
+      '    action: verify',
+      `    authorities: [{name: release-key, cosign: {keys: [${JSON.stringify(keyFile)}]}}]`,
+      '',
+    ].join('\n'),
+  );
+}
+
+const logLines = (file = logFile) => {
+  try {
+    return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+  } catch {
+    return [];
+  }
+};
+const records = (file = logFile) => logLines(file).map((l) => JSON.parse(l) as Record<string, unknown>);
+const metric = (series: string) => {
+  const text = readFileSync(metricsFile, 'utf8');
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+};
+const pg = (args: string[]) => spawnSync(pullguardBinary(), args, { encoding: 'utf8', timeout: 30_000, env: { PATH: '/usr/bin:/bin' } });
+
+function mountTmpfs(dir: string, size: string, readOnly = false): void {
+  mkdirSync(dir, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir]);
+  mounts.push(dir);
+  if (readOnly) execFileSync('mount', ['-o', 'remount,ro', dir]);
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'pg-obs-'));
+  policyFile = join(work, 'policy.yaml');
+  logFile = join(work, 'log', 'decisions.jsonl');
+  metricsFile = join(work, 'textfile', 'pullguard.prom');
+  mkdirSync(join(work, 'textfile'));
+  registry = await startRegistry();
+  img.app = pushTestImage(registry.host, 'app', 'v1', 'app');
+  img.unsigned = pushTestImage(registry.host, 'unsigned', 'v1', 'unsigned');
+  img.blocked = pushTestImage(registry.host, 'blocked', 'v1', 'blocked');
+  // 50 names for one image: each CRI pull of a new name is its own verifier run.
+  const tags = Array.from({ length: CONCURRENT }, (_, i) => `t${i}`);
+  execFileSync(tool('oras'), ['tag', '--plain-http', img.app.ref, ...tags], { stdio: 'pipe', env: { ...process.env, HOME: work }, timeout: 60_000 });
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  keyFile = join(work, 'release.pub');
+  writeFileSync(keyFile, publicKey.export({ type: 'spki', format: 'pem' }));
+  writePolicy({ mode: 'audit' });
+  ctd = await startContainerd({ mode: 'dropin', policy: policyFile, logLevel: 'info' });
+  cri = criClient(ctd.socket);
+});
+
+afterAll(async () => {
+  cri?.close();
+  await ctd?.stop();
+  await registry?.stop();
+  for (const m of mounts.reverse()) spawnSync('umount', ['-l', m], { timeout: 10_000 });
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('containerd at info level, audit mode', () => {
+  it('a would-deny is in the decision log, in `pullguard log --would-deny` and in the metrics file', async () => {
+    expect(await pullError(cri, img.unsigned.ref)).toBeUndefined(); // audit: the pull goes through
+    const rec = records().find((r) => r.name === img.unsigned.ref);
+    expect(rec).toMatchObject({ v: 1, verdict: 'allow', policyVerdict: 'deny', wouldDeny: true, mode: 'audit', rule: 'needs-signature', code: 'NO_SIGNATURE', digest: img.unsigned.digest, exitCode: 0 });
+    // containerd at info level says nothing about it: the decision log is the only trace.
+    expect(ctd.log()).not.toContain('image_verifier=pullguard');
+
+    const report = pg(['log', '--would-deny', '--policy', policyFile]);
+    expect(report.status, report.stderr).toBe(0);
+    const lines = report.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^1 of \d+ decision\(s\) in /);
+    expect(lines[1]).toBe(`WOULD-DENY     1x  ${registry.host}/unsigned  rule "needs-signature"  [NO_SIGNATURE]`);
+    expect(lines[2]).toMatch(/^ {11}no cosign signature found/);
+    expect(lines[3]).toMatch(/^ {11}first \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ, last .*, 1 digest\(s\)$/);
+    process.stdout.write(`\n$ pullguard log --would-deny\n${report.stdout}\n`);
+
+    const series = 'pullguard_decisions_total{verdict="allow",policy_verdict="deny",mode="audit",rule="needs-signature",code="NO_SIGNATURE"}';
+    expect(metric(series)).toBe(1);
+    expect(readFileSync(metricsFile, 'utf8')).toMatch(/^# TYPE pullguard_decisions_total counter$/m);
+  });
+
+  it(`${CONCURRENT} concurrent pulls: ${CONCURRENT} intact log lines and exact counters`, async () => {
+    const allowSeries = 'pullguard_decisions_total{verdict="allow",policy_verdict="allow",mode="audit",rule="app",code="OK"}';
+    const before = { lines: logLines().length, allow: metric(allowSeries), count: metric('pullguard_decision_duration_seconds_count') };
+    const refs = Array.from({ length: CONCURRENT }, (_, i) => `${registry.host}/app:t${i}`);
+    const errors = await Promise.all(refs.map((r) => pullError(cri, r)));
+    expect(errors.filter((e) => e !== undefined)).toEqual([]);
+    const lines = logLines().slice(before.lines);
+    expect(lines).toHaveLength(CONCURRENT);
+    const parsed = lines.map((l) => JSON.parse(l) as { name: string; verdict: string });
+    expect(new Set(parsed.map((p) => p.name))).toEqual(new Set(refs));
+    expect(metric(allowSeries) - before.allow).toBe(CONCURRENT);
+    expect(metric('pullguard_decision_duration_seconds_count') - before.count).toBe(CONCURRENT);
+    expect(metric('pullguard_decision_duration_seconds_bucket{le="+Inf"}')).toBe(metric('pullguard_decision_duration_seconds_count'));
+    const total = readFileSync(metricsFile, 'utf8').split('\n').filter((l) => l.startsWith('pullguard_decisions_total{')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+    expect(total).toBe(metric('pullguard_decision_duration_seconds_count'));
+  });
+});
+
+describe('a log directory that cannot be written leaves every verdict as it was', () => {
+  const verdicts = async () => ({
+    app: await pullError(cri, `${registry.host}/app:v1`),
+    blocked: (await pullError(cri, img.blocked.ref))?.message.match(/denied .*/)?.[0],
+  });
+
+  it('full (a 64 KiB tmpfs) and read-only directories: same CRI outcomes, one warning on stderr', async () => {
+    writePolicy({ mode: 'enforce' });
+    const baseline = await verdicts();
+    expect(baseline.app).toBeUndefined();
+    expect(baseline.blocked).toMatch(/^denied .*blocked by the platform team \(rule "blocked"\)/);
+
+    const full = join(work, 'full');
+    mountTmpfs(full, '64k');
+    // Fill it up: the next append gets ENOSPC.
+    spawnSync('dd', ['if=/dev/zero', `of=${join(full, 'filler')}`, 'bs=4k'], { timeout: 10_000 });
+    const ro = join(work, 'ro');
+    mountTmpfs(ro, '64k', true);
+
+    for (const dir of [full, ro]) {
+      writePolicy({ mode: 'enforce', log: join(dir, 'decisions.jsonl'), metrics: join(dir, 'pullguard.prom') });
+      expect(await verdicts()).toEqual(baseline);
+      // The binary directly, as containerd runs it: same stdout and exit code, one warning line.
+      const args = ['-name', img.blocked.ref, '-digest', img.blocked.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+      const desc = JSON.stringify({ mediaType: img.blocked.mediaType, digest: img.blocked.digest, size: img.blocked.size });
+      const r = spawnSync(pullguardBinary(), args, { input: desc, encoding: 'utf8', timeout: 30_000, env: { PULLGUARD_POLICY: policyFile } });
+      expect(r.status).toBe(1);
+      expect(r.stdout).toMatch(/^denied .*blocked by the platform team \(rule "blocked"\)\n$/);
+      const warnings = r.stderr.split('\n').filter((l) => l.startsWith('pullguard: warning:'));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(dir === ro ? /EROFS/ : /ENOSPC/);
+    }
+  });
+
+  it('a metrics lock left by a killed pull delays no pull and loses no count', async () => {
+    writePolicy({ mode: 'enforce' });
+    const series = 'pullguard_decisions_total{verdict="allow",policy_verdict="allow",mode="enforce",rule="app",code="OK"}';
+    const before = metric(series);
+    mkdirSync(`${metricsFile}.lock`);
+    const args = ['-name', `${registry.host}/app:v1`, '-digest', img.app.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+    const desc = JSON.stringify({ mediaType: img.app.mediaType, digest: img.app.digest, size: img.app.size });
+    const run = () => spawnSync(pullguardBinary(), args, { input: desc, encoding: 'utf8', timeout: 30_000, env: { PULLGUARD_POLICY: policyFile } });
+    const held = run();
+    expect(held.status).toBe(0);
+    expect(held.stdout).toMatch(/^allowed /);
+    expect(held.stderr).not.toContain('warning');
+    expect(metric(series)).toBe(before);
+    // The holder "died": its lock goes stale, and the next pull breaks it and folds both observations.
+    const old = (Date.now() - 60_000) / 1000;
+    utimesSync(`${metricsFile}.lock`, old, old);
+    expect(run().status).toBe(0);
+    expect(metric(series)).toBe(before + 2);
+  });
+});
