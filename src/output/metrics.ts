@@ -43,13 +43,17 @@ export interface Observation {
  * counters, writes the .prom file, releases the lock and looks again: an observation dropped while it
  * held the lock (whose owner's try failed) is seen by that second look, so none is left behind.
  */
+const ROUND_RESERVE_MS = 500;
+
 export async function recordMetrics(path: string, obs: Observation, until: number): Promise<void> {
   const dir = dirname(path);
   const prefix = `${basename(path)}.pending.`;
   const mine = `${path}.pending.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2, 8)}`;
   await fsp.writeFile(`${mine}.tmp`, JSON.stringify(obs), { mode: 0o600 });
   await fsp.rename(`${mine}.tmp`, mine);
-  for (let round = 0; round < 100 && Date.now() < until; round++) {
+  // A round is a few milliseconds; never start one that the cut-off could interrupt half-way (the
+  // process exits at the cut-off, and a rename landing after another holder's would lose its counts).
+  while (until - Date.now() > ROUND_RESERVE_MS) {
     const release = await acquireLock(`${path}.lock`, { until, once: true });
     if (!release) return; // the holder will fold ours
     try {

@@ -6,8 +6,13 @@ import { releaseAllSync } from './lock.js';
 import { recordMetrics } from './metrics.js';
 import { toEntry } from './record.js';
 
-/** Upper bound on the time a pull spends recording its decision after the verdict is out (normally ~1 ms). */
-export const MAX_RECORD_MS = 1500;
+/**
+ * Upper bound on the time a pull spends recording its decision after the verdict is out. It takes about
+ * a millisecond and never waits for another pull; the bound is for a hung filesystem, and is generous
+ * because a node starting fifty pods at once can starve a process of CPU for seconds (the e2e sees it).
+ * The hard stop (policy timeout + grace, below containerd's per_verifier_timeout) bounds it too.
+ */
+export const MAX_RECORD_MS = 5000;
 
 export interface RecordOptions {
   /** Stop waiting at this time (ms since epoch); capped at MAX_RECORD_MS from now. */

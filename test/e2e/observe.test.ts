@@ -134,7 +134,8 @@ describe('containerd at info level, audit mode', () => {
     expect(lines).toHaveLength(CONCURRENT);
     const parsed = lines.map((l) => JSON.parse(l) as { name: string; verdict: string });
     expect(new Set(parsed.map((p) => p.name))).toEqual(new Set(refs));
-    expect(metric(allowSeries) - before.allow).toBe(CONCURRENT);
+    const { readdirSync } = await import('node:fs');
+    expect(metric(allowSeries) - before.allow, readdirSync(join(work, 'textfile')).join(' ')).toBe(CONCURRENT);
     expect(metric('pullguard_decision_duration_seconds_count') - before.count).toBe(CONCURRENT);
     expect(metric('pullguard_decision_duration_seconds_bucket{le="+Inf"}')).toBe(metric('pullguard_decision_duration_seconds_count'));
     const total = readFileSync(metricsFile, 'utf8').split('\n').filter((l) => l.startsWith('pullguard_decisions_total{')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
