@@ -8,6 +8,7 @@ import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
 import { versionLine } from './version.js';
+import { printPolicyProblems } from './policy-problems.js';
 import { runLog } from './log.js';
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
@@ -43,7 +44,7 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return 0;
       case 'policy':
         if (rest[0] !== 'check' || rest.length > 2) return usage(err);
-        return policyCheck(rest[1] ?? policyPath(env), out);
+        return policyCheck(rest[1] ?? policyPath(env), out, err);
       case 'verify':
         return await verifyCommand(rest, out, env);
       case 'doctor':
@@ -75,8 +76,15 @@ function usage(err: Out): number {
   return EXIT.configError;
 }
 
-function policyCheck(path: string, out: Out): number {
-  const policy = loadPolicy(path);
+function policyCheck(path: string, out: Out, err: Out): number {
+  let policy: Policy;
+  try {
+    policy = loadPolicy(path);
+  } catch (e) {
+    const problems = printPolicyProblems(e, path, err);
+    if (problems === 0) throw e;
+    return EXIT.configError;
+  }
   out(`policy ${path} is valid`);
   out(`  mode ${policy.mode}, default ${policy.defaultAction}, timeout ${formatDuration(policy.timeoutMs)}, ${policy.rules.length} rule(s)`);
   for (const r of policy.rules) {

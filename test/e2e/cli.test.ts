@@ -386,6 +386,31 @@ describe('pullguard policy check', () => {
     });
   });
 
+  test('several problems: every one on its own line, at the offending key, with what was meant', async () => {
+    const file = join(work, 'typos.yaml');
+    writeFileSync(
+      file,
+      'version: 1\nmode: audti\nrules:\n  - name: a\n    match: x.io/a\n    action: verify\n    authorities:\n      - cosign:\n          keyless: true\n          identities:\n            - {certificate-oidc-issuer: https://a.example, subject: me}\n  - name: b\n    match: x.io/b\n    action: allow\n    mesage: hi\n',
+    );
+    const r = await pg(['policy', 'check', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd().split('\n')).toEqual([
+      `pullguard: policy ${file} is invalid: 4 problems [POLICY_INVALID]`,
+      `${file}:2:1: mode: must be one of "enforce", "audit", got "audti"`,
+      `${file}:8:9: rules[0].authorities[0].cosign: keyless identity #1 needs issuer or issuerRegexp (the OIDC provider)`,
+      `${file}:11:16: rules[0].authorities[0].cosign.identities[0]: unknown key "certificate-oidc-issuer"; that is cosign's name; pullguard's is \`issuer\` (under \`identities:\`)`,
+      `${file}:15:5: rules[1]: unknown key "mesage"; did you mean \`message\`?`,
+    ]);
+  });
+
+  test('a trailing comma in a JSON policy: a JSON syntax error, not "version: required"', async () => {
+    const file = join(work, 'policy.json');
+    writeFileSync(file, '{\n  "version": 1,\n  "rules": [],\n}\n');
+    const r = await pg(['policy', 'check', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd()).toBe(`pullguard: invalid policy ${file}:4: JSON syntax error at line 4, column 1: Expected double-quoted property name [POLICY_INVALID]`);
+  });
+
   test('a missing file: exit 2', async () => {
     const r = await pg(['policy', 'check', join(work, 'nothing.yaml')]);
     expect(r.code).toBe(2);
