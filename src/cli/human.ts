@@ -9,6 +9,7 @@ import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
 import { versionLine } from './version.js';
 import { printPolicyProblems } from './policy-problems.js';
+import { explainJson, offlineReport, printOffline } from './verify-report.js';
 import { runLog } from './log.js';
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
@@ -17,7 +18,9 @@ containerd runs it as:
   pullguard -name <ref> -digest <digest> -stdin-media-type application/vnd.oci.descriptor.v1+json
 
 Commands for people:
-  pullguard verify [--explain] [--policy FILE] <ref>   decide for an image, as a pull would
+  pullguard verify [--explain] [--json] [--policy FILE] <ref>
+                                                       decide for an image, as a pull would
+  pullguard verify --offline [--json] <ref@digest>     which rule and authorities apply (no registry)
   pullguard policy check [FILE]                        validate a policy
   pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE]
                                                        check that containerd really runs pullguard on
@@ -99,19 +102,31 @@ function policyCheck(path: string, out: Out, err: Out): number {
 
 async function verifyCommand(args: readonly string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
   let explain = false;
+  let json = false;
+  let offline = false;
   let file: string | undefined;
   const refs: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--explain') explain = true;
+    else if (a === '--json') json = true;
+    else if (a === '--offline') offline = true;
     else if (a === '--policy') file = args[++i];
     else if (a.startsWith('--policy=')) file = a.slice('--policy='.length);
     else if (a.startsWith('-')) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}`);
     else refs.push(a);
   }
-  if (refs.length !== 1 || (file !== undefined && file.length === 0)) throw new PullguardError('CONTRACT_ARGS', 'usage: pullguard verify [--explain] [--policy FILE] <ref>');
+  if (refs.length !== 1 || (file !== undefined && file.length === 0)) {
+    throw new PullguardError('CONTRACT_ARGS', 'usage: pullguard verify [--explain] [--json] [--offline] [--policy FILE] <ref>');
+  }
   const policy = loadPolicy(file ?? policyPath(env));
   const ref = parseReference(refs[0]!);
+  if (offline) {
+    const report = offlineReport(policy, ref);
+    if (json) out(JSON.stringify(report));
+    else printOffline(report, policy, out);
+    return report.outcome === 'deny' && policy.mode !== 'audit' ? EXIT.deny : 0;
+  }
   const deadline = new Deadline(policy.timeoutMs);
   try {
     const registry = createRegistryClient(policy.registry);
@@ -119,7 +134,8 @@ async function verifyCommand(args: readonly string[], out: Out, env: NodeJS.Proc
     const descriptor = await registry.resolve(ref, deadline);
     const subject = { reference: { domain: ref.domain, path: ref.path, digest: descriptor.digest }, descriptor };
     const result = await decide(subject, policy, () => registry, deadline);
-    printDecision(result, policy, formatReference(subject.reference), explain, out);
+    if (json) out(JSON.stringify(explainJson(result, policy, formatReference(subject.reference))));
+    else printDecision(result, policy, formatReference(subject.reference), explain, out);
     return applyMode(result.decision, policy.mode).exitCode;
   } finally {
     deadline.dispose();
@@ -135,7 +151,8 @@ export function printDecision(result: DecideResult, policy: Policy, subject: str
   if (!explain) return;
   for (const d of result.discovery) {
     for (const note of d.notes) out(`  note:   ${note}`);
-    out(`  found ${d.artifacts.length} signature artifact(s):`);
+    out(`  found ${d.artifacts.length} signature artifact(s)${d.artifacts.length === 0 && d.tried?.length ? '; looked at:' : ':'}`);
+    if (d.artifacts.length === 0) for (const t of d.tried ?? []) out(`    ${t}`);
     for (const a of d.artifacts) {
       out(`    ${a.class} ${a.digest} via ${a.foundVia} in ${a.repository}${a.signerHint ? ` (signer hint: ${a.signerHint})` : ''}`);
     }
