@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { asPullguardError } from '../common/errors.js';
 import { DEFAULT_DECISION_LOG, type Policy } from '../policy/model.js';
 import { logFiles, parseEntries } from '../output/decision-log.js';
+import { policyReason } from '../output/record.js';
 import type { ContainerdConfigFile } from '../registry/hosts.js';
 import type { Check, EffectiveConfig } from './diagnose.js';
 import { queryDaemon } from './grpc.js';
@@ -153,7 +154,7 @@ export async function pullTest(ref: string, address: string, policy: Policy | un
   }
   const verdict = decision.wouldDeny ? 'would deny (audit mode, pulled)' : decision.verdict === 'allow' ? 'allowed' : 'denied';
   const pulled = r.code === 0 ? 'pulled' : `not pulled (${ctrLine ?? `exit ${r.code}`})`;
-  return [{ status: 'ok', message: `pull test: ${ref} ${pulled}; pullguard ${verdict}: ${decision.reason}${decision.rule ? ` (rule "${decision.rule}")` : ''} in ${decision.durationMs} ms` }];
+  return [{ status: 'ok', message: `pull test: ${ref} ${pulled}; pullguard ${verdict}: ${policyReason(decision)}${decision.rule ? ` (rule "${decision.rule}")` : ''} in ${decision.durationMs} ms` }];
 }
 
 function findCtr(env: NodeJS.ProcessEnv): string | undefined {

@@ -14,7 +14,7 @@ import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
-import { pullguardBinary, tool } from '../helpers/tools.js';
+import { pullguardBinary, tool, toolsBin } from '../helpers/tools.js';
 
 const CONCURRENT = 50;
 let registry: Registry;
@@ -129,7 +129,7 @@ describe('containerd at info level, audit mode', () => {
     const before = { lines: logLines().length, allow: metric(allowSeries), count: metric('pullguard_decision_duration_seconds_count') };
     const refs = Array.from({ length: CONCURRENT }, (_, i) => `${registry.host}/app:t${i}`);
     const errors = await Promise.all(refs.map((r) => pullError(cri, r)));
-    expect(errors.filter((e) => e !== undefined)).toEqual([]);
+    expect(errors.filter((e) => e !== undefined).map((e) => e!.message)).toEqual([]);
     const lines = logLines().slice(before.lines);
     expect(lines).toHaveLength(CONCURRENT);
     const parsed = lines.map((l) => JSON.parse(l) as { name: string; verdict: string });
@@ -140,6 +140,46 @@ describe('containerd at info level, audit mode', () => {
     expect(metric('pullguard_decision_duration_seconds_bucket{le="+Inf"}')).toBe(metric('pullguard_decision_duration_seconds_count'));
     const total = readFileSync(metricsFile, 'utf8').split('\n').filter((l) => l.startsWith('pullguard_decisions_total{')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
     expect(total).toBe(metric('pullguard_decision_duration_seconds_count'));
+  });
+});
+
+describe('doctor against this running containerd', () => {
+  const doctor = (args: string[]) =>
+    spawnSync(pullguardBinary(), ['doctor', '--containerd-config', ctd.configFile, '--policy', policyFile, ...args], {
+      encoding: 'utf8',
+      timeout: 90_000,
+      env: { PATH: `${toolsBin()}:/usr/bin:/bin` },
+    });
+
+  it('the socket answers with its version, the daemon runs the checked config, and --pull-test shows the decision', () => {
+    writePolicy({ mode: 'audit' });
+    const r = doctor(['--pull-test', `${registry.host}/unsigned:v1`]);
+    const lines = r.stdout.split('\n');
+    expect(lines.filter((l) => l.startsWith('FAIL')), r.stdout).toEqual([]);
+    expect(r.stdout).toMatch(new RegExp(`^ok {4}containerd answers on ${ctd.socket}: v?2\\.1\\.9\\S*( \\(\\w+\\))?, pid ${ctd.daemon.pid}$`, 'm'));
+    expect(lines).toContain('ok    the running containerd loaded its image-verifier plugin (bindir)');
+    expect(lines).toContain(`ok    the running containerd (pid ${ctd.daemon.pid}) uses ${ctd.configFile}, unchanged since it started: the checks above describe it`);
+    expect(lines).toContain(`ok    decision log ${logFile} is writable`);
+    expect(r.stdout).toMatch(/^WARN {2}policy .* is in audit mode: .*fix: set mode: enforce once `pullguard log --would-deny --since 7d` shows nothing/m);
+    expect(r.stdout).toMatch(new RegExp(`^ok {4}pull test: ${registry.host.replace(/\./g, '\\.')}/unsigned:v1 pulled; pullguard would deny \\(audit mode, pulled\\): no cosign signature found .*\\(rule "needs-signature"\\) in \\d+ ms$`, 'm'));
+  });
+
+  it('a config file other than the one the daemon runs: FAIL naming both', () => {
+    const other = join(work, 'other.toml');
+    writeFileSync(other, readFileSync(ctd.configFile, 'utf8'));
+    const r = spawnSync(pullguardBinary(), ['doctor', '--containerd-config', other, '--address', ctd.socket, '--policy', policyFile], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { PATH: `${toolsBin()}:/usr/bin:/bin` },
+    });
+    expect(r.status).toBe(2);
+    expect(r.stdout).toContain(`FAIL  the running containerd (pid ${ctd.daemon.pid}) was started with --config ${ctd.configFile}, but doctor checked ${other}`);
+  });
+
+  it('a socket nothing listens on, given explicitly: FAIL', () => {
+    const r = doctor(['--address', join(work, 'nothing.sock')]);
+    expect(r.status).toBe(2);
+    expect(r.stdout).toMatch(/^FAIL {2}containerd does not answer on .*nothing\.sock \(no such socket\)/m);
   });
 });
 
