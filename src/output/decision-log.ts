@@ -1,6 +1,6 @@
-import { constants, promises as fsp } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { acquireLock } from './lock.js';
+import { tryLock } from './lock.js';
 import type { DecisionEntry } from './record.js';
 
 export const DEFAULT_MAX_BYTES = 10 * 1024 * 1024;
@@ -12,8 +12,6 @@ export interface DecisionLogOptions {
   readonly path: string;
   readonly maxBytes?: number;
   readonly keep?: number;
-  /** Give up waiting for the rotation lock at this time (ms since epoch). */
-  readonly until: number;
 }
 
 /**
@@ -27,19 +25,19 @@ export interface DecisionLogOptions {
  *    a writer that still holds the old file appends its line to `.1`, which is read too.
  * Throws on any I/O error; the caller turns that into one warning and leaves the verdict alone.
  */
-export async function appendDecision(entry: DecisionEntry, opts: DecisionLogOptions): Promise<void> {
+export function appendDecision(entry: DecisionEntry, opts: DecisionLogOptions): void {
   const line = Buffer.from(`${serializeEntry(entry)}\n`);
-  const fh = await openForAppend(opts.path);
+  const fd = openForAppend(opts.path);
   let size: number;
   try {
-    const { bytesWritten } = await fh.write(line, 0, line.length);
-    if (bytesWritten !== line.length) throw Object.assign(new Error(`short write (${bytesWritten} of ${line.length} bytes)`), { code: 'ENOSPC' });
-    size = (await fh.stat()).size;
+    const written = writeSync(fd, line, 0, line.length);
+    if (written !== line.length) throw Object.assign(new Error(`short write (${written} of ${line.length} bytes)`), { code: 'ENOSPC' });
+    size = fstatSync(fd).size;
   } finally {
-    await fh.close().catch(() => undefined);
+    closeSync(fd);
   }
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
-  if (size > maxBytes) await rotate(opts.path, maxBytes, opts.keep ?? DEFAULT_KEEP, opts.until);
+  if (size > maxBytes) rotate(opts.path, maxBytes, opts.keep ?? DEFAULT_KEEP);
 }
 
 export function serializeEntry(entry: DecisionEntry): string {
@@ -49,28 +47,39 @@ export function serializeEntry(entry: DecisionEntry): string {
   return JSON.stringify({ ...entry, authorities: [], reason: entry.reason.slice(0, 256) });
 }
 
-async function openForAppend(path: string) {
+function openForAppend(path: string): number {
   const flags = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
   try {
-    return await fsp.open(path, flags, 0o640);
+    return openSync(path, flags, 0o640);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    await fsp.mkdir(dirname(path), { recursive: true, mode: 0o750 });
-    return await fsp.open(path, flags, 0o640);
+    mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+    return openSync(path, flags, 0o640);
   }
 }
 
 /** `decisions.jsonl` -> `.1` -> ... -> `.keep`; the oldest is dropped. Total size stays near maxBytes * (keep + 1). */
-async function rotate(path: string, maxBytes: number, keep: number, until: number): Promise<void> {
-  const release = await acquireLock(`${path}.lock`, { until, once: true });
+function rotate(path: string, maxBytes: number, keep: number): void {
+  const release = tryLock(`${path}.lock`);
   if (!release) return; // another process is rotating right now
   try {
-    const st = await fsp.stat(path).catch(() => undefined);
-    if (!st || st.size <= maxBytes) return; // rotated meanwhile
-    for (let i = keep - 1; i >= 1; i--) await fsp.rename(`${path}.${i}`, `${path}.${i + 1}`).catch(() => undefined);
-    await fsp.rename(path, `${path}.1`);
+    let size = 0;
+    try {
+      size = statSync(path).size;
+    } catch {
+      return;
+    }
+    if (size <= maxBytes) return; // rotated meanwhile
+    for (let i = keep - 1; i >= 1; i--) {
+      try {
+        renameSync(`${path}.${i}`, `${path}.${i + 1}`);
+      } catch {
+        /* not there yet */
+      }
+    }
+    renameSync(path, `${path}.1`);
   } finally {
-    await release();
+    release();
   }
 }
 

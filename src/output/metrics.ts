@@ -1,6 +1,6 @@
-import { promises as fsp } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { acquireLock } from './lock.js';
+import { tryLock } from './lock.js';
 import type { DecisionEntry } from './record.js';
 
 /**
@@ -43,41 +43,48 @@ export interface Observation {
  * counters, writes the .prom file, releases the lock and looks again: an observation dropped while it
  * held the lock (whose owner's try failed) is seen by that second look, so none is left behind.
  */
-const ROUND_RESERVE_MS = 500;
+/** A holder folds at most this many rounds, so one pull never works for the whole node for long. */
+const MAX_ROUNDS = 8;
 
-export async function recordMetrics(path: string, obs: Observation, until: number): Promise<void> {
+/**
+ * Adds one decision to the metrics file without ever waiting for another pull. Each pull drops its
+ * observation as a small file of its own beside the .prom file (written whole, then renamed into
+ * place), then tries the lock once. Whoever holds the lock folds every dropped observation into the
+ * counters, writes the .prom file, releases the lock and looks again: an observation dropped while it
+ * held the lock (whose owner's try failed) is seen by that second look, so none is left behind.
+ */
+export function recordMetrics(path: string, obs: Observation): void {
   const dir = dirname(path);
   const prefix = `${basename(path)}.pending.`;
   const mine = `${path}.pending.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2, 8)}`;
-  await fsp.writeFile(`${mine}.tmp`, JSON.stringify(obs), { mode: 0o600 });
-  await fsp.rename(`${mine}.tmp`, mine);
-  // A round is a few milliseconds; never start one that the cut-off could interrupt half-way (the
-  // process exits at the cut-off, and a rename landing after another holder's would lose its counts).
-  while (until - Date.now() > ROUND_RESERVE_MS) {
-    const release = await acquireLock(`${path}.lock`, { until, once: true });
+  writeFileSync(`${mine}.tmp`, JSON.stringify(obs), { mode: 0o600 });
+  renameSync(`${mine}.tmp`, mine);
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    const release = tryLock(`${path}.lock`);
     if (!release) return; // the holder will fold ours
     try {
-      await foldPending(path, dir, prefix);
+      foldPending(path, dir, prefix);
     } finally {
-      await release();
+      release();
     }
-    const left = (await fsp.readdir(dir)).some((n) => n.startsWith(prefix) && !n.endsWith('.tmp'));
-    if (!left) return;
+    if (!readdirSync(dir).some((n) => n.startsWith(prefix) && !n.endsWith('.tmp'))) return;
   }
 }
 
-async function foldPending(path: string, dir: string, prefix: string): Promise<void> {
-  const names = (await fsp.readdir(dir)).filter((n) => n.startsWith(prefix) && !n.endsWith('.tmp'));
+function foldPending(path: string, dir: string, prefix: string): void {
+  const names = readdirSync(dir).filter((n) => n.startsWith(prefix) && !n.endsWith('.tmp'));
   if (names.length === 0) return;
-  const text = await fsp.readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT') return '';
-    throw e;
-  });
+  let text = '';
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
   const state = parseMetrics(text);
   const folded: string[] = [];
   for (const n of names) {
     try {
-      observe(state, JSON.parse(await fsp.readFile(join(dir, n), 'utf8')) as Observation);
+      observe(state, JSON.parse(readFileSync(join(dir, n), 'utf8')) as Observation);
     } catch {
       /* unreadable or not ours: dropped below all the same */
     }
@@ -85,13 +92,23 @@ async function foldPending(path: string, dir: string, prefix: string): Promise<v
   }
   const tmp = `${path}.tmp.${process.pid}`;
   try {
-    await fsp.writeFile(tmp, formatMetrics(state), { mode: 0o644 });
-    await fsp.rename(tmp, path);
+    writeFileSync(tmp, formatMetrics(state), { mode: 0o644 });
+    renameSync(tmp, path);
   } catch (e) {
-    await fsp.unlink(tmp).catch(() => undefined);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* never written */
+    }
     throw e;
   }
-  await Promise.all(folded.map((f) => fsp.unlink(f).catch(() => undefined)));
+  for (const f of folded) {
+    try {
+      unlinkSync(f);
+    } catch {
+      /* gone */
+    }
+  }
 }
 
 const series = (name: string, labels: Record<string, string>) => {

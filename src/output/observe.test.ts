@@ -5,7 +5,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import type { Decision } from '../verdict/decision.js';
 import { applyMode, ruleDecision } from '../verdict/decision.js';
 import { appendDecision, logFiles, parseEntries, serializeEntry } from './decision-log.js';
-import { acquireLock, STALE_MS } from './lock.js';
+import { STALE_MS, tryLock } from './lock.js';
 import { formatMetrics, observe, parseMetrics, recordMetrics, type MetricState } from './metrics.js';
 import { recordDecision } from './observe.js';
 import { hostOf, scrub, toEntry } from './record.js';
@@ -49,8 +49,8 @@ describe('decision entries', () => {
 describe('decision log', () => {
   test('appends one line per decision, creating the directory', async () => {
     const path = join(fresh('log'), 'sub', 'decisions.jsonl');
-    await appendDecision(toEntry(allow, ctx, 2_000), { path, until: Date.now() + 1000 });
-    await appendDecision(toEntry(wouldDeny, ctx, 3_000), { path, until: Date.now() + 1000 });
+    appendDecision(toEntry(allow, ctx, 2_000), { path });
+    appendDecision(toEntry(wouldDeny, ctx, 3_000), { path });
     const { entries, skipped } = parseEntries(readFileSync(path, 'utf8'));
     expect(skipped).toBe(0);
     expect(entries.map((e) => e.verdict)).toEqual(['allow', 'allow']);
@@ -60,7 +60,7 @@ describe('decision log', () => {
 
   test('rotates past maxBytes and keeps at most `keep` old files', async () => {
     const path = join(fresh('rot'), 'd.jsonl');
-    for (let i = 0; i < 60; i++) await appendDecision(toEntry(allow, ctx, 2_000 + i), { path, maxBytes: 4096, keep: 2, until: Date.now() + 1000 });
+    for (let i = 0; i < 60; i++) appendDecision(toEntry(allow, ctx, 2_000 + i), { path, maxBytes: 4096, keep: 2 });
     expect(existsSync(`${path}.1`)).toBe(true);
     expect(existsSync(`${path}.2`)).toBe(true);
     expect(existsSync(`${path}.3`)).toBe(false);
@@ -80,16 +80,16 @@ describe('decision log', () => {
 });
 
 describe('lock', () => {
-  test('exclusive; a stale lock left by a killed holder is broken', async () => {
+  test('exclusive; a stale lock left by a killed holder is broken', () => {
     const path = join(dir, 'x.lock');
-    const release = await acquireLock(path, { until: Date.now() + 1000 });
+    const release = tryLock(path);
     expect(release).toBeDefined();
-    expect(await acquireLock(path, { until: Date.now(), once: true })).toBeUndefined();
+    expect(tryLock(path)).toBeUndefined();
     const old = (Date.now() - STALE_MS - 1000) / 1000;
     utimesSync(path, old, old);
-    const again = await acquireLock(path, { until: Date.now(), once: true });
+    const again = tryLock(path);
     expect(again).toBeDefined();
-    await again!();
+    again!();
     expect(existsSync(path)).toBe(false);
   });
 });
@@ -145,8 +145,8 @@ describe('metrics', () => {
   test('the file accumulates across writers and a cache hit counts', async () => {
     const path = join(fresh('m'), 'pullguard.prom');
     mkdirSync(join(path, '..'), { recursive: true });
-    await Promise.all(Array.from({ length: 20 }, () => recordMetrics(path, obs(allow), Date.now() + 5000)));
-    await recordMetrics(path, obs(allow, 5, { cacheHit: true }), Date.now() + 5000);
+    for (let i = 0; i < 20; i++) recordMetrics(path, obs(allow));
+    recordMetrics(path, obs(allow, 5, { cacheHit: true }));
     const text = readFileSync(path, 'utf8');
     expect(text).toContain('code="OK"} 21');
     expect(text).toContain('pullguard_cache_hits_total 1');
@@ -159,7 +159,7 @@ describe('recordDecision', () => {
     const blocker = fresh('file');
     writeFileSync(blocker, 'not a directory');
     const warnings: string[] = [];
-    await recordDecision(allow, ctx, { file: join(blocker, 'd.jsonl'), metricsFile: join(blocker, 'm.prom') }, { warn: (l) => warnings.push(l) });
+    recordDecision(allow, ctx, { file: join(blocker, 'd.jsonl'), metricsFile: join(blocker, 'm.prom') }, { warn: (l: string) => warnings.push(l) });
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/^pullguard: warning: the decision was not fully recorded \(decision log .*ENOTDIR.*; metrics .*ENOTDIR.*\); the verdict is unaffected$/);
   });
@@ -171,12 +171,12 @@ describe('recordDecision', () => {
     mkdirSync(`${metricsFile}.lock`);
     const warnings: string[] = [];
     const t0 = Date.now();
-    await recordDecision(allow, ctx, { file: join(d, 'd.jsonl'), metricsFile }, { warn: (l) => warnings.push(l) });
+    recordDecision(allow, ctx, { file: join(d, 'd.jsonl'), metricsFile }, { warn: (l: string) => warnings.push(l) });
     expect(Date.now() - t0).toBeLessThan(500);
     expect(warnings).toEqual([]);
     expect(existsSync(metricsFile)).toBe(false);
     rmSync(`${metricsFile}.lock`, { recursive: true });
-    await recordDecision(allow, ctx, { file: join(d, 'd.jsonl'), metricsFile }, { warn: (l) => warnings.push(l) });
+    recordDecision(allow, ctx, { file: join(d, 'd.jsonl'), metricsFile }, { warn: (l: string) => warnings.push(l) });
     expect(readFileSync(metricsFile, 'utf8')).toContain('code="OK"} 2');
     expect(parseEntries(readFileSync(join(d, 'd.jsonl'), 'utf8')).entries).toHaveLength(2);
   });
@@ -185,7 +185,7 @@ describe('recordDecision', () => {
     const d = fresh('off');
     mkdirSync(d);
     const warnings: string[] = [];
-    await recordDecision(allow, ctx, { file: false, metricsFile: join(d, 'm.prom') }, { warn: (l) => warnings.push(l) });
+    recordDecision(allow, ctx, { file: false, metricsFile: join(d, 'm.prom') }, { warn: (l: string) => warnings.push(l) });
     expect(warnings).toEqual([]);
     expect(readFileSync(join(d, 'm.prom'), 'utf8')).toContain('pullguard_decisions_total{');
   });

@@ -6,16 +6,8 @@ import { releaseAllSync } from './lock.js';
 import { recordMetrics } from './metrics.js';
 import { toEntry } from './record.js';
 
-/**
- * Upper bound on the time a pull spends recording its decision after the verdict is out. It takes about
- * a millisecond and never waits for another pull; the bound is for a hung filesystem, and is generous
- * because a node starting fifty pods at once can starve a process of CPU for seconds (the e2e sees it).
- * The hard stop (policy timeout + grace, below containerd's per_verifier_timeout) bounds it too.
- */
-export const MAX_RECORD_MS = 5000;
-
 export interface RecordOptions {
-  /** Stop waiting at this time (ms since epoch); capped at MAX_RECORD_MS from now. */
+  /** The hard-stop time (ms since epoch): past it, the metrics are skipped. */
   readonly until?: number;
   /** One line on stderr (containerd's debug log). */
   readonly warn: (line: string) => void;
@@ -25,49 +17,46 @@ export interface RecordOptions {
 }
 
 /**
- * Writes the decision to the node's decision log and metrics file. Runs after the verdict line is on
- * stdout and never throws: a full disk, a read-only directory or a busy lock costs one warning on
- * stderr, and the whole thing is cut off at `until` so it cannot push the pull past containerd's timeout.
+ * Writes the decision to the node's decision log and metrics file. Runs after the verdict is on stdout
+ * and never throws: a full disk, a read-only directory or a held lock costs one warning on stderr.
+ *
+ * Synchronous on purpose, and bounded by the amount of work rather than a timer: a handful of
+ * syscalls on small files, no waiting for any lock (metrics.ts). Done through libuv's thread pool, the
+ * same work cost ~30 ms per pull on a loaded node (each of ~20 hops waits for a scheduler slice), and a
+ * timer would not bound a hung filesystem anyway: a process blocked in the kernel on a dead NFS mount
+ * cannot exit until the call returns, whichever thread made it. Keep the log on a local disk.
+ * `until` (the hard-stop time) only skips the metrics when the verdict itself came late.
  */
-export async function recordDecision(decision: Decision, ctx: RunContext, settings: LogSettings | undefined, opts: RecordOptions): Promise<void> {
+export function recordDecision(decision: Decision, ctx: RunContext, settings: LogSettings | undefined, opts: RecordOptions): void {
   const now = opts.now ?? Date.now();
-  const until = Math.min(opts.until ?? Infinity, now + MAX_RECORD_MS);
   const entry = toEntry(decision, ctx, now, opts.cacheHit !== undefined ? { cacheHit: opts.cacheHit } : {});
   const file = settings?.file ?? DEFAULT_DECISION_LOG;
   const problems: string[] = [];
-  const work = (async () => {
-    let logFailed = false;
-    if (file !== false) {
-      try {
-        await appendDecision(entry, { path: file, maxBytes: settings?.maxBytes, keep: settings?.keep, until });
-      } catch (e) {
-        logFailed = true;
-        problems.push(`decision log ${file}: ${errorText(e)}`);
-      }
+  let logFailed = false;
+  if (file !== false) {
+    try {
+      appendDecision(entry, { path: file, maxBytes: settings?.maxBytes, keep: settings?.keep });
+    } catch (e) {
+      logFailed = true;
+      problems.push(`decision log ${file}: ${errorText(e)}`);
     }
-    if (settings?.metricsFile) {
+  }
+  if (settings?.metricsFile) {
+    if (opts.until !== undefined && Date.now() > opts.until) problems.push(`metrics ${settings.metricsFile}: skipped, the deadline has passed`);
+    else {
       try {
-        await recordMetrics(settings.metricsFile, { entry, logFailed }, until);
+        recordMetrics(settings.metricsFile, { entry, logFailed });
       } catch (e) {
+        releaseAllSync();
         problems.push(`metrics ${settings.metricsFile}: ${errorText(e)}`);
       }
     }
-  })();
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = await Promise.race([
-    work.then(() => false),
-    new Promise<boolean>((r) => (timer = setTimeout(() => r(true), Math.max(0, until - Date.now())))),
-  ]);
-  clearTimeout(timer);
-  if (timedOut) {
-    // The process exits next: a lock left behind would stall every other pull until it goes stale.
-    releaseAllSync();
-    problems.push(`recording took longer than ${until - now} ms; gave up`);
   }
   if (problems.length > 0) opts.warn(`pullguard: warning: the decision was not fully recorded (${problems.join('; ')}); the verdict is unaffected`);
 }
 
 function errorText(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
-  return err.code ? `${err.code}${err.message && !err.message.startsWith(err.code) ? ` (${err.message.split(':')[0]})` : ''}` : String(err.message ?? e);
+  if (!err.code) return String(err.message ?? e);
+  return err.message && !err.message.startsWith(err.code) ? `${err.code} (${err.message})` : err.code;
 }
