@@ -43,7 +43,7 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
   // and are cut off before the hard stop would fire.
   if (out.decision && out.ctx) {
     const until = out.ctx.startedAt + (out.budgetMs ?? DEFAULT_TIMEOUT_MS) + HARD_STOP_GRACE_MS;
-    recordDecision(out.decision, out.ctx, out.log, { until, warn: (l) => io.write(2, `${l}\n`) });
+    await recordDecision(out.decision, out.ctx, out.log, { until, warn: (l) => io.write(2, `${l}\n`) });
   }
   return code;
 }

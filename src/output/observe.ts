@@ -2,6 +2,7 @@ import { DEFAULT_DECISION_LOG, type LogSettings } from '../policy/model.js';
 import type { Decision } from '../verdict/decision.js';
 import { appendDecision } from './decision-log.js';
 import type { RunContext } from './emit.js';
+import { sendToJournal } from './journal.js';
 import { releaseAllSync } from './lock.js';
 import { recordMetrics } from './metrics.js';
 import { toEntry } from './record.js';
@@ -27,7 +28,7 @@ export interface RecordOptions {
  * cannot exit until the call returns, whichever thread made it. Keep the log on a local disk.
  * `until` (the hard-stop time) only skips the metrics when the verdict itself came late.
  */
-export function recordDecision(decision: Decision, ctx: RunContext, settings: LogSettings | undefined, opts: RecordOptions): void {
+export function recordDecision(decision: Decision, ctx: RunContext, settings: LogSettings | undefined, opts: RecordOptions): Promise<void> | undefined {
   const now = opts.now ?? Date.now();
   const entry = toEntry(decision, ctx, now, opts.cacheHit !== undefined ? { cacheHit: opts.cacheHit } : {});
   const file = settings?.file ?? DEFAULT_DECISION_LOG;
@@ -52,8 +53,19 @@ export function recordDecision(decision: Decision, ctx: RunContext, settings: Lo
       }
     }
   }
-  if (problems.length > 0) opts.warn(`pullguard: warning: the decision was not fully recorded (${problems.join('; ')}); the verdict is unaffected`);
+  const warn = (p: readonly string[]) => opts.warn(`pullguard: warning: the decision was not fully recorded (${p.join('; ')}); the verdict is unaffected`);
+  // The journal is a socket round trip, the only asynchronous sink: a short cap, and the caller awaits it.
+  if (settings?.journal) {
+    return sendToJournal(entry, JOURNAL_TIMEOUT_MS).then(
+      () => (problems.length > 0 ? warn(problems) : undefined),
+      (e: unknown) => warn([...problems, `journal: ${errorText(e)}`]),
+    );
+  }
+  if (problems.length > 0) warn(problems);
+  return undefined;
 }
+
+const JOURNAL_TIMEOUT_MS = 250;
 
 function errorText(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
