@@ -8,6 +8,9 @@
 import type { DecisionEntry } from './record.js';
 
 export const JOURNAL_STREAM = '/run/systemd/journal/stdout';
+
+/** The stream socket of the default journal, or of a namespace (`journalctl --namespace=NAME`). */
+export const journalStream = (namespace?: string) => (namespace ? `/run/systemd/journal.${namespace}/stdout` : JOURNAL_STREAM);
 const LOG_WARNING = 4;
 const LOG_INFO = 6;
 

@@ -2,7 +2,7 @@ import { DEFAULT_DECISION_LOG, type LogSettings } from '../policy/model.js';
 import type { Decision } from '../verdict/decision.js';
 import { appendDecision } from './decision-log.js';
 import type { RunContext } from './emit.js';
-import { sendToJournal } from './journal.js';
+import { journalStream, sendToJournal } from './journal.js';
 import { releaseAllSync } from './lock.js';
 import { recordMetrics } from './metrics.js';
 import { toEntry } from './record.js';
@@ -56,7 +56,8 @@ export function recordDecision(decision: Decision, ctx: RunContext, settings: Lo
   const warn = (p: readonly string[]) => opts.warn(`pullguard: warning: the decision was not fully recorded (${p.join('; ')}); the verdict is unaffected`);
   // The journal is a socket round trip, the only asynchronous sink: a short cap, and the caller awaits it.
   if (settings?.journal) {
-    return sendToJournal(entry, JOURNAL_TIMEOUT_MS).then(
+    const socket = journalStream(typeof settings.journal === 'string' ? settings.journal : undefined);
+    return sendToJournal(entry, JOURNAL_TIMEOUT_MS, socket).then(
       () => (problems.length > 0 ? warn(problems) : undefined),
       (e: unknown) => warn([...problems, `journal: ${errorText(e)}`]),
     );

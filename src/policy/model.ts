@@ -49,7 +49,8 @@ export interface LogSettings {
   readonly keep?: number;
   /** Prometheus textfile for node_exporter's textfile collector; absent: no metrics. */
   readonly metricsFile?: string;
-  readonly journal?: boolean;
+  /** journald too: `true`, or the name of a journal namespace (journald@NAME). */
+  readonly journal?: boolean | string;
 }
 
 export interface RegistrySettings {

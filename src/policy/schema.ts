@@ -66,8 +66,8 @@ const logSection = z.strictObject({
   keep: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(20))),
   /** A Prometheus textfile (node_exporter's textfile collector), written atomically. */
   metricsFile: z.optional(z.string().check(z.minLength(1))),
-  /** Also send each decision to journald (`journalctl -t pullguard`). */
-  journal: z.optional(z.boolean()),
+  /** Also send each decision to journald (`journalctl -t pullguard`); a string names a journal namespace. */
+  journal: z.optional(z.union([z.boolean(), z.string().check(z.regex(/^[A-Za-z0-9_-]{1,64}$/))])),
 });
 
 export const policyDocumentSchema = z

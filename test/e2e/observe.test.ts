@@ -4,9 +4,9 @@
  * log, in `pullguard log` and in the metrics file; under 50 concurrent pulls every line stays intact
  * and every counter exact; a full or read-only log directory never changes a verdict.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -134,7 +134,6 @@ describe('containerd at info level, audit mode', () => {
     expect(lines).toHaveLength(CONCURRENT);
     const parsed = lines.map((l) => JSON.parse(l) as { name: string; verdict: string });
     expect(new Set(parsed.map((p) => p.name))).toEqual(new Set(refs));
-    const { readdirSync } = await import('node:fs');
     expect(metric(allowSeries) - before.allow, readdirSync(join(work, 'textfile')).join(' ')).toBe(CONCURRENT);
     expect(metric('pullguard_decision_duration_seconds_count') - before.count).toBe(CONCURRENT);
     expect(metric('pullguard_decision_duration_seconds_bucket{le="+Inf"}')).toBe(metric('pullguard_decision_duration_seconds_count'));
@@ -235,5 +234,43 @@ describe('a log directory that cannot be written leaves every verdict as it was'
     utimesSync(`${metricsFile}.lock`, old, old);
     expect(run().status).toBe(0);
     expect(metric(series)).toBe(before + 2);
+  });
+});
+
+describe('journald (log.journal)', () => {
+  // A journal namespace of our own (journald@NAME), so the machine's journal is not touched.
+  const ns = `pullguard-e2e-${process.pid}`;
+  let journald: ReturnType<typeof spawn> | undefined;
+  const journalBin = ['/lib/systemd/systemd-journald', '/usr/lib/systemd/systemd-journald'].find((p) => existsSync(p));
+  const cleanup = () => {
+    rmSync(`/run/systemd/journal.${ns}`, { recursive: true, force: true });
+    for (const root of ['/var/log/journal', '/run/log/journal']) {
+      if (!existsSync(root)) continue;
+      for (const d of readdirSync(root)) if (d.endsWith(`.${ns}`)) rmSync(join(root, d), { recursive: true, force: true });
+    }
+  };
+  afterAll(() => {
+    if (journald?.pid) process.kill(journald.pid, 'SIGTERM');
+    cleanup();
+  });
+
+  it.runIf(journalBin !== undefined)('a decision lands in `journalctl -t pullguard`, warning priority for a deny', async () => {
+    journald = spawn(journalBin!, [ns], { stdio: 'ignore' });
+    const socketPath = `/run/systemd/journal.${ns}/stdout`;
+    for (let i = 0; i < 200 && !existsSync(socketPath); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(existsSync(socketPath)).toBe(true);
+    writeFileSync(join(work, 'journal.yaml'), `version: 1\nlog: {file: false, journal: ${ns}}\nrules:\n  - {name: blocked, match: ${registry.host}/blocked, action: deny}\n`);
+    const args = ['-name', img.blocked.ref, '-digest', img.blocked.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+    const desc = JSON.stringify({ mediaType: img.blocked.mediaType, digest: img.blocked.digest, size: img.blocked.size });
+    const r = spawnSync(pullguardBinary(), args, { input: desc, encoding: 'utf8', timeout: 30_000, env: { PULLGUARD_POLICY: join(work, 'journal.yaml') } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).not.toContain('warning');
+    let out = '';
+    for (let i = 0; i < 100 && !out.includes('SYSLOG_IDENTIFIER=pullguard'); i++) {
+      out = spawnSync('journalctl', [`--namespace=${ns}`, '-t', 'pullguard', '--no-pager', '-o', 'verbose'], { encoding: 'utf8', timeout: 10_000 }).stdout;
+      if (!out.includes('SYSLOG_IDENTIFIER=pullguard')) await new Promise((res) => setTimeout(res, 50));
+    }
+    expect(out).toContain('PRIORITY=4');
+    expect(out).toContain(`MESSAGE=denied ${img.blocked.ref}@${img.blocked.digest}: denied by policy (rule "blocked") [POLICY_DENIED]`);
   });
 });
