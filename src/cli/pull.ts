@@ -41,11 +41,16 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
   const code = await decideAndEmit(io, out);
   // After the verdict is on stdout: the decision log and metrics (output/observe.ts) cannot change it,
   // and are cut off before the hard stop would fire.
-  if (out.decision && out.ctx) {
-    const until = out.ctx.startedAt + (out.budgetMs ?? DEFAULT_TIMEOUT_MS) + HARD_STOP_GRACE_MS;
-    await recordDecision(out.decision, out.ctx, out.log, { until, warn: (l) => io.write(2, `${l}\n`) });
-  }
+  await recordEmitted(out, io);
   return code;
+}
+
+/** The decision log and metrics are synchronous (the journal is not, and is skipped on the way out). */
+function recordEmitted(out: Emitted, io: PullIo, slackMs = 0): Promise<void> | undefined {
+  if (!out.decision || !out.ctx || out.recorded) return undefined;
+  out.recorded = true;
+  const until = out.ctx.startedAt + (out.budgetMs ?? DEFAULT_TIMEOUT_MS) + HARD_STOP_GRACE_MS + slackMs;
+  return recordDecision(out.decision, out.ctx, out.log, { until, warn: (l) => io.write(2, `${l}\n`) });
 }
 
 interface Emitted {
@@ -53,6 +58,7 @@ interface Emitted {
   ctx?: RunContext;
   budgetMs?: number;
   log?: LogSettings;
+  recorded?: boolean;
 }
 
 async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
@@ -78,6 +84,8 @@ async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
     hardStop = setTimeout(() => {
       const err = new PullguardError('DEADLINE_EXCEEDED', `timed out after ${formatDuration(ms)}`);
       process.exitCode = emit(applyMode(errorDecision(err), mode ?? 'enforce'));
+      // A timed-out pull is the one an operator most needs to find in the log.
+      void recordEmitted(out, io, HARD_STOP_GRACE_MS);
       process.exit(process.exitCode);
     }, ms + HARD_STOP_GRACE_MS - (Date.now() - ctx.startedAt));
   };
