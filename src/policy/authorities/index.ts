@@ -1,4 +1,5 @@
 import * as z from 'zod/mini';
+import { atprotoAuthoritySchema } from './atproto.js';
 import { cosignAuthoritySchema } from './cosign.js';
 import { notationAuthoritySchema } from './notation.js';
 
@@ -9,6 +10,7 @@ import { notationAuthoritySchema } from './notation.js';
 export const authoritySpecSchemas = {
   cosign: cosignAuthoritySchema,
   notation: notationAuthoritySchema,
+  atproto: atprotoAuthoritySchema,
 } as const satisfies Record<string, z.ZodMiniType>;
 
 export type AuthorityKind = keyof typeof authoritySpecSchemas;
