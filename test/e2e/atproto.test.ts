@@ -16,6 +16,7 @@ import {
   publishManifest,
   pushAtprotoSignature,
   randomPlcDid,
+  rewriteManifest,
   recordProof,
   rotateKey,
   splitCar,
@@ -30,6 +31,7 @@ import { decidePinned } from '../helpers/decide.js';
 import { RegistryWriter } from '../helpers/notation.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
+import { pullguardBinary } from '../helpers/tools.js';
 
 /**
  * ATProto (ATCR-style) signatures end to end: repositories and commits made and signed by the AT Protocol
@@ -203,6 +205,15 @@ describe('atproto authority: denied', () => {
     const d = await decideFor(img);
     expect(d.verdict).toBe('deny');
     expect(d.reason).toMatch(/does not prove .*cid does not match bytes/);
+  });
+
+  it('a record rewritten after signing: the artifact pins the record CID', async () => {
+    const img = await image('alice.test/rewritten');
+    const rec = await sign(alice, img);
+    await rewriteManifest(alice, rec.rkey, { repository: 'rewritten', digest: img.digest, mediaType: img.mediaType, note: 'changed' });
+    const d = await decideFor(img);
+    expect(d.verdict).toBe('deny');
+    expect(d.reason).toMatch(/not the signed .*: it was rewritten/);
   });
 
   it('a tampered commit signature', async () => {
@@ -390,6 +401,22 @@ describe('containerd + pullguard with an atproto authority', () => {
     expect(await pullError(cri, signed.ref)).toBeUndefined();
     const rec = await ctd.waitForRecord((d) => d.digest === signed.digest);
     expect(rec).toMatchObject({ verdict: 'allow', rule: 'atcr', exitCode: 0 });
+  });
+
+  it('verify --explain (the shipped executable) shows every check of the signature', async () => {
+    const { execFile } = await import('node:child_process');
+    const exe = pullguardBinary();
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(exe, ['verify', '--explain', '--policy', join(dir, 'policy.yaml'), signed.ref], { timeout: 20_000 }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`${err.message}\n${stdout}\n${stderr}`));
+        else resolve(stdout);
+      });
+    });
+    if (process.env.PULLGUARD_EXPLAIN_OUT) writeFileSync(process.env.PULLGUARD_EXPLAIN_OUT, out);
+    expect(out).toMatch(/^ALLOW /);
+    for (const check of ['artifact', 'trust', 'identity', 'pds', 'commit', 'signature', 'inclusion', 'record']) {
+      expect(out).toMatch(new RegExp(`pass ${check} \\[enforced\\]`));
+    }
   });
 
   it('denies an unsigned image with pullguard\'s reason in the pull error', async () => {

@@ -54,6 +54,12 @@ export async function publishManifest(pub: Publisher, record: { repository: stri
   return { rkey: key, cid, commit: pub.repo.cid.toString() };
 }
 
+/** Rewrites an existing record in place (same rkey, new content, so a new CID). */
+export async function rewriteManifest(pub: Publisher, rkey: string, record: Record<string, unknown>) {
+  const value = { $type: COLLECTION, schemaVersion: 2, createdAt: new Date().toISOString(), ...record };
+  pub.repo = await pub.repo.applyWrites([{ action: WriteOpAction.Update, collection: COLLECTION, rkey, record: value }], pub.keypair);
+}
+
 /** Key rotation as a PLC update does it: a new key in the DID document; commits already made stay signed by the old one. */
 export async function rotateKey(pub: Publisher, curve: 'k256' | 'p256' = 'k256'): Promise<void> {
   pub.keypair = await newKeypair(curve);
