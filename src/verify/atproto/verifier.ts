@@ -16,7 +16,6 @@ import type { Deadline } from '../../common/deadline.js';
 import { shortDigest } from '../../common/digest.js';
 import { isPullguardError, type ErrorCode } from '../../common/errors.js';
 import type { AtprotoSpec, AtprotoTrustedDid } from '../../policy/authorities/atproto.js';
-import type { Authority } from '../../policy/model.js';
 import type { SignatureArtifact } from '../../registry/types.js';
 import type { AuthorityResult, CheckOutcome, SignatureResult, Subject, Verifier } from '../types.js';
 import { didDocumentUrl, parseDidDocument, type AtprotoIdentity } from './did.js';
@@ -63,12 +62,12 @@ interface Run {
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
 const codeOf = (e: unknown, fallback: ErrorCode): ErrorCode => (isPullguardError(e) ? e.code : fallback);
 
-export function createAtprotoVerifier(makeFetcher: (spec: AtprotoSpec) => AtprotoFetcher): Verifier {
+export function createAtprotoVerifier(makeFetcher: (spec: AtprotoSpec) => AtprotoFetcher): Verifier<'atproto'> {
   return {
     kind: 'atproto',
     needs: () => ({ classes: ['atproto'] }),
-    async verify(authority: Authority, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult> {
-      const spec = authority.spec as AtprotoSpec;
+    async verify(authority, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult> {
+      const { spec } = authority;
       const run: Run = { spec, subject, deadline, fetcher: makeFetcher(spec), identities: new Map() };
       const candidates = artifacts.filter((a) => a.class === 'atproto');
       const signatures = await Promise.all(candidates.slice(0, MAX_CANDIDATES).map((a) => judge(a, run)));
@@ -84,7 +83,7 @@ export function createAtprotoVerifier(makeFetcher: (spec: AtprotoSpec) => Atprot
   };
 }
 
-export const atprotoVerifier: Verifier = createAtprotoVerifier((spec) => createFetcher(spec.caFiles, USER_AGENT));
+export const atprotoVerifier: Verifier<'atproto'> = createAtprotoVerifier((spec) => createFetcher(spec.caFiles, USER_AGENT));
 
 const passed = (s: SignatureResult) => s.checks.filter((c) => c.result === 'pass').length;
 
