@@ -77,7 +77,7 @@ function effectOf(outcome: 'allow' | 'deny', policy: Policy, reason: string): st
 function summarize(a: Authority): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (!a.spec || typeof a.spec !== 'object') return out;
-  for (const [k, v] of Object.entries(a.spec as Record<string, unknown>)) {
+  for (const [k, v] of Object.entries(a.spec as unknown as Record<string, unknown>)) {
     if (v === undefined || typeof v === 'function') continue;
     if (typeof v === 'boolean' || typeof v === 'number' || typeof v === 'string') out[k] = v;
     else if (Array.isArray(v) && v.length > 0) out[k] = k === 'identities' ? v.map(describeIdentity) : v.length;
