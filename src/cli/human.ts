@@ -9,7 +9,7 @@ import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
 import { versionLine } from './version.js';
 import { printPolicyProblems } from './policy-problems.js';
-import { explainJson, offlineReport, printOffline } from './verify-report.js';
+import { describeLogSettings, explainJson, offlineReport, printOffline } from './verify-report.js';
 import { runLog } from './log.js';
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
@@ -91,6 +91,7 @@ function policyCheck(path: string, out: Out, err: Out): number {
   }
   out(`policy ${path} is valid`);
   out(`  mode ${policy.mode}, default ${policy.defaultAction}, timeout ${formatDuration(policy.timeoutMs)}, ${policy.rules.length} rule(s)`);
+  out(`  ${describeLogSettings(policy.log)}`);
   for (const r of policy.rules) {
     const authorities = r.authorities.map((a) => `${a.kind}:${a.name}`).join(', ');
     out(`  - ${r.name}: ${r.action} ${r.match.join(', ')}${authorities ? ` [${r.require} of ${authorities}]` : ''}`);

@@ -1,6 +1,7 @@
 /** `pullguard verify --json` and `--offline`: the decision for scripts, and the policy alone (no registry). */
 import { formatReference, type Reference } from '../common/reference.js';
-import type { Authority, Policy } from '../policy/model.js';
+import { DEFAULT_DECISION_LOG, type Authority, type LogSettings, type Policy } from '../policy/model.js';
+import { DEFAULT_KEEP, DEFAULT_MAX_BYTES } from '../output/decision-log.js';
 import { RuleMatcher } from '../policy/match.js';
 import { applyMode } from '../verdict/decision.js';
 import type { DecideResult } from './decide.js';
@@ -103,4 +104,12 @@ export function printOffline(r: OfflineReport, policy: Policy, out: (l: string) 
     out(`  authority ${a.kind}:${a.name}${settings ? ` (${settings})` : ''}`);
   }
   for (const n of r.notes) out(`  note:   ${n}`);
+}
+
+/** `policy check`'s line about where decisions go. */
+export function describeLogSettings(log: LogSettings | undefined): string {
+  const file = log?.file ?? DEFAULT_DECISION_LOG;
+  const mib = (log?.maxBytes ?? DEFAULT_MAX_BYTES) / (1024 * 1024);
+  const decisions = file === false ? 'decision log off' : `decision log ${file} (rotated past ${Number(mib.toFixed(2))} MiB, ${log?.keep ?? DEFAULT_KEEP} kept)`;
+  return `${decisions}; metrics ${log?.metricsFile ?? 'off'}${log?.journal ? `; journald${typeof log.journal === 'string' ? ` namespace ${log.journal}` : ''}` : ''}`;
 }

@@ -376,6 +376,7 @@ describe('pullguard policy check', () => {
     expect(r.lines).toEqual([
       `policy ${policyFile} is valid`,
       '  mode enforce, default deny, timeout 8s, 4 rule(s)',
+      '  decision log /var/log/pullguard/decisions.jsonl (rotated past 10 MiB, 3 kept); metrics off',
       `  - cosign-signed: verify ${host}/cosign/* [all of cosign:release-key]`,
       `  - notation-signed: verify ${host}/notation/* [all of notation:corp]`,
       `  - open: allow ${host}/open/**`,
