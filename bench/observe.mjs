@@ -21,8 +21,18 @@ const off = join(dir, 'off.yaml');
 const on = join(dir, 'on.yaml');
 const log = join(dir, 'decisions.jsonl');
 writeFileSync(off, `version: 1\nlog: {file: false}\n${rule}`);
-writeFileSync(on, `version: 1\nlog: {file: ${JSON.stringify(log)}, metricsFile: ${JSON.stringify(join(dir, 'pullguard.prom'))}}\n${rule}`);
-const args = ['-name', 'localhost:5000/app:v1', '-digest', D, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+writeFileSync(
+  on,
+  `version: 1\nlog: {file: ${JSON.stringify(log)}, metricsFile: ${JSON.stringify(join(dir, 'pullguard.prom'))}}\n${rule}`,
+);
+const args = [
+  '-name',
+  'localhost:5000/app:v1',
+  '-digest',
+  D,
+  '-stdin-media-type',
+  'application/vnd.oci.descriptor.v1+json',
+];
 
 // CPU time of waited-for children (user + system, clock ticks of 10 ms) from /proc/self/stat: on a
 // loaded machine wall time mostly measures the scheduler; summed over all runs the ticks are precise enough.
@@ -53,11 +63,17 @@ for (let i = 0; i < runs; i++) {
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const mOff = median(t.off);
 const mOn = median(t.on);
-console.log(`runs ${runs} each, median wall time: nothing recorded ${mOff.toFixed(1)} ms, decision log + metrics ${mOn.toFixed(1)} ms`);
+console.log(
+  `runs ${runs} each, median wall time: nothing recorded ${mOff.toFixed(1)} ms, decision log + metrics ${mOn.toFixed(1)} ms`,
+);
 console.log(`ratio ${(mOn / mOff).toFixed(3)} (+${(mOn - mOff).toFixed(1)} ms per pull)`);
 const cOff = (cpu.off * 10) / runs;
 const cOn = (cpu.on * 10) / runs;
-console.log(`CPU time (user+sys) per pull: nothing recorded ${cOff.toFixed(1)} ms, decision log + metrics ${cOn.toFixed(1)} ms, ratio ${(cOn / cOff).toFixed(3)}`);
+console.log(
+  `CPU time (user+sys) per pull: nothing recorded ${cOff.toFixed(1)} ms, decision log + metrics ${cOn.toFixed(1)} ms, ratio ${(cOn / cOff).toFixed(3)}`,
+);
 const lines = runs + 3;
-console.log(`decision log: ${statSync(log).size} bytes for ${lines} decisions = ${((statSync(log).size / lines) * 1000 / 1024).toFixed(0)} KiB per 1000 decisions (allow rule, no authorities)`);
+console.log(
+  `decision log: ${statSync(log).size} bytes for ${lines} decisions = ${(((statSync(log).size / lines) * 1000) / 1024).toFixed(0)} KiB per 1000 decisions (allow rule, no authorities)`,
+);
 rmSync(dir, { recursive: true, force: true });

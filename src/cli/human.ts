@@ -119,7 +119,8 @@ async function verifyCommand(args: readonly string[], out: Out, env: NodeJS.Proc
     else refs.push(a);
   }
   if (refs.length !== 1 || (file !== undefined && file.length === 0)) {
-    throw new PullguardError('CONTRACT_ARGS', 'usage: pullguard verify [--explain] [--json] [--offline] [--policy FILE] <ref>');
+    const usage = 'usage: pullguard verify [--explain] [--json] [--offline] [--policy FILE] <ref>';
+    throw new PullguardError('CONTRACT_ARGS', usage);
   }
   const policy = loadPolicy(file ?? policyPath(env));
   const ref = parseReference(refs[0]!);
@@ -153,7 +154,8 @@ export function printDecision(result: DecideResult, policy: Policy, subject: str
   if (!explain) return;
   for (const d of result.discovery) {
     for (const note of d.notes) out(`  note:   ${note}`);
-    out(`  found ${d.artifacts.length} signature artifact(s)${d.artifacts.length === 0 && d.tried?.length ? '; looked at:' : ':'}`);
+    out(`  found ${d.artifacts.length} signature ` +
+      `artifact(s)${d.artifacts.length === 0 && d.tried?.length ? '; looked at:' : ':'}`);
     if (d.artifacts.length === 0) for (const t of d.tried ?? []) out(`    ${t}`);
     for (const a of d.artifacts) {
       out(`    ${a.class} ${a.digest} via ${a.foundVia} in ${a.repository}${a.signerHint ? ` (signer hint: ${a.signerHint})` : ''}`);

@@ -9,10 +9,38 @@ import { parseLogArgs, parseSince, runLog } from './log.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pg-log-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const rule = (name: string) => ({ name, match: ['*'], action: 'verify' as const, authorities: [], require: 'all' as const });
+const rule = (name: string) => ({
+  name,
+  match: ['*'],
+  action: 'verify' as const,
+  authorities: [],
+  require: 'all' as const,
+});
 const T0 = Date.parse('2026-12-01T10:00:00Z');
-const line = (name: string, ruleName: string, verdict: 'allow' | 'deny', mode: 'audit' | 'enforce', t: number, code?: 'NO_SIGNATURE') =>
-  serializeEntry(toEntry(applyMode(ruleDecision(rule(ruleName), verdict, verdict === 'deny' ? 'no signature found' : 'signature verified by k', [], code), mode), { name, digest: `sha256:${String(Math.floor(t / 60_000) % 10).repeat(64)}`, startedAt: t - 40 }, t));
+const line = (
+  name: string,
+  ruleName: string,
+  verdict: 'allow' | 'deny',
+  mode: 'audit' | 'enforce',
+  t: number,
+  code?: 'NO_SIGNATURE',
+) =>
+  serializeEntry(
+    toEntry(
+      applyMode(
+        ruleDecision(
+          rule(ruleName),
+          verdict,
+          verdict === 'deny' ? 'no signature found' : 'signature verified by k',
+          [],
+          code,
+        ),
+        mode,
+      ),
+      { name, digest: `sha256:${String(Math.floor(t / 60_000) % 10).repeat(64)}`, startedAt: t - 40 },
+      t,
+    ),
+  );
 
 const file = join(dir, 'decisions.jsonl');
 writeFileSync(`${file}.1`, `${line('r.example/app:v1', 'prod', 'deny', 'audit', T0, 'NO_SIGNATURE')}\n`);
@@ -74,7 +102,10 @@ describe('pullguard log', () => {
       for (let i = 0; i < 200 && out.length < n; i++) await new Promise((r) => setTimeout(r, 25));
     };
     await new Promise((r) => setTimeout(r, 100));
-    appendFileSync(f, `${line('r.example/new:v1', 'prod', 'deny', 'audit', T0 + 1, 'NO_SIGNATURE')}\n${line('r.example/ok:v1', 'prod', 'allow', 'enforce', T0 + 2)}\n`);
+    appendFileSync(
+      f,
+      `${line('r.example/new:v1', 'prod', 'deny', 'audit', T0 + 1, 'NO_SIGNATURE')}\n${line('r.example/ok:v1', 'prod', 'allow', 'enforce', T0 + 2)}\n`,
+    );
     await until(1);
     renameSync(f, `${f}.1`);
     writeFileSync(f, `${line('r.example/after:v1', 'prod', 'deny', 'audit', T0 + 3, 'NO_SIGNATURE')}\n`);

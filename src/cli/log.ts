@@ -10,7 +10,8 @@ import { policyReason, repositoryOf, type DecisionEntry } from '../output/record
 type Out = (line: string) => void;
 
 export const LOG_USAGE =
-  'usage: pullguard log [--since 1h|DATE] [--verdict allow|deny] [--would-deny] [--image TEXT] [--rule NAME] [--json] [-f] [--file PATH | --policy FILE]';
+  'usage: pullguard log [--since 1h|DATE] [--verdict allow|deny] [--would-deny] [--image TEXT] [--rule NAME] ' +
+    '[--json] [-f] [--file PATH | --policy FILE]';
 
 export interface LogFilter {
   readonly since?: number;
@@ -39,21 +40,40 @@ export function parseLogArgs(args: readonly string[], now: number = Date.now()):
       return v;
     };
     switch (flag) {
-      case '--json': o.json = true; break;
-      case '-f': case '--follow': o.follow = true; break;
-      case '--would-deny': o.wouldDeny = true; break;
-      case '--since': o.since = parseSince(value(), now); break;
+      case '--json':
+        o.json = true;
+        break;
+      case '-f':
+      case '--follow':
+        o.follow = true;
+        break;
+      case '--would-deny':
+        o.wouldDeny = true;
+        break;
+      case '--since':
+        o.since = parseSince(value(), now);
+        break;
       case '--verdict': {
         const v = value();
-        if (v !== 'allow' && v !== 'deny') throw new PullguardError('CONTRACT_ARGS', `--verdict must be allow or deny, not ${JSON.stringify(v)}`);
+        if (v !== 'allow' && v !== 'deny')
+          throw new PullguardError('CONTRACT_ARGS', `--verdict must be allow or deny, not ${JSON.stringify(v)}`);
         o.verdict = v;
         break;
       }
-      case '--image': o.image = value(); break;
-      case '--rule': o.rule = value(); break;
-      case '--file': o.file = value(); break;
-      case '--policy': o.policy = value(); break;
-      default: throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; ${LOG_USAGE}`);
+      case '--image':
+        o.image = value();
+        break;
+      case '--rule':
+        o.rule = value();
+        break;
+      case '--file':
+        o.file = value();
+        break;
+      case '--policy':
+        o.policy = value();
+        break;
+      default:
+        throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; ${LOG_USAGE}`);
     }
   }
   return o;
@@ -68,7 +88,11 @@ export function parseSince(v: string, now: number): number {
   const ms = /^\d/.test(v) && !v.includes('-') ? parseDuration(v) : undefined;
   if (ms !== undefined) return now - ms;
   const t = Date.parse(v);
-  if (Number.isNaN(t)) throw new PullguardError('CONTRACT_ARGS', `--since ${JSON.stringify(v)}: use a duration (90s, 30m, 1h, 2d) or a date (2026-12-01T10:00:00Z)`);
+  if (Number.isNaN(t))
+    throw new PullguardError(
+      'CONTRACT_ARGS',
+      `--since ${JSON.stringify(v)}: use a duration (90s, 30m, 1h, 2d) or a date (2026-12-01T10:00:00Z)`,
+    );
   return t;
 }
 
@@ -102,7 +126,22 @@ export function groupEntries(entries: readonly DecisionEntry[]): Group[] {
     const reason = policyReason(e);
     const key = JSON.stringify([e.rule, image, e.verdict, e.wouldDeny, reason]);
     let g = groups.get(key);
-    if (!g) groups.set(key, (g = { rule: e.rule, image, verdict: e.verdict, wouldDeny: e.wouldDeny, code: e.code, reason, count: 0, first: e.time, last: e.time, digests: new Set() }));
+    if (!g)
+      groups.set(
+        key,
+        (g = {
+          rule: e.rule,
+          image,
+          verdict: e.verdict,
+          wouldDeny: e.wouldDeny,
+          code: e.code,
+          reason,
+          count: 0,
+          first: e.time,
+          last: e.time,
+          digests: new Set(),
+        }),
+      );
     g.count++;
     if (e.time < g.first) g.first = e.time;
     if (e.time > g.last) g.last = e.time;
@@ -111,15 +150,27 @@ export function groupEntries(entries: readonly DecisionEntry[]): Group[] {
   return [...groups.values()].sort((a, b) => b.count - a.count || (a.last < b.last ? 1 : -1));
 }
 
-const label = (e: Pick<DecisionEntry, 'verdict' | 'wouldDeny'>) => (e.wouldDeny ? 'WOULD-DENY' : e.verdict === 'allow' ? 'ALLOW' : 'DENY');
+const label = (e: Pick<DecisionEntry, 'verdict' | 'wouldDeny'>) =>
+  e.wouldDeny ? 'WOULD-DENY' : e.verdict === 'allow' ? 'ALLOW' : 'DENY';
 const shortTime = (t: string) => t.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 
-export function formatGroups(groups: readonly Group[], total: number, skipped: number, files: readonly string[]): string[] {
+export function formatGroups(
+  groups: readonly Group[],
+  total: number,
+  skipped: number,
+  files: readonly string[],
+): string[] {
   const out: string[] = [];
   const matched = groups.reduce((n, g) => n + g.count, 0);
-  out.push(`${matched} of ${total} decision(s) in ${files.join(', ') || 'no log file'}${skipped > 0 ? ` (${skipped} unreadable line(s) skipped)` : ''}`);
+  out.push(
+    `${matched} of ${total} decision(s) in ` +
+      `${files.join(', ') || 'no log file'}${skipped > 0 ? ` (${skipped} unreadable line(s) skipped)` : ''}`,
+  );
   for (const g of groups) {
-    out.push(`${label(g).padEnd(10)} ${String(g.count).padStart(5)}x  ${g.image}  rule ${g.rule === null ? '(none)' : `"${g.rule}"`}${g.code ? `  [${g.code}]` : ''}`);
+    out.push(
+      `${label(g).padEnd(10)} ${String(g.count).padStart(5)}x  ${g.image}  rule ` +
+        `${g.rule === null ? '(none)' : `"${g.rule}"`}${g.code ? `  [${g.code}]` : ''}`,
+    );
     out.push(`           ${g.reason}`);
     out.push(`           first ${shortTime(g.first)}, last ${shortTime(g.last)}, ${g.digests.size} digest(s)`);
   }
@@ -127,14 +178,17 @@ export function formatGroups(groups: readonly Group[], total: number, skipped: n
 }
 
 function formatEntry(e: DecisionEntry): string {
-  return `${shortTime(e.time)} ${label(e).padEnd(10)} ${e.name} rule ${e.rule === null ? '(none)' : `"${e.rule}"`}: ${policyReason(e)}${e.code ? ` [${e.code}]` : ''} (${e.durationMs} ms)`;
+  return `${shortTime(e.time)} ${label(e).padEnd(10)} ${e.name} rule ` +
+    `${e.rule === null ? '(none)' : `"${e.rule}"`}: ${policyReason(e)}${e.code ? ` [${e.code}]` : ''} ` +
+      `(${e.durationMs} ms)`;
 }
 
 function logPathFor(o: LogOptions, env: NodeJS.ProcessEnv): string {
   if (o.file) return o.file;
   try {
     const file = loadPolicy(o.policy ?? policyPath(env)).log?.file;
-    if (file === false) throw new PullguardError('CONTRACT_ARGS', 'the policy turns the decision log off (log.file: false)');
+    if (file === false)
+      throw new PullguardError('CONTRACT_ARGS', 'the policy turns the decision log off (log.file: false)');
     return file ?? DEFAULT_DECISION_LOG;
   } catch (e) {
     // A broken policy must not hide the log: the pulls it denied are logged at the default path.
@@ -143,12 +197,21 @@ function logPathFor(o: LogOptions, env: NodeJS.ProcessEnv): string {
   }
 }
 
-export async function runLog(args: readonly string[], out: Out, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<number> {
+export async function runLog(
+  args: readonly string[],
+  out: Out,
+  env: NodeJS.ProcessEnv,
+  signal?: AbortSignal,
+): Promise<number> {
   const o = parseLogArgs(args);
   const path = logPathFor(o, env);
   const files = logFiles(path).filter((f) => existsSync(f));
   if (files.length === 0 && !o.follow) {
-    out(o.json ? JSON.stringify({ file: path, total: 0, matched: 0, skipped: 0, groups: [] }) : `no decision log at ${path} (no pull decided yet, or log.file points elsewhere)`);
+    out(
+      o.json
+        ? JSON.stringify({ file: path, total: 0, matched: 0, skipped: 0, groups: [] })
+        : `no decision log at ${path} (no pull decided yet, or log.file points elsewhere)`,
+    );
     return 0;
   }
   let total = 0;
@@ -163,7 +226,15 @@ export async function runLog(args: readonly string[], out: Out, env: NodeJS.Proc
   if (o.follow) return follow(path, o, out, signal);
   const groups = groupEntries(entries);
   if (o.json) {
-    out(JSON.stringify({ file: path, total, matched: entries.length, skipped, groups: groups.map((g) => ({ ...g, digests: [...g.digests] })) }));
+    out(
+      JSON.stringify({
+        file: path,
+        total,
+        matched: entries.length,
+        skipped,
+        groups: groups.map((g) => ({ ...g, digests: [...g.digests] })),
+      }),
+    );
   } else {
     for (const l of formatGroups(groups, total, skipped, files)) out(l);
   }
@@ -199,7 +270,8 @@ async function follow(path: string, o: LogOptions, out: Out, signal?: AbortSigna
           const text = rest + buf.subarray(0, bytesRead).toString('utf8');
           const cut = text.lastIndexOf('\n') + 1;
           rest = text.slice(cut);
-          for (const e of parseEntries(text.slice(0, cut)).entries) if (matches(e, o)) out(o.json ? JSON.stringify(e) : formatEntry(e));
+          for (const e of parseEntries(text.slice(0, cut)).entries)
+            if (matches(e, o)) out(o.json ? JSON.stringify(e) : formatEntry(e));
         } finally {
           await fh.close();
         }

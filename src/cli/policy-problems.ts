@@ -12,6 +12,7 @@ export function printPolicyProblems(e: unknown, path: string, out: (line: string
   if (!problems || problems.length < 2) return 0;
   const source = typeof e.detail?.path === 'string' ? e.detail.path : path;
   out(`pullguard: policy ${source} is invalid: ${problems.length} problems [POLICY_INVALID]`);
-  for (const p of problems) out(`${source}${p.line !== undefined ? `:${p.line}${p.col !== undefined ? `:${p.col}` : ''}` : ''}: ${p.message}`);
+  for (const p of problems)
+    out(`${source}${p.line !== undefined ? `:${p.line}${p.col !== undefined ? `:${p.col}` : ''}` : ''}: ${p.message}`);
   return problems.length;
 }

@@ -19,12 +19,20 @@ export function explainJson(result: DecideResult, policy: Policy, subject: strin
     exitCode: d.exitCode,
     mode: policy.mode,
     policy: policy.source,
-    rule: result.match ? { name: result.match.rule.name, action: result.match.rule.action, pattern: result.match.pattern.source } : null,
+    rule: result.match
+      ? { name: result.match.rule.name, action: result.match.rule.action, pattern: result.match.pattern.source }
+      : null,
     default: policy.defaultAction,
     discovery: result.discovery.map((r) => ({
       tried: r.tried ?? [],
       notes: r.notes,
-      artifacts: r.artifacts.map((a) => ({ class: a.class, digest: a.digest, foundVia: a.foundVia, repository: a.repository, signerHint: a.signerHint ?? null })),
+      artifacts: r.artifacts.map((a) => ({
+        class: a.class,
+        digest: a.digest,
+        foundVia: a.foundVia,
+        repository: a.repository,
+        signerHint: a.signerHint ?? null,
+      })),
     })),
     authorities: d.results,
   };
@@ -45,23 +53,38 @@ export interface OfflineReport {
 /** Pure: which rule and authorities apply to `ref`, without touching the registry (like `kyverno test`). */
 export function offlineReport(policy: Policy, ref: Reference): OfflineReport {
   const notes: string[] = [];
-  if (!ref.digest) notes.push('no digest given: rules that pin a digest (pattern@sha256:...) were not considered; pass ref@sha256:... as containerd does');
+  if (!ref.digest)
+    notes.push(
+      'no digest given: rules that pin a digest (pattern@sha256:...) were not considered; pass ref@sha256:... ' +
+        'as containerd does',
+    );
   const match = new RuleMatcher(policy.rules).find(ref, ref.digest ?? '');
   const subject = formatReference(ref);
   if (!match) {
     const outcome = policy.defaultAction;
-    return { subject, rule: null, outcome, effect: effectOf(outcome, policy, `no rule matches; default is ${outcome}`), authorities: [], require: null, notes };
+    return {
+      subject,
+      rule: null,
+      outcome,
+      effect: effectOf(outcome, policy, `no rule matches; default is ${outcome}`),
+      authorities: [],
+      require: null,
+      notes,
+    };
   }
   const { rule } = match;
   const authorities = rule.authorities.map((a) => ({ name: a.name, kind: a.kind, settings: summarize(a) }));
-  const reason = rule.action === 'deny' ? (rule.message ?? 'denied by policy') : rule.action === 'allow' ? 'allowed by policy' : '';
+  const reason =
+    rule.action === 'deny' ? (rule.message ?? 'denied by policy') : rule.action === 'allow' ? 'allowed by policy' : '';
   return {
     subject,
     rule: { name: rule.name, action: rule.action, pattern: match.pattern.source },
     outcome: rule.action,
     effect:
       rule.action === 'verify'
-        ? `decided by signatures: ${rule.require === 'any' ? 'any one' : 'each'} of ${authorities.map((a) => `${a.kind}:${a.name}`).join(', ')}${policy.mode === 'audit' ? ' (audit mode: a failure is logged, the pull allowed)' : ''}`
+        ? `decided by signatures: ${rule.require === 'any' ? 'any one' : 'each'} of ` +
+          authorities.map((a) => `${a.kind}:${a.name}`).join(', ') +
+          (policy.mode === 'audit' ? ' (audit mode: a failure is logged, the pull allowed)' : '')
         : effectOf(rule.action, policy, reason),
     authorities,
     require: rule.action === 'verify' ? rule.require : null,
@@ -95,12 +118,21 @@ function describeIdentity(i: unknown): string {
 }
 
 export function printOffline(r: OfflineReport, policy: Policy, out: (l: string) => void): void {
-  out(`${r.outcome === 'verify' ? 'VERIFY' : r.outcome.toUpperCase()} ${r.subject} (offline: the policy alone, no registry)`);
-  out(r.rule ? `  rule:   "${r.rule.name}" (${r.rule.action}), matched by pattern ${r.rule.pattern}` : `  rule:   none matched; policy default is ${policy.defaultAction}`);
+  out(
+    `${r.outcome === 'verify' ? 'VERIFY' : r.outcome.toUpperCase()} ${r.subject} (offline: the policy alone, no ` +
+      `registry)`,
+  );
+  out(
+    r.rule
+      ? `  rule:   "${r.rule.name}" (${r.rule.action}), matched by pattern ${r.rule.pattern}`
+      : `  rule:   none matched; policy default is ${policy.defaultAction}`,
+  );
   out(`  effect: ${r.effect}`);
   out(`  policy: ${policy.source} (mode ${policy.mode})`);
   for (const a of r.authorities) {
-    const settings = Object.entries(a.settings).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join('; ') : String(v)}`).join(', ');
+    const settings = Object.entries(a.settings)
+      .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join('; ') : String(v)}`)
+      .join(', ');
     out(`  authority ${a.kind}:${a.name}${settings ? ` (${settings})` : ''}`);
   }
   for (const n of r.notes) out(`  note:   ${n}`);
@@ -110,6 +142,11 @@ export function printOffline(r: OfflineReport, policy: Policy, out: (l: string) 
 export function describeLogSettings(log: LogSettings | undefined): string {
   const file = log?.file ?? DEFAULT_DECISION_LOG;
   const mib = (log?.maxBytes ?? DEFAULT_MAX_BYTES) / (1024 * 1024);
-  const decisions = file === false ? 'decision log off' : `decision log ${file} (rotated past ${Number(mib.toFixed(2))} MiB, ${log?.keep ?? DEFAULT_KEEP} kept)`;
-  return `${decisions}; metrics ${log?.metricsFile ?? 'off'}${log?.journal ? `; journald${typeof log.journal === 'string' ? ` namespace ${log.journal}` : ''}` : ''}`;
+  const decisions =
+    file === false
+      ? 'decision log off'
+      : `decision log ${file} (rotated past ${Number(mib.toFixed(2))} MiB, ${log?.keep ?? DEFAULT_KEEP} kept)`;
+  return `${decisions}; metrics ` +
+    `${log?.metricsFile ?? 'off'}` +
+    (log?.journal ? `; journald${typeof log.journal === 'string' ? ` namespace ${log.journal}` : ''}` : '');
 }

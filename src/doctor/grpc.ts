@@ -55,7 +55,8 @@ const num = (f: Fields, n: number) => {
   const v = f.get(n)?.[0];
   return typeof v === 'number' ? v : undefined;
 };
-const messages = (f: Fields, n: number) => (f.get(n) ?? []).filter((v): v is Uint8Array => v instanceof Uint8Array).map(decodeFields);
+const messages = (f: Fields, n: number) =>
+  (f.get(n) ?? []).filter((v): v is Uint8Array => v instanceof Uint8Array).map(decodeFields);
 
 export interface DaemonInfo {
   readonly version: string;
@@ -73,14 +74,22 @@ export async function queryDaemon(socket: string, timeoutMs = 5000): Promise<Dae
   const http2 = process.getBuiltinModule('node:http2');
   const net = process.getBuiltinModule('node:net');
   const session = http2.connect('http://containerd', { createConnection: () => net.connect(socket) });
-  const timer = setTimeout(() => session.destroy(new PullguardError('DEADLINE_EXCEEDED', `no answer within ${timeoutMs / 1000}s`)), timeoutMs);
+  const timer = setTimeout(
+    () => session.destroy(new PullguardError('DEADLINE_EXCEEDED', `no answer within ${timeoutMs / 1000}s`)),
+    timeoutMs,
+  );
   const failed = new Promise<never>((_, reject) => session.once('error', reject));
   failed.catch(() => undefined);
   const call = (path: string, body: Uint8Array = new Uint8Array()): Promise<Fields> =>
     Promise.race([
       failed,
       new Promise<Fields>((resolve, reject) => {
-        const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+        const req = session.request({
+          ':method': 'POST',
+          ':path': path,
+          'content-type': 'application/grpc',
+          te: 'trailers',
+        });
         const chunks: Buffer[] = [];
         let status: string | undefined;
         let message = '';
@@ -94,7 +103,13 @@ export async function queryDaemon(socket: string, timeoutMs = 5000): Promise<Dae
         req.on('data', (c: Buffer) => chunks.push(c));
         req.on('error', reject);
         req.on('end', () => {
-          if (status !== '0') return reject(new PullguardError('INTERNAL', `${path}: gRPC status ${status ?? 'missing'}${message ? ` (${message})` : ''}`));
+          if (status !== '0')
+            return reject(
+              new PullguardError(
+                'INTERNAL',
+                `${path}: gRPC status ${status ?? 'missing'}${message ? ` (${message})` : ''}`,
+              ),
+            );
           const all = Buffer.concat(chunks);
           if (all.length < 5) return reject(new PullguardError('INTERNAL', `${path}: empty gRPC answer`));
           resolve(decodeFields(all.subarray(5, 5 + all.readUInt32BE(1))));

@@ -22,14 +22,27 @@ const FALLBACK = 'Falling back to local image pull mode';
 const BINDIR_PLUGIN = { type: 'io.containerd.image-verifier.v1', id: 'bindir' };
 
 export interface NodeInput {
-  readonly socket: { readonly address: string; readonly explicit: boolean; readonly info?: DaemonInfo; readonly error?: string; readonly missing?: boolean };
+  readonly socket: {
+    readonly address: string;
+    readonly explicit: boolean;
+    readonly info?: DaemonInfo;
+    readonly error?: string;
+    readonly missing?: boolean;
+  };
   /** The daemon process, when its pid is known and /proc could be read. */
   readonly daemon?: { readonly pid: number; readonly startedAtMs?: number; readonly configArg?: string };
   /** The config path doctor checked and the files it read, with their modification times. */
   readonly config: { readonly path: string; readonly files: readonly { path: string; mtimeMs: number }[] };
   /** Lines of containerd's log that mention the local-pull fallback, and where they were read. */
-  readonly journal?: { readonly source: string; readonly lines: readonly string[] } | { readonly source?: undefined; readonly error: string };
-  readonly outputs: readonly { readonly what: string; readonly path: string; readonly error?: string; readonly freeBytes?: number }[];
+  readonly journal?:
+    | { readonly source: string; readonly lines: readonly string[] }
+    | { readonly source?: undefined; readonly error: string };
+  readonly outputs: readonly {
+    readonly what: string;
+    readonly path: string;
+    readonly error?: string;
+    readonly freeBytes?: number;
+  }[];
   readonly sandbox: { readonly image: string; readonly where: string };
   readonly policy?: Pick<Policy, 'rules' | 'defaultAction' | 'mode'>;
 }
@@ -51,13 +64,34 @@ function socketCheck(s: NodeInput['socket']): Check {
   if (s.info) {
     const v = /^v?(\d+)\.(\d+)/.exec(s.info.version);
     const old = v && (Number(v[1]) < 2 || (Number(v[1]) === 2 && Number(v[2]) < 1));
-    if (old) return { status: 'FAIL', message: `the running containerd (${s.address}) is ${s.info.version}: CRI pulls before 2.1 never call verifiers`, fix: 'upgrade containerd to 2.1 or later and restart it' };
-    return { status: 'ok', message: `containerd answers on ${s.address}: ${s.info.version}${s.info.revision ? ` (${s.info.revision.slice(0, 12)})` : ''}${s.info.pid ? `, pid ${s.info.pid}` : ''}` };
+    if (old)
+      return {
+        status: 'FAIL',
+        message: `the running containerd (${s.address}) is ${s.info.version}: CRI pulls before 2.1 never call ` +
+          `verifiers`,
+        fix: 'upgrade containerd to 2.1 or later and restart it',
+      };
+    return {
+      status: 'ok',
+      message: `containerd answers on ${s.address}: ` +
+        s.info.version +
+        (s.info.revision ? ` (${s.info.revision.slice(0, 12)})` : '') +
+        (s.info.pid ? `, pid ${s.info.pid}` : ''),
+    };
   }
   if (s.missing && !s.explicit) {
-    return { status: 'ok', message: `no containerd socket at ${s.address}: containerd is not running here, so only its files were checked (pass --address SOCKET for another one)` };
+    return {
+      status: 'ok',
+      message: `no containerd socket at ${s.address}: containerd is not running here, so only its files were ` +
+        `checked (pass --address SOCKET for another one)`,
+    };
   }
-  return { status: 'FAIL', message: `containerd does not answer on ${s.address} (${s.error ?? 'no answer'}): no image can be pulled on this node`, fix: 'check `systemctl status containerd` and its log; pass --address SOCKET if it listens elsewhere' };
+  return {
+    status: 'FAIL',
+    message: `containerd does not answer on ${s.address} (${s.error ?? 'no answer'}): no image can be pulled on ` +
+      `this node`,
+    fix: 'check `systemctl status containerd` and its log; pass --address SOCKET if it listens elsewhere',
+  };
 }
 
 function pluginChecks(info: DaemonInfo): Check[] {
@@ -65,16 +99,35 @@ function pluginChecks(info: DaemonInfo): Check[] {
   const out: Check[] = [];
   const bindir = info.plugins.find((p) => p.type === BINDIR_PLUGIN.type && p.id === BINDIR_PLUGIN.id);
   if (!bindir) {
-    out.push({ status: 'FAIL', message: `the running containerd has no ${BINDIR_PLUGIN.type}.${BINDIR_PLUGIN.id} plugin: it runs no image verifier, every pull is allowed`, fix: 'remove it from disabled_plugins and restart containerd (2.1 or later)' });
+    out.push({
+      status: 'FAIL',
+      message: `the running containerd has no ${BINDIR_PLUGIN.type}.${BINDIR_PLUGIN.id} plugin: it runs no ` +
+        `image verifier, every pull is allowed`,
+      fix: 'remove it from disabled_plugins and restart containerd (2.1 or later)',
+    });
   } else if (bindir.initError) {
-    out.push({ status: 'FAIL', message: `the running containerd's image-verifier plugin failed to start: ${bindir.initError}`, fix: 'fix the setting it names under plugins."io.containerd.image-verifier.v1.bindir" and restart containerd' });
+    out.push({
+      status: 'FAIL',
+      message: `the running containerd's image-verifier plugin failed to start: ${bindir.initError}`,
+      fix: 'fix the setting it names under plugins."io.containerd.image-verifier.v1.bindir" and restart containerd',
+    });
   } else {
     out.push({ status: 'ok', message: 'the running containerd loaded its image-verifier plugin (bindir)' });
   }
   for (const p of info.plugins) {
-    if (p.initError && p.type.includes('cri') && p !== bindir) out.push({ status: 'WARN', message: `the running containerd's plugin ${p.type}.${p.id} failed to start: ${p.initError}`, fix: 'read containerd\'s log from its start; kubelet pulls need the CRI plugins' });
+    if (p.initError && p.type.includes('cri') && p !== bindir)
+      out.push({
+        status: 'WARN',
+        message: `the running containerd's plugin ${p.type}.${p.id} failed to start: ${p.initError}`,
+        fix: "read containerd's log from its start; kubelet pulls need the CRI plugins",
+      });
   }
-  for (const d of info.deprecations) out.push({ status: 'WARN', message: `containerd reports a deprecation (${d.id}): ${d.message}`, fix: 'see `ctr deprecations list`' });
+  for (const d of info.deprecations)
+    out.push({
+      status: 'WARN',
+      message: `containerd reports a deprecation (${d.id}): ${d.message}`,
+      fix: 'see `ctr deprecations list`',
+    });
   return out;
 }
 
@@ -86,7 +139,9 @@ function runningConfigChecks(n: NodeInput): Check[] {
   if (running !== resolve(n.config.path)) {
     out.push({
       status: 'FAIL',
-      message: `the running containerd (pid ${d.pid}) was started with ${d.configArg ? `--config ${d.configArg}` : 'its default config /etc/containerd/config.toml'}, but doctor checked ${n.config.path}: the checks above are not about the running daemon`,
+      message: `the running containerd (pid ${d.pid}) was started with ` +
+        `${d.configArg ? `--config ${d.configArg}` : 'its default config /etc/containerd/config.toml'}, but ` +
+          `doctor checked ${n.config.path}: the checks above are not about the running daemon`,
       fix: `run pullguard doctor --containerd-config ${running}`,
     });
   }
@@ -96,11 +151,16 @@ function runningConfigChecks(n: NodeInput): Check[] {
     if (changed.length > 0) {
       out.push({
         status: 'WARN',
-        message: `${changed.map((f) => f.path).join(', ')} changed after containerd started (${new Date(d.startedAtMs).toISOString()}): the running daemon does not use what doctor checked`,
+        message: `${changed.map((f) => f.path).join(', ')} changed after containerd started ` +
+          `(${new Date(d.startedAtMs).toISOString()}): the running daemon does not use what doctor checked`,
         fix: 'restart containerd (systemctl restart containerd; never SIGHUP it: 2.2 exits on SIGHUP)',
       });
     } else if (running === resolve(n.config.path)) {
-      out.push({ status: 'ok', message: `the running containerd (pid ${d.pid}) uses ${running}, unchanged since it started: the checks above describe it` });
+      out.push({
+        status: 'ok',
+        message: `the running containerd (pid ${d.pid}) uses ${running}, unchanged since it started: the checks ` +
+          `above describe it`,
+      });
     }
   }
   return out;
@@ -109,12 +169,17 @@ function runningConfigChecks(n: NodeInput): Check[] {
 function journalCheck(n: NodeInput): Check {
   const j = n.journal;
   if (!j || j.source === undefined) {
-    return { status: 'ok', message: `containerd's log not read (${j && 'error' in j ? j.error : 'no journal'}): look for "${FALLBACK}" in it yourself (pass --containerd-log FILE)` };
+    return {
+      status: 'ok',
+      message: `containerd's log not read (${j && 'error' in j ? j.error : 'no journal'}): look for ` +
+        `"${FALLBACK}" in it yourself (pass --containerd-log FILE)`,
+    };
   }
   if (j.lines.length > 0) {
     return {
       status: 'FAIL',
-      message: `containerd logged "${FALLBACK}" since it started (${j.source}): CRI (kubelet) pulls skip pullguard; last: ${j.lines[j.lines.length - 1]!.slice(0, 300)}`,
+      message: `containerd logged "${FALLBACK}" since it started (${j.source}): CRI (kubelet) pulls skip ` +
+        `pullguard; last: ${j.lines[j.lines.length - 1]!.slice(0, 300)}`,
       fix: 'fix the CRI setting named in that line (the FAIL lines above name the key), then restart containerd',
     };
   }
@@ -123,10 +188,20 @@ function journalCheck(n: NodeInput): Check {
 
 function outputCheck(o: NodeInput['outputs'][number]): Check {
   if (o.error) {
-    return { status: 'WARN', message: `${o.what} ${o.path} cannot be written (${o.error}): decisions go unrecorded there (verdicts are unaffected)`, fix: `make ${o.path}'s directory writable for containerd's user (root), or set log.${o.what === 'metrics file' ? 'metricsFile' : 'file'} in the policy` };
+    return {
+      status: 'WARN',
+      message: `${o.what} ${o.path} cannot be written (${o.error}): decisions go unrecorded there (verdicts are ` +
+        `unaffected)`,
+      fix: `make ${o.path}'s directory writable for containerd's user (root), or set ` +
+        `log.${o.what === 'metrics file' ? 'metricsFile' : 'file'} in the policy`,
+    };
   }
   if (o.freeBytes !== undefined && o.freeBytes < 16 * 1024 * 1024) {
-    return { status: 'WARN', message: `${o.what} ${o.path}: only ${Math.floor(o.freeBytes / 1024)} KiB free on its filesystem`, fix: 'free space there, or move it (log.file / log.metricsFile in the policy)' };
+    return {
+      status: 'WARN',
+      message: `${o.what} ${o.path}: only ${Math.floor(o.freeBytes / 1024)} KiB free on its filesystem`,
+      fix: 'free space there, or move it (log.file / log.metricsFile in the policy)',
+    };
   }
   return { status: 'ok', message: `${o.what} ${o.path} is writable` };
 }
@@ -138,28 +213,46 @@ function sandboxCheck(s: NodeInput['sandbox'], policy: NodeInput['policy']): Che
   try {
     ref = parseReference(s.image);
   } catch {
-    return { status: 'WARN', message: `sandbox image ${JSON.stringify(s.image)}${s.where} is not a valid reference: cannot check the policy for it` };
+    return {
+      status: 'WARN',
+      message: `sandbox image ${JSON.stringify(s.image)}${s.where} is not a valid reference: cannot check the ` +
+        `policy for it`,
+    };
   }
   const match = new RuleMatcher(policy.rules).find(ref, ref.digest ?? '');
   const audit = policy.mode === 'audit';
-  const fix = `add a rule for it before the default, e.g. {name: sandbox, match: ${ref.domain}/${ref.path}, action: allow} (or verify it: registry.k8s.io images are signed keylessly)`;
+  const fix = `add a rule for it before the default, e.g. {name: sandbox, match: ${ref.domain}/${ref.path}, ` +
+    `action: allow} (or verify it: registry.k8s.io images are signed keylessly)`;
   if (!match) {
-    if (policy.defaultAction === 'allow') return { status: 'ok', message: `sandbox (pause) image ${s.image}${s.where}: no rule matches, the default allows it` };
+    if (policy.defaultAction === 'allow')
+      return {
+        status: 'ok',
+        message: `sandbox (pause) image ${s.image}${s.where}: no rule matches, the default allows it`,
+      };
     return {
       status: audit ? 'WARN' : 'FAIL',
-      message: `sandbox (pause) image ${s.image}${s.where} matches no rule and the policy default is deny: ${audit ? 'in enforce mode ' : ''}every new pod on this node fails to start`,
+      message: `sandbox (pause) image ${s.image}${s.where} matches no rule and the policy default is deny: ` +
+        `${audit ? 'in enforce mode ' : ''}every new pod on this node fails to start`,
       fix,
     };
   }
   if (match.rule.action === 'deny') {
-    return { status: audit ? 'WARN' : 'FAIL', message: `sandbox (pause) image ${s.image}${s.where} is denied by rule "${match.rule.name}": ${audit ? 'in enforce mode ' : ''}every new pod on this node fails to start`, fix };
+    return {
+      status: audit ? 'WARN' : 'FAIL',
+      message: `sandbox (pause) image ${s.image}${s.where} is denied by rule "${match.rule.name}": ` +
+        `${audit ? 'in enforce mode ' : ''}every new pod on this node fails to start`,
+      fix,
+    };
   }
   const how = match.rule.action === 'allow' ? 'allowed' : 'verified (it must carry a signature the rule trusts)';
   return { status: 'ok', message: `sandbox (pause) image ${s.image}${s.where} is ${how} by rule "${match.rule.name}"` };
 }
 
 /** The sandbox image the effective config names (v3 pinned_images.sandbox, migrated from v2 sandbox_image). */
-export function sandboxImageOf(images: Readonly<Record<string, unknown>>, origin: (key: string) => { file: string; key: string } | undefined): NodeInput['sandbox'] {
+export function sandboxImageOf(
+  images: Readonly<Record<string, unknown>>,
+  origin: (key: string) => { file: string; key: string } | undefined,
+): NodeInput['sandbox'] {
   const pinned = images.pinned_images;
   const v = pinned && typeof pinned === 'object' ? (pinned as Record<string, unknown>).sandbox : undefined;
   if (typeof v === 'string' && v !== '') {

@@ -36,7 +36,8 @@ export function addressOf(files: readonly ContainerdConfigFile[] | undefined): s
 export async function gatherNode(o: NodeOptions): Promise<NodeInput> {
   const address = o.address ?? addressOf(o.files);
   let socket: NodeInput['socket'];
-  if (!existsSync(address)) socket = { address, explicit: o.address !== undefined, missing: true, error: 'no such socket' };
+  if (!existsSync(address))
+    socket = { address, explicit: o.address !== undefined, missing: true, error: 'no such socket' };
   else {
     try {
       socket = { address, explicit: o.address !== undefined, info: await queryDaemon(address) };
@@ -50,7 +51,12 @@ export async function gatherNode(o: NodeOptions): Promise<NodeInput> {
   const journal = socket.info ? readLog(o, daemon?.startedAtMs) : undefined;
   const outputs: NodeInput['outputs'][number][] = [];
   const log = o.policy?.log;
-  if (log?.file !== false) outputs.push({ what: 'decision log', path: log?.file ?? DEFAULT_DECISION_LOG, ...writable(log?.file ?? DEFAULT_DECISION_LOG) });
+  if (log?.file !== false)
+    outputs.push({
+      what: 'decision log',
+      path: log?.file ?? DEFAULT_DECISION_LOG,
+      ...writable(log?.file ?? DEFAULT_DECISION_LOG),
+    });
   if (log?.metricsFile) outputs.push({ what: 'metrics file', path: log.metricsFile, ...writable(log.metricsFile) });
   const sandbox = sandboxImageOf(o.eff?.images ?? {}, (k) => o.eff?.origin('images', k));
   return { socket, daemon, config: { path: o.configPath, files }, journal, outputs, sandbox, policy: o.policy };
@@ -102,14 +108,32 @@ function readLog(o: NodeOptions, sinceMs: number | undefined): NodeInput['journa
   }
   const journalctl = ['/usr/bin/journalctl', '/bin/journalctl'].find((p) => existsSync(p));
   if (!journalctl) return { error: 'no journalctl on this node' };
-  const args = ['-u', 'containerd', '--no-pager', '-o', 'cat', '-n', '20000', ...(sinceMs ? ['--since', `@${Math.floor(sinceMs / 1000)}`] : [])];
-  const r = process.getBuiltinModule('node:child_process').spawnSync(journalctl, args, { encoding: 'utf8', timeout: 5000, maxBuffer: 64 * 1024 * 1024, env: { PATH: o.env.PATH ?? '' } });
-  if (r.error || r.status !== 0) return { error: `journalctl -u containerd failed: ${r.error?.message ?? r.stderr.trim().split('\n')[0]}` };
-  if (r.stdout.trim() === '' || /^-- No entries --$/m.test(r.stdout)) return { error: 'journalctl -u containerd has no entries: containerd does not log to the journal here' };
+  const args = [
+    '-u',
+    'containerd',
+    '--no-pager',
+    '-o',
+    'cat',
+    '-n',
+    '20000',
+    ...(sinceMs ? ['--since', `@${Math.floor(sinceMs / 1000)}`] : []),
+  ];
+  const r = process
+    .getBuiltinModule('node:child_process')
+    .spawnSync(journalctl, args, {
+      encoding: 'utf8',
+      timeout: 5000,
+      maxBuffer: 64 * 1024 * 1024,
+      env: { PATH: o.env.PATH ?? '' },
+    });
+  if (r.error || r.status !== 0)
+    return { error: `journalctl -u containerd failed: ${r.error?.message ?? r.stderr.trim().split('\n')[0]}` };
+  if (r.stdout.trim() === '' || /^-- No entries --$/m.test(r.stdout))
+    return { error: 'journalctl -u containerd has no entries: containerd does not log to the journal here' };
   return { source: 'journalctl -u containerd', lines: matching(r.stdout) };
 }
 
-/** Whether the file could be appended to (or created), and the space left; as root only EROFS/ENOSPC-like states fail. */
+/** Whether the file could be appended to (or created), and the space left; as root only EROFS-like states fail. */
 function writable(path: string): { error?: string; freeBytes?: number } {
   let dir = dirname(path);
   while (!existsSync(dir) && dir !== dirname(dir)) dir = dirname(dir);
@@ -128,33 +152,86 @@ function writable(path: string): { error?: string; freeBytes?: number } {
  * pulls take too, verifiers included), into a namespace of its own that is cleaned up after, then
  * pullguard's decision for it from the decision log.
  */
-export async function pullTest(ref: string, address: string, policy: Policy | undefined, env: NodeJS.ProcessEnv): Promise<Check[]> {
+export async function pullTest(
+  ref: string,
+  address: string,
+  policy: Policy | undefined,
+  env: NodeJS.ProcessEnv,
+): Promise<Check[]> {
   const ctr = findCtr(env);
-  if (!ctr) return [{ status: 'FAIL', message: 'pull test: no ctr on PATH (it comes with containerd)', fix: 'put containerd\'s ctr on PATH' }];
+  if (!ctr)
+    return [
+      {
+        status: 'FAIL',
+        message: 'pull test: no ctr on PATH (it comes with containerd)',
+        fix: "put containerd's ctr on PATH",
+      },
+    ];
   const cp = process.getBuiltinModule('node:child_process');
   const ns = 'pullguard-doctor';
   const host = ref.split('/')[0] ?? '';
   const plain = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/.test(host) ? ['--plain-http'] : [];
   const started = Date.now();
   const r = await new Promise<{ code: number | null; out: string }>((done) =>
-    cp.execFile(ctr, ['-a', address, '-n', ns, 'image', 'pull', ...plain, ref], { encoding: 'utf8', timeout: 60_000, killSignal: 'SIGKILL', maxBuffer: 4 * 1024 * 1024, env: { PATH: env.PATH ?? '' } }, (err, stdout, stderr) =>
-      done({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, out: `${stdout}${stderr}` }),
+    cp.execFile(
+      ctr,
+      ['-a', address, '-n', ns, 'image', 'pull', ...plain, ref],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+        killSignal: 'SIGKILL',
+        maxBuffer: 4 * 1024 * 1024,
+        env: { PATH: env.PATH ?? '' },
+      },
+      (err, stdout, stderr) =>
+        done({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, out: `${stdout}${stderr}` }),
     ),
   );
   cp.spawnSync(ctr, ['-a', address, '-n', ns, 'image', 'rm', ref], { timeout: 15_000, env: { PATH: env.PATH ?? '' } });
   const decision = findDecision(ref, started, policy);
-  const ctrLine = r.out.trim().split('\n').filter((l) => l.startsWith('ctr:')).pop()?.replace(/^ctr: /, '');
+  const ctrLine = r.out
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('ctr:'))
+    .pop()
+    ?.replace(/^ctr: /, '');
   if (!decision) {
-    if (policy?.log?.file === false) return [{ status: 'WARN', message: `pull test: ctr ${r.code === 0 ? 'pulled' : `failed (${ctrLine ?? `exit ${r.code}`})`}; the decision log is off, so pullguard's part cannot be told`, fix: 'turn log.file back on in the policy' }];
-    return [{
-      status: r.code === 0 ? 'FAIL' : 'WARN',
-      message: r.code === 0 ? `pull test: containerd pulled ${ref} but pullguard recorded no decision for it: pullguard did not run` : `pull test: the pull failed before pullguard decided (${ctrLine ?? `exit ${r.code}`})`,
-      fix: r.code === 0 ? 'fix the FAIL lines above (bin_dir, local pull fallback), restart containerd, run the pull test again' : 'check the reference, the registry and hosts.toml',
-    }];
+    if (policy?.log?.file === false)
+      return [
+        {
+          status: 'WARN',
+          message: `pull test: ctr ${r.code === 0 ? 'pulled' : `failed (${ctrLine ?? `exit ${r.code}`})`}; the ` +
+            `decision log is off, so pullguard's part cannot be told`,
+          fix: 'turn log.file back on in the policy',
+        },
+      ];
+    return [
+      {
+        status: r.code === 0 ? 'FAIL' : 'WARN',
+        message:
+          r.code === 0
+            ? `pull test: containerd pulled ${ref} but pullguard recorded no decision for it: pullguard did not run`
+            : `pull test: the pull failed before pullguard decided (${ctrLine ?? `exit ${r.code}`})`,
+        fix:
+          r.code === 0
+            ? 'fix the FAIL lines above (bin_dir, local pull fallback), restart containerd, run the pull test again'
+            : 'check the reference, the registry and hosts.toml',
+      },
+    ];
   }
-  const verdict = decision.wouldDeny ? 'would deny (audit mode, pulled)' : decision.verdict === 'allow' ? 'allowed' : 'denied';
+  const verdict = decision.wouldDeny
+    ? 'would deny (audit mode, pulled)'
+    : decision.verdict === 'allow'
+      ? 'allowed'
+      : 'denied';
   const pulled = r.code === 0 ? 'pulled' : `not pulled (${ctrLine ?? `exit ${r.code}`})`;
-  return [{ status: 'ok', message: `pull test: ${ref} ${pulled}; pullguard ${verdict}: ${policyReason(decision)}${decision.rule ? ` (rule "${decision.rule}")` : ''} in ${decision.durationMs} ms` }];
+  return [
+    {
+      status: 'ok',
+      message: `pull test: ${ref} ${pulled}; pullguard ${verdict}: ` +
+        `${policyReason(decision)}${decision.rule ? ` (rule "${decision.rule}")` : ''} in ${decision.durationMs} ms`,
+    },
+  ];
 }
 
 function findCtr(env: NodeJS.ProcessEnv): string | undefined {
@@ -173,7 +250,9 @@ function findDecision(ref: string, sinceMs: number, policy: Policy | undefined) 
     } catch {
       continue;
     }
-    const hit = parseEntries(text).entries.reverse().find((e) => Date.parse(e.time) >= sinceMs - 1000 && (e.name === ref || e.name.startsWith(repo)));
+    const hit = parseEntries(text)
+      .entries.reverse()
+      .find((e) => Date.parse(e.time) >= sinceMs - 1000 && (e.name === ref || e.name.startsWith(repo)));
     if (hit) return hit;
   }
   return undefined;

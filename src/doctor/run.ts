@@ -23,7 +23,8 @@ export interface DoctorOptions {
 }
 
 const DOCTOR_USAGE =
-  'usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--address SOCKET] [--containerd-log FILE] [--pull-test REF]';
+  'usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--address SOCKET] ' +
+    '[--containerd-log FILE] [--pull-test REF]';
 
 export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
   const opts: { -readonly [K in keyof DoctorOptions]: DoctorOptions[K] } = {};
@@ -124,7 +125,9 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
     config = { path: configPath, files: loadContainerdConfigFiles(configPath) };
   } catch (e) {
     const missing = isMissingContainerdConfig(e) && e.detail?.path === configPath;
-    config = { path: configPath, error: withoutAdvice(asPullguardError(e).message), missing, explicit: configPath !== DEFAULT_CONTAINERD_CONFIG || opts.containerdConfig !== undefined };
+    const error = withoutAdvice(asPullguardError(e).message);
+    const explicit = configPath !== DEFAULT_CONTAINERD_CONFIG || opts.containerdConfig !== undefined;
+    config = { path: configPath, error, missing, explicit };
   }
   const eff = 'files' in config ? effectiveConfig(config.files) : undefined;
   const binDir = binDirOf(eff, opts.binDir);
@@ -137,7 +140,8 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
   const checks = diagnose(input);
   // The running node: the daemon on its socket, its log, the output paths, the sandbox image.
   const files = 'files' in config ? config.files : undefined;
-  const node = await gatherNode({ address: opts.address, containerdLog: opts.containerdLog, configPath, files, eff, policy, env });
+  const { address, containerdLog } = opts;
+  const node = await gatherNode({ address, containerdLog, configPath, files, eff, policy, env });
   checks.push(...nodeChecks(node));
   if (opts.pullTest) checks.push(...(await pullTest(opts.pullTest, node.socket.address, policy, env)));
   out(`pullguard doctor: containerd config ${configPath}, bin_dir ${binDir}, policy ${pPath}`);

@@ -31,7 +31,8 @@ export function appendDecision(entry: DecisionEntry, opts: DecisionLogOptions): 
   let size: number;
   try {
     const written = writeSync(fd, line, 0, line.length);
-    if (written !== line.length) throw Object.assign(new Error(`short write (${written} of ${line.length} bytes)`), { code: 'ENOSPC' });
+    if (written !== line.length)
+      throw Object.assign(new Error(`short write (${written} of ${line.length} bytes)`), { code: 'ENOSPC' });
     size = fstatSync(fd).size;
   } finally {
     closeSync(fd);

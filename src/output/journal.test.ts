@@ -24,10 +24,16 @@ test('one stream per decision: the stdout-stream header journald expects, then t
   await sendToJournal(toEntry(d, { name: 'r.example/app:v1', digest: 'sha256:ab', startedAt: 0 }, 10), 1000, socket);
   await new Promise<void>((r) => server.close(() => r()));
   // identifier, unit id, priority (4: warning for a would-deny), level prefix, syslog, kmsg, console
-  expect(got).toEqual(['pullguard\n\n4\n0\n0\n0\n0\nwould deny (audit mode) r.example/app:v1@sha256:ab: audit mode, would deny: no signature found second line (rule "prod") [NO_SIGNATURE]\n']);
+  expect(got).toEqual([
+    'pullguard\n\n4\n0\n0\n0\n0\nwould deny (audit mode) r.example/app:v1@sha256:ab: audit mode, would deny: no signature found second line (rule "prod") [NO_SIGNATURE]\n',
+  ]);
 });
 
 test('no journald: a rejection the caller turns into a warning', async () => {
-  const e = toEntry(applyMode(ruleDecision(rule, 'allow', 'ok'), 'enforce'), { name: 'x', digest: 'y', startedAt: 0 }, 1);
+  const e = toEntry(
+    applyMode(ruleDecision(rule, 'allow', 'ok'), 'enforce'),
+    { name: 'x', digest: 'y', startedAt: 0 },
+    1,
+  );
   await expect(sendToJournal(e, 1000, join(dir, 'nothing'))).rejects.toMatchObject({ code: 'ENOENT' });
 });

@@ -10,7 +10,8 @@ import type { DecisionEntry } from './record.js';
 export const JOURNAL_STREAM = '/run/systemd/journal/stdout';
 
 /** The stream socket of the default journal, or of a namespace (`journalctl --namespace=NAME`). */
-export const journalStream = (namespace?: string) => (namespace ? `/run/systemd/journal.${namespace}/stdout` : JOURNAL_STREAM);
+export const journalStream = (namespace?: string) =>
+  namespace ? `/run/systemd/journal.${namespace}/stdout` : JOURNAL_STREAM;
 const LOG_WARNING = 4;
 const LOG_INFO = 6;
 
@@ -18,7 +19,9 @@ export function journalMessage(e: DecisionEntry): string {
   const verb = e.wouldDeny ? 'would deny (audit mode)' : e.verdict === 'allow' ? 'allowed' : 'denied';
   // eslint-disable-next-line no-control-regex
   const flat = (s: string) => s.replace(/[\u0000-\u001f\u007f]/g, ' ');
-  return flat(`${verb} ${e.name}@${e.digest}: ${e.reason}${e.rule ? ` (rule "${e.rule}")` : ''}${e.code ? ` [${e.code}]` : ''}`);
+  return flat(
+    `${verb} ${e.name}@${e.digest}: ${e.reason}${e.rule ? ` (rule "${e.rule}")` : ''}${e.code ? ` [${e.code}]` : ''}`,
+  );
 }
 
 /** Sends one line; resolves when journald has it or after `timeoutMs`; rejects on a connection error. */

@@ -14,12 +14,27 @@ import type { DecisionEntry } from './record.js';
  * and `pullguard_cache_hits_total` counts it; the family is always present, 0 until a cache exists.
  */
 export const FAMILIES = {
-  pullguard_decisions_total: { type: 'counter', help: 'Image pull decisions, by effective verdict, policy verdict, mode, rule and reason code.' },
-  pullguard_decision_duration_seconds: { type: 'histogram', help: 'Time from start to verdict of one image verification.' },
-  pullguard_registry_errors_total: { type: 'counter', help: 'Decisions that failed on a registry error, by registry host and code.' },
+  pullguard_decisions_total: {
+    type: 'counter',
+    help: 'Image pull decisions, by effective verdict, policy verdict, mode, rule and reason code.',
+  },
+  pullguard_decision_duration_seconds: {
+    type: 'histogram',
+    help: 'Time from start to verdict of one image verification.',
+  },
+  pullguard_registry_errors_total: {
+    type: 'counter',
+    help: 'Decisions that failed on a registry error, by registry host and code.',
+  },
   pullguard_cache_hits_total: { type: 'counter', help: 'Decisions answered from the decision cache.' },
-  pullguard_last_decision_timestamp_seconds: { type: 'gauge', help: 'Unix time of the last decision recorded on this node.' },
-  pullguard_decision_log_errors_total: { type: 'counter', help: 'Decisions that could not be written to the decision log.' },
+  pullguard_last_decision_timestamp_seconds: {
+    type: 'gauge',
+    help: 'Unix time of the last decision recorded on this node.',
+  },
+  pullguard_decision_log_errors_total: {
+    type: 'counter',
+    help: 'Decisions that could not be written to the decision log.',
+  },
 } as const;
 
 export type FamilyName = keyof typeof FAMILIES;
@@ -112,7 +127,9 @@ function foldPending(path: string, dir: string, prefix: string): void {
 }
 
 const series = (name: string, labels: Record<string, string>) => {
-  const l = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',');
+  const l = Object.entries(labels)
+    .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+    .join(',');
   return l ? `${name}{${l}}` : name;
 };
 
@@ -120,14 +137,27 @@ const series = (name: string, labels: Record<string, string>) => {
 export function observe(state: MetricState, obs: Observation): void {
   const e = obs.entry;
   const add = (key: string, by = 1) => state.set(key, (state.get(key) ?? 0) + by);
-  add(series('pullguard_decisions_total', { verdict: e.verdict, policy_verdict: e.policyVerdict, mode: e.mode, rule: e.rule ?? '(none)', code: e.code ?? 'OK' }));
+  add(
+    series('pullguard_decisions_total', {
+      verdict: e.verdict,
+      policy_verdict: e.policyVerdict,
+      mode: e.mode,
+      rule: e.rule ?? '(none)',
+      code: e.code ?? 'OK',
+    }),
+  );
   const seconds = e.durationMs / 1000;
-  for (const le of DURATION_BUCKETS) if (seconds <= le) add(series('pullguard_decision_duration_seconds_bucket', { le: String(le) }));
+  for (const le of DURATION_BUCKETS)
+    if (seconds <= le) add(series('pullguard_decision_duration_seconds_bucket', { le: String(le) }));
   add(series('pullguard_decision_duration_seconds_bucket', { le: '+Inf' }));
   add('pullguard_decision_duration_seconds_sum', seconds);
   add('pullguard_decision_duration_seconds_count');
   if (e.code?.startsWith('REGISTRY_')) {
-    const hosts = new Set([...state.keys()].filter((k) => k.startsWith('pullguard_registry_errors_total{')).map((k) => /host="((?:[^"\\]|\\.)*)"/.exec(k)?.[1]));
+    const hosts = new Set(
+      [...state.keys()]
+        .filter((k) => k.startsWith('pullguard_registry_errors_total{'))
+        .map((k) => /host="((?:[^"\\]|\\.)*)"/.exec(k)?.[1]),
+    );
     const host = hosts.has(escapeLabel(e.host)) || hosts.size < MAX_HOSTS ? e.host : '(other)';
     add(series('pullguard_registry_errors_total', { host, code: e.code }));
   }

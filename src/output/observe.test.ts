@@ -14,7 +14,13 @@ const dir = mkdtempSync(join(tmpdir(), 'pg-out-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const D = `sha256:${'a'.repeat(64)}`;
 const ctx = { name: 'registry.example/app:v1', digest: D, startedAt: 1_000 };
-const rule = { name: 'prod', match: ['registry.example/*'], action: 'verify' as const, authorities: [], require: 'all' as const };
+const rule = {
+  name: 'prod',
+  match: ['registry.example/*'],
+  action: 'verify' as const,
+  authorities: [],
+  require: 'all' as const,
+};
 const wouldDeny: Decision = applyMode(ruleDecision(rule, 'deny', 'no signature found', [], 'NO_SIGNATURE'), 'audit');
 const allow: Decision = applyMode(ruleDecision(rule, 'allow', 'allowed by policy'), 'enforce');
 let n = 0;
@@ -23,7 +29,17 @@ const fresh = (name: string) => join(dir, `${name}-${n++}`);
 describe('decision entries', () => {
   test('audit mode would-deny is flagged, with policy verdict and code', () => {
     const e = toEntry(wouldDeny, ctx, 1_250);
-    expect(e).toMatchObject({ v: 1, verdict: 'allow', policyVerdict: 'deny', wouldDeny: true, mode: 'audit', code: 'NO_SIGNATURE', rule: 'prod', durationMs: 250, host: 'registry.example' });
+    expect(e).toMatchObject({
+      v: 1,
+      verdict: 'allow',
+      policyVerdict: 'deny',
+      wouldDeny: true,
+      mode: 'audit',
+      code: 'NO_SIGNATURE',
+      rule: 'prod',
+      durationMs: 250,
+      host: 'registry.example',
+    });
   });
 
   test('hosts of CRI-normalized names', () => {
@@ -33,7 +49,9 @@ describe('decision entries', () => {
   });
 
   test('credentials in URLs never reach the log', () => {
-    const s = scrub('GET https://user:hunter2@r.example/v2/x?X-Amz-Signature=abc&access_token=tok123 failed: Bearer eyJabc.def');
+    const s = scrub(
+      'GET https://user:hunter2@r.example/v2/x?X-Amz-Signature=abc&access_token=tok123 failed: Bearer eyJabc.def',
+    );
     expect(s).not.toMatch(/hunter2|abc&|tok123|eyJabc/);
     expect(s).toContain('https://r.example/v2/x');
   });
@@ -64,8 +82,11 @@ describe('decision log', () => {
     expect(existsSync(`${path}.1`)).toBe(true);
     expect(existsSync(`${path}.2`)).toBe(true);
     expect(existsSync(`${path}.3`)).toBe(false);
-    for (const f of [path, `${path}.1`, `${path}.2`].filter(existsSync)) expect(statSync(f).size).toBeLessThanOrEqual(4096 + 1024);
-    const all = logFiles(path).filter(existsSync).flatMap((f) => parseEntries(readFileSync(f, 'utf8')).entries);
+    for (const f of [path, `${path}.1`, `${path}.2`].filter(existsSync))
+      expect(statSync(f).size).toBeLessThanOrEqual(4096 + 1024);
+    const all = logFiles(path)
+      .filter(existsSync)
+      .flatMap((f) => parseEntries(readFileSync(f, 'utf8')).entries);
     // Oldest first, none torn, the newest last.
     expect(all.at(-1)!.time).toBe(new Date(2_059).toISOString());
     expect([...all].sort((a, b) => a.time.localeCompare(b.time))).toEqual(all);
@@ -95,7 +116,9 @@ describe('lock', () => {
 });
 
 describe('metrics', () => {
-  const obs = (d: Decision, durationMs = 30, extra: Partial<ReturnType<typeof toEntry>> = {}) => ({ entry: { ...toEntry(d, ctx, ctx.startedAt + durationMs), ...extra } });
+  const obs = (d: Decision, durationMs = 30, extra: Partial<ReturnType<typeof toEntry>> = {}) => ({
+    entry: { ...toEntry(d, ctx, ctx.startedAt + durationMs), ...extra },
+  });
 
   test('counters, histogram and HELP/TYPE for every family, stable across a round trip', () => {
     const s: MetricState = new Map();
@@ -103,8 +126,12 @@ describe('metrics', () => {
     observe(s, obs(allow, 700));
     observe(s, obs(allow, 20_000));
     const text = formatMetrics(s);
-    expect(text).toContain('pullguard_decisions_total{verdict="allow",policy_verdict="deny",mode="audit",rule="prod",code="NO_SIGNATURE"} 1');
-    expect(text).toContain('pullguard_decisions_total{verdict="allow",policy_verdict="allow",mode="enforce",rule="prod",code="OK"} 2');
+    expect(text).toContain(
+      'pullguard_decisions_total{verdict="allow",policy_verdict="deny",mode="audit",rule="prod",code="NO_SIGNATURE"} 1',
+    );
+    expect(text).toContain(
+      'pullguard_decisions_total{verdict="allow",policy_verdict="allow",mode="enforce",rule="prod",code="OK"} 2',
+    );
     expect(text).toContain('pullguard_decision_duration_seconds_bucket{le="0.05"} 1');
     expect(text).toContain('pullguard_decision_duration_seconds_bucket{le="1"} 2');
     expect(text).toContain('pullguard_decision_duration_seconds_bucket{le="+Inf"} 3');
@@ -159,9 +186,16 @@ describe('recordDecision', () => {
     const blocker = fresh('file');
     writeFileSync(blocker, 'not a directory');
     const warnings: string[] = [];
-    recordDecision(allow, ctx, { file: join(blocker, 'd.jsonl'), metricsFile: join(blocker, 'm.prom') }, { warn: (l: string) => warnings.push(l) });
+    recordDecision(
+      allow,
+      ctx,
+      { file: join(blocker, 'd.jsonl'), metricsFile: join(blocker, 'm.prom') },
+      { warn: (l: string) => warnings.push(l) },
+    );
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/^pullguard: warning: the decision was not fully recorded \(decision log .*ENOTDIR.*; metrics .*ENOTDIR.*\); the verdict is unaffected$/);
+    expect(warnings[0]).toMatch(
+      /^pullguard: warning: the decision was not fully recorded \(decision log .*ENOTDIR.*; metrics .*ENOTDIR.*\); the verdict is unaffected$/,
+    );
   });
 
   test('a held metrics lock is never waited for: the holder (or the next pull) folds the observation in', async () => {
@@ -185,7 +219,12 @@ describe('recordDecision', () => {
     const d = fresh('off');
     mkdirSync(d);
     const warnings: string[] = [];
-    recordDecision(allow, ctx, { file: false, metricsFile: join(d, 'm.prom') }, { warn: (l: string) => warnings.push(l) });
+    recordDecision(
+      allow,
+      ctx,
+      { file: false, metricsFile: join(d, 'm.prom') },
+      { warn: (l: string) => warnings.push(l) },
+    );
     expect(warnings).toEqual([]);
     expect(readFileSync(join(d, 'm.prom'), 'utf8')).toContain('pullguard_decisions_total{');
   });

@@ -28,7 +28,12 @@ export interface RecordOptions {
  * cannot exit until the call returns, whichever thread made it. Keep the log on a local disk.
  * `until` (the hard-stop time) only skips the metrics when the verdict itself came late.
  */
-export function recordDecision(decision: Decision, ctx: RunContext, settings: LogSettings | undefined, opts: RecordOptions): Promise<void> | undefined {
+export function recordDecision(
+  decision: Decision,
+  ctx: RunContext,
+  settings: LogSettings | undefined,
+  opts: RecordOptions,
+): Promise<void> | undefined {
   const now = opts.now ?? Date.now();
   const entry = toEntry(decision, ctx, now, opts.cacheHit !== undefined ? { cacheHit: opts.cacheHit } : {});
   const file = settings?.file ?? DEFAULT_DECISION_LOG;
@@ -43,7 +48,8 @@ export function recordDecision(decision: Decision, ctx: RunContext, settings: Lo
     }
   }
   if (settings?.metricsFile) {
-    if (opts.until !== undefined && Date.now() > opts.until) problems.push(`metrics ${settings.metricsFile}: skipped, the deadline has passed`);
+    if (opts.until !== undefined && Date.now() > opts.until)
+      problems.push(`metrics ${settings.metricsFile}: skipped, the deadline has passed`);
     else {
       try {
         recordMetrics(settings.metricsFile, { entry, logFailed });
@@ -53,7 +59,8 @@ export function recordDecision(decision: Decision, ctx: RunContext, settings: Lo
       }
     }
   }
-  const warn = (p: readonly string[]) => opts.warn(`pullguard: warning: the decision was not fully recorded (${p.join('; ')}); the verdict is unaffected`);
+  const warn = (p: readonly string[]) =>
+    opts.warn(`pullguard: warning: the decision was not fully recorded (${p.join('; ')}); the verdict is unaffected`);
   // The journal is a socket round trip, the only asynchronous sink: a short cap, and the caller awaits it.
   if (settings?.journal) {
     const socket = journalStream(typeof settings.journal === 'string' ? settings.journal : undefined);

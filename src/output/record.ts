@@ -31,7 +31,12 @@ export interface DecisionEntry {
 const MAX_REASON = 600;
 const MAX_AUTHORITIES = 16;
 
-export function toEntry(decision: Decision, ctx: RunContext, now: number, extra: { cacheHit?: boolean } = {}): DecisionEntry {
+export function toEntry(
+  decision: Decision,
+  ctx: RunContext,
+  now: number,
+  extra: { cacheHit?: boolean } = {},
+): DecisionEntry {
   return {
     v: 1,
     time: new Date(now).toISOString(),
@@ -86,7 +91,10 @@ export function policyReason(entry: Pick<DecisionEntry, 'reason'>): string {
 export function scrub(s: string): string {
   return s
     .replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1')
-    .replace(/([?&][^=&\s]*(?:token|signature|sig|key|credential|secret|password|auth)[^=&\s]*=)[^&\s"']+/gi, '$1REDACTED')
+    .replace(
+      /([?&][^=&\s]*(?:token|signature|sig|key|credential|secret|password|auth)[^=&\s]*=)[^&\s"']+/gi,
+      '$1REDACTED',
+    )
     .replace(/([?&]X-Amz-[A-Za-z-]+=)[^&\s"']+/g, '$1REDACTED')
     .replace(/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/g, '$1 REDACTED');
 }

@@ -39,28 +39,38 @@ describe('policy check for people', () => {
         '',
       ].join('\n'),
     );
-    expect(r.problems.map((p) => `${p.line}: ${p.message}`)).toEqual([
-      '2: mode: must be one of "enforce", "audit", got "audti"',
-      '4: rules[0].authorities: a verify rule needs at least one authority',
-      '7: rules[0]: unknown key "authorites"; did you mean `authorities`?',
-      '16: rules[1].authorities[0].cosign.identities[0]: unknown key "certificate-oidc-issuer"; that is cosign\'s name; pullguard\'s is `issuer` (under `identities:`)',
-      '16: rules[1].authorities[0].cosign.identities[0]: an identity needs a subject constraint',
-      '17: rules[1].authorities[0].cosign.identities[0]: unknown key "subjet"; did you mean `subject`?',
-    ].map((l) => expect.stringMatching(`^${l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`)));
-    expect(r.message).toMatch(/^invalid policy p\.yaml:2: mode: .* \(and \d+ more problems: run pullguard policy check\)$/);
+    expect(r.problems.map((p) => `${p.line}: ${p.message}`)).toEqual(
+      [
+        '2: mode: must be one of "enforce", "audit", got "audti"',
+        '4: rules[0].authorities: a verify rule needs at least one authority',
+        '7: rules[0]: unknown key "authorites"; did you mean `authorities`?',
+        '16: rules[1].authorities[0].cosign.identities[0]: unknown key "certificate-oidc-issuer"; that is cosign\'s name; pullguard\'s is `issuer` (under `identities:`)',
+        '16: rules[1].authorities[0].cosign.identities[0]: an identity needs a subject constraint',
+        '17: rules[1].authorities[0].cosign.identities[0]: unknown key "subjet"; did you mean `subject`?',
+      ].map((l) => expect.stringMatching(`^${l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`)),
+    );
+    expect(r.message).toMatch(
+      /^invalid policy p\.yaml:2: mode: .* \(and \d+ more problems: run pullguard policy check\)$/,
+    );
   });
 
   test('a trailing comma in a policy.json is a JSON syntax error at its line and column', () => {
     const r = problems('{\n  "version": 1,\n  "default": "deny",\n}\n', 'policy.json');
-    expect(r.message).toBe('invalid policy policy.json:4: JSON syntax error at line 4, column 1: Expected double-quoted property name');
+    expect(r.message).toBe(
+      'invalid policy policy.json:4: JSON syntax error at line 4, column 1: Expected double-quoted property name',
+    );
     const cp = problems('{\n  "default": [{"type": "reject"}],\n}\n', '/etc/containers/policy.json');
-    expect(cp.message).toMatch(/^invalid policy \/etc\/containers\/policy\.json:3: JSON syntax error at line 3, column 1/);
+    expect(cp.message).toMatch(
+      /^invalid policy \/etc\/containers\/policy\.json:3: JSON syntax error at line 3, column 1/,
+    );
   });
 
   test('schema keys at a path, through defaults, unions and arrays', () => {
     expect(keysAt(policyDocumentSchema, [])).toEqual(expect.arrayContaining(['version', 'mode', 'rules', 'log']));
     expect(keysAt(policyDocumentSchema, ['rules', 0])).toEqual(expect.arrayContaining(['authorities', 'require']));
-    expect(keysAt(policyDocumentSchema, ['rules', 0, 'authorities', 0, 'cosign'])).toEqual(expect.arrayContaining(['keys', 'identities']));
+    expect(keysAt(policyDocumentSchema, ['rules', 0, 'authorities', 0, 'cosign'])).toEqual(
+      expect.arrayContaining(['keys', 'identities']),
+    );
     expect(keysAt(policyDocumentSchema, ['log'])).toEqual(expect.arrayContaining(['file', 'metricsFile']));
   });
 

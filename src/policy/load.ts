@@ -53,9 +53,14 @@ function checkJsonSyntax(text: string, source: string): void {
   } catch (e) {
     const msg = (e as Error).message;
     const m = /\(line (\d+) column (\d+)\)/.exec(msg);
-    const what = msg.replace(/ in JSON at position \d+.*$/, '').replace(/^Unexpected token .*, "(.*)" is not valid JSON$/, 'unexpected token');
+    const what = msg
+      .replace(/ in JSON at position \d+.*$/, '')
+      .replace(/^Unexpected token .*, "(.*)" is not valid JSON$/, 'unexpected token');
     const line = m ? Number(m[1]) : undefined;
     const where = m ? ` at line ${m[1]}, column ${m[2]}` : '';
-    throw new PullguardError('POLICY_INVALID', `invalid policy ${source}${line ? `:${line}` : ''}: JSON syntax error${where}: ${what}`, { path: source, line, problems: [{ line, col: m ? Number(m[2]) : undefined, message: `JSON syntax error: ${what}` }] });
+    const col = m ? Number(m[2]) : undefined;
+    const problems = [{ line, col, message: `JSON syntax error: ${what}` }];
+    const message = `invalid policy ${source}${line ? `:${line}` : ''}: JSON syntax error${where}: ${what}`;
+    throw new PullguardError('POLICY_INVALID', message, { path: source, line, problems });
   }
 }

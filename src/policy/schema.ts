@@ -60,7 +60,8 @@ const rule = z
   );
 
 /** Where decisions are recorded (src/output): the decision log, its rotation, metrics, the journal. */
-const absolutePath = z.string().check(refineWith((p: string) => p.startsWith('/'), 'must be an absolute path (containerd runs pullguard from its own working directory)'));
+const ABSOLUTE = 'must be an absolute path (containerd runs pullguard from its own working directory)';
+const absolutePath = z.string().check(refineWith((p: string) => p.startsWith('/'), ABSOLUTE));
 
 const logSection = z.strictObject({
   /** The JSON-lines decision log; `false` turns it off. */

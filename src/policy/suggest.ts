@@ -106,6 +106,7 @@ export function suggestKey(unknown: string, known: readonly string[]): string | 
     const d = levenshtein(unknown.toLowerCase(), k.toLowerCase());
     if (!best || d < best.d) best = { key: k, d };
   }
-  if (best && best.d <= Math.max(1, Math.min(3, Math.floor(best.key.length / 3)))) return `did you mean \`${best.key}\`?`;
+  if (best && best.d <= Math.max(1, Math.min(3, Math.floor(best.key.length / 3))))
+    return `did you mean \`${best.key}\`?`;
   return undefined;
 }

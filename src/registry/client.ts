@@ -160,8 +160,11 @@ export class DistributionClient implements RegistryClient {
     const tagOf = (tag: string) => `tag ${repo.name}:${tag} on ${ep.host}`;
     if (tagsAllowed && classes.has('cosign-legacy')) tried.push(tagOf(`${alg}-${hex}.sig`));
     if (tagsAllowed && classes.has('attestation')) tried.push(tagOf(`${alg}-${hex}.att`));
-    if (wantsReferrers && (ep.capabilities.pull || ep.capabilities.referrers)) tried.push(`referrers API ${this.url(ep, repo, `referrers/${subject}`).href}`);
-    if (wantsReferrers && tagsAllowed) tried.push(`${tagOf(referrersTag(subject))} (the referrers tag, if the API is absent)`);
+    if (wantsReferrers && (ep.capabilities.pull || ep.capabilities.referrers)) {
+      tried.push(`referrers API ${this.url(ep, repo, `referrers/${subject}`).href}`);
+    }
+    if (wantsReferrers && tagsAllowed) tried.push(`${tagOf(referrersTag(subject))} (the referrers tag, if the ` +
+      `API is absent)`);
 
     if (classes.has('cosign-legacy') || classes.has('attestation')) {
       if (!tagsAllowed) notes.push(`${ep.host} may not resolve tags (hosts.toml capabilities); skipped cosign's .sig/.att tags there`);

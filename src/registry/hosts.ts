@@ -133,7 +133,8 @@ function readContainerdToml(path: string): Record<string, unknown> {
     // smol-toml's TomlError carries the row and column; its message's first line does not.
     const at = e as { line?: number; column?: number };
     const where = typeof at.line === 'number' ? ` at line ${at.line}, column ${at.column ?? '?'}` : '';
-    throw new PullguardError('CONTAINERD_CONFIG', `containerd config ${path} is not valid TOML${where}: ${firstLine((e as Error).message)}`, { path, line: at.line, column: at.column });
+    const message = `containerd config ${path} is not valid TOML${where}: ${firstLine((e as Error).message)}`;
+    throw new PullguardError('CONTAINERD_CONFIG', message, { path, line: at.line, column: at.column });
   }
 }
 

@@ -6,7 +6,16 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,7 +62,9 @@ function writePolicy(opts: { mode: 'audit' | 'enforce'; log?: string; metrics?: 
 
 const logLines = (file = logFile) => {
   try {
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '');
   } catch {
     return [];
   }
@@ -64,7 +75,8 @@ const metric = (series: string) => {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line ? Number(line.slice(series.length + 1)) : 0;
 };
-const pg = (args: string[]) => spawnSync(pullguardBinary(), args, { encoding: 'utf8', timeout: 30_000, env: { PATH: '/usr/bin:/bin' } });
+const pg = (args: string[]) =>
+  spawnSync(pullguardBinary(), args, { encoding: 'utf8', timeout: 30_000, env: { PATH: '/usr/bin:/bin' } });
 
 function mountTmpfs(dir: string, size: string, readOnly = false): void {
   mkdirSync(dir, { recursive: true });
@@ -85,7 +97,11 @@ beforeAll(async () => {
   img.blocked = pushTestImage(registry.host, 'blocked', 'v1', 'blocked');
   // 50 names for one image: each CRI pull of a new name is its own verifier run.
   const tags = Array.from({ length: CONCURRENT }, (_, i) => `t${i}`);
-  execFileSync(tool('oras'), ['tag', '--plain-http', img.app.ref, ...tags], { stdio: 'pipe', env: { ...process.env, HOME: work }, timeout: 60_000 });
+  execFileSync(tool('oras'), ['tag', '--plain-http', img.app.ref, ...tags], {
+    stdio: 'pipe',
+    env: { ...process.env, HOME: work },
+    timeout: 60_000,
+  });
   const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   keyFile = join(work, 'release.pub');
   writeFileSync(keyFile, publicKey.export({ type: 'spki', format: 'pem' }));
@@ -106,7 +122,17 @@ describe('containerd at info level, audit mode', () => {
   it('a would-deny is in the decision log, in `pullguard log --would-deny` and in the metrics file', async () => {
     expect(await pullError(cri, img.unsigned.ref)).toBeUndefined(); // audit: the pull goes through
     const rec = records().find((r) => r.name === img.unsigned.ref);
-    expect(rec).toMatchObject({ v: 1, verdict: 'allow', policyVerdict: 'deny', wouldDeny: true, mode: 'audit', rule: 'needs-signature', code: 'NO_SIGNATURE', digest: img.unsigned.digest, exitCode: 0 });
+    expect(rec).toMatchObject({
+      v: 1,
+      verdict: 'allow',
+      policyVerdict: 'deny',
+      wouldDeny: true,
+      mode: 'audit',
+      rule: 'needs-signature',
+      code: 'NO_SIGNATURE',
+      digest: img.unsigned.digest,
+      exitCode: 0,
+    });
     // containerd at info level says nothing about it: the decision log is the only trace.
     expect(ctd.log()).not.toContain('image_verifier=pullguard');
 
@@ -119,14 +145,20 @@ describe('containerd at info level, audit mode', () => {
     expect(lines[3]).toMatch(/^ {11}first \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ, last .*, 1 digest\(s\)$/);
     process.stdout.write(`\n$ pullguard log --would-deny\n${report.stdout}\n`);
 
-    const series = 'pullguard_decisions_total{verdict="allow",policy_verdict="deny",mode="audit",rule="needs-signature",code="NO_SIGNATURE"}';
+    const series =
+      'pullguard_decisions_total{verdict="allow",policy_verdict="deny",mode="audit",rule="needs-signature",code="NO_SIGNATURE"}';
     expect(metric(series)).toBe(1);
     expect(readFileSync(metricsFile, 'utf8')).toMatch(/^# TYPE pullguard_decisions_total counter$/m);
   });
 
   it(`${CONCURRENT} concurrent pulls: ${CONCURRENT} intact log lines and exact counters`, async () => {
-    const allowSeries = 'pullguard_decisions_total{verdict="allow",policy_verdict="allow",mode="audit",rule="app",code="OK"}';
-    const before = { lines: logLines().length, allow: metric(allowSeries), count: metric('pullguard_decision_duration_seconds_count') };
+    const allowSeries =
+      'pullguard_decisions_total{verdict="allow",policy_verdict="allow",mode="audit",rule="app",code="OK"}';
+    const before = {
+      lines: logLines().length,
+      allow: metric(allowSeries),
+      count: metric('pullguard_decision_duration_seconds_count'),
+    };
     const refs = Array.from({ length: CONCURRENT }, (_, i) => `${registry.host}/app:t${i}`);
     const errors = await Promise.all(refs.map((r) => pullError(cri, r)));
     expect(errors.filter((e) => e !== undefined).map((e) => e!.message)).toEqual([]);
@@ -136,8 +168,13 @@ describe('containerd at info level, audit mode', () => {
     expect(new Set(parsed.map((p) => p.name))).toEqual(new Set(refs));
     expect(metric(allowSeries) - before.allow, readdirSync(join(work, 'textfile')).join(' ')).toBe(CONCURRENT);
     expect(metric('pullguard_decision_duration_seconds_count') - before.count).toBe(CONCURRENT);
-    expect(metric('pullguard_decision_duration_seconds_bucket{le="+Inf"}')).toBe(metric('pullguard_decision_duration_seconds_count'));
-    const total = readFileSync(metricsFile, 'utf8').split('\n').filter((l) => l.startsWith('pullguard_decisions_total{')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+    expect(metric('pullguard_decision_duration_seconds_bucket{le="+Inf"}')).toBe(
+      metric('pullguard_decision_duration_seconds_count'),
+    );
+    const total = readFileSync(metricsFile, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('pullguard_decisions_total{'))
+      .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
     expect(total).toBe(metric('pullguard_decision_duration_seconds_count'));
   });
 });
@@ -154,25 +191,48 @@ describe('doctor against this running containerd', () => {
     writePolicy({ mode: 'audit' });
     const r = doctor(['--pull-test', `${registry.host}/unsigned:v1`]);
     const lines = r.stdout.split('\n');
-    expect(lines.filter((l) => l.startsWith('FAIL')), r.stdout).toEqual([]);
-    expect(r.stdout).toMatch(new RegExp(`^ok {4}containerd answers on ${ctd.socket}: v?2\\.1\\.9\\S*( \\(\\w+\\))?, pid ${ctd.daemon.pid}$`, 'm'));
+    expect(
+      lines.filter((l) => l.startsWith('FAIL')),
+      r.stdout,
+    ).toEqual([]);
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^ok {4}containerd answers on ${ctd.socket}: v?2\\.1\\.9\\S*( \\(\\w+\\))?, pid ${ctd.daemon.pid}$`,
+        'm',
+      ),
+    );
     expect(lines).toContain('ok    the running containerd loaded its image-verifier plugin (bindir)');
-    expect(lines).toContain(`ok    the running containerd (pid ${ctd.daemon.pid}) uses ${ctd.configFile}, unchanged since it started: the checks above describe it`);
+    expect(lines).toContain(
+      `ok    the running containerd (pid ${ctd.daemon.pid}) uses ${ctd.configFile}, unchanged since it started: the checks above describe it`,
+    );
     expect(lines).toContain(`ok    decision log ${logFile} is writable`);
-    expect(r.stdout).toMatch(/^WARN {2}policy .* is in audit mode: .*fix: set mode: enforce once `pullguard log --would-deny --since 7d` shows nothing/m);
-    expect(r.stdout).toMatch(new RegExp(`^ok {4}pull test: ${registry.host.replace(/\./g, '\\.')}/unsigned:v1 pulled; pullguard would deny \\(audit mode, pulled\\): no cosign signature found .*\\(rule "needs-signature"\\) in \\d+ ms$`, 'm'));
+    expect(r.stdout).toMatch(
+      /^WARN {2}policy .* is in audit mode: .*fix: set mode: enforce once `pullguard log --would-deny --since 7d` shows nothing/m,
+    );
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^ok {4}pull test: ${registry.host.replace(/\./g, '\\.')}/unsigned:v1 pulled; pullguard would deny \\(audit mode, pulled\\): no cosign signature found .*\\(rule "needs-signature"\\) in \\d+ ms$`,
+        'm',
+      ),
+    );
   });
 
   it('a config file other than the one the daemon runs: FAIL naming both', () => {
     const other = join(work, 'other.toml');
     writeFileSync(other, readFileSync(ctd.configFile, 'utf8'));
-    const r = spawnSync(pullguardBinary(), ['doctor', '--containerd-config', other, '--address', ctd.socket, '--policy', policyFile], {
-      encoding: 'utf8',
-      timeout: 60_000,
-      env: { PATH: `${toolsBin()}:/usr/bin:/bin` },
-    });
+    const r = spawnSync(
+      pullguardBinary(),
+      ['doctor', '--containerd-config', other, '--address', ctd.socket, '--policy', policyFile],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { PATH: `${toolsBin()}:/usr/bin:/bin` },
+      },
+    );
     expect(r.status).toBe(2);
-    expect(r.stdout).toContain(`FAIL  the running containerd (pid ${ctd.daemon.pid}) was started with --config ${ctd.configFile}, but doctor checked ${other}`);
+    expect(r.stdout).toContain(
+      `FAIL  the running containerd (pid ${ctd.daemon.pid}) was started with --config ${ctd.configFile}, but doctor checked ${other}`,
+    );
   });
 
   it('a socket nothing listens on, given explicitly: FAIL', () => {
@@ -205,9 +265,25 @@ describe('a log directory that cannot be written leaves every verdict as it was'
       writePolicy({ mode: 'enforce', log: join(dir, 'decisions.jsonl'), metrics: join(dir, 'pullguard.prom') });
       expect(await verdicts()).toEqual(baseline);
       // The binary directly, as containerd runs it: same stdout and exit code, one warning line.
-      const args = ['-name', img.blocked.ref, '-digest', img.blocked.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
-      const desc = JSON.stringify({ mediaType: img.blocked.mediaType, digest: img.blocked.digest, size: img.blocked.size });
-      const r = spawnSync(pullguardBinary(), args, { input: desc, encoding: 'utf8', timeout: 30_000, env: { PULLGUARD_POLICY: policyFile } });
+      const args = [
+        '-name',
+        img.blocked.ref,
+        '-digest',
+        img.blocked.digest,
+        '-stdin-media-type',
+        'application/vnd.oci.descriptor.v1+json',
+      ];
+      const desc = JSON.stringify({
+        mediaType: img.blocked.mediaType,
+        digest: img.blocked.digest,
+        size: img.blocked.size,
+      });
+      const r = spawnSync(pullguardBinary(), args, {
+        input: desc,
+        encoding: 'utf8',
+        timeout: 30_000,
+        env: { PULLGUARD_POLICY: policyFile },
+      });
       expect(r.status).toBe(1);
       expect(r.stdout).toMatch(/^denied .*blocked by the platform team \(rule "blocked"\)\n$/);
       const warnings = r.stderr.split('\n').filter((l) => l.startsWith('pullguard: warning:'));
@@ -218,12 +294,26 @@ describe('a log directory that cannot be written leaves every verdict as it was'
 
   it('a metrics lock left by a killed pull delays no pull and loses no count', async () => {
     writePolicy({ mode: 'enforce' });
-    const series = 'pullguard_decisions_total{verdict="allow",policy_verdict="allow",mode="enforce",rule="app",code="OK"}';
+    const series =
+      'pullguard_decisions_total{verdict="allow",policy_verdict="allow",mode="enforce",rule="app",code="OK"}';
     const before = metric(series);
     mkdirSync(`${metricsFile}.lock`);
-    const args = ['-name', `${registry.host}/app:v1`, '-digest', img.app.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+    const args = [
+      '-name',
+      `${registry.host}/app:v1`,
+      '-digest',
+      img.app.digest,
+      '-stdin-media-type',
+      'application/vnd.oci.descriptor.v1+json',
+    ];
     const desc = JSON.stringify({ mediaType: img.app.mediaType, digest: img.app.digest, size: img.app.size });
-    const run = () => spawnSync(pullguardBinary(), args, { input: desc, encoding: 'utf8', timeout: 30_000, env: { PULLGUARD_POLICY: policyFile } });
+    const run = () =>
+      spawnSync(pullguardBinary(), args, {
+        input: desc,
+        encoding: 'utf8',
+        timeout: 30_000,
+        env: { PULLGUARD_POLICY: policyFile },
+      });
     const held = run();
     expect(held.status).toBe(0);
     expect(held.stdout).toMatch(/^allowed /);
@@ -246,7 +336,8 @@ describe('journald (log.journal)', () => {
     rmSync(`/run/systemd/journal.${ns}`, { recursive: true, force: true });
     for (const root of ['/var/log/journal', '/run/log/journal']) {
       if (!existsSync(root)) continue;
-      for (const d of readdirSync(root)) if (d.endsWith(`.${ns}`)) rmSync(join(root, d), { recursive: true, force: true });
+      for (const d of readdirSync(root))
+        if (d.endsWith(`.${ns}`)) rmSync(join(root, d), { recursive: true, force: true });
     }
   };
   afterAll(() => {
@@ -254,23 +345,50 @@ describe('journald (log.journal)', () => {
     cleanup();
   });
 
-  it.runIf(journalBin !== undefined)('a decision lands in `journalctl -t pullguard`, warning priority for a deny', async () => {
-    journald = spawn(journalBin!, [ns], { stdio: 'ignore' });
-    const socketPath = `/run/systemd/journal.${ns}/stdout`;
-    for (let i = 0; i < 200 && !existsSync(socketPath); i++) await new Promise((r) => setTimeout(r, 25));
-    expect(existsSync(socketPath)).toBe(true);
-    writeFileSync(join(work, 'journal.yaml'), `version: 1\nlog: {file: false, journal: ${ns}}\nrules:\n  - {name: blocked, match: ${registry.host}/blocked, action: deny}\n`);
-    const args = ['-name', img.blocked.ref, '-digest', img.blocked.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
-    const desc = JSON.stringify({ mediaType: img.blocked.mediaType, digest: img.blocked.digest, size: img.blocked.size });
-    const r = spawnSync(pullguardBinary(), args, { input: desc, encoding: 'utf8', timeout: 30_000, env: { PULLGUARD_POLICY: join(work, 'journal.yaml') } });
-    expect(r.status).toBe(1);
-    expect(r.stderr).not.toContain('warning');
-    let out = '';
-    for (let i = 0; i < 100 && !out.includes('SYSLOG_IDENTIFIER=pullguard'); i++) {
-      out = spawnSync('journalctl', [`--namespace=${ns}`, '-t', 'pullguard', '--no-pager', '-o', 'verbose'], { encoding: 'utf8', timeout: 10_000 }).stdout;
-      if (!out.includes('SYSLOG_IDENTIFIER=pullguard')) await new Promise((res) => setTimeout(res, 50));
-    }
-    expect(out).toContain('PRIORITY=4');
-    expect(out).toContain(`MESSAGE=denied ${img.blocked.ref}@${img.blocked.digest}: denied by policy (rule "blocked") [POLICY_DENIED]`);
-  });
+  it.runIf(journalBin !== undefined)(
+    'a decision lands in `journalctl -t pullguard`, warning priority for a deny',
+    async () => {
+      journald = spawn(journalBin!, [ns], { stdio: 'ignore' });
+      const socketPath = `/run/systemd/journal.${ns}/stdout`;
+      for (let i = 0; i < 200 && !existsSync(socketPath); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(existsSync(socketPath)).toBe(true);
+      writeFileSync(
+        join(work, 'journal.yaml'),
+        `version: 1\nlog: {file: false, journal: ${ns}}\nrules:\n  - {name: blocked, match: ${registry.host}/blocked, action: deny}\n`,
+      );
+      const args = [
+        '-name',
+        img.blocked.ref,
+        '-digest',
+        img.blocked.digest,
+        '-stdin-media-type',
+        'application/vnd.oci.descriptor.v1+json',
+      ];
+      const desc = JSON.stringify({
+        mediaType: img.blocked.mediaType,
+        digest: img.blocked.digest,
+        size: img.blocked.size,
+      });
+      const r = spawnSync(pullguardBinary(), args, {
+        input: desc,
+        encoding: 'utf8',
+        timeout: 30_000,
+        env: { PULLGUARD_POLICY: join(work, 'journal.yaml') },
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).not.toContain('warning');
+      let out = '';
+      for (let i = 0; i < 100 && !out.includes('SYSLOG_IDENTIFIER=pullguard'); i++) {
+        out = spawnSync('journalctl', [`--namespace=${ns}`, '-t', 'pullguard', '--no-pager', '-o', 'verbose'], {
+          encoding: 'utf8',
+          timeout: 10_000,
+        }).stdout;
+        if (!out.includes('SYSLOG_IDENTIFIER=pullguard')) await new Promise((res) => setTimeout(res, 50));
+      }
+      expect(out).toContain('PRIORITY=4');
+      expect(out).toContain(
+        `MESSAGE=denied ${img.blocked.ref}@${img.blocked.digest}: denied by policy (rule "blocked") [POLICY_DENIED]`,
+      );
+    },
+  );
 });

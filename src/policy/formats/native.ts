@@ -60,7 +60,8 @@ function locateIssue(doc: Document, lc: LineCounter, issue: Issue): PolicyProble
       const pos = isScalar(pair?.key) && pair.key.range ? lc.linePos(pair.key.range[0]) : undefined;
       const hint = suggestKey(key, known);
       const at = formatPath(issue.path);
-      return { line: pos?.line ?? lineOf(doc, lc, issue.path), col: pos?.col, message: `${at ? `${at}: ` : ''}unknown key "${key}"${hint ? `; ${hint}` : ''}` };
+      const message = `${at ? `${at}: ` : ''}unknown key "${key}"${hint ? `; ${hint}` : ''}`;
+      return { line: pos?.line ?? lineOf(doc, lc, issue.path), col: pos?.col, message };
     });
   }
   const node = nodeAlong(doc, issue.path);
@@ -117,9 +118,11 @@ function nodeAlong(doc: Document, path: readonly PropertyKey[]): { range?: reado
 /** All problems at once: the message names the first (it is the event line), `detail.problems` has every one. */
 function invalidAll(source: string, problems: readonly PolicyProblem[]): PullguardError {
   const first = problems[0] ?? { message: 'invalid' };
-  const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? 's' : ''}: run pullguard policy check)` : '';
+  const more = problems.length > 1 ? ` (and ${problems.length - 1} more ` +
+    `problem${problems.length > 2 ? 's' : ''}: run pullguard policy check)` : '';
   const where = first.line !== undefined ? `${source}:${first.line}` : source;
-  return new PullguardError('POLICY_INVALID', `invalid policy ${where}: ${first.message}${more}`, { path: source, line: first.line, problems });
+  const detail = { path: source, line: first.line, problems };
+  return new PullguardError('POLICY_INVALID', `invalid policy ${where}: ${first.message}${more}`, detail);
 }
 
 function invalid(source: string, line: number | undefined, message: string): PullguardError {
