@@ -50,7 +50,8 @@ function recordEmitted(out: Emitted, io: PullIo, slackMs = 0): Promise<void> | u
   if (!out.decision || !out.ctx || out.recorded) return undefined;
   out.recorded = true;
   const until = out.ctx.startedAt + (out.budgetMs ?? DEFAULT_TIMEOUT_MS) + HARD_STOP_GRACE_MS + slackMs;
-  return recordDecision(out.decision, out.ctx, out.log, { until, warn: (l) => io.write(2, `${l}\n`) });
+  const cacheHit = out.cacheHit !== undefined ? { cacheHit: out.cacheHit } : {};
+  return recordDecision(out.decision, out.ctx, out.log, { until, warn: (l) => io.write(2, `${l}\n`), ...cacheHit });
 }
 
 interface Emitted {
@@ -59,6 +60,8 @@ interface Emitted {
   budgetMs?: number;
   log?: LogSettings;
   recorded?: boolean;
+  /** For the decision cache: set when the verdict came from it (counted as pullguard_cache_hits_total). */
+  cacheHit?: boolean;
 }
 
 async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
