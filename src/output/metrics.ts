@@ -60,6 +60,11 @@ export interface Observation {
  */
 /** A holder folds at most this many rounds, so one pull never works for the whole node for long. */
 const MAX_ROUNDS = 8;
+/**
+ * Observations waiting to be folded in. Past this, nobody has managed to write the .prom file for a
+ * long while (it is a directory, or not writable while its directory is): stop adding files.
+ */
+export const MAX_PENDING = 1000;
 
 /**
  * Adds one decision to the metrics file without ever waiting for another pull. Each pull drops its
@@ -72,6 +77,10 @@ export function recordMetrics(path: string, obs: Observation): void {
   const dir = dirname(path);
   const prefix = `${basename(path)}.pending.`;
   const mine = `${path}.pending.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2, 8)}`;
+  const waiting = readdirSync(dir).filter((n) => n.startsWith(prefix)).length;
+  if (waiting >= MAX_PENDING) {
+    throw Object.assign(new Error(`${waiting} observations wait beside a .prom file nobody could write`), { code: 'EOVERFLOW' });
+  }
   writeFileSync(`${mine}.tmp`, JSON.stringify(obs), { mode: 0o600 });
   renameSync(`${mine}.tmp`, mine);
   for (let round = 0; round < MAX_ROUNDS; round++) {

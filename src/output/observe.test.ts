@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync, existsSync, utimesSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync, existsSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -6,7 +6,7 @@ import type { Decision } from '../verdict/decision.js';
 import { applyMode, ruleDecision } from '../verdict/decision.js';
 import { appendDecision, logFiles, parseEntries, serializeEntry } from './decision-log.js';
 import { STALE_MS, tryLock } from './lock.js';
-import { formatMetrics, observe, parseMetrics, recordMetrics, type MetricState } from './metrics.js';
+import { formatMetrics, MAX_PENDING, observe, parseMetrics, recordMetrics, type MetricState } from './metrics.js';
 import { recordDecision } from './observe.js';
 import { hostOf, scrub, toEntry } from './record.js';
 
@@ -182,6 +182,17 @@ describe('metrics', () => {
 });
 
 describe('recordDecision', () => {
+  test('a .prom path nobody can write: the observations waiting beside it stay bounded', () => {
+    const d = fresh('stuck');
+    mkdirSync(d);
+    const metricsFile = join(d, 'm.prom');
+    mkdirSync(metricsFile); // a directory: the rename over it fails, every time
+    const warnings: string[] = [];
+    for (let i = 0; i < MAX_PENDING + 5; i++) recordDecision(allow, ctx, { file: false, metricsFile }, { warn: (l: string) => warnings.push(l) });
+    expect(readdirSync(d).filter((n) => n.startsWith('m.prom.pending.'))).toHaveLength(MAX_PENDING);
+    expect(warnings.at(-1)).toMatch(/metrics .*EOVERFLOW/);
+  });
+
   test('an unwritable log and metrics path: one warning, nothing thrown', async () => {
     const blocker = fresh('file');
     writeFileSync(blocker, 'not a directory');
