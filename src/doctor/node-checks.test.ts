@@ -113,6 +113,13 @@ describe('running-node checks', () => {
     );
   });
 
+  test('the decision log: a summary; in audit mode with would-denies, a WARN pointing at pullguard log', () => {
+    const decisions = { path: '/var/log/pullguard/decisions.jsonl', total: 12, wouldDeny: 3, denied: 0, last: '2026-12-01T10:00:00.000Z' };
+    expect(by(run({ decisions }), 'WARN')).toEqual([]);
+    const audit = run({ decisions, policy: { ...base.policy!, mode: 'audit' } });
+    expect(by(audit, 'WARN')[0]).toMatch(/12 decision\(s\) in the last 7 days .*3 would-deny: enforce mode would have denied 3 pull\(s\); fix: read `pullguard log --would-deny --since 7d`/);
+  });
+
   test('a policy that denies the sandbox image: FAIL in enforce, WARN in audit', () => {
     const policy = { mode: 'enforce' as const, defaultAction: 'deny' as const, rules: [] };
     expect(by(run({ policy }), 'FAIL')[0]).toMatch(

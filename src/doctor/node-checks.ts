@@ -44,6 +44,8 @@ export interface NodeInput {
     readonly freeBytes?: number;
   }[];
   readonly sandbox: { readonly image: string; readonly where: string };
+  /** What the decision log says about the last 7 days, when there is one. */
+  readonly decisions?: { readonly path: string; readonly total: number; readonly wouldDeny: number; readonly denied: number; readonly last?: string };
   readonly policy?: Pick<Policy, 'rules' | 'defaultAction' | 'mode'>;
 }
 
@@ -55,6 +57,7 @@ export function nodeChecks(n: NodeInput): Check[] {
     checks.push(journalCheck(n));
   }
   checks.push(...n.outputs.map(outputCheck));
+  if (n.decisions) checks.push(decisionsCheck(n.decisions, n.policy?.mode));
   const sandbox = sandboxCheck(n.sandbox, n.policy);
   if (sandbox) checks.push(sandbox);
   return checks;
@@ -204,6 +207,21 @@ function outputCheck(o: NodeInput['outputs'][number]): Check {
     };
   }
   return { status: 'ok', message: `${o.what} ${o.path} is writable` };
+}
+
+/** The audit advice made concrete: what enforce mode would have denied on this node lately. */
+function decisionsCheck(d: NonNullable<NodeInput['decisions']>, mode: 'enforce' | 'audit' | undefined): Check {
+  const summary =
+    `${d.total} decision(s) in the last 7 days in ${d.path}${d.last ? `, the last at ${d.last}` : ''}: ` +
+    `${d.denied} denied, ${d.wouldDeny} would-deny`;
+  if (mode === 'audit' && d.wouldDeny > 0) {
+    return {
+      status: 'WARN',
+      message: `${summary}: enforce mode would have denied ${d.wouldDeny} pull(s)`,
+      fix: 'read `pullguard log --would-deny --since 7d`, fix the images or the policy, then set mode: enforce',
+    };
+  }
+  return { status: 'ok', message: summary };
 }
 
 /** A policy that would deny the pause image breaks every pod on the node, in enforce mode. */

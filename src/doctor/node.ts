@@ -59,7 +59,32 @@ export async function gatherNode(o: NodeOptions): Promise<NodeInput> {
     });
   if (log?.metricsFile) outputs.push({ what: 'metrics file', path: log.metricsFile, ...writable(log.metricsFile) });
   const sandbox = sandboxImageOf(o.eff?.images ?? {}, (k) => o.eff?.origin('images', k));
-  return { socket, daemon, config: { path: o.configPath, files }, journal, outputs, sandbox, policy: o.policy };
+  const decisions = log?.file === false ? undefined : summarizeDecisions(log?.file ?? DEFAULT_DECISION_LOG);
+  return { socket, daemon, config: { path: o.configPath, files }, journal, outputs, sandbox, policy: o.policy, decisions };
+}
+
+/** The last 7 days of the decision log and its rotated files; undefined when there is none. */
+function summarizeDecisions(path: string): NodeInput['decisions'] {
+  const since = Date.now() - 7 * 86_400_000;
+  let found = false;
+  const d = { path, total: 0, wouldDeny: 0, denied: 0, last: undefined as string | undefined };
+  for (const f of logFiles(path)) {
+    let text: string;
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
+    found = true;
+    for (const e of parseEntries(text).entries) {
+      if (Date.parse(e.time) < since) continue;
+      d.total++;
+      if (e.wouldDeny) d.wouldDeny++;
+      if (e.verdict === 'deny') d.denied++;
+      if (!d.last || e.time > d.last) d.last = e.time;
+    }
+  }
+  return found ? d : undefined;
 }
 
 function mtime(path: string): number {

@@ -206,6 +206,7 @@ describe('doctor against this running containerd', () => {
       `ok    the running containerd (pid ${ctd.daemon.pid}) uses ${ctd.configFile}, unchanged since it started: the checks above describe it`,
     );
     expect(lines).toContain(`ok    decision log ${logFile} is writable`);
+    expect(r.stdout).toMatch(/^WARN {2}\d+ decision\(s\) in the last 7 days in .*\d+ would-deny: enforce mode would have denied [1-9]\d* pull\(s\); fix: read `pullguard log --would-deny --since 7d`/m);
     expect(r.stdout).toMatch(
       /^WARN {2}policy .* is in audit mode: .*fix: set mode: enforce once `pullguard log --would-deny --since 7d` shows nothing/m,
     );
