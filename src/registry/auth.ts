@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Deadline } from '../common/deadline.js';
 import { PullguardError } from '../common/errors.js';
+import { canonicalRegistryHost } from '../common/reference.js';
 import type { Endpoint } from './hosts.js';
 import { isLocalhost } from './hosts.js';
 import type { Transport } from './transport.js';
@@ -46,8 +47,7 @@ export function normalizeAuthKey(key: string): string {
   let k = key.trim().toLowerCase().replace(/^[a-z]+:\/\//, '');
   const slash = k.indexOf('/');
   if (slash >= 0) k = k.slice(0, slash);
-  if (k === 'index.docker.io' || k === 'registry-1.docker.io' || k === 'registry.hub.docker.com') k = 'docker.io';
-  return k;
+  return canonicalRegistryHost(k);
 }
 
 export class CredentialStore {

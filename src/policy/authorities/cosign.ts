@@ -2,7 +2,7 @@ import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'no
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import * as z from 'zod/mini';
-import { parseReference, repositoryOf } from '../../common/reference.js';
+import { isRegistryHost, parseReference, repositoryOf } from '../../common/reference.js';
 
 /**
  * The settings of a `cosign:` authority in pullguard's policy, and their compiled form.
@@ -190,7 +190,11 @@ export function checkRepositoryName(s: string): string | undefined {
   try {
     const ref = parseReference(s);
     if (ref.digest || s.endsWith(`:${ref.tag}`)) return `${JSON.stringify(s)} must name a repository, without tag or digest`;
-    return repositoryOf(ref) === s ? undefined : `${JSON.stringify(s)} must be written fully expanded, as ${JSON.stringify(repositoryOf(ref))}`;
+    // Fully expanded means a registry host and the whole path; the host's spelling (case, :443, Docker
+    // Hub aliases) is canonicalized like every image name.
+    const slash = s.indexOf('/');
+    const expanded = slash > 0 && isRegistryHost(s.slice(0, slash)) && s.slice(slash + 1) === ref.path;
+    return expanded ? undefined : `${JSON.stringify(s)} must be written fully expanded, as ${JSON.stringify(repositoryOf(ref))}`;
   } catch (e) {
     return (e as Error).message;
   }

@@ -102,3 +102,15 @@ describe('containers-policy.json translation', () => {
     expect(() => parsePolicyText(`version: 1\ncontainersPolicy: ${cp}\nrules: []\n`, 'native.yaml')).toThrow(/comes from containersPolicy/);
   });
 });
+
+describe('scopes see canonical registry hosts (issue 8 item 1)', () => {
+  test.each(['VM:5214/prod/unsigned:v1', 'Vm:5214/prod/unsigned:v1', 'vm:5214/prod/unsigned:v1'])('a reject scope "vm:5214" rejects %s', (image) => {
+    const text = doc({ 'vm:5214': [{ type: 'reject' }] }, [{ type: 'insecureAcceptAnything' }]);
+    expect(ruleFor(text, image).match?.rule.action).toBe('deny');
+  });
+  test('an upper-case scope and a Docker Hub alias are folded too', () => {
+    const text = doc({ 'VM:5214/prod': [{ type: 'reject' }], 'docker.io/library': [{ type: 'reject' }] }, [{ type: 'insecureAcceptAnything' }]);
+    expect(ruleFor(text, 'vm:5214/prod/app').match?.rule.action).toBe('deny');
+    expect(ruleFor(text, 'registry-1.docker.io/library/nginx').match?.rule.action).toBe('deny');
+  });
+});
