@@ -1,7 +1,7 @@
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import * as z from 'zod/mini';
+import { FileReadError, readRegularFile } from '../../common/files.js';
 import { isRegistryHost, parseReference, repositoryOf } from '../../common/reference.js';
 
 /**
@@ -97,12 +97,10 @@ const MAX_MATERIAL_BYTES = 1024 * 1024;
 export function readMaterial(path: string, what: string): Buffer {
   if (!isAbsolute(path)) throw new MaterialError(`${what} path ${JSON.stringify(path)} must be absolute`);
   try {
-    if (statSync(path).size > MAX_MATERIAL_BYTES) throw new MaterialError(`${what} ${path} is larger than 1 MiB`);
-    return readFileSync(path);
+    return readRegularFile(path, { maxBytes: MAX_MATERIAL_BYTES, code: 'POLICY_INVALID', what });
   } catch (e) {
-    if (e instanceof MaterialError) throw e;
-    const err = e as NodeJS.ErrnoException;
-    throw new MaterialError(`cannot read ${what} ${path}: ${err.code === 'ENOENT' ? 'no such file' : (err.code ?? err.message)}`);
+    if (e instanceof FileReadError) throw new MaterialError(e.errno === 'EFBIG' ? `${what} ${path} ${e.why}` : e.message);
+    throw e;
   }
 }
 
