@@ -24,7 +24,7 @@ export function loadPolicy(path: string): Policy {
     if (isDirectory(path)) return parseNotationDirectory(path);
     text = readRegularText(path, { maxBytes: MAX_POLICY_BYTES, code: 'POLICY_UNREADABLE', what: 'policy' });
   } catch (e) {
-    if (e instanceof FileReadError && e.missing) throw new PullguardError('POLICY_MISSING', `no policy at ${path}`, { path });
+    if (e instanceof FileReadError && e.errno === 'ENOENT') throw new PullguardError('POLICY_MISSING', `no policy at ${path}`, { path });
     if (e instanceof FileReadError && e.errno === 'EFBIG') throw new PullguardError('POLICY_INVALID', e.message, { path });
     throw e;
   }
