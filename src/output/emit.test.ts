@@ -34,7 +34,7 @@ describe('the event line is one plain line that starts with our verdict (issue 8
 describe('the stderr record stays JSON under 32 KiB (issue 8)', () => {
   const junk = (i: number): SignatureResult => ({
     class: 'cosign-bundle',
-    foundVia: 'referrers',
+    foundVia: 'referrers-api',
     repository: '127.0.0.1:5201/prod/app',
     artifact: `sha256:${i.toString(16).padStart(64, '0')}`,
     valid: i === 63,

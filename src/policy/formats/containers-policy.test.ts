@@ -5,7 +5,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, describe, expect, test } from 'vitest';
 import { parseReference } from '../../common/reference.js';
 import { RuleMatcher } from '../match.js';
-import { parsePolicyText } from '../load.js';
+import { loadPolicy, parsePolicyText } from '../load.js';
 import type { CosignSpec } from '../authorities/cosign.js';
 import { looksLikeContainersPolicy, parseContainersPolicy } from './containers-policy.js';
 
@@ -76,7 +76,7 @@ describe('containers-policy.json translation', () => {
   });
 
   test.each([
-    ['signedBy', { 'r.example/a': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/k' }] }, /POLICY_UNSUPPORTED|signedBy/],
+    ['signedBy without a key', { 'r.example/a': [{ type: 'signedBy', keyType: 'GPGKeys' }] }, /exactly one of keyPath, keyPaths and keyData/],
     ['a tag scope', { 'r.example/a:latest': signed() }, /names a tag/],
     ['an unexpanded scope', { busybox: signed() }, /fully expanded/],
     ['two key sources', { 'r.example/a': signed({ keyData: 'AAAA' }) }, /exactly one of/],
@@ -88,9 +88,29 @@ describe('containers-policy.json translation', () => {
     expect(() => parseContainersPolicy(doc(docker), 'p.json')).toThrow(message);
   });
 
-  test('other transports are unsupported, with the reason', () => {
+  test('other transports are ignored, with a note; signedBy scopes deny with the reason', () => {
     const text = JSON.stringify({ default: [{ type: 'reject' }], transports: { 'docker-daemon': { '': [{ type: 'insecureAcceptAnything' }] } } });
-    expect(() => parseContainersPolicy(text, 'p.json')).toThrow(expect.objectContaining({ code: 'POLICY_UNSUPPORTED' }));
+    const p = parseContainersPolicy(text, 'p.json');
+    expect(p.rules).toEqual([]);
+    expect(p.defaultAction).toBe('deny');
+    expect(p.notes).toEqual(['p.json:1: transport "docker-daemon" ignored: containerd pulls only from registries (the docker transport)']);
+  });
+
+  test("Fedora's /etc/containers/policy.json loads (issue 8: a distro policy.json is refused)", () => {
+    const fedora = join(import.meta.dirname, '../../../test/fixtures/containers-policy/fedora-policy.json');
+    const p = loadPolicy(fedora);
+    expect(p.defaultAction).toBe('allow');
+    expect(p.notes).toEqual([
+      `${fedora}:24: transport "docker-daemon" ignored: containerd pulls only from registries (the docker transport)`,
+      'scope registry.access.redhat.com: signedBy (GPG simple signing) cannot be verified by pullguard; its images are denied',
+      'scope registry.redhat.io: signedBy (GPG simple signing) cannot be verified by pullguard; its images are denied',
+    ]);
+    const m = new RuleMatcher(p.rules);
+    const D = `sha256:${'0'.repeat(64)}`;
+    const redhat = m.find(parseReference('registry.redhat.io/ubi9/ubi:latest'), D)!.rule;
+    expect(redhat).toMatchObject({ action: 'deny', message: expect.stringMatching(/requires signedBy \(GPG\) signatures, which pullguard cannot verify/) });
+    expect(m.find(parseReference('Registry.Access.RedHat.com/ubi9'), D)!.rule.action).toBe('deny');
+    expect(m.find(parseReference('quay.io/podman/hello'), D)).toBeUndefined();
   });
 
   test('a native policy can take its rules from a containers-policy.json', () => {

@@ -35,7 +35,7 @@ export function parseNativePolicy(text: string, source: string): Policy {
   const policy = toModel(parsed.data, source);
   if (typeof containersPolicy !== 'string') return policy;
   const imported = loadContainersPolicyFile(containersPolicy, source);
-  return { ...policy, source: `${source} (rules from ${containersPolicy})`, defaultAction: imported.defaultAction, rules: imported.rules };
+  return { ...policy, source: `${source} (rules from ${containersPolicy})`, defaultAction: imported.defaultAction, rules: imported.rules, notes: imported.notes };
 }
 
 function toModel(doc: PolicyDocument, source: string): Policy {
