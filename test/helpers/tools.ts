@@ -27,4 +27,3 @@ export function pullguardBinary(): string {
   return p;
 }
 
-export const SHARED = join(ROOT, '..', 'shared');
