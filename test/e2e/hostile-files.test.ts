@@ -18,7 +18,7 @@ import { putReferrer, startFakeRegistry, type FakeRegistry } from '../helpers/fa
 import { runMeasured, type MeasuredRun } from '../helpers/measure.js';
 import { pullguardBinary } from '../helpers/tools.js';
 
-const bin = process.env.PULLGUARD_BIN ?? pullguardBinary();
+const bin = pullguardBinary();
 const dir = mkdtempSync(join(tmpdir(), 'pg-hostile-'));
 const measured: Record<string, Omit<MeasuredRun, 'stdout' | 'stderr'> & { line: string }> = {};
 afterAll(() => {
