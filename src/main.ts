@@ -12,7 +12,8 @@ function main(): void {
   for (const name of ['stdout', 'stderr'] as const) {
     process[name].on('error', (e: NodeJS.ErrnoException) => {
       closed[name] = true;
-      if (e.code !== 'EPIPE' && name === 'stdout' && !closed.stderr) process.stderr.write(`pullguard: cannot write to stdout: ${e.code ?? e.message}\n`);
+      if (e.code === 'EPIPE' || name === 'stderr' || closed.stderr) return;
+      process.stderr.write(`pullguard: cannot write to stdout: ${e.code ?? e.message}\n`);
     });
   }
   const run = looksLikeVerifierInvocation(argv)

@@ -53,7 +53,8 @@ export function readRegularFile(path: string, opts: ReadFileOptions): Buffer {
   try {
     resolved = realpathSync(path);
     const kind = fileKind(statSync(resolved));
-    if (kind !== 'regular file') fail('ENOTREG', `is a ${kind}, not a regular file${resolved !== path ? ` (${resolved})` : ''}`);
+    const via = resolved !== path ? ` (${resolved})` : '';
+    if (kind !== 'regular file') fail('ENOTREG', `is a ${kind}, not a regular file${via}`);
   } catch (e) {
     if (e instanceof FileReadError) throw e;
     return fail(errnoOf(e), describeErrno(e));

@@ -71,7 +71,8 @@ export function splitRepository(name: string): { domain: string; path: string } 
   const hasHost = slash >= 0 && isRegistryHost(first);
   const domain = hasHost ? canonicalRegistryHost(first) : DOCKER_DOMAIN;
   let path = hasHost ? name.slice(slash + 1) : name;
-  if (domain === DOCKER_DOMAIN && path.length > 0 && !path.includes('/') && !path.includes('*')) path = `library/${path}`;
+  const official = domain === DOCKER_DOMAIN && path.length > 0 && !path.includes('/') && !path.includes('*');
+  if (official) path = `library/${path}`;
   return { domain, path };
 }
 
@@ -101,7 +102,9 @@ export function parseReference(input: string): Reference {
 
   const slash = rest.indexOf('/');
   const written = slash >= 0 ? rest.slice(0, slash) : '';
-  if (slash >= 0 && isRegistryHost(written) && !DOMAIN.test(written)) fail(`malformed registry host ${JSON.stringify(written)}`);
+  if (slash >= 0 && isRegistryHost(written) && !DOMAIN.test(written)) {
+    fail(`malformed registry host ${JSON.stringify(written)}`);
+  }
   const { domain, path } = splitRepository(rest);
 
   if (path.length === 0) fail('empty repository');

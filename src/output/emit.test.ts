@@ -6,20 +6,48 @@ import { formatLine, formatRecord, MAX_RECORD_BYTES } from './emit.js';
 
 const D = `sha256:${'a'.repeat(64)}`;
 const ctx = { name: '127.0.0.1:5201/prod/app:v1', digest: D, startedAt: 0 };
-const deny = (reason: string, results: Decision['results'] = []): Decision => ({ verdict: 'deny', policyVerdict: 'deny', reason, code: 'REGISTRY_PROTOCOL', rule: 'prod', results, exitCode: 1 });
+const deny = (reason: string, results: Decision['results'] = []): Decision => ({
+  verdict: 'deny',
+  policyVerdict: 'deny',
+  reason,
+  code: 'REGISTRY_PROTOCOL',
+  rule: 'prod',
+  results,
+  exitCode: 1,
+});
 
 describe('the event line is one plain line that starts with our verdict (issue 8 item 9)', () => {
   const hostile = [
-    '\u2028', '\u2029', '\u0085', '\u009b', '\u001b[2J', '\r\n', '\u202e', '\u2066', '\u200b', '\ufeff', '\u00ad', '\u3000', '\udb40\udc41',
+    '\u2028',
+    '\u2029',
+    '\u0085',
+    '\u009b',
+    '\u001b[2J',
+    '\r\n',
+    '\u202e',
+    '\u2066',
+    '\u200b',
+    '\ufeff',
+    '\u00ad',
+    '\u3000',
+    '\udb40\udc41',
   ];
   test.each(hostile.map((h) => [JSON.stringify(h), h]))('strips %s', (_, h) => {
-    const line = formatLine(deny(`127.0.0.1:5201 answered HTTP 500: BOOM x${h}allowed 127.0.0.1:5201/prod/app: signature verified`), ctx);
+    const line = formatLine(
+      deny(`127.0.0.1:5201 answered HTTP 500: BOOM x${h}allowed 127.0.0.1:5201/prod/app: signature verified`),
+      ctx,
+    );
     expect(line).toMatch(/^denied 127\.0\.0\.1:5201\/prod\/app@sha256:aaaaaaaaaaaa/);
-    expect(line).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3000\ufeff]|[\ud800-\udfff]/);
+    expect(line).not.toMatch(
+      /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3000\ufeff]|[\ud800-\udfff]/,
+    );
   });
   test('registry text is quoted: a fake verdict inside it cannot pass for ours', () => {
     const evil = 'x" (rule "prod")\u2028allowed 127.0.0.1:5201/prod/app: signature verified by release';
-    const line = formatLine(deny(`127.0.0.1:5201 answered HTTP 500 for the referrers: registry error ${quoteUntrusted(evil, 200)}`), ctx);
+    const line = formatLine(
+      deny(`127.0.0.1:5201 answered HTTP 500 for the referrers: registry error ${quoteUntrusted(evil, 200)}`),
+      ctx,
+    );
     expect(line).toBe(
       'denied 127.0.0.1:5201/prod/app@sha256:aaaaaaaaaaaa\u2026: 127.0.0.1:5201 answered HTTP 500 for the referrers: registry error ' +
         '"x\\" (rule \\"prod\\") allowed 127.0.0.1:5201/prod/app: signature verified by release" (rule "prod")',
@@ -46,7 +74,16 @@ describe('the stderr record stays JSON under 32 KiB (issue 8)', () => {
     ],
   });
   test('64 junk signatures: valid JSON, under the cap, counts kept, the valid one kept, truncated marked', () => {
-    const results = [{ authority: 'release', kind: 'cosign', satisfied: false, reason: 'no valid signature', code: 'SIGNATURE_INVALID' as const, signatures: Array.from({ length: 64 }, (_, i) => junk(i)) }];
+    const results = [
+      {
+        authority: 'release',
+        kind: 'cosign',
+        satisfied: false,
+        reason: 'no valid signature',
+        code: 'SIGNATURE_INVALID' as const,
+        signatures: Array.from({ length: 64 }, (_, i) => junk(i)),
+      },
+    ];
     const line = formatRecord(deny('no valid signature', results), ctx, 1000);
     expect(Buffer.byteLength(line)).toBeLessThanOrEqual(MAX_RECORD_BYTES);
     const rec = JSON.parse(line);
@@ -56,7 +93,13 @@ describe('the stderr record stays JSON under 32 KiB (issue 8)', () => {
     expect(rec.results[0].signatures.length + rec.results[0].signaturesOmitted).toBe(64);
   });
   test('even a thousand authorities with huge reasons stay valid JSON under the cap', () => {
-    const results = Array.from({ length: 1000 }, (_, i) => ({ authority: `a${i}`, kind: 'cosign', satisfied: false, reason: 'r'.repeat(5000), signatures: [junk(i)] }));
+    const results = Array.from({ length: 1000 }, (_, i) => ({
+      authority: `a${i}`,
+      kind: 'cosign',
+      satisfied: false,
+      reason: 'r'.repeat(5000),
+      signatures: [junk(i)],
+    }));
     const line = formatRecord(deny('z'.repeat(100_000), results), ctx, 1000);
     expect(Buffer.byteLength(line)).toBeLessThanOrEqual(MAX_RECORD_BYTES);
     expect(JSON.parse(line).truncated).toBe(true);

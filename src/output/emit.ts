@@ -66,7 +66,8 @@ export function formatRecord(decision: Decision, ctx: RunContext, now: number = 
   }
   const results = decision.results.slice(0, 16).map((r) => ({ ...trimResult(r, 0), reason: clip(r.reason, 256) }));
   const line = toJsonLine({ ...shortBase, results, resultsOmitted: decision.results.length - results.length });
-  return Buffer.byteLength(line) <= MAX_RECORD_BYTES ? line : toJsonLine({ ...shortBase, results: [], resultsOmitted: decision.results.length });
+  if (Buffer.byteLength(line) <= MAX_RECORD_BYTES) return line;
+  return toJsonLine({ ...shortBase, results: [], resultsOmitted: decision.results.length });
 }
 
 /** One authority's result with at most `keep` signatures, none of their per-check detail, and counts. */

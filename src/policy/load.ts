@@ -24,8 +24,9 @@ export function loadPolicy(path: string): Policy {
     if (isDirectory(path)) return parseNotationDirectory(path);
     text = readRegularText(path, { maxBytes: MAX_POLICY_BYTES, code: 'POLICY_UNREADABLE', what: 'policy' });
   } catch (e) {
-    if (e instanceof FileReadError && e.errno === 'ENOENT') throw new PullguardError('POLICY_MISSING', `no policy at ${path}`, { path });
-    if (e instanceof FileReadError && e.errno === 'EFBIG') throw new PullguardError('POLICY_INVALID', e.message, { path });
+    if (!(e instanceof FileReadError)) throw e;
+    if (e.errno === 'ENOENT') throw new PullguardError('POLICY_MISSING', `no policy at ${path}`, { path });
+    if (e.errno === 'EFBIG') throw new PullguardError('POLICY_INVALID', e.message, { path });
     throw e;
   }
   return parsePolicyText(text, path);

@@ -1,5 +1,11 @@
 import { isDigest } from '../common/digest.js';
-import { canonicalRegistryHost, isRegistryHost, repositoryOf, splitRepository, type Reference } from '../common/reference.js';
+import {
+  canonicalRegistryHost,
+  isRegistryHost,
+  repositoryOf,
+  splitRepository,
+  type Reference,
+} from '../common/reference.js';
 import type { Rule } from './model.js';
 
 /**

@@ -96,7 +96,8 @@ export class CredentialStore {
       } catch (e) {
         if (!(e instanceof FileReadError)) throw e;
         if (path === this.policyPath) {
-          throw new PullguardError('POLICY_INVALID', `cannot read docker config ${path} named by registry.dockerConfig: ${e.why}`, { path });
+          const message = `cannot read docker config ${path} named by registry.dockerConfig: ${e.why}`;
+          throw new PullguardError('POLICY_INVALID', message, { path });
         }
         if (!e.missing) this.notes.push(`skipped docker config ${path}: ${e.why}`);
         continue;

@@ -125,11 +125,14 @@ class MissingConfig extends PullguardError {}
 function readContainerdToml(path: string): Record<string, unknown> {
   let text: string;
   try {
-    text = readRegularText(path, { maxBytes: MAX_CONFIG_FILE_BYTES, code: 'CONTAINERD_CONFIG', what: 'containerd config' });
+    const opts = { maxBytes: MAX_CONFIG_FILE_BYTES, code: 'CONTAINERD_CONFIG', what: 'containerd config' } as const;
+    text = readRegularText(path, opts);
   } catch (e) {
     if (!(e instanceof FileReadError)) throw e;
     const Err = e.errno === 'ENOENT' ? MissingConfig : PullguardError;
-    throw new Err('CONTAINERD_CONFIG', `cannot read containerd config ${path}: ${e.errno === 'ENOENT' ? 'ENOENT' : e.why}; fix registry.containerdConfig in the policy`, { path });
+    const why = e.errno === 'ENOENT' ? 'ENOENT' : e.why;
+    const message = `cannot read containerd config ${path}: ${why}; fix registry.containerdConfig in the policy`;
+    throw new Err('CONTAINERD_CONFIG', message, { path });
   }
   try {
     return parseToml(text) as Record<string, unknown>;

@@ -218,7 +218,8 @@ export class Transport {
           return readRegularFile(file, { maxBytes: 1024 * 1024, code: 'CONTAINERD_CONFIG', what });
         } catch (e) {
           if (!(e instanceof FileReadError)) throw e;
-          throw new PullguardError('CONTAINERD_CONFIG', `cannot read ${what} ${file} named in ${endpoint.source}: ${e.why}`);
+          const message = `cannot read ${what} ${file} named in ${endpoint.source}: ${e.why}`;
+          throw new PullguardError('CONTAINERD_CONFIG', message);
         }
       };
       // containerd appends hosts.toml CAs to the system pool; node's `ca` replaces it, so add the roots back.

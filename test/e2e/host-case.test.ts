@@ -23,7 +23,12 @@ let app: PushedImage;
 
 /** Docker Hub's other names: containerd pulls `registry-1.docker.io/library/x` from Docker Hub itself. */
 const HUB = ['docker.io', 'registry-1.docker.io'];
-const SPELLINGS = ['registry.pullguard.test', 'Registry.Pullguard.Test', 'REGISTRY.PULLGUARD.TEST', 'registry.pullguard.test:443'];
+const SPELLINGS = [
+  'registry.pullguard.test',
+  'Registry.Pullguard.Test',
+  'REGISTRY.PULLGUARD.TEST',
+  'registry.pullguard.test:443',
+];
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'pg-case-'));
@@ -35,7 +40,10 @@ beforeAll(async () => {
   // containerd looks hosts.toml up under the host exactly as written; each spelling gets one, all
   // pointing at the one registry.
   for (const host of [...SPELLINGS, ...HUB]) {
-    ctd.writeHostsToml(host, `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`);
+    ctd.writeHostsToml(
+      host,
+      `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`,
+    );
   }
   cri = criClient(ctd.socket);
 });
@@ -49,13 +57,19 @@ afterAll(async () => {
 
 describe('a lower-case rule catches every spelling of the registry host containerd pulls', () => {
   it('control: with the default allow, the image pulls under its own address', async () => {
-    writeFileSync(policy, 'version: 1\ndefault: allow\nrules:\n  - {name: prod, match: "registry.pullguard.test/prod/**", action: deny}\n');
+    writeFileSync(
+      policy,
+      'version: 1\ndefault: allow\nrules:\n  - {name: prod, match: "registry.pullguard.test/prod/**", action: deny}\n',
+    );
     await cri.pullImage(app.ref);
     expect(await ctd.waitForRecord((r) => r.name === app.ref)).toMatchObject({ verdict: 'allow' });
   });
 
   it.each(SPELLINGS.map((h) => [h]))('native rule: %s/prod/app is denied by rule "prod"', async (host) => {
-    writeFileSync(policy, 'version: 1\ndefault: allow\nrules:\n  - {name: prod, match: "registry.pullguard.test/prod/**", action: deny}\n');
+    writeFileSync(
+      policy,
+      'version: 1\ndefault: allow\nrules:\n  - {name: prod, match: "registry.pullguard.test/prod/**", action: deny}\n',
+    );
     const name = `${host}/prod/app:v1`;
     const err = await pullError(cri, name);
     expect(err, `containerd pulled ${name}`).toBeInstanceOf(CriError);
@@ -64,17 +78,26 @@ describe('a lower-case rule catches every spelling of the registry host containe
   });
 
   it.each(SPELLINGS.map((h) => [h]))('containers-policy.json scope: %s/prod/app is rejected', async (host) => {
-    const doc = { default: [{ type: 'insecureAcceptAnything' }], transports: { docker: { 'registry.pullguard.test': [{ type: 'reject' }] } } };
+    const doc = {
+      default: [{ type: 'insecureAcceptAnything' }],
+      transports: { docker: { 'registry.pullguard.test': [{ type: 'reject' }] } },
+    };
     writeFileSync(policy, JSON.stringify(doc));
     const err = await pullError(cri, `${host}/prod/app:v1`);
     expect(err).toBeInstanceOf(CriError);
     expect(err!.details).toContain('rejected by containers policy scope docker:registry.pullguard.test');
   });
 
-  it.each([['registry-1.docker.io/library/hub:v1'], ['index.docker.io/library/hub:v1'], ['hub:v1']])('Docker Hub alias: %s is denied by the docker.io rule', async (name) => {
-    writeFileSync(policy, 'version: 1\ndefault: allow\nrules:\n  - {name: hub, match: "docker.io/library/**", action: deny}\n');
-    const err = await pullError(cri, name);
-    expect(err, `containerd pulled ${name}`).toBeInstanceOf(CriError);
-    expect(err!.details).toContain('denied by policy (rule "hub")');
-  });
+  it.each([['registry-1.docker.io/library/hub:v1'], ['index.docker.io/library/hub:v1'], ['hub:v1']])(
+    'Docker Hub alias: %s is denied by the docker.io rule',
+    async (name) => {
+      writeFileSync(
+        policy,
+        'version: 1\ndefault: allow\nrules:\n  - {name: hub, match: "docker.io/library/**", action: deny}\n',
+      );
+      const err = await pullError(cri, name);
+      expect(err, `containerd pulled ${name}`).toBeInstanceOf(CriError);
+      expect(err!.details).toContain('denied by policy (rule "hub")');
+    },
+  );
 });

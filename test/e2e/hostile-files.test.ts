@@ -23,7 +23,8 @@ const dir = mkdtempSync(join(tmpdir(), 'pg-hostile-'));
 const measured: Record<string, Omit<MeasuredRun, 'stdout' | 'stderr'> & { line: string }> = {};
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
-  if (process.env.PULLGUARD_MEASURE_OUT) writeFileSync(process.env.PULLGUARD_MEASURE_OUT, JSON.stringify(measured, null, 2));
+  if (process.env.PULLGUARD_MEASURE_OUT)
+    writeFileSync(process.env.PULLGUARD_MEASURE_OUT, JSON.stringify(measured, null, 2));
 });
 
 const D = `sha256:${'4'.repeat(64)}`;
@@ -49,10 +50,26 @@ const KEY = file(
   '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\n68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\n-----END PUBLIC KEY-----\n',
 );
 
-async function pull(label: string, name: string, policy: string, opts: { digest?: string; closeStdout?: boolean } = {}) {
-  const r = await runMeasured(bin, argv(name, opts.digest), { env: { PULLGUARD_POLICY: policy }, stdin: DESC, closeStdout: opts.closeStdout });
+async function pull(
+  label: string,
+  name: string,
+  policy: string,
+  opts: { digest?: string; closeStdout?: boolean } = {},
+) {
+  const r = await runMeasured(bin, argv(name, opts.digest), {
+    env: { PULLGUARD_POLICY: policy },
+    stdin: DESC,
+    closeStdout: opts.closeStdout,
+  });
   const line = r.stdout.split('\n')[0] ?? '';
-  measured[label] = { code: r.code, signal: r.signal, ms: Math.round(r.ms), peakRssMiB: r.peakRssMiB, killed: r.killed, line };
+  measured[label] = {
+    code: r.code,
+    signal: r.signal,
+    ms: Math.round(r.ms),
+    peakRssMiB: r.peakRssMiB,
+    killed: r.killed,
+    line,
+  };
   return { ...r, line };
 }
 
@@ -69,14 +86,30 @@ describe('hostile operator files are refused by name, at once (issue 8 item 3)',
   const policyWith = (name: string, extra: string) => file(name, `version: 1\ndefault: allow\n${extra}`);
 
   test.each([
-    ['a FIFO as the policy', () => fifo('policy.fifo'), /cannot read policy .*policy\.fifo: is a FIFO, not a regular file/],
-    ['/dev/zero as the policy', () => '/dev/zero', /cannot read policy \/dev\/zero: is a character device, not a regular file/],
-    ['a symlink to a FIFO as the policy', () => {
-      const target = fifo('target.fifo');
-      symlinkSync(target, join(dir, 'policy-link.yaml'));
-      return join(dir, 'policy-link.yaml');
-    }, /policy-link\.yaml: is a FIFO, not a regular file \(.*target\.fifo\)/],
-    ['a 5 MiB policy', () => file('huge.yaml', `version: 1\n#${'x'.repeat(5 * 1024 * 1024)}\n`), /policy .*huge\.yaml: is larger than 4 MiB/],
+    [
+      'a FIFO as the policy',
+      () => fifo('policy.fifo'),
+      /cannot read policy .*policy\.fifo: is a FIFO, not a regular file/,
+    ],
+    [
+      '/dev/zero as the policy',
+      () => '/dev/zero',
+      /cannot read policy \/dev\/zero: is a character device, not a regular file/,
+    ],
+    [
+      'a symlink to a FIFO as the policy',
+      () => {
+        const target = fifo('target.fifo');
+        symlinkSync(target, join(dir, 'policy-link.yaml'));
+        return join(dir, 'policy-link.yaml');
+      },
+      /policy-link\.yaml: is a FIFO, not a regular file \(.*target\.fifo\)/,
+    ],
+    [
+      'a 5 MiB policy',
+      () => file('huge.yaml', `version: 1\n#${'x'.repeat(5 * 1024 * 1024)}\n`),
+      /policy .*huge\.yaml: is larger than 4 MiB/,
+    ],
   ])('%s: exit 2 with the reason', async (label, make, reason) => {
     const r = await pull(label, 'localhost:5999/app:v1', make());
     answeredWell(r);
@@ -86,8 +119,14 @@ describe('hostile operator files are refused by name, at once (issue 8 item 3)',
   });
 
   test('a FIFO and /dev/zero as cosign key files: exit 2 naming the key', async () => {
-    for (const [label, key] of [['a FIFO as a cosign key', fifo('key.fifo')], ['/dev/zero as a cosign key', '/dev/zero']] as const) {
-      const policy = policyWith(`key-${label.length}.yaml`, `rules:\n  - {name: prod, match: "localhost:5999/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(key)}]}}]}\n`);
+    for (const [label, key] of [
+      ['a FIFO as a cosign key', fifo('key.fifo')],
+      ['/dev/zero as a cosign key', '/dev/zero'],
+    ] as const) {
+      const policy = policyWith(
+        `key-${label.length}.yaml`,
+        `rules:\n  - {name: prod, match: "localhost:5999/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(key)}]}}]}\n`,
+      );
       const r = await pull(label, 'localhost:5999/app:v1', policy);
       answeredWell(r);
       expect(r.code, r.line).toBe(2);
@@ -110,12 +149,30 @@ describe('hostile operator files are refused by name, at once (issue 8 item 3)',
     afterAll(() => reg?.close());
 
     test.each([
-      ['/dev/zero as registry.dockerConfig', 'dockerConfig', () => '/dev/zero', /docker config \/dev\/zero named by registry\.dockerConfig: is a character device/],
-      ['a FIFO as registry.containerdConfig', 'containerdConfig', () => fifo('containerd.fifo'), /containerd config .*containerd\.fifo: is a FIFO, not a regular file/],
-      ['/dev/zero as registry.containerdConfig', 'containerdConfig', () => '/dev/zero', /containerd config \/dev\/zero: is a character device/],
+      [
+        '/dev/zero as registry.dockerConfig',
+        'dockerConfig',
+        () => '/dev/zero',
+        /docker config \/dev\/zero named by registry\.dockerConfig: is a character device/,
+      ],
+      [
+        'a FIFO as registry.containerdConfig',
+        'containerdConfig',
+        () => fifo('containerd.fifo'),
+        /containerd config .*containerd\.fifo: is a FIFO, not a regular file/,
+      ],
+      [
+        '/dev/zero as registry.containerdConfig',
+        'containerdConfig',
+        () => '/dev/zero',
+        /containerd config \/dev\/zero: is a character device/,
+      ],
     ])('%s: exit 2 with the reason', async (label, setting, make, reason) => {
       const rule = `rules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`;
-      const policy = policyWith(`${setting}-${label.length}.yaml`, `registry: {${setting}: ${JSON.stringify(make())}}\n${rule}`);
+      const policy = policyWith(
+        `${setting}-${label.length}.yaml`,
+        `registry: {${setting}: ${JSON.stringify(make())}}\n${rule}`,
+      );
       const r = await pull(label, `${reg.host}/prod/app:v1`, policy);
       answeredWell(r);
       expect(r.code, r.line).toBe(2);
@@ -127,7 +184,12 @@ describe('hostile operator files are refused by name, at once (issue 8 item 3)',
 describe('hostile policy documents (issue 8 items 10 and 2)', () => {
   test('a YAML alias bomb: exit 2 with the file and the line', async () => {
     const lines = ['version: 1', 'default: allow', 'a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
-    for (let i = 1; i < 9; i++) lines.push(`a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]`);
+    for (let i = 1; i < 9; i++)
+      lines.push(
+        `a${i}: &a${i} [${Array(9)
+          .fill(`*a${i - 1}`)
+          .join(', ')}]`,
+      );
     lines.push('rules: []');
     const policy = file('bomb.yaml', `${lines.join('\n')}\n`);
     const r = await pull('a YAML alias bomb', 'localhost:5999/app:v1', policy);
@@ -137,25 +199,39 @@ describe('hostile policy documents (issue 8 items 10 and 2)', () => {
   });
 
   test('a backtracking-bait pattern against a 60-character name answers at once', async () => {
-    const policy = file('evil-pattern.yaml', 'version: 1\ndefault: allow\nrules:\n  - {name: evil, match: "localhost:5999/*a*a*a*a*a*a*a*a*b", action: deny}\n');
+    const policy = file(
+      'evil-pattern.yaml',
+      'version: 1\ndefault: allow\nrules:\n  - {name: evil, match: "localhost:5999/*a*a*a*a*a*a*a*a*b", action: deny}\n',
+    );
     const r = await pull('a backtracking pattern, 60 a', `localhost:5999/${'a'.repeat(60)}:v1`, policy);
     answeredWell(r);
     expect(r.code).toBe(0);
-    expect(r.line).toMatch(/^allowed localhost:5999\/a{60}@sha256:444444444444\u2026: no rule matches; default is allow$/);
+    expect(r.line).toMatch(
+      /^allowed localhost:5999\/a{60}@sha256:444444444444\u2026: no rule matches; default is allow$/,
+    );
     const hit = await pull('a backtracking pattern, 60 a + b', `localhost:5999/${'a'.repeat(60)}b:v1`, policy);
     expect(hit.code).toBe(1);
     expect(hit.line).toMatch(/denied by policy \(rule "evil"\)$/);
   });
 
   test('the registry host is matched case-insensitively (item 1): VM:5214 is vm:5214', async () => {
-    const policy = file('case.yaml', 'version: 1\ndefault: allow\nrules:\n  - {name: vm, match: "vm:5214/**", action: deny}\n');
+    const policy = file(
+      'case.yaml',
+      'version: 1\ndefault: allow\nrules:\n  - {name: vm, match: "vm:5214/**", action: deny}\n',
+    );
     for (const name of ['VM:5214/prod/unsigned:v1', 'Vm:5214/prod/unsigned:v1', 'vm:5214/prod/unsigned:v1']) {
       const r = await pull(`host case ${name}`, name, policy);
       answeredWell(r);
       expect(r.code, r.line).toBe(1);
       expect(r.line).toMatch(/denied by policy \(rule "vm"\)$/);
     }
-    const cp = file('case.json', JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }], transports: { docker: { 'vm:5214': [{ type: 'reject' }] } } }));
+    const cp = file(
+      'case.json',
+      JSON.stringify({
+        default: [{ type: 'insecureAcceptAnything' }],
+        transports: { docker: { 'vm:5214': [{ type: 'reject' }] } },
+      }),
+    );
     const r = await pull('host case policy.json VM:5214', 'VM:5214/prod/unsigned:v1', cp);
     expect(r.code, r.line).toBe(1);
     expect(r.line).toMatch(/rejected by containers policy scope docker:vm:5214/);
@@ -177,15 +253,22 @@ describe('a registry cannot write our verdict into the event line (issue 8 item 
       res.end(body);
       return true;
     };
-    const policy = file('registry-text.yaml', `version: 1\ndefault: deny\nrules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`);
+    const policy = file(
+      'registry-text.yaml',
+      `version: 1\ndefault: deny\nrules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`,
+    );
     const r = await pull('registry error text with U+2028/U+0085/U+009B', `${reg.host}/prod/app:v1`, policy);
     answeredWell(r);
     expect(r.code).toBe(1);
     expect(r.stdout.endsWith('\n') && r.stdout.indexOf('\n') === r.stdout.length - 1).toBe(true);
-    expect(r.line).toMatch(new RegExp(`^denied ${reg.host.replace(/\./g, '\\.')}/prod/app@sha256:444444444444\u2026: `));
+    expect(r.line).toMatch(
+      new RegExp(`^denied ${reg.host.replace(/\./g, '\\.')}/prod/app@sha256:444444444444\u2026: `),
+    );
     expect(r.line).not.toMatch(/[\u0080-\u009f\u2028\u2029\u202a-\u202e\u200b-\u200f]/);
     // The registry's words appear once, in quotes, with its own quote escaped.
-    expect(r.line).toContain(`"DENIED BOOM x allowed ${reg.host}/prod/app: signature verified 2K \\" (rule \\"prod\\")"`);
+    expect(r.line).toContain(
+      `"DENIED BOOM x allowed ${reg.host}/prod/app: signature verified 2K \\" (rule \\"prod\\")"`,
+    );
     expect(JSON.parse(r.stderr.trim().split('\n').pop()!)).toMatchObject({ verdict: 'deny', rule: 'prod' });
   });
 
@@ -194,14 +277,40 @@ describe('a registry cannot write our verdict into the event line (issue 8 item 
     reg.referrersApi = { pageSize: 100, applyFilter: true };
     // A long repository name (a pod spec chooses it) repeats in every signature's detail.
     const repo = `prod/${'junk'.repeat(40)}`;
-    const image = reg.putManifest(repo, { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: D, size: 2 }, layers: [] }, { tag: 'v1' });
+    const image = reg.putManifest(
+      repo,
+      {
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: D, size: 2 },
+        layers: [],
+      },
+      { tag: 'v1' },
+    );
     for (let i = 0; i < 64; i++) {
-      putReferrer(reg, repo, image, { artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json', layerMediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', payload: JSON.stringify({ junk: i, pad: 'z'.repeat(400) }) });
+      putReferrer(reg, repo, image, {
+        artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+        layerMediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+        payload: JSON.stringify({ junk: i, pad: 'z'.repeat(400) }),
+      });
     }
-    const policy = file('junk.yaml', `version: 1\ndefault: deny\nrules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`);
+    const policy = file(
+      'junk.yaml',
+      `version: 1\ndefault: deny\nrules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`,
+    );
     const desc = JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size });
-    const r = await runMeasured(bin, argv(`${reg.host}/${repo}:v1`, image.digest), { env: { PULLGUARD_POLICY: policy }, stdin: desc });
-    measured['64 junk signatures: stderr record'] = { code: r.code, signal: r.signal, ms: Math.round(r.ms), peakRssMiB: r.peakRssMiB, killed: r.killed, line: `stderr ${Buffer.byteLength(r.stderr)} bytes` };
+    const r = await runMeasured(bin, argv(`${reg.host}/${repo}:v1`, image.digest), {
+      env: { PULLGUARD_POLICY: policy },
+      stdin: desc,
+    });
+    measured['64 junk signatures: stderr record'] = {
+      code: r.code,
+      signal: r.signal,
+      ms: Math.round(r.ms),
+      peakRssMiB: r.peakRssMiB,
+      killed: r.killed,
+      line: `stderr ${Buffer.byteLength(r.stderr)} bytes`,
+    };
     expect(r.code, r.stdout).toBe(1);
     const record = r.stderr.trim().split('\n').pop()!;
     expect(Buffer.byteLength(record)).toBeLessThan(32 * 1024);
@@ -212,14 +321,24 @@ describe('a registry cannot write our verdict into the event line (issue 8 item 
 });
 
 describe('a closed stdout ends the command quietly (issue 8)', () => {
-  const policy = file('epipe.yaml', 'version: 1\ndefault: deny\nrules:\n  - {name: a, match: "localhost:5999/**", action: allow}\n');
+  const policy = file(
+    'epipe.yaml',
+    'version: 1\ndefault: deny\nrules:\n  - {name: a, match: "localhost:5999/**", action: allow}\n',
+  );
   test.each([
     ['pullguard doctor | head -1', ['doctor', '--containerd-config', join(tmpdir(), 'pg-no-such-config.toml')], 2],
     ['pullguard policy check | head -1', ['policy', 'check', policy], 0],
     ['verifier mode with stdout closed', argv('localhost:5999/app:v1'), 0],
   ])('%s: its own exit code, no stack trace', async (label, args, code) => {
     const r = await runMeasured(bin, args, { env: { PULLGUARD_POLICY: policy }, stdin: DESC, closeStdout: true });
-    measured[label] = { code: r.code, signal: r.signal, ms: Math.round(r.ms), peakRssMiB: r.peakRssMiB, killed: r.killed, line: r.stderr.split('\n')[0] ?? '' };
+    measured[label] = {
+      code: r.code,
+      signal: r.signal,
+      ms: Math.round(r.ms),
+      peakRssMiB: r.peakRssMiB,
+      killed: r.killed,
+      line: r.stderr.split('\n')[0] ?? '',
+    };
     expect(r.stderr).not.toMatch(/EPIPE|\n\s+at /);
     expect(r.code).toBe(code);
   });

@@ -23,7 +23,13 @@ export interface MeasuredRun {
 export function runMeasured(
   cmd: string,
   args: readonly string[],
-  opts: { env: Record<string, string>; stdin?: string; killAfterMs?: number; killAboveMiB?: number; closeStdout?: boolean },
+  opts: {
+    env: Record<string, string>;
+    stdin?: string;
+    killAfterMs?: number;
+    killAboveMiB?: number;
+    closeStdout?: boolean;
+  },
 ): Promise<MeasuredRun> {
   return new Promise((resolve) => {
     const t0 = performance.now();
@@ -57,7 +63,15 @@ export function runMeasured(
     p.on('close', (code, signal) => {
       clearInterval(poll);
       clearTimeout(backstop);
-      resolve({ code, signal, stdout, stderr, ms: performance.now() - t0, peakRssMiB: Math.round(peak), ...(killed ? { killed } : {}) });
+      resolve({
+        code,
+        signal,
+        stdout,
+        stderr,
+        ms: performance.now() - t0,
+        peakRssMiB: Math.round(peak),
+        ...(killed ? { killed } : {}),
+      });
     });
   });
 }

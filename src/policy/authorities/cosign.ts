@@ -99,8 +99,8 @@ export function readMaterial(path: string, what: string): Buffer {
   try {
     return readRegularFile(path, { maxBytes: MAX_MATERIAL_BYTES, code: 'POLICY_INVALID', what });
   } catch (e) {
-    if (e instanceof FileReadError) throw new MaterialError(e.errno === 'EFBIG' ? `${what} ${path} ${e.why}` : e.message);
-    throw e;
+    if (!(e instanceof FileReadError)) throw e;
+    throw new MaterialError(e.errno === 'EFBIG' ? `${what} ${path} ${e.why}` : e.message);
   }
 }
 
@@ -192,7 +192,8 @@ export function checkRepositoryName(s: string): string | undefined {
     // Hub aliases) is canonicalized like every image name.
     const slash = s.indexOf('/');
     const expanded = slash > 0 && isRegistryHost(s.slice(0, slash)) && s.slice(slash + 1) === ref.path;
-    return expanded ? undefined : `${JSON.stringify(s)} must be written fully expanded, as ${JSON.stringify(repositoryOf(ref))}`;
+    if (expanded) return undefined;
+    return `${JSON.stringify(s)} must be written fully expanded, as ${JSON.stringify(repositoryOf(ref))}`;
   } catch (e) {
     return (e as Error).message;
   }

@@ -77,9 +77,10 @@ export function parseContainersPolicy(text: string, source: string): Policy {
   if (root.transports !== undefined) {
     if (!isObject(root.transports)) throw invalid(['transports'], '"transports" must be an object');
     for (const [transport, scopes] of Object.entries(root.transports)) {
-      if (!isObject(scopes)) throw invalid(['transports', transport], 'a transport must map scopes to requirement arrays');
+      const at = ['transports', transport];
+      if (!isObject(scopes)) throw invalid(at, 'a transport must map scopes to requirement arrays');
       if (transport !== 'docker') {
-        notes.push(`${where(['transports', transport])}: transport "${transport}" ignored: containerd pulls only from registries (the docker transport)`);
+        notes.push(`${where(at)}: transport "${transport}" ignored: containerd pulls only from registries (the docker transport)`);
         continue;
       }
       for (const [scope, reqs] of Object.entries(scopes)) {
@@ -98,14 +99,20 @@ export function parseContainersPolicy(text: string, source: string): Policy {
   // sees nothing else, so then the global default never applies.
   let defaultAction: Policy['defaultAction'] = 'deny';
   const fallback = dockerDefault ?? defaultReqs;
-  for (const r of rules) if (r.unverifiable) notes.push(`scope ${r.name.slice('docker:'.length)}: ${UNVERIFIABLE}; its images are denied`);
-  if (fallback.some((r) => r.type === 'signedBy')) notes.push(`${dockerDefault ? 'the docker transport default' : 'default'}: ${UNVERIFIABLE}; images no scope covers are denied`);
+  for (const r of rules) {
+    if (r.unverifiable) notes.push(`scope ${r.name.slice('docker:'.length)}: ${UNVERIFIABLE}; its images are denied`);
+  }
+  if (fallback.some((r) => r.type === 'signedBy')) {
+    const which = dockerDefault ? 'the docker transport default' : 'default';
+    notes.push(`${which}: ${UNVERIFIABLE}; images no scope covers are denied`);
+  }
   const fallbackName = dockerDefault ? 'docker:(transport default)' : 'default';
   const fallbackRule = toRule(fallbackName, ['**'], fallback);
   if (fallbackRule.action === 'verify') rules.push(fallbackRule);
   else defaultAction = fallbackRule.action;
 
-  return { source, mode: 'enforce', timeoutMs: DEFAULT_TIMEOUT_MS, defaultAction, rules: rules.map(({ unverifiable: _, ...r }) => r), registry: {}, notes };
+  const plain = rules.map(({ unverifiable: _, ...r }) => r);
+  return { source, mode: 'enforce', timeoutMs: DEFAULT_TIMEOUT_MS, defaultAction, rules: plain, registry: {}, notes };
 }
 
 const UNVERIFIABLE = 'signedBy (GPG simple signing) cannot be verified by pullguard'
@@ -117,14 +124,19 @@ interface Ctx {
   unsupported(path: readonly (string | number)[], msg: string): PullguardError;
 }
 
-type Requirement = { type: 'insecureAcceptAnything' } | { type: 'reject' } | { type: 'signedBy' } | { type: 'sigstoreSigned'; spec: CosignSpec };
+type Requirement =
+  | { type: 'insecureAcceptAnything' }
+  | { type: 'reject' }
+  | { type: 'signedBy' }
+  | { type: 'sigstoreSigned'; spec: CosignSpec };
 
 function toRule(name: string, match: string[], reqs: Requirement[]): Rule & { unverifiable?: boolean } {
   // Every requirement must hold: one reject rejects; insecureAcceptAnything adds nothing to the others.
   if (reqs.some((r) => r.type === 'reject')) return { name, match, action: 'deny', message: `rejected by containers policy scope ${name}`, authorities: [], require: 'all' };
   // A requirement pullguard cannot check is one that is never met: deny, and say why.
   if (reqs.some((r) => r.type === 'signedBy')) {
-    return { name, match, action: 'deny', message: `containers policy scope ${name} requires signedBy (GPG) signatures, which pullguard cannot verify`, authorities: [], require: 'all', unverifiable: true };
+    const message = `containers policy scope ${name} requires signedBy (GPG) signatures, which pullguard cannot verify`;
+    return { name, match, action: 'deny', message, authorities: [], require: 'all', unverifiable: true };
   }
   const signed = reqs.flatMap((r) => (r.type === 'sigstoreSigned' ? [r.spec] : []));
   if (signed.length === 0) return { name, match, action: 'allow', authorities: [], require: 'all' };

@@ -35,7 +35,8 @@ export function parseNativePolicy(text: string, source: string): Policy {
   const policy = toModel(parsed.data, source);
   if (typeof containersPolicy !== 'string') return policy;
   const imported = loadContainersPolicyFile(containersPolicy, source);
-  return { ...policy, source: `${source} (rules from ${containersPolicy})`, defaultAction: imported.defaultAction, rules: imported.rules, notes: imported.notes };
+  const { defaultAction, rules, notes } = imported;
+  return { ...policy, source: `${source} (rules from ${containersPolicy})`, defaultAction, rules, notes };
 }
 
 function toModel(doc: PolicyDocument, source: string): Policy {
@@ -76,7 +77,8 @@ function toPlain(doc: Document, lc: LineCounter, source: string): Record<string,
         return visit.BREAK;
       },
     });
-    throw invalid(source, line, `too many YAML alias expansions (more than ${MAX_ALIAS_COUNT}); write the values out instead of nesting aliases`);
+    const why = `too many YAML alias expansions (more than ${MAX_ALIAS_COUNT}); write the values out instead of nesting aliases`;
+    throw invalid(source, line, why);
   }
 }
 

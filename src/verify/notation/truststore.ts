@@ -29,8 +29,8 @@ export function loadTrustStore(truststoreDir: string, ref: TrustStoreRef): Certi
     try {
       bytes = readRegularFile(p, { maxBytes: MAX_CERT_FILE, code: 'SIGNATURE_UNTRUSTED', what: 'certificate' });
     } catch (e) {
-      if (e instanceof FileReadError) throw new MalformedInputError(`trust store ${ref.type}:${ref.name}: ${f} ${e.why}`, 'SIGNATURE_UNTRUSTED');
-      throw e;
+      if (!(e instanceof FileReadError)) throw e;
+      throw new MalformedInputError(`trust store ${ref.type}:${ref.name}: ${f} ${e.why}`, 'SIGNATURE_UNTRUSTED');
     }
     const ders = certificatesFromFile(bytes);
     if (ders.length === 0) throw new MalformedInputError(`trust store ${ref.type}:${ref.name}: ${f} holds no certificate`, 'SIGNATURE_UNTRUSTED');
