@@ -62,15 +62,14 @@ async function pull(
     closeStdout: opts.closeStdout,
   });
   const line = r.stdout.split('\n')[0] ?? '';
-  measured[label] = {
-    code: r.code,
-    signal: r.signal,
-    ms: Math.round(r.ms),
-    peakRssMiB: r.peakRssMiB,
-    killed: r.killed,
-    line,
-  };
+  note(label, r, line);
   return { ...r, line };
+}
+
+/** Keeps a case's numbers for PULLGUARD_MEASURE_OUT. */
+function note(label: string, r: MeasuredRun, line: string) {
+  const { code, signal, peakRssMiB, killed } = r;
+  measured[label] = { code, signal, ms: Math.round(r.ms), peakRssMiB, killed, line };
 }
 
 /** What every hostile case must hold to: it answered by itself, fast, small, one line, no stack. */
@@ -303,14 +302,7 @@ describe('a registry cannot write our verdict into the event line (issue 8 item 
       env: { PULLGUARD_POLICY: policy },
       stdin: desc,
     });
-    measured['64 junk signatures: stderr record'] = {
-      code: r.code,
-      signal: r.signal,
-      ms: Math.round(r.ms),
-      peakRssMiB: r.peakRssMiB,
-      killed: r.killed,
-      line: `stderr ${Buffer.byteLength(r.stderr)} bytes`,
-    };
+    note('64 junk signatures: stderr record', r, `stderr ${Buffer.byteLength(r.stderr)} bytes`);
     expect(r.code, r.stdout).toBe(1);
     const record = r.stderr.trim().split('\n').pop()!;
     expect(Buffer.byteLength(record)).toBeLessThan(32 * 1024);
@@ -331,14 +323,7 @@ describe('a closed stdout ends the command quietly (issue 8)', () => {
     ['verifier mode with stdout closed', argv('localhost:5999/app:v1'), 0],
   ])('%s: its own exit code, no stack trace', async (label, args, code) => {
     const r = await runMeasured(bin, args, { env: { PULLGUARD_POLICY: policy }, stdin: DESC, closeStdout: true });
-    measured[label] = {
-      code: r.code,
-      signal: r.signal,
-      ms: Math.round(r.ms),
-      peakRssMiB: r.peakRssMiB,
-      killed: r.killed,
-      line: r.stderr.split('\n')[0] ?? '',
-    };
+    note(label, r, r.stderr.split('\n')[0] ?? '');
     expect(r.stderr).not.toMatch(/EPIPE|\n\s+at /);
     expect(r.code).toBe(code);
   });
