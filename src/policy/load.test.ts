@@ -120,3 +120,20 @@ describe('hostile policy files (issue 8 items 3 and 10)', () => {
     expect(() => loadPolicy(f)).toThrow(expect.objectContaining({ code: 'POLICY_INVALID', message: expect.stringMatching(/larger than 4 MiB/) }));
   });
 });
+
+describe('deeply nested policies are refused before parsing (issue 8 hardening)', () => {
+  test.each([
+    ['flow brackets', `version: 1\nrules: ${'['.repeat(200_000)}${']'.repeat(200_000)}\n`, 2, /nested more than 100 levels deep/],
+    ['sequence markers on one line', `version: 1\nx: ${'- '.repeat(1_500_000)}a\n`, 2, /more than 100 sequence markers on one line/],
+    ['indentation', `version: 1\nx:\n${Array.from({ length: 1900 }, (_, i) => `${' '.repeat(i + 1)}k:\n`).join('')}`, 403, /indented more/],
+    ['JSON (containers-policy.json)', `{"default": ${'['.repeat(200_000)}${']'.repeat(200_000)}}`, 1, /containers policy .*:1: nested more/],
+  ])('%s: POLICY_INVALID with the line', (_, text, line, why) => {
+    const f = join(dir, `deep-${line}.yaml`);
+    writeFileSync(f, text);
+    expect(() => loadPolicy(f)).toThrow(expect.objectContaining({ code: 'POLICY_INVALID', message: expect.stringMatching(why) }));
+    expect(() => loadPolicy(f)).toThrow(new RegExp(`${f}:${line}: `));
+  });
+  test('a real policy nests far less', () => {
+    expect(() => parsePolicyText(VALID, 'p.yaml')).not.toThrow();
+  });
+});

@@ -197,6 +197,14 @@ describe('hostile policy documents (issue 8 items 10 and 2)', () => {
     expect(r.line).toContain(`invalid policy ${policy}:4: too many YAML alias expansions`);
   });
 
+  test('3 MB of nested sequence markers: exit 2 at once, not 15 s and 1 GB in the YAML parser', async () => {
+    const policy = file('deep.yaml', `version: 1\nx: ${'- '.repeat(1_500_000)}a\n`);
+    const r = await pull('3 MB of nested YAML sequence markers', 'localhost:5999/app:v1', policy);
+    answeredWell(r);
+    expect(r.code).toBe(2);
+    expect(r.line).toContain(`invalid policy ${policy}:2: more than 100 sequence markers on one line`);
+  });
+
   test('a backtracking-bait pattern against a 60-character name answers at once', async () => {
     const policy = file(
       'evil-pattern.yaml',

@@ -16,6 +16,7 @@ import {
   type SignedIdentity,
 } from '../authorities/cosign.js';
 import { validatePattern } from '../match.js';
+import { excessiveNesting } from './nesting.js';
 import { authorityOf, DEFAULT_TIMEOUT_MS, type Authority, type Policy, type Rule } from '../model.js';
 
 /**
@@ -53,6 +54,10 @@ export function looksLikeContainersPolicy(text: string): boolean {
 }
 
 export function parseContainersPolicy(text: string, source: string): Policy {
+  const deep = excessiveNesting(text);
+  if (deep) {
+    throw new PullguardError('POLICY_INVALID', `invalid containers policy ${source}:${deep.line}: ${deep.why}`, { path: source });
+  }
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
   const where = (path: readonly (string | number)[]) => {

@@ -3,11 +3,14 @@ import { PullguardError } from '../../common/errors.js';
 import { describeIssue, PARSE_OPTIONS } from '../../common/schema.js';
 import { AUTHORITY_KINDS } from '../authorities/index.js';
 import { loadContainersPolicyFile } from './containers-policy.js';
+import { excessiveNesting } from './nesting.js';
 import { DEFAULT_TIMEOUT_MS, type Authority, type Policy } from '../model.js';
 import { policyDocumentSchema, type PolicyDocument } from '../schema.js';
 
 /** pullguard's own YAML policy (also accepts JSON, which is YAML). */
 export function parseNativePolicy(text: string, source: string): Policy {
+  const deep = excessiveNesting(text);
+  if (deep) throw invalid(source, deep.line, deep.why);
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   const syntaxError = doc.errors[0];
