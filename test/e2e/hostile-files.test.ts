@@ -336,3 +336,22 @@ describe('a closed stdout ends the command quietly (issue 8)', () => {
     expect(r.code).toBe(code);
   });
 });
+
+describe("a distribution's /etc/containers/policy.json (issue 8)", () => {
+  test("Fedora's policy.json: policy check accepts it and says what it leaves aside; pulls follow it", async () => {
+    const fedora = join(import.meta.dirname, '..', 'fixtures', 'containers-policy', 'fedora-policy.json');
+    const check = await runMeasured(bin, ['policy', 'check', fedora], { env: {} });
+    note("policy check of Fedora's policy.json", check, check.stdout.split('\n')[0] ?? '');
+    expect(check.code, check.stderr).toBe(0);
+    expect(check.stdout).toContain(`policy ${fedora} is valid`);
+    expect(check.stdout).toContain('note: ');
+    expect(check.stdout).toMatch(/transport "docker-daemon" ignored: containerd pulls only from registries/);
+    expect(check.stdout).toMatch(/scope registry\.redhat\.io: signedBy \(GPG simple signing\) cannot be verified/);
+    const redhat = await pull("Fedora's policy.json: registry.redhat.io", 'registry.redhat.io/ubi9/ubi:latest', fedora);
+    answeredWell(redhat);
+    expect(redhat.code).toBe(1);
+    expect(redhat.line).toMatch(/requires signedBy \(GPG\) signatures, which pullguard cannot verify/);
+    const other = await pull("Fedora's policy.json: quay.io", 'quay.io/podman/hello:latest', fedora);
+    expect(other.code, other.line).toBe(0);
+  });
+});
