@@ -10,9 +10,9 @@
  * PULLGUARD_MEASURE_OUT=<file> writes each case's measurements there as JSON.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { putReferrer, startFakeRegistry, type FakeRegistry } from '../helpers/fake-registry.js';
 import { runMeasured, type MeasuredRun } from '../helpers/measure.js';
@@ -41,7 +41,7 @@ const file = (name: string, content: string) => {
   return p;
 };
 const fifo = (name: string) => {
-  const p = join(dir, name);
+  const p = isAbsolute(name) ? name : join(dir, name);
   execFileSync('mkfifo', [p]);
   return p;
 };
@@ -147,6 +147,15 @@ describe('hostile operator files are refused by name, at once (issue 8 item 3)',
     });
     afterAll(() => reg?.close());
 
+    /** A containerd config whose registry.config_path holds a directory for the registry's host. */
+    const containerdConfigWithHosts = (name: string, fill: (hostDir: string) => void) => {
+      const certs = join(dir, `${name}-certs.d`);
+      mkdirSync(join(certs, reg.host), { recursive: true });
+      fill(join(certs, reg.host));
+      const plugin = '[plugins."io.containerd.cri.v1.images".registry]';
+      return file(`${name}-containerd.toml`, `version = 3\n${plugin}\n  config_path = ${JSON.stringify(certs)}\n`);
+    };
+
     test.each([
       [
         '/dev/zero as registry.dockerConfig',
@@ -166,6 +175,12 @@ describe('hostile operator files are refused by name, at once (issue 8 item 3)',
         () => '/dev/zero',
         /containerd config \/dev\/zero: is a character device/,
       ],
+      [
+        'a FIFO as hosts.toml',
+        'containerdConfig',
+        () => containerdConfigWithHosts('fifo-hosts', (hostDir) => fifo(join(hostDir, 'hosts.toml'))),
+        /cannot read hosts file .*hosts\.toml: is a FIFO, not a regular file/,
+      ],
     ])('%s: exit 2 with the reason', async (label, setting, make, reason) => {
       const rule = `rules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`;
       const policy = policyWith(
@@ -176,6 +191,22 @@ describe('hostile operator files are refused by name, at once (issue 8 item 3)',
       answeredWell(r);
       expect(r.code, r.line).toBe(2);
       expect(r.line).toMatch(reason);
+    });
+
+    test('a FIFO as the CA file hosts.toml names: denied at once (it hung on main)', async () => {
+      const config = containerdConfigWithHosts('fifo-ca', (hostDir) => {
+        const ca = fifo(join(hostDir, 'ca.pem'));
+        const h = `https://${reg.host}`;
+        const hosts = `server = "${h}"\n[host."${h}"]\n  capabilities = ["pull", "resolve"]\n  ca = "${ca}"\n`;
+        writeFileSync(join(hostDir, 'hosts.toml'), hosts);
+      });
+      const rule = `rules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`;
+      const policy = policyWith('fifo-ca.yaml', `registry: {containerdConfig: ${JSON.stringify(config)}}\n${rule}`);
+      const r = await pull('a FIFO as the CA file hosts.toml names', `${reg.host}/prod/app:v1`, policy);
+      answeredWell(r);
+      // The registry stage reports the endpoint's failure (this server speaks plain HTTP); the CA file
+      // itself is refused by the reader without blocking.
+      expect(r.code, r.line).not.toBe(0);
     });
   });
 });
