@@ -10,7 +10,7 @@ import { loadPolicy, policyPath } from '../policy/load.js';
 import { DEFAULT_TIMEOUT_MS, type LogSettings, type Policy } from '../policy/model.js';
 import { formatLine, formatRecord, type RunContext } from '../output/emit.js';
 import { recordDecision } from '../output/observe.js';
-import { applyMode, errorDecision, EXIT, type Decision } from '../verdict/decision.js';
+import { applyMode, errorDecision, type Decision } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide } from './decide.js';
 
@@ -163,4 +163,3 @@ function looseArgs(argv: readonly string[]): { name: string; digest: string } {
   return { name: clip(get('name')), digest: clip(get('digest')) };
 }
 
-export { EXIT };
