@@ -78,6 +78,13 @@ const metric = (series: string) => {
 const pg = (args: string[]) =>
   spawnSync(pullguardBinary(), args, { encoding: 'utf8', timeout: 30_000, env: { PATH: '/usr/bin:/bin' } });
 
+/** dist/pullguard as containerd runs it: the verifier arguments, the descriptor on stdin. */
+function runVerifier(name: string, image: PushedImage, policy: string) {
+  const args = ['-name', name, '-digest', image.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+  const input = JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size });
+  return spawnSync(pullguardBinary(), args, { input, encoding: 'utf8', timeout: 30_000, env: { PULLGUARD_POLICY: policy } });
+}
+
 function mountTmpfs(dir: string, size: string, readOnly = false): void {
   mkdirSync(dir, { recursive: true });
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir]);
@@ -266,25 +273,7 @@ describe('a log directory that cannot be written leaves every verdict as it was'
       writePolicy({ mode: 'enforce', log: join(dir, 'decisions.jsonl'), metrics: join(dir, 'pullguard.prom') });
       expect(await verdicts()).toEqual(baseline);
       // The binary directly, as containerd runs it: same stdout and exit code, one warning line.
-      const args = [
-        '-name',
-        img.blocked.ref,
-        '-digest',
-        img.blocked.digest,
-        '-stdin-media-type',
-        'application/vnd.oci.descriptor.v1+json',
-      ];
-      const desc = JSON.stringify({
-        mediaType: img.blocked.mediaType,
-        digest: img.blocked.digest,
-        size: img.blocked.size,
-      });
-      const r = spawnSync(pullguardBinary(), args, {
-        input: desc,
-        encoding: 'utf8',
-        timeout: 30_000,
-        env: { PULLGUARD_POLICY: policyFile },
-      });
+      const r = runVerifier(img.blocked.ref, img.blocked, policyFile);
       expect(r.status).toBe(1);
       expect(r.stdout).toMatch(/^denied .*blocked by the platform team \(rule "blocked"\)\n$/);
       const warnings = r.stderr.split('\n').filter((l) => l.startsWith('pullguard: warning:'));
@@ -299,22 +288,7 @@ describe('a log directory that cannot be written leaves every verdict as it was'
       'pullguard_decisions_total{verdict="allow",policy_verdict="allow",mode="enforce",rule="app",code="OK"}';
     const before = metric(series);
     mkdirSync(`${metricsFile}.lock`);
-    const args = [
-      '-name',
-      `${registry.host}/app:v1`,
-      '-digest',
-      img.app.digest,
-      '-stdin-media-type',
-      'application/vnd.oci.descriptor.v1+json',
-    ];
-    const desc = JSON.stringify({ mediaType: img.app.mediaType, digest: img.app.digest, size: img.app.size });
-    const run = () =>
-      spawnSync(pullguardBinary(), args, {
-        input: desc,
-        encoding: 'utf8',
-        timeout: 30_000,
-        env: { PULLGUARD_POLICY: policyFile },
-      });
+    const run = () => runVerifier(`${registry.host}/app:v1`, img.app, policyFile);
     const held = run();
     expect(held.status).toBe(0);
     expect(held.stdout).toMatch(/^allowed /);
@@ -357,25 +331,7 @@ describe('journald (log.journal)', () => {
         join(work, 'journal.yaml'),
         `version: 1\nlog: {file: false, journal: ${ns}}\nrules:\n  - {name: blocked, match: ${registry.host}/blocked, action: deny}\n`,
       );
-      const args = [
-        '-name',
-        img.blocked.ref,
-        '-digest',
-        img.blocked.digest,
-        '-stdin-media-type',
-        'application/vnd.oci.descriptor.v1+json',
-      ];
-      const desc = JSON.stringify({
-        mediaType: img.blocked.mediaType,
-        digest: img.blocked.digest,
-        size: img.blocked.size,
-      });
-      const r = spawnSync(pullguardBinary(), args, {
-        input: desc,
-        encoding: 'utf8',
-        timeout: 30_000,
-        env: { PULLGUARD_POLICY: join(work, 'journal.yaml') },
-      });
+      const r = runVerifier(img.blocked.ref, img.blocked, join(work, 'journal.yaml'));
       expect(r.status).toBe(1);
       expect(r.stderr).not.toContain('warning');
       let out = '';
