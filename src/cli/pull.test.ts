@@ -114,9 +114,16 @@ describe('containerd mode', () => {
     expect(r.stdout).toMatch(/stdin was not closed within/);
   });
 
-  test('contract violations deny even in audit mode', async () => {
+  // The contract is checked before the policy is read, so audit mode cannot reach a contract violation:
+  // this fails if the policy (and its mode) is loaded before the arguments and stdin are checked.
+  test.each([
+    ['digest mismatch', args(), DESC.replace(/e{64}/, 'a'.repeat(64)), /does not match -digest/],
+    ['malformed stdin', args(), '{"mediaType":', /stdin is not JSON/],
+  ])('contract violations deny even in audit mode: %s', async (_what, argv, stdin, reason) => {
     const p = policy('version: 1\nmode: audit\ndefault: allow\n');
-    const r = await run(args(), DESC.replace(/e{64}/, 'a'.repeat(64)), { PULLGUARD_POLICY: p });
+    const r = await run(argv, stdin, { PULLGUARD_POLICY: p });
     expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(reason);
+    expect(r.stdout).not.toMatch(/audit mode/);
   });
 });
