@@ -1,8 +1,9 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { tool } from './tools.js';
 
@@ -38,11 +39,10 @@ function tarOneFile(name: string, content: Buffer): Buffer {
   return Buffer.concat([header, body, Buffer.alloc(1024)]);
 }
 
-/**
- * Builds a small linux/amd64 OCI image by hand (an OCI layout on disk) and pushes it with the real
- * oras to `host/repo:tag`. `seed` makes each image's content, and so its digest, unique.
- */
-export function pushTestImage(host: string, repo: string, tag: string, seed: string, opts: { index?: boolean; plainHttp?: boolean } = {}): PushedImage {
+type PushOptions = { index?: boolean; plainHttp?: boolean };
+
+/** An OCI layout on disk holding one small linux/amd64 image, and the oras command that pushes it. */
+function writeLayout(host: string, repo: string, tag: string, seed: string, opts: PushOptions) {
   const dir = mkdtempSync(join(tmpdir(), 'pg-oci-'));
   try {
     const blobs = join(dir, 'blobs', 'sha256');
@@ -90,13 +90,42 @@ export function pushTestImage(host: string, repo: string, tag: string, seed: str
       JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
     );
     const ref = `${host}/${repo}:${tag}`;
-    execFileSync(tool('oras'), ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(opts.plainHttp === false ? [] : ['--to-plain-http'])], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, HOME: dir },
-      timeout: 60_000,
-    });
-    return { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
-  } finally {
+    const args = ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(opts.plainHttp === false ? [] : ['--to-plain-http'])];
+    const image: PushedImage = { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
+    const execOpts = { env: { ...process.env, HOME: dir }, timeout: 60_000 };
+    return { dir, args, image, execOpts };
+  } catch (e) {
     rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/**
+ * Builds a small linux/amd64 OCI image by hand (an OCI layout on disk) and pushes it with the real
+ * oras to `host/repo:tag`. `seed` makes each image's content, and so its digest, unique.
+ * Asynchronous: the event loop keeps running while oras pushes, so in-process servers the push
+ * depends on (a token server, a proxy) keep answering.
+ */
+export async function pushImage(host: string, repo: string, tag: string, seed: string, opts: PushOptions = {}): Promise<PushedImage> {
+  const l = writeLayout(host, repo, tag, seed, opts);
+  try {
+    await promisify(execFile)(tool('oras'), l.args, l.execOpts);
+    return l.image;
+  } finally {
+    rmSync(l.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * pushImage, synchronously: only for tests with no in-process server on the push's path (it blocks
+ * the event loop for the whole push).
+ */
+export function pushTestImage(host: string, repo: string, tag: string, seed: string, opts: PushOptions = {}): PushedImage {
+  const l = writeLayout(host, repo, tag, seed, opts);
+  try {
+    execFileSync(tool('oras'), l.args, { ...l.execOpts, stdio: ['ignore', 'pipe', 'pipe'] });
+    return l.image;
+  } finally {
+    rmSync(l.dir, { recursive: true, force: true });
   }
 }
