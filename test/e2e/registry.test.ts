@@ -14,7 +14,7 @@ import { Deadline } from '../../src/common/deadline.js';
 import { parseReference } from '../../src/common/reference.js';
 import { DistributionClient } from '../../src/registry/client.js';
 import type { ArtifactClass } from '../../src/registry/types.js';
-import { bcrypt } from '../helpers/bcrypt.js';
+import { HTPASSWD } from '../helpers/bcrypt.js';
 import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { onFreePort, startDaemon, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -252,9 +252,9 @@ describe('TLS from a private CA given by hosts.toml `ca`', () => {
 describe('htpasswd basic auth through a docker config.json', () => {
   test('credentials from config.json auths; none gives a clear REGISTRY_AUTH', async () => {
     const dir = mkdtempSync(join(work, 'htpasswd-'));
-    writeFileSync(join(dir, 'htpasswd'), `pg:${bcrypt('s3cret')}\n`);
+    writeFileSync(join(dir, 'htpasswd'), `${HTPASSWD.line}\n`);
     const reg = await registry({ htpasswd: join(dir, 'htpasswd') });
-    const docker = dockerConfigFile({ [reg.host]: { username: 'pg', password: 's3cret' } });
+    const docker = dockerConfigFile({ [reg.host]: { username: HTPASSWD.user, password: HTPASSWD.password } });
     const img = await withEnvAsync({ DOCKER_CONFIG: docker }, () => push(reg.host, 'private', 'v1', 'htpasswd'));
     await cosignSign(`${reg.host}/private@${img.digest}`, false, { DOCKER_CONFIG: docker });
 
