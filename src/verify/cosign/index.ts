@@ -9,7 +9,7 @@ import { getTLogTimestamp, getTSATimestamp } from '@sigstore/verify/dist/timesta
 import type { TransparencyLogEntry } from '@sigstore/bundle';
 import type { Deadline } from '../../common/deadline.js';
 import { shortDigest } from '../../common/digest.js';
-import { isPullguardError, type ErrorCode } from '../../common/errors.js';
+import { isPullguardError, PullguardError, type ErrorCode } from '../../common/errors.js';
 import type { CosignKey, CosignSpec } from '../../policy/authorities/cosign.js';
 import type { ArtifactClass, SignatureArtifact } from '../../registry/types.js';
 import type { AuthorityResult, CheckOutcome, SignatureResult, Subject, Verifier } from '../types.js';
@@ -22,12 +22,10 @@ const SIGNATURE_CLASSES: readonly ArtifactClass[] = ['cosign-legacy', 'cosign-le
 const MAX_CANDIDATES = 64;
 
 /** A failed check ends the judgement of one signature; the verdict carries the check list so far. */
-class Rejection extends Error {
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-  ) {
-    super(message);
+class Rejection extends PullguardError {
+  constructor(code: ErrorCode, message: string) {
+    super(code, message);
+    this.name = 'Rejection';
   }
 }
 
