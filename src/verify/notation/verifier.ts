@@ -291,31 +291,44 @@ function progress(r: SignatureResult): number {
   return r.checks.filter((c) => c.result === 'pass').length;
 }
 
+/** The notation verifier, reading the time from `clock` (tests inject one to judge expiry without waiting). */
+export function createNotationVerifier(clock: () => Date = () => new Date()): Verifier<'notation'> {
+  return { ...notationVerifier, verify: (authority, subject, artifacts, deadline) => verifyAt(clock(), authority, subject, artifacts, deadline) };
+}
+
 export const notationVerifier: Verifier<'notation'> = {
   kind: 'notation',
   needs: () => ({ classes: ['notation'] }),
-  async verify(authority, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult> {
-    const head = { authority: authority.name, kind: 'notation' };
-    const { spec } = authority;
-    const repository = repositoryOf(subject.reference);
-    const st = spec.select === 'fixed' ? spec.statements[0] : selectStatement(spec.statements, repository);
-    if (!st) {
-      return { ...head, satisfied: false, reason: `no notation trust policy statement in ${spec.source} applies to ${repository} (no exact scope and no "*")`, code: 'SIGNATURE_UNTRUSTED', signatures: [] };
-    }
-    if (st.level === 'skip') return { ...head, satisfied: true, reason: `signature verification skipped by notation trust policy statement "${st.name}" (level skip)`, signatures: [] };
-
-    const sigs = artifacts.filter((a) => a.class === 'notation');
-    if (sigs.length === 0) {
-      return { ...head, satisfied: false, reason: `no notation signature found for ${repository}@${shortDigest(subject.descriptor.digest)}`, code: 'NO_SIGNATURE', signatures: [] };
-    }
-    const ctx: Ctx = { spec, st, subject, deadline, now: new Date() };
-    const results = await Promise.all(sigs.map((a) => verifyOne(a, ctx)));
-    const good = results.find((r) => r.valid);
-    if (good) {
-      return { ...head, satisfied: true, reason: `notation signature ${shortDigest(good.artifact)} ${good.reason} under statement "${st.name}" (${st.level})`, signatures: results };
-    }
-    const best = [...results].sort((a, b) => progress(b) - progress(a))[0]!;
-    const more = results.length > 1 ? ` (${results.length} notation signatures, none valid)` : '';
-    return { ...head, satisfied: false, reason: `notation signature ${shortDigest(best.artifact)}: ${best.reason}${more}`, code: best.code ?? 'SIGNATURE_INVALID', signatures: results };
-  },
+  verify: (authority, subject, artifacts, deadline) => verifyAt(new Date(), authority, subject, artifacts, deadline),
 };
+
+async function verifyAt(
+  now: Date,
+  authority: Parameters<Verifier<'notation'>['verify']>[0],
+  subject: Subject,
+  artifacts: readonly SignatureArtifact[],
+  deadline: Deadline,
+): Promise<AuthorityResult> {
+  const head = { authority: authority.name, kind: 'notation' };
+  const { spec } = authority;
+  const repository = repositoryOf(subject.reference);
+  const st = spec.select === 'fixed' ? spec.statements[0] : selectStatement(spec.statements, repository);
+  if (!st) {
+    return { ...head, satisfied: false, reason: `no notation trust policy statement in ${spec.source} applies to ${repository} (no exact scope and no "*")`, code: 'SIGNATURE_UNTRUSTED', signatures: [] };
+  }
+  if (st.level === 'skip') return { ...head, satisfied: true, reason: `signature verification skipped by notation trust policy statement "${st.name}" (level skip)`, signatures: [] };
+
+  const sigs = artifacts.filter((a) => a.class === 'notation');
+  if (sigs.length === 0) {
+    return { ...head, satisfied: false, reason: `no notation signature found for ${repository}@${shortDigest(subject.descriptor.digest)}`, code: 'NO_SIGNATURE', signatures: [] };
+  }
+  const ctx: Ctx = { spec, st, subject, deadline, now };
+  const results = await Promise.all(sigs.map((a) => verifyOne(a, ctx)));
+  const good = results.find((r) => r.valid);
+  if (good) {
+    return { ...head, satisfied: true, reason: `notation signature ${shortDigest(good.artifact)} ${good.reason} under statement "${st.name}" (${st.level})`, signatures: results };
+  }
+  const best = [...results].sort((a, b) => progress(b) - progress(a))[0]!;
+  const more = results.length > 1 ? ` (${results.length} notation signatures, none valid)` : '';
+  return { ...head, satisfied: false, reason: `notation signature ${shortDigest(best.artifact)}: ${best.reason}${more}`, code: best.code ?? 'SIGNATURE_INVALID', signatures: results };
+}
