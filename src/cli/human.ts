@@ -7,6 +7,7 @@ import { applyMode, EXIT } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
+import { runNode } from '../node/cli.js';
 import { versionLine } from './version.js';
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
@@ -21,6 +22,10 @@ Commands for people:
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy); exit 2 on any FAIL
+  pullguard node install|uninstall|status [--root DIR] [--policy FILE|DIR] [--no-restart] ...
+                                                       install pullguard on this node (or the host
+                                                       root DIR) safely, take it off, or show whether
+                                                       verification is on; \`pullguard node\` for all flags
   pullguard version                                    print version and commit
 
 Policy: $PULLGUARD_POLICY, else /etc/pullguard/policy.yaml.
@@ -44,6 +49,8 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await verifyCommand(rest, out, env);
       case 'doctor':
         return await runDoctor(rest, out, env);
+      case 'node':
+        return await runNode(rest, out, err);
       case undefined:
       case 'help':
       case '-h':

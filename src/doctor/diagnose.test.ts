@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { describe, expect, test } from 'vitest';
 import { applyKindPatches, DROPIN, DROPIN_V2, KIND_NODE_CONFIG, kindPatches } from '../../test/helpers/containerd.js';
-import { loadContainerdConfigFiles, type ContainerdConfigFile } from '../registry/hosts.js';
+import { loadConfig, type ContainerdConfigFile } from '../containerd/config.js';
 import { diagnose, effectiveConfig, formatCheck, parseGoDuration, type BinDirListing, type Check, type DoctorInput } from './diagnose.js';
 import { parseDoctorArgs } from './run.js';
 
@@ -167,7 +167,7 @@ describe('imports', () => {
       writeFileSync(join(dir, 'conf.d', 'a.toml'), 'version = 3\n');
       writeFileSync(join(dir, 'last.toml'), 'version = 3\n[plugins."io.containerd.cri.v1.images"]\ndiscard_unpacked_layers = false\n');
       writeFileSync(join(dir, 'nested.toml'), 'version = 3\n[plugins."io.containerd.cri.v1.images"]\ndiscard_unpacked_layers = true\n');
-      const files = loadContainerdConfigFiles(join(dir, 'config.toml'));
+      const files = [...loadConfig(join(dir, 'config.toml')).files];
       expect(files.map((x) => x.path.slice(dir.length + 1))).toEqual(['config.toml', 'conf.d/a.toml', 'conf.d/b.toml', 'last.toml', 'nested.toml']);
       // nested.toml is merged last (breadth first), so its value wins, as in containerd.
       expect(fails(run(files))).toEqual([expect.stringContaining('nested.toml')]);
