@@ -22,7 +22,7 @@ import { DEFAULT_BIN_DIR, DEFAULT_CONTAINERD_CONFIG, effectiveConfig, loadConfig
 import { parseGoDuration } from '../doctor/diagnose.js';
 import { removeImport } from './imports-edit.js';
 import { Host, exec, sha256, type RunResult } from './host.js';
-import { checkEdit, defaultImportsFor, dumpProblems, effectiveDump, parseContainerdVersion, planConfig, type ContainerdVersion } from './plan.js';
+import { checkEdit, defaultImportsFor, dumpMismatches, dumpProblems, effectiveDump, parseContainerdVersion, planConfig, type ContainerdVersion } from './plan.js';
 import { probeContainerd, type ContainerdAnswer } from './probe.js';
 import { EXAMPLE_POLICY } from './templates.js';
 
@@ -371,6 +371,13 @@ export async function install(opts: NodeOptions, hooks: Hooks): Promise<Report> 
     if (after.status !== 0) throw new PullguardError('CONTAINERD_CONFIG', `containerd config dump refuses the new configuration: ${firstLine(after.stderr)}`);
     const problems = dumpProblems(after.stdout, opts.binDir, timeoutMs + 1000);
     if (problems.length > 0) throw new PullguardError('CONTAINERD_CONFIG', `containerd config dump: ${problems.map((p) => p.message).join('; ')}`);
+    const mismatches = dumpMismatches(plan.after, after.stdout);
+    if (mismatches.length > 0) {
+      throw new PullguardError(
+        'CONTAINERD_CONFIG',
+        `containerd ${ctd.version.text} does not read the configuration the way pullguard's model of it does (${mismatches.join('; ')}); is --containerd-version right?`,
+      );
+    }
   } catch (e) {
     return fail(e);
   }
@@ -422,6 +429,7 @@ export async function install(opts: NodeOptions, hooks: Hooks): Promise<Report> 
   }
   await hooks.afterStep?.('restart');
 
+  mkdirs(STATE_DIR);
   const state: State = {
     configPath: opts.configPath,
     dropinPath: opts.dropinPath,
@@ -432,7 +440,6 @@ export async function install(opts: NodeOptions, hooks: Hooks): Promise<Report> 
     createdDirs: [...createdDirs],
     pendingRestartPid,
   };
-  mkdirs(STATE_DIR);
   writeIfChanged(host, STATE_FILE, `${JSON.stringify(state, null, 2)}\n`, 0o644);
   return { changed, restart: outcome, containerd: answer, durationMs: performance.now() - t0 };
 }

@@ -8,11 +8,15 @@ import { isDeepStrictEqual } from 'node:util';
 import { parse as parseToml } from 'smol-toml';
 import { PullguardError } from '../common/errors.js';
 import {
+  asTable,
   BINDIR,
   CONF_D_GLOB,
+  DEFAULT_BIN_DIR,
   DEFAULT_MAX_VERIFIERS,
+  DEFAULT_PER_VERIFIER_TIMEOUT,
   effectiveConfig,
   IMAGES,
+  isTable,
   LOCAL_PULL_TRIGGERS,
   loadConfig,
   valueAt,
@@ -120,6 +124,41 @@ export function dumpProblems(dump: string, binDir: string, minTimeoutMs: number)
   const plugins = (doc.plugins ?? {}) as Record<string, Table>;
   const disabled = Array.isArray(doc.disabled_plugins) ? (doc.disabled_plugins as string[]) : [];
   return verificationProblems(plugins[IMAGES] ?? {}, plugins[BINDIR], disabled, binDir, minTimeoutMs);
+}
+
+/** containerd 2.1's defaults for the keys pullguard depends on (a dump prints every default). */
+const DUMP_DEFAULTS: Readonly<Record<string, unknown>> = {
+  'images.use_local_image_pull': false,
+  'images.discard_unpacked_layers': false,
+  'images.disable_snapshot_annotations': true,
+  'images.max_concurrent_downloads': 3,
+  'images.image_pull_with_sync_fs': false,
+  'images.registry.config_path': '',
+  'bindir.bin_dir': DEFAULT_BIN_DIR,
+  'bindir.max_verifiers': DEFAULT_MAX_VERIFIERS,
+  'bindir.per_verifier_timeout': DEFAULT_PER_VERIFIER_TIMEOUT,
+};
+const noTable = (v: unknown) => (isTable(v) && Object.keys(v).length === 0 ? undefined : v);
+
+/**
+ * Where the model and the host's own `containerd config dump` disagree on a key pullguard depends on:
+ * the host's containerd does not read these files the way we do (another version, a wrong
+ * --containerd-version), so nothing we concluded from the model can be trusted.
+ */
+export function dumpMismatches(eff: EffectiveConfig, dump: string): string[] {
+  const doc = parseToml(dump) as Table;
+  const plugins = asTable(doc.plugins);
+  const out: string[] = [];
+  const keys = [...LOCAL_PULL_TRIGGERS.map((t) => `images.${t.key}`), 'images.registry.config_path', 'bindir.bin_dir', 'bindir.max_verifiers', 'bindir.per_verifier_timeout'];
+  for (const k of keys) {
+    const [plugin, ...rest] = k.split('.');
+    const key = rest.join('.');
+    const ours = valueAt(plugin === 'images' ? eff.images : eff.bindir, key);
+    const model = noTable(ours === undefined ? DUMP_DEFAULTS[k] : ours);
+    const real = noTable(valueAt(asTable(plugins[plugin === 'images' ? IMAGES : BINDIR]), key));
+    if (!isDeepStrictEqual(model, real)) out.push(`${key}: expected ${JSON.stringify(model)}, containerd has ${JSON.stringify(real)}`);
+  }
+  return out;
 }
 
 /** The part of a dump that decides whether a running containerd must restart: all but `imports`. */
