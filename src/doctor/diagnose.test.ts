@@ -177,6 +177,19 @@ describe('imports', () => {
   });
 });
 
+describe('versions and missing imports, as containerd 2.1.9 reads them', () => {
+  test('a file without a version line is read as version 3 here: its version 2 CRI settings are ignored (FAIL)', () => {
+    const c = run([f('/etc/containerd/config.toml', `[plugins."io.containerd.grpc.v1.cri".containerd]\ndiscard_unpacked_layers = true\n${GOOD_V3}`)]);
+    expect(fails(c)).toEqual([expect.stringContaining('has no version line: containerd 2.1 reads it as version 3 (the version in effect when it is loaded) and ignores its version 2 CRI settings (containerd)')]);
+  });
+
+  test('a missing import: containerd stops reading there (WARN), and what it would have set is not set', () => {
+    const main = v3(`imports = ["/gone.toml", "/etc/containerd/conf.d/pullguard.toml"]\n${GOOD_V3}`);
+    const input: Partial<DoctorInput> = { config: { path: '/etc/containerd/config.toml', files: [main], missing: { path: '/gone.toml', importedBy: '/etc/containerd/config.toml' } } };
+    expect(warns(run([main], input))).toEqual([expect.stringContaining('/gone.toml (imported by /etc/containerd/config.toml) does not exist: containerd 2.1 stops reading')]);
+  });
+});
+
 describe('registry.config_path', () => {
   test('unset or a path list: WARN; one directory: ok', () => {
     expect(warns(run([v3('')]))).toEqual([expect.stringContaining('registry.config_path is not set')]);

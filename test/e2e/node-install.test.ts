@@ -12,12 +12,12 @@ import { dirname, join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { install, type NodeOptions, type Step } from '../../src/node/install.js';
-import { KIND_NODE_CONFIG, parseDecisionRecords } from '../helpers/containerd.js';
+import { DROPIN, KIND_NODE_CONFIG, parseDecisionRecords } from '../helpers/containerd.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startDaemon, waitFor, type Daemon } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
-import { pullguardBinary, tool, toolsBin } from '../helpers/tools.js';
+import { pullguardBinary, ROOT, tool, toolsBin } from '../helpers/tools.js';
 
 const work = mkdtempSync('/tmp/pg-node-');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -263,6 +263,40 @@ describe('on a scratch host root (--root)', () => {
     expect(u.status, u.stderr).toBe(0);
     expect(u.stdout).toContain('changed since the install: removed only the import');
     expect(read(root, 'etc/containerd/config.toml')).toBe('version = 3\nimports = ["/etc/containerd/a.toml"]\n[debug]\n  level = "debug"\n');
+  });
+
+  test('install/install.sh is a thin wrapper: DESTDIR is the root; the drop-in, the example policy (pause allowed, the rest denied)', async () => {
+    const root = hostRoot('wrapper');
+    const script = join(ROOT, 'install', 'install.sh');
+    const r = await new Promise<Run>((resolve) =>
+      execFile(script, ['--bin-dir', '/opt/pullguard/bin'], { encoding: 'utf8', timeout: 120_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DESTDIR: root } }, (err, stdout, stderr) =>
+        resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr, ms: 0 }),
+      ),
+    );
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(readdirSync(join(root, 'opt/pullguard/bin'))).toEqual(['pullguard']);
+    expect(read(root, 'etc/containerd/conf.d/pullguard.toml')).toBe(readFileSync(DROPIN, 'utf8').replace('bin_dir = "/opt/containerd/image-verifier/bin"', 'bin_dir = "/opt/pullguard/bin"'));
+    expect(read(root, 'etc/pullguard/policy.yaml')).toBe(readFileSync(join(ROOT, 'install/policy.example.yaml'), 'utf8'));
+    const asContainerd = (name: string) => {
+      const digest = `sha256:${'a'.repeat(64)}`;
+      return new Promise<Run>((resolve) => {
+        const child = execFile('/usr/sbin/chroot', [root, '/opt/pullguard/bin/pullguard', '-name', name, '-digest', digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'], { encoding: 'utf8', timeout: 20_000, env: {} }, (err, stdout, stderr) =>
+          resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr, ms: 0 }),
+        );
+        child.stdin!.end(JSON.stringify({ mediaType: 'application/vnd.oci.image.index.v1+json', digest, size: 2048 }));
+      });
+    };
+    const pause = await asContainerd('registry.k8s.io/pause:3.10');
+    expect(pause.status, pause.stdout + pause.stderr).toBe(0);
+    expect(pause.stdout).toContain('(rule "pause")');
+    const other = await asContainerd('docker.io/library/nginx:latest');
+    expect(other.status).toBe(1);
+    expect(other.stdout).toContain('no rule matches; default is deny');
+    // A policy that is there is kept (and checked), not replaced by the example.
+    writeFileSync(join(root, 'etc/pullguard/policy.yaml'), 'version: 1\ndefault: allow\n');
+    const again = await run([script, '--bin-dir', '/opt/pullguard/bin', '--root', root]);
+    expect(again.status, again.stderr).toBe(0);
+    expect(read(root, 'etc/pullguard/policy.yaml')).toBe('version: 1\ndefault: allow\n');
   });
 
   test('usage errors exit 2', async () => {
