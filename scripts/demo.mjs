@@ -321,7 +321,7 @@ async function main() {
       say(dim(JSON.stringify(sample, null, 2)));
     }
     say(`\nIn Kubernetes, the "containerd:" text of a denied pull is what \`kubectl describe pod\` shows in the event.`);
-    say('Install on a node: install/install.sh; Kind: kind/cluster.yaml (see their README.md).');
+    say('Install on a node: pullguard node install; Kind: kind/cluster.yaml (see their README.md).');
   } finally {
     step('Cleanup');
     await cleanup();

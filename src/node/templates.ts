@@ -39,7 +39,7 @@ export const DROPIN_V2 = [
   "# pullguard drop-in for containerd 2.1+ whose main config.toml says `version = 2` (Kind, EKS, GKE,",
   "# and most nodes upgraded from containerd 1.x).",
   "#",
-  "# Import it from that config.toml (install/install.sh picks this file for a version 2 main file):",
+  "# Import it from that config.toml (`pullguard node install` picks this file for a version 2 main file):",
   "#   imports = [\"/etc/containerd/conf.d/pullguard.toml\"]",
   "# A drop-in's version must equal the main file's. containerd 2.1 merges the files first and then",
   "# migrates the result by the LAST version it read: a version 3 drop-in in a version 2 main file makes",
