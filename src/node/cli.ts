@@ -148,6 +148,7 @@ export async function runNode(args: readonly string[], out: Out, err: Out, hooks
   } catch (e) {
     const pe = asPullguardError(e);
     err(`pullguard node ${command}: ${pe.message} [${pe.code}]`);
+    if (json) out(JSON.stringify({ result: 'failed', code: pe.code, message: pe.message, exitCode: nodeExitCode(e) }));
     return nodeExitCode(e);
   }
 }

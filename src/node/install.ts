@@ -14,7 +14,7 @@
  * Uninstall runs in reverse: the executable out first. State and the config backup live in
  * /var/lib/pullguard, so uninstall restores config.toml byte for byte.
  */
-import { readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { asPullguardError, PullguardError } from '../common/errors.js';
@@ -260,10 +260,48 @@ function checkBinDir(host: Host, binDir: string): void {
   }
 }
 
+/**
+ * One installer at a time per node (a DaemonSet rollout can briefly run the old and the new pod on the
+ * same node): a lock directory with the holder's pid; a lock whose holder is gone is taken over.
+ */
+async function withLock<T>(host: Host, fn: (created: readonly string[], removeAfter: string[]) => Promise<T>): Promise<T> {
+  const lock = `${STATE_DIR}/lock`;
+  const created = host.mkdirs(STATE_DIR);
+  const pidFile = host.at(`${lock}/pid`);
+  try {
+    mkdirSync(host.at(lock));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const holder = Number(host.read(`${lock}/pid`)?.toString('utf8') ?? '0');
+    let alive = false;
+    try {
+      alive = holder > 0 && (process.kill(holder, 0), true);
+    } catch {
+      alive = false;
+    }
+    if (alive) throw new PullguardError('CONTAINERD_CONFIG', `another pullguard node install/uninstall (pid ${holder}) is running on this node; try again when it is done`);
+  }
+  writeFileSync(pidFile, String(process.pid));
+  const removeAfter: string[] = [];
+  try {
+    return await fn(created, removeAfter);
+  } finally {
+    rmSync(host.at(lock), { recursive: true, force: true });
+    // Without a state file nothing is installed: leave no directory behind that we made.
+    if (!host.exists(STATE_FILE)) {
+      for (const d of [STATE_DIR, ...created, ...removeAfter].sort((a, b) => b.length - a.length)) host.removeDirIfEmpty(d);
+    }
+  }
+}
+
 /** Install (or re-install: idempotent). Throws PullguardError; RolledBack when it had to undo its writes. */
 export async function install(opts: NodeOptions, hooks: Hooks): Promise<Report> {
-  const t0 = performance.now();
   const host = new Host(opts.root);
+  return withLock(host, (created) => installLocked(host, opts, hooks, created));
+}
+
+async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDirs: readonly string[]): Promise<Report> {
+  const t0 = performance.now();
   const log = hooks.log;
   const changed: string[] = [];
   const previous = readState(host);
@@ -290,7 +328,7 @@ export async function install(opts: NodeOptions, hooks: Hooks): Promise<Report> 
   log(`containerd ${ctd.version.text} (${ctd.bin}), config ${opts.configPath} version ${plan.version}${running ? `, running as pid ${running.pid}` : ', not running'}`);
 
   const undo = new Undo();
-  const createdDirs = new Set(previous?.createdDirs ?? []);
+  const createdDirs = new Set([...(previous?.createdDirs ?? []), ...lockDirs]);
   const mkdirs = (p: string) => {
     for (const d of host.mkdirs(p)) {
       createdDirs.add(d);
@@ -313,14 +351,19 @@ export async function install(opts: NodeOptions, hooks: Hooks): Promise<Report> 
   };
 
   // --- 1. The executable, staged outside bin_dir, and the policy it checks. ---
-  const stage = `${posix.dirname(opts.binDir)}/.pullguard-stage-${process.pid}`;
+  const dest = `${opts.binDir}/pullguard`;
+  // Already installed, byte for byte: that file is the one to check with, and nothing is staged.
+  const same = host.read(dest)?.equals(exeBytes) === true;
+  const stage = same ? dest : `${posix.dirname(opts.binDir)}/.pullguard-stage-${process.pid}`;
   let policyCheck: RunResult;
   let policyFileStates: PolicyFileState[] = [...(previous?.policyFiles ?? [])];
   try {
     mkdirs(opts.binDir);
-    host.remove(stage);
-    host.writeSynced(host.at(stage), exeBytes, 0o755);
-    undo.push(() => void host.remove(stage));
+    if (!same) {
+      host.remove(stage);
+      host.writeSynced(host.at(stage), exeBytes, 0o755);
+      undo.push(() => void host.remove(stage));
+    }
     const v = await host.run([stage, 'version'], 20_000);
     if (v.status !== 0) throw new PullguardError('INTERNAL', `the executable does not run on this host: ${firstLine(v.stderr || v.stdout)}`);
     for (const [rel, bytes] of policyFiles) {
@@ -384,11 +427,9 @@ export async function install(opts: NodeOptions, hooks: Hooks): Promise<Report> 
   await hooks.afterStep?.('containerd-config');
 
   // --- 3. The executable, last: one rename into bin_dir. ---
-  const dest = `${opts.binDir}/pullguard`;
   try {
     const current = host.read(dest);
-    if (current?.equals(exeBytes)) host.remove(stage);
-    else {
+    if (!same) {
       renameSync(host.at(stage), host.at(dest));
       undo.push(() => void (current ? host.writeAtomic(dest, current, 0o755) : host.remove(dest)));
       changed.push(dest);
@@ -446,8 +487,12 @@ export async function install(opts: NodeOptions, hooks: Hooks): Promise<Report> 
 
 /** Uninstall: the executable out first, then the config back byte for byte, a restart, the policy. */
 export async function uninstall(opts: NodeOptions, hooks: Hooks): Promise<Report> {
-  const t0 = performance.now();
   const host = new Host(opts.root);
+  return withLock(host, (_created, removeAfter) => uninstallLocked(host, opts, hooks, removeAfter));
+}
+
+async function uninstallLocked(host: Host, opts: NodeOptions, hooks: Hooks, removeAfter: string[]): Promise<Report> {
+  const t0 = performance.now();
   const log = hooks.log;
   const changed: string[] = [];
   const state = readState(host);
@@ -523,7 +568,8 @@ export async function uninstall(opts: NodeOptions, hooks: Hooks): Promise<Report
   host.remove(STATE_FILE);
   for (const d of [...(state?.createdDirs ?? [])].sort((a, b) => b.length - a.length)) host.removeDirIfEmpty(d);
   if (!opts.keepPolicy) host.removeDirIfEmpty(`${STATE_DIR}/policy.orig`);
-  host.removeDirIfEmpty(STATE_DIR);
+  // The state directory and its parents go once the lock is released.
+  removeAfter.push(...(state?.createdDirs ?? []));
   await hooks.afterStep?.('policy');
   return { changed, restart: outcome, containerd: answer, durationMs: performance.now() - t0 };
 }

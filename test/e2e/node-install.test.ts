@@ -299,6 +299,18 @@ describe('on a scratch host root (--root)', () => {
     expect(read(root, 'etc/pullguard/policy.yaml')).toBe('version: 1\ndefault: allow\n');
   });
 
+  test('one installer at a time: a live holder of the lock refuses the second, a dead one is taken over', async () => {
+    const root = hostRoot('locked', { 'var/lib/pullguard/lock/pid': String(process.pid) });
+    const before = snapshot(root);
+    const r = await pullguard('install', '--root', root, ...EXE(), '--json');
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ result: 'failed', code: 'CONTAINERD_CONFIG', message: expect.stringContaining(`another pullguard node install/uninstall (pid ${process.pid}) is running`) });
+    expect(snapshot(root)).toEqual(before);
+    writeFileSync(join(root, 'var/lib/pullguard/lock/pid'), '999999999');
+    expect((await pullguard('install', '--root', root, ...EXE())).status).toBe(0);
+    expect(readdirSync(join(root, 'var/lib/pullguard'))).toEqual(['state.json']);
+  });
+
   test('usage errors exit 2', async () => {
     expect((await pullguard('install', '--bogus')).status).toBe(2);
     expect((await pullguard('install', '--root', 'relative', ...EXE())).status).toBe(2);
