@@ -5,7 +5,7 @@
  * chroot(8), so that they see the host's files at the paths written in them.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, copyFileSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { posix } from 'node:path';
 import { PullguardError } from '../common/errors.js';
 import { hostReader, type ConfigReader } from '../containerd/config.js';
@@ -17,6 +17,36 @@ export interface RunResult {
 }
 
 export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+/** sha256 of a file, read in chunks (the executable is ~135 MB: never hold it in memory); undefined if absent. */
+export function fileSha256(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const h = createHash('sha256');
+    const buf = Buffer.alloc(1 << 20);
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+    return h.digest('hex');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Copies a file and fsyncs the copy (mode set before it can be renamed anywhere). */
+export function copySynced(from: string, to: string, mode: number): void {
+  copyFileSync(from, to, constants.COPYFILE_EXCL);
+  chmodSync(to, mode);
+  const fd = openSync(to, 'r+');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 export class Host {
   readonly reader: ConfigReader;

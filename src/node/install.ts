@@ -14,14 +14,14 @@
  * Uninstall runs in reverse: the executable out first. State and the config backup live in
  * /var/lib/pullguard, so uninstall restores config.toml byte for byte.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { asPullguardError, PullguardError } from '../common/errors.js';
 import { DEFAULT_BIN_DIR, DEFAULT_CONTAINERD_CONFIG, effectiveConfig, loadConfig } from '../containerd/config.js';
 import { parseGoDuration } from '../doctor/diagnose.js';
 import { removeImport } from './imports-edit.js';
-import { Host, exec, sha256, type RunResult } from './host.js';
+import { copySynced, exec, fileSha256, Host, sha256, type RunResult } from './host.js';
 import { checkEdit, defaultImportsFor, dumpMismatches, dumpProblems, effectiveDump, parseContainerdVersion, planConfig, type ContainerdVersion } from './plan.js';
 import { probeContainerd, type ContainerdAnswer } from './probe.js';
 import { EXAMPLE_POLICY } from './templates.js';
@@ -307,13 +307,8 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
   const previous = readState(host);
 
   // --- Everything that can refuse, before any write. ---
-  const exeBytes = (() => {
-    try {
-      return readFileSync(opts.executable);
-    } catch (e) {
-      throw new PullguardError('CONTRACT_ARGS', `cannot read the executable ${opts.executable}: ${(e as NodeJS.ErrnoException).code ?? e}`);
-    }
-  })();
+  const exeSha = fileSha256(opts.executable);
+  if (exeSha === undefined) throw new PullguardError('CONTRACT_ARGS', `cannot read the executable ${opts.executable}`);
   const policyFiles = policySources(opts.policySource, host, opts.policyDir);
   checkBinDir(host, opts.binDir);
   if (posix.relative(opts.binDir, opts.policyDir).split('/')[0] !== '..') throw new PullguardError('CONTRACT_ARGS', 'the policy directory must not be inside bin_dir');
@@ -328,6 +323,8 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
   log(`containerd ${ctd.version.text} (${ctd.bin}), config ${opts.configPath} version ${plan.version}${running ? `, running as pid ${running.pid}` : ', not running'}`);
 
   const undo = new Undo();
+  /** Done once the install stands (no undo needed any more). */
+  const cleanup: (() => void)[] = [];
   const createdDirs = new Set([...(previous?.createdDirs ?? []), ...lockDirs]);
   const mkdirs = (p: string) => {
     for (const d of host.mkdirs(p)) {
@@ -353,7 +350,7 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
   // --- 1. The executable, staged outside bin_dir, and the policy it checks. ---
   const dest = `${opts.binDir}/pullguard`;
   // Already installed, byte for byte: that file is the one to check with, and nothing is staged.
-  const same = host.read(dest)?.equals(exeBytes) === true;
+  const same = fileSha256(host.at(dest)) === exeSha;
   const stage = same ? dest : `${posix.dirname(opts.binDir)}/.pullguard-stage-${process.pid}`;
   let policyCheck: RunResult;
   let policyFileStates: PolicyFileState[] = [...(previous?.policyFiles ?? [])];
@@ -361,7 +358,7 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
     mkdirs(opts.binDir);
     if (!same) {
       host.remove(stage);
-      host.writeSynced(host.at(stage), exeBytes, 0o755);
+      copySynced(opts.executable, host.at(stage), 0o755);
       undo.push(() => void host.remove(stage));
     }
     const v = await host.run([stage, 'version'], 20_000);
@@ -428,10 +425,18 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
 
   // --- 3. The executable, last: one rename into bin_dir. ---
   try {
-    const current = host.read(dest);
     if (!same) {
+      // An upgrade keeps the old inode under a second name until the end, so that undo is one rename
+      // too: bin_dir never lacks a pullguard, and never holds a partial one.
+      const previousExe = `${posix.dirname(opts.binDir)}/.pullguard-previous-${process.pid}`;
+      const had = host.exists(dest);
+      if (had) {
+        host.remove(previousExe);
+        linkSync(host.at(dest), host.at(previousExe));
+      }
       renameSync(host.at(stage), host.at(dest));
-      undo.push(() => void (current ? host.writeAtomic(dest, current, 0o755) : host.remove(dest)));
+      undo.push(() => (had ? renameSync(host.at(previousExe), host.at(dest)) : void host.remove(dest)));
+      cleanup.push(() => void host.remove(previousExe));
       changed.push(dest);
     }
   } catch (e) {
@@ -470,6 +475,7 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
   }
   await hooks.afterStep?.('restart');
 
+  for (const c of cleanup) c();
   mkdirs(STATE_DIR);
   const state: State = {
     configPath: opts.configPath,
@@ -589,8 +595,8 @@ export async function status(opts: NodeOptions): Promise<StatusReport> {
   const dropinPath = state?.dropinPath ?? opts.dropinPath;
   const policy = `${state?.policyDir ?? opts.policyDir}/policy.yaml`;
   const lines: string[] = [];
-  const exe = host.read(`${binDir}/pullguard`);
-  lines.push(exe ? `executable  ${binDir}/pullguard (sha256 ${sha256(exe).slice(0, 12)})` : `executable  MISSING: no ${binDir}/pullguard`);
+  const exe = fileSha256(host.at(`${binDir}/pullguard`));
+  lines.push(exe ? `executable  ${binDir}/pullguard (sha256 ${exe.slice(0, 12)})` : `executable  MISSING: no ${binDir}/pullguard`);
   let version: ContainerdVersion | undefined;
   try {
     version = (await findContainerd(host, opts)).version;

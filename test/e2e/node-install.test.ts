@@ -299,6 +299,20 @@ describe('on a scratch host root (--root)', () => {
     expect(read(root, 'etc/pullguard/policy.yaml')).toBe('version: 1\ndefault: allow\n');
   });
 
+  test('an upgrade replaces the executable with one rename and leaves nothing beside bin_dir', async () => {
+    const root = hostRoot('upgrade');
+    expect((await pullguard('install', '--root', root, ...EXE())).status).toBe(0);
+    // A different build: the same executable with one byte appended (ELF ignores trailing bytes).
+    const next = join(work, 'pullguard-next');
+    writeFileSync(next, Buffer.concat([readFileSync(pullguardBinary()), Buffer.from('\n')]));
+    chmodSync(next, 0o755);
+    const r = await pullguard('install', '--root', root, '--executable', next, '--json');
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ changed: ['/opt/containerd/image-verifier/bin/pullguard'] });
+    expect(readFileSync(join(root, 'opt/containerd/image-verifier/bin/pullguard')).equals(readFileSync(next))).toBe(true);
+    expect(readdirSync(join(root, 'opt/containerd/image-verifier')).sort()).toEqual(['bin']);
+  });
+
   test('one installer at a time: a live holder of the lock refuses the second, a dead one is taken over', async () => {
     const root = hostRoot('locked', { 'var/lib/pullguard/lock/pid': String(process.pid) });
     const before = snapshot(root);
@@ -318,6 +332,63 @@ describe('on a scratch host root (--root)', () => {
   });
 });
 
+/** containerd under a shell loop that starts it again when it exits: what `--restart-command` restarts. */
+async function startSupervised(dir: string): Promise<Daemon> {
+  const q = JSON.stringify;
+  const loop = `while [ ! -e ${q(join(dir, 'stop'))} ]; do ${q(tool('containerd'))} --config ${q(join(dir, 'config.toml'))} & echo $! > ${q(join(dir, 'containerd.pid'))}; wait $!; done`;
+  const sup = startDaemon('/bin/sh', ['-c', loop], { env: { PATH: `${toolsBin()}:/usr/sbin:/usr/bin:/sbin:/bin`, PULLGUARD_POLICY: join(dir, 'policy/policy.yaml') } });
+  await waitFor('containerd CRI', async () => /msg="containerd successfully booted/.test(sup.output()) && (await run([tool('ctr'), '-a', join(dir, 'c.sock'), 'version'])).status === 0, 60_000, sup);
+  return sup;
+}
+
+async function stopSupervised(dir: string, sup: Daemon | undefined): Promise<void> {
+  writeFileSync(join(dir, 'stop'), '');
+  try {
+    process.kill(Number(readFileSync(join(dir, 'containerd.pid'), 'utf8')), 'SIGTERM');
+  } catch {
+    /* gone */
+  }
+  await sup?.stop();
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${dir}/`));
+  for (const m of mounts.sort((a, b) => b.length - a.length)) await run(['umount', '-l', m]);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Paths of a scratch containerd: root, state, socket and the host paths it would otherwise touch. */
+function daemonPaths(dir: string): string[] {
+  const q = JSON.stringify;
+  return [
+    `root = ${q(join(dir, 'root'))}`,
+    `state = ${q(join(dir, 'state'))}`,
+    '[grpc]',
+    `  address = ${q(join(dir, 'c.sock'))}`,
+    '[debug]',
+    '  level = "debug"',
+    '[plugins."io.containerd.internal.v1.opt"]',
+    `  path = ${q(join(dir, 'opt'))}`,
+    '[plugins."io.containerd.nri.v1.nri"]',
+    `  socket_path = ${q(join(dir, 'nri.sock'))}`,
+  ];
+}
+
+const nodeOptions = (dir: string, registryPolicy: string): NodeOptions => {
+  writeFileSync(join(dir, 'policy-source.yaml'), registryPolicy);
+  return {
+    root: '/',
+    configPath: join(dir, 'config.toml'),
+    dropinPath: join(dir, 'conf.d/pullguard.toml'),
+    binDir: join(dir, 'bin'),
+    policyDir: join(dir, 'policy'),
+    executable: pullguardBinary(),
+    policySource: join(dir, 'policy-source.yaml'),
+    containerdBin: tool('containerd'),
+    socket: join(dir, 'c.sock'),
+    restart: true,
+    restartCommand: `kill -TERM "$(cat ${join(dir, 'containerd.pid')})"`,
+    timeoutMs: 60_000,
+  };
+};
+
 /**
  * A real containerd 2.1.9 on a Kind-style version 2 config (discard_unpacked_layers = true: CRI pulls
  * are local and never verified), supervised by a shell loop so that `--restart-command` can restart it
@@ -331,20 +402,7 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
   let dir: string;
   const images: Record<string, PushedImage> = {};
 
-  const opts = (): NodeOptions => ({
-    root: '/',
-    configPath: join(dir, 'config.toml'),
-    dropinPath: join(dir, 'conf.d/pullguard.toml'),
-    binDir: join(dir, 'bin'),
-    policyDir: join(dir, 'policy'),
-    executable: pullguardBinary(),
-    policySource: join(dir, 'policy-source.yaml'),
-    containerdBin: tool('containerd'),
-    socket: join(dir, 'c.sock'),
-    restart: true,
-    restartCommand: `kill -TERM "$(cat ${join(dir, 'containerd.pid')})"`,
-    timeoutMs: 60_000,
-  });
+  let opts: () => NodeOptions;
 
   beforeAll(async () => {
     dir = mkdtempSync('/tmp/pgn-');
@@ -354,23 +412,11 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
       images[`blocked-${step}`] = pushTestImage(registry.host, `blocked-${step}`, 'v1', `blocked-${step}`);
       await new Promise((r) => setTimeout(r, 10));
     }
-    writeFileSync(
-      join(dir, 'policy-source.yaml'),
-      `version: 1\ndefault: deny\nrules:\n  - name: app\n    match: ${registry.host}/app-*\n    action: allow\n  - name: blocked\n    match: ${registry.host}/blocked-*\n    action: deny\n`,
-    );
-    const q = JSON.stringify;
+    const policy = `version: 1\ndefault: deny\nrules:\n  - name: app\n    match: ${registry.host}/app-*\n    action: allow\n  - name: blocked\n    match: ${registry.host}/blocked-*\n    action: deny\n`;
+    opts = () => nodeOptions(dir, policy);
     const main = [
       'version = 2',
-      `root = ${q(join(dir, 'root'))}`,
-      `state = ${q(join(dir, 'state'))}`,
-      '[grpc]',
-      `  address = ${q(join(dir, 'c.sock'))}`,
-      '[debug]',
-      '  level = "debug"',
-      '[plugins."io.containerd.internal.v1.opt"]',
-      `  path = ${q(join(dir, 'opt'))}`,
-      '[plugins."io.containerd.nri.v1.nri"]',
-      `  socket_path = ${q(join(dir, 'nri.sock'))}`,
+      ...daemonPaths(dir),
       '[plugins."io.containerd.grpc.v1.cri"]',
       '  sandbox_image = "registry.k8s.io/pause:3.10"',
       '[plugins."io.containerd.grpc.v1.cri".containerd]',
@@ -381,26 +427,13 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
     ].join('\n');
     writeFileSync(join(dir, 'config.toml'), main);
     writeFileSync(join(dir, 'config.toml.before'), main);
-    const loop = `while [ ! -e ${q(join(dir, 'stop'))} ]; do ${q(tool('containerd'))} --config ${q(join(dir, 'config.toml'))} & echo $! > ${q(join(dir, 'containerd.pid'))}; wait $!; done`;
-    sup = startDaemon('/bin/sh', ['-c', loop], { env: { PATH: `${toolsBin()}:/usr/sbin:/usr/bin:/sbin:/bin`, PULLGUARD_POLICY: join(dir, 'policy/policy.yaml') } });
-    await waitFor('containerd CRI', async () => /msg="containerd successfully booted/.test(sup.output()) && (await run([tool('ctr'), '-a', join(dir, 'c.sock'), 'version'])).status === 0, 60_000, sup);
+    sup = await startSupervised(dir);
     cri = criClient(join(dir, 'c.sock'));
   });
 
   afterAll(async () => {
     cri?.close();
-    if (dir) {
-      writeFileSync(join(dir, 'stop'), '');
-      try {
-        process.kill(Number(readFileSync(join(dir, 'containerd.pid'), 'utf8')), 'SIGTERM');
-      } catch {
-        /* gone */
-      }
-      await sup?.stop();
-      const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${dir}/`));
-      for (const m of mounts.sort((a, b) => b.length - a.length)) await run(['umount', '-l', m]);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    if (dir) await stopSupervised(dir, sup);
     await registry?.stop();
   });
 
@@ -452,9 +485,15 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
     const bootLog = sup.output().slice(sup.output().lastIndexOf('starting containerd'));
     expect(bootLog).not.toContain('Falling back to local image pull mode');
 
-    // Uninstall through the CLI, restarting with the same documented fallback.
+    // Again, through the CLI: nothing changes, so no restart (same pid).
     const o = opts();
-    const u = await pullguard('uninstall', '--config', o.configPath, '--dropin', o.dropinPath, '--bin-dir', o.binDir, '--policy-dir', o.policyDir, '--containerd', o.containerdBin!, '--socket', o.socket!, '--restart-command', o.restartCommand!, '--json');
+    const flags = ['--config', o.configPath, '--dropin', o.dropinPath, '--bin-dir', o.binDir, '--policy-dir', o.policyDir, '--containerd', o.containerdBin!, '--socket', o.socket!, '--restart-command', o.restartCommand!, '--json'];
+    const again = await pullguard('install', '--executable', o.executable, '--policy', o.policySource!, ...flags);
+    expect(again.status, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ result: 'installed', changed: [], restart: 'not needed', containerdPid: r.containerd!.pid });
+
+    // Uninstall through the CLI, restarting with the same documented fallback.
+    const u = await pullguard('uninstall', ...flags);
     expect(u.status, u.stderr).toBe(0);
     expect(JSON.parse(u.stdout)).toMatchObject({ result: 'uninstalled', restart: 'done' });
     expect(readFileSync(o.configPath, 'utf8')).toBe(readFileSync(join(dir, 'config.toml.before'), 'utf8'));
@@ -462,5 +501,58 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
     const afterUninstall = await pullBoth('un-restart');
     expect(afterUninstall).toMatchObject({ app: 'allowed', blocked: 'allowed', verified: false });
     console.log(`install onto a running containerd (restart included): ${Math.round(installMs)} ms; uninstall (CLI, restart included): ${Math.round(u.ms)} ms`);
+  });
+});
+
+describe('onto a containerd whose configuration already has every setting: no restart', () => {
+  let registry: Registry;
+  let sup: Daemon;
+  let cri: CriClient;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync('/tmp/pgn-');
+    registry = await startRegistry();
+    const q = JSON.stringify;
+    const main = [
+      'version = 3',
+      ...daemonPaths(dir),
+      '[plugins."io.containerd.image-verifier.v1.bindir"]',
+      `  bin_dir = ${q(join(dir, 'bin'))}`,
+      '[plugins."io.containerd.cri.v1.images"]',
+      '  use_local_image_pull = false',
+      '[plugins."io.containerd.cri.v1.images".registry]',
+      '  config_path = "/etc/containerd/certs.d"',
+      '',
+    ].join('\n');
+    writeFileSync(join(dir, 'config.toml'), main);
+    sup = await startSupervised(dir);
+    cri = criClient(join(dir, 'c.sock'));
+  });
+
+  afterAll(async () => {
+    cri?.close();
+    if (dir) await stopSupervised(dir, sup);
+    await registry?.stop();
+  });
+
+  test('the effective configuration does not change: no restart, and pulls are verified as soon as the executable is in bin_dir', async () => {
+    const blocked = ['config', 'executable'].map((s) => pushTestImage(registry.host, `blocked-${s}`, 'v1', s));
+    const o = { ...nodeOptions(dir, `version: 1\ndefault: deny\nrules:\n  - name: blocked\n    match: ${registry.host}/blocked-*\n    action: deny\n`), restartCommand: 'exit 7' };
+    const pid = Number(readFileSync(join(dir, 'containerd.pid'), 'utf8'));
+    const seen: string[] = [];
+    const r = await install(o, {
+      log: () => {},
+      afterStep: async (s: Step) => {
+        const image = s === 'containerd-config' ? blocked[0] : s === 'executable' ? blocked[1] : undefined;
+        if (!image) return;
+        const e = await pullError(cri, image.ref);
+        seen.push(`${s}: ${e ? (e.details.includes('denied by policy (rule "blocked")') ? 'denied by pullguard' : e.details) : 'allowed'}`);
+      },
+    });
+    // The restart command fails if it runs: it did not.
+    expect(r.restart).toBe('not needed');
+    expect(r.containerd?.pid).toBe(pid);
+    expect(seen).toEqual(['containerd-config: allowed', 'executable: denied by pullguard']);
   });
 });
