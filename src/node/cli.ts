@@ -12,12 +12,12 @@ import { DEFAULTS, install, RolledBack, status, uninstall, type Hooks, type Node
 export const NODE_USAGE = `usage:
   pullguard node install   [--root DIR] [--policy FILE|DIR] [--executable FILE] [--no-restart]
                            [--restart-command CMD] [--config PATH] [--dropin PATH] [--bin-dir DIR]
-                           [--policy-dir DIR] [--containerd PATH] [--containerd-version X.Y.Z]
+                           [--policy-dir DIR] [--state-dir DIR] [--containerd PATH] [--containerd-version X.Y.Z]
                            [--socket PATH] [--timeout SECONDS] [--json]
   pullguard node uninstall [--root DIR] [--keep-policy] [--no-restart] [--restart-command CMD] [...]
   pullguard node status    [--root DIR] [--json]
 --root is the host's / (default /; a DaemonSet mounts it at e.g. /host). --config, --dropin, --bin-dir,
---policy-dir, --containerd and --socket are host paths; --policy and --executable are read as given.
+--policy-dir, --state-dir, --containerd and --socket are host paths; --policy and --executable are read as given.
 Exit codes: 0 done (status: verification on), 1 refused or failed with the node left as it was
 (status: not on), 2 usage error, 3 internal error.`;
 
@@ -29,6 +29,7 @@ const FLAGS = {
   dropin: { type: 'string' },
   'bin-dir': { type: 'string' },
   'policy-dir': { type: 'string' },
+  'state-dir': { type: 'string' },
   policy: { type: 'string' },
   executable: { type: 'string' },
   containerd: { type: 'string' },
@@ -88,6 +89,7 @@ export function parseNodeArgs(args: readonly string[]): { command: string; opts:
       dropinPath: hostPath('dropin', DEFAULTS.dropinPath),
       binDir: hostPath('bin-dir', DEFAULTS.binDir),
       policyDir: hostPath('policy-dir', DEFAULTS.policyDir),
+      stateDir: hostPath('state-dir', DEFAULTS.stateDir),
       executable: executable ?? '',
       policySource: str('policy'),
       containerdBin: str('containerd') === undefined ? undefined : hostPath('containerd', ''),

@@ -28,9 +28,13 @@ import { EXAMPLE_POLICY } from './templates.js';
 
 export const DEFAULT_DROPIN = '/etc/containerd/conf.d/pullguard.toml';
 export const DEFAULT_POLICY_DIR = '/etc/pullguard';
-export const STATE_DIR = '/var/lib/pullguard';
-const STATE_FILE = `${STATE_DIR}/state.json`;
-const CONFIG_BACKUP = `${STATE_DIR}/config.toml.orig`;
+export const DEFAULT_STATE_DIR = '/var/lib/pullguard';
+
+/** Where the installer keeps its state, the config.toml backup and its lock (host paths). */
+function statePaths(opts: Pick<NodeOptions, 'stateDir'>) {
+  const dir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  return { dir, file: `${dir}/state.json`, backup: `${dir}/config.toml.orig`, lock: `${dir}/lock`, policyOrig: `${dir}/policy.orig` };
+}
 const DEFAULT_SOCKET = '/run/containerd/containerd.sock';
 const CONTAINERD_CANDIDATES = ['/usr/bin/containerd', '/usr/local/bin/containerd', '/usr/sbin/containerd', '/bin/containerd', '/opt/bin/containerd', '/usr/local/sbin/containerd'];
 
@@ -56,6 +60,8 @@ export interface NodeOptions {
   /** Run instead of systemd (through `sh -c`, in the installer's environment). */
   readonly restartCommand?: string;
   readonly keepPolicy?: boolean;
+  /** Host path of the installer's state (default /var/lib/pullguard). */
+  readonly stateDir?: string;
   readonly timeoutMs: number;
 }
 
@@ -117,13 +123,13 @@ class Undo {
 /** The installer failed after touching the node, and put it back. */
 export class RolledBack extends PullguardError {}
 
-function readState(host: Host): State | undefined {
-  const b = host.read(STATE_FILE);
+function readState(host: Host, file: string): State | undefined {
+  const b = host.read(file);
   if (!b) return undefined;
   try {
     return JSON.parse(b.toString('utf8')) as State;
   } catch {
-    throw new PullguardError('CONTAINERD_CONFIG', `${STATE_FILE} is not valid JSON; remove it to start over`);
+    throw new PullguardError('CONTAINERD_CONFIG', `${file} is not valid JSON; remove it to start over`);
   }
 }
 
@@ -264,9 +270,10 @@ function checkBinDir(host: Host, binDir: string): void {
  * One installer at a time per node (a DaemonSet rollout can briefly run the old and the new pod on the
  * same node): a lock directory with the holder's pid; a lock whose holder is gone is taken over.
  */
-async function withLock<T>(host: Host, fn: (created: readonly string[], removeAfter: string[]) => Promise<T>): Promise<T> {
-  const lock = `${STATE_DIR}/lock`;
-  const created = host.mkdirs(STATE_DIR);
+async function withLock<T>(host: Host, opts: NodeOptions, fn: (created: readonly string[], removeAfter: string[]) => Promise<T>): Promise<T> {
+  const sd = statePaths(opts);
+  const lock = sd.lock;
+  const created = host.mkdirs(sd.dir);
   const pidFile = host.at(`${lock}/pid`);
   try {
     mkdirSync(host.at(lock));
@@ -288,8 +295,8 @@ async function withLock<T>(host: Host, fn: (created: readonly string[], removeAf
   } finally {
     rmSync(host.at(lock), { recursive: true, force: true });
     // Without a state file nothing is installed: leave no directory behind that we made.
-    if (!host.exists(STATE_FILE)) {
-      for (const d of [STATE_DIR, ...created, ...removeAfter].sort((a, b) => b.length - a.length)) host.removeDirIfEmpty(d);
+    if (!host.exists(sd.file)) {
+      for (const d of [sd.dir, ...created, ...removeAfter].sort((a, b) => b.length - a.length)) host.removeDirIfEmpty(d);
     }
   }
 }
@@ -297,14 +304,15 @@ async function withLock<T>(host: Host, fn: (created: readonly string[], removeAf
 /** Install (or re-install: idempotent). Throws PullguardError; RolledBack when it had to undo its writes. */
 export async function install(opts: NodeOptions, hooks: Hooks): Promise<Report> {
   const host = new Host(opts.root);
-  return withLock(host, (created) => installLocked(host, opts, hooks, created));
+  return withLock(host, opts, (created) => installLocked(host, opts, hooks, created));
 }
 
 async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDirs: readonly string[]): Promise<Report> {
   const t0 = performance.now();
   const log = hooks.log;
   const changed: string[] = [];
-  const previous = readState(host);
+  const sd = statePaths(opts);
+  const previous = readState(host, sd.file);
 
   // --- Everything that can refuse, before any write. ---
   const exeSha = fileSha256(opts.executable);
@@ -370,7 +378,7 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
       if (put(path, bytes, 0o644)) {
         let backup = ours?.backup;
         if (old && !ours) {
-          backup = `${STATE_DIR}/policy.orig/${rel}`;
+          backup = `${sd.policyOrig}/${rel}`;
           mkdirs(posix.dirname(backup));
           host.writeAtomic(backup, old, 0o600);
           const b = backup;
@@ -398,10 +406,12 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
     put(plan.dropin.path, plan.dropin.text, 0o644);
     if (plan.main) {
       const { path, before: original, after: text } = plan.main;
-      if (original !== undefined && !host.exists(CONFIG_BACKUP)) {
-        mkdirs(STATE_DIR);
-        host.writeAtomic(CONFIG_BACKUP, Buffer.from(original), 0o600);
-        undo.push(() => void host.remove(CONFIG_BACKUP));
+      // The bytes before this edit are what uninstall restores (a re-run finds the import and edits nothing).
+      if (original !== undefined) {
+        mkdirs(sd.dir);
+        const oldBackup = host.read(sd.backup);
+        host.writeAtomic(sd.backup, Buffer.from(original), 0o600);
+        undo.push(() => void (oldBackup ? host.writeAtomic(sd.backup, oldBackup, 0o600) : host.remove(sd.backup)));
       }
       put(path, text, original !== undefined ? (statSync(host.at(path)).mode & 0o7777) : 0o644);
       configState = { created: original === undefined, sha256: sha256(text) };
@@ -476,7 +486,7 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
   await hooks.afterStep?.('restart');
 
   for (const c of cleanup) c();
-  mkdirs(STATE_DIR);
+  mkdirs(sd.dir);
   const state: State = {
     configPath: opts.configPath,
     dropinPath: opts.dropinPath,
@@ -487,21 +497,22 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
     createdDirs: [...createdDirs],
     pendingRestartPid,
   };
-  writeIfChanged(host, STATE_FILE, `${JSON.stringify(state, null, 2)}\n`, 0o644);
+  writeIfChanged(host, sd.file, `${JSON.stringify(state, null, 2)}\n`, 0o644);
   return { changed, restart: outcome, containerd: answer, durationMs: performance.now() - t0 };
 }
 
 /** Uninstall: the executable out first, then the config back byte for byte, a restart, the policy. */
 export async function uninstall(opts: NodeOptions, hooks: Hooks): Promise<Report> {
   const host = new Host(opts.root);
-  return withLock(host, (_created, removeAfter) => uninstallLocked(host, opts, hooks, removeAfter));
+  return withLock(host, opts, (_created, removeAfter) => uninstallLocked(host, opts, hooks, removeAfter));
 }
 
 async function uninstallLocked(host: Host, opts: NodeOptions, hooks: Hooks, removeAfter: string[]): Promise<Report> {
   const t0 = performance.now();
   const log = hooks.log;
   const changed: string[] = [];
-  const state = readState(host);
+  const sd = statePaths(opts);
+  const state = readState(host, sd.file);
   const binDir = state?.binDir ?? opts.binDir;
   const configPath = state?.configPath ?? opts.configPath;
   const dropinPath = state?.dropinPath ?? opts.dropinPath;
@@ -519,7 +530,7 @@ async function uninstallLocked(host: Host, opts: NodeOptions, hooks: Hooks, remo
   const text = host.read(configPath)?.toString('utf8');
   if (state?.config && text !== undefined) {
     const unchanged = sha256(text) === state.config.sha256;
-    const backup = host.read(CONFIG_BACKUP);
+    const backup = host.read(sd.backup);
     if (unchanged && state.config.created) host.remove(configPath);
     else if (unchanged && backup) host.writeAtomic(configPath, backup, statSync(host.at(configPath)).mode & 0o7777);
     else {
@@ -570,10 +581,10 @@ async function uninstallLocked(host: Host, opts: NodeOptions, hooks: Hooks, remo
       changed.push(f.path);
     }
   }
-  host.remove(CONFIG_BACKUP);
-  host.remove(STATE_FILE);
+  host.remove(sd.backup);
+  host.remove(sd.file);
   for (const d of [...(state?.createdDirs ?? [])].sort((a, b) => b.length - a.length)) host.removeDirIfEmpty(d);
-  if (!opts.keepPolicy) host.removeDirIfEmpty(`${STATE_DIR}/policy.orig`);
+  if (!opts.keepPolicy) host.removeDirIfEmpty(sd.policyOrig);
   // The state directory and its parents go once the lock is released.
   removeAfter.push(...(state?.createdDirs ?? []));
   await hooks.afterStep?.('policy');
@@ -589,7 +600,7 @@ export interface StatusReport {
 /** What is installed, and whether verification is really on (the installed executable's own doctor, on the host). */
 export async function status(opts: NodeOptions): Promise<StatusReport> {
   const host = new Host(opts.root);
-  const state = readState(host);
+  const state = readState(host, statePaths(opts).file);
   const binDir = state?.binDir ?? opts.binDir;
   const configPath = state?.configPath ?? opts.configPath;
   const dropinPath = state?.dropinPath ?? opts.dropinPath;
@@ -636,4 +647,5 @@ export const DEFAULTS = {
   dropinPath: DEFAULT_DROPIN,
   binDir: DEFAULT_BIN_DIR,
   policyDir: DEFAULT_POLICY_DIR,
+  stateDir: DEFAULT_STATE_DIR,
 } as const;

@@ -379,6 +379,8 @@ const nodeOptions = (dir: string, registryPolicy: string): NodeOptions => {
     dropinPath: join(dir, 'conf.d/pullguard.toml'),
     binDir: join(dir, 'bin'),
     policyDir: join(dir, 'policy'),
+    // Never the real /var/lib/pullguard: root is / here.
+    stateDir: join(dir, 'pullguard-state'),
     executable: pullguardBinary(),
     policySource: join(dir, 'policy-source.yaml'),
     containerdBin: tool('containerd'),
@@ -455,6 +457,17 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
     };
   }
 
+  test('a restart after which containerd does not answer: every change undone, containerd back on the old configuration', async () => {
+    const before = readFileSync(join(dir, 'config.toml'), 'utf8');
+    const pid = Number(readFileSync(join(dir, 'containerd.pid'), 'utf8'));
+    // A restart command that restarts nothing: no new pid ever answers.
+    const r = await install({ ...opts(), restartCommand: 'true', timeoutMs: 3000 }, { log: () => {} }).then(() => undefined, (e: Error) => e);
+    expect(r?.message).toMatch(/containerd did not answer on .* within 3s after the restart \(pid \d+\) \(every change was undone\)/);
+    expect(readFileSync(join(dir, 'config.toml'), 'utf8')).toBe(before);
+    expect(readdirSync(dir).filter((n) => ['bin', 'conf.d', 'policy'].includes(n)).flatMap((n) => readdirSync(join(dir, n)))).toEqual([]);
+    expect(Number(readFileSync(join(dir, 'containerd.pid'), 'utf8'))).toBe(pid);
+  });
+
   test('install: no pull is denied at any step, and every pull is verified once the drop-in is in effect; uninstall puts the config back byte for byte', async () => {
     const seen: Awaited<ReturnType<typeof pullBoth>>[] = [await pullBoth('before')];
     expect(sup.output()).toContain('Falling back to local image pull mode');
@@ -487,14 +500,18 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
 
     // Again, through the CLI: nothing changes, so no restart (same pid).
     const o = opts();
-    const flags = ['--config', o.configPath, '--dropin', o.dropinPath, '--bin-dir', o.binDir, '--policy-dir', o.policyDir, '--containerd', o.containerdBin!, '--socket', o.socket!, '--restart-command', o.restartCommand!, '--json'];
+    const flags = ['--config', o.configPath, '--dropin', o.dropinPath, '--bin-dir', o.binDir, '--policy-dir', o.policyDir, '--state-dir', o.stateDir!, '--containerd', o.containerdBin!, '--socket', o.socket!, '--restart-command', o.restartCommand!, '--json'];
     const again = await pullguard('install', '--executable', o.executable, '--policy', o.policySource!, ...flags);
     expect(again.status, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ result: 'installed', changed: [], restart: 'not needed', containerdPid: r.containerd!.pid });
+    const st = await pullguard('status', '--state-dir', o.stateDir!, '--config', o.configPath, '--socket', o.socket!, '--containerd', o.containerdBin!, '--json');
+    const s = JSON.parse(st.stdout) as { installed: boolean; verificationOn: boolean; lines: string[] };
+    expect(s, s.lines.join('\n')).toMatchObject({ installed: true, verificationOn: true });
+    expect(st.status).toBe(0);
 
     // Uninstall through the CLI, restarting with the same documented fallback.
     const u = await pullguard('uninstall', ...flags);
-    expect(u.status, u.stderr).toBe(0);
+    expect(u.status, `${u.stderr}\n${sup.output().split('\n').filter((l) => /level=(info|warn|error|fatal)/.test(l) && !/image_verifier/.test(l)).slice(-40).join('\n')}`).toBe(0);
     expect(JSON.parse(u.stdout)).toMatchObject({ result: 'uninstalled', restart: 'done' });
     expect(readFileSync(o.configPath, 'utf8')).toBe(readFileSync(join(dir, 'config.toml.before'), 'utf8'));
     expect(readdirSync(dir)).not.toContain('conf.d');
