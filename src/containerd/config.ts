@@ -48,7 +48,8 @@ const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 const MAX_FILES = 256;
 
 export type Table = Record<string, unknown>;
-export const isTable = (v: unknown): v is Table => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+export const isTable = (v: unknown): v is Table =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 export const asTable = (v: unknown): Table => (isTable(v) ? v : {});
 
 /** One parsed containerd config file. */
@@ -120,10 +121,15 @@ export function parseConfigText(text: string, path: string): Table {
     const err = e as Error & { line?: number; column?: number };
     const at = typeof err.line === 'number' ? ` at row ${err.line} column ${err.column ?? 0}` : '';
     const why = (err.message.split('\n')[0] ?? '').replace(/^Invalid TOML document: /, '');
-    throw new PullguardError('CONTAINERD_CONFIG', `containerd config ${path} is not valid TOML${at}: ${why}`, { path, row: err.line, column: err.column });
+    throw new PullguardError('CONTAINERD_CONFIG', `containerd config ${path} is not valid TOML${at}: ${why}`, {
+      path,
+      row: err.line,
+      column: err.column,
+    });
   }
   const t = asTable(doc);
-  if (t.version !== undefined && !Number.isInteger(t.version)) throw configError(path, `containerd config ${path}: version must be an integer`);
+  if (t.version !== undefined && !Number.isInteger(t.version))
+    throw configError(path, `containerd config ${path}: version must be an integer`);
   if (t.imports !== undefined && !(Array.isArray(t.imports) && t.imports.every((i) => typeof i === 'string'))) {
     throw configError(path, `containerd config ${path}: imports must be a list of strings`);
   }
@@ -155,7 +161,8 @@ export function loadConfig(path: string, opts: LoadOptions = {}): LoadedConfig {
   while (pending.length > 0) {
     const next = pending.shift()!;
     if (loaded.has(next.path)) continue;
-    if (files.length >= MAX_FILES) throw configError(path, `containerd config ${path} imports more than ${MAX_FILES} files`);
+    if (files.length >= MAX_FILES)
+      throw configError(path, `containerd config ${path} imports more than ${MAX_FILES} files`);
     const text = reader.read(next.path);
     if (text === undefined) return { path, files, missing: next };
     const doc = parseConfigText(text, next.path);
@@ -185,7 +192,8 @@ const hasMeta = (s: string) => /[*?[\\]/.test(s);
 
 /** Go's filepath.Glob on Unix: meta characters in any component, names sorted per directory. */
 export function glob(pattern: string, reader: ConfigReader): string[] {
-  if (!hasMeta(pattern)) return reader.read(pattern) !== undefined || reader.list(pattern) !== undefined ? [pattern] : [];
+  if (!hasMeta(pattern))
+    return reader.read(pattern) !== undefined || reader.list(pattern) !== undefined ? [pattern] : [];
   const dir = posix.dirname(pattern);
   const name = posix.basename(pattern);
   const dirs = hasMeta(dir) && dir !== pattern ? glob(dir, reader) : [dir];
@@ -263,7 +271,14 @@ function displayKey(path: readonly string[]): string {
 const originKey = (path: readonly string[]) => path.join('\u0000');
 
 /** The keys migrated from `io.containerd.grpc.v1.cri` (top level) into the images plugin, in containerd 2.1. */
-const MIGRATED_TOP = ['registry', 'image_decryption', 'max_concurrent_downloads', 'image_pull_progress_timeout', 'image_pull_with_sync_fs', 'stats_collect_period'];
+const MIGRATED_TOP = [
+  'registry',
+  'image_decryption',
+  'max_concurrent_downloads',
+  'image_pull_progress_timeout',
+  'image_pull_with_sync_fs',
+  'stats_collect_period',
+];
 /** ...and from its `.containerd` table, only when that table has `runtimes` (as containerd 2.1.9 does). */
 const MIGRATED_CONTAINERD = ['snapshotter', 'disable_snapshot_annotations', 'discard_unpacked_layers'];
 
@@ -299,7 +314,10 @@ function v1PluginName(name: string): string {
 export const declaredVersion = (doc: Table): number => (typeof doc.version === 'number' ? doc.version : 0);
 
 /** Pure: the configuration containerd 2.1 builds from these files (in load order). */
-export function effectiveConfig(files: readonly ContainerdConfigFile[], missing?: LoadedConfig['missing']): EffectiveConfig {
+export function effectiveConfig(
+  files: readonly ContainerdConfigFile[],
+  missing?: LoadedConfig['missing'],
+): EffectiveConfig {
   const plugins: Table = {};
   const origins = new Map<string, Origin>();
   const disabled: string[] = [];
@@ -324,7 +342,9 @@ export function effectiveConfig(files: readonly ContainerdConfigFile[], missing?
   for (const f of files) {
     let v = declaredVersion(f.doc);
     let filePlugins = asTable(f.doc.plugins);
-    let fileDisabled = Array.isArray(f.doc.disabled_plugins) ? f.doc.disabled_plugins.filter((d): d is string => typeof d === 'string') : [];
+    let fileDisabled = Array.isArray(f.doc.disabled_plugins)
+      ? f.doc.disabled_plugins.filter((d): d is string => typeof d === 'string')
+      : [];
     if (v < 2) {
       // MigrateConfigTo(out.Version): version 1 names become URIs; no plugin migration runs.
       filePlugins = Object.fromEntries(Object.entries(filePlugins).map(([k, val]) => [v1PluginName(k), val]));
@@ -332,7 +352,10 @@ export function effectiveConfig(files: readonly ContainerdConfigFile[], missing?
       v = version;
     }
     if (v > CONFIG_VERSION) {
-      throw configError(f.path, `containerd config ${f.path}: expected containerd config version equal to or less than 3, got ${v}`);
+      throw configError(
+        f.path,
+        `containerd config ${f.path}: expected containerd config version equal to or less than 3, got ${v}`,
+      );
     }
     version = v;
     versions.push(v);
@@ -351,13 +374,14 @@ export function effectiveConfig(files: readonly ContainerdConfigFile[], missing?
         if (k === fromKey || k.startsWith(`${fromKey}\u0000`)) origins.set(toKey + k.slice(fromKey.length), o);
       }
       let t = images;
-      for (const seg of to.slice(0, -1)) t = (t[seg] = asTable(t[seg]));
+      for (const seg of to.slice(0, -1)) t = t[seg] = asTable(t[seg]);
       t[to[to.length - 1]!] = structuredClone(value);
     };
     if ('sandbox_image' in v2) move(['sandbox_image'], ['pinned_images', 'sandbox'], v2.sandbox_image);
     for (const key of MIGRATED_TOP) if (key in v2) move([key], [key], v2[key]);
     const ctd = asTable(v2.containerd);
-    if ('runtimes' in ctd) for (const key of MIGRATED_CONTAINERD) if (key in ctd) move(['containerd', key], [key], ctd[key]);
+    if ('runtimes' in ctd)
+      for (const key of MIGRATED_CONTAINERD) if (key in ctd) move(['containerd', key], [key], ctd[key]);
   } else {
     // The configuration ends as version 3: containerd 2.1 migrates nothing, so every version 2 CRI
     // setting is ignored ("Ignoring unknown key in TOML for plugin").
@@ -372,19 +396,26 @@ export function effectiveConfig(files: readonly ContainerdConfigFile[], missing?
         status: 'FAIL',
         message:
           declared >= 2
-            ? `${f.path} is config version ${declared} but the last file loaded is version 3: containerd 2.1 migrates nothing and ignores its plugins."${CRI_V2}" settings (${keys}); a containerd that migrates each file before merging would apply them`
-            : `${f.path} has no version line: containerd 2.1 reads it as version ${versions[i]} (the version in effect when it is loaded) and ignores its version 2 CRI settings (${keys})`,
+            ? `${f.path} is config version ${declared} but the last file loaded is version 3: containerd 2.1 ` +
+              `migrates nothing and ignores its plugins."${CRI_V2}" settings (${keys}); a containerd that migrates ` +
+              `each file before merging would apply them`
+            : `${f.path} has no version line: containerd 2.1 reads it as version ${versions[i]} (the version in ` +
+              `effect when it is loaded) and ignores its version 2 CRI settings (${keys})`,
         fix:
           declared >= 2
-            ? 'write every file with the same version: for a version 2 main file use containerd-config/pullguard-v2.toml (`pullguard node install` picks it), or migrate the main file (`containerd config migrate`)'
-            : 'add "version = 2" to it (its settings use version 2 names), or rewrite it with `containerd config migrate`',
+            ? 'write every file with the same version: for a version 2 main file use ' +
+              'containerd-config/pullguard-v2.toml (`pullguard node install` picks it), or migrate the main file ' +
+              '(`containerd config migrate`)'
+            : 'add "version = 2" to it (its settings use version 2 names), or rewrite it with `containerd config ' +
+              'migrate`',
       });
     });
   }
   if (missing?.importedBy) {
     notes.push({
       status: 'WARN',
-      message: `${missing.path} (imported by ${missing.importedBy}) does not exist: containerd 2.1 stops reading its configuration there and silently ignores every file it would have loaded after it`,
+      message: `${missing.path} (imported by ${missing.importedBy}) does not exist: containerd 2.1 stops reading its ` +
+        `configuration there and silently ignores every file it would have loaded after it`,
       fix: `restore ${missing.path} or remove it from imports in ${missing.importedBy}`,
     });
   }
@@ -413,7 +444,10 @@ export function registryConfigPath(eff: EffectiveConfig): string | undefined {
   const v = valueAt(eff.images, 'registry.config_path');
   if (v !== undefined && typeof v !== 'string') {
     const o = eff.origin('images', 'registry.config_path');
-    throw new PullguardError('CONTAINERD_CONFIG', `containerd config ${o?.file ?? eff.files[0] ?? ''}: registry.config_path must be a string`);
+    throw new PullguardError(
+      'CONTAINERD_CONFIG',
+      `containerd config ${o?.file ?? eff.files[0] ?? ''}: registry.config_path must be a string`,
+    );
   }
   return v === '' ? undefined : v;
 }
@@ -441,9 +475,31 @@ export const LOCAL_PULL_TRIGGERS: readonly LocalPullTrigger[] = [
   { key: 'use_local_image_pull', fires: (v) => v === true, want: 'false' },
   { key: 'discard_unpacked_layers', fires: (v) => v === true, want: 'false' },
   { key: 'disable_snapshot_annotations', fires: (v) => v === false, want: 'true' },
-  { key: 'registry.mirrors', fires: nonEmptyTable, want: 'empty', fix: 'move the mirrors to hosts.toml files under registry.config_path and delete the table' },
-  { key: 'registry.configs', fires: nonEmptyTable, want: 'empty', fix: 'move TLS and auth settings to hosts.toml files under registry.config_path (credentials: a docker config.json) and delete the table' },
-  { key: 'registry.auths', fires: nonEmptyTable, want: 'empty', fix: 'delete the table; credentials go in a docker config.json or kubelet image pull secrets' },
-  { key: 'max_concurrent_downloads', fires: (v) => v !== undefined && v !== 3, want: '3', fix: 'set it to 3 (or remove it) and set plugins."io.containerd.transfer.v1.local".max_concurrent_downloads instead' },
+  {
+    key: 'registry.mirrors',
+    fires: nonEmptyTable,
+    want: 'empty',
+    fix: 'move the mirrors to hosts.toml files under registry.config_path and delete the table',
+  },
+  {
+    key: 'registry.configs',
+    fires: nonEmptyTable,
+    want: 'empty',
+    fix: 'move TLS and auth settings to hosts.toml files under registry.config_path (credentials: a docker ' +
+      'config.json) and delete the table',
+  },
+  {
+    key: 'registry.auths',
+    fires: nonEmptyTable,
+    want: 'empty',
+    fix: 'delete the table; credentials go in a docker config.json or kubelet image pull secrets',
+  },
+  {
+    key: 'max_concurrent_downloads',
+    fires: (v) => v !== undefined && v !== 3,
+    want: '3',
+    fix: 'set it to 3 (or remove it) and set plugins."io.containerd.transfer.v1.local".max_concurrent_downloads ' +
+      'instead',
+  },
   { key: 'image_pull_with_sync_fs', fires: (v) => v === true, want: 'false' },
 ];

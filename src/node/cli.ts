@@ -7,7 +7,16 @@
  */
 import { parseArgs } from 'node:util';
 import { asPullguardError, PullguardError } from '../common/errors.js';
-import { DEFAULTS, install, RolledBack, status, uninstall, type Hooks, type NodeOptions, type Report } from './install.js';
+import {
+  DEFAULTS,
+  install,
+  RolledBack,
+  status,
+  uninstall,
+  type Hooks,
+  type NodeOptions,
+  type Report,
+} from './install.js';
 
 export const NODE_USAGE = `usage:
   pullguard node install   [--root DIR] [--policy FILE|DIR] [--executable FILE] [--no-restart]
@@ -73,10 +82,14 @@ export function parseNodeArgs(args: readonly string[]): { command: string; opts:
     return v.length > 1 ? v.replace(/\/+$/, '') : v;
   };
   const timeout = str('timeout') ?? '60';
-  if (!/^\d+(\.\d+)?$/.test(timeout) || Number(timeout) <= 0) throw new PullguardError('CONTRACT_ARGS', `--timeout ${timeout}: seconds, e.g. 60`);
+  if (!/^\d+(\.\d+)?$/.test(timeout) || Number(timeout) <= 0)
+    throw new PullguardError('CONTRACT_ARGS', `--timeout ${timeout}: seconds, e.g. 60`);
   const executable = str('executable') ?? selfExecutable();
   if (command === 'install' && !executable) {
-    throw new PullguardError('CONTRACT_ARGS', 'pass --executable FILE (the single executable dist/pullguard): this is not running as it');
+    throw new PullguardError(
+      'CONTRACT_ARGS',
+      'pass --executable FILE (the single executable dist/pullguard): this is not running as it',
+    );
   }
   const root = str('root') ?? '/';
   if (!root.startsWith('/')) throw new PullguardError('CONTRACT_ARGS', `--root ${root}: must be absolute`);
@@ -121,7 +134,12 @@ function summary(command: string, r: Report): Record<string, unknown> {
   };
 }
 
-export async function runNode(args: readonly string[], out: Out, err: Out, hooks: Partial<Hooks> = {}): Promise<number> {
+export async function runNode(
+  args: readonly string[],
+  out: Out,
+  err: Out,
+  hooks: Partial<Hooks> = {},
+): Promise<number> {
   let parsed: ReturnType<typeof parseNodeArgs>;
   try {
     parsed = parseNodeArgs(args);
@@ -142,9 +160,16 @@ export async function runNode(args: readonly string[], out: Out, err: Out, hooks
     const r = await run(opts, { ...hooks, log: (l) => say(`pullguard node ${command}: ${l}`) });
     if (json) out(JSON.stringify(summary(command, r)));
     else {
-      out(`pullguard node ${command}: ${r.changed.length === 0 ? 'nothing to change' : `changed ${r.changed.join(', ')}`}`);
+      out(
+        `pullguard node ${command}: ` +
+          `${r.changed.length === 0 ? 'nothing to change' : `changed ${r.changed.join(', ')}`}`,
+      );
       out(`pullguard node ${command}: done in ${Math.round(r.durationMs)} ms; containerd restart: ${r.restart}`);
-      if (r.restart === 'needed (--no-restart)') out(`pullguard node ${command}: restart containerd (systemctl restart containerd; never SIGHUP) for the change to take effect`);
+      if (r.restart === 'needed (--no-restart)')
+        out(
+          `pullguard node ${command}: restart containerd (systemctl restart containerd; never SIGHUP) for the ` +
+            `change to take effect`,
+        );
     }
     return 0;
   } catch (e) {

@@ -5,7 +5,23 @@
  * chroot(8), so that they see the host's files at the paths written in them.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, constants, copyFileSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  copyFileSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmdirSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { posix } from 'node:path';
 import { PullguardError } from '../common/errors.js';
 import { hostReader, type ConfigReader } from '../containerd/config.js';
@@ -156,15 +172,23 @@ export const HOST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 export function exec(argv: readonly string[], timeoutMs: number, env: Record<string, string>): Promise<RunResult> {
   return new Promise((resolve) => {
     // Loaded here, not imported: child_process cannot be part of the executable's startup snapshot.
-    process.getBuiltinModule('node:child_process').execFile(
-      argv[0]!,
-      argv.slice(1),
-      { encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024, env: { PATH: process.env.PATH ?? HOST_PATH, ...env } },
-      (err, stdout, stderr) => {
-        const status = err ? (typeof err.code === 'number' ? err.code : null) : 0;
-        const extra = err && status === null ? `${err.killed ? `timed out after ${timeoutMs}ms` : err.message}` : '';
-        resolve({ status, stdout, stderr: `${stderr}${extra}` });
-      },
-    );
+    process
+      .getBuiltinModule('node:child_process')
+      .execFile(
+        argv[0]!,
+        argv.slice(1),
+        {
+          encoding: 'utf8',
+          timeout: timeoutMs,
+          killSignal: 'SIGKILL',
+          maxBuffer: 16 * 1024 * 1024,
+          env: { PATH: process.env.PATH ?? HOST_PATH, ...env },
+        },
+        (err, stdout, stderr) => {
+          const status = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+          const extra = err && status === null ? `${err.killed ? `timed out after ${timeoutMs}ms` : err.message}` : '';
+          resolve({ status, stdout, stderr: `${stderr}${extra}` });
+        },
+      );
   });
 }

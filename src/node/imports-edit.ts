@@ -120,9 +120,13 @@ function scanTopLevel(t: string): TopLevel {
     firstItem = Math.min(firstItem, i);
     const keyStart = i;
     // A key: bare, quoted or dotted.
-    while (i < t.length && t[i] !== '=' && t[i] !== '\n') i = t[i] === '"' || t[i] === "'" ? scanString(t, i).end : i + 1;
+    while (i < t.length && t[i] !== '=' && t[i] !== '\n')
+      i = t[i] === '"' || t[i] === "'" ? scanString(t, i).end : i + 1;
     if (t[i] !== '=') throw refuse(`cannot read the key at offset ${keyStart}`);
-    const key = t.slice(keyStart, i).trim().replace(/^"imports"$|^'imports'$/, 'imports');
+    const key = t
+      .slice(keyStart, i)
+      .trim()
+      .replace(/^"imports"$|^'imports'$/, 'imports');
     i = skipWsAndComments(t, i + 1, false);
     const valueStart = i;
     if (key === 'imports') imports = t[i] === '[' ? arraySpan(t, i) : 'not-an-array';
@@ -140,7 +144,8 @@ const lineStart = (t: string, i: number) => t.lastIndexOf('\n', i - 1) + 1;
 const indentAt = (t: string, i: number) => /^[ \t]*/.exec(t.slice(lineStart(t, i)))![0];
 
 function quoted(entry: string): string {
-  if (/["\\\u0000-\u001f\u007f]/.test(entry)) throw refuse(`${JSON.stringify(entry)}: quotes, backslashes and control characters are not supported`);
+  if (/["\\\u0000-\u001f\u007f]/.test(entry))
+    throw refuse(`${JSON.stringify(entry)}: quotes, backslashes and control characters are not supported`);
   return JSON.stringify(entry);
 }
 
@@ -160,14 +165,17 @@ export function addImport(text: string, entry: string): string {
   const { open, close, elements } = top.imports;
   const last = elements[elements.length - 1];
   if (!last) {
-    return /^\s*$/.test(text.slice(open + 1, close)) ? `${text.slice(0, open)}[${q}]${text.slice(close + 1)}` : `${text.slice(0, close)}${q}, ${text.slice(close)}`;
+    return /^\s*$/.test(text.slice(open + 1, close))
+      ? `${text.slice(0, open)}[${q}]${text.slice(close + 1)}`
+      : `${text.slice(0, close)}${q}, ${text.slice(close)}`;
   }
   const afterLast = skipWsAndComments(text, last.end, true);
   const trailingComma = text[afterLast] === ',' ? afterLast : undefined;
   const multiLine = text.slice(open, close).includes('\n');
   if (multiLine) {
     const indent = indentAt(text, last.start);
-    if (trailingComma !== undefined) return `${text.slice(0, trailingComma + 1)}\n${indent}${q},${text.slice(trailingComma + 1)}`;
+    if (trailingComma !== undefined)
+      return `${text.slice(0, trailingComma + 1)}\n${indent}${q},${text.slice(trailingComma + 1)}`;
     return `${text.slice(0, last.end)},\n${indent}${q}${text.slice(last.end)}`;
   }
   if (trailingComma !== undefined) return `${text.slice(0, trailingComma + 1)} ${q}${text.slice(trailingComma + 1)}`;
@@ -188,7 +196,12 @@ export function removeImport(text: string, entry: string): string | undefined {
   const ls = lineStart(text, el.start);
   const lineEnd = text.indexOf('\n', el.end);
   const restOfLine = text.slice(comma !== undefined ? comma + 1 : el.end, lineEnd < 0 ? text.length : lineEnd);
-  const aloneOnLine = /^[ \t]*$/.test(text.slice(ls, el.start)) && /^[ \t]*(#.*)?$/.test(restOfLine) && ls > open && lineEnd >= 0 && lineEnd < close;
+  const aloneOnLine =
+    /^[ \t]*$/.test(text.slice(ls, el.start)) &&
+    /^[ \t]*(#.*)?$/.test(restOfLine) &&
+    ls > open &&
+    lineEnd >= 0 &&
+    lineEnd < close;
   if (aloneOnLine) return `${text.slice(0, ls)}${text.slice(lineEnd + 1)}`;
   if (k > 0) {
     const prev = elements[k - 1]!;

@@ -22,7 +22,16 @@ import { DEFAULT_BIN_DIR, DEFAULT_CONTAINERD_CONFIG, effectiveConfig, loadConfig
 import { parseGoDuration } from '../doctor/diagnose.js';
 import { removeImport } from './imports-edit.js';
 import { copySynced, exec, fileSha256, Host, sha256, type RunResult } from './host.js';
-import { checkEdit, defaultImportsFor, dumpMismatches, dumpProblems, effectiveDump, parseContainerdVersion, planConfig, type ContainerdVersion } from './plan.js';
+import {
+  checkEdit,
+  defaultImportsFor,
+  dumpMismatches,
+  dumpProblems,
+  effectiveDump,
+  parseContainerdVersion,
+  planConfig,
+  type ContainerdVersion,
+} from './plan.js';
 import { probeContainerd, type ContainerdAnswer } from './probe.js';
 import { EXAMPLE_POLICY } from './templates.js';
 
@@ -33,10 +42,23 @@ export const DEFAULT_STATE_DIR = '/var/lib/pullguard';
 /** Where the installer keeps its state, the config.toml backup and its lock (host paths). */
 function statePaths(opts: Pick<NodeOptions, 'stateDir'>) {
   const dir = opts.stateDir ?? DEFAULT_STATE_DIR;
-  return { dir, file: `${dir}/state.json`, backup: `${dir}/config.toml.orig`, lock: `${dir}/lock`, policyOrig: `${dir}/policy.orig` };
+  return {
+    dir,
+    file: `${dir}/state.json`,
+    backup: `${dir}/config.toml.orig`,
+    lock: `${dir}/lock`,
+    policyOrig: `${dir}/policy.orig`,
+  };
 }
 const DEFAULT_SOCKET = '/run/containerd/containerd.sock';
-const CONTAINERD_CANDIDATES = ['/usr/bin/containerd', '/usr/local/bin/containerd', '/usr/sbin/containerd', '/bin/containerd', '/opt/bin/containerd', '/usr/local/sbin/containerd'];
+const CONTAINERD_CANDIDATES = [
+  '/usr/bin/containerd',
+  '/usr/local/bin/containerd',
+  '/usr/sbin/containerd',
+  '/bin/containerd',
+  '/opt/bin/containerd',
+  '/usr/local/sbin/containerd',
+];
 
 export type Step = 'policy' | 'containerd-config' | 'executable' | 'restart';
 
@@ -144,18 +166,26 @@ function writeIfChanged(host: Host, path: string, data: Buffer | string, mode: n
 async function findContainerd(host: Host, opts: NodeOptions): Promise<{ bin: string; version: ContainerdVersion }> {
   const bin = opts.containerdBin ?? CONTAINERD_CANDIDATES.find((c) => host.exists(c));
   if (!bin || !host.exists(bin)) {
-    throw new PullguardError('CONTAINERD_CONFIG', `no containerd binary under ${opts.root} (looked in ${CONTAINERD_CANDIDATES.join(', ')}); pass --containerd PATH`);
+    throw new PullguardError(
+      'CONTAINERD_CONFIG',
+      `no containerd binary under ${opts.root} (looked in ${CONTAINERD_CANDIDATES.join(', ')}); pass --containerd PATH`,
+    );
   }
   let version: ContainerdVersion | undefined;
   if (opts.containerdVersion) version = parseContainerdVersion(opts.containerdVersion);
   else {
     const r = await host.run([bin, '--version'], 10_000);
     version = r.status === 0 ? parseContainerdVersion(r.stdout) : undefined;
-    if (!version) throw new PullguardError('CONTAINERD_CONFIG', `${bin} --version failed: ${firstLine(r.stderr || r.stdout)}`);
+    if (!version)
+      throw new PullguardError('CONTAINERD_CONFIG', `${bin} --version failed: ${firstLine(r.stderr || r.stdout)}`);
   }
-  if (!version) throw new PullguardError('CONTRACT_ARGS', `--containerd-version ${opts.containerdVersion}: not a version`);
+  if (!version)
+    throw new PullguardError('CONTRACT_ARGS', `--containerd-version ${opts.containerdVersion}: not a version`);
   if (version.major < 2 || (version.major === 2 && version.minor < 1)) {
-    throw new PullguardError('CONTAINERD_CONFIG', `containerd ${version.text}: CRI pulls of containerd before 2.1 never call image verifiers; upgrade containerd`);
+    throw new PullguardError(
+      'CONTAINERD_CONFIG',
+      `containerd ${version.text}: CRI pulls of containerd before 2.1 never call image verifiers; upgrade containerd`,
+    );
   }
   return { bin, version };
 }
@@ -202,7 +232,8 @@ function policySources(source: string | undefined, host: Host, policyDir: string
     }
   };
   walk(source, '');
-  if (!out.has('policy.yaml')) throw new PullguardError('POLICY_MISSING', `${source} has no policy.yaml`, { path: source });
+  if (!out.has('policy.yaml'))
+    throw new PullguardError('POLICY_MISSING', `${source} has no policy.yaml`, { path: source });
   return out;
 }
 
@@ -233,19 +264,33 @@ async function restartContainerd(host: Host, opts: NodeOptions, hooks: Hooks): P
     if (opts.root === '/') argv = ['systemctl', 'restart', 'containerd'];
     // In a hostPID pod, pid 1 is the host's systemd: enter its namespaces. Otherwise systemctl in the
     // host root talks to systemd over /run/systemd/private, which the host mount carries.
-    else if (init === 'systemd') argv = ['nsenter', '-t', '1', '-m', '-u', '-i', '-n', '-p', '--', 'systemctl', 'restart', 'containerd'];
+    else if (init === 'systemd')
+      argv = ['nsenter', '-t', '1', '-m', '-u', '-i', '-n', '-p', '--', 'systemctl', 'restart', 'containerd'];
     else argv = ['chroot', opts.root, 'systemctl', 'restart', 'containerd'];
     how = argv.join(' ');
   } else {
-    throw new PullguardError('CONTAINERD_CONFIG', 'containerd must restart for the new configuration, but the host has no systemd; pass --restart-command CMD (e.g. "rc-service containerd restart") or --no-restart');
+    throw new PullguardError(
+      'CONTAINERD_CONFIG',
+      'containerd must restart for the new configuration, but the host has no systemd; pass --restart-command CMD ' +
+        '(e.g. "rc-service containerd restart") or --no-restart',
+    );
   }
   const r = await exec(argv, opts.timeoutMs, {});
-  if (r.status !== 0) throw new PullguardError('CONTAINERD_CONFIG', `${how} failed (${r.status ?? 'killed'}): ${firstLine(r.stderr || r.stdout)}`);
+  if (r.status !== 0)
+    throw new PullguardError(
+      'CONTAINERD_CONFIG',
+      `${how} failed (${r.status ?? 'killed'}): ${firstLine(r.stderr || r.stdout)}`,
+    );
   return how;
 }
 
 /** Waits until containerd answers on its socket with another pid than `oldPid`, CRI included. */
-async function waitForContainerd(host: Host, socket: string, oldPid: number | undefined, timeoutMs: number): Promise<ContainerdAnswer> {
+async function waitForContainerd(
+  host: Host,
+  socket: string,
+  oldPid: number | undefined,
+  timeoutMs: number,
+): Promise<ContainerdAnswer> {
   const end = Date.now() + timeoutMs;
   let last: ContainerdAnswer | undefined;
   while (Date.now() < end) {
@@ -253,7 +298,11 @@ async function waitForContainerd(host: Host, socket: string, oldPid: number | un
     if (last && last.pid !== oldPid && last.cri !== undefined) return last;
     await sleep(200);
   }
-  throw new PullguardError('CONTAINERD_CONFIG', `containerd did not answer on ${socket} within ${timeoutMs / 1000}s after the restart${last ? ` (pid ${last.pid}${last.cri === undefined ? ', CRI not up' : ''})` : ''}`);
+  throw new PullguardError(
+    'CONTAINERD_CONFIG',
+    `containerd did not answer on ${socket} within ${timeoutMs / 1000}s after the ` +
+      `restart${last ? ` (pid ${last.pid}${last.cri === undefined ? ', CRI not up' : ''})` : ''}`,
+  );
 }
 
 function checkBinDir(host: Host, binDir: string): void {
@@ -261,7 +310,8 @@ function checkBinDir(host: Host, binDir: string): void {
   if (others.length > 0) {
     throw new PullguardError(
       'CONTAINERD_CONFIG',
-      `${binDir} also holds ${others.join(', ')}: containerd executes every file in bin_dir on every pull; move them away or pick another --bin-dir`,
+      `${binDir} also holds ${others.join(', ')}: containerd executes every file in bin_dir on every pull; move ` +
+        `them away or pick another --bin-dir`,
     );
   }
 }
@@ -270,7 +320,11 @@ function checkBinDir(host: Host, binDir: string): void {
  * One installer at a time per node (a DaemonSet rollout can briefly run the old and the new pod on the
  * same node): a lock directory with the holder's pid; a lock whose holder is gone is taken over.
  */
-async function withLock<T>(host: Host, opts: NodeOptions, fn: (created: readonly string[], removeAfter: string[]) => Promise<T>): Promise<T> {
+async function withLock<T>(
+  host: Host,
+  opts: NodeOptions,
+  fn: (created: readonly string[], removeAfter: string[]) => Promise<T>,
+): Promise<T> {
   const sd = statePaths(opts);
   const lock = sd.lock;
   const created = host.mkdirs(sd.dir);
@@ -286,7 +340,11 @@ async function withLock<T>(host: Host, opts: NodeOptions, fn: (created: readonly
     } catch {
       alive = false;
     }
-    if (alive) throw new PullguardError('CONTAINERD_CONFIG', `another pullguard node install/uninstall (pid ${holder}) is running on this node; try again when it is done`);
+    if (alive)
+      throw new PullguardError(
+        'CONTAINERD_CONFIG',
+        `another pullguard node install/uninstall (pid ${holder}) is running on this node; try again when it is done`,
+      );
   }
   writeFileSync(pidFile, String(process.pid));
   const removeAfter: string[] = [];
@@ -296,7 +354,8 @@ async function withLock<T>(host: Host, opts: NodeOptions, fn: (created: readonly
     rmSync(host.at(lock), { recursive: true, force: true });
     // Without a state file nothing is installed: leave no directory behind that we made.
     if (!host.exists(sd.file)) {
-      for (const d of [sd.dir, ...created, ...removeAfter].sort((a, b) => b.length - a.length)) host.removeDirIfEmpty(d);
+      for (const d of [sd.dir, ...created, ...removeAfter].sort((a, b) => b.length - a.length))
+        host.removeDirIfEmpty(d);
     }
   }
 }
@@ -307,7 +366,12 @@ export async function install(opts: NodeOptions, hooks: Hooks): Promise<Report> 
   return withLock(host, opts, (created) => installLocked(host, opts, hooks, created));
 }
 
-async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDirs: readonly string[]): Promise<Report> {
+async function installLocked(
+  host: Host,
+  opts: NodeOptions,
+  hooks: Hooks,
+  lockDirs: readonly string[],
+): Promise<Report> {
   const t0 = performance.now();
   const log = hooks.log;
   const changed: string[] = [];
@@ -319,16 +383,32 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
   if (exeSha === undefined) throw new PullguardError('CONTRACT_ARGS', `cannot read the executable ${opts.executable}`);
   const policyFiles = policySources(opts.policySource, host, opts.policyDir);
   checkBinDir(host, opts.binDir);
-  if (posix.relative(opts.binDir, opts.policyDir).split('/')[0] !== '..') throw new PullguardError('CONTRACT_ARGS', 'the policy directory must not be inside bin_dir');
+  if (posix.relative(opts.binDir, opts.policyDir).split('/')[0] !== '..')
+    throw new PullguardError('CONTRACT_ARGS', 'the policy directory must not be inside bin_dir');
   const ctd = await findContainerd(host, opts);
   const defaultImports = defaultImportsFor(ctd.version);
   // Parses every file containerd would read: a broken one is refused here, with row and column.
-  let plan = planConfig({ configPath: opts.configPath, dropinPath: opts.dropinPath, binDir: opts.binDir, reader: host.reader, defaultImports, minTimeoutMs: 0 });
+  let plan = planConfig({
+    configPath: opts.configPath,
+    dropinPath: opts.dropinPath,
+    binDir: opts.binDir,
+    reader: host.reader,
+    defaultImports,
+    minTimeoutMs: 0,
+  });
   const before = await configDump(host, ctd.bin, opts.configPath);
-  if (before.status !== 0) throw new PullguardError('CONTAINERD_CONFIG', `containerd cannot load its current configuration: ${firstLine(before.stderr)}; fix it first (nothing was changed)`);
+  if (before.status !== 0)
+    throw new PullguardError(
+      'CONTAINERD_CONFIG',
+      `containerd cannot load its current configuration: ${firstLine(before.stderr)}; fix it first (nothing was ` +
+        `changed)`,
+    );
   const socket = socketOf(before.stdout, opts);
   const running = await probeContainerd(host.at(socket));
-  log(`containerd ${ctd.version.text} (${ctd.bin}), config ${opts.configPath} version ${plan.version}${running ? `, running as pid ${running.pid}` : ', not running'}`);
+  log(
+    `containerd ${ctd.version.text} (${ctd.bin}), config ${opts.configPath} version ` +
+      `${plan.version}${running ? `, running as pid ${running.pid}` : ', not running'}`,
+  );
 
   const undo = new Undo();
   /** Done once the install stands (no undo needed any more). */
@@ -370,7 +450,11 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
       undo.push(() => void host.remove(stage));
     }
     const v = await host.run([stage, 'version'], 20_000);
-    if (v.status !== 0) throw new PullguardError('INTERNAL', `the executable does not run on this host: ${firstLine(v.stderr || v.stdout)}`);
+    if (v.status !== 0)
+      throw new PullguardError(
+        'INTERNAL',
+        `the executable does not run on this host: ${firstLine(v.stderr || v.stdout)}`,
+      );
     for (const [rel, bytes] of policyFiles) {
       const path = `${opts.policyDir}/${rel}`;
       const old = host.read(path);
@@ -384,12 +468,17 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
           const b = backup;
           undo.push(() => void host.remove(b));
         }
-        policyFileStates = policyFileStates.filter((f) => f.path !== path).concat({ path, sha256: sha256(bytes), backup });
+        policyFileStates = policyFileStates
+          .filter((f) => f.path !== path)
+          .concat({ path, sha256: sha256(bytes), backup });
       }
     }
     policyCheck = await host.run([stage, 'policy', 'check', `${opts.policyDir}/policy.yaml`], 20_000);
     if (policyCheck.status !== 0) {
-      throw new PullguardError('POLICY_INVALID', `the policy is not valid: ${firstLine(policyCheck.stderr || policyCheck.stdout).replace(/^pullguard: /, '')}`);
+      throw new PullguardError(
+        'POLICY_INVALID',
+        `the policy is not valid: ${firstLine(policyCheck.stderr || policyCheck.stdout).replace(/^pullguard: /, '')}`,
+      );
     }
   } catch (e) {
     return fail(e);
@@ -402,7 +491,14 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
   let after: RunResult;
   let configState = previous?.config;
   try {
-    plan = planConfig({ configPath: opts.configPath, dropinPath: opts.dropinPath, binDir: opts.binDir, reader: host.reader, defaultImports, minTimeoutMs: timeoutMs + 1000 });
+    plan = planConfig({
+      configPath: opts.configPath,
+      dropinPath: opts.dropinPath,
+      binDir: opts.binDir,
+      reader: host.reader,
+      defaultImports,
+      minTimeoutMs: timeoutMs + 1000,
+    });
     put(plan.dropin.path, plan.dropin.text, 0o644);
     if (plan.main) {
       const { path, before: original, after: text } = plan.main;
@@ -413,19 +509,31 @@ async function installLocked(host: Host, opts: NodeOptions, hooks: Hooks, lockDi
         host.writeAtomic(sd.backup, Buffer.from(original), 0o600);
         undo.push(() => void (oldBackup ? host.writeAtomic(sd.backup, oldBackup, 0o600) : host.remove(sd.backup)));
       }
-      put(path, text, original !== undefined ? (statSync(host.at(path)).mode & 0o7777) : 0o644);
+      put(path, text, original !== undefined ? statSync(host.at(path)).mode & 0o7777 : 0o644);
       configState = { created: original === undefined, sha256: sha256(text) };
     }
-    log(`drop-in ${plan.dropin.path} (config version ${plan.version}): ${plan.reach === 'import added' ? `import added to ${opts.configPath}` : plan.reach}`);
+    log(
+      `drop-in ${plan.dropin.path} (config version ${plan.version}): ` +
+        `${plan.reach === 'import added' ? `import added to ${opts.configPath}` : plan.reach}`,
+    );
     after = await configDump(host, ctd.bin, opts.configPath);
-    if (after.status !== 0) throw new PullguardError('CONTAINERD_CONFIG', `containerd config dump refuses the new configuration: ${firstLine(after.stderr)}`);
+    if (after.status !== 0)
+      throw new PullguardError(
+        'CONTAINERD_CONFIG',
+        `containerd config dump refuses the new configuration: ${firstLine(after.stderr)}`,
+      );
     const problems = dumpProblems(after.stdout, opts.binDir, timeoutMs + 1000);
-    if (problems.length > 0) throw new PullguardError('CONTAINERD_CONFIG', `containerd config dump: ${problems.map((p) => p.message).join('; ')}`);
+    if (problems.length > 0)
+      throw new PullguardError(
+        'CONTAINERD_CONFIG',
+        `containerd config dump: ${problems.map((p) => p.message).join('; ')}`,
+      );
     const mismatches = dumpMismatches(plan.after, after.stdout);
     if (mismatches.length > 0) {
       throw new PullguardError(
         'CONTAINERD_CONFIG',
-        `containerd ${ctd.version.text} does not read the configuration the way pullguard's model of it does (${mismatches.join('; ')}); is --containerd-version right?`,
+        `containerd ${ctd.version.text} does not read the configuration the way pullguard's model of it does ` +
+          `(${mismatches.join('; ')}); is --containerd-version right?`,
       );
     }
   } catch (e) {
@@ -537,7 +645,11 @@ async function uninstallLocked(host: Host, opts: NodeOptions, hooks: Hooks, remo
       const edited = removeImport(text, dropinPath);
       if (edited !== undefined) {
         const doc = loadConfig(configPath, { reader: host.reader }).files[0]?.doc ?? {};
-        checkEdit(text, edited, ((doc.imports as string[] | undefined) ?? []).filter((i) => i !== dropinPath));
+        checkEdit(
+          text,
+          edited,
+          ((doc.imports as string[] | undefined) ?? []).filter((i) => i !== dropinPath),
+        );
         host.writeAtomic(configPath, edited, statSync(host.at(configPath)).mode & 0o7777);
         log(`${configPath} changed since the install: removed only the import of ${dropinPath}`);
       }
@@ -552,7 +664,8 @@ async function uninstallLocked(host: Host, opts: NodeOptions, hooks: Hooks, remo
   }
   if (host.remove(dropinPath)) changed.push(dropinPath);
   const after = await configDump(host, ctd.bin, configPath);
-  if (after.status !== 0) log(`warning: containerd config dump fails on the restored configuration: ${firstLine(after.stderr)}`);
+  if (after.status !== 0)
+    log(`warning: containerd config dump fails on the restored configuration: ${firstLine(after.stderr)}`);
   await hooks.afterStep?.('containerd-config');
 
   // 3. Restart when the effective configuration changed.
@@ -607,7 +720,11 @@ export async function status(opts: NodeOptions): Promise<StatusReport> {
   const policy = `${state?.policyDir ?? opts.policyDir}/policy.yaml`;
   const lines: string[] = [];
   const exe = fileSha256(host.at(`${binDir}/pullguard`));
-  lines.push(exe ? `executable  ${binDir}/pullguard (sha256 ${exe.slice(0, 12)})` : `executable  MISSING: no ${binDir}/pullguard`);
+  lines.push(
+    exe
+      ? `executable  ${binDir}/pullguard (sha256 ${exe.slice(0, 12)})`
+      : `executable  MISSING: no ${binDir}/pullguard`,
+  );
   let version: ContainerdVersion | undefined;
   try {
     version = (await findContainerd(host, opts)).version;
@@ -619,7 +736,8 @@ export async function status(opts: NodeOptions): Promise<StatusReport> {
     const loaded = loadConfig(configPath, { reader: host.reader, defaultImports: defaultImportsFor(version) });
     dropinLoaded = loaded.files.some((f) => f.path === dropinPath);
     const eff = effectiveConfig(loaded.files, loaded.missing);
-    lines.push(`drop-in     ${dropinPath}: ${host.exists(dropinPath) ? (dropinLoaded ? `loaded (config version ${eff.version})` : `present but NOT loaded by ${configPath}`) : 'MISSING'}`);
+    const where = dropinLoaded ? `loaded (config version ${eff.version})` : `present but NOT loaded by ${configPath}`;
+    lines.push(`drop-in     ${dropinPath}: ${host.exists(dropinPath) ? where : 'MISSING'}`);
   } catch (e) {
     lines.push(`drop-in     cannot read containerd's config: ${asPullguardError(e).message}`);
   }
@@ -628,17 +746,25 @@ export async function status(opts: NodeOptions): Promise<StatusReport> {
   const socket = socketOf(dump?.stdout ?? '', opts);
   const running = await probeContainerd(host.at(socket));
   const pending = state?.pendingRestartPid !== undefined && running?.pid === state.pendingRestartPid;
-  lines.push(`containerd  ${running ? `running (pid ${running.pid}, CRI ${running.cri === undefined ? 'NOT answering' : 'up'})` : `not answering on ${socket}`}${pending ? '; RESTART PENDING: it still runs the configuration from before the install' : ''}`);
+  const cri = running?.cri === undefined ? 'NOT answering' : 'up';
+  const daemon = running ? `running (pid ${running.pid}, CRI ${cri})` : `not answering on ${socket}`;
+  const note = pending ? '; RESTART PENDING: it still runs the configuration from before the install' : '';
+  lines.push(`containerd  ${daemon}${note}`);
   let doctorOk = false;
   if (exe) {
-    const r = await host.run([`${binDir}/pullguard`, 'doctor', '--containerd-config', configPath, '--bin-dir', binDir, '--policy', policy], 30_000);
+    const r = await host.run(
+      [`${binDir}/pullguard`, 'doctor', '--containerd-config', configPath, '--bin-dir', binDir, '--policy', policy],
+      30_000,
+    );
     doctorOk = r.status === 0;
     lines.push('doctor (the installed executable, on the host):');
     for (const l of (r.stdout + r.stderr).trim().split('\n')) lines.push(`  ${l}`);
   }
   const installed = !!exe && dropinLoaded;
   const verificationOn = installed && doctorOk && !pending && !!running && running.cri !== undefined;
-  lines.push(verificationOn ? 'verification: ON (containerd runs pullguard on every pull)' : 'verification: NOT ON (see above)');
+  lines.push(
+    verificationOn ? 'verification: ON (containerd runs pullguard on every pull)' : 'verification: NOT ON (see above)',
+  );
   return { installed, verificationOn, lines };
 }
 

@@ -38,7 +38,9 @@ export interface ContainerdVersion {
 /** `containerd github.com/containerd/containerd/v2 2.1.9+unknown ...` -> 2.1.9 */
 export function parseContainerdVersion(output: string): ContainerdVersion | undefined {
   const m = /(?:^|\s)v?(\d+)\.(\d+)(?:\.(\d+))?/.exec(output);
-  return m ? { major: Number(m[1]), minor: Number(m[2]), text: `${m[1]}.${m[2]}${m[3] !== undefined ? `.${m[3]}` : ''}` } : undefined;
+  return m
+    ? { major: Number(m[1]), minor: Number(m[2]), text: `${m[1]}.${m[2]}${m[3] !== undefined ? `.${m[3]}` : ''}` }
+    : undefined;
 }
 
 /** containerd 2.2 and later import /etc/containerd/conf.d/*.toml without being told (containerd#12323). */
@@ -47,10 +49,15 @@ export const defaultImportsFor = (v: ContainerdVersion | undefined): string[] =>
 
 /** The drop-in for a config of `version`, with `bin_dir` set. */
 export function dropinText(version: number, binDir: string): string {
-  if (/["\\\n]/.test(binDir)) throw new PullguardError('CONTRACT_ARGS', `bin_dir ${JSON.stringify(binDir)}: quotes, backslashes and newlines are not supported`);
+  if (/["\\\n]/.test(binDir))
+    throw new PullguardError(
+      'CONTRACT_ARGS',
+      `bin_dir ${JSON.stringify(binDir)}: quotes, backslashes and newlines are not supported`,
+    );
   const template = version === 2 ? DROPIN_V2 : DROPIN_V3;
   const out = template.replace(/^(\s*bin_dir = )".*"$/m, `$1${JSON.stringify(binDir)}`);
-  if (!out.includes(`bin_dir = ${JSON.stringify(binDir)}`)) throw new PullguardError('INTERNAL', 'the drop-in template has no bin_dir line');
+  if (!out.includes(`bin_dir = ${JSON.stringify(binDir)}`))
+    throw new PullguardError('INTERNAL', 'the drop-in template has no bin_dir line');
   return out;
 }
 
@@ -91,20 +98,47 @@ export function verificationProblems(
   where: (plugin: 'images' | 'bindir', key: string) => string = () => '',
 ): Problem[] {
   const out: Problem[] = [];
-  if (disabled.includes(BINDIR)) out.push({ key: 'disabled_plugins', message: `disabled_plugins lists ${BINDIR}: containerd would run no verifier` });
+  if (disabled.includes(BINDIR))
+    out.push({
+      key: 'disabled_plugins',
+      message: `disabled_plugins lists ${BINDIR}: containerd would run no verifier`,
+    });
   for (const t of LOCAL_PULL_TRIGGERS) {
     const v = valueAt(images, t.key);
-    if (t.fires(v)) out.push({ key: t.key, message: `${t.key} = ${JSON.stringify(v)}${where('images', t.key)} makes CRI pulls local: they would never run pullguard` });
+    if (t.fires(v))
+      out.push({
+        key: t.key,
+        message: `${t.key} = ${JSON.stringify(v)}${where('images', t.key)} makes CRI pulls local: they would never ` +
+          `run pullguard`,
+      });
   }
   const b = bindir ?? {};
   if ((b.bin_dir ?? undefined) !== binDir) {
-    out.push({ key: 'bin_dir', message: `bin_dir is ${JSON.stringify(b.bin_dir ?? null)}${where('bindir', 'bin_dir')}, not ${JSON.stringify(binDir)}: containerd would not run the executable installed there` });
+    out.push({
+      key: 'bin_dir',
+      message: `bin_dir is ${JSON.stringify(b.bin_dir ?? null)}${where('bindir', 'bin_dir')}, not ` +
+        `${JSON.stringify(binDir)}: containerd would not run the executable installed there`,
+    });
   }
   const max = typeof b.max_verifiers === 'number' ? b.max_verifiers : DEFAULT_MAX_VERIFIERS;
-  if (max < 1) out.push({ key: 'max_verifiers', message: `max_verifiers = ${max}${where('bindir', 'max_verifiers')}: containerd would skip every verifier` });
-  const timeout = typeof b.per_verifier_timeout === 'string' ? parseGoDuration(b.per_verifier_timeout) : b.per_verifier_timeout === undefined ? 10_000 : undefined;
+  if (max < 1)
+    out.push({
+      key: 'max_verifiers',
+      message: `max_verifiers = ${max}${where('bindir', 'max_verifiers')}: containerd would skip every verifier`,
+    });
+  const timeout =
+    typeof b.per_verifier_timeout === 'string'
+      ? parseGoDuration(b.per_verifier_timeout)
+      : b.per_verifier_timeout === undefined
+        ? 10_000
+        : undefined;
   if (timeout === undefined || timeout < minTimeoutMs) {
-    out.push({ key: 'per_verifier_timeout', message: `per_verifier_timeout = ${JSON.stringify(b.per_verifier_timeout)}${where('bindir', 'per_verifier_timeout')} is below the policy's timeout + 1s` });
+    out.push({
+      key: 'per_verifier_timeout',
+      message: `per_verifier_timeout = ` +
+        `${JSON.stringify(b.per_verifier_timeout)}${where('bindir', 'per_verifier_timeout')} is below the ` +
+        `policy's timeout + 1s`,
+    });
   }
   return out;
 }
@@ -149,14 +183,21 @@ export function dumpMismatches(eff: EffectiveConfig, dump: string): string[] {
   const doc = parseToml(dump) as Table;
   const plugins = asTable(doc.plugins);
   const out: string[] = [];
-  const keys = [...LOCAL_PULL_TRIGGERS.map((t) => `images.${t.key}`), 'images.registry.config_path', 'bindir.bin_dir', 'bindir.max_verifiers', 'bindir.per_verifier_timeout'];
+  const keys = [
+    ...LOCAL_PULL_TRIGGERS.map((t) => `images.${t.key}`),
+    'images.registry.config_path',
+    'bindir.bin_dir',
+    'bindir.max_verifiers',
+    'bindir.per_verifier_timeout',
+  ];
   for (const k of keys) {
     const [plugin, ...rest] = k.split('.');
     const key = rest.join('.');
     const ours = valueAt(plugin === 'images' ? eff.images : eff.bindir, key);
     const model = noTable(ours === undefined ? DUMP_DEFAULTS[k] : ours);
     const real = noTable(valueAt(asTable(plugins[plugin === 'images' ? IMAGES : BINDIR]), key));
-    if (!isDeepStrictEqual(model, real)) out.push(`${key}: expected ${JSON.stringify(model)}, containerd has ${JSON.stringify(real)}`);
+    if (!isDeepStrictEqual(model, real))
+      out.push(`${key}: expected ${JSON.stringify(model)}, containerd has ${JSON.stringify(real)}`);
   }
   return out;
 }
@@ -176,12 +217,18 @@ export function checkEdit(before: string, after: string, expectedImports: readon
   try {
     b = parseToml(after) as Table;
   } catch (e) {
-    throw new PullguardError('CONTAINERD_CONFIG', `cannot add the import safely (the edit does not parse: ${(e as Error).message.split('\n')[0]}); add it by hand`);
+    throw new PullguardError(
+      'CONTAINERD_CONFIG',
+      `cannot add the import safely (the edit does not parse: ${(e as Error).message.split('\n')[0]}); add it by hand`,
+    );
   }
   const { imports: _a, ...restA } = a;
   const { imports: _b, ...restB } = b;
   if (!isDeepStrictEqual(restA, restB) || !isDeepStrictEqual(b.imports ?? [], expectedImports)) {
-    throw new PullguardError('CONTAINERD_CONFIG', 'cannot edit imports safely (the edit would change more than imports); add the import by hand');
+    throw new PullguardError(
+      'CONTAINERD_CONFIG',
+      'cannot edit imports safely (the edit would change more than imports); add the import by hand',
+    );
   }
 }
 
@@ -206,7 +253,8 @@ export interface PlanInput {
   readonly minTimeoutMs: number;
 }
 
-const loadedPaths = (r: ConfigReader, input: PlanInput) => loadConfig(input.configPath, { reader: r, defaultImports: input.defaultImports });
+const loadedPaths = (r: ConfigReader, input: PlanInput) =>
+  loadConfig(input.configPath, { reader: r, defaultImports: input.defaultImports });
 
 /** Plans the drop-in and the import. Throws CONTAINERD_CONFIG (touch nothing) when it cannot be done safely. */
 export function planConfig(input: PlanInput): ConfigPlan {
@@ -221,7 +269,11 @@ export function planConfig(input: PlanInput): ConfigPlan {
   if (!loaded.files.some((f) => f.path === dropin.path)) {
     const text = input.reader.read(input.configPath);
     if (text === undefined) {
-      main = { path: input.configPath, before: undefined, after: `version = 3\nimports = [${JSON.stringify(dropin.path)}]\n` };
+      main = {
+        path: input.configPath,
+        before: undefined,
+        after: `version = 3\nimports = [${JSON.stringify(dropin.path)}]\n`,
+      };
       reach = 'created config.toml';
     } else {
       const after = addImport(text, dropin.path);
@@ -234,16 +286,26 @@ export function planConfig(input: PlanInput): ConfigPlan {
     loaded = loadedPaths(overlayReader(input.reader, withDropin), input);
     if (!loaded.files.some((f) => f.path === dropin.path)) {
       const why = loaded.missing ? `: ${loaded.missing.path} is missing and containerd stops reading there` : '';
-      throw new PullguardError('CONTAINERD_CONFIG', `containerd would not load ${dropin.path} even with the import${why}; fix ${input.configPath} first`);
+      throw new PullguardError(
+        'CONTAINERD_CONFIG',
+        `containerd would not load ${dropin.path} even with the import${why}; fix ${input.configPath} first`,
+      );
     }
   }
   const after = effectiveConfig(loaded.files, loaded.missing);
   if (after.version !== version) {
-    throw new PullguardError('CONTAINERD_CONFIG', `installing ${dropin.path} would change the config version from ${version} to ${after.version}; refusing (a file after it declares another version)`);
+    throw new PullguardError(
+      'CONTAINERD_CONFIG',
+      `installing ${dropin.path} would change the config version from ${version} to ${after.version}; refusing (a ` +
+        `file after it declares another version)`,
+    );
   }
   const problems = modelProblems(after, input.binDir, input.minTimeoutMs);
   if (problems.length > 0) {
-    throw new PullguardError('CONTAINERD_CONFIG', `with the drop-in, containerd still would not verify every pull: ${problems.map((p) => p.message).join('; ')}`);
+    throw new PullguardError(
+      'CONTAINERD_CONFIG',
+      `with the drop-in, containerd still would not verify every pull: ${problems.map((p) => p.message).join('; ')}`,
+    );
   }
   return { version, dropin, main, reach, after };
 }

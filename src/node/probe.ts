@@ -56,7 +56,12 @@ function unary(socket: string, path: string, timeoutMs: number): Promise<Buffer>
       reject(e);
     };
     session.on('error', fail);
-    const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+    const req = session.request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
     const chunks: Buffer[] = [];
     let status: string | undefined;
     req.on('response', (h) => {

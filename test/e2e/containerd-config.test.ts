@@ -33,7 +33,12 @@ function write(rel: string, text: string): string {
 }
 
 /** containerd's own answer. */
-export function dumpOf(main: string): { plugins: Record<string, Table>; version: number; disabled: string[]; log: string } {
+export function dumpOf(main: string): {
+  plugins: Record<string, Table>;
+  version: number;
+  disabled: string[];
+  log: string;
+} {
   const r = spawnSync(tool('containerd'), ['--config', main, 'config', 'dump'], { encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) throw new Error(`config dump ${main}: ${r.stderr}`);
   const doc = parseToml(r.stdout) as { plugins: Record<string, Table>; version: number; disabled_plugins?: string[] };
@@ -73,7 +78,8 @@ function relevant(main: string) {
   model.bindirDisabled = eff.disabledPlugins.includes(BINDIR);
   real.bindirDisabled = dump.disabled.includes(BINDIR);
   // A disabled plugin has no configuration in the dump.
-  for (const k of ['bin_dir', 'max_verifiers', 'per_verifier_timeout']) real[k] = real.bindirDisabled ? model[k] : dump.plugins[BINDIR]?.[k];
+  for (const k of ['bin_dir', 'max_verifiers', 'per_verifier_timeout'])
+    real[k] = real.bindirDisabled ? model[k] : dump.plugins[BINDIR]?.[k];
   real.sandbox = valueAt(dump.plugins[IMAGES] ?? {}, 'pinned_images.sandbox');
   return { model, real, eff, dump };
 }
@@ -84,8 +90,14 @@ function expectSame(main: string) {
   return eff;
 }
 
-const V2_CRI = '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/v2-path"\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  discard_unpacked_layers = true\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n';
-const V3_IMAGES = '[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "/v3-path"\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = "/v3-bin"\n  per_verifier_timeout = "12s"\n';
+const V2_CRI =
+  '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = ' +
+    '"/v2-path"\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  discard_unpacked_layers = ' +
+    'true\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n';
+const V3_IMAGES =
+  '[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ' +
+    '"/v3-path"\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = "/v3-bin"\n  per_verifier_timeout = ' +
+    '"12s"\n';
 
 describe('the configurations the e2e tests start', () => {
   test('the drop-in alone, imported by a version 3 main file', () => {
@@ -94,18 +106,29 @@ describe('the configurations the e2e tests start', () => {
   });
 
   test("test/helpers/containerd.ts 'dropin' mode: the drop-in, then the test-only paths", () => {
-    const paths = write('dropin-mode/test-paths.toml', `version = 3\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = "${work}/bin"\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "${work}/certs.d"\n`);
-    const main = write('dropin-mode/config.toml', `version = 3\nroot = "${work}/root"\nimports = [${JSON.stringify(DROPIN)}, ${JSON.stringify(paths)}]\n[grpc]\n  address = "${work}/c.sock"\n`);
+    const paths = write(
+      'dropin-mode/test-paths.toml',
+      `version = 3\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = ` +
+        `"${work}/bin"\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "${work}/certs.d"\n`,
+    );
+    const main = write(
+      'dropin-mode/config.toml',
+      `version = 3\nroot = "${work}/root"\nimports = [${JSON.stringify(DROPIN)}, ` +
+        `${JSON.stringify(paths)}]\n[grpc]\n  address = "${work}/c.sock"\n`,
+    );
     expect(expectSame(main).bindir.bin_dir).toBe(`${work}/bin`);
   });
 
   test("'kind' and 'kind-unpatched' modes: Kind's node config with and without kind/cluster.yaml's patch", () => {
-    expect(expectSame(write('kind/patched.toml', applyKindPatches(KIND_NODE_CONFIG, kindPatches()).toml)).version).toBe(2);
+    expect(expectSame(write('kind/patched.toml', applyKindPatches(KIND_NODE_CONFIG, kindPatches()).toml)).version).toBe(
+      2,
+    );
     expect(expectSame(write('kind/unpatched.toml', KIND_NODE_CONFIG)).images.discard_unpacked_layers).toBe(true);
   });
 
   test("Kind's node config importing pullguard-v2.toml, and (wrongly) pullguard.toml", () => {
-    const imp = (d: string) => KIND_NODE_CONFIG.replace('version = 2\n', `version = 2\nimports = [${JSON.stringify(d)}]\n`);
+    const imp = (d: string) =>
+      KIND_NODE_CONFIG.replace('version = 2\n', `version = 2\nimports = [${JSON.stringify(d)}]\n`);
     expect(expectSame(write('kind/v2-dropin.toml', imp(DROPIN_V2))).version).toBe(2);
     const wrong = expectSame(write('kind/v3-dropin.toml', imp(DROPIN)));
     expect(wrong.version).toBe(3);
@@ -114,7 +137,7 @@ describe('the configurations the e2e tests start', () => {
 });
 
 describe('versions', () => {
-  test('version 2 main + version 3 drop-in: the main file\'s CRI settings are ignored (config_path unset)', () => {
+  test("version 2 main + version 3 drop-in: the main file's CRI settings are ignored (config_path unset)", () => {
     // The defect of issue 8: the pull path used to read /v2-path here while containerd has none.
     write('v2v3/d.toml', 'version = 3\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = "/b"\n');
     const eff = expectSame(write('v2v3/config.toml', `version = 2\nimports = ["d.toml"]\n${V2_CRI}`));
@@ -131,7 +154,12 @@ describe('versions', () => {
   test('no version line: version 2 names are ignored, version 3 names apply, version 1 names are renamed', () => {
     expect(valueAt(expectSame(write('nover/v2names.toml', V2_CRI)).images, 'registry.config_path')).toBeUndefined();
     expect(valueAt(expectSame(write('nover/v3names.toml', V3_IMAGES)).images, 'registry.config_path')).toBe('/v3-path');
-    expectSame(write('nover/v1names.toml', '[plugins.cri.registry]\n  config_path = "/v1"\n[plugins.cri.containerd]\n  discard_unpacked_layers = true\n'));
+    expectSame(
+      write(
+        'nover/v1names.toml',
+        '[plugins.cri.registry]\n  config_path = "/v1"\n[plugins.cri.containerd]\n  discard_unpacked_layers = true\n',
+      ),
+    );
     expectSame(write('nover/disabled.toml', 'disabled_plugins = ["io.containerd.image-verifier.v1.bindir"]\n'));
   });
 
@@ -148,24 +176,63 @@ describe('versions', () => {
 
 describe('imports', () => {
   test('multi-line arrays, relative paths, globs with classes, nested imports breadth first, each file once', () => {
-    write('imp/conf.d/10-a.toml', 'version = 3\nimports = ["../nested.toml", "../config.toml"]\n[plugins."io.containerd.cri.v1.images"]\n  discard_unpacked_layers = true\n');
-    write('imp/conf.d/20-b.toml', 'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "/b"\n');
-    write('imp/conf.d/x-c.toml', 'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "/c"\n');
-    write('imp/conf.d/ignored.txt', 'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "/txt"\n');
-    write('imp/nested.toml', 'version = 3\n[plugins."io.containerd.cri.v1.images"]\n  discard_unpacked_layers = false\n  max_concurrent_downloads = 5\n');
-    write('imp/last.toml', 'version = 3\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  per_verifier_timeout = "20s"\n');
-    const main = write('imp/config.toml', 'version = 3\nimports = [\n  # drop-ins\n  "conf.d/[0-9]*.toml",\n  "./last.toml",\n  "conf.d/*.toml", # again: each file once\n]\n');
+    write(
+      'imp/conf.d/10-a.toml',
+      'version = 3\nimports = ["../nested.toml", "../config.toml"]\n[plugins."io.containerd.cri.v1.images"]\n  ' +
+        'discard_unpacked_layers = true\n',
+    );
+    write(
+      'imp/conf.d/20-b.toml',
+      'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "/b"\n',
+    );
+    write(
+      'imp/conf.d/x-c.toml',
+      'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "/c"\n',
+    );
+    write(
+      'imp/conf.d/ignored.txt',
+      'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "/txt"\n',
+    );
+    write(
+      'imp/nested.toml',
+      'version = 3\n[plugins."io.containerd.cri.v1.images"]\n  discard_unpacked_layers = false\n  ' +
+        'max_concurrent_downloads = 5\n',
+    );
+    write(
+      'imp/last.toml',
+      'version = 3\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  per_verifier_timeout = "20s"\n',
+    );
+    const main = write(
+      'imp/config.toml',
+      'version = 3\nimports = [\n  # drop-ins\n  "conf.d/[0-9]*.toml",\n  "./last.toml",\n  "conf.d/*.toml", # ' +
+        'again: each file once\n]\n',
+    );
     const eff = expectSame(main);
-    expect(eff.files.map((f) => f.slice(work.length + 5))).toEqual(['config.toml', 'conf.d/10-a.toml', 'conf.d/20-b.toml', 'last.toml', 'conf.d/x-c.toml', 'nested.toml']);
+    expect(eff.files.map((f) => f.slice(work.length + 5))).toEqual([
+      'config.toml',
+      'conf.d/10-a.toml',
+      'conf.d/20-b.toml',
+      'last.toml',
+      'conf.d/x-c.toml',
+      'nested.toml',
+    ]);
   });
 
   test('a glob matching nothing is no file; a glob in a directory component works', () => {
-    write('glob/a/dir1/p.toml', 'version = 3\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = "/from-glob"\n');
-    expect(expectSame(write('glob/config.toml', 'version = 3\nimports = ["none/*.toml", "a/dir*/*.toml"]\n')).bindir.bin_dir).toBe('/from-glob');
+    write(
+      'glob/a/dir1/p.toml',
+      'version = 3\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = "/from-glob"\n',
+    );
+    expect(
+      expectSame(write('glob/config.toml', 'version = 3\nimports = ["none/*.toml", "a/dir*/*.toml"]\n')).bindir.bin_dir,
+    ).toBe('/from-glob');
   });
 
   test('a missing import stops the loading there: later files are ignored, earlier ones kept', () => {
-    write('missing/later.toml', 'version = 3\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = "/later"\n');
+    write(
+      'missing/later.toml',
+      'version = 3\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = "/later"\n',
+    );
     const main = write('missing/config.toml', `version = 3\nimports = ["gone.toml", "later.toml"]\n${V3_IMAGES}`);
     const eff = expectSame(main);
     expect(eff.bindir.bin_dir).toBe('/v3-bin');
@@ -173,8 +240,17 @@ describe('imports', () => {
   });
 
   test('a later file overrides with false, 0 and empty strings, key by key at any depth', () => {
-    write('override/d.toml', 'version = 3\n[plugins."io.containerd.cri.v1.images"]\n  discard_unpacked_layers = false\n  max_concurrent_downloads = 0\n[plugins."io.containerd.cri.v1.images".registry.headers]\n  X = ["1"]\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = ""\n');
-    const main = write('override/config.toml', `version = 3\nimports = ["d.toml"]\n[plugins."io.containerd.cri.v1.images"]\n  discard_unpacked_layers = true\n${V3_IMAGES}`);
+    write(
+      'override/d.toml',
+      'version = 3\n[plugins."io.containerd.cri.v1.images"]\n  discard_unpacked_layers = false\n  ' +
+        'max_concurrent_downloads = 0\n[plugins."io.containerd.cri.v1.images".registry.headers]\n  X = ' +
+        '["1"]\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = ""\n',
+    );
+    const main = write(
+      'override/config.toml',
+      `version = 3\nimports = ["d.toml"]\n[plugins."io.containerd.cri.v1.images"]\n  discard_unpacked_layers = ` +
+        `true\n${V3_IMAGES}`,
+    );
     expect(expectSame(main).bindir.bin_dir).toBe('');
   });
 

@@ -7,7 +7,19 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -32,9 +44,19 @@ interface Run {
 function run(argv: readonly string[], timeoutMs = 120_000): Promise<Run> {
   const t0 = performance.now();
   return new Promise((resolve) => {
-    execFile(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 << 20, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, (err, stdout, stderr) => {
-      resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr, ms: performance.now() - t0 });
-    });
+    execFile(
+      argv[0]!,
+      argv.slice(1),
+      { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 << 20, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } },
+      (err, stdout, stderr) => {
+        resolve({
+          status: err ? (typeof err.code === 'number' ? err.code : null) : 0,
+          stdout,
+          stderr,
+          ms: performance.now() - t0,
+        });
+      },
+    );
   });
 }
 
@@ -81,7 +103,10 @@ function snapshot(root: string): Record<string, string> {
       if (e.isDirectory()) {
         out[`${p}/`] = 'dir';
         walk(p);
-      } else out[p] = `${createHash('sha256').update(readFileSync(join(root, p))).digest('hex')} ${(statSync(join(root, p)).mode & 0o7777).toString(8)}`;
+      } else
+        out[p] = `${createHash('sha256')
+          .update(readFileSync(join(root, p)))
+          .digest('hex')} ${(statSync(join(root, p)).mode & 0o7777).toString(8)}`;
     }
   };
   for (const top of ['etc', 'opt', 'var']) walk(top);
@@ -93,7 +118,11 @@ const read = (root: string, p: string) => readFileSync(join(root, p), 'utf8');
 async function dump(root: string, config = '/etc/containerd/config.toml') {
   const r = await run(['chroot', root, '/usr/bin/containerd', '--config', config, 'config', 'dump']);
   expect(r.status, r.stderr).toBe(0);
-  return { text: r.stdout, log: r.stderr, plugins: (parseToml(r.stdout) as { plugins: Record<string, Record<string, unknown>> }).plugins };
+  return {
+    text: r.stdout,
+    log: r.stderr,
+    plugins: (parseToml(r.stdout) as { plugins: Record<string, Record<string, unknown>> }).plugins,
+  };
 }
 
 const EXE = () => ['--executable', pullguardBinary()];
@@ -107,7 +136,10 @@ beforeAll(async () => {
 
 afterAll(() => {
   const fmt = (k: string) => (times[k]!.length ? `${k} ${times[k]!.map((t) => Math.round(t)).join('/')} ms` : '');
-  console.log(`node install timings (CLI, scratch roots): ${['install', 'reinstall', 'uninstall'].map(fmt).filter(Boolean).join('; ')}`);
+  console.log(
+    `node install timings (CLI, scratch roots): ` +
+      `${['install', 'reinstall', 'uninstall'].map(fmt).filter(Boolean).join('; ')}`,
+  );
 });
 
 describe('on a scratch host root (--root)', () => {
@@ -118,7 +150,12 @@ describe('on a scratch host root (--root)', () => {
     times.install!.push(r.ms);
     expect(r.status, r.stderr).toBe(0);
     // The order is the one the issue asks for, as the log shows it.
-    const order = ['is valid', 'drop-in /etc/containerd/conf.d/pullguard.toml (config version 3): created config.toml', 'changed /etc/pullguard/policy.yaml, /etc/containerd/conf.d/pullguard.toml, /etc/containerd/config.toml, /opt/containerd/image-verifier/bin/pullguard'];
+    const order = [
+      'is valid',
+      'drop-in /etc/containerd/conf.d/pullguard.toml (config version 3): created config.toml',
+      'changed /etc/pullguard/policy.yaml, /etc/containerd/conf.d/pullguard.toml, /etc/containerd/config.toml, ' +
+        '/opt/containerd/image-verifier/bin/pullguard',
+    ];
     let at = -1;
     for (const o of order) {
       const i = r.stdout.indexOf(o);
@@ -126,13 +163,23 @@ describe('on a scratch host root (--root)', () => {
       at = i;
     }
     expect(r.stdout).toContain('containerd restart: containerd not running');
-    expect(read(root, 'etc/containerd/config.toml')).toBe('version = 3\nimports = ["/etc/containerd/conf.d/pullguard.toml"]\n');
+    expect(read(root, 'etc/containerd/config.toml')).toBe(
+      'version = 3\nimports = ["/etc/containerd/conf.d/pullguard.toml"]\n',
+    );
     expect(readdirSync(join(root, 'opt/containerd/image-verifier/bin'))).toEqual(['pullguard']);
     expect(readdirSync(join(root, 'opt/containerd/image-verifier')).sort()).toEqual(['bin']);
-    expect(readFileSync(join(root, 'opt/containerd/image-verifier/bin/pullguard')).equals(readFileSync(pullguardBinary()))).toBe(true);
+    expect(
+      readFileSync(join(root, 'opt/containerd/image-verifier/bin/pullguard')).equals(readFileSync(pullguardBinary())),
+    ).toBe(true);
     const d = await dump(root);
-    expect(d.plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({ bin_dir: '/opt/containerd/image-verifier/bin', per_verifier_timeout: '10s' });
-    expect(d.plugins['io.containerd.cri.v1.images']).toMatchObject({ discard_unpacked_layers: false, registry: { config_path: '/etc/containerd/certs.d' } });
+    expect(d.plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({
+      bin_dir: '/opt/containerd/image-verifier/bin',
+      per_verifier_timeout: '10s',
+    });
+    expect(d.plugins['io.containerd.cri.v1.images']).toMatchObject({
+      discard_unpacked_layers: false,
+      registry: { config_path: '/etc/containerd/certs.d' },
+    });
 
     const installed = snapshot(root);
     const again = await pullguard('install', '--root', root, ...EXE());
@@ -156,17 +203,25 @@ describe('on a scratch host root (--root)', () => {
     expect(snapshot(root)).toEqual(empty);
   });
 
-  test('a Kind-style version 2 config with a multi-line imports array: the version 2 drop-in, one line added, the node\'s settings kept', async () => {
-    const main = KIND_NODE_CONFIG.replace('version = 2\n', 'version = 2\nimports = [\n  "/etc/containerd/other.toml",\n]\n').replace(/base_runtime_spec = .*\n/g, '');
+  test("a Kind-style version 2 config with a multi-line imports array: the version 2 drop-in, one line added, the node's settings kept", async () => {
+    const main = KIND_NODE_CONFIG.replace(
+      'version = 2\n',
+      'version = 2\nimports = [\n  "/etc/containerd/other.toml",\n]\n',
+    ).replace(/base_runtime_spec = .*\n/g, '');
     const root = hostRoot('kind', { 'etc/containerd/config.toml': main, 'etc/containerd/other.toml': 'version = 2\n' });
     const before = await dump(root);
     expect(before.plugins['io.containerd.cri.v1.images']).toMatchObject({ discard_unpacked_layers: true });
     const r = await pullguard('install', '--root', root, ...EXE(), '--no-restart');
     expect(r.status, r.stderr).toBe(0);
-    expect(read(root, 'etc/containerd/config.toml')).toBe(main.replace('other.toml",\n', 'other.toml",\n  "/etc/containerd/conf.d/pullguard.toml",\n'));
+    expect(read(root, 'etc/containerd/config.toml')).toBe(
+      main.replace('other.toml",\n', 'other.toml",\n  "/etc/containerd/conf.d/pullguard.toml",\n'),
+    );
     expect(parseToml(read(root, 'etc/containerd/conf.d/pullguard.toml'))).toMatchObject({ version: 2 });
     const after = await dump(root);
-    expect(after.plugins['io.containerd.cri.v1.images']).toMatchObject({ discard_unpacked_layers: false, pinned_images: { sandbox: 'registry.k8s.io/pause:3.10' } });
+    expect(after.plugins['io.containerd.cri.v1.images']).toMatchObject({
+      discard_unpacked_layers: false,
+      pinned_images: { sandbox: 'registry.k8s.io/pause:3.10' },
+    });
     expect(after.text).toMatch(/SystemdCgroup = true/);
     expect(after.log).not.toMatch(/Ignoring unknown key in TOML for plugin.*io\.containerd\.grpc\.v1\.cri/);
     expect(read(root, 'var/lib/pullguard/config.toml.orig')).toBe(main);
@@ -181,29 +236,40 @@ describe('on a scratch host root (--root)', () => {
     const r = await pullguard('install', '--root', root, ...EXE());
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain('config /etc/containerd/config.toml version 3');
-    expect(read(root, 'etc/containerd/config.toml')).toBe(`# written by hand\nimports = ["/etc/containerd/conf.d/pullguard.toml"]\n${main.slice(main.indexOf('['))}`);
+    expect(read(root, 'etc/containerd/config.toml')).toBe(
+      `# written by hand\nimports = ["/etc/containerd/conf.d/pullguard.toml"]\n${main.slice(main.indexOf('['))}`,
+    );
     expect((await dump(root)).plugins['io.containerd.cri.v1.images']).toMatchObject({ discard_unpacked_layers: false });
   });
 
   test('an existing glob import covers the drop-in: config.toml is not touched', async () => {
     const main = 'version = 3\nimports = ["/etc/containerd/conf.d/*.toml"]\n';
-    const root = hostRoot('glob', { 'etc/containerd/config.toml': main, 'etc/containerd/conf.d/10-other.toml': 'version = 3\n' });
+    const root = hostRoot('glob', {
+      'etc/containerd/config.toml': main,
+      'etc/containerd/conf.d/10-other.toml': 'version = 3\n',
+    });
     const r = await pullguard('install', '--root', root, ...EXE());
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain('already imported');
     expect(read(root, 'etc/containerd/config.toml')).toBe(main);
-    expect((await dump(root)).plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({ bin_dir: '/opt/containerd/image-verifier/bin' });
+    expect((await dump(root)).plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({
+      bin_dir: '/opt/containerd/image-verifier/bin',
+    });
     const u = await pullguard('uninstall', '--root', root);
     expect(u.status, u.stderr).toBe(0);
     expect(readdirSync(join(root, 'etc/containerd/conf.d'))).toEqual(['10-other.toml']);
   });
 
   test('a config that does not parse is refused with row and column, and nothing is touched', async () => {
-    const root = hostRoot('broken', { 'etc/containerd/config.toml': 'version = 2\n[plugins."io.containerd.grpc.v1.cri"\n  sandbox_image = "x"\n' });
+    const root = hostRoot('broken', {
+      'etc/containerd/config.toml': 'version = 2\n[plugins."io.containerd.grpc.v1.cri"\n  sandbox_image = "x"\n',
+    });
     const before = snapshot(root);
     const r = await pullguard('install', '--root', root, ...EXE());
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/containerd config \/etc\/containerd\/config.toml is not valid TOML at row 2 column \d+: .* \[CONTAINERD_CONFIG\]/);
+    expect(r.stderr).toMatch(
+      /containerd config \/etc\/containerd\/config.toml is not valid TOML at row 2 column \d+: .* \[CONTAINERD_CONFIG\]/,
+    );
     expect(snapshot(root)).toEqual(before);
   });
 
@@ -217,30 +283,40 @@ describe('on a scratch host root (--root)', () => {
   });
 
   test('an invalid policy: refused after the executable checked it on the host, every change undone byte for byte', async () => {
-    const root = hostRoot('badpolicy', { 'etc/containerd/config.toml': 'version = 3\n', 'etc/pullguard/policy.yaml': 'version: 1\ndefault: allow\n' });
+    const root = hostRoot('badpolicy', {
+      'etc/containerd/config.toml': 'version = 3\n',
+      'etc/pullguard/policy.yaml': 'version: 1\ndefault: allow\n',
+    });
     const before = snapshot(root);
     const bad = join(work, 'bad-policy.yaml');
     writeFileSync(bad, 'version: 1\ndefault: alow\n');
     const r = await pullguard('install', '--root', root, ...EXE(), '--policy', bad);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/the policy is not valid: invalid policy \/etc\/pullguard\/policy.yaml:2: .*every change was undone/);
+    expect(r.stderr).toMatch(
+      /the policy is not valid: invalid policy \/etc\/pullguard\/policy.yaml:2: .*every change was undone/,
+    );
     expect(snapshot(root)).toEqual(before);
   });
 
-  test('the host\'s containerd refuses the merged configuration: config.toml restored byte for byte', async () => {
+  test("the host's containerd refuses the merged configuration: config.toml restored byte for byte", async () => {
     // A containerd that fails `config dump` once the import is there: what a host binary with another
     // parser (or a corrupt drop-in) does. The real binary does the rest.
     const main = 'version = 3\n[debug]\n  level = "info"\n';
     const root = hostRoot('dumpfails', { 'etc/containerd/config.toml': main });
     writeFileSync(
       join(root, 'usr/bin/containerd-checked'),
-      '#!/bin/sh\nif [ "$3" = config ]; then while read -r l; do case "$l" in *pullguard*) echo "containerd: failed to unmarshal TOML at row 2 column 1: refused" >&2; exit 1;; esac; done < "$2"; fi\nexec /usr/bin/containerd "$@"\n',
+      '#!/bin/sh\nif [ "$3" = config ]; then while read -r l; do case "$l" in *pullguard*) echo "containerd: ' +
+        'failed to unmarshal TOML at row 2 column 1: refused" >&2; exit 1;; esac; done < "$2"; fi\nexec ' +
+        '/usr/bin/containerd "$@"\n',
     );
     chmodSync(join(root, 'usr/bin/containerd-checked'), 0o755);
     const before = snapshot(root);
     const r = await pullguard('install', '--root', root, ...EXE(), '--containerd', '/usr/bin/containerd-checked');
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain('containerd config dump refuses the new configuration: containerd: failed to unmarshal TOML at row 2 column 1: refused');
+    expect(r.stderr).toContain(
+      'containerd config dump refuses the new configuration: containerd: failed to unmarshal TOML at row 2 column ' +
+        '1: refused',
+    );
     expect(read(root, 'etc/containerd/config.toml')).toBe(main);
     expect(snapshot(root)).toEqual(before);
   });
@@ -250,38 +326,69 @@ describe('on a scratch host root (--root)', () => {
     const before = snapshot(root);
     const r = await pullguard('install', '--root', root, ...EXE(), '--containerd-version', '2.2.0');
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/containerd 2.2.0 does not read the configuration the way pullguard's model of it does \(registry.config_path: expected "\/etc\/containerd\/certs.d", containerd has ""\); is --containerd-version right\?/);
+    expect(r.stderr).toMatch(
+      /containerd 2.2.0 does not read the configuration the way pullguard's model of it does \(registry.config_path: expected "\/etc\/containerd\/certs.d", containerd has ""\); is --containerd-version right\?/,
+    );
     expect(snapshot(root)).toEqual(before);
   });
 
   test('uninstall after someone edited config.toml: only the import is removed', async () => {
-    const root = hostRoot('edited', { 'etc/containerd/config.toml': 'version = 3\nimports = ["/etc/containerd/a.toml"]\n', 'etc/containerd/a.toml': 'version = 3\n' });
+    const root = hostRoot('edited', {
+      'etc/containerd/config.toml': 'version = 3\nimports = ["/etc/containerd/a.toml"]\n',
+      'etc/containerd/a.toml': 'version = 3\n',
+    });
     expect((await pullguard('install', '--root', root, ...EXE())).status).toBe(0);
     const edited = `${read(root, 'etc/containerd/config.toml')}[debug]\n  level = "debug"\n`;
     writeFileSync(join(root, 'etc/containerd/config.toml'), edited);
     const u = await pullguard('uninstall', '--root', root);
     expect(u.status, u.stderr).toBe(0);
     expect(u.stdout).toContain('changed since the install: removed only the import');
-    expect(read(root, 'etc/containerd/config.toml')).toBe('version = 3\nimports = ["/etc/containerd/a.toml"]\n[debug]\n  level = "debug"\n');
+    expect(read(root, 'etc/containerd/config.toml')).toBe(
+      'version = 3\nimports = ["/etc/containerd/a.toml"]\n[debug]\n  level = "debug"\n',
+    );
   });
 
   test('install/install.sh is a thin wrapper: DESTDIR is the root; the drop-in, the example policy (pause allowed, the rest denied)', async () => {
     const root = hostRoot('wrapper');
     const script = join(ROOT, 'install', 'install.sh');
     const r = await new Promise<Run>((resolve) =>
-      execFile(script, ['--bin-dir', '/opt/pullguard/bin'], { encoding: 'utf8', timeout: 120_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DESTDIR: root } }, (err, stdout, stderr) =>
-        resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr, ms: 0 }),
+      execFile(
+        script,
+        ['--bin-dir', '/opt/pullguard/bin'],
+        { encoding: 'utf8', timeout: 120_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DESTDIR: root } },
+        (err, stdout, stderr) =>
+          resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr, ms: 0 }),
       ),
     );
     expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(readdirSync(join(root, 'opt/pullguard/bin'))).toEqual(['pullguard']);
-    expect(read(root, 'etc/containerd/conf.d/pullguard.toml')).toBe(readFileSync(DROPIN, 'utf8').replace('bin_dir = "/opt/containerd/image-verifier/bin"', 'bin_dir = "/opt/pullguard/bin"'));
-    expect(read(root, 'etc/pullguard/policy.yaml')).toBe(readFileSync(join(ROOT, 'install/policy.example.yaml'), 'utf8'));
+    expect(read(root, 'etc/containerd/conf.d/pullguard.toml')).toBe(
+      readFileSync(DROPIN, 'utf8').replace(
+        'bin_dir = "/opt/containerd/image-verifier/bin"',
+        'bin_dir = "/opt/pullguard/bin"',
+      ),
+    );
+    expect(read(root, 'etc/pullguard/policy.yaml')).toBe(
+      readFileSync(join(ROOT, 'install/policy.example.yaml'), 'utf8'),
+    );
     const asContainerd = (name: string) => {
       const digest = `sha256:${'a'.repeat(64)}`;
       return new Promise<Run>((resolve) => {
-        const child = execFile('/usr/sbin/chroot', [root, '/opt/pullguard/bin/pullguard', '-name', name, '-digest', digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'], { encoding: 'utf8', timeout: 20_000, env: {} }, (err, stdout, stderr) =>
-          resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr, ms: 0 }),
+        const child = execFile(
+          '/usr/sbin/chroot',
+          [
+            root,
+            '/opt/pullguard/bin/pullguard',
+            '-name',
+            name,
+            '-digest',
+            digest,
+            '-stdin-media-type',
+            'application/vnd.oci.descriptor.v1+json',
+          ],
+          { encoding: 'utf8', timeout: 20_000, env: {} },
+          (err, stdout, stderr) =>
+            resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr, ms: 0 }),
         );
         child.stdin!.end(JSON.stringify({ mediaType: 'application/vnd.oci.image.index.v1+json', digest, size: 2048 }));
       });
@@ -309,7 +416,9 @@ describe('on a scratch host root (--root)', () => {
     const r = await pullguard('install', '--root', root, '--executable', next, '--json');
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ changed: ['/opt/containerd/image-verifier/bin/pullguard'] });
-    expect(readFileSync(join(root, 'opt/containerd/image-verifier/bin/pullguard')).equals(readFileSync(next))).toBe(true);
+    expect(readFileSync(join(root, 'opt/containerd/image-verifier/bin/pullguard')).equals(readFileSync(next))).toBe(
+      true,
+    );
     expect(readdirSync(join(root, 'opt/containerd/image-verifier')).sort()).toEqual(['bin']);
   });
 
@@ -318,7 +427,11 @@ describe('on a scratch host root (--root)', () => {
     const before = snapshot(root);
     const r = await pullguard('install', '--root', root, ...EXE(), '--json');
     expect(r.status).toBe(1);
-    expect(JSON.parse(r.stdout)).toMatchObject({ result: 'failed', code: 'CONTAINERD_CONFIG', message: expect.stringContaining(`another pullguard node install/uninstall (pid ${process.pid}) is running`) });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      result: 'failed',
+      code: 'CONTAINERD_CONFIG',
+      message: expect.stringContaining(`another pullguard node install/uninstall (pid ${process.pid}) is running`),
+    });
     expect(snapshot(root)).toEqual(before);
     writeFileSync(join(root, 'var/lib/pullguard/lock/pid'), '999999999');
     expect((await pullguard('install', '--root', root, ...EXE())).status).toBe(0);
@@ -335,9 +448,19 @@ describe('on a scratch host root (--root)', () => {
 /** containerd under a shell loop that starts it again when it exits: what `--restart-command` restarts. */
 async function startSupervised(dir: string): Promise<Daemon> {
   const q = JSON.stringify;
-  const loop = `while [ ! -e ${q(join(dir, 'stop'))} ]; do ${q(tool('containerd'))} --config ${q(join(dir, 'config.toml'))} & echo $! > ${q(join(dir, 'containerd.pid'))}; wait $!; done`;
-  const sup = startDaemon('/bin/sh', ['-c', loop], { env: { PATH: `${toolsBin()}:/usr/sbin:/usr/bin:/sbin:/bin`, PULLGUARD_POLICY: join(dir, 'policy/policy.yaml') } });
-  await waitFor('containerd CRI', async () => /msg="containerd successfully booted/.test(sup.output()) && (await run([tool('ctr'), '-a', join(dir, 'c.sock'), 'version'])).status === 0, 60_000, sup);
+  const loop = `while [ ! -e ${q(join(dir, 'stop'))} ]; do ${q(tool('containerd'))} --config ` +
+    `${q(join(dir, 'config.toml'))} & echo $! > ${q(join(dir, 'containerd.pid'))}; wait $!; done`;
+  const sup = startDaemon('/bin/sh', ['-c', loop], {
+    env: { PATH: `${toolsBin()}:/usr/sbin:/usr/bin:/sbin:/bin`, PULLGUARD_POLICY: join(dir, 'policy/policy.yaml') },
+  });
+  await waitFor(
+    'containerd CRI',
+    async () =>
+      /msg="containerd successfully booted/.test(sup.output()) &&
+      (await run([tool('ctr'), '-a', join(dir, 'c.sock'), 'version'])).status === 0,
+    60_000,
+    sup,
+  );
   return sup;
 }
 
@@ -349,7 +472,10 @@ async function stopSupervised(dir: string, sup: Daemon | undefined): Promise<voi
     /* gone */
   }
   await sup?.stop();
-  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${dir}/`));
+  const mounts = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => m.startsWith(`${dir}/`));
   for (const m of mounts.sort((a, b) => b.length - a.length)) await run(['umount', '-l', m]);
   rmSync(dir, { recursive: true, force: true });
 }
@@ -414,7 +540,8 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
       images[`blocked-${step}`] = pushTestImage(registry.host, `blocked-${step}`, 'v1', `blocked-${step}`);
       await new Promise((r) => setTimeout(r, 10));
     }
-    const policy = `version: 1\ndefault: deny\nrules:\n  - name: app\n    match: ${registry.host}/app-*\n    action: allow\n  - name: blocked\n    match: ${registry.host}/blocked-*\n    action: deny\n`;
+    const policy = `version: 1\ndefault: deny\nrules:\n  - name: app\n    match: ${registry.host}/app-*\n    action: ` +
+      `allow\n  - name: blocked\n    match: ${registry.host}/blocked-*\n    action: deny\n`;
     opts = () => nodeOptions(dir, policy);
     const main = [
       'version = 2',
@@ -448,11 +575,18 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
     const appErr = await pullError(cri, app.ref);
     const blockedErr = await pullError(cri, blocked.ref);
     // A decision record is logged for every verified pull; give the log a moment to catch up with the answer.
-    const verified = await waitFor(`record for ${app.ref}`, () => decided(app.ref), 3000).then(() => true, () => false);
+    const verified = await waitFor(`record for ${app.ref}`, () => decided(app.ref), 3000).then(
+      () => true,
+      () => false,
+    );
     return {
       step,
       app: appErr ? `DENIED ${appErr.details}` : 'allowed',
-      blocked: blockedErr ? (blockedErr.details.includes('denied by policy (rule "blocked")') ? 'denied by pullguard' : `failed ${blockedErr.details}`) : 'allowed',
+      blocked: blockedErr
+        ? blockedErr.details.includes('denied by policy (rule "blocked")')
+          ? 'denied by pullguard'
+          : `failed ${blockedErr.details}`
+        : 'allowed',
       verified,
     };
   }
@@ -461,10 +595,19 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
     const before = readFileSync(join(dir, 'config.toml'), 'utf8');
     const pid = Number(readFileSync(join(dir, 'containerd.pid'), 'utf8'));
     // A restart command that restarts nothing: no new pid ever answers.
-    const r = await install({ ...opts(), restartCommand: 'true', timeoutMs: 3000 }, { log: () => {} }).then(() => undefined, (e: Error) => e);
-    expect(r?.message).toMatch(/containerd did not answer on .* within 3s after the restart \(pid \d+\) \(every change was undone\)/);
+    const r = await install({ ...opts(), restartCommand: 'true', timeoutMs: 3000 }, { log: () => {} }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(r?.message).toMatch(
+      /containerd did not answer on .* within 3s after the restart \(pid \d+\) \(every change was undone\)/,
+    );
     expect(readFileSync(join(dir, 'config.toml'), 'utf8')).toBe(before);
-    expect(readdirSync(dir).filter((n) => ['bin', 'conf.d', 'policy'].includes(n)).flatMap((n) => readdirSync(join(dir, n)))).toEqual([]);
+    expect(
+      readdirSync(dir)
+        .filter((n) => ['bin', 'conf.d', 'policy'].includes(n))
+        .flatMap((n) => readdirSync(join(dir, n))),
+    ).toEqual([]);
     expect(Number(readFileSync(join(dir, 'containerd.pid'), 'utf8'))).toBe(pid);
   });
 
@@ -485,7 +628,10 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
     const installMs = performance.now() - t0 - pulling;
     expect(r.restart).toBe('done');
     expect(readdirSync(join(dir, 'bin'))).toEqual(['pullguard']);
-    console.log(`pulls during install:\n${seen.map((s) => `  after ${s.step.padEnd(17)} app ${s.app}, blocked ${s.blocked}, verified ${s.verified}`).join('\n')}`);
+    console.log(
+      `pulls during ` +
+        `install:\n${seen.map((s) => `  after ${s.step.padEnd(17)} app ${s.app}, blocked ${s.blocked}, verified ${s.verified}`).join('\n')}`,
+    );
     // Before the restart containerd still runs its old configuration: local CRI pulls, nothing verified,
     // nothing denied. After it, every pull is decided by pullguard.
     expect(seen.map((s) => [s.step, s.app, s.blocked, s.verified])).toEqual([
@@ -500,24 +646,69 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
 
     // Again, through the CLI: nothing changes, so no restart (same pid).
     const o = opts();
-    const flags = ['--config', o.configPath, '--dropin', o.dropinPath, '--bin-dir', o.binDir, '--policy-dir', o.policyDir, '--state-dir', o.stateDir!, '--containerd', o.containerdBin!, '--socket', o.socket!, '--restart-command', o.restartCommand!, '--json'];
+    const flags = [
+      '--config',
+      o.configPath,
+      '--dropin',
+      o.dropinPath,
+      '--bin-dir',
+      o.binDir,
+      '--policy-dir',
+      o.policyDir,
+      '--state-dir',
+      o.stateDir!,
+      '--containerd',
+      o.containerdBin!,
+      '--socket',
+      o.socket!,
+      '--restart-command',
+      o.restartCommand!,
+      '--json',
+    ];
     const again = await pullguard('install', '--executable', o.executable, '--policy', o.policySource!, ...flags);
     expect(again.status, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ result: 'installed', changed: [], restart: 'not needed', containerdPid: r.containerd!.pid });
-    const st = await pullguard('status', '--state-dir', o.stateDir!, '--config', o.configPath, '--socket', o.socket!, '--containerd', o.containerdBin!, '--json');
+    expect(JSON.parse(again.stdout)).toMatchObject({
+      result: 'installed',
+      changed: [],
+      restart: 'not needed',
+      containerdPid: r.containerd!.pid,
+    });
+    const st = await pullguard(
+      'status',
+      '--state-dir',
+      o.stateDir!,
+      '--config',
+      o.configPath,
+      '--socket',
+      o.socket!,
+      '--containerd',
+      o.containerdBin!,
+      '--json',
+    );
     const s = JSON.parse(st.stdout) as { installed: boolean; verificationOn: boolean; lines: string[] };
     expect(s, s.lines.join('\n')).toMatchObject({ installed: true, verificationOn: true });
     expect(st.status).toBe(0);
 
     // Uninstall through the CLI, restarting with the same documented fallback.
     const u = await pullguard('uninstall', ...flags);
-    expect(u.status, `${u.stderr}\n${sup.output().split('\n').filter((l) => /level=(info|warn|error|fatal)/.test(l) && !/image_verifier/.test(l)).slice(-40).join('\n')}`).toBe(0);
+    expect(
+      u.status,
+      `${u.stderr}\n${sup
+        .output()
+        .split('\n')
+        .filter((l) => /level=(info|warn|error|fatal)/.test(l) && !/image_verifier/.test(l))
+        .slice(-40)
+        .join('\n')}`,
+    ).toBe(0);
     expect(JSON.parse(u.stdout)).toMatchObject({ result: 'uninstalled', restart: 'done' });
     expect(readFileSync(o.configPath, 'utf8')).toBe(readFileSync(join(dir, 'config.toml.before'), 'utf8'));
     expect(readdirSync(dir)).not.toContain('conf.d');
     const afterUninstall = await pullBoth('un-restart');
     expect(afterUninstall).toMatchObject({ app: 'allowed', blocked: 'allowed', verified: false });
-    console.log(`install onto a running containerd (restart included): ${Math.round(installMs)} ms; uninstall (CLI, restart included): ${Math.round(u.ms)} ms`);
+    console.log(
+      `install onto a running containerd (restart included): ${Math.round(installMs)} ms; uninstall (CLI, restart ` +
+        `included): ${Math.round(u.ms)} ms`,
+    );
   });
 });
 
@@ -555,7 +746,14 @@ describe('onto a containerd whose configuration already has every setting: no re
 
   test('the effective configuration does not change: no restart, and pulls are verified as soon as the executable is in bin_dir', async () => {
     const blocked = ['config', 'executable'].map((s) => pushTestImage(registry.host, `blocked-${s}`, 'v1', s));
-    const o = { ...nodeOptions(dir, `version: 1\ndefault: deny\nrules:\n  - name: blocked\n    match: ${registry.host}/blocked-*\n    action: deny\n`), restartCommand: 'exit 7' };
+    const o = {
+      ...nodeOptions(
+        dir,
+        `version: 1\ndefault: deny\nrules:\n  - name: blocked\n    match: ${registry.host}/blocked-*\n    action: ` +
+          `deny\n`,
+      ),
+      restartCommand: 'exit 7',
+    };
     const pid = Number(readFileSync(join(dir, 'containerd.pid'), 'utf8'));
     const seen: string[] = [];
     const r = await install(o, {
@@ -564,7 +762,10 @@ describe('onto a containerd whose configuration already has every setting: no re
         const image = s === 'containerd-config' ? blocked[0] : s === 'executable' ? blocked[1] : undefined;
         if (!image) return;
         const e = await pullError(cri, image.ref);
-        seen.push(`${s}: ${e ? (e.details.includes('denied by policy (rule "blocked")') ? 'denied by pullguard' : e.details) : 'allowed'}`);
+        seen.push(
+          `${s}: ` +
+            `${e ? (e.details.includes('denied by policy (rule "blocked")') ? 'denied by pullguard' : e.details) : 'allowed'}`,
+        );
       },
     });
     // The restart command fails if it runs: it did not.
