@@ -194,6 +194,8 @@ describe('on a scratch host root (--root)', () => {
     // The files are right (the installed executable's own doctor says so), but no containerd runs here.
     expect(s.lines.join('\n')).toContain('no FAIL: containerd will run pullguard on every pull');
     expect(s.verificationOn).toBe(false);
+    // The socket comes from the dump ([grpc] address): containerd's default here.
+    expect(s.lines.join('\n')).toContain('not answering on /run/containerd/containerd.sock');
     expect(st.status).toBe(1);
 
     const u = await pullguard('uninstall', '--root', root, '--json');
@@ -448,7 +450,8 @@ describe('on a scratch host root (--root)', () => {
 /** containerd under a shell loop that starts it again when it exits: what `--restart-command` restarts. */
 async function startSupervised(dir: string): Promise<Daemon> {
   const q = JSON.stringify;
-  const loop = `while [ ! -e ${q(join(dir, 'stop'))} ]; do ${q(tool('containerd'))} --config ` +
+  const loop =
+    `while [ ! -e ${q(join(dir, 'stop'))} ]; do ${q(tool('containerd'))} --config ` +
     `${q(join(dir, 'config.toml'))} & echo $! > ${q(join(dir, 'containerd.pid'))}; wait $!; done`;
   const sup = startDaemon('/bin/sh', ['-c', loop], {
     env: { PATH: `${toolsBin()}:/usr/sbin:/usr/bin:/sbin:/bin`, PULLGUARD_POLICY: join(dir, 'policy/policy.yaml') },
@@ -540,7 +543,8 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
       images[`blocked-${step}`] = pushTestImage(registry.host, `blocked-${step}`, 'v1', `blocked-${step}`);
       await new Promise((r) => setTimeout(r, 10));
     }
-    const policy = `version: 1\ndefault: deny\nrules:\n  - name: app\n    match: ${registry.host}/app-*\n    action: ` +
+    const policy =
+      `version: 1\ndefault: deny\nrules:\n  - name: app\n    match: ${registry.host}/app-*\n    action: ` +
       `allow\n  - name: blocked\n    match: ${registry.host}/blocked-*\n    action: deny\n`;
     opts = () => nodeOptions(dir, policy);
     const main = [
@@ -772,5 +776,116 @@ describe('onto a containerd whose configuration already has every setting: no re
     expect(r.restart).toBe('not needed');
     expect(r.containerd?.pid).toBe(pid);
     expect(seen).toEqual(['containerd-config: allowed', 'executable: denied by pullguard']);
+  });
+});
+
+/**
+ * The DaemonSet's view: the installer gets the host's / as `--root` and only default paths, while the
+ * node's containerd 2.1.9 runs inside that root (chroot, in a private mount namespace with /proc, /sys
+ * and /dev bound in): every path the installer writes into a file is the host's own.
+ */
+describe('with --root and default paths, onto a containerd running inside that root', () => {
+  let registry: Registry;
+  let sup: Daemon;
+  let cri: CriClient;
+  let root: string;
+  const socket = () => join(root, 'run/containerd/containerd.sock');
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    const main = [
+      'version = 2',
+      '[debug]',
+      '  level = "debug"',
+      '[plugins."io.containerd.grpc.v1.cri".containerd]',
+      '  discard_unpacked_layers = true',
+      '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
+      '  runtime_type = "io.containerd.runc.v2"',
+      '',
+    ].join('\n');
+    root = hostRoot('daemonset', { 'etc/containerd/config.toml': main });
+    for (const d of ['proc', 'sys', 'dev', 'run/containerd', 'tmp']) mkdirSync(join(root, d), { recursive: true });
+    const q = JSON.stringify;
+    // The root bound onto itself first: containerd finds its snapshotter directories in mountinfo.
+    const binds = [
+      `mount --bind ${q(root)} ${q(root)}`,
+      ...['proc', 'sys', 'dev'].map((d) => `mount --rbind /${d} ${q(join(root, d))}`),
+    ].join(' && ');
+    const loop = `${binds} && while [ ! -e ${q(join(root, 'stop'))} ]; do chroot ${q(root)} /usr/bin/containerd & ` +
+      `echo $! > ${q(join(root, 'containerd.pid'))}; wait $!; done`;
+    sup = startDaemon('unshare', ['--mount', '--propagation', 'private', '/bin/sh', '-c', loop], {
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
+    await waitFor(
+      'containerd in the root',
+      async () =>
+        /msg="containerd successfully booted/.test(sup.output()) &&
+        (await run([tool('ctr'), '-a', socket(), 'version'])).status === 0,
+      60_000,
+      sup,
+    );
+    cri = criClient(socket());
+  });
+
+  afterAll(async () => {
+    cri?.close();
+    if (root) {
+      writeFileSync(join(root, 'stop'), '');
+      try {
+        process.kill(Number(readFileSync(join(root, 'containerd.pid'), 'utf8')), 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+      // The mounts live in the daemon's private namespace: they go with it.
+      await sup?.stop();
+    }
+    await registry?.stop();
+  });
+
+  test('install verifies CRI pulls; status says verification is on; uninstall puts the host back', async () => {
+    const allowed = pushTestImage(registry.host, 'ds-app', 'v1', 'ds-app');
+    const denied = pushTestImage(registry.host, 'ds-blocked', 'v1', 'ds-blocked');
+    const after = pushTestImage(registry.host, 'ds-after', 'v1', 'ds-after');
+    const policy = join(work, 'ds-policy');
+    mkdirSync(policy);
+    writeFileSync(
+      join(policy, 'policy.yaml'),
+      `version: 1\ndefault: allow\nrules:\n  - name: blocked\n    match: ["${registry.host}/ds-blocked", ` +
+        `"${registry.host}/ds-after"]\n    action: deny\n`,
+    );
+    const original = read(root, 'etc/containerd/config.toml');
+    expect(await pullError(cri, denied.ref)).toBeUndefined();
+    const restart = `kill -TERM "$(cat ${join(root, 'containerd.pid')})"`;
+    const r = await pullguard(
+      'install',
+      '--root',
+      root,
+      ...EXE(),
+      '--policy',
+      policy,
+      '--restart-command',
+      restart,
+      '--json',
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ result: 'installed', restart: 'done' });
+    // Host paths in the files, as the daemon inside the root reads them.
+    expect(read(root, 'etc/containerd/config.toml')).toContain('imports = ["/etc/containerd/conf.d/pullguard.toml"]');
+    expect(await pullError(cri, allowed.ref)).toBeUndefined();
+    const err = await pullError(cri, after.ref);
+    expect(err?.details).toContain('verifier pullguard rejected image (exit code 1)');
+    expect(err?.details).toContain('denied by policy (rule "blocked")');
+    const st = await pullguard('status', '--root', root, '--json');
+    const s = JSON.parse(st.stdout) as { verificationOn: boolean; lines: string[] };
+    expect(s.verificationOn, s.lines.join('\n')).toBe(true);
+    expect(s.lines.join('\n')).toContain('containerd  running (pid');
+
+    const u = await pullguard('uninstall', '--root', root, '--restart-command', restart, '--json');
+    expect(u.status, u.stderr).toBe(0);
+    expect(read(root, 'etc/containerd/config.toml')).toBe(original);
+    expect(readdirSync(join(root, 'etc'))).not.toContain('pullguard');
+    expect(readdirSync(join(root, 'etc/containerd'))).toEqual(['config.toml']);
+    expect(readdirSync(join(root, 'opt/containerd'))).not.toContain('image-verifier');
+    expect(await pullError(cri, after.ref)).toBeUndefined();
   });
 });
