@@ -22,10 +22,11 @@
  * containerd 2.2 and later also import /etc/containerd/conf.d/*.toml by default (containerd#12323):
  * `defaultImports` models that.
  */
-import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { PullguardError } from '../common/errors.js';
+import { FileReadError, readRegularText } from '../common/files.js';
 
 export const DEFAULT_CONTAINERD_CONFIG = '/etc/containerd/config.toml';
 /**
@@ -67,36 +68,19 @@ export interface ConfigReader {
 
 /**
  * Reads host paths under `root` ("/" on the node itself, the host's / mounted at e.g. /host in a
- * DaemonSet). Only regular files, with a byte cap: a FIFO or a device never hangs a pull.
+ * DaemonSet) with the one safe reader (common/files.ts): only regular files, with a byte cap, so a
+ * FIFO or a device never hangs a pull.
  */
 export function hostReader(root = '/'): ConfigReader {
   const at = (p: string) => (root === '/' ? p : posix.join(root, p));
   return {
     read(path) {
-      let fd: number;
       try {
-        fd = openSync(at(path), constants.O_RDONLY | constants.O_NONBLOCK);
+        return readRegularText(at(path), { maxBytes: MAX_CONFIG_BYTES, code: 'CONTAINERD_CONFIG', what: 'containerd config' });
       } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-        throw configError(path, `cannot read containerd config ${path}: ${code ?? (e as Error).message}`);
-      }
-      try {
-        const st = fstatSync(fd);
-        if (!st.isFile()) throw configError(path, `containerd config ${path} is not a regular file`);
-        if (st.size > MAX_CONFIG_BYTES) throw configError(path, `containerd config ${path} is larger than 4 MiB`);
-        const buf = Buffer.alloc(Math.min(st.size + 1, MAX_CONFIG_BYTES + 1));
-        let n = 0;
-        for (;;) {
-          const r = readSync(fd, buf, n, buf.length - n, null);
-          if (r === 0) break;
-          n += r;
-          if (n > MAX_CONFIG_BYTES) throw configError(path, `containerd config ${path} is larger than 4 MiB`);
-          if (n === buf.length) break;
-        }
-        return buf.subarray(0, n).toString('utf8');
-      } finally {
-        closeSync(fd);
+        if (e instanceof FileReadError && e.missing) return undefined;
+        if (e instanceof FileReadError) throw configError(path, `cannot read containerd config ${path}: ${e.why}`);
+        throw e;
       }
     },
     list(dir) {
@@ -471,6 +455,7 @@ export interface LocalPullTrigger {
 
 const nonEmptyTable = (v: unknown) => isTable(v) && Object.keys(v).length > 0;
 
+/** containerd 2.1's CheckLocalImagePullConfigs (internal/cri/config), Linux. */
 export const LOCAL_PULL_TRIGGERS: readonly LocalPullTrigger[] = [
   { key: 'use_local_image_pull', fires: (v) => v === true, want: 'false' },
   { key: 'discard_unpacked_layers', fires: (v) => v === true, want: 'false' },

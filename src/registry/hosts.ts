@@ -3,13 +3,17 @@
  * (core/remotes/docker/config/hosts.go `ConfigureHosts` + `HostDirFromRoot`), so that pullguard asks
  * the same mirrors and upstream, with the same TLS settings, that containerd pulled from.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { FileReadError, readRegularText } from '../common/files.js';
 import { isAbsolute, join, posix } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { PullguardError } from '../common/errors.js';
 import { DEFAULT_CONFIG_PATH, DEFAULT_CONTAINERD_CONFIG, effectiveConfig, loadConfig, registryConfigPath } from '../containerd/config.js';
 
 export { DEFAULT_CONFIG_PATH, DEFAULT_CONTAINERD_CONFIG };
+
+/** containerd's own TOML files are small; a larger one is not a config (or is /dev/zero). */
+const MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024;
 
 export interface Capabilities {
   readonly pull: boolean;
@@ -167,10 +171,9 @@ function loadHostDir(dir: string): HostConfig[] {
   const file = join(dir, 'hosts.toml');
   let text = '';
   try {
-    text = readFileSync(file, 'utf8');
+    text = readRegularText(file, { maxBytes: MAX_CONFIG_FILE_BYTES, code: 'CONTAINERD_CONFIG', what: 'hosts file' });
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new PullguardError('CONTAINERD_CONFIG', `cannot read ${file}: ${code}`);
+    if (!(e instanceof FileReadError) || !e.missing) throw e;
   }
   if (text.length === 0) return loadCertFiles(dir);
   let doc: Record<string, unknown>;
