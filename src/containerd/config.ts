@@ -103,7 +103,7 @@ export function parseConfigText(text: string, path: string): Table {
     doc = parseToml(text);
   } catch (e) {
     const err = e as Error & { line?: number; column?: number };
-    const at = typeof err.line === 'number' ? ` at row ${err.line} column ${err.column ?? 0}` : '';
+    const at = typeof err.line === 'number' ? ` at line ${err.line}, column ${err.column ?? '?'}` : '';
     const why = (err.message.split('\n')[0] ?? '').replace(/^Invalid TOML document: /, '');
     throw new PullguardError('CONTAINERD_CONFIG', `containerd config ${path} is not valid TOML${at}: ${why}`, {
       path,

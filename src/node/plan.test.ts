@@ -89,10 +89,10 @@ describe('whether the import is needed', () => {
 describe('refusals (nothing is written)', () => {
   test('a config that does not parse, main file or import, with row and column', () => {
     expect(() => plan({ [MAIN]: 'version = 3\n[plugins\n' })).toThrow(
-      /containerd config \/etc\/containerd\/config.toml is not valid TOML at row 2 column \d+/,
+      /containerd config \/etc\/containerd\/config.toml is not valid TOML at line 2, column \d+/,
     );
     expect(() => plan({ [MAIN]: 'version = 3\nimports = ["/x.toml"]\n', '/x.toml': 'a = = 1\n' })).toThrow(
-      /\/x.toml is not valid TOML at row 1/,
+      /\/x.toml is not valid TOML at line 1/,
     );
   });
 

@@ -270,7 +270,7 @@ describe('on a scratch host root (--root)', () => {
     const r = await pullguard('install', '--root', root, ...EXE());
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(
-      /containerd config \/etc\/containerd\/config.toml is not valid TOML at row 2 column \d+: .* \[CONTAINERD_CONFIG\]/,
+      /containerd config \/etc\/containerd\/config.toml is not valid TOML at line 2, column \d+: .* \[CONTAINERD_CONFIG\]/,
     );
     expect(snapshot(root)).toEqual(before);
   });
@@ -544,7 +544,7 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
       await new Promise((r) => setTimeout(r, 10));
     }
     const policy =
-      `version: 1\ndefault: deny\nrules:\n  - name: app\n    match: ${registry.host}/app-*\n    action: ` +
+      `version: 1\ndefault: deny\nrules:\n  - {name: pause, match: registry.k8s.io/pause, action: allow}\n  - name: app\n    match: ${registry.host}/app-*\n    action: ` +
       `allow\n  - name: blocked\n    match: ${registry.host}/blocked-*\n    action: deny\n`;
     opts = () => nodeOptions(dir, policy);
     const main = [
