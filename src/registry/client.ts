@@ -4,8 +4,10 @@
  * Modelled on oras-go `registry/remote` (referrers API, then the `sha256-<hex>` tag schema).
  */
 import { assertDigest, digestOf, isDigest, shortDigest } from '../common/digest.js';
-import type { Deadline } from '../common/deadline.js';
+import { formatDuration, type Deadline } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
+import { parseUntrustedJson } from '../common/json.js';
+import { isRecord } from '../common/malformed.js';
 import { parseReference, type Reference } from '../common/reference.js';
 import { MAX_MANIFEST_SIZE, type Descriptor } from '../contract/descriptor.js';
 import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, PULLABLE_MEDIA_TYPES } from '../contract/media-types.js';
@@ -21,11 +23,15 @@ import {
   signerHintOf,
 } from './classify.js';
 import { endpointsFor, hostsDirFromContainerdConfig, type Endpoint } from './hosts.js';
-import { redact, Transport, type HttpResponse, type RequestObserver, type SendOptions } from './transport.js';
+import { ByteBudget, redact, Transport, type HttpResponse, type RequestObserver, type SendOptions } from './transport.js';
 import type { ArtifactClass, DiscoveryRequest, DiscoveryResult, FoundVia, OciDescriptor, OciManifest, RegistryClient, SignatureArtifact } from './types.js';
 
 export const DEFAULT_MAX_BLOB_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_REFERRERS = 128;
+/** Bytes one decision may read from registries in all (registry.maxTotalBytes). */
+export const DEFAULT_MAX_TOTAL_BYTES = 32 * 1024 * 1024;
+/** The longest share of the deadline a mirror gets while hosts after it still wait. */
+export const MAX_MIRROR_SHARE_MS = 4000;
 const MAX_REFERRER_PAGES = 32;
 const FETCH_CONCURRENCY = 8;
 const MANIFEST_ACCEPT = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST];
@@ -57,6 +63,7 @@ export class DistributionClient implements RegistryClient {
   private readonly authn: Authenticator;
   private readonly maxBlobBytes: number;
   private readonly maxReferrers: number;
+  private readonly byteBudget: ByteBudget;
   private hostsRoot?: { dir: string; note?: string };
   private readonly endpointCache = new Map<string, Endpoint[]>();
   private readonly gates = new WeakMap<Endpoint, Promise<void>>();
@@ -71,6 +78,7 @@ export class DistributionClient implements RegistryClient {
     this.authn = new Authenticator(this.transport, this.credentials);
     this.maxBlobBytes = settings.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
     this.maxReferrers = settings.maxReferrers ?? DEFAULT_MAX_REFERRERS;
+    this.byteBudget = new ByteBudget(settings.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES);
   }
 
   /** HTTP requests made so far, redirects and token requests included. */
@@ -99,9 +107,11 @@ export class DistributionClient implements RegistryClient {
     const candidates = this.endpoints(repo.namespace).filter((e) => (ref.digest ? e.capabilities.pull : e.capabilities.resolve));
     if (candidates.length === 0) throw new PullguardError('REGISTRY_NOT_FOUND', `no host for ${repo.namespace} may ${ref.digest ? 'pull' : 'resolve tags'} (check hosts.toml capabilities)`);
     const failures: string[] = [];
+    const fetchDeadline = beforeVerdict(deadline);
     for (const [i, ep] of candidates.entries()) {
+      const hostDeadline = hostShare(fetchDeadline, candidates.length - 1 - i);
       try {
-        const m = await this.getManifest(ep, repo, target, deadline, ref.digest);
+        const m = await this.getManifest(ep, repo, target, hostDeadline, ref.digest);
         if (m) {
           if (!(PULLABLE_MEDIA_TYPES as readonly string[]).includes(m.mediaType)) {
             throw new PullguardError('REGISTRY_PROTOCOL', `${repo.name}:${target} on ${ep.host} is ${m.mediaType}, not an image or index`);
@@ -110,8 +120,9 @@ export class DistributionClient implements RegistryClient {
         }
         failures.push(`${ep.host}: not found`);
       } catch (e) {
-        if (i === candidates.length - 1 || deadline.signal.aborted) throw e;
-        failures.push(`${ep.host}: ${asPullguardError(e).message}`);
+        const err = hostFailure(e, ep, hostDeadline, fetchDeadline, deadline);
+        if (i === candidates.length - 1 || fetchDeadline.signal.aborted) throw err;
+        failures.push(`${ep.host}: ${err.message}`);
       }
     }
     throw new PullguardError('REGISTRY_NOT_FOUND', `${repo.name}:${target} not found (${failures.join('; ')})`, { repository: repo.name });
@@ -127,10 +138,12 @@ export class DistributionClient implements RegistryClient {
     if (request.signatureRepository) notes.push(`signatures looked up in ${repo.name} (relocated)`);
     if (request.classes.size === 0) return { artifacts: [], notes };
 
+    const fetchDeadline = beforeVerdict(deadline);
     for (const [i, ep] of endpoints.entries()) {
       const last = i === endpoints.length - 1;
+      const hostDeadline = hostShare(fetchDeadline, endpoints.length - 1 - i);
       try {
-        const r = await this.discoverOn(ep, repo, subject, request.classes, deadline);
+        const r = await this.discoverOn(ep, repo, subject, request.classes, hostDeadline, fetchDeadline);
         notes.push(...r.notes);
         if (r.artifacts.length > 0 || last) {
           notes.push(...this.credentials.notes);
@@ -138,49 +151,68 @@ export class DistributionClient implements RegistryClient {
         }
         notes.push(`mirror ${ep.host} has no signatures for ${shortDigest(subject)}; trying ${endpoints[i + 1]!.host}`);
       } catch (e) {
-        const err = asPullguardError(e);
+        const err = hostFailure(e, ep, hostDeadline, fetchDeadline, deadline);
         // Only the last host's failure is fatal: a broken or hostile mirror must not hide the upstream.
-        if (last || err.code === 'DEADLINE_EXCEEDED' || deadline.signal.aborted) throw err;
+        if (last || err.code === 'DEADLINE_EXCEEDED' || fetchDeadline.signal.aborted) throw err;
         notes.push(`mirror ${ep.host} failed (${err.code}: ${err.message}); trying ${endpoints[i + 1]!.host}`);
       }
     }
     return { artifacts: [], notes };
   }
 
-  private async discoverOn(ep: Endpoint, repo: Repo, subject: string, classes: ReadonlySet<ArtifactClass>, deadline: Deadline): Promise<DiscoveryResult> {
+  /**
+   * Every discovery source on one host at once (cosign tags, referrers). A source or candidate whose
+   * content is bad (not JSON, not a manifest, wrong digest, over a limit) is one failed candidate: it
+   * becomes a note when anything else was found, and the answer only when nothing was. Failures to reach
+   * the host (network, auth, time) end the host, so that the next one is tried.
+   */
+  private async discoverOn(
+    ep: Endpoint,
+    repo: Repo,
+    subject: string,
+    classes: ReadonlySet<ArtifactClass>,
+    deadline: Deadline,
+    blobDeadline: Deadline,
+  ): Promise<DiscoveryResult> {
     const notes: string[] = [];
+    const failures: PullguardError[] = [];
     const hex = subject.slice(subject.indexOf(':') + 1);
     const alg = subject.slice(0, subject.indexOf(':'));
     const tasks: Promise<SignatureArtifact[]>[] = [];
     const tagsAllowed = ep.capabilities.resolve;
     const wantsReferrers = REFERRER_CLASSES.some((c) => classes.has(c));
+    const ctx: DiscoveryContext = { ep, repo, subject, classes, deadline, blobDeadline, notes, failures };
 
     if (classes.has('cosign-legacy') || classes.has('attestation')) {
       if (!tagsAllowed) notes.push(`${ep.host} may not resolve tags (hosts.toml capabilities); skipped cosign's .sig/.att tags there`);
       else {
-        if (classes.has('cosign-legacy')) tasks.push(this.tagArtifact(ep, repo, `${alg}-${hex}.sig`, 'cosign-sig-tag', classes, deadline));
-        if (classes.has('attestation')) tasks.push(this.tagArtifact(ep, repo, `${alg}-${hex}.att`, 'cosign-att-tag', classes, deadline));
+        if (classes.has('cosign-legacy')) tasks.push(candidate(ctx, this.tagArtifact(ctx, `${alg}-${hex}.sig`, 'cosign-sig-tag')));
+        if (classes.has('attestation')) tasks.push(candidate(ctx, this.tagArtifact(ctx, `${alg}-${hex}.att`, 'cosign-att-tag')));
       }
     }
-    if (wantsReferrers) tasks.push(this.referrerArtifacts(ep, repo, subject, classes, deadline, notes));
+    if (wantsReferrers) tasks.push(candidate(ctx, this.referrerArtifacts(ctx)));
 
     const settled = await Promise.allSettled(tasks);
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw failed.reason;
-    const artifacts = settled.flatMap((s) => (s.status === 'fulfilled' ? s.value : []));
+    const fatal = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (fatal) throw fatal.reason;
+    const artifacts = settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+    if (artifacts.length === 0 && failures.length > 0) throw failures[0];
+    for (const f of failures) notes.push(`${f.message}; skipped`);
     return { artifacts, notes };
   }
 
-  private async tagArtifact(ep: Endpoint, repo: Repo, tag: string, via: FoundVia, classes: ReadonlySet<ArtifactClass>, deadline: Deadline): Promise<SignatureArtifact[]> {
-    const m = await this.getManifest(ep, repo, tag, deadline);
+  private async tagArtifact(ctx: DiscoveryContext, tag: string, via: FoundVia): Promise<SignatureArtifact[]> {
+    const { ep, repo } = ctx;
+    const m = await this.getManifest(ep, repo, tag, ctx.deadline);
     if (!m) return [];
     const manifest = parseManifest(m.bytes, `manifest ${repo.name}:${tag} on ${ep.host}`);
     const cls = classify(manifest, via);
-    return classes.has(cls) ? [this.artifact(ep, repo, m.digest, manifest, cls, via, deadline)] : [];
+    return ctx.classes.has(cls) ? [this.artifact(ep, repo, m.digest, manifest, cls, via, ctx.blobDeadline)] : [];
   }
 
-  private async referrerArtifacts(ep: Endpoint, repo: Repo, subject: string, classes: ReadonlySet<ArtifactClass>, deadline: Deadline, notes: string[]): Promise<SignatureArtifact[]> {
-    const listed = await this.listReferrers(ep, repo, subject, classes, deadline, notes);
+  private async referrerArtifacts(ctx: DiscoveryContext): Promise<SignatureArtifact[]> {
+    const { ep, repo, subject, classes, notes } = ctx;
+    const listed = await this.listReferrers(ep, repo, subject, classes, ctx.deadline, notes);
     if (!listed) return [];
     const seen = new Set<string>();
     const candidates = listed.entries.filter((d) => {
@@ -199,23 +231,34 @@ export class DistributionClient implements RegistryClient {
       );
     }
     const out: SignatureArtifact[] = [];
-    await mapLimit(candidates, FETCH_CONCURRENCY, async (d) => {
+    let unfetched = 0;
+    // Smallest first: signatures are a few KiB, so a flood of large junk referrers cannot use up the
+    // byte and time budget before the real signatures are read. Each is read up to its listed size.
+    const bySize = [...candidates].sort((a, b) => a.size - b.size);
+    await mapLimit(bySize, FETCH_CONCURRENCY, async (d) => {
       const what = `referrer ${shortDigest(d.digest)} of ${repo.name}@${shortDigest(subject)} on ${ep.host}`;
       if (d.size > MAX_MANIFEST_SIZE) {
         notes.push(`${what} skipped: its size ${d.size} is over the 4 MiB manifest limit`);
         return;
       }
-      const m = await this.getManifest(ep, repo, d.digest, deadline, d.digest);
-      if (!m) {
-        notes.push(`${what} is listed but missing (stale ${listed.via === 'referrers-tag' ? 'referrers tag' : 'referrers index'})`);
+      if (this.byteBudget.spent || ctx.deadline.signal.aborted) {
+        unfetched++;
         return;
       }
       let manifest: OciManifest;
+      let m: FetchedManifest | undefined;
       try {
+        m = await this.getManifest(ep, repo, d.digest, ctx.deadline, d.digest, d.size);
+        if (!m) {
+          notes.push(`${what} is listed but missing (stale ${listed.via === 'referrers-tag' ? 'referrers tag' : 'referrers index'})`);
+          return;
+        }
         manifest = parseManifest(m.bytes, what);
       } catch (e) {
+        const err = asPullguardError(e);
+        if (!isCandidateFailure(err)) throw err;
         // One malformed referrer (anyone with push can add one) must not hide the valid ones.
-        notes.push(`${asPullguardError(e).message}; skipped`);
+        ctx.failures.push(err);
         return;
       }
       if (manifest.subject?.digest !== subject) {
@@ -223,8 +266,16 @@ export class DistributionClient implements RegistryClient {
         return;
       }
       const cls = classify(manifest, listed.via);
-      if (classes.has(cls)) out.push(this.artifact(ep, repo, m.digest, manifest, cls, listed.via, deadline));
+      if (classes.has(cls)) out.push(this.artifact(ep, repo, m.digest, manifest, cls, listed.via, ctx.blobDeadline));
     });
+    if (unfetched > 0) {
+      const why = this.byteBudget.spent ? `the ${this.byteBudget.limit}-byte limit per decision (registry.maxTotalBytes) was reached` : 'the deadline was near';
+      if (out.length > 0) notes.push(`${unfetched} referrer(s) of ${repo.name}@${shortDigest(subject)} on ${ep.host} not read: ${why}`);
+      if (out.length === 0) {
+        const message = `${unfetched} referrer(s) of ${repo.name}@${shortDigest(subject)} on ${ep.host} not read: ${why}`;
+        ctx.failures.push(new PullguardError('REGISTRY_LIMIT', message, { host: ep.host }));
+      }
+    }
     // Stable order for --explain and tests: the order the registry listed them in.
     const order = new Map(candidates.map((d, i) => [d.digest, i]));
     return out.sort((a, b) => order.get(a.digest)! - order.get(b.digest)!);
@@ -321,21 +372,26 @@ export class DistributionClient implements RegistryClient {
   }
 
   /** GET a manifest by tag or digest. undefined on 404. The content is checked against `digest` when given. */
-  private async getManifest(ep: Endpoint, repo: Repo, reference: string, deadline: Deadline, digest?: string): Promise<FetchedManifest | undefined> {
+  private async getManifest(
+    ep: Endpoint,
+    repo: Repo,
+    reference: string,
+    deadline: Deadline,
+    digest?: string,
+    size?: number,
+  ): Promise<FetchedManifest | undefined> {
     const what = `manifest ${repo.name}${digest ? '@' : ':'}${digest ? shortDigest(reference) : reference}`;
-    const res = await this.request(ep, repo, this.url(ep, repo, `manifests/${reference}`), { what, maxBytes: MAX_MANIFEST_SIZE, accept: MANIFEST_ACCEPT.join(', ') }, deadline);
+    const maxBytes = Math.min(size ?? MAX_MANIFEST_SIZE, MAX_MANIFEST_SIZE);
+    const url = this.url(ep, repo, `manifests/${reference}`);
+    const res = await this.request(ep, repo, url, { what, maxBytes, accept: MANIFEST_ACCEPT.join(', ') }, deadline);
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw unexpected(res, ep, what);
     const mediaType = mediaTypeOf(res);
     if (!MANIFEST_ACCEPT.includes(mediaType)) {
       throw new PullguardError('REGISTRY_PROTOCOL', `${ep.host} served ${what} as ${JSON.stringify(mediaType || '(none)')}, not a manifest or index media type`, { host: ep.host });
     }
-    let declared: unknown;
-    try {
-      declared = (JSON.parse(res.body.toString('utf8')) as { mediaType?: unknown }).mediaType;
-    } catch (e) {
-      throw new PullguardError('REGISTRY_PROTOCOL', `${what} from ${ep.host} is not valid JSON: ${(e as Error).message}`, { host: ep.host });
-    }
+    const parsed = parseUntrustedJson(res.body, `${what} from ${ep.host}`);
+    const declared = isRecord(parsed) ? parsed.mediaType : undefined;
     if (declared !== undefined && declared !== mediaType) {
       throw new PullguardError('REGISTRY_PROTOCOL', `${ep.host} served ${what} as ${mediaType} but it declares ${JSON.stringify(declared)}`, { host: ep.host });
     }
@@ -362,7 +418,9 @@ export class DistributionClient implements RegistryClient {
       deadline,
       timeoutMs: requestTimeout(deadline),
       headers: o.accept ? { accept: o.accept } : undefined,
+      byteBudget: this.byteBudget,
     };
+    if (this.byteBudget.spent) throw this.byteBudget.exhausted(ep.host);
     // The first request to a host goes alone: it learns the auth challenge (and http vs https), so the
     // parallel ones that follow authorize up front instead of each collecting its own 401.
     const gate = this.gates.get(ep);
@@ -401,6 +459,65 @@ export class DistributionClient implements RegistryClient {
   }
 }
 
+interface DiscoveryContext {
+  readonly ep: Endpoint;
+  readonly repo: Repo;
+  readonly subject: string;
+  readonly classes: ReadonlySet<ArtifactClass>;
+  /** This host's share of the time. */
+  readonly deadline: Deadline;
+  /** For blobs, fetched by verifiers once discovery chose this host. */
+  readonly blobDeadline: Deadline;
+  readonly notes: string[];
+  readonly failures: PullguardError[];
+}
+
+/** Bad content from one source or candidate: it fails alone. Anything else (network, auth, time) ends the host. */
+function isCandidateFailure(e: PullguardError): boolean {
+  return e.code === 'REGISTRY_PROTOCOL' || e.code === 'REGISTRY_INTEGRITY' || e.code === 'REGISTRY_LIMIT' || e.code === 'REGISTRY_NOT_FOUND';
+}
+
+function candidate(ctx: DiscoveryContext, work: Promise<SignatureArtifact[]>): Promise<SignatureArtifact[]> {
+  return work.catch((e: unknown) => {
+    const err = asPullguardError(e);
+    if (!isCandidateFailure(err)) throw err;
+    ctx.failures.push(err);
+    return [];
+  });
+}
+
+/**
+ * The part of the deadline the registry may use: the rest is kept to verify and print the verdict, so
+ * a slow or hostile registry makes a deny with a reason, never a verifier that containerd kills.
+ */
+function beforeVerdict(deadline: Deadline): Deadline {
+  const reserve = Math.min(1000, Math.max(200, Math.floor(deadline.budgetMs / 8)));
+  return deadline.child(deadline.remainingMs() - reserve);
+}
+
+/** One host's share of what is left: a stalled mirror must leave time for the hosts after it. */
+function hostShare(deadline: Deadline, hostsAfter: number): Deadline {
+  if (hostsAfter === 0) return deadline;
+  return deadline.child(Math.min(deadline.remainingMs() / (hostsAfter + 1), MAX_MIRROR_SHARE_MS));
+}
+
+/** A failure on one host, with time-outs named for the host and the budget that ran out. */
+function hostFailure(e: unknown, ep: Endpoint, host: Deadline, fetch: Deadline, run: Deadline): PullguardError {
+  const err = asPullguardError(e);
+  if (run.signal.aborted || (err.code !== 'DEADLINE_EXCEEDED' && err.code !== 'REGISTRY_UNREACHABLE')) return err;
+  if (fetch.signal.aborted) {
+    return new PullguardError(
+      'DEADLINE_EXCEEDED',
+      `timed out waiting for ${ep.host}: stopped at ${formatDuration(run.elapsedMs())} of the ${formatDuration(run.budgetMs)} deadline to decide in time`,
+      { host: ep.host },
+    );
+  }
+  if (host !== fetch && host.signal.aborted) {
+    return new PullguardError('REGISTRY_UNREACHABLE', `${ep.host} did not answer within ${formatDuration(host.budgetMs)}, its share of the deadline`, { host: ep.host });
+  }
+  return err;
+}
+
 /** A per-request budget: half the run, so one stalled host leaves time for the next, never past the deadline. */
 function requestTimeout(deadline: Deadline): number {
   return Math.max(1000, Math.floor(deadline.budgetMs / 2));
@@ -409,7 +526,7 @@ function requestTimeout(deadline: Deadline): number {
 function unexpected(res: HttpResponse, ep: Endpoint, what: string): PullguardError {
   let detail = '';
   try {
-    const j = JSON.parse(res.body.toString('utf8')) as { errors?: { code?: string; message?: string }[] };
+    const j = parseUntrustedJson(res.body, 'error body') as { errors?: { code?: string; message?: string }[] };
     const e = j.errors?.[0];
     if (e) detail = `: ${String(e.code ?? '')} ${String(e.message ?? '')}`.slice(0, 200);
   } catch {

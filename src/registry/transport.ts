@@ -39,6 +39,32 @@ export interface SendOptions {
   readonly deadline: Deadline;
   /** Per-request budget; the deadline still wins when it is sooner. */
   readonly timeoutMs: number;
+  /** Bytes this decision may still fetch, shared by all its requests. */
+  readonly byteBudget?: ByteBudget;
+}
+
+/** A cap on the bytes one decision fetches, over all its requests (registry.maxTotalBytes). */
+export class ByteBudget {
+  private used = 0;
+
+  constructor(readonly limit: number) {}
+
+  /** Counts `n` more bytes; false once the total is over the limit. */
+  take(n: number): boolean {
+    this.used += n;
+    return this.used <= this.limit;
+  }
+
+  get spent(): boolean {
+    return this.used >= this.limit;
+  }
+
+  exhausted(host: string): PullguardError {
+    return new PullguardError('REGISTRY_LIMIT', `stopped fetching from ${host}: this decision already read ${this.limit} bytes, the limit (registry.maxTotalBytes)`, {
+      host,
+      limit: this.limit,
+    });
+  }
 }
 
 /** Hook for tests and `--explain`: every request that goes on the wire, without headers. */
@@ -158,24 +184,29 @@ export class Transport {
         }
         const chunks: Buffer[] = [];
         let total = 0;
-        res.on('data', (chunk: Buffer) => {
-          total += chunk.length;
-          if (total > cap) {
-            // Error pages and redirects are only skimmed; a body over the cap is an attack or a mistake.
-            if (isRedirect || status >= 400) {
-              res.destroy();
-              return finish();
-            }
-            return fail(tooLarge(opts, url, total));
-          }
-          chunks.push(chunk);
-        });
         const finish = () => {
           if (settled) return;
           settled = true;
           signal.removeEventListener('abort', onAbort);
           resolve({ status, headers: res.headers, body: Buffer.concat(chunks), url });
         };
+        res.on('data', (chunk: Buffer) => {
+          if (settled) return;
+          total += chunk.length;
+          if (opts.byteBudget && !opts.byteBudget.take(chunk.length)) return fail(opts.byteBudget.exhausted(url.host));
+          if (total > cap) {
+            if (isRedirect || status >= 400) {
+              // Error pages and redirects are only skimmed: keep what fits, answer, and close this
+              // connection (never hand a socket with an unread body back to the keep-alive pool).
+              chunks.push(chunk.subarray(0, chunk.length - (total - cap)));
+              finish();
+              res.destroy();
+              return;
+            }
+            return fail(tooLarge(opts, url, total));
+          }
+          chunks.push(chunk);
+        });
         res.on('end', finish);
         res.on('error', (e) => fail(this.networkError(e, endpoint, url, opts)));
         res.on('aborted', () => fail(new PullguardError('REGISTRY_UNREACHABLE', `${url.host} closed the connection while sending ${opts.what}`, { host: url.host })));
