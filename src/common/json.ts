@@ -11,32 +11,54 @@ const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
 /**
- * The deepest nesting of objects and arrays in `bytes`, or `limit + 1` as soon as it goes past `limit`.
- * One linear pass, no allocation, strings skipped: cheap enough to run on every document from outside
- * before JSON.parse, which otherwise builds millions of nested arrays ("[[[[...") synchronously and
- * blocks the deadline timers while it does.
+ * Tracks the nesting of objects and arrays over a JSON text fed in chunks (a body as it arrives), so a
+ * document nested too deep is refused at its first bytes, before the rest is even read. One linear pass,
+ * no allocation, strings skipped: cheap enough for every document from outside. Without it JSON.parse
+ * builds millions of nested arrays ("[[[[...") synchronously, blocking the deadline timers meanwhile.
  */
-export function jsonDepth(bytes: Uint8Array, limit = MAX_JSON_DEPTH): number {
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i]!;
-    if (inString) {
-      if (b === BACKSLASH) i++;
-      else if (b === QUOTE) inString = false;
-    } else if (b === QUOTE) {
-      inString = true;
-    } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
-      if (++depth > max) {
-        max = depth;
-        if (max > limit) return max;
+export class JsonDepthScanner {
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  /** The deepest nesting seen so far. */
+  max = 0;
+
+  constructor(readonly limit = MAX_JSON_DEPTH) {}
+
+  /** Scans `bytes`; false as soon as the nesting goes past the limit. */
+  feed(bytes: Uint8Array): boolean {
+    let { depth, inString, escaped } = this;
+    for (let i = 0; i < bytes.length; i++) {
+      const b = bytes[i]!;
+      if (inString) {
+        if (escaped) escaped = false;
+        else if (b === BACKSLASH) escaped = true;
+        else if (b === QUOTE) inString = false;
+      } else if (b === QUOTE) {
+        inString = true;
+      } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
+        if (++depth > this.max) {
+          this.max = depth;
+          if (depth > this.limit) break;
+        }
+      } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
+        depth--;
       }
-    } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
-      depth--;
     }
+    Object.assign(this, { depth, inString, escaped });
+    return this.max <= this.limit;
   }
-  return max;
+}
+
+/** The deepest nesting of objects and arrays in `bytes`, or `limit + 1` as soon as it goes past `limit`. */
+export function jsonDepth(bytes: Uint8Array, limit = MAX_JSON_DEPTH): number {
+  const scanner = new JsonDepthScanner(limit);
+  scanner.feed(bytes);
+  return scanner.max;
+}
+
+export function tooDeep(what: string, maxDepth = MAX_JSON_DEPTH, code: ErrorCode = 'REGISTRY_PROTOCOL'): PullguardError {
+  return new PullguardError(code, `${what} is not valid JSON: nested more than ${maxDepth} levels deep`);
 }
 
 /**
@@ -49,9 +71,7 @@ export function parseUntrustedJson(
   code: ErrorCode = 'REGISTRY_PROTOCOL',
   maxDepth = MAX_JSON_DEPTH,
 ): unknown {
-  if (jsonDepth(bytes, maxDepth) > maxDepth) {
-    throw new PullguardError(code, `${what} is not valid JSON: nested more than ${maxDepth} levels deep`);
-  }
+  if (jsonDepth(bytes, maxDepth) > maxDepth) throw tooDeep(what, maxDepth, code);
   try {
     return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
   } catch (e) {

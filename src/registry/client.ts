@@ -6,7 +6,7 @@
 import { assertDigest, digestOf, isDigest, shortDigest } from '../common/digest.js';
 import { formatDuration, type Deadline } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
-import { parseUntrustedJson } from '../common/json.js';
+import { MAX_JSON_DEPTH, parseUntrustedJson } from '../common/json.js';
 import { isRecord } from '../common/malformed.js';
 import { parseReference, type Reference } from '../common/reference.js';
 import { MAX_MANIFEST_SIZE, type Descriptor } from '../contract/descriptor.js';
@@ -63,7 +63,9 @@ export class DistributionClient implements RegistryClient {
   private readonly authn: Authenticator;
   private readonly maxBlobBytes: number;
   private readonly maxReferrers: number;
+  /** All bytes of a decision, and the share discovery may use, so that blobs of what it found still fit. */
   private readonly byteBudget: ByteBudget;
+  private readonly discoveryBudget: ByteBudget;
   private hostsRoot?: { dir: string; note?: string };
   private readonly endpointCache = new Map<string, Endpoint[]>();
   private readonly gates = new WeakMap<Endpoint, Promise<void>>();
@@ -78,7 +80,9 @@ export class DistributionClient implements RegistryClient {
     this.authn = new Authenticator(this.transport, this.credentials);
     this.maxBlobBytes = settings.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
     this.maxReferrers = settings.maxReferrers ?? DEFAULT_MAX_REFERRERS;
-    this.byteBudget = new ByteBudget(settings.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES);
+    const maxTotal = settings.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES;
+    this.byteBudget = new ByteBudget(maxTotal);
+    this.discoveryBudget = new ByteBudget(Math.floor(maxTotal * 0.75), 'three quarters of registry.maxTotalBytes', 'discovery');
   }
 
   /** HTTP requests made so far, redirects and token requests included. */
@@ -241,7 +245,7 @@ export class DistributionClient implements RegistryClient {
         notes.push(`${what} skipped: its size ${d.size} is over the 4 MiB manifest limit`);
         return;
       }
-      if (this.byteBudget.spent || ctx.deadline.signal.aborted) {
+      if (this.discoveryBudget.spent || ctx.deadline.signal.aborted) {
         unfetched++;
         return;
       }
@@ -269,7 +273,8 @@ export class DistributionClient implements RegistryClient {
       if (classes.has(cls)) out.push(this.artifact(ep, repo, m.digest, manifest, cls, listed.via, ctx.blobDeadline));
     });
     if (unfetched > 0) {
-      const why = this.byteBudget.spent ? `the ${this.byteBudget.limit}-byte limit per decision (registry.maxTotalBytes) was reached` : 'the deadline was near';
+      const b = this.discoveryBudget;
+      const why = b.spent ? `${b.scope} reached its ${b.limit}-byte limit (${b.name})` : 'the deadline was near';
       if (out.length > 0) notes.push(`${unfetched} referrer(s) of ${repo.name}@${shortDigest(subject)} on ${ep.host} not read: ${why}`);
       if (out.length === 0) {
         const message = `${unfetched} referrer(s) of ${repo.name}@${shortDigest(subject)} on ${ep.host} not read: ${why}`;
@@ -361,7 +366,7 @@ export class DistributionClient implements RegistryClient {
       throw new PullguardError('REGISTRY_LIMIT', `blob ${shortDigest(d.digest)} in ${repo.name} is ${d.size} bytes, over the ${this.maxBlobBytes}-byte limit (registry.maxBlobBytes)`, { repository: repo.name });
     }
     const what = `blob ${shortDigest(d.digest)} of ${repo.name}`;
-    const res = await this.request(ep, repo, this.url(ep, repo, `blobs/${d.digest}`), { what, maxBytes: d.size }, deadline);
+    const res = await this.request(ep, repo, this.url(ep, repo, `blobs/${d.digest}`), { what, maxBytes: d.size, blob: true }, deadline);
     if (res.status === 404) throw new PullguardError('REGISTRY_NOT_FOUND', `${what} not found on ${ep.host}`, { host: ep.host, repository: repo.name });
     if (res.status !== 200) throw unexpected(res, ep, what);
     if (res.body.length !== d.size) {
@@ -409,7 +414,13 @@ export class DistributionClient implements RegistryClient {
   }
 
   /** One authorized request: up-front credentials if the host challenged before, else answer one 401. */
-  private async request(ep: Endpoint, repo: Repo, url: URL, o: { what: string; maxBytes: number; accept?: string }, deadline: Deadline): Promise<HttpResponse> {
+  private async request(
+    ep: Endpoint,
+    repo: Repo,
+    url: URL,
+    o: { what: string; maxBytes: number; accept?: string; blob?: boolean },
+    deadline: Deadline,
+  ): Promise<HttpResponse> {
     // The scheme may have changed (http fallback) since the URL was built.
     if (url.protocol !== `${ep.scheme}:` && url.host === ep.host) url.protocol = `${ep.scheme}:`;
     const opts: SendOptions = {
@@ -418,9 +429,12 @@ export class DistributionClient implements RegistryClient {
       deadline,
       timeoutMs: requestTimeout(deadline),
       headers: o.accept ? { accept: o.accept } : undefined,
-      byteBudget: this.byteBudget,
+      // Manifests and indexes are JSON (refused early when nested too deep) and count against discovery.
+      byteBudgets: o.blob ? [this.byteBudget] : [this.byteBudget, this.discoveryBudget],
+      maxJsonDepth: o.blob ? undefined : MAX_JSON_DEPTH,
     };
-    if (this.byteBudget.spent) throw this.byteBudget.exhausted(ep.host);
+    const spent = opts.byteBudgets!.find((b) => b.spent);
+    if (spent) throw spent.exhausted(ep.host);
     // The first request to a host goes alone: it learns the auth challenge (and http vs https), so the
     // parallel ones that follow authorize up front instead of each collecting its own 401.
     const gate = this.gates.get(ep);

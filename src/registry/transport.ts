@@ -9,6 +9,7 @@ import type * as http from 'node:http';
 import type * as https from 'node:https';
 import { formatDuration, type Deadline } from '../common/deadline.js';
 import { PullguardError } from '../common/errors.js';
+import { JsonDepthScanner, tooDeep } from '../common/json.js';
 import type { Endpoint } from './hosts.js';
 
 export const MAX_REDIRECTS = 5;
@@ -39,15 +40,22 @@ export interface SendOptions {
   readonly deadline: Deadline;
   /** Per-request budget; the deadline still wins when it is sooner. */
   readonly timeoutMs: number;
-  /** Bytes this decision may still fetch, shared by all its requests. */
-  readonly byteBudget?: ByteBudget;
+  /** Byte caps this request counts against (shared by a decision's requests). */
+  readonly byteBudgets?: readonly ByteBudget[];
+  /** The body is JSON: refuse it as soon as it nests deeper than this (before it is all read). */
+  readonly maxJsonDepth?: number;
 }
 
 /** A cap on the bytes one decision fetches, over all its requests (registry.maxTotalBytes). */
 export class ByteBudget {
   private used = 0;
 
-  constructor(readonly limit: number) {}
+  constructor(
+    readonly limit: number,
+    /** What the cap is called in messages. */
+    readonly name = 'registry.maxTotalBytes',
+    readonly scope = 'this decision',
+  ) {}
 
   /** Counts `n` more bytes; false once the total is over the limit. */
   take(n: number): boolean {
@@ -60,7 +68,7 @@ export class ByteBudget {
   }
 
   exhausted(host: string): PullguardError {
-    return new PullguardError('REGISTRY_LIMIT', `stopped fetching from ${host}: this decision already read ${this.limit} bytes, the limit (registry.maxTotalBytes)`, {
+    return new PullguardError('REGISTRY_LIMIT', `stopped fetching from ${host}: ${this.scope} already read ${this.limit} bytes, the limit (${this.name})`, {
       host,
       limit: this.limit,
     });
@@ -184,6 +192,7 @@ export class Transport {
         }
         const chunks: Buffer[] = [];
         let total = 0;
+        const scanner = opts.maxJsonDepth !== undefined && status >= 200 && status < 300 ? new JsonDepthScanner(opts.maxJsonDepth) : undefined;
         const finish = () => {
           if (settled) return;
           settled = true;
@@ -193,7 +202,9 @@ export class Transport {
         res.on('data', (chunk: Buffer) => {
           if (settled) return;
           total += chunk.length;
-          if (opts.byteBudget && !opts.byteBudget.take(chunk.length)) return fail(opts.byteBudget.exhausted(url.host));
+          const over = opts.byteBudgets?.find((b) => !b.take(chunk.length));
+          if (over) return fail(over.exhausted(url.host));
+          if (scanner && !scanner.feed(chunk)) return fail(tooDeep(opts.what, scanner.limit));
           if (total > cap) {
             if (isRedirect || status >= 400) {
               // Error pages and redirects are only skimmed: keep what fits, answer, and close this
