@@ -34,6 +34,8 @@ export const DEFAULT_MAX_TOTAL_BYTES = 32 * 1024 * 1024;
 export const MAX_MIRROR_SHARE_MS = 4000;
 const MAX_REFERRER_PAGES = 32;
 const FETCH_CONCURRENCY = 8;
+/** Layers per signature artifact fetched ahead of the verifier. */
+const PREFETCH_LAYERS = 4;
 const MANIFEST_ACCEPT = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST];
 const REFERRER_CLASSES: readonly ArtifactClass[] = ['cosign-bundle', 'cosign-legacy-referrer', 'notation', 'attestation', 'unknown'];
 
@@ -351,6 +353,11 @@ export class DistributionClient implements RegistryClient {
       }
       return p;
     };
+    // Signature blobs are asked for as soon as their manifest is known, not after all discovery: every
+    // verifier reads the layers of what it is offered (notation, after a cheap check of the manifest).
+    for (const layer of manifest.layers.slice(0, PREFETCH_LAYERS)) {
+      if (layer.size <= this.maxBlobBytes) fetchBlob(layer).catch(() => undefined); // the verifier sees any error
+    }
     const hint = signerHintOf(manifest, cls);
     return { class: cls, foundVia: via, repository: repo.name, digest, manifest, fetchBlob, ...(hint ? { signerHint: hint } : {}) };
   }

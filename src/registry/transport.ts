@@ -10,7 +10,7 @@ import type * as https from 'node:https';
 import { formatDuration, type Deadline } from '../common/deadline.js';
 import { PullguardError } from '../common/errors.js';
 import { JsonDepthScanner, tooDeep } from '../common/json.js';
-import type { Endpoint } from './hosts.js';
+import { isLocalhost, type Endpoint } from './hosts.js';
 
 export const MAX_REDIRECTS = 5;
 
@@ -98,7 +98,7 @@ export class Transport {
       // each paying for a failed TLS handshake.
       const probe = this.probes.get(endpoint);
       if (!probe) {
-        const p = this.trySend(endpoint, url, opts);
+        const p = isLocalhost(endpoint.host) && url.protocol === 'https:' ? this.plainFirst(endpoint, url, opts) : this.trySend(endpoint, url, opts);
         this.probes.set(endpoint, p.then(() => undefined, () => undefined));
         return p;
       }
@@ -109,6 +109,29 @@ export class Transport {
       }
     }
     return this.trySend(endpoint, url, opts);
+  }
+
+  /**
+   * A loopback registry (containerd's default for `localhost:<port>`/`127.x:<port>` is https with
+   * skip_verify and an http fallback, docker/config/hosts.go): asked over plain http first, which is
+   * what such registries almost always speak, so that `tls` is not even loaded. A TLS server answers
+   * plain HTTP with a 400 "HTTP request to an HTTPS server/port" (Go, nginx) or a TLS alert; then it
+   * is https from here on, as containerd would have found. Both settle on the same server's answer.
+   */
+  private async plainFirst(endpoint: Endpoint, url: URL, opts: SendOptions): Promise<HttpResponse> {
+    const plain = new URL(url);
+    plain.protocol = 'http:';
+    try {
+      const res = await this.follow(endpoint, plain, opts);
+      if (!(res.status === 400 && /HTTP request (was sent )?to an? HTTPS (server|port)/i.test(res.body.toString('latin1')))) {
+        endpoint.scheme = 'http';
+        return res;
+      }
+    } catch (e) {
+      // A TLS server resets or sends an alert; only a time-out is final.
+      if (!(e instanceof PullguardError) || e.code !== 'REGISTRY_UNREACHABLE' || e.detail?.code === undefined) throw e;
+    }
+    return this.follow(endpoint, url, opts);
   }
 
   private async trySend(endpoint: Endpoint, url: URL, opts: SendOptions): Promise<HttpResponse> {
