@@ -373,7 +373,7 @@ export class DistributionClient implements RegistryClient {
       throw new PullguardError('REGISTRY_LIMIT', `blob ${shortDigest(d.digest)} in ${repo.name} is ${d.size} bytes, over the ${this.maxBlobBytes}-byte limit (registry.maxBlobBytes)`, { repository: repo.name });
     }
     const what = `blob ${shortDigest(d.digest)} of ${repo.name}`;
-    const res = await this.request(ep, repo, this.url(ep, repo, `blobs/${d.digest}`), { what, maxBytes: d.size, blob: true }, deadline);
+    const res = await this.request(ep, repo, this.url(ep, repo, `blobs/${d.digest}`), { what, maxBytes: d.size, blob: true, json: /[+/]json$/.test(own.mediaType) }, deadline);
     if (res.status === 404) throw new PullguardError('REGISTRY_NOT_FOUND', `${what} not found on ${ep.host}`, { host: ep.host, repository: repo.name });
     if (res.status !== 200) throw unexpected(res, ep, what);
     if (res.body.length !== d.size) {
@@ -425,7 +425,7 @@ export class DistributionClient implements RegistryClient {
     ep: Endpoint,
     repo: Repo,
     url: URL,
-    o: { what: string; maxBytes: number; accept?: string; blob?: boolean },
+    o: { what: string; maxBytes: number; accept?: string; blob?: boolean; json?: boolean },
     deadline: Deadline,
   ): Promise<HttpResponse> {
     // The scheme may have changed (http fallback) since the URL was built.
@@ -438,7 +438,8 @@ export class DistributionClient implements RegistryClient {
       headers: o.accept ? { accept: o.accept } : undefined,
       // Manifests and indexes are JSON (refused early when nested too deep) and count against discovery.
       byteBudgets: o.blob ? [this.byteBudget] : [this.byteBudget, this.discoveryBudget],
-      maxJsonDepth: o.blob ? undefined : MAX_JSON_DEPTH,
+      // JSON blobs (bundles, JWS envelopes, simple signing payloads) too: they are parsed as they come.
+      maxJsonDepth: !o.blob || o.json ? MAX_JSON_DEPTH : undefined,
     };
     const spent = opts.byteBudgets!.find((b) => b.spent);
     if (spent) throw spent.exhausted(ep.host);

@@ -39,7 +39,7 @@ let nt: NotationSandbox;
 let pki: Pki;
 let policy: string;
 let mirrorPolicy: string;
-const img: Record<'junkSig' | 'nested' | 'nestedOnly' | 'mirror' | 'errBody' | 'crl', PushedImage> = {} as never;
+const img: Record<'junkSig' | 'nested' | 'nestedOnly' | 'nestedBlobs' | 'mirror' | 'errBody' | 'crl', PushedImage> = {} as never;
 const results: string[] = [];
 
 /** Runs the verifier for `name@digest` and records the numbers for the report. */
@@ -90,6 +90,37 @@ async function floodWithNestedReferrers(repo: string, image: PushedImage): Promi
   hostile.on(path(new RegExp(`^/v2/${repo}/manifests/${tag}$`)), serve(OCI_INDEX, [index]));
 }
 
+/**
+ * 30 well-formed bundle referrers of `image` whose bundle blob is 4 MB nested 2 million levels deep,
+ * added to its real referrers-tag index: the manifests pass every check, the blobs are the attack.
+ */
+async function floodWithNestedBlobs(repo: string, image: PushedImage): Promise<void> {
+  const depth = 2_000_000;
+  const body = Buffer.concat([Buffer.alloc(depth, '['), Buffer.alloc(depth, ']')]);
+  const tag = image.digest.replace(':', '-');
+  const real = (await writer.getManifest(repo, tag))?.json.manifests ?? [];
+  const empty = await writer.putBlob(repo, Buffer.from('{}'));
+  const junk = [];
+  for (let i = 0; i < 30; i++) {
+    const parts = [Buffer.alloc(i + 1, ' '), body];
+    const layer = { mediaType: BUNDLE, digest: sha256(...parts), size: body.length + i + 1 };
+    hostile.on(path(new RegExp(`^/v2/${repo}/blobs/${layer.digest}$`)), serve('application/octet-stream', parts));
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: BUNDLE,
+      config: { mediaType: 'application/vnd.oci.empty.v1+json', ...empty },
+      layers: [layer],
+      subject: { mediaType: image.mediaType, digest: image.digest, size: image.size },
+    }));
+    const digest = sha256(manifest);
+    hostile.on(path(new RegExp(`^/v2/${repo}/manifests/${digest}$`)), serve(OCI_MANIFEST, [manifest]));
+    junk.push({ mediaType: OCI_MANIFEST, digest, size: manifest.length, artifactType: BUNDLE });
+  }
+  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [...junk, ...real] }));
+  hostile.on(path(new RegExp(`^/v2/${repo}/manifests/${tag}$`)), serve(OCI_INDEX, [index]));
+}
+
 beforeAll(async () => {
   registry = await startRegistry();
   writer = new RegistryWriter(registry.url);
@@ -100,7 +131,7 @@ beforeAll(async () => {
   const home = join(work, 'cosign-home');
   mkdirSync(home);
 
-  for (const [k, repo] of [['junkSig', 'cosign/junk-sig'], ['nested', 'cosign/nested'], ['nestedOnly', 'cosign/nested-only'], ['mirror', 'cosign/mirror'], ['errBody', 'cosign/err-body'], ['crl', 'notation/crl']] as const) {
+  for (const [k, repo] of [['junkSig', 'cosign/junk-sig'], ['nested', 'cosign/nested'], ['nestedOnly', 'cosign/nested-only'], ['nestedBlobs', 'cosign/nested-blobs'], ['mirror', 'cosign/mirror'], ['errBody', 'cosign/err-body'], ['crl', 'notation/crl']] as const) {
     img[k] = pushTestImage(registry.host, repo, 'v1', `hostile-${k}-${Date.now()}`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -112,6 +143,7 @@ beforeAll(async () => {
     cosignOk(home, ['sign', '--key', `${key}.key`, '--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${bundle}`, '--allow-http-registry', `${image.ref.replace(registry.host, host).replace(/:v1$/, '')}@${image.digest}`]);
   await sign(img.junkSig, true);
   await sign(img.nested, true, hostile.host);
+  await sign(img.nestedBlobs, true, hostile.host);
   await sign(img.mirror, false);
   await sign(img.errBody, false, hostile.host);
 
@@ -124,6 +156,7 @@ beforeAll(async () => {
   // Item 5: the flood, once beside a valid bundle and once alone.
   await floodWithNestedReferrers('cosign/nested', img.nested);
   await floodWithNestedReferrers('cosign/nested-only', img.nestedOnly);
+  await floodWithNestedBlobs('cosign/nested-blobs', img.nestedBlobs);
   // Item 8: the referrers tag answers 404 with 200 KiB of HTML; blobs answer 302 with 200 KiB of HTML.
   hostile.on(path(new RegExp(`^/v2/cosign/err-body/manifests/sha256-[0-9a-f]{64}$`)), bigBody(404, 200 * 1024));
   hostile.on((q, u) => q.method === 'GET' && /^\/v2\/cosign\/err-body\/blobs\/sha256:/.test(u.pathname), (req, res, url) => bigBody(302, 200 * 1024, { location: `${registry.url}${url.pathname}` })(req, res, url));
@@ -188,6 +221,14 @@ describe('a hostile registry gets the right verdict, a reason, and bounded time 
     const r = await verify('120 nested referrers only', img.nestedOnly, hostile.host);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^denied .*cosign\/nested-only.*nested more than 64 levels deep/);
+    expectInTime(r);
+    expect(r.peakRssMiB).toBeLessThan(MAX_RSS_MIB);
+  });
+
+  test('item 5: 30 well-formed bundle referrers whose blobs are 4 MB nested 2 million deep: ALLOW, in time and memory', async () => {
+    const r = await verify('30 nested bundle blobs + valid bundle', img.nestedBlobs, hostile.host);
+    expect(r.stdout).toMatch(/^allowed .*cosign\/nested-blobs.*: signature verified by release/);
+    expect(r.code).toBe(0);
     expectInTime(r);
     expect(r.peakRssMiB).toBeLessThan(MAX_RSS_MIB);
   });
