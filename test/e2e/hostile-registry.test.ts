@@ -18,6 +18,7 @@ import { cosignOk } from '../helpers/cosign.js';
 import { endless, bigBody, path, serve, sha256, stall, startHostileRegistry, type HostileRegistry } from '../helpers/hostile-registry.js';
 import { notationSandbox, Pki, RegistryWriter, type NotationSandbox } from '../helpers/notation.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary } from '../helpers/tools.js';
 import { runVerifier, type VerifierRun } from '../helpers/verifier.js';
@@ -50,18 +51,7 @@ async function verify(label: string, image: PushedImage, host: string, policyFil
   return r;
 }
 
-function containerdConfig(hosts: Record<string, string>): string {
-  const dir = mkdtempSync(join(work, 'containerd-'));
-  const certs = join(dir, 'certs.d');
-  mkdirSync(certs);
-  for (const [ns, toml] of Object.entries(hosts)) {
-    const d = join(certs, ns.replace(/:(\d+)$/, '_$1_'));
-    mkdirSync(d);
-    writeFileSync(join(d, 'hosts.toml'), toml);
-  }
-  writeFileSync(join(dir, 'config.toml'), `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(certs)}\n`);
-  return join(dir, 'config.toml');
-}
+const containerdConfig = (hosts: Record<string, string>) => containerdConfigWithHosts(work, hosts);
 
 function writePolicy(name: string, rules: string[], containerdToml: string): string {
   const file = join(work, name);

@@ -9,7 +9,7 @@
  * registry is still found over https, as containerd's https-with-http-fallback finds it.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,6 +20,7 @@ import type { ArtifactClass } from '../../src/registry/types.js';
 import { cosign, cosignOk } from '../helpers/cosign.js';
 import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary } from '../helpers/tools.js';
 import { runVerifier } from '../helpers/verifier.js';
@@ -46,17 +47,7 @@ async function logged(reg: Registry, fn: () => Promise<unknown>): Promise<string
     .map((l) => /"(\S+ \S+)/.exec(l)![1]!);
 }
 
-function containerdConfig(hosts: Record<string, string>): string {
-  const dir = mkdtempSync(join(work, 'containerd-'));
-  const certs = join(dir, 'certs.d');
-  mkdirSync(certs);
-  for (const [ns, toml] of Object.entries(hosts)) {
-    mkdirSync(join(certs, ns.replace(/:(\d+)$/, '_$1_')));
-    writeFileSync(join(certs, ns.replace(/:(\d+)$/, '_$1_'), 'hosts.toml'), toml);
-  }
-  writeFileSync(join(dir, 'config.toml'), `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(certs)}\n`);
-  return join(dir, 'config.toml');
-}
+const containerdConfig = (hosts: Record<string, string>) => containerdConfigWithHosts(work, hosts);
 
 /** Discovery plus every layer blob of what it found, in process, with every request observed. */
 async function observed(image: PushedImage, classes: ArtifactClass[], containerdToml = emptyHosts): Promise<string[]> {
