@@ -37,7 +37,7 @@ const FETCH_CONCURRENCY = 8;
 /** Layers per signature artifact fetched ahead of the verifier. */
 const PREFETCH_LAYERS = 4;
 const MANIFEST_ACCEPT = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST];
-const REFERRER_CLASSES: readonly ArtifactClass[] = ['cosign-bundle', 'cosign-legacy-referrer', 'notation', 'attestation', 'unknown'];
+const REFERRER_CLASSES: readonly ArtifactClass[] = ['cosign-bundle', 'cosign-legacy-referrer', 'notation', 'atproto', 'attestation', 'unknown'];
 
 export interface ClientOptions {
   readonly env?: NodeJS.ProcessEnv;
