@@ -29,7 +29,8 @@ export class Deadline {
 
   /** A signal that fires at `ms` from now or at the deadline, whichever is first: for one request. */
   slice(ms: number): AbortSignal {
-    return AbortSignal.any([this.signal, AbortSignal.timeout(Math.max(1, Math.floor(Math.min(ms, this.remainingMs()))))]);
+    const ms1 = Math.max(1, Math.floor(Math.min(ms, this.remainingMs())));
+    return AbortSignal.any([this.signal, AbortSignal.timeout(ms1)]);
   }
 
   /**

@@ -57,7 +57,11 @@ export function jsonDepth(bytes: Uint8Array, limit = MAX_JSON_DEPTH): number {
   return scanner.max;
 }
 
-export function tooDeep(what: string, maxDepth = MAX_JSON_DEPTH, code: ErrorCode = 'REGISTRY_PROTOCOL'): PullguardError {
+export function tooDeep(
+  what: string,
+  maxDepth = MAX_JSON_DEPTH,
+  code: ErrorCode = 'REGISTRY_PROTOCOL',
+): PullguardError {
   return new PullguardError(code, `${what} is not valid JSON: nested more than ${maxDepth} levels deep`);
 }
 

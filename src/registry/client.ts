@@ -23,7 +23,8 @@ import {
   signerHintOf,
 } from './classify.js';
 import { endpointsFor, hostsDirFromContainerdConfig, type Endpoint } from './hosts.js';
-import { ByteBudget, redact, Transport, type HttpResponse, type RequestObserver, type SendOptions } from './transport.js';
+import { ByteBudget, redact, Transport } from './transport.js';
+import type { HttpResponse, RequestObserver, SendOptions } from './transport.js';
 import type { ArtifactClass, DiscoveryRequest, DiscoveryResult, FoundVia, OciDescriptor, OciManifest, RegistryClient, SignatureArtifact } from './types.js';
 
 export const DEFAULT_MAX_BLOB_BYTES = 4 * 1024 * 1024;
@@ -84,7 +85,8 @@ export class DistributionClient implements RegistryClient {
     this.maxReferrers = settings.maxReferrers ?? DEFAULT_MAX_REFERRERS;
     const maxTotal = settings.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES;
     this.byteBudget = new ByteBudget(maxTotal);
-    this.discoveryBudget = new ByteBudget(Math.floor(maxTotal * 0.75), 'three quarters of registry.maxTotalBytes', 'discovery');
+    const share = 'three quarters of registry.maxTotalBytes';
+    this.discoveryBudget = new ByteBudget(Math.floor(maxTotal * 0.75), share, 'discovery');
   }
 
   /** HTTP requests made so far, redirects and token requests included. */
@@ -192,8 +194,10 @@ export class DistributionClient implements RegistryClient {
     if (classes.has('cosign-legacy') || classes.has('attestation')) {
       if (!tagsAllowed) notes.push(`${ep.host} may not resolve tags (hosts.toml capabilities); skipped cosign's .sig/.att tags there`);
       else {
-        if (classes.has('cosign-legacy')) tasks.push(candidate(ctx, this.tagArtifact(ctx, `${alg}-${hex}.sig`, 'cosign-sig-tag')));
-        if (classes.has('attestation')) tasks.push(candidate(ctx, this.tagArtifact(ctx, `${alg}-${hex}.att`, 'cosign-att-tag')));
+        const tag = (suffix: string, via: FoundVia) =>
+          candidate(ctx, this.tagArtifact(ctx, `${alg}-${hex}.${suffix}`, via));
+        if (classes.has('cosign-legacy')) tasks.push(tag('sig', 'cosign-sig-tag'));
+        if (classes.has('attestation')) tasks.push(tag('att', 'cosign-att-tag'));
       }
     }
     if (wantsReferrers) tasks.push(candidate(ctx, this.referrerArtifacts(ctx)));
@@ -256,7 +260,8 @@ export class DistributionClient implements RegistryClient {
       try {
         m = await this.getManifest(ep, repo, d.digest, ctx.deadline, d.digest, d.size);
         if (!m) {
-          notes.push(`${what} is listed but missing (stale ${listed.via === 'referrers-tag' ? 'referrers tag' : 'referrers index'})`);
+          const stale = listed.via === 'referrers-tag' ? 'referrers tag' : 'referrers index';
+          notes.push(`${what} is listed but missing (stale ${stale})`);
           return;
         }
         manifest = parseManifest(m.bytes, what);
@@ -277,11 +282,9 @@ export class DistributionClient implements RegistryClient {
     if (unfetched > 0) {
       const b = this.discoveryBudget;
       const why = b.spent ? `${b.scope} reached its ${b.limit}-byte limit (${b.name})` : 'the deadline was near';
-      if (out.length > 0) notes.push(`${unfetched} referrer(s) of ${repo.name}@${shortDigest(subject)} on ${ep.host} not read: ${why}`);
-      if (out.length === 0) {
-        const message = `${unfetched} referrer(s) of ${repo.name}@${shortDigest(subject)} on ${ep.host} not read: ${why}`;
-        ctx.failures.push(new PullguardError('REGISTRY_LIMIT', message, { host: ep.host }));
-      }
+      const message = `${unfetched} referrer(s) of ${repo.name}@${shortDigest(subject)} on ${ep.host} not read: ${why}`;
+      if (out.length > 0) notes.push(message);
+      else ctx.failures.push(new PullguardError('REGISTRY_LIMIT', message, { host: ep.host }));
     }
     // Stable order for --explain and tests: the order the registry listed them in.
     const order = new Map(candidates.map((d, i) => [d.digest, i]));
@@ -373,7 +376,9 @@ export class DistributionClient implements RegistryClient {
       throw new PullguardError('REGISTRY_LIMIT', `blob ${shortDigest(d.digest)} in ${repo.name} is ${d.size} bytes, over the ${this.maxBlobBytes}-byte limit (registry.maxBlobBytes)`, { repository: repo.name });
     }
     const what = `blob ${shortDigest(d.digest)} of ${repo.name}`;
-    const res = await this.request(ep, repo, this.url(ep, repo, `blobs/${d.digest}`), { what, maxBytes: d.size, blob: true, json: /[+/]json$/.test(own.mediaType) }, deadline);
+    const json = /[+/]json$/.test(own.mediaType);
+    const url = this.url(ep, repo, `blobs/${d.digest}`);
+    const res = await this.request(ep, repo, url, { what, maxBytes: d.size, blob: true, json }, deadline);
     if (res.status === 404) throw new PullguardError('REGISTRY_NOT_FOUND', `${what} not found on ${ep.host}`, { host: ep.host, repository: repo.name });
     if (res.status !== 200) throw unexpected(res, ep, what);
     if (res.body.length !== d.size) {
@@ -496,7 +501,7 @@ interface DiscoveryContext {
 
 /** Bad content from one source or candidate: it fails alone. Anything else (network, auth, time) ends the host. */
 function isCandidateFailure(e: PullguardError): boolean {
-  return e.code === 'REGISTRY_PROTOCOL' || e.code === 'REGISTRY_INTEGRITY' || e.code === 'REGISTRY_LIMIT' || e.code === 'REGISTRY_NOT_FOUND';
+  return ['REGISTRY_PROTOCOL', 'REGISTRY_INTEGRITY', 'REGISTRY_LIMIT', 'REGISTRY_NOT_FOUND'].includes(e.code);
 }
 
 function candidate(ctx: DiscoveryContext, work: Promise<SignatureArtifact[]>): Promise<SignatureArtifact[]> {
@@ -530,12 +535,14 @@ function hostFailure(e: unknown, ep: Endpoint, host: Deadline, fetch: Deadline, 
   if (fetch.signal.aborted) {
     return new PullguardError(
       'DEADLINE_EXCEEDED',
-      `timed out waiting for ${ep.host}: stopped at ${formatDuration(run.elapsedMs())} of the ${formatDuration(run.budgetMs)} deadline to decide in time`,
+      `timed out waiting for ${ep.host}: stopped at ${formatDuration(run.elapsedMs())} of the ` +
+        `${formatDuration(run.budgetMs)} deadline to decide in time`,
       { host: ep.host },
     );
   }
   if (host !== fetch && host.signal.aborted) {
-    return new PullguardError('REGISTRY_UNREACHABLE', `${ep.host} did not answer within ${formatDuration(host.budgetMs)}, its share of the deadline`, { host: ep.host });
+    const message = `${ep.host} did not answer within ${formatDuration(host.budgetMs)}, its share of the deadline`;
+    return new PullguardError('REGISTRY_UNREACHABLE', message, { host: ep.host });
   }
   return err;
 }

@@ -68,7 +68,9 @@ export class ByteBudget {
   }
 
   exhausted(host: string): PullguardError {
-    return new PullguardError('REGISTRY_LIMIT', `stopped fetching from ${host}: ${this.scope} already read ${this.limit} bytes, the limit (${this.name})`, {
+    const message = `stopped fetching from ${host}: ${this.scope} already read ${this.limit} bytes, ` +
+      `the limit (${this.name})`;
+    return new PullguardError('REGISTRY_LIMIT', message, {
       host,
       limit: this.limit,
     });
@@ -98,7 +100,8 @@ export class Transport {
       // each paying for a failed TLS handshake.
       const probe = this.probes.get(endpoint);
       if (!probe) {
-        const p = isLocalhost(endpoint.host) && url.protocol === 'https:' ? this.plainFirst(endpoint, url, opts) : this.trySend(endpoint, url, opts);
+        const loopback = isLocalhost(endpoint.host) && url.protocol === 'https:';
+        const p = loopback ? this.plainFirst(endpoint, url, opts) : this.trySend(endpoint, url, opts);
         this.probes.set(endpoint, p.then(() => undefined, () => undefined));
         return p;
       }
@@ -123,7 +126,8 @@ export class Transport {
     plain.protocol = 'http:';
     try {
       const res = await this.follow(endpoint, plain, opts);
-      if (!(res.status === 400 && /HTTP request (was sent )?to an? HTTPS (server|port)/i.test(res.body.toString('latin1')))) {
+      const tlsPort = res.status === 400 && TLS_PORT_ANSWER.test(res.body.toString('latin1'));
+      if (!tlsPort) {
         endpoint.scheme = 'http';
         return res;
       }
@@ -215,7 +219,8 @@ export class Transport {
         }
         const chunks: Buffer[] = [];
         let total = 0;
-        const scanner = opts.maxJsonDepth !== undefined && status >= 200 && status < 300 ? new JsonDepthScanner(opts.maxJsonDepth) : undefined;
+        const json = opts.maxJsonDepth !== undefined && status >= 200 && status < 300;
+        const scanner = json ? new JsonDepthScanner(opts.maxJsonDepth) : undefined;
         const finish = () => {
           if (settled) return;
           settled = true;
@@ -311,6 +316,9 @@ function tooLarge(opts: SendOptions, url: URL, bytes: number): PullguardError {
   });
 }
 
+
+/** What Go's and nginx's TLS servers answer to plain HTTP. */
+const TLS_PORT_ANSWER = /HTTP request (was sent )?to an? HTTPS (server|port)/i;
 
 /** A TLS client talking to a plain-HTTP server sees an HTTP answer where a TLS record should be. */
 function isPlainHttpAnswer(e: unknown): boolean {
