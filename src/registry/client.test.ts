@@ -434,6 +434,17 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     expect(r.notes.join('\n')).not.toMatch(/within 0ms/);
   });
 
+  test('when the upstream fails after a mirror did, the reason names both hosts', async () => {
+    const up = await fake();
+    const mirror = await fake();
+    mirror.handler = (_q, res) => Boolean(res.writeHead(500).end());
+    up.handler = (_q, res) => Boolean(res.writeHead(503).end());
+    const img = image(up);
+    const toml = `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`;
+    const e = await rejects(client({ [up.host]: toml }).discover(req(up, img.digest, ['cosign-legacy']), new Deadline(3000)));
+    expect(e.message).toMatch(new RegExp(`^${up.host} answered HTTP 503 .*; mirror ${mirror.host} \\(REGISTRY_UNREACHABLE\\) failed first$`));
+  });
+
   test('registry.maxTotalBytes stops a flood of large referrers; small ones are read first', async () => {
     const reg = await fake();
     reg.referrersApi = { pageSize: 100, applyFilter: false };

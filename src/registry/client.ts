@@ -147,6 +147,7 @@ export class DistributionClient implements RegistryClient {
     if (request.classes.size === 0) return { artifacts: [], notes };
 
     const fetchDeadline = beforeVerdict(deadline);
+    const mirrorsFailed: string[] = [];
     for (const [i, ep] of endpoints.entries()) {
       const last = i === endpoints.length - 1;
       const hostDeadline = hostShare(fetchDeadline, endpoints.length - 1 - i);
@@ -161,8 +162,11 @@ export class DistributionClient implements RegistryClient {
       } catch (e) {
         const err = hostFailure(e, ep, hostDeadline, fetchDeadline, deadline);
         // Only the last host's failure is fatal: a broken or hostile mirror must not hide the upstream.
-        if (last || err.code === 'DEADLINE_EXCEEDED' || fetchDeadline.signal.aborted) throw err;
+        if (last || err.code === 'DEADLINE_EXCEEDED' || fetchDeadline.signal.aborted) {
+          throw withMirrors(err, mirrorsFailed);
+        }
         notes.push(`mirror ${ep.host} failed (${err.code}: ${err.message}); trying ${endpoints[i + 1]!.host}`);
+        mirrorsFailed.push(`${ep.host} (${err.code})`);
       }
     }
     return { artifacts: [], notes };
@@ -545,6 +549,13 @@ function hostFailure(e: unknown, ep: Endpoint, host: Deadline, fetch: Deadline, 
     return new PullguardError('REGISTRY_UNREACHABLE', message, { host: ep.host });
   }
   return err;
+}
+
+/** The last host's failure, naming the mirrors that failed before it: the reason must not hide them. */
+function withMirrors(err: PullguardError, mirrors: readonly string[]): PullguardError {
+  if (mirrors.length === 0) return err;
+  const message = `${err.message}; mirror${mirrors.length > 1 ? 's' : ''} ${mirrors.join(', ')} failed first`;
+  return new PullguardError(err.code, message, err.detail, { cause: err });
 }
 
 /** A per-request budget: half the run, so one stalled host leaves time for the next, never past the deadline. */
