@@ -445,6 +445,20 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     expect(e.message).toMatch(new RegExp(`^${up.host} answered HTTP 503 .*; mirror ${mirror.host} \\(REGISTRY_UNREACHABLE\\) failed first$`));
   });
 
+  test('keep-alive: the requests of one discovery share connections', async () => {
+    const reg = await fake();
+    reg.referrersApi = { pageSize: 10, applyFilter: false };
+    const img = image(reg);
+    putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json' });
+    putReferrer(reg, 'app', img, { artifactType: BUNDLE, layerMediaType: BUNDLE });
+    const r = await client().discover(req(reg, img.digest, ['cosign-legacy', 'cosign-bundle', 'notation']), new Deadline(5000));
+    for (const a of r.artifacts) for (const l of a.manifest.layers) await a.fetchBlob(l);
+    expect(r.artifacts).toHaveLength(2);
+    // .sig 404, referrers API, two manifests, two blobs: over fewer connections than requests.
+    expect(reg.log).toHaveLength(6);
+    expect(reg.connections).toBeLessThan(reg.log.length);
+  });
+
   test('registry.maxTotalBytes stops a flood of large referrers; small ones are read first', async () => {
     const reg = await fake();
     reg.referrersApi = { pageSize: 100, applyFilter: false };
