@@ -195,6 +195,9 @@ export class DistributionClient implements RegistryClient {
     const wantsReferrers = REFERRER_CLASSES.some((c) => classes.has(c));
     const ctx: DiscoveryContext = { ep, repo, subject, classes, deadline, blobDeadline, notes, failures };
 
+    // The referrers lookup first: it is the longer chain (API, then maybe the tag, then each manifest), and
+    // the first request to a host goes alone (it learns auth and scheme), so the tags wait, not the chain.
+    if (wantsReferrers) tasks.push(candidate(ctx, this.referrerArtifacts(ctx)));
     if (classes.has('cosign-legacy') || classes.has('attestation')) {
       if (!tagsAllowed) notes.push(`${ep.host} may not resolve tags (hosts.toml capabilities); skipped cosign's .sig/.att tags there`);
       else {
@@ -204,7 +207,6 @@ export class DistributionClient implements RegistryClient {
         if (classes.has('attestation')) tasks.push(tag('att', 'cosign-att-tag'));
       }
     }
-    if (wantsReferrers) tasks.push(candidate(ctx, this.referrerArtifacts(ctx)));
 
     const settled = await Promise.allSettled(tasks);
     const fatal = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
