@@ -12,6 +12,7 @@ import { formatLine, formatRecord, type RunContext } from '../output/emit.js';
 import { applyMode, errorDecision, EXIT, type Decision } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide } from './decide.js';
+import { processStartedAt } from '../common/process-start.js';
 
 export interface PullIo {
   readonly argv: readonly string[];
@@ -19,6 +20,8 @@ export interface PullIo {
   readonly env: NodeJS.ProcessEnv;
   /** Writes a chunk to stdout (fd 1) or stderr (fd 2), synchronously: we may exit right after. */
   readonly write: (fd: 1 | 2, text: string) => void;
+  /** When the run began (ms since the epoch): the process's exec for the real executable; default now. */
+  readonly startedAt?: number;
 }
 
 const HARD_STOP_GRACE_MS = 250;
@@ -28,6 +31,8 @@ const defaultIo = (argv: readonly string[]): PullIo => ({
   stdin: process.stdin,
   env: process.env,
   write: (fd, text) => writeSync(fd, text),
+  // containerd's timeout runs from exec; a loaded node can take seconds to get to our first line.
+  startedAt: processStartedAt(),
 });
 
 /**
@@ -36,7 +41,7 @@ const defaultIo = (argv: readonly string[]): PullIo => ({
  * runs out, so containerd never has to kill us.
  */
 export async function runPull(argv: readonly string[], io: PullIo = defaultIo(argv)): Promise<number> {
-  const ctx: { -readonly [K in keyof RunContext]: RunContext[K] } = { name: '', digest: '', startedAt: Date.now() };
+  const ctx: { -readonly [K in keyof RunContext]: RunContext[K] } = { name: '', digest: '', startedAt: io.startedAt ?? Date.now() };
   let emitted: number | undefined;
   const emit = (decision: Decision): number => {
     if (emitted !== undefined) return emitted;

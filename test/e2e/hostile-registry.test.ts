@@ -8,7 +8,9 @@
  *
  * PULLGUARD_TEST_BINARY runs the cases against another build (to measure a fix against main).
  */
+import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,6 +42,7 @@ let nt: NotationSandbox;
 let pki: Pki;
 let policy: string;
 let mirrorPolicy: string;
+let shortPolicy: string;
 const img: Record<'junkSig' | 'nested' | 'nestedOnly' | 'nestedBlobs' | 'mirror' | 'errBody' | 'crl', PushedImage> = {} as never;
 const results: string[] = [];
 
@@ -53,9 +56,10 @@ async function verify(label: string, image: PushedImage, host: string, policyFil
 
 const containerdConfig = (hosts: Record<string, string>) => containerdConfigWithHosts(work, hosts);
 
-function writePolicy(name: string, rules: string[], containerdToml: string): string {
+function writePolicy(name: string, rules: string[], containerdToml: string, timeout = '8s'): string {
   const file = join(work, name);
-  writeFileSync(file, ['version: 1', 'timeout: 8s', 'default: deny', 'rules:', ...rules, 'registry:', `  containerdConfig: ${containerdToml}`, ''].join('\n'));
+  const lines = ['version: 1', `timeout: ${timeout}`, 'default: deny', 'rules:', ...rules, 'registry:', `  containerdConfig: ${containerdToml}`];
+  writeFileSync(file, `${lines.join('\n')}\n`);
   return file;
 }
 
@@ -173,6 +177,7 @@ beforeAll(async () => {
   // Item 7: a mirror that accepts connections and never answers, in front of the healthy registry.
   const mirror = `server = "http://${registry.host}"\n\n[host."http://${stalled.host}"]\n  capabilities = ["pull", "resolve"]\n`;
   mirrorPolicy = writePolicy('mirror-policy.yaml', rules(registry.host), containerdConfig({ [registry.host]: mirror }));
+  shortPolicy = writePolicy('short-policy.yaml', rules(stalled.host), containerdConfig({}), '4s');
 }, 300_000);
 
 afterAll(async () => {
@@ -239,6 +244,26 @@ describe('a hostile registry gets the right verdict, a reason, and bounded time 
     expect(r.stdout).toContain(stalled.host);
     expect(r.stdout).not.toMatch(/within 0ms/);
     expectInTime(r);
+  });
+
+  test('a verifier that gets to run late (a loaded node) still answers before its deadline, counted from exec', async () => {
+    // containerd's per_verifier_timeout starts at exec. Here 2.5 s pass between exec and pullguard's
+    // first line (sh sleeps, then execs it: same process), and the registry never answers.
+    const image = img.mirror;
+    const args = ['-name', `${stalled.host}/cosign/mirror:v1`, '-digest', image.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+    const quoted = [BIN, ...args].map((a) => `'${a}'`).join(' ');
+    const started = performance.now();
+    const r = spawnSync('/bin/sh', ['-c', `sleep 2.5; exec ${quoted}`], {
+      env: { PULLGUARD_POLICY: shortPolicy },
+      input: JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size }),
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    const ms = performance.now() - started;
+    results.push(`late start (2.5 s before exec'd JS), 4 s policy: exit ${r.status}, ${ms.toFixed(0)} ms from exec: ${r.stdout.trim()}`);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^denied /);
+    expect(ms).toBeLessThan(4000 + 300);
   });
 
   test('item 8: a 404 and a 302 with bodies over 64 KiB do not break the skim path: ALLOW', async () => {
