@@ -445,6 +445,19 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     expect(e.message).toMatch(new RegExp(`^${up.host} answered HTTP 503 .*; mirror ${mirror.host} \\(REGISTRY_UNREACHABLE\\) failed first$`));
   });
 
+  test('a source that never answers does not hide what another source found', async () => {
+    const reg = await fake();
+    reg.referrersApi = { pageSize: 10, applyFilter: true };
+    const img = image(reg);
+    const n = putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json' });
+    reg.handler = (_q, _res, url) => url.pathname.endsWith('.sig'); // accepted, never answered
+    const started = Date.now();
+    const r = await client().discover(req(reg, img.digest, ['cosign-legacy', 'notation']), new Deadline(3000));
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(r.artifacts.map((a) => a.digest)).toEqual([n.digest]);
+    expect(r.notes.join('\n')).toMatch(/\.sig .*; skipped/);
+  });
+
   test('keep-alive: the requests of one discovery share connections', async () => {
     const reg = await fake();
     reg.referrersApi = { pageSize: 10, applyFilter: false };

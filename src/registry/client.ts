@@ -175,8 +175,9 @@ export class DistributionClient implements RegistryClient {
   /**
    * Every discovery source on one host at once (cosign tags, referrers). A source or candidate whose
    * content is bad (not JSON, not a manifest, wrong digest, over a limit) is one failed candidate: it
-   * becomes a note when anything else was found, and the answer only when nothing was. Failures to reach
-   * the host (network, auth, time) end the host, so that the next one is tried.
+   * becomes a note when anything else was found, and the answer only when nothing was. A failure to reach
+   * the host (network, auth, time) ends a referrers listing at once; with nothing found it ends the host,
+   * so that the next one is tried.
    */
   private async discoverOn(
     ep: Endpoint,
@@ -209,11 +210,12 @@ export class DistributionClient implements RegistryClient {
     }
 
     const settled = await Promise.allSettled(tasks);
-    const fatal = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (fatal) throw fatal.reason;
     const artifacts = settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
-    if (artifacts.length === 0 && failures.length > 0) throw failures[0];
-    for (const f of failures) notes.push(`${f.message}; skipped`);
+    const unreachable = settled.flatMap((r) => (r.status === 'rejected' ? [asPullguardError(r.reason)] : []));
+    // Nothing found: the failure is the answer (and a reason to try the next host). Something found: a
+    // source that failed cannot make an image pass, only miss a signature, so it is a note.
+    if (artifacts.length === 0 && unreachable.length + failures.length > 0) throw unreachable[0] ?? failures[0];
+    for (const f of [...unreachable, ...failures]) notes.push(`${f.message}; skipped`);
     return { artifacts, notes };
   }
 
