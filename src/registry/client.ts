@@ -562,9 +562,13 @@ function withMirrors(err: PullguardError, mirrors: readonly string[]): Pullguard
   return new PullguardError(err.code, message, err.detail, { cause: err });
 }
 
-/** A per-request budget: half the run, so one stalled host leaves time for the next, never past the deadline. */
+/**
+ * A request may use all of the time its deadline has: a host's share (a mirror) or what is left before
+ * the verdict (the last host). A shorter per-request limit only turns a slow registry on a loaded node
+ * into a deny while time is still left.
+ */
 function requestTimeout(deadline: Deadline): number {
-  return Math.max(1000, Math.floor(deadline.budgetMs / 2));
+  return Math.max(1, deadline.remainingMs());
 }
 
 function unexpected(res: HttpResponse, ep: Endpoint, what: string): PullguardError {

@@ -258,7 +258,11 @@ export class Transport {
 
   private abortError(opts: SendOptions, url: URL, startedAt: number): PullguardError {
     if (opts.deadline.signal.aborted) {
-      return new PullguardError('DEADLINE_EXCEEDED', `timed out after ${formatDuration(opts.deadline.budgetMs)} waiting for ${url.host} (${opts.what})`, { host: url.host });
+      // The time this request waited: its deadline may be a share of the run's (a mirror's, or the time
+      // before the verdict), so the run's budget would be the wrong number.
+      const waited = formatDuration(Date.now() - startedAt);
+      const message = `timed out after ${waited} waiting for ${url.host} (${opts.what})`;
+      return new PullguardError('DEADLINE_EXCEEDED', message, { host: url.host });
     }
     return new PullguardError('REGISTRY_UNREACHABLE', `${url.host} did not answer within ${formatDuration(Date.now() - startedAt)} (${opts.what})`, { host: url.host });
   }
