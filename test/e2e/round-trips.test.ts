@@ -9,7 +9,9 @@
  * registry is still found over https, as containerd's https-with-http-fallback finds it.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -158,6 +160,39 @@ describe('requests per format, beside the CLIs', () => {
     expect(counts['pullguard legacy']).toBeLessThanOrEqual(counts['cosign verify legacy']!);
     expect(counts['pullguard bundle']).toBeLessThanOrEqual(counts['cosign verify bundle']!);
     expect(counts['pullguard notation']).toBeLessThanOrEqual(counts['notation verify']!);
+  });
+});
+
+describe('TLS: one full handshake per host', () => {
+  test('the requests of one verification resume the first TLS session (keep-alive, session reuse)', async () => {
+    // A TLS terminator in front of the real registry, with the CA given by hosts.toml as for a remote one.
+    const dir = mkdtempSync(join(work, 'tls-front-'));
+    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'k.pem', '-out', 'c.pem', '-subj', '/CN=127.0.0.1', '-days', '2', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    let full = 0;
+    let resumed = 0;
+    const front = createTlsServer({ key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) }, (tls) => {
+      if (tls.isSessionReused()) resumed++;
+      else full++;
+      const up = connect(registry.port, '127.0.0.1');
+      tls.pipe(up).pipe(tls);
+      const close = () => (tls.destroy(), up.destroy());
+      tls.on('error', close).on('close', close);
+      up.on('error', close);
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
+    const host = `127.0.0.1:${(front.address() as AddressInfo).port}`;
+    try {
+      const toml = containerdConfig({ [host]: `server = "https://${host}"\nca = ${JSON.stringify(join(dir, 'c.pem'))}\n` });
+      const image = { ...img.notation, ref: img.notation.ref.replace(registry.host, host) };
+      const requests = await observed(image, ['notation', 'cosign-legacy', 'cosign-bundle'], toml);
+      expect(requests.every((r) => r.startsWith('GET https:'))).toBe(true);
+      console.log(`TLS: ${full} full handshake(s), ${resumed} resumed, ${requests.length} requests`);
+      expect(full).toBe(1);
+      expect(full + resumed).toBeLessThan(requests.length);
+    } finally {
+      front.close();
+    }
   });
 });
 
