@@ -8,7 +8,7 @@
  * Also: a loopback registry is asked over plain http first (no `tls` on the path) and a loopback TLS
  * registry is still found over https, as containerd's https-with-http-fallback finds it.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
@@ -24,7 +24,7 @@ import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
-import { pullguardBinary } from '../helpers/tools.js';
+import { pullguardBinary, ROOT } from '../helpers/tools.js';
 import { runVerifier } from '../helpers/verifier.js';
 
 let registry: Registry;
@@ -197,6 +197,20 @@ describe('TLS: one full handshake per host', () => {
 });
 
 describe('loopback registries, as containerd finds them', () => {
+  test('a plain-http loopback registry never loads tls (the bundle, with a preload that reports it)', () => {
+    const image = img.legacy;
+    const args = ['-name', image.ref, '-digest', image.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+    const preload = join(ROOT, 'test/helpers/report-tls-loaded.cjs');
+    const r = spawnSync(process.execPath, ['-r', preload, join(ROOT, 'dist/pullguard.cjs'), ...args], {
+      env: { PULLGUARD_POLICY: policy },
+      input: JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size }),
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.status, r.stdout).toBe(0);
+    expect(r.stderr).toContain('TLS_LOADED=false');
+  });
+
   test('a loopback TLS registry without hosts.toml is found over https after one plain-http attempt', async () => {
     const dir = mkdtempSync(join(work, 'tls-'));
     const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
