@@ -9,6 +9,7 @@ import { asPullguardError, PullguardError } from '../common/errors.js';
 import { MAX_JSON_DEPTH, parseUntrustedJson } from '../common/json.js';
 import { isRecord } from '../common/malformed.js';
 import { parseReference, type Reference } from '../common/reference.js';
+import { quoteUntrusted } from '../common/text.js';
 import { MAX_MANIFEST_SIZE, type Descriptor } from '../contract/descriptor.js';
 import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, PULLABLE_MEDIA_TYPES } from '../contract/media-types.js';
 import type { RegistrySettings } from '../policy/model.js';
@@ -576,7 +577,8 @@ function unexpected(res: HttpResponse, ep: Endpoint, what: string): PullguardErr
   try {
     const j = parseUntrustedJson(res.body, 'error body') as { errors?: { code?: string; message?: string }[] };
     const e = j.errors?.[0];
-    if (e) detail = `: ${String(e.code ?? '')} ${String(e.message ?? '')}`.slice(0, 200);
+    // The registry's words, quoted and bounded: they reach the event line (common/text.ts).
+    if (e) detail = `: registry error ${quoteUntrusted(`${String(e.code ?? '')} ${String(e.message ?? '')}`, 200)}`;
   } catch {
     /* not a distribution error body */
   }
