@@ -24,7 +24,7 @@ import {
   signerHintOf,
 } from './classify.js';
 import { endpointsFor, hostsDirFromContainerdConfig, type Endpoint } from './hosts.js';
-import { ByteBudget, redact, Transport } from './transport.js';
+import { ByteBudget, FIRST_ANSWER_WAIT_MS, redact, settlesWithin, Transport } from './transport.js';
 import type { HttpResponse, RequestObserver, SendOptions } from './transport.js';
 import type { ArtifactClass, DiscoveryRequest, DiscoveryResult, FoundVia, OciDescriptor, OciManifest, RegistryClient, SignatureArtifact } from './types.js';
 
@@ -197,9 +197,6 @@ export class DistributionClient implements RegistryClient {
     const wantsReferrers = REFERRER_CLASSES.some((c) => classes.has(c));
     const ctx: DiscoveryContext = { ep, repo, subject, classes, deadline, blobDeadline, notes, failures };
 
-    // The referrers lookup first: it is the longer chain (API, then maybe the tag, then each manifest), and
-    // the first request to a host goes alone (it learns auth and scheme), so the tags wait, not the chain.
-    if (wantsReferrers) tasks.push(candidate(ctx, this.referrerArtifacts(ctx)));
     if (classes.has('cosign-legacy') || classes.has('attestation')) {
       if (!tagsAllowed) notes.push(`${ep.host} may not resolve tags (hosts.toml capabilities); skipped cosign's .sig/.att tags there`);
       else {
@@ -209,6 +206,12 @@ export class DistributionClient implements RegistryClient {
         if (classes.has('attestation')) tasks.push(tag('att', 'cosign-att-tag'));
       }
     }
+
+    // After the tags, which take the first request (a manifest route: it answers the auth challenge, where
+    // docker-registry answers the referrers route 404 before any auth). Over plain http the referrers API
+    // does not wait for that answer (`ungated`): it starts the longest chain (API, maybe the tag, each
+    // manifest).
+    if (wantsReferrers) tasks.push(candidate(ctx, this.referrerArtifacts(ctx)));
 
     const settled = await Promise.allSettled(tasks);
     const artifacts = settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
@@ -316,7 +319,9 @@ export class DistributionClient implements RegistryClient {
       const entries: OciDescriptor[] = [];
       for (let page = 0; url; page++) {
         const what = `referrers of ${repo.name}@${shortDigest(subject)}`;
-        const res = await this.request(ep, repo, url, { what, maxBytes: MAX_MANIFEST_SIZE, accept: OCI_INDEX }, deadline);
+        // Over https it waits like the others: one full TLS handshake per host, the rest resume it.
+        const o = { what, maxBytes: MAX_MANIFEST_SIZE, accept: OCI_INDEX, ungated: page === 0 && ep.scheme === 'http' };
+        const res = await this.request(ep, repo, url, o, deadline);
         if (page === 0 && res.status !== 200) {
           if ([404, 400, 405, 406].includes(res.status)) break; // no referrers API: the tag schema
           throw unexpected(res, ep, what);
@@ -439,7 +444,7 @@ export class DistributionClient implements RegistryClient {
     ep: Endpoint,
     repo: Repo,
     url: URL,
-    o: { what: string; maxBytes: number; accept?: string; blob?: boolean; json?: boolean },
+    o: { what: string; maxBytes: number; accept?: string; blob?: boolean; json?: boolean; ungated?: boolean },
     deadline: Deadline,
   ): Promise<HttpResponse> {
     // The scheme may have changed (http fallback) since the URL was built.
@@ -458,11 +463,15 @@ export class DistributionClient implements RegistryClient {
     const spent = opts.byteBudgets!.find((b) => b.spent);
     if (spent) throw spent.exhausted(ep.host);
     // The first request to a host goes alone: it learns the auth challenge (and http vs https), so the
-    // parallel ones that follow authorize up front instead of each collecting its own 401.
-    const gate = this.gates.get(ep);
+    // parallel ones that follow authorize up front instead of each collecting its own 401. The referrers
+    // API's first page does not wait: it starts the longest chain, and registries without the API answer
+    // it 404 before any auth check (docker-registry), so it could not teach the others anything anyway.
+    // At worst it collects one more 401; the token fetch is shared (Authenticator).
+    const gate = o.ungated ? undefined : this.gates.get(ep);
     let release: (() => void) | undefined;
-    if (gate) await gate;
-    else this.gates.set(ep, new Promise<void>((r) => (release = r)));
+    // A first request that hangs holds the others only once, for a moment.
+    if (gate && !(await settlesWithin(gate, FIRST_ANSWER_WAIT_MS))) this.gates.set(ep, Promise.resolve());
+    else if (!o.ungated) this.gates.set(ep, new Promise<void>((r) => (release = r)));
     try {
       return await this.authorized(ep, repo, url, o, opts, deadline);
     } finally {

@@ -83,6 +83,8 @@ export type RequestObserver = (method: string, url: URL) => void;
 export class Transport {
   private readonly agents = new Map<string, http.Agent>();
   private readonly probes = new WeakMap<Endpoint, Promise<void>>();
+  /** Hosts whose first request has not answered in FIRST_ANSWER_WAIT_MS: nobody waits for it again. */
+  private readonly stuckProbes = new WeakSet<Endpoint>();
   requestCount = 0;
 
   constructor(
@@ -99,13 +101,20 @@ export class Transport {
       // The first request settles https-or-http for the host; parallel ones wait for it rather than
       // each paying for a failed TLS handshake.
       const probe = this.probes.get(endpoint);
+      const loopback = isLocalhost(endpoint.host) && url.protocol === 'https:';
+      const first = () => (loopback ? this.plainFirst(endpoint, url, opts) : this.trySend(endpoint, url, opts));
       if (!probe) {
-        const loopback = isLocalhost(endpoint.host) && url.protocol === 'https:';
-        const p = loopback ? this.plainFirst(endpoint, url, opts) : this.trySend(endpoint, url, opts);
+        const p = first();
         this.probes.set(endpoint, p.then(() => undefined, () => undefined));
         return p;
       }
-      await probe;
+      // A first request that hangs must not hold the others: after a short wait (once per host) they find
+      // out alone.
+      if (!(await settlesWithin(probe, FIRST_ANSWER_WAIT_MS))) {
+        this.probes.set(endpoint, Promise.resolve());
+        this.stuckProbes.add(endpoint);
+      }
+      if (this.stuckProbes.has(endpoint) && endpoint.scheme === 'https') return first();
       if (url.protocol !== `${endpoint.scheme}:`) {
         url = new URL(url);
         url.protocol = `${endpoint.scheme}:`;
@@ -322,6 +331,26 @@ function tooLarge(opts: SendOptions, url: URL, bytes: number): PullguardError {
   });
 }
 
+
+/**
+ * How long requests wait for the first answer from a host (which settles http-or-https, and the auth
+ * challenge) before they go ahead on their own: far more than a round trip to any real registry, far
+ * less than a deadline.
+ */
+export const FIRST_ANSWER_WAIT_MS = 750;
+
+/** true when `p` settles within `ms`; the timer never keeps the process alive. */
+export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    timer.unref();
+    const done = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    p.then(done, done);
+  });
+}
 
 /** What Go's and nginx's TLS servers answer to plain HTTP. */
 const TLS_PORT_ANSWER = /HTTP request (was sent )?to an? HTTPS (server|port)/i;
