@@ -48,7 +48,11 @@ const defaultIo = (argv: readonly string[]): PullIo => ({
  * runs out, so containerd never has to kill us.
  */
 export async function runPull(argv: readonly string[], io: PullIo = defaultIo(argv)): Promise<number> {
-  const ctx: { -readonly [K in keyof RunContext]: RunContext[K] } = { name: '', digest: '', startedAt: io.startedAt ?? Date.now() };
+  const ctx: { -readonly [K in keyof RunContext]: RunContext[K] } = {
+    name: '',
+    digest: '',
+    startedAt: io.startedAt ?? Date.now(),
+  };
   let emitted: number | undefined;
   const emit = (decision: Decision): number => {
     if (emitted !== undefined) return emitted;
