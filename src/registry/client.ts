@@ -142,6 +142,7 @@ export class DistributionClient implements RegistryClient {
     if (!isDigest(subject)) throw new PullguardError('INTERNAL', `discovery needs a digest, got ${JSON.stringify(subject)}`);
     const repo = request.signatureRepository ? parseRepository(request.signatureRepository) : repoOf(request.subject.domain, request.subject.path);
     const notes: string[] = [];
+    const tried: string[] = [];
     const endpoints = this.endpoints(repo.namespace);
     if (this.hostsRoot?.note) notes.push(this.hostsRoot.note);
     if (request.signatureRepository) notes.push(`signatures looked up in ${repo.name} (relocated)`);
@@ -155,9 +156,10 @@ export class DistributionClient implements RegistryClient {
       try {
         const r = await this.discoverOn(ep, repo, subject, request.classes, hostDeadline, fetchDeadline);
         notes.push(...r.notes);
+        tried.push(...(r.tried ?? []));
         if (r.artifacts.length > 0 || last) {
           notes.push(...this.credentials.notes);
-          return { artifacts: r.artifacts, notes };
+          return { artifacts: r.artifacts, notes, tried };
         }
         notes.push(`mirror ${ep.host} has no signatures for ${shortDigest(subject)}; trying ${endpoints[i + 1]!.host}`);
       } catch (e) {
@@ -170,7 +172,7 @@ export class DistributionClient implements RegistryClient {
         mirrorsFailed.push(`${ep.host} (${err.code})`);
       }
     }
-    return { artifacts: [], notes };
+    return { artifacts: [], notes, tried };
   }
 
   /**
@@ -196,6 +198,15 @@ export class DistributionClient implements RegistryClient {
     const tagsAllowed = ep.capabilities.resolve;
     const wantsReferrers = REFERRER_CLASSES.some((c) => classes.has(c));
     const ctx: DiscoveryContext = { ep, repo, subject, classes, deadline, blobDeadline, notes, failures };
+    const tried: string[] = [];
+    const tagOf = (tag: string) => `tag ${repo.name}:${tag} on ${ep.host}`;
+    if (tagsAllowed && classes.has('cosign-legacy')) tried.push(tagOf(`${alg}-${hex}.sig`));
+    if (tagsAllowed && classes.has('attestation')) tried.push(tagOf(`${alg}-${hex}.att`));
+    if (wantsReferrers && (ep.capabilities.pull || ep.capabilities.referrers)) {
+      tried.push(`referrers API ${this.url(ep, repo, `referrers/${subject}`).href}`);
+    }
+    if (wantsReferrers && tagsAllowed) tried.push(`${tagOf(referrersTag(subject))} (the referrers tag, if the ` +
+      `API is absent)`);
 
     if (classes.has('cosign-legacy') || classes.has('attestation')) {
       if (!tagsAllowed) notes.push(`${ep.host} may not resolve tags (hosts.toml capabilities); skipped cosign's .sig/.att tags there`);
@@ -220,7 +231,7 @@ export class DistributionClient implements RegistryClient {
     // source that failed cannot make an image pass, only miss a signature, so it is a note.
     if (artifacts.length === 0 && unreachable.length + failures.length > 0) throw unreachable[0] ?? failures[0];
     for (const f of [...unreachable, ...failures]) notes.push(`${f.message}; skipped`);
-    return { artifacts, notes };
+    return { artifacts, notes, tried };
   }
 
   private async tagArtifact(ctx: DiscoveryContext, tag: string, via: FoundVia): Promise<SignatureArtifact[]> {
