@@ -7,6 +7,7 @@ import { applyMode, EXIT } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
+import { runCacheCommand } from '../cache/command.js';
 import { versionLine } from './version.js';
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
@@ -21,6 +22,7 @@ Commands for people:
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy); exit 2 on any FAIL
+  pullguard cache ls|clear [--policy FILE]             list or empty the decision cache (policy cache:)
   pullguard version                                    print version and commit
 
 Policy: $PULLGUARD_POLICY, else /etc/pullguard/policy.yaml.
@@ -44,6 +46,8 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await verifyCommand(rest, out, env);
       case 'doctor':
         return await runDoctor(rest, out, env);
+      case 'cache':
+        return runCacheCommand(rest, (file) => loadPolicy(file ?? policyPath(env)), out);
       case undefined:
       case 'help':
       case '-h':

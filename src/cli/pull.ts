@@ -12,6 +12,7 @@ import { formatLine, formatRecord, type RunContext } from '../output/emit.js';
 import { applyMode, errorDecision, EXIT, type Decision } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide } from './decide.js';
+import { decideCached } from '../cache/decide-cached.js';
 
 export interface PullIo {
   readonly argv: readonly string[];
@@ -91,7 +92,8 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
     const deadline = new Deadline(budget, ctx.startedAt);
     try {
       const subject = { reference: { domain: parsed.domain, path: parsed.path, digest: args.digest }, descriptor };
-      const { decision } = await deadline.race(decide(subject, policy, () => createRegistryClient(policy.registry), deadline));
+      const registry = () => createRegistryClient(policy.registry);
+      const { decision } = await deadline.race(decideCached(subject, policy, deadline, (d) => decide(subject, policy, registry, d)));
       return emit(applyMode(decision, policy.mode));
     } finally {
       deadline.dispose();

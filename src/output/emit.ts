@@ -44,5 +44,6 @@ export function formatRecord(decision: Decision, ctx: RunContext, now: number = 
     exitCode: decision.exitCode,
     durationMs: now - ctx.startedAt,
     results: decision.results,
+    ...(decision.cache ? { cache: decision.cache } : {}),
   });
 }

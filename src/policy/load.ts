@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { PullguardError } from '../common/errors.js';
+import { collectInputs, noteInput } from '../common/inputs.js';
 import { looksLikeContainersPolicy, parseContainersPolicy } from './formats/containers-policy.js';
 import { parseNativePolicy } from './formats/native.js';
 import { parseNotationDirectory } from './formats/notation.js';
@@ -17,6 +18,11 @@ export function policyPath(env: NodeJS.ProcessEnv = process.env): string {
  * reading a denied pull's event must be able to find and fix the file without the debug log.
  */
 export function loadPolicy(path: string): Policy {
+  const { result, inputs } = collectInputs(() => loadPolicyFile(path));
+  return { ...result, inputs };
+}
+
+function loadPolicyFile(path: string): Policy {
   let text: string;
   try {
     const st = statSync(path);
@@ -24,6 +30,7 @@ export function loadPolicy(path: string): Policy {
     if (st.isDirectory()) return parseNotationDirectory(path);
     if (st.size > MAX_POLICY_BYTES) throw new PullguardError('POLICY_INVALID', `policy ${path} is larger than 4 MiB`, { path });
     text = readFileSync(path, 'utf8');
+    noteInput(path, text);
   } catch (e) {
     if (e instanceof PullguardError) throw e;
     const err = e as NodeJS.ErrnoException;

@@ -16,6 +16,11 @@ export interface Rule {
   /** For `verify`: each authority must be satisfied by at least one valid signature (`all`), or any one (`any`). */
   readonly authorities: readonly Authority[];
   readonly require: 'all' | 'any';
+  /**
+   * Opt-in: when the registry cannot be reached, an allow the decision cache holds for this digest and
+   * no older than this is still given (the outage named in the reason). Needs the policy's `cache`.
+   */
+  readonly staleIfErrorMs?: number;
 }
 
 /**
@@ -37,6 +42,22 @@ export interface Policy {
   readonly rules: readonly Rule[];
   /** Settings for the registry stage (hosts.toml location, credentials, caps). Opaque here. */
   readonly registry: RegistrySettings;
+  /** The decision cache (src/cache/); absent: every pull is verified. */
+  readonly cache?: CacheSettings;
+  /** Every file read while loading, with its SHA-256: the decision cache's key covers them. */
+  readonly inputs?: readonly PolicyInput[];
+}
+
+export interface CacheSettings {
+  readonly dir: string;
+  readonly ttlMs: number;
+  /** An allow whose verdict relied on a revocation check is reused at most this long. */
+  readonly revocationIntervalMs: number;
+}
+
+export interface PolicyInput {
+  readonly path: string;
+  readonly sha256: string;
 }
 
 export interface RegistrySettings {
@@ -52,3 +73,4 @@ export interface RegistrySettings {
 
 export const DEFAULT_TIMEOUT_MS = 8000;
 export const DEFAULT_POLICY_PATH = '/etc/pullguard/policy.yaml';
+export const DEFAULT_CACHE_DIR = '/var/lib/pullguard/cache';

@@ -2,6 +2,7 @@ import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'no
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import * as z from 'zod/mini';
+import { noteInput } from '../../common/inputs.js';
 import { parseReference, repositoryOf } from '../../common/reference.js';
 
 /**
@@ -98,7 +99,9 @@ export function readMaterial(path: string, what: string): Buffer {
   if (!isAbsolute(path)) throw new MaterialError(`${what} path ${JSON.stringify(path)} must be absolute`);
   try {
     if (statSync(path).size > MAX_MATERIAL_BYTES) throw new MaterialError(`${what} ${path} is larger than 1 MiB`);
-    return readFileSync(path);
+    const bytes = readFileSync(path);
+    noteInput(path, bytes);
+    return bytes;
   } catch (e) {
     if (e instanceof MaterialError) throw e;
     const err = e as NodeJS.ErrnoException;

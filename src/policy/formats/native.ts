@@ -3,7 +3,10 @@ import { PullguardError } from '../../common/errors.js';
 import { describeIssue, PARSE_OPTIONS } from '../../common/schema.js';
 import { AUTHORITY_KINDS } from '../authorities/index.js';
 import { loadContainersPolicyFile } from './containers-policy.js';
-import { DEFAULT_TIMEOUT_MS, type Authority, type Policy } from '../model.js';
+import { DEFAULT_CACHE_DIR, DEFAULT_TIMEOUT_MS, type Authority, type Policy } from '../model.js';
+
+const DEFAULT_CACHE_TTL_MS = 10 * 60_000;
+const DEFAULT_REVOCATION_INTERVAL_MS = 5 * 60_000;
 import { policyDocumentSchema, type PolicyDocument } from '../schema.js';
 
 /** pullguard's own YAML policy (also accepts JSON, which is YAML). */
@@ -45,12 +48,16 @@ function toModel(doc: PolicyDocument, source: string): Policy {
     timeoutMs: doc.timeout ?? DEFAULT_TIMEOUT_MS,
     defaultAction: doc.default,
     registry: doc.registry,
+    ...(doc.cache
+      ? { cache: { dir: doc.cache.dir ?? DEFAULT_CACHE_DIR, ttlMs: doc.cache.ttl ?? DEFAULT_CACHE_TTL_MS, revocationIntervalMs: doc.cache.revocationInterval ?? DEFAULT_REVOCATION_INTERVAL_MS } }
+      : {}),
     rules: doc.rules.map((r) => ({
       name: r.name,
       match: typeof r.match === 'string' ? [r.match] : r.match,
       action: r.action,
       message: r.message,
       require: r.require,
+      ...(r.staleIfError !== undefined ? { staleIfErrorMs: r.staleIfError } : {}),
       authorities: (r.authorities ?? []).map((a, i): Authority => {
         const kind = AUTHORITY_KINDS.find((k) => (a as Record<string, unknown>)[k] !== undefined)!;
         return { name: a.name ?? `${r.name}/${kind}#${i + 1}`, kind, spec: (a as Record<string, unknown>)[kind] };

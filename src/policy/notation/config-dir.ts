@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { noteInput } from '../../common/inputs.js';
 import { MalformedInputError } from '../../common/malformed.js';
 import { parseTrustPolicyDocument, type Statement } from './trust-policy.js';
 
@@ -21,6 +22,7 @@ export function loadNotationConfigDir(dir: string): NotationConfig {
   try {
     if (statSync(file).size > 4 * 1024 * 1024) throw new MalformedInputError(`${file} is larger than 4 MiB`, 'POLICY_INVALID');
     text = readFileSync(file, 'utf8');
+    noteInput(file, text);
   } catch (e) {
     if (e instanceof MalformedInputError) throw e;
     throw new MalformedInputError(`cannot read notation trust policy ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'POLICY_UNREADABLE');
