@@ -2,7 +2,7 @@
 // application, dist/pullguard, with a V8 startup snapshot: the bundle's modules are evaluated at build
 // time, so a pull's start-up only deserializes them (see src/main.ts).
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -37,8 +37,31 @@ const result = await esbuild.build({
   logLevel: 'warning',
 });
 writeFileSync(join(dist, 'meta.json'), JSON.stringify(result.metafile));
-const bytes = readFileSync(join(dist, 'pullguard.cjs')).length;
+const bundle = readFileSync(join(dist, 'pullguard.cjs'));
+const bytes = bundle.length;
 console.log(`dist/pullguard.cjs ${(bytes / 1024).toFixed(0)} KiB (commit ${commit})`);
+checkOneByte(bundle.toString('utf8'));
+const info = { bundleBytes: bytes, commit };
+
+/**
+ * The bundle must stay a one-byte (Latin-1) string for V8: a single character above U+00FF makes V8
+ * hold the whole 450 KiB source as UTF-16, and the startup snapshot carries it (it grew by ~0.9 MiB
+ * the last time). esbuild escapes non-ASCII in strings but cannot in every regular expression literal,
+ * so this is checked on the output, and the build fails.
+ */
+function checkOneByte(text) {
+  const bad = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c > 0xff) bad.push(`U+${c.toString(16).toUpperCase().padStart(4, '0')} at offset ${i}: ${JSON.stringify(text.slice(Math.max(0, i - 40), i + 20))}`);
+  }
+  if (bad.length > 0) {
+    console.error(`build failed: dist/pullguard.cjs is no longer a one-byte string (${bad.length} character(s) above U+00FF):`);
+    for (const b of bad.slice(0, 10)) console.error(`  ${b}`);
+    console.error('write them as \\uXXXX escapes (the source must stay ASCII-only)');
+    process.exit(1);
+  }
+}
 
 if (process.argv.includes('--sea')) {
   const node = process.execPath;
@@ -49,6 +72,8 @@ if (process.argv.includes('--sea')) {
     JSON.stringify({ main: join(dist, 'pullguard.cjs'), output: blob, disableExperimentalSEAWarning: true, useSnapshot: true }),
   );
   execFileSync(node, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
+  info.snapshotBlobBytes = statSync(blob).size;
+  console.log(`sea blob (V8 startup snapshot) ${(info.snapshotBlobBytes / 1024).toFixed(0)} KiB`);
   const exe = join(dist, 'pullguard');
   rmSync(exe, { force: true });
   copyFileSync(node, exe);
@@ -62,3 +87,4 @@ if (process.argv.includes('--sea')) {
   rmSync(seaConfig);
   console.log(`dist/pullguard (single executable, node ${process.versions.node})`);
 }
+writeFileSync(join(dist, 'build-info.json'), `${JSON.stringify(info)}\n`);

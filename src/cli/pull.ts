@@ -119,7 +119,7 @@ function looseArgs(argv: readonly string[]): { name: string; digest: string } {
     }
     return '';
   };
-  const clip = (s: string) => (s.length > 256 ? `${s.slice(0, 256)}…` : s);
+  const clip = (s: string) => (s.length > 256 ? `${s.slice(0, 256)}\u2026` : s);
   return { name: clip(get('name')), digest: clip(get('digest')) };
 }
 

@@ -72,7 +72,7 @@ const originKey = (path: readonly string[]) => path.join('\u0000');
 
 /** The keys migrated from `io.containerd.grpc.v1.cri` (top level) into the images plugin, in containerd 2.1. */
 const MIGRATED_TOP = ['registry', 'image_decryption', 'max_concurrent_downloads', 'image_pull_progress_timeout', 'image_pull_with_sync_fs', 'stats_collect_period'];
-/** …and from its `.containerd` table, only when that table has `runtimes` (as containerd 2.1.9 does). */
+/** ...and from its `.containerd` table, only when that table has `runtimes` (as containerd 2.1.9 does). */
 const MIGRATED_CONTAINERD = ['snapshotter', 'disable_snapshot_annotations', 'discard_unpacked_layers'];
 
 /** Pure: the configuration containerd 2.1 builds from these files (in load order). */
@@ -242,7 +242,7 @@ interface Trigger {
 
 const nonEmptyTable = (v: unknown) => isTable(v) && Object.keys(v).length > 0;
 
-/** field-notes §2.2: every setting CheckLocalImagePullConfigs treats as incompatible with the transfer service (Linux). */
+/** field-notes section 2.2: every setting CheckLocalImagePullConfigs treats as incompatible with the transfer service (Linux). */
 const TRIGGERS: readonly Trigger[] = [
   { key: 'use_local_image_pull', fires: (v) => v === true, want: 'false' },
   { key: 'discard_unpacked_layers', fires: (v) => v === true, want: 'false' },
@@ -336,11 +336,11 @@ function binDirChecks(b: DoctorInput['binDir'], eff: EffectiveConfig | undefined
 export function parseGoDuration(s: string): number | undefined {
   const t = s.trim();
   if (t === '0' || t === '+0' || t === '-0') return 0;
-  const m = /^([+-]?)((?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)$/.exec(t);
+  const m = /^([+-]?)((?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+)$/.exec(t);
   if (!m) return undefined;
-  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, '\u00b5s': 1e-3, '\u03bcs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
   let ms = 0;
-  for (const p of m[2]!.matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g)) ms += Number(p[1]) * unit[p[2]!]!;
+  for (const p of m[2]!.matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/g)) ms += Number(p[1]) * unit[p[2]!]!;
   return m[1] === '-' ? -ms : ms;
 }
 

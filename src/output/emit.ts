@@ -10,7 +10,7 @@ export interface RunContext {
   readonly startedAt: number;
 }
 
-/** `denied localhost:5000/app@sha256:ab12…: no trusted signature (rule "prod")` */
+/** `denied localhost:5000/app@sha256:ab12...: no trusted signature (rule "prod")` */
 export function formatLine(decision: Decision, ctx: Pick<RunContext, 'name' | 'digest'>): string {
   const verb = decision.verdict === 'allow' ? 'allowed' : 'denied';
   const subject = ctx.name || ctx.digest ? describeSubject(ctx.name || '<no name>', ctx.digest || '<no digest>') : 'image';
@@ -25,7 +25,7 @@ export function truncateLine(s: string, maxBytes: number): string {
   if (Buffer.byteLength(flat) <= maxBytes) return flat;
   let out = flat.slice(0, maxBytes);
   while (Buffer.byteLength(out) > maxBytes - 3) out = out.slice(0, -1);
-  return `${out}…`;
+  return `${out}\u2026`;
 }
 
 /** The decision record: one JSON line on stderr, which containerd writes to its debug log. */

@@ -10,7 +10,7 @@ import { PullguardError } from '../common/errors.js';
 
 export const DEFAULT_CONTAINERD_CONFIG = '/etc/containerd/config.toml';
 /**
- * containerd 2.x's Linux default for CRI `registry.config_path`. The transfer path (2.1–2.3) passes it to
+ * containerd 2.x's Linux default for CRI `registry.config_path`. The transfer path (2.1-2.3) passes it to
  * `HostDirFromRoot` as ONE directory, so by default it matches nothing; we copy that on purpose.
  */
 export const DEFAULT_CONFIG_PATH = '/etc/containerd/certs.d:/etc/docker/certs.d';
@@ -209,7 +209,7 @@ function portOf(host: string): string {
 }
 
 /**
- * The ordered endpoints for one registry namespace (`docker.io`, `localhost:5000`, …): the hosts.toml
+ * The ordered endpoints for one registry namespace (`docker.io`, `localhost:5000`, ...): the hosts.toml
  * mirrors first, then the `server` (or the namespace's own host), with containerd's defaults applied.
  */
 export function endpointsFor(namespace: string, hostsRoot: string | undefined): Endpoint[] {

@@ -17,7 +17,7 @@ import { parseGeneralizedTime } from './timestamp.js';
  * capped at 20 KiB, and a response without nextUpdate, or past it, is expired. Stricter than notation
  * (which relies on golang.org/x/crypto/ocsp): the signer must be named by the responderID and be either
  * the issuer or a certificate the issuer issued with the id-kp-OCSPSigning EKU, valid now (RFC 6960
- * §4.2.2.2); the CertID must match issuer name, issuer key and serial; thisUpdate may not be in the
+ * section 4.2.2.2); the CertID must match issuer name, issuer key and serial; thisUpdate may not be in the
  * future (beyond a small skew); SHA-1/MD5 response signatures are refused (the Notary Project
  * algorithm rules). Not implemented, as in notation: id-pkix-ocsp-nocheck / CRL checks of the responder
  * certificate, and the invalidityDate-vs-signing-time exception.
