@@ -3,6 +3,7 @@ import { PullguardError } from '../../common/errors.js';
 import { describeIssue, PARSE_OPTIONS } from '../../common/schema.js';
 import { AUTHORITY_KINDS } from '../authorities/index.js';
 import { loadContainersPolicyFile } from './containers-policy.js';
+import { parseStrictJson } from './json.js';
 import { DEFAULT_CACHE_DIR, DEFAULT_TIMEOUT_MS, type Authority, type Policy } from '../model.js';
 
 const DEFAULT_CACHE_TTL_MS = 10 * 60_000;
@@ -11,29 +12,41 @@ import { policyDocumentSchema, type PolicyDocument } from '../schema.js';
 
 /** pullguard's own YAML policy (also accepts JSON, which is YAML). */
 export function parseNativePolicy(text: string, source: string): Policy {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
-  const syntaxError = doc.errors[0];
-  if (syntaxError) {
-    const line = lineCounter.linePos(syntaxError.pos[0]).line;
-    throw invalid(source, line, syntaxError.message.split('\n')[0]!);
+  // JSON skips the YAML parser; the YAML document is still built, lazily, for the line of an error.
+  let yamlDoc: { doc: Document; lc: LineCounter } | undefined;
+  const yaml = () => {
+    if (!yamlDoc) {
+      const lc = new LineCounter();
+      yamlDoc = { doc: parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false }), lc };
+    }
+    return yamlDoc;
+  };
+  const lineAt = (path: readonly PropertyKey[]) => lineOf(yaml().doc, yaml().lc, path);
+  let js = parseStrictJson(text) as Record<string, unknown> | undefined;
+  if (js === undefined) {
+    const { doc, lc } = yaml();
+    const syntaxError = doc.errors[0];
+    if (syntaxError) {
+      const line = lc.linePos(syntaxError.pos[0]).line;
+      throw invalid(source, line, syntaxError.message.split('\n')[0]!);
+    }
+    js = (doc.toJS({ maxAliasCount: 100 }) ?? {}) as Record<string, unknown>;
   }
-  const js = (doc.toJS({ maxAliasCount: 100 }) ?? {}) as Record<string, unknown>;
   // `containersPolicy: /etc/containers/policy.json` takes the rules and the default from that file, as
   // CRI-O would read it; this document then only adds mode, timeout and registry settings.
   const containersPolicy = typeof js === 'object' && js !== null ? js.containersPolicy : undefined;
   if (containersPolicy !== undefined) {
-    const line = lineOf(doc, lineCounter, ['containersPolicy']);
+    const line = lineAt(['containersPolicy']);
     if (typeof containersPolicy !== 'string' || containersPolicy.length === 0) throw invalid(source, line, 'containersPolicy: expected the path of a containers-policy.json file');
     for (const k of ['rules', 'default'] as const) {
-      if (k in js) throw invalid(source, lineOf(doc, lineCounter, [k]), `${k}: comes from containersPolicy ${containersPolicy}; remove it here`);
+      if (k in js) throw invalid(source, lineAt([k]), `${k}: comes from containersPolicy ${containersPolicy}; remove it here`);
     }
     delete js.containersPolicy;
   }
   const parsed = policyDocumentSchema.safeParse(js, PARSE_OPTIONS);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw invalid(source, lineOf(doc, lineCounter, issue.path), describeIssue(issue));
+    throw invalid(source, lineAt(issue.path), describeIssue(issue));
   }
   const policy = toModel(parsed.data, source);
   if (typeof containersPolicy !== 'string') return policy;

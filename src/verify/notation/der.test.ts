@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodedLength, rawDer } from './der.js';
 
-function certificateDer(): Buffer {
+function certificateDer(): Buffer<ArrayBuffer> {
   const dir = mkdtempSync(join(tmpdir(), 'pg-der-'));
   try {
     const key = join(dir, 'k.pem');
@@ -36,7 +36,7 @@ describe('DER without re-encoding (der.ts)', () => {
 
   it('a non-minimal length (BER) fails the length check, as toDER() did', () => {
     // 30 82 LL LL -> 30 83 00 LL LL: the same certificate, its outer length in one byte too many.
-    const ber = Buffer.concat([Buffer.from([0x30, 0x83, 0x00]), der.subarray(2)]);
+    const ber: Buffer<ArrayBuffer> = Buffer.concat([Buffer.from([0x30, 0x83, 0x00]), der.subarray(2)]);
     const root = ASN1Obj.parseBuffer(ber);
     expect(isDer(root, ber)).toBe(false);
     expect(encodedLength(root) === ber.length).toBe(false);
@@ -45,7 +45,7 @@ describe('DER without re-encoding (der.ts)', () => {
   it('agrees with toDER() on mutated certificates (fuzz)', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.nat(der.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), (edits) => {
-        const m = Buffer.from(der);
+        const m: Buffer<ArrayBuffer> = Buffer.from(der);
         for (const [i, b] of edits) m[i] = b;
         let root: ASN1Obj;
         try {
