@@ -268,8 +268,8 @@ async function main() {
         'version: 1',
         'default: deny',
         'rules:',
-        // The legacy payload names the repository it was signed under (part 1's host): remapped, as a mirror would be.
-        `  - {name: legacy, match: ${rhost}/bench/legacy, action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub], signedIdentity: {type: remapIdentity, prefix: ${rhost}/bench, signedPrefix: ${host}/bench}}}]}`,
+        // The legacy payload names the repository it was signed under (part 1's host), as for a mirror.
+        `  - {name: legacy, match: ${rhost}/bench/legacy, action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub], signedIdentity: {type: exactRepository, dockerRepository: ${host}/bench/legacy}}}]}`,
         `  - {name: bundle, match: ${rhost}/bench/bundle, action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
         `  - {name: notation, match: ${rhost}/bench/notation, action: verify, authorities: [{name: corp, notation: {config: ${ntConfig}}}]}`,
         'registry:',
