@@ -2,7 +2,7 @@
 // application, dist/pullguard, with a V8 startup snapshot: the bundle's modules are evaluated at build
 // time, so a pull's start-up only deserializes them (see src/main.ts).
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, chmodSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -83,8 +83,27 @@ if (process.argv.includes('--sea')) {
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   chmodSync(exe, 0o755);
+  rewriteInSmallWrites(exe);
   rmSync(blob);
   rmSync(seaConfig);
   console.log(`dist/pullguard (single executable, node ${process.versions.node})`);
 }
+/**
+ * postject writes the 130 MiB executable in one write(), which leaves it in the page cache as large
+ * folios; every run then maps whole folios around each page it touches, and its peak RSS was 80-95 MiB
+ * instead of 62 MiB for the same bytes written in 64 KiB pieces (as cp, tar or containerd's unpacker
+ * write it on a node). Measured with GNU time's %M on an allow decision.
+ */
+function rewriteInSmallWrites(file) {
+  const bytes = readFileSync(file);
+  const tmp = `${file}.tmp`;
+  const fd = openSync(tmp, 'w', 0o755);
+  try {
+    for (let off = 0; off < bytes.length; off += 65536) writeSync(fd, bytes, off, Math.min(65536, bytes.length - off));
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+}
+
 writeFileSync(join(dist, 'build-info.json'), `${JSON.stringify(info)}\n`);
