@@ -72,8 +72,9 @@ function toModel(doc: PolicyDocument, source: string): Policy {
       require: r.require,
       ...(r.staleIfError !== undefined ? { staleIfErrorMs: r.staleIfError } : {}),
       authorities: (r.authorities ?? []).map((a, i): Authority => {
-        const kind = AUTHORITY_KINDS.find((k) => (a as Record<string, unknown>)[k] !== undefined)!;
-        return { name: a.name ?? `${r.name}/${kind}#${i + 1}`, kind, spec: (a as Record<string, unknown>)[kind] };
+        // The schema admits exactly one kind per authority, compiled by that kind's own schema.
+        const kind = AUTHORITY_KINDS.find((k) => a[k] !== undefined)!;
+        return { name: a.name ?? `${r.name}/${kind}#${i + 1}`, kind, spec: a[kind] } as Authority;
       }),
     })),
   };
