@@ -16,10 +16,10 @@ const MAX_STORE_FILE = 1024 * 1024;
  * The cache key of one decision: the exact subject (digest, media type, size, repository), the rule,
  * and a fingerprint of everything the verdict was computed from: pullguard's own build (its embedded
  * Sigstore root and its code), the content of every file the policy load read (the policy itself, key
- * files, CA bundles, trusted roots, notation trust policies; see common/inputs.ts), and the notation
- * trust stores the rule's authorities read at verification time. Content hashes, never mtimes: a key
- * file rewritten with new bytes in the same second is still a miss. undefined: no fingerprint can be
- * made (a policy not loaded from disk), so nothing is cached.
+ * files, CA bundles, trusted roots, notation trust policies, pinned DID documents; see
+ * common/inputs.ts), and the notation trust stores and ATProto TLS roots the rule's authorities read
+ * at verification time. Content hashes, never mtimes: a key file rewritten with new bytes in the same
+ * second is still a miss. undefined: no fingerprint can be made (a policy not loaded from disk).
  */
 export function cacheKey(subject: Subject, repository: string, rule: Rule, policy: Policy): string | undefined {
   if (!policy.inputs) return undefined;
@@ -30,12 +30,24 @@ export function cacheKey(subject: Subject, repository: string, rule: Rule, polic
   line('rule', rule.name);
   for (const input of policy.inputs) line('input', input.path, input.sha256);
   for (const authority of rule.authorities) {
+    if (authority.kind === 'atproto') {
+      // The TLS roots DID documents are fetched under decide which signing keys count.
+      for (const file of authority.spec.caFiles) hashFile(h, file);
+    }
     if (!isNotationSpec(authority.spec)) continue;
     for (const st of authority.spec.statements) {
       for (const ref of st.trustStores) hashDirectory(h, join(authority.spec.truststoreDir, 'x509', ref.type, ref.name));
     }
   }
   return h.digest('hex');
+}
+
+function hashFile(h: Hash, path: string): void {
+  try {
+    h.update(`file\0${path}\0${createHash('sha256').update(readFileSync(path)).digest('hex')}\n`);
+  } catch (e) {
+    h.update(`unreadable\0${path}\0${(e as NodeJS.ErrnoException).code ?? 'error'}\n`);
+  }
 }
 
 /** A notation trust store directory: every name in it, and the content of every regular file. */

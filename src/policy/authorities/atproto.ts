@@ -1,4 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
+import { noteInput } from '../../common/inputs.js';
 import * as z from 'zod/mini';
 
 /**
@@ -66,6 +67,7 @@ function loadPinned(path: string, did: string): { source: string; document: unkn
     if (!st.isFile()) throw new Error('not a regular file');
     if (st.size > MAX_DID_DOCUMENT_BYTES) throw new Error('larger than 64 KiB');
     text = readFileSync(path, 'utf8');
+    noteInput(path, text);
   } catch (e) {
     throw new Error(`didDocument ${path} for ${did}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
