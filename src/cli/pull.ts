@@ -5,7 +5,7 @@ import { asPullguardError, PullguardError } from '../common/errors.js';
 import { parseReference } from '../common/reference.js';
 import { parseVerifierArgs, type VerifierArgs } from '../contract/args.js';
 import { checkArgs, checkDescriptorMatches, parseDescriptor } from '../contract/descriptor.js';
-import { readStdin } from '../contract/stdin.js';
+import { readFd, readStdin } from '../contract/stdin.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import { DEFAULT_TIMEOUT_MS, type Policy } from '../policy/model.js';
 import { formatLine, formatRecord, type RunContext } from '../output/emit.js';
@@ -16,7 +16,8 @@ import { decideCached } from '../cache/decide-cached.js';
 
 export interface PullIo {
   readonly argv: readonly string[];
-  readonly stdin: Readable;
+  /** The descriptor's stream; absent: fd 0, read directly (contract/stdin.ts readFd). */
+  readonly stdin?: Readable;
   readonly env: NodeJS.ProcessEnv;
   /** Writes a chunk to stdout (fd 1) or stderr (fd 2), synchronously: we may exit right after. */
   readonly write: (fd: 1 | 2, text: string) => void;
@@ -26,7 +27,6 @@ const HARD_STOP_GRACE_MS = 250;
 
 const defaultIo = (argv: readonly string[]): PullIo => ({
   argv,
-  stdin: process.stdin,
   env: process.env,
   write: (fd, text) => writeSync(fd, text),
 });
@@ -81,7 +81,7 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
     if (parsed.digest && parsed.digest !== args.digest) {
       throw new PullguardError('CONTRACT_DIGEST_MISMATCH', `-name pins ${parsed.digest} but -digest is ${args.digest}`);
     }
-    const descriptor = parseDescriptor(await readStdin(io.stdin));
+    const descriptor = parseDescriptor(await (io.stdin ? readStdin(io.stdin) : readFd(0)));
     checkDescriptorMatches(args, descriptor);
 
     const policy = loadPolicy(policyPath(io.env));
