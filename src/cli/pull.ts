@@ -81,7 +81,7 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
     if (parsed.digest && parsed.digest !== args.digest) {
       throw new PullguardError('CONTRACT_DIGEST_MISMATCH', `-name pins ${parsed.digest} but -digest is ${args.digest}`);
     }
-    const descriptor = parseDescriptor(await (io.stdin ? readStdin(io.stdin) : readFd(0)));
+    const descriptor = parseDescriptor(await (io.stdin ? readStdin(io.stdin) : (readFd(0) ?? readStdin(process.stdin))));
     checkDescriptorMatches(args, descriptor);
 
     const policy = loadPolicy(policyPath(io.env));
