@@ -28,7 +28,7 @@ export function cacheKey(subject: Subject, repository: string, rule: Rule, polic
   line('pullguard-cache-v1', BUILD);
   line('subject', subject.reference.digest, subject.descriptor.mediaType, String(subject.descriptor.size), repository);
   line('rule', rule.name);
-  for (const input of policy.inputs) line('input', input.path, input.sha256);
+  for (const input of policy.inputs) line('input', input.path, createHash('sha256').update(input.content).digest('hex'));
   for (const authority of rule.authorities) {
     if (authority.kind === 'atproto') {
       // The TLS roots DID documents are fetched under decide which signing keys count.

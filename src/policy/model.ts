@@ -59,7 +59,7 @@ export interface Policy {
   readonly registry: RegistrySettings;
   /** The decision cache (src/cache/); absent: every pull is verified. */
   readonly cache?: CacheSettings;
-  /** Every file read while loading, with its SHA-256: the decision cache's key covers them. */
+  /** Every file read while loading, with the content read: the decision cache's key covers them. */
   readonly inputs?: readonly PolicyInput[];
 }
 
@@ -72,7 +72,7 @@ export interface CacheSettings {
 
 export interface PolicyInput {
   readonly path: string;
-  readonly sha256: string;
+  readonly content: Buffer | string;
 }
 
 export interface RegistrySettings {
