@@ -8,6 +8,8 @@ import { loadPolicy, parsePolicyText } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
 import { clearTrustStoreCache } from '../verify/notation/truststore.js';
 import { decideCached } from '../cache/decide-cached.js';
+import { parseDidDocument } from '../verify/atproto/did.js';
+import { parsePointer } from '../verify/atproto/pointer.js';
 import { notationArtifact, selfSignedCodeSigningCertificate, warmFiles } from './warmup-formats.js';
 import { COSIGN_SIGN_PREDICATE, COSIGN_SIMPLE_SIGNING, IN_TOTO, OCI_EMPTY_DIGEST, parseIndex, parseManifest, SIGSTORE_BUNDLE_V03 } from '../registry/classify.js';
 import { referrersTag } from '../registry/client.js';
@@ -118,6 +120,22 @@ export async function warmUp(): Promise<void> {
     files.dispose();
     clearTrustStoreCache();
   }
+
+  // ATProto: its policy schema and the pure parts of its verifier (pointer, DID document, record checks).
+  // The proof itself (CAR, commit signature, MST) needs a signed repository, which only the test-time
+  // @atproto/repo can build: that part runs cold.
+  const did = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz';
+  parsePolicyText(`version: 1\nrules:\n  - {name: at, match: "**", action: verify, authorities: [{atproto: {trusted: [{did: "${did}"}]}}]}\n`, '<warm-up>');
+  parsePointer(Buffer.from(JSON.stringify({ did, uri: `at://${did}/io.atcr.manifest/3labc`, cid: 'bafyreibpfdoz2wtfzlplmwe7phwn4en7q7oa5ppiwhzkurktfg3vi2bteu' })));
+  parseDidDocument(
+    {
+      id: did,
+      alsoKnownAs: ['at://warm.example.com'],
+      verificationMethod: [{ id: `${did}#atproto`, type: 'Multikey', controller: did, publicKeyMultibase: 'zQ3shsEnEUkxiXt8ikecCLaAP8oADDE1G17qi7uFPGug1VokS' }],
+      service: [{ id: '#atproto_pds', type: 'AtprotoPersonalDataServer', serviceEndpoint: 'https://pds.example.com' }],
+    },
+    did,
+  );
 
   // The registry stage's pure parts (its HTTP needs node:http, which the snapshot cannot hold).
   endpointsFor('127.0.0.1:5000', undefined);
