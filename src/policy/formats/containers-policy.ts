@@ -1,5 +1,5 @@
-import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
-import { parseStrictJson } from './json.js';
+import { isNode, type Document, type LineCounter } from 'yaml';
+import { lazyYamlDocument, parseStrictJson } from './json.js';
 import { PullguardError } from '../../common/errors.js';
 import { describeIssue } from '../../common/schema.js';
 import {
@@ -51,14 +51,7 @@ export function looksLikeContainersPolicy(text: string): boolean {
 export function parseContainersPolicy(text: string, source: string): Policy {
   // Strict JSON skips the YAML parser; the YAML document is built only for an error's line (or to report
   // what JSON.parse would have let through, such as a duplicate key).
-  let yamlDoc: { doc: Document; lc: LineCounter } | undefined;
-  const yaml = () => {
-    if (!yamlDoc) {
-      const lc = new LineCounter();
-      yamlDoc = { doc: parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false }), lc };
-    }
-    return yamlDoc;
-  };
+  const yaml = lazyYamlDocument(text);
   const where = (path: readonly (string | number)[]) => {
     const line = lineOf(yaml().doc, yaml().lc, path);
     return line !== undefined ? `${source}:${line}` : source;

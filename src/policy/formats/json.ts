@@ -1,3 +1,5 @@
+import { LineCounter, parseDocument, type Document } from 'yaml';
+
 /**
  * JSON policy documents (containers-policy.json, a native policy written as JSON) without the YAML
  * parser: JSON.parse is ~10x faster than building a YAML document, which stays the path for YAML and
@@ -57,4 +59,16 @@ function hasDuplicateKeys(t: string): boolean {
     }
   }
   return false;
+}
+
+/** The YAML document of `text` with its line counter, built on first use: for the line of an error. */
+export function lazyYamlDocument(text: string): () => { doc: Document; lc: LineCounter } {
+  let built: { doc: Document; lc: LineCounter } | undefined;
+  return () => {
+    if (!built) {
+      const lc = new LineCounter();
+      built = { doc: parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false }), lc };
+    }
+    return built;
+  };
 }

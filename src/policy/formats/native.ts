@@ -1,9 +1,9 @@
-import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
+import { isNode, type Document, type LineCounter } from 'yaml';
 import { PullguardError } from '../../common/errors.js';
 import { describeIssue, PARSE_OPTIONS } from '../../common/schema.js';
 import { AUTHORITY_KINDS } from '../authorities/index.js';
 import { loadContainersPolicyFile } from './containers-policy.js';
-import { parseStrictJson } from './json.js';
+import { lazyYamlDocument, parseStrictJson } from './json.js';
 import { DEFAULT_CACHE_DIR, DEFAULT_TIMEOUT_MS, type Authority, type Policy } from '../model.js';
 
 const DEFAULT_CACHE_TTL_MS = 10 * 60_000;
@@ -13,14 +13,7 @@ import { policyDocumentSchema, type PolicyDocument } from '../schema.js';
 /** pullguard's own YAML policy (also accepts JSON, which is YAML). */
 export function parseNativePolicy(text: string, source: string): Policy {
   // JSON skips the YAML parser; the YAML document is still built, lazily, for the line of an error.
-  let yamlDoc: { doc: Document; lc: LineCounter } | undefined;
-  const yaml = () => {
-    if (!yamlDoc) {
-      const lc = new LineCounter();
-      yamlDoc = { doc: parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false }), lc };
-    }
-    return yamlDoc;
-  };
+  const yaml = lazyYamlDocument(text);
   const lineAt = (path: readonly PropertyKey[]) => lineOf(yaml().doc, yaml().lc, path);
   let js = parseStrictJson(text) as Record<string, unknown> | undefined;
   if (js === undefined) {
