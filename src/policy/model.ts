@@ -57,6 +57,8 @@ export interface Policy {
   readonly rules: readonly Rule[];
   /** Settings for the registry stage (hosts.toml location, credentials, caps). Opaque here. */
   readonly registry: RegistrySettings;
+  /** What the policy file says that pullguard leaves aside (e.g. non-docker transports), for `policy check`. */
+  readonly notes?: readonly string[];
   /** The decision cache (src/cache/); absent: every pull is verified. */
   readonly cache?: CacheSettings;
   /** Every file read while loading, with the content read: the decision cache's key covers them. */
