@@ -11,6 +11,9 @@ import { decideCached } from '../cache/decide-cached.js';
 import { parseDidDocument } from '../verify/atproto/did.js';
 import { parsePointer } from '../verify/atproto/pointer.js';
 import { notationArtifact, selfSignedCodeSigningCertificate, warmFiles } from './warmup-formats.js';
+import { serializeEntry } from '../output/decision-log.js';
+import { formatMetrics, observe, parseMetrics } from '../output/metrics.js';
+import { toEntry } from '../output/record.js';
 import { COSIGN_SIGN_PREDICATE, COSIGN_SIMPLE_SIGNING, IN_TOTO, OCI_EMPTY_DIGEST, parseIndex, parseManifest, SIGSTORE_BUNDLE_V03 } from '../registry/classify.js';
 import { referrersTag } from '../registry/client.js';
 import { endpointsFor } from '../registry/hosts.js';
@@ -74,6 +77,12 @@ export async function warmUp(): Promise<void> {
       const ctx = { name, digest, startedAt: Date.now() };
       formatLine(applyMode(decision, policy.mode), ctx);
       formatRecord(applyMode(decision, policy.mode), ctx);
+      // The output stage's pure parts (the decision log line, the metrics text); no file is touched.
+      const entry = toEntry(applyMode(decision, policy.mode), ctx, Date.now());
+      serializeEntry(entry);
+      const state = parseMetrics('');
+      observe(state, { entry });
+      parseMetrics(formatMetrics(state));
     } finally {
       deadline.dispose();
     }

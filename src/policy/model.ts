@@ -59,6 +59,8 @@ export interface Policy {
   readonly registry: RegistrySettings;
   /** What the policy file says that pullguard leaves aside (e.g. non-docker transports), for `policy check`. */
   readonly notes?: readonly string[];
+  /** Where decisions are recorded (decision log, metrics); absent: the defaults (src/output). */
+  readonly log?: LogSettings;
   /** The decision cache (src/cache/); absent: every pull is verified. */
   readonly cache?: CacheSettings;
   /** Every file read while loading, with the content read: the decision cache's key covers them. */
@@ -77,6 +79,18 @@ export interface PolicyInput {
   readonly content: Buffer | string;
 }
 
+export interface LogSettings {
+  /** The JSON-lines decision log; `false`: none. Default DEFAULT_DECISION_LOG. */
+  readonly file?: string | false;
+  readonly maxBytes?: number;
+  /** Rotated files kept beside the log (`decisions.jsonl.1` ...). */
+  readonly keep?: number;
+  /** Prometheus textfile for node_exporter's textfile collector; absent: no metrics. */
+  readonly metricsFile?: string;
+  /** journald too: `true`, or the name of a journal namespace (journald@NAME). */
+  readonly journal?: boolean | string;
+}
+
 export interface RegistrySettings {
   /** containerd's config.toml, read for the CRI registry.config_path (hosts.toml directory). */
   readonly containerdConfig?: string;
@@ -91,3 +105,4 @@ export interface RegistrySettings {
 export const DEFAULT_TIMEOUT_MS = 8000;
 export const DEFAULT_POLICY_PATH = '/etc/pullguard/policy.yaml';
 export const DEFAULT_CACHE_DIR = '/var/lib/pullguard/cache';
+export const DEFAULT_DECISION_LOG = '/var/log/pullguard/decisions.jsonl';

@@ -48,6 +48,7 @@ function writePolicy(ttl: string): void {
       'version: 1',
       'default: deny',
       `cache: {dir: ${join(work, 'cache')}, ttl: ${ttl}}`,
+      `log: {file: ${join(work, 'decisions.jsonl')}, metricsFile: ${join(work, 'metrics.prom')}}`,
       'rules:',
       `  - {name: cosign, match: ["${h}/cache/cosign", "${h}/cache/rotated"], action: verify, authorities: [{name: release, cosign: {keys: [${key}]}}]}`,
       `  - {name: notation, match: "${h}/cache/notation", action: verify, authorities: [{name: corp, notation: {config: ${nt.configDir}}}]}`,
@@ -121,6 +122,10 @@ describe('decision cache through containerd', () => {
     expect(again).toMatchObject({ verdict: 'allow', rule: 'cosign', cache: { status: 'hit' } });
     expect(again.reason).toMatch(/^signature verified by release \(cached: verified \d+s ago\)$/);
     expect(again.results).toEqual([]);
+    // The hit is counted in the node's metrics and flagged in its decision log.
+    expect(readFileSync(join(work, 'metrics.prom'), 'utf8')).toMatch(/^pullguard_cache_hits_total 1$/m);
+    const logged = readFileSync(join(work, 'decisions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { digest: string; cacheHit?: boolean });
+    expect(logged.filter((e) => e.digest === img.cosign.digest).map((e) => e.cacheHit ?? false)).toEqual([false, true]);
   });
 
   it('a changed key file is a miss: after a key rotation the old signature is verified again, and denied', async () => {
