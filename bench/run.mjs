@@ -21,7 +21,7 @@
 // Part 2 runs bench/pull-latency.mjs (CRI pulls with and without pullguard on containerd 2.1.9).
 // The tables go to stdout and, with the date and machine, to bench/RESULTS.md.
 import { spawnSync } from 'node:child_process';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -72,6 +72,8 @@ function requestsSince(registry, from) {
     .split('\n')
     .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l));
 }
+
+const LOAD_AT_START = loadavg().map((x) => x.toFixed(1)).join(' ');
 
 async function main() {
   if (process.getuid?.() !== 0) throw new Error('run as root (part 2 starts containerd); `--no-pull` still needs a writable /tmp only');
@@ -359,6 +361,7 @@ async function main() {
         '',
         `Measured on ${date.slice(0, 10)} on this project's build machine (${machine}), with \`make bench\``,
         `(\`node bench/run.mjs --runs ${RUNS}\`). The machine is shared: treat differences under a few milliseconds as noise.`,
+        `Load average (1, 5, 15 min) at the start: ${LOAD_AT_START}; at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')}.`,
         ...(process.env.BENCH_NOTE ? ['', process.env.BENCH_NOTE] : []),
         '',
         '## 1. One verification: pullguard beside the cosign and notation CLIs',
