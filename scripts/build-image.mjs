@@ -3,8 +3,8 @@
 //
 //   node scripts/build-image.mjs [--arch amd64=dist/pullguard] [--arch arm64=dist/arm64/pullguard] [--tag T]
 //
-// Each architecture gets one manifest with two gzip layers: the runtime (glibc, libstdc++, libgcc and
-// nsenter from Debian trixie, with their copyright files; scripts/fetch-image-runtime.sh) and the
+// Each architecture gets one manifest with two gzip layers: the runtime (glibc, libstdc++, libgcc,
+// nsenter and chroot from Debian trixie, with their copyright files; scripts/fetch-image-runtime.sh) and the
 // application (the single executable, the licenses of Node and of every bundled package). An image
 // index lists the architectures built; index.json names it. Layers are reproducible: sorted entries,
 // owner 0, fixed mtimes (SOURCE_DATE_EPOCH, else the commit time), gzip without a timestamp.
@@ -31,7 +31,7 @@ const LIBS = [
   'libc.so.6', 'libm.so.6', 'libdl.so.2', 'libpthread.so.0', 'libgcc_s.so.1', 'libstdc++.so.6', 'libselinux.so.1',
   'libpcre2-8.so.0',
 ];
-const DEBIAN_PACKAGES = ['libc6', 'libgcc-s1', 'libstdc++6', 'gcc-14-base', 'util-linux', 'libselinux1', 'libpcre2-8-0'];
+const DEBIAN_PACKAGES = ['libc6', 'libgcc-s1', 'libstdc++6', 'gcc-14-base', 'util-linux', 'libselinux1', 'libpcre2-8-0', 'coreutils'];
 
 const args = process.argv.slice(2);
 const builds = [];
@@ -126,7 +126,11 @@ for (const { arch, exe } of builds) {
   const rt = join(work, arch, 'runtime');
   const libdir = join(rt, 'usr/lib', a.triplet);
   for (const l of [a.loader, ...LIBS]) copy(join(runtime, 'usr/lib', a.triplet, l), join(libdir, l));
+  // The installer (src/node/host.ts) runs the host's own binaries from the pod: `chroot /host ...` for
+  // containerd config dump and the staged pullguard's policy check, `nsenter -t 1 -m ...` (hostPID) for
+  // the host's systemctl. Nothing else: no shell, no package manager.
   copy(join(runtime, 'usr/bin/nsenter'), join(rt, 'usr/bin/nsenter'), 0o755);
+  copy(join(runtime, 'usr/sbin/chroot'), join(rt, 'usr/sbin/chroot'), 0o755);
   if (a.loaderLink) {
     mkdirSync(join(rt, a.loaderLink[1]), { recursive: true });
     symlinkSync(`../lib/${a.triplet}/${a.loader}`, join(rt, a.loaderLink[1], a.loader));
@@ -173,7 +177,7 @@ for (const { arch, exe } of builds) {
     config: {
       Entrypoint: ['/usr/bin/pullguard'],
       Cmd: ['node', 'agent'],
-      Env: ['PATH=/usr/bin'],
+      Env: ['PATH=/usr/sbin:/usr/bin'],
       WorkingDir: '/',
       Labels: { 'org.opencontainers.image.version': pkg.version, 'org.opencontainers.image.licenses': pkg.license },
     },

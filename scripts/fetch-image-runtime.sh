@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetches the runtime files of pullguard's OCI image (glibc, libstdc++, libgcc, and nsenter with its
+# Fetches the runtime files of pullguard's OCI image (glibc, libstdc++, libgcc, nsenter and chroot with their
 # libraries) for one architecture from Debian's current stable release, unpacked with `dpkg -x` into
 # a cache folder, without installing anything into the system. Prints the unpacked root on stdout.
 #
@@ -15,10 +15,11 @@ set -euo pipefail
 arch=${1:?usage: fetch-image-runtime.sh amd64|arm64}
 case "$arch" in amd64|arm64) ;; *) echo "fetch-image-runtime: unsupported architecture $arch" >&2; exit 2 ;; esac
 
-# NAME=VERSION: the image's runtime closure. nsenter (util-linux) links libselinux and libpcre2;
+# NAME=VERSION: the image's runtime closure. nsenter (util-linux) links libselinux and libpcre2; chroot
+# (coreutils) only libc. The installer runs host binaries with them (src/node/host.ts);
 # gcc-14-base carries the copyright file of libgcc-s1 and libstdc++6.
 PACKAGES=(libc6=2.41-12+deb13u5 libgcc-s1=14.2.0-19 libstdc++6=14.2.0-19 gcc-14-base=14.2.0-19 util-linux=2.41.5-0+deb13u1
-  libselinux1=3.8.1-1 libpcre2-8-0=10.46-1~deb13u3)
+  libselinux1=3.8.1-1 libpcre2-8-0=10.46-1~deb13u3 coreutils=9.7-3)
 STAMP="v1:$arch:${PACKAGES[*]}"
 
 dir=${PULLGUARD_IMAGE_RUNTIME_DIR:-${HOME:-/root}/.cache/pullguard/image-runtime-$arch-$(sha256sum <<<"$STAMP" | cut -c1-12)}

@@ -1,9 +1,10 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadPolicy } from '../policy/load.js';
+import { writeKubeletVolume } from '../../test/helpers/kubelet-volume.js';
 import { fateFromResponse } from './kube.js';
 import { applyVersionToHost, currentHostVersion, readMountedVersion, removeFromHost, syncDockerConfig, validateVersion, HOST_DOCKER_CONFIG } from './policy-store.js';
 
@@ -13,35 +14,16 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** A volume as kubelet's atomic writer lays it out: ..<ts>/ files, ..data -> ..<ts>, name -> ..data/name. */
-function kubeletVolume(dir: string, files: Record<string, string>, ts: string): void {
-  mkdirSync(join(dir, ts), { recursive: true });
-  for (const [k, v] of Object.entries(files)) {
-    mkdirSync(join(dir, ts, k, '..'), { recursive: true });
-    writeFileSync(join(dir, ts, k), v);
-  }
-  symlinkSync(ts, join(dir, '..data_tmp'));
-  renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
-  for (const k of Object.keys(files)) {
-    const top = k.split('/')[0]!;
-    try {
-      symlinkSync(`..data/${top}`, join(dir, top));
-    } catch {
-      /* exists */
-    }
-  }
-}
-
 const policy = (keyPath: string) => `version: 1\ndefault: deny\nrules:\n  - name: signed\n    match: registry.example/**\n    action: verify\n    authorities:\n      - name: k\n        cosign: {keys: [${JSON.stringify(keyPath)}]}\n`;
 const pem = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string;
 
 describe('readMountedVersion', () => {
   it('reads one version through ..data and sees the swap kubelet makes', () => {
     const vol = join(tmp, 'vol');
-    kubeletVolume(vol, { 'policy.yaml': 'a', 'truststore/x509/ca/r/cert.pem': 'c' }, '..2026_12_01_10_00_00.1');
+    writeKubeletVolume(vol, { 'policy.yaml': 'a', 'truststore/x509/ca/r/cert.pem': 'c' });
     const v1 = readMountedVersion(vol)!;
     expect([...v1.files.keys()].sort()).toEqual(['policy.yaml', 'truststore/x509/ca/r/cert.pem']);
-    kubeletVolume(vol, { 'policy.yaml': 'b', 'truststore/x509/ca/r/cert.pem': 'c' }, '..2026_12_01_10_01_00.2');
+    writeKubeletVolume(vol, { 'policy.yaml': 'b', 'truststore/x509/ca/r/cert.pem': 'c' });
     const v2 = readMountedVersion(vol)!;
     expect(v2.files.get('policy.yaml')!.toString()).toBe('b');
     expect(v2.id).not.toBe(v1.id);

@@ -1,0 +1,297 @@
+/**
+ * The DaemonSet's container, for real: the image `make image` builds (dist/pullguard-image.tar) is
+ * imported into a real containerd 2.1.9 (the "kubelet side") and run with `ctr run` and the mounts
+ * deploy/base/daemonset.yaml gives it: a scratch host root at /host, the policy ConfigMap and the
+ * dockerconfigjson Secret as kubelet writes such volumes (..data swaps). The node's own containerd
+ * 2.1.9 runs chroot'ed in that host root (its own mount namespace, /proc, /dev, /sys), once on a
+ * Kind-style version 2 config and once on a version 3 config. Checked: after install CRI pulls are
+ * verified; a new policy version takes effect; a broken one is refused (log, state, readiness) while
+ * the last good one keeps working; after SIGTERM (uninstall) config.toml is back byte for byte and
+ * pulls are unverified again.
+ *
+ * The agent runs with --no-restart (no init system here): the test restarts the node's containerd
+ * where the installer would, and says so.
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AgentState } from '../../src/node/agent-state.js';
+import { KIND_NODE_CONFIG, parseDecisionRecords, startContainerd, type Containerd } from '../helpers/containerd.js';
+import { cosignOk } from '../helpers/cosign.js';
+import { criClient, pullError, type CriClient } from '../helpers/cri.js';
+import { writeKubeletVolume } from '../helpers/kubelet-volume.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { startDaemon, waitFor, type Daemon } from '../helpers/proc.js';
+import { startRegistry, type Registry } from '../helpers/registry.js';
+import { pullguardBinary, ROOT, tool } from '../helpers/tools.js';
+
+const IMAGE_TAR = join(ROOT, 'dist', 'pullguard-image.tar');
+const IMAGE = `localhost/pullguard:${(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version}`;
+
+let registry: Registry;
+let kubelet: Containerd;
+let work: string;
+let home: string;
+let libs: string[] = [];
+const timings: string[] = [];
+
+function run(argv: readonly string[], timeoutMs = 60_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
+    });
+  });
+}
+
+function place(from: string, to: string): void {
+  mkdirSync(dirname(to), { recursive: true });
+  try {
+    linkSync(realpathSync(from), to);
+  } catch {
+    copyFileSync(realpathSync(from), to);
+    chmodSync(to, statSync(from).mode & 0o777);
+  }
+}
+
+beforeAll(async () => {
+  if (!existsSync(IMAGE_TAR)) throw new Error(`${IMAGE_TAR} is missing: run \`make image\` (or make image-amd64) first`);
+  work = mkdtempSync('/tmp/pgds-');
+  home = join(work, 'home');
+  registry = await startRegistry();
+  await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'release')]);
+  // What the chroot'ed host binaries need (containerd, the installed pullguard, the installer's sh).
+  const ldd = spawnSync('ldd', [tool('containerd'), pullguardBinary(), '/bin/sh'], { encoding: 'utf8' });
+  libs = [...new Set(ldd.stdout.match(/\/\S+\.so[.\d]*/g) ?? [])].filter((l) => !l.endsWith(':'));
+  kubelet = await startContainerd({ verifier: false });
+  const imp = await kubelet.ctr(['images', 'import', IMAGE_TAR], { timeoutMs: 120_000 });
+  expect(imp.status, imp.stderr).toBe(0);
+  expect((await kubelet.ctr(['images', 'ls', '-q'])).stdout).toContain(IMAGE);
+});
+
+afterAll(async () => {
+  if (timings.length) console.log(`daemonset e2e timings:\n  ${timings.join('\n  ')}`);
+  await kubelet?.stop();
+  await registry?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+/** The node's containerd, chroot'ed into the host root in a private mount namespace (its mounts vanish with it). */
+function startNodeContainerd(root: string): Daemon {
+  const script = [
+    'set -e',
+    `mount -t proc proc ${root}/proc`,
+    `mount --rbind /dev ${root}/dev`,
+    `mount --rbind /sys ${root}/sys`,
+    `exec chroot ${root} /usr/bin/containerd --config /etc/containerd/config.toml`,
+  ].join('\n');
+  return startDaemon('unshare', ['--mount', '--propagation', 'private', '/bin/sh', '-c', script], {
+    env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
+  });
+}
+
+interface Node {
+  readonly root: string;
+  readonly socket: string;
+  daemon: Daemon;
+  cri: CriClient;
+  /** Every daemon's log so far, oldest first (restarts replace the daemon). */
+  logs: string[];
+}
+
+async function bootNode(node: Node): Promise<void> {
+  node.daemon = startNodeContainerd(node.root);
+  await waitFor('node containerd', async () => /msg="containerd successfully booted/.test(node.daemon.output()) && existsSync(node.socket) && (await run([tool('ctr'), '-a', node.socket, 'version'])).status === 0, 60_000, node.daemon);
+  node.cri = criClient(node.socket);
+}
+
+async function restartNode(node: Node): Promise<void> {
+  node.cri.close();
+  node.logs.push(node.daemon.output());
+  await node.daemon.stop();
+  await bootNode(node);
+}
+
+function makeHostRoot(name: string, config: string): Node {
+  const root = join(work, name);
+  place(tool('containerd'), join(root, 'usr/bin/containerd'));
+  place('/bin/sh', join(root, 'bin/sh'));
+  for (const l of libs) place(l, join(root, l));
+  for (const d of ['proc', 'dev', 'sys', 'tmp', 'run']) mkdirSync(join(root, d), { recursive: true });
+  mkdirSync(join(root, 'etc/containerd'), { recursive: true });
+  writeFileSync(join(root, 'etc/containerd/config.toml'), config);
+  const spec = spawnSync(tool('ctr'), ['oci', 'spec'], { encoding: 'utf8' });
+  writeFileSync(join(root, 'etc/containerd/cri-base.json'), spec.stdout);
+  return { root, socket: join(root, 'run/containerd/containerd.sock'), daemon: undefined as never, cri: undefined as never, logs: [] };
+}
+
+const readState = (node: Node): AgentState | undefined => {
+  try {
+    return JSON.parse(readFileSync(join(node.root, 'var/lib/pullguard/agent.json'), 'utf8')) as AgentState;
+  } catch {
+    return undefined;
+  }
+};
+
+/** The policy ConfigMap: a key release.pub, named by the policy at its host path /etc/pullguard/release.pub. */
+function policyVersion(host: string, open: 'allow' | 'deny'): Record<string, string> {
+  return {
+    'policy.yaml': [
+      'version: 1',
+      'default: deny',
+      'rules:',
+      '  - name: signed',
+      `    match: ${host}/signed-*`,
+      '    action: verify',
+      '    authorities:',
+      '      - name: release',
+      '        cosign: {keys: [/etc/pullguard/release.pub]}',
+      '  - name: open',
+      `    match: ${host}/open-*`,
+      `    action: ${open}`,
+      '',
+    ].join('\n'),
+    'release.pub': readFileSync(join(work, 'release.pub'), 'utf8'),
+  };
+}
+
+async function signedImage(repo: string): Promise<PushedImage> {
+  const i = pushTestImage(registry.host, repo, 'v1', `${repo}-${Math.random()}`);
+  await cosignOk(home, ['sign', '--key', join(work, 'release.key'), '--tlog-upload=false', '--use-signing-config=false',
+    '--allow-http-registry', '--allow-insecure-registry', '-y', `${i.ref.replace(/:[^:/]+$/, '')}@${i.digest}`]);
+  return i;
+}
+
+const V3_CONFIG = [
+  '# a version 3 node config',
+  'version = 3',
+  '[debug]',
+  '  level = "debug"',
+  '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]',
+  '  runtime_type = "io.containerd.runc.v2"',
+  '',
+].join('\n');
+// Kind's node config plus debug logging (decision records are logged at debug level).
+const V2_CONFIG = `${KIND_NODE_CONFIG}\n[debug]\n  level = "debug"\n`;
+
+describe.each([
+  ['Kind-style version 2', 'v2', V2_CONFIG],
+  ['version 3', 'v3', V3_CONFIG],
+])('the DaemonSet container on a node with a %s config', (_title, name, config) => {
+  let node: Node;
+  let cfg: string;
+  let secret: string;
+  let agentLog: string;
+  const ctrName = `pullguard-agent-${name}`;
+  let n = 0;
+  const fresh = (repo: string) => pushTestImage(registry.host, `${repo}-${name}-${++n}`, 'v1', `${repo}-${name}-${n}-${Math.random()}`);
+  const records = () => parseDecisionRecords([...node.logs, node.daemon.output()].join('\n'));
+  const verdict = async (image: PushedImage): Promise<string> => {
+    const err = await pullError(node.cri, image.ref);
+    const rec = await waitFor('decision record', () => records().some((r) => r.digest === image.digest), 3000).then(
+      () => records().find((r) => r.digest === image.digest),
+      () => undefined,
+    );
+    return `${err ? 'denied' : 'allowed'}${rec ? ` (pullguard: ${rec.verdict}${rec.rule ? ` by ${rec.rule}` : ''})` : ' (unverified)'}`;
+  };
+
+  beforeAll(async () => {
+    node = makeHostRoot(`host-${name}`, config);
+    await bootNode(node);
+    cfg = join(work, `configmap-${name}`);
+    secret = join(work, `secret-${name}`);
+    agentLog = join(work, `agent-${name}.log`);
+  });
+  afterAll(async () => {
+    await kubelet.ctr(['task', 'kill', '-s', 'SIGKILL', ctrName]);
+    await kubelet.ctr(['container', 'rm', ctrName]);
+    node?.cri?.close();
+    await node?.daemon?.stop();
+  });
+
+  it('before install: pulls are not verified', async () => {
+    expect(await verdict(fresh('other'))).toBe('allowed (unverified)');
+  });
+
+  it('the agent installs from the image, and after the restart every CRI pull is verified', async () => {
+    writeKubeletVolume(cfg, policyVersion(registry.host, 'allow'));
+    writeKubeletVolume(secret, { '.dockerconfigjson': JSON.stringify({ auths: { 'registry.example': { auth: 'dXNlcjpwYXNz' } } }) });
+    const t0 = performance.now();
+    const r = await kubelet.ctr([
+      'run', '-d', '--privileged', '--log-uri', `file://${agentLog}`,
+      '--mount', `type=bind,src=${node.root},dst=/host,options=rbind:rw`,
+      '--mount', `type=bind,src=${cfg},dst=/etc/pullguard-config,options=rbind:ro`,
+      '--mount', `type=bind,src=${secret},dst=/etc/pullguard-docker,options=rbind:ro`,
+      IMAGE, ctrName,
+      '/usr/bin/pullguard', 'node', 'agent', '--root', '/host', '--no-restart', '--uninstall-on-exit', 'always', '--resync', '2',
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    await waitFor('agent installed', () => readState(node)?.installed === true, 90_000).catch((e: Error) => {
+      throw new Error(`${e.message}\nagent log:\n${readFileSync(agentLog, 'utf8')}`);
+    });
+    timings.push(`${name}: ctr run -> installed ${Math.round(performance.now() - t0)} ms (policy, drop-in, executable; no restart)`);
+    const state = readState(node)!;
+    expect(state.ready).toBe(true);
+    expect(state.dockerConfig).toBe('placed');
+    // The policy path containerd's pullguard reads resolves through the one swapped symlink.
+    expect(realpathSync(join(node.root, 'etc/pullguard/policy.yaml'))).toBe(join(node.root, 'etc/pullguard/.versions', state.applied!.version, 'policy.yaml'));
+    const docker = join(node.root, 'etc/pullguard/docker/config.json');
+    expect(statSync(docker).mode & 0o777).toBe(0o600);
+    expect(readFileSync(docker, 'utf8')).toContain('registry.example');
+    expect(readdirSync(join(node.root, 'opt/containerd/image-verifier/bin'))).toEqual(['pullguard']);
+
+    await restartNode(node); // the installer's restart, left to us by --no-restart
+    expect(node.daemon.output()).not.toContain('Falling back to local image pull mode');
+    const signed = await signedImage(`signed-${name}-1`);
+    expect(await verdict(signed)).toBe('allowed (pullguard: allow by signed)');
+    expect(await verdict(fresh('signed-unsigned'))).toMatch(/^denied \(pullguard: deny by signed\)$/);
+    expect(await verdict(fresh('open'))).toBe('allowed (pullguard: allow by open)');
+    expect(await verdict(fresh('other'))).toBe('denied (pullguard: deny)');
+  });
+
+  it('a new valid policy version (a ..data swap) takes effect without a restart', async () => {
+    const before = readState(node)!.applied!.version;
+    writeKubeletVolume(cfg, policyVersion(registry.host, 'deny'));
+    await waitFor('new version applied', () => { const s = readState(node); return s?.applied?.version !== before && s?.ready === true; }, 30_000);
+    expect(await verdict(fresh('open'))).toBe('denied (pullguard: deny by open)');
+    expect(await verdict(await signedImage(`signed-${name}-2`))).toBe('allowed (pullguard: allow by signed)');
+  });
+
+  it('a broken version is refused (log, state, readiness) and the last good policy keeps working', async () => {
+    const good = readState(node)!.applied!.version;
+    // Names a key the ConfigMap does not hold: valid YAML, invalid policy.
+    const broken = policyVersion(registry.host, 'allow');
+    broken['policy.yaml'] = broken['policy.yaml']!.replace('/etc/pullguard/release.pub', '/etc/pullguard/rotated.pub');
+    writeKubeletVolume(cfg, broken);
+    await waitFor('refusal', () => readState(node)?.refused !== undefined, 30_000);
+    const s = readState(node)!;
+    expect(s.ready).toBe(false);
+    expect(s.applied!.version).toBe(good);
+    expect(s.refused!.reason).toContain('/etc/pullguard/rotated.pub');
+    expect(readFileSync(agentLog, 'utf8')).toMatch(new RegExp(`REFUSED policy version ${s.refused!.version}: .*rotated\\.pub.*keeping version ${good}`));
+    expect(realpathSync(join(node.root, 'etc/pullguard/policy.yaml'))).toContain(`/.versions/${good}/`);
+    // Still the last good policy: open-* denied, signed allowed (had the broken one been applied, both would differ).
+    expect(await verdict(fresh('open'))).toBe('denied (pullguard: deny by open)');
+    expect(await verdict(await signedImage(`signed-${name}-3`))).toBe('allowed (pullguard: allow by signed)');
+    // Syntax errors too.
+    writeKubeletVolume(cfg, { ...policyVersion(registry.host, 'allow'), 'policy.yaml': 'version: 1\nrules: [\n' });
+    await waitFor('second refusal', () => readState(node)?.refused?.version !== s.refused!.version, 30_000);
+    expect(readState(node)!.applied!.version).toBe(good);
+  });
+
+  it('SIGTERM uninstalls: executable first, config.toml back byte for byte, pulls unverified after the restart', async () => {
+    const t0 = performance.now();
+    expect((await kubelet.ctr(['task', 'kill', '-s', 'SIGTERM', ctrName])).status).toBe(0);
+    await waitFor('agent exit', async () => !(await kubelet.ctr(['task', 'ls'])).stdout.includes(`${ctrName} `) || /STOPPED/.test((await kubelet.ctr(['task', 'ls'])).stdout), 90_000);
+    timings.push(`${name}: SIGTERM -> uninstalled ${Math.round(performance.now() - t0)} ms (no restart)`);
+    const log = readFileSync(agentLog, 'utf8');
+    expect(log).toContain('uninstalled');
+    expect(readFileSync(join(node.root, 'etc/containerd/config.toml'), 'utf8')).toBe(config);
+    expect(existsSync(join(node.root, 'opt/containerd/image-verifier/bin/pullguard'))).toBe(false);
+    expect(existsSync(join(node.root, 'etc/pullguard/policy.yaml'))).toBe(false);
+    expect(existsSync(join(node.root, 'etc/pullguard/docker/config.json'))).toBe(false);
+    expect(readState(node)).toMatchObject({ phase: 'uninstalled', installed: false });
+    await restartNode(node);
+    expect(await verdict(fresh('other'))).toBe('allowed (unverified)');
+  });
+});
