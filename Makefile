@@ -30,10 +30,10 @@ tools:
 unit: deps
 	$(NODE) node_modules/vitest/vitest.mjs run --project unit
 
-e2e: build tools
+e2e: build tools dist/pullguard-image.tar
 	$(NODE) node_modules/vitest/vitest.mjs run --project e2e
 
-test: build typecheck tools
+test: build typecheck tools dist/pullguard-image.tar
 	$(NODE) node_modules/vitest/vitest.mjs run --reporter=default --reporter=json --outputFile.json=dist/test-results.json
 	@$(NODE) -e 'const r=require("./dist/test-results.json"); console.log(`$${r.numPassedTests} passed, $${r.numFailedTests} failed, $${r.numPendingTests} skipped`)'
 
@@ -50,6 +50,10 @@ image: build
 	$(NODE) scripts/build-image.mjs --arch amd64=dist/pullguard --arch arm64=dist/arm64/pullguard
 
 image-amd64: build
+	$(NODE) scripts/build-image.mjs --arch amd64=dist/pullguard
+
+# What the e2e tests import (test/e2e/daemonset.test.ts); `make image` also writes it (both architectures).
+dist/pullguard-image.tar: dist/pullguard scripts/build-image.mjs scripts/fetch-image-runtime.sh
 	$(NODE) scripts/build-image.mjs --arch amd64=dist/pullguard
 
 # Needs Docker, kind and kubectl (not available on the development machines; CI: .github/workflows/kind-e2e.yaml).

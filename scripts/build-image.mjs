@@ -80,7 +80,8 @@ function layer(dir) {
       ...entries],
     { maxBuffer: 1024 * 1024 * 1024 },
   );
-  const gz = gzipSync(tar, { level: 9 });
+  // Level 6: level 9 takes 4x as long (23 s vs 5.6 s for the executable) for 0.4 % less.
+  const gz = gzipSync(tar, { level: 6 });
   return { desc: blob('application/vnd.oci.image.layer.v1.tar+gzip', gz), diffId: `sha256:${sha256(tar)}`, raw: tar.length };
 }
 

@@ -78,37 +78,41 @@ export function parseAgentArgs(args: readonly string[], env: NodeJS.ProcessEnv):
 }
 
 /** This executable, as a command line: the SEA binary itself, or node + the bundle in tests. */
-async function selfCommand(): Promise<string[]> {
-  const sea = await import('node:sea').catch(() => undefined);
-  return sea?.isSea() ? [process.execPath] : [process.execPath, process.argv[1]!];
+function selfCommand(): string[] {
+  let sea = false;
+  try {
+    sea = process.getBuiltinModule('node:sea')?.isSea() ?? false;
+  } catch {
+    /* not a single executable */
+  }
+  return sea ? [process.execPath] : [process.execPath, process.argv[1]!];
 }
 
-async function runSelf(args: readonly string[], log: Out, timeoutMs = 300_000): Promise<{ code: number; output: string }> {
-  // node:child_process cannot be in the startup snapshot (src/main.ts): loaded on first use.
-  const { spawn } = await import('node:child_process');
-  return selfCommand().then(
-    ([cmd, ...pre]) =>
-      new Promise((resolve) => {
-        const child = spawn(cmd!, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let output = '';
-        const onData = (b: Buffer) => {
-          const text = b.toString('utf8');
-          output = (output + text).slice(-16_384);
-          for (const line of text.split('\n')) if (line.trim() !== '') log(`  ${args.slice(0, 2).join(' ')}: ${line}`);
-        };
-        child.stdout.on('data', onData);
-        child.stderr.on('data', onData);
-        const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-        child.on('error', (e) => {
-          clearTimeout(timer);
-          resolve({ code: 127, output: e.message });
-        });
-        child.on('close', (code, signal) => {
-          clearTimeout(timer);
-          resolve({ code: code ?? (signal ? 128 : 1), output: output.trim() });
-        });
-      }),
-  );
+function runSelf(args: readonly string[], log: Out, timeoutMs = 300_000): Promise<{ code: number; output: string }> {
+  // node:child_process cannot be in the startup snapshot (src/main.ts): loaded on first use, and with
+  // getBuiltinModule, because a snapshotted executable has no dynamic import().
+  const { spawn } = process.getBuiltinModule('node:child_process');
+  const [cmd, ...pre] = selfCommand();
+  return new Promise((resolve) => {
+    const child = spawn(cmd!, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const onData = (b: Buffer) => {
+      const text = b.toString('utf8');
+      output = (output + text).slice(-16_384);
+      for (const line of text.split('\n')) if (line.trim() !== '') log(`  ${line}`);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      resolve({ code: 127, output: e.message });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? (signal ? 128 : 1), output: output.trim() });
+    });
+    });
 }
 
 const now = () => new Date().toISOString();
@@ -242,7 +246,7 @@ export class NodeAgent {
   }
 
   private async listen(port: number): Promise<void> {
-    const { createServer } = await import('node:http');
+    const { createServer } = process.getBuiltinModule('node:http');
     this.server = createServer((req, res) => {
       const ready = this.state.ready;
       const body = formatAgentState(this.state).join('\n');

@@ -43,7 +43,8 @@ export async function daemonSetFate(t: KubeTarget, env: NodeJS.ProcessEnv, timeo
   } catch (e) {
     return { fate: 'unknown', detail: `no service account credentials: ${(e as NodeJS.ErrnoException).code ?? String(e)}` };
   }
-  const { request } = await import('node:https');
+  // getBuiltinModule: node:https is not in the startup snapshot, and a snapshotted executable has no import().
+  const { request } = process.getBuiltinModule('node:https');
   const path = `/apis/apps/v1/namespaces/${encodeURIComponent(t.namespace)}/daemonsets/${encodeURIComponent(t.daemonSet)}`;
   return new Promise((resolve) => {
     const req = request(
