@@ -57,7 +57,7 @@ dist/pullguard-image.tar: dist/pullguard scripts/build-image.mjs scripts/fetch-i
 	$(NODE) scripts/build-image.mjs --arch amd64=dist/pullguard
 
 # Needs Docker, kind and kubectl (not available on the development machines; CI: .github/workflows/kind-e2e.yaml).
-kind-e2e: image
+kind-e2e: dist/pullguard-image.tar
 	kind/e2e.sh
 
 clean:

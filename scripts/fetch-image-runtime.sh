@@ -18,7 +18,7 @@ case "$arch" in amd64|arm64) ;; *) echo "fetch-image-runtime: unsupported archit
 # NAME=VERSION: the image's runtime closure. nsenter (util-linux) links libselinux and libpcre2; chroot
 # (coreutils) only libc. The installer runs host binaries with them (src/node/host.ts);
 # gcc-14-base carries the copyright file of libgcc-s1 and libstdc++6.
-PACKAGES=(libc6=2.41-12+deb13u5 libgcc-s1=14.2.0-19 libstdc++6=14.2.0-19 gcc-14-base=14.2.0-19 util-linux=2.41.5-0+deb13u1
+PACKAGES=(libc6=2.41-12+deb13u5 libgcc-s1=14.2.0-19 "libstdc++6=14.2.0-19" gcc-14-base=14.2.0-19 util-linux=2.41.5-0+deb13u1
   libselinux1=3.8.1-1 libpcre2-8-0=10.46-1~deb13u3 coreutils=9.7-3)
 STAMP="v1:$arch:${PACKAGES[*]}"
 
