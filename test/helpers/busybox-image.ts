@@ -4,7 +4,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import type { PushedImage } from './oci.js';
+import { pushLayout, type PushedImage } from './oci.js';
 import { tool } from './tools.js';
 
 const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -47,14 +47,8 @@ export function pushBusyboxImage(host: string, repo: string, tag: string, entryp
       layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
     })));
     const top = { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest };
-    writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    writeFileSync(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
     const ref = `${host}/${repo}:${tag}`;
-    execFileSync(tool('oras'), ['cp', '--from-oci-layout', `${layout}:${tag}`, ref, '--to-plain-http'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, HOME: dir },
-      timeout: 60_000,
-    });
+    pushLayout(layout, top, tag, ref);
     return { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
   } finally {
     rmSync(dir, { recursive: true, force: true });

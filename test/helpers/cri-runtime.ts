@@ -1,7 +1,7 @@
-import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, type Client } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { join } from 'node:path';
-import { CriError } from './cri.js';
+import { unaryCaller } from './cri.js';
 import { ROOT } from './tools.js';
 
 /**
@@ -44,7 +44,6 @@ export interface CriRuntime {
   close(): void;
 }
 
-type Unary = (req: unknown, opts: { deadline: number }, cb: (err: ServiceError | null, res: unknown) => void) => void;
 let RuntimeService: (new (target: string, creds: ReturnType<typeof credentials.createInsecure>) => Client) | undefined;
 
 export function criRuntime(socket: string): CriRuntime {
@@ -56,14 +55,8 @@ export function criRuntime(socket: string): CriRuntime {
     RuntimeService = pkg.runtime.v1.RuntimeService;
   }
   const client = new RuntimeService!(`unix://${socket}`, credentials.createInsecure());
-  const call = <T>(method: string, req: unknown, timeoutMs = 60_000): Promise<T> =>
-    new Promise((resolve, reject) => {
-      const fn = (client as unknown as Record<string, Unary>)[method]!.bind(client);
-      fn(req, { deadline: Date.now() + timeoutMs }, (err, res) => {
-        if (err) reject(new CriError(method, err.code, err.details ?? err.message));
-        else resolve(res as T);
-      });
-    });
+  const unary = unaryCaller(client);
+  const call = <T>(method: string, req: unknown, timeoutMs = 60_000): Promise<T> => unary<T>(method, req, timeoutMs);
   return {
     async runPodSandbox(config, timeoutMs = 90_000) {
       return (await call<{ podSandboxId: string }>('RunPodSandbox', { config }, timeoutMs)).podSandboxId;
