@@ -18,6 +18,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentState } from '../../src/node/agent-state.js';
 import { KIND_NODE_CONFIG, parseDecisionRecords, startContainerd, type Containerd } from '../helpers/containerd.js';
+import { bcrypt } from '../helpers/bcrypt.js';
 import { cosignOk } from '../helpers/cosign.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { writeKubeletVolume } from '../helpers/kubelet-volume.js';
@@ -30,6 +31,9 @@ const IMAGE_TAR = join(ROOT, 'dist', 'pullguard-image.tar');
 const IMAGE = `localhost/pullguard:${(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version}`;
 
 let registry: Registry;
+/** A registry with htpasswd auth: its signatures are reachable only with the dockerconfigjson Secret. */
+let privateRegistry: Registry;
+let privateImage: PushedImage;
 let kubelet: Containerd;
 let work: string;
 let home: string;
@@ -60,6 +64,19 @@ beforeAll(async () => {
   home = join(work, 'home');
   registry = await startRegistry();
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'release')]);
+  writeFileSync(join(work, 'htpasswd'), `pg:${bcrypt('s3cret')}\n`);
+  privateRegistry = await startRegistry({ htpasswd: join(work, 'htpasswd') });
+  const docker = join(work, 'docker');
+  mkdirSync(docker);
+  writeFileSync(join(docker, 'config.json'), dockerConfigJson('s3cret'));
+  process.env.DOCKER_CONFIG = docker; // oras, for the push
+  try {
+    privateImage = pushTestImage(privateRegistry.host, 'private', 'v1', `private-${Math.random()}`);
+  } finally {
+    delete process.env.DOCKER_CONFIG;
+  }
+  await cosignOk(home, ['sign', '--key', join(work, 'release.key'), '--tlog-upload=false', '--use-signing-config=false',
+    '--allow-http-registry', '--allow-insecure-registry', '-y', `${privateRegistry.host}/private@${privateImage.digest}`], { DOCKER_CONFIG: docker });
   // What the chroot'ed host binaries need (containerd, the installed pullguard, the installer's sh).
   const ldd = spawnSync('ldd', [tool('containerd'), pullguardBinary(), '/bin/sh'], { encoding: 'utf8' });
   libs = [...new Set(ldd.stdout.match(/\/\S+\.so[.\d]*/g) ?? [])].filter((l) => !l.endsWith(':'));
@@ -73,6 +90,7 @@ afterAll(async () => {
   if (timings.length) console.log(`daemonset e2e timings:\n  ${timings.join('\n  ')}`);
   await kubelet?.stop();
   await registry?.stop();
+  await privateRegistry?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -128,6 +146,9 @@ function makeHostRoot(name: string, config: string): Node {
   return { root, socket: join(root, 'run/containerd/containerd.sock'), daemon: undefined as never, cri: undefined as never, logs: [] };
 }
 
+const dockerConfigJson = (password: string) =>
+  JSON.stringify({ auths: { [privateRegistry.host]: { auth: Buffer.from(`pg:${password}`).toString('base64') } } });
+
 const readState = (node: Node): AgentState | undefined => {
   try {
     return JSON.parse(readFileSync(join(node.root, 'var/lib/pullguard/agent.json'), 'utf8')) as AgentState;
@@ -152,6 +173,12 @@ function policyVersion(host: string, open: 'allow' | 'deny'): Record<string, str
       '  - name: open',
       `    match: ${host}/open-*`,
       `    action: ${open}`,
+      '  - name: private',
+      `    match: ${privateRegistry.host}/**`,
+      '    action: verify',
+      '    authorities:',
+      '      - name: release',
+      '        cosign: {keys: [/etc/pullguard/release.pub]}',
       '',
     ].join('\n'),
     'release.pub': readFileSync(join(work, 'release.pub'), 'utf8'),
@@ -218,7 +245,7 @@ describe.each([
 
   it('the agent installs from the image, and after the restart every CRI pull is verified', async () => {
     writeKubeletVolume(cfg, policyVersion(registry.host, 'allow'));
-    writeKubeletVolume(secret, { '.dockerconfigjson': JSON.stringify({ auths: { 'registry.example': { auth: 'dXNlcjpwYXNz' } } }) });
+    writeKubeletVolume(secret, { '.dockerconfigjson': dockerConfigJson('s3cret') });
     const t0 = performance.now();
     const r = await kubelet.ctr([
       'run', '-d', '--privileged', '--log-uri', `file://${agentLog}`,
@@ -240,7 +267,7 @@ describe.each([
     expect(realpathSync(join(node.root, 'etc/pullguard/policy.yaml'))).toBe(join(node.root, 'etc/pullguard/.versions', state.applied!.version, 'policy.yaml'));
     const docker = join(node.root, 'etc/pullguard/docker/config.json');
     expect(statSync(docker).mode & 0o777).toBe(0o600);
-    expect(readFileSync(docker, 'utf8')).toContain('registry.example');
+    expect(readFileSync(docker, 'utf8')).toBe(dockerConfigJson('s3cret'));
     expect(readdirSync(join(node.root, 'opt/containerd/image-verifier/bin'))).toEqual(['pullguard']);
 
     await restartNode(node); // the installer's restart, left to us by --no-restart
@@ -250,6 +277,25 @@ describe.each([
     expect(await verdict(fresh('signed-unsigned'))).toMatch(/^denied \(pullguard: deny by signed\)$/);
     expect(await verdict(fresh('open'))).toBe('allowed (pullguard: allow by open)');
     expect(await verdict(fresh('other'))).toBe('denied (pullguard: deny)');
+  });
+
+  it('a private registry: pullguard reads its signatures with the dockerconfigjson Secret the agent placed', async () => {
+    // containerd pulls with its own credentials (ctr --user, like kubelet's pull secret); pullguard gets
+    // none from containerd and must use /etc/pullguard/docker/config.json.
+    const pull = () => run([tool('ctr'), '-a', node.socket, '-n', 'k8s.io', 'image', 'pull', '--plain-http', '--user', 'pg:s3cret', privateImage.ref]);
+    const r = await pull();
+    expect(r.status, r.stderr).toBe(0);
+    const rec = await waitFor('record', () => records().some((x) => x.digest === privateImage.digest), 5000).then(() => records().find((x) => x.digest === privateImage.digest)!);
+    expect(rec).toMatchObject({ verdict: 'allow', rule: 'private' });
+    // The control: a Secret with a wrong password (kubelet swaps it in) and the same pull is denied.
+    writeKubeletVolume(secret, { '.dockerconfigjson': dockerConfigJson('Wr0ngPassw0rd') });
+    await waitFor('new docker config', () => readFileSync(join(node.root, 'etc/pullguard/docker/config.json'), 'utf8') === dockerConfigJson('Wr0ngPassw0rd'), 30_000);
+    await run([tool('ctr'), '-a', node.socket, '-n', 'k8s.io', 'image', 'rm', privateImage.ref]);
+    const denied = await pull();
+    expect(denied.status).not.toBe(0);
+    expect(denied.stderr).toMatch(/pullguard rejected image.*401/);
+    expect(denied.stderr).not.toContain('Wr0ngPassw0rd');
+    writeKubeletVolume(secret, { '.dockerconfigjson': dockerConfigJson('s3cret') });
   });
 
   it('a new valid policy version (a ..data swap) takes effect without a restart', async () => {
