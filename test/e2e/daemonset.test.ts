@@ -157,6 +157,13 @@ const readState = (node: Node): AgentState | undefined => {
   }
 };
 
+/** The agent's HTTP health endpoint (the port it picked is in its state file): the status code. */
+async function probe(node: Node, path: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${readState(node)!.healthPort}${path}`);
+  await res.text();
+  return res.status;
+}
+
 /** The policy ConfigMap: a key release.pub, named by the policy at its host path /etc/pullguard/release.pub. */
 function policyVersion(host: string, open: 'allow' | 'deny'): Record<string, string> {
   return {
@@ -248,12 +255,14 @@ describe.each([
     writeKubeletVolume(secret, { '.dockerconfigjson': dockerConfigJson('s3cret') });
     const t0 = performance.now();
     const r = await kubelet.ctr([
-      'run', '-d', '--privileged', '--log-uri', `file://${agentLog}`,
+      // Host network only so that the test can reach the readiness endpoint (the DaemonSet's probe).
+      'run', '-d', '--privileged', '--net-host', '--log-uri', `file://${agentLog}`,
       '--mount', `type=bind,src=${node.root},dst=/host,options=rbind:rw`,
       '--mount', `type=bind,src=${cfg},dst=/etc/pullguard-config,options=rbind:ro`,
       '--mount', `type=bind,src=${secret},dst=/etc/pullguard-docker,options=rbind:ro`,
       IMAGE, ctrName,
       '/usr/bin/pullguard', 'node', 'agent', '--root', '/host', '--no-restart', '--uninstall-on-exit', 'always', '--resync', '2',
+      '--health-port', '0', '--health-address', '127.0.0.1',
     ]);
     expect(r.status, r.stderr).toBe(0);
     await waitFor('agent installed', () => readState(node)?.installed === true, 90_000).catch((e: Error) => {
@@ -262,6 +271,8 @@ describe.each([
     timings.push(`${name}: ctr run -> installed ${Math.round(performance.now() - t0)} ms (policy, drop-in, executable; no restart)`);
     const state = readState(node)!;
     expect(state.ready).toBe(true);
+    expect(await probe(node, '/readyz')).toBe(200);
+    expect(await probe(node, '/healthz')).toBe(200);
     expect(state.dockerConfig).toBe('placed');
     // The policy path containerd's pullguard reads resolves through the one swapped symlink.
     expect(realpathSync(join(node.root, 'etc/pullguard/policy.yaml'))).toBe(join(node.root, 'etc/pullguard/.versions', state.applied!.version, 'policy.yaml'));
@@ -315,12 +326,18 @@ describe.each([
     await waitFor('refusal', () => readState(node)?.refused !== undefined, 30_000);
     const s = readState(node)!;
     expect(s.ready).toBe(false);
+    expect(await probe(node, '/readyz')).toBe(503);
+    expect(await probe(node, '/healthz')).toBe(200);
     expect(s.applied!.version).toBe(good);
     expect(s.refused!.reason).toContain('/etc/pullguard/rotated.pub');
     // The pod log (ctr writes it asynchronously, like kubelet's log files).
     const refusedLine = new RegExp(`REFUSED policy version ${s.refused!.version}: .*rotated\\.pub.*keeping version ${good}`);
     await waitFor('refusal in the pod log', () => refusedLine.test(readFileSync(agentLog, 'utf8')), 10_000);
     expect(realpathSync(join(node.root, 'etc/pullguard/policy.yaml'))).toContain(`/.versions/${good}/`);
+    // `pullguard node status`, run in the agent's container as an operator would (kubectl exec).
+    const status = await kubelet.ctr(['task', 'exec', '--exec-id', `status-${name}`, ctrName, '/usr/bin/pullguard', 'node', 'status', '--root', '/host']);
+    expect(status.stdout).toContain(`REFUSED policy version ${s.refused!.version}`);
+    expect(status.stdout).toContain(`policy version ${good} applied`);
     // Still the last good policy: open-* denied, signed allowed (had the broken one been applied, both would differ).
     expect(await verdict(fresh('open'))).toBe('denied (pullguard: deny by open)');
     expect(await verdict(await signedImage(`signed-${name}-3`))).toBe('allowed (pullguard: allow by signed)');
