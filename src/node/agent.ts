@@ -161,7 +161,7 @@ export class NodeAgent {
     this.log(`pullguard node agent: root ${this.o.root}, policy ConfigMap ${this.o.configDir}, staging at ${this.o.stageDir}`);
     if (this.o.healthPort !== undefined) await this.listen(this.o.healthPort);
     this.update({ phase: 'running' });
-    await this.reconcile();
+    await this.schedule();
     // kubelet replaces `..data` by rename in the mount's top directory: a directory watch sees it.
     for (const dir of [this.o.configDir, this.o.dockerConfigDir]) {
       if (!dir) continue;
@@ -184,7 +184,7 @@ export class NodeAgent {
     this.running = this.running.then(async () => {
       this.pending = false;
       if (!this.stopping) await this.reconcile();
-    });
+    }).catch((e: unknown) => this.log(`reconcile failed: ${asPullguardError(e).message}; retrying at the next resync`));
     return this.running;
   }
 
@@ -204,7 +204,13 @@ export class NodeAgent {
           this.update({ refused: { version: version.id, at: now(), reason } });
           return this.afterPolicy();
         }
-        applyVersionToHost(this.o.root, version);
+        try {
+          applyVersionToHost(this.o.root, version);
+        } catch (e) {
+          // The host's /etc/pullguard could not be written (disk full, read-only): the old version stays.
+          this.log(`cannot write policy version ${version.id} to the host: ${asPullguardError(e).message}`);
+          return this.afterPolicy();
+        }
         this.seen = version.id;
         this.log(`applied policy version ${version.id} (${version.files.size} file(s)) to ${this.o.root}/etc/pullguard`);
         this.update({ applied: { version: version.id, at: now() }, refused: undefined });
