@@ -43,6 +43,10 @@ describe('validateVersion', () => {
     const broken = { id: 'z', files: new Map([['policy.yaml', Buffer.from('version: 1\nrules: [')]]) };
     expect(() => validateVersion(broken, stage)).toThrow(/policy/);
     expect(() => validateVersion({ id: 'w', files: new Map() }, stage)).toThrow(/no policy\.yaml key/);
+    for (const reserved of ['current', 'docker/config.json', '.versions/x']) {
+      const files = new Map([...good.files, [reserved, Buffer.from('x')]]);
+      expect(() => validateVersion({ id: 'r', files }, stage), reserved).toThrow(/reserved in \/etc\/pullguard/);
+    }
   });
 });
 

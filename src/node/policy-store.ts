@@ -21,6 +21,8 @@ import { PullguardError } from '../common/errors.js';
 import { loadPolicy } from '../policy/load.js';
 
 export const POLICY_FILE = 'policy.yaml';
+const RESERVED = new Set(['current', 'docker']);
+const topLevel = (files: ReadonlyMap<string, Buffer>) => [...new Set([...files.keys()].map((p) => p.split('/')[0]!))];
 const MAX_FILES = 256;
 const MAX_TOTAL_BYTES = 8 * 1024 * 1024;
 
@@ -94,13 +96,19 @@ export function validateVersion(version: PolicyVersion, stageDir: string): void 
   if (!version.files.has(POLICY_FILE)) {
     throw new PullguardError('POLICY_MISSING', `the policy ConfigMap has no ${POLICY_FILE} key`);
   }
+  // The host layout's own names: a key called `current` would break the swap, `docker` would shadow
+  // the docker config Secret's directory.
+  for (const top of topLevel(version.files)) {
+    if (RESERVED.has(top) || top.startsWith('.')) {
+      throw new PullguardError('POLICY_INVALID', `the policy ConfigMap must not have a key or path named ${JSON.stringify(top)} (reserved in /etc/pullguard)`);
+    }
+  }
   for (const name of existsSync(stageDir) ? readdirSync(stageDir) : []) rmSync(join(stageDir, name), { recursive: true, force: true });
   writeTree(stageDir, version.files);
   loadPolicy(join(stageDir, POLICY_FILE));
 }
 
 const pullguardDir = (root: string) => join(root, 'etc', 'pullguard');
-const topLevel = (files: ReadonlyMap<string, Buffer>) => [...new Set([...files.keys()].map((p) => p.split('/')[0]!))];
 
 /** rename(2) a fresh symlink over `path`: readers see the old link or the new one, nothing between. */
 function atomicSymlink(target: string, path: string): void {
