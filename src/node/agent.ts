@@ -13,7 +13,8 @@
  *    the policy files) only when the DaemonSet itself is being deleted (kube.ts), or always/never
  *    with --uninstall-on-exit.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { realpathSync, watch, type FSWatcher } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { PullguardError, asPullguardError } from '../common/errors.js';
 import { formatAgentState, readAgentState, writeAgentState, type AgentState } from './agent-state.js';
 import { daemonSetFate, serviceAccountNamespace } from './kube.js';
@@ -158,6 +159,18 @@ export class NodeAgent {
   }
 
   async start(): Promise<void> {
+    // Validation clears the staging directory: it must never be the host's live /etc/pullguard (an agent
+    // run by hand on a node with --root /).
+    const real = (p: string) => {
+      try {
+        return realpathSync(p);
+      } catch {
+        return resolve(p);
+      }
+    };
+    if (real(this.o.stageDir) === real(join(this.o.root, 'etc', 'pullguard'))) {
+      throw new PullguardError('CONTRACT_ARGS', `--stage ${this.o.stageDir} is the host's /etc/pullguard; the agent runs in its own container (deploy/)`);
+    }
     this.log(`pullguard node agent: root ${this.o.root}, policy ConfigMap ${this.o.configDir}, staging at ${this.o.stageDir}`);
     if (this.o.healthPort !== undefined) await this.listen(this.o.healthPort);
     this.update({ phase: 'running' });
