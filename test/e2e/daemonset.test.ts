@@ -281,7 +281,9 @@ describe.each([
     expect(readFileSync(docker, 'utf8')).toBe(dockerConfigJson('s3cret'));
     expect(readdirSync(join(node.root, 'opt/containerd/image-verifier/bin'))).toEqual(['pullguard']);
 
+    const r0 = performance.now();
     await restartNode(node); // the installer's restart, left to us by --no-restart
+    timings.push(`${name}: node containerd restart until the CRI answers ${Math.round(performance.now() - r0)} ms`);
     expect(node.daemon.output()).not.toContain('Falling back to local image pull mode');
     const signed = await signedImage(`signed-${name}-1`);
     expect(await verdict(signed)).toBe('allowed (pullguard: allow by signed)');
