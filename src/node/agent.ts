@@ -19,7 +19,12 @@ import { PullguardError, asPullguardError } from '../common/errors.js';
 import { formatAgentState, readAgentState, writeAgentState, type AgentState } from './agent-state.js';
 import { daemonSetFate, serviceAccountNamespace } from './kube.js';
 import {
-  applyVersionToHost, currentHostVersion, readMountedVersion, removeFromHost, syncDockerConfig, validateVersion,
+  applyVersionToHost,
+  currentHostVersion,
+  readMountedVersion,
+  removeFromHost,
+  syncDockerConfig,
+  validateVersion,
 } from './policy-store.js';
 
 type Out = (line: string) => void;
@@ -58,9 +63,11 @@ export function parseAgentArgs(args: readonly string[], env: NodeJS.ProcessEnv):
     } else throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}\n${AGENT_USAGE}`);
   }
   const mode = (o['uninstall-on-exit'] as string | undefined) ?? 'auto';
-  if (mode !== 'auto' && mode !== 'always' && mode !== 'never') throw new PullguardError('CONTRACT_ARGS', `--uninstall-on-exit ${mode}: auto, always or never`);
+  if (mode !== 'auto' && mode !== 'always' && mode !== 'never')
+    throw new PullguardError('CONTRACT_ARGS', `--uninstall-on-exit ${mode}: auto, always or never`);
   const port = o['health-port'] === undefined ? undefined : Number(o['health-port']);
-  if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) throw new PullguardError('CONTRACT_ARGS', `--health-port ${String(o['health-port'])}`);
+  if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536))
+    throw new PullguardError('CONTRACT_ARGS', `--health-port ${String(o['health-port'])}`);
   const resync = Number(o.resync ?? 30);
   if (!(resync > 0)) throw new PullguardError('CONTRACT_ARGS', `--resync ${String(o.resync)}: seconds, more than 0`);
   return {
@@ -113,11 +120,15 @@ function runSelf(args: readonly string[], log: Out, timeoutMs = 300_000): Promis
       clearTimeout(timer);
       resolve({ code: code ?? (signal ? 128 : 1), output: output.trim() });
     });
-    });
+  });
 }
 
 const now = () => new Date().toISOString();
-const oneLine = (s: string) => s.split('\n').filter((l) => l.trim() !== '').slice(-1)[0] ?? s;
+const oneLine = (s: string) =>
+  s
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .slice(-1)[0] ?? s;
 
 export class NodeAgent {
   private state: AgentState;
@@ -139,7 +150,9 @@ export class NodeAgent {
     const current = currentHostVersion(o.root);
     this.state = {
       updatedAt: now(),
-      ...(current ? { applied: { version: current, at: prev?.applied?.version === current ? prev.applied.at : now() } } : {}),
+      ...(current
+        ? { applied: { version: current, at: prev?.applied?.version === current ? prev.applied.at : now() } }
+        : {}),
       installed: false,
       dockerConfig: 'absent',
       ready: false,
@@ -169,9 +182,14 @@ export class NodeAgent {
       }
     };
     if (real(this.o.stageDir) === real(join(this.o.root, 'etc', 'pullguard'))) {
-      throw new PullguardError('CONTRACT_ARGS', `--stage ${this.o.stageDir} is the host's /etc/pullguard; the agent runs in its own container (deploy/)`);
+      throw new PullguardError(
+        'CONTRACT_ARGS',
+        `--stage ${this.o.stageDir} is the host's /etc/pullguard; the agent runs in its own container (deploy/)`,
+      );
     }
-    this.log(`pullguard node agent: root ${this.o.root}, policy ConfigMap ${this.o.configDir}, staging at ${this.o.stageDir}`);
+    this.log(
+      `pullguard node agent: root ${this.o.root}, policy ConfigMap ${this.o.configDir}, staging at ${this.o.stageDir}`,
+    );
     if (this.o.healthPort !== undefined) await this.listen(this.o.healthPort);
     this.update({ phase: 'running' });
     await this.schedule();
@@ -194,10 +212,12 @@ export class NodeAgent {
     if (this.stopping) return this.running;
     if (this.pending) return this.running;
     this.pending = true;
-    this.running = this.running.then(async () => {
-      this.pending = false;
-      if (!this.stopping) await this.reconcile();
-    }).catch((e: unknown) => this.log(`reconcile failed: ${asPullguardError(e).message}; retrying at the next resync`));
+    this.running = this.running
+      .then(async () => {
+        this.pending = false;
+        if (!this.stopping) await this.reconcile();
+      })
+      .catch((e: unknown) => this.log(`reconcile failed: ${asPullguardError(e).message}; retrying at the next resync`));
     return this.running;
   }
 
@@ -205,7 +225,8 @@ export class NodeAgent {
     // 1. the policy
     try {
       const version = readMountedVersion(this.o.configDir);
-      if (!version) throw new PullguardError('POLICY_MISSING', `the policy ConfigMap is not mounted at ${this.o.configDir}`);
+      if (!version)
+        throw new PullguardError('POLICY_MISSING', `the policy ConfigMap is not mounted at ${this.o.configDir}`);
       if (version.id !== this.seen) {
         try {
           validateVersion(version, this.o.stageDir);
@@ -225,7 +246,9 @@ export class NodeAgent {
           return this.afterPolicy();
         }
         this.seen = version.id;
-        this.log(`applied policy version ${version.id} (${version.files.size} file(s)) to ${this.o.root}/etc/pullguard`);
+        this.log(
+          `applied policy version ${version.id} (${version.files.size} file(s)) to ${this.o.root}/etc/pullguard`,
+        );
         this.update({ applied: { version: version.id, at: now() }, refused: undefined });
       }
     } catch (e) {
@@ -242,7 +265,11 @@ export class NodeAgent {
       try {
         const placed = syncDockerConfig(this.o.root, readMountedVersion(this.o.dockerConfigDir));
         if ((placed ? 'placed' : 'absent') !== this.state.dockerConfig) {
-          this.log(placed ? 'placed the docker config Secret as /etc/pullguard/docker/config.json (0600)' : 'no docker config Secret mounted');
+          this.log(
+            placed
+              ? 'placed the docker config Secret as /etc/pullguard/docker/config.json (0600)'
+              : 'no docker config Secret mounted',
+          );
         }
         this.update({ dockerConfig: placed ? 'placed' : 'absent', dockerConfigError: undefined });
       } catch (e) {
@@ -253,7 +280,10 @@ export class NodeAgent {
     }
     // 3. the install, once a validated policy is on the host (the installer puts the executable last)
     if (!this.state.installed && this.state.applied) {
-      const r = await runSelf(['node', 'install', '--root', this.o.root, ...(this.o.noRestart ? ['--no-restart'] : [])], this.log);
+      const r = await runSelf(
+        ['node', 'install', '--root', this.o.root, ...(this.o.noRestart ? ['--no-restart'] : [])],
+        this.log,
+      );
       if (r.code === 0) {
         this.log('installed');
         this.update({ installed: true, installError: undefined });
@@ -270,7 +300,8 @@ export class NodeAgent {
       const ready = this.state.ready;
       const body = formatAgentState(this.state).join('\n');
       if (req.url === '/healthz') res.writeHead(200).end('ok\n');
-      else if (req.url === '/readyz') res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${body}\n`);
+      else if (req.url === '/readyz')
+        res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${body}\n`);
       else res.writeHead(404).end();
     });
     await new Promise<void>((resolve, reject) => {
@@ -292,22 +323,37 @@ export class NodeAgent {
     await this.running;
     let uninstall = this.o.uninstallOnExit === 'always';
     if (this.o.uninstallOnExit === 'auto') {
-      const { fate, detail } = await daemonSetFate({ namespace: this.o.namespace, daemonSet: this.o.daemonSet }, this.env);
+      const { fate, detail } = await daemonSetFate(
+        { namespace: this.o.namespace, daemonSet: this.o.daemonSet },
+        this.env,
+      );
       uninstall = fate === 'deleted';
-      this.log(`stopping: DaemonSet ${this.o.namespace}/${this.o.daemonSet} is ${fate} (${detail}); ${uninstall ? 'uninstalling' : 'leaving pullguard installed'}`);
+      this.log(
+        `stopping: DaemonSet ${this.o.namespace}/${this.o.daemonSet} is ${fate} (${detail}); ` +
+          (uninstall ? 'uninstalling' : 'leaving pullguard installed'),
+      );
     }
     if (uninstall) {
       this.update({ phase: 'uninstalling' });
       // The executable goes first (the installer's uninstall order), so no pull meets pullguard
       // without its policy; only then the policy files.
-      const r = await runSelf(['node', 'uninstall', '--root', this.o.root, ...(this.o.noRestart ? ['--no-restart'] : [])], this.log);
+      const r = await runSelf(
+        ['node', 'uninstall', '--root', this.o.root, ...(this.o.noRestart ? ['--no-restart'] : [])],
+        this.log,
+      );
       if (r.code !== 0) {
         this.log(`uninstall failed (exit ${r.code}); the policy stays so that pullguard keeps working`);
         this.update({ phase: 'stopped', installError: oneLine(r.output) });
       } else {
         removeFromHost(this.o.root);
         syncDockerConfig(this.o.root, undefined);
-        this.update({ phase: 'uninstalled', installed: false, applied: undefined, refused: undefined, dockerConfig: 'absent' });
+        this.update({
+          phase: 'uninstalled',
+          installed: false,
+          applied: undefined,
+          refused: undefined,
+          dockerConfig: 'absent',
+        });
         this.log('uninstalled');
       }
     } else this.update({ phase: 'stopped' });
@@ -316,7 +362,11 @@ export class NodeAgent {
 }
 
 /** The CLI entry: runs until SIGTERM or SIGINT, then exits 0 after stop(). */
-export async function runAgent(args: readonly string[], out: Out, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runAgent(
+  args: readonly string[],
+  out: Out,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   const agent = new NodeAgent(parseAgentArgs(args, env), (l) => out(`${now()} ${l}`), env);
   await agent.start();
   await new Promise<void>((resolve) => {

@@ -31,7 +31,11 @@ export interface KubeTarget {
 }
 
 /** In-cluster GET of the DaemonSet, bounded by `timeoutMs`. Never throws: 'unknown' on any failure. */
-export async function daemonSetFate(t: KubeTarget, env: NodeJS.ProcessEnv, timeoutMs = 5_000): Promise<{ fate: DaemonSetFate; detail: string }> {
+export async function daemonSetFate(
+  t: KubeTarget,
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 5_000,
+): Promise<{ fate: DaemonSetFate; detail: string }> {
   const host = env.KUBERNETES_SERVICE_HOST;
   const port = env.KUBERNETES_SERVICE_PORT ?? '443';
   if (!host) return { fate: 'unknown', detail: 'not running in a cluster (no KUBERNETES_SERVICE_HOST)' };
@@ -41,14 +45,26 @@ export async function daemonSetFate(t: KubeTarget, env: NodeJS.ProcessEnv, timeo
     token = readFileSync(`${SA}/token`, 'utf8').trim();
     ca = readFileSync(`${SA}/ca.crt`);
   } catch (e) {
-    return { fate: 'unknown', detail: `no service account credentials: ${(e as NodeJS.ErrnoException).code ?? String(e)}` };
+    return {
+      fate: 'unknown',
+      detail: `no service account credentials: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+    };
   }
   // getBuiltinModule: node:https is not in the startup snapshot, and a snapshotted executable has no import().
   const { request } = process.getBuiltinModule('node:https');
-  const path = `/apis/apps/v1/namespaces/${encodeURIComponent(t.namespace)}/daemonsets/${encodeURIComponent(t.daemonSet)}`;
+  const ns = encodeURIComponent(t.namespace);
+  const path = `/apis/apps/v1/namespaces/${ns}/daemonsets/${encodeURIComponent(t.daemonSet)}`;
   return new Promise((resolve) => {
     const req = request(
-      { hostname: host, port, path, method: 'GET', ca, headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, timeout: timeoutMs },
+      {
+        hostname: host,
+        port,
+        path,
+        method: 'GET',
+        ca,
+        headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+        timeout: timeoutMs,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -64,7 +80,9 @@ export async function daemonSetFate(t: KubeTarget, env: NodeJS.ProcessEnv, timeo
       },
     );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (e) => resolve({ fate: 'unknown', detail: `GET daemonset ${t.namespace}/${t.daemonSet}: ${e.message}` }));
+    req.on('error', (e) =>
+      resolve({ fate: 'unknown', detail: `GET daemonset ${t.namespace}/${t.daemonSet}: ${e.message}` }),
+    );
     req.end();
   });
 }

@@ -1,12 +1,32 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadPolicy } from '../policy/load.js';
 import { writeKubeletVolume } from '../../test/helpers/kubelet-volume.js';
 import { fateFromResponse } from './kube.js';
-import { applyVersionToHost, currentHostVersion, readMountedVersion, removeFromHost, syncDockerConfig, validateVersion, HOST_DOCKER_CONFIG } from './policy-store.js';
+import {
+  applyVersionToHost,
+  currentHostVersion,
+  readMountedVersion,
+  removeFromHost,
+  syncDockerConfig,
+  validateVersion,
+  HOST_DOCKER_CONFIG,
+} from './policy-store.js';
 
 let tmp: string;
 beforeEach(() => {
@@ -14,8 +34,11 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(tmp, { recursive: true, force: true }));
 
-const policy = (keyPath: string) => `version: 1\ndefault: deny\nrules:\n  - name: signed\n    match: registry.example/**\n    action: verify\n    authorities:\n      - name: k\n        cosign: {keys: [${JSON.stringify(keyPath)}]}\n`;
-const pem = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string;
+const policy = (keyPath: string) =>
+  'version: 1\ndefault: deny\nrules:\n  - name: signed\n    match: registry.example/**\n    action: verify\n' +
+  `    authorities:\n      - name: k\n        cosign: {keys: [${JSON.stringify(keyPath)}]}\n`;
+const pem = () =>
+  generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string;
 
 describe('readMountedVersion', () => {
   it('reads one version through ..data and sees the swap kubelet makes', () => {
@@ -34,7 +57,13 @@ describe('readMountedVersion', () => {
 describe('validateVersion', () => {
   it('uses the verifier loader at the staging directory the policy names, and refuses with its reason', () => {
     const stage = join(tmp, 'stage');
-    const good = { id: 'x', files: new Map([['policy.yaml', Buffer.from(policy(join(stage, 'release.pub')))], ['release.pub', Buffer.from(pem())]]) };
+    const good = {
+      id: 'x',
+      files: new Map([
+        ['policy.yaml', Buffer.from(policy(join(stage, 'release.pub')))],
+        ['release.pub', Buffer.from(pem())],
+      ]),
+    };
     expect(() => validateVersion(good, stage)).not.toThrow();
     expect(loadPolicy(join(stage, 'policy.yaml')).rules).toHaveLength(1);
     // The key the policy names is not in this version: refused, even though the previous one left it.
@@ -57,7 +86,16 @@ describe('applyVersionToHost', () => {
     mkdirSync(base, { recursive: true });
     writeFileSync(join(base, 'policy.yaml'), 'hand-made');
     writeFileSync(join(base, 'unrelated.txt'), 'keep me');
-    const v = (p: string, k: string) => ({ id: `${p}${k}`.padEnd(12, '0').slice(0, 12).replace(/[^0-9a-f]/g, 'a'), files: new Map([['policy.yaml', Buffer.from(p)], ['k.pub', Buffer.from(k)]]) });
+    const v = (p: string, k: string) => ({
+      id: `${p}${k}`
+        .padEnd(12, '0')
+        .slice(0, 12)
+        .replace(/[^0-9a-f]/g, 'a'),
+      files: new Map([
+        ['policy.yaml', Buffer.from(p)],
+        ['k.pub', Buffer.from(k)],
+      ]),
+    });
     const v1 = v('1', 'a');
     applyVersionToHost(root, v1);
     expect(readlinkSync(join(base, 'policy.yaml'))).toBe('current/policy.yaml');
@@ -76,7 +114,11 @@ describe('applyVersionToHost', () => {
     expect(readFileSync(join(base, 'policy.yaml'), 'utf8')).toBe('3');
     expect(existsSync(join(base, 'k.pub'))).toBe(false); // no longer in the version
     // current and the previous version are kept; older ones are gone.
-    expect(readdirSync(join(base, '.versions')).filter((n) => !n.startsWith('.')).sort()).toEqual([v2.id, v3.id].sort());
+    expect(
+      readdirSync(join(base, '.versions'))
+        .filter((n) => !n.startsWith('.'))
+        .sort(),
+    ).toEqual([v2.id, v3.id].sort());
 
     removeFromHost(root);
     expect(readdirSync(base).sort()).toEqual(['unrelated.txt']);
@@ -86,7 +128,10 @@ describe('applyVersionToHost', () => {
 describe('syncDockerConfig', () => {
   it('places the Secret root-only and refuses a malformed one without quoting it', () => {
     const root = join(tmp, 'host');
-    const secret = { id: 's', files: new Map([['.dockerconfigjson', Buffer.from('{"auths":{"r.example":{"auth":"c2VjcmV0"}}}')]]) };
+    const secret = {
+      id: 's',
+      files: new Map([['.dockerconfigjson', Buffer.from('{"auths":{"r.example":{"auth":"c2VjcmV0"}}}')]]),
+    };
     expect(syncDockerConfig(root, secret)).toBe(true);
     const dest = join(root, HOST_DOCKER_CONFIG);
     expect(statSync(dest).mode & 0o777).toBe(0o600);
@@ -108,7 +153,12 @@ describe('syncDockerConfig', () => {
 describe('fateFromResponse', () => {
   it('uninstalls only for a DaemonSet that is gone or being deleted', () => {
     expect(fateFromResponse(404, '')).toBe('deleted');
-    expect(fateFromResponse(200, JSON.stringify({ kind: 'DaemonSet', metadata: { deletionTimestamp: '2026-12-01T10:00:00Z' } }))).toBe('deleted');
+    expect(
+      fateFromResponse(
+        200,
+        JSON.stringify({ kind: 'DaemonSet', metadata: { deletionTimestamp: '2026-12-01T10:00:00Z' } }),
+      ),
+    ).toBe('deleted');
     expect(fateFromResponse(200, JSON.stringify({ kind: 'DaemonSet', metadata: {} }))).toBe('present');
     expect(fateFromResponse(403, '')).toBe('unknown');
     expect(fateFromResponse(200, 'garbage')).toBe('unknown');

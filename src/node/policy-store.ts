@@ -13,7 +13,16 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync,
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -62,7 +71,10 @@ export function readMountedVersion(dir: string): PolicyVersion | undefined {
         const content = readFileSync(full);
         total += content.length;
         if (files.size >= MAX_FILES || total > MAX_TOTAL_BYTES) {
-          throw new PullguardError('POLICY_INVALID', `${dir} holds more than ${MAX_FILES} files or ${MAX_TOTAL_BYTES} bytes`);
+          throw new PullguardError(
+            'POLICY_INVALID',
+            `${dir} holds more than ${MAX_FILES} files or ${MAX_TOTAL_BYTES} bytes`,
+          );
         }
         files.set(relPath, content);
       } else throw new PullguardError('POLICY_INVALID', `${dir}: ${relPath} is neither a file nor a directory`);
@@ -100,10 +112,14 @@ export function validateVersion(version: PolicyVersion, stageDir: string): void 
   // the docker config Secret's directory.
   for (const top of topLevel(version.files)) {
     if (RESERVED.has(top) || top.startsWith('.')) {
-      throw new PullguardError('POLICY_INVALID', `the policy ConfigMap must not have a key or path named ${JSON.stringify(top)} (reserved in /etc/pullguard)`);
+      throw new PullguardError(
+        'POLICY_INVALID',
+        `the policy ConfigMap must not have a key or path named ${JSON.stringify(top)} (reserved in /etc/pullguard)`,
+      );
     }
   }
-  for (const name of existsSync(stageDir) ? readdirSync(stageDir) : []) rmSync(join(stageDir, name), { recursive: true, force: true });
+  for (const name of existsSync(stageDir) ? readdirSync(stageDir) : [])
+    rmSync(join(stageDir, name), { recursive: true, force: true });
   writeTree(stageDir, version.files);
   loadPolicy(join(stageDir, POLICY_FILE));
 }
@@ -226,7 +242,7 @@ export function syncDockerConfig(root: string, secret: PolicyVersion | undefined
   try {
     parsed = JSON.parse(content.toString('utf8'));
   } catch {
-    throw new PullguardError('POLICY_INVALID', 'the docker config Secret\'s .dockerconfigjson is not valid JSON');
+    throw new PullguardError('POLICY_INVALID', "the docker config Secret's .dockerconfigjson is not valid JSON");
   }
   const auths = (parsed as { auths?: unknown } | null)?.auths;
   if (typeof auths !== 'object' || auths === null || Array.isArray(auths)) {

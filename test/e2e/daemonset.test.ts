@@ -13,7 +13,20 @@
  * where the installer would, and says so.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentState } from '../../src/node/agent-state.js';
@@ -28,7 +41,8 @@ import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, ROOT, tool } from '../helpers/tools.js';
 
 const IMAGE_TAR = join(ROOT, 'dist', 'pullguard-image.tar');
-const IMAGE = `localhost/pullguard:${(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version}`;
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const IMAGE = `localhost/pullguard:${VERSION}`;
 
 let registry: Registry;
 /** A registry with htpasswd auth: its signatures are reachable only with the dockerconfigjson Secret. */
@@ -40,11 +54,19 @@ let home: string;
 let libs: string[] = [];
 const timings: string[] = [];
 
-function run(argv: readonly string[], timeoutMs = 60_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function run(
+  argv: readonly string[],
+  timeoutMs = 60_000,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
-    });
+    execFile(
+      argv[0]!,
+      argv.slice(1),
+      { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -59,7 +81,8 @@ function place(from: string, to: string): void {
 }
 
 beforeAll(async () => {
-  if (!existsSync(IMAGE_TAR)) throw new Error(`${IMAGE_TAR} is missing: run \`make image\` (or make image-amd64) first`);
+  if (!existsSync(IMAGE_TAR))
+    throw new Error(`${IMAGE_TAR} is missing: run \`make image\` (or make image-amd64) first`);
   work = mkdtempSync('/tmp/pgds-');
   home = join(work, 'home');
   registry = await startRegistry();
@@ -75,8 +98,21 @@ beforeAll(async () => {
   } finally {
     delete process.env.DOCKER_CONFIG;
   }
-  await cosignOk(home, ['sign', '--key', join(work, 'release.key'), '--tlog-upload=false', '--use-signing-config=false',
-    '--allow-http-registry', '--allow-insecure-registry', '-y', `${privateRegistry.host}/private@${privateImage.digest}`], { DOCKER_CONFIG: docker });
+  await cosignOk(
+    home,
+    [
+      'sign',
+      '--key',
+      join(work, 'release.key'),
+      '--tlog-upload=false',
+      '--use-signing-config=false',
+      '--allow-http-registry',
+      '--allow-insecure-registry',
+      '-y',
+      `${privateRegistry.host}/private@${privateImage.digest}`,
+    ],
+    { DOCKER_CONFIG: docker },
+  );
   // What the chroot'ed host binaries need (containerd, the installed pullguard, the installer's sh).
   const ldd = spawnSync('ldd', [tool('containerd'), pullguardBinary(), '/bin/sh'], { encoding: 'utf8' });
   libs = [...new Set(ldd.stdout.match(/\/\S+\.so[.\d]*/g) ?? [])].filter((l) => !l.endsWith(':'));
@@ -122,7 +158,15 @@ interface Node {
 
 async function bootNode(node: Node): Promise<void> {
   node.daemon = startNodeContainerd(node.root);
-  await waitFor('node containerd', async () => /msg="containerd successfully booted/.test(node.daemon.output()) && existsSync(node.socket) && (await run([tool('ctr'), '-a', node.socket, 'version'])).status === 0, 60_000, node.daemon);
+  await waitFor(
+    'node containerd',
+    async () =>
+      /msg="containerd successfully booted/.test(node.daemon.output()) &&
+      existsSync(node.socket) &&
+      (await run([tool('ctr'), '-a', node.socket, 'version'])).status === 0,
+    60_000,
+    node.daemon,
+  );
   node.cri = criClient(node.socket);
 }
 
@@ -143,7 +187,13 @@ function makeHostRoot(name: string, config: string): Node {
   writeFileSync(join(root, 'etc/containerd/config.toml'), config);
   const spec = spawnSync(tool('ctr'), ['oci', 'spec'], { encoding: 'utf8' });
   writeFileSync(join(root, 'etc/containerd/cri-base.json'), spec.stdout);
-  return { root, socket: join(root, 'run/containerd/containerd.sock'), daemon: undefined as never, cri: undefined as never, logs: [] };
+  return {
+    root,
+    socket: join(root, 'run/containerd/containerd.sock'),
+    daemon: undefined as never,
+    cri: undefined as never,
+    logs: [],
+  };
 }
 
 const dockerConfigJson = (password: string) =>
@@ -194,8 +244,17 @@ function policyVersion(host: string, open: 'allow' | 'deny'): Record<string, str
 
 async function signedImage(repo: string): Promise<PushedImage> {
   const i = pushTestImage(registry.host, repo, 'v1', `${repo}-${Math.random()}`);
-  await cosignOk(home, ['sign', '--key', join(work, 'release.key'), '--tlog-upload=false', '--use-signing-config=false',
-    '--allow-http-registry', '--allow-insecure-registry', '-y', `${i.ref.replace(/:[^:/]+$/, '')}@${i.digest}`]);
+  await cosignOk(home, [
+    'sign',
+    '--key',
+    join(work, 'release.key'),
+    '--tlog-upload=false',
+    '--use-signing-config=false',
+    '--allow-http-registry',
+    '--allow-insecure-registry',
+    '-y',
+    `${i.ref.replace(/:[^:/]+$/, '')}@${i.digest}`,
+  ]);
   return i;
 }
 
@@ -221,7 +280,8 @@ describe.each([
   let agentLog: string;
   const ctrName = `pullguard-agent-${name}`;
   let n = 0;
-  const fresh = (repo: string) => pushTestImage(registry.host, `${repo}-${name}-${++n}`, 'v1', `${repo}-${name}-${n}-${Math.random()}`);
+  const fresh = (repo: string) =>
+    pushTestImage(registry.host, `${repo}-${name}-${++n}`, 'v1', `${repo}-${name}-${n}-${Math.random()}`);
   const records = () => parseDecisionRecords([...node.logs, node.daemon.output()].join('\n'));
   const verdict = async (image: PushedImage): Promise<string> => {
     const err = await pullError(node.cri, image.ref);
@@ -229,7 +289,8 @@ describe.each([
       () => records().find((r) => r.digest === image.digest),
       () => undefined,
     );
-    return `${err ? 'denied' : 'allowed'}${rec ? ` (pullguard: ${rec.verdict}${rec.rule ? ` by ${rec.rule}` : ''})` : ' (unverified)'}`;
+    const by = rec ? ` (pullguard: ${rec.verdict}${rec.rule ? ` by ${rec.rule}` : ''})` : ' (unverified)';
+    return `${err ? 'denied' : 'allowed'}${by}`;
   };
 
   beforeAll(async () => {
@@ -256,26 +317,50 @@ describe.each([
     const t0 = performance.now();
     const r = await kubelet.ctr([
       // Host network only so that the test can reach the readiness endpoint (the DaemonSet's probe).
-      'run', '-d', '--privileged', '--net-host', '--log-uri', `file://${agentLog}`,
-      '--mount', `type=bind,src=${node.root},dst=/host,options=rbind:rw`,
-      '--mount', `type=bind,src=${cfg},dst=/etc/pullguard-config,options=rbind:ro`,
-      '--mount', `type=bind,src=${secret},dst=/etc/pullguard-docker,options=rbind:ro`,
-      IMAGE, ctrName,
-      '/usr/bin/pullguard', 'node', 'agent', '--root', '/host', '--no-restart', '--uninstall-on-exit', 'always', '--resync', '2',
-      '--health-port', '0', '--health-address', '127.0.0.1',
+      'run',
+      '-d',
+      '--privileged',
+      '--net-host',
+      '--log-uri',
+      `file://${agentLog}`,
+      '--mount',
+      `type=bind,src=${node.root},dst=/host,options=rbind:rw`,
+      '--mount',
+      `type=bind,src=${cfg},dst=/etc/pullguard-config,options=rbind:ro`,
+      '--mount',
+      `type=bind,src=${secret},dst=/etc/pullguard-docker,options=rbind:ro`,
+      IMAGE,
+      ctrName,
+      '/usr/bin/pullguard',
+      'node',
+      'agent',
+      '--root',
+      '/host',
+      '--no-restart',
+      '--uninstall-on-exit',
+      'always',
+      '--resync',
+      '2',
+      '--health-port',
+      '0',
+      '--health-address',
+      '127.0.0.1',
     ]);
     expect(r.status, r.stderr).toBe(0);
     await waitFor('agent installed', () => readState(node)?.installed === true, 90_000).catch((e: Error) => {
       throw new Error(`${e.message}\nagent log:\n${readFileSync(agentLog, 'utf8')}`);
     });
-    timings.push(`${name}: ctr run -> installed ${Math.round(performance.now() - t0)} ms (policy, drop-in, executable; no restart)`);
+    const installMs = Math.round(performance.now() - t0);
+    timings.push(`${name}: ctr run -> installed ${installMs} ms (policy, drop-in, executable; no restart)`);
     const state = readState(node)!;
     expect(state.ready).toBe(true);
     expect(await probe(node, '/readyz')).toBe(200);
     expect(await probe(node, '/healthz')).toBe(200);
     expect(state.dockerConfig).toBe('placed');
     // The policy path containerd's pullguard reads resolves through the one swapped symlink.
-    expect(realpathSync(join(node.root, 'etc/pullguard/policy.yaml'))).toBe(join(node.root, 'etc/pullguard/.versions', state.applied!.version, 'policy.yaml'));
+    expect(realpathSync(join(node.root, 'etc/pullguard/policy.yaml'))).toBe(
+      join(node.root, 'etc/pullguard/.versions', state.applied!.version, 'policy.yaml'),
+    );
     const docker = join(node.root, 'etc/pullguard/docker/config.json');
     expect(statSync(docker).mode & 0o777).toBe(0o600);
     expect(readFileSync(docker, 'utf8')).toBe(dockerConfigJson('s3cret'));
@@ -292,17 +377,37 @@ describe.each([
     expect(await verdict(fresh('other'))).toBe('denied (pullguard: deny)');
   });
 
-  it('a private registry: pullguard reads its signatures with the dockerconfigjson Secret the agent placed', async () => {
+  it('a private registry: pullguard reads signatures with the dockerconfigjson Secret the agent placed', async () => {
     // containerd pulls with its own credentials (ctr --user, like kubelet's pull secret); pullguard gets
     // none from containerd and must use /etc/pullguard/docker/config.json.
-    const pull = () => run([tool('ctr'), '-a', node.socket, '-n', 'k8s.io', 'image', 'pull', '--plain-http', '--user', 'pg:s3cret', privateImage.ref]);
+    const pull = () =>
+      run([
+        tool('ctr'),
+        '-a',
+        node.socket,
+        '-n',
+        'k8s.io',
+        'image',
+        'pull',
+        '--plain-http',
+        '--user',
+        'pg:s3cret',
+        privateImage.ref,
+      ]);
     const r = await pull();
     expect(r.status, r.stderr).toBe(0);
-    const rec = await waitFor('record', () => records().some((x) => x.digest === privateImage.digest), 5000).then(() => records().find((x) => x.digest === privateImage.digest)!);
+    const rec = await waitFor('record', () => records().some((x) => x.digest === privateImage.digest), 5000).then(
+      () => records().find((x) => x.digest === privateImage.digest)!,
+    );
     expect(rec).toMatchObject({ verdict: 'allow', rule: 'private' });
     // The control: a Secret with a wrong password (kubelet swaps it in) and the same pull is denied.
     writeKubeletVolume(secret, { '.dockerconfigjson': dockerConfigJson('Wr0ngPassw0rd') });
-    await waitFor('new docker config', () => readFileSync(join(node.root, 'etc/pullguard/docker/config.json'), 'utf8') === dockerConfigJson('Wr0ngPassw0rd'), 30_000);
+    await waitFor(
+      'new docker config',
+      () =>
+        readFileSync(join(node.root, 'etc/pullguard/docker/config.json'), 'utf8') === dockerConfigJson('Wr0ngPassw0rd'),
+      30_000,
+    );
     await run([tool('ctr'), '-a', node.socket, '-n', 'k8s.io', 'image', 'rm', privateImage.ref]);
     const denied = await pull();
     expect(denied.status).not.toBe(0);
@@ -314,7 +419,14 @@ describe.each([
   it('a new valid policy version (a ..data swap) takes effect without a restart', async () => {
     const before = readState(node)!.applied!.version;
     writeKubeletVolume(cfg, policyVersion(registry.host, 'deny'));
-    await waitFor('new version applied', () => { const s = readState(node); return s?.applied?.version !== before && s?.ready === true; }, 30_000);
+    await waitFor(
+      'new version applied',
+      () => {
+        const s = readState(node);
+        return s?.applied?.version !== before && s?.ready === true;
+      },
+      30_000,
+    );
     expect(await verdict(fresh('open'))).toBe('denied (pullguard: deny by open)');
     expect(await verdict(await signedImage(`signed-${name}-2`))).toBe('allowed (pullguard: allow by signed)');
   });
@@ -333,11 +445,24 @@ describe.each([
     expect(s.applied!.version).toBe(good);
     expect(s.refused!.reason).toContain('/etc/pullguard/rotated.pub');
     // The pod log (ctr writes it asynchronously, like kubelet's log files).
-    const refusedLine = new RegExp(`REFUSED policy version ${s.refused!.version}: .*rotated\\.pub.*keeping version ${good}`);
+    const refusedLine = new RegExp(
+      `REFUSED policy version ${s.refused!.version}: .*rotated\\.pub.*keeping version ${good}`,
+    );
     await waitFor('refusal in the pod log', () => refusedLine.test(readFileSync(agentLog, 'utf8')), 10_000);
     expect(realpathSync(join(node.root, 'etc/pullguard/policy.yaml'))).toContain(`/.versions/${good}/`);
     // `pullguard node status`, run in the agent's container as an operator would (kubectl exec).
-    const status = await kubelet.ctr(['task', 'exec', '--exec-id', `status-${name}`, ctrName, '/usr/bin/pullguard', 'node', 'status', '--root', '/host']);
+    const status = await kubelet.ctr([
+      'task',
+      'exec',
+      '--exec-id',
+      `status-${name}`,
+      ctrName,
+      '/usr/bin/pullguard',
+      'node',
+      'status',
+      '--root',
+      '/host',
+    ]);
     expect(status.stdout).toContain(`REFUSED policy version ${s.refused!.version}`);
     expect(status.stdout).toContain(`policy version ${good} applied`);
     // Still the last good policy: open-* denied, signed allowed (had the broken one been applied, both would differ).
@@ -349,10 +474,16 @@ describe.each([
     expect(readState(node)!.applied!.version).toBe(good);
   });
 
-  it('SIGTERM uninstalls: executable first, config.toml back byte for byte, pulls unverified after the restart', async () => {
+  it('SIGTERM uninstalls: config.toml back byte for byte, pulls unverified after the restart', async () => {
     const t0 = performance.now();
     expect((await kubelet.ctr(['task', 'kill', '-s', 'SIGTERM', ctrName])).status).toBe(0);
-    await waitFor('agent exit', async () => !(await kubelet.ctr(['task', 'ls'])).stdout.includes(`${ctrName} `) || /STOPPED/.test((await kubelet.ctr(['task', 'ls'])).stdout), 90_000);
+    await waitFor(
+      'agent exit',
+      async () =>
+        !(await kubelet.ctr(['task', 'ls'])).stdout.includes(`${ctrName} `) ||
+        /STOPPED/.test((await kubelet.ctr(['task', 'ls'])).stdout),
+      90_000,
+    );
     timings.push(`${name}: SIGTERM -> uninstalled ${Math.round(performance.now() - t0)} ms (no restart)`);
     await waitFor('uninstalled in the pod log', () => readFileSync(agentLog, 'utf8').includes('uninstalled'), 10_000);
     expect(readFileSync(join(node.root, 'etc/containerd/config.toml'), 'utf8')).toBe(config);

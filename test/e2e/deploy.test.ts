@@ -13,7 +13,11 @@ import { parseAgentArgs } from '../../src/node/agent.js';
 import { loadPolicy } from '../../src/policy/load.js';
 import { ROOT, tool } from '../helpers/tools.js';
 
-type Obj = { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: unknown };
+type Obj = {
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  [k: string]: unknown;
+};
 // Rendered manifests are loosely typed; the tests assert on their shape.
 type Any = any;
 
@@ -35,7 +39,14 @@ beforeAll(() => {
 
 describe('kubectl kustomize deploy/', () => {
   it('renders a Namespace, the RBAC, the policy ConfigMap and the DaemonSet, all in that namespace', () => {
-    expect(objs.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'DaemonSet', 'Namespace', 'Role', 'RoleBinding', 'ServiceAccount']);
+    expect(objs.map((o) => o.kind).sort()).toEqual([
+      'ConfigMap',
+      'DaemonSet',
+      'Namespace',
+      'Role',
+      'RoleBinding',
+      'ServiceAccount',
+    ]);
     const ns = get('Namespace').metadata.name;
     for (const o of objs) if (o.kind !== 'Namespace') expect(o.metadata.namespace, o.kind).toBe(ns);
   });
@@ -61,7 +72,9 @@ describe('kubectl kustomize deploy/', () => {
     const ds = get('DaemonSet');
     const pod = ds.spec.template.spec;
     const [c] = pod.containers;
-    const opts = parseAgentArgs(c.args.slice(2), { PULLGUARD_DAEMONSET: c.env.find((e: Any) => e.name === 'PULLGUARD_DAEMONSET').value });
+    const opts = parseAgentArgs(c.args.slice(2), {
+      PULLGUARD_DAEMONSET: c.env.find((e: Any) => e.name === 'PULLGUARD_DAEMONSET').value,
+    });
     const volume = (mountPath: string) => {
       const m = c.volumeMounts.find((x: Any) => x.mountPath === mountPath);
       expect(m, mountPath).toBeDefined();
@@ -84,10 +97,19 @@ describe('kubectl kustomize deploy/', () => {
 
   it('grants one permission: get on its own DaemonSet', () => {
     const role = get('Role');
-    expect(role.rules).toEqual([{ apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: [get('DaemonSet').metadata.name], verbs: ['get'] }]);
+    expect(role.rules).toEqual([
+      {
+        apiGroups: ['apps'],
+        resources: ['daemonsets'],
+        resourceNames: [get('DaemonSet').metadata.name],
+        verbs: ['get'],
+      },
+    ]);
     const rb = get('RoleBinding');
     expect(rb.roleRef.name).toBe(role.metadata.name);
-    expect(rb.subjects).toEqual([{ kind: 'ServiceAccount', name: get('ServiceAccount').metadata.name, namespace: get('Namespace').metadata.name }]);
+    expect(rb.subjects).toEqual([
+      { kind: 'ServiceAccount', name: get('ServiceAccount').metadata.name, namespace: get('Namespace').metadata.name },
+    ]);
   });
 
   it('ships a policy the verifier loads, in audit mode, that allows pause and pullguard itself', () => {

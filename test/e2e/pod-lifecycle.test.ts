@@ -37,22 +37,34 @@ beforeAll(async () => {
   img.unsigned = pushBusyboxImage(h, 'app', 'unsigned', ['/bin/busybox', 'echo', 'this must never run'], 'unsigned');
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'release')]);
   for (const i of [img.pause, img.signed]) {
-    await cosignOk(home, ['sign', '--key', join(work, 'release.key'), '--tlog-upload=false', '--use-signing-config=false',
-      '--allow-http-registry', '--allow-insecure-registry', '-y', `${repoOf(i)}@${i.digest}`]);
+    await cosignOk(home, [
+      'sign',
+      '--key',
+      join(work, 'release.key'),
+      '--tlog-upload=false',
+      '--use-signing-config=false',
+      '--allow-http-registry',
+      '--allow-insecure-registry',
+      '-y',
+      `${repoOf(i)}@${i.digest}`,
+    ]);
   }
   const policy = join(work, 'policy.yaml');
-  writeFileSync(policy, [
-    'version: 1',
-    'default: deny',
-    'rules:',
-    '  - name: signed-workloads',
-    `    match: ["${h}/pause", "${h}/app"]`,
-    '    action: verify',
-    '    authorities:',
-    '      - name: release-key',
-    `        cosign: {keys: [${JSON.stringify(join(work, 'release.pub'))}]}`,
-    '',
-  ].join('\n'));
+  writeFileSync(
+    policy,
+    [
+      'version: 1',
+      'default: deny',
+      'rules:',
+      '  - name: signed-workloads',
+      `    match: ["${h}/pause", "${h}/app"]`,
+      '    action: verify',
+      '    authorities:',
+      '      - name: release-key',
+      `        cosign: {keys: [${JSON.stringify(join(work, 'release.pub'))}]}`,
+      '',
+    ].join('\n'),
+  );
   ctd = await startContainerd({ mode: 'dropin', policy, sandboxImage: img.pause.ref });
   images = criClient(ctd.socket);
   runtime = criRuntime(ctd.socket);
@@ -84,10 +96,18 @@ describe('a CRI pod lifecycle through pullguard', () => {
       expect(pauseRecord.verdict).toBe('allow');
       await images.pullImage(img.signed.ref);
       expect((await ctd.waitForRecord((r) => r.digest === img.signed.digest)).verdict).toBe('allow');
-      const id = await runtime.createContainer(podId, { metadata: { name: 'app' }, image: { image: img.signed.ref }, logPath: 'app/0.log' }, sandbox);
+      const id = await runtime.createContainer(
+        podId,
+        { metadata: { name: 'app' }, image: { image: img.signed.ref }, logPath: 'app/0.log' },
+        sandbox,
+      );
       await runtime.startContainer(id);
       let status = await runtime.containerStatus(id);
-      await waitFor('container exit', async () => (status = await runtime.containerStatus(id)).state === 'CONTAINER_EXITED', 60_000);
+      await waitFor(
+        'container exit',
+        async () => (status = await runtime.containerStatus(id)).state === 'CONTAINER_EXITED',
+        60_000,
+      );
       expect(status.exitCode, status.message).toBe(0);
       expect(status.reason).toBe('Completed');
       const log = readFileSync(join(sandbox.logDirectory, 'app', '0.log'), 'utf8');
@@ -99,7 +119,7 @@ describe('a CRI pod lifecycle through pullguard', () => {
     }
   });
 
-  it('a pod from an unsigned image never gets its image, and the error carries pullguard\'s reason', async () => {
+  it("a pod from an unsigned image never gets its image, and the error carries pullguard's reason", async () => {
     const sandbox = sandboxConfig('unsigned');
     const podId = await runtime.runPodSandbox(sandbox);
     try {
@@ -112,8 +132,13 @@ describe('a CRI pod lifecycle through pullguard', () => {
       expect(err!.details).toContain(record.reason);
       expect(await images.imageStatus(img.unsigned.ref)).toBeNull();
       // kubelet never gets to CreateContainer; containerd refuses it anyway: the image is not there.
-      await expect(runtime.createContainer(podId, { metadata: { name: 'app' }, image: { image: img.unsigned.ref }, logPath: 'app/0.log' }, sandbox))
-        .rejects.toThrow(/not found|no such image/i);
+      await expect(
+        runtime.createContainer(
+          podId,
+          { metadata: { name: 'app' }, image: { image: img.unsigned.ref }, logPath: 'app/0.log' },
+          sandbox,
+        ),
+      ).rejects.toThrow(/not found|no such image/i);
       expect(existsSync(join(sandbox.logDirectory, 'app', '0.log'))).toBe(false);
     } finally {
       await runtime.stopPodSandbox(podId);

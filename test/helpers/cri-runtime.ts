@@ -49,7 +49,12 @@ let RuntimeService: (new (target: string, creds: ReturnType<typeof credentials.c
 export function criRuntime(socket: string): CriRuntime {
   if (!RuntimeService) {
     const def = loadSync(join(ROOT, 'test', 'helpers', 'cri-runtime.proto'), {
-      keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true, includeDirs: [join(ROOT, 'test', 'helpers')],
+      keepCase: false,
+      longs: Number,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+      includeDirs: [join(ROOT, 'test', 'helpers')],
     });
     const pkg = loadPackageDefinition(def) as unknown as { runtime: { v1: { RuntimeService: typeof RuntimeService } } };
     RuntimeService = pkg.runtime.v1.RuntimeService;
@@ -68,7 +73,13 @@ export function criRuntime(socket: string): CriRuntime {
       await call('RemovePodSandbox', { podSandboxId: id });
     },
     async createContainer(sandboxId, config, sandbox) {
-      return (await call<{ containerId: string }>('CreateContainer', { podSandboxId: sandboxId, config, sandboxConfig: sandbox })).containerId;
+      return (
+        await call<{ containerId: string }>('CreateContainer', {
+          podSandboxId: sandboxId,
+          config,
+          sandboxConfig: sandbox,
+        })
+      ).containerId;
     },
     async startContainer(id) {
       await call('StartContainer', { containerId: id });
