@@ -1,9 +1,9 @@
 import { Deadline, formatDuration } from '../common/deadline.js';
-import { asPullguardError, isConfigurationError, PullguardError } from '../common/errors.js';
+import { asPullguardError, PullguardError } from '../common/errors.js';
 import { formatReference, parseReference } from '../common/reference.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
-import { applyMode, EXIT } from '../verdict/decision.js';
+import { applyMode, EXIT, exitCodeFor } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
@@ -67,7 +67,7 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
     err(`pullguard: ${pe.message} [${pe.code}]`);
     // A mistyped command is a usage error (2), not a verdict about an image.
     if (pe.code === 'CONTRACT_ARGS') return EXIT.configError;
-    return isConfigurationError(pe.code) ? EXIT.configError : pe.code === 'INTERNAL' ? EXIT.internalError : EXIT.deny;
+    return exitCodeFor('deny', pe.code);
   }
 }
 

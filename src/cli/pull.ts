@@ -9,7 +9,7 @@ import { readStdin } from '../contract/stdin.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import { DEFAULT_TIMEOUT_MS, type Policy } from '../policy/model.js';
 import { formatLine, formatRecord, type RunContext } from '../output/emit.js';
-import { applyMode, errorDecision, EXIT, type Decision } from '../verdict/decision.js';
+import { applyMode, errorDecision, type Decision } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide } from './decide.js';
 
@@ -128,4 +128,3 @@ function looseArgs(argv: readonly string[]): { name: string; digest: string } {
   return { name: clip(get('name')), digest: clip(get('digest')) };
 }
 
-export { EXIT };
