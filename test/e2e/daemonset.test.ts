@@ -27,6 +27,8 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentState } from '../../src/node/agent-state.js';
@@ -49,6 +51,7 @@ let registry: Registry;
 let privateRegistry: Registry;
 let privateImage: PushedImage;
 let kubelet: Containerd;
+let api: FakeApi;
 let work: string;
 let home: string;
 let libs: string[] = [];
@@ -116,6 +119,7 @@ beforeAll(async () => {
   // What the chroot'ed host binaries need (containerd, the installed pullguard, the installer's sh).
   const ldd = spawnSync('ldd', [tool('containerd'), pullguardBinary(), '/bin/sh'], { encoding: 'utf8' });
   libs = [...new Set(ldd.stdout.match(/\/\S+\.so[.\d]*/g) ?? [])].filter((l) => !l.endsWith(':'));
+  api = await startFakeApi(join(work, 'api'));
   kubelet = await startContainerd({ verifier: false });
   const imp = await kubelet.ctr(['images', 'import', IMAGE_TAR], { timeoutMs: 120_000 });
   expect(imp.status, imp.stderr).toBe(0);
@@ -125,10 +129,80 @@ beforeAll(async () => {
 afterAll(async () => {
   if (timings.length) console.log(`daemonset e2e timings:\n  ${timings.join('\n  ')}`);
   await kubelet?.stop();
+  api?.close();
   await registry?.stop();
   await privateRegistry?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
+
+interface FakeApi {
+  readonly port: number;
+  /** The service account directory to mount (token, ca.crt, namespace). */
+  readonly serviceAccount: string;
+  /** What GET .../daemonsets/pullguard-node answers. */
+  daemonSet: 'present' | 'deleted';
+  /** Authorized GETs of that DaemonSet so far. */
+  requests: number;
+  close(): void;
+}
+
+/**
+ * The one Kubernetes API call the agent makes (GET its DaemonSet), over HTTPS with a CA and a bearer
+ * token as in a pod: a self-signed certificate for 127.0.0.1 made with openssl.
+ */
+async function startFakeApi(dir: string): Promise<FakeApi> {
+  const sa = join(dir, 'sa');
+  mkdirSync(sa, { recursive: true });
+  const gen = spawnSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(sa, 'ca.crt'),
+      '-subj',
+      '/CN=kubernetes',
+      '-days',
+      '1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { encoding: 'utf8' },
+  );
+  if (gen.status !== 0) throw new Error(`openssl: ${gen.stderr}`);
+  writeFileSync(join(sa, 'token'), 'test-token');
+  writeFileSync(join(sa, 'namespace'), 'pullguard-system');
+  const self: FakeApi = { port: 0, serviceAccount: sa, daemonSet: 'present', requests: 0, close: () => server.close() };
+  const server = createHttpsServer(
+    { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(sa, 'ca.crt')) },
+    (req, res) => {
+      const path = '/apis/apps/v1/namespaces/pullguard-system/daemonsets/pullguard-node';
+      if (req.headers.authorization !== 'Bearer test-token') return void res.writeHead(401).end();
+      if (req.url !== path) return void res.writeHead(404).end();
+      self.requests++;
+      if (self.daemonSet === 'deleted')
+        return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"kind":"Status","code":404}');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          kind: 'DaemonSet',
+          apiVersion: 'apps/v1',
+          metadata: { name: 'pullguard-node', namespace: 'pullguard-system' },
+        }),
+      );
+    },
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  (self as { port: number }).port = (server.address() as AddressInfo).port;
+  return self;
+}
 
 /** The node's containerd, chroot'ed into the host root in a private mount namespace (its mounts vanish with it). */
 function startNodeContainerd(root: string): Daemon {
@@ -283,6 +357,29 @@ describe.each([
   const fresh = (repo: string) =>
     pushTestImage(registry.host, `${repo}-${name}-${++n}`, 'v1', `${repo}-${name}-${n}-${Math.random()}`);
   const records = () => parseDecisionRecords([...node.logs, node.daemon.output()].join('\n'));
+  /** The DaemonSet's pod: its mounts, a fake service account, and the Kubernetes API at 127.0.0.1. */
+  const runAgentContainer = async () => {
+    await kubelet.ctr(['container', 'rm', ctrName]);
+    return kubelet.ctr([
+      // Host network only so that the test can reach the readiness endpoint (the DaemonSet's probe)
+      // and the fake API server.
+      ...['run', '-d', '--privileged', '--net-host', '--log-uri', `file://${agentLog}`],
+      ...['--mount', `type=bind,src=${node.root},dst=/host,options=rbind:rw`],
+      ...['--mount', `type=bind,src=${cfg},dst=/etc/pullguard-config,options=rbind:ro`],
+      ...['--mount', `type=bind,src=${secret},dst=/etc/pullguard-docker,options=rbind:ro`],
+      ...[
+        '--mount',
+        `type=bind,src=${api.serviceAccount},dst=/var/run/secrets/kubernetes.io/serviceaccount,options=rbind:ro`,
+      ],
+      ...['--env', 'KUBERNETES_SERVICE_HOST=127.0.0.1', '--env', `KUBERNETES_SERVICE_PORT=${api.port}`],
+      ...[IMAGE, ctrName, '/usr/bin/pullguard', 'node', 'agent', '--root', '/host', '--no-restart', '--resync', '2'],
+      ...['--health-port', '0', '--health-address', '127.0.0.1'],
+    ]);
+  };
+  const sigterm = async () => {
+    expect((await kubelet.ctr(['task', 'kill', '-s', 'SIGTERM', ctrName])).status).toBe(0);
+    await waitFor('agent exit', async () => !/\bRUNNING\b/.test((await kubelet.ctr(['task', 'ls'])).stdout), 90_000);
+  };
   const verdict = async (image: PushedImage): Promise<string> => {
     const err = await pullError(node.cri, image.ref);
     const rec = await waitFor('decision record', () => records().some((r) => r.digest === image.digest), 3000).then(
@@ -315,37 +412,7 @@ describe.each([
     writeKubeletVolume(cfg, policyVersion(registry.host, 'allow'));
     writeKubeletVolume(secret, { '.dockerconfigjson': dockerConfigJson('s3cret') });
     const t0 = performance.now();
-    const r = await kubelet.ctr([
-      // Host network only so that the test can reach the readiness endpoint (the DaemonSet's probe).
-      'run',
-      '-d',
-      '--privileged',
-      '--net-host',
-      '--log-uri',
-      `file://${agentLog}`,
-      '--mount',
-      `type=bind,src=${node.root},dst=/host,options=rbind:rw`,
-      '--mount',
-      `type=bind,src=${cfg},dst=/etc/pullguard-config,options=rbind:ro`,
-      '--mount',
-      `type=bind,src=${secret},dst=/etc/pullguard-docker,options=rbind:ro`,
-      IMAGE,
-      ctrName,
-      '/usr/bin/pullguard',
-      'node',
-      'agent',
-      '--root',
-      '/host',
-      '--no-restart',
-      '--uninstall-on-exit',
-      'always',
-      '--resync',
-      '2',
-      '--health-port',
-      '0',
-      '--health-address',
-      '127.0.0.1',
-    ]);
+    const r = await runAgentContainer();
     expect(r.status, r.stderr).toBe(0);
     await waitFor('agent installed', () => readState(node)?.installed === true, 90_000).catch((e: Error) => {
       throw new Error(`${e.message}\nagent log:\n${readFileSync(agentLog, 'utf8')}`);
@@ -474,18 +541,37 @@ describe.each([
     expect(readState(node)!.applied!.version).toBe(good);
   });
 
-  it('SIGTERM uninstalls: config.toml back byte for byte, pulls unverified after the restart', async () => {
-    const t0 = performance.now();
-    expect((await kubelet.ctr(['task', 'kill', '-s', 'SIGTERM', ctrName])).status).toBe(0);
+  it('SIGTERM while the DaemonSet exists (a rolling update) leaves the node installed; the next pod takes over', async () => {
+    api.daemonSet = 'present';
+    const asked = api.requests;
+    await sigterm();
+    expect(api.requests).toBe(asked + 1);
     await waitFor(
-      'agent exit',
-      async () =>
-        !(await kubelet.ctr(['task', 'ls'])).stdout.includes(`${ctrName} `) ||
-        /STOPPED/.test((await kubelet.ctr(['task', 'ls'])).stdout),
-      90_000,
+      'stop in the pod log',
+      () => readFileSync(agentLog, 'utf8').includes('leaving pullguard installed'),
+      10_000,
     );
+    expect(readState(node)).toMatchObject({ phase: 'stopped', installed: true });
+    expect(readdirSync(join(node.root, 'opt/containerd/image-verifier/bin'))).toEqual(['pullguard']);
+    expect(await verdict(fresh('other'))).toBe('denied (pullguard: deny)');
+    // The next pod: installing again changes nothing, and it is ready.
+    expect((await runAgentContainer()).status).toBe(0);
+    await waitFor(
+      'next agent ready',
+      () => readState(node)?.phase === 'running' && readState(node)?.ready === true,
+      60_000,
+    );
+  });
+
+  it('SIGTERM when the DaemonSet is deleted uninstalls: config.toml back byte for byte, pulls unverified', async () => {
+    api.daemonSet = 'deleted';
+    const t0 = performance.now();
+    await sigterm();
     timings.push(`${name}: SIGTERM -> uninstalled ${Math.round(performance.now() - t0)} ms (no restart)`);
     await waitFor('uninstalled in the pod log', () => readFileSync(agentLog, 'utf8').includes('uninstalled'), 10_000);
+    expect(readFileSync(agentLog, 'utf8')).toMatch(
+      /DaemonSet pullguard-system\/pullguard-node is deleted \(.*HTTP 404\); uninstalling/,
+    );
     expect(readFileSync(join(node.root, 'etc/containerd/config.toml'), 'utf8')).toBe(config);
     expect(existsSync(join(node.root, 'opt/containerd/image-verifier/bin/pullguard'))).toBe(false);
     expect(existsSync(join(node.root, 'etc/pullguard/policy.yaml'))).toBe(false);
