@@ -554,13 +554,21 @@ describe.each([
     expect(readState(node)).toMatchObject({ phase: 'stopped', installed: true });
     expect(readdirSync(join(node.root, 'opt/containerd/image-verifier/bin'))).toEqual(['pullguard']);
     expect(await verdict(fresh('other'))).toBe('denied (pullguard: deny)');
-    // The next pod: installing again changes nothing, and it is ready.
+    // The next pod starts while the ConfigMap still holds the refused version: it installs (again: no
+    // change) with the last good policy on the host, and is not ready until the ConfigMap is fixed.
+    const good = readState(node)!.applied!.version;
     expect((await runAgentContainer()).status).toBe(0);
     await waitFor(
-      'next agent ready',
-      () => readState(node)?.phase === 'running' && readState(node)?.ready === true,
+      'next agent installed',
+      () => readState(node)?.phase === 'running' && readState(node)?.installed === true,
       60_000,
     );
+    expect(readState(node)).toMatchObject({ ready: false, applied: { version: good } });
+    expect(readState(node)!.refused).toBeDefined();
+    expect(await verdict(fresh('open'))).toBe('denied (pullguard: deny by open)');
+    writeKubeletVolume(cfg, policyVersion(registry.host, 'deny'));
+    await waitFor('next agent ready', () => readState(node)?.ready === true, 30_000);
+    expect(readState(node)!.applied!.version).toBe(good); // the same content as the last good version
   });
 
   it('SIGTERM when the DaemonSet is deleted uninstalls: config.toml back byte for byte, pulls unverified', async () => {
