@@ -45,6 +45,11 @@ export interface ContainerdOptions {
    * this machine refuses a lower oom_score_adj (runc: "failed to update /proc/self/oom_score_adj").
    */
   readonly sandboxImage?: string;
+  /**
+   * containerd's log level. `debug` (default) puts verifier stderr (the decision records) in its log;
+   * `info` is what nodes run, where pullguard's own decision log is the only trace.
+   */
+  readonly logLevel?: 'debug' | 'info';
 }
 
 export interface Containerd {
@@ -276,7 +281,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
       '[grpc]',
       `  address = ${q(socket)}`,
       '[debug]',
-      '  level = "debug"',
+      `  level = ${q(opts.logLevel ?? 'debug')}`,
     ];
     writeFileSync(configFile, `${main.join('\n')}\n`);
   } else {
@@ -293,7 +298,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
       '[grpc]',
       `  address = ${q(socket)}`,
       '[debug]',
-      '  level = "debug"',
+      `  level = ${q(opts.logLevel ?? 'debug')}`,
       '[plugins."io.containerd.image-verifier.v1.bindir"]',
       `  bin_dir = ${q(binDir)}`,
       '[plugins."io.containerd.grpc.v1.cri".registry]',
