@@ -8,13 +8,10 @@ import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
 import { versionLine } from './version.js';
-<<<<<<< HEAD
 import { runAgent } from '../node/agent.js';
-=======
 import { printPolicyProblems } from './policy-problems.js';
 import { describeLogSettings, explainJson, offlineReport, printOffline } from './verify-report.js';
 import { runLog } from './log.js';
->>>>>>> main
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
 
@@ -31,15 +28,12 @@ Commands for people:
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy); exit 2 on any FAIL
-<<<<<<< HEAD
   pullguard node agent [--root DIR] ...                the DaemonSet's node agent: installs, keeps the
                                                        host's policy in step with the mounted ConfigMap
                                                        (only validated versions), uninstalls on delete
-=======
   pullguard log [--since 1h] [--verdict deny] [--would-deny] [--image TEXT] [--rule NAME] [--json] [-f]
                                                        what pullguard decided on this node (the decision
                                                        log), grouped by rule, image and reason
->>>>>>> main
   pullguard version                                    print version and commit
 
 Policy: $PULLGUARD_POLICY, else /etc/pullguard/policy.yaml.
@@ -63,14 +57,11 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await verifyCommand(rest, out, env);
       case 'doctor':
         return await runDoctor(rest, out, env);
-<<<<<<< HEAD
       case 'node':
         if (rest[0] === 'agent') return await runAgent(rest.slice(1), out, env);
         return usage(err);
-=======
       case 'log':
         return await runLog(rest, out, env);
->>>>>>> main
       case undefined:
       case 'help':
       case '-h':
