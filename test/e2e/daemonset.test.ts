@@ -589,3 +589,37 @@ describe.each([
     expect(await verdict(fresh('other'))).toBe('allowed (unverified)');
   });
 });
+
+describe('the image itself', () => {
+  it('copies from the OCI layout with oras, and holds the executable, its runtime and the licenses only', async () => {
+    const ref = `${registry.host}/pullguard:${VERSION}`;
+    const layout = join(ROOT, 'dist', 'image');
+    const cp = await run([tool('oras'), 'cp', '--from-oci-layout', `${layout}:${VERSION}`, ref, '--to-plain-http']);
+    expect(cp.status, cp.stderr).toBe(0);
+    const fetched = await run([tool('oras'), 'manifest', 'fetch', '--plain-http', ref]);
+    expect(fetched.status, fetched.stderr).toBe(0);
+    const index = JSON.parse(fetched.stdout) as { manifests: { platform: { architecture: string } }[] };
+    expect(index.manifests.map((m) => m.platform.architecture)).toContain('amd64');
+    // Every file of every layer (the amd64 manifest from the layout).
+    const blob = (d: string) => readFileSync(join(layout, 'blobs', 'sha256', d.slice(7)));
+    const top = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+    const idx = JSON.parse(blob(top.manifests[0]!.digest).toString()) as {
+      manifests: { digest: string; platform: { architecture: string } }[];
+    };
+    const amd64 = idx.manifests.find((m) => m.platform.architecture === 'amd64')!;
+    const manifest = JSON.parse(blob(amd64.digest).toString()) as { layers: { digest: string }[] };
+    const files: string[] = [];
+    for (const l of manifest.layers) {
+      const t = spawnSync('tar', ['-tzf', join(layout, 'blobs', 'sha256', l.digest.slice(7))], { encoding: 'utf8' });
+      files.push(...t.stdout.split('\n').filter((f) => f !== '' && !f.endsWith('/')));
+    }
+    const executables = files.filter((f) => /^usr\/s?bin\//.test(f)).sort();
+    expect(executables).toEqual(['usr/bin/nsenter', 'usr/bin/pullguard', 'usr/sbin/chroot']);
+    for (const pkg of ['libc6', 'gcc-14-base', 'util-linux', 'coreutils', 'libselinux1', 'libpcre2-8-0']) {
+      expect(files, pkg).toContain(`usr/share/doc/${pkg}/copyright`);
+    }
+    expect(files).toContain('usr/share/doc/pullguard/third-party/node/LICENSE');
+    expect(files).toContain('usr/share/doc/pullguard-image/debian-packages.txt');
+    expect(files.some((f) => /\/(sh|bash|busybox)$/.test(f))).toBe(false);
+  });
+});
