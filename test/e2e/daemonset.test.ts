@@ -289,10 +289,15 @@ async function probe(node: Node, path: string): Promise<number> {
 }
 
 /** The policy ConfigMap: a key release.pub, named by the policy at its host path /etc/pullguard/release.pub. */
-function policyVersion(host: string, open: 'allow' | 'deny'): Record<string, string> {
+function policyVersion(
+  host: string,
+  open: 'allow' | 'deny',
+  mode: 'enforce' | 'audit' = 'enforce',
+): Record<string, string> {
   return {
     'policy.yaml': [
       'version: 1',
+      `mode: ${mode}`,
       'default: deny',
       'rules:',
       '  - name: signed',
@@ -498,6 +503,26 @@ describe.each([
     expect(await verdict(await signedImage(`signed-${name}-2`))).toBe('allowed (pullguard: allow by signed)');
   });
 
+  it('audit mode arrives the same way: would-be denials are allowed and recorded', async () => {
+    const enforced = readState(node)!.applied!.version;
+    writeKubeletVolume(cfg, policyVersion(registry.host, 'deny', 'audit'));
+    await waitFor(
+      'audit version',
+      () => readState(node)?.applied?.version !== enforced && readState(node)?.ready === true,
+      30_000,
+    );
+    const image = fresh('other');
+    expect(await verdict(image)).toBe('allowed (pullguard: allow)');
+    expect(records().find((r) => r.digest === image.digest)).toMatchObject({ mode: 'audit', policyVerdict: 'deny' });
+    writeKubeletVolume(cfg, policyVersion(registry.host, 'deny'));
+    await waitFor(
+      'enforce again',
+      () => readState(node)?.applied?.version === enforced && readState(node)?.ready === true,
+      30_000,
+    );
+    expect(await verdict(fresh('other'))).toBe('denied (pullguard: deny)');
+  });
+
   it('a broken version is refused (log, state, readiness) and the last good policy keeps working', async () => {
     const good = readState(node)!.applied!.version;
     // Names a key the ConfigMap does not hold: valid YAML, invalid policy.
@@ -541,7 +566,7 @@ describe.each([
     expect(readState(node)!.applied!.version).toBe(good);
   });
 
-  it('SIGTERM while the DaemonSet exists (a rolling update) leaves the node installed; the next pod takes over', async () => {
+  it('SIGTERM while the DaemonSet exists (rolling update) leaves the node installed; the next pod takes over', async () => {
     api.daemonSet = 'present';
     const asked = api.requests;
     await sigterm();
