@@ -566,7 +566,7 @@ describe.each([
     expect(readState(node)!.applied!.version).toBe(good);
   });
 
-  it('SIGTERM while the DaemonSet exists (rolling update) leaves the node installed; the next pod takes over', async () => {
+  it('SIGTERM while the DaemonSet exists (rolling update) stays installed; the next pod takes over', async () => {
     api.daemonSet = 'present';
     const asked = api.requests;
     await sigterm();
