@@ -7,6 +7,7 @@ import { applyMode, EXIT, exitCodeFor } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
+import { runNode } from '../node/cli.js';
 import { versionLine } from './version.js';
 import { runAgent } from '../node/agent.js';
 import { printPolicyProblems } from './policy-problems.js';
@@ -28,6 +29,10 @@ Commands for people:
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy); exit 2 on any FAIL
+  pullguard node install|uninstall|status [--root DIR] [--policy FILE|DIR] [--no-restart] ...
+                                                       install pullguard on this node (or the host
+                                                       root DIR) safely, take it off, or show whether
+                                                       verification is on; \`pullguard node\` for all flags
   pullguard node agent [--root DIR] ...                the DaemonSet's node agent: installs, keeps the
                                                        host's policy in step with the mounted ConfigMap
                                                        (only validated versions), uninstalls on delete
@@ -59,7 +64,7 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await runDoctor(rest, out, env);
       case 'node':
         if (rest[0] === 'agent') return await runAgent(rest.slice(1), out, env);
-        return usage(err);
+        return await runNode(rest, out, err);
       case 'log':
         return await runLog(rest, out, env);
       case undefined:
