@@ -34,7 +34,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentState } from '../../src/node/agent-state.js';
 import { KIND_NODE_CONFIG, parseDecisionRecords, startContainerd, type Containerd } from '../helpers/containerd.js';
 import { bcrypt } from '../helpers/bcrypt.js';
-import { cosignOk } from '../helpers/cosign.js';
+import { cosignOk, cosignSignKey } from '../helpers/cosign.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { writeKubeletVolume } from '../helpers/kubelet-volume.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
@@ -101,21 +101,9 @@ beforeAll(async () => {
   } finally {
     delete process.env.DOCKER_CONFIG;
   }
-  await cosignOk(
-    home,
-    [
-      'sign',
-      '--key',
-      join(work, 'release.key'),
-      '--tlog-upload=false',
-      '--use-signing-config=false',
-      '--allow-http-registry',
-      '--allow-insecure-registry',
-      '-y',
-      `${privateRegistry.host}/private@${privateImage.digest}`,
-    ],
-    { DOCKER_CONFIG: docker },
-  );
+  await cosignSignKey(home, join(work, 'release.key'), `${privateRegistry.host}/private@${privateImage.digest}`, {
+    DOCKER_CONFIG: docker,
+  });
   // What the chroot'ed host binaries need (containerd, the installed pullguard, the installer's sh).
   const ldd = spawnSync('ldd', [tool('containerd'), pullguardBinary(), '/bin/sh'], { encoding: 'utf8' });
   libs = [...new Set(ldd.stdout.match(/\/\S+\.so[.\d]*/g) ?? [])].filter((l) => !l.endsWith(':'));
@@ -323,17 +311,7 @@ function policyVersion(
 
 async function signedImage(repo: string): Promise<PushedImage> {
   const i = pushTestImage(registry.host, repo, 'v1', `${repo}-${Math.random()}`);
-  await cosignOk(home, [
-    'sign',
-    '--key',
-    join(work, 'release.key'),
-    '--tlog-upload=false',
-    '--use-signing-config=false',
-    '--allow-http-registry',
-    '--allow-insecure-registry',
-    '-y',
-    `${i.ref.replace(/:[^:/]+$/, '')}@${i.digest}`,
-  ]);
+  await cosignSignKey(home, join(work, 'release.key'), `${i.ref.replace(/:[^:/]+$/, '')}@${i.digest}`);
   return i;
 }
 

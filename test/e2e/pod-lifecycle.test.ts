@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushBusyboxImage } from '../helpers/busybox-image.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
-import { cosignOk } from '../helpers/cosign.js';
+import { cosignOk, cosignSignKey } from '../helpers/cosign.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { criRuntime, type CriRuntime, type PodSandboxConfig } from '../helpers/cri-runtime.js';
 import { waitFor } from '../helpers/proc.js';
@@ -37,17 +37,7 @@ beforeAll(async () => {
   img.unsigned = pushBusyboxImage(h, 'app', 'unsigned', ['/bin/busybox', 'echo', 'this must never run'], 'unsigned');
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'release')]);
   for (const i of [img.pause, img.signed]) {
-    await cosignOk(home, [
-      'sign',
-      '--key',
-      join(work, 'release.key'),
-      '--tlog-upload=false',
-      '--use-signing-config=false',
-      '--allow-http-registry',
-      '--allow-insecure-registry',
-      '-y',
-      `${repoOf(i)}@${i.digest}`,
-    ]);
+    await cosignSignKey(home, join(work, 'release.key'), `${repoOf(i)}@${i.digest}`);
   }
   const policy = join(work, 'policy.yaml');
   writeFileSync(
