@@ -7,6 +7,7 @@ import { applyMode, EXIT, exitCodeFor } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
+import { runCacheCommand } from '../cache/command.js';
 import { runNode } from '../node/cli.js';
 import { versionLine } from './version.js';
 import { runAgent } from '../node/agent.js';
@@ -29,6 +30,7 @@ Commands for people:
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy); exit 2 on any FAIL
+  pullguard cache ls|clear [--policy FILE]             list or empty the decision cache (policy cache:)
   pullguard node install|uninstall|status [--root DIR] [--policy FILE|DIR] [--no-restart] ...
                                                        install pullguard on this node (or the host
                                                        root DIR) safely, take it off, or show whether
@@ -62,6 +64,8 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await verifyCommand(rest, out, env);
       case 'doctor':
         return await runDoctor(rest, out, env);
+      case 'cache':
+        return runCacheCommand(rest, (file) => loadPolicy(file ?? policyPath(env)), out);
       case 'node':
         if (rest[0] === 'agent') return await runAgent(rest.slice(1), out, env);
         return await runNode(rest, out, err);

@@ -35,7 +35,7 @@ export interface SendOptions {
   /** Sent only to the origin of `url`; dropped for good when a redirect leaves it. */
   readonly authorization?: string;
   readonly maxBytes: number;
-  /** What is being fetched, for messages ("manifest …", "blob …"). */
+  /** What is being fetched, for messages ("manifest ...", "blob ..."). */
   readonly what: string;
   readonly deadline: Deadline;
   /** Per-request budget; the deadline still wins when it is sooner. */
