@@ -31,7 +31,8 @@ export function dockerConfigPaths(policyPath: string | undefined, env: NodeJS.Pr
   const out: string[] = [];
   if (policyPath) out.push(policyPath);
   if (env.DOCKER_CONFIG) out.push(join(env.DOCKER_CONFIG, 'config.json'));
-  out.push('/root/.docker/config.json', '/var/lib/kubelet/config.json');
+  // pullguard's own: where the DaemonSet agent places a mounted dockerconfigjson Secret (src/node).
+  out.push('/etc/pullguard/docker/config.json', '/root/.docker/config.json', '/var/lib/kubelet/config.json');
   return out;
 }
 
@@ -198,7 +199,7 @@ export interface Challenge {
   readonly params: Readonly<Record<string, string>>;
 }
 
-/** RFC 7235 challenges: `Bearer realm="…",service="…", Basic realm="…"`. */
+/** RFC 7235 challenges: `Bearer realm="...",service="...", Basic realm="..."`. */
 export function parseChallenges(header: string | string[] | undefined): Challenge[] {
   const text = Array.isArray(header) ? header.join(', ') : (header ?? '');
   const out: { scheme: string; params: Record<string, string> }[] = [];

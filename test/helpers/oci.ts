@@ -39,6 +39,28 @@ function tarOneFile(name: string, content: Buffer): Buffer {
   return Buffer.concat([header, body, Buffer.alloc(1024)]);
 }
 
+/**
+ * Writes index.json (one entry, `top`, tagged `tag`) into an OCI layout whose blobs are in place and
+ * pushes it with the real oras to `ref`.
+ */
+export function pushLayout(dir: string, top: { mediaType: string; digest: string; size: number }, tag: string, ref: string, plainHttp = true): void {
+  writeIndex(dir, top, tag);
+  execFileSync(tool('oras'), ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(plainHttp ? ['--to-plain-http'] : [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, HOME: dir },
+    timeout: 60_000,
+  });
+}
+
+/** oci-layout and index.json (one entry, `top`, tagged `tag`) of an OCI layout whose blobs are in place. */
+function writeIndex(dir: string, top: { mediaType: string; digest: string; size: number }, tag: string): void {
+  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  writeFileSync(
+    join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
+  );
+}
+
 type PushOptions = { index?: boolean; plainHttp?: boolean };
 
 /** An OCI layout on disk holding one small linux/amd64 image, and the oras command that pushes it. */
@@ -84,11 +106,7 @@ function writeLayout(host: string, repo: string, tag: string, seed: string, opts
       );
       top = { mediaType: 'application/vnd.oci.image.index.v1+json', ...put(indexBytes) };
     }
-    writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    writeFileSync(
-      join(dir, 'index.json'),
-      JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
-    );
+    writeIndex(dir, top, tag);
     const ref = `${host}/${repo}:${tag}`;
     const args = ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(opts.plainHttp === false ? [] : ['--to-plain-http'])];
     const image: PushedImage = { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
