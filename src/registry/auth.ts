@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Deadline } from '../common/deadline.js';
 import { PullguardError } from '../common/errors.js';
+import type { CredentialProviders } from './credential-provider.js';
 import type { Endpoint } from './hosts.js';
 import { isLocalhost } from './hosts.js';
 import type { Transport } from './transport.js';
@@ -21,6 +22,13 @@ export interface Credential {
   /** Where it came from, for messages: a file and a mechanism, never the value. */
   readonly source: string;
 }
+
+/** What `CredentialStore.explain` found: a kind and where, never a value. */
+export type CredentialSourceInfo =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'auths'; readonly file: string }
+  | { readonly kind: 'credHelper' | 'credsStore'; readonly file: string; readonly helper: string }
+  | { readonly kind: 'provider'; readonly file: string; readonly providers: readonly string[] };
 
 export const HELPER_TIMEOUT_MS = 5000;
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -59,20 +67,41 @@ export class CredentialStore {
     private readonly paths: readonly string[],
     private readonly policyPath: string | undefined,
     private readonly env: NodeJS.ProcessEnv = process.env,
+    /** kubelet's credential provider plugins, asked after every config.json (registry.credentialProviders). */
+    private readonly providers?: CredentialProviders,
   ) {}
 
-  /** Credentials for a registry host (`host[:port]`), or undefined for anonymous access. */
-  lookup(host: string, deadline: Deadline): Promise<Credential | undefined> {
+  /**
+   * Credentials for a registry host (`host[:port]`), or undefined for anonymous access. `repository`
+   * matters only to credential providers, whose matchImages and answers may name repositories.
+   */
+  lookup(host: string, deadline: Deadline, repository = ''): Promise<Credential | undefined> {
     const key = normalizeAuthKey(host);
-    let p = this.cache.get(key);
+    const cacheKey = this.providers ? `${key}/${repository}` : key;
+    let p = this.cache.get(cacheKey);
     if (!p) {
-      p = this.find(key, deadline);
-      this.cache.set(key, p);
+      p = this.find(key, deadline, repository);
+      this.cache.set(cacheKey, p);
     }
     return p;
   }
 
-  private async find(key: string, deadline: Deadline): Promise<Credential | undefined> {
+  /** Which source `lookup` would use for a host, without running anything or reading a secret (doctor). */
+  explain(host: string, repository = ''): CredentialSourceInfo {
+    const key = normalizeAuthKey(host);
+    for (const cfg of this.load()) {
+      const helper = cfg.credHelpers.get(key);
+      if (helper) return { kind: 'credHelper', file: cfg.path, helper: `docker-credential-${helper}` };
+      if (cfg.credsStore) return { kind: 'credsStore', file: cfg.path, helper: `docker-credential-${cfg.credsStore}` };
+      if (cfg.auths.has(key)) return { kind: 'auths', file: cfg.path };
+    }
+    const image = `${key}/${repository}`;
+    const providers = this.providers?.matching(image).map((p) => p.name) ?? [];
+    if (providers.length > 0) return { kind: 'provider', providers, file: this.providers!.settings.config };
+    return { kind: 'none' };
+  }
+
+  private async find(key: string, deadline: Deadline, repository = ''): Promise<Credential | undefined> {
     for (const cfg of this.load()) {
       const helper = cfg.credHelpers.get(key);
       if (helper) return runHelper(helper, key, `${cfg.path} credHelpers`, deadline, this.env);
@@ -83,7 +112,7 @@ export class CredentialStore {
       const entry = cfg.auths.get(key);
       if (entry) return fromAuthEntry(entry, `${cfg.path} auths`);
     }
-    return undefined;
+    return this.providers?.lookup(`${key}/${repository}`, deadline, this.notes);
   }
 
   private load(): DockerConfig[] {
@@ -255,7 +284,7 @@ export class Authenticator {
   }
 
   private async authorize(endpoint: Endpoint, repository: string, ch: Challenge, deadline: Deadline, fresh: boolean): Promise<string | undefined> {
-    const cred = await this.credentials.lookup(endpoint.host, deadline);
+    const cred = await this.credentials.lookup(endpoint.host, deadline, repository);
     if (ch.scheme === 'basic') {
       if (!cred?.username || cred.password === undefined) return undefined;
       return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;

@@ -11,6 +11,7 @@ import { MAX_MANIFEST_SIZE, type Descriptor } from '../contract/descriptor.js';
 import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, PULLABLE_MEDIA_TYPES } from '../contract/media-types.js';
 import type { RegistrySettings } from '../policy/model.js';
 import { Authenticator, CredentialStore, dockerConfigPaths } from './auth.js';
+import { CredentialProviders } from './credential-provider.js';
 import {
   classify,
   filterTypeFor,
@@ -67,7 +68,8 @@ export class DistributionClient implements RegistryClient {
   ) {
     const env = options.env ?? process.env;
     this.transport = new Transport(options.userAgent ?? 'pullguard', options.observer);
-    this.credentials = new CredentialStore(dockerConfigPaths(settings.dockerConfig, env), settings.dockerConfig, env);
+    const providers = settings.credentialProviders ? new CredentialProviders(settings.credentialProviders, env) : undefined;
+    this.credentials = new CredentialStore(dockerConfigPaths(settings.dockerConfig, env), settings.dockerConfig, env, providers);
     this.authn = new Authenticator(this.transport, this.credentials);
     this.maxBlobBytes = settings.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
     this.maxReferrers = settings.maxReferrers ?? DEFAULT_MAX_REFERRERS;
