@@ -102,10 +102,16 @@ function fingerprint(spec: CredentialProviderSpec, binDir: string): string {
   return createHash('sha256').update(id).digest('hex');
 }
 
+/** One provider's answer for an image, and how it was obtained (for the notes). */
+interface Answer {
+  readonly auth: CachedAuth;
+  readonly how: string;
+}
+
 export class CredentialProviders {
   private specs?: CredentialProviderSpec[];
   private readonly cache: CredentialCache;
-  private readonly inflight = new Map<string, Promise<CachedAuth>>();
+  private readonly inflight = new Map<string, Promise<Answer>>();
 
   constructor(
     readonly settings: CredentialProviderSettings,
@@ -145,46 +151,47 @@ export class CredentialProviders {
     });
     if (specs.length === 0) return undefined;
     const answers = await Promise.allSettled(specs.map((p) => this.provide(p, image, deadline, notes)));
-    const entries: { key: string; value: Credential }[] = [];
+    const entries: { key: string; value: { cred: Credential; how: string } }[] = [];
     const errors: PullguardError[] = [];
     answers.forEach((a, i) => {
       const spec = specs[i]!;
       if (a.status === 'rejected') return void errors.push(asPullguardError(a.reason, 'REGISTRY_AUTH'));
-      for (const [loc, e] of Object.entries(a.value)) {
+      for (const [loc, e] of Object.entries(a.value.auth)) {
         const key = credentialKey(loc);
         if (key === undefined || (!e.username && !e.password)) continue;
-        entries.push({ key, value: { username: e.username ?? '', password: e.password ?? '', source: `kubelet credential provider ${spec.name} (${spec.file})` } });
+        const source = `kubelet credential provider ${spec.name} (${spec.file})`;
+        entries.push({ key, value: { cred: { username: e.username ?? '', password: e.password ?? '', source }, how: a.value.how } });
       }
     });
     const found = matchingEntries(image, entries)[0];
     if (found) {
       for (const e of errors) notes.push(`${e.message} (credentials from another provider used)`);
-      return found;
+      notes.push(`credentials for ${image} from ${found.cred.source}, ${found.how}`);
+      return found.cred;
     }
     if (errors.length > 0) throw errors[0];
     notes.push(`kubelet credential provider ${specs.map((s) => s.name).join(', ')} returned no credentials for ${image}`);
     return undefined;
   }
 
-  private provide(spec: CredentialProviderSpec, image: string, deadline: Deadline, notes: string[]): Promise<CachedAuth> {
+  private provide(spec: CredentialProviderSpec, image: string, deadline: Deadline, notes: string[]): Promise<Answer> {
     const fp = fingerprint(spec, this.settings.binDir);
     const registry = image.split('/')[0]!;
     const hit = this.cache.get(fp, [image, registry, 'global'], this.now());
     if (hit) {
-      notes.push(`credentials for ${image} from kubelet credential provider ${spec.name}, cached (${hit.key === image ? 'Image' : hit.key === registry ? 'Registry' : 'Global'})`);
-      return Promise.resolve(hit.auth);
+      const type = hit.key === image ? 'Image' : hit.key === registry ? 'Registry' : 'Global';
+      return Promise.resolve({ auth: hit.auth, how: `cached (${type}) until ${new Date(hit.expiresAt).toISOString()}` });
     }
     const flight = `${fp}\n${image}`;
     let p = this.inflight.get(flight);
     if (!p) {
       p = this.run(spec, image, deadline).then((res) => {
         const ms = res.cacheDurationMs ?? spec.defaultCacheDurationMs;
-        if (ms > 0) {
-          const key = res.cacheKeyType === 'Image' ? image : res.cacheKeyType === 'Registry' ? registry : 'global';
-          const problem = this.cache.put(fp, key, res.auth, this.now() + ms);
-          if (problem) notes.push(problem);
-        }
-        return res.auth;
+        if (ms <= 0) return { auth: res.auth, how: 'fresh (not cached)' };
+        const key = res.cacheKeyType === 'Image' ? image : res.cacheKeyType === 'Registry' ? registry : 'global';
+        const problem = this.cache.put(fp, key, res.auth, this.now() + ms);
+        if (problem) notes.push(`${problem}; not cached`);
+        return { auth: res.auth, how: problem ? 'fresh (not cached)' : `fresh, cached (${res.cacheKeyType})` };
       });
       this.inflight.set(flight, p);
     }
