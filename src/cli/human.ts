@@ -17,7 +17,7 @@ containerd runs it as:
 Commands for people:
   pullguard verify [--explain] [--policy FILE] <ref>   decide for an image, as a pull would
   pullguard policy check [FILE]                        validate a policy
-  pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE]
+  pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--image REF]
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy); exit 2 on any FAIL

@@ -5,6 +5,7 @@ import { asPullguardError, PullguardError } from '../common/errors.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
 import { DEFAULT_CONTAINERD_CONFIG, isMissingContainerdConfig, loadContainerdConfigFiles } from '../registry/hosts.js';
+import { imageCredentialChecks } from './credentials-run.js';
 import { binDirOf, diagnose, effectiveConfig, formatCheck, type BinDirEntryType, type BinDirListing, type DoctorInput } from './diagnose.js';
 type Out = (line: string) => void;
 
@@ -12,17 +13,24 @@ export interface DoctorOptions {
   readonly containerdConfig?: string;
   readonly binDir?: string;
   readonly policy?: string;
+  /** `--image REF`: also say which credentials pullguard would use for that image's registry. */
+  readonly image?: string;
 }
 
 export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
-  const opts: { containerdConfig?: string; binDir?: string; policy?: string } = {};
-  const names: Record<string, keyof DoctorOptions> = { '--containerd-config': 'containerdConfig', '--bin-dir': 'binDir', '--policy': 'policy' };
+  const opts: { -readonly [K in keyof DoctorOptions]: DoctorOptions[K] } = {};
+  const names: Record<string, keyof DoctorOptions> = {
+    '--containerd-config': 'containerdConfig',
+    '--bin-dir': 'binDir',
+    '--policy': 'policy',
+    '--image': 'image',
+  };
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     const eq = a.indexOf('=');
     const flag = eq > 0 ? a.slice(0, eq) : a;
     const key = names[flag];
-    if (!key) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE]`);
+    if (!key) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--image REF]`);
     const value = eq > 0 ? a.slice(eq + 1) : args[++i];
     if (value === undefined || value === '') throw new PullguardError('CONTRACT_ARGS', `${flag} needs a value`);
     opts[key] = value;
@@ -114,6 +122,7 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
     containerd: await containerdVersion(env),
   };
   const checks = diagnose(input);
+  if (opts.image !== undefined) checks.push(...imageCredentialChecks(opts.image, policy, env));
   out(`pullguard doctor: containerd config ${configPath}, bin_dir ${binDir}, policy ${pPath}`);
   for (const c of checks) out(formatCheck(c));
   const fails = checks.filter((c) => c.status === 'FAIL').length;
