@@ -3,15 +3,19 @@
  * called as containerd calls it (one process per pull), against a real docker-registry 2.8.3 with
  * htpasswd auth holding an image signed by the real cosign. The plugin is test/helpers/credential-plugin.cjs
  * installed in a bin dir (the real exec protocol, v1); it counts its runs in a file, so the cache shared
- * by pull processes is observed from outside.
+ * by pull processes is observed from outside. The last case pulls through a real containerd 2.1.9 over
+ * CRI with the credentials in PullImage's auth, as kubelet sends them: containerd uses them, pullguard
+ * gets its own from the provider.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { bcrypt } from '../helpers/bcrypt.js';
+import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { cosignOk } from '../helpers/cosign.js';
+import { CriError, criClient, type CriClient } from '../helpers/cri.js';
 import { installCredentialPlugin } from '../helpers/credential-plugin.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { waitFor } from '../helpers/proc.js';
@@ -346,5 +350,47 @@ describe('which credentials win', () => {
     const s = setup({ dockerConfig: { auths: { 'other.example.com': { auth: Buffer.from('x:y').toString('base64') } } } });
     expect((await pull(s.policy)).code).toBe(0);
     expect(s.calls()).toEqual([repo()]);
+  });
+});
+
+describe('through containerd 2.1.9: a CRI PullImage that carries credentials', () => {
+  let ctd: Containerd;
+  let cri: CriClient;
+  let policyFile: string;
+  const auth = () => ({ username: 'pg', password: PASSWORD });
+
+  beforeAll(async () => {
+    policyFile = join(work, 'containerd-policy.yaml');
+    writeFileSync(policyFile, 'version: 1\ndefault: deny\n');
+    ctd = await startContainerd({ mode: 'dropin', policy: policyFile });
+    cri = criClient(ctd.socket);
+  });
+  afterAll(async () => {
+    cri?.close();
+    await ctd?.stop();
+  });
+
+  test('containerd fetches with the CRI credentials; pullguard verifies with the provider plugin\'s', async () => {
+    // The issue's report: the CRI auth reaches containerd, never the verifier. With no provider for
+    // this registry pullguard cannot look up the signatures, and the pull is denied.
+    const miss = setup({ matchImages: ['*.dkr.ecr.*.amazonaws.com'] });
+    copyFileSync(miss.policy, policyFile);
+    const err = await cri.pullImage(image.ref, 60_000, auth()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(CriError);
+    expect((err as CriError).details).toMatch(/requires credentials for .*private and none were found/);
+    expect(await cri.imageStatus(image.ref)).toBeNull();
+
+    // With kubelet's provider configured, the same pull is verified and allowed.
+    const s = setup();
+    copyFileSync(s.policy, policyFile);
+    await cri.pullImage(image.ref, 60_000, auth());
+    expect(await cri.imageStatus(image.ref)).not.toBeNull();
+    expect(s.calls()).toEqual([repo()]);
+    const rec = await ctd.waitForRecord((r) => r.name === image.ref && r.verdict === 'allow');
+    expect(rec).toMatchObject({ digest: image.digest, rule: 'private', exitCode: 0 });
+    expect(JSON.stringify(ctd.decisionRecords())).not.toContain(PASSWORD);
   });
 });
