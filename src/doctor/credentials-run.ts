@@ -6,7 +6,12 @@ import { parseReference } from '../common/reference.js';
 import type { Policy } from '../policy/model.js';
 import { CredentialStore, dockerConfigPaths, normalizeAuthKey } from '../registry/auth.js';
 import { CredentialProviders } from '../registry/credential-provider.js';
-import { credentialChecks, kubeletCredentialFlags, type CredentialInput, type KubeletCredentialFlags } from './credentials.js';
+import {
+  credentialChecks,
+  kubeletCredentialFlags,
+  type CredentialInput,
+  type KubeletCredentialFlags,
+} from './credentials.js';
 import type { Check } from './diagnose.js';
 
 /** The running kubelet's flags, from /proc/<pid>/cmdline: exactly what it was started with. */
@@ -20,7 +25,11 @@ export function runningKubeletFlags(proc = '/proc'): KubeletCredentialFlags | un
   for (const pid of pids) {
     try {
       if (readFileSync(join(proc, pid, 'comm'), 'utf8').trim() !== 'kubelet') continue;
-      return kubeletCredentialFlags(readFileSync(join(proc, pid, 'cmdline'), 'utf8').split('\0').filter(Boolean));
+      return kubeletCredentialFlags(
+        readFileSync(join(proc, pid, 'cmdline'), 'utf8')
+          .split('\0')
+          .filter(Boolean),
+      );
     } catch {
       /* gone, or not ours to read */
     }
@@ -34,12 +43,19 @@ function executableProblem(path: string): string | undefined {
     if (!st.isFile()) return 'is not a file';
     return (st.mode & 0o111) === 0 ? 'is not executable' : undefined;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `cannot be read (${(e as NodeJS.ErrnoException).code})`;
+    return (e as NodeJS.ErrnoException).code === 'ENOENT'
+      ? 'does not exist'
+      : `cannot be read (${(e as NodeJS.ErrnoException).code})`;
   }
 }
 
 /** The checks for `doctor --image REF` under `policy` (or defaults when it does not load). */
-export function imageCredentialChecks(ref: string, policy: Policy | undefined, env: NodeJS.ProcessEnv, proc = '/proc'): Check[] {
+export function imageCredentialChecks(
+  ref: string,
+  policy: Policy | undefined,
+  env: NodeJS.ProcessEnv,
+  proc = '/proc',
+): Check[] {
   let parsed;
   try {
     parsed = parseReference(ref);
@@ -48,8 +64,15 @@ export function imageCredentialChecks(ref: string, policy: Policy | undefined, e
   }
   const image = `${normalizeAuthKey(parsed.domain)}/${parsed.path}`;
   const settings = policy?.registry ?? {};
-  const providers = settings.credentialProviders ? new CredentialProviders(settings.credentialProviders, env) : undefined;
-  const store = new CredentialStore(dockerConfigPaths(settings.dockerConfig, env), settings.dockerConfig, env, providers);
+  const providers = settings.credentialProviders
+    ? new CredentialProviders(settings.credentialProviders, env)
+    : undefined;
+  const store = new CredentialStore(
+    dockerConfigPaths(settings.dockerConfig, env),
+    settings.dockerConfig,
+    env,
+    providers,
+  );
   let source: CredentialInput['source'];
   try {
     source = store.explain(parsed.domain, parsed.path);
@@ -65,7 +88,9 @@ export function imageCredentialChecks(ref: string, policy: Policy | undefined, e
   let kubeletProviders: string[] | undefined;
   if (kubelet?.config && kubelet.binDir && !settings.credentialProviders) {
     try {
-      kubeletProviders = new CredentialProviders({ config: kubelet.config, binDir: kubelet.binDir }, env).matching(image).map((p) => p.name);
+      kubeletProviders = new CredentialProviders({ config: kubelet.config, binDir: kubelet.binDir }, env)
+        .matching(image)
+        .map((p) => p.name);
     } catch {
       kubeletProviders = undefined;
     }

@@ -55,43 +55,78 @@ export function credentialChecks(input: CredentialInput): Check[] {
   const head = `credentials for ${input.image}`;
   switch (s.kind) {
     case 'error':
-      checks.push({ status: 'FAIL', message: `${head}: ${s.error}`, fix: 'fix the file named; pulls that need credentials are denied meanwhile' });
+      checks.push({
+        status: 'FAIL',
+        message: `${head}: ${s.error}`,
+        fix: 'fix the file named; pulls that need credentials are denied meanwhile',
+      });
       break;
     case 'auths':
       checks.push({ status: 'ok', message: `${head}: the auths entry in docker config ${s.file} (values not shown)` });
       break;
     case 'credHelper':
     case 'credsStore':
-      checks.push({ status: 'ok', message: `${head}: credential helper ${s.helper}, named by ${s.kind} in ${s.file} (run at pull time, with a timeout)` });
+      checks.push({
+        status: 'ok',
+        message: `${head}: credential helper ${s.helper}, named by ${s.kind} in ${s.file} (run at pull time)`,
+      });
       break;
     case 'provider': {
-      checks.push({ status: 'ok', message: `${head}: kubelet credential provider ${s.providers.join(', ')} from ${s.file} (run at pull time, answers cached)` });
+      checks.push({
+        status: 'ok',
+        message: `${head}: kubelet credential provider ${s.providers.join(', ')} from ${s.file} (run at pull time)`,
+      });
       for (const b of input.binaries) {
-        if (b.problem) checks.push({ status: 'FAIL', message: `credential provider ${b.name}: ${b.path} ${b.problem}`, fix: 'install the plugin there or correct registry.credentialProviders.binDir' });
+        if (b.problem)
+          checks.push({
+            status: 'FAIL',
+            message: `credential provider ${b.name}: ${b.path} ${b.problem}`,
+            fix: 'install the plugin there or correct registry.credentialProviders.binDir',
+          });
       }
       if (input.cacheProblem) {
-        checks.push({ status: 'WARN', message: `credential cache not used: ${input.cacheProblem}`, fix: 'every pull runs the plugin; let pullguard create the directory (root, 0700) or set registry.credentialProviders.cacheDir' });
+        checks.push({
+          status: 'WARN',
+          message: `credential cache not used: ${input.cacheProblem}`,
+          fix:
+            'every pull runs the plugin; let pullguard create the directory (root, 0700) ' +
+            'or set registry.credentialProviders.cacheDir',
+        });
       }
       break;
     }
     case 'none':
-      checks.push({ status: 'ok', message: `${head}: none; pullguard asks ${input.image.split('/')[0]} anonymously, so a registry that requires credentials denies the pull` });
+      checks.push({
+        status: 'ok',
+        message:
+          `${head}: none; pullguard asks ${input.image.split('/')[0]} anonymously, ` +
+          'so a registry that requires credentials denies the pull',
+      });
       break;
   }
   const k = input.kubelet;
   if (k?.config && k.binDir) {
     const p = input.providers;
     if (!p) {
-      const matched = input.kubeletProviders?.length ? ` (its ${input.kubeletProviders.join(', ')} matches ${input.image})` : '';
+      const matched = input.kubeletProviders?.length
+        ? ` (its ${input.kubeletProviders.join(', ')} matches ${input.image})`
+        : '';
       checks.push({
         status: input.kubeletProviders?.length && s.kind === 'none' ? 'WARN' : 'ok',
-        message: `kubelet on this node gets credentials from provider plugins${matched}: --image-credential-provider-config ${k.config} --image-credential-provider-bin-dir ${k.binDir}`,
-        fix: input.kubeletProviders?.length && s.kind === 'none' ? `add to the policy: registry: {credentialProviders: {config: ${k.config}, binDir: ${k.binDir}}}` : undefined,
+        message:
+          `kubelet on this node gets credentials from provider plugins${matched}: ` +
+          `--image-credential-provider-config ${k.config} --image-credential-provider-bin-dir ${k.binDir}`,
+        fix:
+          input.kubeletProviders?.length && s.kind === 'none'
+            ? `add to the policy: registry: {credentialProviders: {config: ${k.config}, binDir: ${k.binDir}}}`
+            : undefined,
       });
     } else if (p.config !== k.config || p.binDir !== k.binDir) {
       checks.push({
         status: 'WARN',
-        message: `registry.credentialProviders (${p.config}, ${p.binDir}) differs from kubelet's flags (${k.config}, ${k.binDir})`,
+        message:
+          `registry.credentialProviders (${p.config}, ${p.binDir}) ` +
+          `differs from kubelet's flags (${k.config}, ${k.binDir})`,
         fix: 'use the same paths as kubelet unless the difference is intended',
       });
     }

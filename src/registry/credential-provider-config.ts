@@ -50,7 +50,8 @@ export function parseCredentialProviderConfig(text: string, file: string): Crede
     bad(`not valid YAML or JSON (${String((e as Error).message).split('\n')[0]})`);
   }
   if (!isObject(doc)) return bad('not a CredentialProviderConfig object');
-  if (doc.kind !== 'CredentialProviderConfig') bad(`kind is ${JSON.stringify(doc.kind)}, not "CredentialProviderConfig"`);
+  if (doc.kind !== 'CredentialProviderConfig')
+    bad(`kind is ${JSON.stringify(doc.kind)}, not "CredentialProviderConfig"`);
   const apiVersion = typeof doc.apiVersion === 'string' ? doc.apiVersion : '';
   if (!/^kubelet\.config\.k8s\.io\/v1(?:beta1|alpha1)?$/.test(apiVersion)) {
     bad(`apiVersion ${JSON.stringify(doc.apiVersion)} is not ${CONFIG_GROUP}/v1, v1beta1 or v1alpha1`);
@@ -70,9 +71,11 @@ export function parseCredentialProviderConfig(text: string, file: string): Crede
       bad(`${at}.apiVersion ${JSON.stringify(pv)} is not one of ${PROVIDER_API_VERSIONS.join(', ')}`);
     }
     const matchImages = p.matchImages;
-    if (!Array.isArray(matchImages) || matchImages.length === 0) return bad(`${at}.matchImages needs at least one entry`);
+    if (!Array.isArray(matchImages) || matchImages.length === 0)
+      return bad(`${at}.matchImages needs at least one entry`);
     matchImages.forEach((m, j) => {
-      if (typeof m !== 'string' || !parseSchemelessUrl(m)) bad(`${at}.matchImages[${j}] ${JSON.stringify(m)} is not valid`);
+      if (typeof m !== 'string' || !parseSchemelessUrl(m))
+        bad(`${at}.matchImages[${j}] ${JSON.stringify(m)} is not valid`);
     });
     const dcd = p.defaultCacheDuration;
     if (dcd === undefined || dcd === null) bad(`${at}.defaultCacheDuration is required`);
@@ -81,7 +84,8 @@ export function parseCredentialProviderConfig(text: string, file: string): Crede
       bad(`${at}.defaultCacheDuration ${JSON.stringify(dcd)} is not a duration >= 0 (e.g. "12h")`);
     }
     const args = p.args ?? [];
-    if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) return bad(`${at}.args is not a list of strings`);
+    if (!Array.isArray(args) || !args.every((a) => typeof a === 'string'))
+      return bad(`${at}.args is not a list of strings`);
     const env = p.env ?? [];
     if (!Array.isArray(env)) return bad(`${at}.env is not a list`);
     const envOut = env.map((e, j) => {
@@ -109,7 +113,11 @@ export function parseCredentialProviderConfig(text: string, file: string): Crede
 /** Reads the file or directory `path` (config.go readCredentialProviderConfig). */
 export function loadCredentialProviderConfig(path: string): CredentialProviderSpec[] {
   const fail = (why: string): never => {
-    throw new PullguardError('POLICY_INVALID', `cannot read kubelet credential provider config ${path} (registry.credentialProviders.config): ${why}`, { path });
+    throw new PullguardError(
+      'POLICY_INVALID',
+      `cannot read kubelet credential provider config ${path} (registry.credentialProviders.config): ${why}`,
+      { path },
+    );
   };
   let files: string[];
   try {

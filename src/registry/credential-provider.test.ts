@@ -9,6 +9,8 @@ import { CredentialProviders, parseProviderResponse, redactedExcerpt } from './c
 import { rejects } from '../../test/helpers/errors.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pg-credprov-unit-'));
+const HEAD = 'kind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\n';
+const V1 = 'credentialprovider.kubelet.k8s.io/v1';
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 // The shape EKS AL2023 AMIs ship in /etc/eks/image-credential-provider/config.json.
@@ -18,7 +20,13 @@ const EKS = JSON.stringify({
   providers: [
     {
       name: 'ecr-credential-provider',
-      matchImages: ['*.dkr.ecr.*.amazonaws.com', '*.dkr.ecr.*.amazonaws.com.cn', '*.dkr.ecr-fips.*.amazonaws.com', '*.dkr.ecr.*.c2s.ic.gov', '*.dkr.ecr.*.sc2s.sgov.gov'],
+      matchImages: [
+        '*.dkr.ecr.*.amazonaws.com',
+        '*.dkr.ecr.*.amazonaws.com.cn',
+        '*.dkr.ecr-fips.*.amazonaws.com',
+        '*.dkr.ecr.*.c2s.ic.gov',
+        '*.dkr.ecr.*.sc2s.sgov.gov',
+      ],
       defaultCacheDuration: '12h0m0s',
       apiVersion: 'credentialprovider.kubelet.k8s.io/v1',
       env: [{ name: 'AWS_PROFILE', value: 'default' }],
@@ -42,36 +50,61 @@ providers:
 describe('CredentialProviderConfig', () => {
   test('EKS (JSON) and AKS (YAML) configs as the platforms ship them', () => {
     const [ecr] = parseCredentialProviderConfig(EKS, 'eks.json');
-    expect(ecr).toMatchObject({ name: 'ecr-credential-provider', defaultCacheDurationMs: 12 * 3_600_000, env: [{ name: 'AWS_PROFILE', value: 'default' }], args: [] });
+    expect(ecr).toMatchObject({
+      name: 'ecr-credential-provider',
+      defaultCacheDurationMs: 12 * 3_600_000,
+      env: [{ name: 'AWS_PROFILE', value: 'default' }],
+      args: [],
+    });
     const [acr] = parseCredentialProviderConfig(AKS, 'aks.yaml');
-    expect(acr).toMatchObject({ name: 'acr-credential-provider', defaultCacheDurationMs: 600_000, args: ['/etc/kubernetes/azure.json'], requiresServiceAccount: false });
+    expect(acr).toMatchObject({
+      name: 'acr-credential-provider',
+      defaultCacheDurationMs: 600_000,
+      args: ['/etc/kubernetes/azure.json'],
+      requiresServiceAccount: false,
+    });
   });
 
   test.each([
     ['kind: Other\napiVersion: kubelet.config.k8s.io/v1\n', /kind is "Other"/],
     ['kind: CredentialProviderConfig\napiVersion: v1\n', /apiVersion "v1" is not kubelet.config.k8s.io/],
-    ['kind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\nproviders: [{name: a/b}]\n', /providers\[0\].name "a\/b" may not contain/],
-    ['kind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\nproviders: [{name: a, apiVersion: x}]\n', /providers\[0\].apiVersion "x" is not one of/],
-    ['kind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\nproviders: [{name: a, apiVersion: credentialprovider.kubelet.k8s.io/v1, matchImages: []}]\n', /matchImages needs at least one/],
-    ['kind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\nproviders: [{name: a, apiVersion: credentialprovider.kubelet.k8s.io/v1, matchImages: ["x"]}]\n', /defaultCacheDuration is required/],
-    ['kind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\nproviders: [{name: a, apiVersion: credentialprovider.kubelet.k8s.io/v1, matchImages: ["x:y"], defaultCacheDuration: 1h}]\n', /matchImages\[0\] "x:y" is not valid/],
+    [HEAD + 'providers: [{name: a/b}]\n', /providers\[0\].name "a\/b" may not contain/],
+    [HEAD + 'providers: [{name: a, apiVersion: x}]\n', /providers\[0\].apiVersion "x" is not one of/],
+    [`${HEAD}providers: [{name: a, apiVersion: ${V1}, matchImages: []}]\n`, /matchImages needs at least one/],
+    [`${HEAD}providers: [{name: a, apiVersion: ${V1}, matchImages: ["x"]}]\n`, /defaultCacheDuration is required/],
+    [
+      `${HEAD}providers: [{name: a, apiVersion: ${V1}, matchImages: ["x:y"], defaultCacheDuration: 1h}]\n`,
+      /matchImages\[0\] "x:y" is not valid/,
+    ],
     ['{not yaml', /not valid YAML or JSON/],
   ])('rejects %#', (text, why) => {
     expect(() => parseCredentialProviderConfig(text, 'c.yaml')).toThrow(why);
   });
 
-  test('a directory is merged in lexicographic order; duplicate names are an error; service-account plugins are marked', () => {
+  test('a directory merges in lexicographic order; duplicate names fail; service-account plugins are marked', () => {
     const dir = join(work, 'conf.d');
     mkdirSync(dir);
     const one = (name: string, extra = '') =>
-      `kind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\nproviders:\n- {name: ${name}, apiVersion: credentialprovider.kubelet.k8s.io/v1, matchImages: ["*.example.com"], defaultCacheDuration: 1m${extra}}\n`;
-    writeFileSync(join(dir, 'b.yaml'), one('second', ', tokenAttributes: {serviceAccountTokenAudience: x, requireServiceAccount: true, cacheType: Token}'));
+      `${HEAD}providers:\n- {name: ${name}, apiVersion: ${V1}, matchImages: ["*.example.com"], ` +
+      `defaultCacheDuration: 1m${extra}}\n`;
+    writeFileSync(
+      join(dir, 'b.yaml'),
+      one(
+        'second',
+        ', tokenAttributes: {serviceAccountTokenAudience: x, requireServiceAccount: true, cacheType: Token}',
+      ),
+    );
     writeFileSync(join(dir, 'a.json'), one('first'));
     writeFileSync(join(dir, 'notes.txt'), 'ignored');
-    expect(loadCredentialProviderConfig(dir).map((p) => [p.name, p.requiresServiceAccount])).toEqual([['first', false], ['second', true]]);
+    expect(loadCredentialProviderConfig(dir).map((p) => [p.name, p.requiresServiceAccount])).toEqual([
+      ['first', false],
+      ['second', true],
+    ]);
     writeFileSync(join(dir, 'c.yml'), one('first'));
     expect(() => loadCredentialProviderConfig(dir)).toThrow(/duplicate provider name "first"/);
-    expect(() => loadCredentialProviderConfig(join(work, 'nope.yaml'))).toThrow(/cannot read kubelet credential provider config .*nope.yaml.*: ENOENT/);
+    expect(() => loadCredentialProviderConfig(join(work, 'nope.yaml'))).toThrow(
+      /cannot read kubelet credential provider config .*nope.yaml.*: ENOENT/,
+    );
   });
 });
 
@@ -80,21 +113,40 @@ describe('CredentialProviderResponse', () => {
   const res = (o: object) => JSON.stringify({ kind: 'CredentialProviderResponse', apiVersion: spec.apiVersion, ...o });
 
   test('cacheKeyType, cacheDuration (Go format), auth', () => {
-    expect(parseProviderResponse(res({ cacheKeyType: 'Registry', cacheDuration: '6h0m0s', auth: { 'r.example.com': { username: 'u', password: 'p' } } }), spec)).toEqual({
+    expect(
+      parseProviderResponse(
+        res({
+          cacheKeyType: 'Registry',
+          cacheDuration: '6h0m0s',
+          auth: { 'r.example.com': { username: 'u', password: 'p' } },
+        }),
+        spec,
+      ),
+    ).toEqual({
       cacheKeyType: 'Registry',
       cacheDurationMs: 6 * 3_600_000,
       auth: { 'r.example.com': { username: 'u', password: 'p' } },
     });
-    expect(parseProviderResponse(res({ cacheKeyType: 'Image' }), spec)).toEqual({ cacheKeyType: 'Image', cacheDurationMs: undefined, auth: {} });
+    expect(parseProviderResponse(res({ cacheKeyType: 'Image' }), spec)).toEqual({
+      cacheKeyType: 'Image',
+      cacheDurationMs: undefined,
+      auth: {},
+    });
   });
 
   test.each([
     ['{"password":"hunter2"', /not JSON/],
     [res({ kind: 'Other', cacheKeyType: 'Image' }), /kind "Other"/],
-    [res({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1beta1', cacheKeyType: 'Image' }), /apiVersion "credentialprovider.kubelet.k8s.io\/v1beta1", not credentialprovider.kubelet.k8s.io\/v1/],
+    [
+      res({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1beta1', cacheKeyType: 'Image' }),
+      /apiVersion "credentialprovider.kubelet.k8s.io\/v1beta1", not credentialprovider.kubelet.k8s.io\/v1/,
+    ],
     [res({ cacheKeyType: 'hunter2 secret' }), /cacheKeyType another, not Image, Registry or Global/],
     [res({ cacheKeyType: 'Image', cacheDuration: 'soon' }), /cacheDuration that is not a duration/],
-    [res({ cacheKeyType: 'Image', auth: { h: { username: 'u', password: 7 } } }), /username or password is not a string/],
+    [
+      res({ cacheKeyType: 'Image', auth: { h: { username: 'u', password: 7 } } }),
+      /username or password is not a string/,
+    ],
   ])('rejects %#, without echoing the output', (out, why) => {
     let message = '';
     try {
@@ -107,9 +159,11 @@ describe('CredentialProviderResponse', () => {
   });
 
   test('stderr excerpts: last line, env values and token-like runs blanked', () => {
-    expect(redactedExcerpt('first\nfailed for key=supersecretvalue: token eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9x\n\n', ['supersecretvalue'])).toBe(
-      'failed for key=[redacted]: token [redacted]',
-    );
+    expect(
+      redactedExcerpt('first\nfailed for key=supersecretvalue: token eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9x\n\n', [
+        'supersecretvalue',
+      ]),
+    ).toBe('failed for key=[redacted]: token [redacted]');
     expect(redactedExcerpt('x'.repeat(500), [])).toBe('[redacted]');
     expect(redactedExcerpt(`${'a b '.repeat(100)}`, []).length).toBeLessThanOrEqual(203);
   });
@@ -119,8 +173,12 @@ describe('the shared cache', () => {
   test('entries expire exactly when kubelet says; the most specific key is looked up first', () => {
     const c = new CredentialCache(join(work, 'cache1'));
     expect(c.put('fp', 'r.example.com', { 'r.example.com': { username: 'u', password: 'reg' } }, 1000)).toBeUndefined();
-    expect(c.put('fp', 'r.example.com/app', { 'r.example.com': { username: 'u', password: 'img' } }, 2000)).toBeUndefined();
-    expect(c.get('fp', ['r.example.com/app', 'r.example.com', 'global'], 1000)?.auth['r.example.com']?.password).toBe('img');
+    expect(
+      c.put('fp', 'r.example.com/app', { 'r.example.com': { username: 'u', password: 'img' } }, 2000),
+    ).toBeUndefined();
+    expect(c.get('fp', ['r.example.com/app', 'r.example.com', 'global'], 1000)?.auth['r.example.com']?.password).toBe(
+      'img',
+    );
     expect(c.get('fp', ['r.example.com/other', 'r.example.com', 'global'], 1000)?.key).toBe('r.example.com');
     expect(c.get('fp', ['r.example.com/other', 'r.example.com', 'global'], 1001)).toBeUndefined();
     expect(c.get('other-fingerprint', ['r.example.com/app'], 0)).toBeUndefined();
@@ -147,15 +205,28 @@ describe('the shared cache', () => {
     // A shell plugin: counts its runs, answers with a 10s cache.
     writeFileSync(
       plugin,
-      `#!/bin/sh\necho run >> ${join(dir, 'runs')}\ncat >/dev/null\nprintf '%s' '{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Image","cacheDuration":"10s","auth":{"r.example.com":{"username":"u","password":"p"}}}'\n`,
+      `#!/bin/sh\necho run >> ${join(dir, 'runs')}\ncat >/dev/null\nprintf '%s' '${JSON.stringify({
+        kind: 'CredentialProviderResponse',
+        apiVersion: V1,
+        cacheKeyType: 'Image',
+        cacheDuration: '10s',
+        auth: { 'r.example.com': { username: 'u', password: 'p' } },
+      })}'\n`,
     );
     chmodSync(plugin, 0o755);
-    writeFileSync(join(dir, 'c.yaml'), 'kind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\nproviders:\n- {name: p, apiVersion: credentialprovider.kubelet.k8s.io/v1, matchImages: ["r.example.com"], defaultCacheDuration: 1m}\n');
+    writeFileSync(
+      join(dir, 'c.yaml'),
+      `${HEAD}providers:\n- {name: p, apiVersion: ${V1}, matchImages: ["r.example.com"], defaultCacheDuration: 1m}\n`,
+    );
     let now = 1_000_000;
     const settings = { config: join(dir, 'c.yaml'), binDir: join(dir, 'bin'), cacheDir: join(dir, 'cache') };
     const lookup = async () => {
       const notes: string[] = [];
-      const cred = await new CredentialProviders(settings, { PATH: process.env.PATH }, () => now).lookup('r.example.com/app', new Deadline(5000), notes);
+      const cred = await new CredentialProviders(settings, { PATH: process.env.PATH }, () => now).lookup(
+        'r.example.com/app',
+        new Deadline(5000),
+        notes,
+      );
       return { cred, notes };
     };
     const runs = () => readFileSync(join(dir, 'runs'), 'utf8').split('\n').filter(Boolean).length;
@@ -166,8 +237,16 @@ describe('the shared cache', () => {
     now += 1;
     expect((await lookup()).notes.join()).toMatch(/fresh, cached \(Image\)/);
     expect(runs()).toBe(2);
-    expect(await new CredentialProviders(settings, {}, () => now).lookup('other.example.com/app', new Deadline(5000), [])).toBeUndefined();
-    const e = await rejects(new CredentialProviders({ ...settings, binDir: join(dir, 'nowhere') }, {}, () => 0).lookup('r.example.com/x', new Deadline(5000), []));
+    expect(
+      await new CredentialProviders(settings, {}, () => now).lookup('other.example.com/app', new Deadline(5000), []),
+    ).toBeUndefined();
+    const e = await rejects(
+      new CredentialProviders({ ...settings, binDir: join(dir, 'nowhere') }, {}, () => 0).lookup(
+        'r.example.com/x',
+        new Deadline(5000),
+        [],
+      ),
+    );
     expect(e.message).toMatch(/kubelet credential provider p is not installed: no .*nowhere\/p/);
   });
 });

@@ -46,10 +46,14 @@ export interface ProviderResponse {
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
-const printable = (v: unknown) => (typeof v === 'string' && /^[A-Za-z0-9./_-]{1,100}$/.test(v) ? JSON.stringify(v) : 'another');
+const printable = (v: unknown) =>
+  typeof v === 'string' && /^[A-Za-z0-9./_-]{1,100}$/.test(v) ? JSON.stringify(v) : 'another';
 
 /** Pure: decodes a plugin's stdout. Errors say what is wrong, never what was printed. */
-export function parseProviderResponse(out: string, spec: Pick<CredentialProviderSpec, 'name' | 'apiVersion'>): ProviderResponse {
+export function parseProviderResponse(
+  out: string,
+  spec: Pick<CredentialProviderSpec, 'name' | 'apiVersion'>,
+): ProviderResponse {
   const bad = (why: string): never => {
     throw new PullguardError('REGISTRY_AUTH', `kubelet credential provider ${spec.name} answered ${why}`);
   };
@@ -61,9 +65,11 @@ export function parseProviderResponse(out: string, spec: Pick<CredentialProvider
   }
   if (!isObject(j)) return bad('with JSON that is not an object');
   if (j.kind !== 'CredentialProviderResponse') bad(`with kind ${printable(j.kind)}, not CredentialProviderResponse`);
-  if (j.apiVersion !== spec.apiVersion) bad(`with apiVersion ${printable(j.apiVersion)}, not ${spec.apiVersion} as configured`);
+  if (j.apiVersion !== spec.apiVersion)
+    bad(`with apiVersion ${printable(j.apiVersion)}, not ${spec.apiVersion} as configured`);
   const ckt = j.cacheKeyType;
-  if (!(CACHE_KEY_TYPES as readonly unknown[]).includes(ckt)) bad(`with cacheKeyType ${printable(ckt)}, not Image, Registry or Global`);
+  if (!(CACHE_KEY_TYPES as readonly unknown[]).includes(ckt))
+    bad(`with cacheKeyType ${printable(ckt)}, not Image, Registry or Global`);
   let cacheDurationMs: number | undefined;
   if (j.cacheDuration !== undefined && j.cacheDuration !== null) {
     cacheDurationMs = typeof j.cacheDuration === 'string' ? parseGoDuration(j.cacheDuration) : undefined;
@@ -75,7 +81,10 @@ export function parseProviderResponse(out: string, spec: Pick<CredentialProvider
     for (const [k, v] of Object.entries(j.auth)) {
       if (!isObject(v)) return bad('with an auth entry that is not an object');
       const { username, password } = v;
-      if ((username !== undefined && typeof username !== 'string') || (password !== undefined && typeof password !== 'string')) {
+      if (
+        (username !== undefined && typeof username !== 'string') ||
+        (password !== undefined && typeof password !== 'string')
+      ) {
         bad('with an auth entry whose username or password is not a string');
       }
       auth[k] = { username: username as string | undefined, password: password as string | undefined };
@@ -89,7 +98,12 @@ export function parseProviderResponse(out: string, spec: Pick<CredentialProvider
  * characters, with the configured env values and anything that looks like a token blanked out.
  */
 export function redactedExcerpt(stderr: string, secrets: readonly string[]): string {
-  const line = stderr.split('\n').map((l) => l.trim()).filter((l) => l.length > 0).pop() ?? '';
+  const line =
+    stderr
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.length > 0)
+      .pop() ?? '';
   let s = line.replace(/[^\x20-\x7e]/g, '?');
   for (const v of secrets) if (v.length >= 4) s = s.split(v).join('[redacted]');
   s = s.replace(/[A-Za-z0-9+/=_-]{24,}/g, '[redacted]');
@@ -145,7 +159,10 @@ export class CredentialProviders {
   async lookup(image: string, deadline: Deadline, notes: string[]): Promise<Credential | undefined> {
     const specs = this.matching(image).filter((p) => {
       if (p.requiresServiceAccount) {
-        notes.push(`kubelet credential provider ${p.name} needs a pod's service account token (tokenAttributes), which containerd does not give verifiers; skipped`);
+        notes.push(
+          `kubelet credential provider ${p.name} needs a pod's service account token (tokenAttributes), ` +
+            'which containerd does not give verifiers; skipped',
+        );
       }
       return !p.requiresServiceAccount;
     });
@@ -160,7 +177,10 @@ export class CredentialProviders {
         const key = credentialKey(loc);
         if (key === undefined || (!e.username && !e.password)) continue;
         const source = `kubelet credential provider ${spec.name} (${spec.file})`;
-        entries.push({ key, value: { cred: { username: e.username ?? '', password: e.password ?? '', source }, how: a.value.how } });
+        entries.push({
+          key,
+          value: { cred: { username: e.username ?? '', password: e.password ?? '', source }, how: a.value.how },
+        });
       }
     });
     const found = matchingEntries(image, entries)[0];
@@ -170,7 +190,9 @@ export class CredentialProviders {
       return found.cred;
     }
     if (errors.length > 0) throw errors[0];
-    notes.push(`kubelet credential provider ${specs.map((s) => s.name).join(', ')} returned no credentials for ${image}`);
+    notes.push(
+      `kubelet credential provider ${specs.map((s) => s.name).join(', ')} returned no credentials for ${image}`,
+    );
     return undefined;
   }
 
@@ -180,7 +202,10 @@ export class CredentialProviders {
     const hit = this.cache.get(fp, [image, registry, 'global'], this.now());
     if (hit) {
       const type = hit.key === image ? 'Image' : hit.key === registry ? 'Registry' : 'Global';
-      return Promise.resolve({ auth: hit.auth, how: `cached (${type}) until ${new Date(hit.expiresAt).toISOString()}` });
+      return Promise.resolve({
+        auth: hit.auth,
+        how: `cached (${type}) until ${new Date(hit.expiresAt).toISOString()}`,
+      });
     }
     const flight = `${fp}\n${image}`;
     let p = this.inflight.get(flight);
@@ -208,7 +233,14 @@ export class CredentialProviders {
 }
 
 /** Runs one plugin in its own process group, killed whole on timeout, the deadline or too much output. */
-function execPlugin(program: string, spec: CredentialProviderSpec, image: string, request: string, env: NodeJS.ProcessEnv, deadline: Deadline): Promise<string> {
+function execPlugin(
+  program: string,
+  spec: CredentialProviderSpec,
+  image: string,
+  request: string,
+  env: NodeJS.ProcessEnv,
+  deadline: Deadline,
+): Promise<string> {
   const who = `kubelet credential provider ${spec.name}`;
   const timeoutMs = Math.max(1, Math.min(PROVIDER_TIMEOUT_MS, Math.floor(deadline.remainingMs() * 0.75)));
   return new Promise((resolve, reject) => {
@@ -227,8 +259,14 @@ function execPlugin(program: string, spec: CredentialProviderSpec, image: string
         child.kill('SIGKILL');
       }
     };
-    const timer = setTimeout(() => killGroup(new PullguardError('REGISTRY_AUTH', `${who} did not answer within ${timeoutMs}ms for ${image}`)), timeoutMs);
-    const onDeadline = () => killGroup(new PullguardError('DEADLINE_EXCEEDED', `${who} was still running for ${image} when the deadline passed`));
+    const timer = setTimeout(
+      () => killGroup(new PullguardError('REGISTRY_AUTH', `${who} did not answer within ${timeoutMs}ms for ${image}`)),
+      timeoutMs,
+    );
+    const onDeadline = () =>
+      killGroup(
+        new PullguardError('DEADLINE_EXCEEDED', `${who} was still running for ${image} when the deadline passed`),
+      );
     deadline.signal.addEventListener('abort', onDeadline, { once: true });
     const done = () => {
       clearTimeout(timer);
@@ -236,7 +274,10 @@ function execPlugin(program: string, spec: CredentialProviderSpec, image: string
     };
     child.stdout.on('data', (b: Buffer) => {
       outBytes += b.length;
-      if (outBytes > MAX_OUTPUT_BYTES) killGroup(new PullguardError('REGISTRY_AUTH', `${who} printed more than ${MAX_OUTPUT_BYTES / 1024} KiB for ${image}`));
+      if (outBytes > MAX_OUTPUT_BYTES)
+        killGroup(
+          new PullguardError('REGISTRY_AUTH', `${who} printed more than ${MAX_OUTPUT_BYTES / 1024} KiB for ${image}`),
+        );
       else out.push(b);
     });
     child.stderr.on('data', (b: Buffer) => {
@@ -246,7 +287,13 @@ function execPlugin(program: string, spec: CredentialProviderSpec, image: string
     child.stdin.end(request);
     child.on('error', (e: NodeJS.ErrnoException) => {
       done();
-      if (e.code === 'ENOENT') reject(new PullguardError('REGISTRY_AUTH', `${who} is not installed: no ${program} (registry.credentialProviders.binDir)`));
+      if (e.code === 'ENOENT')
+        reject(
+          new PullguardError(
+            'REGISTRY_AUTH',
+            `${who} is not installed: no ${program} (registry.credentialProviders.binDir)`,
+          ),
+        );
       else if (e.code === 'EACCES') reject(new PullguardError('REGISTRY_AUTH', `${who}: ${program} is not executable`));
       else reject(new PullguardError('REGISTRY_AUTH', `${who} failed to start: ${e.code ?? e.message}`));
     });
@@ -254,9 +301,14 @@ function execPlugin(program: string, spec: CredentialProviderSpec, image: string
       done();
       if (failure) return reject(failure);
       if (code !== 0) {
-        const excerpt = redactedExcerpt(errOut, spec.env.map((e) => e.value));
+        const excerpt = redactedExcerpt(
+          errOut,
+          spec.env.map((e) => e.value),
+        );
         const how = code === null ? `was killed by ${signal}` : `exited ${code}`;
-        return reject(new PullguardError('REGISTRY_AUTH', `${who} ${how} for ${image}${excerpt ? `: ${excerpt}` : ''}`));
+        return reject(
+          new PullguardError('REGISTRY_AUTH', `${who} ${how} for ${image}${excerpt ? `: ${excerpt}` : ''}`),
+        );
       }
       resolve(Buffer.concat(out).toString('utf8'));
     });

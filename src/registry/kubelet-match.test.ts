@@ -51,7 +51,8 @@ describe('urlsMatch (keyring.go URLsMatchStr)', () => {
 });
 
 describe('keyring lookup (BasicDockerKeyring.Add + Lookup)', () => {
-  const hits = (loc: string, image: string) => matchingEntries(image, [{ key: credentialKey(loc)!, value: 'cred' }]).length > 0;
+  const hits = (loc: string, image: string) =>
+    matchingEntries(image, [{ key: credentialKey(loc)!, value: 'cred' }]).length > 0;
 
   test.each([
     ['https://hello.kubernetes.io', 'hello.kubernetes.io'],
@@ -93,8 +94,10 @@ describe('keyring lookup (BasicDockerKeyring.Add + Lookup)', () => {
   });
 
   test('isDefaultRegistryMatch', () => {
-    for (const s of ['foo/bar', 'docker.io/foo/bar', 'index.docker.io/foo/bar', 'foo']) expect(isDefaultRegistryMatch(s)).toBe(true);
-    for (const s of ['', 'registry.tld/foo/bar', 'registry:5000/foo/bar', 'myhostdocker.io/foo/bar']) expect(isDefaultRegistryMatch(s)).toBe(false);
+    for (const s of ['foo/bar', 'docker.io/foo/bar', 'index.docker.io/foo/bar', 'foo'])
+      expect(isDefaultRegistryMatch(s)).toBe(true);
+    for (const s of ['', 'registry.tld/foo/bar', 'registry:5000/foo/bar', 'myhostdocker.io/foo/bar'])
+      expect(isDefaultRegistryMatch(s)).toBe(false);
   });
 
   test('the most specific key first, then the order added (TestDockerKeyringLookup, TestIssue3797)', () => {
@@ -110,6 +113,7 @@ describe('keyring lookup (BasicDockerKeyring.Add + Lookup)', () => {
     expect(matchingEntries('example.com', entries)).toEqual([]);
     expect(matchingEntries('foo.example.com', entries)).toEqual([]);
     const rex = [{ key: credentialKey('https://quay.io/v1/')!, value: 'rex' }];
-    for (const image of ['quay.io', 'quay.io/foo', 'quay.io/foo/bar']) expect(matchingEntries(image, rex)).toEqual(['rex']);
+    for (const image of ['quay.io', 'quay.io/foo', 'quay.io/foo/bar'])
+      expect(matchingEntries(image, rex)).toEqual(['rex']);
   });
 });

@@ -26,7 +26,11 @@ process.stdin.on('end', () => {
     process.stderr.write('request is not JSON\n');
     process.exit(3);
   }
-  if (req.kind !== 'CredentialProviderRequest' || req.apiVersion !== 'credentialprovider.kubelet.k8s.io/v1' || !req.image) {
+  if (
+    req.kind !== 'CredentialProviderRequest' ||
+    req.apiVersion !== 'credentialprovider.kubelet.k8s.io/v1' ||
+    !req.image
+  ) {
     process.stderr.write(`unexpected request ${JSON.stringify(req)}\n`);
     process.exit(3);
   }
