@@ -17,6 +17,8 @@ export interface DoctorOptions {
   readonly image?: string;
 }
 
+const DOCTOR_USAGE = 'pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--image REF]';
+
 export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
   const opts: { -readonly [K in keyof DoctorOptions]: DoctorOptions[K] } = {};
   const names: Record<string, keyof DoctorOptions> = {
@@ -30,7 +32,7 @@ export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
     const eq = a.indexOf('=');
     const flag = eq > 0 ? a.slice(0, eq) : a;
     const key = names[flag];
-    if (!key) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--image REF]`);
+    if (!key) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; usage: ${DOCTOR_USAGE}`);
     const value = eq > 0 ? a.slice(eq + 1) : args[++i];
     if (value === undefined || value === '') throw new PullguardError('CONTRACT_ARGS', `${flag} needs a value`);
     opts[key] = value;

@@ -68,8 +68,10 @@ export class DistributionClient implements RegistryClient {
   ) {
     const env = options.env ?? process.env;
     this.transport = new Transport(options.userAgent ?? 'pullguard', options.observer);
-    const providers = settings.credentialProviders ? new CredentialProviders(settings.credentialProviders, env) : undefined;
-    this.credentials = new CredentialStore(dockerConfigPaths(settings.dockerConfig, env), settings.dockerConfig, env, providers);
+    const cp = settings.credentialProviders;
+    const providers = cp ? new CredentialProviders(cp, env) : undefined;
+    const paths = dockerConfigPaths(settings.dockerConfig, env);
+    this.credentials = new CredentialStore(paths, settings.dockerConfig, env, providers);
     this.authn = new Authenticator(this.transport, this.credentials);
     this.maxBlobBytes = settings.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
     this.maxReferrers = settings.maxReferrers ?? DEFAULT_MAX_REFERRERS;

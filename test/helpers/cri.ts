@@ -68,7 +68,8 @@ export function criClient(socket: string): CriClient {
     });
   return {
     async pullImage(image, timeoutMs = 60_000, auth?: CriAuth) {
-      const res = await call<{ imageRef: string }>('PullImage', { image: { image }, ...(auth ? { auth } : {}) }, timeoutMs);
+      const req = { image: { image }, ...(auth ? { auth } : {}) };
+      const res = await call<{ imageRef: string }>('PullImage', req, timeoutMs);
       return res.imageRef;
     },
     async imageStatus(image, timeoutMs = 15_000) {
