@@ -33,13 +33,20 @@ export type CredentialSourceInfo =
 export const HELPER_TIMEOUT_MS = 5000;
 const MAX_CONFIG_BYTES = 1024 * 1024;
 
-/** The documented search order; the first file that has something for the host wins. */
+/** Where the rollout's DaemonSet puts an optional `kubernetes.io/dockerconfigjson` Secret on the host. */
+export const NODE_DOCKER_CONFIG = '/etc/pullguard/docker-config.json';
+
+/**
+ * The documented search order; the first file that has something for the host wins. After these come
+ * kubelet's credential provider plugins (registry.credentialProviders), then anonymous access.
+ */
 export function dockerConfigPaths(policyPath: string | undefined, env: NodeJS.ProcessEnv): string[] {
   const out: string[] = [];
   if (policyPath) out.push(policyPath);
+  out.push(NODE_DOCKER_CONFIG);
   if (env.DOCKER_CONFIG) out.push(join(env.DOCKER_CONFIG, 'config.json'));
   out.push('/root/.docker/config.json', '/var/lib/kubelet/config.json');
-  return out;
+  return [...new Set(out)];
 }
 
 interface DockerConfig {

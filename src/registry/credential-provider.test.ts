@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { Deadline } from '../common/deadline.js';
+import { dockerConfigPaths } from './auth.js';
 import { CredentialCache } from './credential-cache.js';
 import { loadCredentialProviderConfig, parseCredentialProviderConfig } from './credential-provider-config.js';
 import { CredentialProviders, parseProviderResponse, redactedExcerpt } from './credential-provider.js';
@@ -248,5 +249,22 @@ describe('the shared cache', () => {
       ),
     );
     expect(e.message).toMatch(/kubelet credential provider p is not installed: no .*nowhere\/p/);
+  });
+});
+
+describe('the search order', () => {
+  test('policy file, the DaemonSet secret, $DOCKER_CONFIG, root, kubelet; each once', () => {
+    expect(dockerConfigPaths('/p.json', { DOCKER_CONFIG: '/d' })).toEqual([
+      '/p.json',
+      '/etc/pullguard/docker-config.json',
+      '/d/config.json',
+      '/root/.docker/config.json',
+      '/var/lib/kubelet/config.json',
+    ]);
+    expect(dockerConfigPaths('/etc/pullguard/docker-config.json', {})).toEqual([
+      '/etc/pullguard/docker-config.json',
+      '/root/.docker/config.json',
+      '/var/lib/kubelet/config.json',
+    ]);
   });
 });
