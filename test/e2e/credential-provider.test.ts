@@ -437,6 +437,37 @@ describe('which credentials win', () => {
   });
 });
 
+describe('pullguard doctor --image', () => {
+  test('names the provider that would give the credentials, and FAILs when its binary is missing', async () => {
+    const s = setup();
+    const run = (ref: string) =>
+      new Promise<Run>((resolve) => {
+        const args = ['doctor', '--policy', s.policy, '--containerd-config', containerdToml, '--image', ref];
+        execFile(
+          pullguardBinary(),
+          args,
+          { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8', timeout: 30_000 },
+          (e, stdout, stderr) =>
+            resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, stdout, stderr, ms: 0 }),
+        );
+      });
+    const ok = await run(image.ref);
+    expect(ok.stdout).toMatch(
+      new RegExp(
+        `ok {4}credentials for ${repo().replace(/\./g, '\\.')}: kubelet credential provider test-provider from `,
+      ),
+    );
+    expect(ok.stdout).not.toContain('FAIL  credential provider');
+    expect(s.calls()).toEqual([]); // doctor never runs the plugin
+    rmSync(join(s.policy, '..', 'bin', 'test-provider'));
+    const missing = await run(image.ref);
+    expect(missing.stdout).toMatch(/FAIL {2}credential provider test-provider: .*bin\/test-provider does not exist/);
+    expect(missing.code).toBe(2);
+    expect((await run(`${registry.host}/public/app:v1`)).stdout).toMatch(/public\/app: kubelet credential provider/);
+    expect((await run('quay.io/x/y')).stdout).toMatch(/credentials for quay.io\/x\/y: none/);
+  });
+});
+
 describe('through containerd 2.1.9: a CRI PullImage that carries credentials', () => {
   let ctd: Containerd;
   let cri: CriClient;
