@@ -9,6 +9,7 @@ import { CredentialProviders } from '../registry/credential-provider.js';
 import {
   credentialChecks,
   kubeletCredentialFlags,
+  providerConfigChecks,
   type CredentialInput,
   type KubeletCredentialFlags,
 } from './credentials.js';
@@ -79,11 +80,6 @@ export function imageCredentialChecks(
   } catch (e) {
     source = { kind: 'error', error: asPullguardError(e).message };
   }
-  const named = source.kind === 'provider' ? source.providers : [];
-  const binaries = named.map((name) => {
-    const path = join(settings.credentialProviders!.binDir, name);
-    return { name, path, problem: executableProblem(path) };
-  });
   const kubelet = runningKubeletFlags(proc);
   let kubeletProviders: string[] | undefined;
   if (kubelet?.config && kubelet.binDir && !settings.credentialProviders) {
@@ -99,9 +95,25 @@ export function imageCredentialChecks(
     image,
     source,
     providers: settings.credentialProviders,
-    binaries,
-    cacheProblem: named.length > 0 ? providers?.cacheProblem : undefined,
     kubelet,
     kubeletProviders,
   });
+}
+
+/** The checks for the policy's registry.credentialProviders (none when it names none). */
+export function credentialProviderChecks(policy: Policy | undefined, env: NodeJS.ProcessEnv): Check[] {
+  const settings = policy?.registry.credentialProviders;
+  if (!settings) return [];
+  const cp = new CredentialProviders(settings, env);
+  let names: string[];
+  try {
+    names = cp.providers().map((p) => p.name);
+  } catch (e) {
+    return providerConfigChecks({ ...settings, providers: { error: asPullguardError(e).message }, binaries: [] });
+  }
+  const binaries = names.map((name) => {
+    const path = join(settings.binDir, name);
+    return { name, path, problem: executableProblem(path) };
+  });
+  return providerConfigChecks({ ...settings, providers: names, binaries, cacheProblem: cp.cacheProblem });
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { parsePolicyText } from '../policy/load.js';
 import { credentialChecks, kubeletCredentialFlags } from './credentials.js';
-import { imageCredentialChecks, runningKubeletFlags } from './credentials-run.js';
+import { credentialProviderChecks, imageCredentialChecks, runningKubeletFlags } from './credentials-run.js';
 import { formatCheck } from './diagnose.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pg-doctor-cred-'));
@@ -50,8 +50,11 @@ describe('kubelet flags', () => {
 });
 
 describe('doctor --image', () => {
-  const lines = (ref: string, policyYaml: string, proc = join(work, 'empty-proc')) =>
-    imageCredentialChecks(ref, parsePolicyText(policyYaml, 'policy.yaml'), {}, proc).map(formatCheck);
+  // What doctor prints for credentials: the provider config's checks, then the image's.
+  const lines = (ref: string, policyYaml: string, proc = join(work, 'empty-proc')) => {
+    const policy = parsePolicyText(policyYaml, 'policy.yaml');
+    return [...credentialProviderChecks(policy, {}), ...imageCredentialChecks(ref, policy, {}, proc)].map(formatCheck);
+  };
 
   test('config.json auths, a credHelper, none: each named, no value printed', () => {
     const dc = join(work, 'docker.json');
@@ -91,17 +94,22 @@ describe('doctor --image', () => {
     const policy = `version: 1\nregistry:\n  credentialProviders: ${cp}\n`;
     const ecr = '123456789012.dkr.ecr.eu-west-1.amazonaws.com/app';
     const missing = lines(ecr, policy);
-    expect(missing[0]).toBe(
+    expect(missing).toEqual([
+      `ok    kubelet credential provider config ${conf}: ecr-credential-provider`,
+      expect.stringMatching(
+        /^FAIL  credential provider ecr-credential-provider: .*cp-bin\/ecr-credential-provider does not exist/,
+      ),
       `ok    credentials for ${ecr}: kubelet credential provider ecr-credential-provider from ${conf} ` +
         '(run at pull time)',
-    );
-    expect(missing[1]).toMatch(
-      /^FAIL  credential provider ecr-credential-provider: .*cp-bin\/ecr-credential-provider does not exist/,
-    );
+    ]);
     writeFileSync(join(bin, 'ecr-credential-provider'), '#!/bin/sh\n');
     chmodSync(join(bin, 'ecr-credential-provider'), 0o755);
-    expect(lines(ecr, policy)).toHaveLength(1);
-    expect(lines('quay.io/app', policy)[0]).toMatch(/none; pullguard asks quay.io anonymously/);
+    expect(lines(ecr, policy)).toHaveLength(2);
+    expect(lines('quay.io/app', policy)[1]).toMatch(/none; pullguard asks quay.io anonymously/);
+    writeFileSync(conf, 'kind: CredentialProviderConfig\n');
+    expect(lines(ecr, policy)[0]).toMatch(
+      /^FAIL  kubelet credential provider config .*cp.yaml: apiVersion undefined is not/,
+    );
   });
 
   test('kubelet has providers the policy does not use: WARN with the exact policy lines', () => {
@@ -146,7 +154,6 @@ describe('doctor --image', () => {
       credentialChecks({
         image: 'h/r',
         source: { kind: 'error', error: 'docker config x is not valid JSON' },
-        binaries: [],
       })[0]!.status,
     ).toBe('FAIL');
   });

@@ -19,14 +19,51 @@ export interface CredentialInput {
   readonly source: CredentialSourceInfo | { readonly kind: 'error'; readonly error: string };
   /** The policy's registry.credentialProviders, if any. */
   readonly providers?: { readonly config: string; readonly binDir: string };
-  /** For each provider that matched: is `<binDir>/<name>` an executable file? */
-  readonly binaries: readonly { readonly name: string; readonly path: string; readonly problem?: string }[];
-  /** Why the shared credential cache cannot be used, if so. */
-  readonly cacheProblem?: string;
   /** The running kubelet's --image-credential-provider-* flags, when a kubelet runs on this node. */
   readonly kubelet?: KubeletCredentialFlags;
   /** Providers in kubelet's own config that match the image (only when the policy has none configured). */
   readonly kubeletProviders?: readonly string[];
+}
+
+export interface ProviderConfigInput {
+  readonly config: string;
+  readonly binDir: string;
+  /** The providers the config names, or why it does not load. */
+  readonly providers: readonly string[] | { readonly error: string };
+  /** For each provider: is `<binDir>/<name>` an executable file? */
+  readonly binaries: readonly { readonly name: string; readonly path: string; readonly problem?: string }[];
+  /** Why the shared credential cache cannot be used, if so. */
+  readonly cacheProblem?: string;
+}
+
+/** Pure: registry.credentialProviders: does the config load, is every plugin there, is the cache usable. */
+export function providerConfigChecks(input: ProviderConfigInput): Check[] {
+  const p = input.providers;
+  if (!Array.isArray(p)) {
+    const error = (p as { error: string }).error;
+    return [{ status: 'FAIL', message: `${error}: pulls that need a provider's credentials are denied` }];
+  }
+  const checks: Check[] = [
+    { status: 'ok', message: `kubelet credential provider config ${input.config}: ${p.join(', ')}` },
+  ];
+  for (const b of input.binaries) {
+    if (!b.problem) continue;
+    checks.push({
+      status: 'FAIL',
+      message: `credential provider ${b.name}: ${b.path} ${b.problem}`,
+      fix: 'install the plugin there or correct registry.credentialProviders.binDir',
+    });
+  }
+  if (input.cacheProblem) {
+    checks.push({
+      status: 'WARN',
+      message: `credential cache not used: ${input.cacheProblem}`,
+      fix:
+        'every pull runs the plugin; let pullguard create the directory (root, 0700) ' +
+        'or set registry.credentialProviders.cacheDir',
+    });
+  }
+  return checks;
 }
 
 /** kubelet's two flags from its argv (`--flag=value` or `--flag value`), as in /proc/<pid>/cmdline. */
@@ -76,23 +113,6 @@ export function credentialChecks(input: CredentialInput): Check[] {
         status: 'ok',
         message: `${head}: kubelet credential provider ${s.providers.join(', ')} from ${s.file} (run at pull time)`,
       });
-      for (const b of input.binaries) {
-        if (b.problem)
-          checks.push({
-            status: 'FAIL',
-            message: `credential provider ${b.name}: ${b.path} ${b.problem}`,
-            fix: 'install the plugin there or correct registry.credentialProviders.binDir',
-          });
-      }
-      if (input.cacheProblem) {
-        checks.push({
-          status: 'WARN',
-          message: `credential cache not used: ${input.cacheProblem}`,
-          fix:
-            'every pull runs the plugin; let pullguard create the directory (root, 0700) ' +
-            'or set registry.credentialProviders.cacheDir',
-        });
-      }
       break;
     }
     case 'none':

@@ -5,7 +5,7 @@ import { asPullguardError, PullguardError } from '../common/errors.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
 import { DEFAULT_CONTAINERD_CONFIG, isMissingContainerdConfig, loadContainerdConfigFiles } from '../registry/hosts.js';
-import { imageCredentialChecks } from './credentials-run.js';
+import { credentialProviderChecks, imageCredentialChecks } from './credentials-run.js';
 import { binDirOf, diagnose, effectiveConfig, formatCheck, type BinDirEntryType, type BinDirListing, type DoctorInput } from './diagnose.js';
 type Out = (line: string) => void;
 
@@ -124,6 +124,7 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
     containerd: await containerdVersion(env),
   };
   const checks = diagnose(input);
+  checks.push(...credentialProviderChecks(policy, env));
   if (opts.image !== undefined) checks.push(...imageCredentialChecks(opts.image, policy, env));
   out(`pullguard doctor: containerd config ${configPath}, bin_dir ${binDir}, policy ${pPath}`);
   for (const c of checks) out(formatCheck(c));

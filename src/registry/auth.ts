@@ -68,6 +68,7 @@ export function normalizeAuthKey(key: string): string {
 export class CredentialStore {
   private configs?: DockerConfig[];
   private readonly cache = new Map<string, Promise<Credential | undefined>>();
+  private readonly providerCache = new Map<string, Promise<Credential | undefined>>();
   readonly notes: string[] = [];
 
   constructor(
@@ -84,13 +85,24 @@ export class CredentialStore {
    */
   lookup(host: string, deadline: Deadline, repository = ''): Promise<Credential | undefined> {
     const key = normalizeAuthKey(host);
-    const cacheKey = this.providers ? `${key}/${repository}` : key;
-    let p = this.cache.get(cacheKey);
+    let p = this.cache.get(key);
     if (!p) {
-      p = this.find(key, deadline, repository);
-      this.cache.set(cacheKey, p);
+      p = this.find(key, deadline);
+      this.cache.set(key, p);
     }
-    return p;
+    const providers = this.providers;
+    if (!providers) return p;
+    // After every config.json: the providers, per repository (their matchImages and answers may name one).
+    return p.then((c) => {
+      if (c) return c;
+      const image = `${key}/${repository}`;
+      let q = this.providerCache.get(image);
+      if (!q) {
+        q = providers.lookup(image, deadline, this.notes);
+        this.providerCache.set(image, q);
+      }
+      return q;
+    });
   }
 
   /** Which source `lookup` would use for a host, without running anything or reading a secret (doctor). */
@@ -108,7 +120,7 @@ export class CredentialStore {
     return { kind: 'none' };
   }
 
-  private async find(key: string, deadline: Deadline, repository = ''): Promise<Credential | undefined> {
+  private async find(key: string, deadline: Deadline): Promise<Credential | undefined> {
     for (const cfg of this.load()) {
       const helper = cfg.credHelpers.get(key);
       if (helper) return runHelper(helper, key, `${cfg.path} credHelpers`, deadline, this.env);
@@ -119,7 +131,7 @@ export class CredentialStore {
       const entry = cfg.auths.get(key);
       if (entry) return fromAuthEntry(entry, `${cfg.path} auths`);
     }
-    return this.providers?.lookup(`${key}/${repository}`, deadline, this.notes);
+    return undefined;
   }
 
   private load(): DockerConfig[] {
