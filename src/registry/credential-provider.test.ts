@@ -1,12 +1,15 @@
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, describe, expect, test } from 'vitest';
+import { PullguardError } from '../common/errors.js';
 import { Deadline } from '../common/deadline.js';
 import { dockerConfigPaths } from './auth.js';
 import { CredentialCache } from './credential-cache.js';
 import { loadCredentialProviderConfig, parseCredentialProviderConfig } from './credential-provider-config.js';
 import { CredentialProviders, parseProviderResponse, redactedExcerpt } from './credential-provider.js';
+import { urlsMatch } from './kubelet-match.js';
 import { rejects } from '../../test/helpers/errors.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pg-credprov-unit-'));
@@ -266,5 +269,60 @@ describe('the search order', () => {
       '/root/.docker/config.json',
       '/var/lib/kubelet/config.json',
     ]);
+  });
+});
+
+describe('fuzzing: plugin output and configs are untrusted input', () => {
+  const spec = { name: 'p', apiVersion: V1 };
+  const onlyOurErrors = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      if (!(e instanceof PullguardError)) throw e;
+      return e.message;
+    }
+    return '';
+  };
+
+  test('parseProviderResponse: only PullguardErrors, and never the output in the message', () => {
+    const secret = 'Zm9vYmFyc2VjcmV0';
+    const json = fc.oneof(
+      fc.json(),
+      fc
+        .record({
+          kind: fc.constantFrom('CredentialProviderResponse', secret),
+          apiVersion: fc.constantFrom(V1, secret),
+          cacheKeyType: fc.oneof(fc.constantFrom('Image', 'Registry', 'Global'), fc.string()),
+          cacheDuration: fc.oneof(fc.constant(undefined), fc.string(), fc.integer()),
+          auth: fc.dictionary(
+            fc.string(),
+            fc.record({ username: fc.oneof(fc.string(), fc.integer()), password: fc.constant(secret) }),
+          ),
+        })
+        .map((o) => JSON.stringify(o)),
+    );
+    fc.assert(
+      fc.property(json, (out) => {
+        expect(onlyOurErrors(() => parseProviderResponse(out, spec))).not.toContain(secret);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  test('parseCredentialProviderConfig and urlsMatch never throw anything else', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.json()), (text) => {
+        onlyOurErrors(() => parseCredentialProviderConfig(text, 'c.yaml'));
+        onlyOurErrors(() => parseCredentialProviderConfig(`${HEAD}providers: ${text}`, 'c.yaml'));
+      }),
+      { numRuns: 300 },
+    );
+    fc.assert(
+      fc.property(fc.string(), fc.string(), (a, b) => {
+        expect(typeof urlsMatch(a, b)).toBe('boolean');
+        expect(typeof urlsMatch(`${a}.example.com`, `${b}.example.com/x`)).toBe('boolean');
+      }),
+      { numRuns: 500 },
+    );
   });
 });

@@ -46,8 +46,11 @@ export interface ProviderResponse {
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
-const printable = (v: unknown) =>
-  typeof v === 'string' && /^[A-Za-z0-9./_-]{1,100}$/.test(v) ? JSON.stringify(v) : 'another';
+// Only values shaped like what belongs in the field are echoed: anything else may be a token.
+const KIND_SHAPE = /^[A-Z][A-Za-z]{0,63}$/;
+const API_VERSION_SHAPE = /^(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*\/)?v\d+(?:(?:alpha|beta)\d+)?$/;
+const printable = (v: unknown, shape: RegExp) =>
+  typeof v === 'string' && shape.test(v) ? JSON.stringify(v) : 'another';
 
 /** Pure: decodes a plugin's stdout. Errors say what is wrong, never what was printed. */
 export function parseProviderResponse(
@@ -64,12 +67,13 @@ export function parseProviderResponse(
     bad('with something that is not JSON');
   }
   if (!isObject(j)) return bad('with JSON that is not an object');
-  if (j.kind !== 'CredentialProviderResponse') bad(`with kind ${printable(j.kind)}, not CredentialProviderResponse`);
+  if (j.kind !== 'CredentialProviderResponse')
+    bad(`with kind ${printable(j.kind, KIND_SHAPE)}, not CredentialProviderResponse`);
   if (j.apiVersion !== spec.apiVersion)
-    bad(`with apiVersion ${printable(j.apiVersion)}, not ${spec.apiVersion} as configured`);
+    bad(`with apiVersion ${printable(j.apiVersion, API_VERSION_SHAPE)}, not ${spec.apiVersion} as configured`);
   const ckt = j.cacheKeyType;
   if (!(CACHE_KEY_TYPES as readonly unknown[]).includes(ckt))
-    bad(`with cacheKeyType ${printable(ckt)}, not Image, Registry or Global`);
+    bad(`with cacheKeyType ${printable(ckt, KIND_SHAPE)}, not Image, Registry or Global`);
   let cacheDurationMs: number | undefined;
   if (j.cacheDuration !== undefined && j.cacheDuration !== null) {
     cacheDurationMs = typeof j.cacheDuration === 'string' ? parseGoDuration(j.cacheDuration) : undefined;
