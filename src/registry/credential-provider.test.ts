@@ -10,6 +10,8 @@ import { CredentialCache } from './credential-cache.js';
 import { loadCredentialProviderConfig, parseCredentialProviderConfig } from './credential-provider-config.js';
 import { CredentialProviders, parseProviderResponse, redactedExcerpt } from './credential-provider.js';
 import { urlsMatch } from './kubelet-match.js';
+import { DistributionClient } from './client.js';
+import { OCI_MANIFEST, startFakeRegistry } from '../../test/helpers/fake-registry.js';
 import { rejects } from '../../test/helpers/errors.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pg-credprov-unit-'));
@@ -324,5 +326,76 @@ describe('fuzzing: plugin output and configs are untrusted input', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe("a token-auth registry (the ACR / Artifact Registry flow) with a provider's credentials", () => {
+  test("the provider's username and password go to the token server only; the registry sees the bearer token", async () => {
+    const reg = await startFakeRegistry();
+    try {
+      const cfg = reg.putBlob('team/app', '{"architecture":"amd64","os":"linux"}');
+      const img = reg.putManifest('team/app', {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
+        layers: [],
+      });
+      const basic = `Basic ${Buffer.from('00000000-0000-0000-0000-000000000000:refresh-token-1').toString('base64')}`;
+      reg.handler = (q, res, url) => {
+        if (url.pathname === '/oauth2/token') {
+          const ok = q.headers.authorization === basic && url.searchParams.get('scope') === 'repository:team/app:pull';
+          res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' });
+          res.end(ok ? JSON.stringify({ access_token: 'bearer-for-team-app' }) : '{}');
+          return true;
+        }
+        if (q.headers.authorization !== 'Bearer bearer-for-team-app') {
+          const challenge = `Bearer realm="${reg.url}/oauth2/token",service="${reg.host}"`;
+          res.writeHead(401, { 'www-authenticate': challenge });
+          res.end();
+          return true;
+        }
+        return false;
+      };
+      const dir = mkdtempSync(join(work, 'token-'));
+      mkdirSync(join(dir, 'bin'));
+      const answer = {
+        kind: 'CredentialProviderResponse',
+        apiVersion: V1,
+        cacheKeyType: 'Registry',
+        auth: { [reg.host]: { username: '00000000-0000-0000-0000-000000000000', password: 'refresh-token-1' } },
+      };
+      writeFileSync(join(dir, 'bin', 'acr'), `#!/bin/sh\ncat >/dev/null\nprintf '%s' '${JSON.stringify(answer)}'\n`);
+      chmodSync(join(dir, 'bin', 'acr'), 0o755);
+      writeFileSync(
+        join(dir, 'c.yaml'),
+        `${HEAD}providers:\n- {name: acr, apiVersion: ${V1}, matchImages: ["${reg.host}"], defaultCacheDuration: 10m}\n`,
+      );
+      writeFileSync(join(dir, 'containerd.toml'), 'version = 3\n');
+      const c = new DistributionClient(
+        {
+          containerdConfig: join(dir, 'containerd.toml'),
+          credentialProviders: { config: join(dir, 'c.yaml'), binDir: join(dir, 'bin'), cacheDir: join(dir, 'cache') },
+        },
+        { env: { PATH: process.env.PATH } },
+      );
+      try {
+        const [domain] = reg.host.split('/');
+        const r = await c.discover(
+          { subject: { domain: domain!, path: 'team/app', digest: img.digest }, classes: new Set(['cosign-legacy']) },
+          new Deadline(5000),
+        );
+        expect(r.artifacts).toEqual([]);
+        expect(r.notes.join('\n')).toMatch(
+          /credentials for 127\.0\.0\.1:\d+\/team\/app from kubelet credential provider acr/,
+        );
+        const toRegistry = reg.log.filter((l) => !l.url.startsWith('/oauth2/'));
+        expect(toRegistry.some((l) => l.headers.authorization === 'Bearer bearer-for-team-app')).toBe(true);
+        expect(toRegistry.every((l) => !String(l.headers.authorization ?? '').startsWith('Basic'))).toBe(true);
+      } finally {
+        c.close();
+      }
+    } finally {
+      await reg.close();
+    }
   });
 });
