@@ -330,7 +330,7 @@ describe('fuzzing: plugin output and configs are untrusted input', () => {
 });
 
 describe("a token-auth registry (the ACR / Artifact Registry flow) with a provider's credentials", () => {
-  test("the provider's username and password go to the token server only; the registry sees the bearer token", async () => {
+  test("the provider's username and password go to the token server only; the registry gets a bearer", async () => {
     const reg = await startFakeRegistry();
     try {
       const cfg = reg.putBlob('team/app', '{"architecture":"amd64","os":"linux"}');
@@ -368,7 +368,8 @@ describe("a token-auth registry (the ACR / Artifact Registry flow) with a provid
       chmodSync(join(dir, 'bin', 'acr'), 0o755);
       writeFileSync(
         join(dir, 'c.yaml'),
-        `${HEAD}providers:\n- {name: acr, apiVersion: ${V1}, matchImages: ["${reg.host}"], defaultCacheDuration: 10m}\n`,
+        `${HEAD}providers:\n- {name: acr, apiVersion: ${V1}, matchImages: ["${reg.host}"], ` +
+          'defaultCacheDuration: 10m}\n',
       );
       writeFileSync(join(dir, 'containerd.toml'), 'version = 3\n');
       const c = new DistributionClient(
