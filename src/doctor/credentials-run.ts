@@ -78,7 +78,13 @@ export function imageCredentialChecks(
   try {
     source = store.explain(parsed.domain, parsed.path);
   } catch (e) {
-    source = { kind: 'error', error: asPullguardError(e).message };
+    const err = asPullguardError(e);
+    // A provider config that does not load is already a FAIL of its own (credentialProviderChecks).
+    const cfg = settings.credentialProviders?.config;
+    const reported = cfg !== undefined && String(err.detail?.path ?? '').startsWith(cfg);
+    source = reported
+      ? { kind: 'unknown', why: 'the credential provider config does not load' }
+      : { kind: 'error', error: err.message };
   }
   const kubelet = runningKubeletFlags(proc);
   let kubeletProviders: string[] | undefined;

@@ -107,9 +107,11 @@ describe('doctor --image', () => {
     expect(lines(ecr, policy)).toHaveLength(2);
     expect(lines('quay.io/app', policy)[1]).toMatch(/none; pullguard asks quay.io anonymously/);
     writeFileSync(conf, 'kind: CredentialProviderConfig\n');
-    expect(lines(ecr, policy)[0]).toMatch(
-      /^FAIL  kubelet credential provider config .*cp.yaml: apiVersion undefined is not/,
-    );
+    const broken = lines(ecr, policy);
+    expect(broken[0]).toMatch(/^FAIL  kubelet credential provider config .*cp.yaml: apiVersion undefined is not/);
+    expect(broken.slice(1)).toEqual([
+      `WARN  credentials for ${ecr}: not known: the credential provider config does not load`,
+    ]);
   });
 
   test('kubelet has providers the policy does not use: WARN with the exact policy lines', () => {

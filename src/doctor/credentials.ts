@@ -16,7 +16,10 @@ export interface CredentialInput {
   /** `host/repository`, as kubelet and pullguard match it. */
   readonly image: string;
   /** What CredentialStore.explain found, or why it could not look (a broken config.json or provider config). */
-  readonly source: CredentialSourceInfo | { readonly kind: 'error'; readonly error: string };
+  readonly source:
+    | CredentialSourceInfo
+    | { readonly kind: 'error'; readonly error: string }
+    | { readonly kind: 'unknown'; readonly why: string };
   /** The policy's registry.credentialProviders, if any. */
   readonly providers?: { readonly config: string; readonly binDir: string };
   /** The running kubelet's --image-credential-provider-* flags, when a kubelet runs on this node. */
@@ -97,6 +100,9 @@ export function credentialChecks(input: CredentialInput): Check[] {
         message: `${head}: ${s.error}`,
         fix: 'fix the file named; pulls that need credentials are denied meanwhile',
       });
+      break;
+    case 'unknown':
+      checks.push({ status: 'WARN', message: `${head}: not known: ${s.why}` });
       break;
     case 'auths':
       checks.push({ status: 'ok', message: `${head}: the auths entry in docker config ${s.file} (values not shown)` });
