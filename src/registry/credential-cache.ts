@@ -74,7 +74,7 @@ export class CredentialCache {
   private read(path: string, fingerprint: string, key: string, now: number): CacheHit | undefined {
     let fd: number | undefined;
     try {
-      fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
       const st = fs.fstatSync(fd);
       if (!st.isFile() || st.uid !== uid() || (st.mode & 0o077) !== 0 || st.size > MAX_ENTRY_BYTES) return undefined;
       const buf = Buffer.alloc(st.size);

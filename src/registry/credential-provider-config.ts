@@ -5,10 +5,11 @@
  * directory of `*.json|*.yaml|*.yml` merged in lexicographic order, and validated as kubelet
  * validates it. Unknown fields are ignored rather than rejected: a newer kubelet may know more.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { PullguardError } from '../common/errors.js';
+import { FileReadError, readRegularText } from '../common/files.js';
 import { parseGoDuration } from '../common/go-duration.js';
 import { parseSchemelessUrl } from './kubelet-match.js';
 
@@ -137,12 +138,15 @@ export function loadCredentialProviderConfig(path: string): CredentialProviderSp
   for (const f of files) {
     let text: string;
     try {
-      const buf = readFileSync(f);
-      if (buf.length > MAX_CONFIG_BYTES) fail(`${f} is larger than 1 MiB`);
-      text = buf.toString('utf8');
+      // A FIFO or /dev/zero here must not hang the pull: the safe reader refuses what is not a regular file.
+      text = readRegularText(f, {
+        maxBytes: MAX_CONFIG_BYTES,
+        code: 'POLICY_INVALID',
+        what: 'credential provider config',
+      });
     } catch (e) {
-      if (e instanceof PullguardError) throw e;
-      return fail(`${f}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      if (!(e instanceof FileReadError)) throw e;
+      return fail(f === path ? e.why : `${f} ${e.why}`);
     }
     for (const p of parseCredentialProviderConfig(text, f)) {
       if (seen.has(p.name)) fail(`duplicate provider name ${JSON.stringify(p.name)}`);

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -398,5 +399,22 @@ describe("a token-auth registry (the ACR / Artifact Registry flow) with a provid
     } finally {
       await reg.close();
     }
+  });
+});
+
+describe('hostile files never hang the pull', () => {
+  test('a FIFO as the provider config, or planted in the cache, is refused at once', () => {
+    const dir = mkdtempSync(join(work, 'fifo-'));
+    execFileSync('mkfifo', [join(dir, 'config.yaml')]);
+    expect(() => loadCredentialProviderConfig(join(dir, 'config.yaml'))).toThrow(
+      /credential provider config .*config.yaml.*FIFO, not a regular file/,
+    );
+    const cacheDir = join(dir, 'cache');
+    const c = new CredentialCache(cacheDir);
+    c.put('fp', 'k', { k: { username: 'u', password: 'p' } }, Number.MAX_SAFE_INTEGER);
+    const [file] = readdirSync(cacheDir);
+    rmSync(join(cacheDir, file!));
+    execFileSync('mkfifo', ['-m', '600', join(cacheDir, file!)]);
+    expect(c.get('fp', ['k'])).toBeUndefined();
   });
 });
