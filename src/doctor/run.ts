@@ -6,6 +6,8 @@ import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
 import { DEFAULT_CONTAINERD_CONFIG, isMissingContainerdConfig, loadContainerdConfigFiles } from '../registry/hosts.js';
 import { credentialProviderChecks, imageCredentialChecks } from './credentials-run.js';
+import { gatherNode, pullTest } from './node.js';
+import { nodeChecks } from './node-checks.js';
 import { binDirOf, diagnose, effectiveConfig, formatCheck, type BinDirEntryType, type BinDirListing, type DoctorInput } from './diagnose.js';
 type Out = (line: string) => void;
 
@@ -13,11 +15,19 @@ export interface DoctorOptions {
   readonly containerdConfig?: string;
   readonly binDir?: string;
   readonly policy?: string;
+  /** containerd's socket (default: grpc.address of the config, else /run/containerd/containerd.sock). */
+  readonly address?: string;
+  /** containerd's log file, for nodes where it does not log to the journal. */
+  readonly containerdLog?: string;
+  /** One real pull through containerd, and pullguard's decision for it. */
+  readonly pullTest?: string;
   /** `--image REF`: also say which credentials pullguard would use for that image's registry. */
   readonly image?: string;
 }
 
-const DOCTOR_USAGE = 'pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--image REF]';
+const DOCTOR_USAGE =
+  'usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--address SOCKET] ' +
+  '[--containerd-log FILE] [--pull-test REF] [--image REF]';
 
 export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
   const opts: { -readonly [K in keyof DoctorOptions]: DoctorOptions[K] } = {};
@@ -25,6 +35,9 @@ export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
     '--containerd-config': 'containerdConfig',
     '--bin-dir': 'binDir',
     '--policy': 'policy',
+    '--address': 'address',
+    '--containerd-log': 'containerdLog',
+    '--pull-test': 'pullTest',
     '--image': 'image',
   };
   for (let i = 0; i < args.length; i++) {
@@ -32,7 +45,7 @@ export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
     const eq = a.indexOf('=');
     const flag = eq > 0 ? a.slice(0, eq) : a;
     const key = names[flag];
-    if (!key) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; usage: ${DOCTOR_USAGE}`);
+    if (!key) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; ${DOCTOR_USAGE}`);
     const value = eq > 0 ? a.slice(eq + 1) : args[++i];
     if (value === undefined || value === '') throw new PullguardError('CONTRACT_ARGS', `${flag} needs a value`);
     opts[key] = value;
@@ -95,6 +108,9 @@ function containerdVersion(env: NodeJS.ProcessEnv): Promise<DoctorInput['contain
 
 const firstLine = (s: string) => s.split('\n')[0] ?? s;
 
+/** The config loader's own advice is for the pull's event line; doctor prints its own fix after it. */
+const withoutAdvice = (message: string) => message.replace(/; fix registry\.containerdConfig in the policy$/, '');
+
 /** Gathers the input (files, bin_dir, policy, containerd version), prints the checks; exit 0 without FAIL, 2 with. */
 export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
   const opts = parseDoctorArgs(args);
@@ -113,7 +129,9 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
     config = { path: configPath, files: loadContainerdConfigFiles(configPath) };
   } catch (e) {
     const missing = isMissingContainerdConfig(e) && e.detail?.path === configPath;
-    config = { path: configPath, error: asPullguardError(e).message, missing, explicit: configPath !== DEFAULT_CONTAINERD_CONFIG || opts.containerdConfig !== undefined };
+    const error = withoutAdvice(asPullguardError(e).message);
+    const explicit = configPath !== DEFAULT_CONTAINERD_CONFIG || opts.containerdConfig !== undefined;
+    config = { path: configPath, error, missing, explicit };
   }
   const eff = 'files' in config ? effectiveConfig(config.files) : undefined;
   const binDir = binDirOf(eff, opts.binDir);
@@ -124,6 +142,12 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
     containerd: await containerdVersion(env),
   };
   const checks = diagnose(input);
+  // The running node: the daemon on its socket, its log, the output paths, the sandbox image.
+  const files = 'files' in config ? config.files : undefined;
+  const { address, containerdLog } = opts;
+  const node = await gatherNode({ address, containerdLog, configPath, files, eff, policy, env });
+  checks.push(...nodeChecks(node));
+  if (opts.pullTest) checks.push(...(await pullTest(opts.pullTest, node.socket.address, policy, env)));
   checks.push(...credentialProviderChecks(policy, env));
   if (opts.image !== undefined) checks.push(...imageCredentialChecks(opts.image, policy, env));
   out(`pullguard doctor: containerd config ${configPath}, bin_dir ${binDir}, policy ${pPath}`);
