@@ -143,6 +143,9 @@ function setup(
     '    authorities:',
     '      - name: release',
     `        cosign: {keys: [${JSON.stringify(releaseKey)}]}`,
+    // The decision log goes into the case's directory: checked for secrets below, and off the host's /var/log.
+    'log:',
+    `  file: ${JSON.stringify(join(dir, 'decisions.jsonl'))}`,
     'registry:',
     `  containerdConfig: ${JSON.stringify(containerdToml)}`,
     '  credentialProviders:',
@@ -434,6 +437,19 @@ describe('which credentials win', () => {
     });
     expect((await pull(s.policy)).code).toBe(0);
     expect(s.calls()).toEqual([repo()]);
+  });
+});
+
+describe('no secret anywhere pullguard writes', () => {
+  test('the decision logs of every case above hold no credential, plugin output or stderr token', () => {
+    const logs = readdirSync(work)
+      .filter((d) => d.startsWith('case-'))
+      .map((d) => join(work, d, 'decisions.jsonl'))
+      .filter((f) => existsSync(f));
+    expect(logs.length).toBeGreaterThan(10);
+    const text = logs.map((f) => readFileSync(f, 'utf8')).join('');
+    expect(text).toContain('kubelet credential provider test-provider');
+    for (const secret of [PASSWORD, 'hunter2', 'AKIAIOSFODNN7EXAMPLE']) expect(text).not.toContain(secret);
   });
 });
 
