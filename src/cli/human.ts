@@ -7,6 +7,7 @@ import { applyMode, EXIT, exitCodeFor } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
+import { runNode } from '../node/cli.js';
 import { versionLine } from './version.js';
 import { printPolicyProblems } from './policy-problems.js';
 import { describeLogSettings, explainJson, offlineReport, printOffline } from './verify-report.js';
@@ -27,6 +28,10 @@ Commands for people:
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy); exit 2 on any FAIL
+  pullguard node install|uninstall|status [--root DIR] [--policy FILE|DIR] [--no-restart] ...
+                                                       install pullguard on this node (or the host
+                                                       root DIR) safely, take it off, or show whether
+                                                       verification is on; \`pullguard node\` for all flags
   pullguard log [--since 1h] [--verdict deny] [--would-deny] [--image TEXT] [--rule NAME] [--json] [-f]
                                                        what pullguard decided on this node (the decision
                                                        log), grouped by rule, image and reason
@@ -53,6 +58,8 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await verifyCommand(rest, out, env);
       case 'doctor':
         return await runDoctor(rest, out, env);
+      case 'node':
+        return await runNode(rest, out, err);
       case 'log':
         return await runLog(rest, out, env);
       case undefined:
