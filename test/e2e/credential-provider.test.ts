@@ -32,6 +32,7 @@ import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary } from '../helpers/tools.js';
+import { runVerifier } from '../helpers/verifier.js';
 
 const PASSWORD = 'pr0vider-s3cret';
 let work: string;
@@ -49,24 +50,8 @@ interface Run {
 
 /** One pull decision, exactly as containerd asks for it: argv, descriptor on stdin, PULLGUARD_POLICY. */
 function pull(policy: string, img: PushedImage = image): Promise<Run> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    const child = execFile(
-      pullguardBinary(),
-      ['-name', img.ref, '-digest', img.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'],
-      {
-        env: { PULLGUARD_POLICY: policy, PATH: process.env.PATH ?? '/usr/bin:/bin' },
-        encoding: 'utf8',
-        timeout: 30_000,
-        killSignal: 'SIGKILL',
-      },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
-        resolve({ code, stdout, stderr, ms: Date.now() - started });
-      },
-    );
-    child.stdin!.end(JSON.stringify({ mediaType: img.mediaType, digest: img.digest, size: img.size }));
-  });
+  const env = { PULLGUARD_POLICY: policy, PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  return runVerifier(pullguardBinary(), { ...img, name: img.ref }, env);
 }
 
 /** `pullguard verify --explain`: a person's view of the same decision, with the registry stage's notes. */
