@@ -7,8 +7,10 @@ import { applyMode, EXIT, exitCodeFor } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
+import { runCacheCommand } from '../cache/command.js';
 import { runNode } from '../node/cli.js';
 import { versionLine } from './version.js';
+import { runAgent } from '../node/agent.js';
 import { printPolicyProblems } from './policy-problems.js';
 import { describeLogSettings, explainJson, offlineReport, printOffline } from './verify-report.js';
 import { runLog } from './log.js';
@@ -28,10 +30,14 @@ Commands for people:
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy); exit 2 on any FAIL
+  pullguard cache ls|clear [--policy FILE]             list or empty the decision cache (policy cache:)
   pullguard node install|uninstall|status [--root DIR] [--policy FILE|DIR] [--no-restart] ...
                                                        install pullguard on this node (or the host
                                                        root DIR) safely, take it off, or show whether
                                                        verification is on; \`pullguard node\` for all flags
+  pullguard node agent [--root DIR] ...                the DaemonSet's node agent: installs, keeps the
+                                                       host's policy in step with the mounted ConfigMap
+                                                       (only validated versions), uninstalls on delete
   pullguard log [--since 1h] [--verdict deny] [--would-deny] [--image TEXT] [--rule NAME] [--json] [-f]
                                                        what pullguard decided on this node (the decision
                                                        log), grouped by rule, image and reason
@@ -58,7 +64,10 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await verifyCommand(rest, out, env);
       case 'doctor':
         return await runDoctor(rest, out, env);
+      case 'cache':
+        return runCacheCommand(rest, (file) => loadPolicy(file ?? policyPath(env)), out);
       case 'node':
+        if (rest[0] === 'agent') return await runAgent(rest.slice(1), out, env);
         return await runNode(rest, out, err);
       case 'log':
         return await runLog(rest, out, env);

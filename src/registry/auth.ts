@@ -35,7 +35,7 @@ export const HELPER_TIMEOUT_MS = 5000;
 const MAX_CONFIG_BYTES = 1024 * 1024;
 
 /** Where the rollout's DaemonSet puts an optional `kubernetes.io/dockerconfigjson` Secret on the host. */
-export const NODE_DOCKER_CONFIG = '/etc/pullguard/docker-config.json';
+export const NODE_DOCKER_CONFIG = '/etc/pullguard/docker/config.json';
 
 /**
  * The documented search order; the first file that has something for the host wins. After these come
@@ -44,9 +44,9 @@ export const NODE_DOCKER_CONFIG = '/etc/pullguard/docker-config.json';
 export function dockerConfigPaths(policyPath: string | undefined, env: NodeJS.ProcessEnv): string[] {
   const out: string[] = [];
   if (policyPath) out.push(policyPath);
-  out.push(NODE_DOCKER_CONFIG);
   if (env.DOCKER_CONFIG) out.push(join(env.DOCKER_CONFIG, 'config.json'));
-  out.push('/root/.docker/config.json', '/var/lib/kubelet/config.json');
+  // pullguard's own: where the DaemonSet agent places a mounted dockerconfigjson Secret (src/node).
+  out.push(NODE_DOCKER_CONFIG, '/root/.docker/config.json', '/var/lib/kubelet/config.json');
   return [...new Set(out)];
 }
 
@@ -246,7 +246,7 @@ export interface Challenge {
   readonly params: Readonly<Record<string, string>>;
 }
 
-/** RFC 7235 challenges: `Bearer realm="…",service="…", Basic realm="…"`. */
+/** RFC 7235 challenges: `Bearer realm="...",service="...", Basic realm="..."`. */
 export function parseChallenges(header: string | string[] | undefined): Challenge[] {
   const text = Array.isArray(header) ? header.join(', ') : (header ?? '');
   const out: { scheme: string; params: Record<string, string> }[] = [];

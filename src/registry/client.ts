@@ -503,7 +503,7 @@ export class DistributionClient implements RegistryClient {
       if (!authorization) {
         throw new PullguardError(
           'REGISTRY_AUTH',
-          `${ep.host} requires credentials for ${repo.name} and none were found; add them to a docker config.json (/etc/pullguard/docker-config.json, registry.dockerConfig, $DOCKER_CONFIG, /root/.docker/config.json or /var/lib/kubelet/config.json) or use kubelet's credential provider (registry.credentialProviders)`,
+          `${ep.host} requires credentials for ${repo.name} and none were found; add them to a docker config.json (registry.dockerConfig, $DOCKER_CONFIG, /etc/pullguard/docker/config.json, /root/.docker/config.json or /var/lib/kubelet/config.json) or use kubelet's credential providers (registry.credentialProviders)`,
           { host: ep.host, repository: repo.name },
         );
       }
@@ -613,7 +613,7 @@ function mediaTypeOf(res: HttpResponse): string {
   return String(res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
-/** `Link: <…>; rel="next"`, resolved against the current URL; only ever the same origin. */
+/** `Link: <...>; rel="next"`, resolved against the current URL; only ever the same origin. */
 export function nextLink(res: HttpResponse, current: URL): URL | undefined {
   const raw = res.headers.link;
   const header = Array.isArray(raw) ? raw.join(', ') : raw;

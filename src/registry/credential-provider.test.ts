@@ -259,16 +259,16 @@ describe('the shared cache', () => {
 });
 
 describe('the search order', () => {
-  test('policy file, the DaemonSet secret, $DOCKER_CONFIG, root, kubelet; each once', () => {
+  test('policy file, $DOCKER_CONFIG, the DaemonSet secret, root, kubelet; each once', () => {
     expect(dockerConfigPaths('/p.json', { DOCKER_CONFIG: '/d' })).toEqual([
       '/p.json',
-      '/etc/pullguard/docker-config.json',
       '/d/config.json',
+      '/etc/pullguard/docker/config.json',
       '/root/.docker/config.json',
       '/var/lib/kubelet/config.json',
     ]);
-    expect(dockerConfigPaths('/etc/pullguard/docker-config.json', {})).toEqual([
-      '/etc/pullguard/docker-config.json',
+    expect(dockerConfigPaths('/etc/pullguard/docker/config.json', {})).toEqual([
+      '/etc/pullguard/docker/config.json',
       '/root/.docker/config.json',
       '/var/lib/kubelet/config.json',
     ]);

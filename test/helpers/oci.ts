@@ -39,6 +39,23 @@ function tarOneFile(name: string, content: Buffer): Buffer {
 }
 
 /**
+ * Writes index.json (one entry, `top`, tagged `tag`) into an OCI layout whose blobs are in place and
+ * pushes it with the real oras to `ref`.
+ */
+export function pushLayout(dir: string, top: { mediaType: string; digest: string; size: number }, tag: string, ref: string, plainHttp = true): void {
+  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  writeFileSync(
+    join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
+  );
+  execFileSync(tool('oras'), ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(plainHttp ? ['--to-plain-http'] : [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, HOME: dir },
+    timeout: 60_000,
+  });
+}
+
+/**
  * Builds a small linux/amd64 OCI image by hand (an OCI layout on disk) and pushes it with the real
  * oras to `host/repo:tag`. `seed` makes each image's content, and so its digest, unique.
  */
@@ -84,17 +101,8 @@ export function pushTestImage(host: string, repo: string, tag: string, seed: str
       );
       top = { mediaType: 'application/vnd.oci.image.index.v1+json', ...put(indexBytes) };
     }
-    writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    writeFileSync(
-      join(dir, 'index.json'),
-      JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
-    );
     const ref = `${host}/${repo}:${tag}`;
-    execFileSync(tool('oras'), ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(opts.plainHttp === false ? [] : ['--to-plain-http'])], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, HOME: dir },
-      timeout: 60_000,
-    });
+    pushLayout(dir, top, tag, ref, opts.plainHttp !== false);
     return { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
   } finally {
     rmSync(dir, { recursive: true, force: true });
