@@ -7,6 +7,7 @@ import { applyMode, EXIT } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
+import { runScan } from '../scan/run.js';
 import { versionLine } from './version.js';
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
@@ -21,6 +22,11 @@ Commands for people:
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy); exit 2 on any FAIL
+  pullguard scan [--namespace NS | --all-namespaces] [--address SOCKET] [--policy FILE] [--json] [--remove-denied]
+                                                       decide every image containerd already holds, as a
+                                                       pull would (k8s.io namespace by default); exit 1 if
+                                                       any would be denied; --remove-denied removes those
+                                                       no container uses, so their next pull is verified
   pullguard version                                    print version and commit
 
 Policy: $PULLGUARD_POLICY, else /etc/pullguard/policy.yaml.
@@ -44,6 +50,8 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await verifyCommand(rest, out, env);
       case 'doctor':
         return await runDoctor(rest, out, env);
+      case 'scan':
+        return await runScan(rest, out, err, env);
       case undefined:
       case 'help':
       case '-h':

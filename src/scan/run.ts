@@ -1,0 +1,319 @@
+/**
+ * `pullguard scan`: decides every image containerd already holds, exactly as a pull of it would be
+ * decided (same policy, same rule, same registry lookups and verification, on the image's target digest
+ * and descriptor), because images that arrived without a verified pull (already present before
+ * pullguard, imported, preloaded, pulled through a client that bypasses the transfer service) are
+ * otherwise never checked. `--remove-denied` deletes the denied ones no container uses, so the next
+ * pull of them goes through the verifier.
+ *
+ * Decision log hook: each decision is handed to `ScanOptions.record` as a `ScanRecord` with
+ * `source: "scan"`. The CLI passes none today; the decision log (src/output/decision-log.ts, when it
+ * exists) is meant to be that sink. The decision cache, when it exists, belongs inside `decide`.
+ */
+import { Deadline } from '../common/deadline.js';
+import { asPullguardError, PullguardError } from '../common/errors.js';
+import { parseReference } from '../common/reference.js';
+import { decide } from '../cli/decide.js';
+import { loadPolicy, policyPath } from '../policy/load.js';
+import type { Policy } from '../policy/model.js';
+import { createRegistryClient } from '../registry/index.js';
+import type { RegistryClient } from '../registry/types.js';
+import { applyMode, errorDecision, EXIT, type Decision } from '../verdict/decision.js';
+import { containerdApi, DEFAULT_CONTAINERD_SOCKET, type ContainerdApi } from './containerd-api.js';
+import { groupImages, removalPlan, StaleListing, usageByDigest, type ScanUnit, type Usage } from './plan.js';
+
+type Out = (line: string) => void;
+
+export const DEFAULT_NAMESPACE = 'k8s.io';
+const CONCURRENCY = 4;
+
+export interface ScanOptions {
+  readonly address: string;
+  /** Namespaces to scan; undefined: every namespace containerd has. */
+  readonly namespaces?: readonly string[];
+  readonly policy: string;
+  readonly json: boolean;
+  readonly removeDenied: boolean;
+  /** Where each decision goes besides the output (the decision log, when there is one). */
+  readonly record?: (r: ScanRecord) => void;
+}
+
+export interface ScanRecord {
+  readonly source: 'scan';
+  readonly namespace: string;
+  readonly names: readonly string[];
+  readonly repository: string | null;
+  readonly digest: string;
+  readonly rule: string | null;
+  readonly verdict: Decision['verdict'];
+  readonly policyVerdict: Decision['verdict'];
+  readonly reason: string;
+  readonly code: string | null;
+  readonly durationMs: number;
+}
+
+export interface ScannedImage {
+  readonly unit: ScanUnit;
+  readonly decision: Decision;
+  readonly usage: Usage;
+  removed: string[];
+  removeError?: string;
+}
+
+const USAGE = 'usage: pullguard scan [--namespace NS | --all-namespaces] [--address SOCKET] [--policy FILE] [--json] [--remove-denied]';
+
+export function parseScanArgs(args: readonly string[], env: NodeJS.ProcessEnv): ScanOptions {
+  let address = env.CONTAINERD_ADDRESS || DEFAULT_CONTAINERD_SOCKET;
+  const namespaces: string[] = [];
+  let all = false;
+  let policy: string | undefined;
+  let json = false;
+  let removeDenied = false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
+    const flag = eq > 0 ? a.slice(0, eq) : a;
+    const value = (): string => {
+      const v = eq > 0 ? a.slice(eq + 1) : args[++i];
+      if (v === undefined || v === '') throw new PullguardError('CONTRACT_ARGS', `${flag} needs a value; ${USAGE}`);
+      return v;
+    };
+    switch (flag) {
+      case '--namespace':
+      case '-n':
+        namespaces.push(value());
+        break;
+      case '--all-namespaces':
+      case '-A':
+        all = true;
+        break;
+      case '--address':
+      case '-a':
+        address = value();
+        break;
+      case '--policy':
+        policy = value();
+        break;
+      case '--json':
+        json = true;
+        break;
+      case '--remove-denied':
+        removeDenied = true;
+        break;
+      default:
+        throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; ${USAGE}`);
+    }
+  }
+  if (all && namespaces.length > 0) throw new PullguardError('CONTRACT_ARGS', `--namespace and --all-namespaces exclude each other; ${USAGE}`);
+  return {
+    address,
+    namespaces: all ? undefined : namespaces.length > 0 ? namespaces : [DEFAULT_NAMESPACE],
+    policy: policy ?? policyPath(env),
+    json,
+    removeDenied,
+  };
+}
+
+/** Decides one unit the way runPull decides a pull of it: one deadline of the policy's timeout, audit mode applied. */
+async function decideUnit(unit: ScanUnit, policy: Policy, registry: () => RegistryClient): Promise<Decision> {
+  if (unit.repository === undefined) {
+    return applyMode(errorDecision(new PullguardError('POLICY_DENIED', `${unit.unnamed}: no rule can match it, and no pull of it was ever verified`)), policy.mode);
+  }
+  const ref = parseReference(unit.repository);
+  const deadline = new Deadline(policy.timeoutMs);
+  try {
+    const subject = { reference: { domain: ref.domain, path: ref.path, digest: unit.target.digest }, descriptor: unit.target };
+    const { decision } = await deadline.race(decide(subject, policy, registry, deadline));
+    return applyMode(decision, policy.mode);
+  } catch (e) {
+    return applyMode(errorDecision(asPullguardError(e)), policy.mode);
+  } finally {
+    deadline.dispose();
+  }
+}
+
+async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+const wouldDeny = (s: { decision: Decision }) => s.decision.policyVerdict === 'deny';
+
+export interface ScanResult {
+  readonly namespaces: readonly string[];
+  readonly images: readonly ScannedImage[];
+  readonly notes: readonly string[];
+}
+
+/** Lists, decides and (with removeDenied) removes; the caller prints. */
+export async function scanNode(opts: ScanOptions, policy: Policy, api: ContainerdApi): Promise<ScanResult> {
+  const namespaces = opts.namespaces ?? (await api.namespaces()).sort();
+  const registry = createRegistryClient(policy.registry);
+  const images: ScannedImage[] = [];
+  const notes: string[] = [];
+  for (const namespace of namespaces) {
+    const records = await api.images(namespace);
+    const units = groupImages(namespace, records);
+    const started = Date.now();
+    const decisions = await mapLimited(units, CONCURRENCY, (u) => decideUnit(u, policy, () => registry));
+    // Containers and tasks are listed after the decisions, right before any removal: the picture
+    // removal acts on is as fresh as it can be.
+    const containers = await api.containers(namespace);
+    const tasks = await api.tasks(namespace);
+    let usage: Map<string, Usage>;
+    let stale: string | undefined;
+    try {
+      usage = usageByDigest(records, containers, tasks);
+    } catch (e) {
+      if (!(e instanceof StaleListing)) throw e;
+      stale = e.message;
+      usage = new Map();
+    }
+    const scanned = units.map((unit, i): ScannedImage => ({
+      unit,
+      decision: decisions[i]!,
+      usage: usage.get(unit.target.digest) ?? { containers: [], running: [] },
+      removed: [],
+    }));
+    for (const s of scanned) {
+      opts.record?.({
+        source: 'scan',
+        namespace,
+        names: s.unit.names,
+        repository: s.unit.repository ?? null,
+        digest: s.unit.target.digest,
+        rule: s.decision.rule ?? null,
+        verdict: s.decision.verdict,
+        policyVerdict: s.decision.policyVerdict,
+        reason: s.decision.reason,
+        code: s.decision.code ?? null,
+        durationMs: Date.now() - started,
+      });
+    }
+    if (opts.removeDenied) {
+      if (policy.mode === 'audit') notes.push(`${namespace}: policy ${policy.source} is in audit mode: a pull would allow these images, so --remove-denied removes nothing`);
+      else if (stale) notes.push(`${namespace}: containers changed while scanning (${stale}): nothing removed; run scan again`);
+      else await remove(api, namespace, scanned, usage);
+    }
+    images.push(...scanned);
+  }
+  return { namespaces, images, notes };
+}
+
+async function remove(api: ContainerdApi, namespace: string, scanned: ScannedImage[], usage: ReadonlyMap<string, Usage>): Promise<void> {
+  const denied = new Set(scanned.filter(wouldDeny).map((s) => s.unit));
+  const plan = removalPlan(
+    scanned.map((s) => s.unit),
+    (u) => denied.has(u),
+    usage,
+  );
+  for (const r of plan) {
+    const owners = scanned.filter((s) => s.unit.names.includes(r.name) && denied.has(s.unit));
+    try {
+      await api.deleteImage(namespace, r.name, r.target, r.sync);
+      for (const o of owners) o.removed.push(r.name);
+    } catch (e) {
+      for (const o of owners) o.removeError ??= `${r.name}: ${asPullguardError(e).message}`;
+    }
+  }
+}
+
+function exitCodeOf(result: ScanResult): number {
+  if (result.images.some((s) => s.decision.exitCode === EXIT.configError)) return EXIT.configError;
+  return result.images.some(wouldDeny) || result.images.some((s) => s.removeError) ? EXIT.deny : EXIT.allow;
+}
+
+function printHuman(result: ScanResult, policy: Policy, opts: ScanOptions, out: Out): void {
+  out(`pullguard scan: containerd ${opts.address}, namespace ${result.namespaces.join(', ') || '(none)'}, policy ${policy.source} (mode ${policy.mode})`);
+  for (const s of result.images) {
+    const verdict = wouldDeny(s) ? (policy.mode === 'audit' ? 'AUDIT-DENY' : 'WOULD-DENY') : 'ALLOW';
+    const names = s.unit.names.join(', ');
+    const rule = s.decision.rule ? `rule "${s.decision.rule}"` : 'no rule';
+    out(`${verdict.padEnd(10)} ${s.unit.namespace}  ${names}  ${s.unit.target.digest}`);
+    out(`           ${rule}: ${s.decision.reason}`);
+    if (s.usage.containers.length > 0) {
+      out(`           in use by ${s.usage.containers.length} container(s), ${s.usage.running.length} running: ${s.usage.containers.join(', ')}`);
+    }
+    if (s.removed.length > 0) out(`           removed: ${s.removed.join(', ')} (the next pull is verified)`);
+    else if (opts.removeDenied && wouldDeny(s) && s.usage.containers.length > 0 && policy.mode !== 'audit') out('           kept: a container uses it');
+    if (s.removeError) out(`           NOT removed: ${s.removeError}`);
+  }
+  for (const n of result.notes) out(`note: ${n}`);
+  const s = summary(result);
+  out(
+    `summary: ${s.images} image(s) in ${result.namespaces.length} namespace(s): ${s.allow} allow, ${s.deny} would deny` +
+      (opts.removeDenied ? `; ${s.removed} removed, ${s.keptInUse} kept (in use), ${s.removeErrors} failed` : s.deny > 0 ? ' (--remove-denied removes the unused ones)' : ''),
+  );
+}
+
+function summary(result: ScanResult) {
+  const denied = result.images.filter(wouldDeny);
+  return {
+    images: result.images.length,
+    allow: result.images.length - denied.length,
+    deny: denied.length,
+    removed: denied.filter((s) => s.removed.length > 0).length,
+    keptInUse: denied.filter((s) => s.usage.containers.length > 0).length,
+    removeErrors: denied.filter((s) => s.removeError).length,
+  };
+}
+
+function printJson(result: ScanResult, policy: Policy, opts: ScanOptions, out: Out): void {
+  out(
+    JSON.stringify({
+      address: opts.address,
+      namespaces: result.namespaces,
+      policy: policy.source,
+      mode: policy.mode,
+      images: result.images.map((s) => ({
+        namespace: s.unit.namespace,
+        repository: s.unit.repository ?? null,
+        names: s.unit.names,
+        digest: s.unit.target.digest,
+        mediaType: s.unit.target.mediaType,
+        size: s.unit.target.size,
+        verdict: s.decision.verdict,
+        policyVerdict: s.decision.policyVerdict,
+        rule: s.decision.rule ?? null,
+        reason: s.decision.reason,
+        code: s.decision.code ?? null,
+        containers: s.usage.containers,
+        running: s.usage.running,
+        removed: s.removed,
+        removeError: s.removeError ?? null,
+      })),
+      notes: result.notes,
+      summary: summary(result),
+    }),
+  );
+}
+
+/**
+ * Exit codes: 0 every image would be allowed; 1 some image would be denied (or a removal failed);
+ * 2 configuration error (the policy); 3 the scan could not run (containerd unreachable, ...).
+ */
+export async function runScan(args: readonly string[], out: Out, err: Out, env: NodeJS.ProcessEnv, api?: ContainerdApi): Promise<number> {
+  const opts = parseScanArgs(args, env);
+  const policy = loadPolicy(opts.policy);
+  const client = api ?? containerdApi(opts.address);
+  try {
+    const result = await scanNode(opts, policy, client);
+    (opts.json ? printJson : printHuman)(result, policy, opts, out);
+    return exitCodeOf(result);
+  } catch (e) {
+    const pe = asPullguardError(e);
+    if (pe.code !== 'CONTAINERD_API') throw pe;
+    err(`pullguard scan: ${pe.message} [${pe.code}]`);
+    return EXIT.internalError;
+  } finally {
+    client.close();
+  }
+}
