@@ -160,7 +160,7 @@ describe('pullguard scan', () => {
     const { code, json } = await scanJson();
     expect(code).toBe(1);
     expect(json.namespaces).toEqual([NS]);
-    const byRepo = Object.fromEntries(json.images.map((i) => [i.repository, i]));
+    const byRepo: Record<string, ScanJson['images'][number]> = Object.fromEntries(json.images.map((i) => [i.repository, i]));
     expect(Object.keys(byRepo).sort()).toEqual([`${registry.host}/runner`, `${registry.host}/signed`, `${registry.host}/unsigned`]);
 
     const s = byRepo[`${registry.host}/signed`]!;
@@ -216,7 +216,7 @@ describe('pullguard scan', () => {
   it('--remove-denied removes the unused denied image, keeps the running one and the allowed one', async () => {
     const { code, json } = await scanJson(['--remove-denied']);
     expect(code).toBe(1);
-    const byRepo = Object.fromEntries(json.images.map((i) => [i.repository, i]));
+    const byRepo: Record<string, ScanJson['images'][number]> = Object.fromEntries(json.images.map((i) => [i.repository, i]));
     const u = byRepo[`${registry.host}/unsigned`]!;
     expect(u.removed).toEqual(expect.arrayContaining([unsigned.ref]));
     expect(u.removed).toEqual(u.names);
