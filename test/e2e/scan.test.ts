@@ -34,6 +34,7 @@ const CONTAINER = `pg-scan-${process.pid}-${Date.now().toString(36)}`;
 
 interface ScanJson {
   namespaces: string[];
+  notes: string[];
   mode: string;
   images: {
     namespace: string;
@@ -210,6 +211,26 @@ describe('pullguard scan', () => {
       expect(await imageNames()).toContain(signed.ref);
     } finally {
       api.close();
+    }
+  });
+
+  it('audit mode: AUDIT-DENY, and --remove-denied removes nothing (a pull would allow these images)', async () => {
+    const saved = readFileSync(policyFile, 'utf8');
+    writeFileSync(policyFile, saved.replace('version: 1\n', 'version: 1\nmode: audit\n'));
+    try {
+      const { code, json } = await scanJson(['--remove-denied']);
+      expect(code).toBe(1);
+      expect(json.mode).toBe('audit');
+      expect(json.images.filter((i) => i.policyVerdict === 'deny').map((i) => [i.verdict, i.removed])).toEqual([
+        ['allow', []],
+        ['allow', []],
+      ]);
+      expect(json.summary.removed).toBe(0);
+      expect(json.notes.join('\n')).toContain('is in audit mode: a pull would allow these images, so --remove-denied removes nothing');
+      expect((await scan([])).stdout).toMatch(/^AUDIT-DENY .*\/unsigned:v1/m);
+      expect(await imageNames()).toContain(unsigned.ref);
+    } finally {
+      writeFileSync(policyFile, saved);
     }
   });
 
