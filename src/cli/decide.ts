@@ -47,9 +47,8 @@ async function verifyRule(rule: Rule, subject: Subject, registry: () => Registry
   // One discovery per signature repository, shared by every authority that looks there.
   const lookups = new Map<string, { classes: Set<ArtifactClass>; signatureRepository?: string; result?: Promise<DiscoveryResult> }>();
   const plans = rule.authorities.map((authority) => {
-    const verifier = verifierFor(authority.kind);
-    if (!verifier) return { authority, verifier };
-    const needs = verifier.needs(authority);
+    const verifier = verifierFor(authority);
+    const needs = verifier.needs();
     const key = needs.signatureRepository ?? '';
     const lookup = lookups.get(key) ?? { classes: new Set<ArtifactClass>(), signatureRepository: needs.signatureRepository };
     needs.classes.forEach((c) => lookup.classes.add(c));
@@ -66,12 +65,9 @@ async function verifyRule(rule: Rule, subject: Subject, registry: () => Registry
 
   const results = await Promise.all(
     plans.map(async ({ authority, verifier, lookup }): Promise<AuthorityResult> => {
-      if (!verifier || !lookup?.result) {
-        return unsatisfied(authority.name, authority.kind, new PullguardError('NO_VERIFIER', `no verifier configured for ${authority.kind} authority "${authority.name}"`));
-      }
       try {
-        const found = await lookup.result;
-        return await verifier.verify(authority, subject, found.artifacts, deadline);
+        const found = await lookup.result!;
+        return await verifier.verify(subject, found.artifacts, deadline);
       } catch (e) {
         return unsatisfied(authority.name, authority.kind, asPullguardError(e));
       }

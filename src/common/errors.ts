@@ -31,7 +31,6 @@ export type ErrorCode =
   | 'SIGNATURE_INVALID'
   | 'SIGNATURE_UNTRUSTED'
   | 'NO_SIGNATURE'
-  | 'NO_VERIFIER'
   // the run itself
   | 'DEADLINE_EXCEEDED'
   | 'INTERNAL';

@@ -1,5 +1,9 @@
+import type { AtprotoSpec } from './authorities/atproto.js';
+import type { CosignSpec } from './authorities/cosign.js';
+import type { NotationSpec } from './notation/spec.js';
+
 /**
- * The one internal policy model. Every supported policy document (pullguard's YAML, and later
+ * The one internal policy model. Every supported policy document (pullguard's YAML,
  * containers-policy.json and notation's trust policy) is translated into this, and everything
  * downstream reads only this.
  */
@@ -19,13 +23,24 @@ export interface Rule {
 }
 
 /**
- * A party whose signature counts. `kind` selects the verifier; `spec` is that verifier's own settings,
- * validated by the schema registered for the kind (policy/authorities/).
+ * The settings of each authority kind, compiled at policy load (policy/authorities/). Adding a kind here
+ * without a schema (authorities/index.ts) or a verifier (verify/index.ts) is a type error.
  */
-export interface Authority {
-  readonly name: string;
-  readonly kind: string;
-  readonly spec: unknown;
+export interface AuthoritySpecs {
+  readonly cosign: CosignSpec;
+  readonly notation: NotationSpec;
+  readonly atproto: AtprotoSpec;
+}
+
+export type AuthorityKind = keyof AuthoritySpecs;
+
+/** A party whose signature counts: `kind` selects the verifier, `spec` is that verifier's settings. */
+export type AuthorityOf<K extends AuthorityKind> = { readonly name: string; readonly kind: K; readonly spec: AuthoritySpecs[K] };
+export type Authority = { [K in AuthorityKind]: AuthorityOf<K> }[AuthorityKind];
+
+/** Builds the typed authority for `kind` from its compiled settings. */
+export function authorityOf<K extends AuthorityKind>(kind: K, name: string, spec: AuthoritySpecs[K]): AuthorityOf<K> {
+  return { name, kind, spec };
 }
 
 export interface Policy {

@@ -16,6 +16,7 @@ export const SIGSTORE_BUNDLE_V03 = 'application/vnd.dev.sigstore.bundle.v0.3+jso
 export const COSIGN_SIGN_PREDICATE = 'https://sigstore.dev/cosign/sign/v1';
 export const BUNDLE_PREDICATE_ANNOTATION = 'dev.sigstore.bundle.predicateType';
 export const NOTATION_THUMBPRINT_ANNOTATION = 'io.cncf.notary.x509chain.thumbprint#S256';
+export const ATPROTO_SIGNATURE = 'application/vnd.atproto.signature.v1+json';
 export const OCI_EMPTY = 'application/vnd.oci.empty.v1+json';
 export const OCI_EMPTY_DIGEST = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a';
 const DSSE_ENVELOPE = 'application/vnd.dsse.envelope.v1+json';
@@ -33,6 +34,7 @@ export function isBundleType(t: string | undefined): boolean {
 export function possibleClassesOfEntry(artifactType: string | undefined): readonly ArtifactClass[] | undefined {
   if (artifactType === NOTATION_SIGNATURE) return ['notation'];
   if (artifactType === COSIGN_ARTIFACT_SIG) return ['cosign-legacy-referrer'];
+  if (artifactType === ATPROTO_SIGNATURE) return ['atproto'];
   if (isBundleType(artifactType)) return ['cosign-bundle', 'attestation'];
   if (artifactType === IN_TOTO || artifactType === DSSE_ENVELOPE) return ['attestation'];
   return undefined;
@@ -49,6 +51,8 @@ export function filterTypeFor(classes: ReadonlySet<ArtifactClass>): string | und
       return SIGSTORE_BUNDLE_V03;
     case 'cosign-legacy-referrer':
       return COSIGN_ARTIFACT_SIG;
+    case 'atproto':
+      return ATPROTO_SIGNATURE;
     default:
       return undefined;
   }
@@ -62,6 +66,7 @@ export function filterTypeFor(classes: ReadonlySet<ArtifactClass>): string | und
  *   annotation names anything but cosign's sign predicate; cosign-bundle when it names that predicate
  *   or is absent (then only the bundle blob can tell, and the cosign verifier decides);
  * - `application/vnd.cncf.notary.signature` (artifactType or config.mediaType): notation;
+ * - `application/vnd.atproto.signature.v1+json` (artifactType, else config.mediaType): atproto;
  * - in-toto / DSSE artifact or layers: attestation; anything else: unknown.
  */
 export function classify(manifest: OciManifest, via: FoundVia): ArtifactClass {
@@ -74,6 +79,7 @@ export function classify(manifest: OciManifest, via: FoundVia): ArtifactClass {
     return predicate !== undefined && predicate !== COSIGN_SIGN_PREDICATE ? 'attestation' : 'cosign-bundle';
   }
   if (manifest.artifactType === NOTATION_SIGNATURE || manifest.config.mediaType === NOTATION_SIGNATURE) return 'notation';
+  if (type === ATPROTO_SIGNATURE) return 'atproto';
   if (type === IN_TOTO || type === DSSE_ENVELOPE || manifest.layers.some((l) => l.mediaType === DSSE_ENVELOPE)) return 'attestation';
   return 'unknown';
 }

@@ -29,7 +29,7 @@ export const DEFAULT_MAX_REFERRERS = 128;
 const MAX_REFERRER_PAGES = 32;
 const FETCH_CONCURRENCY = 8;
 const MANIFEST_ACCEPT = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST];
-const REFERRER_CLASSES: readonly ArtifactClass[] = ['cosign-bundle', 'cosign-legacy-referrer', 'notation', 'attestation', 'unknown'];
+const REFERRER_CLASSES: readonly ArtifactClass[] = ['cosign-bundle', 'cosign-legacy-referrer', 'notation', 'atproto', 'attestation', 'unknown'];
 
 export interface ClientOptions {
   readonly env?: NodeJS.ProcessEnv;

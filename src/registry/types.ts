@@ -9,6 +9,7 @@ export type ArtifactClass =
   | 'cosign-bundle' //            referrer, artifactType application/vnd.dev.sigstore.bundle.v0.3+json
   | 'cosign-legacy-referrer' //   referrer, artifactType application/vnd.dev.cosign.artifact.sig.v1+json
   | 'notation' //                 referrer, artifactType or config.mediaType application/vnd.cncf.notary.signature
+  | 'atproto' //                  referrer, artifactType application/vnd.atproto.signature.v1+json
   | 'attestation' //              .att tag, or a bundle whose predicate is not a cosign signature
   | 'unknown';
 

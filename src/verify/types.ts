@@ -2,7 +2,7 @@ import type { Deadline } from '../common/deadline.js';
 import type { ErrorCode } from '../common/errors.js';
 import type { Reference } from '../common/reference.js';
 import type { Descriptor } from '../contract/descriptor.js';
-import type { Authority } from '../policy/model.js';
+import type { AuthorityKind, AuthorityOf } from '../policy/model.js';
 import type { ArtifactClass, FoundVia, SignatureArtifact } from '../registry/types.js';
 
 /** The image being pulled: exactly `-digest`, under the name containerd gave. */
@@ -45,10 +45,19 @@ export interface AuthorityResult {
   readonly signatures: readonly SignatureResult[];
 }
 
-/** A verifier for one authority kind (cosign, notation). Pure with respect to the network: artifacts come in. */
-export interface Verifier {
-  readonly kind: string;
-  /** Which artifacts (and where) discovery must fetch for this authority. */
-  needs(authority: Authority): { classes: readonly ArtifactClass[]; signatureRepository?: string };
-  verify(authority: Authority, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult>;
+/** What discovery must fetch for an authority, and where. */
+export interface ArtifactNeeds {
+  readonly classes: readonly ArtifactClass[];
+  readonly signatureRepository?: string;
+}
+
+/**
+ * A verifier for one authority kind. Signature artifacts come in from discovery; a verifier may still
+ * use the network for its own trust material (notation's OCSP and CRLs, atproto's DID documents and
+ * record proofs), under the same deadline.
+ */
+export interface Verifier<K extends AuthorityKind> {
+  readonly kind: K;
+  needs(authority: AuthorityOf<K>): ArtifactNeeds;
+  verify(authority: AuthorityOf<K>, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult>;
 }

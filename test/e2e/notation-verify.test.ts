@@ -277,8 +277,10 @@ describe('notation verifier on its own', () => {
       );
       expect(found.artifacts.length).toBe(1);
       const rule = policy.rules.find((r) => r.name === 'rsa3072-jws')!;
+      const authority = rule.authorities[0]!;
+      if (authority.kind !== 'notation') throw new Error('expected a notation authority');
       const res = await notationVerifier.verify(
-        rule.authorities[0]!,
+        authority,
         { reference: parseReference(`${registry.host}/rsa3072-jws@${other.digest}`) as never, descriptor: { mediaType: other.mediaType, digest: other.digest, size: other.size } },
         found.artifacts,
         deadline,

@@ -16,7 +16,7 @@ import {
   type SignedIdentity,
 } from '../authorities/cosign.js';
 import { validatePattern } from '../match.js';
-import { DEFAULT_TIMEOUT_MS, type Authority, type Policy, type Rule } from '../model.js';
+import { authorityOf, DEFAULT_TIMEOUT_MS, type Authority, type Policy, type Rule } from '../model.js';
 
 /**
  * containers-policy.json(5) (what CRI-O and podman read from /etc/containers/policy.json), translated
@@ -113,7 +113,7 @@ function toRule(name: string, match: string[], reqs: Requirement[]): Rule {
   if (reqs.some((r) => r.type === 'reject')) return { name, match, action: 'deny', message: `rejected by containers policy scope ${name}`, authorities: [], require: 'all' };
   const signed = reqs.flatMap((r) => (r.type === 'sigstoreSigned' ? [r.spec] : []));
   if (signed.length === 0) return { name, match, action: 'allow', authorities: [], require: 'all' };
-  const authorities: Authority[] = signed.map((spec, i) => ({ name: `${name} sigstoreSigned#${i + 1}`, kind: 'cosign', spec }));
+  const authorities: Authority[] = signed.map((spec, i) => authorityOf('cosign', `${name} sigstoreSigned#${i + 1}`, spec));
   return { name, match, action: 'verify', authorities, require: 'all' };
 }
 

@@ -52,8 +52,9 @@ function toModel(doc: PolicyDocument, source: string): Policy {
       message: r.message,
       require: r.require,
       authorities: (r.authorities ?? []).map((a, i): Authority => {
-        const kind = AUTHORITY_KINDS.find((k) => (a as Record<string, unknown>)[k] !== undefined)!;
-        return { name: a.name ?? `${r.name}/${kind}#${i + 1}`, kind, spec: (a as Record<string, unknown>)[kind] };
+        // The schema admits exactly one kind per authority, compiled by that kind's own schema.
+        const kind = AUTHORITY_KINDS.find((k) => a[k] !== undefined)!;
+        return { name: a.name ?? `${r.name}/${kind}#${i + 1}`, kind, spec: a[kind] } as Authority;
       }),
     })),
   };

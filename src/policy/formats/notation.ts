@@ -2,7 +2,7 @@ import { PullguardError } from '../../common/errors.js';
 import { DEFAULT_REVOCATION, type NotationSpec } from '../notation/spec.js';
 import { loadNotationConfigDir } from '../notation/config-dir.js';
 
-import { DEFAULT_TIMEOUT_MS, type Policy, type Rule } from '../model.js';
+import { authorityOf, DEFAULT_TIMEOUT_MS, type Policy, type Rule } from '../model.js';
 
 /**
  * A notation configuration directory used as pullguard's whole policy (PULLGUARD_POLICY=<dir>), so a
@@ -23,7 +23,7 @@ export function parseNotationDirectory(dir: string): Policy {
     const match = st.registryScopes.map((s) => (s === '*' ? '**' : s));
     if (st.level === 'skip') return { name: st.name, match, action: 'allow', authorities: [], require: 'all' };
     const spec: NotationSpec = { resolved: 'notation', source: cfg.source, truststoreDir: cfg.truststoreDir, select: 'fixed', statements: [st], revocation: DEFAULT_REVOCATION };
-    return { name: st.name, match, action: 'verify', authorities: [{ name: st.name, kind: 'notation', spec }], require: 'all' };
+    return { name: st.name, match, action: 'verify', authorities: [authorityOf('notation', st.name, spec)], require: 'all' };
   });
   return { source: cfg.source, mode: 'enforce', timeoutMs: DEFAULT_TIMEOUT_MS, defaultAction: 'deny', rules, registry: {} };
 }

@@ -10,7 +10,6 @@ import type { Deadline } from '../../common/deadline.js';
 import { shortDigest } from '../../common/digest.js';
 import { isPullguardError, type ErrorCode } from '../../common/errors.js';
 import type { CosignKey, CosignSpec } from '../../policy/authorities/cosign.js';
-import type { Authority } from '../../policy/model.js';
 import type { ArtifactClass, SignatureArtifact } from '../../registry/types.js';
 import type { AuthorityResult, CheckOutcome, SignatureResult, Subject, Verifier } from '../types.js';
 import { candidatesOf, FormatError, NotASignature, parseCandidate, type Candidate, type ParsedSignature } from './formats.js';
@@ -45,17 +44,16 @@ class Checks {
   }
 }
 
-export const cosignVerifier: Verifier = {
+export const cosignVerifier: Verifier<'cosign'> = {
   kind: 'cosign',
 
-  needs(authority: Authority) {
-    const spec = authority.spec as CosignSpec;
+  needs({ spec }) {
     // Attestations (.att, attestation bundles) are not asked for: they are never signatures.
     return { classes: SIGNATURE_CLASSES, signatureRepository: spec.signatureRepository };
   },
 
-  async verify(authority: Authority, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult> {
-    const spec = authority.spec as CosignSpec;
+  async verify(authority, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult> {
+    const { spec } = authority;
     const trust = trustFor(spec);
     const signatures: SignatureResult[] = [];
     const jobs: Candidate[] = [];

@@ -2,7 +2,6 @@ import type { Deadline } from '../../common/deadline.js';
 import { shortDigest } from '../../common/digest.js';
 import type { ErrorCode } from '../../common/errors.js';
 import { repositoryOf } from '../../common/reference.js';
-import type { Authority } from '../../policy/model.js';
 import type { OciDescriptor, SignatureArtifact } from '../../registry/types.js';
 import type { AuthorityResult, CheckOutcome, SignatureResult, Subject, Verifier } from '../types.js';
 import type { Certificate } from './certificate.js';
@@ -12,7 +11,7 @@ import { formatDn, isSubsetDn } from '../../common/dn.js';
 import { MEDIA_TYPE_COSE, MEDIA_TYPE_JWS, parsePayload, type Envelope } from './envelope.js';
 import { parseJws } from './jws.js';
 import { checkRevocation } from './revocation.js';
-import { isNotationSpec, type NotationSpec } from '../../policy/notation/spec.js';
+import type { NotationSpec } from '../../policy/notation/spec.js';
 import { verifyTimestampToken } from './timestamp.js';
 import { selectStatement, type Action, type CheckType, type Statement, type TrustStoreType } from '../../policy/notation/trust-policy.js';
 import { loadTrustStore } from './truststore.js';
@@ -258,13 +257,12 @@ function progress(r: SignatureResult): number {
   return r.checks.filter((c) => c.result === 'pass').length;
 }
 
-export const notationVerifier: Verifier = {
+export const notationVerifier: Verifier<'notation'> = {
   kind: 'notation',
   needs: () => ({ classes: ['notation'] }),
-  async verify(authority: Authority, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult> {
+  async verify(authority, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult> {
     const head = { authority: authority.name, kind: 'notation' };
-    const spec = authority.spec;
-    if (!isNotationSpec(spec)) return { ...head, satisfied: false, reason: 'notation authority settings were not resolved at policy load', code: 'INTERNAL', signatures: [] };
+    const { spec } = authority;
     const repository = repositoryOf(subject.reference);
     const st = spec.select === 'fixed' ? spec.statements[0] : selectStatement(spec.statements, repository);
     if (!st) {
