@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Policy, Rule } from '../policy/model.js';
+import type { Authority, Policy, Rule } from '../policy/model.js';
 import { nodeImageChecks, staticPodImages, type NodeImage } from './node-images.js';
 
 const rule = (name: string, match: string[], action: Rule['action'], authorities: Rule['authorities'] = []): Rule => ({ name, match, action, authorities, require: 'all' });
@@ -8,12 +8,14 @@ const sandbox: NodeImage = { image: 'registry.k8s.io/pause:3.10', role: 'the san
 const etcd: NodeImage = { image: 'registry.k8s.io/etcd:3.5.21-0', role: 'static pod etcd-cp container etcd (/m/etcd.yaml)', pullPolicy: 'IfNotPresent' };
 const statuses = (checks: { status: string }[]) => checks.map((c) => c.status);
 
-const cosignKeys = { name: 'release', kind: 'cosign', spec: { mode: 'keys', keys: [], signatureRepository: undefined } };
-const notation = (revocation: 'enforce' | 'log' | 'skip') => ({
-  name: 'corp',
-  kind: 'notation',
-  spec: { resolved: 'notation', source: 'x', truststoreDir: '/t', select: 'fixed', statements: [{ enforcement: { revocation } }], revocation: { timeoutMs: 1, maxCrlBytes: 1 } },
-});
+// Only the fields node-images reads; the rest of a compiled spec does not matter here.
+const cosignKeys = { name: 'release', kind: 'cosign', spec: { mode: 'keys', keys: [] } } as unknown as Authority;
+const notation = (revocation: 'enforce' | 'log' | 'skip') =>
+  ({
+    name: 'corp',
+    kind: 'notation',
+    spec: { resolved: 'notation', source: 'x', truststoreDir: '/t', select: 'fixed', statements: [{ enforcement: { revocation } }], revocation: { timeoutMs: 1, maxCrlBytes: 1 } },
+  }) as unknown as Authority;
 
 describe('nodeImageChecks', () => {
   it('an allow rule exempts the node images', () => {
@@ -47,7 +49,9 @@ describe('nodeImageChecks', () => {
   it('verify that needs more than the registry (online revocation, signatures elsewhere): WARN', () => {
     expect(statuses(nodeImageChecks(policy([rule('n', ['registry.k8s.io/**'], 'verify', [notation('enforce')])]), [etcd]))).toEqual(['WARN']);
     expect(statuses(nodeImageChecks(policy([rule('n', ['registry.k8s.io/**'], 'verify', [notation('log')])]), [etcd]))).toEqual(['ok']);
-    const elsewhere = { ...cosignKeys, spec: { ...cosignKeys.spec, signatureRepository: 'sigs.example/k8s' } };
+    const elsewhere = { ...cosignKeys, spec: { ...cosignKeys.spec, signatureRepository: 'sigs.example/k8s' } } as Authority;
+    const atproto = { name: 'atcr', kind: 'atproto', spec: {} } as unknown as Authority;
+    expect(statuses(nodeImageChecks(policy([rule('a', ['registry.k8s.io/**'], 'verify', [atproto])]), [etcd]))).toEqual(['WARN']);
     const c = nodeImageChecks(policy([rule('s', ['registry.k8s.io/**'], 'verify', [elsewhere])]), [etcd]);
     expect(c[0]).toMatchObject({ status: 'WARN' });
     expect(c[0]!.message).toContain('reads signatures from sigs.example/k8s');

@@ -17,7 +17,6 @@
 import { parseReference, type Reference } from '../common/reference.js';
 import { RuleMatcher } from '../policy/match.js';
 import type { Policy, Rule } from '../policy/model.js';
-import { isNotationSpec } from '../policy/notation/spec.js';
 import type { Check } from './diagnose.js';
 
 export const DEFAULT_STATIC_POD_DIR = '/etc/kubernetes/manifests';
@@ -63,14 +62,23 @@ function effectivePullPolicy(ref: Reference, written: string | undefined, image:
   return ref.digest || (tagged && ref.tag !== 'latest') ? 'IfNotPresent' : 'Always';
 }
 
-/** Why a verify rule needs more than the registry, or undefined when it does not. */
+/** What a verify rule needs besides the registry; empty when nothing. */
 function onlineNeeds(rule: Rule): string[] {
   const needs: string[] = [];
   for (const a of rule.authorities) {
-    const spec = a.spec as { signatureRepository?: unknown } | undefined;
-    if (typeof spec?.signatureRepository === 'string') needs.push(`authority "${a.name}" reads signatures from ${spec.signatureRepository}`);
-    if (isNotationSpec(a.spec) && a.spec.statements.some((s) => s.enforcement.revocation === 'enforce')) {
-      needs.push(`authority "${a.name}" enforces revocation (OCSP or CRL servers must answer${a.spec.revocation.cacheDir ? ', or a CRL cached in ' + a.spec.revocation.cacheDir + ' still be current' : ''})`);
+    switch (a.kind) {
+      case 'cosign':
+        if (a.spec.signatureRepository !== undefined) needs.push(`authority "${a.name}" reads signatures from ${a.spec.signatureRepository}`);
+        break;
+      case 'notation':
+        if (a.spec.statements.some((s) => s.enforcement.revocation === 'enforce')) {
+          const cached = a.spec.revocation.cacheDir ? `, or a CRL cached in ${a.spec.revocation.cacheDir} still be current` : '';
+          needs.push(`authority "${a.name}" enforces revocation (OCSP or CRL servers must answer${cached})`);
+        }
+        break;
+      case 'atproto':
+        needs.push(`authority "${a.name}" fetches the record and its proof from the publisher's PDS`);
+        break;
     }
   }
   return needs;
