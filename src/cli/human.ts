@@ -18,12 +18,12 @@ containerd runs it as:
 Commands for people:
   pullguard verify [--explain] [--policy FILE] <ref>   decide for an image, as a pull would
   pullguard policy check [FILE]                        validate a policy
-  pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE]
+  pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--static-pod-dir DIR]
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy); exit 2 on any FAIL
-  pullguard scan [--namespace NS | --all-namespaces] [--address SOCKET] [--policy FILE] [--json] [--remove-denied]
-                                                       decide every image containerd already holds, as a
+  pullguard scan [--namespace NS | --all-namespaces] [--address SOCKET] [--policy FILE]
+                 [--json] [--remove-denied]            decide every image containerd already holds, as a
                                                        pull would (k8s.io namespace by default); exit 1 if
                                                        any would be denied; --remove-denied removes those
                                                        no container uses, so their next pull is verified

@@ -49,7 +49,12 @@ export function staticPodImages(doc: unknown, file: string): StaticPodImage[] {
     if (!Array.isArray(list)) continue;
     for (const c of list as { name?: unknown; image?: unknown; imagePullPolicy?: unknown }[]) {
       if (typeof c?.image !== 'string') continue;
-      out.push({ pod: name, container: typeof c.name === 'string' ? c.name : '?', image: c.image, pullPolicy: typeof c.imagePullPolicy === 'string' ? c.imagePullPolicy : undefined });
+      out.push({
+        pod: name,
+        container: typeof c.name === 'string' ? c.name : '?',
+        image: c.image,
+        pullPolicy: typeof c.imagePullPolicy === 'string' ? c.imagePullPolicy : undefined,
+      });
     }
   }
   return out;
@@ -68,11 +73,14 @@ function onlineNeeds(rule: Rule): string[] {
   for (const a of rule.authorities) {
     switch (a.kind) {
       case 'cosign':
-        if (a.spec.signatureRepository !== undefined) needs.push(`authority "${a.name}" reads signatures from ${a.spec.signatureRepository}`);
+        if (a.spec.signatureRepository !== undefined)
+          needs.push(`authority "${a.name}" reads signatures from ${a.spec.signatureRepository}`);
         break;
       case 'notation':
         if (a.spec.statements.some((s) => s.enforcement.revocation === 'enforce')) {
-          const cached = a.spec.revocation.cacheDir ? `, or a CRL cached in ${a.spec.revocation.cacheDir} still be current` : '';
+          const cached = a.spec.revocation.cacheDir
+            ? `, or a CRL cached in ${a.spec.revocation.cacheDir} still be current`
+            : '';
           needs.push(`authority "${a.name}" enforces revocation (OCSP or CRL servers must answer${cached})`);
         }
         break;
@@ -98,10 +106,14 @@ function pinnedAllow(policy: Pick<Policy, 'rules'>, ref: Reference): Rule | unde
 }
 
 const EXEMPT_FIX = (repo: string) =>
-  `exempt it: a rule {name: node-images, match: [${repo}], action: allow} (pin it by digest, ${repo}@sha256:..., for the strictest form)`;
+  `exempt it: a rule {name: node-images, match: [${repo}], action: allow} ` +
+  `(pin it by digest, ${repo}@sha256:..., for the strictest form)`;
 
 /** One check per node image; `policy` undefined means the policy did not load (reported elsewhere). */
-export function nodeImageChecks(policy: Pick<Policy, 'rules' | 'defaultAction' | 'mode'> | undefined, images: readonly NodeImage[]): Check[] {
+export function nodeImageChecks(
+  policy: Pick<Policy, 'rules' | 'defaultAction' | 'mode'> | undefined,
+  images: readonly NodeImage[],
+): Check[] {
   if (!policy) return [];
   const matcher = new RuleMatcher(policy.rules);
   const out: Check[] = [];
@@ -120,7 +132,10 @@ export function nodeImageChecks(policy: Pick<Policy, 'rules' | 'defaultAction' |
     if (always) {
       out.push({
         status: 'WARN',
-        message: `${what} has imagePullPolicy Always${img.pullPolicy ? '' : ' (the default for :latest or no tag)'}: every restart pulls it, so the control plane cannot restart while the registry is unreachable, exempt or not`,
+        message:
+          `${what} has imagePullPolicy Always${img.pullPolicy ? '' : ' (the default for :latest or no tag)'}: ` +
+          'every restart pulls it, so the control plane cannot restart while the registry is unreachable, ' +
+          'exempt or not',
         fix: 'pin a tag or digest and set imagePullPolicy: IfNotPresent',
       });
     }
@@ -128,29 +143,51 @@ export function nodeImageChecks(policy: Pick<Policy, 'rules' | 'defaultAction' |
     const action = match?.rule.action ?? policy.defaultAction;
     const by = match ? `rule "${match.rule.name}"` : `no rule matches; default is ${policy.defaultAction}`;
     if (action === 'allow') {
-      out.push({ status: 'ok', message: `${what}: exempt (${match ? by : 'the policy default is allow'}): pulled without a signature check, also while the registry is unreachable` });
+      out.push({
+        status: 'ok',
+        message:
+          `${what}: exempt (${match ? by : 'the policy default is allow'}): ` +
+          'pulled without a signature check, also while the registry is unreachable',
+      });
       continue;
     }
     if (action === 'deny') {
+      const stops = img.role.startsWith('the sandbox') ? 'no pod can start' : 'this static pod cannot start';
       const pinned = !ref.digest ? pinnedAllow(policy, ref) : undefined;
       if (pinned) {
-        out.push({ status: 'WARN', message: `${what}: allowed only at the digest rule "${pinned.name}" pins; doctor cannot tell which digest the tag resolves to`, fix: `name it by that digest (${repo}@sha256:...)` });
+        out.push({
+          status: 'WARN',
+          message:
+            `${what}: allowed only at the digest rule "${pinned.name}" pins; ` +
+            'doctor cannot tell which digest the tag resolves to',
+          fix: `name it by that digest (${repo}@sha256:...)`,
+        });
         continue;
       }
       out.push({
         status: audit ? 'WARN' : 'FAIL',
-        message: `${what}: would be denied (${by})${audit}: the day it must be pulled again (image GC, a new node, a pull policy of Always) ${img.role.startsWith('the sandbox') ? 'no pod can start' : 'this static pod cannot start'}`,
+        message:
+          `${what}: would be denied (${by})${audit}: the day it must be pulled again ` +
+          `(image GC, a new node, a pull policy of Always) ${stops}`,
         fix: EXEMPT_FIX(repo),
       });
       continue;
     }
     const needs = onlineNeeds(match!.rule);
     if (needs.length > 0) {
-      out.push({ status: 'WARN', message: `${what}: verified by rule "${match!.rule.name}", which needs more than the registry: ${needs.join('; ')}; while that is unreachable its pull is denied`, fix: EXEMPT_FIX(repo) });
+      out.push({
+        status: 'WARN',
+        message:
+          `${what}: verified by rule "${match!.rule.name}", which needs more than the registry: ` +
+          `${needs.join('; ')}; while that is unreachable its pull is denied`,
+        fix: EXEMPT_FIX(repo),
+      });
     } else {
       out.push({
         status: 'ok',
-        message: `${what}: verified by rule "${match!.rule.name}" with nothing but the registry containerd pulls it from (signatures beside the image; no online revocation or transparency-log lookups)`,
+        message:
+          `${what}: verified by rule "${match!.rule.name}" with nothing but the registry containerd pulls it from ` +
+          '(signatures beside the image; no online revocation or transparency-log lookups)',
       });
     }
   }

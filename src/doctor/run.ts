@@ -1,14 +1,14 @@
 /** The I/O around `diagnose`: reads the node's files, lists bin_dir, asks containerd for its version. */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { parseAllDocuments } from 'yaml';
+import { readdirSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { asPullguardError, PullguardError } from '../common/errors.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
 import { DEFAULT_CONTAINERD_CONFIG, isMissingContainerdConfig, loadContainerdConfigFiles } from '../registry/hosts.js';
-import { binDirOf, diagnose, effectiveConfig, formatCheck, type BinDirEntryType, type BinDirListing, type DoctorInput, type EffectiveConfig } from './diagnose.js';
-import { DEFAULT_SANDBOX_IMAGE, DEFAULT_STATIC_POD_DIR, nodeImageChecks, staticPodImages, type NodeImage } from './node-images.js';
+import { binDirOf, diagnose, effectiveConfig, formatCheck, type BinDirEntryType, type BinDirListing, type DoctorInput } from './diagnose.js';
 import type { Check } from './diagnose.js';
+import { DEFAULT_STATIC_POD_DIR, nodeImageChecks } from './node-images.js';
+import { readNodeImages } from './node-images-read.js';
 type Out = (line: string) => void;
 
 export interface DoctorOptions {
@@ -17,6 +17,9 @@ export interface DoctorOptions {
   readonly policy?: string;
   readonly staticPodDir?: string;
 }
+
+const DOCTOR_USAGE =
+  'usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--static-pod-dir DIR]';
 
 export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
   const opts: { -readonly [K in keyof DoctorOptions]: DoctorOptions[K] } = {};
@@ -31,7 +34,7 @@ export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
     const eq = a.indexOf('=');
     const flag = eq > 0 ? a.slice(0, eq) : a;
     const key = names[flag];
-    if (!key) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--static-pod-dir DIR]`);
+    if (!key) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; ${DOCTOR_USAGE}`);
     const value = eq > 0 ? a.slice(eq + 1) : args[++i];
     if (value === undefined || value === '') throw new PullguardError('CONTRACT_ARGS', `${flag} needs a value`);
     opts[key] = value;
@@ -124,7 +127,7 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
     containerd: await containerdVersion(env),
   };
   const manifestProblems: Check[] = [];
-  const ownImages = nodeImages(eff, opts.staticPodDir ?? DEFAULT_STATIC_POD_DIR, manifestProblems);
+  const ownImages = readNodeImages(eff, opts.staticPodDir ?? DEFAULT_STATIC_POD_DIR, manifestProblems);
   const checks = [...diagnose(input), ...manifestProblems, ...nodeImageChecks(policy, ownImages)];
   out(`pullguard doctor: containerd config ${configPath}, bin_dir ${binDir}, policy ${pPath}`);
   for (const c of checks) out(formatCheck(c));
@@ -138,39 +141,3 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
   return fails > 0 ? 2 : 0;
 }
 
-/**
- * The images the node itself needs: the CRI sandbox image (containerd's default when unset) and the
- * images of kubelet's static pods. Unreadable manifests become WARN lines in `problems`.
- */
-function nodeImages(eff: EffectiveConfig | undefined, staticPodDir: string, problems: Check[]): NodeImage[] {
-  const pinned = eff?.images.pinned_images as { sandbox?: unknown } | undefined;
-  const sandbox = typeof pinned?.sandbox === 'string' && pinned.sandbox !== '' ? pinned.sandbox : DEFAULT_SANDBOX_IMAGE;
-  const images: NodeImage[] = [{ image: sandbox, role: `the sandbox image (pinned_images.sandbox${pinned?.sandbox ? '' : ', containerd default'})` }];
-  let names: string[];
-  try {
-    names = readdirSync(staticPodDir).filter((n) => !n.startsWith('.')).sort();
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    problems.push(
-      code === 'ENOENT'
-        ? { status: 'ok', message: `no static pod manifests in ${staticPodDir} (not a kubeadm control-plane node, or kubelet's staticPodPath is elsewhere: --static-pod-dir)` }
-        : { status: 'WARN', message: `cannot read static pod manifests in ${staticPodDir}: ${code ?? String(e)}` },
-    );
-    return images;
-  }
-  for (const name of names) {
-    const file = join(staticPodDir, name);
-    try {
-      if (!statSync(file).isFile()) continue;
-      for (const doc of parseAllDocuments(readFileSync(file, 'utf8'))) {
-        for (const i of staticPodImages(doc.toJS(), file)) {
-          // '' = not written: kubelet's default applies (nodeImageChecks works it out from the reference).
-          images.push({ image: i.image, role: `static pod ${i.pod} container ${i.container} (${file})`, pullPolicy: i.pullPolicy ?? '' });
-        }
-      }
-    } catch (e) {
-      problems.push({ status: 'WARN', message: `cannot read static pod manifest ${file}: ${(e as Error).message.split('\n')[0]}` });
-    }
-  }
-  return images;
-}

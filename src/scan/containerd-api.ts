@@ -99,9 +99,11 @@ function unframe(method: string, body: Buffer): Uint8Array[] {
   let pos = 0;
   while (pos < body.length) {
     if (body.length - pos < 5) throw new PullguardError('CONTAINERD_API', `containerd ${method}: truncated gRPC frame`);
-    if (body[pos] !== 0) throw new PullguardError('CONTAINERD_API', `containerd ${method}: compressed gRPC frame (not requested)`);
+    if (body[pos] !== 0)
+      throw new PullguardError('CONTAINERD_API', `containerd ${method}: compressed gRPC frame (not requested)`);
     const len = body.readUInt32BE(pos + 1);
-    if (len > body.length - pos - 5) throw new PullguardError('CONTAINERD_API', `containerd ${method}: truncated gRPC frame`);
+    if (len > body.length - pos - 5)
+      throw new PullguardError('CONTAINERD_API', `containerd ${method}: truncated gRPC frame`);
     out.push(body.subarray(pos + 5, pos + 5 + len));
     pos += 5 + len;
   }
@@ -130,7 +132,12 @@ export function containerdApi(socket: string = DEFAULT_CONTAINERD_SOCKET): Conta
     return s;
   };
 
-  const call = (service: string, method: string, namespace: string | undefined, request: Uint8Array): Promise<Message> => {
+  const call = (
+    service: string,
+    method: string,
+    namespace: string | undefined,
+    request: Uint8Array,
+  ): Promise<Message> => {
     const path = `/${service}/${method}`;
     const short = `${service.split('.').at(-1)}.${method}`;
     return new Promise((resolve, reject) => {
@@ -138,7 +145,9 @@ export function containerdApi(socket: string = DEFAULT_CONTAINERD_SOCKET): Conta
       try {
         s = connect();
       } catch (e) {
-        reject(new PullguardError('CONTAINERD_API', `cannot connect to containerd at ${socket}: ${(e as Error).message}`));
+        reject(
+          new PullguardError('CONTAINERD_API', `cannot connect to containerd at ${socket}: ${(e as Error).message}`),
+        );
         return;
       }
       const headers: Record<string, string> = {
@@ -159,7 +168,13 @@ export function containerdApi(socket: string = DEFAULT_CONTAINERD_SOCKET): Conta
         stream.destroy();
         reject(e);
       };
-      const timer = setTimeout(() => fail(new PullguardError('CONTAINERD_API', `containerd ${short}: no answer within ${CALL_TIMEOUT_MS / 1000}s`)), CALL_TIMEOUT_MS);
+      const timer = setTimeout(
+        () =>
+          fail(
+            new PullguardError('CONTAINERD_API', `containerd ${short}: no answer within ${CALL_TIMEOUT_MS / 1000}s`),
+          ),
+        CALL_TIMEOUT_MS,
+      );
       const takeStatus = (h: Record<string, unknown>) => {
         if (h['grpc-status'] !== undefined) status = Number(h['grpc-status']);
         if (typeof h['grpc-message'] === 'string') message = decodeURIComponent(h['grpc-message']);
@@ -168,19 +183,33 @@ export function containerdApi(socket: string = DEFAULT_CONTAINERD_SOCKET): Conta
       stream.on('trailers', (h) => takeStatus(h));
       stream.on('data', (c: Buffer) => {
         size += c.length;
-        if (size > MAX_RESPONSE_BYTES) fail(new PullguardError('CONTAINERD_API', `containerd ${short}: answer over ${MAX_RESPONSE_BYTES >> 20} MiB`));
+        if (size > MAX_RESPONSE_BYTES)
+          fail(
+            new PullguardError('CONTAINERD_API', `containerd ${short}: answer over ${MAX_RESPONSE_BYTES >> 20} MiB`),
+          );
         else chunks.push(c);
       });
       stream.on('error', (e) => {
         // A failed connect surfaces as a cancelled stream whose cause is the socket error.
         const cause = (e as { cause?: unknown }).cause;
         const code = ((cause instanceof Error ? cause : e) as NodeJS.ErrnoException).code;
-        const why = code === 'ENOENT' ? 'no such socket' : code === 'EACCES' ? 'permission denied (run as root)' : (cause instanceof Error ? cause : e).message;
+        const why =
+          code === 'ENOENT'
+            ? 'no such socket'
+            : code === 'EACCES'
+              ? 'permission denied (run as root)'
+              : (cause instanceof Error ? cause : e).message;
         fail(new PullguardError('CONTAINERD_API', `cannot reach containerd at ${socket}: ${why}`));
       });
       stream.on('end', () => {
         clearTimeout(timer);
-        if (status === undefined) return reject(new PullguardError('CONTAINERD_API', `containerd ${short}: no gRPC status (is ${socket} containerd's socket?)`));
+        if (status === undefined)
+          return reject(
+            new PullguardError(
+              'CONTAINERD_API',
+              `containerd ${short}: no gRPC status (is ${socket} containerd's socket?)`,
+            ),
+          );
         if (status !== 0) return reject(new GrpcError(short, status, message));
         try {
           const frames = unframe(short, Buffer.concat(chunks));
@@ -201,7 +230,9 @@ export function containerdApi(socket: string = DEFAULT_CONTAINERD_SOCKET): Conta
     },
     async images(namespace) {
       const res = await call('containerd.services.images.v1.Images', 'List', namespace, empty);
-      return res.messages(1).map((m) => ({ name: m.string(1), labels: m.stringMap(2), target: descriptorOf(m.message(3)) }));
+      return res
+        .messages(1)
+        .map((m) => ({ name: m.string(1), labels: m.stringMap(2), target: descriptorOf(m.message(3)) }));
     },
     async containers(namespace) {
       const res = await call('containerd.services.containers.v1.Containers', 'List', namespace, empty);
@@ -209,8 +240,13 @@ export function containerdApi(socket: string = DEFAULT_CONTAINERD_SOCKET): Conta
     },
     async tasks(namespace) {
       const res = await call('containerd.services.tasks.v1.Tasks', 'List', namespace, empty);
-      // containerd's List fills `id` (2), the task's ID, which for a task is its container's ID; `container_id` (1) stays empty.
-      return res.messages(1).map((m) => ({ containerId: m.string(1) || m.string(2), pid: Number(m.varint(3)), status: STATUSES[Number(m.varint(4))] ?? 'unknown' }));
+      // containerd's List fills `id` (2), the task's ID, which for a task is its container's ID;
+      // `container_id` (1) stays empty.
+      return res.messages(1).map((m) => ({
+        containerId: m.string(1) || m.string(2),
+        pid: Number(m.varint(3)),
+        status: STATUSES[Number(m.varint(4))] ?? 'unknown',
+      }));
     },
     async deleteImage(namespace, name, target, sync) {
       const req = new Writer().string(1, name).varint(2, sync).bytes(3, descriptorBytes(target)).finish();

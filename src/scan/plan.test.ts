@@ -14,7 +14,13 @@ const img = (name: string, digest: string): ContainerdImage => ({ name, target: 
 
 describe('groupImages', () => {
   it('one unit per repository and target: tag, digest and ID names together; the CRI normalization applies', () => {
-    const units = groupImages('k8s.io', [img('reg.test/app:v1', D1), img(`reg.test/app@${D1}`, D1), img(ID1, D1), img('nginx:1', D2), img('other.test/app:v1', D1)]);
+    const units = groupImages('k8s.io', [
+      img('reg.test/app:v1', D1),
+      img(`reg.test/app@${D1}`, D1),
+      img(ID1, D1),
+      img('nginx:1', D2),
+      img('other.test/app:v1', D1),
+    ]);
     expect(units.map((u) => [u.repository, u.names])).toEqual([
       ['docker.io/library/nginx', ['nginx:1']],
       ['other.test/app', ['other.test/app:v1', ID1]],
@@ -34,12 +40,24 @@ describe('groupImages', () => {
 describe('usageByDigest', () => {
   const images = [img('reg.test/app:v1', D1), img(ID1, D1), img('reg.test/db:v1', D2)];
   it('a container uses its image by any name; running means it has a live task', () => {
-    const u = usageByDigest(images, [{ id: 'c1', image: ID1 }, { id: 'c2', image: 'reg.test/app:v1' }, { id: 'c3', image: '' }], [{ containerId: 'c2', pid: 5, status: 'running' }]);
+    const u = usageByDigest(
+      images,
+      [
+        { id: 'c1', image: ID1 },
+        { id: 'c2', image: 'reg.test/app:v1' },
+        { id: 'c3', image: '' },
+      ],
+      [{ containerId: 'c2', pid: 5, status: 'running' }],
+    );
     expect(u.get(D1)).toEqual({ containers: ['c1', 'c2'], running: ['c2'] });
     expect(u.has(D2)).toBe(false);
   });
   it('a stopped task is not running, but its container still uses the image', () => {
-    const u = usageByDigest(images, [{ id: 'c1', image: 'reg.test/db:v1' }], [{ containerId: 'c1', pid: 0, status: 'stopped' }]);
+    const u = usageByDigest(
+      images,
+      [{ id: 'c1', image: 'reg.test/db:v1' }],
+      [{ containerId: 'c1', pid: 0, status: 'stopped' }],
+    );
     expect(u.get(D2)).toEqual({ containers: ['c1'], running: [] });
   });
   it('a task without a listed container means the listing is stale', () => {
@@ -48,7 +66,13 @@ describe('usageByDigest', () => {
 });
 
 describe('removalPlan', () => {
-  const units = groupImages('k8s.io', [img('reg.test/app:v1', D1), img(ID1, D1), img('ok.test/app:v1', D1), img('reg.test/db:v1', D2), img(ID2, D2)]);
+  const units = groupImages('k8s.io', [
+    img('reg.test/app:v1', D1),
+    img(ID1, D1),
+    img('ok.test/app:v1', D1),
+    img('reg.test/db:v1', D2),
+    img(ID2, D2),
+  ]);
   const deny = (repos: string[]) => (u: ScanUnit) => repos.includes(u.repository ?? '');
 
   it('removes every name of a denied target no container uses, the ID last and synchronously', () => {
@@ -59,12 +83,18 @@ describe('removalPlan', () => {
   });
 
   it('keeps the ID (and so the content) while another repository of the same target is allowed', () => {
-    expect(removalPlan(units, deny(['reg.test/app']), new Map()).map((r) => [r.name, r.sync])).toEqual([['reg.test/app:v1', false]]);
+    expect(removalPlan(units, deny(['reg.test/app']), new Map()).map((r) => [r.name, r.sync])).toEqual([
+      ['reg.test/app:v1', false],
+    ]);
   });
 
   it('never removes a target a container uses, running or not', () => {
     const usage = new Map([[D2, { containers: ['c'], running: [] }]]);
-    expect(removalPlan(units, deny(['reg.test/db', 'reg.test/app', 'ok.test/app']), usage).map((r) => r.name)).toEqual(['ok.test/app:v1', 'reg.test/app:v1', ID1]);
+    expect(removalPlan(units, deny(['reg.test/db', 'reg.test/app', 'ok.test/app']), usage).map((r) => r.name)).toEqual([
+      'ok.test/app:v1',
+      'reg.test/app:v1',
+      ID1,
+    ]);
   });
 });
 
@@ -73,7 +103,12 @@ describe('protobuf', () => {
     const d = new Writer().string(1, 'application/vnd.oci.image.index.v1+json').string(2, D1).varint(3, 1234).finish();
     const req = new Writer().string(1, 'reg.test/app:v1').varint(2, true).bytes(3, d).finish();
     const m = Message.decode(req);
-    expect([m.string(1), m.varint(2), m.message(3)?.string(2), m.message(3)?.varint(3)]).toEqual(['reg.test/app:v1', 1n, D1, 1234n]);
+    expect([m.string(1), m.varint(2), m.message(3)?.string(2), m.message(3)?.varint(3)]).toEqual([
+      'reg.test/app:v1',
+      1n,
+      D1,
+      1234n,
+    ]);
     expect(Message.decode(new Writer().varint(4, -1).finish()).varint(4)).toBe(0xffff_ffff_ffff_ffffn);
   });
 
@@ -97,6 +132,8 @@ describe('protobuf', () => {
       { numRuns: 2000 },
     );
     expect(() => decodeFields(Uint8Array.from([0x0a, 0x05, 0x61]))).toThrow(/runs past the end/);
-    expect(() => decodeFields(Uint8Array.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]))).toThrow(/varint/);
+    expect(() =>
+      decodeFields(Uint8Array.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])),
+    ).toThrow(/varint/);
   });
 });

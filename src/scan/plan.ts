@@ -58,23 +58,39 @@ export function groupImages(namespace: string, images: readonly ContainerdImage[
     units.set(key, unit);
   }
   for (const image of invalid) {
-    units.set(`\u0000${image.name}`, { unnamed: `"${image.name}" is not an image reference`, target: image.target, names: [image.name] });
+    units.set(`\u0000${image.name}`, {
+      unnamed: `"${image.name}" is not an image reference`,
+      target: image.target,
+      names: [image.name],
+    });
   }
   for (const [digest, names] of ids) {
     const named = [...units.values()].filter((u) => u.target.digest === digest && u.repository !== undefined);
     if (named.length > 0) for (const u of named) u.names.push(...names);
-    else units.set(`\u0000${digest}`, { unnamed: 'only its image ID names it', target: images.find((i) => i.name === names[0])!.target, names });
+    else
+      units.set(`\u0000${digest}`, {
+        unnamed: 'only its image ID names it',
+        target: images.find((i) => i.name === names[0])!.target,
+        names,
+      });
   }
   return [...units.values()]
     .map((u) => ({ namespace, ...u, names: [...new Set(u.names)] }))
-    .sort((a, b) => (a.repository ?? '\uffff').localeCompare(b.repository ?? '\uffff') || a.names[0]!.localeCompare(b.names[0]!));
+    .sort(
+      (a, b) =>
+        (a.repository ?? '\uffff').localeCompare(b.repository ?? '\uffff') || a.names[0]!.localeCompare(b.names[0]!),
+    );
 }
 
 /**
  * Which target digests containers use. Throws when a task's container is not among `containers` (one
  * was created between the two listings): removal must then not go ahead on a stale picture.
  */
-export function usageByDigest(images: readonly ContainerdImage[], containers: readonly ContainerdContainer[], tasks: readonly ContainerdTask[]): Map<string, Usage> {
+export function usageByDigest(
+  images: readonly ContainerdImage[],
+  containers: readonly ContainerdContainer[],
+  tasks: readonly ContainerdTask[],
+): Map<string, Usage> {
   const targetOf = new Map(images.map((i) => [i.name, i.target.digest]));
   const active = new Set(tasks.filter((t) => ACTIVE.has(t.status)).map((t) => t.containerId));
   const known = new Set(containers.map((c) => c.id));
@@ -107,7 +123,11 @@ export interface Removal {
  * denied units whose target no container uses. An ID record (`sha256:...`) goes only when every unit
  * of its target goes, so an allowed repository never loses its image under another name's verdict.
  */
-export function removalPlan(units: readonly ScanUnit[], denied: (u: ScanUnit) => boolean, usage: ReadonlyMap<string, Usage>): Removal[] {
+export function removalPlan(
+  units: readonly ScanUnit[],
+  denied: (u: ScanUnit) => boolean,
+  usage: ReadonlyMap<string, Usage>,
+): Removal[] {
   const out: Removal[] = [];
   const byDigest = new Map<string, ScanUnit[]>();
   for (const u of units) byDigest.set(u.target.digest, [...(byDigest.get(u.target.digest) ?? []), u]);

@@ -141,7 +141,10 @@ export class Writer {
   }
 
   varint(n: number, v: bigint | number | boolean): this {
-    this.parts.push(...varintBytes(BigInt((n << 3) | 0)), ...varintBytes(BigInt(typeof v === 'boolean' ? Number(v) : v)));
+    this.parts.push(
+      ...varintBytes(BigInt((n << 3) | 0)),
+      ...varintBytes(BigInt(typeof v === 'boolean' ? Number(v) : v)),
+    );
     return this;
   }
 

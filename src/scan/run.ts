@@ -60,7 +60,9 @@ export interface ScannedImage {
   removeError?: string;
 }
 
-const USAGE = 'usage: pullguard scan [--namespace NS | --all-namespaces] [--address SOCKET] [--policy FILE] [--json] [--remove-denied]';
+const USAGE =
+  'usage: pullguard scan [--namespace NS | --all-namespaces] [--address SOCKET] [--policy FILE] [--json] ' +
+  '[--remove-denied]';
 
 export function parseScanArgs(args: readonly string[], env: NodeJS.ProcessEnv): ScanOptions {
   let address = env.CONTAINERD_ADDRESS || DEFAULT_CONTAINERD_SOCKET;
@@ -104,7 +106,8 @@ export function parseScanArgs(args: readonly string[], env: NodeJS.ProcessEnv): 
         throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; ${USAGE}`);
     }
   }
-  if (all && namespaces.length > 0) throw new PullguardError('CONTRACT_ARGS', `--namespace and --all-namespaces exclude each other; ${USAGE}`);
+  if (all && namespaces.length > 0)
+    throw new PullguardError('CONTRACT_ARGS', `--namespace and --all-namespaces exclude each other; ${USAGE}`);
   return {
     address,
     namespaces: all ? undefined : namespaces.length > 0 ? namespaces : [DEFAULT_NAMESPACE],
@@ -117,12 +120,23 @@ export function parseScanArgs(args: readonly string[], env: NodeJS.ProcessEnv): 
 /** Decides one unit the way runPull decides a pull of it: one deadline of the policy's timeout, audit mode applied. */
 async function decideUnit(unit: ScanUnit, policy: Policy, registry: () => RegistryClient): Promise<Decision> {
   if (unit.repository === undefined) {
-    return applyMode(errorDecision(new PullguardError('POLICY_DENIED', `${unit.unnamed}: no rule can match it, and no pull of it was ever verified`)), policy.mode);
+    return applyMode(
+      errorDecision(
+        new PullguardError(
+          'POLICY_DENIED',
+          `${unit.unnamed}: no rule can match it, and no pull of it was ever verified`,
+        ),
+      ),
+      policy.mode,
+    );
   }
   const ref = parseReference(unit.repository);
   const deadline = new Deadline(policy.timeoutMs);
   try {
-    const subject = { reference: { domain: ref.domain, path: ref.path, digest: unit.target.digest }, descriptor: unit.target };
+    const subject = {
+      reference: { domain: ref.domain, path: ref.path, digest: unit.target.digest },
+      descriptor: unit.target,
+    };
     const { decision } = await deadline.race(decide(subject, policy, registry, deadline));
     return applyMode(decision, policy.mode);
   } catch (e) {
@@ -177,12 +191,14 @@ export async function scanNode(opts: ScanOptions, policy: Policy, api: Container
       stale = e.message;
       usage = new Map();
     }
-    const scanned = units.map((unit, i): ScannedImage => ({
-      unit,
-      decision: decisions[i]!,
-      usage: usage.get(unit.target.digest) ?? { containers: [], running: [] },
-      removed: [],
-    }));
+    const scanned = units.map(
+      (unit, i): ScannedImage => ({
+        unit,
+        decision: decisions[i]!,
+        usage: usage.get(unit.target.digest) ?? { containers: [], running: [] },
+        removed: [],
+      }),
+    );
     for (const s of scanned) {
       opts.record?.({
         source: 'scan',
@@ -199,8 +215,13 @@ export async function scanNode(opts: ScanOptions, policy: Policy, api: Container
       });
     }
     if (opts.removeDenied) {
-      if (policy.mode === 'audit') notes.push(`${namespace}: policy ${policy.source} is in audit mode: a pull would allow these images, so --remove-denied removes nothing`);
-      else if (stale) notes.push(`${namespace}: containers changed while scanning (${stale}): nothing removed; run scan again`);
+      if (policy.mode === 'audit')
+        notes.push(
+          `${namespace}: policy ${policy.source} is in audit mode: ` +
+            'a pull would allow these images, so --remove-denied removes nothing',
+        );
+      else if (stale)
+        notes.push(`${namespace}: containers changed while scanning (${stale}): nothing removed; run scan again`);
       else await remove(api, namespace, scanned, usage);
     }
     images.push(...scanned);
@@ -208,7 +229,12 @@ export async function scanNode(opts: ScanOptions, policy: Policy, api: Container
   return { namespaces, images, notes };
 }
 
-async function remove(api: ContainerdApi, namespace: string, scanned: ScannedImage[], usage: ReadonlyMap<string, Usage>): Promise<void> {
+async function remove(
+  api: ContainerdApi,
+  namespace: string,
+  scanned: ScannedImage[],
+  usage: ReadonlyMap<string, Usage>,
+): Promise<void> {
   const denied = new Set(scanned.filter(wouldDeny).map((s) => s.unit));
   const plan = removalPlan(
     scanned.map((s) => s.unit),
@@ -232,7 +258,10 @@ function exitCodeOf(result: ScanResult): number {
 }
 
 function printHuman(result: ScanResult, policy: Policy, opts: ScanOptions, out: Out): void {
-  out(`pullguard scan: containerd ${opts.address}, namespace ${result.namespaces.join(', ') || '(none)'}, policy ${policy.source} (mode ${policy.mode})`);
+  out(
+    `pullguard scan: containerd ${opts.address}, namespace ${result.namespaces.join(', ') || '(none)'}, ` +
+      `policy ${policy.source} (mode ${policy.mode})`,
+  );
   for (const s of result.images) {
     const verdict = wouldDeny(s) ? (policy.mode === 'audit' ? 'AUDIT-DENY' : 'WOULD-DENY') : 'ALLOW';
     const names = s.unit.names.join(', ');
@@ -240,17 +269,26 @@ function printHuman(result: ScanResult, policy: Policy, opts: ScanOptions, out: 
     out(`${verdict.padEnd(10)} ${s.unit.namespace}  ${names}  ${s.unit.target.digest}`);
     out(`           ${rule}: ${s.decision.reason}`);
     if (s.usage.containers.length > 0) {
-      out(`           in use by ${s.usage.containers.length} container(s), ${s.usage.running.length} running: ${s.usage.containers.join(', ')}`);
+      out(
+        `           in use by ${s.usage.containers.length} container(s), ${s.usage.running.length} running: ` +
+          s.usage.containers.join(', '),
+      );
     }
     if (s.removed.length > 0) out(`           removed: ${s.removed.join(', ')} (the next pull is verified)`);
-    else if (opts.removeDenied && wouldDeny(s) && s.usage.containers.length > 0 && policy.mode !== 'audit') out('           kept: a container uses it');
+    else if (opts.removeDenied && wouldDeny(s) && s.usage.containers.length > 0 && policy.mode !== 'audit')
+      out('           kept: a container uses it');
     if (s.removeError) out(`           NOT removed: ${s.removeError}`);
   }
   for (const n of result.notes) out(`note: ${n}`);
   const s = summary(result);
   out(
-    `summary: ${s.images} image(s) in ${result.namespaces.length} namespace(s): ${s.allow} allow, ${s.deny} would deny` +
-      (opts.removeDenied ? `; ${s.removed} removed, ${s.keptInUse} kept (in use), ${s.removeErrors} failed` : s.deny > 0 ? ' (--remove-denied removes the unused ones)' : ''),
+    `summary: ${s.images} image(s) in ${result.namespaces.length} namespace(s): ` +
+      `${s.allow} allow, ${s.deny} would deny` +
+      (opts.removeDenied
+        ? `; ${s.removed} removed, ${s.keptInUse} kept (in use), ${s.removeErrors} failed`
+        : s.deny > 0
+          ? ' (--remove-denied removes the unused ones)'
+          : ''),
   );
 }
 
@@ -300,7 +338,13 @@ function printJson(result: ScanResult, policy: Policy, opts: ScanOptions, out: O
  * Exit codes: 0 every image would be allowed; 1 some image would be denied (or a removal failed);
  * 2 configuration error (the policy); 3 the scan could not run (containerd unreachable, ...).
  */
-export async function runScan(args: readonly string[], out: Out, err: Out, env: NodeJS.ProcessEnv, api?: ContainerdApi): Promise<number> {
+export async function runScan(
+  args: readonly string[],
+  out: Out,
+  err: Out,
+  env: NodeJS.ProcessEnv,
+  api?: ContainerdApi,
+): Promise<number> {
   const opts = parseScanArgs(args, env);
   const policy = loadPolicy(opts.policy);
   const client = api ?? containerdApi(opts.address);

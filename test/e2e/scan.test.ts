@@ -56,8 +56,12 @@ interface ScanJson {
 function scan(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const env = { PATH: `${toolsBin()}:/usr/bin:/bin`, PULLGUARD_POLICY: policyFile };
   return new Promise((resolve) => {
-    execFile(pullguardBinary(), ['scan', '--address', ctd.socket, ...args], { env, encoding: 'utf8', timeout: 60_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) =>
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+    execFile(
+      pullguardBinary(),
+      ['scan', '--address', ctd.socket, ...args],
+      { env, encoding: 'utf8', timeout: 60_000, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
     );
   });
 }
@@ -68,7 +72,8 @@ async function scanJson(args: string[] = []): Promise<{ code: number | null; jso
   return { code: r.code, json: JSON.parse(r.stdout) as ScanJson };
 }
 
-const imageNames = async (namespace = NS) => (await ctd.ctr(['images', 'ls', '-q'], { namespace })).stdout.split('\n').filter(Boolean);
+const imageNames = async (namespace = NS) =>
+  (await ctd.ctr(['images', 'ls', '-q'], { namespace })).stdout.split('\n').filter(Boolean);
 const recordsFor = (name: string) => ctd.decisionRecords().filter((r) => r.name === name);
 
 async function importArchive(name: string, archive: Buffer, namespace = NS): Promise<void> {
@@ -88,7 +93,17 @@ beforeAll(async () => {
   signed = pushTestImage(h, 'signed', 'v1', 'scan-signed');
   unsigned = pushTestImage(h, 'unsigned', 'v1', 'scan-unsigned');
   const pinned = `${h}/signed@${signed.digest}`;
-  await cosignOk(home, ['sign', '--key', join(work, 'release.key'), '--tlog-upload=false', '--use-signing-config=false', '--allow-http-registry', '--allow-insecure-registry', '-y', pinned]);
+  await cosignOk(home, [
+    'sign',
+    '--key',
+    join(work, 'release.key'),
+    '--tlog-upload=false',
+    '--use-signing-config=false',
+    '--allow-http-registry',
+    '--allow-insecure-registry',
+    '-y',
+    pinned,
+  ]);
   writeFileSync(
     policyFile,
     [
@@ -121,13 +136,16 @@ afterAll(async () => {
 describe('images that never pass through a verified pull', () => {
   it('a CRI pull verifies: the signed image is allowed, the unsigned one denied', async () => {
     await cri.pullImage(signed.ref);
-    expect(await ctd.waitForRecord((r) => r.name === signed.ref)).toMatchObject({ verdict: 'allow', rule: 'signed-only' });
+    expect(await ctd.waitForRecord((r) => r.name === signed.ref)).toMatchObject({
+      verdict: 'allow',
+      rule: 'signed-only',
+    });
     const err = await pullError(cri, unsigned.ref);
     expect(err?.details).toContain('verifier pullguard rejected image (exit code 1)');
     expect(await cri.imageStatus(unsigned.ref)).toBeNull();
   });
 
-  it('ctr images import is NOT verified: the same denied image lands in the store and pullguard never runs', async () => {
+  it('ctr images import is NOT verified: a denied image lands in the store, pullguard never runs', async () => {
     const same = ociArchive(unsigned.ref, 'scan-unsigned');
     expect(same.digest).toBe(unsigned.digest);
     const before = recordsFor(unsigned.ref).length;
@@ -145,33 +163,61 @@ describe('images that never pass through a verified pull', () => {
     // busybox-static (Debian) is the whole userland: one static binary.
     const busybox = readFileSync(tool('busybox'));
     runner.name = `${registry.host}/runner:v1`;
-    const img = ociArchive(runner.name, 'scan-runner', { files: [{ name: 'bin/busybox', content: busybox, mode: 0o755 }], cmd: ['/bin/busybox', 'sleep', '600'] });
+    const img = ociArchive(runner.name, 'scan-runner', {
+      files: [{ name: 'bin/busybox', content: busybox, mode: 0o755 }],
+      cmd: ['/bin/busybox', 'sleep', '600'],
+    });
     runner.digest = img.digest;
     await importArchive(runner.name, img.archive);
     const runcRoot = join(ctd.dir, 'runc');
-    const run = await ctd.ctr(['run', '-d', '--null-io', '--runc-root', runcRoot, runner.name, CONTAINER, '/bin/busybox', 'sleep', '600'], { namespace: NS });
+    const run = await ctd.ctr(
+      ['run', '-d', '--null-io', '--runc-root', runcRoot, runner.name, CONTAINER, '/bin/busybox', 'sleep', '600'],
+      { namespace: NS },
+    );
     expect(run.status, run.stderr).toBe(0);
-    await waitFor('running task', async () => /\bRUNNING\b/.test((await ctd.ctr(['tasks', 'ls'], { namespace: NS })).stdout), 20_000);
+    await waitFor(
+      'running task',
+      async () => /\bRUNNING\b/.test((await ctd.ctr(['tasks', 'ls'], { namespace: NS })).stdout),
+      20_000,
+    );
     expect(recordsFor(runner.name)).toHaveLength(0);
   });
 });
 
 describe('pullguard scan', () => {
-  it('decides every image as a pull would: signed allowed, the imported unsigned ones would be denied (exit 1)', async () => {
+  it('decides every image as a pull would: signed allowed, the imported unsigned ones denied (exit 1)', async () => {
     const { code, json } = await scanJson();
     expect(code).toBe(1);
     expect(json.namespaces).toEqual([NS]);
-    const byRepo: Record<string, ScanJson['images'][number]> = Object.fromEntries(json.images.map((i) => [i.repository, i]));
-    expect(Object.keys(byRepo).sort()).toEqual([`${registry.host}/runner`, `${registry.host}/signed`, `${registry.host}/unsigned`]);
+    const byRepo: Record<string, ScanJson['images'][number]> = Object.fromEntries(
+      json.images.map((i) => [i.repository, i]),
+    );
+    expect(Object.keys(byRepo).sort()).toEqual([
+      `${registry.host}/runner`,
+      `${registry.host}/signed`,
+      `${registry.host}/unsigned`,
+    ]);
 
     const s = byRepo[`${registry.host}/signed`]!;
-    expect(s).toMatchObject({ digest: signed.digest, verdict: 'allow', rule: 'signed-only', reason: 'signature verified by release-key', containers: [] });
+    expect(s).toMatchObject({
+      digest: signed.digest,
+      verdict: 'allow',
+      rule: 'signed-only',
+      reason: 'signature verified by release-key',
+      containers: [],
+    });
     // CRI's three names of one image (tag, digest, ID) are one decision.
     expect(s.names).toEqual(expect.arrayContaining([signed.ref, `${registry.host}/signed@${signed.digest}`]));
     expect(s.names.some((n) => /^sha256:[a-f0-9]{64}$/.test(n))).toBe(true);
 
     const u = byRepo[`${registry.host}/unsigned`]!;
-    expect(u).toMatchObject({ digest: unsigned.digest, verdict: 'deny', rule: 'signed-only', containers: [], removed: [] });
+    expect(u).toMatchObject({
+      digest: unsigned.digest,
+      verdict: 'deny',
+      rule: 'signed-only',
+      containers: [],
+      removed: [],
+    });
     // The reason a pull of it gets (the CRI pull above was denied with the same rule).
     expect(u.reason).toMatch(/signature/);
 
@@ -189,7 +235,9 @@ describe('pullguard scan', () => {
     expect(lines.find((l) => l.startsWith('WOULD-DENY') && l.includes(unsigned.ref))).toBeDefined();
     expect(r.stdout).toContain('rule "signed-only": signature verified by release-key');
     expect(r.stdout).toContain(`in use by 1 container(s), 1 running: ${CONTAINER}`);
-    expect(lines.at(-2)).toBe('summary: 3 image(s) in 1 namespace(s): 1 allow, 2 would deny (--remove-denied removes the unused ones)');
+    expect(lines.at(-2)).toBe(
+      'summary: 3 image(s) in 1 namespace(s): 1 allow, 2 would deny (--remove-denied removes the unused ones)',
+    );
   });
 
   it('--namespace and --all-namespaces choose where to look', async () => {
@@ -203,11 +251,14 @@ describe('pullguard scan', () => {
     expect((await ctd.ctr(['images', 'rm', unsigned.ref], { namespace: 'default' })).status).toBe(0);
   });
 
-  it('containerd refuses a delete whose target does not match (what keeps --remove-denied from removing a re-pulled tag)', async () => {
+  // What keeps --remove-denied from removing a tag re-pulled meanwhile.
+  it('containerd refuses a delete whose target does not match', async () => {
     const api = containerdApi(ctd.socket);
     try {
       const wrong = { mediaType: signed.mediaType, digest: unsigned.digest, size: unsigned.size };
-      await expect(api.deleteImage(NS, signed.ref, wrong, false)).rejects.toThrow(`has target ${signed.digest}, not ${unsigned.digest}`);
+      await expect(api.deleteImage(NS, signed.ref, wrong, false)).rejects.toThrow(
+        `has target ${signed.digest}, not ${unsigned.digest}`,
+      );
       expect(await imageNames()).toContain(signed.ref);
     } finally {
       api.close();
@@ -226,7 +277,9 @@ describe('pullguard scan', () => {
         ['allow', []],
       ]);
       expect(json.summary.removed).toBe(0);
-      expect(json.notes.join('\n')).toContain('is in audit mode: a pull would allow these images, so --remove-denied removes nothing');
+      expect(json.notes.join('\n')).toContain(
+        'is in audit mode: a pull would allow these images, so --remove-denied removes nothing',
+      );
       expect((await scan([])).stdout).toMatch(/^AUDIT-DENY .*\/unsigned:v1/m);
       expect(await imageNames()).toContain(unsigned.ref);
     } finally {
@@ -237,7 +290,9 @@ describe('pullguard scan', () => {
   it('--remove-denied removes the unused denied image, keeps the running one and the allowed one', async () => {
     const { code, json } = await scanJson(['--remove-denied']);
     expect(code).toBe(1);
-    const byRepo: Record<string, ScanJson['images'][number]> = Object.fromEntries(json.images.map((i) => [i.repository, i]));
+    const byRepo: Record<string, ScanJson['images'][number]> = Object.fromEntries(
+      json.images.map((i) => [i.repository, i]),
+    );
     const u = byRepo[`${registry.host}/unsigned`]!;
     expect(u.removed).toEqual(expect.arrayContaining([unsigned.ref]));
     expect(u.removed).toEqual(u.names);
@@ -247,11 +302,15 @@ describe('pullguard scan', () => {
     expect(json.summary).toMatchObject({ deny: 2, removed: 1, keptInUse: 1, removeErrors: 0 });
 
     const names = await imageNames();
-    expect(names.filter((n) => n.includes('/unsigned') || n === u.names.find((x) => x.startsWith('sha256:')))).toEqual([]);
+    expect(names.filter((n) => n.includes('/unsigned') || n === u.names.find((x) => x.startsWith('sha256:')))).toEqual(
+      [],
+    );
     expect(names).toEqual(expect.arrayContaining([runner.name, signed.ref]));
     expect(await cri.imageStatus(unsigned.ref)).toBeNull();
     // The container never noticed.
-    expect((await ctd.ctr(['tasks', 'ls'], { namespace: NS })).stdout).toMatch(new RegExp(`${CONTAINER}\\s+\\d+\\s+RUNNING`));
+    expect((await ctd.ctr(['tasks', 'ls'], { namespace: NS })).stdout).toMatch(
+      new RegExp(`${CONTAINER}\\s+\\d+\\s+RUNNING`),
+    );
 
     // The next pull of the removed image goes through the verifier, and is denied.
     const before = recordsFor(unsigned.ref).length;
@@ -267,8 +326,11 @@ describe('pullguard scan', () => {
 
   it('an unreachable containerd is exit 3 with the socket named, a bad option exit 2', async () => {
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve) =>
-      execFile(pullguardBinary(), ['scan', '--address', join(work, 'nope.sock')], { env: { PULLGUARD_POLICY: policyFile }, encoding: 'utf8', timeout: 20_000 }, (err, _o, stderr) =>
-        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stderr }),
+      execFile(
+        pullguardBinary(),
+        ['scan', '--address', join(work, 'nope.sock')],
+        { env: { PULLGUARD_POLICY: policyFile }, encoding: 'utf8', timeout: 20_000 },
+        (err, _o, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stderr }),
       ),
     );
     expect(r.code).toBe(3);

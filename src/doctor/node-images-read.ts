@@ -1,0 +1,62 @@
+/** The I/O of the node-images check: which images the node itself needs (node-images.ts decides). */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import type { Check, EffectiveConfig } from './diagnose.js';
+import { DEFAULT_SANDBOX_IMAGE, staticPodImages, type NodeImage } from './node-images.js';
+
+/**
+ * The images the node itself needs: the CRI sandbox image (containerd's default when unset) and the
+ * images of kubelet's static pods. Unreadable manifests become WARN lines in `problems`.
+ */
+export function readNodeImages(eff: EffectiveConfig | undefined, staticPodDir: string, problems: Check[]): NodeImage[] {
+  const pinned = eff?.images.pinned_images as { sandbox?: unknown } | undefined;
+  const sandbox = typeof pinned?.sandbox === 'string' && pinned.sandbox !== '' ? pinned.sandbox : DEFAULT_SANDBOX_IMAGE;
+  const images: NodeImage[] = [
+    {
+      image: sandbox,
+      role: `the sandbox image (pinned_images.sandbox${pinned?.sandbox ? '' : ', containerd default'})`,
+    },
+  ];
+  let names: string[];
+  try {
+    names = readdirSync(staticPodDir)
+      .filter((n) => !n.startsWith('.'))
+      .sort();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    problems.push(
+      code === 'ENOENT'
+        ? {
+            status: 'ok',
+            message:
+              `no static pod manifests in ${staticPodDir} ` +
+              "(not a kubeadm control-plane node, or kubelet's staticPodPath is elsewhere: --static-pod-dir)",
+          }
+        : { status: 'WARN', message: `cannot read static pod manifests in ${staticPodDir}: ${code ?? String(e)}` },
+    );
+    return images;
+  }
+  for (const name of names) {
+    const file = join(staticPodDir, name);
+    try {
+      if (!statSync(file).isFile()) continue;
+      for (const doc of parseAllDocuments(readFileSync(file, 'utf8'))) {
+        for (const i of staticPodImages(doc.toJS(), file)) {
+          // '' = not written: kubelet's default applies (nodeImageChecks works it out from the reference).
+          images.push({
+            image: i.image,
+            role: `static pod ${i.pod} container ${i.container} (${file})`,
+            pullPolicy: i.pullPolicy ?? '',
+          });
+        }
+      }
+    } catch (e) {
+      problems.push({
+        status: 'WARN',
+        message: `cannot read static pod manifest ${file}: ${(e as Error).message.split('\n')[0]}`,
+      });
+    }
+  }
+  return images;
+}
