@@ -257,7 +257,11 @@ function exitCodeOf(result: ScanResult): number {
   return result.images.some(wouldDeny) || result.images.some((s) => s.removeError) ? EXIT.deny : EXIT.allow;
 }
 
-function printHuman(result: ScanResult, policy: Policy, opts: ScanOptions, out: Out): void {
+function printHuman(result: ScanResult, policy: Policy, opts: ScanOptions, rawOut: Out): void {
+  // Names come from whoever put the image there (an archive, a registry's error text): no control
+  // characters reach the terminal.
+  // eslint-disable-next-line no-control-regex
+  const out: Out = (line) => rawOut(line.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' '));
   out(
     `pullguard scan: containerd ${opts.address}, namespace ${result.namespaces.join(', ') || '(none)'}, ` +
       `policy ${policy.source} (mode ${policy.mode})`,
