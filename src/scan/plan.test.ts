@@ -88,6 +88,15 @@ describe('removalPlan', () => {
     ]);
   });
 
+  it('never removes an image the CRI pins (the sandbox image), whatever the verdict', () => {
+    const pinned = groupImages('k8s.io', [
+      { ...img('registry.k8s.io/pause:3.10', D1), labels: { 'io.cri-containerd.pinned': 'pinned' } },
+      img(ID1, D1),
+    ]);
+    expect(pinned[0]!.pinned).toBe(true);
+    expect(removalPlan(pinned, () => true, new Map())).toEqual([]);
+  });
+
   it('never removes a target a container uses, running or not', () => {
     const usage = new Map([[D2, { containers: ['c'], running: [] }]]);
     expect(removalPlan(units, deny(['reg.test/db', 'reg.test/app', 'ok.test/app']), usage).map((r) => r.name)).toEqual([

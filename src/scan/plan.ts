@@ -26,7 +26,14 @@ export interface ScanUnit {
   readonly target: ImageDescriptor;
   /** containerd image record names of this unit (repository names, then IDs). */
   readonly names: readonly string[];
+  /**
+   * The CRI pins it (`io.cri-containerd.pinned=pinned`: the sandbox image, images pinned by the node):
+   * never removed, since the node pulls it again at once and a deny would stop every pod.
+   */
+  readonly pinned: boolean;
 }
+
+export const PINNED_LABEL = 'io.cri-containerd.pinned';
 
 export interface Usage {
   readonly containers: readonly string[];
@@ -74,8 +81,9 @@ export function groupImages(namespace: string, images: readonly ContainerdImage[
         names,
       });
   }
+  const pinnedNames = new Set(images.filter((i) => i.labels[PINNED_LABEL] === 'pinned').map((i) => i.name));
   return [...units.values()]
-    .map((u) => ({ namespace, ...u, names: [...new Set(u.names)] }))
+    .map((u) => ({ namespace, ...u, names: [...new Set(u.names)], pinned: u.names.some((n) => pinnedNames.has(n)) }))
     .sort(
       (a, b) =>
         (a.repository ?? '\uffff').localeCompare(b.repository ?? '\uffff') || a.names[0]!.localeCompare(b.names[0]!),
@@ -120,8 +128,9 @@ export interface Removal {
 
 /**
  * The image records to delete so that the next pull of each denied unit is verified: all names of the
- * denied units whose target no container uses. An ID record (`sha256:...`) goes only when every unit
- * of its target goes, so an allowed repository never loses its image under another name's verdict.
+ * denied units whose target no container uses and the CRI does not pin. An ID record (`sha256:...`)
+ * goes only when every unit of its target goes, so an allowed repository never loses its image under
+ * another name's verdict.
  */
 export function removalPlan(
   units: readonly ScanUnit[],
@@ -132,7 +141,7 @@ export function removalPlan(
   const byDigest = new Map<string, ScanUnit[]>();
   for (const u of units) byDigest.set(u.target.digest, [...(byDigest.get(u.target.digest) ?? []), u]);
   for (const [digest, group] of byDigest) {
-    if ((usage.get(digest)?.containers.length ?? 0) > 0) continue;
+    if ((usage.get(digest)?.containers.length ?? 0) > 0 || group.some((u) => u.pinned)) continue;
     const all = group.every(denied);
     const names = new Set<string>();
     for (const u of group) {

@@ -279,8 +279,14 @@ function printHuman(result: ScanResult, policy: Policy, opts: ScanOptions, rawOu
       );
     }
     if (s.removed.length > 0) out(`           removed: ${s.removed.join(', ')} (the next pull is verified)`);
-    else if (opts.removeDenied && wouldDeny(s) && s.usage.containers.length > 0 && policy.mode !== 'audit')
-      out('           kept: a container uses it');
+    else if (opts.removeDenied && wouldDeny(s) && policy.mode !== 'audit') {
+      if (s.usage.containers.length > 0) out('           kept: a container uses it');
+      else if (s.unit.pinned) {
+        out(
+          '           kept: the CRI pins it (the sandbox image?); exempt it in the policy instead (pullguard doctor)',
+        );
+      }
+    }
     if (s.removeError) out(`           NOT removed: ${s.removeError}`);
   }
   for (const n of result.notes) out(`note: ${n}`);
@@ -289,7 +295,8 @@ function printHuman(result: ScanResult, policy: Policy, opts: ScanOptions, rawOu
     `summary: ${s.images} image(s) in ${result.namespaces.length} namespace(s): ` +
       `${s.allow} allow, ${s.deny} would deny` +
       (opts.removeDenied
-        ? `; ${s.removed} removed, ${s.keptInUse} kept (in use), ${s.removeErrors} failed`
+        ? `; ${s.removed} removed, ${s.keptInUse} kept (in use), ${s.keptPinned} kept (pinned), ` +
+          `${s.removeErrors} failed`
         : s.deny > 0
           ? ' (--remove-denied removes the unused ones)'
           : ''),
@@ -304,6 +311,7 @@ function summary(result: ScanResult) {
     deny: denied.length,
     removed: denied.filter((s) => s.removed.length > 0).length,
     keptInUse: denied.filter((s) => s.usage.containers.length > 0).length,
+    keptPinned: denied.filter((s) => s.usage.containers.length === 0 && s.unit.pinned).length,
     removeErrors: denied.filter((s) => s.removeError).length,
   };
 }
@@ -327,6 +335,7 @@ function printJson(result: ScanResult, policy: Policy, opts: ScanOptions, out: O
         rule: s.decision.rule ?? null,
         reason: s.decision.reason,
         code: s.decision.code ?? null,
+        pinned: s.unit.pinned,
         containers: s.usage.containers,
         running: s.usage.running,
         removed: s.removed,

@@ -29,6 +29,7 @@ let signed: PushedImage;
 /** Unsigned, also pushed to the registry, so that a pull of it can be shown denied. */
 let unsigned: PushedImage;
 const runner = { name: '', digest: '' };
+const pinnedName = () => `${registry.host}/pinned:v1`;
 /** Unique: runc state and shims are per host, and other test runs may share it. */
 const CONTAINER = `pg-scan-${process.pid}-${Date.now().toString(36)}`;
 
@@ -45,12 +46,21 @@ interface ScanJson {
     policyVerdict: string;
     rule: string | null;
     reason: string;
+    pinned: boolean;
     containers: string[];
     running: string[];
     removed: string[];
     removeError: string | null;
   }[];
-  summary: { images: number; allow: number; deny: number; removed: number; keptInUse: number; removeErrors: number };
+  summary: {
+    images: number;
+    allow: number;
+    deny: number;
+    removed: number;
+    keptInUse: number;
+    keptPinned: number;
+    removeErrors: number;
+  };
 }
 
 function scan(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -182,6 +192,14 @@ describe('images that never pass through a verified pull', () => {
     );
     expect(recordsFor(runner.name)).toHaveLength(0);
   });
+
+  it('an imported image the CRI pins (as it pins the sandbox image)', async () => {
+    await importArchive(pinnedName(), ociArchive(pinnedName(), 'scan-pinned').archive);
+    const label = await ctd.ctr(['images', 'label', pinnedName(), 'io.cri-containerd.pinned=pinned'], {
+      namespace: NS,
+    });
+    expect(label.status, label.stderr).toBe(0);
+  });
 });
 
 describe('pullguard scan', () => {
@@ -193,6 +211,7 @@ describe('pullguard scan', () => {
       json.images.map((i) => [i.repository, i]),
     );
     expect(Object.keys(byRepo).sort()).toEqual([
+      `${registry.host}/pinned`,
       `${registry.host}/runner`,
       `${registry.host}/signed`,
       `${registry.host}/unsigned`,
@@ -223,7 +242,8 @@ describe('pullguard scan', () => {
 
     const r = byRepo[`${registry.host}/runner`]!;
     expect(r).toMatchObject({ digest: runner.digest, verdict: 'deny', containers: [CONTAINER], running: [CONTAINER] });
-    expect(json.summary).toMatchObject({ images: 3, allow: 1, deny: 2, removed: 0 });
+    expect(byRepo[`${registry.host}/pinned`]).toMatchObject({ verdict: 'deny', pinned: true, containers: [] });
+    expect(json.summary).toMatchObject({ images: 4, allow: 1, deny: 3, removed: 0 });
   });
 
   it('prints verdict, rule and reason per image, and a summary', async () => {
@@ -236,7 +256,7 @@ describe('pullguard scan', () => {
     expect(r.stdout).toContain('rule "signed-only": signature verified by release-key');
     expect(r.stdout).toContain(`in use by 1 container(s), 1 running: ${CONTAINER}`);
     expect(lines.at(-2)).toBe(
-      'summary: 3 image(s) in 1 namespace(s): 1 allow, 2 would deny (--remove-denied removes the unused ones)',
+      'summary: 4 image(s) in 1 namespace(s): 1 allow, 3 would deny (--remove-denied removes the unused ones)',
     );
   });
 
@@ -247,7 +267,7 @@ describe('pullguard scan', () => {
     expect(only.json.images.map((i) => [i.repository, i.verdict])).toEqual([[`${registry.host}/unsigned`, 'deny']]);
     const all = await scanJson(['--all-namespaces']);
     expect(all.json.namespaces).toEqual(expect.arrayContaining(['default', NS]));
-    expect(all.json.summary.images).toBe(4);
+    expect(all.json.summary.images).toBe(5);
     expect((await ctd.ctr(['images', 'rm', unsigned.ref], { namespace: 'default' })).status).toBe(0);
   });
 
@@ -275,6 +295,7 @@ describe('pullguard scan', () => {
       expect(json.images.filter((i) => i.policyVerdict === 'deny').map((i) => [i.verdict, i.removed])).toEqual([
         ['allow', []],
         ['allow', []],
+        ['allow', []],
       ]);
       expect(json.summary.removed).toBe(0);
       expect(json.notes.join('\n')).toContain(
@@ -299,13 +320,15 @@ describe('pullguard scan', () => {
     expect(u.removeError).toBeNull();
     expect(byRepo[`${registry.host}/runner`]).toMatchObject({ removed: [], running: [CONTAINER] });
     expect(byRepo[`${registry.host}/signed`]).toMatchObject({ removed: [] });
-    expect(json.summary).toMatchObject({ deny: 2, removed: 1, keptInUse: 1, removeErrors: 0 });
+    // Pinned by the CRI: removing it would make the node pull it again at once, into a deny.
+    expect(byRepo[`${registry.host}/pinned`]).toMatchObject({ removed: [], pinned: true });
+    expect(json.summary).toMatchObject({ deny: 3, removed: 1, keptInUse: 1, keptPinned: 1, removeErrors: 0 });
 
     const names = await imageNames();
     expect(names.filter((n) => n.includes('/unsigned') || n === u.names.find((x) => x.startsWith('sha256:')))).toEqual(
       [],
     );
-    expect(names).toEqual(expect.arrayContaining([runner.name, signed.ref]));
+    expect(names).toEqual(expect.arrayContaining([runner.name, signed.ref, pinnedName()]));
     expect(await cri.imageStatus(unsigned.ref)).toBeNull();
     // The container never noticed.
     expect((await ctd.ctr(['tasks', 'ls'], { namespace: NS })).stdout).toMatch(
@@ -319,6 +342,7 @@ describe('pullguard scan', () => {
 
     const again = await scanJson();
     expect(again.json.images.map((i) => [i.repository, i.verdict])).toEqual([
+      [`${registry.host}/pinned`, 'deny'],
       [`${registry.host}/runner`, 'deny'],
       [`${registry.host}/signed`, 'allow'],
     ]);
