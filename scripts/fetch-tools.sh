@@ -11,8 +11,10 @@ set -euo pipefail
 # machine's own release (bookworm), which the sources list below adds beside sid. Everything else is
 # static Go (or busybox-static) and comes from sid.
 # busybox-static: one static binary, the whole userland of the test images those containers run.
+# docker.io: dockerd alone (no CLI), to show that Docker's pulls with the containerd image store never
+# reach containerd's verifiers (test/e2e/coverage.test.ts).
 PACKAGES=(containerd=2.1.9+ds1-5 cosign=3.1.1-2 notation=1.3.2-2 oras=1.3.3-1 docker-registry=2.8.3+ds1-3
-  runc=1.1.5+ds1-1+deb12u1 busybox-static=1:1.38.0-3+b1)
+  runc=1.1.5+ds1-1+deb12u1 busybox-static=1:1.38.0-3+b1 docker.io=28.5.2+dfsg4-5)
 STAMP="v1:${PACKAGES[*]}"
 
 dir=${PULLGUARD_TOOLS_DIR:-${HOME:-/root}/.cache/pullguard/tools}
@@ -49,7 +51,8 @@ for p in "${PACKAGES[@]}"; do
 done
 for deb in "$dir"/debs/*.deb; do dpkg -x "$deb" "$dir/root"; done
 rm -rf "$dir/apt" "$dir/debs"
-for t in containerd ctr cosign notation oras docker-registry runc busybox; do
+ln -sf ../sbin/dockerd "$bin/dockerd"
+for t in containerd ctr cosign notation oras docker-registry runc busybox dockerd; do
   [[ -x "$bin/$t" ]] || { echo "fetch-tools: $t missing after unpack" >&2; exit 1; }
 done
 echo "$STAMP" >"$dir/stamp"
