@@ -3,8 +3,9 @@
  * dockerd, no CLI: its Engine API over a unix socket) with the containerd image store, on the same
  * real containerd 2.1.9 that runs pullguard. containerd's own pull (`ctr image pull`) of the image is
  * denied; Docker's pull of it is not, because dockerd pulls with containerd's client library, not the
- * transfer service (moby daemon/containerd/image_pull.go; moby/moby#49820 would change that). Then
- * `pullguard scan --namespace moby` finds it and removes it.
+ * transfer service (moby daemon/containerd/image_pull.go; moby/moby#49820 would change that). The
+ * BuildKit inside the same dockerd builds FROM a denied image just as freely. Then
+ * `pullguard scan --namespace moby` finds both and removes what no container uses.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
-import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, tar, type PushedImage } from '../helpers/oci.js';
 import { startDaemon, waitFor, type Daemon } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, tool, toolsBin } from '../helpers/tools.js';
@@ -25,11 +26,13 @@ let dockerSock: string;
 let work: string;
 let policyFile: string;
 let blocked: PushedImage;
+let base: PushedImage;
 
 /** One Engine API call; the pull answer is a stream of JSON lines, read to the end. */
-function engine(method: string, path: string): Promise<{ status: number; body: string }> {
+function engine(method: string, path: string, body?: Buffer): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: dockerSock, method, path, timeout: 60_000 }, (res) => {
+    const headers = body ? { 'content-type': 'application/x-tar' } : {};
+    const req = request({ socketPath: dockerSock, method, path, headers, timeout: 60_000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
@@ -37,7 +40,7 @@ function engine(method: string, path: string): Promise<{ status: number; body: s
     });
     req.on('timeout', () => req.destroy(new Error(`dockerd ${method} ${path}: no answer`)));
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
 
@@ -47,6 +50,7 @@ beforeAll(async () => {
   writeFileSync(policyFile, 'version: 1\ndefault: deny\n');
   registry = await startRegistry();
   blocked = pushTestImage(registry.host, 'blocked', 'v1', 'coverage-docker-blocked');
+  base = pushTestImage(registry.host, 'base', 'v1', 'coverage-buildkit-base');
   ctd = await startContainerd({ mode: 'dropin', policy: policyFile });
   // Everything dockerd writes stays under the daemon's temp dir, removed with it.
   const d = join(ctd.dir, 'dk');
@@ -113,6 +117,27 @@ describe('Docker Engine with the containerd image store', () => {
     );
   });
 
+  it('BuildKit is NOT verified: a build FROM a denied image pulls it and stores the result', async () => {
+    // Docker's BuildKit backend (version=2) with the context as a tar body: no session, no CLI needed.
+    const context = tar([{ name: 'Dockerfile', content: Buffer.from(`FROM ${base.ref}\nLABEL built.by=buildkit\n`) }]);
+    const r = await engine('POST', '/build?version=2&t=pg-built:1', context);
+    expect(r.status, r.body).toBe(200);
+    expect(r.body).toContain('moby.image.id');
+    expect(r.body).not.toContain('errorDetail');
+    expect((await ctd.ctr(['images', 'ls', '-q'], { namespace: 'moby' })).stdout).toContain(
+      'docker.io/library/pg-built:1',
+    );
+    await ctd.ctr(['image', 'pull', '--plain-http', base.ref], { namespace: 'marker' });
+    await waitFor('marker record', () => ctd.decisionRecords().some((x) => x.name === base.ref), 5_000);
+    // The one record is the marker's, a deny: BuildKit's pull of the same image never ran pullguard.
+    expect(
+      ctd
+        .decisionRecords()
+        .filter((x) => x.name === base.ref)
+        .map((x) => x.verdict),
+    ).toEqual(['deny']);
+  });
+
   it('pullguard scan --namespace moby finds it, and --remove-denied removes it from Docker too', async () => {
     const scan = (args: string[]) =>
       new Promise<{ code: number | null; stdout: string }>((resolve) =>
@@ -128,13 +153,15 @@ describe('Docker Engine with the containerd image store', () => {
     const json = JSON.parse(r.stdout) as {
       images: { repository: string; verdict: string; reason: string; removed: string[] }[];
     };
-    expect(json.images).toHaveLength(1);
-    expect(json.images[0]).toMatchObject({
+    const mine = json.images.find((i) => i.repository === `${registry.host}/blocked`);
+    expect(mine).toMatchObject({
       repository: `${registry.host}/blocked`,
       verdict: 'deny',
       reason: 'no rule matches; default is deny',
     });
-    expect(json.images[0]!.removed).toContain(blocked.ref);
+    expect(mine!.removed).toContain(blocked.ref);
+    // The image BuildKit built from an unverified base: no rule matches it either.
+    expect(json.images.find((i) => i.repository === 'docker.io/library/pg-built')).toMatchObject({ verdict: 'deny' });
     const images = JSON.parse((await engine('GET', '/images/json')).body) as { RepoTags?: string[] }[];
     expect(images.flatMap((i) => i.RepoTags ?? [])).not.toContain(blocked.ref);
   });
