@@ -6,12 +6,22 @@ import { warmUp } from './cli/warmup.js';
 
 function main(): void {
   const argv = process.argv.slice(2);
+  // `pullguard doctor | head -1`: a reader that closed the pipe wants no more; the command still ends
+  // normally, with its own exit code, and no stack trace (Node ignores SIGPIPE, so writes fail with EPIPE).
+  const closed = { stdout: false, stderr: false };
+  for (const name of ['stdout', 'stderr'] as const) {
+    process[name].on('error', (e: NodeJS.ErrnoException) => {
+      closed[name] = true;
+      if (e.code === 'EPIPE' || name === 'stderr' || closed.stderr) return;
+      process.stderr.write(`pullguard: cannot write to stdout: ${e.code ?? e.message}\n`);
+    });
+  }
   const run = looksLikeVerifierInvocation(argv)
     ? runPull(argv)
     : runHuman(
         argv,
-        (l) => process.stdout.write(`${l}\n`),
-        (l) => process.stderr.write(`${l}\n`),
+        (l) => void (closed.stdout || process.stdout.write(`${l}\n`)),
+        (l) => void (closed.stderr || process.stderr.write(`${l}\n`)),
       );
   run.then(
     (code) => {

@@ -85,6 +85,7 @@ function policyCheck(path: string, out: Out): number {
     const authorities = r.authorities.map((a) => `${a.kind}:${a.name}`).join(', ');
     out(`  - ${r.name}: ${r.action} ${r.match.join(', ')}${authorities ? ` [${r.require} of ${authorities}]` : ''}`);
   }
+  for (const note of policy.notes ?? []) out(`  note: ${note}`);
   if (policy.timeoutMs >= 10_000) {
     out(`  warning: timeout ${formatDuration(policy.timeoutMs)} is not under containerd's default per_verifier_timeout (10s); raise that too`);
   }

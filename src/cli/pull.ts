@@ -27,7 +27,14 @@ const defaultIo = (argv: readonly string[]): PullIo => ({
   argv,
   stdin: process.stdin,
   env: process.env,
-  write: (fd, text) => writeSync(fd, text),
+  write: (fd, text) => {
+    try {
+      writeSync(fd, text);
+    } catch (e) {
+      // A closed pipe (the reader went away) must not turn the verdict into a crash.
+      if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
+    }
+  },
 });
 
 /**

@@ -15,10 +15,66 @@ export interface Reference {
 }
 
 const DOCKER_DOMAIN = 'docker.io';
+/**
+ * Other names of Docker Hub's one registry. distribution/reference folds only `index.docker.io`, but
+ * containerd pulls `registry-1.docker.io/library/nginx` from the very same registry (hosts.ts maps
+ * docker.io to that host), so a policy must see one name for all of them.
+ */
+const DOCKER_HUB_ALIASES = new Set(['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
 const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const DOMAIN = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$/;
+const LABEL = '[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?';
+const DOMAIN = new RegExp(`^(?:${LABEL}(?:\\.${LABEL})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?$`);
 const TAG = /^[\w][\w.-]{0,127}$/;
 const MAX_NAME = 255;
+
+/**
+ * Whether the first component of a name is a registry host, as distribution/reference's
+ * splitDockerDomain (normalize.go) decides: it contains `.` or `:`, is `localhost`, or is not lowercase
+ * (repository components must be lowercase, so `VM/app` names the host `VM`).
+ */
+export function isRegistryHost(first: string): boolean {
+  return /[.:]/.test(first) || first === 'localhost' || first.toLowerCase() !== first;
+}
+
+/**
+ * The one spelling of a registry host that every policy format and the registry stage use. containerd
+ * keeps the host as written (distribution/reference never changes its case), yet `VM:5214`, `vm:5214`,
+ * `registry.example.com:443` and `registry.example.com` are each one registry to it: DNS, HTTP Host and
+ * TLS names are case-insensitive (RFC 4343, RFC 9110 4.2.3), and a host without a port is dialled on
+ * 443 (containerd's docker resolver defaults to https). So, before any matching:
+ *   - the host is lower-cased;
+ *   - `:443` is dropped where the bare host still reads as a host (`example.com:443` -> `example.com`),
+ *     and added where it would not (`VM` -> `vm:443`, since `vm/app` would mean docker.io/vm/app);
+ *   - Docker Hub's aliases become `docker.io`.
+ * Not folded, because containerd does not reach the same endpoint through them: other ports (`:80` is
+ * https on port 80 unless hosts.toml says plain http), and different names for one address
+ * (`localhost` and `127.0.0.1`). A trailing dot (`vm.:5214`) and non-ASCII (IDN) hosts are rejected by
+ * distribution's grammar and so by parseReference; punycode (`xn--`) is plain ASCII and kept as is.
+ * `*` wildcards in policy patterns pass through unchanged.
+ */
+export function canonicalRegistryHost(host: string): string {
+  let h = host.toLowerCase();
+  if (h.endsWith(':443')) {
+    const bare = h.slice(0, -4);
+    if (/[.:*]/.test(bare) || bare === 'localhost') h = bare;
+  } else if (!/[.:*]/.test(h) && h !== 'localhost') h = `${h}:443`;
+  return DOCKER_HUB_ALIASES.has(h) ? DOCKER_DOMAIN : h;
+}
+
+/**
+ * Splits `name` (no tag, no digest) into its canonical registry host and repository path, as
+ * splitDockerDomain does and then canonicalRegistryHost: `nginx` -> docker.io + library/nginx.
+ */
+export function splitRepository(name: string): { domain: string; path: string } {
+  const slash = name.indexOf('/');
+  const first = slash < 0 ? '' : name.slice(0, slash);
+  const hasHost = slash >= 0 && isRegistryHost(first);
+  const domain = hasHost ? canonicalRegistryHost(first) : DOCKER_DOMAIN;
+  let path = hasHost ? name.slice(slash + 1) : name;
+  const official = domain === DOCKER_DOMAIN && path.length > 0 && !path.includes('/') && !path.includes('*');
+  if (official) path = `library/${path}`;
+  return { domain, path };
+}
 
 export function parseReference(input: string): Reference {
   const fail = (why: string): never => {
@@ -44,21 +100,13 @@ export function parseReference(input: string): Reference {
     if (!TAG.test(tag)) fail(`malformed tag ${JSON.stringify(tag)}`);
   }
 
-  let domain: string;
-  let path: string;
   const slash = rest.indexOf('/');
-  const first = slash < 0 ? '' : rest.slice(0, slash);
-  if (slash < 0 || (!/[.:]/.test(first) && first !== 'localhost' && first.toLowerCase() === first)) {
-    domain = DOCKER_DOMAIN;
-    path = rest;
-  } else {
-    domain = first;
-    path = rest.slice(slash + 1);
+  const written = slash >= 0 ? rest.slice(0, slash) : '';
+  if (slash >= 0 && isRegistryHost(written) && !DOMAIN.test(written)) {
+    fail(`malformed registry host ${JSON.stringify(written)}`);
   }
-  if (domain === 'index.docker.io') domain = DOCKER_DOMAIN;
-  if (domain === DOCKER_DOMAIN && !path.includes('/')) path = `library/${path}`;
+  const { domain, path } = splitRepository(rest);
 
-  if (!DOMAIN.test(domain)) fail(`malformed registry host ${JSON.stringify(domain)}`);
   if (path.length === 0) fail('empty repository');
   for (const c of path.split('/')) {
     if (!PATH_COMPONENT.test(c)) fail(`repository component ${JSON.stringify(c)} must be lowercase letters, digits and separators`);

@@ -29,7 +29,7 @@ function run(files: ContainerdConfigFile[], over: Partial<DoctorInput> = {}): Ch
 const fails = (c: Check[]) => c.filter((x) => x.status === 'FAIL').map(formatCheck);
 const warns = (c: Check[]) => c.filter((x) => x.status === 'WARN').map(formatCheck);
 
-describe('CRI settings that force local pull (field-notes §2.2)', () => {
+describe('CRI settings that force local pull (containerd CheckLocalImagePullConfigs)', () => {
   test('a clean version 3 config has no FAIL and no WARN', () => {
     const c = run([v3(GOOD_V3)]);
     expect(fails(c)).toEqual([]);

@@ -242,7 +242,10 @@ interface Trigger {
 
 const nonEmptyTable = (v: unknown) => isTable(v) && Object.keys(v).length > 0;
 
-/** field-notes §2.2: every setting CheckLocalImagePullConfigs treats as incompatible with the transfer service (Linux). */
+/**
+ * containerd 2.1's CheckLocalImagePullConfigs (internal/cri/config): every setting it treats as
+ * incompatible with the transfer service (Linux).
+ */
 const TRIGGERS: readonly Trigger[] = [
   { key: 'use_local_image_pull', fires: (v) => v === true, want: 'false' },
   { key: 'discard_unpacked_layers', fires: (v) => v === true, want: 'false' },

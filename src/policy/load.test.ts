@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -91,5 +92,48 @@ describe('loadPolicy fails closed with the path in the reason', () => {
   test('PULLGUARD_POLICY overrides the default path', () => {
     expect(policyPath({ PULLGUARD_POLICY: '/x/p.yaml' })).toBe('/x/p.yaml');
     expect(policyPath({})).toBe('/etc/pullguard/policy.yaml');
+  });
+});
+
+describe('hostile policy files (issue 8 items 3 and 10)', () => {
+  const bomb = ['version: 1', 'default: deny', 'a0: &a0 [x, x, x, x, x, x, x, x, x, x]'];
+  for (let i = 1; i < 10; i++) bomb.push(`a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]`);
+  bomb.push('rules: []');
+
+  test('a YAML alias bomb is a configuration error with the path and the first alias line', () => {
+    const f = join(dir, 'bomb.yaml');
+    writeFileSync(f, `${bomb.join('\n')}\n`);
+    expect(() => loadPolicy(f)).toThrow(expect.objectContaining({ code: 'POLICY_INVALID', message: expect.stringMatching(new RegExp(`^invalid policy ${f}:4: too many YAML alias`)) }));
+  });
+  test('a FIFO, /dev/zero and a directory-less path are refused by name, at once', () => {
+    const fifo = join(dir, 'policy.fifo');
+    execFileSync('mkfifo', [fifo]);
+    expect(() => loadPolicy(fifo)).toThrow(expect.objectContaining({ code: 'POLICY_UNREADABLE', message: `cannot read policy ${fifo}: is a FIFO, not a regular file` }));
+    expect(() => loadPolicy('/dev/zero')).toThrow(expect.objectContaining({ code: 'POLICY_UNREADABLE', message: expect.stringMatching(/character device/) }));
+    const under = join(dir, 'ok-file');
+    writeFileSync(under, 'x');
+    expect(() => loadPolicy(join(under, 'policy.yaml'))).toThrow(expect.objectContaining({ code: 'POLICY_UNREADABLE' }));
+  });
+  test('a policy over 4 MiB is refused after reading at most 4 MiB + 1 byte', () => {
+    const f = join(dir, 'huge.yaml');
+    writeFileSync(f, `version: 1\n#${'x'.repeat(4 * 1024 * 1024)}\n`);
+    expect(() => loadPolicy(f)).toThrow(expect.objectContaining({ code: 'POLICY_INVALID', message: expect.stringMatching(/larger than 4 MiB/) }));
+  });
+});
+
+describe('deeply nested policies are refused before parsing (issue 8 hardening)', () => {
+  test.each([
+    ['flow brackets', `version: 1\nrules: ${'['.repeat(200_000)}${']'.repeat(200_000)}\n`, 2, /nested more than 100 levels deep/],
+    ['sequence markers on one line', `version: 1\nx: ${'- '.repeat(1_500_000)}a\n`, 2, /more than 100 sequence markers on one line/],
+    ['indentation', `version: 1\nx:\n${Array.from({ length: 1900 }, (_, i) => `${' '.repeat(i + 1)}k:\n`).join('')}`, 403, /indented more/],
+    ['JSON (containers-policy.json)', `{"default": ${'['.repeat(200_000)}${']'.repeat(200_000)}}`, 1, /containers policy .*:1: nested more/],
+  ])('%s: POLICY_INVALID with the line', (_, text, line, why) => {
+    const f = join(dir, `deep-${line}.yaml`);
+    writeFileSync(f, text);
+    expect(() => loadPolicy(f)).toThrow(expect.objectContaining({ code: 'POLICY_INVALID', message: expect.stringMatching(why) }));
+    expect(() => loadPolicy(f)).toThrow(new RegExp(`${f}:${line}: `));
+  });
+  test('a real policy nests far less', () => {
+    expect(() => parsePolicyText(VALID, 'p.yaml')).not.toThrow();
   });
 });

@@ -1,4 +1,5 @@
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { FileReadError, readRegularText } from '../common/files.js';
 import { PullguardError } from '../common/errors.js';
 import { looksLikeContainersPolicy, parseContainersPolicy } from './formats/containers-policy.js';
 import { parseNativePolicy } from './formats/native.js';
@@ -19,18 +20,24 @@ export function policyPath(env: NodeJS.ProcessEnv = process.env): string {
 export function loadPolicy(path: string): Policy {
   let text: string;
   try {
-    const st = statSync(path);
     // A directory is a notation configuration (trustpolicy[.oci].json + truststore/), used as-is.
-    if (st.isDirectory()) return parseNotationDirectory(path);
-    if (st.size > MAX_POLICY_BYTES) throw new PullguardError('POLICY_INVALID', `policy ${path} is larger than 4 MiB`, { path });
-    text = readFileSync(path, 'utf8');
+    if (isDirectory(path)) return parseNotationDirectory(path);
+    text = readRegularText(path, { maxBytes: MAX_POLICY_BYTES, code: 'POLICY_UNREADABLE', what: 'policy' });
   } catch (e) {
-    if (e instanceof PullguardError) throw e;
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT') throw new PullguardError('POLICY_MISSING', `no policy at ${path}`, { path });
-    throw new PullguardError('POLICY_UNREADABLE', `cannot read policy ${path}: ${err.code ?? err.message}`, { path });
+    if (!(e instanceof FileReadError)) throw e;
+    if (e.errno === 'ENOENT') throw new PullguardError('POLICY_MISSING', `no policy at ${path}`, { path });
+    if (e.errno === 'EFBIG') throw new PullguardError('POLICY_INVALID', e.message, { path });
+    throw e;
   }
   return parsePolicyText(text, path);
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false; // the reader names what is wrong
+  }
 }
 
 export function parsePolicyText(text: string, source: string): Policy {

@@ -1,5 +1,11 @@
 import { isDigest } from '../common/digest.js';
-import { repositoryOf, type Reference } from '../common/reference.js';
+import {
+  canonicalRegistryHost,
+  isRegistryHost,
+  repositoryOf,
+  splitRepository,
+  type Reference,
+} from '../common/reference.js';
 import type { Rule } from './model.js';
 
 /**
@@ -15,7 +21,8 @@ import type { Rule } from './model.js';
 export interface CompiledPattern {
   readonly source: string;
   readonly normalized: string;
-  readonly regex: RegExp;
+  /** Whether the pattern matches a repository name; linear in the name's length, never backtracks. */
+  readonly test: (repository: string) => boolean;
   readonly digest?: string;
   readonly literalChars: number;
   /** `*` counts 1 and `**` counts 2: the one that can match more is the less specific. */
@@ -30,6 +37,11 @@ export function validatePattern(p: string): string | undefined {
   if (at >= 0 && !isDigest(p.slice(at + 1))) return `malformed digest in pattern ${JSON.stringify(p)}`;
   if (at >= 0 && repo.includes('*')) return 'a digest-pinned pattern cannot contain wildcards';
   if (/\*{3,}/.test(repo)) return 'use * or **, not ***';
+  const host = repo.split('/')[0]!;
+  const labels = host.startsWith('[') ? [] : host.replace(/:[0-9]*$/, '').split('.');
+  if (repo.includes('/') && isRegistryHost(host) && labels.some((l) => l.length === 0)) {
+    return `registry host ${JSON.stringify(host)} has an empty label or a trailing dot; image names cannot spell it`;
+  }
   const last = repo.slice(repo.lastIndexOf('/') + 1);
   // Without a `/`, `a:b` is `name:tag` (a registry host alone is not a repository).
   if (last.includes(':')) return `patterns match repositories, not tags: drop ":${last.split(':')[1]}"`;
@@ -41,39 +53,77 @@ export function compilePattern(source: string): CompiledPattern {
   const at = source.indexOf('@');
   const digest = at >= 0 ? source.slice(at + 1) : undefined;
   const normalized = normalizeRepositoryPattern(at >= 0 ? source.slice(0, at) : source);
-  let re = '';
-  let wildcards = 0;
-  for (let i = 0; i < normalized.length; i++) {
-    if (normalized[i] === '*') {
-      if (normalized[i + 1] === '*') {
-        re += '.*';
-        wildcards += 2;
-        i++;
-      } else {
-        re += '[^/]*';
-        wildcards += 1;
-      }
-    } else re += normalized[i]!.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
-  }
+  const tokens = tokenize(normalized);
   return {
     source,
     normalized: digest ? `${normalized}@${digest}` : normalized,
-    regex: new RegExp(`^${re}$`),
+    test: (repository) => globMatches(tokens, repository),
     digest,
-    literalChars: normalized.replace(/\*/g, '').length,
-    wildcards,
+    literalChars: tokens.filter((t) => t !== STAR && t !== GLOBSTAR).length,
+    wildcards: tokens.reduce((n, t) => n + (t === STAR ? 1 : t === GLOBSTAR ? 2 : 0), 0),
   };
 }
 
+/** A pattern token: one literal character, `*` (anything but `/`) or `**` (anything). */
+type Token = string | typeof STAR | typeof GLOBSTAR;
+const STAR = Symbol('*');
+const GLOBSTAR = Symbol('**');
+
+function tokenize(pattern: string): Token[] {
+  const out: Token[] = [];
+  for (let i = 0; i < pattern.length; i++) {
+    if (pattern[i] !== '*') out.push(pattern[i]!);
+    else if (pattern[i + 1] === '*') {
+      out.push(GLOBSTAR);
+      i++;
+    } else out.push(STAR);
+  }
+  return out;
+}
+
+/**
+ * Glob matching as a set-of-states simulation of the pattern's automaton (Thompson's construction,
+ * without a regex engine): each character of the name advances every live state at once, so the cost is
+ * at most len(pattern) * len(name) steps whatever the input. A backtracking RegExp took exponential time
+ * on `*a*a*a...b` against a long `aaa...` name, and image names come from pod specs.
+ */
+export function globMatches(tokens: readonly Token[], name: string): boolean {
+  const n = tokens.length;
+  let live = new Uint8Array(n + 1);
+  let next = new Uint8Array(n + 1);
+  const close = (states: Uint8Array) => {
+    // A wildcard may match nothing: a live state before one makes the state after it live too.
+    for (let i = 0; i < n; i++) if (states[i] && (tokens[i] === STAR || tokens[i] === GLOBSTAR)) states[i + 1] = 1;
+  };
+  live[0] = 1;
+  close(live);
+  for (let c = 0; c < name.length; c++) {
+    const ch = name[c]!;
+    next.fill(0);
+    let any = false;
+    for (let i = 0; i < n; i++) {
+      if (!live[i]) continue;
+      const t = tokens[i];
+      if (t === GLOBSTAR || (t === STAR && ch !== '/')) next[i] = 1;
+      else if (t === ch) next[i + 1] = 1;
+      else continue;
+      any = true;
+    }
+    if (!any) return false;
+    close(next);
+    [live, next] = [next, live];
+  }
+  return live[n] === 1;
+}
+
+/** `nginx` -> `docker.io/library/nginx`, `VM:5214/**` -> `vm:5214/**`: the reference's own normalization. */
 function normalizeRepositoryPattern(p: string): string {
   const slash = p.indexOf('/');
   const first = slash < 0 ? p : p.slice(0, slash);
-  if (first.includes('*')) return p;
-  const hasDomain = slash >= 0 && (/[.:]/.test(first) || first === 'localhost');
-  let domain = hasDomain ? first : 'docker.io';
-  let path = hasDomain ? p.slice(slash + 1) : p;
-  if (domain === 'index.docker.io') domain = 'docker.io';
-  if (domain === 'docker.io' && !path.includes('/') && !path.includes('*')) path = `library/${path}`;
+  // A wildcard host (`*.example.com/**`, `**`) is no docker.io shorthand; only its case is folded.
+  if (first.includes('*')) return slash < 0 ? p : `${canonicalRegistryHost(first)}${p.slice(slash)}`;
+  if (slash < 0) return repositoryOf(splitRepository(p));
+  const { domain, path } = splitRepository(p);
   return path.length > 0 ? `${domain}/${path}` : domain;
 }
 
@@ -97,7 +147,7 @@ export class RuleMatcher {
     let best: (typeof this.entries)[number] | undefined;
     for (const e of this.entries) {
       if (e.pattern.digest !== undefined && e.pattern.digest !== digest) continue;
-      if (!e.pattern.regex.test(repository)) continue;
+      if (!e.pattern.test(repository)) continue;
       if (!best || moreSpecific(e, best)) best = e;
     }
     return best && { rule: best.rule, pattern: best.pattern };

@@ -52,6 +52,8 @@ export interface Policy {
   readonly rules: readonly Rule[];
   /** Settings for the registry stage (hosts.toml location, credentials, caps). Opaque here. */
   readonly registry: RegistrySettings;
+  /** What the policy file says that pullguard leaves aside (e.g. non-docker transports), for `policy check`. */
+  readonly notes?: readonly string[];
 }
 
 export interface RegistrySettings {

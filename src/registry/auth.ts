@@ -3,10 +3,11 @@
  * we read what the node has: docker config.json files (auths, credHelpers, credsStore). Secrets live
  * only in memory; messages name files and hosts, never values.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Deadline } from '../common/deadline.js';
 import { PullguardError } from '../common/errors.js';
+import { canonicalRegistryHost } from '../common/reference.js';
+import { FileReadError, readRegularText } from '../common/files.js';
 import type { Endpoint } from './hosts.js';
 import { isLocalhost } from './hosts.js';
 import type { Transport } from './transport.js';
@@ -46,8 +47,7 @@ export function normalizeAuthKey(key: string): string {
   let k = key.trim().toLowerCase().replace(/^[a-z]+:\/\//, '');
   const slash = k.indexOf('/');
   if (slash >= 0) k = k.slice(0, slash);
-  if (k === 'index.docker.io' || k === 'registry-1.docker.io' || k === 'registry.hub.docker.com') k = 'docker.io';
-  return k;
+  return canonicalRegistryHost(k);
 }
 
 export class CredentialStore {
@@ -92,15 +92,14 @@ export class CredentialStore {
     for (const path of this.paths) {
       let text: string;
       try {
-        const buf = readFileSync(path);
-        if (buf.length > MAX_CONFIG_BYTES) throw Object.assign(new Error('larger than 1 MiB'), { code: 'EFBIG' });
-        text = buf.toString('utf8');
+        text = readRegularText(path, { maxBytes: MAX_CONFIG_BYTES, code: 'POLICY_INVALID', what: 'docker config' });
       } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
+        if (!(e instanceof FileReadError)) throw e;
         if (path === this.policyPath) {
-          throw new PullguardError('POLICY_INVALID', `cannot read docker config ${path} named by registry.dockerConfig: ${code ?? (e as Error).message}`, { path });
+          const message = `cannot read docker config ${path} named by registry.dockerConfig: ${e.why}`;
+          throw new PullguardError('POLICY_INVALID', message, { path });
         }
-        if (code !== 'ENOENT' && code !== 'ENOTDIR') this.notes.push(`skipped docker config ${path}: ${code ?? (e as Error).message}`);
+        if (!e.missing) this.notes.push(`skipped docker config ${path}: ${e.why}`);
         continue;
       }
       let json: Record<string, unknown>;

@@ -7,6 +7,7 @@ import { assertDigest, digestOf, isDigest, shortDigest } from '../common/digest.
 import type { Deadline } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
 import { parseReference, type Reference } from '../common/reference.js';
+import { quoteUntrusted } from '../common/text.js';
 import { MAX_MANIFEST_SIZE, type Descriptor } from '../contract/descriptor.js';
 import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, PULLABLE_MEDIA_TYPES } from '../contract/media-types.js';
 import type { RegistrySettings } from '../policy/model.js';
@@ -411,7 +412,8 @@ function unexpected(res: HttpResponse, ep: Endpoint, what: string): PullguardErr
   try {
     const j = JSON.parse(res.body.toString('utf8')) as { errors?: { code?: string; message?: string }[] };
     const e = j.errors?.[0];
-    if (e) detail = `: ${String(e.code ?? '')} ${String(e.message ?? '')}`.slice(0, 200);
+    // The registry's words, quoted and bounded: they reach the event line (common/text.ts).
+    if (e) detail = `: registry error ${quoteUntrusted(`${String(e.code ?? '')} ${String(e.message ?? '')}`, 200)}`;
   } catch {
     /* not a distribution error body */
   }

@@ -3,7 +3,8 @@
  * (core/remotes/docker/config/hosts.go `ConfigureHosts` + `HostDirFromRoot`), so that pullguard asks
  * the same mirrors and upstream, with the same TLS settings, that containerd pulled from.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { FileReadError, readRegularText } from '../common/files.js';
 import { isAbsolute, join, posix } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { PullguardError } from '../common/errors.js';
@@ -116,16 +117,22 @@ export function isMissingContainerdConfig(e: unknown): e is PullguardError {
   return e instanceof MissingConfig;
 }
 
+/** containerd's own TOML files are small; a larger one is not a config (or is /dev/zero). */
+const MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024;
+
 class MissingConfig extends PullguardError {}
 
 function readContainerdToml(path: string): Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    const opts = { maxBytes: MAX_CONFIG_FILE_BYTES, code: 'CONTAINERD_CONFIG', what: 'containerd config' } as const;
+    text = readRegularText(path, opts);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const Err = code === 'ENOENT' ? MissingConfig : PullguardError;
-    throw new Err('CONTAINERD_CONFIG', `cannot read containerd config ${path}: ${code ?? (e as Error).message}; fix registry.containerdConfig in the policy`, { path });
+    if (!(e instanceof FileReadError)) throw e;
+    const Err = e.errno === 'ENOENT' ? MissingConfig : PullguardError;
+    const why = e.errno === 'ENOENT' ? 'ENOENT' : e.why;
+    const message = `cannot read containerd config ${path}: ${why}; fix registry.containerdConfig in the policy`;
+    throw new Err('CONTAINERD_CONFIG', message, { path });
   }
   try {
     return parseToml(text) as Record<string, unknown>;
@@ -265,10 +272,9 @@ function loadHostDir(dir: string): HostConfig[] {
   const file = join(dir, 'hosts.toml');
   let text = '';
   try {
-    text = readFileSync(file, 'utf8');
+    text = readRegularText(file, { maxBytes: MAX_CONFIG_FILE_BYTES, code: 'CONTAINERD_CONFIG', what: 'hosts file' });
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new PullguardError('CONTAINERD_CONFIG', `cannot read ${file}: ${code}`);
+    if (!(e instanceof FileReadError) || !e.missing) throw e;
   }
   if (text.length === 0) return loadCertFiles(dir);
   let doc: Record<string, unknown>;

@@ -4,7 +4,7 @@ import { parseRepository, referrersTag } from './client.js';
 
 const D = `sha256:${'a'.repeat(64)}`;
 
-describe('the -name forms of field-notes §2.3 reach the right registry and repository', () => {
+describe('the -name forms CRI passes (distribution/reference ParseDockerRef) reach the right registry and repository', () => {
   test.each([
     ['docker.io/library/nginx:latest', 'docker.io/library/nginx:latest'],
     ['nginx', 'docker.io/library/nginx:latest'],

@@ -4,10 +4,10 @@
  * bodies, bounded redirects that never carry credentials to another origin, and every wait tied to the
  * run's deadline.
  */
-import { readFileSync } from 'node:fs';
 import type * as http from 'node:http';
 import type * as https from 'node:https';
 import { formatDuration, type Deadline } from '../common/deadline.js';
+import { FileReadError, readRegularFile } from '../common/files.js';
 import { PullguardError } from '../common/errors.js';
 import type { Endpoint } from './hosts.js';
 
@@ -215,9 +215,11 @@ export class Transport {
       const options: https.AgentOptions = { keepAlive: true, maxSockets: 8 };
       const read = (file: string, what: string) => {
         try {
-          return readFileSync(file);
+          return readRegularFile(file, { maxBytes: 1024 * 1024, code: 'CONTAINERD_CONFIG', what });
         } catch (e) {
-          throw new PullguardError('CONTAINERD_CONFIG', `cannot read ${what} ${file} named in ${endpoint.source}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+          if (!(e instanceof FileReadError)) throw e;
+          const message = `cannot read ${what} ${file} named in ${endpoint.source}: ${e.why}`;
+          throw new PullguardError('CONTAINERD_CONFIG', message);
         }
       };
       // containerd appends hosts.toml CAs to the system pool; node's `ca` replaces it, so add the roots back.

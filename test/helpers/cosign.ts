@@ -8,17 +8,15 @@ import type { ArtifactClass, FoundVia, OciDescriptor, OciManifest, SignatureArti
 import type { AuthorityResult, Subject } from '../../src/verify/types.js';
 import { cosignVerifier } from '../../src/verify/cosign/index.js';
 import type { CosignSpec } from '../../src/policy/authorities/cosign.js';
-import { SHARED, tool } from './tools.js';
+import { ROOT, tool } from './tools.js';
 
 const run = promisify(execFile);
 const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-/** The public-good keyless fixtures, read in place. Tests fail loudly (never skip) when they are absent. */
-export const SIGSTORE_PUBLIC = join(SHARED, 'fixtures', 'sigstore-public');
+/** The public-good keyless fixtures, in the repository. Tests fail loudly (never skip) when they are absent. */
+export const SIGSTORE_PUBLIC = join(ROOT, 'test', 'fixtures', 'sigstore-public');
 export function requireSigstoreFixtures(): string {
-  if (!existsSync(join(SIGSTORE_PUBLIC, 'README.md'))) {
-    throw new Error(`public-good Sigstore fixtures are ABSENT: expected ${SIGSTORE_PUBLIC} (CI provides ../shared/fixtures/sigstore-public)`);
-  }
+  if (!existsSync(join(SIGSTORE_PUBLIC, 'README.md'))) throw new Error(`public-good Sigstore fixtures are missing: expected ${SIGSTORE_PUBLIC}`);
   return SIGSTORE_PUBLIC;
 }
 

@@ -21,10 +21,10 @@ export function tool(name: ToolName): string {
 }
 
 /** The single executable under test: tests prove what users run, not the .cjs. */
+/** dist/pullguard; PULLGUARD_BIN points the e2e tests at another build (e.g. main's, to see a test fail). */
 export function pullguardBinary(): string {
-  const p = join(ROOT, 'dist', 'pullguard');
+  const p = process.env.PULLGUARD_BIN ?? join(ROOT, 'dist', 'pullguard');
   if (!existsSync(p)) throw new Error('dist/pullguard is missing: run `make build` first');
   return p;
 }
 
-export const SHARED = join(ROOT, '..', 'shared');

@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { FileReadError, readRegularText } from '../../common/files.js';
 import * as z from 'zod/mini';
 
 /**
@@ -62,12 +62,10 @@ const raw = z.strictObject({
 function loadPinned(path: string, did: string): { source: string; document: unknown } {
   let text: string;
   try {
-    const st = statSync(path);
-    if (!st.isFile()) throw new Error('not a regular file');
-    if (st.size > MAX_DID_DOCUMENT_BYTES) throw new Error('larger than 64 KiB');
-    text = readFileSync(path, 'utf8');
+    text = readRegularText(path, { maxBytes: MAX_DID_DOCUMENT_BYTES, code: 'POLICY_INVALID', what: 'didDocument' });
   } catch (e) {
-    throw new Error(`didDocument ${path} for ${did}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    if (!(e instanceof FileReadError)) throw e;
+    throw new Error(`didDocument ${path} for ${did}: ${e.why}`);
   }
   let document: unknown;
   try {

@@ -1,8 +1,8 @@
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import * as z from 'zod/mini';
-import { parseReference, repositoryOf } from '../../common/reference.js';
+import { FileReadError, readRegularFile } from '../../common/files.js';
+import { isRegistryHost, parseReference, repositoryOf } from '../../common/reference.js';
 
 /**
  * The settings of a `cosign:` authority in pullguard's policy, and their compiled form.
@@ -97,12 +97,10 @@ const MAX_MATERIAL_BYTES = 1024 * 1024;
 export function readMaterial(path: string, what: string): Buffer {
   if (!isAbsolute(path)) throw new MaterialError(`${what} path ${JSON.stringify(path)} must be absolute`);
   try {
-    if (statSync(path).size > MAX_MATERIAL_BYTES) throw new MaterialError(`${what} ${path} is larger than 1 MiB`);
-    return readFileSync(path);
+    return readRegularFile(path, { maxBytes: MAX_MATERIAL_BYTES, code: 'POLICY_INVALID', what });
   } catch (e) {
-    if (e instanceof MaterialError) throw e;
-    const err = e as NodeJS.ErrnoException;
-    throw new MaterialError(`cannot read ${what} ${path}: ${err.code === 'ENOENT' ? 'no such file' : (err.code ?? err.message)}`);
+    if (!(e instanceof FileReadError)) throw e;
+    throw new MaterialError(e.errno === 'EFBIG' ? `${what} ${path} ${e.why}` : e.message);
   }
 }
 
@@ -190,7 +188,12 @@ export function checkRepositoryName(s: string): string | undefined {
   try {
     const ref = parseReference(s);
     if (ref.digest || s.endsWith(`:${ref.tag}`)) return `${JSON.stringify(s)} must name a repository, without tag or digest`;
-    return repositoryOf(ref) === s ? undefined : `${JSON.stringify(s)} must be written fully expanded, as ${JSON.stringify(repositoryOf(ref))}`;
+    // Fully expanded means a registry host and the whole path; the host's spelling (case, :443, Docker
+    // Hub aliases) is canonicalized like every image name.
+    const slash = s.indexOf('/');
+    const expanded = slash > 0 && isRegistryHost(s.slice(0, slash)) && s.slice(slash + 1) === ref.path;
+    if (expanded) return undefined;
+    return `${JSON.stringify(s)} must be written fully expanded, as ${JSON.stringify(repositoryOf(ref))}`;
   } catch (e) {
     return (e as Error).message;
   }

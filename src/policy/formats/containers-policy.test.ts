@@ -5,7 +5,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, describe, expect, test } from 'vitest';
 import { parseReference } from '../../common/reference.js';
 import { RuleMatcher } from '../match.js';
-import { parsePolicyText } from '../load.js';
+import { loadPolicy, parsePolicyText } from '../load.js';
 import type { CosignSpec } from '../authorities/cosign.js';
 import { looksLikeContainersPolicy, parseContainersPolicy } from './containers-policy.js';
 
@@ -76,7 +76,7 @@ describe('containers-policy.json translation', () => {
   });
 
   test.each([
-    ['signedBy', { 'r.example/a': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/k' }] }, /POLICY_UNSUPPORTED|signedBy/],
+    ['signedBy without a key', { 'r.example/a': [{ type: 'signedBy', keyType: 'GPGKeys' }] }, /exactly one of keyPath, keyPaths and keyData/],
     ['a tag scope', { 'r.example/a:latest': signed() }, /names a tag/],
     ['an unexpanded scope', { busybox: signed() }, /fully expanded/],
     ['two key sources', { 'r.example/a': signed({ keyData: 'AAAA' }) }, /exactly one of/],
@@ -88,9 +88,29 @@ describe('containers-policy.json translation', () => {
     expect(() => parseContainersPolicy(doc(docker), 'p.json')).toThrow(message);
   });
 
-  test('other transports are unsupported, with the reason', () => {
+  test('other transports are ignored, with a note; signedBy scopes deny with the reason', () => {
     const text = JSON.stringify({ default: [{ type: 'reject' }], transports: { 'docker-daemon': { '': [{ type: 'insecureAcceptAnything' }] } } });
-    expect(() => parseContainersPolicy(text, 'p.json')).toThrow(expect.objectContaining({ code: 'POLICY_UNSUPPORTED' }));
+    const p = parseContainersPolicy(text, 'p.json');
+    expect(p.rules).toEqual([]);
+    expect(p.defaultAction).toBe('deny');
+    expect(p.notes).toEqual(['p.json:1: transport "docker-daemon" ignored: containerd pulls only from registries (the docker transport)']);
+  });
+
+  test("Fedora's /etc/containers/policy.json loads (issue 8: a distro policy.json is refused)", () => {
+    const fedora = join(import.meta.dirname, '../../../test/fixtures/containers-policy/fedora-policy.json');
+    const p = loadPolicy(fedora);
+    expect(p.defaultAction).toBe('allow');
+    expect(p.notes).toEqual([
+      `${fedora}:24: transport "docker-daemon" ignored: containerd pulls only from registries (the docker transport)`,
+      'scope registry.access.redhat.com: signedBy (GPG simple signing) cannot be verified by pullguard; its images are denied',
+      'scope registry.redhat.io: signedBy (GPG simple signing) cannot be verified by pullguard; its images are denied',
+    ]);
+    const m = new RuleMatcher(p.rules);
+    const D = `sha256:${'0'.repeat(64)}`;
+    const redhat = m.find(parseReference('registry.redhat.io/ubi9/ubi:latest'), D)!.rule;
+    expect(redhat).toMatchObject({ action: 'deny', message: expect.stringMatching(/requires signedBy \(GPG\) signatures, which pullguard cannot verify/) });
+    expect(m.find(parseReference('Registry.Access.RedHat.com/ubi9'), D)!.rule.action).toBe('deny');
+    expect(m.find(parseReference('quay.io/podman/hello'), D)).toBeUndefined();
   });
 
   test('a native policy can take its rules from a containers-policy.json', () => {
@@ -100,5 +120,17 @@ describe('containers-policy.json translation', () => {
     expect(p.mode).toBe('audit');
     expect(p.rules[0]!.name).toBe('docker:r.example/a');
     expect(() => parsePolicyText(`version: 1\ncontainersPolicy: ${cp}\nrules: []\n`, 'native.yaml')).toThrow(/comes from containersPolicy/);
+  });
+});
+
+describe('scopes see canonical registry hosts (issue 8 item 1)', () => {
+  test.each(['VM:5214/prod/unsigned:v1', 'Vm:5214/prod/unsigned:v1', 'vm:5214/prod/unsigned:v1'])('a reject scope "vm:5214" rejects %s', (image) => {
+    const text = doc({ 'vm:5214': [{ type: 'reject' }] }, [{ type: 'insecureAcceptAnything' }]);
+    expect(ruleFor(text, image).match?.rule.action).toBe('deny');
+  });
+  test('an upper-case scope and a Docker Hub alias are folded too', () => {
+    const text = doc({ 'VM:5214/prod': [{ type: 'reject' }], 'docker.io/library': [{ type: 'reject' }] }, [{ type: 'insecureAcceptAnything' }]);
+    expect(ruleFor(text, 'vm:5214/prod/app').match?.rule.action).toBe('deny');
+    expect(ruleFor(text, 'registry-1.docker.io/library/nginx').match?.rule.action).toBe('deny');
   });
 });

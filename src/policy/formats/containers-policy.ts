@@ -16,6 +16,7 @@ import {
   type SignedIdentity,
 } from '../authorities/cosign.js';
 import { validatePattern } from '../match.js';
+import { excessiveNesting } from './nesting.js';
 import { authorityOf, DEFAULT_TIMEOUT_MS, type Authority, type Policy, type Rule } from '../model.js';
 
 /**
@@ -29,8 +30,13 @@ import { authorityOf, DEFAULT_TIMEOUT_MS, type Authority, type Policy, type Rule
  * The most specific scope wins in both; pullguard's "most literal characters" order agrees with
  * containers/image's "longest prefix, then wildcard domains" for every pair of scopes that can both match.
  *
- * Refused at load, never skipped: transports other than docker, `signedBy` (GPG), scopes with a tag
- * (containerd verifies digests; a tag cannot be bound), `fulcio.buildSignerURI`, unknown fields.
+ * Transports other than `docker` (`docker-daemon`, `dir`, `containers-storage`, ...) never apply to a
+ * registry pull: they are ignored, and `policy check` says so. Fedora and RHEL ship such a section in
+ * /etc/containers/policy.json, and one file must serve CRI-O and containerd.
+ * `signedBy` (GPG simple signing) cannot be verified here: its scope denies every image, with a reason
+ * (failing closed), and `policy check` says so; the rest of the file still applies.
+ * Refused at load: scopes with a tag (containerd verifies digests; a tag cannot be bound),
+ * `fulcio.buildSignerURI`, unknown fields.
  */
 
 const TOP_KEYS = new Set(['default', 'transports']);
@@ -48,6 +54,10 @@ export function looksLikeContainersPolicy(text: string): boolean {
 }
 
 export function parseContainersPolicy(text: string, source: string): Policy {
+  const deep = excessiveNesting(text);
+  if (deep) {
+    throw new PullguardError('POLICY_INVALID', `invalid containers policy ${source}:${deep.line}: ${deep.why}`, { path: source });
+  }
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
   const where = (path: readonly (string | number)[]) => {
@@ -64,17 +74,20 @@ export function parseContainersPolicy(text: string, source: string): Policy {
   if (!Array.isArray(root.default)) throw invalid(['default'], '"default" (an array of requirements) is mandatory');
 
   const ctx: Ctx = { invalid, unsupported };
+  const notes: string[] = [];
   const defaultReqs = parseRequirements(root.default, ['default'], ctx);
 
-  const rules: Rule[] = [];
+  const rules: (Rule & { unverifiable?: boolean })[] = [];
   let dockerDefault: Requirement[] | undefined;
   if (root.transports !== undefined) {
     if (!isObject(root.transports)) throw invalid(['transports'], '"transports" must be an object');
     for (const [transport, scopes] of Object.entries(root.transports)) {
+      const at = ['transports', transport];
+      if (!isObject(scopes)) throw invalid(at, 'a transport must map scopes to requirement arrays');
       if (transport !== 'docker') {
-        throw unsupported(['transports', transport], `transport "${transport}": containerd pulls from registries only (docker transport); remove this section from the file pullguard reads`);
+        notes.push(`${where(at)}: transport "${transport}" ignored: containerd pulls only from registries (the docker transport)`);
+        continue;
       }
-      if (!isObject(scopes)) throw invalid(['transports', transport], 'a transport must map scopes to requirement arrays');
       for (const [scope, reqs] of Object.entries(scopes)) {
         const path = ['transports', transport, scope];
         const requirements = parseRequirements(reqs, path, ctx);
@@ -91,13 +104,23 @@ export function parseContainersPolicy(text: string, source: string): Policy {
   // sees nothing else, so then the global default never applies.
   let defaultAction: Policy['defaultAction'] = 'deny';
   const fallback = dockerDefault ?? defaultReqs;
+  for (const r of rules) {
+    if (r.unverifiable) notes.push(`scope ${r.name.slice('docker:'.length)}: ${UNVERIFIABLE}; its images are denied`);
+  }
+  if (fallback.some((r) => r.type === 'signedBy')) {
+    const which = dockerDefault ? 'the docker transport default' : 'default';
+    notes.push(`${which}: ${UNVERIFIABLE}; images no scope covers are denied`);
+  }
   const fallbackName = dockerDefault ? 'docker:(transport default)' : 'default';
   const fallbackRule = toRule(fallbackName, ['**'], fallback);
   if (fallbackRule.action === 'verify') rules.push(fallbackRule);
   else defaultAction = fallbackRule.action;
 
-  return { source, mode: 'enforce', timeoutMs: DEFAULT_TIMEOUT_MS, defaultAction, rules, registry: {} };
+  const plain = rules.map(({ unverifiable: _, ...r }) => r);
+  return { source, mode: 'enforce', timeoutMs: DEFAULT_TIMEOUT_MS, defaultAction, rules: plain, registry: {}, notes };
 }
+
+const UNVERIFIABLE = 'signedBy (GPG simple signing) cannot be verified by pullguard'
 
 // ---------------------------------------------------------------------------------------------------------
 
@@ -106,11 +129,20 @@ interface Ctx {
   unsupported(path: readonly (string | number)[], msg: string): PullguardError;
 }
 
-type Requirement = { type: 'insecureAcceptAnything' } | { type: 'reject' } | { type: 'sigstoreSigned'; spec: CosignSpec };
+type Requirement =
+  | { type: 'insecureAcceptAnything' }
+  | { type: 'reject' }
+  | { type: 'signedBy' }
+  | { type: 'sigstoreSigned'; spec: CosignSpec };
 
-function toRule(name: string, match: string[], reqs: Requirement[]): Rule {
+function toRule(name: string, match: string[], reqs: Requirement[]): Rule & { unverifiable?: boolean } {
   // Every requirement must hold: one reject rejects; insecureAcceptAnything adds nothing to the others.
   if (reqs.some((r) => r.type === 'reject')) return { name, match, action: 'deny', message: `rejected by containers policy scope ${name}`, authorities: [], require: 'all' };
+  // A requirement pullguard cannot check is one that is never met: deny, and say why.
+  if (reqs.some((r) => r.type === 'signedBy')) {
+    const message = `containers policy scope ${name} requires signedBy (GPG) signatures, which pullguard cannot verify`;
+    return { name, match, action: 'deny', message, authorities: [], require: 'all', unverifiable: true };
+  }
   const signed = reqs.flatMap((r) => (r.type === 'sigstoreSigned' ? [r.spec] : []));
   if (signed.length === 0) return { name, match, action: 'allow', authorities: [], require: 'all' };
   const authorities: Authority[] = signed.map((spec, i) => authorityOf('cosign', `${name} sigstoreSigned#${i + 1}`, spec));
@@ -153,7 +185,15 @@ function parseRequirement(r: unknown, path: readonly (string | number)[], ctx: C
       only(['type']);
       return { type: r.type };
     case 'signedBy':
-      throw ctx.unsupported(path, 'signedBy (GPG simple signing) cannot be verified by pullguard; only sigstoreSigned is supported');
+      // Checked as strictly as containers/image does (policy_config.go), then denied at pull time.
+      only(['type', 'keyType', 'keyPath', 'keyPaths', 'keyData', 'signedIdentity']);
+      if (!['GPGKeys', 'signedByGPGKeys', 'X509Certificates', 'signedByX509CAs'].includes(String(r.keyType))) {
+        throw ctx.invalid([...path, 'keyType'], `unknown signedBy keyType ${JSON.stringify(r.keyType)}`);
+      }
+      if (['keyPath', 'keyPaths', 'keyData'].filter((k) => r[k] !== undefined).length !== 1) {
+        throw ctx.invalid(path, 'exactly one of keyPath, keyPaths and keyData must be specified');
+      }
+      return { type: 'signedBy' };
     case 'sigstoreSigned':
       only(['type', 'keyPath', 'keyPaths', 'keyData', 'keyDatas', 'fulcio', 'pki', 'rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas', 'signedIdentity']);
       try {

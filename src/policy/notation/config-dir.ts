@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readRegularText } from '../../common/files.js';
 import { join } from 'node:path';
 import { MalformedInputError } from '../../common/malformed.js';
 import { parseTrustPolicyDocument, type Statement } from './trust-policy.js';
@@ -17,13 +18,7 @@ export function loadNotationConfigDir(dir: string): NotationConfig {
   const candidates = ['trustpolicy.oci.json', 'trustpolicy.json'].map((f) => join(dir, f));
   const file = candidates.find((f) => existsSync(f));
   if (!file) throw new MalformedInputError(`notation configuration ${dir} has no trustpolicy.oci.json or trustpolicy.json`, 'POLICY_MISSING');
-  let text: string;
-  try {
-    if (statSync(file).size > 4 * 1024 * 1024) throw new MalformedInputError(`${file} is larger than 4 MiB`, 'POLICY_INVALID');
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    if (e instanceof MalformedInputError) throw e;
-    throw new MalformedInputError(`cannot read notation trust policy ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'POLICY_UNREADABLE');
-  }
+  const opts = { maxBytes: 4 * 1024 * 1024, code: 'POLICY_UNREADABLE', what: 'notation trust policy' } as const;
+  const text = readRegularText(file, opts);
   return { source: file, truststoreDir: join(dir, 'truststore'), statements: parseTrustPolicyDocument(text, file) };
 }

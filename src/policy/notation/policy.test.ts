@@ -49,3 +49,18 @@ describe('notation policy forms', () => {
     expect(() => loadPolicy(d)).toThrow(expect.objectContaining({ code: 'POLICY_INVALID' }));
   });
 });
+
+describe('notation registryScopes see canonical registry hosts (issue 8 item 1)', () => {
+  it('a scope written "R.Example.com:443/app" matches r.example.com/app, and the reverse', async () => {
+    const { RuleMatcher } = await import('../match.js');
+    const { parseReference } = await import('../../common/reference.js');
+    const d = join(dir, 'n-case');
+    mkdirSync(d);
+    const st = { name: 'a', registryScopes: ['R.Example.com:443/app'], signatureVerification: { level: 'strict' }, trustStores: ['ca:x'], trustedIdentities: ['*'] };
+    writeFileSync(join(d, 'trustpolicy.json'), JSON.stringify({ version: '1.0', trustPolicies: [st] }));
+    const p = loadPolicy(d);
+    const m = new RuleMatcher(p.rules);
+    for (const image of ['r.example.com/app', 'R.EXAMPLE.COM/app']) expect(m.find(parseReference(image), 'sha256:' + '0'.repeat(64))?.rule.name).toBe('a');
+    expect(p.rules[0]!.match).toEqual(['r.example.com/app']);
+  });
+});

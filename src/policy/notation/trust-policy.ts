@@ -1,5 +1,6 @@
 import { parseDn, type DnAttributes, isSubsetDn } from '../../common/dn.js';
 import { isRecord, MalformedInputError } from '../../common/malformed.js';
+import { canonicalRegistryHost } from '../../common/reference.js';
 
 /**
  * notation's trust policy (trust-store-trust-policy.md, version 1.0), validated the way notation-go
@@ -50,6 +51,11 @@ function stringArray(v: unknown, what: string): string[] {
   return v;
 }
 
+function canonicalScope(scope: string): string {
+  const slash = scope.indexOf('/');
+  return `${canonicalRegistryHost(scope.slice(0, slash))}${scope.slice(slash)}`;
+}
+
 /** One statement, without the document-level rules (scope uniqueness, names). */
 export function parseStatement(raw: unknown, where: string, opts: { requireScopes: boolean }): Statement {
   if (!isRecord(raw)) throw bad(`${where}: a trust policy statement must be an object`);
@@ -58,11 +64,14 @@ export function parseStatement(raw: unknown, where: string, opts: { requireScope
   const name = raw.name;
   if (typeof name !== 'string' || name.length === 0) throw bad(`${where}: every statement needs a non-empty "name"`);
   const at = `${where}: statement "${name}"`;
-  const registryScopes = stringArray(raw.registryScopes, `${at}: registryScopes`);
+  const written = stringArray(raw.registryScopes, `${at}: registryScopes`);
+  // Matched against canonical image names (common/reference.ts): `Registry.Example.com/app` is the
+  // registry `registry.example.com`, as it is to containerd.
+  const registryScopes = written.map((s) => (s === '*' || s.indexOf('/') <= 0 ? s : canonicalScope(s)));
   if (opts.requireScopes) {
     if (registryScopes.length === 0) throw bad(`${at} has no registryScopes`);
     if (registryScopes.includes('*') && registryScopes.length > 1) throw bad(`${at}: the wildcard scope "*" cannot be combined with other scopes`);
-    for (const s of registryScopes) {
+    for (const s of written) {
       if (s === '*') continue;
       const slash = s.indexOf('/');
       if (slash <= 0 || !DOMAIN.test(s.slice(0, slash)) || !REPOSITORY.test(s.slice(slash + 1))) {

@@ -7,7 +7,7 @@ import { pemBlocks } from '../../policy/authorities/cosign.js';
 import { DsseContent, MessageContent } from './content.js';
 
 /**
- * What cosign 3.1.1 writes (see shared docs/signature-formats.md), turned into one model: a
+ * What cosign 3.1.1 writes (sigstore/cosign pkg/oci and the sigstore bundle spec), turned into one model: a
  * `ParsedSignature` carries the signed bytes, the signature, the verification material and the claims
  * (which digest, which repository). Both layouts end up as the same shape, so one verification path
  * (index.ts) serves them; nothing here decides trust.

@@ -1,7 +1,6 @@
 /**
- * Real public-good keyless signatures (../shared/fixtures/sigstore-public), verified offline against the
- * trusted root built into pullguard. The fixtures are read in place; when they are absent every test here
- * fails with a message saying so (CI has them).
+ * Real public-good keyless signatures (test/fixtures/sigstore-public, with their provenance and
+ * licenses), verified offline against the trusted root built into pullguard.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

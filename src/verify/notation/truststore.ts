@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { FileReadError, readRegularFile } from '../../common/files.js';
 import { join } from 'node:path';
 import { certificatesFromFile, isSelfSigned, parseCertificate, type Certificate } from './certificate.js';
 import { MalformedInputError } from '../../common/malformed.js';
@@ -21,11 +22,17 @@ export function loadTrustStore(truststoreDir: string, ref: TrustStoreRef): Certi
   const certs: Certificate[] = [];
   for (const f of readdirSync(dir).sort()) {
     const p = join(dir, f);
-    const st = statSync(p);
-    if (!st.isFile()) continue;
+    // Like notation, subdirectories are skipped; every other entry must be a readable certificate file.
+    if (statSync(p, { throwIfNoEntry: false })?.isDirectory()) continue;
     if (!CERT_FILE.test(f)) throw new MalformedInputError(`trust store ${ref.type}:${ref.name}: ${f} is not a .crt, .cer or .pem file`, 'SIGNATURE_UNTRUSTED');
-    if (st.size > MAX_CERT_FILE) throw new MalformedInputError(`trust store ${ref.type}:${ref.name}: ${f} is larger than 1 MiB`, 'SIGNATURE_UNTRUSTED');
-    const ders = certificatesFromFile(readFileSync(p));
+    let bytes: Buffer;
+    try {
+      bytes = readRegularFile(p, { maxBytes: MAX_CERT_FILE, code: 'SIGNATURE_UNTRUSTED', what: 'certificate' });
+    } catch (e) {
+      if (!(e instanceof FileReadError)) throw e;
+      throw new MalformedInputError(`trust store ${ref.type}:${ref.name}: ${f} ${e.why}`, 'SIGNATURE_UNTRUSTED');
+    }
+    const ders = certificatesFromFile(bytes);
     if (ders.length === 0) throw new MalformedInputError(`trust store ${ref.type}:${ref.name}: ${f} holds no certificate`, 'SIGNATURE_UNTRUSTED');
     for (const der of ders) {
       let c: Certificate;
