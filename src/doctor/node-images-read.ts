@@ -1,9 +1,12 @@
 /** The I/O of the node-images check: which images the node itself needs (node-images.ts decides). */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { readRegularText } from '../common/files.js';
 import type { Check, EffectiveConfig } from './diagnose.js';
 import { DEFAULT_SANDBOX_IMAGE, staticPodImages, type NodeImage } from './node-images.js';
+
+const MAX_MANIFEST_BYTES = 1024 * 1024;
 
 /**
  * The images the node itself needs: the CRI sandbox image (containerd's default when unset) and the
@@ -41,7 +44,9 @@ export function readNodeImages(eff: EffectiveConfig | undefined, staticPodDir: s
     const file = join(staticPodDir, name);
     try {
       if (!statSync(file).isFile()) continue;
-      for (const doc of parseAllDocuments(readFileSync(file, 'utf8'))) {
+      // kubelet's own files, but read as any operator file is: bounded, never a FIFO swapped in.
+      const text = readRegularText(file, { maxBytes: MAX_MANIFEST_BYTES, code: 'CONTAINERD_CONFIG', what: 'static pod manifest' });
+      for (const doc of parseAllDocuments(text)) {
         for (const i of staticPodImages(doc.toJS(), file)) {
           // '' = not written: kubelet's default applies (nodeImageChecks works it out from the reference).
           images.push({

@@ -13,6 +13,7 @@
 import { Deadline } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
 import { parseReference } from '../common/reference.js';
+import { flattenText } from '../common/text.js';
 import { decide } from '../cli/decide.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
@@ -260,8 +261,8 @@ function exitCodeOf(result: ScanResult): number {
 function printHuman(result: ScanResult, policy: Policy, opts: ScanOptions, rawOut: Out): void {
   // Names come from whoever put the image there (an archive, a registry's error text): no control
   // characters reach the terminal.
-  // eslint-disable-next-line no-control-regex
-  const out: Out = (line) => rawOut(line.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' '));
+  // Word by word, so that the spaces laid out here survive (flattenText turns any run of them into one).
+  const out: Out = (line) => rawOut(line.split(' ').map(flattenText).join(' '));
   out(
     `pullguard scan: containerd ${opts.address}, namespace ${result.namespaces.join(', ') || '(none)'}, ` +
       `policy ${policy.source} (mode ${policy.mode})`,
