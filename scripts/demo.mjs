@@ -10,15 +10,16 @@
 //      bin_dir, and a pullguard policy that requires those signatures;
 //   4. pulls every image the way kubelet does (CRI PullImage) and the way `ctr image pull` does, and
 //      prints what containerd answered (a denied pull's error carries pullguard's reason);
-//   5. runs `pullguard verify --explain` on one signed image, and prints pullguard's decision records
-//      from containerd's debug log.
+//   5. runs `pullguard verify --explain` on one signed image, then shows what pullguard itself recorded
+//      on the node: `pullguard log` (its decision log) and its Prometheus metrics file. containerd runs
+//      at info level, as on nodes, where it logs nothing of a verifier.
 // Everything is stopped and removed at the end, also on failure, Ctrl-C or SIGTERM. Needs root
 // (containerd does). Reads no input.
 //
 // To add a case: add an entry to IMAGES (what to push, how to sign it, what the policy should decide).
 // Every image is pulled by every entry of PULLS.
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { loadTestHelpers } from './load-test-helpers.mjs';
@@ -198,8 +199,8 @@ async function setup(c) {
   say(dim(`tags in prod/web now: ${webTags.join(', ')}   (the referrers tag: an index listing the bundle)`));
 
   step('containerd');
-  c.ctd = await c.h.startContainerd({ mode: 'dropin', policy: join(c.work, 'policy.yaml') });
-  say(`containerd 2.1.9 (pid ${c.ctd.daemon.pid}), socket ${c.ctd.socket}`);
+  c.ctd = await c.h.startContainerd({ mode: 'dropin', policy: join(c.work, 'policy.yaml'), logLevel: 'info' });
+  say(`containerd 2.1.9 (pid ${c.ctd.daemon.pid}), socket ${c.ctd.socket}, log level info (as on nodes)`);
   say('config: imports containerd-config/pullguard.toml (the drop-in users install), then a demo-only file that moves paths to a temp dir');
   say(`bin_dir ${c.ctd.binDir} holds only: ${readdirSync(c.ctd.binDir).join(', ')}`);
   say(`PULLGUARD_POLICY=${c.policyFile} in containerd's environment (verifiers inherit it)`);
@@ -225,6 +226,9 @@ async function setup(c) {
     `        notation: {config: ${c.notationDir}}   # its trustpolicy.json and truststore/`,
     'registry:',
     `  containerdConfig: ${c.ctd.configFile}   # hosts.toml, as containerd sees it`,
+    'log:                            # what pullguard records on the node (default /var/log/pullguard/)',
+    `  file: ${c.logFile}`,
+    `  metricsFile: ${c.metricsFile}   # for node_exporter's textfile collector`,
     '',
   ].join('\n');
   writeFileSync(c.policyFile, policy);
@@ -241,12 +245,21 @@ async function listTags(c, repo) {
   return tags.map((t) => (t.length > 24 ? `${t.slice(0, 18)}…${t.slice(-4).replace(/^[^.]*/, '')}` : t));
 }
 
+/** pullguard's decision log, oldest first. */
+function decisions(c) {
+  try {
+    return readFileSync(c.logFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l));
+  } catch {
+    return [];
+  }
+}
+
 // --- main --------------------------------------------------------------------------------------------
 
 async function main() {
   if (process.getuid?.() !== 0) throw new Error('the demo starts containerd, which needs root: run `make demo` as root');
   const work = mkdtempSync(join(tmpdir(), 'pg-demo-'));
-  const c = { work, policyFile: join(work, 'policy.yaml') };
+  const c = { work, policyFile: join(work, 'policy.yaml'), logFile: join(work, 'log', 'decisions.jsonl'), metricsFile: join(work, 'pullguard.prom') };
   let cleaning;
   const cleanup = () =>
     (cleaning ??= (async () => {
@@ -281,17 +294,15 @@ async function main() {
       const ref = c.images[i.key].ref;
       say(`\n${bold(ref)}  ${dim(`(${i.why}; expected: ${i.expect})`)}`);
       for (const p of PULLS) {
-        const before = c.ctd.decisionRecords().length;
+        const before = decisions(c).length;
         const { verdict, detail } = await p.run(c, ref);
         const ok = verdict === i.expect;
         if (!ok) failures++;
         say(`  ${verdict === 'allow' ? green('ALLOWED') : red('DENIED ')} ${p.name}`);
         say(`    ${detail}`);
-        const fresh = () => c.ctd.decisionRecords().slice(before).find((r) => r.name === ref);
-        await c.h.waitFor('decision record', () => fresh() !== undefined, 5_000).catch(() => undefined);
-        const rec = fresh();
+        const rec = decisions(c).slice(before).find((r) => r.name === ref);
         if (rec) say(dim(`    pullguard: ${rec.verdict} by rule ${rec.rule ?? '(none)'} in ${rec.durationMs} ms`));
-        else say(red('    no pullguard decision record in containerd\'s log'));
+        else say(red('    no pullguard decision in its decision log'));
         if (!ok) say(red(`    UNEXPECTED: expected ${i.expect}`));
         table.push({ image: i.repo, pull: p.name.split(' (')[0], verdict, ok });
       }
@@ -308,18 +319,19 @@ async function main() {
       say(dim(`(exit code ${r.code}: 0 allow, 1 deny, 2 configuration error)`));
     }
 
-    step("pullguard's decision records (its stderr JSON, from containerd's debug log)");
-    const records = c.ctd.decisionRecords();
-    for (const r of records) {
-      const sigs = (r.results ?? []).map((a) => `${a.authority}:${a.satisfied ? 'ok' : 'no'}(${a.signatures?.length ?? 0} sig)`).join(' ');
-      say(`  ${r.verdict === 'allow' ? green('allow') : red('deny ')} ${r.name.padEnd(40)} rule=${String(r.rule).padEnd(6)} ${String(r.durationMs).padStart(3)} ms ${dim(sigs)}`);
-    }
-    // In full: a denied pull whose signatures were found but failed, so the per-check results show.
-    const sample = records.find((r) => r.verdict === 'deny' && (r.results ?? []).some((a) => a.signatures?.length > 0)) ?? records[0];
+    step('What pullguard recorded on the node');
+    const verifierLines = c.ctd.log().split('\n').filter((l) => l.includes('image_verifier=pullguard')).length;
+    say(dim(`containerd at info level logged ${verifierLines} line(s) of pullguard's output (it keeps a verifier's stderr for debug level); pullguard keeps its own record:`));
+    const report = await run(c.h.pullguardBinary(), ['log', '--policy', c.policyFile], { env: {} });
+    say(`\n${dim('$')} pullguard log   ${dim('(grouped by rule, image and reason; --would-deny, --since 1h, --json, -f)')}`);
+    say((report.stdout + report.stderr).trimEnd());
+    const sample = decisions(c).find((r) => r.verdict === 'deny' && r.authorities.some((a) => !a.satisfied)) ?? decisions(c)[0];
     if (sample) {
-      say(`\none record in full (${sample.name}; containerd logs it at debug level, tagged image_verifier=pullguard):`);
-      say(dim(JSON.stringify(sample, null, 2)));
+      say(`\none decision log line in full (${relative(c.work, c.logFile)}, one JSON line per decision):`);
+      say(dim(JSON.stringify(sample)));
     }
+    say(`\n${dim('$')} grep ^pullguard_decisions_total ${relative(c.work, c.metricsFile)}   ${dim("(node_exporter's textfile collector reads it)")}`);
+    for (const l of readFileSync(c.metricsFile, 'utf8').split('\n')) if (l.startsWith('pullguard_decisions_total')) say(`  ${l}`);
     say(`\nIn Kubernetes, the "containerd:" text of a denied pull is what \`kubectl describe pod\` shows in the event.`);
     say('Install on a node: install/install.sh; Kind: kind/cluster.yaml (see their README.md).');
   } finally {

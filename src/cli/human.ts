@@ -1,14 +1,17 @@
 import { Deadline, formatDuration } from '../common/deadline.js';
-import { asPullguardError, isConfigurationError, PullguardError } from '../common/errors.js';
+import { asPullguardError, PullguardError } from '../common/errors.js';
 import { formatReference, parseReference } from '../common/reference.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
-import { applyMode, EXIT } from '../verdict/decision.js';
+import { applyMode, EXIT, exitCodeFor } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
 import { runScan } from '../scan/run.js';
 import { versionLine } from './version.js';
+import { printPolicyProblems } from './policy-problems.js';
+import { describeLogSettings, explainJson, offlineReport, printOffline } from './verify-report.js';
+import { runLog } from './log.js';
 
 const USAGE = `pullguard: containerd image verifier for cosign and Notation signatures
 
@@ -16,17 +19,24 @@ containerd runs it as:
   pullguard -name <ref> -digest <digest> -stdin-media-type application/vnd.oci.descriptor.v1+json
 
 Commands for people:
-  pullguard verify [--explain] [--policy FILE] <ref>   decide for an image, as a pull would
+  pullguard verify [--explain] [--json] [--policy FILE] <ref>
+                                                       decide for an image, as a pull would
+  pullguard verify --offline [--json] <ref@digest>     which rule and authorities apply (no registry)
   pullguard policy check [FILE]                        validate a policy
-  pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--static-pod-dir DIR]
+  pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE]
+                   [--address SOCKET] [--containerd-log FILE] [--pull-test REF] [--static-pod-dir DIR]
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
-                                                       timeouts, policy); exit 2 on any FAIL
+                                                       timeouts, policy, the node's own images);
+                                                       exit 2 on any FAIL
   pullguard scan [--namespace NS | --all-namespaces] [--address SOCKET] [--policy FILE]
                  [--json] [--remove-denied]            decide every image containerd already holds, as a
                                                        pull would (k8s.io namespace by default); exit 1 if
                                                        any would be denied; --remove-denied removes those
                                                        no container uses, so their next pull is verified
+  pullguard log [--since 1h] [--verdict deny] [--would-deny] [--image TEXT] [--rule NAME] [--json] [-f]
+                                                       what pullguard decided on this node (the decision
+                                                       log), grouped by rule, image and reason
   pullguard version                                    print version and commit
 
 Policy: $PULLGUARD_POLICY, else /etc/pullguard/policy.yaml.
@@ -45,13 +55,15 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return 0;
       case 'policy':
         if (rest[0] !== 'check' || rest.length > 2) return usage(err);
-        return policyCheck(rest[1] ?? policyPath(env), out);
+        return policyCheck(rest[1] ?? policyPath(env), out, err);
       case 'verify':
         return await verifyCommand(rest, out, env);
       case 'doctor':
         return await runDoctor(rest, out, env);
       case 'scan':
         return await runScan(rest, out, err, env);
+      case 'log':
+        return await runLog(rest, out, env);
       case undefined:
       case 'help':
       case '-h':
@@ -68,7 +80,7 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
     err(`pullguard: ${pe.message} [${pe.code}]`);
     // A mistyped command is a usage error (2), not a verdict about an image.
     if (pe.code === 'CONTRACT_ARGS') return EXIT.configError;
-    return isConfigurationError(pe.code) ? EXIT.configError : pe.code === 'INTERNAL' ? EXIT.internalError : EXIT.deny;
+    return exitCodeFor('deny', pe.code);
   }
 }
 
@@ -77,10 +89,18 @@ function usage(err: Out): number {
   return EXIT.configError;
 }
 
-function policyCheck(path: string, out: Out): number {
-  const policy = loadPolicy(path);
+function policyCheck(path: string, out: Out, err: Out): number {
+  let policy: Policy;
+  try {
+    policy = loadPolicy(path);
+  } catch (e) {
+    const problems = printPolicyProblems(e, path, err);
+    if (problems === 0) throw e;
+    return EXIT.configError;
+  }
   out(`policy ${path} is valid`);
   out(`  mode ${policy.mode}, default ${policy.defaultAction}, timeout ${formatDuration(policy.timeoutMs)}, ${policy.rules.length} rule(s)`);
+  out(`  ${describeLogSettings(policy.log)}`);
   for (const r of policy.rules) {
     const authorities = r.authorities.map((a) => `${a.kind}:${a.name}`).join(', ');
     out(`  - ${r.name}: ${r.action} ${r.match.join(', ')}${authorities ? ` [${r.require} of ${authorities}]` : ''}`);
@@ -94,19 +114,32 @@ function policyCheck(path: string, out: Out): number {
 
 async function verifyCommand(args: readonly string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
   let explain = false;
+  let json = false;
+  let offline = false;
   let file: string | undefined;
   const refs: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--explain') explain = true;
+    else if (a === '--json') json = true;
+    else if (a === '--offline') offline = true;
     else if (a === '--policy') file = args[++i];
     else if (a.startsWith('--policy=')) file = a.slice('--policy='.length);
     else if (a.startsWith('-')) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}`);
     else refs.push(a);
   }
-  if (refs.length !== 1 || (file !== undefined && file.length === 0)) throw new PullguardError('CONTRACT_ARGS', 'usage: pullguard verify [--explain] [--policy FILE] <ref>');
+  if (refs.length !== 1 || (file !== undefined && file.length === 0)) {
+    const usage = 'usage: pullguard verify [--explain] [--json] [--offline] [--policy FILE] <ref>';
+    throw new PullguardError('CONTRACT_ARGS', usage);
+  }
   const policy = loadPolicy(file ?? policyPath(env));
   const ref = parseReference(refs[0]!);
+  if (offline) {
+    const report = offlineReport(policy, ref);
+    if (json) out(JSON.stringify(report));
+    else printOffline(report, policy, out);
+    return report.outcome === 'deny' && policy.mode !== 'audit' ? EXIT.deny : 0;
+  }
   const deadline = new Deadline(policy.timeoutMs);
   try {
     const registry = createRegistryClient(policy.registry);
@@ -114,7 +147,8 @@ async function verifyCommand(args: readonly string[], out: Out, env: NodeJS.Proc
     const descriptor = await registry.resolve(ref, deadline);
     const subject = { reference: { domain: ref.domain, path: ref.path, digest: descriptor.digest }, descriptor };
     const result = await decide(subject, policy, () => registry, deadline);
-    printDecision(result, policy, formatReference(subject.reference), explain, out);
+    if (json) out(JSON.stringify(explainJson(result, policy, formatReference(subject.reference))));
+    else printDecision(result, policy, formatReference(subject.reference), explain, out);
     return applyMode(result.decision, policy.mode).exitCode;
   } finally {
     deadline.dispose();
@@ -130,7 +164,9 @@ export function printDecision(result: DecideResult, policy: Policy, subject: str
   if (!explain) return;
   for (const d of result.discovery) {
     for (const note of d.notes) out(`  note:   ${note}`);
-    out(`  found ${d.artifacts.length} signature artifact(s):`);
+    out(`  found ${d.artifacts.length} signature ` +
+      `artifact(s)${d.artifacts.length === 0 && d.tried?.length ? '; looked at:' : ':'}`);
+    if (d.artifacts.length === 0) for (const t of d.tried ?? []) out(`    ${t}`);
     for (const a of d.artifacts) {
       out(`    ${a.class} ${a.digest} via ${a.foundVia} in ${a.repository}${a.signerHint ? ` (signer hint: ${a.signerHint})` : ''}`);
     }

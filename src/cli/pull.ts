@@ -7,9 +7,10 @@ import { parseVerifierArgs, type VerifierArgs } from '../contract/args.js';
 import { checkArgs, checkDescriptorMatches, parseDescriptor } from '../contract/descriptor.js';
 import { readStdin } from '../contract/stdin.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
-import { DEFAULT_TIMEOUT_MS, type Policy } from '../policy/model.js';
+import { DEFAULT_TIMEOUT_MS, type LogSettings, type Policy } from '../policy/model.js';
 import { formatLine, formatRecord, type RunContext } from '../output/emit.js';
-import { applyMode, errorDecision, EXIT, type Decision } from '../verdict/decision.js';
+import { recordDecision } from '../output/observe.js';
+import { applyMode, errorDecision, type Decision } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide } from './decide.js';
 
@@ -43,6 +44,34 @@ const defaultIo = (argv: readonly string[]): PullIo => ({
  * runs out, so containerd never has to kill us.
  */
 export async function runPull(argv: readonly string[], io: PullIo = defaultIo(argv)): Promise<number> {
+  const out: Emitted = {};
+  const code = await decideAndEmit(io, out);
+  // After the verdict is on stdout: the decision log and metrics (output/observe.ts) cannot change it,
+  // and are cut off before the hard stop would fire.
+  await recordEmitted(out, io);
+  return code;
+}
+
+/** The decision log and metrics are synchronous (the journal is not, and is skipped on the way out). */
+function recordEmitted(out: Emitted, io: PullIo, slackMs = 0): Promise<void> | undefined {
+  if (!out.decision || !out.ctx || out.recorded) return undefined;
+  out.recorded = true;
+  const until = out.ctx.startedAt + (out.budgetMs ?? DEFAULT_TIMEOUT_MS) + HARD_STOP_GRACE_MS + slackMs;
+  const cacheHit = out.cacheHit !== undefined ? { cacheHit: out.cacheHit } : {};
+  return recordDecision(out.decision, out.ctx, out.log, { until, warn: (l) => io.write(2, `${l}\n`), ...cacheHit });
+}
+
+interface Emitted {
+  decision?: Decision;
+  ctx?: RunContext;
+  budgetMs?: number;
+  log?: LogSettings;
+  recorded?: boolean;
+  /** For the decision cache: set when the verdict came from it (counted as pullguard_cache_hits_total). */
+  cacheHit?: boolean;
+}
+
+async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
   const ctx: { -readonly [K in keyof RunContext]: RunContext[K] } = { name: '', digest: '', startedAt: Date.now() };
   let emitted: number | undefined;
   const emit = (decision: Decision): number => {
@@ -50,6 +79,8 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
     io.write(1, `${formatLine(decision, ctx)}\n`);
     io.write(2, `${formatRecord(decision, ctx)}\n`);
     emitted = decision.exitCode;
+    out.decision = decision;
+    out.ctx = { ...ctx };
     return emitted;
   };
 
@@ -63,6 +94,8 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
     hardStop = setTimeout(() => {
       const err = new PullguardError('DEADLINE_EXCEEDED', `timed out after ${formatDuration(ms)}`);
       process.exitCode = emit(applyMode(errorDecision(err), mode ?? 'enforce'));
+      // A timed-out pull is the one an operator most needs to find in the log.
+      void recordEmitted(out, io, HARD_STOP_GRACE_MS);
       process.exit(process.exitCode);
     }, ms + HARD_STOP_GRACE_MS - (Date.now() - ctx.startedAt));
   };
@@ -93,6 +126,8 @@ export async function runPull(argv: readonly string[], io: PullIo = defaultIo(ar
     const policy = loadPolicy(policyPath(io.env));
     mode = policy.mode;
     budget = policy.timeoutMs;
+    out.budgetMs = budget;
+    out.log = policy.log;
     armHardStop(budget);
 
     const deadline = new Deadline(budget, ctx.startedAt);
@@ -128,4 +163,3 @@ function looseArgs(argv: readonly string[]): { name: string; digest: string } {
   return { name: clip(get('name')), digest: clip(get('digest')) };
 }
 
-export { EXIT };

@@ -4,6 +4,9 @@ import { parseReference } from '../common/reference.js';
 import { parseVerifierArgs } from '../contract/args.js';
 import { checkArgs, checkDescriptorMatches, parseDescriptor } from '../contract/descriptor.js';
 import { formatLine, formatRecord } from '../output/emit.js';
+import { serializeEntry } from '../output/decision-log.js';
+import { formatMetrics, observe, parseMetrics } from '../output/metrics.js';
+import { toEntry } from '../output/record.js';
 import { parsePolicyText } from '../policy/load.js';
 import { COSIGN_SIGN_PREDICATE, COSIGN_SIMPLE_SIGNING, IN_TOTO, OCI_EMPTY_DIGEST, parseIndex, parseManifest, SIGSTORE_BUNDLE_V03 } from '../registry/classify.js';
 import { referrersTag } from '../registry/client.js';
@@ -61,6 +64,12 @@ export async function warmUp(): Promise<void> {
       const ctx = { name, digest, startedAt: Date.now() };
       formatLine(applyMode(decision, policy.mode), ctx);
       formatRecord(applyMode(decision, policy.mode), ctx);
+      // The output stage's pure parts (the decision log line, the metrics text); no file is touched.
+      const entry = toEntry(applyMode(decision, policy.mode), ctx, Date.now());
+      serializeEntry(entry);
+      const state = parseMetrics('');
+      observe(state, { entry });
+      parseMetrics(formatMetrics(state));
     } finally {
       deadline.dispose();
     }

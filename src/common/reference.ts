@@ -127,6 +127,3 @@ export function formatReference(ref: Reference): string {
   return ref.tag ? `${repositoryOf(ref)}:${ref.tag}` : repositoryOf(ref);
 }
 
-export function withDigest(ref: Reference, digest: string): Reference {
-  return { domain: ref.domain, path: ref.path, digest };
-}

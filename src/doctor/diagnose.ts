@@ -375,7 +375,13 @@ function policyChecks(p: DoctorInput['policy'], binDir: string): Check[] {
   const out: Check[] = [];
   if (p.policy) {
     out.push({ status: 'ok', message: `policy ${p.path} loads: mode ${p.policy.mode}, default ${p.policy.defaultAction}, timeout ${formatDuration(p.policy.timeoutMs)}, ${p.policy.rules.length} rule(s)` });
-    if (p.policy.mode === 'audit') out.push({ status: 'WARN', message: `policy ${p.path} is in audit mode: denials are logged, every pull is allowed`, fix: 'set mode: enforce when the audit log is clean' });
+    if (p.policy.mode === 'audit') {
+      out.push({
+        status: 'WARN',
+        message: `policy ${p.path} is in audit mode: denials are logged, every pull is allowed`,
+        fix: 'set mode: enforce once `pullguard log --would-deny --since 7d` shows nothing you want to keep pulling',
+      });
+    }
   } else {
     out.push({ status: 'FAIL', message: `policy: ${p.error ?? `cannot load ${p.path}`}: pullguard denies every pull`, fix: `fix ${p.path} (check it with \`pullguard policy check\`); containerd passes its own PULLGUARD_POLICY, if any, to pullguard` });
   }

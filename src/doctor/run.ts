@@ -5,8 +5,9 @@ import { asPullguardError, PullguardError } from '../common/errors.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
 import { DEFAULT_CONTAINERD_CONFIG, isMissingContainerdConfig, loadContainerdConfigFiles } from '../registry/hosts.js';
+import { gatherNode, pullTest } from './node.js';
+import { nodeChecks } from './node-checks.js';
 import { binDirOf, diagnose, effectiveConfig, formatCheck, type BinDirEntryType, type BinDirListing, type DoctorInput } from './diagnose.js';
-import type { Check } from './diagnose.js';
 import { DEFAULT_STATIC_POD_DIR, nodeImageChecks } from './node-images.js';
 import { readNodeImages } from './node-images-read.js';
 type Out = (line: string) => void;
@@ -15,11 +16,19 @@ export interface DoctorOptions {
   readonly containerdConfig?: string;
   readonly binDir?: string;
   readonly policy?: string;
+  /** containerd's socket (default: grpc.address of the config, else /run/containerd/containerd.sock). */
+  readonly address?: string;
+  /** containerd's log file, for nodes where it does not log to the journal. */
+  readonly containerdLog?: string;
+  /** One real pull through containerd, and pullguard's decision for it. */
+  readonly pullTest?: string;
+  /** kubelet's static pod directory, whose images the node-images check reads. */
   readonly staticPodDir?: string;
 }
 
 const DOCTOR_USAGE =
-  'usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--static-pod-dir DIR]';
+  'usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--address SOCKET] ' +
+  '[--containerd-log FILE] [--pull-test REF] [--static-pod-dir DIR]';
 
 export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
   const opts: { -readonly [K in keyof DoctorOptions]: DoctorOptions[K] } = {};
@@ -27,6 +36,9 @@ export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
     '--containerd-config': 'containerdConfig',
     '--bin-dir': 'binDir',
     '--policy': 'policy',
+    '--address': 'address',
+    '--containerd-log': 'containerdLog',
+    '--pull-test': 'pullTest',
     '--static-pod-dir': 'staticPodDir',
   };
   for (let i = 0; i < args.length; i++) {
@@ -97,6 +109,9 @@ function containerdVersion(env: NodeJS.ProcessEnv): Promise<DoctorInput['contain
 
 const firstLine = (s: string) => s.split('\n')[0] ?? s;
 
+/** The config loader's own advice is for the pull's event line; doctor prints its own fix after it. */
+const withoutAdvice = (message: string) => message.replace(/; fix registry\.containerdConfig in the policy$/, '');
+
 /** Gathers the input (files, bin_dir, policy, containerd version), prints the checks; exit 0 without FAIL, 2 with. */
 export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
   const opts = parseDoctorArgs(args);
@@ -115,10 +130,11 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
     config = { path: configPath, files: loadContainerdConfigFiles(configPath) };
   } catch (e) {
     const missing = isMissingContainerdConfig(e) && e.detail?.path === configPath;
-    config = { path: configPath, error: asPullguardError(e).message, missing, explicit: configPath !== DEFAULT_CONTAINERD_CONFIG || opts.containerdConfig !== undefined };
+    const error = withoutAdvice(asPullguardError(e).message);
+    const explicit = configPath !== DEFAULT_CONTAINERD_CONFIG || opts.containerdConfig !== undefined;
+    config = { path: configPath, error, missing, explicit };
   }
   const eff = 'files' in config ? effectiveConfig(config.files) : undefined;
-
   const binDir = binDirOf(eff, opts.binDir);
   const input: DoctorInput = {
     config,
@@ -126,9 +142,16 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
     policy: { path: pPath, policy, error: policyError },
     containerd: await containerdVersion(env),
   };
-  const manifestProblems: Check[] = [];
-  const ownImages = readNodeImages(eff, opts.staticPodDir ?? DEFAULT_STATIC_POD_DIR, manifestProblems);
-  const checks = [...diagnose(input), ...manifestProblems, ...nodeImageChecks(policy, ownImages)];
+  const checks = diagnose(input);
+  // The running node: the daemon on its socket, its log, the output paths.
+  const files = 'files' in config ? config.files : undefined;
+  const { address, containerdLog } = opts;
+  const node = await gatherNode({ address, containerdLog, configPath, files, eff, policy, env });
+  checks.push(...nodeChecks(node));
+  // The node's own images (sandbox, static pods): exempt, or verifiable with the registry alone.
+  const ownImages = readNodeImages(eff, opts.staticPodDir ?? DEFAULT_STATIC_POD_DIR, checks);
+  checks.push(...nodeImageChecks(policy, ownImages));
+  if (opts.pullTest) checks.push(...(await pullTest(opts.pullTest, node.socket.address, policy, env)));
   out(`pullguard doctor: containerd config ${configPath}, bin_dir ${binDir}, policy ${pPath}`);
   for (const c of checks) out(formatCheck(c));
   const fails = checks.filter((c) => c.status === 'FAIL').length;

@@ -45,7 +45,7 @@ describe('native policy', () => {
 
   test.each([
     ['version: 1\nrules:\n  - name: a\n    match: x\n    action: alow\n', 'p.yaml:5', /rules\[0\]\.action: must be one of "allow", "deny", "verify"/],
-    ['version: 1\nrules:\n  - name: a\n    match: x\n    action: allow\n    colour: red\n', 'p.yaml:3', /unknown key "colour"/],
+    ['version: 1\nrules:\n  - name: a\n    match: x\n    action: allow\n    colour: red\n', 'p.yaml:6', /unknown key "colour"/],
     ['version: 1\nrules:\n  - name: a\n    match: nginx:latest\n    action: allow\n', 'p.yaml:4', /not tags/],
     ['version: 1\nrules:\n  - name: a\n    match: x\n    action: verify\n', 'p.yaml:3', /authorities: a verify rule needs at least one authority/],
     ['version: 1\nrules:\n  - name: a\n    match: x\n    action: verify\n    authorities:\n      - name: k\n', 'p.yaml:7', /exactly one of: cosign, notation/],

@@ -41,7 +41,33 @@ function isDirectory(path: string): boolean {
 }
 
 export function parsePolicyText(text: string, source: string): Policy {
+  checkJsonSyntax(text, source);
   // A containers-policy.json(5) document (CRI-O's /etc/containers/policy.json) is used as-is.
   if (looksLikeContainersPolicy(text)) return parseContainersPolicy(text, source);
   return parseNativePolicy(text, source);
+}
+
+/**
+ * A JSON policy (CRI-O's policy.json, or pullguard's in JSON) gets JSON's syntax errors: as YAML, a
+ * trailing comma parses and the file fails later with a misleading "version: required".
+ */
+function checkJsonSyntax(text: string, source: string): void {
+  const t = text.trimStart();
+  if (!/\.json$/i.test(source) && !/^\{\s*"/.test(t)) return;
+  if (!t.startsWith('{') && !t.startsWith('[')) return;
+  try {
+    JSON.parse(text);
+  } catch (e) {
+    const msg = (e as Error).message;
+    const m = /\(line (\d+) column (\d+)\)/.exec(msg);
+    const what = msg
+      .replace(/ in JSON at position \d+.*$/, '')
+      .replace(/^Unexpected token .*, "(.*)" is not valid JSON$/, 'unexpected token');
+    const line = m ? Number(m[1]) : undefined;
+    const where = m ? ` at line ${m[1]}, column ${m[2]}` : '';
+    const col = m ? Number(m[2]) : undefined;
+    const problems = [{ line, col, message: `JSON syntax error: ${what}` }];
+    const message = `invalid policy ${source}${line ? `:${line}` : ''}: JSON syntax error${where}: ${what}`;
+    throw new PullguardError('POLICY_INVALID', message, { path: source, line, problems });
+  }
 }

@@ -54,6 +54,20 @@ export interface Policy {
   readonly registry: RegistrySettings;
   /** What the policy file says that pullguard leaves aside (e.g. non-docker transports), for `policy check`. */
   readonly notes?: readonly string[];
+  /** Where decisions are recorded (decision log, metrics); absent: the defaults (src/output). */
+  readonly log?: LogSettings;
+}
+
+export interface LogSettings {
+  /** The JSON-lines decision log; `false`: none. Default DEFAULT_DECISION_LOG. */
+  readonly file?: string | false;
+  readonly maxBytes?: number;
+  /** Rotated files kept beside the log (`decisions.jsonl.1` ...). */
+  readonly keep?: number;
+  /** Prometheus textfile for node_exporter's textfile collector; absent: no metrics. */
+  readonly metricsFile?: string;
+  /** journald too: `true`, or the name of a journal namespace (journald@NAME). */
+  readonly journal?: boolean | string;
 }
 
 export interface RegistrySettings {
@@ -69,3 +83,4 @@ export interface RegistrySettings {
 
 export const DEFAULT_TIMEOUT_MS = 8000;
 export const DEFAULT_POLICY_PATH = '/etc/pullguard/policy.yaml';
+export const DEFAULT_DECISION_LOG = '/var/log/pullguard/decisions.jsonl';

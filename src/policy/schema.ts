@@ -1,4 +1,5 @@
 import { parseDuration } from '../common/deadline.js';
+import { refineWith } from '../common/schema.js';
 import * as z from 'zod/mini';
 import { AUTHORITY_KINDS, authoritySpecSchemas } from './authorities/index.js';
 import { validatePattern } from './match.js';
@@ -58,6 +59,21 @@ const rule = z
     }),
   );
 
+/** Where decisions are recorded (src/output): the decision log, its rotation, metrics, the journal. */
+const ABSOLUTE = 'must be an absolute path (containerd runs pullguard from its own working directory)';
+const absolutePath = z.string().check(refineWith((p: string) => p.startsWith('/'), ABSOLUTE));
+
+const logSection = z.strictObject({
+  /** The JSON-lines decision log; `false` turns it off. */
+  file: z.optional(z.union([absolutePath, z.literal(false)])),
+  maxBytes: z.optional(z.number().check(z.int(), z.minimum(4096), z.maximum(1024 * 1024 * 1024))),
+  keep: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(20))),
+  /** A Prometheus textfile (node_exporter's textfile collector), written atomically. */
+  metricsFile: z.optional(absolutePath),
+  /** Also send each decision to journald (`journalctl -t pullguard`); a string names a journal namespace. */
+  journal: z.optional(z.union([z.boolean(), z.string().check(z.regex(/^[A-Za-z0-9_-]{1,64}$/))])),
+});
+
 export const policyDocumentSchema = z
   .strictObject({
     version: z.literal(1),
@@ -74,6 +90,7 @@ export const policyDocumentSchema = z
       {},
     ),
     rules: z._default(z.array(rule), []),
+    log: z.optional(logSection),
   })
   .check(
     z.superRefine((doc, ctx) => {

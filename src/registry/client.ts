@@ -123,6 +123,7 @@ export class DistributionClient implements RegistryClient {
     if (!isDigest(subject)) throw new PullguardError('INTERNAL', `discovery needs a digest, got ${JSON.stringify(subject)}`);
     const repo = request.signatureRepository ? parseRepository(request.signatureRepository) : repoOf(request.subject.domain, request.subject.path);
     const notes: string[] = [];
+    const tried: string[] = [];
     const endpoints = this.endpoints(repo.namespace);
     if (this.hostsRoot?.note) notes.push(this.hostsRoot.note);
     if (request.signatureRepository) notes.push(`signatures looked up in ${repo.name} (relocated)`);
@@ -133,9 +134,10 @@ export class DistributionClient implements RegistryClient {
       try {
         const r = await this.discoverOn(ep, repo, subject, request.classes, deadline);
         notes.push(...r.notes);
+        tried.push(...(r.tried ?? []));
         if (r.artifacts.length > 0 || last) {
           notes.push(...this.credentials.notes);
-          return { artifacts: r.artifacts, notes };
+          return { artifacts: r.artifacts, notes, tried };
         }
         notes.push(`mirror ${ep.host} has no signatures for ${shortDigest(subject)}; trying ${endpoints[i + 1]!.host}`);
       } catch (e) {
@@ -145,7 +147,7 @@ export class DistributionClient implements RegistryClient {
         notes.push(`mirror ${ep.host} failed (${err.code}: ${err.message}); trying ${endpoints[i + 1]!.host}`);
       }
     }
-    return { artifacts: [], notes };
+    return { artifacts: [], notes, tried };
   }
 
   private async discoverOn(ep: Endpoint, repo: Repo, subject: string, classes: ReadonlySet<ArtifactClass>, deadline: Deadline): Promise<DiscoveryResult> {
@@ -155,6 +157,15 @@ export class DistributionClient implements RegistryClient {
     const tasks: Promise<SignatureArtifact[]>[] = [];
     const tagsAllowed = ep.capabilities.resolve;
     const wantsReferrers = REFERRER_CLASSES.some((c) => classes.has(c));
+    const tried: string[] = [];
+    const tagOf = (tag: string) => `tag ${repo.name}:${tag} on ${ep.host}`;
+    if (tagsAllowed && classes.has('cosign-legacy')) tried.push(tagOf(`${alg}-${hex}.sig`));
+    if (tagsAllowed && classes.has('attestation')) tried.push(tagOf(`${alg}-${hex}.att`));
+    if (wantsReferrers && (ep.capabilities.pull || ep.capabilities.referrers)) {
+      tried.push(`referrers API ${this.url(ep, repo, `referrers/${subject}`).href}`);
+    }
+    if (wantsReferrers && tagsAllowed) tried.push(`${tagOf(referrersTag(subject))} (the referrers tag, if the ` +
+      `API is absent)`);
 
     if (classes.has('cosign-legacy') || classes.has('attestation')) {
       if (!tagsAllowed) notes.push(`${ep.host} may not resolve tags (hosts.toml capabilities); skipped cosign's .sig/.att tags there`);
@@ -169,7 +180,7 @@ export class DistributionClient implements RegistryClient {
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason;
     const artifacts = settled.flatMap((s) => (s.status === 'fulfilled' ? s.value : []));
-    return { artifacts, notes };
+    return { artifacts, notes, tried };
   }
 
   private async tagArtifact(ep: Endpoint, repo: Repo, tag: string, via: FoundVia, classes: ReadonlySet<ArtifactClass>, deadline: Deadline): Promise<SignatureArtifact[]> {

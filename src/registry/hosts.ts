@@ -137,7 +137,11 @@ function readContainerdToml(path: string): Record<string, unknown> {
   try {
     return parseToml(text) as Record<string, unknown>;
   } catch (e) {
-    throw new PullguardError('CONTAINERD_CONFIG', `containerd config ${path} is not valid TOML: ${firstLine((e as Error).message)}`, { path });
+    // smol-toml's TomlError carries the row and column; its message's first line does not.
+    const at = e as { line?: number; column?: number };
+    const where = typeof at.line === 'number' ? ` at line ${at.line}, column ${at.column ?? '?'}` : '';
+    const message = `containerd config ${path} is not valid TOML${where}: ${firstLine((e as Error).message)}`;
+    throw new PullguardError('CONTAINERD_CONFIG', message, { path, line: at.line, column: at.column });
   }
 }
 

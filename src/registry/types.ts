@@ -61,6 +61,8 @@ export interface DiscoveryResult {
   readonly artifacts: readonly SignatureArtifact[];
   /** Non-fatal events worth showing in `--explain` (e.g. "referrers API absent; used tag fallback"). */
   readonly notes: readonly string[];
+  /** Where discovery looked (tags and referrers, per host), for `--explain` when nothing was found. */
+  readonly tried?: readonly string[];
 }
 
 export interface RegistryClient {

@@ -15,6 +15,15 @@ export const EXIT = {
   internalError: 3,
 } as const;
 
+/** The one map from an outcome to the exit code, wherever in the flow it was decided. */
+export function exitCodeFor(verdict: Verdict, code?: ErrorCode): number {
+  if (verdict === 'allow') return EXIT.allow;
+  // A deny caused by the node's configuration (e.g. an unreadable containerd config found while looking
+  // up signatures) keeps the configuration exit code, wherever in the flow it surfaced.
+  if (code && isConfigurationError(code)) return EXIT.configError;
+  return code === 'INTERNAL' ? EXIT.internalError : EXIT.deny;
+}
+
 export interface Decision {
   readonly verdict: Verdict;
   /** What the policy alone would have said; differs from `verdict` only in audit mode. */
@@ -28,10 +37,7 @@ export interface Decision {
 }
 
 export function ruleDecision(rule: Rule | undefined, verdict: Verdict, reason: string, results: readonly AuthorityResult[] = [], code?: ErrorCode): Decision {
-  // A deny caused by the node's configuration (e.g. an unreadable containerd config found while looking
-  // up signatures) keeps the configuration exit code, wherever in the flow it surfaced.
-  const exitCode = verdict === 'allow' ? EXIT.allow : code && isConfigurationError(code) ? EXIT.configError : EXIT.deny;
-  return { verdict, policyVerdict: verdict, reason, code, rule: rule?.name, results, exitCode };
+  return { verdict, policyVerdict: verdict, reason, code, rule: rule?.name, results, exitCode: exitCodeFor(verdict, code) };
 }
 
 /** Combines authority results under the rule's `require`: each authority (all) or any one (any). */
@@ -58,16 +64,14 @@ export function verifyDecision(rule: Rule, results: readonly AuthorityResult[]):
   return ruleDecision(rule, 'deny', reason, results, first.code ?? 'NO_SIGNATURE');
 }
 
-export function errorDecision(err: PullguardError, rule?: Rule): Decision {
-  const config = isConfigurationError(err.code);
+export function errorDecision(err: PullguardError): Decision {
   return {
     verdict: 'deny',
     policyVerdict: 'deny',
     reason: err.message,
     code: err.code,
-    rule: rule?.name,
     results: [],
-    exitCode: config ? EXIT.configError : err.code === 'INTERNAL' ? EXIT.internalError : EXIT.deny,
+    exitCode: exitCodeFor('deny', err.code),
   };
 }
 

@@ -100,7 +100,7 @@ describe('dist/pullguard, the single executable', () => {
     writeFileSync(broken, 'version: 1\nrules:\n  - name: a\n    match: registry.k8s.io/pause\n    action: allow\n    typo: 1\n');
     const r = await runBin(argv('registry.k8s.io/pause'), DESC, { PULLGUARD_POLICY: broken });
     expect(r.code).toBe(2);
-    expect(r.stdout).toContain(`invalid policy ${broken}:3: rules[0]: unknown key "typo"`);
+    expect(r.stdout).toContain(`invalid policy ${broken}:6: rules[0]: unknown key "typo"`);
     expect(r.ms).toBeLessThan(1000);
   });
 

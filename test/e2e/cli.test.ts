@@ -262,11 +262,46 @@ describe('pullguard verify --explain: every signature found and every check', ()
     expect(r.lines.filter((l) => l.startsWith('      pass digest [enforced]'))).toHaveLength(2);
   });
 
-  test('unsigned: zero signatures found', async () => {
+  test('unsigned: zero signatures found, and where it looked', async () => {
     const r = await verify(img.unsigned.ref, '--explain');
     expect(r.code).toBe(1);
-    expect(r.stdout).toContain('  found 0 signature artifact(s):\n');
+    expect(r.stdout).toContain('  found 0 signature artifact(s); looked at:\n');
+    const hex = img.unsigned.digest.slice('sha256:'.length);
+    expect(r.stdout).toContain(`    tag ${host}/cosign/unsigned:sha256-${hex}.sig on ${host}\n`);
+    expect(r.stdout).toMatch(new RegExp(`    referrers API http://${host.replace(/[.]/g, '\\.')}/v2/cosign/unsigned/referrers/sha256:${hex}`));
     expect(r.stdout).toMatch(/ {2}authority release-key \(cosign\): NOT satisfied: no cosign signature found for /);
+  });
+
+  test('--explain --json: one JSON document for scripts', async () => {
+    const r = await verify(img.unsigned.ref, '--explain', '--json');
+    expect(r.code).toBe(1);
+    const j = JSON.parse(r.stdout) as Record<string, any>;
+    expect(j).toMatchObject({ verdict: 'deny', policyVerdict: 'deny', code: 'NO_SIGNATURE', exitCode: 1, rule: { name: 'cosign-signed', action: 'verify' } });
+    expect(j.discovery[0].artifacts).toEqual([]);
+    expect(j.discovery[0].tried.length).toBeGreaterThan(0);
+    expect(j.authorities[0]).toMatchObject({ authority: 'release-key', satisfied: false });
+  });
+
+  test('--offline: the rule and authorities that apply, with no registry at all', async () => {
+    const ref = `${host}/cosign/unsigned@${img.unsigned.digest}`;
+    const env = { PULLGUARD_POLICY: policyFile, HTTPS_PROXY: 'http://127.0.0.1:9', HTTP_PROXY: 'http://127.0.0.1:9' };
+    // A host that does not resolve: nothing is looked up, the default decides.
+    const r = await pg(['verify', '--offline', `nowhere.invalid/x@${img.unsigned.digest}`], env);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.lines.slice(0, 3)).toEqual([
+      `DENY nowhere.invalid/x@${img.unsigned.digest} (offline: the policy alone, no registry)`,
+      '  rule:   none matched; policy default is deny',
+      '  effect: denied: no rule matches; default is deny',
+    ]);
+    const v = await pg(['verify', '--offline', ref], env);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.lines[0]).toBe(`VERIFY ${ref} (offline: the policy alone, no registry)`);
+    expect(v.lines[1]).toBe(`  rule:   "cosign-signed" (verify), matched by pattern ${host}/cosign/*`);
+    expect(v.lines[2]).toBe('  effect: decided by signatures: each of cosign:release-key');
+    expect(v.lines.some((l) => /^ {2}authority cosign:release-key \(.*keys: 1[,)]/.test(l))).toBe(true);
+    const blocked = await pg(['verify', '--offline', '--json', `${host}/blocked/x@${img.unsigned.digest}`], env);
+    expect(blocked.code).toBe(1);
+    expect(JSON.parse(blocked.stdout)).toMatchObject({ outcome: 'deny', rule: { name: 'blocked', action: 'deny' } });
   });
 
   test('notation: found via the referrers tag, certificate thumbprint as signer hint, each check', async () => {
@@ -341,6 +376,7 @@ describe('pullguard policy check', () => {
     expect(r.lines).toEqual([
       `policy ${policyFile} is valid`,
       '  mode enforce, default deny, timeout 8s, 4 rule(s)',
+      '  decision log /var/log/pullguard/decisions.jsonl (rotated past 10 MiB, 3 kept); metrics off',
       `  - cosign-signed: verify ${host}/cosign/* [all of cosign:release-key]`,
       `  - notation-signed: verify ${host}/notation/* [all of notation:corp]`,
       `  - open: allow ${host}/open/**`,
@@ -384,6 +420,31 @@ describe('pullguard policy check', () => {
       expect(line.startsWith(`pullguard: invalid policy ${file}:`)).toBe(true);
       expect(line).toMatch(expected);
     });
+  });
+
+  test('several problems: every one on its own line, at the offending key, with what was meant', async () => {
+    const file = join(work, 'typos.yaml');
+    writeFileSync(
+      file,
+      'version: 1\nmode: audti\nrules:\n  - name: a\n    match: x.io/a\n    action: verify\n    authorities:\n      - cosign:\n          keyless: true\n          identities:\n            - {certificate-oidc-issuer: https://a.example, subject: me}\n  - name: b\n    match: x.io/b\n    action: allow\n    mesage: hi\n',
+    );
+    const r = await pg(['policy', 'check', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd().split('\n')).toEqual([
+      `pullguard: policy ${file} is invalid: 4 problems [POLICY_INVALID]`,
+      `${file}:2:1: mode: must be one of "enforce", "audit", got "audti"`,
+      `${file}:8:9: rules[0].authorities[0].cosign: keyless identity #1 needs issuer or issuerRegexp (the OIDC provider)`,
+      `${file}:11:16: rules[0].authorities[0].cosign.identities[0]: unknown key "certificate-oidc-issuer"; that is cosign's name; pullguard's is \`issuer\` (under \`identities:\`)`,
+      `${file}:15:5: rules[1]: unknown key "mesage"; did you mean \`message\`?`,
+    ]);
+  });
+
+  test('a trailing comma in a JSON policy: a JSON syntax error, not "version: required"', async () => {
+    const file = join(work, 'policy.json');
+    writeFileSync(file, '{\n  "version": 1,\n  "rules": [],\n}\n');
+    const r = await pg(['policy', 'check', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd()).toBe(`pullguard: invalid policy ${file}:4: JSON syntax error at line 4, column 1: Expected double-quoted property name [POLICY_INVALID]`);
   });
 
   test('a missing file: exit 2', async () => {

@@ -107,6 +107,14 @@ describe.each<[ConfigMode, boolean]>([
     if (fallsBack) {
       expect(r.code, r.stdout).toBe(2);
       expect(r.fails).toEqual([expect.stringMatching(/^FAIL {2}discard_unpacked_layers = true /)]);
+      // Read from containerd's own log too: the warning it wrote since it started.
+      const logFile = join(work, `containerd-${mode}.log`);
+      writeFileSync(logFile, ctd.log());
+      const withLog = await doctor(['--containerd-config', ctd.configFile, '--containerd-log', logFile]);
+      expect(withLog.fails).toEqual([
+        expect.stringMatching(/^FAIL {2}discard_unpacked_layers = true /),
+        expect.stringMatching(new RegExp(`^FAIL {2}containerd logged "${FALLBACK}" since it started \\(${logFile.replace(/[.]/g, '\\.')}\\)`)),
+      ]);
       // The same setting containerd names in its one WARN line (the Go field of discard_unpacked_layers).
       expect(ctd.log()).toContain("Found 'DiscardUnpackedLayers' in CRI config which is incompatible with transfer service");
     } else {

@@ -39,6 +39,11 @@ export interface ContainerdOptions {
    * `unpack_config` entry, so `native` sets both the CRI snapshotter and that entry.
    */
   readonly snapshotter?: 'overlayfs' | 'native';
+  /**
+   * containerd's log level. `debug` (default) puts verifier stderr (the decision records) in its log;
+   * `info` is what nodes run, where pullguard's own decision log is the only trace.
+   */
+  readonly logLevel?: 'debug' | 'info';
 }
 
 export interface Containerd {
@@ -263,7 +268,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
       '[grpc]',
       `  address = ${q(socket)}`,
       '[debug]',
-      '  level = "debug"',
+      `  level = ${q(opts.logLevel ?? 'debug')}`,
     ];
     writeFileSync(configFile, `${main.join('\n')}\n`);
   } else {
@@ -280,7 +285,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
       '[grpc]',
       `  address = ${q(socket)}`,
       '[debug]',
-      '  level = "debug"',
+      `  level = ${q(opts.logLevel ?? 'debug')}`,
       '[plugins."io.containerd.image-verifier.v1.bindir"]',
       `  bin_dir = ${q(binDir)}`,
       '[plugins."io.containerd.grpc.v1.cri".registry]',

@@ -1,6 +1,7 @@
-import { isAlias, isNode, LineCounter, parseDocument, visit, type Document } from 'yaml';
+import { isAlias, isMap, isNode, isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import { PullguardError } from '../../common/errors.js';
-import { describeIssue, PARSE_OPTIONS } from '../../common/schema.js';
+import { describeIssue, formatPath, PARSE_OPTIONS, type Issue } from '../../common/schema.js';
+import { keysAt, suggestKey } from '../suggest.js';
 import { AUTHORITY_KINDS } from '../authorities/index.js';
 import { loadContainersPolicyFile } from './containers-policy.js';
 import { excessiveNesting } from './nesting.js';
@@ -13,10 +14,11 @@ export function parseNativePolicy(text: string, source: string): Policy {
   if (deep) throw invalid(source, deep.line, deep.why);
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
-  const syntaxError = doc.errors[0];
-  if (syntaxError) {
-    const line = lineCounter.linePos(syntaxError.pos[0]).line;
-    throw invalid(source, line, syntaxError.message.split('\n')[0]!);
+  if (doc.errors.length > 0) {
+    throw invalidAll(
+      source,
+      doc.errors.map((e) => ({ ...lineCounter.linePos(e.pos[0]), message: e.message.split('\n')[0]! })),
+    );
   }
   const js = toPlain(doc, lineCounter, source);
   // `containersPolicy: /etc/containers/policy.json` takes the rules and the default from that file, as
@@ -32,14 +34,43 @@ export function parseNativePolicy(text: string, source: string): Policy {
   }
   const parsed = policyDocumentSchema.safeParse(js, PARSE_OPTIONS);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw invalid(source, lineOf(doc, lineCounter, issue.path), describeIssue(issue));
+    const found = parsed.error.issues.flatMap((i) => locateIssue(doc, lineCounter, i));
+    throw invalidAll(source, found.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
   }
   const policy = toModel(parsed.data, source);
   if (typeof containersPolicy !== 'string') return policy;
   const imported = loadContainersPolicyFile(containersPolicy, source);
   const { defaultAction, rules, notes } = imported;
   return { ...policy, source: `${source} (rules from ${containersPolicy})`, defaultAction, rules, notes };
+}
+
+/** One problem in a policy file, at the line (and column) of the offending key. */
+export interface PolicyProblem {
+  readonly line?: number;
+  readonly col?: number;
+  readonly message: string;
+}
+
+/**
+ * Where an issue points: an unknown key at its own line (not the mapping's), with a suggestion for the
+ * key that was meant; anything else at the deepest node that exists along its path.
+ */
+function locateIssue(doc: Document, lc: LineCounter, issue: Issue): PolicyProblem[] {
+  if (issue.code === 'unrecognized_keys') {
+    const known = keysAt(policyDocumentSchema, issue.path);
+    const map = doc.getIn(issue.path as unknown[], true);
+    return issue.keys.map((key) => {
+      const pair = isMap(map) ? map.items.find((p) => isScalar(p.key) && p.key.value === key) : undefined;
+      const pos = isScalar(pair?.key) && pair.key.range ? lc.linePos(pair.key.range[0]) : undefined;
+      const hint = suggestKey(key, known);
+      const at = formatPath(issue.path);
+      const message = `${at ? `${at}: ` : ''}unknown key "${key}"${hint ? `; ${hint}` : ''}`;
+      return { line: pos?.line ?? lineOf(doc, lc, issue.path), col: pos?.col, message };
+    });
+  }
+  const node = nodeAlong(doc, issue.path);
+  const pos = node?.range ? lc.linePos(node.range[0]!) : undefined;
+  return [{ line: pos?.line, col: pos?.col, message: describeIssue(issue) }];
 }
 
 function toModel(doc: PolicyDocument, source: string): Policy {
@@ -49,6 +80,7 @@ function toModel(doc: PolicyDocument, source: string): Policy {
     timeoutMs: doc.timeout ?? DEFAULT_TIMEOUT_MS,
     defaultAction: doc.default,
     registry: doc.registry,
+    ...(doc.log ? { log: doc.log } : {}),
     rules: doc.rules.map((r) => ({
       name: r.name,
       match: typeof r.match === 'string' ? [r.match] : r.match,
@@ -90,14 +122,37 @@ const MAX_ALIAS_COUNT = 100;
 
 /** The line of the deepest YAML node that exists along `path`: the offending key, or its parent. */
 function lineOf(doc: Document, lc: LineCounter, path: readonly PropertyKey[]): number | undefined {
+  const node = nodeAlong(doc, path);
+  return node?.range ? lc.linePos(node.range[0]!).line : undefined;
+}
+
+/**
+ * The deepest node along `path`. For a value, its key: "timeout: 3 days" is reported where `timeout`
+ * is written; for a missing key, the mapping that lacks it.
+ */
+function nodeAlong(doc: Document, path: readonly PropertyKey[]): { range?: readonly number[] | null } | undefined {
   for (let n = path.length; n >= 0; n--) {
-    const node = doc.getIn(path.slice(0, n) as unknown[], true);
-    if (isNode(node) && node.range) return lc.linePos(node.range[0]).line;
+    const parent = n > 0 ? doc.getIn(path.slice(0, n - 1) as unknown[], true) : undefined;
+    if (n > 0 && isMap(parent)) {
+      const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === path[n - 1]);
+      if (pair && isScalar(pair.key) && pair.key.range) return pair.key;
+    }
+    const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n) as unknown[], true);
+    if (isNode(node) && node.range) return node;
   }
   return undefined;
 }
 
+/** All problems at once: the message names the first (it is the event line), `detail.problems` has every one. */
+function invalidAll(source: string, problems: readonly PolicyProblem[]): PullguardError {
+  const first = problems[0] ?? { message: 'invalid' };
+  const more = problems.length > 1 ? ` (and ${problems.length - 1} more ` +
+    `problem${problems.length > 2 ? 's' : ''}: run pullguard policy check)` : '';
+  const where = first.line !== undefined ? `${source}:${first.line}` : source;
+  const detail = { path: source, line: first.line, problems };
+  return new PullguardError('POLICY_INVALID', `invalid policy ${where}: ${first.message}${more}`, detail);
+}
+
 function invalid(source: string, line: number | undefined, message: string): PullguardError {
-  const where = line !== undefined ? `${source}:${line}` : source;
-  return new PullguardError('POLICY_INVALID', `invalid policy ${where}: ${message}`, { path: source, line });
+  return invalidAll(source, [{ line, message }]);
 }
