@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { readRegularText } from '../common/files.js';
 import type { Check, EffectiveConfig } from './diagnose.js';
-import { DEFAULT_SANDBOX_IMAGE, staticPodImages, type NodeImage } from './node-images.js';
+import { sandboxImageOf } from './node-checks.js';
+import { staticPodImages, type NodeImage } from './node-images.js';
 
 const MAX_MANIFEST_BYTES = 1024 * 1024;
 
@@ -13,14 +14,8 @@ const MAX_MANIFEST_BYTES = 1024 * 1024;
  * images of kubelet's static pods. Unreadable manifests become WARN lines in `problems`.
  */
 export function readNodeImages(eff: EffectiveConfig | undefined, staticPodDir: string, problems: Check[]): NodeImage[] {
-  const pinned = eff?.images.pinned_images as { sandbox?: unknown } | undefined;
-  const sandbox = typeof pinned?.sandbox === 'string' && pinned.sandbox !== '' ? pinned.sandbox : DEFAULT_SANDBOX_IMAGE;
-  const images: NodeImage[] = [
-    {
-      image: sandbox,
-      role: `the sandbox image (pinned_images.sandbox${pinned?.sandbox ? '' : ', containerd default'})`,
-    },
-  ];
+  const sandbox = sandboxImageOf(eff?.images ?? {}, (k) => eff?.origin('images', k));
+  const images: NodeImage[] = [{ image: sandbox.image, role: `the sandbox (pause) image${sandbox.where}` }];
   let names: string[];
   try {
     names = readdirSync(staticPodDir)

@@ -20,8 +20,6 @@ import type { Policy, Rule } from '../policy/model.js';
 import type { Check } from './diagnose.js';
 
 export const DEFAULT_STATIC_POD_DIR = '/etc/kubernetes/manifests';
-/** containerd 2.1's default `pinned_images.sandbox`. */
-export const DEFAULT_SANDBOX_IMAGE = 'registry.k8s.io/pause:3.10';
 
 export interface NodeImage {
   readonly image: string;

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PullguardError } from '../common/errors.js';
-import type { ContainerdImage } from './containerd-api.js';
+import type { ContainerdImage } from '../containerd/api.js';
 import { groupImages, removalPlan, StaleListing, usageByDigest, type ScanUnit } from './plan.js';
-import { decodeFields, Message, Writer } from './protobuf.js';
+import { decodeFields, Message, Writer } from '../containerd/protobuf.js';
 
 const D1 = `sha256:${'1'.repeat(64)}`;
 const D2 = `sha256:${'2'.repeat(64)}`;

@@ -15,7 +15,7 @@
  */
 import { isDigest } from '../common/digest.js';
 import { parseReference, repositoryOf } from '../common/reference.js';
-import type { ContainerdContainer, ContainerdImage, ContainerdTask, ImageDescriptor } from './containerd-api.js';
+import type { ContainerdContainer, ContainerdImage, ContainerdTask, ImageDescriptor } from '../containerd/api.js';
 
 export interface ScanUnit {
   readonly namespace: string;

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ContainerdApi, ContainerdImage } from './containerd-api.js';
+import type { ContainerdApi, ContainerdImage } from '../containerd/api.js';
 import { parseScanArgs, runScan } from './run.js';
 
 const D1 = `sha256:${'1'.repeat(64)}`;
@@ -27,6 +27,9 @@ function fakeApi(images: ContainerdImage[], deleted: string[] = []): ContainerdA
     containers: async () => [],
     tasks: async () => [],
     deleteImage: async (_ns, name) => void deleted.push(name),
+    unary: async () => {
+      throw new Error('not used by scan');
+    },
     close: () => undefined,
   };
 }

@@ -20,7 +20,7 @@ import type { Policy } from '../policy/model.js';
 import { createRegistryClient } from '../registry/index.js';
 import type { RegistryClient } from '../registry/types.js';
 import { applyMode, errorDecision, EXIT, type Decision } from '../verdict/decision.js';
-import { containerdApi, DEFAULT_CONTAINERD_SOCKET, type ContainerdApi } from './containerd-api.js';
+import { containerdApi, DEFAULT_CONTAINERD_SOCKET, type ContainerdApi } from '../containerd/api.js';
 import { groupImages, removalPlan, StaleListing, usageByDigest, type ScanUnit, type Usage } from './plan.js';
 
 type Out = (line: string) => void;

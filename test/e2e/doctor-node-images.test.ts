@@ -76,8 +76,8 @@ describe('doctor: the sandbox image and static pods are exempt or verifiable off
     const fails = r.lines.filter((l) => l.startsWith('FAIL') && l.includes('would be denied'));
     expect(fails).toHaveLength(3);
     expect(fails[0]).toContain(
-      'the sandbox image (pinned_images.sandbox) registry.k8s.io/pause:3.10: ' +
-        'would be denied (no rule matches; default is deny)',
+      `the sandbox (pause) image (plugins."io.containerd.grpc.v1.cri".sandbox_image in ${config}) ` +
+        'registry.k8s.io/pause:3.10: would be denied (no rule matches; default is deny)',
     );
     expect(
       fails.some((l) =>

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { containerdApi } from '../../src/scan/containerd-api.js';
+import { containerdApi } from '../../src/containerd/api.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { cosignOk } from '../helpers/cosign.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';

@@ -18,7 +18,7 @@ import { Message, Writer } from './protobuf.js';
 
 export const DEFAULT_CONTAINERD_SOCKET = '/run/containerd/containerd.sock';
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
-const CALL_TIMEOUT_MS = 15_000;
+const DEFAULT_CALL_TIMEOUT_MS = 15_000;
 
 export interface ImageDescriptor {
   readonly mediaType: string;
@@ -57,6 +57,8 @@ export interface ContainerdApi {
    * otherwise), so a tag re-pulled meanwhile is never removed. `sync` waits for garbage collection.
    */
   deleteImage(namespace: string, name: string, target: ImageDescriptor, sync: boolean): Promise<void>;
+  /** Any other unary call: `service` like `containerd.services.version.v1.Version`, the answer decoded. */
+  unary(service: string, method: string, namespace?: string, request?: Uint8Array): Promise<Message>;
   close(): void;
 }
 
@@ -119,7 +121,10 @@ function descriptorBytes(d: ImageDescriptor): Uint8Array {
 }
 
 /** A client on containerd's socket (`--address`, default /run/containerd/containerd.sock). Connects lazily. */
-export function containerdApi(socket: string = DEFAULT_CONTAINERD_SOCKET): ContainerdApi {
+export function containerdApi(
+  socket: string = DEFAULT_CONTAINERD_SOCKET,
+  { callTimeoutMs = DEFAULT_CALL_TIMEOUT_MS }: { callTimeoutMs?: number } = {},
+): ContainerdApi {
   let session: ClientHttp2Session | undefined;
   const connect = (): ClientHttp2Session => {
     if (session && !session.closed && !session.destroyed) return session;
@@ -155,7 +160,7 @@ export function containerdApi(socket: string = DEFAULT_CONTAINERD_SOCKET): Conta
         ':path': path,
         'content-type': 'application/grpc',
         te: 'trailers',
-        'grpc-timeout': `${CALL_TIMEOUT_MS}m`,
+        'grpc-timeout': `${callTimeoutMs}m`,
       };
       if (namespace !== undefined) headers['containerd-namespace'] = namespace;
       const stream = s.request(headers);
@@ -171,9 +176,9 @@ export function containerdApi(socket: string = DEFAULT_CONTAINERD_SOCKET): Conta
       const timer = setTimeout(
         () =>
           fail(
-            new PullguardError('CONTAINERD_API', `containerd ${short}: no answer within ${CALL_TIMEOUT_MS / 1000}s`),
+            new PullguardError('CONTAINERD_API', `containerd ${short}: no answer within ${callTimeoutMs / 1000}s`),
           ),
-        CALL_TIMEOUT_MS,
+        callTimeoutMs,
       );
       const takeStatus = (h: Record<string, unknown>) => {
         if (h['grpc-status'] !== undefined) status = Number(h['grpc-status']);
@@ -199,7 +204,7 @@ export function containerdApi(socket: string = DEFAULT_CONTAINERD_SOCKET): Conta
             : code === 'EACCES'
               ? 'permission denied (run as root)'
               : (cause instanceof Error ? cause : e).message;
-        fail(new PullguardError('CONTAINERD_API', `cannot reach containerd at ${socket}: ${why}`));
+        fail(new PullguardError('CONTAINERD_API', `cannot reach containerd at ${socket}: ${why}`, { errno: code }));
       });
       stream.on('end', () => {
         clearTimeout(timer);
@@ -252,6 +257,7 @@ export function containerdApi(socket: string = DEFAULT_CONTAINERD_SOCKET): Conta
       const req = new Writer().string(1, name).varint(2, sync).bytes(3, descriptorBytes(target)).finish();
       await call('containerd.services.images.v1.Images', 'Delete', namespace, req);
     },
+    unary: (service, method, namespace, request = empty) => call(service, method, namespace, request),
     close() {
       session?.close();
       session = undefined;
