@@ -40,7 +40,8 @@ export function readNodeImages(eff: EffectiveConfig | undefined, staticPodDir: s
     try {
       if (!statSync(file).isFile()) continue;
       // kubelet's own files, but read as any operator file is: bounded, never a FIFO swapped in.
-      const text = readRegularText(file, { maxBytes: MAX_MANIFEST_BYTES, code: 'CONTAINERD_CONFIG', what: 'static pod manifest' });
+      const what = 'static pod manifest';
+      const text = readRegularText(file, { maxBytes: MAX_MANIFEST_BYTES, code: 'CONTAINERD_CONFIG', what });
       for (const doc of parseAllDocuments(text)) {
         for (const i of staticPodImages(doc.toJS(), file)) {
           // '' = not written: kubelet's default applies (nodeImageChecks works it out from the reference).
