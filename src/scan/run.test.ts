@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,8 @@ beforeAll(() => {
   policy = join(dir, 'policy.yaml');
   const rules =
     'rules:\n  - {name: ok, match: "ok.test/**", action: allow}\n  - {name: no, match: "bad.test/**", action: deny}\n';
-  writeFileSync(policy, `version: 1\ndefault: deny\n${rules}`);
+  const log = `log: {file: ${JSON.stringify(join(dir, 'decisions.jsonl'))}}\n`;
+  writeFileSync(policy, `version: 1\ndefault: deny\n${log}${rules}`);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -59,6 +60,12 @@ describe('runScan', () => {
       ['WOULD-DENY k8s.io bad.test/app:v1', 'ALLOW k8s.io ok.test/app:v1'],
     );
     expect(r.out).toContain('           rule "no": denied by policy');
+    // Each decision is in the node's decision log too, marked as scan's.
+    const log = readFileSync(join(dir, 'decisions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(log.slice(-2).map((e) => [e.source, e.name, e.verdict, e.rule])).toEqual([
+      ['scan', 'bad.test/app:v1', 'deny', 'no'],
+      ['scan', 'ok.test/app:v1', 'allow', 'ok'],
+    ]);
   });
 
   it('an image with no repository name is denied, and removed when unused', async () => {

@@ -6,9 +6,9 @@
  * otherwise never checked. `--remove-denied` deletes the denied ones no container uses, so the next
  * pull of them goes through the verifier.
  *
- * Decision log hook: each decision is handed to `ScanOptions.record` as a `ScanRecord` with
- * `source: "scan"`. The CLI passes none today; the decision log (src/output/decision-log.ts, when it
- * exists) is meant to be that sink. The decision cache, when it exists, belongs inside `decide`.
+ * Each decision also goes to the node's decision log (the policy's `log.file`, as pulls do), marked
+ * `source: "scan"`, so `pullguard log` and whoever reads the log see them. Not to the metrics file: its
+ * counters are pulls.
  */
 import { Deadline } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
@@ -16,7 +16,10 @@ import { parseReference } from '../common/reference.js';
 import { flattenText } from '../common/text.js';
 import { decide } from '../cli/decide.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
-import type { Policy } from '../policy/model.js';
+import { DEFAULT_DECISION_LOG, type Policy } from '../policy/model.js';
+import { appendDecision } from '../output/decision-log.js';
+import type { RunContext } from '../output/emit.js';
+import { toEntry } from '../output/record.js';
 import { createRegistryClient } from '../registry/index.js';
 import type { RegistryClient } from '../registry/types.js';
 import { applyMode, errorDecision, EXIT, type Decision } from '../verdict/decision.js';
@@ -35,22 +38,8 @@ export interface ScanOptions {
   readonly policy: string;
   readonly json: boolean;
   readonly removeDenied: boolean;
-  /** Where each decision goes besides the output (the decision log, when there is one). */
-  readonly record?: (r: ScanRecord) => void;
-}
-
-export interface ScanRecord {
-  readonly source: 'scan';
-  readonly namespace: string;
-  readonly names: readonly string[];
-  readonly repository: string | null;
-  readonly digest: string;
-  readonly rule: string | null;
-  readonly verdict: Decision['verdict'];
-  readonly policyVerdict: Decision['verdict'];
-  readonly reason: string;
-  readonly code: string | null;
-  readonly durationMs: number;
+  /** Where each decision goes besides the output; runScan passes the node's decision log. */
+  readonly record?: (decision: Decision, ctx: RunContext) => void;
 }
 
 export interface ScannedImage {
@@ -201,19 +190,7 @@ export async function scanNode(opts: ScanOptions, policy: Policy, api: Container
       }),
     );
     for (const s of scanned) {
-      opts.record?.({
-        source: 'scan',
-        namespace,
-        names: s.unit.names,
-        repository: s.unit.repository ?? null,
-        digest: s.unit.target.digest,
-        rule: s.decision.rule ?? null,
-        verdict: s.decision.verdict,
-        policyVerdict: s.decision.policyVerdict,
-        reason: s.decision.reason,
-        code: s.decision.code ?? null,
-        durationMs: Date.now() - started,
-      });
+      opts.record?.(s.decision, { name: s.unit.names[0]!, digest: s.unit.target.digest, startedAt: started });
     }
     if (opts.removeDenied) {
       if (policy.mode === 'audit')
@@ -348,6 +325,24 @@ function printJson(result: ScanResult, policy: Policy, opts: ScanOptions, out: O
   );
 }
 
+/** Appends each decision to the policy's decision log; a failure is one warning, never a verdict. */
+function decisionLog(policy: Policy, err: Out): (decision: Decision, ctx: RunContext) => void {
+  const file = policy.log?.file ?? DEFAULT_DECISION_LOG;
+  if (file === false) return () => undefined;
+  let warned = false;
+  return (decision, ctx) => {
+    try {
+      const entry = toEntry(decision, ctx, Date.now(), { source: 'scan' });
+      appendDecision(entry, { path: file, maxBytes: policy.log?.maxBytes, keep: policy.log?.keep });
+    } catch (e) {
+      if (warned) return;
+      warned = true;
+      const why = (e as NodeJS.ErrnoException).code ?? asPullguardError(e).message;
+      err(`pullguard scan: warning: decisions not recorded in the decision log ${file} (${why})`);
+    }
+  };
+}
+
 /**
  * Exit codes: 0 every image would be allowed; 1 some image would be denied (or a removal failed);
  * 2 configuration error (the policy); 3 the scan could not run (containerd unreachable, ...).
@@ -363,7 +358,7 @@ export async function runScan(
   const policy = loadPolicy(opts.policy);
   const client = api ?? containerdApi(opts.address);
   try {
-    const result = await scanNode(opts, policy, client);
+    const result = await scanNode({ ...opts, record: opts.record ?? decisionLog(policy, err) }, policy, client);
     (opts.json ? printJson : printHuman)(result, policy, opts, out);
     return exitCodeOf(result);
   } catch (e) {

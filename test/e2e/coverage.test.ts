@@ -47,7 +47,8 @@ function engine(method: string, path: string, body?: Buffer): Promise<{ status: 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'pg-coverage-'));
   policyFile = join(work, 'policy.yaml');
-  writeFileSync(policyFile, 'version: 1\ndefault: deny\n');
+  const log = `log: {file: ${JSON.stringify(join(work, 'decisions.jsonl'))}}\n`;
+  writeFileSync(policyFile, `version: 1\ndefault: deny\n${log}`);
   registry = await startRegistry();
   blocked = pushTestImage(registry.host, 'blocked', 'v1', 'coverage-docker-blocked');
   base = pushTestImage(registry.host, 'base', 'v1', 'coverage-buildkit-base');

@@ -119,6 +119,7 @@ beforeAll(async () => {
     [
       'version: 1',
       'default: deny',
+      `log: {file: ${JSON.stringify(join(work, 'decisions.jsonl'))}}`,
       'rules:',
       '  - name: signed-only',
       `    match: "${h}/**"`,
@@ -244,6 +245,16 @@ describe('pullguard scan', () => {
     expect(r).toMatchObject({ digest: runner.digest, verdict: 'deny', containers: [CONTAINER], running: [CONTAINER] });
     expect(byRepo[`${registry.host}/pinned`]).toMatchObject({ verdict: 'deny', pinned: true, containers: [] });
     expect(json.summary).toMatchObject({ images: 4, allow: 1, deny: 3, removed: 0 });
+
+    // The node's decision log has both: the pulls (containerd ran pullguard) and scan's decisions.
+    const log = readFileSync(join(work, 'decisions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const seen = (source: string | undefined, name: string) =>
+      log
+        .filter((e: { source?: string; name: string }) => e.source === source && e.name === name)
+        .map((e: { verdict: string }) => e.verdict);
+    expect(seen(undefined, unsigned.ref)).toContain('deny');
+    expect(seen('scan', unsigned.ref)).toEqual(['deny']);
+    expect(seen('scan', signed.ref)).toEqual(['allow']);
   });
 
   it('prints verdict, rule and reason per image, and a summary', async () => {
