@@ -333,7 +333,7 @@ async function main() {
     say(`\n${dim('$')} grep ^pullguard_decisions_total ${relative(c.work, c.metricsFile)}   ${dim("(node_exporter's textfile collector reads it)")}`);
     for (const l of readFileSync(c.metricsFile, 'utf8').split('\n')) if (l.startsWith('pullguard_decisions_total')) say(`  ${l}`);
     say(`\nIn Kubernetes, the "containerd:" text of a denied pull is what \`kubectl describe pod\` shows in the event.`);
-    say('Install on a node: install/install.sh; Kind: kind/cluster.yaml (see their README.md).');
+    say('Install on a node: pullguard node install; Kind: kind/cluster.yaml (see their README.md).');
   } finally {
     step('Cleanup');
     await cleanup();

@@ -8,6 +8,7 @@ import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
 import { runScan } from '../scan/run.js';
+import { runNode } from '../node/cli.js';
 import { versionLine } from './version.js';
 import { printPolicyProblems } from './policy-problems.js';
 import { describeLogSettings, explainJson, offlineReport, printOffline } from './verify-report.js';
@@ -34,6 +35,10 @@ Commands for people:
                                                        pull would (k8s.io namespace by default); exit 1 if
                                                        any would be denied; --remove-denied removes those
                                                        no container uses, so their next pull is verified
+  pullguard node install|uninstall|status [--root DIR] [--policy FILE|DIR] [--no-restart] ...
+                                                       install pullguard on this node (or the host
+                                                       root DIR) safely, take it off, or show whether
+                                                       verification is on; \`pullguard node\` for all flags
   pullguard log [--since 1h] [--verdict deny] [--would-deny] [--image TEXT] [--rule NAME] [--json] [-f]
                                                        what pullguard decided on this node (the decision
                                                        log), grouped by rule, image and reason
@@ -62,6 +67,8 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await runDoctor(rest, out, env);
       case 'scan':
         return await runScan(rest, out, err, env);
+      case 'node':
+        return await runNode(rest, out, err);
       case 'log':
         return await runLog(rest, out, env);
       case undefined:

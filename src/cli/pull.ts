@@ -13,6 +13,7 @@ import { recordDecision } from '../output/observe.js';
 import { applyMode, errorDecision, type Decision } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide } from './decide.js';
+import { processStartedAt } from '../common/process-start.js';
 
 export interface PullIo {
   readonly argv: readonly string[];
@@ -20,6 +21,8 @@ export interface PullIo {
   readonly env: NodeJS.ProcessEnv;
   /** Writes a chunk to stdout (fd 1) or stderr (fd 2), synchronously: we may exit right after. */
   readonly write: (fd: 1 | 2, text: string) => void;
+  /** When the run began (ms since the epoch): the process's exec for the real executable; default now. */
+  readonly startedAt?: number;
 }
 
 const HARD_STOP_GRACE_MS = 250;
@@ -36,6 +39,8 @@ const defaultIo = (argv: readonly string[]): PullIo => ({
       if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
     }
   },
+  // containerd's timeout runs from exec; a loaded node can take seconds to get to our first line.
+  startedAt: processStartedAt(),
 });
 
 /**
@@ -72,7 +77,11 @@ interface Emitted {
 }
 
 async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
-  const ctx: { -readonly [K in keyof RunContext]: RunContext[K] } = { name: '', digest: '', startedAt: Date.now() };
+  const ctx: { -readonly [K in keyof RunContext]: RunContext[K] } = {
+    name: '',
+    digest: '',
+    startedAt: io.startedAt ?? Date.now(),
+  };
   let emitted: number | undefined;
   const emit = (decision: Decision): number => {
     if (emitted !== undefined) return emitted;

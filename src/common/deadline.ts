@@ -29,7 +29,24 @@ export class Deadline {
 
   /** A signal that fires at `ms` from now or at the deadline, whichever is first: for one request. */
   slice(ms: number): AbortSignal {
-    return AbortSignal.any([this.signal, AbortSignal.timeout(Math.max(1, Math.min(ms, this.remainingMs())))]);
+    const ms1 = Math.max(1, Math.floor(Math.min(ms, this.remainingMs())));
+    return AbortSignal.any([this.signal, AbortSignal.timeout(ms1)]);
+  }
+
+  /**
+   * A shorter budget inside this one (a share for one host, or the time left before the verdict must be
+   * written): it ends at `ms` from now, or when this deadline does, whichever is first.
+   */
+  child(ms: number): Deadline {
+    const child = new Deadline(Math.max(1, Math.min(Math.floor(ms), this.remainingMs())));
+    const parent = this.signal;
+    if (parent.aborted) child.controller.abort(parent.reason);
+    else {
+      const onAbort = () => child.controller.abort(parent.reason);
+      parent.addEventListener('abort', onAbort, { once: true });
+      child.signal.addEventListener('abort', () => parent.removeEventListener('abort', onAbort), { once: true });
+    }
+    return child;
   }
 
   /** Settles like `work`, or rejects with DeadlineExceeded when the budget runs out first. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { describe, expect, test } from 'vitest';
 import { applyKindPatches, DROPIN, DROPIN_V2, KIND_NODE_CONFIG, kindPatches } from '../../test/helpers/containerd.js';
-import { loadContainerdConfigFiles, type ContainerdConfigFile } from '../registry/hosts.js';
+import { loadConfig, type ContainerdConfigFile } from '../containerd/config.js';
 import { diagnose, effectiveConfig, formatCheck, parseGoDuration, type BinDirListing, type Check, type DoctorInput } from './diagnose.js';
 import { parseDoctorArgs } from './run.js';
 
@@ -167,13 +167,26 @@ describe('imports', () => {
       writeFileSync(join(dir, 'conf.d', 'a.toml'), 'version = 3\n');
       writeFileSync(join(dir, 'last.toml'), 'version = 3\n[plugins."io.containerd.cri.v1.images"]\ndiscard_unpacked_layers = false\n');
       writeFileSync(join(dir, 'nested.toml'), 'version = 3\n[plugins."io.containerd.cri.v1.images"]\ndiscard_unpacked_layers = true\n');
-      const files = loadContainerdConfigFiles(join(dir, 'config.toml'));
+      const files = [...loadConfig(join(dir, 'config.toml')).files];
       expect(files.map((x) => x.path.slice(dir.length + 1))).toEqual(['config.toml', 'conf.d/a.toml', 'conf.d/b.toml', 'last.toml', 'nested.toml']);
       // nested.toml is merged last (breadth first), so its value wins, as in containerd.
       expect(fails(run(files))).toEqual([expect.stringContaining('nested.toml')]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('versions and missing imports, as containerd 2.1.9 reads them', () => {
+  test('a file without a version line is read as version 3 here: its version 2 CRI settings are ignored (FAIL)', () => {
+    const c = run([f('/etc/containerd/config.toml', `[plugins."io.containerd.grpc.v1.cri".containerd]\ndiscard_unpacked_layers = true\n${GOOD_V3}`)]);
+    expect(fails(c)).toEqual([expect.stringContaining('has no version line: containerd 2.1 reads it as version 3 (the version in effect when it is loaded) and ignores its version 2 CRI settings (containerd)')]);
+  });
+
+  test('a missing import: containerd stops reading there (WARN), and what it would have set is not set', () => {
+    const main = v3(`imports = ["/gone.toml", "/etc/containerd/conf.d/pullguard.toml"]\n${GOOD_V3}`);
+    const input: Partial<DoctorInput> = { config: { path: '/etc/containerd/config.toml', files: [main], missing: { path: '/gone.toml', importedBy: '/etc/containerd/config.toml' } } };
+    expect(warns(run([main], input))).toEqual([expect.stringContaining('/gone.toml (imported by /etc/containerd/config.toml) does not exist: containerd 2.1 stops reading')]);
   });
 });
 

@@ -4,28 +4,33 @@
  * local pulls (which never call verifiers), an empty or missing bin_dir (containerd then allows every
  * pull), a README beside the executable (every pull fails), a containerd older than 2.1.
  *
- * `diagnose` is pure: it takes containerd's config files as already parsed (src/registry/hosts.ts
- * reads them, imports included), the bin_dir listing, the policy and the `containerd --version` output,
- * and returns one check per line. `runDoctor` (run.ts) is the thin I/O around it.
- *
- * The merge follows containerd 2.1 (checked against 2.1.9 with `containerd config dump`): files are
- * merged in load order (main, then imports breadth first), plugin tables key by key, a later value
- * winning; the configuration ends with the version of the last file that declares 2 or 3, and only
- * when that is 2 are the version 2 CRI keys (`plugins."io.containerd.grpc.v1.cri"`) migrated over
- * `plugins."io.containerd.cri.v1.images"` (containerd's plugins/cri/images configMigration).
+ * `diagnose` is pure: it takes containerd's config files as already loaded (src/containerd/config.ts
+ * reads them, imports included, and models containerd 2.1's merge), the bin_dir listing, the policy
+ * and the `containerd --version` output, and returns one check per line. `runDoctor` (run.ts) is the
+ * thin I/O around it.
  */
 import { join, relative, resolve } from 'node:path';
 import { formatDuration } from '../common/deadline.js';
+import {
+  BINDIR,
+  CRI_V2,
+  DEFAULT_BIN_DIR,
+  DEFAULT_CONFIG_PATH,
+  DEFAULT_MAX_VERIFIERS,
+  effectiveConfig,
+  IMAGES,
+  isTable,
+  LOCAL_PULL_TRIGGERS,
+  valueAt,
+  type ContainerdConfigFile,
+  type EffectiveConfig,
+  type LoadedConfig,
+  type Origin,
+} from '../containerd/config.js';
 import { DEFAULT_TIMEOUT_MS, type Policy } from '../policy/model.js';
-import { DEFAULT_CONFIG_PATH, type ContainerdConfigFile } from '../registry/hosts.js';
 
-export const DEFAULT_BIN_DIR = '/opt/containerd/image-verifier/bin';
-const DEFAULT_MAX_VERIFIERS = 10;
+export { DEFAULT_BIN_DIR, effectiveConfig, type EffectiveConfig };
 const DEFAULT_PER_VERIFIER_TIMEOUT_MS = 10_000;
-
-const CRI_V2 = 'io.containerd.grpc.v1.cri';
-const IMAGES = 'io.containerd.cri.v1.images';
-const BINDIR = 'io.containerd.image-verifier.v1.bindir';
 
 export type Status = 'ok' | 'WARN' | 'FAIL';
 
@@ -33,130 +38,6 @@ export interface Check {
   readonly status: Status;
   readonly message: string;
   readonly fix?: string;
-}
-
-/** Where a value was set: the file and the key as written there (before any migration). */
-export interface Origin {
-  readonly file: string;
-  readonly key: string;
-}
-
-export interface EffectiveConfig {
-  readonly files: readonly string[];
-  /** The config version containerd ends up with (3 unless the last file declaring one says 2). */
-  readonly version: number;
-  /** `plugins."io.containerd.cri.v1.images"` after merging and migration (only the keys set; no defaults). */
-  readonly images: Readonly<Record<string, unknown>>;
-  /** `plugins."io.containerd.image-verifier.v1.bindir"` as set (no defaults). */
-  readonly bindir: Readonly<Record<string, unknown>>;
-  readonly disabledPlugins: readonly string[];
-  /** Where `images.<key>` / `bindir.<key>` came from (`key` dotted, e.g. `registry.mirrors`). */
-  origin(plugin: 'images' | 'bindir', key: string): Origin | undefined;
-  /** What the model itself has to say (files whose settings containerd ignores). */
-  readonly notes: readonly Check[];
-}
-
-type Table = Record<string, unknown>;
-
-const isTable = (v: unknown): v is Table => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
-const asTable = (v: unknown): Table => (isTable(v) ? v : {});
-
-/** `plugins."io.containerd.grpc.v1.cri".containerd.discard_unpacked_layers` */
-function displayKey(path: readonly string[]): string {
-  const [plugin, ...rest] = path;
-  const seg = (s: string) => (/^[A-Za-z0-9_-]+$/.test(s) ? s : JSON.stringify(s));
-  return [`plugins.${JSON.stringify(plugin)}`, ...rest.map(seg)].join('.');
-}
-
-const originKey = (path: readonly string[]) => path.join('\u0000');
-
-/** The keys migrated from `io.containerd.grpc.v1.cri` (top level) into the images plugin, in containerd 2.1. */
-const MIGRATED_TOP = ['registry', 'image_decryption', 'max_concurrent_downloads', 'image_pull_progress_timeout', 'image_pull_with_sync_fs', 'stats_collect_period'];
-/** …and from its `.containerd` table, only when that table has `runtimes` (as containerd 2.1.9 does). */
-const MIGRATED_CONTAINERD = ['snapshotter', 'disable_snapshot_annotations', 'discard_unpacked_layers'];
-
-/** Pure: the configuration containerd 2.1 builds from these files (in load order). */
-export function effectiveConfig(files: readonly ContainerdConfigFile[]): EffectiveConfig {
-  const plugins: Table = {};
-  const origins = new Map<string, Origin>();
-  const disabled = new Set<string>();
-  const notes: Check[] = [];
-  let version = 3;
-  const versionOf = (doc: Table) => (typeof doc.version === 'number' ? doc.version : 1);
-
-  const merge = (dst: Table, src: Table, path: string[], file: string): void => {
-    for (const [k, v] of Object.entries(src)) {
-      const p = [...path, k];
-      origins.set(originKey(p), { file, key: displayKey(p) });
-      if (isTable(v)) {
-        if (!isTable(dst[k])) dst[k] = {};
-        merge(dst[k] as Table, v, p, file);
-      } else {
-        dst[k] = v;
-      }
-    }
-  };
-
-  for (const f of files) {
-    const v = versionOf(f.doc);
-    let filePlugins = asTable(f.doc.plugins);
-    if (v < 2) {
-      // Version 1 names the CRI plugin `cri`; containerd renames it when it migrates the file.
-      if ('cri' in filePlugins) {
-        const { cri, ...others } = filePlugins;
-        filePlugins = { ...others, [CRI_V2]: cri };
-      }
-      notes.push({ status: 'WARN', message: `${f.path} has no version line (config version 1): checked as if it were version 2`, fix: 'add "version = 2" or rewrite it with `containerd config migrate`' });
-    } else {
-      version = v;
-    }
-    merge(plugins, filePlugins, [], f.path);
-    if (Array.isArray(f.doc.disabled_plugins)) for (const d of f.doc.disabled_plugins) if (typeof d === 'string') disabled.add(d);
-  }
-
-  const v2 = asTable(plugins[CRI_V2]);
-  if (version < 3) {
-    const images = (plugins[IMAGES] = asTable(plugins[IMAGES]));
-    const move = (from: string[], to: string[], value: unknown) => {
-      const toKey = originKey([IMAGES, ...to]);
-      for (const k of [...origins.keys()]) if (k === toKey || k.startsWith(`${toKey}\u0000`)) origins.delete(k);
-      const fromKey = originKey([CRI_V2, ...from]);
-      for (const [k, o] of [...origins]) {
-        if (k === fromKey || k.startsWith(`${fromKey}\u0000`)) origins.set(toKey + k.slice(fromKey.length), o);
-      }
-      let t = images;
-      for (const seg of to.slice(0, -1)) t = (t[seg] = asTable(t[seg]));
-      t[to[to.length - 1]!] = structuredClone(value);
-    };
-    if ('sandbox_image' in v2) move(['sandbox_image'], ['pinned_images', 'sandbox'], v2.sandbox_image);
-    for (const key of MIGRATED_TOP) if (key in v2) move([key], [key], v2[key]);
-    const ctd = asTable(v2.containerd);
-    if ('runtimes' in ctd) for (const key of MIGRATED_CONTAINERD) if (key in ctd) move(['containerd', key], [key], ctd[key]);
-  } else {
-    // The last file declaring a version is version 3: containerd 2.1 migrates nothing, so every
-    // version 2 CRI setting is ignored ("Ignoring unknown key in TOML for plugin").
-    for (const f of files) {
-      const t = asTable(asTable(f.doc.plugins)[CRI_V2]);
-      if (versionOf(f.doc) !== 2 || Object.keys(t).length === 0) continue;
-      const keys = Object.keys(t).sort();
-      // Verification works, but the node silently loses its own runtime settings (SystemdCgroup...).
-      notes.push({
-        status: 'FAIL',
-        message: `${f.path} is config version 2 but the last file loaded is version 3: containerd 2.1 migrates nothing and ignores its plugins."${CRI_V2}" settings (${keys.join(', ')}); a containerd that migrates each file before merging would apply them`,
-        fix: 'write every file with the same version: for a version 2 main file use containerd-config/pullguard-v2.toml (install/install.sh picks it), or migrate the main file (`containerd config migrate`)',
-      });
-    }
-  }
-
-  return {
-    files: files.map((f) => f.path),
-    version,
-    images: asTable(plugins[IMAGES]),
-    bindir: asTable(plugins[BINDIR]),
-    disabledPlugins: [...disabled],
-    origin: (plugin, key) => origins.get(originKey([plugin === 'images' ? IMAGES : BINDIR, ...key.split('.')])),
-    notes,
-  };
 }
 
 export type BinDirEntryType = 'executable' | 'file' | 'directory' | 'other' | 'broken';
@@ -169,7 +50,7 @@ export type BinDirListing =
 export interface DoctorInput {
   /** containerd's config files as loaded (main first), or why they could not be. */
   readonly config:
-    | { readonly path: string; readonly files: readonly ContainerdConfigFile[] }
+    | { readonly path: string; readonly files: readonly ContainerdConfigFile[]; readonly missing?: LoadedConfig['missing'] }
     | { readonly path: string; readonly error: string; readonly missing: boolean; readonly explicit: boolean };
   readonly binDir: { readonly path: string; readonly fromFlag: boolean; readonly listing: BinDirListing };
   readonly policy: { readonly path: string; readonly policy?: Pick<Policy, 'timeoutMs' | 'mode' | 'defaultAction' | 'rules'>; readonly error?: string };
@@ -194,13 +75,13 @@ export function diagnose(input: DoctorInput): Check[] {
   let eff: EffectiveConfig | undefined;
   const c = input.config;
   if ('files' in c) {
-    eff = effectiveConfig(c.files);
+    eff = effectiveConfig(c.files, c.missing);
     const imports = c.files.length - 1;
     checks.push({ status: 'ok', message: `containerd config ${c.path}${imports > 0 ? ` and ${imports} imported file(s)` : ''} read (config version ${eff.version} after merging)` });
     checks.push(...eff.notes);
   } else if (c.missing && !c.explicit) {
     eff = effectiveConfig([]);
-    checks.push({ status: 'WARN', message: `no containerd config at ${c.path}: containerd runs on its defaults`, fix: 'install containerd-config/pullguard.toml and import it (install/install.sh), or pass --containerd-config PATH' });
+    checks.push({ status: 'WARN', message: `no containerd config at ${c.path}: containerd runs on its defaults`, fix: 'run `pullguard node install`, or pass --containerd-config PATH' });
   } else {
     checks.push({ status: 'FAIL', message: `cannot check containerd's settings: ${c.error}`, fix: c.missing ? 'pass --containerd-config PATH, or fix registry.containerdConfig in the policy' : 'fix the file: containerd does not start with it either' });
   }
@@ -233,39 +114,9 @@ function versionCheck(c: DoctorInput['containerd']): Check {
   return { status: 'ok', message: `containerd ${v} (2.1 or later: CRI pulls can call verifiers)` };
 }
 
-interface Trigger {
-  readonly key: string;
-  readonly fires: (v: unknown) => boolean;
-  readonly want: string;
-  readonly fix?: string;
-}
-
-const nonEmptyTable = (v: unknown) => isTable(v) && Object.keys(v).length > 0;
-
-/**
- * containerd 2.1's CheckLocalImagePullConfigs (internal/cri/config): every setting it treats as
- * incompatible with the transfer service (Linux).
- */
-const TRIGGERS: readonly Trigger[] = [
-  { key: 'use_local_image_pull', fires: (v) => v === true, want: 'false' },
-  { key: 'discard_unpacked_layers', fires: (v) => v === true, want: 'false' },
-  { key: 'disable_snapshot_annotations', fires: (v) => v === false, want: 'true' },
-  { key: 'registry.mirrors', fires: nonEmptyTable, want: 'empty', fix: 'move the mirrors to hosts.toml files under registry.config_path and delete the table' },
-  { key: 'registry.configs', fires: nonEmptyTable, want: 'empty', fix: 'move TLS and auth settings to hosts.toml files under registry.config_path (credentials: a docker config.json) and delete the table' },
-  { key: 'registry.auths', fires: nonEmptyTable, want: 'empty', fix: 'delete the table; credentials go in a docker config.json or kubelet image pull secrets' },
-  { key: 'max_concurrent_downloads', fires: (v) => v !== undefined && v !== 3, want: '3', fix: 'set it to 3 (or remove it) and set plugins."io.containerd.transfer.v1.local".max_concurrent_downloads instead' },
-  { key: 'image_pull_with_sync_fs', fires: (v) => v === true, want: 'false' },
-];
-
-function valueAt(t: Table, key: string): unknown {
-  let v: unknown = t;
-  for (const seg of key.split('.')) v = isTable(v) ? v[seg] : undefined;
-  return v;
-}
-
 function localPullChecks(eff: EffectiveConfig): Check[] {
   const out: Check[] = [];
-  for (const t of TRIGGERS) {
+  for (const t of LOCAL_PULL_TRIGGERS) {
     const value = valueAt(eff.images, t.key);
     if (!t.fires(value)) continue;
     const o = eff.origin('images', t.key);
@@ -277,7 +128,7 @@ function localPullChecks(eff: EffectiveConfig): Check[] {
     });
   }
   if (out.length === 0) {
-    out.push({ status: 'ok', message: `no CRI setting forces local pulls (${TRIGGERS.map((t) => t.key).join(', ')}): kubelet pulls go through the transfer service and its verifiers` });
+    out.push({ status: 'ok', message: `no CRI setting forces local pulls (${LOCAL_PULL_TRIGGERS.map((t) => t.key).join(', ')}): kubelet pulls go through the transfer service and its verifiers` });
   }
   return out;
 }
@@ -297,7 +148,7 @@ function configPathCheck(eff: EffectiveConfig): Check {
 
 function binDirChecks(b: DoctorInput['binDir'], eff: EffectiveConfig | undefined): Check[] {
   const src = b.fromFlag ? ' (--bin-dir)' : eff?.origin('bindir', 'bin_dir') ? where(eff.origin('bindir', 'bin_dir')) : " (containerd's default)";
-  const install = 'install dist/pullguard there alone (install/install.sh)';
+  const install = 'install pullguard there alone (`pullguard node install`)';
   if (b.listing.kind === 'missing') {
     return [{ status: 'FAIL', message: `bin_dir ${b.path}${src} does not exist: containerd allows every pull without verification`, fix: install }];
   }

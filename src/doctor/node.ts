@@ -5,7 +5,7 @@ import { asPullguardError } from '../common/errors.js';
 import { DEFAULT_DECISION_LOG, type Policy } from '../policy/model.js';
 import { logFiles, parseEntries } from '../output/decision-log.js';
 import { policyReason } from '../output/record.js';
-import type { ContainerdConfigFile } from '../registry/hosts.js';
+import type { ContainerdConfigFile } from '../containerd/config.js';
 import type { Check, EffectiveConfig } from './diagnose.js';
 import { queryDaemon } from './grpc.js';
 import { configArgOf, DEFAULT_ADDRESS, type NodeInput } from './node-checks.js';

@@ -4,7 +4,7 @@ import { delimiter, join } from 'node:path';
 import { asPullguardError, PullguardError } from '../common/errors.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
-import { DEFAULT_CONTAINERD_CONFIG, isMissingContainerdConfig, loadContainerdConfigFiles } from '../registry/hosts.js';
+import { DEFAULT_CONTAINERD_CONFIG, loadConfig } from '../containerd/config.js';
 import { gatherNode, pullTest } from './node.js';
 import { nodeChecks } from './node-checks.js';
 import { binDirOf, diagnose, effectiveConfig, formatCheck, type BinDirEntryType, type BinDirListing, type DoctorInput } from './diagnose.js';
@@ -126,15 +126,17 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
 
   const configPath = opts.containerdConfig ?? policy?.registry.containerdConfig ?? DEFAULT_CONTAINERD_CONFIG;
   let config: DoctorInput['config'];
+  const explicit = configPath !== DEFAULT_CONTAINERD_CONFIG || opts.containerdConfig !== undefined;
   try {
-    config = { path: configPath, files: loadContainerdConfigFiles(configPath) };
+    const loaded = loadConfig(configPath);
+    config =
+      loaded.files.length === 0
+        ? { path: configPath, error: `cannot read containerd config ${configPath}: ENOENT`, missing: true, explicit }
+        : { path: configPath, files: loaded.files, missing: loaded.missing };
   } catch (e) {
-    const missing = isMissingContainerdConfig(e) && e.detail?.path === configPath;
-    const error = withoutAdvice(asPullguardError(e).message);
-    const explicit = configPath !== DEFAULT_CONTAINERD_CONFIG || opts.containerdConfig !== undefined;
-    config = { path: configPath, error, missing, explicit };
+    config = { path: configPath, error: withoutAdvice(asPullguardError(e).message), missing: false, explicit };
   }
-  const eff = 'files' in config ? effectiveConfig(config.files) : undefined;
+  const eff = 'files' in config ? effectiveConfig(config.files, config.missing) : undefined;
   const binDir = binDirOf(eff, opts.binDir);
   const input: DoctorInput = {
     config,

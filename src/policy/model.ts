@@ -79,6 +79,8 @@ export interface RegistrySettings {
   readonly maxBlobBytes?: number;
   /** Cap on referrers considered per image. */
   readonly maxReferrers?: number;
+  /** Cap on all bytes read from registries for one decision. */
+  readonly maxTotalBytes?: number;
 }
 
 export const DEFAULT_TIMEOUT_MS = 8000;

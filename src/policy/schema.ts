@@ -86,6 +86,7 @@ export const policyDocumentSchema = z
         dockerConfig: z.optional(z.string().check(z.minLength(1))),
         maxBlobBytes: z.optional(z.number().check(z.int(), z.positive(), z.maximum(64 * 1024 * 1024))),
         maxReferrers: z.optional(z.number().check(z.int(), z.positive(), z.maximum(10_000))),
+        maxTotalBytes: z.optional(z.number().check(z.int(), z.positive(), z.maximum(1024 * 1024 * 1024))),
       }),
       {},
     ),

@@ -6,6 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import { isDigest } from '../common/digest.js';
 import { PullguardError } from '../common/errors.js';
+import { parseUntrustedJson } from '../common/json.js';
 import { DOCKER_MANIFEST, OCI_MANIFEST } from '../contract/media-types.js';
 import type { ArtifactClass, FoundVia, OciDescriptor, OciManifest } from './types.js';
 
@@ -121,11 +122,7 @@ function isStringMap(v: unknown): v is Record<string, string> {
 }
 
 function parseJson(bytes: Buffer, what: string): Record<string, unknown> {
-  try {
-    return JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new PullguardError('REGISTRY_PROTOCOL', `${what} is not valid JSON: ${(e as Error).message}`);
-  }
+  return parseUntrustedJson(bytes, what) as Record<string, unknown>;
 }
 
 /** Parses and shape-checks an image manifest; `what` names it in the error. */

@@ -37,7 +37,7 @@ async function fake(bind?: string): Promise<FakeRegistry> {
 }
 
 /** A client whose containerd config points at a fresh hosts directory with the given hosts.toml files. */
-function client(hosts: Record<string, string> = {}, extra: { maxReferrers?: number; maxBlobBytes?: number } = {}): DistributionClient {
+function client(hosts: Record<string, string> = {}, extra: { maxReferrers?: number; maxBlobBytes?: number; maxTotalBytes?: number } = {}): DistributionClient {
   const dir = mkdtempSync(join(tmp, 'cfg-'));
   const certs = join(dir, 'certs.d');
   mkdirSync(certs);
@@ -368,5 +368,126 @@ describe('hostile registry', () => {
     expect(e.code).toBe('REGISTRY_LIMIT');
     expect(e.message).toMatch(/2000 bytes, over the 1000-byte limit \(registry.maxBlobBytes\)/);
     expect(reg.log.filter((l) => l.url.includes('/blobs/'))).toHaveLength(0);
+  });
+});
+
+describe('hostile registries (issue 8): a bad candidate fails alone, in bounded time and bytes', () => {
+  test('a junk index under the .sig tag does not hide a valid referrer', async () => {
+    const reg = await fake();
+    reg.referrersApi = { pageSize: 10, applyFilter: true };
+    const img = image(reg);
+    const n = putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json' });
+    reg.putManifest('app', { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] }, { tag: `${img.digest.replace(':', '-')}.sig`, mediaType: OCI_INDEX });
+    const r = await client().discover(req(reg, img.digest, ['cosign-legacy', 'notation']), new Deadline(5000));
+    expect(r.artifacts.map((a) => a.digest)).toEqual([n.digest]);
+    expect(r.notes.join('\n')).toMatch(/\.sig on .* is not a valid image manifest: .*; skipped/);
+  });
+
+  test('a malformed referrer beside a valid one is a note; alone it is the answer', async () => {
+    const reg = await fake();
+    reg.referrersApi = { pageSize: 10, applyFilter: false };
+    const img = image(reg);
+    const deep = reg.putManifest('app', `${'['.repeat(100)}${']'.repeat(100)}`, { mediaType: OCI_MANIFEST });
+    reg.handler = (_q, res, url) => {
+      if (!url.pathname.includes('/referrers/')) return false;
+      const manifests = [{ mediaType: OCI_MANIFEST, digest: deep.digest, size: deep.size, artifactType: NOTATION }];
+      res.writeHead(200, { 'content-type': OCI_INDEX }).end(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }));
+      return true;
+    };
+    const e = await rejects(client().discover(req(reg, img.digest, ['notation']), new Deadline(5000)));
+    expect(e.message).toMatch(/is not valid JSON: nested more than 64 levels deep/);
+  });
+
+  test('404 and 302 answers with bodies over 64 KiB are skimmed and their connection closed', async () => {
+    const reg = await fake();
+    reg.referrersApi = { pageSize: 10, applyFilter: true };
+    const img = image(reg);
+    putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json', payload: 'jws' });
+    const blob = sha256('jws');
+    reg.handler = (_q, res, url) => {
+      if (url.pathname.endsWith('.sig')) {
+        res.writeHead(404, { 'content-type': 'text/html' }).end('x'.repeat(200 * 1024));
+        return true;
+      }
+      if (url.pathname.endsWith(`/blobs/${blob}`) && !url.searchParams.has('moved')) {
+        res.writeHead(302, { location: `${url.pathname}?moved=1`, 'content-type': 'text/html' }).end('y'.repeat(200 * 1024));
+        return true;
+      }
+      return false;
+    };
+    const [a] = (await client().discover(req(reg, img.digest, ['cosign-legacy', 'notation']), new Deadline(5000))).artifacts;
+    expect(Buffer.from(await a!.fetchBlob(a!.manifest.layers[0]!)).toString()).toBe('jws');
+  });
+
+  test('a mirror that never answers gets a share of the deadline; the upstream still decides', async () => {
+    const up = await fake();
+    const mirror = await fake();
+    mirror.handler = () => true; // accepts, never answers
+    const img = image(up);
+    up.putManifest('app', { schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 }, layers: [{ mediaType: SIMPLE, digest: sha256('p'), size: 1 }] }, { tag: `${img.digest.replace(':', '-')}.sig` });
+    const c = client({ [up.host]: `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n` });
+    const started = Date.now();
+    const r = await c.discover(req(up, img.digest, ['cosign-legacy', 'notation']), new Deadline(3000));
+    expect(Date.now() - started).toBeLessThan(2500);
+    expect(r.artifacts).toHaveLength(1);
+    expect(r.notes.join('\n')).toMatch(new RegExp(`mirror ${mirror.host} failed \\(REGISTRY_UNREACHABLE: ${mirror.host} did not answer within`));
+    expect(r.notes.join('\n')).not.toMatch(/within 0ms/);
+  });
+
+  test('when the upstream fails after a mirror did, the reason names both hosts', async () => {
+    const up = await fake();
+    const mirror = await fake();
+    mirror.handler = (_q, res) => Boolean(res.writeHead(500).end());
+    up.handler = (_q, res) => Boolean(res.writeHead(503).end());
+    const img = image(up);
+    const toml = `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`;
+    const e = await rejects(client({ [up.host]: toml }).discover(req(up, img.digest, ['cosign-legacy']), new Deadline(3000)));
+    expect(e.message).toMatch(new RegExp(`^${up.host} answered HTTP 503 .*; mirror ${mirror.host} \\(REGISTRY_UNREACHABLE\\) failed first$`));
+  });
+
+  test('a source that never answers does not hide what another source found', async () => {
+    const reg = await fake();
+    reg.referrersApi = { pageSize: 10, applyFilter: true };
+    const img = image(reg);
+    const n = putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json' });
+    reg.handler = (_q, _res, url) => url.pathname.endsWith('.sig'); // accepted, never answered
+    const started = Date.now();
+    const r = await client().discover(req(reg, img.digest, ['cosign-legacy', 'notation']), new Deadline(3000));
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(r.artifacts.map((a) => a.digest)).toEqual([n.digest]);
+    expect(r.notes.join('\n')).toMatch(/\.sig .*; skipped/);
+  });
+
+  test('keep-alive: the requests of one discovery share connections', async () => {
+    const reg = await fake();
+    reg.referrersApi = { pageSize: 10, applyFilter: false };
+    const img = image(reg);
+    putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json' });
+    putReferrer(reg, 'app', img, { artifactType: BUNDLE, layerMediaType: BUNDLE });
+    const r = await client().discover(req(reg, img.digest, ['cosign-legacy', 'cosign-bundle', 'notation']), new Deadline(5000));
+    for (const a of r.artifacts) for (const l of a.manifest.layers) await a.fetchBlob(l);
+    expect(r.artifacts).toHaveLength(2);
+    // .sig 404, referrers API, two manifests, two blobs: over fewer connections than requests.
+    expect(reg.log).toHaveLength(6);
+    expect(reg.connections).toBeLessThan(reg.log.length);
+  });
+
+  test('registry.maxTotalBytes stops a flood of large referrers; small ones are read first', async () => {
+    const reg = await fake();
+    reg.referrersApi = { pageSize: 100, applyFilter: false };
+    const img = image(reg);
+    const big = Array.from({ length: 20 }, (_, i) => reg.putManifest('app', JSON.stringify({ pad: `${i}${'z'.repeat(100_000)}` }), { mediaType: OCI_MANIFEST }));
+    const n = putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json' });
+    reg.handler = (_q, res, url) => {
+      if (!url.pathname.includes('/referrers/')) return false;
+      const manifests = [...big, n].map((m) => ({ mediaType: OCI_MANIFEST, digest: m.digest, size: m.size, artifactType: NOTATION }));
+      res.writeHead(200, { 'content-type': OCI_INDEX }).end(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }));
+      return true;
+    };
+    const r = await client({}, { maxTotalBytes: 400_000 }).discover(req(reg, img.digest, ['notation']), new Deadline(5000));
+    expect(r.artifacts.map((a) => a.digest)).toEqual([n.digest]);
+    expect(r.notes.join('\n')).toMatch(/not read: discovery reached its 300000-byte limit \(three quarters of registry.maxTotalBytes\)/);
+    // Fetches already in flight finish (FETCH_CONCURRENCY of them); nothing new starts.
+    expect(reg.log.filter((l) => l.url.includes('/manifests/')).length).toBeLessThan(14);
   });
 });

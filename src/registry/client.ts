@@ -4,8 +4,10 @@
  * Modelled on oras-go `registry/remote` (referrers API, then the `sha256-<hex>` tag schema).
  */
 import { assertDigest, digestOf, isDigest, shortDigest } from '../common/digest.js';
-import type { Deadline } from '../common/deadline.js';
+import { formatDuration, type Deadline } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
+import { MAX_JSON_DEPTH, parseUntrustedJson } from '../common/json.js';
+import { isRecord } from '../common/malformed.js';
 import { parseReference, type Reference } from '../common/reference.js';
 import { quoteUntrusted } from '../common/text.js';
 import { MAX_MANIFEST_SIZE, type Descriptor } from '../contract/descriptor.js';
@@ -22,13 +24,20 @@ import {
   signerHintOf,
 } from './classify.js';
 import { endpointsFor, hostsDirFromContainerdConfig, type Endpoint } from './hosts.js';
-import { redact, Transport, type HttpResponse, type RequestObserver, type SendOptions } from './transport.js';
+import { ByteBudget, FIRST_ANSWER_WAIT_MS, redact, settlesWithin, Transport } from './transport.js';
+import type { HttpResponse, RequestObserver, SendOptions } from './transport.js';
 import type { ArtifactClass, DiscoveryRequest, DiscoveryResult, FoundVia, OciDescriptor, OciManifest, RegistryClient, SignatureArtifact } from './types.js';
 
 export const DEFAULT_MAX_BLOB_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_REFERRERS = 128;
+/** Bytes one decision may read from registries in all (registry.maxTotalBytes). */
+export const DEFAULT_MAX_TOTAL_BYTES = 32 * 1024 * 1024;
+/** The longest share of the deadline a mirror gets while hosts after it still wait. */
+export const MAX_MIRROR_SHARE_MS = 4000;
 const MAX_REFERRER_PAGES = 32;
 const FETCH_CONCURRENCY = 8;
+/** Layers per signature artifact fetched ahead of the verifier. */
+const PREFETCH_LAYERS = 4;
 const MANIFEST_ACCEPT = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST];
 const REFERRER_CLASSES: readonly ArtifactClass[] = ['cosign-bundle', 'cosign-legacy-referrer', 'notation', 'atproto', 'attestation', 'unknown'];
 
@@ -58,6 +67,9 @@ export class DistributionClient implements RegistryClient {
   private readonly authn: Authenticator;
   private readonly maxBlobBytes: number;
   private readonly maxReferrers: number;
+  /** All bytes of a decision, and the share discovery may use, so that blobs of what it found still fit. */
+  private readonly byteBudget: ByteBudget;
+  private readonly discoveryBudget: ByteBudget;
   private hostsRoot?: { dir: string; note?: string };
   private readonly endpointCache = new Map<string, Endpoint[]>();
   private readonly gates = new WeakMap<Endpoint, Promise<void>>();
@@ -72,6 +84,10 @@ export class DistributionClient implements RegistryClient {
     this.authn = new Authenticator(this.transport, this.credentials);
     this.maxBlobBytes = settings.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
     this.maxReferrers = settings.maxReferrers ?? DEFAULT_MAX_REFERRERS;
+    const maxTotal = settings.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES;
+    this.byteBudget = new ByteBudget(maxTotal);
+    const share = 'three quarters of registry.maxTotalBytes';
+    this.discoveryBudget = new ByteBudget(Math.floor(maxTotal * 0.75), share, 'discovery');
   }
 
   /** HTTP requests made so far, redirects and token requests included. */
@@ -100,9 +116,11 @@ export class DistributionClient implements RegistryClient {
     const candidates = this.endpoints(repo.namespace).filter((e) => (ref.digest ? e.capabilities.pull : e.capabilities.resolve));
     if (candidates.length === 0) throw new PullguardError('REGISTRY_NOT_FOUND', `no host for ${repo.namespace} may ${ref.digest ? 'pull' : 'resolve tags'} (check hosts.toml capabilities)`);
     const failures: string[] = [];
+    const fetchDeadline = beforeVerdict(deadline);
     for (const [i, ep] of candidates.entries()) {
+      const hostDeadline = hostShare(fetchDeadline, candidates.length - 1 - i);
       try {
-        const m = await this.getManifest(ep, repo, target, deadline, ref.digest);
+        const m = await this.getManifest(ep, repo, target, hostDeadline, ref.digest);
         if (m) {
           if (!(PULLABLE_MEDIA_TYPES as readonly string[]).includes(m.mediaType)) {
             throw new PullguardError('REGISTRY_PROTOCOL', `${repo.name}:${target} on ${ep.host} is ${m.mediaType}, not an image or index`);
@@ -111,8 +129,9 @@ export class DistributionClient implements RegistryClient {
         }
         failures.push(`${ep.host}: not found`);
       } catch (e) {
-        if (i === candidates.length - 1 || deadline.signal.aborted) throw e;
-        failures.push(`${ep.host}: ${asPullguardError(e).message}`);
+        const err = hostFailure(e, ep, hostDeadline, fetchDeadline, deadline);
+        if (i === candidates.length - 1 || fetchDeadline.signal.aborted) throw err;
+        failures.push(`${ep.host}: ${err.message}`);
       }
     }
     throw new PullguardError('REGISTRY_NOT_FOUND', `${repo.name}:${target} not found (${failures.join('; ')})`, { repository: repo.name });
@@ -129,10 +148,13 @@ export class DistributionClient implements RegistryClient {
     if (request.signatureRepository) notes.push(`signatures looked up in ${repo.name} (relocated)`);
     if (request.classes.size === 0) return { artifacts: [], notes };
 
+    const fetchDeadline = beforeVerdict(deadline);
+    const mirrorsFailed: string[] = [];
     for (const [i, ep] of endpoints.entries()) {
       const last = i === endpoints.length - 1;
+      const hostDeadline = hostShare(fetchDeadline, endpoints.length - 1 - i);
       try {
-        const r = await this.discoverOn(ep, repo, subject, request.classes, deadline);
+        const r = await this.discoverOn(ep, repo, subject, request.classes, hostDeadline, fetchDeadline);
         notes.push(...r.notes);
         tried.push(...(r.tried ?? []));
         if (r.artifacts.length > 0 || last) {
@@ -141,22 +163,41 @@ export class DistributionClient implements RegistryClient {
         }
         notes.push(`mirror ${ep.host} has no signatures for ${shortDigest(subject)}; trying ${endpoints[i + 1]!.host}`);
       } catch (e) {
-        const err = asPullguardError(e);
+        const err = hostFailure(e, ep, hostDeadline, fetchDeadline, deadline);
         // Only the last host's failure is fatal: a broken or hostile mirror must not hide the upstream.
-        if (last || err.code === 'DEADLINE_EXCEEDED' || deadline.signal.aborted) throw err;
+        if (last || err.code === 'DEADLINE_EXCEEDED' || fetchDeadline.signal.aborted) {
+          throw withMirrors(err, mirrorsFailed);
+        }
         notes.push(`mirror ${ep.host} failed (${err.code}: ${err.message}); trying ${endpoints[i + 1]!.host}`);
+        mirrorsFailed.push(`${ep.host} (${err.code})`);
       }
     }
     return { artifacts: [], notes, tried };
   }
 
-  private async discoverOn(ep: Endpoint, repo: Repo, subject: string, classes: ReadonlySet<ArtifactClass>, deadline: Deadline): Promise<DiscoveryResult> {
+  /**
+   * Every discovery source on one host at once (cosign tags, referrers). A source or candidate whose
+   * content is bad (not JSON, not a manifest, wrong digest, over a limit) is one failed candidate: it
+   * becomes a note when anything else was found, and the answer only when nothing was. A failure to reach
+   * the host (network, auth, time) ends a referrers listing at once; with nothing found it ends the host,
+   * so that the next one is tried.
+   */
+  private async discoverOn(
+    ep: Endpoint,
+    repo: Repo,
+    subject: string,
+    classes: ReadonlySet<ArtifactClass>,
+    deadline: Deadline,
+    blobDeadline: Deadline,
+  ): Promise<DiscoveryResult> {
     const notes: string[] = [];
+    const failures: PullguardError[] = [];
     const hex = subject.slice(subject.indexOf(':') + 1);
     const alg = subject.slice(0, subject.indexOf(':'));
     const tasks: Promise<SignatureArtifact[]>[] = [];
     const tagsAllowed = ep.capabilities.resolve;
     const wantsReferrers = REFERRER_CLASSES.some((c) => classes.has(c));
+    const ctx: DiscoveryContext = { ep, repo, subject, classes, deadline, blobDeadline, notes, failures };
     const tried: string[] = [];
     const tagOf = (tag: string) => `tag ${repo.name}:${tag} on ${ep.host}`;
     if (tagsAllowed && classes.has('cosign-legacy')) tried.push(tagOf(`${alg}-${hex}.sig`));
@@ -170,29 +211,41 @@ export class DistributionClient implements RegistryClient {
     if (classes.has('cosign-legacy') || classes.has('attestation')) {
       if (!tagsAllowed) notes.push(`${ep.host} may not resolve tags (hosts.toml capabilities); skipped cosign's .sig/.att tags there`);
       else {
-        if (classes.has('cosign-legacy')) tasks.push(this.tagArtifact(ep, repo, `${alg}-${hex}.sig`, 'cosign-sig-tag', classes, deadline));
-        if (classes.has('attestation')) tasks.push(this.tagArtifact(ep, repo, `${alg}-${hex}.att`, 'cosign-att-tag', classes, deadline));
+        const tag = (suffix: string, via: FoundVia) =>
+          candidate(ctx, this.tagArtifact(ctx, `${alg}-${hex}.${suffix}`, via));
+        if (classes.has('cosign-legacy')) tasks.push(tag('sig', 'cosign-sig-tag'));
+        if (classes.has('attestation')) tasks.push(tag('att', 'cosign-att-tag'));
       }
     }
-    if (wantsReferrers) tasks.push(this.referrerArtifacts(ep, repo, subject, classes, deadline, notes));
+
+    // After the tags, which take the first request (a manifest route: it answers the auth challenge, where
+    // docker-registry answers the referrers route 404 before any auth). Over plain http the referrers API
+    // does not wait for that answer (`ungated`): it starts the longest chain (API, maybe the tag, each
+    // manifest).
+    if (wantsReferrers) tasks.push(candidate(ctx, this.referrerArtifacts(ctx)));
 
     const settled = await Promise.allSettled(tasks);
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw failed.reason;
-    const artifacts = settled.flatMap((s) => (s.status === 'fulfilled' ? s.value : []));
+    const artifacts = settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+    const unreachable = settled.flatMap((r) => (r.status === 'rejected' ? [asPullguardError(r.reason)] : []));
+    // Nothing found: the failure is the answer (and a reason to try the next host). Something found: a
+    // source that failed cannot make an image pass, only miss a signature, so it is a note.
+    if (artifacts.length === 0 && unreachable.length + failures.length > 0) throw unreachable[0] ?? failures[0];
+    for (const f of [...unreachable, ...failures]) notes.push(`${f.message}; skipped`);
     return { artifacts, notes, tried };
   }
 
-  private async tagArtifact(ep: Endpoint, repo: Repo, tag: string, via: FoundVia, classes: ReadonlySet<ArtifactClass>, deadline: Deadline): Promise<SignatureArtifact[]> {
-    const m = await this.getManifest(ep, repo, tag, deadline);
+  private async tagArtifact(ctx: DiscoveryContext, tag: string, via: FoundVia): Promise<SignatureArtifact[]> {
+    const { ep, repo } = ctx;
+    const m = await this.getManifest(ep, repo, tag, ctx.deadline);
     if (!m) return [];
     const manifest = parseManifest(m.bytes, `manifest ${repo.name}:${tag} on ${ep.host}`);
     const cls = classify(manifest, via);
-    return classes.has(cls) ? [this.artifact(ep, repo, m.digest, manifest, cls, via, deadline)] : [];
+    return ctx.classes.has(cls) ? [this.artifact(ep, repo, m.digest, manifest, cls, via, ctx.blobDeadline)] : [];
   }
 
-  private async referrerArtifacts(ep: Endpoint, repo: Repo, subject: string, classes: ReadonlySet<ArtifactClass>, deadline: Deadline, notes: string[]): Promise<SignatureArtifact[]> {
-    const listed = await this.listReferrers(ep, repo, subject, classes, deadline, notes);
+  private async referrerArtifacts(ctx: DiscoveryContext): Promise<SignatureArtifact[]> {
+    const { ep, repo, subject, classes, notes } = ctx;
+    const listed = await this.listReferrers(ep, repo, subject, classes, ctx.deadline, notes);
     if (!listed) return [];
     const seen = new Set<string>();
     const candidates = listed.entries.filter((d) => {
@@ -211,23 +264,35 @@ export class DistributionClient implements RegistryClient {
       );
     }
     const out: SignatureArtifact[] = [];
-    await mapLimit(candidates, FETCH_CONCURRENCY, async (d) => {
+    let unfetched = 0;
+    // Smallest first: signatures are a few KiB, so a flood of large junk referrers cannot use up the
+    // byte and time budget before the real signatures are read. Each is read up to its listed size.
+    const bySize = [...candidates].sort((a, b) => a.size - b.size);
+    await mapLimit(bySize, FETCH_CONCURRENCY, async (d) => {
       const what = `referrer ${shortDigest(d.digest)} of ${repo.name}@${shortDigest(subject)} on ${ep.host}`;
       if (d.size > MAX_MANIFEST_SIZE) {
         notes.push(`${what} skipped: its size ${d.size} is over the 4 MiB manifest limit`);
         return;
       }
-      const m = await this.getManifest(ep, repo, d.digest, deadline, d.digest);
-      if (!m) {
-        notes.push(`${what} is listed but missing (stale ${listed.via === 'referrers-tag' ? 'referrers tag' : 'referrers index'})`);
+      if (this.discoveryBudget.spent || ctx.deadline.signal.aborted) {
+        unfetched++;
         return;
       }
       let manifest: OciManifest;
+      let m: FetchedManifest | undefined;
       try {
+        m = await this.getManifest(ep, repo, d.digest, ctx.deadline, d.digest, d.size);
+        if (!m) {
+          const stale = listed.via === 'referrers-tag' ? 'referrers tag' : 'referrers index';
+          notes.push(`${what} is listed but missing (stale ${stale})`);
+          return;
+        }
         manifest = parseManifest(m.bytes, what);
       } catch (e) {
+        const err = asPullguardError(e);
+        if (!isCandidateFailure(err)) throw err;
         // One malformed referrer (anyone with push can add one) must not hide the valid ones.
-        notes.push(`${asPullguardError(e).message}; skipped`);
+        ctx.failures.push(err);
         return;
       }
       if (manifest.subject?.digest !== subject) {
@@ -235,8 +300,15 @@ export class DistributionClient implements RegistryClient {
         return;
       }
       const cls = classify(manifest, listed.via);
-      if (classes.has(cls)) out.push(this.artifact(ep, repo, m.digest, manifest, cls, listed.via, deadline));
+      if (classes.has(cls)) out.push(this.artifact(ep, repo, m.digest, manifest, cls, listed.via, ctx.blobDeadline));
     });
+    if (unfetched > 0) {
+      const b = this.discoveryBudget;
+      const why = b.spent ? `${b.scope} reached its ${b.limit}-byte limit (${b.name})` : 'the deadline was near';
+      const message = `${unfetched} referrer(s) of ${repo.name}@${shortDigest(subject)} on ${ep.host} not read: ${why}`;
+      if (out.length > 0) notes.push(message);
+      else ctx.failures.push(new PullguardError('REGISTRY_LIMIT', message, { host: ep.host }));
+    }
     // Stable order for --explain and tests: the order the registry listed them in.
     const order = new Map(candidates.map((d, i) => [d.digest, i]));
     return out.sort((a, b) => order.get(a.digest)! - order.get(b.digest)!);
@@ -258,7 +330,9 @@ export class DistributionClient implements RegistryClient {
       const entries: OciDescriptor[] = [];
       for (let page = 0; url; page++) {
         const what = `referrers of ${repo.name}@${shortDigest(subject)}`;
-        const res = await this.request(ep, repo, url, { what, maxBytes: MAX_MANIFEST_SIZE, accept: OCI_INDEX }, deadline);
+        // Over https it waits like the others: one full TLS handshake per host, the rest resume it.
+        const o = { what, maxBytes: MAX_MANIFEST_SIZE, accept: OCI_INDEX, ungated: page === 0 && ep.scheme === 'http' };
+        const res = await this.request(ep, repo, url, o, deadline);
         if (page === 0 && res.status !== 200) {
           if ([404, 400, 405, 406].includes(res.status)) break; // no referrers API: the tag schema
           throw unexpected(res, ep, what);
@@ -307,6 +381,11 @@ export class DistributionClient implements RegistryClient {
       }
       return p;
     };
+    // Signature blobs are asked for as soon as their manifest is known, not after all discovery: every
+    // verifier reads the layers of what it is offered (notation, after a cheap check of the manifest).
+    for (const layer of manifest.layers.slice(0, PREFETCH_LAYERS)) {
+      if (layer.size <= this.maxBlobBytes) fetchBlob(layer).catch(() => undefined); // the verifier sees any error
+    }
     const hint = signerHintOf(manifest, cls);
     return { class: cls, foundVia: via, repository: repo.name, digest, manifest, fetchBlob, ...(hint ? { signerHint: hint } : {}) };
   }
@@ -322,7 +401,9 @@ export class DistributionClient implements RegistryClient {
       throw new PullguardError('REGISTRY_LIMIT', `blob ${shortDigest(d.digest)} in ${repo.name} is ${d.size} bytes, over the ${this.maxBlobBytes}-byte limit (registry.maxBlobBytes)`, { repository: repo.name });
     }
     const what = `blob ${shortDigest(d.digest)} of ${repo.name}`;
-    const res = await this.request(ep, repo, this.url(ep, repo, `blobs/${d.digest}`), { what, maxBytes: d.size }, deadline);
+    const json = /[+/]json$/.test(own.mediaType);
+    const url = this.url(ep, repo, `blobs/${d.digest}`);
+    const res = await this.request(ep, repo, url, { what, maxBytes: d.size, blob: true, json }, deadline);
     if (res.status === 404) throw new PullguardError('REGISTRY_NOT_FOUND', `${what} not found on ${ep.host}`, { host: ep.host, repository: repo.name });
     if (res.status !== 200) throw unexpected(res, ep, what);
     if (res.body.length !== d.size) {
@@ -333,21 +414,26 @@ export class DistributionClient implements RegistryClient {
   }
 
   /** GET a manifest by tag or digest. undefined on 404. The content is checked against `digest` when given. */
-  private async getManifest(ep: Endpoint, repo: Repo, reference: string, deadline: Deadline, digest?: string): Promise<FetchedManifest | undefined> {
+  private async getManifest(
+    ep: Endpoint,
+    repo: Repo,
+    reference: string,
+    deadline: Deadline,
+    digest?: string,
+    size?: number,
+  ): Promise<FetchedManifest | undefined> {
     const what = `manifest ${repo.name}${digest ? '@' : ':'}${digest ? shortDigest(reference) : reference}`;
-    const res = await this.request(ep, repo, this.url(ep, repo, `manifests/${reference}`), { what, maxBytes: MAX_MANIFEST_SIZE, accept: MANIFEST_ACCEPT.join(', ') }, deadline);
+    const maxBytes = Math.min(size ?? MAX_MANIFEST_SIZE, MAX_MANIFEST_SIZE);
+    const url = this.url(ep, repo, `manifests/${reference}`);
+    const res = await this.request(ep, repo, url, { what, maxBytes, accept: MANIFEST_ACCEPT.join(', ') }, deadline);
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw unexpected(res, ep, what);
     const mediaType = mediaTypeOf(res);
     if (!MANIFEST_ACCEPT.includes(mediaType)) {
       throw new PullguardError('REGISTRY_PROTOCOL', `${ep.host} served ${what} as ${JSON.stringify(mediaType || '(none)')}, not a manifest or index media type`, { host: ep.host });
     }
-    let declared: unknown;
-    try {
-      declared = (JSON.parse(res.body.toString('utf8')) as { mediaType?: unknown }).mediaType;
-    } catch (e) {
-      throw new PullguardError('REGISTRY_PROTOCOL', `${what} from ${ep.host} is not valid JSON: ${(e as Error).message}`, { host: ep.host });
-    }
+    const parsed = parseUntrustedJson(res.body, `${what} from ${ep.host}`);
+    const declared = isRecord(parsed) ? parsed.mediaType : undefined;
     if (declared !== undefined && declared !== mediaType) {
       throw new PullguardError('REGISTRY_PROTOCOL', `${ep.host} served ${what} as ${mediaType} but it declares ${JSON.stringify(declared)}`, { host: ep.host });
     }
@@ -365,7 +451,13 @@ export class DistributionClient implements RegistryClient {
   }
 
   /** One authorized request: up-front credentials if the host challenged before, else answer one 401. */
-  private async request(ep: Endpoint, repo: Repo, url: URL, o: { what: string; maxBytes: number; accept?: string }, deadline: Deadline): Promise<HttpResponse> {
+  private async request(
+    ep: Endpoint,
+    repo: Repo,
+    url: URL,
+    o: { what: string; maxBytes: number; accept?: string; blob?: boolean; json?: boolean; ungated?: boolean },
+    deadline: Deadline,
+  ): Promise<HttpResponse> {
     // The scheme may have changed (http fallback) since the URL was built.
     if (url.protocol !== `${ep.scheme}:` && url.host === ep.host) url.protocol = `${ep.scheme}:`;
     const opts: SendOptions = {
@@ -374,13 +466,23 @@ export class DistributionClient implements RegistryClient {
       deadline,
       timeoutMs: requestTimeout(deadline),
       headers: o.accept ? { accept: o.accept } : undefined,
+      // Manifests and indexes are JSON (refused early when nested too deep) and count against discovery.
+      byteBudgets: o.blob ? [this.byteBudget] : [this.byteBudget, this.discoveryBudget],
+      // JSON blobs (bundles, JWS envelopes, simple signing payloads) too: they are parsed as they come.
+      maxJsonDepth: !o.blob || o.json ? MAX_JSON_DEPTH : undefined,
     };
+    const spent = opts.byteBudgets!.find((b) => b.spent);
+    if (spent) throw spent.exhausted(ep.host);
     // The first request to a host goes alone: it learns the auth challenge (and http vs https), so the
-    // parallel ones that follow authorize up front instead of each collecting its own 401.
-    const gate = this.gates.get(ep);
+    // parallel ones that follow authorize up front instead of each collecting its own 401. The referrers
+    // API's first page does not wait: it starts the longest chain, and registries without the API answer
+    // it 404 before any auth check (docker-registry), so it could not teach the others anything anyway.
+    // At worst it collects one more 401; the token fetch is shared (Authenticator).
+    const gate = o.ungated ? undefined : this.gates.get(ep);
     let release: (() => void) | undefined;
-    if (gate) await gate;
-    else this.gates.set(ep, new Promise<void>((r) => (release = r)));
+    // A first request that hangs holds the others only once, for a moment.
+    if (gate && !(await settlesWithin(gate, FIRST_ANSWER_WAIT_MS))) this.gates.set(ep, Promise.resolve());
+    else if (!o.ungated) this.gates.set(ep, new Promise<void>((r) => (release = r)));
     try {
       return await this.authorized(ep, repo, url, o, opts, deadline);
     } finally {
@@ -413,15 +515,87 @@ export class DistributionClient implements RegistryClient {
   }
 }
 
-/** A per-request budget: half the run, so one stalled host leaves time for the next, never past the deadline. */
+interface DiscoveryContext {
+  readonly ep: Endpoint;
+  readonly repo: Repo;
+  readonly subject: string;
+  readonly classes: ReadonlySet<ArtifactClass>;
+  /** This host's share of the time. */
+  readonly deadline: Deadline;
+  /** For blobs, fetched by verifiers once discovery chose this host. */
+  readonly blobDeadline: Deadline;
+  readonly notes: string[];
+  readonly failures: PullguardError[];
+}
+
+/** Bad content from one source or candidate: it fails alone. Anything else (network, auth, time) ends the host. */
+function isCandidateFailure(e: PullguardError): boolean {
+  return ['REGISTRY_PROTOCOL', 'REGISTRY_INTEGRITY', 'REGISTRY_LIMIT', 'REGISTRY_NOT_FOUND'].includes(e.code);
+}
+
+function candidate(ctx: DiscoveryContext, work: Promise<SignatureArtifact[]>): Promise<SignatureArtifact[]> {
+  return work.catch((e: unknown) => {
+    const err = asPullguardError(e);
+    if (!isCandidateFailure(err)) throw err;
+    ctx.failures.push(err);
+    return [];
+  });
+}
+
+/**
+ * The part of the deadline the registry may use: the rest is kept to verify and print the verdict, so
+ * a slow or hostile registry makes a deny with a reason, never a verifier that containerd kills.
+ */
+function beforeVerdict(deadline: Deadline): Deadline {
+  const reserve = Math.min(1000, Math.max(200, Math.floor(deadline.budgetMs / 8)));
+  return deadline.child(deadline.remainingMs() - reserve);
+}
+
+/** One host's share of what is left: a stalled mirror must leave time for the hosts after it. */
+function hostShare(deadline: Deadline, hostsAfter: number): Deadline {
+  if (hostsAfter === 0) return deadline;
+  return deadline.child(Math.min(deadline.remainingMs() / (hostsAfter + 1), MAX_MIRROR_SHARE_MS));
+}
+
+/** A failure on one host, with time-outs named for the host and the budget that ran out. */
+function hostFailure(e: unknown, ep: Endpoint, host: Deadline, fetch: Deadline, run: Deadline): PullguardError {
+  const err = asPullguardError(e);
+  if (run.signal.aborted || (err.code !== 'DEADLINE_EXCEEDED' && err.code !== 'REGISTRY_UNREACHABLE')) return err;
+  if (fetch.signal.aborted) {
+    return new PullguardError(
+      'DEADLINE_EXCEEDED',
+      `timed out waiting for ${ep.host}: stopped at ${formatDuration(run.elapsedMs())} of the ` +
+        `${formatDuration(run.budgetMs)} deadline to decide in time`,
+      { host: ep.host },
+    );
+  }
+  if (host !== fetch && host.signal.aborted) {
+    const message = `${ep.host} did not answer within ${formatDuration(host.budgetMs)}, its share of the deadline`;
+    return new PullguardError('REGISTRY_UNREACHABLE', message, { host: ep.host });
+  }
+  return err;
+}
+
+/** The last host's failure, naming the mirrors that failed before it: the reason must not hide them. */
+function withMirrors(err: PullguardError, mirrors: readonly string[]): PullguardError {
+  if (mirrors.length === 0) return err;
+  const message = `${err.message}; mirror${mirrors.length > 1 ? 's' : ''} ${mirrors.join(', ')} failed first`;
+  return new PullguardError(err.code, message, err.detail, { cause: err });
+}
+
+/**
+ * A request may use all of the time its deadline has: a host's share (a mirror) or what is left before
+ * the verdict (the last host). A shorter per-request limit only turns a slow registry on a loaded node
+ * into a deny while time is still left.
+ */
 function requestTimeout(deadline: Deadline): number {
-  return Math.max(1000, Math.floor(deadline.budgetMs / 2));
+  return Math.max(1, deadline.remainingMs());
 }
 
 function unexpected(res: HttpResponse, ep: Endpoint, what: string): PullguardError {
   let detail = '';
   try {
-    const j = JSON.parse(res.body.toString('utf8')) as { errors?: { code?: string; message?: string }[] };
+    const j = parseUntrustedJson(res.body, 'error body') as { errors?: { code?: string; message?: string }[] };
     const e = j.errors?.[0];
     // The registry's words, quoted and bounded: they reach the event line (common/text.ts).
     if (e) detail = `: registry error ${quoteUntrusted(`${String(e.code ?? '')} ${String(e.message ?? '')}`, 200)}`;

@@ -8,13 +8,12 @@ import { FileReadError, readRegularText } from '../common/files.js';
 import { isAbsolute, join, posix } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { PullguardError } from '../common/errors.js';
+import { DEFAULT_CONFIG_PATH, DEFAULT_CONTAINERD_CONFIG, effectiveConfig, loadConfig, registryConfigPath } from '../containerd/config.js';
 
-export const DEFAULT_CONTAINERD_CONFIG = '/etc/containerd/config.toml';
-/**
- * containerd 2.x's Linux default for CRI `registry.config_path`. The transfer path (2.1–2.3) passes it to
- * `HostDirFromRoot` as ONE directory, so by default it matches nothing; we copy that on purpose.
- */
-export const DEFAULT_CONFIG_PATH = '/etc/containerd/certs.d:/etc/docker/certs.d';
+export { DEFAULT_CONFIG_PATH, DEFAULT_CONTAINERD_CONFIG };
+
+/** containerd's own TOML files are small; a larger one is not a config (or is /dev/zero). */
+const MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024;
 
 export interface Capabilities {
   readonly pull: boolean;
@@ -62,126 +61,22 @@ interface HostConfig {
 const ALL_CAPS: Capabilities = { pull: true, resolve: true, push: true, referrers: true };
 
 /**
- * Reads containerd's config.toml (version 2 or 3), and the files it `imports`, for the CRI
- * `registry.config_path`. Imports are applied in order after the main file, and a later value wins, as in
- * containerd's LoadConfig: the containerd-config/ drop-in is installed this way.
- * A missing file at the default location means containerd runs on defaults; a missing file the policy
- * named explicitly, or a file that does not parse, is a configuration error.
+ * The CRI `registry.config_path` containerd uses, from its config.toml and every file it imports,
+ * through the one model of containerd's config (src/containerd/config.ts): the drop-in installed by
+ * `pullguard node install` is found this way. A missing file at the default location means
+ * containerd runs on defaults; a missing file the policy named explicitly, or a file that does not
+ * parse, is a configuration error.
  */
 export function hostsDirFromContainerdConfig(configFile: string | undefined): { dir: string; note?: string } {
   const path = configFile ?? DEFAULT_CONTAINERD_CONFIG;
-  let files: ContainerdConfigFile[];
-  try {
-    files = loadContainerdConfigFiles(path);
-  } catch (e) {
-    if (e instanceof MissingConfig && e.detail?.path === path && configFile === undefined) {
+  const loaded = loadConfig(path);
+  if (loaded.files.length === 0) {
+    if (configFile === undefined) {
       return { dir: DEFAULT_CONFIG_PATH, note: `no containerd config at ${path}; using containerd's default registry config_path (no hosts.toml)` };
     }
-    throw e;
+    throw new PullguardError('CONTAINERD_CONFIG', `cannot read containerd config ${path}: ENOENT; fix registry.containerdConfig in the policy`, { path });
   }
-  let value: string | undefined;
-  for (const f of files) value = configPathOf(f.doc, f.path) ?? value;
-  if (value === undefined || value === '') return { dir: DEFAULT_CONFIG_PATH };
-  return { dir: value };
-}
-
-/** One parsed containerd config file. */
-export interface ContainerdConfigFile {
-  readonly path: string;
-  readonly doc: Record<string, unknown>;
-}
-
-/**
- * containerd's config file and every file it imports, parsed, in the order containerd's LoadConfig
- * merges them: the main file, then its imports in order, then theirs (breadth first), each file once.
- * A missing main file throws MissingConfig (`isMissingContainerdConfig`); any other unreadable or
- * invalid file throws a CONTAINERD_CONFIG error naming it.
- */
-export function loadContainerdConfigFiles(path: string): ContainerdConfigFile[] {
-  const out: ContainerdConfigFile[] = [];
-  const pending = [path];
-  const seen = new Set<string>();
-  while (pending.length > 0 && seen.size <= 64) {
-    const next = pending.shift()!;
-    if (seen.has(next)) continue;
-    seen.add(next);
-    const doc = readContainerdToml(next);
-    out.push({ path: next, doc });
-    pending.push(...importsOf(doc, next));
-  }
-  return out;
-}
-
-/** True for the error loadContainerdConfigFiles throws when the main file (or an import) does not exist. */
-export function isMissingContainerdConfig(e: unknown): e is PullguardError {
-  return e instanceof MissingConfig;
-}
-
-/** containerd's own TOML files are small; a larger one is not a config (or is /dev/zero). */
-const MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024;
-
-class MissingConfig extends PullguardError {}
-
-function readContainerdToml(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    const opts = { maxBytes: MAX_CONFIG_FILE_BYTES, code: 'CONTAINERD_CONFIG', what: 'containerd config' } as const;
-    text = readRegularText(path, opts);
-  } catch (e) {
-    if (!(e instanceof FileReadError)) throw e;
-    const Err = e.errno === 'ENOENT' ? MissingConfig : PullguardError;
-    const why = e.errno === 'ENOENT' ? 'ENOENT' : e.why;
-    const message = `cannot read containerd config ${path}: ${why}; fix registry.containerdConfig in the policy`;
-    throw new Err('CONTAINERD_CONFIG', message, { path });
-  }
-  try {
-    return parseToml(text) as Record<string, unknown>;
-  } catch (e) {
-    // smol-toml's TomlError carries the row and column; its message's first line does not.
-    const at = e as { line?: number; column?: number };
-    const where = typeof at.line === 'number' ? ` at line ${at.line}, column ${at.column ?? '?'}` : '';
-    const message = `containerd config ${path} is not valid TOML${where}: ${firstLine((e as Error).message)}`;
-    throw new PullguardError('CONTAINERD_CONFIG', message, { path, line: at.line, column: at.column });
-  }
-}
-
-function configPathOf(doc: Record<string, unknown>, path: string): string | undefined {
-  const version = typeof doc.version === 'number' ? doc.version : 1;
-  const plugins = asTable(doc.plugins);
-  const images = asTable(asTable(plugins['io.containerd.cri.v1.images']).registry).config_path;
-  // Version 2 files keep CRI settings under the v1 grpc plugin; containerd migrates them into
-  // io.containerd.cri.v1.images, overwriting keys of the same name there.
-  const legacy = version <= 2 ? asTable(asTable(plugins[version === 1 ? 'cri' : 'io.containerd.grpc.v1.cri']).registry).config_path : undefined;
-  const value = legacy ?? images;
-  if (value !== undefined && typeof value !== 'string') {
-    throw new PullguardError('CONTAINERD_CONFIG', `containerd config ${path}: registry.config_path must be a string`, { path });
-  }
-  return value;
-}
-
-/** `imports = ["/etc/containerd/conf.d/*.toml"]`: relative to the importing file, `*` globs in the last component, sorted. */
-function importsOf(doc: Record<string, unknown>, path: string): string[] {
-  const list = Array.isArray(doc.imports) ? doc.imports.filter((i): i is string => typeof i === 'string') : [];
-  const base = posix.dirname(path);
-  const out: string[] = [];
-  for (const entry of list) {
-    const full = isAbsolute(entry) ? entry : join(base, entry);
-    const dir = posix.dirname(full);
-    const name = posix.basename(full);
-    if (!name.includes('*') && !name.includes('?')) {
-      out.push(full);
-      continue;
-    }
-    const re = new RegExp(`^${name.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`);
-    let names: string[] = [];
-    try {
-      names = readdirSync(dir);
-    } catch {
-      /* a glob over a missing directory matches nothing, as filepath.Glob */
-    }
-    out.push(...names.filter((n) => re.test(n)).sort().map((n) => join(dir, n)));
-  }
-  return out;
+  return { dir: registryConfigPath(effectiveConfig(loaded.files)) ?? DEFAULT_CONFIG_PATH };
 }
 
 /** `<dir>/<host>_<port>_`, then `<dir>/<host>:<port>`, then `<dir>/_default` (containerd's config_unix.go). */
@@ -380,8 +275,4 @@ function loadCertFiles(dir: string): HostConfig[] {
 
 function asTable(v: unknown): Record<string, unknown> {
   return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-}
-
-function firstLine(s: string): string {
-  return s.split('\n')[0] ?? s;
 }

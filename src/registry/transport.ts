@@ -9,7 +9,8 @@ import type * as https from 'node:https';
 import { formatDuration, type Deadline } from '../common/deadline.js';
 import { FileReadError, readRegularFile } from '../common/files.js';
 import { PullguardError } from '../common/errors.js';
-import type { Endpoint } from './hosts.js';
+import { JsonDepthScanner, tooDeep } from '../common/json.js';
+import { isLocalhost, type Endpoint } from './hosts.js';
 
 export const MAX_REDIRECTS = 5;
 
@@ -39,6 +40,41 @@ export interface SendOptions {
   readonly deadline: Deadline;
   /** Per-request budget; the deadline still wins when it is sooner. */
   readonly timeoutMs: number;
+  /** Byte caps this request counts against (shared by a decision's requests). */
+  readonly byteBudgets?: readonly ByteBudget[];
+  /** The body is JSON: refuse it as soon as it nests deeper than this (before it is all read). */
+  readonly maxJsonDepth?: number;
+}
+
+/** A cap on the bytes one decision fetches, over all its requests (registry.maxTotalBytes). */
+export class ByteBudget {
+  private used = 0;
+
+  constructor(
+    readonly limit: number,
+    /** What the cap is called in messages. */
+    readonly name = 'registry.maxTotalBytes',
+    readonly scope = 'this decision',
+  ) {}
+
+  /** Counts `n` more bytes; false once the total is over the limit. */
+  take(n: number): boolean {
+    this.used += n;
+    return this.used <= this.limit;
+  }
+
+  get spent(): boolean {
+    return this.used >= this.limit;
+  }
+
+  exhausted(host: string): PullguardError {
+    const message = `stopped fetching from ${host}: ${this.scope} already read ${this.limit} bytes, ` +
+      `the limit (${this.name})`;
+    return new PullguardError('REGISTRY_LIMIT', message, {
+      host,
+      limit: this.limit,
+    });
+  }
 }
 
 /** Hook for tests and `--explain`: every request that goes on the wire, without headers. */
@@ -47,6 +83,8 @@ export type RequestObserver = (method: string, url: URL) => void;
 export class Transport {
   private readonly agents = new Map<string, http.Agent>();
   private readonly probes = new WeakMap<Endpoint, Promise<void>>();
+  /** Hosts whose first request has not answered in FIRST_ANSWER_WAIT_MS: nobody waits for it again. */
+  private readonly stuckProbes = new WeakSet<Endpoint>();
   requestCount = 0;
 
   constructor(
@@ -63,18 +101,50 @@ export class Transport {
       // The first request settles https-or-http for the host; parallel ones wait for it rather than
       // each paying for a failed TLS handshake.
       const probe = this.probes.get(endpoint);
+      const loopback = isLocalhost(endpoint.host) && url.protocol === 'https:';
+      const first = () => (loopback ? this.plainFirst(endpoint, url, opts) : this.trySend(endpoint, url, opts));
       if (!probe) {
-        const p = this.trySend(endpoint, url, opts);
+        const p = first();
         this.probes.set(endpoint, p.then(() => undefined, () => undefined));
         return p;
       }
-      await probe;
+      // A first request that hangs must not hold the others: after a short wait (once per host) they find
+      // out alone.
+      if (!(await settlesWithin(probe, FIRST_ANSWER_WAIT_MS))) {
+        this.probes.set(endpoint, Promise.resolve());
+        this.stuckProbes.add(endpoint);
+      }
+      if (this.stuckProbes.has(endpoint) && endpoint.scheme === 'https') return first();
       if (url.protocol !== `${endpoint.scheme}:`) {
         url = new URL(url);
         url.protocol = `${endpoint.scheme}:`;
       }
     }
     return this.trySend(endpoint, url, opts);
+  }
+
+  /**
+   * A loopback registry (containerd's default for `localhost:<port>`/`127.x:<port>` is https with
+   * skip_verify and an http fallback, docker/config/hosts.go): asked over plain http first, which is
+   * what such registries almost always speak, so that `tls` is not even loaded. A TLS server answers
+   * plain HTTP with a 400 "HTTP request to an HTTPS server/port" (Go, nginx) or a TLS alert; then it
+   * is https from here on, as containerd would have found. Both settle on the same server's answer.
+   */
+  private async plainFirst(endpoint: Endpoint, url: URL, opts: SendOptions): Promise<HttpResponse> {
+    const plain = new URL(url);
+    plain.protocol = 'http:';
+    try {
+      const res = await this.follow(endpoint, plain, opts);
+      const tlsPort = res.status === 400 && TLS_PORT_ANSWER.test(res.body.toString('latin1'));
+      if (!tlsPort) {
+        endpoint.scheme = 'http';
+        return res;
+      }
+    } catch (e) {
+      // A TLS server resets or sends an alert; only a time-out is final.
+      if (!(e instanceof PullguardError) || e.code !== 'REGISTRY_UNREACHABLE' || e.detail?.code === undefined) throw e;
+    }
+    return this.follow(endpoint, url, opts);
   }
 
   private async trySend(endpoint: Endpoint, url: URL, opts: SendOptions): Promise<HttpResponse> {
@@ -158,24 +228,33 @@ export class Transport {
         }
         const chunks: Buffer[] = [];
         let total = 0;
-        res.on('data', (chunk: Buffer) => {
-          total += chunk.length;
-          if (total > cap) {
-            // Error pages and redirects are only skimmed; a body over the cap is an attack or a mistake.
-            if (isRedirect || status >= 400) {
-              res.destroy();
-              return finish();
-            }
-            return fail(tooLarge(opts, url, total));
-          }
-          chunks.push(chunk);
-        });
+        const json = opts.maxJsonDepth !== undefined && status >= 200 && status < 300;
+        const scanner = json ? new JsonDepthScanner(opts.maxJsonDepth) : undefined;
         const finish = () => {
           if (settled) return;
           settled = true;
           signal.removeEventListener('abort', onAbort);
           resolve({ status, headers: res.headers, body: Buffer.concat(chunks), url });
         };
+        res.on('data', (chunk: Buffer) => {
+          if (settled) return;
+          total += chunk.length;
+          const over = opts.byteBudgets?.find((b) => !b.take(chunk.length));
+          if (over) return fail(over.exhausted(url.host));
+          if (scanner && !scanner.feed(chunk)) return fail(tooDeep(opts.what, scanner.limit));
+          if (total > cap) {
+            if (isRedirect || status >= 400) {
+              // Error pages and redirects are only skimmed: keep what fits, answer, and close this
+              // connection (never hand a socket with an unread body back to the keep-alive pool).
+              chunks.push(chunk.subarray(0, chunk.length - (total - cap)));
+              finish();
+              res.destroy();
+              return;
+            }
+            return fail(tooLarge(opts, url, total));
+          }
+          chunks.push(chunk);
+        });
         res.on('end', finish);
         res.on('error', (e) => fail(this.networkError(e, endpoint, url, opts)));
         res.on('aborted', () => fail(new PullguardError('REGISTRY_UNREACHABLE', `${url.host} closed the connection while sending ${opts.what}`, { host: url.host })));
@@ -188,7 +267,11 @@ export class Transport {
 
   private abortError(opts: SendOptions, url: URL, startedAt: number): PullguardError {
     if (opts.deadline.signal.aborted) {
-      return new PullguardError('DEADLINE_EXCEEDED', `timed out after ${formatDuration(opts.deadline.budgetMs)} waiting for ${url.host} (${opts.what})`, { host: url.host });
+      // The time this request waited: its deadline may be a share of the run's (a mirror's, or the time
+      // before the verdict), so the run's budget would be the wrong number.
+      const waited = formatDuration(Date.now() - startedAt);
+      const message = `timed out after ${waited} waiting for ${url.host} (${opts.what})`;
+      return new PullguardError('DEADLINE_EXCEEDED', message, { host: url.host });
     }
     return new PullguardError('REGISTRY_UNREACHABLE', `${url.host} did not answer within ${formatDuration(Date.now() - startedAt)} (${opts.what})`, { host: url.host });
   }
@@ -248,6 +331,29 @@ function tooLarge(opts: SendOptions, url: URL, bytes: number): PullguardError {
   });
 }
 
+
+/**
+ * How long requests wait for the first answer from a host (which settles http-or-https, and the auth
+ * challenge) before they go ahead on their own: far more than a round trip to any real registry, far
+ * less than a deadline.
+ */
+export const FIRST_ANSWER_WAIT_MS = 750;
+
+/** true when `p` settles within `ms`; the timer never keeps the process alive. */
+export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    timer.unref();
+    const done = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    p.then(done, done);
+  });
+}
+
+/** What Go's and nginx's TLS servers answer to plain HTTP. */
+const TLS_PORT_ANSWER = /HTTP request (was sent )?to an? HTTPS (server|port)/i;
 
 /** A TLS client talking to a plain-HTTP server sees an HTTP answer where a TLS record should be. */
 function isPlainHttpAnswer(e: unknown): boolean {

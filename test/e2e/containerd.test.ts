@@ -8,7 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -408,102 +408,5 @@ describe('kind/cluster.yaml', () => {
       await ctd.waitForRecord((x) => x.name === img.blocked.ref);
       expect(ctd.decisionRecords()).toHaveLength(1);
     });
-  });
-});
-
-describe('install/install.sh (DESTDIR staging)', () => {
-  const script = join(ROOT, 'install', 'install.sh');
-  const run = (destdir: string, args: string[] = []) =>
-    spawnSync(script, args, { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DESTDIR: destdir } });
-
-  it('installs the executable alone in bin_dir, the drop-in, the import and the example policy', () => {
-    const d = mkdtempSync(join(work, 'root-'));
-    const r = run(d);
-    expect(r.status, r.stdout + r.stderr).toBe(0);
-    const bin = join(d, 'opt/containerd/image-verifier/bin');
-    expect(spawnSync('ls', ['-A', bin], { encoding: 'utf8' }).stdout.trim()).toBe('pullguard');
-    expect(statSync(join(bin, 'pullguard')).mode & 0o777).toBe(0o755);
-    expect(readFileSync(join(bin, 'pullguard')).equals(readFileSync(pullguardBinary()))).toBe(true);
-    expect(readFileSync(join(d, 'etc/containerd/conf.d/pullguard.toml'), 'utf8')).toBe(readFileSync(DROPIN, 'utf8'));
-    expect(readFileSync(join(d, 'etc/containerd/config.toml'), 'utf8')).toBe('version = 3\nimports = ["/etc/containerd/conf.d/pullguard.toml"]\n');
-    expect(readFileSync(join(d, 'etc/pullguard/policy.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'install/policy.example.yaml'), 'utf8'));
-    expect(r.stdout).toContain('systemctl restart containerd');
-
-    // The example policy is valid, allows the pause image and denies the rest.
-    const asContainerd = (name: string) => {
-      const digest = `sha256:${'a'.repeat(64)}`;
-      return spawnSync(join(bin, 'pullguard'), ['-name', name, '-digest', digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'], {
-        encoding: 'utf8',
-        timeout: 10_000,
-        input: JSON.stringify({ mediaType: 'application/vnd.oci.image.index.v1+json', digest, size: 2048 }),
-        env: { PULLGUARD_POLICY: join(d, 'etc/pullguard/policy.yaml') },
-      });
-    };
-    const pause = asContainerd('registry.k8s.io/pause:3.10');
-    expect(pause.status, pause.stdout + pause.stderr).toBe(0);
-    expect(pause.stdout).toContain('(rule "pause")');
-    const other = asContainerd('docker.io/library/nginx:latest');
-    expect(other.status, other.stdout + other.stderr).toBe(1);
-    expect(other.stdout).toContain('no rule matches; default is deny');
-
-    // The installed config, with its import pointed into the staging root, is what containerd reads.
-    const staged = join(d, 'staged.toml');
-    writeFileSync(staged, readFileSync(join(d, 'etc/containerd/config.toml'), 'utf8').replace('"/etc/', `"${d}/etc/`));
-    const dump = spawnSync(tool('containerd'), ['--config', staged, 'config', 'dump'], { encoding: 'utf8', timeout: 20_000 });
-    expect(dump.status, dump.stderr).toBe(0);
-    const plugins = (parseToml(dump.stdout) as { plugins: Record<string, Record<string, unknown>> }).plugins;
-    expect(plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({ bin_dir: '/opt/containerd/image-verifier/bin' });
-    expect(plugins['io.containerd.cri.v1.images']).toMatchObject({ discard_unpacked_layers: false });
-
-    // Again: idempotent, and an existing policy is never overwritten.
-    writeFileSync(join(d, 'etc/pullguard/policy.yaml'), 'version: 1\ndefault: allow\n');
-    const again = run(d);
-    expect(again.status, again.stdout + again.stderr).toBe(0);
-    expect(readFileSync(join(d, 'etc/pullguard/policy.yaml'), 'utf8')).toBe('version: 1\ndefault: allow\n');
-    expect(readFileSync(join(d, 'etc/containerd/config.toml'), 'utf8')).toBe('version = 3\nimports = ["/etc/containerd/conf.d/pullguard.toml"]\n');
-  });
-
-  it('adds the import to an existing config.toml, keeping what is there, and honours --bin-dir', () => {
-    const d = mkdtempSync(join(work, 'root-'));
-    const cfg = join(d, 'etc/containerd/config.toml');
-    spawnSync('mkdir', ['-p', join(d, 'etc/containerd')]);
-    const original = '# node config\nversion = 2\nimports = ["/etc/containerd/other.toml"]\n\n[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "registry.k8s.io/pause:3.10"\n';
-    writeFileSync(cfg, original);
-    const r = run(d, ['--bin-dir', '/opt/pullguard/bin']);
-    expect(r.status, r.stdout + r.stderr).toBe(0);
-    const text = readFileSync(cfg, 'utf8');
-    expect(text).toBe(original.replace('other.toml"]', 'other.toml", "/etc/containerd/conf.d/pullguard.toml"]'));
-    expect(parseToml(text)).toMatchObject({ version: 2, imports: ['/etc/containerd/other.toml', '/etc/containerd/conf.d/pullguard.toml'] });
-    expect(readFileSync(`${cfg}.pullguard-bak`, 'utf8')).toBe(original);
-    expect(existsSync(join(d, 'opt/pullguard/bin/pullguard'))).toBe(true);
-    const installed = readFileSync(join(d, 'etc/containerd/conf.d/pullguard.toml'), 'utf8');
-    expect(installed).toContain('bin_dir = "/opt/pullguard/bin"');
-    // A version 2 main file gets the version 2 drop-in.
-    expect(parseToml(installed)).toMatchObject({ version: 2 });
-
-    // No imports line yet: one is added after `version`.
-    writeFileSync(cfg, 'version = 3\n[debug]\n  level = "info"\n');
-    expect(run(d).status).toBe(0);
-    expect(readFileSync(cfg, 'utf8')).toBe('version = 3\nimports = ["/etc/containerd/conf.d/pullguard.toml"]\n[debug]\n  level = "info"\n');
-    expect(parseToml(readFileSync(join(d, 'etc/containerd/conf.d/pullguard.toml'), 'utf8'))).toMatchObject({ version: 3 });
-
-    // A version 1 file (or none declared) is refused: containerd 2.1+ with version 2 or 3 is required.
-    writeFileSync(cfg, '[plugins.cri]\n');
-    const old = run(d);
-    expect(old.status).not.toBe(0);
-    expect(old.stderr).toContain('config version 1');
-  });
-
-  it('refuses a bin_dir that holds anything else (containerd would execute it on every pull)', () => {
-    const d = mkdtempSync(join(work, 'root-'));
-    const bin = join(d, 'opt/containerd/image-verifier/bin');
-    spawnSync('mkdir', ['-p', bin]);
-    writeFileSync(join(bin, 'README'), 'not an executable\n');
-    chmodSync(join(bin, 'README'), 0o644);
-    const r = run(d);
-    expect(r.status).not.toBe(0);
-    expect(r.stderr).toContain('also holds: README');
-    expect(existsSync(join(bin, 'pullguard'))).toBe(false);
-    expect(existsSync(join(d, 'etc/containerd/config.toml'))).toBe(false);
   });
 });

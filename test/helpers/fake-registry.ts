@@ -24,6 +24,8 @@ export interface FakeRegistry {
   readonly host: string;
   readonly url: string;
   readonly log: LoggedRequest[];
+  /** TCP connections accepted so far (keep-alive reuse shows as fewer connections than requests). */
+  readonly connections: number;
   /** Stores a manifest (by digest, and by tag if given); returns its digest. */
   putManifest(repo: string, body: object | string, opts?: { tag?: string; mediaType?: string }): { digest: string; size: number; mediaType: string };
   putBlob(repo: string, body: Buffer | string): { digest: string; size: number };
@@ -49,6 +51,7 @@ export async function startFakeRegistry(bindHost = '127.0.0.1'): Promise<FakeReg
     host: '',
     url: '',
     log,
+    connections: 0,
     putManifest(repo, body, opts = {}) {
       const text = typeof body === 'string' ? body : JSON.stringify(body);
       const buf = Buffer.from(text);
@@ -121,6 +124,7 @@ export async function startFakeRegistry(bindHost = '127.0.0.1'): Promise<FakeReg
     return send(res, 200, JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: slice }), OCI_INDEX, headers);
   });
   server.on('connection', (s) => {
+    (reg as { connections: number }).connections++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });

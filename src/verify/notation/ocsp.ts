@@ -5,6 +5,7 @@ import { guard, MalformedInputError } from '../../common/malformed.js';
 import type { RevocationSettings } from '../../policy/notation/spec.js';
 import { hashFromOid, hashOfAlgorithmIdentifier, isIssuedBy, OID, parseCertificate, RSA_PSS_OID, type Certificate } from './certificate.js';
 import { parseGeneralizedTime } from './timestamp.js';
+import { readCapped } from './http-body.js';
 
 /**
  * OCSP (RFC 6960) for notation's revocation check, modelled on notation-core-go
@@ -295,26 +296,6 @@ export function clearOcspMemoryCache(): void {
   memory.clear();
 }
 
-async function readCapped(res: Response, max: number): Promise<Buffer> {
-  const len = Number(res.headers.get('content-length') ?? 0);
-  if (len > max) throw new Error(`OCSP response larger than ${max} bytes`);
-  const chunks: Buffer[] = [];
-  let total = 0;
-  if (!res.body) return Buffer.alloc(0);
-  const reader = res.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > max) {
-      await reader.cancel().catch(() => undefined);
-      throw new Error(`OCSP response larger than ${max} bytes`);
-    }
-    chunks.push(Buffer.from(value));
-  }
-  return Buffer.concat(chunks);
-}
-
 async function query(url: string, cert: Certificate, issuer: Certificate, settings: RevocationSettings, deadline: Deadline, now: Date): Promise<VerifiedOcsp> {
   const res = await fetch(url, {
     method: 'POST',
@@ -326,7 +307,7 @@ async function query(url: string, cert: Certificate, issuer: Certificate, settin
     await res.body?.cancel().catch(() => undefined);
     throw new Error(`HTTP ${res.status}`);
   }
-  return verifyOcspResponse(await readCapped(res, OCSP_MAX_RESPONSE_BYTES), cert, issuer, now);
+  return verifyOcspResponse(await readCapped(res, OCSP_MAX_RESPONSE_BYTES, 'OCSP response'), cert, issuer, now);
 }
 
 function describe(a: VerifiedOcsp, url: string, cached: boolean): string {

@@ -5,6 +5,7 @@ import { ASN1Obj } from '@sigstore/core';
 import type { Deadline } from '../../common/deadline.js';
 import { hashOfAlgorithmIdentifier, type Certificate } from './certificate.js';
 import { guard, MalformedInputError } from '../../common/malformed.js';
+import { readCapped } from './http-body.js';
 import { checkOcsp } from './ocsp.js';
 import type { RevocationSettings } from '../../policy/notation/spec.js';
 
@@ -122,11 +123,12 @@ async function fetchCrl(url: string, settings: RevocationSettings, deadline: Dea
 
 async function download(url: string, key: string, settings: RevocationSettings, deadline: Deadline): Promise<Buffer> {
   const res = await fetch(url, { signal: deadline.slice(settings.timeoutMs), redirect: 'follow' });
-  if (!res.ok) throw new Error(`HTTP ${res.status}`);
-  const len = Number(res.headers.get('content-length') ?? 0);
-  if (len > settings.maxCrlBytes) throw new Error(`CRL larger than ${settings.maxCrlBytes} bytes`);
-  const body = Buffer.from(await res.arrayBuffer());
-  if (body.length > settings.maxCrlBytes) throw new Error(`CRL larger than ${settings.maxCrlBytes} bytes`);
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new Error(`HTTP ${res.status}`);
+  }
+  // Streamed with a hard cap: Content-Length is only a hint (an endless body over plain http has none).
+  const body = await readCapped(res, settings.maxCrlBytes, 'CRL');
   memory.set(key, body);
   if (settings.cacheDir) {
     try {

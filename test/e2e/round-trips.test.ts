@@ -1,0 +1,238 @@
+/**
+ * Requests on the critical path, per signature format, against a real loopback docker-registry 2.8.3
+ * with signatures by the real cosign 3.1.1 and notation 1.3.2: pullguard's own count (a request
+ * observer on the client, and the registry's access log for the shipped executable) beside the CLIs'
+ * (the same access log). The expected counts are asserted, so a regression (a probe, a ping, a token
+ * nobody asked for, a serial lookup turned into two) fails here.
+ *
+ * Also: a loopback registry is asked over plain http first (no `tls` on the path) and a loopback TLS
+ * registry is still found over https, as containerd's https-with-http-fallback finds it.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Deadline } from '../../src/common/deadline.js';
+import { DistributionClient } from '../../src/registry/client.js';
+import type { ArtifactClass } from '../../src/registry/types.js';
+import { cosign, cosignOk } from '../helpers/cosign.js';
+import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
+import { startRegistry, type Registry } from '../helpers/registry.js';
+import { pullguardBinary, ROOT } from '../helpers/tools.js';
+import { runVerifier } from '../helpers/verifier.js';
+
+let registry: Registry;
+let work: string;
+let home: string;
+let key: string;
+let nt: NotationSandbox;
+let policy: string;
+let emptyHosts: string;
+const img: Record<'legacy' | 'bundle' | 'notation', PushedImage> = {} as never;
+
+/** Access-log lines (one per HTTP request that reached the registry) written while `fn` ran. */
+async function logged(reg: Registry, fn: () => Promise<unknown>): Promise<string[]> {
+  const from = reg.daemon.output().length;
+  await fn();
+  await sleep(200); // the registry writes its log asynchronously
+  return reg.daemon
+    .output()
+    .slice(from)
+    .split('\n')
+    .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l))
+    .map((l) => /"(\S+ \S+)/.exec(l)![1]!);
+}
+
+const containerdConfig = (hosts: Record<string, string>) => containerdConfigWithHosts(work, hosts);
+
+/** Discovery plus every layer blob of what it found, in process, with every request observed. */
+async function observed(image: PushedImage, classes: ArtifactClass[], containerdToml = emptyHosts): Promise<string[]> {
+  const requests: string[] = [];
+  const c = new DistributionClient({ containerdConfig: containerdToml }, { env: {}, observer: (m, u) => requests.push(`${m} ${u.protocol}${u.pathname}`) });
+  try {
+    const slash = image.ref.indexOf('/');
+    const path = image.ref.slice(slash + 1, image.ref.lastIndexOf(':'));
+    const d = new Deadline(10_000);
+    const r = await c.discover({ subject: { domain: image.ref.slice(0, slash), path, digest: image.digest }, classes: new Set(classes) }, d);
+    expect(r.artifacts).toHaveLength(1);
+    for (const a of r.artifacts) for (const l of a.manifest.layers) await a.fetchBlob(l);
+    d.dispose();
+    return requests;
+  } finally {
+    c.close();
+  }
+}
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  work = mkdtempSync(join(tmpdir(), 'pg-round-trips-'));
+  home = join(work, 'cosign-home');
+  key = join(work, 'release');
+  for (const k of ['legacy', 'bundle', 'notation'] as const) {
+    img[k] = pushTestImage(registry.host, `rt/${k}`, 'v1', `round-trips-${k}-${Date.now()}`);
+    await sleep(20);
+  }
+  await cosignOk(home, ['generate-key-pair', '--output-key-prefix', key]);
+  for (const [image, bundle] of [[img.legacy, false], [img.bundle, true]] as const) {
+    await cosignOk(home, ['sign', '--key', `${key}.key`, '--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${bundle}`, '--allow-http-registry', `${registry.host}/${image === img.legacy ? 'rt/legacy' : 'rt/bundle'}@${image.digest}`]);
+  }
+  nt = notationSandbox();
+  const g = await nt.run(['cert', 'generate-test', 'rt.example']);
+  if (g.status !== 0) throw new Error(g.output);
+  nt.writeTrustPolicy([{ name: 'rt', registryScopes: ['*'], signatureVerification: { level: 'strict' }, trustStores: ['ca:rt.example'], trustedIdentities: ['*'] }]);
+  const s = await nt.run(['sign', '--insecure-registry', '--key', 'rt.example', `${registry.host}/rt/notation@${img.notation.digest}`]);
+  if (s.status !== 0) throw new Error(s.output);
+
+  emptyHosts = containerdConfig({});
+  policy = join(work, 'policy.yaml');
+  writeFileSync(policy, [
+    'version: 1',
+    'default: deny',
+    'rules:',
+    `  - {name: cosign, match: ["${registry.host}/rt/legacy", "${registry.host}/rt/bundle"], action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
+    `  - {name: notation, match: "${registry.host}/rt/notation", action: verify, authorities: [{name: rt, notation: {config: ${nt.configDir}}}]}`,
+    'registry:',
+    `  containerdConfig: ${emptyHosts}`,
+    '',
+  ].join('\n'));
+}, 180_000);
+
+afterAll(async () => {
+  await registry?.stop();
+  nt?.dispose();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+const COSIGN: ArtifactClass[] = ['cosign-legacy', 'cosign-bundle'];
+
+describe('requests per format, beside the CLIs', () => {
+  test('pullguard: the expected requests, no https probe, no /v2/ ping, no token (the registry never challenged)', async () => {
+    const legacy = await observed(img.legacy, COSIGN);
+    const bundle = await observed(img.bundle, COSIGN);
+    const notation = await observed(img.notation, ['notation']);
+    // docker-registry has no referrers API: its 404 sends discovery to the referrers tag (cosign and
+    // notation both keep that tag); the .sig tag is asked at the same time.
+    expect(legacy.map((r) => r.replace(/[0-9a-f]{64}/g, 'H'))).toEqual(expect.arrayContaining([
+      'GET http:/v2/rt/legacy/manifests/sha256-H.sig',
+      'GET http:/v2/rt/legacy/referrers/sha256:H',
+      'GET http:/v2/rt/legacy/manifests/sha256-H',
+      'GET http:/v2/rt/legacy/blobs/sha256:H',
+    ]));
+    expect(legacy).toHaveLength(4);
+    expect(notation[0]).toMatch(/^GET http:\/v2\/rt\/notation\/referrers\//);
+    expect(bundle).toHaveLength(5); // .sig 404, referrers API 404, tag index, bundle manifest, bundle blob
+    expect(notation).toHaveLength(4); // referrers API 404, tag index, signature manifest, envelope blob
+    for (const r of [...legacy, ...bundle, ...notation]) expect(r).toMatch(/^GET http:\/v2\/rt\/\w+\/(manifests|referrers|blobs)\//);
+  });
+
+  test('the shipped executable makes the same requests, fewer than cosign verify and notation verify', async () => {
+    const counts: Record<string, number> = {};
+    const pg = async (image: PushedImage) => {
+      const r = await runVerifier(pullguardBinary(), { name: image.ref, digest: image.digest, mediaType: image.mediaType, size: image.size }, { PULLGUARD_POLICY: policy });
+      expect(r.code, r.stdout).toBe(0);
+    };
+    counts['pullguard legacy'] = (await logged(registry, () => pg(img.legacy))).length;
+    counts['pullguard bundle'] = (await logged(registry, () => pg(img.bundle))).length;
+    counts['pullguard notation'] = (await logged(registry, () => pg(img.notation))).length;
+    const cosignVerify = async (image: PushedImage, repo: string, extra: string[] = []) => {
+      const r = await cosign(home, ['verify', '--key', `${key}.pub`, '--insecure-ignore-tlog', '--allow-http-registry', ...extra, `${registry.host}/${repo}@${image.digest}`]);
+      expect(r.code, r.out).toBe(0);
+    };
+    counts['cosign verify legacy'] = (await logged(registry, () => cosignVerify(img.legacy, 'rt/legacy'))).length;
+    counts['cosign verify --new-bundle-format=false legacy'] = (await logged(registry, () => cosignVerify(img.legacy, 'rt/legacy', ['--new-bundle-format=false']))).length;
+    counts['cosign verify bundle'] = (await logged(registry, () => cosignVerify(img.bundle, 'rt/bundle'))).length;
+    counts['notation verify'] = (await logged(registry, async () => {
+      const r = await nt.run(['verify', '--insecure-registry', `${registry.host}/rt/notation@${img.notation.digest}`]);
+      expect(r.status, r.output).toBe(0);
+    })).length;
+    console.log(`requests per verification (registry access log): ${JSON.stringify(counts)}`);
+    expect(counts['pullguard legacy']).toBe(4);
+    expect(counts['pullguard bundle']).toBe(5);
+    expect(counts['pullguard notation']).toBe(4);
+    // A policy that accepts both cosign formats looks for both, as cosign's default does (bundle first).
+    expect(counts['pullguard legacy']).toBeLessThanOrEqual(counts['cosign verify legacy']!);
+    expect(counts['pullguard bundle']).toBeLessThanOrEqual(counts['cosign verify bundle']!);
+    expect(counts['pullguard notation']).toBeLessThanOrEqual(counts['notation verify']!);
+  });
+});
+
+describe('TLS: one full handshake per host', () => {
+  test('the requests of one verification resume the first TLS session (keep-alive, session reuse)', async () => {
+    // A TLS terminator in front of the real registry, with the CA given by hosts.toml as for a remote one.
+    const dir = mkdtempSync(join(work, 'tls-front-'));
+    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'k.pem', '-out', 'c.pem', '-subj', '/CN=127.0.0.1', '-days', '2', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    let full = 0;
+    let resumed = 0;
+    const front = createTlsServer({ key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) }, (tls) => {
+      if (tls.isSessionReused()) resumed++;
+      else full++;
+      const up = connect(registry.port, '127.0.0.1');
+      tls.pipe(up).pipe(tls);
+      const close = () => (tls.destroy(), up.destroy());
+      tls.on('error', close).on('close', close);
+      up.on('error', close);
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
+    const host = `127.0.0.1:${(front.address() as AddressInfo).port}`;
+    try {
+      const toml = containerdConfig({ [host]: `server = "https://${host}"\nca = ${JSON.stringify(join(dir, 'c.pem'))}\n` });
+      const image = { ...img.notation, ref: img.notation.ref.replace(registry.host, host) };
+      const requests = await observed(image, ['notation', 'cosign-legacy', 'cosign-bundle'], toml);
+      expect(requests.every((r) => r.startsWith('GET https:'))).toBe(true);
+      console.log(`TLS: ${full} full handshake(s), ${resumed} resumed, ${requests.length} requests`);
+      expect(full).toBe(1);
+      expect(full + resumed).toBeLessThan(requests.length);
+    } finally {
+      front.close();
+    }
+  });
+});
+
+describe('loopback registries, as containerd finds them', () => {
+  test('a plain-http loopback registry never loads tls (the bundle, with a preload that reports it)', () => {
+    const image = img.legacy;
+    const args = ['-name', image.ref, '-digest', image.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+    const preload = join(ROOT, 'test/helpers/report-tls-loaded.cjs');
+    const r = spawnSync(process.execPath, ['-r', preload, join(ROOT, 'dist/pullguard.cjs'), ...args], {
+      env: { PULLGUARD_POLICY: policy },
+      input: JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size }),
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.status, r.stdout).toBe(0);
+    expect(r.stderr).toContain('TLS_LOADED=false');
+  });
+
+  test('a loopback TLS registry without hosts.toml is found over https after one plain-http attempt', async () => {
+    const dir = mkdtempSync(join(work, 'tls-'));
+    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'srv.key', '-out', 'srv.pem', '-subj', '/CN=127.0.0.1', '-days', '2', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    const tls = await startRegistry({ tls: { cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') } });
+    try {
+      process.env.SSL_CERT_FILE = join(dir, 'srv.pem'); // for oras
+      let image: PushedImage;
+      try {
+        image = pushTestImage(tls.host, 'rt/tls', 'v1', `round-trips-tls-${Date.now()}`, { plainHttp: false });
+      } finally {
+        delete process.env.SSL_CERT_FILE;
+      }
+      await cosignOk(home, ['sign', '--key', `${key}.key`, '--tlog-upload=false', '--use-signing-config=false', '--new-bundle-format=false', `${tls.host}/rt/tls@${image.digest}`], { SSL_CERT_FILE: join(dir, 'srv.pem') });
+      const requests = await observed(image, ['cosign-legacy']);
+      // containerd: https with skip_verify, http only when the server answers TLS with HTTP. Here: one
+      // plain-http attempt that the TLS server refuses, then https for good.
+      expect(requests[0]).toMatch(/^GET http:\/v2\/rt\/tls\/manifests\/sha256-[0-9a-f]{64}\.sig$/);
+      expect(requests.slice(1).every((r) => r.startsWith('GET https:'))).toBe(true);
+      expect(requests).toHaveLength(3); // .sig over http (refused), .sig over https, the payload blob
+    } finally {
+      await tls.stop();
+    }
+  });
+
+});
