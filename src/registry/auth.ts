@@ -31,7 +31,8 @@ export function dockerConfigPaths(policyPath: string | undefined, env: NodeJS.Pr
   const out: string[] = [];
   if (policyPath) out.push(policyPath);
   if (env.DOCKER_CONFIG) out.push(join(env.DOCKER_CONFIG, 'config.json'));
-  out.push('/root/.docker/config.json', '/var/lib/kubelet/config.json');
+  // pullguard's own: where the DaemonSet agent places a mounted dockerconfigjson Secret (src/node).
+  out.push('/etc/pullguard/docker/config.json', '/root/.docker/config.json', '/var/lib/kubelet/config.json');
   return out;
 }
 

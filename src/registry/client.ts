@@ -499,7 +499,7 @@ export class DistributionClient implements RegistryClient {
       if (!authorization) {
         throw new PullguardError(
           'REGISTRY_AUTH',
-          `${ep.host} requires credentials for ${repo.name} and none were found; add them to a docker config.json (registry.dockerConfig, $DOCKER_CONFIG, /root/.docker/config.json or /var/lib/kubelet/config.json)`,
+          `${ep.host} requires credentials for ${repo.name} and none were found; add them to a docker config.json (registry.dockerConfig, $DOCKER_CONFIG, /etc/pullguard/docker/config.json, /root/.docker/config.json or /var/lib/kubelet/config.json)`,
           { host: ep.host, repository: repo.name },
         );
       }

@@ -40,6 +40,12 @@ export interface ContainerdOptions {
    */
   readonly snapshotter?: 'overlayfs' | 'native';
   /**
+   * For tests that run pods: the pod sandbox ("pause") image RunPodSandbox uses (containerd pulls it,
+   * through the verifier, if absent). Also sets `restrict_oom_score_adj`, as Kind does for rootless:
+   * this machine refuses a lower oom_score_adj (runc: "failed to update /proc/self/oom_score_adj").
+   */
+  readonly sandboxImage?: string;
+  /**
    * containerd's log level. `debug` (default) puts verifier stderr (the decision records) in its log;
    * `info` is what nodes run, where pullguard's own decision log is the only trace.
    */
@@ -249,6 +255,14 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
       `  path = ${q(join(dir, 'opt'))}`,
       '[plugins."io.containerd.nri.v1.nri"]',
       `  socket_path = ${q(join(dir, 'nri.sock'))}`,
+      ...(opts.sandboxImage
+        ? [
+            '[plugins."io.containerd.cri.v1.images".pinned_images]',
+            `  sandbox = ${q(opts.sandboxImage)}`,
+            '[plugins."io.containerd.cri.v1.runtime"]',
+            '  restrict_oom_score_adj = true',
+          ]
+        : []),
       ...(native
         ? [
             '[plugins."io.containerd.cri.v1.images"]',

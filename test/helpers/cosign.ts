@@ -108,6 +108,12 @@ export async function cosignOk(home: string, args: string[], env: Record<string,
   return r.stdout;
 }
 
+/** `cosign sign --key KEY` of a digest reference in a plain-HTTP test registry, no transparency log. */
+export async function cosignSignKey(home: string, key: string, ref: string, env: Record<string, string> = {}): Promise<void> {
+  const flags = ['--tlog-upload=false', '--use-signing-config=false', '--allow-http-registry', '--allow-insecure-registry'];
+  await cosignOk(home, ['sign', '--key', key, ...flags, '-y', ref], env);
+}
+
 export async function openssl(args: string[], cwd: string): Promise<string> {
   const { stdout } = await run('openssl', args, { cwd, timeout: 30_000, maxBuffer: 4 * 1024 * 1024 });
   return stdout;

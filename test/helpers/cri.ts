@@ -42,14 +42,9 @@ type Unary = (req: unknown, opts: { deadline: number }, cb: (err: ServiceError |
 
 let ImageService: (new (target: string, creds: ReturnType<typeof credentials.createInsecure>) => Client) | undefined;
 
-export function criClient(socket: string): CriClient {
-  if (!ImageService) {
-    const def = loadSync(PROTO, { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true });
-    const pkg = loadPackageDefinition(def) as unknown as { runtime: { v1: { ImageService: typeof ImageService } } };
-    ImageService = pkg.runtime.v1.ImageService;
-  }
-  const client = new ImageService!(`unix://${socket}`, credentials.createInsecure());
-  const call = <T>(method: string, req: unknown, timeoutMs: number): Promise<T> =>
+/** A promise for one unary call of a loaded gRPC service client, its error as a CriError. */
+export function unaryCaller(client: Client): <T>(method: string, req: unknown, timeoutMs: number) => Promise<T> {
+  return <T>(method: string, req: unknown, timeoutMs: number): Promise<T> =>
     new Promise((resolve, reject) => {
       const fn = (client as unknown as Record<string, Unary>)[method]!.bind(client);
       fn(req, { deadline: Date.now() + timeoutMs }, (err, res) => {
@@ -57,6 +52,16 @@ export function criClient(socket: string): CriClient {
         else resolve(res as T);
       });
     });
+}
+
+export function criClient(socket: string): CriClient {
+  if (!ImageService) {
+    const def = loadSync(PROTO, { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true });
+    const pkg = loadPackageDefinition(def) as unknown as { runtime: { v1: { ImageService: typeof ImageService } } };
+    ImageService = pkg.runtime.v1.ImageService;
+  }
+  const client = new ImageService!(`unix://${socket}`, credentials.createInsecure());
+  const call = unaryCaller(client);
   return {
     async pullImage(image, timeoutMs = 60_000) {
       const res = await call<{ imageRef: string }>('PullImage', { image: { image } }, timeoutMs);

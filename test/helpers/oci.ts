@@ -63,6 +63,23 @@ export interface OciLayout {
 }
 
 /**
+ * Writes index.json (one entry, `top`, tagged `tag`) into an OCI layout whose blobs are in place and
+ * pushes it with the real oras to `ref`.
+ */
+export function pushLayout(dir: string, top: { mediaType: string; digest: string; size: number }, tag: string, ref: string, plainHttp = true): void {
+  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  writeFileSync(
+    join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
+  );
+  execFileSync(tool('oras'), ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(plainHttp ? ['--to-plain-http'] : [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, HOME: dir },
+    timeout: 60_000,
+  });
+}
+
+/**
  * A small linux/amd64 OCI image as an OCI image layout, in memory. `seed` makes its content, and so its
  * digest, unique; the same arguments give the same digest. `name` (index.json annotations
  * `org.opencontainers.image.ref.name` = `tag` and `io.containerd.image.name` = `name`) is how
@@ -131,11 +148,7 @@ export function pushTestImage(host: string, repo: string, tag: string, seed: str
     mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
     for (const f of files) writeFileSync(join(dir, f.name), f.content);
     const ref = `${host}/${repo}:${tag}`;
-    execFileSync(tool('oras'), ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(opts.plainHttp === false ? [] : ['--to-plain-http'])], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, HOME: dir },
-      timeout: 60_000,
-    });
+    pushLayout(dir, top, tag, ref, opts.plainHttp !== false);
     return { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -12,7 +12,9 @@ export function toolsBin(): string {
   return cached;
 }
 
-export type ToolName = 'containerd' | 'ctr' | 'cosign' | 'notation' | 'oras' | 'docker-registry' | 'containerd-shim-runc-v2' | 'runc' | 'busybox' | 'dockerd';
+export type ToolName =
+  | 'containerd' | 'ctr' | 'cosign' | 'notation' | 'oras' | 'docker-registry' | 'containerd-shim-runc-v2'
+  | 'kubectl' | 'runc' | 'busybox' | 'dockerd';
 
 export function tool(name: ToolName): string {
   const p = join(toolsBin(), name);
