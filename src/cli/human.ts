@@ -8,6 +8,7 @@ import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
 import { runScan } from '../scan/run.js';
+import { runCacheCommand } from '../cache/command.js';
 import { runNode } from '../node/cli.js';
 import { versionLine } from './version.js';
 import { runAgent } from '../node/agent.js';
@@ -36,6 +37,7 @@ Commands for people:
                                                        pull would (k8s.io namespace by default); exit 1 if
                                                        any would be denied; --remove-denied removes those
                                                        no container uses, so their next pull is verified
+  pullguard cache ls|clear [--policy FILE]             list or empty the decision cache (policy cache:)
   pullguard node install|uninstall|status [--root DIR] [--policy FILE|DIR] [--no-restart] ...
                                                        install pullguard on this node (or the host
                                                        root DIR) safely, take it off, or show whether
@@ -71,6 +73,8 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await runDoctor(rest, out, env);
       case 'scan':
         return await runScan(rest, out, err, env);
+      case 'cache':
+        return runCacheCommand(rest, (file) => loadPolicy(file ?? policyPath(env)), out);
       case 'node':
         if (rest[0] === 'agent') return await runAgent(rest.slice(1), out, env);
         return await runNode(rest, out, err);

@@ -41,7 +41,7 @@ describe('containerd mode', () => {
   test('allow: exit 0, one line, a decision record', async () => {
     const r = await run(args(), DESC, { PULLGUARD_POLICY: ALLOW_DENY });
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`allowed localhost:5000/app@sha256:eeeeeeeeeeee…: allowed by policy (rule "ok")\n`);
+    expect(r.stdout).toBe(`allowed localhost:5000/app@sha256:eeeeeeeeeeee\u2026: allowed by policy (rule "ok")\n`);
     expect(r.record).toMatchObject({ component: 'pullguard', name: 'localhost:5000/app:v1', digest: D, rule: 'ok', verdict: 'allow', mode: 'enforce', exitCode: 0 });
     expect(typeof r.record.durationMs).toBe('number');
   });
@@ -61,7 +61,7 @@ describe('containerd mode', () => {
   test('verify against an unreachable registry denies, naming the registry', async () => {
     const r = await run(args('localhost:5000/signed:v1'), DESC, { PULLGUARD_POLICY: ALLOW_DENY });
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/^denied localhost:5000\/signed@sha256:e+…: .*localhost:5000.*ECONNREFUSED.*\(rule "signed"\)\n$/);
+    expect(r.stdout).toMatch(/^denied localhost:5000\/signed@sha256:e+\u2026: .*localhost:5000.*ECONNREFUSED.*\(rule "signed"\)\n$/);
   });
 
   test('audit mode allows but records the deny', async () => {

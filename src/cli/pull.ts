@@ -5,7 +5,7 @@ import { asPullguardError, PullguardError } from '../common/errors.js';
 import { parseReference } from '../common/reference.js';
 import { parseVerifierArgs, type VerifierArgs } from '../contract/args.js';
 import { checkArgs, checkDescriptorMatches, parseDescriptor } from '../contract/descriptor.js';
-import { readStdin } from '../contract/stdin.js';
+import { readFd, readStdin } from '../contract/stdin.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import { DEFAULT_TIMEOUT_MS, type LogSettings, type Policy } from '../policy/model.js';
 import { formatLine, formatRecord, type RunContext } from '../output/emit.js';
@@ -13,11 +13,13 @@ import { recordDecision } from '../output/observe.js';
 import { applyMode, errorDecision, type Decision } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide } from './decide.js';
+import { decideCached } from '../cache/decide-cached.js';
 import { processStartedAt } from '../common/process-start.js';
 
 export interface PullIo {
   readonly argv: readonly string[];
-  readonly stdin: Readable;
+  /** The descriptor's stream; absent: fd 0, read directly (contract/stdin.ts readFd). */
+  readonly stdin?: Readable;
   readonly env: NodeJS.ProcessEnv;
   /** Writes a chunk to stdout (fd 1) or stderr (fd 2), synchronously: we may exit right after. */
   readonly write: (fd: 1 | 2, text: string) => void;
@@ -29,7 +31,6 @@ const HARD_STOP_GRACE_MS = 250;
 
 const defaultIo = (argv: readonly string[]): PullIo => ({
   argv,
-  stdin: process.stdin,
   env: process.env,
   write: (fd, text) => {
     try {
@@ -129,7 +130,7 @@ async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
     if (parsed.digest && parsed.digest !== args.digest) {
       throw new PullguardError('CONTRACT_DIGEST_MISMATCH', `-name pins ${parsed.digest} but -digest is ${args.digest}`);
     }
-    const descriptor = parseDescriptor(await readStdin(io.stdin));
+    const descriptor = parseDescriptor(await (io.stdin ? readStdin(io.stdin) : (readFd(0) ?? readStdin(process.stdin))));
     checkDescriptorMatches(args, descriptor);
 
     const policy = loadPolicy(policyPath(io.env));
@@ -142,7 +143,9 @@ async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
     const deadline = new Deadline(budget, ctx.startedAt);
     try {
       const subject = { reference: { domain: parsed.domain, path: parsed.path, digest: args.digest }, descriptor };
-      const { decision } = await deadline.race(decide(subject, policy, () => createRegistryClient(policy.registry), deadline));
+      const registry = () => createRegistryClient(policy.registry);
+      const { decision } = await deadline.race(decideCached(subject, policy, deadline, (d) => decide(subject, policy, registry, d)));
+      if (decision.cache) out.cacheHit = decision.cache.status === 'hit' || decision.cache.status === 'stale';
       return emit(applyMode(decision, policy.mode));
     } finally {
       deadline.dispose();
@@ -168,7 +171,7 @@ function looseArgs(argv: readonly string[]): { name: string; digest: string } {
     }
     return '';
   };
-  const clip = (s: string) => (s.length > 256 ? `${s.slice(0, 256)}…` : s);
+  const clip = (s: string) => (s.length > 256 ? `${s.slice(0, 256)}\u2026` : s);
   return { name: clip(get('name')), digest: clip(get('digest')) };
 }
 

@@ -4,10 +4,16 @@ import { parseReference } from '../common/reference.js';
 import { parseVerifierArgs } from '../contract/args.js';
 import { checkArgs, checkDescriptorMatches, parseDescriptor } from '../contract/descriptor.js';
 import { formatLine, formatRecord } from '../output/emit.js';
+import { loadPolicy, parsePolicyText } from '../policy/load.js';
+import type { Policy } from '../policy/model.js';
+import { clearTrustStoreCache } from '../verify/notation/truststore.js';
+import { decideCached } from '../cache/decide-cached.js';
+import { parseDidDocument } from '../verify/atproto/did.js';
+import { parsePointer } from '../verify/atproto/pointer.js';
+import { notationArtifact, selfSignedCodeSigningCertificate, warmFiles } from './warmup-formats.js';
 import { serializeEntry } from '../output/decision-log.js';
 import { formatMetrics, observe, parseMetrics } from '../output/metrics.js';
 import { toEntry } from '../output/record.js';
-import { parsePolicyText } from '../policy/load.js';
 import { COSIGN_SIGN_PREDICATE, COSIGN_SIMPLE_SIGNING, IN_TOTO, OCI_EMPTY_DIGEST, parseIndex, parseManifest, SIGSTORE_BUNDLE_V03 } from '../registry/classify.js';
 import { referrersTag } from '../registry/client.js';
 import { endpointsFor } from '../registry/hosts.js';
@@ -47,20 +53,27 @@ export async function warmUp(): Promise<void> {
     '',
   ].join('\n');
 
-  for (const name of [`${repo}:v1`, 'registry.example:5000/open:v1']) {
+  const notationKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const certificate = selfSignedCodeSigningCertificate(notationKeys.publicKey, notationKeys.privateKey);
+  const subjectDescriptor: OciDescriptor = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 512 };
+  const notationSignature = notationArtifact(repo, subjectDescriptor, certificate, notationKeys.privateKey);
+  const registry = () => fakeRegistry(repo, digest, privateKey, [notationSignature]);
+
+  /** One pull's path through `policy`; the verdict must be `want`, every signature found valid. */
+  const pull = async (policy: Policy, name: string, want: 'allow' | 'deny', cached = false): Promise<void> => {
     const args = parseVerifierArgs(['-name', name, '-digest', digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json']);
     checkArgs(args);
     const parsed = parseReference(args.name);
-    const descriptor = parseDescriptor(JSON.stringify({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 512 }));
+    const descriptor = parseDescriptor(JSON.stringify(subjectDescriptor));
     checkDescriptorMatches(args, descriptor);
-    const policy = parsePolicyText(policyText, '<warm-up>');
     const subject = { reference: { domain: parsed.domain, path: parsed.path, digest: args.digest }, descriptor };
     const deadline = new Deadline(policy.timeoutMs);
     try {
-      const { decision } = await decide(subject, policy, () => fakeRegistry(repo, digest, privateKey), deadline);
-      // Both signatures must verify, or the warm-up missed the path it exists for.
+      const run = (d: Deadline) => decide(subject, policy, registry, d);
+      const { decision } = cached ? await decideCached(subject, policy, deadline, run) : await run(deadline);
+      // Every signature must verify, or the warm-up missed the path it exists for.
       const signatures = decision.results.flatMap((r) => r.signatures);
-      if (decision.verdict !== 'allow' || signatures.some((s) => !s.valid)) throw new Error(`unexpected warm-up decision: ${JSON.stringify(decision)}`);
+      if (decision.verdict !== want || signatures.some((s) => !s.valid)) throw new Error(`unexpected warm-up decision for ${name}: ${JSON.stringify(decision)}`);
       const ctx = { name, digest, startedAt: Date.now() };
       formatLine(applyMode(decision, policy.mode), ctx);
       formatRecord(applyMode(decision, policy.mode), ctx);
@@ -73,7 +86,65 @@ export async function warmUp(): Promise<void> {
     } finally {
       deadline.dispose();
     }
+  };
+
+  // pullguard's YAML, as text: cosign (legacy and bundle), allow, deny.
+  const yamlPolicy = parsePolicyText(policyText, '<warm-up>');
+  await pull(yamlPolicy, `${repo}:v1`, 'allow');
+  await pull(yamlPolicy, 'registry.example:5000/open:v1', 'allow');
+  await pull(yamlPolicy, 'docker.io/library/busybox:latest', 'deny');
+
+  // Every policy format from disk, notation signatures, and the decision cache (a miss, then a hit).
+  const files = warmFiles(certificate);
+  try {
+    const keyFile = files.write('release.pub', pem);
+    await pull(loadPolicy(files.notationDir), `${repo}:v1`, 'allow');
+    const native = {
+      version: 1,
+      cache: { dir: `${files.dir}/cache`, ttl: '10m' },
+      rules: [
+        {
+          name: 'both',
+          match: 'registry.example:5000/warm/**',
+          action: 'verify',
+          staleIfError: '1h',
+          authorities: [{ cosign: { keys: [keyFile] } }, { notation: { config: files.notationDir } }],
+        },
+      ],
+    };
+    const nativeYaml = loadPolicy(files.write('policy.yaml', `version: 1\ncache: {dir: ${files.dir}/cache}\nrules:\n  - {name: n, match: "**", action: verify, authorities: [{notation: {config: ${files.notationDir}}}]}\n`));
+    await pull(nativeYaml, `${repo}:v1`, 'allow', true);
+    await pull(nativeYaml, `${repo}:v1`, 'allow', true);
+    const nativeJson = loadPolicy(files.write('policy.json', JSON.stringify(native)));
+    await pull(nativeJson, `${repo}:v1`, 'allow', true);
+    await pull(nativeJson, `${repo}:v1`, 'allow', true);
+    const containersPolicy = {
+      default: [{ type: 'reject' }],
+      transports: { docker: { 'registry.example:5000/warm': [{ type: 'sigstoreSigned', keyPath: keyFile, signedIdentity: { type: 'matchRepository' } }] } },
+    };
+    await pull(loadPolicy(files.write('containers-policy.json', JSON.stringify(containersPolicy))), `${repo}:v1`, 'allow');
+    const imported = files.write('imports.yaml', `version: 1\ncontainersPolicy: ${files.dir}/containers-policy.json\n`);
+    await pull(loadPolicy(imported), `${repo}:v1`, 'allow');
+  } finally {
+    files.dispose();
+    clearTrustStoreCache();
   }
+
+  // ATProto: its policy schema and the pure parts of its verifier (pointer, DID document, record checks).
+  // The proof itself (CAR, commit signature, MST) needs a signed repository, which only the test-time
+  // @atproto/repo can build: that part runs cold.
+  const did = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz';
+  parsePolicyText(`version: 1\nrules:\n  - {name: at, match: "**", action: verify, authorities: [{atproto: {trusted: [{did: "${did}"}]}}]}\n`, '<warm-up>');
+  parsePointer(Buffer.from(JSON.stringify({ did, uri: `at://${did}/io.atcr.manifest/3labc`, cid: 'bafyreibpfdoz2wtfzlplmwe7phwn4en7q7oa5ppiwhzkurktfg3vi2bteu' })));
+  parseDidDocument(
+    {
+      id: did,
+      alsoKnownAs: ['at://warm.example.com'],
+      verificationMethod: [{ id: `${did}#atproto`, type: 'Multikey', controller: did, publicKeyMultibase: 'zQ3shsEnEUkxiXt8ikecCLaAP8oADDE1G17qi7uFPGug1VokS' }],
+      service: [{ id: '#atproto_pds', type: 'AtprotoPersonalDataServer', serviceEndpoint: 'https://pds.example.com' }],
+    },
+    did,
+  );
 
   // The registry stage's pure parts (its HTTP needs node:http, which the snapshot cannot hold).
   endpointsFor('127.0.0.1:5000', undefined);
@@ -83,7 +154,7 @@ export async function warmUp(): Promise<void> {
 }
 
 /** A registry holding one legacy (.sig) and one bundle signature of `digest`, both by `privateKey`. */
-function fakeRegistry(repo: string, digest: string, privateKey: Parameters<typeof sign>[2]): RegistryClient {
+function fakeRegistry(repo: string, digest: string, privateKey: Parameters<typeof sign>[2], extra: readonly SignatureArtifact[]): RegistryClient {
   const hex = digest.slice('sha256:'.length);
   const blobs = new Map<string, Buffer>();
   const descriptor = (mediaType: string, bytes: Buffer, annotations?: Record<string, string>): OciDescriptor => {
@@ -133,7 +204,7 @@ function fakeRegistry(repo: string, digest: string, privateKey: Parameters<typeo
     }),
   ];
   return {
-    discover: async (): Promise<DiscoveryResult> => ({ artifacts, notes: [] }),
+    discover: async (request): Promise<DiscoveryResult> => ({ artifacts: [...artifacts, ...extra].filter((a) => request.classes.has(a.class)), notes: [] }),
     resolve: async () => {
       throw new Error('not in the warm-up');
     },

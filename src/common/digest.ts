@@ -25,8 +25,8 @@ export function assertDigest(data: Uint8Array, expected: string, what: string): 
   }
 }
 
-/** `sha256:0123456789ab…`: long enough to identify, short enough for an event line. */
+/** `sha256:0123456789ab...`: long enough to identify, short enough for an event line. */
 export function shortDigest(d: string): string {
   const i = d.indexOf(':');
-  return i < 0 ? d : `${d.slice(0, i + 13)}…`;
+  return i < 0 ? d : `${d.slice(0, i + 13)}\u2026`;
 }

@@ -1,5 +1,6 @@
 import { closeSync, constants, fstatSync, openSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { PullguardError, type ErrorCode } from './errors.js';
+import { noteInput } from './inputs.js';
 
 /**
  * The one way pullguard reads an operator's file (policy, keys, certificates, trust stores, trusted
@@ -83,7 +84,10 @@ export function readRegularFile(path: string, opts: ReadFileOptions): Buffer {
       total += n;
     }
     if (total > opts.maxBytes) fail('EFBIG', `is larger than ${formatBytes(opts.maxBytes)}`);
-    return Buffer.concat(chunks, total);
+    const bytes = Buffer.concat(chunks, total);
+    // While a policy loads, the decision cache keys on every file read (common/inputs.ts).
+    noteInput(path, bytes);
+    return bytes;
   } finally {
     closeSync(fd);
   }

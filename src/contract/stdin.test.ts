@@ -1,6 +1,10 @@
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { expect, test } from 'vitest';
-import { readStdin } from './stdin.js';
+import { afterAll, describe, expect, test } from 'vitest';
+import { readFd, readStdin } from './stdin.js';
 
 test('reads until EOF', async () => {
   const s = new PassThrough();
@@ -22,4 +26,35 @@ test('an open stdin ends at the read deadline', async () => {
   const t0 = Date.now();
   await expect(readStdin(s, 100, 150)).rejects.toThrow(/not closed within 150ms/);
   expect(Date.now() - t0).toBeLessThan(1000);
+});
+
+describe('readFd (fd 0 without process.stdin)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pg-stdin-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('reads a file descriptor to its end, and refuses more than the cap', async () => {
+    writeFileSync(join(dir, 'd.json'), '{"a":1}');
+    const fd = openSync(join(dir, 'd.json'), 'r');
+    try {
+      expect((await readFd(fd)!).toString()).toBe('{"a":1}');
+    } finally {
+      closeSync(fd);
+    }
+    writeFileSync(join(dir, 'big'), Buffer.alloc(11));
+    const big = openSync(join(dir, 'big'), 'r');
+    try {
+      await expect(readFd(big, 10, 1000)!).rejects.toThrow(/larger than 10 bytes/);
+    } finally {
+      closeSync(big);
+    }
+  });
+
+  test('a pipe that is never closed ends at the deadline', async () => {
+    execFileSync('mkfifo', [join(dir, 'fifo')]);
+    const fd = openSync(join(dir, 'fifo'), constants.O_RDWR); // a writer stays: no EOF ever
+    const t0 = Date.now();
+    await expect(readFd(fd, 100, 150)!).rejects.toThrow(/not closed within 150ms/);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    closeSync(fd);
+  });
 });

@@ -12,7 +12,7 @@ export interface RunContext {
   readonly startedAt: number;
 }
 
-/** `denied localhost:5000/app@sha256:ab12…: no trusted signature (rule "prod")` */
+/** `denied localhost:5000/app@sha256:ab12...: no trusted signature (rule "prod")` */
 export function formatLine(decision: Decision, ctx: Pick<RunContext, 'name' | 'digest'>): string {
   const verb = decision.verdict === 'allow' ? 'allowed' : 'denied';
   const subject = ctx.name || ctx.digest ? describeSubject(ctx.name || '<no name>', ctx.digest || '<no digest>') : 'image';
@@ -55,6 +55,7 @@ export function formatRecord(decision: Decision, ctx: RunContext, now: number = 
     code: decision.code ?? null,
     exitCode: decision.exitCode,
     durationMs: now - ctx.startedAt,
+    ...(decision.cache ? { cache: decision.cache } : {}),
   };
   const full = toJsonLine({ ...base, results: decision.results });
   if (Buffer.byteLength(full) <= MAX_RECORD_BYTES) return full;

@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import { FileReadError, readRegularText } from '../common/files.js';
 import { PullguardError } from '../common/errors.js';
+import { collectInputs } from '../common/inputs.js';
 import { looksLikeContainersPolicy, parseContainersPolicy } from './formats/containers-policy.js';
 import { parseNativePolicy } from './formats/native.js';
 import { parseNotationDirectory } from './formats/notation.js';
@@ -18,6 +19,11 @@ export function policyPath(env: NodeJS.ProcessEnv = process.env): string {
  * reading a denied pull's event must be able to find and fix the file without the debug log.
  */
 export function loadPolicy(path: string): Policy {
+  const { result, inputs } = collectInputs(() => loadPolicyFile(path));
+  return { ...result, inputs };
+}
+
+function loadPolicyFile(path: string): Policy {
   let text: string;
   try {
     // A directory is a notation configuration (trustpolicy[.oci].json + truststore/), used as-is.

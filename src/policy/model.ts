@@ -20,6 +20,11 @@ export interface Rule {
   /** For `verify`: each authority must be satisfied by at least one valid signature (`all`), or any one (`any`). */
   readonly authorities: readonly Authority[];
   readonly require: 'all' | 'any';
+  /**
+   * Opt-in: when the registry cannot be reached, an allow the decision cache holds for this digest and
+   * no older than this is still given (the outage named in the reason). Needs the policy's `cache`.
+   */
+  readonly staleIfErrorMs?: number;
 }
 
 /**
@@ -56,6 +61,22 @@ export interface Policy {
   readonly notes?: readonly string[];
   /** Where decisions are recorded (decision log, metrics); absent: the defaults (src/output). */
   readonly log?: LogSettings;
+  /** The decision cache (src/cache/); absent: every pull is verified. */
+  readonly cache?: CacheSettings;
+  /** Every file read while loading, with the content read: the decision cache's key covers them. */
+  readonly inputs?: readonly PolicyInput[];
+}
+
+export interface CacheSettings {
+  readonly dir: string;
+  readonly ttlMs: number;
+  /** An allow whose verdict relied on a revocation check is reused at most this long. */
+  readonly revocationIntervalMs: number;
+}
+
+export interface PolicyInput {
+  readonly path: string;
+  readonly content: Buffer | string;
 }
 
 export interface LogSettings {
@@ -85,4 +106,5 @@ export interface RegistrySettings {
 
 export const DEFAULT_TIMEOUT_MS = 8000;
 export const DEFAULT_POLICY_PATH = '/etc/pullguard/policy.yaml';
+export const DEFAULT_CACHE_DIR = '/var/lib/pullguard/cache';
 export const DEFAULT_DECISION_LOG = '/var/log/pullguard/decisions.jsonl';

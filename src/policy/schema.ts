@@ -25,6 +25,20 @@ const duration = z.pipe(
   }),
 );
 
+/** Cache lifetimes: hours are fine here (the request deadline above stays capped at 5m). */
+const longDuration = (max: number, what: string) =>
+  z.pipe(
+    z.union([z.string(), z.number()]),
+    z.transform((v: string | number, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === undefined || ms > max) {
+        ctx.issues.push({ code: 'custom', message: `invalid ${what} ${JSON.stringify(v)} (use e.g. "10m" or "1h", at most ${max / 3_600_000}h)`, input: v });
+        return z.NEVER;
+      }
+      return ms;
+    }),
+  );
+
 const authority = z
   .strictObject({
     name: z.optional(name),
@@ -47,6 +61,7 @@ const rule = z
     message: z.optional(z.string().check(z.maxLength(200))),
     require: z._default(z.enum(['all', 'any']), 'all'),
     authorities: z.optional(z.array(authority)),
+    staleIfError: z.optional(longDuration(7 * 24 * 3_600_000, 'staleIfError')),
   })
   .check(
     z.superRefine((r, ctx) => {
@@ -55,6 +70,9 @@ const rule = z
       }
       if (r.action !== 'verify' && r.authorities) {
         ctx.issues.push({ code: 'custom', path: ['authorities'], message: `authorities only apply to action "verify", not "${r.action}"`, input: r });
+      }
+      if (r.action !== 'verify' && r.staleIfError !== undefined) {
+        ctx.issues.push({ code: 'custom', path: ['staleIfError'], message: 'staleIfError only applies to action "verify"', input: r });
       }
     }),
   );
@@ -91,6 +109,13 @@ export const policyDocumentSchema = z
       {},
     ),
     rules: z._default(z.array(rule), []),
+    cache: z.optional(
+      z.strictObject({
+        dir: z.optional(z.string().check(z.minLength(1), z.startsWith('/'))),
+        ttl: z.optional(longDuration(24 * 3_600_000, 'cache.ttl')),
+        revocationInterval: z.optional(longDuration(24 * 3_600_000, 'cache.revocationInterval')),
+      }),
+    ),
     log: z.optional(logSection),
   })
   .check(
@@ -99,6 +124,9 @@ export const policyDocumentSchema = z
       doc.rules.forEach((r, i) => {
         if (seen.has(r.name)) ctx.issues.push({ code: 'custom', path: ['rules', i, 'name'], message: `duplicate rule name "${r.name}"`, input: r.name });
         seen.add(r.name);
+        if (r.staleIfError !== undefined && !doc.cache) {
+          ctx.issues.push({ code: 'custom', path: ['rules', i, 'staleIfError'], message: 'staleIfError needs the decision cache: add a top-level "cache:" (e.g. cache: {ttl: 10m})', input: r });
+        }
       });
     }),
   );

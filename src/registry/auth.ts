@@ -199,7 +199,7 @@ export interface Challenge {
   readonly params: Readonly<Record<string, string>>;
 }
 
-/** RFC 7235 challenges: `Bearer realm="…",service="…", Basic realm="…"`. */
+/** RFC 7235 challenges: `Bearer realm="...",service="...", Basic realm="..."`. */
 export function parseChallenges(header: string | string[] | undefined): Challenge[] {
   const text = Array.isArray(header) ? header.join(', ') : (header ?? '');
   const out: { scheme: string; params: Record<string, string> }[] = [];

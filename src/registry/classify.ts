@@ -23,7 +23,7 @@ export const OCI_EMPTY_DIGEST = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc2
 const DSSE_ENVELOPE = 'application/vnd.dsse.envelope.v1+json';
 export const IN_TOTO = 'application/vnd.in-toto+json';
 
-/** `application/vnd.dev.sigstore.bundle.v0.3+json` and the older `…bundle+json;version=0.x` spellings. */
+/** `application/vnd.dev.sigstore.bundle.v0.3+json` and the older `...bundle+json;version=0.x` spellings. */
 export function isBundleType(t: string | undefined): boolean {
   return !!t && (/^application\/vnd\.dev\.sigstore\.bundle\.v0\.\d+\+json$/.test(t) || /^application\/vnd\.dev\.sigstore\.bundle\+json(;\s*version=[\d.]+)?$/.test(t));
 }
@@ -62,7 +62,7 @@ export function filterTypeFor(classes: ReadonlySet<ArtifactClass>): string | und
 /**
  * Classification rules, in order:
  * - from the `.att` tag: attestation; from the `.sig` tag: cosign-legacy when it has simple-signing layers;
- * - artifactType (else config.mediaType) `…cosign.artifact.sig.v1+json`: cosign-legacy-referrer;
+ * - artifactType (else config.mediaType) `...cosign.artifact.sig.v1+json`: cosign-legacy-referrer;
  * - a sigstore bundle type: attestation when the manifest's `dev.sigstore.bundle.predicateType`
  *   annotation names anything but cosign's sign predicate; cosign-bundle when it names that predicate
  *   or is absent (then only the bundle blob can tell, and the cosign verifier decides);

@@ -609,7 +609,7 @@ function mediaTypeOf(res: HttpResponse): string {
   return String(res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
-/** `Link: <…>; rel="next"`, resolved against the current URL; only ever the same origin. */
+/** `Link: <...>; rel="next"`, resolved against the current URL; only ever the same origin. */
 export function nextLink(res: HttpResponse, current: URL): URL | undefined {
   const raw = res.headers.link;
   const header = Array.isArray(raw) ? raw.join(', ') : raw;

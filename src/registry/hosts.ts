@@ -115,7 +115,7 @@ function portOf(host: string): string {
 }
 
 /**
- * The ordered endpoints for one registry namespace (`docker.io`, `localhost:5000`, …): the hosts.toml
+ * The ordered endpoints for one registry namespace (`docker.io`, `localhost:5000`, ...): the hosts.toml
  * mirrors first, then the `server` (or the namespace's own host), with containerd's defaults applied.
  */
 export function endpointsFor(namespace: string, hostsRoot: string | undefined): Endpoint[] {

@@ -34,6 +34,19 @@ export interface Decision {
   readonly mode?: Mode;
   readonly results: readonly AuthorityResult[];
   readonly exitCode: number;
+  /** Set when the policy has a decision cache: how it took part (src/cache/). */
+  readonly cache?: CacheNote;
+}
+
+export interface CacheNote {
+  /** hit: answered from the cache; stale: the registry was unreachable and staleIfError allowed it; miss: verified. */
+  readonly status: 'hit' | 'miss' | 'stale' | 'off';
+  readonly verifiedAt?: string;
+  readonly expiresAt?: string;
+  /** Why the entry ends then: ttl, certificate, revocation, signature. */
+  readonly expiry?: string;
+  /** stale: the registry failure that was ridden out. off/miss: why the cache was not used or not written. */
+  readonly note?: string;
 }
 
 export function ruleDecision(rule: Rule | undefined, verdict: Verdict, reason: string, results: readonly AuthorityResult[] = [], code?: ErrorCode): Decision {

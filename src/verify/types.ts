@@ -34,6 +34,11 @@ export interface SignatureResult {
   /** Who signed: key id, certificate subject or SAN. Never secret. */
   readonly signer?: string;
   readonly checks: readonly CheckOutcome[];
+  /**
+   * ISO time: the earliest notAfter of the certificates this signature was judged valid against NOW
+   * (no signed time to judge them at instead). Past it the same check fails, so a cached allow ends there.
+   */
+  readonly validUntil?: string;
 }
 
 export interface AuthorityResult {

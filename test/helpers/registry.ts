@@ -13,6 +13,8 @@ export interface RegistryOptions {
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
   /** Proxy (pull-through cache) for another registry: docker-registry's mirror mode. */
   proxyRemoteUrl?: string;
+  /** Serve this existing storage directory (another registry's `<dir>/data`) instead of a fresh one. */
+  storageDir?: string;
 }
 
 export interface Registry {
@@ -33,7 +35,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
   const lines = [
     'version: 0.1',
     'log: {level: info, accesslog: {disabled: false}}',
-    `storage: {filesystem: {rootdirectory: ${JSON.stringify(join(dir, 'data'))}}, delete: {enabled: true}}`,
+    `storage: {filesystem: {rootdirectory: ${JSON.stringify(opts.storageDir ?? join(dir, 'data'))}}, delete: {enabled: true}}`,
     'http:',
     `  addr: 127.0.0.1:${port}`,
     '  headers: {X-Content-Type-Options: [nosniff]}',

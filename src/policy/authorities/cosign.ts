@@ -141,8 +141,19 @@ export function parsePublicKey(pem: Buffer | string, source: string): CosignKey 
   if (type === 'ec' && !['prime256v1', 'secp384r1', 'secp521r1'].includes(curve ?? '')) throw new MaterialError(`${source}: unsupported EC curve ${curve}`);
   if (type === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw new MaterialError(`${source}: RSA keys under 2048 bits are refused`);
   if (type !== 'ec' && type !== 'rsa' && type !== 'ed25519') throw new MaterialError(`${source}: unsupported key type ${type} (use ECDSA, RSA or Ed25519)`);
-  const spki = key.export({ type: 'spki', format: 'der' });
-  return { source, key, hint: createHash('sha256').update(spki).digest('base64'), description: describeKey(key) };
+  return { source, key, hint: keyHint(pem, key), description: describeKey(key) };
+}
+
+/**
+ * base64(SHA-256(SPKI DER)). For an SPKI PEM (the only kind cosign writes) that DER is the PEM's own
+ * body, which OpenSSL has just parsed as DER, so it is hashed as it is: `KeyObject.export` costs ~0.65 ms
+ * on the first call of every run (OpenSSL's encoders start cold; the snapshot cannot hold them). The
+ * hint only ever picks a key to try and words a failure: the key tried is always the policy's.
+ */
+function keyHint(pem: Buffer | string, key: KeyObject): string {
+  const spki = pemBlocks(pem.toString(), 'PUBLIC KEY');
+  const der = spki.length === 1 ? spki[0]! : key.export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(der).digest('base64');
 }
 
 export function loadKey(ref: string, index: number, what = 'key'): CosignKey {

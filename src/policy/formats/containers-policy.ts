@@ -1,4 +1,5 @@
-import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
+import { isNode, type Document, type LineCounter } from 'yaml';
+import { lazyYamlDocument, parseStrictJson } from './json.js';
 import { PullguardError } from '../../common/errors.js';
 import { describeIssue } from '../../common/schema.js';
 import {
@@ -58,17 +59,21 @@ export function parseContainersPolicy(text: string, source: string): Policy {
   if (deep) {
     throw new PullguardError('POLICY_INVALID', `invalid containers policy ${source}:${deep.line}: ${deep.why}`, { path: source });
   }
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  // Strict JSON skips the YAML parser; the YAML document is built only for an error's line (or to report
+  // what JSON.parse would have let through, such as a duplicate key).
+  const yaml = lazyYamlDocument(text);
   const where = (path: readonly (string | number)[]) => {
-    const line = lineOf(doc, lc, path);
+    const line = lineOf(yaml().doc, yaml().lc, path);
     return line !== undefined ? `${source}:${line}` : source;
   };
   const invalid = (path: readonly (string | number)[], msg: string) => new PullguardError('POLICY_INVALID', `invalid containers policy ${where(path)}: ${msg}`, { path: source });
   const unsupported = (path: readonly (string | number)[], msg: string) => new PullguardError('POLICY_UNSUPPORTED', `unsupported in containers policy ${where(path)}: ${msg}`, { path: source });
-  if (doc.errors[0]) throw invalid([], doc.errors[0].message.split('\n')[0]!);
-
-  const root = doc.toJS({ maxAliasCount: 0 }) as unknown;
+  let root = parseStrictJson(text);
+  if (root === undefined) {
+    const { doc } = yaml();
+    if (doc.errors[0]) throw invalid([], doc.errors[0].message.split('\n')[0]!);
+    root = doc.toJS({ maxAliasCount: 0 }) as unknown;
+  }
   if (!isObject(root)) throw invalid([], 'the document must be a JSON object');
   for (const k of Object.keys(root)) if (!TOP_KEYS.has(k)) throw invalid([k], `unknown field "${k}"`);
   if (!Array.isArray(root.default)) throw invalid(['default'], '"default" (an array of requirements) is mandatory');

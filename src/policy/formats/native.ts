@@ -1,40 +1,49 @@
-import { isAlias, isMap, isNode, isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml';
+import { isAlias, isMap, isNode, isScalar, visit, type Document, type LineCounter } from 'yaml';
 import { PullguardError } from '../../common/errors.js';
 import { describeIssue, formatPath, PARSE_OPTIONS, type Issue } from '../../common/schema.js';
 import { keysAt, suggestKey } from '../suggest.js';
 import { AUTHORITY_KINDS } from '../authorities/index.js';
 import { loadContainersPolicyFile } from './containers-policy.js';
+import { lazyYamlDocument, parseStrictJson } from './json.js';
 import { excessiveNesting } from './nesting.js';
-import { DEFAULT_TIMEOUT_MS, type Authority, type Policy } from '../model.js';
+import { DEFAULT_CACHE_DIR, DEFAULT_TIMEOUT_MS, type Authority, type Policy } from '../model.js';
+
+const DEFAULT_CACHE_TTL_MS = 10 * 60_000;
+const DEFAULT_REVOCATION_INTERVAL_MS = 5 * 60_000;
 import { policyDocumentSchema, type PolicyDocument } from '../schema.js';
 
 /** pullguard's own YAML policy (also accepts JSON, which is YAML). */
 export function parseNativePolicy(text: string, source: string): Policy {
   const deep = excessiveNesting(text);
   if (deep) throw invalid(source, deep.line, deep.why);
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    throw invalidAll(
-      source,
-      doc.errors.map((e) => ({ ...lineCounter.linePos(e.pos[0]), message: e.message.split('\n')[0]! })),
-    );
+  // JSON skips the YAML parser; the YAML document is still built, lazily, for the line of an error.
+  const yaml = lazyYamlDocument(text);
+  const lineAt = (path: readonly PropertyKey[]) => lineOf(yaml().doc, yaml().lc, path);
+  let js = parseStrictJson(text) as Record<string, unknown> | undefined;
+  if (js === undefined) {
+    const { doc, lc } = yaml();
+    if (doc.errors.length > 0) {
+      throw invalidAll(
+        source,
+        doc.errors.map((e) => ({ ...lc.linePos(e.pos[0]), message: e.message.split('\n')[0]! })),
+      );
+    }
+    js = toPlain(doc, lc, source);
   }
-  const js = toPlain(doc, lineCounter, source);
   // `containersPolicy: /etc/containers/policy.json` takes the rules and the default from that file, as
   // CRI-O would read it; this document then only adds mode, timeout and registry settings.
   const containersPolicy = typeof js === 'object' && js !== null ? js.containersPolicy : undefined;
   if (containersPolicy !== undefined) {
-    const line = lineOf(doc, lineCounter, ['containersPolicy']);
+    const line = lineAt(['containersPolicy']);
     if (typeof containersPolicy !== 'string' || containersPolicy.length === 0) throw invalid(source, line, 'containersPolicy: expected the path of a containers-policy.json file');
     for (const k of ['rules', 'default'] as const) {
-      if (k in js) throw invalid(source, lineOf(doc, lineCounter, [k]), `${k}: comes from containersPolicy ${containersPolicy}; remove it here`);
+      if (k in js) throw invalid(source, lineAt([k]), `${k}: comes from containersPolicy ${containersPolicy}; remove it here`);
     }
     delete js.containersPolicy;
   }
   const parsed = policyDocumentSchema.safeParse(js, PARSE_OPTIONS);
   if (!parsed.success) {
-    const found = parsed.error.issues.flatMap((i) => locateIssue(doc, lineCounter, i));
+    const found = parsed.error.issues.flatMap((i) => locateIssue(yaml().doc, yaml().lc, i));
     throw invalidAll(source, found.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
   }
   const policy = toModel(parsed.data, source);
@@ -81,12 +90,16 @@ function toModel(doc: PolicyDocument, source: string): Policy {
     defaultAction: doc.default,
     registry: doc.registry,
     ...(doc.log ? { log: doc.log } : {}),
+    ...(doc.cache
+      ? { cache: { dir: doc.cache.dir ?? DEFAULT_CACHE_DIR, ttlMs: doc.cache.ttl ?? DEFAULT_CACHE_TTL_MS, revocationIntervalMs: doc.cache.revocationInterval ?? DEFAULT_REVOCATION_INTERVAL_MS } }
+      : {}),
     rules: doc.rules.map((r) => ({
       name: r.name,
       match: typeof r.match === 'string' ? [r.match] : r.match,
       action: r.action,
       message: r.message,
       require: r.require,
+      ...(r.staleIfError !== undefined ? { staleIfErrorMs: r.staleIfError } : {}),
       authorities: (r.authorities ?? []).map((a, i): Authority => {
         // The schema admits exactly one kind per authority, compiled by that kind's own schema.
         const kind = AUTHORITY_KINDS.find((k) => a[k] !== undefined)!;

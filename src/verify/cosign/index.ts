@@ -32,6 +32,8 @@ class Rejection extends Error {
 
 class Checks {
   readonly list: CheckOutcome[] = [];
+  /** Set when a certificate was checked against the current time (see SignatureResult.validUntil). */
+  validUntil?: Date;
   pass(check: string, detail?: string): void {
     this.list.push({ check, result: 'pass', enforcement: 'enforced', detail });
   }
@@ -143,7 +145,7 @@ async function judge(c: Candidate, spec: CosignSpec, trust: AuthorityTrust, subj
     } else {
       checks.skip('signed-identity', 'a bundle names no repository: it binds the digest only, so signedIdentity cannot be checked');
     }
-    return { ...base, valid: true, reason: 'valid', signer, checks: checks.list };
+    return { ...base, valid: true, reason: 'valid', signer, checks: checks.list, ...(checks.validUntil ? { validUntil: checks.validUntil.toISOString() } : {}) };
   } catch (e) {
     if (e instanceof Rejection) return { ...base, valid: false, reason: e.message, code: e.code, signer, checks: checks.list };
     const message = e instanceof Error ? e.message : String(e);
@@ -270,6 +272,7 @@ function verifyWithCertificate(parsed: ParsedSignature, spec: CosignSpec, trust:
       return checks.fail('certificate-chain', 'SIGNATURE_UNTRUSTED', `certificate of ${who} does not chain to a trusted CA at ${now.toISOString()} (no log or TSA time to check it at instead): ${errorText(e)}`);
     }
     checks.pass('certificate-chain', `chains to a trusted CA now (${path.length} certificates; no log or TSA time)`);
+    checks.validUntil = new Date(Math.min(...path.map((c) => c.notAfter.getTime())));
     if (spec.sct) {
       try {
         if (path.length < 2 || verifySCTs(path[0]!, path[1]!, material.ctlogs).length < 1) checks.fail('sct', 'SIGNATURE_UNTRUSTED', `certificate of ${who} has no SCT, and the policy requires one`);

@@ -1,5 +1,6 @@
 import { createHash, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
 import { ASN1Obj } from '@sigstore/core';
+import { encodedLength, rawDer } from './der.js';
 import { guard, MalformedInputError } from '../../common/malformed.js';
 import { nameToAttributes, type DnAttributes } from '../../common/dn.js';
 
@@ -119,7 +120,7 @@ export function parseCertificate(input: Uint8Array): Certificate {
   return guard('malformed certificate', () => {
     if (der.length === 0 || der[0] !== 0x30) throw new MalformedInputError('malformed certificate: not DER');
     const asn1 = ASN1Obj.parseBuffer(der);
-    if (asn1.toDER().length !== der.length) throw new MalformedInputError('malformed certificate: trailing data');
+    if (encodedLength(asn1) !== der.length) throw new MalformedInputError('malformed certificate: trailing data');
     const tbs = asn1.subs[0];
     if (!tbs || asn1.subs.length !== 3 || !tbs.tag.constructed) throw new MalformedInputError('malformed certificate: not a Certificate');
     // TBSCertificate: [0] version?, serial, sigAlg, issuer, validity, subject, spki, [1]?, [2]?, [3] extensions?
@@ -214,8 +215,8 @@ export function parseCertificate(input: Uint8Array): Certificate {
     return {
       der,
       sha256: createHash('sha256').update(der).digest('hex'),
-      subjectDer: subject.toDER(),
-      issuerDer: issuer.toDER(),
+      subjectDer: Buffer.from(rawDer(subject)),
+      issuerDer: Buffer.from(rawDer(issuer)),
       subject: attrs,
       subjectText: node.subject.split('\n').join(', '),
       serial,

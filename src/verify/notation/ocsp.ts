@@ -1,5 +1,6 @@
 import { constants, createHash, verify as cryptoVerify } from 'node:crypto';
 import { ASN1Obj } from '@sigstore/core';
+import { encodedLength, rawDer } from './der.js';
 import type { Deadline } from '../../common/deadline.js';
 import { guard, MalformedInputError } from '../../common/malformed.js';
 import type { RevocationSettings } from '../../policy/notation/spec.js';
@@ -17,7 +18,7 @@ import { readCapped } from './http-body.js';
  * capped at 20 KiB, and a response without nextUpdate, or past it, is expired. Stricter than notation
  * (which relies on golang.org/x/crypto/ocsp): the signer must be named by the responderID and be either
  * the issuer or a certificate the issuer issued with the id-kp-OCSPSigning EKU, valid now (RFC 6960
- * §4.2.2.2); the CertID must match issuer name, issuer key and serial; thisUpdate may not be in the
+ * section 4.2.2.2); the CertID must match issuer name, issuer key and serial; thisUpdate may not be in the
  * future (beyond a small skew); SHA-1/MD5 response signatures are refused (the Notary Project
  * algorithm rules). Not implemented, as in notation: id-pkix-ocsp-nocheck / CRL checks of the responder
  * certificate, and the invalidityDate-vs-signing-time exception.
@@ -136,7 +137,7 @@ export function parseOcspResponse(input: Buffer): OcspResponse {
   return guard('malformed OCSP response', () => {
     need(input.length > 0 && input[0] === 0x30, 'not a DER SEQUENCE');
     const root = ASN1Obj.parseBuffer(input as Buffer<ArrayBuffer>);
-    need(Buffer.from(root.toDER()).equals(input), 'not DER, or trailing data');
+    need(encodedLength(root) === input.length, 'not DER, or trailing data');
     const st = root.subs[0];
     need(st && st.tag.isUniversal() && st.tag.number === 10 && !st.tag.constructed && st.value.length === 1, 'responseStatus is not an ENUMERATED');
     const responseStatus = st.value[0]!;
@@ -150,19 +151,19 @@ export function parseOcspResponse(input: Buffer): OcspResponse {
     const basicDer = rbs.subs[1]!.value;
     need(basicDer.length > 0 && basicDer[0] === 0x30, 'BasicOCSPResponse is not a SEQUENCE');
     const basic = ASN1Obj.parseBuffer(basicDer as Buffer<ArrayBuffer>);
-    need(Buffer.from(basic.toDER()).equals(basicDer), 'BasicOCSPResponse is not DER');
+    need(encodedLength(basic) === basicDer.length, 'BasicOCSPResponse is not DER');
     const [tbs, sigAlg, sigBits, certsWrap] = basic.subs;
     need(tbs?.tag.constructed && tbs.tag.number === 16 && tbs.tag.isUniversal(), 'tbsResponseData');
     need(sigAlg?.tag.constructed && sigAlg.subs[0]?.tag.isOID(), 'signatureAlgorithm');
     need(sigBits && sigBits.tag.isBitString() && sigBits.value.length > 1 && sigBits.value[0] === 0, 'signature is not a BIT STRING');
     need(basic.subs.length <= 4 && (!certsWrap || (certsWrap.tag.isContextSpecific(0) && certsWrap.subs.length === 1)), 'certs');
-    const certs = (certsWrap?.subs[0]?.subs ?? []).map((c) => Buffer.from(c.toDER()));
+    const certs = (certsWrap?.subs[0]?.subs ?? []).map((c) => Buffer.from(rawDer(c)));
 
     let i = tbs.subs[0]?.tag.isContextSpecific(0) ? 1 : 0;
     if (i === 1) need(tbs.subs[0]!.subs[0]?.tag.isInteger() && tbs.subs[0]!.subs[0].toInteger() === 0n, 'only version 1 responses are defined');
     const rid = tbs.subs[i++];
     let responderId: { byName: Buffer } | { byKey: Buffer };
-    if (rid?.tag.isContextSpecific(1) && rid.tag.constructed && rid.subs.length === 1 && rid.subs[0]!.tag.constructed) responderId = { byName: Buffer.from(rid.subs[0]!.toDER()) };
+    if (rid?.tag.isContextSpecific(1) && rid.tag.constructed && rid.subs.length === 1 && rid.subs[0]!.tag.constructed) responderId = { byName: Buffer.from(rawDer(rid.subs[0]!)) };
     else if (rid?.tag.isContextSpecific(2) && rid.tag.constructed && rid.subs.length === 1 && rid.subs[0]!.tag.isOctetString()) responderId = { byKey: rid.subs[0]!.value };
     else throw new MalformedInputError('malformed OCSP response: responderID');
     const producedAt = time(tbs.subs[i++], 'producedAt');
@@ -203,7 +204,7 @@ export function parseOcspResponse(input: Buffer): OcspResponse {
     return {
       responseStatus,
       basic: {
-        tbsDer: Buffer.from(tbs.toDER()),
+        tbsDer: Buffer.from(rawDer(tbs)),
         responderId,
         producedAt,
         responses,

@@ -97,7 +97,7 @@ function chainValidAt(chain: readonly Certificate[], t: Date): string | undefine
  * certificate's validity, and its TSA chain must not be revoked or of unknown revocation status.
  * Like notation, the signer's claimed signingTime is not compared with the TSA time.
  */
-async function authenticTimestamp(env: Envelope, chain: readonly Certificate[], ctx: Ctx): Promise<{ ok: boolean; detail: string }> {
+async function authenticTimestamp(env: Envelope, chain: readonly Certificate[], ctx: Ctx): Promise<{ ok: boolean; detail: string; validUntil?: Date }> {
   if (env.signingScheme === 'notary.x509.signingAuthority') {
     const t = env.authenticSigningTime!;
     const bad = chainValidAt(chain, t);
@@ -109,7 +109,9 @@ async function authenticTimestamp(env: Envelope, chain: readonly Certificate[], 
   if (!useTimestamp) {
     const why = tsaRefs.length === 0 ? 'no tsa trust store in the trust policy' : 'verifyTimestamp is afterCertExpiry and the chain has not expired';
     const bad = chainValidAt(chain, ctx.now);
-    return bad ? { ok: false, detail: `timestamp not used (${why}), so the chain must be valid now: ${bad}` } : { ok: true, detail: `certificate chain is valid now (timestamp not used: ${why})` };
+    if (bad) return { ok: false, detail: `timestamp not used (${why}), so the chain must be valid now: ${bad}` };
+    const validUntil = new Date(Math.min(...chain.map((c) => c.notAfter.getTime())));
+    return { ok: true, detail: `certificate chain is valid now (timestamp not used: ${why})`, validUntil };
   }
   if (!env.timestampToken) return { ok: false, detail: 'no timestamp countersignature in the signature, but the trust policy has a tsa trust store' };
   let tsa: Certificate[];
@@ -143,6 +145,7 @@ async function authenticTimestamp(env: Envelope, chain: readonly Certificate[], 
 async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureResult> {
   const base = { class: art.class, foundVia: art.foundVia, repository: art.repository, artifact: art.digest };
   const rec = new CheckRecorder(ctx.st);
+  let validUntil: Date | undefined;
   const done = (code?: ErrorCode, signer?: string): SignatureResult => {
     const lost = rec.failedEnforced;
     const logged = rec.checks.filter((c) => c.result === 'fail' && c.enforcement === 'logged').map((c) => c.check);
@@ -155,6 +158,7 @@ async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureRes
       code: lost ? (code ?? (lost.check === 'authenticity' ? 'SIGNATURE_UNTRUSTED' : 'SIGNATURE_INVALID')) : undefined,
       signer,
       checks: rec.finish(),
+      ...(!lost && validUntil ? { validUntil: validUntil.toISOString() } : {}),
     };
   };
 
@@ -235,6 +239,9 @@ async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureRes
 
   {
     const at = await authenticTimestamp(env, chain, ctx);
+    // What an enforced check judged against the current time bounds a cached allow (src/cache/).
+    if (ctx.st.enforcement.authenticTimestamp === 'enforce') validUntil = at.validUntil;
+    if (env.expiry && ctx.st.enforcement.expiry === 'enforce' && (!validUntil || env.expiry < validUntil)) validUntil = env.expiry;
     if (rec.record('authenticTimestamp', at.ok, at.detail)) return done(undefined, signer);
   }
 
