@@ -8,12 +8,13 @@
  *
  * Each decision also goes to the node's decision log (the policy's `log.file`, as pulls do), marked
  * `source: "scan"`, so `pullguard log` and whoever reads the log see them. Not to the metrics file: its
- * counters are pulls.
+ * counters are pulls. Decisions go through the decision cache as pulls do (src/cache/decide-cached.ts).
  */
 import { Deadline } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
 import { parseReference } from '../common/reference.js';
 import { flattenText } from '../common/text.js';
+import { decideCached } from '../cache/decide-cached.js';
 import { decide } from '../cli/decide.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import { DEFAULT_DECISION_LOG, type Policy } from '../policy/model.js';
@@ -127,7 +128,9 @@ async function decideUnit(unit: ScanUnit, policy: Policy, registry: () => Regist
       reference: { domain: ref.domain, path: ref.path, digest: unit.target.digest },
       descriptor: unit.target,
     };
-    const { decision } = await deadline.race(decide(subject, policy, registry, deadline));
+    // The same decision cache a pull uses (policy `cache:`): a fresh verified allow answers from it.
+    const decided = decideCached(subject, policy, deadline, (d) => decide(subject, policy, registry, d));
+    const { decision } = await deadline.race(decided);
     return applyMode(decision, policy.mode);
   } catch (e) {
     return applyMode(errorDecision(asPullguardError(e)), policy.mode);
