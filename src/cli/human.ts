@@ -27,7 +27,8 @@ Commands for people:
   pullguard verify --offline [--json] <ref@digest>     which rule and authorities apply (no registry)
   pullguard policy check [FILE]                        validate a policy
   pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE]
-                   [--address SOCKET] [--containerd-log FILE] [--pull-test REF] [--static-pod-dir DIR]
+                   [--address SOCKET] [--containerd-log FILE] [--pull-test REF] [--image REF]
+                   [--static-pod-dir DIR]
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
                                                        timeouts, policy, the node's own images);

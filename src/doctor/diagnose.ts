@@ -11,6 +11,7 @@
  */
 import { join, relative, resolve } from 'node:path';
 import { formatDuration } from '../common/deadline.js';
+import { parseGoDuration } from '../common/go-duration.js';
 import {
   BINDIR,
   CRI_V2,
@@ -186,17 +187,7 @@ function binDirChecks(b: DoctorInput['binDir'], eff: EffectiveConfig | undefined
   return out;
 }
 
-/** Go's time.ParseDuration, in milliseconds; undefined when malformed. */
-export function parseGoDuration(s: string): number | undefined {
-  const t = s.trim();
-  if (t === '0' || t === '+0' || t === '-0') return 0;
-  const m = /^([+-]?)((?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+)$/.exec(t);
-  if (!m) return undefined;
-  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, '\u00b5s': 1e-3, '\u03bcs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let ms = 0;
-  for (const p of m[2]!.matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/g)) ms += Number(p[1]) * unit[p[2]!]!;
-  return m[1] === '-' ? -ms : ms;
-}
+export { parseGoDuration } from '../common/go-duration.js';
 
 function timeoutCheck(eff: EffectiveConfig | undefined, policyTimeoutMs: number | undefined): Check {
   const budget = policyTimeoutMs ?? DEFAULT_TIMEOUT_MS;

@@ -5,6 +5,7 @@ import { asPullguardError, PullguardError } from '../common/errors.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
 import { DEFAULT_CONTAINERD_CONFIG, loadConfig } from '../containerd/config.js';
+import { credentialProviderChecks, imageCredentialChecks } from './credentials-run.js';
 import { gatherNode, pullTest } from './node.js';
 import { nodeChecks } from './node-checks.js';
 import { binDirOf, diagnose, effectiveConfig, formatCheck, type BinDirEntryType, type BinDirListing, type DoctorInput } from './diagnose.js';
@@ -22,13 +23,15 @@ export interface DoctorOptions {
   readonly containerdLog?: string;
   /** One real pull through containerd, and pullguard's decision for it. */
   readonly pullTest?: string;
+  /** `--image REF`: also say which credentials pullguard would use for that image's registry. */
+  readonly image?: string;
   /** kubelet's static pod directory, whose images the node-images check reads. */
   readonly staticPodDir?: string;
 }
 
 const DOCTOR_USAGE =
   'usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--address SOCKET] ' +
-  '[--containerd-log FILE] [--pull-test REF] [--static-pod-dir DIR]';
+  '[--containerd-log FILE] [--pull-test REF] [--image REF] [--static-pod-dir DIR]';
 
 export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
   const opts: { -readonly [K in keyof DoctorOptions]: DoctorOptions[K] } = {};
@@ -39,6 +42,7 @@ export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
     '--address': 'address',
     '--containerd-log': 'containerdLog',
     '--pull-test': 'pullTest',
+    '--image': 'image',
     '--static-pod-dir': 'staticPodDir',
   };
   for (let i = 0; i < args.length; i++) {
@@ -154,6 +158,8 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
   const ownImages = readNodeImages(eff, opts.staticPodDir ?? DEFAULT_STATIC_POD_DIR, checks);
   checks.push(...nodeImageChecks(policy, ownImages));
   if (opts.pullTest) checks.push(...(await pullTest(opts.pullTest, node.socket.address, policy, env)));
+  checks.push(...credentialProviderChecks(policy, env));
+  if (opts.image !== undefined) checks.push(...imageCredentialChecks(opts.image, policy, env));
   out(`pullguard doctor: containerd config ${configPath}, bin_dir ${binDir}, policy ${pPath}`);
   for (const c of checks) out(formatCheck(c));
   const fails = checks.filter((c) => c.status === 'FAIL').length;

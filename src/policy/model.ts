@@ -96,6 +96,8 @@ export interface RegistrySettings {
   readonly containerdConfig?: string;
   /** A docker config.json searched before the default locations. */
   readonly dockerConfig?: string;
+  /** kubelet's image credential provider plugins: its --image-credential-provider-config and -bin-dir. */
+  readonly credentialProviders?: { readonly config: string; readonly binDir: string; readonly cacheDir?: string };
   /** Cap on one signature blob, bytes. */
   readonly maxBlobBytes?: number;
   /** Cap on referrers considered per image. */

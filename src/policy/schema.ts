@@ -102,6 +102,13 @@ export const policyDocumentSchema = z
       z.strictObject({
         containerdConfig: z.optional(z.string().check(z.minLength(1))),
         dockerConfig: z.optional(z.string().check(z.minLength(1))),
+        credentialProviders: z.optional(
+          z.strictObject({
+            config: z.string().check(z.minLength(1)),
+            binDir: z.string().check(z.minLength(1)),
+            cacheDir: z.optional(z.string().check(z.minLength(1))),
+          }),
+        ),
         maxBlobBytes: z.optional(z.number().check(z.int(), z.positive(), z.maximum(64 * 1024 * 1024))),
         maxReferrers: z.optional(z.number().check(z.int(), z.positive(), z.maximum(10_000))),
         maxTotalBytes: z.optional(z.number().check(z.int(), z.positive(), z.maximum(1024 * 1024 * 1024))),

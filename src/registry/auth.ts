@@ -8,6 +8,7 @@ import type { Deadline } from '../common/deadline.js';
 import { PullguardError } from '../common/errors.js';
 import { canonicalRegistryHost } from '../common/reference.js';
 import { FileReadError, readRegularText } from '../common/files.js';
+import type { CredentialProviders } from './credential-provider.js';
 import type { Endpoint } from './hosts.js';
 import { isLocalhost } from './hosts.js';
 import type { Transport } from './transport.js';
@@ -23,17 +24,30 @@ export interface Credential {
   readonly source: string;
 }
 
+/** What `CredentialStore.explain` found: a kind and where, never a value. */
+export type CredentialSourceInfo =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'auths'; readonly file: string }
+  | { readonly kind: 'credHelper' | 'credsStore'; readonly file: string; readonly helper: string }
+  | { readonly kind: 'provider'; readonly file: string; readonly providers: readonly string[] };
+
 export const HELPER_TIMEOUT_MS = 5000;
 const MAX_CONFIG_BYTES = 1024 * 1024;
 
-/** The documented search order; the first file that has something for the host wins. */
+/** Where the rollout's DaemonSet puts an optional `kubernetes.io/dockerconfigjson` Secret on the host. */
+export const NODE_DOCKER_CONFIG = '/etc/pullguard/docker/config.json';
+
+/**
+ * The documented search order; the first file that has something for the host wins. After these come
+ * kubelet's credential provider plugins (registry.credentialProviders), then anonymous access.
+ */
 export function dockerConfigPaths(policyPath: string | undefined, env: NodeJS.ProcessEnv): string[] {
   const out: string[] = [];
   if (policyPath) out.push(policyPath);
   if (env.DOCKER_CONFIG) out.push(join(env.DOCKER_CONFIG, 'config.json'));
   // pullguard's own: where the DaemonSet agent places a mounted dockerconfigjson Secret (src/node).
-  out.push('/etc/pullguard/docker/config.json', '/root/.docker/config.json', '/var/lib/kubelet/config.json');
-  return out;
+  out.push(NODE_DOCKER_CONFIG, '/root/.docker/config.json', '/var/lib/kubelet/config.json');
+  return [...new Set(out)];
 }
 
 interface DockerConfig {
@@ -54,23 +68,56 @@ export function normalizeAuthKey(key: string): string {
 export class CredentialStore {
   private configs?: DockerConfig[];
   private readonly cache = new Map<string, Promise<Credential | undefined>>();
+  private readonly providerCache = new Map<string, Promise<Credential | undefined>>();
   readonly notes: string[] = [];
 
   constructor(
     private readonly paths: readonly string[],
     private readonly policyPath: string | undefined,
     private readonly env: NodeJS.ProcessEnv = process.env,
+    /** kubelet's credential provider plugins, asked after every config.json (registry.credentialProviders). */
+    private readonly providers?: CredentialProviders,
   ) {}
 
-  /** Credentials for a registry host (`host[:port]`), or undefined for anonymous access. */
-  lookup(host: string, deadline: Deadline): Promise<Credential | undefined> {
+  /**
+   * Credentials for a registry host (`host[:port]`), or undefined for anonymous access. `repository`
+   * matters only to credential providers, whose matchImages and answers may name repositories.
+   */
+  lookup(host: string, deadline: Deadline, repository = ''): Promise<Credential | undefined> {
     const key = normalizeAuthKey(host);
     let p = this.cache.get(key);
     if (!p) {
       p = this.find(key, deadline);
       this.cache.set(key, p);
     }
-    return p;
+    const providers = this.providers;
+    if (!providers) return p;
+    // After every config.json: the providers, per repository (their matchImages and answers may name one).
+    return p.then((c) => {
+      if (c) return c;
+      const image = `${key}/${repository}`;
+      let q = this.providerCache.get(image);
+      if (!q) {
+        q = providers.lookup(image, deadline, this.notes);
+        this.providerCache.set(image, q);
+      }
+      return q;
+    });
+  }
+
+  /** Which source `lookup` would use for a host, without running anything or reading a secret (doctor). */
+  explain(host: string, repository = ''): CredentialSourceInfo {
+    const key = normalizeAuthKey(host);
+    for (const cfg of this.load()) {
+      const helper = cfg.credHelpers.get(key);
+      if (helper) return { kind: 'credHelper', file: cfg.path, helper: `docker-credential-${helper}` };
+      if (cfg.credsStore) return { kind: 'credsStore', file: cfg.path, helper: `docker-credential-${cfg.credsStore}` };
+      if (cfg.auths.has(key)) return { kind: 'auths', file: cfg.path };
+    }
+    const image = `${key}/${repository}`;
+    const providers = this.providers?.matching(image).map((p) => p.name) ?? [];
+    if (providers.length > 0) return { kind: 'provider', providers, file: this.providers!.settings.config };
+    return { kind: 'none' };
   }
 
   private async find(key: string, deadline: Deadline): Promise<Credential | undefined> {
@@ -255,7 +302,7 @@ export class Authenticator {
   }
 
   private async authorize(endpoint: Endpoint, repository: string, ch: Challenge, deadline: Deadline, fresh: boolean): Promise<string | undefined> {
-    const cred = await this.credentials.lookup(endpoint.host, deadline);
+    const cred = await this.credentials.lookup(endpoint.host, deadline, repository);
     if (ch.scheme === 'basic') {
       if (!cred?.username || cred.password === undefined) return undefined;
       return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;

@@ -14,6 +14,7 @@ import { MAX_MANIFEST_SIZE, type Descriptor } from '../contract/descriptor.js';
 import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, PULLABLE_MEDIA_TYPES } from '../contract/media-types.js';
 import type { RegistrySettings } from '../policy/model.js';
 import { Authenticator, CredentialStore, dockerConfigPaths } from './auth.js';
+import { CredentialProviders } from './credential-provider.js';
 import {
   classify,
   filterTypeFor,
@@ -80,7 +81,10 @@ export class DistributionClient implements RegistryClient {
   ) {
     const env = options.env ?? process.env;
     this.transport = new Transport(options.userAgent ?? 'pullguard', options.observer);
-    this.credentials = new CredentialStore(dockerConfigPaths(settings.dockerConfig, env), settings.dockerConfig, env);
+    const cp = settings.credentialProviders;
+    const providers = cp ? new CredentialProviders(cp, env) : undefined;
+    const paths = dockerConfigPaths(settings.dockerConfig, env);
+    this.credentials = new CredentialStore(paths, settings.dockerConfig, env, providers);
     this.authn = new Authenticator(this.transport, this.credentials);
     this.maxBlobBytes = settings.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
     this.maxReferrers = settings.maxReferrers ?? DEFAULT_MAX_REFERRERS;
@@ -499,7 +503,7 @@ export class DistributionClient implements RegistryClient {
       if (!authorization) {
         throw new PullguardError(
           'REGISTRY_AUTH',
-          `${ep.host} requires credentials for ${repo.name} and none were found; add them to a docker config.json (registry.dockerConfig, $DOCKER_CONFIG, /etc/pullguard/docker/config.json, /root/.docker/config.json or /var/lib/kubelet/config.json)`,
+          `${ep.host} requires credentials for ${repo.name} and none were found; add them to a docker config.json (registry.dockerConfig, $DOCKER_CONFIG, /etc/pullguard/docker/config.json, /root/.docker/config.json or /var/lib/kubelet/config.json) or use kubelet's credential providers (registry.credentialProviders)`,
           { host: ep.host, repository: repo.name },
         );
       }

@@ -27,9 +27,18 @@ export class CriError extends Error {
   }
 }
 
+/** CRI AuthConfig (the fields the tests send). */
+export interface CriAuth {
+  readonly username?: string;
+  readonly password?: string;
+}
+
 export interface CriClient {
-  /** PullImage, as kubelet calls it. Resolves to `image_ref` (the image id, `sha256:…`). */
-  pullImage(image: string, timeoutMs?: number): Promise<string>;
+  /**
+   * PullImage, as kubelet calls it. Resolves to `image_ref` (the image id, `sha256:…`). `auth` is what
+   * kubelet sends from an imagePullSecret or a credential provider (containerd uses it; verifiers never see it).
+   */
+  pullImage(image: string, timeoutMs?: number, auth?: CriAuth): Promise<string>;
   /** ImageStatus: the image, or null when containerd does not have it. */
   imageStatus(image: string, timeoutMs?: number): Promise<CriImage | null>;
   removeImage(image: string, timeoutMs?: number): Promise<void>;
@@ -63,8 +72,9 @@ export function criClient(socket: string): CriClient {
   const client = new ImageService!(`unix://${socket}`, credentials.createInsecure());
   const call = unaryCaller(client);
   return {
-    async pullImage(image, timeoutMs = 60_000) {
-      const res = await call<{ imageRef: string }>('PullImage', { image: { image } }, timeoutMs);
+    async pullImage(image, timeoutMs = 60_000, auth?: CriAuth) {
+      const req = { image: { image }, ...(auth ? { auth } : {}) };
+      const res = await call<{ imageRef: string }>('PullImage', req, timeoutMs);
       return res.imageRef;
     },
     async imageStatus(image, timeoutMs = 15_000) {
