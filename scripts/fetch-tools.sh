@@ -10,8 +10,10 @@ set -euo pipefail
 # NAME=VERSION[/SUITE]: SUITE (default sid) is where the fallback takes the current version from.
 # runc comes from bookworm: sid's and trixie's builds need glibc 2.38, and the test machines run
 # bookworm (glibc 2.36); a bookworm build also runs on every later Debian.
+# docker.io: dockerd alone (no CLI), to show that Docker's pulls with the containerd image store, and
+# its BuildKit's, never reach containerd's verifiers (test/e2e/coverage.test.ts); it needs glibc 2.34.
 PACKAGES=(containerd=2.1.9+ds1-5 cosign=3.1.1-2 notation=1.3.2-2 oras=1.3.3-1 docker-registry=2.8.3+ds1-3
-  kubectl=1.36.4+ds-1 runc=1.1.5+ds1-1+deb12u1/bookworm busybox-static=1:1.38.0-3+b1)
+  kubectl=1.36.4+ds-1 runc=1.1.5+ds1-1+deb12u1/bookworm busybox-static=1:1.38.0-3+b1 docker.io=28.5.2+dfsg4-5)
 STAMP="v2:${PACKAGES[*]}"
 
 dir=${PULLGUARD_TOOLS_DIR:-${HOME:-/root}/.cache/pullguard/tools-$(sha256sum <<<"$STAMP" | cut -c1-12)}
@@ -45,9 +47,10 @@ for entry in "${PACKAGES[@]}"; do
 done
 for deb in "$dir"/debs/*.deb; do dpkg -x "$deb" "$dir/root"; done
 rm -rf "$dir/apt" "$dir/debs"
-# runc is in /usr/sbin; link it next to the others so one PATH entry finds every tool.
+# runc and dockerd are in /usr/sbin; link them next to the others so one PATH entry finds every tool.
 ln -sf ../sbin/runc "$bin/runc"
-for t in containerd ctr cosign notation oras docker-registry kubectl runc busybox; do
+ln -sf ../sbin/dockerd "$bin/dockerd"
+for t in containerd ctr cosign notation oras docker-registry kubectl runc busybox dockerd; do
   [[ -x "$bin/$t" ]] || { echo "fetch-tools: $t missing after unpack" >&2; exit 1; }
 done
 echo "$STAMP" >"$dir/stamp"

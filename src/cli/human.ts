@@ -7,6 +7,7 @@ import { applyMode, EXIT, exitCodeFor } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
+import { runScan } from '../scan/run.js';
 import { runCacheCommand } from '../cache/command.js';
 import { runNode } from '../node/cli.js';
 import { versionLine } from './version.js';
@@ -27,9 +28,16 @@ Commands for people:
   pullguard policy check [FILE]                        validate a policy
   pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE]
                    [--address SOCKET] [--containerd-log FILE] [--pull-test REF] [--image REF]
+                   [--static-pod-dir DIR]
                                                        check that containerd really runs pullguard on
                                                        every pull (CRI local-pull fallback, bin_dir,
-                                                       timeouts, policy); exit 2 on any FAIL
+                                                       timeouts, policy, the node's own images);
+                                                       exit 2 on any FAIL
+  pullguard scan [--namespace NS | --all-namespaces] [--address SOCKET] [--policy FILE]
+                 [--json] [--remove-denied]            decide every image containerd already holds, as a
+                                                       pull would (k8s.io namespace by default); exit 1 if
+                                                       any would be denied; --remove-denied removes those
+                                                       no container uses, so their next pull is verified
   pullguard cache ls|clear [--policy FILE]             list or empty the decision cache (policy cache:)
   pullguard node install|uninstall|status [--root DIR] [--policy FILE|DIR] [--no-restart] ...
                                                        install pullguard on this node (or the host
@@ -64,6 +72,8 @@ export async function runHuman(argv: readonly string[], out: Out, err: Out, env:
         return await verifyCommand(rest, out, env);
       case 'doctor':
         return await runDoctor(rest, out, env);
+      case 'scan':
+        return await runScan(rest, out, err, env);
       case 'cache':
         return runCacheCommand(rest, (file) => loadPolicy(file ?? policyPath(env)), out);
       case 'node':

@@ -25,6 +25,8 @@ export type ErrorCode =
   | 'REGISTRY_LIMIT'
   | 'REGISTRY_INTEGRITY'
   | 'CONTAINERD_CONFIG'
+  // containerd's own API (pullguard scan)
+  | 'CONTAINERD_API'
   // verification
   | 'SIGNATURE_INVALID'
   | 'SIGNATURE_UNTRUSTED'

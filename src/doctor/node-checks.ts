@@ -10,8 +10,6 @@
  */
 import { resolve } from 'node:path';
 import type { Policy } from '../policy/model.js';
-import { RuleMatcher } from '../policy/match.js';
-import { parseReference } from '../common/reference.js';
 import type { DaemonInfo } from './grpc.js';
 import type { Check } from './diagnose.js';
 
@@ -43,7 +41,6 @@ export interface NodeInput {
     readonly error?: string;
     readonly freeBytes?: number;
   }[];
-  readonly sandbox: { readonly image: string; readonly where: string };
   /** What the decision log says about the last 7 days, when there is one. */
   readonly decisions?: { readonly path: string; readonly total: number; readonly wouldDeny: number; readonly denied: number; readonly last?: string };
   readonly policy?: Pick<Policy, 'rules' | 'defaultAction' | 'mode'>;
@@ -58,8 +55,7 @@ export function nodeChecks(n: NodeInput): Check[] {
   }
   checks.push(...n.outputs.map(outputCheck));
   if (n.decisions) checks.push(decisionsCheck(n.decisions, n.policy?.mode));
-  const sandbox = sandboxCheck(n.sandbox, n.policy);
-  if (sandbox) checks.push(sandbox);
+  // The sandbox image is checked with the static pods' images, in node-images.ts.
   return checks;
 }
 
@@ -224,53 +220,11 @@ function decisionsCheck(d: NonNullable<NodeInput['decisions']>, mode: 'enforce' 
   return { status: 'ok', message: summary };
 }
 
-/** A policy that would deny the pause image breaks every pod on the node, in enforce mode. */
-function sandboxCheck(s: NodeInput['sandbox'], policy: NodeInput['policy']): Check | undefined {
-  if (!policy) return undefined;
-  let ref;
-  try {
-    ref = parseReference(s.image);
-  } catch {
-    return {
-      status: 'WARN',
-      message: `sandbox image ${JSON.stringify(s.image)}${s.where} is not a valid reference: cannot check the ` +
-        `policy for it`,
-    };
-  }
-  const match = new RuleMatcher(policy.rules).find(ref, ref.digest ?? '');
-  const audit = policy.mode === 'audit';
-  const fix = `add a rule for it before the default, e.g. {name: sandbox, match: ${ref.domain}/${ref.path}, ` +
-    `action: allow} (or verify it: registry.k8s.io images are signed keylessly)`;
-  if (!match) {
-    if (policy.defaultAction === 'allow')
-      return {
-        status: 'ok',
-        message: `sandbox (pause) image ${s.image}${s.where}: no rule matches, the default allows it`,
-      };
-    return {
-      status: audit ? 'WARN' : 'FAIL',
-      message: `sandbox (pause) image ${s.image}${s.where} matches no rule and the policy default is deny: ` +
-        `${audit ? 'in enforce mode ' : ''}every new pod on this node fails to start`,
-      fix,
-    };
-  }
-  if (match.rule.action === 'deny') {
-    return {
-      status: audit ? 'WARN' : 'FAIL',
-      message: `sandbox (pause) image ${s.image}${s.where} is denied by rule "${match.rule.name}": ` +
-        `${audit ? 'in enforce mode ' : ''}every new pod on this node fails to start`,
-      fix,
-    };
-  }
-  const how = match.rule.action === 'allow' ? 'allowed' : 'verified (it must carry a signature the rule trusts)';
-  return { status: 'ok', message: `sandbox (pause) image ${s.image}${s.where} is ${how} by rule "${match.rule.name}"` };
-}
-
 /** The sandbox image the effective config names (v3 pinned_images.sandbox, migrated from v2 sandbox_image). */
 export function sandboxImageOf(
   images: Readonly<Record<string, unknown>>,
   origin: (key: string) => { file: string; key: string } | undefined,
-): NodeInput['sandbox'] {
+): { readonly image: string; readonly where: string } {
   const pinned = images.pinned_images;
   const v = pinned && typeof pinned === 'object' ? (pinned as Record<string, unknown>).sandbox : undefined;
   if (typeof v === 'string' && v !== '') {

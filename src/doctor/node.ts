@@ -8,7 +8,7 @@ import { policyReason } from '../output/record.js';
 import type { ContainerdConfigFile } from '../containerd/config.js';
 import type { Check, EffectiveConfig } from './diagnose.js';
 import { queryDaemon } from './grpc.js';
-import { configArgOf, DEFAULT_ADDRESS, sandboxImageOf, type NodeInput } from './node-checks.js';
+import { configArgOf, DEFAULT_ADDRESS, type NodeInput } from './node-checks.js';
 
 const FALLBACK = 'Falling back to local image pull mode';
 
@@ -58,9 +58,8 @@ export async function gatherNode(o: NodeOptions): Promise<NodeInput> {
       ...writable(log?.file ?? DEFAULT_DECISION_LOG),
     });
   if (log?.metricsFile) outputs.push({ what: 'metrics file', path: log.metricsFile, ...writable(log.metricsFile) });
-  const sandbox = sandboxImageOf(o.eff?.images ?? {}, (k) => o.eff?.origin('images', k));
   const decisions = log?.file === false ? undefined : summarizeDecisions(log?.file ?? DEFAULT_DECISION_LOG);
-  return { socket, daemon, config: { path: o.configPath, files }, journal, outputs, sandbox, policy: o.policy, decisions };
+  return { socket, daemon, config: { path: o.configPath, files }, journal, outputs, policy: o.policy, decisions };
 }
 
 /** The last 7 days of the decision log and its rotated files; undefined when there is none. */

@@ -9,6 +9,8 @@ import { credentialProviderChecks, imageCredentialChecks } from './credentials-r
 import { gatherNode, pullTest } from './node.js';
 import { nodeChecks } from './node-checks.js';
 import { binDirOf, diagnose, effectiveConfig, formatCheck, type BinDirEntryType, type BinDirListing, type DoctorInput } from './diagnose.js';
+import { DEFAULT_STATIC_POD_DIR, nodeImageChecks } from './node-images.js';
+import { readNodeImages } from './node-images-read.js';
 type Out = (line: string) => void;
 
 export interface DoctorOptions {
@@ -23,11 +25,13 @@ export interface DoctorOptions {
   readonly pullTest?: string;
   /** `--image REF`: also say which credentials pullguard would use for that image's registry. */
   readonly image?: string;
+  /** kubelet's static pod directory, whose images the node-images check reads. */
+  readonly staticPodDir?: string;
 }
 
 const DOCTOR_USAGE =
   'usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--address SOCKET] ' +
-  '[--containerd-log FILE] [--pull-test REF] [--image REF]';
+  '[--containerd-log FILE] [--pull-test REF] [--image REF] [--static-pod-dir DIR]';
 
 export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
   const opts: { -readonly [K in keyof DoctorOptions]: DoctorOptions[K] } = {};
@@ -39,6 +43,7 @@ export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
     '--containerd-log': 'containerdLog',
     '--pull-test': 'pullTest',
     '--image': 'image',
+    '--static-pod-dir': 'staticPodDir',
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -144,11 +149,14 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
     containerd: await containerdVersion(env),
   };
   const checks = diagnose(input);
-  // The running node: the daemon on its socket, its log, the output paths, the sandbox image.
+  // The running node: the daemon on its socket, its log, the output paths.
   const files = 'files' in config ? config.files : undefined;
   const { address, containerdLog } = opts;
   const node = await gatherNode({ address, containerdLog, configPath, files, eff, policy, env });
   checks.push(...nodeChecks(node));
+  // The node's own images (sandbox, static pods): exempt, or verifiable with the registry alone.
+  const ownImages = readNodeImages(eff, opts.staticPodDir ?? DEFAULT_STATIC_POD_DIR, checks);
+  checks.push(...nodeImageChecks(policy, ownImages));
   if (opts.pullTest) checks.push(...(await pullTest(opts.pullTest, node.socket.address, policy, env)));
   checks.push(...credentialProviderChecks(policy, env));
   if (opts.image !== undefined) checks.push(...imageCredentialChecks(opts.image, policy, env));
@@ -163,3 +171,4 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
   );
   return fails > 0 ? 2 : 0;
 }
+

@@ -26,6 +26,8 @@ export interface DecisionEntry {
   readonly authorities: readonly { name: string; kind: string; satisfied: boolean; code?: string; signer?: string }[];
   /** Answered from pullguard's decision cache (set by the cache, when there is one). */
   readonly cacheHit?: boolean;
+  /** `scan`: decided by `pullguard scan` for an image already on the node; absent: a pull. */
+  readonly source?: 'scan';
 }
 
 const MAX_REASON = 600;
@@ -35,7 +37,7 @@ export function toEntry(
   decision: Decision,
   ctx: RunContext,
   now: number,
-  extra: { cacheHit?: boolean } = {},
+  extra: { cacheHit?: boolean; source?: 'scan' } = {},
 ): DecisionEntry {
   return {
     v: 1,
@@ -63,6 +65,7 @@ export function toEntry(
       };
     }),
     ...(extra.cacheHit !== undefined ? { cacheHit: extra.cacheHit } : {}),
+    ...(extra.source ? { source: extra.source } : {}),
   };
 }
 

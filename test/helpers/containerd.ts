@@ -104,8 +104,9 @@ export const KIND_CLUSTER = join(ROOT, 'kind', 'cluster.yaml');
 
 /**
  * Kind's node /etc/containerd/config.toml, reproduced from kubernetes-sigs/kind
- * images/base/files/etc/containerd/config.toml (v0.28 - v0.32): version 2, `discard_unpacked_layers = true`, overlayfs, runc with systemd cgroups and
- * a base runtime spec, the fuse-overlayfs proxy snapshotter for rootless, and the fixed sandbox image.
+ * images/base/files/etc/containerd/config.toml (v0.28 - v0.32): version 2,
+ * `discard_unpacked_layers = true`, overlayfs, runc with systemd cgroups and a base runtime spec, the
+ * fuse-overlayfs proxy snapshotter for rootless, and the fixed sandbox image.
  */
 export const KIND_NODE_CONFIG = `# explicitly use v2 config format
 version = 2

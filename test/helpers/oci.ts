@@ -18,25 +18,49 @@ export interface PushedImage {
 
 const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-/** A one-file tar (ustar), so each test image has a real, unpackable layer. */
-function tarOneFile(name: string, content: Buffer): Buffer {
-  const header = Buffer.alloc(512);
-  header.write(name, 0, 100);
-  header.write('0000644\0', 100);
-  header.write('0000000\0', 108);
-  header.write('0000000\0', 116);
-  header.write(`${content.length.toString(8).padStart(11, '0')}\0`, 124);
-  header.write('00000000000\0', 136);
-  header.write('        ', 148);
-  header.write('0', 156);
-  header.write('ustar\0', 257);
-  header.write('00', 263);
-  let sum = 0;
-  for (const b of header) sum += b;
-  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-  const body = Buffer.alloc(Math.ceil(content.length / 512) * 512);
-  content.copy(body);
-  return Buffer.concat([header, body, Buffer.alloc(1024)]);
+export interface TarEntry {
+  readonly name: string;
+  readonly content: Buffer;
+  /** Octal permission bits; default 0644. */
+  readonly mode?: number;
+}
+
+/** A ustar archive of regular files: each test image gets a real, unpackable layer, and import archives their layout. */
+export function tar(entries: readonly TarEntry[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const { name, content, mode = 0o644 } of entries) {
+    const header = Buffer.alloc(512);
+    header.write(name, 0, 100);
+    header.write(`${mode.toString(8).padStart(7, '0')}\0`, 100);
+    header.write('0000000\0', 108);
+    header.write('0000000\0', 116);
+    header.write(`${content.length.toString(8).padStart(11, '0')}\0`, 124);
+    header.write('00000000000\0', 136);
+    header.write('        ', 148);
+    header.write('0', 156);
+    header.write('ustar\0', 257);
+    header.write('00', 263);
+    let sum = 0;
+    for (const b of header) sum += b;
+    header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    const body = Buffer.alloc(Math.ceil(content.length / 512) * 512);
+    content.copy(body);
+    parts.push(header, body);
+  }
+  return Buffer.concat([...parts, Buffer.alloc(1024)]);
+}
+
+export interface TestImageOptions {
+  readonly index?: boolean;
+  /** The layer's files; default one text file made from the seed. */
+  readonly files?: readonly TarEntry[];
+  readonly cmd?: readonly string[];
+}
+
+export interface OciLayout {
+  /** `oci-layout`, `index.json` and `blobs/sha256/<hex>`: the files of an OCI image layout. */
+  readonly files: readonly TarEntry[];
+  readonly top: { mediaType: string; digest: string; size: number };
 }
 
 /**
@@ -44,7 +68,11 @@ function tarOneFile(name: string, content: Buffer): Buffer {
  * pushes it with the real oras to `ref`.
  */
 export function pushLayout(dir: string, top: { mediaType: string; digest: string; size: number }, tag: string, ref: string, plainHttp = true): void {
-  writeIndex(dir, top, tag);
+  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  writeFileSync(
+    join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
+  );
   execFileSync(tool('oras'), ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(plainHttp ? ['--to-plain-http'] : [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, HOME: dir },
@@ -52,98 +80,99 @@ export function pushLayout(dir: string, top: { mediaType: string; digest: string
   });
 }
 
-/** oci-layout and index.json (one entry, `top`, tagged `tag`) of an OCI layout whose blobs are in place. */
-function writeIndex(dir: string, top: { mediaType: string; digest: string; size: number }, tag: string): void {
-  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  writeFileSync(
-    join(dir, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
+/**
+ * A small linux/amd64 OCI image as an OCI image layout, in memory. `seed` makes its content, and so its
+ * digest, unique; the same arguments give the same digest. `name` (index.json annotations
+ * `org.opencontainers.image.ref.name` = `tag` and `io.containerd.image.name` = `name`) is how
+ * `oras cp --from-oci-layout` and `ctr images import` name it.
+ */
+export function ociLayout(tag: string, seed: string, opts: TestImageOptions & { name?: string } = {}): OciLayout {
+  const files: TarEntry[] = [];
+  const put = (b: Buffer) => {
+    const d = sha(b);
+    files.push({ name: `blobs/sha256/${d.slice(7)}`, content: b });
+    return { digest: d, size: b.length };
+  };
+  const layerTar = tar(opts.files ?? [{ name: 'hello.txt', content: Buffer.from(`pullguard test image ${seed}\n`) }]);
+  const layer = put(gzipSync(layerTar));
+  const config = put(
+    Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        config: { Cmd: opts.cmd ?? ['/hello'] },
+        rootfs: { type: 'layers', diff_ids: [sha(layerTar)] },
+      }),
+    ),
   );
-}
-
-type PushOptions = { index?: boolean; plainHttp?: boolean };
-
-/** An OCI layout on disk holding one small linux/amd64 image, and the oras command that pushes it. */
-function writeLayout(host: string, repo: string, tag: string, seed: string, opts: PushOptions) {
-  const dir = mkdtempSync(join(tmpdir(), 'pg-oci-'));
-  try {
-    const blobs = join(dir, 'blobs', 'sha256');
-    mkdirSync(blobs, { recursive: true });
-    const put = (b: Buffer) => {
-      const d = sha(b);
-      writeFileSync(join(blobs, d.slice(7)), b);
-      return { digest: d, size: b.length };
-    };
-    const tar = tarOneFile('hello.txt', Buffer.from(`pullguard test image ${seed}\n`));
-    const layer = put(gzipSync(tar));
-    const config = put(
-      Buffer.from(
-        JSON.stringify({
-          architecture: 'amd64',
-          os: 'linux',
-          config: { Cmd: ['/hello'] },
-          rootfs: { type: 'layers', diff_ids: [sha(tar)] },
-        }),
-      ),
-    );
-    const manifestBytes = Buffer.from(
+  const manifest = put(
+    Buffer.from(
       JSON.stringify({
         schemaVersion: 2,
         mediaType: 'application/vnd.oci.image.manifest.v1+json',
         config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
         layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
       }),
+    ),
+  );
+  let top = { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest };
+  if (opts.index) {
+    const indexBytes = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, platform: { architecture: 'amd64', os: 'linux' } }],
+      }),
     );
-    const manifest = put(manifestBytes);
-    let top = { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest };
-    if (opts.index) {
-      const indexBytes = Buffer.from(
-        JSON.stringify({
-          schemaVersion: 2,
-          mediaType: 'application/vnd.oci.image.index.v1+json',
-          manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, platform: { architecture: 'amd64', os: 'linux' } }],
-        }),
-      );
-      top = { mediaType: 'application/vnd.oci.image.index.v1+json', ...put(indexBytes) };
-    }
-    writeIndex(dir, top, tag);
-    const ref = `${host}/${repo}:${tag}`;
-    const args = ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(opts.plainHttp === false ? [] : ['--to-plain-http'])];
-    const image: PushedImage = { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
-    const execOpts = { env: { ...process.env, HOME: dir }, timeout: 60_000 };
-    return { dir, args, image, execOpts };
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
+    top = { mediaType: 'application/vnd.oci.image.index.v1+json', ...put(indexBytes) };
   }
+  const annotations: Record<string, string> = { 'org.opencontainers.image.ref.name': tag, ...(opts.name ? { 'io.containerd.image.name': opts.name } : {}) };
+  files.push({ name: 'oci-layout', content: Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })) });
+  files.push({ name: 'index.json', content: Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations }] })) });
+  return { files, top };
+}
+
+/** An OCI image layout archive of one image named `name` (`host/repo:tag`), as `ctr images import` reads it. */
+export function ociArchive(name: string, seed: string, opts: TestImageOptions = {}): { archive: Buffer; digest: string; mediaType: string } {
+  const layout = ociLayout(name.slice(name.lastIndexOf(':') + 1), seed, { ...opts, name });
+  return { archive: tar(layout.files), digest: layout.top.digest, mediaType: layout.top.mediaType };
 }
 
 /**
  * Builds a small linux/amd64 OCI image by hand (an OCI layout on disk) and pushes it with the real
  * oras to `host/repo:tag`. `seed` makes each image's content, and so its digest, unique.
  * Asynchronous: the event loop keeps running while oras pushes, so in-process servers the push
- * depends on (a token server, a proxy) keep answering.
+ * depends on (a token server, a proxy) keep answering. No sleeps needed around it.
  */
-export async function pushImage(host: string, repo: string, tag: string, seed: string, opts: PushOptions = {}): Promise<PushedImage> {
-  const l = writeLayout(host, repo, tag, seed, opts);
+export async function pushImage(host: string, repo: string, tag: string, seed: string, opts: TestImageOptions & { plainHttp?: boolean } = {}): Promise<PushedImage> {
+  const dir = mkdtempSync(join(tmpdir(), 'pg-oci-'));
   try {
-    await promisify(execFile)(tool('oras'), l.args, l.execOpts);
-    return l.image;
+    const { files, top } = ociLayout(tag, seed, opts);
+    mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+    for (const f of files) writeFileSync(join(dir, f.name), f.content);
+    const ref = `${host}/${repo}:${tag}`;
+    const args = ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(opts.plainHttp === false ? [] : ['--to-plain-http'])];
+    await promisify(execFile)(tool('oras'), args, { env: { ...process.env, HOME: dir }, timeout: 60_000 });
+    return { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
   } finally {
-    rmSync(l.dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
 /**
- * pushImage, synchronously: only for tests with no in-process server on the push's path (it blocks
- * the event loop for the whole push).
+ * pushImage, synchronously: only where no in-process server is on the push's path (it blocks the
+ * event loop for the whole push).
  */
-export function pushTestImage(host: string, repo: string, tag: string, seed: string, opts: PushOptions = {}): PushedImage {
-  const l = writeLayout(host, repo, tag, seed, opts);
+export function pushTestImage(host: string, repo: string, tag: string, seed: string, opts: TestImageOptions & { plainHttp?: boolean } = {}): PushedImage {
+  const dir = mkdtempSync(join(tmpdir(), 'pg-oci-'));
   try {
-    execFileSync(tool('oras'), l.args, { ...l.execOpts, stdio: ['ignore', 'pipe', 'pipe'] });
-    return l.image;
+    const { files, top } = ociLayout(tag, seed, opts);
+    mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+    for (const f of files) writeFileSync(join(dir, f.name), f.content);
+    const ref = `${host}/${repo}:${tag}`;
+    pushLayout(dir, top, tag, ref, opts.plainHttp !== false);
+    return { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
   } finally {
-    rmSync(l.dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -14,7 +14,7 @@ export function toolsBin(): string {
 
 export type ToolName =
   | 'containerd' | 'ctr' | 'cosign' | 'notation' | 'oras' | 'docker-registry' | 'containerd-shim-runc-v2'
-  | 'kubectl' | 'runc' | 'busybox';
+  | 'kubectl' | 'runc' | 'busybox' | 'dockerd';
 
 export function tool(name: ToolName): string {
   const p = join(toolsBin(), name);
