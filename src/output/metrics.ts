@@ -10,8 +10,8 @@ import type { DecisionEntry } from './record.js';
  * ignores names not ending in .prom). Every family always carries its HELP and TYPE lines, and the same
  * ones: node_exporter rejects a file whose metadata disagrees.
  *
- * For the decision cache (branch perf): set `cacheHit: true` on the entry (`toEntry`'s `extra`)
- * and `pullguard_cache_hits_total` counts it; the family is always present, 0 until a cache exists.
+ * A decision cache hit (`cacheHit: true` on the entry) counts in `pullguard_cache_hits_total`; a
+ * `pullguard scan` decision (`source: "scan"`) only in the scan families.
  */
 export const FAMILIES = {
   pullguard_decisions_total: {
@@ -34,6 +34,14 @@ export const FAMILIES = {
   pullguard_decision_log_errors_total: {
     type: 'counter',
     help: 'Decisions that could not be written to the decision log.',
+  },
+  pullguard_scan_decisions_total: {
+    type: 'counter',
+    help: 'pullguard scan decisions on images already on the node, by verdict, policy verdict, rule and code.',
+  },
+  pullguard_last_scan_timestamp_seconds: {
+    type: 'gauge',
+    help: 'Unix time of the last image judged by pullguard scan on this node.',
   },
 } as const;
 
@@ -142,10 +150,25 @@ const series = (name: string, labels: Record<string, string>) => {
   return l ? `${name}{${l}}` : name;
 };
 
-/** Pure: adds one decision to the state. */
+/**
+ * Pure: adds one decision to the state. A scan's decisions (source "scan") have their own family, so
+ * the pull counters and the duration histogram stay about pulls.
+ */
 export function observe(state: MetricState, obs: Observation): void {
   const e = obs.entry;
   const add = (key: string, by = 1) => state.set(key, (state.get(key) ?? 0) + by);
+  if (e.source === 'scan') {
+    add(
+      series('pullguard_scan_decisions_total', {
+        verdict: e.verdict,
+        policy_verdict: e.policyVerdict,
+        rule: e.rule ?? '(none)',
+        code: e.code ?? 'OK',
+      }),
+    );
+    state.set('pullguard_last_scan_timestamp_seconds', Math.floor(Date.parse(e.time) / 1000));
+    return;
+  }
   add(
     series('pullguard_decisions_total', {
       verdict: e.verdict,

@@ -148,7 +148,20 @@ describe('metrics', () => {
       const name = line.split(/[{ ]/)[0]!;
       expect(declared.has(name) || declared.has(name.replace(/_(bucket|sum|count)$/, ''))).toBe(true);
     }
-    expect(text.match(/^# TYPE /gm)).toHaveLength(6);
+    expect(text.match(/^# TYPE /gm)).toHaveLength(8);
+    expect(formatMetrics(parseMetrics(text))).toBe(text);
+  });
+
+  test('scan decisions count in their own family, not as pulls', () => {
+    const s: MetricState = new Map();
+    observe(s, obs(allow, 30, { source: 'scan' }));
+    observe(s, obs(wouldDeny, 30, { source: 'scan' }));
+    const text = formatMetrics(s);
+    const scanSeries = 'pullguard_scan_decisions_total{verdict="allow",policy_verdict="deny",rule="prod"';
+    expect(text).toContain(`${scanSeries},code="NO_SIGNATURE"} 1`);
+    expect(text).toMatch(/^pullguard_last_scan_timestamp_seconds \d+$/m);
+    expect(text).not.toMatch(/^pullguard_decisions_total/m);
+    expect(text).not.toMatch(/^pullguard_decision_duration_seconds_count/m);
     expect(formatMetrics(parseMetrics(text))).toBe(text);
   });
 

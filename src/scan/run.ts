@@ -7,8 +7,9 @@
  * pull of them goes through the verifier.
  *
  * Each decision also goes to the node's decision log (the policy's `log.file`, as pulls do), marked
- * `source: "scan"`, so `pullguard log` and whoever reads the log see them. Not to the metrics file: its
- * counters are pulls. Decisions go through the decision cache as pulls do (src/cache/decide-cached.ts).
+ * `source: "scan"`, so `pullguard log` and whoever reads the log see them, and to the metrics file
+ * (`log.metricsFile`) in its own family, `pullguard_scan_decisions_total`: the pull counters stay
+ * about pulls. Decisions go through the decision cache as pulls do (src/cache/decide-cached.ts).
  */
 import { Deadline } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
@@ -19,6 +20,7 @@ import { decide } from '../cli/decide.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import { DEFAULT_DECISION_LOG, type Policy } from '../policy/model.js';
 import { appendDecision } from '../output/decision-log.js';
+import { recordMetrics } from '../output/metrics.js';
 import type { RunContext } from '../output/emit.js';
 import { toEntry } from '../output/record.js';
 import { createRegistryClient } from '../registry/index.js';
@@ -331,17 +333,18 @@ function printJson(result: ScanResult, policy: Policy, opts: ScanOptions, out: O
 /** Appends each decision to the policy's decision log; a failure is one warning, never a verdict. */
 function decisionLog(policy: Policy, err: Out): (decision: Decision, ctx: RunContext) => void {
   const file = policy.log?.file ?? DEFAULT_DECISION_LOG;
-  if (file === false) return () => undefined;
+  if (file === false && !policy.log?.metricsFile) return () => undefined;
   let warned = false;
   return (decision, ctx) => {
     try {
       const entry = toEntry(decision, ctx, Date.now(), { source: 'scan' });
-      appendDecision(entry, { path: file, maxBytes: policy.log?.maxBytes, keep: policy.log?.keep });
+      if (file !== false) appendDecision(entry, { path: file, maxBytes: policy.log?.maxBytes, keep: policy.log?.keep });
+      if (policy.log?.metricsFile) recordMetrics(policy.log.metricsFile, { entry });
     } catch (e) {
       if (warned) return;
       warned = true;
       const why = (e as NodeJS.ErrnoException).code ?? asPullguardError(e).message;
-      err(`pullguard scan: warning: decisions not recorded in the decision log ${file} (${why})`);
+      err(`pullguard scan: warning: decisions not recorded in the decision log or metrics (${why})`);
     }
   };
 }

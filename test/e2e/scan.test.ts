@@ -119,7 +119,7 @@ beforeAll(async () => {
     [
       'version: 1',
       'default: deny',
-      `log: {file: ${JSON.stringify(join(work, 'decisions.jsonl'))}}`,
+      `log: {file: ${JSON.stringify(join(work, 'decisions.jsonl'))}, metricsFile: ${JSON.stringify(join(work, 'pullguard.prom'))}}`,
       'rules:',
       '  - name: signed-only',
       `    match: "${h}/**"`,
@@ -255,6 +255,12 @@ describe('pullguard scan', () => {
     expect(seen(undefined, unsigned.ref)).toContain('deny');
     expect(seen('scan', unsigned.ref)).toEqual(['deny']);
     expect(seen('scan', signed.ref)).toEqual(['allow']);
+
+    // And the metrics: scan's decisions in their own family, beside the pulls'.
+    const prom = readFileSync(join(work, 'pullguard.prom'), 'utf8');
+    expect(prom).toMatch(/^pullguard_scan_decisions_total\{verdict="allow",policy_verdict="allow",rule="signed-only",code="OK"\} 1$/m);
+    expect(prom).toMatch(/^pullguard_scan_decisions_total\{verdict="deny",policy_verdict="deny",rule="signed-only",[^}]*\} 3$/m);
+    expect(prom).toMatch(/^pullguard_decisions_total\{verdict="deny"/m);
   });
 
   it('prints verdict, rule and reason per image, and a summary', async () => {
