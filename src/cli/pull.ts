@@ -153,8 +153,8 @@ async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
   } catch (e) {
     const err = e instanceof DeadlineExceeded ? new PullguardError('DEADLINE_EXCEEDED', e.message) : asPullguardError(e);
     // Contract violations are denied whatever the mode: they mean the caller is broken, not the image.
-    const decision = errorDecision(err);
-    return emit(err.code.startsWith('CONTRACT_') ? decision : applyMode(decision, mode ?? 'enforce'));
+    // Every contract check runs before the policy (and so its mode) is read, so `mode` is unset there.
+    return emit(applyMode(errorDecision(err), mode ?? 'enforce'));
   } finally {
     clearTimeout(hardStop);
     process.off('uncaughtException', onCrash);

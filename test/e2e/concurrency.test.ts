@@ -14,7 +14,7 @@ import { cosignOk } from '../helpers/cosign.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { bigBody, path, serve, sha256, startHostileRegistry, type HostileRegistry } from '../helpers/hostile-registry.js';
 import { RegistryWriter } from '../helpers/notation.js';
-import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -50,14 +50,12 @@ beforeAll(async () => {
   const key = join(work, 'release');
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', key]);
 
-  let n = 0;
   for (const [kind, count] of MIX) {
     for (let i = 0; i < count; i++) {
       const repo = `${kind}/app${i}`;
-      const image = pushTestImage(registry.host, repo, 'v1', `concurrency-${kind}-${i}-${Date.now()}`);
+      const image = await pushImage(registry.host, repo, 'v1', `concurrency-${kind}-${i}-${Date.now()}`);
       const host = kind.startsWith('hostile') ? hostile.host : registry.host;
       cases.push({ kind, image, name: `${host}/${repo}:v1` });
-      if (++n % 5 === 0) await new Promise((r) => setTimeout(r, 20));
     }
   }
   // Signed under the name they are pulled by (a legacy signature names its repository).

@@ -16,7 +16,7 @@ import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyKindPatches, DROPIN, DROPIN_V2, KIND_CLUSTER, kindPatches, KIND_NODE_CONFIG, startContainerd, type Containerd } from '../helpers/containerd.js';
 import { CriError, criClient, pullError, type CriClient } from '../helpers/cri.js';
-import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { waitFor } from '../helpers/proc.js';
 import { pullguardBinary, ROOT, tool } from '../helpers/tools.js';
@@ -58,13 +58,7 @@ beforeAll(async () => {
   policyFile = join(work, 'policy.yaml');
   registry = await startRegistry();
   const h = registry.host;
-  // pushTestImage is synchronous; yield between pushes so the registry's access log (a pipe this
-  // process drains) never fills up and stalls the registry.
-  const push = async (repo: string, index = false) => {
-    const pushed = pushTestImage(h, repo, 'v1', repo, { index });
-    await new Promise((r) => setTimeout(r, 20));
-    return pushed;
-  };
+  const push = (repo: string, index = false) => pushImage(h, repo, 'v1', repo, { index });
   img.app = await push('app');
   img.multi = await push('multi', true);
   img.blocked = await push('blocked');

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cosignOk } from '../helpers/cosign.js';
 import { endless, bigBody, path, serve, sha256, stall, startHostileRegistry, type HostileRegistry } from '../helpers/hostile-registry.js';
 import { notationSandbox, Pki, RegistryWriter, type NotationSandbox } from '../helpers/notation.js';
-import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary } from '../helpers/tools.js';
@@ -126,8 +126,7 @@ beforeAll(async () => {
   mkdirSync(home);
 
   for (const [k, repo] of [['junkSig', 'cosign/junk-sig'], ['nested', 'cosign/nested'], ['nestedOnly', 'cosign/nested-only'], ['nestedBlobs', 'cosign/nested-blobs'], ['mirror', 'cosign/mirror'], ['errBody', 'cosign/err-body'], ['crl', 'notation/crl']] as const) {
-    img[k] = pushTestImage(registry.host, repo, 'v1', `hostile-${k}-${Date.now()}`);
-    await new Promise((r) => setTimeout(r, 20));
+    img[k] = await pushImage(registry.host, repo, 'v1', `hostile-${k}-${Date.now()}`);
   }
 
   const key = join(work, 'release');

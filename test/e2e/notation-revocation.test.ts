@@ -9,7 +9,7 @@ import { clearCrlMemoryCache } from '../../src/verify/notation/revocation.js';
 import { clearTrustStoreCache } from '../../src/verify/notation/truststore.js';
 import { decidePinned } from '../helpers/decide.js';
 import { makeCrl, makeTsa, notationSandbox, OCSP_SIGNER_EXT, ocspIndex, Pki, PkiServer, RegistryWriter, runAsync, startOcspResponder, TSA_EXT, type Issued, type NotationSandbox } from '../helpers/notation.js';
-import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { freePort, type Daemon } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { ROOT } from '../helpers/tools.js';
@@ -100,10 +100,8 @@ beforeAll(async () => {
   await srv.start();
   const closedPort = await freePort(); // nothing listens there: a CRL server that is down
 
-  // Images first: pushTestImage blocks the event loop, and nothing needs the in-process server yet.
   for (const s of [...TS_CASES, ...CRL_CASES, ...OCSP_CASES, 'ocsp-delegated-no-eku', 'crl-cache', 'crl-disk']) {
-    images.set(s, pushTestImage(registry.host, s, 'v1', `revocation-${s}`));
-    await new Promise((r) => setTimeout(r, 20));
+    images.set(s, await pushImage(registry.host, s, 'v1', `revocation-${s}`));
   }
 
   // Timestamping PKI: a TSA root with two signers (one of them revocable by a CRL) and an untrusted look-alike.

@@ -10,7 +10,7 @@ import { clearTrustStoreCache } from '../../src/verify/notation/truststore.js';
 import { notationVerifier } from '../../src/verify/notation/verifier.js';
 import { decidePinned } from '../helpers/decide.js';
 import { notationSandbox, Pki, RegistryWriter, type Issued, type NotationSandbox } from '../helpers/notation.js';
-import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 
 /**
@@ -129,8 +129,7 @@ beforeAll(async () => {
   nt.writeTrustPolicy(stmts);
 
   for (const s of [...stmts.map((x) => x.name), 'unscoped']) {
-    images.set(s, pushTestImage(registry.host, s, 'v1', `notation-${s}`));
-    await new Promise((r) => setTimeout(r, 20)); // let the registry's log pipe drain
+    images.set(s, await pushImage(registry.host, s, 'v1', `notation-${s}`));
   }
 
   await sign('jws-gt', 'gt', 'jws');

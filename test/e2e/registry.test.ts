@@ -6,7 +6,6 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,9 +14,9 @@ import { Deadline } from '../../src/common/deadline.js';
 import { parseReference } from '../../src/common/reference.js';
 import { DistributionClient } from '../../src/registry/client.js';
 import type { ArtifactClass } from '../../src/registry/types.js';
-import { bcrypt } from '../helpers/bcrypt.js';
-import { pushTestImage, type PushedImage } from '../helpers/oci.js';
-import { freePort, startDaemon, waitFor } from '../helpers/proc.js';
+import { HTPASSWD } from '../helpers/bcrypt.js';
+import { pushImage, type PushedImage } from '../helpers/oci.js';
+import { onFreePort, startDaemon, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { tool } from '../helpers/tools.js';
 import { rejects } from '../helpers/errors.js';
@@ -40,15 +39,10 @@ async function run(cmd: string, args: string[], env: Record<string, string> = {}
   }
 }
 
-/** pushTestImage runs oras synchronously; yield around it so in-process work is not starved. */
-async function push(...args: Parameters<typeof pushTestImage>): Promise<PushedImage> {
-  await sleep(20);
-  const img = pushTestImage(...args);
-  await sleep(20);
-  return img;
-}
+/** oras runs asynchronously: the in-process token server must keep answering while it pushes. */
+const push = pushImage;
 
-/** Runs fn with extra process env (for the tools pushTestImage starts), then restores it. */
+/** Runs fn with extra process env (for the tools pushImage starts), then restores it. */
 async function withEnvAsync<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
   const old = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
   Object.assign(process.env, vars);
@@ -258,9 +252,9 @@ describe('TLS from a private CA given by hosts.toml `ca`', () => {
 describe('htpasswd basic auth through a docker config.json', () => {
   test('credentials from config.json auths; none gives a clear REGISTRY_AUTH', async () => {
     const dir = mkdtempSync(join(work, 'htpasswd-'));
-    writeFileSync(join(dir, 'htpasswd'), `pg:${bcrypt('s3cret')}\n`);
+    writeFileSync(join(dir, 'htpasswd'), `${HTPASSWD.line}\n`);
     const reg = await registry({ htpasswd: join(dir, 'htpasswd') });
-    const docker = dockerConfigFile({ [reg.host]: { username: 'pg', password: 's3cret' } });
+    const docker = dockerConfigFile({ [reg.host]: { username: HTPASSWD.user, password: HTPASSWD.password } });
     const img = await withEnvAsync({ DOCKER_CONFIG: docker }, () => push(reg.host, 'private', 'v1', 'htpasswd'));
     await cosignSign(`${reg.host}/private@${img.digest}`, false, { DOCKER_CONFIG: docker });
 
@@ -326,9 +320,15 @@ createServer((req, res) => {
 async function startTokenServer(dir: string, opts: { issuer: string; service: string; users: Record<string, string> }) {
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'token.key', '-out', 'token.pem', '-subj', '/CN=pullguard token issuer', '-days', '2'], { cwd: dir, stdio: 'pipe' });
   writeFileSync(join(dir, 'token-server.cjs'), TOKEN_SERVER);
-  const port = await freePort();
-  const daemon = startDaemon(process.execPath, [join(dir, 'token-server.cjs'), JSON.stringify({ ...opts, port, key: join(dir, 'token.key'), cert: join(dir, 'token.pem') })]);
-  await waitFor('token server', () => daemon.output().includes('READY'), 10_000, daemon);
+  const { port, daemon } = await onFreePort(async (port) => {
+    const args = JSON.stringify({ ...opts, port, key: join(dir, 'token.key'), cert: join(dir, 'token.pem') });
+    const daemon = startDaemon(process.execPath, [join(dir, 'token-server.cjs'), args]);
+    await waitFor('token server', () => daemon.output().includes('READY'), 10_000, daemon).catch(async (e) => {
+      await daemon.stop();
+      throw e;
+    });
+    return { port, daemon };
+  });
   const log = () =>
     daemon
       .output()

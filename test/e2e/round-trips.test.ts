@@ -21,7 +21,7 @@ import { DistributionClient } from '../../src/registry/client.js';
 import type { ArtifactClass } from '../../src/registry/types.js';
 import { cosign, cosignOk } from '../helpers/cosign.js';
 import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
-import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { pushImage, pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, ROOT } from '../helpers/tools.js';
@@ -75,8 +75,7 @@ beforeAll(async () => {
   home = join(work, 'cosign-home');
   key = join(work, 'release');
   for (const k of ['legacy', 'bundle', 'notation'] as const) {
-    img[k] = pushTestImage(registry.host, `rt/${k}`, 'v1', `round-trips-${k}-${Date.now()}`);
-    await sleep(20);
+    img[k] = await pushImage(registry.host, `rt/${k}`, 'v1', `round-trips-${k}-${Date.now()}`);
   }
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', key]);
   for (const [image, bundle] of [[img.legacy, false], [img.bundle, true]] as const) {

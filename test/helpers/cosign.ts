@@ -1,16 +1,14 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { Deadline } from '../../src/common/deadline.js';
 import type { ArtifactClass, FoundVia, OciDescriptor, OciManifest, SignatureArtifact } from '../../src/registry/types.js';
 import type { AuthorityResult, Subject } from '../../src/verify/types.js';
 import { cosignVerifier } from '../../src/verify/cosign/index.js';
 import type { CosignSpec } from '../../src/policy/authorities/cosign.js';
+import { exec, execOk } from './exec.js';
 import { ROOT, tool } from './tools.js';
 
-const run = promisify(execFile);
 const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** The public-good keyless fixtures, in the repository. Tests fail loudly (never skip) when they are absent. */
@@ -87,18 +85,14 @@ export interface CosignRun {
 /** Runs the real cosign with a private HOME (no ~/.sigstore, no TUF cache), bounded in time. */
 export async function cosign(home: string, args: string[], env: Record<string, string> = {}): Promise<CosignRun> {
   mkdirSync(home, { recursive: true });
-  try {
-    const { stdout, stderr } = await run(tool('cosign'), args, {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, COSIGN_PASSWORD: '', COSIGN_YES: 'true', SIGSTORE_NO_CACHE: '1', ...env },
-      timeout: 60_000,
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    return { code: 0, out: `${stdout}${stderr}`, stdout };
-  } catch (e) {
-    const err = e as { code?: number | string; stdout?: string; stderr?: string; message: string };
-    if (typeof err.code !== 'number') throw new Error(`cosign ${args[0]} did not run: ${err.message}`);
-    return { code: err.code, out: `${err.stdout ?? ''}${err.stderr ?? ''}`, stdout: err.stdout ?? '' };
-  }
+  const r = await exec(tool('cosign'), args, {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, COSIGN_PASSWORD: '', COSIGN_YES: 'true', SIGSTORE_NO_CACHE: '1', ...env },
+    timeoutMs: 60_000,
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  if (r.status === -1) throw new Error(`cosign ${args[0]} did not run: ${r.stderr}`);
+  const stdout = r.stdout.toString();
+  return { code: r.status, out: `${stdout}${r.stderr}`, stdout };
 }
 
 /** Runs cosign, throws unless it exits 0, returns its stdout. */
@@ -115,8 +109,7 @@ export async function cosignSignKey(home: string, key: string, ref: string, env:
 }
 
 export async function openssl(args: string[], cwd: string): Promise<string> {
-  const { stdout } = await run('openssl', args, { cwd, timeout: 30_000, maxBuffer: 4 * 1024 * 1024 });
-  return stdout;
+  return (await execOk('openssl', args, { cwd, timeoutMs: 30_000, maxBuffer: 4 * 1024 * 1024 })).toString();
 }
 
 export interface Pki {

@@ -1,9 +1,10 @@
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import { createHash, X509Certificate } from 'node:crypto';
+import { execFileSync, spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { exec, execOk } from './exec.js';
 import { startDaemon, waitFor, type Daemon } from './proc.js';
 import { tool } from './tools.js';
 
@@ -19,7 +20,6 @@ export interface Issued {
   readonly subject: string;
 }
 
-const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 export class Pki {
   private serial = 1;
@@ -101,21 +101,10 @@ export class Pki {
   }
 }
 
-/** Runs a command without blocking the event loop (in-process test servers must keep answering). */
-export function runAsync(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ status: number; stdout: Buffer; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { encoding: 'buffer', timeout: opts.timeoutMs ?? 30_000, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, env: opts.env }, (err, stdout, stderr) => {
-      const status = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
-      resolve({ status, stdout, stderr: stderr.toString() });
-    });
-  });
-}
+/** Kept under its old name for the tests that import it from here: test/helpers/exec.ts. */
+export { exec as runAsync } from './exec.js';
 
-async function openssl(args: string[]): Promise<Buffer> {
-  const r = await runAsync('openssl', args);
-  if (r.status !== 0) throw new Error(`openssl ${args.slice(0, 2).join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const openssl = (args: string[]): Promise<Buffer> => execOk('openssl', args);
 
 const asn1Time = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z';
 
@@ -182,7 +171,7 @@ export async function ocspRespond(o: OcspResponderOpts, request: Buffer, workDir
   const dir = mkdtempSync(join(workDir, 'ocsp-'));
   try {
     writeFileSync(join(dir, 'req.der'), request);
-    const r = await runAsync('openssl', [...ocspArgs(o), '-reqin', join(dir, 'req.der'), '-respout', join(dir, 'resp.der')], { timeoutMs: 15_000 });
+    const r = await exec('openssl', [...ocspArgs(o), '-reqin', join(dir, 'req.der'), '-respout', join(dir, 'resp.der')], { timeoutMs: 15_000 });
     if (r.status !== 0) throw new Error(`openssl ocsp: ${r.stderr}`);
     return readFileSync(join(dir, 'resp.der'));
   } finally {
@@ -291,7 +280,7 @@ export class PkiServer {
       const dir = mkdtempSync(join(this.workDir, 'tsq-'));
       try {
         writeFileSync(join(dir, 'q.tsq'), body);
-        const r = await runAsync('openssl', ['ts', '-reply', '-config', tsa.config, '-queryfile', join(dir, 'q.tsq'), '-out', join(dir, 'r.tsr')], { timeoutMs: 15_000 });
+        const r = await exec('openssl', ['ts', '-reply', '-config', tsa.config, '-queryfile', join(dir, 'q.tsq'), '-out', join(dir, 'r.tsr')], { timeoutMs: 15_000 });
         if (r.status !== 0) return { status: 500, type: 'text/plain', body: Buffer.from(r.stderr) };
         return { status: 200, type: 'application/timestamp-reply', body: readFileSync(join(dir, 'r.tsr')) };
       } finally {
@@ -390,86 +379,5 @@ export function notationSandbox(): NotationSandbox {
   };
 }
 
-/** Minimal distribution API writes, to push hand-made or tampered signatures the way notation would. */
-export class RegistryWriter {
-  constructor(readonly url: string) {}
-
-  async putBlob(repo: string, bytes: Uint8Array): Promise<{ digest: string; size: number }> {
-    const digest = sha(bytes);
-    const start = await fetch(`${this.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
-    if (start.status !== 202) throw new Error(`blob upload start: ${start.status}`);
-    const loc = new URL(start.headers.get('location')!, this.url);
-    loc.searchParams.set('digest', digest);
-    const put = await fetch(loc, { method: 'PUT', body: Buffer.from(bytes), headers: { 'content-type': 'application/octet-stream' } });
-    if (put.status !== 201) throw new Error(`blob upload: ${put.status}`);
-    return { digest, size: bytes.length };
-  }
-
-  async getBlob(repo: string, digest: string): Promise<Buffer> {
-    const r = await fetch(`${this.url}/v2/${repo}/blobs/${digest}`);
-    if (!r.ok) throw new Error(`get blob ${digest}: ${r.status}`);
-    return Buffer.from(await r.arrayBuffer());
-  }
-
-  async getManifest(repo: string, ref: string): Promise<{ bytes: Buffer; json: any } | undefined> {
-    const r = await fetch(`${this.url}/v2/${repo}/manifests/${ref}`, {
-      headers: { accept: 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json' },
-    });
-    if (r.status === 404) return undefined;
-    if (!r.ok) throw new Error(`get manifest ${ref}: ${r.status}`);
-    const bytes = Buffer.from(await r.arrayBuffer());
-    return { bytes, json: JSON.parse(bytes.toString('utf8')) };
-  }
-
-  async putManifest(repo: string, ref: string, json: unknown): Promise<{ digest: string; size: number }> {
-    const bytes = Buffer.from(JSON.stringify(json));
-    const mediaType = (json as { mediaType: string }).mediaType;
-    const r = await fetch(`${this.url}/v2/${repo}/manifests/${ref}`, { method: 'PUT', body: bytes, headers: { 'content-type': mediaType } });
-    if (r.status !== 201) throw new Error(`put manifest ${ref}: ${r.status} ${await r.text()}`);
-    return { digest: sha(bytes), size: bytes.length };
-  }
-
-  /** The notation signature manifests listed in `subject`'s referrers tag index. */
-  async signatures(repo: string, subject: string): Promise<{ digest: string; manifest: any }[]> {
-    const idx = await this.getManifest(repo, subject.replace(':', '-'));
-    const out: { digest: string; manifest: any }[] = [];
-    for (const m of idx?.json.manifests ?? []) {
-      const man = await this.getManifest(repo, m.digest);
-      if (man?.json.config?.mediaType === 'application/vnd.cncf.notary.signature') out.push({ digest: m.digest, manifest: man.json });
-    }
-    return out;
-  }
-
-  /**
-   * Pushes a signature manifest (as notation lays it out) for `subject` and lists it in the referrers
-   * tag index; `replace` drops the entries that were there.
-   */
-  async pushSignature(
-    repo: string,
-    subject: { mediaType: string; digest: string; size: number },
-    envelope: Uint8Array,
-    mediaType: 'application/jose+json' | 'application/cose',
-    opts: { replace?: boolean; annotations?: Record<string, string> } = {},
-  ): Promise<string> {
-    const config = await this.putBlob(repo, Buffer.from('{}'));
-    const layer = await this.putBlob(repo, envelope);
-    const manifest = {
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.cncf.notary.signature', ...config },
-      layers: [{ mediaType, ...layer }],
-      subject,
-      annotations: { 'org.opencontainers.image.created': new Date().toISOString(), ...opts.annotations },
-    };
-    const m = await this.putManifest(repo, sha(Buffer.from(JSON.stringify(manifest))), manifest);
-    await this.addReferrer(repo, subject.digest, { mediaType: manifest.mediaType, ...m, artifactType: 'application/vnd.cncf.notary.signature', annotations: manifest.annotations }, opts.replace);
-    return m.digest;
-  }
-
-  async addReferrer(repo: string, subjectDigest: string, entry: unknown, replace = false): Promise<void> {
-    const tag = subjectDigest.replace(':', '-');
-    const idx = await this.getManifest(repo, tag);
-    const manifests = replace ? [] : (idx?.json.manifests ?? []);
-    await this.putManifest(repo, tag, { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [...manifests, entry] });
-  }
-}
+// Moved to its own file; re-exported here so tests that import it from notation.js still compile.
+export { RegistryWriter } from './registry-writer.js';

@@ -1,8 +1,9 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { tool } from './tools.js';
 
@@ -140,6 +141,27 @@ export function ociArchive(name: string, seed: string, opts: TestImageOptions = 
 /**
  * Builds a small linux/amd64 OCI image by hand (an OCI layout on disk) and pushes it with the real
  * oras to `host/repo:tag`. `seed` makes each image's content, and so its digest, unique.
+ * Asynchronous: the event loop keeps running while oras pushes, so in-process servers the push
+ * depends on (a token server, a proxy) keep answering. No sleeps needed around it.
+ */
+export async function pushImage(host: string, repo: string, tag: string, seed: string, opts: TestImageOptions & { plainHttp?: boolean } = {}): Promise<PushedImage> {
+  const dir = mkdtempSync(join(tmpdir(), 'pg-oci-'));
+  try {
+    const { files, top } = ociLayout(tag, seed, opts);
+    mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+    for (const f of files) writeFileSync(join(dir, f.name), f.content);
+    const ref = `${host}/${repo}:${tag}`;
+    const args = ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(opts.plainHttp === false ? [] : ['--to-plain-http'])];
+    await promisify(execFile)(tool('oras'), args, { env: { ...process.env, HOME: dir }, timeout: 60_000 });
+    return { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * pushImage, synchronously: only where no in-process server is on the push's path (it blocks the
+ * event loop for the whole push).
  */
 export function pushTestImage(host: string, repo: string, tag: string, seed: string, opts: TestImageOptions & { plainHttp?: boolean } = {}): PushedImage {
   const dir = mkdtempSync(join(tmpdir(), 'pg-oci-'));

@@ -68,6 +68,22 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Starts a daemon on a port from freePort(), again on another port if the first was taken in between
+ * (freePort closes its probe socket before the daemon binds: another process can win that race).
+ * `start` must reject with the daemon's output (waitFor does) when the daemon exits.
+ */
+export async function onFreePort<T>(start: (port: number) => Promise<T>, attempts = 5): Promise<T> {
+  for (let i = 1; ; i++) {
+    const port = await freePort();
+    try {
+      return await start(port);
+    } catch (e) {
+      if (i >= attempts || !/address already in use|EADDRINUSE/i.test(String((e as Error).message))) throw e;
+    }
+  }
+}
+
 /** Polls `check` until it returns true or `timeoutMs` passes. */
 export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000, daemon?: Daemon): Promise<void> {
   const end = Date.now() + timeoutMs;

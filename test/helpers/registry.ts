@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startDaemon, waitFor, type Daemon } from './proc.js';
+import { onFreePort, startDaemon, waitFor, type Daemon } from './proc.js';
 import { tool } from './tools.js';
 
 export interface RegistryOptions {
@@ -28,8 +28,12 @@ export interface Registry {
 }
 
 /** Starts a real docker-registry 2.8.3 (distribution, no referrers API) on a free loopback port. */
-export async function startRegistry(opts: RegistryOptions = {}): Promise<Registry> {
-  const port = await freePort();
+export function startRegistry(opts: RegistryOptions = {}): Promise<Registry> {
+  return onFreePort((port) => startRegistryOn(port, opts));
+}
+
+/** startRegistry on a given port (for a port from the caller; rejects with the output if it is taken). */
+export async function startRegistryOn(port: number, opts: RegistryOptions): Promise<Registry> {
   const dir = mkdtempSync(join(tmpdir(), 'pg-registry-'));
   mkdirSync(join(dir, 'data'));
   const lines = [
@@ -52,21 +56,16 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
   const daemon = startDaemon(tool('docker-registry'), ['serve', join(dir, 'config.yml')], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
   const scheme = opts.tls ? 'https' : 'http';
   const url = `${scheme}://127.0.0.1:${port}`;
-  await waitFor(
-    `docker-registry on ${port}`,
-    async () => {
-      const { connect } = await import('node:net');
-      return new Promise<boolean>((resolve) => {
-        const s = connect(port, '127.0.0.1', () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.on('error', () => resolve(false));
-      });
-    },
-    15_000,
-    daemon,
-  );
+  // Ready when it says so in its own log: a probe connection could reach another process that took
+  // the port in the meantime.
+  const ready = waitFor(`docker-registry on ${port}`, () => daemon.output().includes(`listening on 127.0.0.1:${port}`), 15_000, daemon);
+  try {
+    await ready;
+  } catch (e) {
+    await daemon.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     host: `127.0.0.1:${port}`,
     port,

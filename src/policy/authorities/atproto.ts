@@ -1,5 +1,6 @@
 import { FileReadError, readRegularText } from '../../common/files.js';
 import * as z from 'zod/mini';
+import { PullguardError } from '../../common/errors.js';
 
 /**
  * An `atproto:` authority: images whose signature is a record in the publisher's AT Protocol repository
@@ -65,31 +66,31 @@ function loadPinned(path: string, did: string): { source: string; document: unkn
     text = readRegularText(path, { maxBytes: MAX_DID_DOCUMENT_BYTES, code: 'POLICY_INVALID', what: 'didDocument' });
   } catch (e) {
     if (!(e instanceof FileReadError)) throw e;
-    throw new Error(`didDocument ${path} for ${did}: ${e.why}`);
+    throw new PullguardError('POLICY_INVALID', `didDocument ${path} for ${did}: ${e.why}`);
   }
   let document: unknown;
   try {
     document = JSON.parse(text);
   } catch (e) {
-    throw new Error(`didDocument ${path} for ${did} is not JSON: ${(e as Error).message}`);
+    throw new PullguardError('POLICY_INVALID', `didDocument ${path} for ${did} is not JSON: ${(e as Error).message}`);
   }
   const id = (document as { id?: unknown } | null)?.id;
-  if (id !== did) throw new Error(`didDocument ${path} is the document of ${JSON.stringify(id)}, not of ${did}`);
+  if (id !== did) throw new PullguardError('POLICY_INVALID', `didDocument ${path} is the document of ${JSON.stringify(id)}, not of ${did}`);
   return { source: path, document };
 }
 
 function resolve(v: z.output<typeof raw>): AtprotoSpec {
-  if (v.trusted.length === 0) throw new Error('"trusted" must name at least one DID');
+  if (v.trusted.length === 0) throw new PullguardError('POLICY_INVALID', '"trusted" must name at least one DID');
   const didWeb = v.didWeb ?? false;
   const seen = new Set<string>();
   const trusted = v.trusted.map((t): AtprotoTrustedDid => {
     if (!DID_PLC.test(t.did) && !DID_WEB.test(t.did)) {
-      throw new Error(`${JSON.stringify(t.did)} is not an AT Protocol DID (did:plc:<24 base32 chars> or did:web:<host>)`);
+      throw new PullguardError('POLICY_INVALID', `${JSON.stringify(t.did)} is not an AT Protocol DID (did:plc:<24 base32 chars> or did:web:<host>)`);
     }
-    if (t.did.startsWith('did:web:') && !didWeb) throw new Error(`${t.did} is a did:web DID; set didWeb: true to trust did:web identities`);
-    if (seen.has(t.did)) throw new Error(`${t.did} is listed twice`);
+    if (t.did.startsWith('did:web:') && !didWeb) throw new PullguardError('POLICY_INVALID', `${t.did} is a did:web DID; set didWeb: true to trust did:web identities`);
+    if (seen.has(t.did)) throw new PullguardError('POLICY_INVALID', `${t.did} is listed twice`);
     seen.add(t.did);
-    if (t.handle !== undefined && !HANDLE.test(t.handle)) throw new Error(`handle ${JSON.stringify(t.handle)} is not a valid handle`);
+    if (t.handle !== undefined && !HANDLE.test(t.handle)) throw new PullguardError('POLICY_INVALID', `handle ${JSON.stringify(t.handle)} is not a valid handle`);
     return {
       did: t.did,
       handle: t.handle?.toLowerCase(),
@@ -101,11 +102,11 @@ function resolve(v: z.output<typeof raw>): AtprotoSpec {
   try {
     plc = new URL(plcDirectory);
   } catch {
-    throw new Error(`plcDirectory ${JSON.stringify(plcDirectory)} is not a URL`);
+    throw new PullguardError('POLICY_INVALID', `plcDirectory ${JSON.stringify(plcDirectory)} is not a URL`);
   }
-  if (plc.protocol !== 'https:' && plc.protocol !== 'http:') throw new Error('plcDirectory must be an https:// URL');
+  if (plc.protocol !== 'https:' && plc.protocol !== 'http:') throw new PullguardError('POLICY_INVALID', 'plcDirectory must be an https:// URL');
   const collection = v.collection ?? DEFAULT_COLLECTION;
-  if (!NSID.test(collection)) throw new Error(`collection ${JSON.stringify(collection)} is not an NSID`);
+  if (!NSID.test(collection)) throw new PullguardError('POLICY_INVALID', `collection ${JSON.stringify(collection)} is not an NSID`);
   return {
     resolved: 'atproto',
     trusted,

@@ -1,6 +1,7 @@
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 import * as z from 'zod/mini';
+import { PullguardError } from '../../common/errors.js';
 import { FileReadError, readRegularFile } from '../../common/files.js';
 import { isRegistryHost, parseReference, repositoryOf } from '../../common/reference.js';
 
@@ -89,7 +90,13 @@ export interface CosignSpec {
 // ---------------------------------------------------------------------------------------------------------
 // Loading helpers, shared with the containers-policy.json translator.
 
-export class MaterialError extends Error {}
+/** Policy material (a key, a certificate, a trusted root) that cannot be used: the policy is invalid. */
+export class MaterialError extends PullguardError {
+  constructor(message: string) {
+    super('POLICY_INVALID', message);
+    this.name = 'MaterialError';
+  }
+}
 
 const MAX_MATERIAL_BYTES = 1024 * 1024;
 

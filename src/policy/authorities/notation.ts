@@ -3,6 +3,7 @@ import { parseDuration } from '../../common/deadline.js';
 import { DEFAULT_REVOCATION, type NotationSpec, type RevocationSettings } from '../notation/spec.js';
 import { parseStatement } from '../notation/trust-policy.js';
 import { loadNotationConfigDir } from '../notation/config-dir.js';
+import { PullguardError } from '../../common/errors.js';
 
 
 /**
@@ -42,7 +43,7 @@ export function revocationSettings(r: z.output<typeof revocationSchema> | undefi
   let timeoutMs = DEFAULT_REVOCATION.timeoutMs;
   if (r.timeout !== undefined) {
     const ms = parseDuration(r.timeout);
-    if (ms === undefined || ms > 60_000) throw new Error(`revocation.timeout ${JSON.stringify(r.timeout)} must be a duration up to 60s (e.g. "2s")`);
+    if (ms === undefined || ms > 60_000) throw new PullguardError('POLICY_INVALID', `revocation.timeout ${JSON.stringify(r.timeout)} must be a duration up to 60s (e.g. "2s")`);
     timeoutMs = ms;
   }
   return { ...DEFAULT_REVOCATION, timeoutMs, cacheDir: r.cacheDir };
@@ -52,17 +53,17 @@ function resolve(v: z.output<typeof raw>): NotationSpec {
   const revocation = revocationSettings(v.revocation);
   if (v.config !== undefined) {
     const extra = (['truststore', 'signatureVerification', 'trustStores', 'trustedIdentities'] as const).filter((k) => v[k] !== undefined);
-    if (extra.length) throw new Error(`"config" references a notation directory; remove ${extra.join(', ')} (they come from its trust policy)`);
+    if (extra.length) throw new PullguardError('POLICY_INVALID', `"config" references a notation directory; remove ${extra.join(', ')} (they come from its trust policy)`);
     const cfg = loadNotationConfigDir(v.config);
     return { resolved: 'notation', source: cfg.source, truststoreDir: cfg.truststoreDir, select: 'scope', statements: cfg.statements, revocation };
   }
-  if (v.truststore === undefined) throw new Error('a notation authority needs either "config" (a notation configuration directory) or "truststore" with an inline statement');
+  if (v.truststore === undefined) throw new PullguardError('POLICY_INVALID', 'a notation authority needs either "config" (a notation configuration directory) or "truststore" with an inline statement');
   const st = parseStatement(
     { name: 'inline', signatureVerification: v.signatureVerification, trustStores: v.trustStores, trustedIdentities: v.trustedIdentities },
     'notation authority',
     { requireScopes: false },
   );
-  if (st.level === 'skip') throw new Error('level "skip" is not allowed inline; use a rule with action: allow instead');
+  if (st.level === 'skip') throw new PullguardError('POLICY_INVALID', 'level "skip" is not allowed inline; use a rule with action: allow instead');
   return { resolved: 'notation', source: 'inline notation authority', truststoreDir: v.truststore, select: 'fixed', statements: [st], revocation };
 }
 

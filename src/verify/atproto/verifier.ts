@@ -14,7 +14,7 @@
  */
 import type { Deadline } from '../../common/deadline.js';
 import { shortDigest } from '../../common/digest.js';
-import { isPullguardError, type ErrorCode } from '../../common/errors.js';
+import { isPullguardError, PullguardError, type ErrorCode } from '../../common/errors.js';
 import type { AtprotoSpec, AtprotoTrustedDid } from '../../policy/authorities/atproto.js';
 import type { SignatureArtifact } from '../../registry/types.js';
 import type { AuthorityResult, CheckOutcome, SignatureResult, Subject, Verifier } from '../types.js';
@@ -30,12 +30,10 @@ const USER_AGENT = `pullguard/${typeof __PULLGUARD_VERSION__ === 'string' ? __PU
 /** Bound on signatures judged per authority: each costs a blob, a DID document and a proof fetch. */
 const MAX_CANDIDATES = 16;
 
-class Rejection extends Error {
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-  ) {
-    super(message);
+class Rejection extends PullguardError {
+  constructor(code: ErrorCode, message: string) {
+    super(code, message);
+    this.name = 'Rejection';
   }
 }
 

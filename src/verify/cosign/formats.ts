@@ -3,6 +3,7 @@ import { RFC3161Timestamp } from '@sigstore/core';
 import { toSignedEntity } from '@sigstore/verify';
 import { COSIGN_SIGN_PREDICATE, COSIGN_SIMPLE_SIGNING as SIMPLE_SIGNING, IN_TOTO, SIGSTORE_BUNDLE_V03 as BUNDLE_V03 } from '../../registry/classify.js';
 import type { OciDescriptor, SignatureArtifact } from '../../registry/types.js';
+import { PullguardError } from '../../common/errors.js';
 import { pemBlocks } from '../../policy/authorities/cosign.js';
 import { DsseContent, MessageContent } from './content.js';
 
@@ -42,7 +43,13 @@ export interface ParsedSignature {
 }
 
 /** A signature that could not even be read: the reason says why, `code` is always SIGNATURE_INVALID. */
-export class FormatError extends Error {}
+/** A signature that does not parse as the format it claims: it is invalid, whoever signed it. */
+export class FormatError extends PullguardError {
+  constructor(message: string) {
+    super('SIGNATURE_INVALID', message);
+    this.name = 'FormatError';
+  }
+}
 
 /** One thing that may be a signature: a layer of a `.sig`/legacy-referrer manifest, or a bundle referrer's layer. */
 export interface Candidate {
@@ -214,7 +221,13 @@ export function parseBundle(blob: Buffer): ParsedSignature {
 }
 
 /** Thrown for a well-formed statement that is an attestation: valid or not, it is not a signature. */
-export class NotASignature extends Error {}
+/** A valid in-toto statement that is an attestation, not a cosign signature: no signature was found. */
+export class NotASignature extends PullguardError {
+  constructor(message: string) {
+    super('NO_SIGNATURE', message);
+    this.name = 'NotASignature';
+  }
+}
 
 function parseStatement(payload: Buffer): { digests: string[] } {
   let st: { _type?: unknown; predicateType?: unknown; subject?: unknown };

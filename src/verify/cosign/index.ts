@@ -1,14 +1,15 @@
 import { X509Certificate } from '@sigstore/core';
-import { Verifier as SigstoreVerifier, type SignedEntity, type TrustMaterial } from '@sigstore/verify';
+import { Verifier as SigstoreVerifier, VerificationError, type SignedEntity, type TrustMaterial } from '@sigstore/verify';
 // Not exported from the package index: the chain and SCT checks on their own, for certificates that come
 // with no transparency-log or TSA time (a private CA without Rekor). The Verifier class cannot express
 // "verify this certificate now"; these are the same functions it calls, pinned with the package.
 import { verifyCertificateChain } from '@sigstore/verify/dist/key/certificate.js';
 import { verifySCTs } from '@sigstore/verify/dist/key/sct.js';
+import { getTLogTimestamp, getTSATimestamp } from '@sigstore/verify/dist/timestamp/index.js';
 import type { TransparencyLogEntry } from '@sigstore/bundle';
 import type { Deadline } from '../../common/deadline.js';
 import { shortDigest } from '../../common/digest.js';
-import { isPullguardError, type ErrorCode } from '../../common/errors.js';
+import { isPullguardError, PullguardError, type ErrorCode } from '../../common/errors.js';
 import type { CosignKey, CosignSpec } from '../../policy/authorities/cosign.js';
 import type { ArtifactClass, SignatureArtifact } from '../../registry/types.js';
 import type { AuthorityResult, CheckOutcome, SignatureResult, Subject, Verifier } from '../types.js';
@@ -21,12 +22,10 @@ const SIGNATURE_CLASSES: readonly ArtifactClass[] = ['cosign-legacy', 'cosign-le
 const MAX_CANDIDATES = 64;
 
 /** A failed check ends the judgement of one signature; the verdict carries the check list so far. */
-class Rejection extends Error {
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-  ) {
-    super(message);
+class Rejection extends PullguardError {
+  constructor(code: ErrorCode, message: string) {
+    super(code, message);
+    this.name = 'Rejection';
   }
 }
 
@@ -169,17 +168,37 @@ function errorText(e: unknown): string {
   return cause && cause !== err.message ? `${err.message}: ${cause}` : (err.message ?? String(e));
 }
 
-/** Which check a @sigstore/verify error belongs to. */
-function checkOf(e: unknown): { check: string; code: ErrorCode } {
-  const code = (e as { code?: string }).code ?? '';
-  const msg = (e as { message?: string }).message ?? '';
-  if (code.startsWith('TLOG')) return { check: 'tlog', code: 'SIGNATURE_UNTRUSTED' };
+/**
+ * Which check a @sigstore/verify VerificationError belongs to, by its `code`. A bad chain and a bad or
+ * missing SCT share CERTIFICATE_ERROR; `certificateCheck` tells them apart (given for certificates only).
+ */
+function checkOf(e: unknown, certificateCheck?: () => 'sct' | 'certificate-chain'): { check: string; code: ErrorCode } {
+  const code = e instanceof VerificationError ? e.code : undefined;
+  if (code?.startsWith('TLOG')) return { check: 'tlog', code: 'SIGNATURE_UNTRUSTED' };
   if (code === 'TIMESTAMP_ERROR') return { check: 'timestamp', code: 'SIGNATURE_UNTRUSTED' };
-  if (code === 'CERTIFICATE_ERROR' && /SCT/.test(msg)) return { check: 'sct', code: 'SIGNATURE_UNTRUSTED' };
-  if (code === 'CERTIFICATE_ERROR') return { check: 'certificate-chain', code: 'SIGNATURE_UNTRUSTED' };
+  if (code === 'CERTIFICATE_ERROR') return { check: certificateCheck?.() ?? 'certificate-chain', code: 'SIGNATURE_UNTRUSTED' };
   if (code === 'SIGNATURE_ERROR') return { check: 'signature', code: 'SIGNATURE_INVALID' };
   if (code === 'PUBLIC_KEY_ERROR') return { check: 'key', code: 'SIGNATURE_UNTRUSTED' };
   return { check: 'verification', code: 'SIGNATURE_INVALID' };
+}
+
+/**
+ * After a CERTIFICATE_ERROR from the Verifier: was it the chain or the SCT? Its Verifier checks the chain
+ * (verifyCertificateChain) at every signed time before it looks at any SCT, so if the chain holds at all
+ * of them here, the SCT check is what failed. Only on the failure path; the same functions it calls.
+ */
+function chainOrSct(entity: SignedEntity, leaf: X509Certificate, material: TrustMaterial): 'sct' | 'certificate-chain' {
+  try {
+    for (const t of entity.timestamps) {
+      const at = t.$case === 'transparency-log'
+        ? getTLogTimestamp(t.tlogEntry)
+        : getTSATimestamp(t.timestamp, entity.signature.signature, material.timestampAuthorities);
+      if (at) verifyCertificateChain(at.timestamp, leaf, material.certificateAuthorities);
+    }
+  } catch {
+    return 'certificate-chain';
+  }
+  return 'sct';
 }
 
 // --- public keys -------------------------------------------------------------------------------------------
@@ -252,7 +271,7 @@ function verifyWithCertificate(parsed: ParsedSignature, spec: CosignSpec, trust:
     try {
       new SigstoreVerifier(material, { tlogThreshold: spec.tlog ? 1 : 0, ctlogThreshold: spec.sct ? 1 : 0, timestampThreshold: 1 }).verify(entity);
     } catch (e) {
-      const { check, code } = checkOf(e);
+      const { check, code } = checkOf(e, () => chainOrSct(entity, leaf, material));
       checks.fail(check, code, `${check} (${who}): ${errorText(e)}`);
     }
     const when = timestamps.map((t) => (t.$case === 'transparency-log' ? `log time ${new Date(Number(t.tlogEntry.integratedTime) * 1000).toISOString()}` : 'TSA time')).join(', ');

@@ -43,7 +43,35 @@ export function parseGeneralizedTime(raw: Buffer): Date {
  * bare token and TSAs are usually RSA, so the CMS walk is done here with its ASN.1 reader.
  */
 export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: readonly Certificate[]): VerifiedTimestamp {
-  const parsed = guard('malformed timestamp countersignature', () => {
+  const p = parseToken(token);
+  if (!p.imprintHash || p.imprintHash === 'sha1') throw new MalformedInputError('timestamp message imprint uses an unsupported hash');
+  if (!createHash(p.imprintHash).update(signature).digest().equals(p.imprintValue)) {
+    throw new MalformedInputError('timestamp does not cover this signature (message imprint mismatch)');
+  }
+  if (!p.digestHash || p.digestHash === 'sha1') throw new MalformedInputError('timestamp signer uses an unsupported digest');
+  if (p.contentType !== OID_TSTINFO) throw new MalformedInputError('timestamp signed attributes do not name TSTInfo as content type');
+  const md = p.messageDigest;
+  if (!md || !createHash(p.digestHash).update(p.tstInfoDer).digest().equals(md)) throw new MalformedInputError('timestamp signed attributes do not match the TSTInfo');
+
+  const signer = findSigner(p);
+
+  const genTime = p.genTime;
+  const earliest = new Date(genTime.getTime() - p.accuracyMs);
+  const latest = new Date(genTime.getTime() + p.accuracyMs);
+  const path = tsaChain(signer, p.certs, trusted);
+  for (const c of path) {
+    if (genTime < c.notBefore || genTime > c.notAfter) throw new MalformedInputError(`TSA certificate ${c.subjectText} was not valid at the timestamp ${genTime.toISOString()}`);
+  }
+  // A chain ending at a self-signed root gets the full TSA chain rules; one anchored at a trusted
+  // intermediate gets the leaf rules (timeStamping EKU, key usage) on the signer.
+  const root = path[path.length - 1]!;
+  if (path.length > 1 && isIssuedBy(root, root)) validateTimestampingChain(path);
+  else validateTimestampingChain([signer], { leafOnly: !isIssuedBy(signer, signer) });
+  return { earliest, latest, tsa: signer.subjectText, chain: path };
+}
+
+function parseToken(token: Buffer) {
+  return guard('malformed timestamp countersignature', () => {
     const ci = ASN1Obj.parseBuffer(token as Buffer<ArrayBuffer>);
     if (ci.subs[0]?.toOID() !== OID_SIGNED_DATA) throw new MalformedInputError('timestamp countersignature is not CMS SignedData');
     const sd = ci.subs[1]?.subs[0];
@@ -91,16 +119,12 @@ export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: 
     const sigAlgOid = sigAlg.subs[0]!.toOID();
     return { tstInfoDer, imprintHash, imprintValue, genTime, accuracyMs, certs, digestHash, signedAttrs, sigAlg, sigAlgOid, sigValue, contentType, messageDigest, sidIssuer };
   });
-  const p = parsed;
-  if (!p.imprintHash || p.imprintHash === 'sha1') throw new MalformedInputError('timestamp message imprint uses an unsupported hash');
-  if (!createHash(p.imprintHash).update(signature).digest().equals(p.imprintValue)) {
-    throw new MalformedInputError('timestamp does not cover this signature (message imprint mismatch)');
-  }
-  if (!p.digestHash || p.digestHash === 'sha1') throw new MalformedInputError('timestamp signer uses an unsupported digest');
-  if (p.contentType !== OID_TSTINFO) throw new MalformedInputError('timestamp signed attributes do not name TSTInfo as content type');
-  const md = p.messageDigest;
-  if (!md || !createHash(p.digestHash).update(p.tstInfoDer).digest().equals(md)) throw new MalformedInputError('timestamp signed attributes do not match the TSTInfo');
+}
 
+type ParsedToken = ReturnType<typeof parseToken>;
+
+/** The CMS signer: the token certificate whose key verifies the signed attributes. */
+function findSigner(p: ParsedToken): Certificate {
   const sidIssuer = p.sidIssuer;
   const signerCandidates = sidIssuer ? p.certs.filter((c) => c.issuerDer.equals(sidIssuer.issuerDer) && c.serial.equals(sidIssuer.serial)) : p.certs;
   const attrsDer = Buffer.from(p.signedAttrs.toDER());
@@ -118,11 +142,11 @@ export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: 
     }
   });
   if (!signer) throw new MalformedInputError('timestamp signature does not verify with any certificate in the token');
+  return signer;
+}
 
-  const genTime = p.genTime;
-  const earliest = new Date(genTime.getTime() - p.accuracyMs);
-  const latest = new Date(genTime.getTime() + p.accuracyMs);
-  // Build signer -> ... -> a trusted certificate, using the token's certificates as intermediates.
+/** signer -> ... -> a certificate of the tsa trust store, with the token's certificates as intermediates. */
+function tsaChain(signer: Certificate, certs: readonly Certificate[], trusted: readonly Certificate[]): Certificate[] {
   const path: Certificate[] = [signer];
   for (let depth = 0; depth < 8; depth++) {
     const cur = path[path.length - 1]!;
@@ -132,19 +156,11 @@ export function verifyTimestampToken(token: Buffer, signature: Buffer, trusted: 
       path.push(anchor);
       break;
     }
-    const next = p.certs.find((c) => !path.includes(c) && isIssuedBy(cur, c));
+    const next = certs.find((c) => !path.includes(c) && isIssuedBy(cur, c));
     if (!next) throw new MalformedInputError(`timestamp signer ${signer.subjectText} does not chain to a certificate in the tsa trust store`);
     path.push(next);
     if (depth === 7) throw new MalformedInputError('timestamp certificate chain is too long');
   }
   if (!trusted.some((t) => t.der.equals(path[path.length - 1]!.der))) throw new MalformedInputError(`timestamp signer ${signer.subjectText} does not chain to a certificate in the tsa trust store`);
-  for (const c of path) {
-    if (genTime < c.notBefore || genTime > c.notAfter) throw new MalformedInputError(`TSA certificate ${c.subjectText} was not valid at the timestamp ${genTime.toISOString()}`);
-  }
-  // A chain ending at a self-signed root gets the full TSA chain rules; one anchored at a trusted
-  // intermediate gets the leaf rules (timeStamping EKU, key usage) on the signer.
-  const root = path[path.length - 1]!;
-  if (path.length > 1 && isIssuedBy(root, root)) validateTimestampingChain(path);
-  else validateTimestampingChain([signer], { leafOnly: !isIssuedBy(signer, signer) });
-  return { earliest, latest, tsa: signer.subjectText, chain: path };
+  return path;
 }

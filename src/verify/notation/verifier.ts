@@ -142,6 +142,78 @@ async function authenticTimestamp(env: Envelope, chain: readonly Certificate[], 
   return { ok: true, detail: `timestamped ${ts.earliest.toISOString()} by ${ts.tsa}; chain was valid then` };
 }
 
+type Check = { readonly ok: boolean; readonly detail: string };
+
+/**
+ * Integrity (notation-go verifyIntegrity): envelope rules, certificate rules, alg vs key, the signature
+ * itself, and the payload naming exactly the pulled descriptor (digest, size and mediaType). Always
+ * enforced, whatever the level.
+ */
+async function checkIntegrity(
+  art: SignatureArtifact,
+  layer: OciDescriptor,
+  ctx: Ctx,
+): Promise<{ ok: true; detail: string; env: Envelope; chain: Certificate[] } | { ok: false; detail: string }> {
+  let env: Envelope;
+  let chain: Certificate[];
+  try {
+    const blob = await art.fetchBlob(layer);
+    env = layer.mediaType === MEDIA_TYPE_JWS ? parseJws(blob) : parseCose(blob);
+    chain = verifyEnvelopeSignature(env);
+  } catch (e) {
+    return { ok: false, detail: (e as Error).message };
+  }
+  if (env.verificationPlugin) {
+    return { ok: false, detail: `the signature requires verification plugin "${env.verificationPlugin}", which pullguard does not run` };
+  }
+  let target;
+  try {
+    target = parsePayload(env.payload);
+  } catch (e) {
+    return { ok: false, detail: (e as Error).message };
+  }
+  const want = ctx.subject.descriptor;
+  if (target.digest !== want.digest || target.size !== want.size || target.mediaType !== want.mediaType) {
+    const signed = `${target.mediaType} ${shortDigest(target.digest)} (${target.size} bytes)`;
+    return { ok: false, detail: `signature is for ${signed}, not the pulled ${want.mediaType} ${shortDigest(want.digest)} (${want.size} bytes)` };
+  }
+  const detail = `${env.format.toUpperCase()} ${env.alg} signature over ${shortDigest(want.digest)} verifies with ${chain[0]!.subjectText}`;
+  return { ok: true, detail, env, chain };
+}
+
+/**
+ * Authenticity (notation-go verifyAuthenticity): a certificate of the chain is in a trust store of the
+ * type the signing scheme requires, and the leaf subject matches a trusted identity.
+ */
+function checkAuthenticity(env: Envelope, chain: readonly Certificate[], ctx: Ctx): Check {
+  const type: TrustStoreType = env.signingScheme === 'notary.x509' ? 'ca' : 'signingAuthority';
+  const refs = ctx.st.trustStores.filter((r) => r.type === type);
+  if (refs.length === 0) {
+    return { ok: false, detail: `no trusted certificates: signing scheme ${env.signingScheme} needs a ${type} trust store, and statement "${ctx.st.name}" has none` };
+  }
+  let anchors: Certificate[];
+  try {
+    anchors = storesOfType(ctx, type);
+  } catch (e) {
+    return { ok: false, detail: (e as Error).message };
+  }
+  const anchor = chain.find((c) => anchors.some((a) => a.der.equals(c.der)));
+  if (!anchor) {
+    const stores = refs.map((r) => `${r.type}:${r.name}`).join(', ');
+    return { ok: false, detail: `no certificate of the chain (root ${chain[chain.length - 1]!.subjectText}) is in trust store(s) ${stores}` };
+  }
+  const ids = ctx.st.trustedIdentities;
+  const leaf = chain[0]!;
+  if (ids) {
+    if (typeof leaf.subject === 'string') return { ok: false, detail: `signing certificate subject cannot be compared: ${leaf.subject}` };
+    const subj = leaf.subject;
+    if (!ids.some((id) => isSubsetDn(id.dn, subj))) {
+      return { ok: false, detail: `signing certificate subject "${formatDn(subj)}" matches none of the trusted identities of statement "${ctx.st.name}"` };
+    }
+  }
+  return { ok: true, detail: `chain anchored at ${anchor.subjectText} in ${type} trust store; identity ${ids ? 'matches' : '"*" (any)'}` };
+}
+
 async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureResult> {
   const base = { class: art.class, foundVia: art.foundVia, repository: art.repository, artifact: art.digest };
   const rec = new CheckRecorder(ctx.st);
@@ -178,55 +250,17 @@ async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureRes
     return done('DEADLINE_EXCEEDED');
   }
 
-  // Integrity: envelope rules, certificate rules, alg vs key, the signature itself, and the payload
-  // naming exactly the pulled descriptor. Always enforced, whatever the level.
-  let env: Envelope;
-  let chain: Certificate[];
-  try {
-    const blob = await art.fetchBlob(layer);
-    env = layer.mediaType === MEDIA_TYPE_JWS ? parseJws(blob) : parseCose(blob);
-    chain = verifyEnvelopeSignature(env);
-    if (env.verificationPlugin) throw new Error(`the signature requires verification plugin "${env.verificationPlugin}", which pullguard does not run`);
-    const target = parsePayload(env.payload);
-    const want = ctx.subject.descriptor;
-    if (target.digest !== want.digest || target.size !== want.size || target.mediaType !== want.mediaType) {
-      throw new Error(`signature is for ${target.mediaType} ${shortDigest(target.digest)} (${target.size} bytes), not the pulled ${want.mediaType} ${shortDigest(want.digest)} (${want.size} bytes)`);
-    }
-  } catch (e) {
-    rec.record('integrity', false, (e as Error).message);
+  const integrity = await checkIntegrity(art, layer, ctx);
+  if (!integrity.ok) {
+    rec.record('integrity', false, integrity.detail);
     return done();
   }
-  const leaf = chain[0]!;
-  const signer = leaf.subjectText;
-  rec.record('integrity', true, `${env.format.toUpperCase()} ${env.alg} signature over ${shortDigest(ctx.subject.descriptor.digest)} verifies with ${signer}`);
+  const { env, chain } = integrity;
+  const signer = chain[0]!.subjectText;
+  rec.record('integrity', true, integrity.detail);
 
-  // Authenticity: a certificate of the chain is in a trust store of the type the signing scheme
-  // requires, and the leaf subject matches a trusted identity.
-  {
-    const type: TrustStoreType = env.signingScheme === 'notary.x509' ? 'ca' : 'signingAuthority';
-    let detail: string;
-    let ok = false;
-    try {
-      const refs = ctx.st.trustStores.filter((r) => r.type === type);
-      if (refs.length === 0) throw new Error(`no trusted certificates: signing scheme ${env.signingScheme} needs a ${type} trust store, and statement "${ctx.st.name}" has none`);
-      const anchors = storesOfType(ctx, type);
-      const anchor = chain.find((c) => anchors.some((a) => a.der.equals(c.der)));
-      if (!anchor) throw new Error(`no certificate of the chain (root ${chain[chain.length - 1]!.subjectText}) is in trust store(s) ${refs.map((r) => `${r.type}:${r.name}`).join(', ')}`);
-      const ids = ctx.st.trustedIdentities;
-      if (ids) {
-        if (typeof leaf.subject === 'string') throw new Error(`signing certificate subject cannot be compared: ${leaf.subject}`);
-        const subj = leaf.subject;
-        if (!ids.some((id) => isSubsetDn(id.dn, subj))) {
-          throw new Error(`signing certificate subject "${formatDn(subj)}" matches none of the trusted identities of statement "${ctx.st.name}"`);
-        }
-      }
-      ok = true;
-      detail = `chain anchored at ${anchor.subjectText} in ${type} trust store; identity ${ids ? 'matches' : '"*" (any)'}`;
-    } catch (e) {
-      detail = (e as Error).message;
-    }
-    if (rec.record('authenticity', ok, detail)) return done(undefined, signer);
-  }
+  const authenticity = checkAuthenticity(env, chain, ctx);
+  if (rec.record('authenticity', authenticity.ok, authenticity.detail)) return done(undefined, signer);
 
   // Expiry: the signer's own `io.cncf.notary.expiry`.
   {
@@ -264,31 +298,44 @@ function progress(r: SignatureResult): number {
   return r.checks.filter((c) => c.result === 'pass').length;
 }
 
+/** The notation verifier, reading the time from `clock` (tests inject one to judge expiry without waiting). */
+export function createNotationVerifier(clock: () => Date = () => new Date()): Verifier<'notation'> {
+  return { ...notationVerifier, verify: (authority, subject, artifacts, deadline) => verifyAt(clock(), authority, subject, artifacts, deadline) };
+}
+
 export const notationVerifier: Verifier<'notation'> = {
   kind: 'notation',
   needs: () => ({ classes: ['notation'] }),
-  async verify(authority, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult> {
-    const head = { authority: authority.name, kind: 'notation' };
-    const { spec } = authority;
-    const repository = repositoryOf(subject.reference);
-    const st = spec.select === 'fixed' ? spec.statements[0] : selectStatement(spec.statements, repository);
-    if (!st) {
-      return { ...head, satisfied: false, reason: `no notation trust policy statement in ${spec.source} applies to ${repository} (no exact scope and no "*")`, code: 'SIGNATURE_UNTRUSTED', signatures: [] };
-    }
-    if (st.level === 'skip') return { ...head, satisfied: true, reason: `signature verification skipped by notation trust policy statement "${st.name}" (level skip)`, signatures: [] };
-
-    const sigs = artifacts.filter((a) => a.class === 'notation');
-    if (sigs.length === 0) {
-      return { ...head, satisfied: false, reason: `no notation signature found for ${repository}@${shortDigest(subject.descriptor.digest)}`, code: 'NO_SIGNATURE', signatures: [] };
-    }
-    const ctx: Ctx = { spec, st, subject, deadline, now: new Date() };
-    const results = await Promise.all(sigs.map((a) => verifyOne(a, ctx)));
-    const good = results.find((r) => r.valid);
-    if (good) {
-      return { ...head, satisfied: true, reason: `notation signature ${shortDigest(good.artifact)} ${good.reason} under statement "${st.name}" (${st.level})`, signatures: results };
-    }
-    const best = [...results].sort((a, b) => progress(b) - progress(a))[0]!;
-    const more = results.length > 1 ? ` (${results.length} notation signatures, none valid)` : '';
-    return { ...head, satisfied: false, reason: `notation signature ${shortDigest(best.artifact)}: ${best.reason}${more}`, code: best.code ?? 'SIGNATURE_INVALID', signatures: results };
-  },
+  verify: (authority, subject, artifacts, deadline) => verifyAt(new Date(), authority, subject, artifacts, deadline),
 };
+
+async function verifyAt(
+  now: Date,
+  authority: Parameters<Verifier<'notation'>['verify']>[0],
+  subject: Subject,
+  artifacts: readonly SignatureArtifact[],
+  deadline: Deadline,
+): Promise<AuthorityResult> {
+  const head = { authority: authority.name, kind: 'notation' };
+  const { spec } = authority;
+  const repository = repositoryOf(subject.reference);
+  const st = spec.select === 'fixed' ? spec.statements[0] : selectStatement(spec.statements, repository);
+  if (!st) {
+    return { ...head, satisfied: false, reason: `no notation trust policy statement in ${spec.source} applies to ${repository} (no exact scope and no "*")`, code: 'SIGNATURE_UNTRUSTED', signatures: [] };
+  }
+  if (st.level === 'skip') return { ...head, satisfied: true, reason: `signature verification skipped by notation trust policy statement "${st.name}" (level skip)`, signatures: [] };
+
+  const sigs = artifacts.filter((a) => a.class === 'notation');
+  if (sigs.length === 0) {
+    return { ...head, satisfied: false, reason: `no notation signature found for ${repository}@${shortDigest(subject.descriptor.digest)}`, code: 'NO_SIGNATURE', signatures: [] };
+  }
+  const ctx: Ctx = { spec, st, subject, deadline, now };
+  const results = await Promise.all(sigs.map((a) => verifyOne(a, ctx)));
+  const good = results.find((r) => r.valid);
+  if (good) {
+    return { ...head, satisfied: true, reason: `notation signature ${shortDigest(good.artifact)} ${good.reason} under statement "${st.name}" (${st.level})`, signatures: results };
+  }
+  const best = [...results].sort((a, b) => progress(b) - progress(a))[0]!;
+  const more = results.length > 1 ? ` (${results.length} notation signatures, none valid)` : '';
+  return { ...head, satisfied: false, reason: `notation signature ${shortDigest(best.artifact)}: ${best.reason}${more}`, code: best.code ?? 'SIGNATURE_INVALID', signatures: results };
+}
