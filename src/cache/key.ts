@@ -1,14 +1,13 @@
 import { createHash, type Hash } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { COMMIT, VERSION } from '../common/build.js';
 import type { Policy, Rule } from '../policy/model.js';
 import { isNotationSpec } from '../policy/notation/spec.js';
 import type { Subject } from '../verify/types.js';
 
-declare const __PULLGUARD_VERSION__: string | undefined;
-declare const __PULLGUARD_COMMIT__: string | undefined;
 /** The build (stamped by scripts/build.mjs): a new executable never trusts an old one's entries. */
-const BUILD = `${typeof __PULLGUARD_VERSION__ === 'string' ? __PULLGUARD_VERSION__ : 'dev'}+${typeof __PULLGUARD_COMMIT__ === 'string' ? __PULLGUARD_COMMIT__ : 'unknown'}`;
+const BUILD = `${VERSION}+${COMMIT}`;
 
 const MAX_STORE_FILE = 1024 * 1024;
 

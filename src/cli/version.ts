@@ -1,9 +1,4 @@
-declare const __PULLGUARD_VERSION__: string | undefined;
-declare const __PULLGUARD_COMMIT__: string | undefined;
-
-/** Stamped in by esbuild (scripts/build.mjs); unstamped when run from source under vitest. */
-export const VERSION = typeof __PULLGUARD_VERSION__ === 'string' ? __PULLGUARD_VERSION__ : '0.0.0-dev';
-export const COMMIT = typeof __PULLGUARD_COMMIT__ === 'string' ? __PULLGUARD_COMMIT__ : 'unknown';
+import { COMMIT, VERSION } from '../common/build.js';
 
 export function versionLine(): string {
   return `pullguard ${VERSION} (commit ${COMMIT}, node ${process.versions.node})`;

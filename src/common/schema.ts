@@ -59,3 +59,21 @@ function typeName(v: unknown): string {
 export function refineWith<T>(fn: (v: T) => boolean, message: string) {
   return z.refine<T>(fn, { error: message });
 }
+
+/**
+ * A schema that validates with `raw`, then compiles the value (reading the files it names): anything
+ * `compile` throws becomes an issue at that value, so a bad key file is a policy error with its line.
+ */
+export function compiledSchema<R extends z.ZodMiniType, T>(raw: R, compile: (value: z.output<R>) => T) {
+  return z.pipe(
+    raw,
+    z.transform((value: z.output<R>, ctx): T => {
+      try {
+        return compile(value);
+      } catch (e) {
+        ctx.issues.push({ code: 'custom', message: e instanceof Error ? e.message : String(e), input: value });
+        return z.NEVER;
+      }
+    }),
+  );
+}

@@ -1,8 +1,7 @@
 import type { RegistryClientFactory } from './types.js';
 import { DistributionClient } from './client.js';
 
-declare const __PULLGUARD_VERSION__: string | undefined;
-const USER_AGENT = `pullguard/${typeof __PULLGUARD_VERSION__ === 'string' ? __PULLGUARD_VERSION__ : 'dev'}`;
+import { USER_AGENT } from '../common/build.js';
 
 /**
  * The registry stage. Creating a client is free: containerd's config, hosts.toml and docker

@@ -1,5 +1,6 @@
 import { FileReadError, readRegularText } from '../../common/files.js';
 import * as z from 'zod/mini';
+import { compiledSchema } from '../../common/schema.js';
 import { PullguardError } from '../../common/errors.js';
 
 /**
@@ -118,14 +119,4 @@ function resolve(v: z.output<typeof raw>): AtprotoSpec {
   };
 }
 
-export const atprotoAuthoritySchema = z.pipe(
-  raw,
-  z.transform((v, ctx) => {
-    try {
-      return resolve(v);
-    } catch (e) {
-      ctx.issues.push({ code: 'custom', message: (e as Error).message, input: v });
-      return z.NEVER;
-    }
-  }),
-);
+export const atprotoAuthoritySchema = compiledSchema(raw, resolve);

@@ -1,6 +1,7 @@
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 import * as z from 'zod/mini';
+import { compiledSchema } from '../../common/schema.js';
 import { PullguardError } from '../../common/errors.js';
 import { FileReadError, readRegularFile } from '../../common/files.js';
 import { isRegistryHost, parseReference, repositoryOf } from '../../common/reference.js';
@@ -367,14 +368,4 @@ export function compileCosignSpec(raw: CosignRawSpec, defaultSignedIdentity: Sig
 }
 
 /** The schema registered for `cosign:` in the native policy: validates, then compiles (reads files). */
-export const cosignAuthoritySchema = z.pipe(
-  cosignRawSchema,
-  z.transform((raw: CosignRawSpec, ctx): CosignSpec => {
-    try {
-      return compileCosignSpec(raw);
-    } catch (e) {
-      ctx.issues.push({ code: 'custom', message: e instanceof Error ? e.message : String(e), input: raw });
-      return z.NEVER;
-    }
-  }),
-);
+export const cosignAuthoritySchema = compiledSchema(cosignRawSchema, (raw: CosignRawSpec) => compileCosignSpec(raw));

@@ -1,4 +1,5 @@
 import * as z from 'zod/mini';
+import { compiledSchema } from '../../common/schema.js';
 import { parseDuration } from '../../common/deadline.js';
 import { DEFAULT_REVOCATION, type NotationSpec, type RevocationSettings } from '../notation/spec.js';
 import { parseStatement } from '../notation/trust-policy.js';
@@ -67,14 +68,4 @@ function resolve(v: z.output<typeof raw>): NotationSpec {
   return { resolved: 'notation', source: 'inline notation authority', truststoreDir: v.truststore, select: 'fixed', statements: [st], revocation };
 }
 
-export const notationAuthoritySchema = z.pipe(
-  raw,
-  z.transform((v, ctx) => {
-    try {
-      return resolve(v);
-    } catch (e) {
-      ctx.issues.push({ code: 'custom', message: (e as Error).message, input: v });
-      return z.NEVER;
-    }
-  }),
-);
+export const notationAuthoritySchema = compiledSchema(raw, resolve);

@@ -14,39 +14,22 @@
  */
 import type { Deadline } from '../../common/deadline.js';
 import { shortDigest } from '../../common/digest.js';
-import { isPullguardError, PullguardError, type ErrorCode } from '../../common/errors.js';
+import { isPullguardError, type ErrorCode } from '../../common/errors.js';
 import type { AtprotoSpec, AtprotoTrustedDid } from '../../policy/authorities/atproto.js';
 import type { SignatureArtifact } from '../../registry/types.js';
-import type { AuthorityResult, CheckOutcome, SignatureResult, Subject, Verifier } from '../types.js';
+import { USER_AGENT } from '../../common/build.js';
+import { Checks, Rejection } from '../checks.js';
+import type { AuthorityResult, SignatureResult, Subject, Verifier } from '../types.js';
 import { didDocumentUrl, parseDidDocument, type AtprotoIdentity } from './did.js';
 import { createFetcher, type AtprotoFetcher } from './fetch.js';
 import { checkCommitSignature, findRecord, ProofError, readCommit } from './proof.js';
 import { ATPROTO_SIGNATURE_MEDIA_TYPE, parsePointer, type RecordPointer } from './pointer.js';
 import { checkRecord } from './record.js';
 
-declare const __PULLGUARD_VERSION__: string | undefined;
-const USER_AGENT = `pullguard/${typeof __PULLGUARD_VERSION__ === 'string' ? __PULLGUARD_VERSION__ : 'dev'}`;
 
 /** Bound on signatures judged per authority: each costs a blob, a DID document and a proof fetch. */
 const MAX_CANDIDATES = 16;
 
-class Rejection extends PullguardError {
-  constructor(code: ErrorCode, message: string) {
-    super(code, message);
-    this.name = 'Rejection';
-  }
-}
-
-class Checks {
-  readonly list: CheckOutcome[] = [];
-  pass(check: string, detail: string): void {
-    this.list.push({ check, result: 'pass', enforcement: 'enforced', detail });
-  }
-  fail(check: string, code: ErrorCode, detail: string): never {
-    this.list.push({ check, result: 'fail', enforcement: 'enforced', detail });
-    throw new Rejection(code, detail);
-  }
-}
 
 interface Run {
   readonly spec: AtprotoSpec;

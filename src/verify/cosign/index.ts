@@ -9,10 +9,11 @@ import { getTLogTimestamp, getTSATimestamp } from '@sigstore/verify/dist/timesta
 import type { TransparencyLogEntry } from '@sigstore/bundle';
 import type { Deadline } from '../../common/deadline.js';
 import { shortDigest } from '../../common/digest.js';
-import { isPullguardError, PullguardError, type ErrorCode } from '../../common/errors.js';
+import { isPullguardError, type ErrorCode } from '../../common/errors.js';
 import type { CosignKey, CosignSpec } from '../../policy/authorities/cosign.js';
 import type { ArtifactClass, SignatureArtifact } from '../../registry/types.js';
-import type { AuthorityResult, CheckOutcome, SignatureResult, Subject, Verifier } from '../types.js';
+import { Checks, Rejection } from '../checks.js';
+import type { AuthorityResult, SignatureResult, Subject, Verifier } from '../types.js';
 import { candidatesOf, FormatError, NotASignature, parseCandidate, type Candidate, type ParsedSignature } from './formats.js';
 import { certificateFacts, describeCertificate, identityMatches, matchSignedIdentity, type CertificateFacts, type ImageIdentity } from './identity.js';
 import { admitChain, spkiKey, trustFor, type AuthorityTrust } from './trust.js';
@@ -21,29 +22,6 @@ const SIGNATURE_CLASSES: readonly ArtifactClass[] = ['cosign-legacy', 'cosign-le
 /** Bound on signatures judged per authority: each costs a blob fetch. */
 const MAX_CANDIDATES = 64;
 
-/** A failed check ends the judgement of one signature; the verdict carries the check list so far. */
-class Rejection extends PullguardError {
-  constructor(code: ErrorCode, message: string) {
-    super(code, message);
-    this.name = 'Rejection';
-  }
-}
-
-class Checks {
-  readonly list: CheckOutcome[] = [];
-  /** Set when a certificate was checked against the current time (see SignatureResult.validUntil). */
-  validUntil?: Date;
-  pass(check: string, detail?: string): void {
-    this.list.push({ check, result: 'pass', enforcement: 'enforced', detail });
-  }
-  skip(check: string, detail: string): void {
-    this.list.push({ check, result: 'skip', enforcement: 'skipped', detail });
-  }
-  fail(check: string, code: ErrorCode, detail: string): never {
-    this.list.push({ check, result: 'fail', enforcement: 'enforced', detail });
-    throw new Rejection(code, detail);
-  }
-}
 
 export const cosignVerifier: Verifier<'cosign'> = {
   kind: 'cosign',
