@@ -55,6 +55,8 @@ export interface TestImageOptions {
   /** The layer's files; default one text file made from the seed. */
   readonly files?: readonly TarEntry[];
   readonly cmd?: readonly string[];
+  /** The image config's `config` object (Entrypoint, Env, ...); default `{Cmd: cmd}`. */
+  readonly config?: Record<string, unknown>;
 }
 
 export interface OciLayout {
@@ -100,7 +102,7 @@ export function ociLayout(tag: string, seed: string, opts: TestImageOptions & { 
       JSON.stringify({
         architecture: 'amd64',
         os: 'linux',
-        config: { Cmd: opts.cmd ?? ['/hello'] },
+        config: opts.config ?? { Cmd: opts.cmd ?? ['/hello'] },
         rootfs: { type: 'layers', diff_ids: [sha(layerTar)] },
       }),
     ),
