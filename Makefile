@@ -61,10 +61,9 @@ bench: build tools
 	$(NODE) bench/run.mjs
 
 # The OCI image (scripts/build-image.mjs): dist/image/ (OCI layout) and dist/pullguard-image.tar, for
-# amd64 and arm64 (the arm64 executable and its snapshot are built under qemu-user: scripts/build-arm64.sh).
-image: build
-	scripts/build-arm64.sh
-	$(NODE) scripts/build-image.mjs --arch amd64=dist/pullguard --arch arm64=dist/arm64/pullguard
+# amd64 and arm64 (the arm64 executable and its snapshot are built under qemu-user: make build-arm64).
+image: build build-arm64
+	$(NODE) scripts/build-image.mjs --arch amd64=dist/pullguard --arch arm64=dist/pullguard-arm64
 
 image-amd64: build
 	$(NODE) scripts/build-image.mjs --arch amd64=dist/pullguard

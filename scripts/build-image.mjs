@@ -1,7 +1,7 @@
 // Builds pullguard's OCI image without Docker: an OCI image layout (dist/image/) and a tarball of it
 // (dist/pullguard-image.tar) for `ctr images import` and `oras cp --from-oci-layout`.
 //
-//   node scripts/build-image.mjs [--arch amd64=dist/pullguard] [--arch arm64=dist/arm64/pullguard] [--tag T]
+//   node scripts/build-image.mjs [--arch amd64=dist/pullguard] [--arch arm64=dist/pullguard-arm64] [--tag T]
 //
 // Each architecture gets one manifest with two gzip layers: the runtime (glibc, libstdc++, libgcc,
 // nsenter and chroot from Debian trixie, with their copyright files; scripts/fetch-image-runtime.sh) and the
