@@ -30,7 +30,8 @@ const pct = (xs, p) => {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 };
 const fmt = (ms) => `${ms.toFixed(1).padStart(7)} ms`;
-const row = (label, xs) => `${label.padEnd(48)} median ${fmt(pct(xs, 50))}   p90 ${fmt(pct(xs, 90))}   (n=${xs.length})`;
+const row = (label, xs) =>
+  `${label.padEnd(48)} median ${fmt(pct(xs, 50))}   p90 ${fmt(pct(xs, 90))}   (n=${xs.length})`;
 
 async function main() {
   if (process.getuid?.() !== 0) throw new Error('run as root (containerd needs it)');
@@ -41,7 +42,10 @@ async function main() {
     const registry = await h.startRegistry();
     live.push(registry);
     const policy = join(work, 'policy.yaml');
-    writeFileSync(policy, `version: 1\ndefault: deny\nrules:\n  - name: bench\n    match: ${registry.host}/bench/**\n    action: allow\n`);
+    writeFileSync(
+      policy,
+      `version: 1\ndefault: deny\nrules:\n  - name: bench\n    match: ${registry.host}/bench/**\n    action: allow\n`,
+    );
 
     const total = WARMUP + RUNS;
     process.stderr.write(`pushing ${2 * total} distinct images...\n`);
@@ -75,9 +79,13 @@ async function main() {
     criWithout.close();
     criWith.close();
     await h.waitFor('decision records', () => withPg.decisionRecords().length >= total, 10_000);
-    const own = withPg.decisionRecords().slice(WARMUP).map((r) => r.durationMs);
+    const own = withPg
+      .decisionRecords()
+      .slice(WARMUP)
+      .map((r) => r.durationMs);
     if (without.decisionRecords().length !== 0) throw new Error('the empty-bin_dir daemon ran a verifier?');
-    if (withPg.decisionRecords().some((r) => r.verdict !== 'allow')) throw new Error('a benchmark pull was not allowed');
+    if (withPg.decisionRecords().some((r) => r.verdict !== 'allow'))
+      throw new Error('a benchmark pull was not allowed');
 
     // Cold start of the executable alone, as containerd runs it (no Node.js, empty environment but the policy).
     const bin = h.pullguardBinary();
@@ -89,10 +97,24 @@ async function main() {
       cold.version.push(performance.now() - t0);
       if (r.status !== 0) throw new Error(`pullguard --version failed: ${r.stderr}`);
       t0 = performance.now();
-      r = spawnSync('env', ['-i', `PULLGUARD_POLICY=${policy}`, bin, '-name', `${registry.host}/bench/with:x`, '-digest', digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'], {
-        encoding: 'utf8',
-        input: JSON.stringify({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 401 }),
-      });
+      r = spawnSync(
+        'env',
+        [
+          '-i',
+          `PULLGUARD_POLICY=${policy}`,
+          bin,
+          '-name',
+          `${registry.host}/bench/with:x`,
+          '-digest',
+          digest,
+          '-stdin-media-type',
+          'application/vnd.oci.descriptor.v1+json',
+        ],
+        {
+          encoding: 'utf8',
+          input: JSON.stringify({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 401 }),
+        },
+      );
       cold.decide.push(performance.now() - t0);
       if (r.status !== 0) throw new Error(`pullguard decision failed: ${r.stdout}${r.stderr}`);
     }

@@ -28,23 +28,110 @@ export async function startRemote(h, { work, storageDir }) {
   mkdirSync(dir);
   const live = [];
   // A private CA and a server certificate for 127.0.0.1 (clients reach the registry through the proxy's port).
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=pullguard bench CA', '-days', '2'], dir);
-  openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1'], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-subj',
+      '/CN=pullguard bench CA',
+      '-days',
+      '2',
+    ],
+    dir,
+  );
+  openssl(
+    [
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'srv.key',
+      '-out',
+      'srv.csr',
+      '-subj',
+      '/CN=127.0.0.1',
+    ],
+    dir,
+  );
   writeFileSync(join(dir, 'srv.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  openssl(['x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.pem', '-days', '2', '-extfile', 'srv.ext'], dir);
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'token.key', '-out', 'token.pem', '-subj', '/CN=pullguard bench token issuer', '-days', '2'], dir);
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'srv.csr',
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'srv.pem',
+      '-days',
+      '2',
+      '-extfile',
+      'srv.ext',
+    ],
+    dir,
+  );
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'token.key',
+      '-out',
+      'token.pem',
+      '-subj',
+      '/CN=pullguard bench token issuer',
+      '-days',
+      '2',
+    ],
+    dir,
+  );
   try {
     const token = await daemonPort(h, 'token server', process.execPath, [
       join(import.meta.dirname, 'token-server.cjs'),
-      JSON.stringify({ key: join(dir, 'token.key'), cert: join(dir, 'token.pem'), issuer: 'pullguard-bench', service: 'pullguard-bench' }),
+      JSON.stringify({
+        key: join(dir, 'token.key'),
+        cert: join(dir, 'token.pem'),
+        issuer: 'pullguard-bench',
+        service: 'pullguard-bench',
+      }),
     ]);
     live.push(token.daemon);
-    const proxy = (port) => daemonPort(h, 'latency proxy', process.execPath, [join(import.meta.dirname, 'latency-proxy.mjs'), String(port), String(REMOTE_DELAY_MS)]);
+    const proxy = (port) =>
+      daemonPort(h, 'latency proxy', process.execPath, [
+        join(import.meta.dirname, 'latency-proxy.mjs'),
+        String(port),
+        String(REMOTE_DELAY_MS),
+      ]);
     const tokenProxy = await proxy(token.port);
     live.push(tokenProxy.daemon);
     const registry = await h.startRegistry({
       tls: { cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') },
-      token: { realm: `http://127.0.0.1:${tokenProxy.port}/token`, service: 'pullguard-bench', issuer: 'pullguard-bench', rootCertBundle: join(dir, 'token.pem') },
+      token: {
+        realm: `http://127.0.0.1:${tokenProxy.port}/token`,
+        service: 'pullguard-bench',
+        issuer: 'pullguard-bench',
+        rootCertBundle: join(dir, 'token.pem'),
+      },
       storageDir,
     });
     live.push(registry);
@@ -57,15 +144,26 @@ export async function startRemote(h, { work, storageDir }) {
       join(certsDir, host, 'hosts.toml'),
       `server = "https://${host}"\n\n[host."https://${host}"]\n  capabilities = ["pull", "resolve"]\n  ca = ${JSON.stringify(join(dir, 'ca.pem'))}\n`,
     );
-    writeFileSync(join(dir, 'containerd.toml'), `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(certsDir)}\n`);
-    const count = (d, prefix) => d.output().split('\n').filter((l) => l.startsWith(prefix)).length;
+    writeFileSync(
+      join(dir, 'containerd.toml'),
+      `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(certsDir)}\n`,
+    );
+    const count = (d, prefix) =>
+      d
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith(prefix)).length;
     return {
       host,
       ca: join(dir, 'ca.pem'),
       containerdConfig: join(dir, 'containerd.toml'),
       registry,
       /** Counters read before and after one command. */
-      counters: () => ({ log: registry.daemon.output().length, tokens: count(token.daemon, 'LOG '), conns: count(registryProxy.daemon, 'CONN ') + count(tokenProxy.daemon, 'CONN ') }),
+      counters: () => ({
+        log: registry.daemon.output().length,
+        tokens: count(token.daemon, 'LOG '),
+        conns: count(registryProxy.daemon, 'CONN ') + count(tokenProxy.daemon, 'CONN '),
+      }),
       async stop() {
         for (const d of live.reverse()) await d.stop().catch(() => undefined);
       },

@@ -54,13 +54,16 @@ const mib = (bytes) => `${(bytes / (1 << 20)).toFixed(1)} MiB`;
 /** One access-log line as `GET  200 /v2/...` with digests shortened. */
 function describeRequest(l) {
   const m = /"(\S+) (\S+) HTTP\/[\d.]+" (\d+)/.exec(l);
-  return m ? `    ${m[1].padEnd(4)} ${m[3]} ${m[2].replace(/sha256[:-][0-9a-f]{64}/g, (d) => `${d.slice(0, 13)}...`).replace(/\?.*$/, (q) => (q.length > 30 ? '?...' : q))}` : `    ${l}`;
+  return m
+    ? `    ${m[1].padEnd(4)} ${m[3]} ${m[2].replace(/sha256[:-][0-9a-f]{64}/g, (d) => `${d.slice(0, 13)}...`).replace(/\?.*$/, (q) => (q.length > 30 ? '?...' : q))}`
+    : `    ${l}`;
 }
 
 /** Runs a command that must succeed (setup: signing, key generation). */
 function must(cmd, args, env) {
   const r = spawnSync(cmd, args, { env, encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`);
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`);
   return r.stdout;
 }
 
@@ -73,10 +76,13 @@ function requestsSince(registry, from) {
     .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l));
 }
 
-const LOAD_AT_START = loadavg().map((x) => x.toFixed(1)).join(' ');
+const LOAD_AT_START = loadavg()
+  .map((x) => x.toFixed(1))
+  .join(' ');
 
 async function main() {
-  if (process.getuid?.() !== 0) throw new Error('run as root (part 2 starts containerd); `--no-pull` still needs a writable /tmp only');
+  if (process.getuid?.() !== 0)
+    throw new Error('run as root (part 2 starts containerd); `--no-pull` still needs a writable /tmp only');
   const h = await loadTestHelpers();
   const work = mkdtempSync(join(tmpdir(), 'pg-bench-'));
   const live = [];
@@ -93,7 +99,13 @@ async function main() {
       const img = h.pushTestImage(host, repo, 'v1', `bench-${repo}-${Date.now()}`);
       return { ...img, repo, pinned: `${host}/${repo}@${img.digest}` };
     };
-    const img = { legacy: push('bench/legacy'), bundle: push('bench/bundle'), notation: push('bench/notation'), open: push('bench/open'), cached: push('bench/cached') };
+    const img = {
+      legacy: push('bench/legacy'),
+      bundle: push('bench/bundle'),
+      notation: push('bench/notation'),
+      open: push('bench/open'),
+      cached: push('bench/cached'),
+    };
 
     const cosignHome = join(work, 'cosign-home');
     mkdirSync(cosignHome);
@@ -101,7 +113,20 @@ async function main() {
     const key = join(work, 'release');
     must(cosignBin, ['generate-key-pair', '--output-key-prefix', key], cosignEnv);
     const sign = (image, bundle) =>
-      must(cosignBin, ['sign', '--key', `${key}.key`, '--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${bundle}`, '--allow-http-registry', image.pinned], cosignEnv);
+      must(
+        cosignBin,
+        [
+          'sign',
+          '--key',
+          `${key}.key`,
+          '--tlog-upload=false',
+          '--use-signing-config=false',
+          `--new-bundle-format=${bundle}`,
+          '--allow-http-registry',
+          image.pinned,
+        ],
+        cosignEnv,
+      );
     sign(img.legacy, false);
     sign(img.bundle, true);
     sign(img.cached, false);
@@ -112,13 +137,27 @@ async function main() {
     must(notationBin, ['cert', 'generate-test', 'bench.example'], notationEnv);
     writeFileSync(
       join(ntConfig, 'trustpolicy.json'),
-      JSON.stringify({ version: '1.0', trustPolicies: [{ name: 'bench', registryScopes: ['*'], signatureVerification: { level: 'strict' }, trustStores: ['ca:bench.example'], trustedIdentities: ['*'] }] }),
+      JSON.stringify({
+        version: '1.0',
+        trustPolicies: [
+          {
+            name: 'bench',
+            registryScopes: ['*'],
+            signatureVerification: { level: 'strict' },
+            trustStores: ['ca:bench.example'],
+            trustedIdentities: ['*'],
+          },
+        ],
+      }),
     );
     must(notationBin, ['sign', '--insecure-registry', '--key', 'bench.example', img.notation.pinned], notationEnv);
 
     // --- pullguard's policy: the same key and the same notation directory ---------------------------------
     mkdirSync(join(work, 'certs.d'));
-    writeFileSync(join(work, 'containerd.toml'), `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(join(work, 'certs.d'))}\n`);
+    writeFileSync(
+      join(work, 'containerd.toml'),
+      `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(join(work, 'certs.d'))}\n`,
+    );
     const policy = join(work, 'policy.yaml');
     writeFileSync(
       policy,
@@ -141,7 +180,10 @@ async function main() {
       policyCached,
       readFileSync(policy, 'utf8')
         .replace('default: deny\n', `default: deny\ncache: {dir: ${join(work, 'cache')}, ttl: 1h}\n`)
-        .replace('rules:\n', `rules:\n  - {name: cached, match: ${host}/bench/cached, action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}\n`),
+        .replace(
+          'rules:\n',
+          `rules:\n  - {name: cached, match: ${host}/bench/cached, action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}\n`,
+        ),
     );
     for (const p of [policy, policyCached]) {
       const check = spawnSync(bin, ['policy', 'check', p], { env: {}, encoding: 'utf8' });
@@ -151,22 +193,61 @@ async function main() {
     // --- the measured commands ---------------------------------------------------------------------------
     const MT = 'application/vnd.oci.descriptor.v1+json';
     const pullguard = (image, policyFile = policy) => ({
-      args: [`PULLGUARD_POLICY=${policyFile}`, bin, '-name', image.ref, '-digest', image.digest, '-stdin-media-type', MT],
+      args: [
+        `PULLGUARD_POLICY=${policyFile}`,
+        bin,
+        '-name',
+        image.ref,
+        '-digest',
+        image.digest,
+        '-stdin-media-type',
+        MT,
+      ],
       input: JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size }),
     });
     const cosignVerify = (image, extra = []) => ({
-      args: [`HOME=${cosignHome}`, cosignBin, 'verify', '--key', `${key}.pub`, '--insecure-ignore-tlog', '--allow-http-registry', ...extra, image.pinned],
+      args: [
+        `HOME=${cosignHome}`,
+        cosignBin,
+        'verify',
+        '--key',
+        `${key}.pub`,
+        '--insecure-ignore-tlog',
+        '--allow-http-registry',
+        ...extra,
+        image.pinned,
+      ],
     });
     const COMMANDS = [
       { group: 'a', label: 'pullguard, cosign legacy (.sig)', ...pullguard(img.legacy) },
       { group: 'a', label: 'cosign verify, legacy (default: bundle first)', ...cosignVerify(img.legacy) },
-      { group: 'a', label: 'cosign verify --new-bundle-format=false, legacy', ...cosignVerify(img.legacy, ['--new-bundle-format=false']) },
+      {
+        group: 'a',
+        label: 'cosign verify --new-bundle-format=false, legacy',
+        ...cosignVerify(img.legacy, ['--new-bundle-format=false']),
+      },
       { group: 'a', label: 'pullguard, cosign bundle (referrers tag)', ...pullguard(img.bundle) },
       { group: 'a', label: 'cosign verify, bundle', ...cosignVerify(img.bundle) },
       { group: 'b', label: 'pullguard, notation', ...pullguard(img.notation) },
-      { group: 'b', label: 'notation verify --insecure-registry', args: [`HOME=${ntHome}`, `XDG_CONFIG_HOME=${join(ntHome, 'config')}`, notationBin, 'verify', '--insecure-registry', img.notation.pinned] },
+      {
+        group: 'b',
+        label: 'notation verify --insecure-registry',
+        args: [
+          `HOME=${ntHome}`,
+          `XDG_CONFIG_HOME=${join(ntHome, 'config')}`,
+          notationBin,
+          'verify',
+          '--insecure-registry',
+          img.notation.pinned,
+        ],
+      },
       { group: 'c', label: 'pullguard, allow rule (no network)', ...pullguard(img.open) },
-      { group: 'c', label: 'pullguard, decision cache hit (cosign rule)', ...pullguard(img.cached, policyCached), cacheHit: true },
+      {
+        group: 'c',
+        label: 'pullguard, decision cache hit (cosign rule)',
+        ...pullguard(img.cached, policyCached),
+        cacheHit: true,
+      },
       { group: 'c', label: 'node -e 0 (the same Node 24, no snapshot)', args: [process.execPath, '-e', '0'] },
       { group: 'c', label: 'env -i /bin/true (spawn floor)', args: ['/bin/true'] },
     ];
@@ -186,14 +267,24 @@ async function main() {
       await sleep(150); // the registry writes its log asynchronously
       c.requests = requestsSince(registry, from);
     }
-    const hit = spawnSync('env', ['-i', ...COMMANDS.find((c) => c.cacheHit).args], { input: COMMANDS.find((c) => c.cacheHit).input, encoding: 'utf8' });
-    if (!/"cache":\{"status":"hit"/.test(hit.stderr)) throw new Error(`the cached rule did not hit the cache: ${hit.stderr}`);
+    const hit = spawnSync('env', ['-i', ...COMMANDS.find((c) => c.cacheHit).args], {
+      input: COMMANDS.find((c) => c.cacheHit).input,
+      encoding: 'utf8',
+    });
+    if (!/"cache":\{"status":"hit"/.test(hit.stderr))
+      throw new Error(`the cached rule did not hit the cache: ${hit.stderr}`);
 
     // Peak RSS (GNU time's %M, max resident set size of the process), one untimed run each.
-    const timeBin = ['/usr/bin/time'].find((p) => spawnSync(p, ['-f', '%M', 'true'], { encoding: 'utf8' }).status === 0);
+    const timeBin = ['/usr/bin/time'].find(
+      (p) => spawnSync(p, ['-f', '%M', 'true'], { encoding: 'utf8' }).status === 0,
+    );
     for (const c of COMMANDS) {
       if (!timeBin || c.label.startsWith('env -i')) continue;
-      const r = spawnSync(timeBin, ['-f', 'MAXRSS %M', 'env', '-i', ...c.args], { input: c.input, encoding: 'utf8', timeout: 30_000 });
+      const r = spawnSync(timeBin, ['-f', 'MAXRSS %M', 'env', '-i', ...c.args], {
+        input: c.input,
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
       const m = /MAXRSS (\d+)/.exec(r.stderr);
       if (m) c.rssKiB = Number(m[1]);
     }
@@ -215,7 +306,10 @@ async function main() {
     const table = [
       '| | command | median | p90 | HTTP requests | peak RSS |',
       '| --- | --- | ---: | ---: | ---: | ---: |',
-      ...COMMANDS.map((c) => `| ${c.group} | ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.label.startsWith('env -i') ? '-' : c.requests.length} | ${c.rssKiB ? mib(c.rssKiB * 1024) : '-'} |`),
+      ...COMMANDS.map(
+        (c) =>
+          `| ${c.group} | ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.label.startsWith('env -i') ? '-' : c.requests.length} | ${c.rssKiB ? mib(c.rssKiB * 1024) : '-'} |`,
+      ),
     ];
     const sizes = [
       '| binary | size |',
@@ -224,10 +318,15 @@ async function main() {
       `| cosign 3.1.1 (Debian) | ${mib(size(cosignBin))} |`,
       `| notation 1.3.2 (Debian) | ${mib(size(notationBin))} |`,
     ];
-    const requestsDetail = COMMANDS.filter((c) => c.requests.length > 0).flatMap((c) => [`${c.label}:`, ...c.requests.map(describeRequest)]);
+    const requestsDetail = COMMANDS.filter((c) => c.requests.length > 0).flatMap((c) => [
+      `${c.label}:`,
+      ...c.requests.map(describeRequest),
+    ]);
     /** cosign 3.1.1 fetches a bundle's referrers twice; say so only when this run's log shows it. */
     const repeated = (label) => {
-      const paths = COMMANDS.find((c) => c.label === label).requests.map((l) => /"\S+ (\S+) /.exec(l)?.[1] ?? l).filter((p) => p !== '/v2/');
+      const paths = COMMANDS.find((c) => c.label === label)
+        .requests.map((l) => /"\S+ (\S+) /.exec(l)?.[1] ?? l)
+        .filter((p) => p !== '/v2/');
       const half = paths.length / 2;
       return half >= 1 && Number.isInteger(half) && paths.slice(0, half).join() === paths.slice(half).join()
         ? ` \`${label}\` made the same ${half} requests twice (after a \`/v2/\` ping).`
@@ -252,10 +351,14 @@ async function main() {
       '',
       ...reading,
     ].join('\n');
-    process.stdout.write(`\n${part1}\n\nHTTP requests per verification (registry access log):\n${requestsDetail.join('\n')}\n`);
+    process.stdout.write(
+      `\n${part1}\n\nHTTP requests per verification (registry access log):\n${requestsDetail.join('\n')}\n`,
+    );
 
     // --- part 3: the same verifications against a remote registry (latency, TLS, token auth) ----------
-    process.stderr.write(`part 3: a remote registry (${REMOTE_DELAY_MS} ms each way, TLS with a private CA, token auth)...\n`);
+    process.stderr.write(
+      `part 3: a remote registry (${REMOTE_DELAY_MS} ms each way, TLS with a private CA, token auth)...\n`,
+    );
     const remote = await startRemote(h, { work, storageDir: join(registry.dir, 'data') });
     live.push(remote);
     const remotePolicy = join(work, 'policy-remote.yaml');
@@ -275,16 +378,54 @@ async function main() {
         '',
       ].join('\n'),
     );
-    const at = (image) => ({ ...image, ref: image.ref.replace(host, rhost), pinned: image.pinned.replace(host, rhost) });
+    const at = (image) => ({
+      ...image,
+      ref: image.ref.replace(host, rhost),
+      pinned: image.pinned.replace(host, rhost),
+    });
     const rimg = { legacy: at(img.legacy), bundle: at(img.bundle), notation: at(img.notation) };
     const ssl = `SSL_CERT_FILE=${remote.ca}`;
     const REMOTE = [
       { label: 'pullguard, cosign legacy (.sig)', ...pullguard(rimg.legacy, remotePolicy) },
-      { label: 'cosign verify, legacy', args: [ssl, `HOME=${cosignHome}`, cosignBin, 'verify', '--key', `${key}.pub`, '--insecure-ignore-tlog', rimg.legacy.pinned] },
+      {
+        label: 'cosign verify, legacy',
+        args: [
+          ssl,
+          `HOME=${cosignHome}`,
+          cosignBin,
+          'verify',
+          '--key',
+          `${key}.pub`,
+          '--insecure-ignore-tlog',
+          rimg.legacy.pinned,
+        ],
+      },
       { label: 'pullguard, cosign bundle (referrers tag)', ...pullguard(rimg.bundle, remotePolicy) },
-      { label: 'cosign verify, bundle', args: [ssl, `HOME=${cosignHome}`, cosignBin, 'verify', '--key', `${key}.pub`, '--insecure-ignore-tlog', rimg.bundle.pinned] },
+      {
+        label: 'cosign verify, bundle',
+        args: [
+          ssl,
+          `HOME=${cosignHome}`,
+          cosignBin,
+          'verify',
+          '--key',
+          `${key}.pub`,
+          '--insecure-ignore-tlog',
+          rimg.bundle.pinned,
+        ],
+      },
       { label: 'pullguard, notation', ...pullguard(rimg.notation, remotePolicy) },
-      { label: 'notation verify', args: [ssl, `HOME=${ntHome}`, `XDG_CONFIG_HOME=${join(ntHome, 'config')}`, notationBin, 'verify', rimg.notation.pinned] },
+      {
+        label: 'notation verify',
+        args: [
+          ssl,
+          `HOME=${ntHome}`,
+          `XDG_CONFIG_HOME=${join(ntHome, 'config')}`,
+          notationBin,
+          'verify',
+          rimg.notation.pinned,
+        ],
+      },
     ];
     for (const c of REMOTE) Object.assign(c, await measureOnce(remote, c, requestsSince));
     for (const c of REMOTE) c.times = [];
@@ -298,9 +439,15 @@ async function main() {
     const remoteTable = [
       '| command | median | p90 | HTTP requests | token requests | TCP+TLS connections |',
       '| --- | ---: | ---: | ---: | ---: | ---: |',
-      ...REMOTE.map((c) => `| ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.requests.length} | ${c.tokens} | ${c.connections} |`),
+      ...REMOTE.map(
+        (c) =>
+          `| ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.requests.length} | ${c.tokens} | ${c.connections} |`,
+      ),
     ];
-    const remoteDetail = REMOTE.flatMap((c) => [`${c.label}: ${c.connections} connection(s), ${c.tokens} token request(s)`, ...c.requests.map(describeRequest)]);
+    const remoteDetail = REMOTE.flatMap((c) => [
+      `${c.label}: ${c.connections} connection(s), ${c.tokens} token request(s)`,
+      ...c.requests.map(describeRequest),
+    ]);
     const part3 = [
       `pullguard vs cosign / notation CLIs, a remote registry: every connection through bench/latency-proxy.mjs (${REMOTE_DELAY_MS} ms each way),`,
       'TLS with a private CA (hosts.toml `ca` for pullguard, SSL_CERT_FILE for the CLIs), bearer tokens from bench/token-server.cjs',
@@ -308,7 +455,9 @@ async function main() {
       '',
       ...remoteTable,
     ].join('\n');
-    process.stdout.write(`\n${part3}\n\nRound trips per verification (registry access log, token server, proxy):\n${remoteDetail.join('\n')}\n`);
+    process.stdout.write(
+      `\n${part3}\n\nRound trips per verification (registry access log, token server, proxy):\n${remoteDetail.join('\n')}\n`,
+    );
 
     // --- targets (issue 11) beside the measured ratios -----------------------------------------------------
     const buildInfo = (() => {
@@ -318,22 +467,47 @@ async function main() {
         return {};
       }
     })();
-    const maxRss = Math.max(...COMMANDS.filter((c) => c.label.startsWith('pullguard') && c.rssKiB).map((c) => c.rssKiB));
+    const maxRss = Math.max(
+      ...COMMANDS.filter((c) => c.label.startsWith('pullguard') && c.rssKiB).map((c) => c.rssKiB),
+    );
     const ratio = (a, b) => a / b;
     const TARGETS = [
-      ['loopback: cosign legacy vs `cosign verify`', ratio(med('pullguard, cosign legacy (.sig)'), med('cosign verify, legacy (default: bundle first)')), 1.3],
-      ['loopback: cosign bundle vs `cosign verify`', ratio(med('pullguard, cosign bundle (referrers tag)'), med('cosign verify, bundle')), 1.1],
-      ['loopback: notation vs `notation verify`', ratio(med('pullguard, notation'), med('notation verify --insecure-registry')), 3.0],
+      [
+        'loopback: cosign legacy vs `cosign verify`',
+        ratio(med('pullguard, cosign legacy (.sig)'), med('cosign verify, legacy (default: bundle first)')),
+        1.3,
+      ],
+      [
+        'loopback: cosign bundle vs `cosign verify`',
+        ratio(med('pullguard, cosign bundle (referrers tag)'), med('cosign verify, bundle')),
+        1.1,
+      ],
+      [
+        'loopback: notation vs `notation verify`',
+        ratio(med('pullguard, notation'), med('notation verify --insecure-registry')),
+        3.0,
+      ],
       ['allow rule vs `node -e 0`', ratio(floor, med('node -e 0 (the same Node 24, no snapshot)')), 1.3],
-      ['remote: cosign legacy vs `cosign verify`', ratio(rmed('pullguard, cosign legacy (.sig)'), rmed('cosign verify, legacy')), 0.6],
-      ['remote: cosign bundle vs `cosign verify`', ratio(rmed('pullguard, cosign bundle (referrers tag)'), rmed('cosign verify, bundle')), 0.6],
+      [
+        'remote: cosign legacy vs `cosign verify`',
+        ratio(rmed('pullguard, cosign legacy (.sig)'), rmed('cosign verify, legacy')),
+        0.6,
+      ],
+      [
+        'remote: cosign bundle vs `cosign verify`',
+        ratio(rmed('pullguard, cosign bundle (referrers tag)'), rmed('cosign verify, bundle')),
+        0.6,
+      ],
       ['remote: notation vs `notation verify`', ratio(rmed('pullguard, notation'), rmed('notation verify')), 1.0],
       ['decision cache hit vs allow rule', ratio(med('pullguard, decision cache hit (cosign rule)'), floor), 1.1],
     ];
     const targets = [
       '| target | measured | target | met |',
       '| --- | ---: | ---: | :---: |',
-      ...TARGETS.map(([what, got, want]) => `| ${what} | ${got.toFixed(2)}x | <= ${want.toFixed(1)}x | ${got <= want ? 'yes' : 'NO'} |`),
+      ...TARGETS.map(
+        ([what, got, want]) =>
+          `| ${what} | ${got.toFixed(2)}x | <= ${want.toFixed(1)}x | ${got <= want ? 'yes' : 'NO'} |`,
+      ),
       `| peak RSS, every pullguard path | ${Number.isFinite(maxRss) ? mib(maxRss * 1024) : 'not measured (no GNU time)'} | <= 64 MiB | ${maxRss * 1024 <= 64 * (1 << 20) ? 'yes' : 'NO'} |`,
       `| startup snapshot (SEA blob) | ${buildInfo.snapshotBlobBytes ? mib(buildInfo.snapshotBlobBytes) : '?'} | (printed) | |`,
       `| bundle (dist/pullguard.cjs, one-byte source) | ${buildInfo.bundleBytes ? `${(buildInfo.bundleBytes / 1024).toFixed(0)} KiB` : '?'} | (printed) | |`,
@@ -347,7 +521,11 @@ async function main() {
     const pullCmd = `node bench/pull-latency.mjs --runs ${RUNS}`;
     if (PULL) {
       process.stdout.write(`\n== part 2: ${pullCmd}\n`);
-      const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'pull-latency.mjs'), '--runs', String(RUNS)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 15 * 60_000 });
+      const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'pull-latency.mjs'), '--runs', String(RUNS)], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+        timeout: 15 * 60_000,
+      });
       process.stdout.write(r.stdout);
       if (r.status !== 0) throw new Error(`bench/pull-latency.mjs failed (exit ${r.status ?? r.signal})`);
       part2 = r.stdout.trimEnd();
@@ -361,7 +539,9 @@ async function main() {
         '',
         `Measured on ${date.slice(0, 10)} on this project's build machine (${machine}), with \`make bench\``,
         `(\`node bench/run.mjs --runs ${RUNS}\`). The machine is shared: treat differences under a few milliseconds as noise.`,
-        `Load average (1, 5, 15 min) at the start: ${LOAD_AT_START}; at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')}.`,
+        `Load average (1, 5, 15 min) at the start: ${LOAD_AT_START}; at the end: ${loadavg()
+          .map((x) => x.toFixed(1))
+          .join(' ')}.`,
         ...(process.env.BENCH_NOTE ? ['', process.env.BENCH_NOTE] : []),
         '',
         '## 1. One verification: pullguard beside the cosign and notation CLIs',
@@ -418,7 +598,9 @@ async function main() {
         '',
       ].join('\n');
       writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), md);
-      process.stdout.write(`\nwrote ${relative(process.cwd(), join(ROOT, 'bench', 'RESULTS.md')) || 'bench/RESULTS.md'}\n`);
+      process.stdout.write(
+        `\nwrote ${relative(process.cwd(), join(ROOT, 'bench', 'RESULTS.md')) || 'bench/RESULTS.md'}\n`,
+      );
     }
   } finally {
     for (const d of live.reverse()) await d.stop().catch(() => undefined);
@@ -426,7 +608,11 @@ async function main() {
   }
 }
 
-for (const [sig, n] of [['SIGINT', 2], ['SIGTERM', 15]]) process.once(sig, () => process.exit(128 + n)); // proc.ts's exit hook stops the daemons
+for (const [sig, n] of [
+  ['SIGINT', 2],
+  ['SIGTERM', 15],
+])
+  process.once(sig, () => process.exit(128 + n)); // proc.ts's exit hook stops the daemons
 
 main()
   .catch((e) => {

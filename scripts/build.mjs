@@ -2,7 +2,19 @@
 // application, dist/pullguard, with a V8 startup snapshot: the bundle's modules are evaluated at build
 // time, so a pull's start-up only deserializes them (see src/main.ts).
 import { execFileSync } from 'node:child_process';
-import { closeSync, copyFileSync, chmodSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  chmodSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -12,7 +24,9 @@ const dist = join(root, 'dist');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const commit = (() => {
   try {
-    return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
   } catch {
     return 'unknown';
   }
@@ -53,10 +67,15 @@ function checkOneByte(text) {
   const bad = [];
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c > 0xff) bad.push(`U+${c.toString(16).toUpperCase().padStart(4, '0')} at offset ${i}: ${JSON.stringify(text.slice(Math.max(0, i - 40), i + 20))}`);
+    if (c > 0xff)
+      bad.push(
+        `U+${c.toString(16).toUpperCase().padStart(4, '0')} at offset ${i}: ${JSON.stringify(text.slice(Math.max(0, i - 40), i + 20))}`,
+      );
   }
   if (bad.length > 0) {
-    console.error(`build failed: dist/pullguard.cjs is no longer a one-byte string (${bad.length} character(s) above U+00FF):`);
+    console.error(
+      `build failed: dist/pullguard.cjs is no longer a one-byte string (${bad.length} character(s) above U+00FF):`,
+    );
     for (const b of bad.slice(0, 10)) console.error(`  ${b}`);
     console.error('write them as \\uXXXX escapes (the source must stay ASCII-only)');
     process.exit(1);
@@ -79,8 +98,12 @@ if (process.argv.includes('--sea')) {
   let targetNode = process.execPath;
   let emulate = (file, args, opts) => execFileSync(file, args, opts);
   if (cross) {
-    if (arch !== 'arm64' || process.arch !== 'x64') throw new Error(`cross builds are x64 -> arm64 only, not ${process.arch} -> ${arch}`);
-    const cache = execFileSync(join(root, 'scripts', 'fetch-arm64.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    if (arch !== 'arm64' || process.arch !== 'x64')
+      throw new Error(`cross builds are x64 -> arm64 only, not ${process.arch} -> ${arch}`);
+    const cache = execFileSync(join(root, 'scripts', 'fetch-arm64.sh'), {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }).trim();
     targetNode = join(cache, 'node', 'bin', 'node');
     const qemu = join(cache, 'root', 'usr', 'bin', 'qemu-aarch64');
     emulate = (file, args, opts) => execFileSync(qemu, ['-L', join(cache, 'root'), file, ...args], opts);
@@ -91,18 +114,32 @@ if (process.argv.includes('--sea')) {
   const blob = join(dist, `pullguard${suffix}.blob`);
   writeFileSync(
     seaConfig,
-    JSON.stringify({ main: join(dist, 'pullguard.cjs'), output: blob, disableExperimentalSEAWarning: true, useSnapshot: true }),
+    JSON.stringify({
+      main: join(dist, 'pullguard.cjs'),
+      output: blob,
+      disableExperimentalSEAWarning: true,
+      useSnapshot: true,
+    }),
   );
   const t0 = Date.now();
   run(['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
   info.snapshotBlobBytes = statSync(blob).size;
-  console.log(`sea blob (V8 startup snapshot, ${arch}) ${(info.snapshotBlobBytes / 1024).toFixed(0)} KiB in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(
+    `sea blob (V8 startup snapshot, ${arch}) ${(info.snapshotBlobBytes / 1024).toFixed(0)} KiB in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
   const exe = join(dist, `pullguard${suffix}`);
   rmSync(exe, { force: true });
   copyFileSync(targetNode, exe);
   execFileSync(
     process.execPath,
-    [join(root, 'node_modules/postject/dist/cli.js'), exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'],
+    [
+      join(root, 'node_modules/postject/dist/cli.js'),
+      exe,
+      'NODE_SEA_BLOB',
+      blob,
+      '--sentinel-fuse',
+      'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
+    ],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   chmodSync(exe, 0o755);
@@ -131,4 +168,7 @@ function rewriteInSmallWrites(file) {
   renameSync(tmp, file);
 }
 
-writeFileSync(join(dist, cross ? `build-info-${arch}.json` : 'build-info.json'), `${JSON.stringify({ ...info, arch })}\n`);
+writeFileSync(
+  join(dist, cross ? `build-info-${arch}.json` : 'build-info.json'),
+  `${JSON.stringify({ ...info, arch })}\n`,
+);

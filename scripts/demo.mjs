@@ -53,7 +53,7 @@ const IMAGES = [
   {
     key: 'cosignLegacy',
     repo: 'prod/api',
-    why: "signed with cosign, release key, legacy format (the `sha256-<hex>.sig` tag)",
+    why: 'signed with cosign, release key, legacy format (the `sha256-<hex>.sig` tag)',
     expect: 'allow',
     sign: (c, pinned) => cosignSign(c, c.keys.release, pinned, { bundle: false }),
   },
@@ -74,7 +74,7 @@ const IMAGES = [
   {
     key: 'untrusted',
     repo: 'prod/forged',
-    why: "signed with cosign (both formats), but by a key the policy does not trust",
+    why: 'signed with cosign (both formats), but by a key the policy does not trust',
     expect: 'deny',
     sign: async (c, pinned) => {
       await cosignSign(c, c.keys.stranger, pinned, { bundle: true });
@@ -107,11 +107,16 @@ const children = new Set();
 /** Runs a command with a time limit; resolves { code, stdout, stderr } and never throws for a non-zero exit. */
 function run(cmd, args, { env, timeoutMs = 60_000 } = {}) {
   return new Promise((resolve, reject) => {
-    const p = execFile(cmd, args, { env, timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8', maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      children.delete(p);
-      if (err && typeof err.code !== 'number') return reject(new Error(`${cmd} did not finish: ${err.message}`));
-      resolve({ code: err ? err.code : 0, stdout, stderr });
-    });
+    const p = execFile(
+      cmd,
+      args,
+      { env, timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8', maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        children.delete(p);
+        if (err && typeof err.code !== 'number') return reject(new Error(`${cmd} did not finish: ${err.message}`));
+        resolve({ code: err ? err.code : 0, stdout, stderr });
+      },
+    );
     children.add(p);
   });
 }
@@ -125,16 +130,47 @@ async function must(c, label, cmd, args, env) {
 }
 
 // cosign and notation run sandboxed: their HOME (and notation's config) in the demo directory.
-const cosignEnv = (c) => ({ PATH: '/usr/bin:/bin', HOME: join(c.work, 'cosign-home'), COSIGN_PASSWORD: '', COSIGN_YES: 'true', SIGSTORE_NO_CACHE: '1' });
-const notationEnv = (c) => ({ PATH: '/usr/bin:/bin', HOME: join(c.work, 'notation-home'), XDG_CONFIG_HOME: join(c.work, 'notation-home', 'config') });
+const cosignEnv = (c) => ({
+  PATH: '/usr/bin:/bin',
+  HOME: join(c.work, 'cosign-home'),
+  COSIGN_PASSWORD: '',
+  COSIGN_YES: 'true',
+  SIGSTORE_NO_CACHE: '1',
+});
+const notationEnv = (c) => ({
+  PATH: '/usr/bin:/bin',
+  HOME: join(c.work, 'notation-home'),
+  XDG_CONFIG_HOME: join(c.work, 'notation-home', 'config'),
+});
 
 function cosignSign(c, keyPrefix, pinned, { bundle }) {
   // No transparency log, no signing config (offline); --new-bundle-format picks the v3 bundle or the legacy .sig.
-  return must(c, 'cosign', c.h.tool('cosign'), ['sign', '--key', `${keyPrefix}.key`, '--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${bundle}`, '--allow-http-registry', pinned], cosignEnv(c));
+  return must(
+    c,
+    'cosign',
+    c.h.tool('cosign'),
+    [
+      'sign',
+      '--key',
+      `${keyPrefix}.key`,
+      '--tlog-upload=false',
+      '--use-signing-config=false',
+      `--new-bundle-format=${bundle}`,
+      '--allow-http-registry',
+      pinned,
+    ],
+    cosignEnv(c),
+  );
 }
 
 function notationSign(c, pinned) {
-  return must(c, 'notation', c.h.tool('notation'), ['sign', '--insecure-registry', '--key', 'demo.example', pinned], notationEnv(c));
+  return must(
+    c,
+    'notation',
+    c.h.tool('notation'),
+    ['sign', '--insecure-registry', '--key', 'demo.example', pinned],
+    notationEnv(c),
+  );
 }
 
 // --- pulls -------------------------------------------------------------------------------------------
@@ -160,12 +196,16 @@ async function ctrPull(c, ref) {
 async function setup(c) {
   step('Tools');
   const bin = c.h.toolsBin();
-  say(`containerd 2.1.9, ctr, docker-registry 2.8.3, oras, cosign 3.1.1, notation 1.3.2 from Debian (cache ${dim(bin)})`);
+  say(
+    `containerd 2.1.9, ctr, docker-registry 2.8.3, oras, cosign 3.1.1, notation 1.3.2 from Debian (cache ${dim(bin)})`,
+  );
   say(`pullguard: ${c.h.pullguardBinary()} (the single executable; no Node.js needed on the node)`);
 
   step('Registry');
   c.registry = await c.h.startRegistry();
-  say(`docker-registry on ${c.registry.host} (pid ${c.registry.daemon.pid}); plain http, no referrers API: signatures are found through tags`);
+  say(
+    `docker-registry on ${c.registry.host} (pid ${c.registry.daemon.pid}); plain http, no referrers API: signatures are found through tags`,
+  );
   c.images = {};
   for (const i of IMAGES) {
     const img = c.h.pushTestImage(c.registry.host, i.repo, '1.0', `demo-${i.key}-${Date.now()}`);
@@ -177,18 +217,42 @@ async function setup(c) {
   const keys = join(c.work, 'keys');
   mkdirSync(keys);
   c.keys = { release: join(keys, 'release'), stranger: join(keys, 'stranger') };
-  say('cosign key pairs (empty password): the release key the policy trusts, and a stranger\'s key');
-  await must(c, 'cosign', c.h.tool('cosign'), ['generate-key-pair', '--output-key-prefix', c.keys.release], cosignEnv(c));
-  await must(c, 'cosign', c.h.tool('cosign'), ['generate-key-pair', '--output-key-prefix', c.keys.stranger], cosignEnv(c));
-  say('notation test key and certificate; generate-test also puts the certificate in the trust store "ca:demo.example"');
+  say("cosign key pairs (empty password): the release key the policy trusts, and a stranger's key");
+  await must(
+    c,
+    'cosign',
+    c.h.tool('cosign'),
+    ['generate-key-pair', '--output-key-prefix', c.keys.release],
+    cosignEnv(c),
+  );
+  await must(
+    c,
+    'cosign',
+    c.h.tool('cosign'),
+    ['generate-key-pair', '--output-key-prefix', c.keys.stranger],
+    cosignEnv(c),
+  );
+  say(
+    'notation test key and certificate; generate-test also puts the certificate in the trust store "ca:demo.example"',
+  );
   await must(c, 'notation', c.h.tool('notation'), ['cert', 'generate-test', 'demo.example'], notationEnv(c));
   c.notationDir = join(c.work, 'notation-home', 'config', 'notation');
   const trustPolicy = {
     version: '1.0',
-    trustPolicies: [{ name: 'demo', registryScopes: ['*'], signatureVerification: { level: 'strict' }, trustStores: ['ca:demo.example'], trustedIdentities: ['*'] }],
+    trustPolicies: [
+      {
+        name: 'demo',
+        registryScopes: ['*'],
+        signatureVerification: { level: 'strict' },
+        trustStores: ['ca:demo.example'],
+        trustedIdentities: ['*'],
+      },
+    ],
   };
   writeFileSync(join(c.notationDir, 'trustpolicy.json'), JSON.stringify(trustPolicy, null, 2));
-  say(`notation trust policy ${relative(c.work, join(c.notationDir, 'trustpolicy.json'))}: every repository, strict, trust store ca:demo.example`);
+  say(
+    `notation trust policy ${relative(c.work, join(c.notationDir, 'trustpolicy.json'))}: every repository, strict, trust store ca:demo.example`,
+  );
   for (const i of IMAGES) {
     say(`${bold(i.repo)}: ${i.why}`);
     await i.sign(c, c.images[i.key].pinned);
@@ -201,7 +265,9 @@ async function setup(c) {
   step('containerd');
   c.ctd = await c.h.startContainerd({ mode: 'dropin', policy: join(c.work, 'policy.yaml'), logLevel: 'info' });
   say(`containerd 2.1.9 (pid ${c.ctd.daemon.pid}), socket ${c.ctd.socket}, log level info (as on nodes)`);
-  say('config: imports containerd-config/pullguard.toml (the drop-in users install), then a demo-only file that moves paths to a temp dir');
+  say(
+    'config: imports containerd-config/pullguard.toml (the drop-in users install), then a demo-only file that moves paths to a temp dir',
+  );
   say(`bin_dir ${c.ctd.binDir} holds only: ${readdirSync(c.ctd.binDir).join(', ')}`);
   say(`PULLGUARD_POLICY=${c.policyFile} in containerd's environment (verifiers inherit it)`);
   c.cri = c.h.criClient(c.ctd.socket);
@@ -248,7 +314,10 @@ async function listTags(c, repo) {
 /** pullguard's decision log, oldest first. */
 function decisions(c) {
   try {
-    return readFileSync(c.logFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l));
+    return readFileSync(c.logFile, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l));
   } catch {
     return [];
   }
@@ -257,20 +326,36 @@ function decisions(c) {
 // --- main --------------------------------------------------------------------------------------------
 
 async function main() {
-  if (process.getuid?.() !== 0) throw new Error('the demo starts containerd, which needs root: run `make demo` as root');
+  if (process.getuid?.() !== 0)
+    throw new Error('the demo starts containerd, which needs root: run `make demo` as root');
   const work = mkdtempSync(join(tmpdir(), 'pg-demo-'));
-  const c = { work, policyFile: join(work, 'policy.yaml'), logFile: join(work, 'log', 'decisions.jsonl'), metricsFile: join(work, 'pullguard.prom') };
+  const c = {
+    work,
+    policyFile: join(work, 'policy.yaml'),
+    logFile: join(work, 'log', 'decisions.jsonl'),
+    metricsFile: join(work, 'pullguard.prom'),
+  };
   let cleaning;
   const cleanup = () =>
     (cleaning ??= (async () => {
-      for (const p of children) if (p.pid && p.exitCode === null) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+      for (const p of children)
+        if (p.pid && p.exitCode === null)
+          try {
+            process.kill(p.pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
       c.cri?.close();
       await c.ctd?.stop().catch(() => undefined);
       await c.registry?.stop().catch(() => undefined);
       rmSync(work, { recursive: true, force: true });
     })());
   // Ctrl-C or a kill: stop the daemons before leaving. (proc.ts also SIGKILLs them on exit.)
-  for (const [sig, num] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]]) {
+  for (const [sig, num] of [
+    ['SIGINT', 2],
+    ['SIGTERM', 15],
+    ['SIGHUP', 1],
+  ]) {
     process.once(sig, () => {
       process.stdout.write(`${red(`\n${sig}: stopping containerd and the registry, removing temp files`)}\n`);
       stopping = true;
@@ -300,7 +385,9 @@ async function main() {
         if (!ok) failures++;
         say(`  ${verdict === 'allow' ? green('ALLOWED') : red('DENIED ')} ${p.name}`);
         say(`    ${detail}`);
-        const rec = decisions(c).slice(before).find((r) => r.name === ref);
+        const rec = decisions(c)
+          .slice(before)
+          .find((r) => r.name === ref);
         if (rec) say(dim(`    pullguard: ${rec.verdict} by rule ${rec.rule ?? '(none)'} in ${rec.durationMs} ms`));
         else say(red('    no pullguard decision in its decision log'));
         if (!ok) say(red(`    UNEXPECTED: expected ${i.expect}`));
@@ -309,30 +396,50 @@ async function main() {
     }
 
     step('Summary');
-    for (const r of table) say(`  ${r.image.padEnd(16)} ${r.pull.padEnd(16)} ${r.verdict === 'allow' ? green('allowed') : red('denied ')} ${r.ok ? '' : red('(UNEXPECTED)')}`);
+    for (const r of table)
+      say(
+        `  ${r.image.padEnd(16)} ${r.pull.padEnd(16)} ${r.verdict === 'allow' ? green('allowed') : red('denied ')} ${r.ok ? '' : red('(UNEXPECTED)')}`,
+      );
 
     for (const key of EXPLAIN) {
       const img = c.images[key];
       step(`pullguard verify --explain ${img.ref}   (what a person runs to see why)`);
-      const r = await run(c.h.pullguardBinary(), ['verify', '--explain', '--policy', c.policyFile, img.ref], { env: {} });
+      const r = await run(c.h.pullguardBinary(), ['verify', '--explain', '--policy', c.policyFile, img.ref], {
+        env: {},
+      });
       say((r.stdout + r.stderr).trimEnd());
       say(dim(`(exit code ${r.code}: 0 allow, 1 deny, 2 configuration error)`));
     }
 
     step('What pullguard recorded on the node');
-    const verifierLines = c.ctd.log().split('\n').filter((l) => l.includes('image_verifier=pullguard')).length;
-    say(dim(`containerd at info level logged ${verifierLines} line(s) of pullguard's output (it keeps a verifier's stderr for debug level); pullguard keeps its own record:`));
+    const verifierLines = c.ctd
+      .log()
+      .split('\n')
+      .filter((l) => l.includes('image_verifier=pullguard')).length;
+    say(
+      dim(
+        `containerd at info level logged ${verifierLines} line(s) of pullguard's output (it keeps a verifier's stderr for debug level); pullguard keeps its own record:`,
+      ),
+    );
     const report = await run(c.h.pullguardBinary(), ['log', '--policy', c.policyFile], { env: {} });
-    say(`\n${dim('$')} pullguard log   ${dim('(grouped by rule, image and reason; --would-deny, --since 1h, --json, -f)')}`);
+    say(
+      `\n${dim('$')} pullguard log   ${dim('(grouped by rule, image and reason; --would-deny, --since 1h, --json, -f)')}`,
+    );
     say((report.stdout + report.stderr).trimEnd());
-    const sample = decisions(c).find((r) => r.verdict === 'deny' && r.authorities.some((a) => !a.satisfied)) ?? decisions(c)[0];
+    const sample =
+      decisions(c).find((r) => r.verdict === 'deny' && r.authorities.some((a) => !a.satisfied)) ?? decisions(c)[0];
     if (sample) {
       say(`\none decision log line in full (${relative(c.work, c.logFile)}, one JSON line per decision):`);
       say(dim(JSON.stringify(sample)));
     }
-    say(`\n${dim('$')} grep ^pullguard_decisions_total ${relative(c.work, c.metricsFile)}   ${dim("(node_exporter's textfile collector reads it)")}`);
-    for (const l of readFileSync(c.metricsFile, 'utf8').split('\n')) if (l.startsWith('pullguard_decisions_total')) say(`  ${l}`);
-    say(`\nIn Kubernetes, the "containerd:" text of a denied pull is what \`kubectl describe pod\` shows in the event.`);
+    say(
+      `\n${dim('$')} grep ^pullguard_decisions_total ${relative(c.work, c.metricsFile)}   ${dim("(node_exporter's textfile collector reads it)")}`,
+    );
+    for (const l of readFileSync(c.metricsFile, 'utf8').split('\n'))
+      if (l.startsWith('pullguard_decisions_total')) say(`  ${l}`);
+    say(
+      `\nIn Kubernetes, the "containerd:" text of a denied pull is what \`kubectl describe pod\` shows in the event.`,
+    );
     say('Install on a node: pullguard node install; Kind: kind/cluster.yaml (see their README.md).');
   } finally {
     step('Cleanup');
@@ -342,7 +449,8 @@ async function main() {
   if (failures > 0) {
     say(red(`\n${failures} pull(s) did not end as expected`));
     process.exitCode = 1;
-  } else say(green(`\ndemo finished in ${((Date.now() - t0) / 1000).toFixed(1)} s: every pull ended as the policy says`));
+  } else
+    say(green(`\ndemo finished in ${((Date.now() - t0) / 1000).toFixed(1)} s: every pull ended as the policy says`));
 }
 
 main()

@@ -41,7 +41,9 @@ function main(): void {
 if (startupSnapshot?.isBuildingSnapshot()) {
   startupSnapshot.setDeserializeMainFunction(main);
   warmUp().catch((e: unknown) => {
-    process.stderr.write(`pullguard: the snapshot warm-up failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.stderr.write(
+      `pullguard: the snapshot warm-up failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+    );
     process.exit(1);
   });
 } else main();

@@ -8,16 +8,26 @@ type Out = (line: string) => void;
  * `pullguard cache ls|clear [--policy FILE]`: the decision cache of the policy (its `cache.dir`, or the
  * default directory when the policy has no cache). Exit 0, or 2 when the cache cannot be used.
  */
-export function runCacheCommand(args: readonly string[], loadPolicy: (file?: string) => Policy, out: Out, now: number = Date.now()): number {
+export function runCacheCommand(
+  args: readonly string[],
+  loadPolicy: (file?: string) => Policy,
+  out: Out,
+  now: number = Date.now(),
+): number {
   const [sub, ...rest] = args;
   let file: string | undefined;
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]!;
     if (a === '--policy' && rest[i + 1]) file = rest[++i];
     else if (a.startsWith('--policy=')) file = a.slice('--policy='.length);
-    else throw new PullguardError('CONTRACT_ARGS', `unknown argument ${JSON.stringify(a)}; usage: pullguard cache ls|clear [--policy FILE]`);
+    else
+      throw new PullguardError(
+        'CONTRACT_ARGS',
+        `unknown argument ${JSON.stringify(a)}; usage: pullguard cache ls|clear [--policy FILE]`,
+      );
   }
-  if (sub !== 'ls' && sub !== 'clear') throw new PullguardError('CONTRACT_ARGS', 'usage: pullguard cache ls|clear [--policy FILE]');
+  if (sub !== 'ls' && sub !== 'clear')
+    throw new PullguardError('CONTRACT_ARGS', 'usage: pullguard cache ls|clear [--policy FILE]');
   const policy = loadPolicy(file);
   const dir = policy.cache?.dir ?? DEFAULT_CACHE_DIR;
   const store = CacheStore.open(dir, false);
@@ -33,12 +43,19 @@ export function runCacheCommand(args: readonly string[], loadPolicy: (file?: str
     return 0;
   }
   const { entries, unreadable } = store.list();
-  out(`${dir}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}${policy.cache ? '' : ' (this policy has no cache: section, so none are used)'}`);
+  out(
+    `${dir}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}${policy.cache ? '' : ' (this policy has no cache: section, so none are used)'}`,
+  );
   for (const e of entries.sort((a, b) => b.verifiedAt - a.verifiedAt)) {
     const state = now < e.expiresAt ? 'fresh' : now < e.staleUntil ? 'stale-only' : 'expired';
     const stale = e.staleUntil > 0 ? `, staleIfError until ${new Date(e.staleUntil).toISOString()}` : '';
-    out(`  ${state.padEnd(10)} ${e.repository}@${e.digest} rule "${e.rule}" verified ${new Date(e.verifiedAt).toISOString()}, expires ${new Date(e.expiresAt).toISOString()} (${e.expiry})${stale}`);
+    out(
+      `  ${state.padEnd(10)} ${e.repository}@${e.digest} rule "${e.rule}" verified ${new Date(e.verifiedAt).toISOString()}, expires ${new Date(e.expiresAt).toISOString()} (${e.expiry})${stale}`,
+    );
   }
-  if (unreadable > 0) out(`  ${unreadable} unreadable entr${unreadable === 1 ? 'y' : 'ies'} (ignored; \`pullguard cache clear\` removes them)`);
+  if (unreadable > 0)
+    out(
+      `  ${unreadable} unreadable entr${unreadable === 1 ? 'y' : 'ies'} (ignored; \`pullguard cache clear\` removes them)`,
+    );
   return 0;
 }

@@ -16,7 +16,8 @@ const subject: Subject = {
   reference: { domain: 'registry.example', path: 'team/app', digest },
   descriptor: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 512 },
 };
-const pem = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+const pem = () =>
+  generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
 
 let dir: string;
 let keyFile: string;
@@ -44,7 +45,16 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 function signature(over: Partial<SignatureResult> = {}): SignatureResult {
-  return { class: 'cosign-legacy', foundVia: 'cosign-sig-tag', repository: 'registry.example/team/app', artifact: 'sha256:x#0', valid: true, reason: 'valid', checks: [], ...over };
+  return {
+    class: 'cosign-legacy',
+    foundVia: 'cosign-sig-tag',
+    repository: 'registry.example/team/app',
+    artifact: 'sha256:x#0',
+    valid: true,
+    reason: 'valid',
+    checks: [],
+    ...over,
+  };
 }
 
 /** A decide() that counts its calls and answers what it is told. */
@@ -52,20 +62,41 @@ function verifier(answer: (policy: Policy) => Decision) {
   const calls = { n: 0 };
   const run = (policy: Policy, now = () => Date.now()) => {
     const deadline = new Deadline(5000);
-    return decideCached(subject, policy, deadline, async (): Promise<Decided> => {
-      calls.n++;
-      return { decision: answer(policy), discovery: [] };
-    }, now).finally(() => deadline.dispose());
+    return decideCached(
+      subject,
+      policy,
+      deadline,
+      async (): Promise<Decided> => {
+        calls.n++;
+        return { decision: answer(policy), discovery: [] };
+      },
+      now,
+    ).finally(() => deadline.dispose());
   };
   return { calls, run };
 }
 
 const allowWith = (sigs: SignatureResult[]) => (policy: Policy) => {
-  const result: AuthorityResult = { authority: 'release', kind: 'cosign', satisfied: true, reason: 'ok', signatures: sigs };
+  const result: AuthorityResult = {
+    authority: 'release',
+    kind: 'cosign',
+    satisfied: true,
+    reason: 'ok',
+    signatures: sigs,
+  };
   return verifyDecision(policy.rules[0]!, [result]);
 };
 const unreachable = (policy: Policy) =>
-  verifyDecision(policy.rules[0]!, [{ authority: 'release', kind: 'cosign', satisfied: false, reason: 'cannot reach http://registry.example: ECONNREFUSED', code: 'REGISTRY_UNREACHABLE', signatures: [] }]);
+  verifyDecision(policy.rules[0]!, [
+    {
+      authority: 'release',
+      kind: 'cosign',
+      satisfied: false,
+      reason: 'cannot reach http://registry.example: ECONNREFUSED',
+      code: 'REGISTRY_UNREACHABLE',
+      signatures: [],
+    },
+  ]);
 
 describe('decision cache', () => {
   it('answers a repeat of a verified allow from the cache, without verifying again', async () => {
@@ -113,7 +144,9 @@ describe('decision cache', () => {
     expect(v.calls.n).toBe(2);
 
     rmSync(join(dir, 'cache'), { recursive: true });
-    const revoked = verifier(allowWith([signature({ checks: [{ check: 'revocation', result: 'pass', enforcement: 'enforced' }] })]));
+    const revoked = verifier(
+      allowWith([signature({ checks: [{ check: 'revocation', result: 'pass', enforcement: 'enforced' }] })]),
+    );
     const r = await revoked.run(policy, () => t);
     expect(r.decision.cache).toMatchObject({ expiry: 'revocation', expiresAt: new Date(t + 60_000).toISOString() });
   });
@@ -153,20 +186,36 @@ describe('decision cache', () => {
     const down = verifier(unreachable);
     const stale = await down.run(withStale, () => t + 20 * 60_000);
     expect(stale.decision).toMatchObject({ verdict: 'allow', cache: { status: 'stale' } });
-    expect(stale.decision.reason).toMatch(/^registry unreachable, allowed by staleIfError \(verified 20m ago, window 3600s\): cannot reach .*ECONNREFUSED/);
+    expect(stale.decision.reason).toMatch(
+      /^registry unreachable, allowed by staleIfError \(verified 20m ago, window 3600s\): cannot reach .*ECONNREFUSED/,
+    );
     expect((await down.run(withStale, () => t + 61 * 60_000)).decision.verdict).toBe('deny');
 
     rmSync(join(dir, 'cache'), { recursive: true });
     const plain = write();
     await ok.run(plain, () => t);
-    expect((await down.run(plain, () => t + 20 * 60_000)).decision).toMatchObject({ verdict: 'deny', code: 'REGISTRY_UNREACHABLE' });
+    expect((await down.run(plain, () => t + 20 * 60_000)).decision).toMatchObject({
+      verdict: 'deny',
+      code: 'REGISTRY_UNREACHABLE',
+    });
   });
 
   it('never rides out a deny that is about the image', async () => {
     const t = Date.now();
     const policy = write('', ', staleIfError: 1h');
     await verifier(allowWith([signature()])).run(policy, () => t);
-    const bad = verifier((p) => verifyDecision(p.rules[0]!, [{ authority: 'release', kind: 'cosign', satisfied: false, reason: 'bad', code: 'SIGNATURE_INVALID', signatures: [signature({ valid: false })] }]));
+    const bad = verifier((p) =>
+      verifyDecision(p.rules[0]!, [
+        {
+          authority: 'release',
+          kind: 'cosign',
+          satisfied: false,
+          reason: 'bad',
+          code: 'SIGNATURE_INVALID',
+          signatures: [signature({ valid: false })],
+        },
+      ]),
+    );
     expect((await bad.run(policy, () => t + 20 * 60_000)).decision.verdict).toBe('deny');
   });
 
@@ -174,18 +223,33 @@ describe('decision cache', () => {
     const policy = write();
     await verifier(allowWith([signature()])).run(policy);
     const lines: string[] = [];
-    expect(runCacheCommand(['ls'], () => policy, (l) => lines.push(l))).toBe(0);
+    expect(
+      runCacheCommand(
+        ['ls'],
+        () => policy,
+        (l) => lines.push(l),
+      ),
+    ).toBe(0);
     expect(lines[0]).toMatch(/: 1 entry$/);
-    expect(lines[1]).toMatch(/^ {2}fresh +registry\.example\/team\/app@sha256:abab.* rule "signed" verified .* \(ttl\)$/);
+    expect(lines[1]).toMatch(
+      /^ {2}fresh +registry\.example\/team\/app@sha256:abab.* rule "signed" verified .* \(ttl\)$/,
+    );
     lines.length = 0;
-    runCacheCommand(['clear'], () => policy, (l) => lines.push(l));
+    runCacheCommand(
+      ['clear'],
+      () => policy,
+      (l) => lines.push(l),
+    );
     expect(lines[0]).toMatch(/^removed 1 file\(s\)/);
     expect(readdirSync(join(dir, 'cache'))).toEqual([]);
   });
 
   it('a rule without verification, or a policy without cache:, never touches the cache', async () => {
     mkdirSync(join(dir, 'x'));
-    writeFileSync(policyFile, `version: 1\nrules:\n  - {name: signed, match: registry.example/team/**, action: verify, authorities: [{cosign: {keys: [${keyFile}]}}]}\n`);
+    writeFileSync(
+      policyFile,
+      `version: 1\nrules:\n  - {name: signed, match: registry.example/team/**, action: verify, authorities: [{cosign: {keys: [${keyFile}]}}]}\n`,
+    );
     const v = verifier(allowWith([signature()]));
     const r = await v.run(loadPolicy(policyFile));
     expect(r.decision.cache).toBeUndefined();

@@ -50,14 +50,26 @@ export async function decideCached(
   const opened = CacheStore.open(settings.dir, true);
   if (!key || !(opened instanceof CacheStore)) {
     const result = await decide(deadline);
-    return withNote(result, { status: 'off', note: key ? (opened as { problem: string }).problem : 'policy not loaded from a file' });
+    return withNote(result, {
+      status: 'off',
+      note: key ? (opened as { problem: string }).problem : 'policy not loaded from a file',
+    });
   }
   const store = opened;
   const entry = store.read(key);
   const t0 = now();
   if (entry && t0 < entry.expiresAt) {
-    const note: CacheNote = { status: 'hit', verifiedAt: iso(entry.verifiedAt), expiresAt: iso(entry.expiresAt), expiry: entry.expiry };
-    const decision = ruleDecision(rule, 'allow', `${entry.reason} (cached: verified ${ago(t0 - entry.verifiedAt)} ago)`);
+    const note: CacheNote = {
+      status: 'hit',
+      verifiedAt: iso(entry.verifiedAt),
+      expiresAt: iso(entry.expiresAt),
+      expiry: entry.expiry,
+    };
+    const decision = ruleDecision(
+      rule,
+      'allow',
+      `${entry.reason} (cached: verified ${ago(t0 - entry.verifiedAt)} ago)`,
+    );
     return { decision: { ...decision, cache: note }, match, discovery: [] };
   }
 
@@ -76,17 +88,40 @@ export async function decideCached(
     try {
       store.write(fresh, t1);
     } catch (e) {
-      return withNote(result, { status: 'miss', note: `not stored: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+      return withNote(result, {
+        status: 'miss',
+        note: `not stored: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      });
     }
-    return withNote(result, { status: 'miss', verifiedAt: iso(fresh.verifiedAt), expiresAt: iso(fresh.expiresAt), expiry: fresh.expiry });
+    return withNote(result, {
+      status: 'miss',
+      verifiedAt: iso(fresh.verifiedAt),
+      expiresAt: iso(fresh.expiresAt),
+      expiry: fresh.expiry,
+    });
   }
-  if (staleable && rule.staleIfErrorMs !== undefined && entry && t1 < entry.staleUntil && registryUnreachable(result.decision)) {
+  if (
+    staleable &&
+    rule.staleIfErrorMs !== undefined &&
+    entry &&
+    t1 < entry.staleUntil &&
+    registryUnreachable(result.decision)
+  ) {
     const outage = result.decision.reason;
-    const note: CacheNote = { status: 'stale', verifiedAt: iso(entry.verifiedAt), expiresAt: iso(entry.expiresAt), expiry: entry.expiry, note: outage };
+    const note: CacheNote = {
+      status: 'stale',
+      verifiedAt: iso(entry.verifiedAt),
+      expiresAt: iso(entry.expiresAt),
+      expiry: entry.expiry,
+      note: outage,
+    };
     const reason = `registry unreachable, allowed by staleIfError (verified ${ago(t1 - entry.verifiedAt)} ago, window ${formatDuration(rule.staleIfErrorMs)}): ${outage}`;
     return { ...result, decision: { ...ruleDecision(rule, 'allow', reason, result.decision.results), cache: note } };
   }
-  return withNote(result, { status: 'miss', note: entry ? `entry expired (${entry.expiry}) at ${iso(entry.expiresAt)}` : undefined });
+  return withNote(result, {
+    status: 'miss',
+    note: entry ? `entry expired (${entry.expiry}) at ${iso(entry.expiresAt)}` : undefined,
+  });
 }
 
 function withNote(result: Decided, note: CacheNote): Decided {
@@ -95,7 +130,15 @@ function withNote(result: Decided, note: CacheNote): Decided {
 }
 
 /** The entry an allow becomes, or undefined when its bounds leave it no lifetime. */
-function entryFor(decision: Decision, rule: Rule, key: string, subject: Subject, repository: string, policy: Policy, t: number): CacheEntry | undefined {
+function entryFor(
+  decision: Decision,
+  rule: Rule,
+  key: string,
+  subject: Subject,
+  repository: string,
+  policy: Policy,
+  t: number,
+): CacheEntry | undefined {
   const settings = policy.cache!;
   let expiresAt = t + settings.ttlMs;
   let expiry = 'ttl';
@@ -105,7 +148,13 @@ function entryFor(decision: Decision, rule: Rule, key: string, subject: Subject,
     for (const sig of authority.signatures) {
       if (!sig.valid) continue;
       if (sig.validUntil !== undefined) certificateBound = Math.min(certificateBound, Date.parse(sig.validUntil));
-      if (sig.checks.some((c) => (c.check === 'revocation' && c.result !== 'skip') || (c.check === 'authenticTimestamp' && c.result === 'pass' && c.detail?.startsWith('timestamped')))) {
+      if (
+        sig.checks.some(
+          (c) =>
+            (c.check === 'revocation' && c.result !== 'skip') ||
+            (c.check === 'authenticTimestamp' && c.result === 'pass' && c.detail?.startsWith('timestamped')),
+        )
+      ) {
         revocation = true;
       }
     }
@@ -120,7 +169,18 @@ function entryFor(decision: Decision, rule: Rule, key: string, subject: Subject,
     expiry = 'revocation';
   }
   const staleUntil = rule.staleIfErrorMs !== undefined ? Math.min(t + rule.staleIfErrorMs, certificateBound) : 0;
-  return { v: 1, key, digest: subject.reference.digest, repository, rule: rule.name, reason: decision.reason, verifiedAt: t, expiresAt, expiry, staleUntil };
+  return {
+    v: 1,
+    key,
+    digest: subject.reference.digest,
+    repository,
+    rule: rule.name,
+    reason: decision.reason,
+    verifiedAt: t,
+    expiresAt,
+    expiry,
+    staleUntil,
+  };
 }
 
 /**

@@ -27,7 +27,8 @@ export function cacheKey(subject: Subject, repository: string, rule: Rule, polic
   line('pullguard-cache-v1', BUILD);
   line('subject', subject.reference.digest, subject.descriptor.mediaType, String(subject.descriptor.size), repository);
   line('rule', rule.name);
-  for (const input of policy.inputs) line('input', input.path, createHash('sha256').update(input.content).digest('hex'));
+  for (const input of policy.inputs)
+    line('input', input.path, createHash('sha256').update(input.content).digest('hex'));
   for (const authority of rule.authorities) {
     if (authority.kind === 'atproto') {
       // The TLS roots DID documents are fetched under decide which signing keys count.
@@ -35,7 +36,8 @@ export function cacheKey(subject: Subject, repository: string, rule: Rule, polic
     }
     if (!isNotationSpec(authority.spec)) continue;
     for (const st of authority.spec.statements) {
-      for (const ref of st.trustStores) hashDirectory(h, join(authority.spec.truststoreDir, 'x509', ref.type, ref.name));
+      for (const ref of st.trustStores)
+        hashDirectory(h, join(authority.spec.truststoreDir, 'x509', ref.type, ref.name));
     }
   }
   return h.digest('hex');

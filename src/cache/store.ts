@@ -1,4 +1,16 @@
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -45,18 +57,22 @@ export class CacheStore {
     try {
       st = lstatSync(dir);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return { problem: `cache ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        return { problem: `cache ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
       if (!create) return { problem: `no cache at ${dir} yet` };
       try {
         mkdirSync(dir, { recursive: true, mode: 0o700 });
         st = lstatSync(dir);
       } catch (e2) {
-        return { problem: `cannot create cache ${dir}: ${(e2 as NodeJS.ErrnoException).code ?? (e2 as Error).message}` };
+        return {
+          problem: `cannot create cache ${dir}: ${(e2 as NodeJS.ErrnoException).code ?? (e2 as Error).message}`,
+        };
       }
     }
     if (!st.isDirectory()) return { problem: `cache ${dir} is not a directory (a symlink is refused)` };
     if (st.uid !== 0) return { problem: `cache ${dir} is owned by uid ${st.uid}, not root` };
-    if ((st.mode & 0o077) !== 0) return { problem: `cache ${dir} has mode ${(st.mode & 0o777).toString(8)}; it must be 0700` };
+    if ((st.mode & 0o077) !== 0)
+      return { problem: `cache ${dir} has mode ${(st.mode & 0o777).toString(8)}; it must be 0700` };
     return new CacheStore(dir);
   }
 
@@ -153,7 +169,12 @@ export function parseEntry(text: string): CacheEntry | undefined {
   const str = (k: string) => typeof e[k] === 'string';
   const num = (k: string) => typeof e[k] === 'number' && Number.isFinite(e[k]) && (e[k] as number) >= 0;
   if (e.v !== 1 || !/^[0-9a-f]{64}$/.test(String(e.key))) return undefined;
-  if (!['digest', 'repository', 'rule', 'reason', 'expiry'].every(str) || !['verifiedAt', 'expiresAt', 'staleUntil'].every(num)) return undefined;
-  const { v, key, digest, repository, rule, reason, verifiedAt, expiresAt, expiry, staleUntil } = e as unknown as CacheEntry;
+  if (
+    !['digest', 'repository', 'rule', 'reason', 'expiry'].every(str) ||
+    !['verifiedAt', 'expiresAt', 'staleUntil'].every(num)
+  )
+    return undefined;
+  const { v, key, digest, repository, rule, reason, verifiedAt, expiresAt, expiry, staleUntil } =
+    e as unknown as CacheEntry;
   return { v, key, digest, repository, rule, reason, verifiedAt, expiresAt, expiry, staleUntil };
 }

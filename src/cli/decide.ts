@@ -17,26 +17,48 @@ export interface DecideResult {
  * The spine of a decision: policy -> discovery -> verification -> verdict. Pure orchestration: each
  * stage is called once, in order, and nothing here knows a wire format.
  */
-export async function decide(subject: Subject, policy: Policy, registry: () => RegistryClient, deadline: Deadline): Promise<DecideResult> {
+export async function decide(
+  subject: Subject,
+  policy: Policy,
+  registry: () => RegistryClient,
+  deadline: Deadline,
+): Promise<DecideResult> {
   const match = new RuleMatcher(policy.rules).find(subject.reference, subject.reference.digest);
   if (!match) {
     const verdict = policy.defaultAction;
     const code = verdict === 'deny' ? 'POLICY_DENIED' : undefined;
-    return { decision: ruleDecision(undefined, verdict, `no rule matches; default is ${verdict}`, [], code), discovery: [] };
+    return {
+      decision: ruleDecision(undefined, verdict, `no rule matches; default is ${verdict}`, [], code),
+      discovery: [],
+    };
   }
   const { rule } = match;
   switch (rule.action) {
     case 'allow':
       return { decision: ruleDecision(rule, 'allow', 'allowed by policy'), match, discovery: [] };
     case 'deny':
-      return { decision: ruleDecision(rule, 'deny', rule.message ?? 'denied by policy', [], 'POLICY_DENIED'), match, discovery: [] };
+      return {
+        decision: ruleDecision(rule, 'deny', rule.message ?? 'denied by policy', [], 'POLICY_DENIED'),
+        match,
+        discovery: [],
+      };
     case 'verify': {
       try {
         const { results, discovery } = await deadline.race(verifyRule(rule, subject, registry, deadline));
         return { decision: verifyDecision(rule, results), match, discovery };
       } catch (e) {
         if (!(e instanceof DeadlineExceeded)) throw e;
-        return { decision: ruleDecision(rule, 'deny', `${e.message} while looking up and verifying signatures`, [], 'DEADLINE_EXCEEDED'), match, discovery: [] };
+        return {
+          decision: ruleDecision(
+            rule,
+            'deny',
+            `${e.message} while looking up and verifying signatures`,
+            [],
+            'DEADLINE_EXCEEDED',
+          ),
+          match,
+          discovery: [],
+        };
       }
     }
   }
@@ -45,12 +67,18 @@ export async function decide(subject: Subject, policy: Policy, registry: () => R
 async function verifyRule(rule: Rule, subject: Subject, registry: () => RegistryClient, deadline: Deadline) {
   const discovery: DiscoveryResult[] = [];
   // One discovery per signature repository, shared by every authority that looks there.
-  const lookups = new Map<string, { classes: Set<ArtifactClass>; signatureRepository?: string; result?: Promise<DiscoveryResult> }>();
+  const lookups = new Map<
+    string,
+    { classes: Set<ArtifactClass>; signatureRepository?: string; result?: Promise<DiscoveryResult> }
+  >();
   const plans = rule.authorities.map((authority) => {
     const verifier = verifierFor(authority);
     const needs = verifier.needs();
     const key = needs.signatureRepository ?? '';
-    const lookup = lookups.get(key) ?? { classes: new Set<ArtifactClass>(), signatureRepository: needs.signatureRepository };
+    const lookup = lookups.get(key) ?? {
+      classes: new Set<ArtifactClass>(),
+      signatureRepository: needs.signatureRepository,
+    };
     needs.classes.forEach((c) => lookup.classes.add(c));
     lookups.set(key, lookup);
     return { authority, verifier, lookup };
@@ -59,7 +87,10 @@ async function verifyRule(rule: Rule, subject: Subject, registry: () => Registry
   // Created only when some authority needs the network: an allow or deny rule never builds a client.
   const client = lookups.size > 0 ? registry() : undefined;
   for (const lookup of lookups.values()) {
-    lookup.result = client!.discover({ subject: subject.reference, classes: lookup.classes, signatureRepository: lookup.signatureRepository }, deadline);
+    lookup.result = client!.discover(
+      { subject: subject.reference, classes: lookup.classes, signatureRepository: lookup.signatureRepository },
+      deadline,
+    );
     lookup.result.then((r) => discovery.push(r)).catch(() => undefined);
   }
 
@@ -79,4 +110,3 @@ async function verifyRule(rule: Rule, subject: Subject, registry: () => Registry
 function unsatisfied(authority: string, kind: string, err: PullguardError): AuthorityResult {
   return { authority, kind, satisfied: false, reason: err.message, code: err.code, signatures: [] };
 }
-

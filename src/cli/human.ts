@@ -56,7 +56,12 @@ Exit codes: 0 allow, 1 deny, 2 configuration error (deny), 3 internal error (den
 
 type Out = (line: string) => void;
 
-export async function runHuman(argv: readonly string[], out: Out, err: Out, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runHuman(
+  argv: readonly string[],
+  out: Out,
+  err: Out,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
@@ -116,7 +121,9 @@ function policyCheck(path: string, out: Out, err: Out): number {
     return EXIT.configError;
   }
   out(`policy ${path} is valid`);
-  out(`  mode ${policy.mode}, default ${policy.defaultAction}, timeout ${formatDuration(policy.timeoutMs)}, ${policy.rules.length} rule(s)`);
+  out(
+    `  mode ${policy.mode}, default ${policy.defaultAction}, timeout ${formatDuration(policy.timeoutMs)}, ${policy.rules.length} rule(s)`,
+  );
   out(`  ${describeLogSettings(policy.log)}`);
   for (const r of policy.rules) {
     const authorities = r.authorities.map((a) => `${a.kind}:${a.name}`).join(', ');
@@ -124,7 +131,9 @@ function policyCheck(path: string, out: Out, err: Out): number {
   }
   for (const note of policy.notes ?? []) out(`  note: ${note}`);
   if (policy.timeoutMs >= 10_000) {
-    out(`  warning: timeout ${formatDuration(policy.timeoutMs)} is not under containerd's default per_verifier_timeout (10s); raise that too`);
+    out(
+      `  warning: timeout ${formatDuration(policy.timeoutMs)} is not under containerd's default per_verifier_timeout (10s); raise that too`,
+    );
   }
   return 0;
 }
@@ -176,23 +185,34 @@ export function printDecision(result: DecideResult, policy: Policy, subject: str
   const decision = applyMode(result.decision, policy.mode);
   out(`${decision.verdict === 'allow' ? 'ALLOW' : 'DENY'} ${subject}`);
   out(`  reason: ${decision.reason}`);
-  out(result.match ? `  rule:   "${result.match.rule.name}" (${result.match.rule.action}), matched by pattern ${result.match.pattern.source}` : `  rule:   none matched; policy default is ${policy.defaultAction}`);
+  out(
+    result.match
+      ? `  rule:   "${result.match.rule.name}" (${result.match.rule.action}), matched by pattern ${result.match.pattern.source}`
+      : `  rule:   none matched; policy default is ${policy.defaultAction}`,
+  );
   out(`  policy: ${policy.source} (mode ${policy.mode})`);
   if (!explain) return;
   for (const d of result.discovery) {
     for (const note of d.notes) out(`  note:   ${note}`);
-    out(`  found ${d.artifacts.length} signature ` +
-      `artifact(s)${d.artifacts.length === 0 && d.tried?.length ? '; looked at:' : ':'}`);
+    out(
+      `  found ${d.artifacts.length} signature ` +
+        `artifact(s)${d.artifacts.length === 0 && d.tried?.length ? '; looked at:' : ':'}`,
+    );
     if (d.artifacts.length === 0) for (const t of d.tried ?? []) out(`    ${t}`);
     for (const a of d.artifacts) {
-      out(`    ${a.class} ${a.digest} via ${a.foundVia} in ${a.repository}${a.signerHint ? ` (signer hint: ${a.signerHint})` : ''}`);
+      out(
+        `    ${a.class} ${a.digest} via ${a.foundVia} in ${a.repository}${a.signerHint ? ` (signer hint: ${a.signerHint})` : ''}`,
+      );
     }
   }
   for (const a of decision.results) {
     out(`  authority ${a.authority} (${a.kind}): ${a.satisfied ? 'satisfied' : 'NOT satisfied'}: ${a.reason}`);
     for (const s of a.signatures) {
-      out(`    ${s.valid ? 'valid  ' : 'invalid'} ${s.class} ${s.artifact} via ${s.foundVia} in ${s.repository}${s.signer ? ` signer ${s.signer}` : ''}: ${s.reason}`);
-      for (const c of s.checks) out(`      ${c.result.padEnd(4)} ${c.check} [${c.enforcement}]${c.detail ? `: ${c.detail}` : ''}`);
+      out(
+        `    ${s.valid ? 'valid  ' : 'invalid'} ${s.class} ${s.artifact} via ${s.foundVia} in ${s.repository}${s.signer ? ` signer ${s.signer}` : ''}: ${s.reason}`,
+      );
+      for (const c of s.checks)
+        out(`      ${c.result.padEnd(4)} ${c.check} [${c.enforcement}]${c.detail ? `: ${c.detail}` : ''}`);
     }
   }
 }

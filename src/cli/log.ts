@@ -11,7 +11,7 @@ type Out = (line: string) => void;
 
 export const LOG_USAGE =
   'usage: pullguard log [--since 1h|DATE] [--verdict allow|deny] [--would-deny] [--image TEXT] [--rule NAME] ' +
-    '[--json] [-f] [--file PATH | --policy FILE]';
+  '[--json] [-f] [--file PATH | --policy FILE]';
 
 export interface LogFilter {
   readonly since?: number;
@@ -178,9 +178,11 @@ export function formatGroups(
 }
 
 function formatEntry(e: DecisionEntry): string {
-  return `${shortTime(e.time)} ${label(e).padEnd(10)} ${e.name} rule ` +
+  return (
+    `${shortTime(e.time)} ${label(e).padEnd(10)} ${e.name} rule ` +
     `${e.rule === null ? '(none)' : `"${e.rule}"`}: ${policyReason(e)}${e.code ? ` [${e.code}]` : ''} ` +
-      `(${e.durationMs} ms)`;
+    `(${e.durationMs} ms)`
+  );
 }
 
 function logPathFor(o: LogOptions, env: NodeJS.ProcessEnv): string {

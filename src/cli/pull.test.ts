@@ -29,7 +29,14 @@ async function run(argv: string[], stdin: string | undefined, env: Record<string
   return { code, stdout: out.join(''), record: JSON.parse(err.join('')) as Record<string, unknown> };
 }
 
-const args = (name = 'localhost:5000/app:v1', digest = D) => ['-name', name, '-digest', digest, '-stdin-media-type', MT];
+const args = (name = 'localhost:5000/app:v1', digest = D) => [
+  '-name',
+  name,
+  '-digest',
+  digest,
+  '-stdin-media-type',
+  MT,
+];
 
 const ALLOW_DENY = policy(`
 version: 1
@@ -44,7 +51,15 @@ describe('containerd mode', () => {
     const r = await run(args(), DESC, { PULLGUARD_POLICY: ALLOW_DENY });
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`allowed localhost:5000/app@sha256:eeeeeeeeeeee\u2026: allowed by policy (rule "ok")\n`);
-    expect(r.record).toMatchObject({ component: 'pullguard', name: 'localhost:5000/app:v1', digest: D, rule: 'ok', verdict: 'allow', mode: 'enforce', exitCode: 0 });
+    expect(r.record).toMatchObject({
+      component: 'pullguard',
+      name: 'localhost:5000/app:v1',
+      digest: D,
+      rule: 'ok',
+      verdict: 'allow',
+      mode: 'enforce',
+      exitCode: 0,
+    });
     expect(typeof r.record.durationMs).toBe('number');
   });
 
@@ -63,7 +78,9 @@ describe('containerd mode', () => {
   test('verify against an unreachable registry denies, naming the registry', async () => {
     const r = await run(args('localhost:5000/signed:v1'), DESC, { PULLGUARD_POLICY: ALLOW_DENY });
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/^denied localhost:5000\/signed@sha256:e+\u2026: .*localhost:5000.*ECONNREFUSED.*\(rule "signed"\)\n$/);
+    expect(r.stdout).toMatch(
+      /^denied localhost:5000\/signed@sha256:e+\u2026: .*localhost:5000.*ECONNREFUSED.*\(rule "signed"\)\n$/,
+    );
   });
 
   test('audit mode allows but records the deny', async () => {
@@ -89,14 +106,29 @@ describe('containerd mode', () => {
 
   test.each([
     ['missing args', ['-name', 'x'], DESC, /bad verifier arguments: missing -digest/],
-    ['bad stdin media type', ['-name', 'localhost:5000/app', '-digest', D, '-stdin-media-type', 'text/plain'], DESC, /unsupported -stdin-media-type/],
+    [
+      'bad stdin media type',
+      ['-name', 'localhost:5000/app', '-digest', D, '-stdin-media-type', 'text/plain'],
+      DESC,
+      /unsupported -stdin-media-type/,
+    ],
     ['malformed digest', args('localhost:5000/app', 'sha256:zz'), DESC, /malformed -digest/],
     ['malformed name', args('NOT A REF'), DESC, /invalid image reference/],
-    ['name pins another digest', args(`localhost:5000/app@sha256:${'f'.repeat(64)}`), DESC, /-name pins sha256:f+ but -digest is/],
+    [
+      'name pins another digest',
+      args(`localhost:5000/app@sha256:${'f'.repeat(64)}`),
+      DESC,
+      /-name pins sha256:f+ but -digest is/,
+    ],
     ['empty stdin', args(), '', /stdin is empty/],
     ['malformed stdin', args(), '{"mediaType":', /stdin is not JSON/],
     ['oversized stdin', args(), 'x'.repeat(70_000), /stdin larger than/],
-    ['digest mismatch', args(), DESC.replace(/e{64}/, 'a'.repeat(64)), /descriptor digest sha256:aaaa.* does not match -digest/],
+    [
+      'digest mismatch',
+      args(),
+      DESC.replace(/e{64}/, 'a'.repeat(64)),
+      /descriptor digest sha256:aaaa.* does not match -digest/,
+    ],
     ['layer media type', args(), DESC.replace('manifest.v1+json', 'layer.v1.tar+gzip'), /mediaType: must be one of/],
   ])('%s is denied with a one-line reason', async (_what, argv, stdin, reason) => {
     const r = await settlesWithoutWaiting(() => run(argv, stdin, { PULLGUARD_POLICY: ALLOW_DENY }));
@@ -107,7 +139,9 @@ describe('containerd mode', () => {
   });
 
   test('an open stdin is denied at the read deadline (750 ms)', async () => {
-    const settled = await settlesAtDeadline(STDIN_DEADLINE_MS, () => run(args(), undefined, { PULLGUARD_POLICY: ALLOW_DENY }));
+    const settled = await settlesAtDeadline(STDIN_DEADLINE_MS, () =>
+      run(args(), undefined, { PULLGUARD_POLICY: ALLOW_DENY }),
+    );
     if (settled.status !== 'fulfilled') throw settled.reason;
     expect(settled.value.code).toBe(1);
     expect(settled.value.stdout).toMatch(/stdin was not closed within 750ms/);

@@ -101,13 +101,16 @@ async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
   // the deadline every stage honours, and still well inside containerd's per_verifier_timeout.
   const armHardStop = (ms: number) => {
     clearTimeout(hardStop);
-    hardStop = setTimeout(() => {
-      const err = new PullguardError('DEADLINE_EXCEEDED', `timed out after ${formatDuration(ms)}`);
-      process.exitCode = emit(applyMode(errorDecision(err), mode ?? 'enforce'));
-      // A timed-out pull is the one an operator most needs to find in the log.
-      void recordEmitted(out, io, HARD_STOP_GRACE_MS);
-      process.exit(process.exitCode);
-    }, ms + HARD_STOP_GRACE_MS - (Date.now() - ctx.startedAt));
+    hardStop = setTimeout(
+      () => {
+        const err = new PullguardError('DEADLINE_EXCEEDED', `timed out after ${formatDuration(ms)}`);
+        process.exitCode = emit(applyMode(errorDecision(err), mode ?? 'enforce'));
+        // A timed-out pull is the one an operator most needs to find in the log.
+        void recordEmitted(out, io, HARD_STOP_GRACE_MS);
+        process.exit(process.exitCode);
+      },
+      ms + HARD_STOP_GRACE_MS - (Date.now() - ctx.startedAt),
+    );
   };
   armHardStop(budget);
   const onCrash = (e: unknown) => {
@@ -130,7 +133,9 @@ async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
     if (parsed.digest && parsed.digest !== args.digest) {
       throw new PullguardError('CONTRACT_DIGEST_MISMATCH', `-name pins ${parsed.digest} but -digest is ${args.digest}`);
     }
-    const descriptor = parseDescriptor(await (io.stdin ? readStdin(io.stdin) : (readFd(0) ?? readStdin(process.stdin))));
+    const descriptor = parseDescriptor(
+      await (io.stdin ? readStdin(io.stdin) : (readFd(0) ?? readStdin(process.stdin))),
+    );
     checkDescriptorMatches(args, descriptor);
 
     const policy = loadPolicy(policyPath(io.env));
@@ -144,14 +149,17 @@ async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
     try {
       const subject = { reference: { domain: parsed.domain, path: parsed.path, digest: args.digest }, descriptor };
       const registry = () => createRegistryClient(policy.registry);
-      const { decision } = await deadline.race(decideCached(subject, policy, deadline, (d) => decide(subject, policy, registry, d)));
+      const { decision } = await deadline.race(
+        decideCached(subject, policy, deadline, (d) => decide(subject, policy, registry, d)),
+      );
       if (decision.cache) out.cacheHit = decision.cache.status === 'hit' || decision.cache.status === 'stale';
       return emit(applyMode(decision, policy.mode));
     } finally {
       deadline.dispose();
     }
   } catch (e) {
-    const err = e instanceof DeadlineExceeded ? new PullguardError('DEADLINE_EXCEEDED', e.message) : asPullguardError(e);
+    const err =
+      e instanceof DeadlineExceeded ? new PullguardError('DEADLINE_EXCEEDED', e.message) : asPullguardError(e);
     // Contract violations are denied whatever the mode: they mean the caller is broken, not the image.
     // Every contract check runs before the policy (and so its mode) is read, so `mode` is unset there.
     return emit(applyMode(errorDecision(err), mode ?? 'enforce'));
@@ -174,4 +182,3 @@ function looseArgs(argv: readonly string[]): { name: string; digest: string } {
   const clip = (s: string) => (s.length > 256 ? `${s.slice(0, 256)}\u2026` : s);
   return { name: clip(get('name')), digest: clip(get('digest')) };
 }
-

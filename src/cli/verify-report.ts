@@ -146,7 +146,9 @@ export function describeLogSettings(log: LogSettings | undefined): string {
     file === false
       ? 'decision log off'
       : `decision log ${file} (rotated past ${Number(mib.toFixed(2))} MiB, ${log?.keep ?? DEFAULT_KEEP} kept)`;
-  return `${decisions}; metrics ` +
+  return (
+    `${decisions}; metrics ` +
     `${log?.metricsFile ?? 'off'}` +
-    (log?.journal ? `; journald${typeof log.journal === 'string' ? ` namespace ${log.journal}` : ''}` : '');
+    (log?.journal ? `; journald${typeof log.journal === 'string' ? ` namespace ${log.journal}` : ''}` : '')
+  );
 }

@@ -29,7 +29,18 @@ export function warmFiles(certificateDer: Buffer): WarmFiles {
   writeFileSync(join(notationDir, 'truststore', 'x509', 'ca', 'warm', 'warm.pem'), pem);
   writeFileSync(
     join(notationDir, 'trustpolicy.json'),
-    JSON.stringify({ version: '1.0', trustPolicies: [{ name: 'warm', registryScopes: ['*'], signatureVerification: { level: 'strict' }, trustStores: ['ca:warm'], trustedIdentities: ['*'] }] }),
+    JSON.stringify({
+      version: '1.0',
+      trustPolicies: [
+        {
+          name: 'warm',
+          registryScopes: ['*'],
+          signatureVerification: { level: 'strict' },
+          trustStores: ['ca:warm'],
+          trustedIdentities: ['*'],
+        },
+      ],
+    }),
   );
   return {
     dir,
@@ -68,7 +79,11 @@ export function selfSignedCodeSigningCertificate(publicKey: KeyObject, privateKe
   const ecdsaSha256 = seq(oid('1.2.840.10045.4.3.2'));
   const name = seq(tlv(0x31, seq(oid('2.5.4.3'), tlv(0x0c, Buffer.from('pullguard warm-up')))));
   const validity = seq(tlv(0x17, Buffer.from('200101000000Z')), tlv(0x18, Buffer.from('21200101000000Z')));
-  const keyUsage = seq(oid('2.5.29.15'), tlv(0x01, Buffer.from([0xff])), tlv(0x04, tlv(0x03, Buffer.from([0x07, 0x80]))));
+  const keyUsage = seq(
+    oid('2.5.29.15'),
+    tlv(0x01, Buffer.from([0xff])),
+    tlv(0x04, tlv(0x03, Buffer.from([0x07, 0x80]))),
+  );
   const extKeyUsage = seq(oid('2.5.29.37'), tlv(0x04, seq(oid('1.3.6.1.5.5.7.3.3'))));
   const tbs = seq(
     tlv(0xa0, tlv(0x02, Buffer.from([2]))),
@@ -84,7 +99,12 @@ export function selfSignedCodeSigningCertificate(publicKey: KeyObject, privateKe
 }
 
 /** A notation signature artifact (JWS envelope, notary.x509) over `subject`, as notation lays it out. */
-export function notationArtifact(repo: string, subject: OciDescriptor, certificateDer: Buffer, privateKey: KeyObject): SignatureArtifact {
+export function notationArtifact(
+  repo: string,
+  subject: OciDescriptor,
+  certificateDer: Buffer,
+  privateKey: KeyObject,
+): SignatureArtifact {
   const b64u = (b: Buffer | string) => Buffer.from(b).toString('base64url');
   const protectedHeader = b64u(
     JSON.stringify({
@@ -95,9 +115,21 @@ export function notationArtifact(repo: string, subject: OciDescriptor, certifica
       'io.cncf.notary.signingTime': new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     }),
   );
-  const payload = b64u(JSON.stringify({ targetArtifact: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size } }));
-  const signature = sign('sha256', Buffer.from(`${protectedHeader}.${payload}`), { key: privateKey, dsaEncoding: 'ieee-p1363' });
-  const envelope = Buffer.from(JSON.stringify({ payload, protected: protectedHeader, header: { x5c: [certificateDer.toString('base64')] }, signature: b64u(signature) }));
+  const payload = b64u(
+    JSON.stringify({ targetArtifact: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size } }),
+  );
+  const signature = sign('sha256', Buffer.from(`${protectedHeader}.${payload}`), {
+    key: privateKey,
+    dsaEncoding: 'ieee-p1363',
+  });
+  const envelope = Buffer.from(
+    JSON.stringify({
+      payload,
+      protected: protectedHeader,
+      header: { x5c: [certificateDer.toString('base64')] },
+      signature: b64u(signature),
+    }),
+  );
   const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
   const layer: OciDescriptor = { mediaType: 'application/jose+json', digest: sha(envelope), size: envelope.length };
   const bytes = Buffer.from(

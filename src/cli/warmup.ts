@@ -14,7 +14,15 @@ import { notationArtifact, selfSignedCodeSigningCertificate, warmFiles } from '.
 import { serializeEntry } from '../output/decision-log.js';
 import { formatMetrics, observe, parseMetrics } from '../output/metrics.js';
 import { toEntry } from '../output/record.js';
-import { COSIGN_SIGN_PREDICATE, COSIGN_SIMPLE_SIGNING, IN_TOTO, OCI_EMPTY_DIGEST, parseIndex, parseManifest, SIGSTORE_BUNDLE_V03 } from '../registry/classify.js';
+import {
+  COSIGN_SIGN_PREDICATE,
+  COSIGN_SIMPLE_SIGNING,
+  IN_TOTO,
+  OCI_EMPTY_DIGEST,
+  parseIndex,
+  parseManifest,
+  SIGSTORE_BUNDLE_V03,
+} from '../registry/classify.js';
 import { referrersTag } from '../registry/client.js';
 import { endpointsFor } from '../registry/hosts.js';
 import type { DiscoveryResult, OciDescriptor, RegistryClient, SignatureArtifact } from '../registry/types.js';
@@ -55,13 +63,24 @@ export async function warmUp(): Promise<void> {
 
   const notationKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const certificate = selfSignedCodeSigningCertificate(notationKeys.publicKey, notationKeys.privateKey);
-  const subjectDescriptor: OciDescriptor = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 512 };
+  const subjectDescriptor: OciDescriptor = {
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    digest,
+    size: 512,
+  };
   const notationSignature = notationArtifact(repo, subjectDescriptor, certificate, notationKeys.privateKey);
   const registry = () => fakeRegistry(repo, digest, privateKey, [notationSignature]);
 
   /** One pull's path through `policy`; the verdict must be `want`, every signature found valid. */
   const pull = async (policy: Policy, name: string, want: 'allow' | 'deny', cached = false): Promise<void> => {
-    const args = parseVerifierArgs(['-name', name, '-digest', digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json']);
+    const args = parseVerifierArgs([
+      '-name',
+      name,
+      '-digest',
+      digest,
+      '-stdin-media-type',
+      'application/vnd.oci.descriptor.v1+json',
+    ]);
     checkArgs(args);
     const parsed = parseReference(args.name);
     const descriptor = parseDescriptor(JSON.stringify(subjectDescriptor));
@@ -73,7 +92,8 @@ export async function warmUp(): Promise<void> {
       const { decision } = cached ? await decideCached(subject, policy, deadline, run) : await run(deadline);
       // Every signature must verify, or the warm-up missed the path it exists for.
       const signatures = decision.results.flatMap((r) => r.signatures);
-      if (decision.verdict !== want || signatures.some((s) => !s.valid)) throw new Error(`unexpected warm-up decision for ${name}: ${JSON.stringify(decision)}`);
+      if (decision.verdict !== want || signatures.some((s) => !s.valid))
+        throw new Error(`unexpected warm-up decision for ${name}: ${JSON.stringify(decision)}`);
       const ctx = { name, digest, startedAt: Date.now() };
       formatLine(applyMode(decision, policy.mode), ctx);
       formatRecord(applyMode(decision, policy.mode), ctx);
@@ -112,7 +132,12 @@ export async function warmUp(): Promise<void> {
         },
       ],
     };
-    const nativeYaml = loadPolicy(files.write('policy.yaml', `version: 1\ncache: {dir: ${files.dir}/cache}\nrules:\n  - {name: n, match: "**", action: verify, authorities: [{notation: {config: ${files.notationDir}}}]}\n`));
+    const nativeYaml = loadPolicy(
+      files.write(
+        'policy.yaml',
+        `version: 1\ncache: {dir: ${files.dir}/cache}\nrules:\n  - {name: n, match: "**", action: verify, authorities: [{notation: {config: ${files.notationDir}}}]}\n`,
+      ),
+    );
     await pull(nativeYaml, `${repo}:v1`, 'allow', true);
     await pull(nativeYaml, `${repo}:v1`, 'allow', true);
     const nativeJson = loadPolicy(files.write('policy.json', JSON.stringify(native)));
@@ -120,9 +145,19 @@ export async function warmUp(): Promise<void> {
     await pull(nativeJson, `${repo}:v1`, 'allow', true);
     const containersPolicy = {
       default: [{ type: 'reject' }],
-      transports: { docker: { 'registry.example:5000/warm': [{ type: 'sigstoreSigned', keyPath: keyFile, signedIdentity: { type: 'matchRepository' } }] } },
+      transports: {
+        docker: {
+          'registry.example:5000/warm': [
+            { type: 'sigstoreSigned', keyPath: keyFile, signedIdentity: { type: 'matchRepository' } },
+          ],
+        },
+      },
     };
-    await pull(loadPolicy(files.write('containers-policy.json', JSON.stringify(containersPolicy))), `${repo}:v1`, 'allow');
+    await pull(
+      loadPolicy(files.write('containers-policy.json', JSON.stringify(containersPolicy))),
+      `${repo}:v1`,
+      'allow',
+    );
     const imported = files.write('imports.yaml', `version: 1\ncontainersPolicy: ${files.dir}/containers-policy.json\n`);
     await pull(loadPolicy(imported), `${repo}:v1`, 'allow');
   } finally {
@@ -134,13 +169,31 @@ export async function warmUp(): Promise<void> {
   // The proof itself (CAR, commit signature, MST) needs a signed repository, which only the test-time
   // @atproto/repo can build: that part runs cold.
   const did = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz';
-  parsePolicyText(`version: 1\nrules:\n  - {name: at, match: "**", action: verify, authorities: [{atproto: {trusted: [{did: "${did}"}]}}]}\n`, '<warm-up>');
-  parsePointer(Buffer.from(JSON.stringify({ did, uri: `at://${did}/io.atcr.manifest/3labc`, cid: 'bafyreibpfdoz2wtfzlplmwe7phwn4en7q7oa5ppiwhzkurktfg3vi2bteu' })));
+  parsePolicyText(
+    `version: 1\nrules:\n  - {name: at, match: "**", action: verify, authorities: [{atproto: {trusted: [{did: "${did}"}]}}]}\n`,
+    '<warm-up>',
+  );
+  parsePointer(
+    Buffer.from(
+      JSON.stringify({
+        did,
+        uri: `at://${did}/io.atcr.manifest/3labc`,
+        cid: 'bafyreibpfdoz2wtfzlplmwe7phwn4en7q7oa5ppiwhzkurktfg3vi2bteu',
+      }),
+    ),
+  );
   parseDidDocument(
     {
       id: did,
       alsoKnownAs: ['at://warm.example.com'],
-      verificationMethod: [{ id: `${did}#atproto`, type: 'Multikey', controller: did, publicKeyMultibase: 'zQ3shsEnEUkxiXt8ikecCLaAP8oADDE1G17qi7uFPGug1VokS' }],
+      verificationMethod: [
+        {
+          id: `${did}#atproto`,
+          type: 'Multikey',
+          controller: did,
+          publicKeyMultibase: 'zQ3shsEnEUkxiXt8ikecCLaAP8oADDE1G17qi7uFPGug1VokS',
+        },
+      ],
       service: [{ id: '#atproto_pds', type: 'AtprotoPersonalDataServer', serviceEndpoint: 'https://pds.example.com' }],
     },
     did,
@@ -150,11 +203,21 @@ export async function warmUp(): Promise<void> {
   endpointsFor('127.0.0.1:5000', undefined);
   endpointsFor('registry.example', undefined);
   referrersTag(digest);
-  parseIndex(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] })), '<warm-up>');
+  parseIndex(
+    Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] }),
+    ),
+    '<warm-up>',
+  );
 }
 
 /** A registry holding one legacy (.sig) and one bundle signature of `digest`, both by `privateKey`. */
-function fakeRegistry(repo: string, digest: string, privateKey: Parameters<typeof sign>[2], extra: readonly SignatureArtifact[]): RegistryClient {
+function fakeRegistry(
+  repo: string,
+  digest: string,
+  privateKey: Parameters<typeof sign>[2],
+  extra: readonly SignatureArtifact[],
+): RegistryClient {
   const hex = digest.slice('sha256:'.length);
   const blobs = new Map<string, Buffer>();
   const descriptor = (mediaType: string, bytes: Buffer, annotations?: Record<string, string>): OciDescriptor => {
@@ -165,22 +228,46 @@ function fakeRegistry(repo: string, digest: string, privateKey: Parameters<typeo
   const empty: OciDescriptor = { mediaType: 'application/vnd.oci.empty.v1+json', digest: OCI_EMPTY_DIGEST, size: 2 };
 
   const payload = Buffer.from(
-    JSON.stringify({ critical: { identity: { 'docker-reference': repo }, image: { 'docker-manifest-digest': digest }, type: 'cosign container image signature' }, optional: null }),
+    JSON.stringify({
+      critical: {
+        identity: { 'docker-reference': repo },
+        image: { 'docker-manifest-digest': digest },
+        type: 'cosign container image signature',
+      },
+      optional: null,
+    }),
   );
-  const legacyLayer = descriptor(COSIGN_SIMPLE_SIGNING, payload, { 'dev.cosignproject.cosign/signature': sign('sha256', payload, privateKey).toString('base64') });
+  const legacyLayer = descriptor(COSIGN_SIMPLE_SIGNING, payload, {
+    'dev.cosignproject.cosign/signature': sign('sha256', payload, privateKey).toString('base64'),
+  });
 
-  const statement = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: repo, digest: { sha256: hex } }], predicateType: COSIGN_SIGN_PREDICATE, predicate: {} }));
+  const statement = Buffer.from(
+    JSON.stringify({
+      _type: 'https://in-toto.io/Statement/v1',
+      subject: [{ name: repo, digest: { sha256: hex } }],
+      predicateType: COSIGN_SIGN_PREDICATE,
+      predicate: {},
+    }),
+  );
   const pae = Buffer.concat([Buffer.from(`DSSEv1 ${IN_TOTO.length} ${IN_TOTO} ${statement.length} `), statement]);
   const bundle = Buffer.from(
     JSON.stringify({
       mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
       verificationMaterial: { publicKey: { hint: 'warm-up' }, tlogEntries: [] },
-      dsseEnvelope: { payload: statement.toString('base64'), payloadType: IN_TOTO, signatures: [{ sig: sign('sha256', pae, privateKey).toString('base64'), keyid: '' }] },
+      dsseEnvelope: {
+        payload: statement.toString('base64'),
+        payloadType: IN_TOTO,
+        signatures: [{ sig: sign('sha256', pae, privateKey).toString('base64'), keyid: '' }],
+      },
     }),
   );
   const bundleLayer = descriptor(SIGSTORE_BUNDLE_V03, bundle);
 
-  const artifact = (cls: SignatureArtifact['class'], foundVia: SignatureArtifact['foundVia'], manifestJson: object): SignatureArtifact => {
+  const artifact = (
+    cls: SignatureArtifact['class'],
+    foundVia: SignatureArtifact['foundVia'],
+    manifestJson: object,
+  ): SignatureArtifact => {
     const bytes = Buffer.from(JSON.stringify(manifestJson));
     const manifest = parseManifest(bytes, '<warm-up>');
     return {
@@ -193,7 +280,12 @@ function fakeRegistry(repo: string, digest: string, privateKey: Parameters<typeo
     };
   };
   const artifacts = [
-    artifact('cosign-legacy', 'cosign-sig-tag', { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: empty, layers: [legacyLayer] }),
+    artifact('cosign-legacy', 'cosign-sig-tag', {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: empty,
+      layers: [legacyLayer],
+    }),
     artifact('cosign-bundle', 'referrers-tag', {
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
@@ -204,7 +296,10 @@ function fakeRegistry(repo: string, digest: string, privateKey: Parameters<typeo
     }),
   ];
   return {
-    discover: async (request): Promise<DiscoveryResult> => ({ artifacts: [...artifacts, ...extra].filter((a) => request.classes.has(a.class)), notes: [] }),
+    discover: async (request): Promise<DiscoveryResult> => ({
+      artifacts: [...artifacts, ...extra].filter((a) => request.classes.has(a.class)),
+      notes: [],
+    }),
     resolve: async () => {
       throw new Error('not in the warm-up');
     },

@@ -14,14 +14,19 @@ export function digestOf(data: Uint8Array, algorithm: 'sha256' | 'sha384' | 'sha
 
 /** Throws unless `data` hashes to `expected`; the algorithm is taken from `expected`. */
 export function assertDigest(data: Uint8Array, expected: string, what: string): void {
-  if (!isDigest(expected)) throw new PullguardError('REGISTRY_INTEGRITY', `${what}: malformed digest ${JSON.stringify(expected)}`);
+  if (!isDigest(expected))
+    throw new PullguardError('REGISTRY_INTEGRITY', `${what}: malformed digest ${JSON.stringify(expected)}`);
   const algorithm = expected.slice(0, expected.indexOf(':')) as 'sha256' | 'sha384' | 'sha512';
   const actual = digestOf(data, algorithm);
   if (actual !== expected) {
-    throw new PullguardError('REGISTRY_INTEGRITY', `${what}: content digest ${shortDigest(actual)} does not match ${shortDigest(expected)}`, {
-      expected,
-      actual,
-    });
+    throw new PullguardError(
+      'REGISTRY_INTEGRITY',
+      `${what}: content digest ${shortDigest(actual)} does not match ${shortDigest(expected)}`,
+      {
+        expected,
+        actual,
+      },
+    );
   }
 }
 

@@ -31,7 +31,8 @@ const MANDATORY = ['C', 'ST', 'O'] as const;
  * (POLICY_INVALID) with a message naming the problem; the caller adds where it came from.
  */
 export function parseDn(input: string): DnAttributes {
-  const fail = (why: string) => new MalformedInputError(`distinguished name ${JSON.stringify(input)} is not valid: ${why}`, 'POLICY_INVALID');
+  const fail = (why: string) =>
+    new MalformedInputError(`distinguished name ${JSON.stringify(input)} is not valid: ${why}`, 'POLICY_INVALID');
   const attrs = new Map<string, string>();
   let i = 0;
   const s = input;
@@ -45,7 +46,8 @@ export function parseDn(input: string): DnAttributes {
     const eq = s.indexOf('=', i);
     if (eq < 0) throw fail('an attribute has no "="');
     const rawType = s.slice(i, eq).trim();
-    if (!/^(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)$/.test(rawType)) throw fail(`bad attribute type ${JSON.stringify(rawType)}`);
+    if (!/^(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)$/.test(rawType))
+      throw fail(`bad attribute type ${JSON.stringify(rawType)}`);
     const upper = rawType.toUpperCase();
     const type = ALIASES[upper] ?? upper;
     i = eq + 1;

@@ -26,7 +26,9 @@ export function collectInputs<T>(load: () => T): { result: T; inputs: InputRecor
   try {
     const result = load();
     for (const [path, content] of mine) outer?.set(path, content);
-    const inputs = [...mine].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([path, content]) => ({ path, content }));
+    const inputs = [...mine]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([path, content]) => ({ path, content }));
     return { result, inputs };
   } finally {
     collector = outer;

@@ -31,7 +31,9 @@ describe('JSON nesting depth, before JSON.parse', () => {
     const scanner = new JsonDepthScanner(64);
     expect(scanner.feed(deep.subarray(0, 65))).toBe(false);
     const started = performance.now();
-    expect(() => parseUntrustedJson(deep, 'manifest x')).toThrow(/manifest x is not valid JSON: nested more than 64 levels deep/);
+    expect(() => parseUntrustedJson(deep, 'manifest x')).toThrow(
+      /manifest x is not valid JSON: nested more than 64 levels deep/,
+    );
     expect(performance.now() - started).toBeLessThan(100);
     // A long flat document is scanned in one linear pass.
     const flat = Buffer.from(JSON.stringify({ a: 'x'.repeat(4_000_000) }));

@@ -43,11 +43,17 @@ describe('parseReference normalizes like containerd CRI', () => {
     }
   });
 
-  test.each(['vm.:5214/app', 'vm..x/app', 'b\u00fccher.example/app', '.vm/app', 'Upper/Case'])('rejects the host or path of %j', (input) => {
-    expect(() => parseReference(input)).toThrow(/invalid image reference/);
-  });
+  test.each(['vm.:5214/app', 'vm..x/app', 'b\u00fccher.example/app', '.vm/app', 'Upper/Case'])(
+    'rejects the host or path of %j',
+    (input) => {
+      expect(() => parseReference(input)).toThrow(/invalid image reference/);
+    },
+  );
 
-  test.each(['', 'Upper', 'a//b', 'app@sha256:short', 'app:bad tag', 'ghcr.io/', `${'a'.repeat(300)}/x`])('rejects %j', (input) => {
-    expect(() => parseReference(input)).toThrow(/invalid image reference/);
-  });
+  test.each(['', 'Upper', 'a//b', 'app@sha256:short', 'app:bad tag', 'ghcr.io/', `${'a'.repeat(300)}/x`])(
+    'rejects %j',
+    (input) => {
+      expect(() => parseReference(input)).toThrow(/invalid image reference/);
+    },
+  );
 });

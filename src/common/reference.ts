@@ -109,7 +109,8 @@ export function parseReference(input: string): Reference {
 
   if (path.length === 0) fail('empty repository');
   for (const c of path.split('/')) {
-    if (!PATH_COMPONENT.test(c)) fail(`repository component ${JSON.stringify(c)} must be lowercase letters, digits and separators`);
+    if (!PATH_COMPONENT.test(c))
+      fail(`repository component ${JSON.stringify(c)} must be lowercase letters, digits and separators`);
   }
   if (domain.length + 1 + path.length > MAX_NAME) fail(`repository name longer than ${MAX_NAME} characters`);
 
@@ -126,4 +127,3 @@ export function formatReference(ref: Reference): string {
   if (ref.digest) return `${repositoryOf(ref)}@${ref.digest}`;
   return ref.tag ? `${repositoryOf(ref)}:${ref.tag}` : repositoryOf(ref);
 }
-

@@ -24,16 +24,27 @@ function issueMessage(issue: Issue): string {
   const i = issue as Issue & Record<string, unknown>;
   switch (issue.code) {
     case 'invalid_type':
-      return !('input' in i) || i.input === undefined ? `required ${String(i.expected)} is missing` : `expected ${String(i.expected)}, got ${typeName(i.input)}`;
+      return !('input' in i) || i.input === undefined
+        ? `required ${String(i.expected)} is missing`
+        : `expected ${String(i.expected)}, got ${typeName(i.input)}`;
     case 'invalid_value':
-      if (!('input' in i) || i.input === undefined) return `required, one of ${(i.values as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+      if (!('input' in i) || i.input === undefined)
+        return `required, one of ${(i.values as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
       return `must be one of ${(i.values as unknown[]).map((v) => JSON.stringify(v)).join(', ')}${i.input !== undefined ? `, got ${JSON.stringify(i.input)}` : ''}`;
     case 'unrecognized_keys':
       return `unknown key${(i.keys as string[]).length > 1 ? 's' : ''} ${(i.keys as string[]).map((k) => `"${k}"`).join(', ')}`;
     case 'too_small':
-      return i.origin === 'array' ? `needs at least ${String(i.minimum)} item(s)` : i.origin === 'string' ? `must have at least ${String(i.minimum)} character(s)` : `must be ${i.inclusive ? '>=' : '>'} ${String(i.minimum)}`;
+      return i.origin === 'array'
+        ? `needs at least ${String(i.minimum)} item(s)`
+        : i.origin === 'string'
+          ? `must have at least ${String(i.minimum)} character(s)`
+          : `must be ${i.inclusive ? '>=' : '>'} ${String(i.minimum)}`;
     case 'too_big':
-      return i.origin === 'array' ? `at most ${String(i.maximum)} item(s)` : i.origin === 'string' ? `at most ${String(i.maximum)} characters` : `must be ${i.inclusive ? '<=' : '<'} ${String(i.maximum)}`;
+      return i.origin === 'array'
+        ? `at most ${String(i.maximum)} item(s)`
+        : i.origin === 'string'
+          ? `at most ${String(i.maximum)} characters`
+          : `must be ${i.inclusive ? '<=' : '<'} ${String(i.maximum)}`;
     case 'invalid_format':
       return `malformed ${String(i.format)}`;
     case 'invalid_union': {

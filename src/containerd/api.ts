@@ -175,9 +175,7 @@ export function containerdApi(
       };
       const timer = setTimeout(
         () =>
-          fail(
-            new PullguardError('CONTAINERD_API', `containerd ${short}: no answer within ${callTimeoutMs / 1000}s`),
-          ),
+          fail(new PullguardError('CONTAINERD_API', `containerd ${short}: no answer within ${callTimeoutMs / 1000}s`)),
         callTimeoutMs,
       );
       const takeStatus = (h: Record<string, unknown>) => {

@@ -76,7 +76,11 @@ export function hostReader(root = '/'): ConfigReader {
   return {
     read(path) {
       try {
-        return readRegularText(at(path), { maxBytes: MAX_CONFIG_BYTES, code: 'CONTAINERD_CONFIG', what: 'containerd config' });
+        return readRegularText(at(path), {
+          maxBytes: MAX_CONFIG_BYTES,
+          code: 'CONTAINERD_CONFIG',
+          what: 'containerd config',
+        });
       } catch (e) {
         if (e instanceof FileReadError && e.missing) return undefined;
         if (e instanceof FileReadError) throw configError(path, `cannot read containerd config ${path}: ${e.why}`);
@@ -398,7 +402,8 @@ export function effectiveConfig(
   if (missing?.importedBy) {
     notes.push({
       status: 'WARN',
-      message: `${missing.path} (imported by ${missing.importedBy}) does not exist: containerd 2.1 stops reading its ` +
+      message:
+        `${missing.path} (imported by ${missing.importedBy}) does not exist: containerd 2.1 stops reading its ` +
         `configuration there and silently ignores every file it would have loaded after it`,
       fix: `restore ${missing.path} or remove it from imports in ${missing.importedBy}`,
     });
@@ -470,7 +475,8 @@ export const LOCAL_PULL_TRIGGERS: readonly LocalPullTrigger[] = [
     key: 'registry.configs',
     fires: nonEmptyTable,
     want: 'empty',
-    fix: 'move TLS and auth settings to hosts.toml files under registry.config_path (credentials: a docker ' +
+    fix:
+      'move TLS and auth settings to hosts.toml files under registry.config_path (credentials: a docker ' +
       'config.json) and delete the table',
   },
   {
@@ -483,7 +489,8 @@ export const LOCAL_PULL_TRIGGERS: readonly LocalPullTrigger[] = [
     key: 'max_concurrent_downloads',
     fires: (v) => v !== undefined && v !== 3,
     want: '3',
-    fix: 'set it to 3 (or remove it) and set plugins."io.containerd.transfer.v1.local".max_concurrent_downloads ' +
+    fix:
+      'set it to 3 (or remove it) and set plugins."io.containerd.transfer.v1.local".max_concurrent_downloads ' +
       'instead',
   },
   { key: 'image_pull_with_sync_fs', fires: (v) => v === true, want: 'false' },

@@ -12,7 +12,10 @@ describe('parseDescriptor', () => {
       'application/vnd.docker.distribution.manifest.list.v2+json',
       'application/vnd.docker.distribution.manifest.v2+json',
     ]) {
-      expect(parseDescriptor(JSON.stringify({ ...ok, mediaType, annotations: { a: 'b' } }))).toEqual({ ...ok, mediaType });
+      expect(parseDescriptor(JSON.stringify({ ...ok, mediaType, annotations: { a: 'b' } }))).toEqual({
+        ...ok,
+        mediaType,
+      });
     }
   });
 
@@ -20,7 +23,11 @@ describe('parseDescriptor', () => {
     ['', 'CONTRACT_STDIN', /stdin is empty/],
     ['{', 'CONTRACT_DESCRIPTOR', /not JSON/],
     ['[]', 'CONTRACT_DESCRIPTOR', /expected object, got array/],
-    [JSON.stringify({ ...ok, mediaType: 'application/vnd.oci.image.layer.v1.tar' }), 'CONTRACT_DESCRIPTOR', /mediaType: must be one of/],
+    [
+      JSON.stringify({ ...ok, mediaType: 'application/vnd.oci.image.layer.v1.tar' }),
+      'CONTRACT_DESCRIPTOR',
+      /mediaType: must be one of/,
+    ],
     [JSON.stringify({ digest: D, size: 1 }), 'CONTRACT_DESCRIPTOR', /mediaType: required, one of/],
     [JSON.stringify({ ...ok, digest: 'sha256:xyz' }), 'CONTRACT_DESCRIPTOR', /digest: malformed digest/],
     [JSON.stringify({ ...ok, size: 0 }), 'CONTRACT_DESCRIPTOR', /size: must be > 0/],
@@ -49,6 +56,8 @@ describe('binding stdin to the arguments', () => {
     expect(() => checkArgs({ ...args, digest: 'sha256:nope' })).toThrow(/malformed -digest/);
   });
   test('the descriptor digest must equal -digest', () => {
-    expect(() => checkDescriptorMatches(args, { ...ok, digest: `sha256:${'c'.repeat(64)}` })).toThrow(/does not match -digest/);
+    expect(() => checkDescriptorMatches(args, { ...ok, digest: `sha256:${'c'.repeat(64)}` })).toThrow(
+      /does not match -digest/,
+    );
   });
 });

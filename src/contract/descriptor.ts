@@ -18,7 +18,8 @@ export type Descriptor = { mediaType: string; digest: string; size: number };
 
 export function parseDescriptor(stdin: Buffer | string): Descriptor {
   const text = typeof stdin === 'string' ? stdin : stdin.toString('utf8');
-  if (text.trim().length === 0) throw new PullguardError('CONTRACT_STDIN', 'stdin is empty (expected the image descriptor)');
+  if (text.trim().length === 0)
+    throw new PullguardError('CONTRACT_STDIN', 'stdin is empty (expected the image descriptor)');
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -27,7 +28,10 @@ export function parseDescriptor(stdin: Buffer | string): Descriptor {
   }
   const parsed = descriptorSchema.safeParse(json, PARSE_OPTIONS);
   if (!parsed.success) {
-    throw new PullguardError('CONTRACT_DESCRIPTOR', `bad descriptor on stdin: ${describeIssue(parsed.error.issues[0]!)}`);
+    throw new PullguardError(
+      'CONTRACT_DESCRIPTOR',
+      `bad descriptor on stdin: ${describeIssue(parsed.error.issues[0]!)}`,
+    );
   }
   const { mediaType, digest, size } = parsed.data;
   return { mediaType, digest, size };
@@ -36,9 +40,13 @@ export function parseDescriptor(stdin: Buffer | string): Descriptor {
 /** Checks the arguments on their own, before stdin is read: a malformed call is denied at once. */
 export function checkArgs(args: VerifierArgs): void {
   if (args.stdinMediaType !== OCI_DESCRIPTOR) {
-    throw new PullguardError('CONTRACT_ARGS', `unsupported -stdin-media-type ${JSON.stringify(args.stdinMediaType)} (expected ${OCI_DESCRIPTOR})`);
+    throw new PullguardError(
+      'CONTRACT_ARGS',
+      `unsupported -stdin-media-type ${JSON.stringify(args.stdinMediaType)} (expected ${OCI_DESCRIPTOR})`,
+    );
   }
-  if (!isDigest(args.digest)) throw new PullguardError('CONTRACT_ARGS', `malformed -digest ${JSON.stringify(args.digest)}`);
+  if (!isDigest(args.digest))
+    throw new PullguardError('CONTRACT_ARGS', `malformed -digest ${JSON.stringify(args.digest)}`);
 }
 
 /** Binds stdin to the arguments: the verifier must judge exactly what will be pulled. */

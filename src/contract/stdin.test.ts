@@ -25,7 +25,10 @@ test('refuses more than the cap', async () => {
 test('an open stdin ends at the read deadline, not a millisecond later', async () => {
   const s = new PassThrough();
   const r = await settlesAtDeadline(150, () => readStdin(s, 100, 150));
-  expect(r).toMatchObject({ status: 'rejected', reason: { message: expect.stringMatching(/not closed within 150ms/) } });
+  expect(r).toMatchObject({
+    status: 'rejected',
+    reason: { message: expect.stringMatching(/not closed within 150ms/) },
+  });
 });
 
 describe('readFd (fd 0 without process.stdin)', () => {

@@ -31,7 +31,13 @@ export function readStdin(input: Readable, limit = STDIN_LIMIT_BYTES, deadlineMs
     const onEnd = () => finish(undefined);
     const onError = (e: Error) => finish(new PullguardError('CONTRACT_STDIN', `cannot read stdin: ${e.message}`));
     const timer = setTimeout(
-      () => finish(new PullguardError('CONTRACT_STDIN', `stdin was not closed within ${deadlineMs}ms (expected the image descriptor)`)),
+      () =>
+        finish(
+          new PullguardError(
+            'CONTRACT_STDIN',
+            `stdin was not closed within ${deadlineMs}ms (expected the image descriptor)`,
+          ),
+        ),
       deadlineMs,
     );
     timer.unref();
@@ -50,7 +56,11 @@ export function readStdin(input: Readable, limit = STDIN_LIMIT_BYTES, deadlineMs
  * read in libuv's pool would hold the process at exit when stdin is never closed. undefined when the
  * fd cannot be reopened (no /proc): then the caller reads it as a stream.
  */
-export function readFd(fd: number, limit = STDIN_LIMIT_BYTES, deadlineMs = STDIN_DEADLINE_MS): Promise<Buffer> | undefined {
+export function readFd(
+  fd: number,
+  limit = STDIN_LIMIT_BYTES,
+  deadlineMs = STDIN_DEADLINE_MS,
+): Promise<Buffer> | undefined {
   let nb: number;
   try {
     nb = openSync(`/proc/self/fd/${fd}`, constants.O_RDONLY | constants.O_NONBLOCK);
@@ -74,9 +84,15 @@ export function readFd(fd: number, limit = STDIN_LIMIT_BYTES, deadlineMs = STDIN
           n = readSync(nb, buf, size, buf.length - size, null);
         } catch (e) {
           const code = (e as NodeJS.ErrnoException).code;
-          if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') return finish(new PullguardError('CONTRACT_STDIN', `cannot read stdin: ${code ?? (e as Error).message}`));
+          if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK')
+            return finish(new PullguardError('CONTRACT_STDIN', `cannot read stdin: ${code ?? (e as Error).message}`));
           if (Date.now() - started >= deadlineMs) {
-            return finish(new PullguardError('CONTRACT_STDIN', `stdin was not closed within ${deadlineMs}ms (expected the image descriptor)`));
+            return finish(
+              new PullguardError(
+                'CONTRACT_STDIN',
+                `stdin was not closed within ${deadlineMs}ms (expected the image descriptor)`,
+              ),
+            );
           }
           // Empty for now: containerd writes the descriptor asynchronously. Poll 0, 1, 2, 4 .. 16 ms apart.
           setTimeout(step, wait);

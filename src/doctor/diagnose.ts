@@ -46,15 +46,26 @@ export type BinDirEntryType = 'executable' | 'file' | 'directory' | 'other' | 'b
 export type BinDirListing =
   | { readonly kind: 'missing' }
   | { readonly kind: 'unreadable'; readonly error: string }
-  | { readonly kind: 'entries'; readonly entries: readonly { readonly name: string; readonly type: BinDirEntryType }[] };
+  | {
+      readonly kind: 'entries';
+      readonly entries: readonly { readonly name: string; readonly type: BinDirEntryType }[];
+    };
 
 export interface DoctorInput {
   /** containerd's config files as loaded (main first), or why they could not be. */
   readonly config:
-    | { readonly path: string; readonly files: readonly ContainerdConfigFile[]; readonly missing?: LoadedConfig['missing'] }
+    | {
+        readonly path: string;
+        readonly files: readonly ContainerdConfigFile[];
+        readonly missing?: LoadedConfig['missing'];
+      }
     | { readonly path: string; readonly error: string; readonly missing: boolean; readonly explicit: boolean };
   readonly binDir: { readonly path: string; readonly fromFlag: boolean; readonly listing: BinDirListing };
-  readonly policy: { readonly path: string; readonly policy?: Pick<Policy, 'timeoutMs' | 'mode' | 'defaultAction' | 'rules'>; readonly error?: string };
+  readonly policy: {
+    readonly path: string;
+    readonly policy?: Pick<Policy, 'timeoutMs' | 'mode' | 'defaultAction' | 'rules'>;
+    readonly error?: string;
+  };
   /** `containerd --version`: absent binary, its output, or why running it failed. */
   readonly containerd: { readonly binary?: string; readonly output?: string; readonly error?: string };
 }
@@ -78,18 +89,35 @@ export function diagnose(input: DoctorInput): Check[] {
   if ('files' in c) {
     eff = effectiveConfig(c.files, c.missing);
     const imports = c.files.length - 1;
-    checks.push({ status: 'ok', message: `containerd config ${c.path}${imports > 0 ? ` and ${imports} imported file(s)` : ''} read (config version ${eff.version} after merging)` });
+    checks.push({
+      status: 'ok',
+      message: `containerd config ${c.path}${imports > 0 ? ` and ${imports} imported file(s)` : ''} read (config version ${eff.version} after merging)`,
+    });
     checks.push(...eff.notes);
   } else if (c.missing && !c.explicit) {
     eff = effectiveConfig([]);
-    checks.push({ status: 'WARN', message: `no containerd config at ${c.path}: containerd runs on its defaults`, fix: 'run `pullguard node install`, or pass --containerd-config PATH' });
+    checks.push({
+      status: 'WARN',
+      message: `no containerd config at ${c.path}: containerd runs on its defaults`,
+      fix: 'run `pullguard node install`, or pass --containerd-config PATH',
+    });
   } else {
-    checks.push({ status: 'FAIL', message: `cannot check containerd's settings: ${c.error}`, fix: c.missing ? 'pass --containerd-config PATH, or fix registry.containerdConfig in the policy' : 'fix the file: containerd does not start with it either' });
+    checks.push({
+      status: 'FAIL',
+      message: `cannot check containerd's settings: ${c.error}`,
+      fix: c.missing
+        ? 'pass --containerd-config PATH, or fix registry.containerdConfig in the policy'
+        : 'fix the file: containerd does not start with it either',
+    });
   }
 
   if (eff) {
     if (eff.disabledPlugins.includes(BINDIR)) {
-      checks.push({ status: 'FAIL', message: `disabled_plugins lists "${BINDIR}": containerd runs no verifier, every pull is allowed`, fix: `remove "${BINDIR}" from disabled_plugins` });
+      checks.push({
+        status: 'FAIL',
+        message: `disabled_plugins lists "${BINDIR}": containerd runs no verifier, every pull is allowed`,
+        fix: `remove "${BINDIR}" from disabled_plugins`,
+      });
     }
     checks.push(...localPullChecks(eff));
     checks.push(configPathCheck(eff));
@@ -102,15 +130,35 @@ export function diagnose(input: DoctorInput): Check[] {
 }
 
 function versionCheck(c: DoctorInput['containerd']): Check {
-  if (!c.binary) return { status: 'WARN', message: 'containerd is not on PATH: could not check its version (2.1 or later is needed: CRI pulls of older releases never call verifiers)', fix: 'run `containerd --version` on the node' };
-  if (c.output === undefined) return { status: 'WARN', message: `could not run ${c.binary} --version: ${c.error ?? 'no output'}`, fix: 'run `containerd --version` yourself: 2.1 or later is needed' };
+  if (!c.binary)
+    return {
+      status: 'WARN',
+      message:
+        'containerd is not on PATH: could not check its version (2.1 or later is needed: CRI pulls of older releases never call verifiers)',
+      fix: 'run `containerd --version` on the node',
+    };
+  if (c.output === undefined)
+    return {
+      status: 'WARN',
+      message: `could not run ${c.binary} --version: ${c.error ?? 'no output'}`,
+      fix: 'run `containerd --version` yourself: 2.1 or later is needed',
+    };
   const m = /(?:^|\s)v?(\d+)\.(\d+)(?:\.(\d+))?/.exec(c.output);
   const line = c.output.trim().split('\n')[0] ?? '';
-  if (!m) return { status: 'WARN', message: `cannot read a version in \`${c.binary} --version\`: ${line}`, fix: 'check that it is containerd 2.1 or later' };
+  if (!m)
+    return {
+      status: 'WARN',
+      message: `cannot read a version in \`${c.binary} --version\`: ${line}`,
+      fix: 'check that it is containerd 2.1 or later',
+    };
   const [major, minor] = [Number(m[1]), Number(m[2])];
   const v = `${m[1]}.${m[2]}${m[3] !== undefined ? `.${m[3]}` : ''}`;
   if (major < 2 || (major === 2 && minor < 1)) {
-    return { status: 'FAIL', message: `containerd ${v}: CRI (kubelet) pulls of containerd before 2.1 never call image verifiers`, fix: 'upgrade containerd to 2.1 or later' };
+    return {
+      status: 'FAIL',
+      message: `containerd ${v}: CRI (kubelet) pulls of containerd before 2.1 never call image verifiers`,
+      fix: 'upgrade containerd to 2.1 or later',
+    };
   }
   return { status: 'ok', message: `containerd ${v} (2.1 or later: CRI pulls can call verifiers)` };
 }
@@ -125,11 +173,16 @@ function localPullChecks(eff: EffectiveConfig): Check[] {
     out.push({
       status: 'FAIL',
       message: `${t.key} = ${shown}${where(o)}: CRI falls back to local pulls, which never run pullguard (containerd logs "Falling back to local image pull mode")`,
-      fix: t.fix ?? `set ${o?.key ?? `plugins."${IMAGES}".${t.key}`} = ${t.want} (containerd-config/pullguard.toml, or kind/cluster.yaml's patch on Kind)`,
+      fix:
+        t.fix ??
+        `set ${o?.key ?? `plugins."${IMAGES}".${t.key}`} = ${t.want} (containerd-config/pullguard.toml, or kind/cluster.yaml's patch on Kind)`,
     });
   }
   if (out.length === 0) {
-    out.push({ status: 'ok', message: `no CRI setting forces local pulls (${LOCAL_PULL_TRIGGERS.map((t) => t.key).join(', ')}): kubelet pulls go through the transfer service and its verifiers` });
+    out.push({
+      status: 'ok',
+      message: `no CRI setting forces local pulls (${LOCAL_PULL_TRIGGERS.map((t) => t.key).join(', ')}): kubelet pulls go through the transfer service and its verifiers`,
+    });
   }
   return out;
 }
@@ -139,37 +192,85 @@ function configPathCheck(eff: EffectiveConfig): Check {
   const o = eff.origin('images', 'registry.config_path');
   const fix = `set plugins."${IMAGES}".registry.config_path = "/etc/containerd/certs.d" (plugins."${CRI_V2}".registry in a version 2 file)`;
   if (typeof v !== 'string' || v === '') {
-    return { status: 'WARN', message: `registry.config_path is not set: containerd uses ${DEFAULT_CONFIG_PATH}, which transfer-service pulls (2.1 - 2.3) treat as one directory, so every hosts.toml is ignored`, fix };
+    return {
+      status: 'WARN',
+      message: `registry.config_path is not set: containerd uses ${DEFAULT_CONFIG_PATH}, which transfer-service pulls (2.1 - 2.3) treat as one directory, so every hosts.toml is ignored`,
+      fix,
+    };
   }
   if (v.includes(':')) {
-    return { status: 'WARN', message: `registry.config_path = "${v}"${where(o)} is a path list: transfer-service pulls (2.1 - 2.3) treat it as one directory, so every hosts.toml is ignored`, fix };
+    return {
+      status: 'WARN',
+      message: `registry.config_path = "${v}"${where(o)} is a path list: transfer-service pulls (2.1 - 2.3) treat it as one directory, so every hosts.toml is ignored`,
+      fix,
+    };
   }
-  return { status: 'ok', message: `registry.config_path = "${v}" (one directory: containerd and pullguard read hosts.toml from it)` };
+  return {
+    status: 'ok',
+    message: `registry.config_path = "${v}" (one directory: containerd and pullguard read hosts.toml from it)`,
+  };
 }
 
 function binDirChecks(b: DoctorInput['binDir'], eff: EffectiveConfig | undefined): Check[] {
-  const src = b.fromFlag ? ' (--bin-dir)' : eff?.origin('bindir', 'bin_dir') ? where(eff.origin('bindir', 'bin_dir')) : " (containerd's default)";
+  const src = b.fromFlag
+    ? ' (--bin-dir)'
+    : eff?.origin('bindir', 'bin_dir')
+      ? where(eff.origin('bindir', 'bin_dir'))
+      : " (containerd's default)";
   const install = 'install pullguard there alone (`pullguard node install`)';
   if (b.listing.kind === 'missing') {
-    return [{ status: 'FAIL', message: `bin_dir ${b.path}${src} does not exist: containerd allows every pull without verification`, fix: install }];
+    return [
+      {
+        status: 'FAIL',
+        message: `bin_dir ${b.path}${src} does not exist: containerd allows every pull without verification`,
+        fix: install,
+      },
+    ];
   }
   if (b.listing.kind === 'unreadable') {
-    return [{ status: 'FAIL', message: `bin_dir ${b.path}${src} cannot be listed (${b.listing.error}): containerd fails every pull`, fix: `make ${b.path} a directory containerd can read, holding only pullguard` }];
+    return [
+      {
+        status: 'FAIL',
+        message: `bin_dir ${b.path}${src} cannot be listed (${b.listing.error}): containerd fails every pull`,
+        fix: `make ${b.path} a directory containerd can read, holding only pullguard`,
+      },
+    ];
   }
   const entries = b.listing.entries;
   if (entries.length === 0) {
-    return [{ status: 'FAIL', message: `bin_dir ${b.path}${src} is empty: containerd allows every pull without verification`, fix: install }];
+    return [
+      {
+        status: 'FAIL',
+        message: `bin_dir ${b.path}${src} is empty: containerd allows every pull without verification`,
+        fix: install,
+      },
+    ];
   }
   const out: Check[] = [];
   const names = entries.map((e) => e.name).join(', ');
   const bad = entries.filter((e) => e.type !== 'executable');
   for (const e of bad) {
-    const what = e.type === 'file' ? 'is not executable' : e.type === 'directory' ? 'is a directory' : e.type === 'broken' ? 'is a broken link' : 'is not a regular file';
-    out.push({ status: 'FAIL', message: `${join(b.path, e.name)} ${what}: containerd executes every entry of bin_dir, the exec fails and blocks EVERY pull ("failed to call verifier")`, fix: `move it out of ${b.path}` });
+    const what =
+      e.type === 'file'
+        ? 'is not executable'
+        : e.type === 'directory'
+          ? 'is a directory'
+          : e.type === 'broken'
+            ? 'is a broken link'
+            : 'is not a regular file';
+    out.push({
+      status: 'FAIL',
+      message: `${join(b.path, e.name)} ${what}: containerd executes every entry of bin_dir, the exec fails and blocks EVERY pull ("failed to call verifier")`,
+      fix: `move it out of ${b.path}`,
+    });
   }
   const pg = entries.filter((e) => e.name.includes('pullguard'));
   if (pg.length === 0) {
-    out.push({ status: 'WARN', message: `no pullguard in bin_dir ${b.path} (entries: ${names}): pullguard is not one of containerd's verifiers`, fix: install });
+    out.push({
+      status: 'WARN',
+      message: `no pullguard in bin_dir ${b.path} (entries: ${names}): pullguard is not one of containerd's verifiers`,
+      fix: install,
+    });
   } else if (bad.length === 0) {
     out.push({ status: 'ok', message: `bin_dir ${b.path}${src} holds ${entries.length} executable(s): ${names}` });
   }
@@ -177,10 +278,16 @@ function binDirChecks(b: DoctorInput['binDir'], eff: EffectiveConfig | undefined
   const max = typeof maxV === 'number' ? maxV : DEFAULT_MAX_VERIFIERS;
   const maxWhere = where(eff?.origin('bindir', 'max_verifiers'));
   if (max >= 0 && entries.length > max) {
-    const skipped = entries.slice(max).map((e) => e.name).join(', ');
+    const skipped = entries
+      .slice(max)
+      .map((e) => e.name)
+      .join(', ');
     out.push({
       status: 'FAIL',
-      message: max === 0 ? `max_verifiers = 0${maxWhere}: containerd skips every verifier and allows every pull` : `bin_dir has ${entries.length} entries, more than max_verifiers = ${max}${maxWhere}: containerd skips ${skipped} with only a warning`,
+      message:
+        max === 0
+          ? `max_verifiers = 0${maxWhere}: containerd skips every verifier and allows every pull`
+          : `bin_dir has ${entries.length} entries, more than max_verifiers = ${max}${maxWhere}: containerd skips ${skipped} with only a warning`,
       fix: `keep only pullguard in ${b.path}, or raise max_verifiers (default ${DEFAULT_MAX_VERIFIERS})`,
     });
   }
@@ -197,12 +304,19 @@ function timeoutCheck(eff: EffectiveConfig | undefined, policyTimeoutMs: number 
   if (raw !== undefined) {
     const parsed = typeof raw === 'string' ? parseGoDuration(raw) : undefined;
     if (parsed === undefined) {
-      return { status: 'FAIL', message: `per_verifier_timeout = ${JSON.stringify(raw)}${o} is not a duration`, fix: 'write it as a string such as "10s"' };
+      return {
+        status: 'FAIL',
+        message: `per_verifier_timeout = ${JSON.stringify(raw)}${o} is not a duration`,
+        fix: 'write it as a string such as "10s"',
+      };
     }
     limit = parsed;
   }
   const need = budget + 1000;
-  const policyWord = policyTimeoutMs === undefined ? `pullguard's default timeout ${formatDuration(budget)}` : `the policy's timeout ${formatDuration(budget)}`;
+  const policyWord =
+    policyTimeoutMs === undefined
+      ? `pullguard's default timeout ${formatDuration(budget)}`
+      : `the policy's timeout ${formatDuration(budget)}`;
   if (limit < need) {
     return {
       status: 'FAIL',
@@ -210,13 +324,19 @@ function timeoutCheck(eff: EffectiveConfig | undefined, policyTimeoutMs: number 
       fix: `raise per_verifier_timeout to at least "${Math.ceil(need / 1000)}s", or lower timeout: in the policy`,
     };
   }
-  return { status: 'ok', message: `per_verifier_timeout ${formatDuration(limit)}${raw === undefined ? " (containerd's default)" : ''} leaves pullguard's ${formatDuration(budget)} budget at least 1s` };
+  return {
+    status: 'ok',
+    message: `per_verifier_timeout ${formatDuration(limit)}${raw === undefined ? " (containerd's default)" : ''} leaves pullguard's ${formatDuration(budget)} budget at least 1s`,
+  };
 }
 
 function policyChecks(p: DoctorInput['policy'], binDir: string): Check[] {
   const out: Check[] = [];
   if (p.policy) {
-    out.push({ status: 'ok', message: `policy ${p.path} loads: mode ${p.policy.mode}, default ${p.policy.defaultAction}, timeout ${formatDuration(p.policy.timeoutMs)}, ${p.policy.rules.length} rule(s)` });
+    out.push({
+      status: 'ok',
+      message: `policy ${p.path} loads: mode ${p.policy.mode}, default ${p.policy.defaultAction}, timeout ${formatDuration(p.policy.timeoutMs)}, ${p.policy.rules.length} rule(s)`,
+    });
     if (p.policy.mode === 'audit') {
       out.push({
         status: 'WARN',
@@ -225,11 +345,19 @@ function policyChecks(p: DoctorInput['policy'], binDir: string): Check[] {
       });
     }
   } else {
-    out.push({ status: 'FAIL', message: `policy: ${p.error ?? `cannot load ${p.path}`}: pullguard denies every pull`, fix: `fix ${p.path} (check it with \`pullguard policy check\`); containerd passes its own PULLGUARD_POLICY, if any, to pullguard` });
+    out.push({
+      status: 'FAIL',
+      message: `policy: ${p.error ?? `cannot load ${p.path}`}: pullguard denies every pull`,
+      fix: `fix ${p.path} (check it with \`pullguard policy check\`); containerd passes its own PULLGUARD_POLICY, if any, to pullguard`,
+    });
   }
   const rel = relative(resolve(binDir), resolve(p.path));
   if (rel === '' || (!rel.startsWith('..') && !rel.startsWith('/'))) {
-    out.push({ status: 'FAIL', message: `policy ${p.path} is inside bin_dir ${binDir}: containerd executes it on every pull, which fails every pull`, fix: 'move it to /etc/pullguard/policy.yaml (or point PULLGUARD_POLICY outside bin_dir)' });
+    out.push({
+      status: 'FAIL',
+      message: `policy ${p.path} is inside bin_dir ${binDir}: containerd executes it on every pull, which fails every pull`,
+      fix: 'move it to /etc/pullguard/policy.yaml (or point PULLGUARD_POLICY outside bin_dir)',
+    });
   }
   return out;
 }

@@ -112,10 +112,18 @@ describe('running-node checks', () => {
   });
 
   test('the decision log: a summary; in audit mode with would-denies, a WARN pointing at pullguard log', () => {
-    const decisions = { path: '/var/log/pullguard/decisions.jsonl', total: 12, wouldDeny: 3, denied: 0, last: '2026-12-01T10:00:00.000Z' };
+    const decisions = {
+      path: '/var/log/pullguard/decisions.jsonl',
+      total: 12,
+      wouldDeny: 3,
+      denied: 0,
+      last: '2026-12-01T10:00:00.000Z',
+    };
     expect(by(run({ decisions }), 'WARN')).toEqual([]);
     const audit = run({ decisions, policy: { ...base.policy!, mode: 'audit' } });
-    expect(by(audit, 'WARN')[0]).toMatch(/12 decision\(s\) in the last 7 days .*3 would-deny: enforce mode would have denied 3 pull\(s\); fix: read `pullguard log --would-deny --since 7d`/);
+    expect(by(audit, 'WARN')[0]).toMatch(
+      /12 decision\(s\) in the last 7 days .*3 would-deny: enforce mode would have denied 3 pull\(s\); fix: read `pullguard log --would-deny --since 7d`/,
+    );
   });
 
   // The sandbox image against the policy: node-images.test.ts.

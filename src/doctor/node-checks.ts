@@ -42,7 +42,13 @@ export interface NodeInput {
     readonly freeBytes?: number;
   }[];
   /** What the decision log says about the last 7 days, when there is one. */
-  readonly decisions?: { readonly path: string; readonly total: number; readonly wouldDeny: number; readonly denied: number; readonly last?: string };
+  readonly decisions?: {
+    readonly path: string;
+    readonly total: number;
+    readonly wouldDeny: number;
+    readonly denied: number;
+    readonly last?: string;
+  };
   readonly policy?: Pick<Policy, 'rules' | 'defaultAction' | 'mode'>;
 }
 
@@ -66,13 +72,14 @@ function socketCheck(s: NodeInput['socket']): Check {
     if (old)
       return {
         status: 'FAIL',
-        message: `the running containerd (${s.address}) is ${s.info.version}: CRI pulls before 2.1 never call ` +
-          `verifiers`,
+        message:
+          `the running containerd (${s.address}) is ${s.info.version}: CRI pulls before 2.1 never call ` + `verifiers`,
         fix: 'upgrade containerd to 2.1 or later and restart it',
       };
     return {
       status: 'ok',
-      message: `containerd answers on ${s.address}: ` +
+      message:
+        `containerd answers on ${s.address}: ` +
         s.info.version +
         (s.info.revision ? ` (${s.info.revision.slice(0, 12)})` : '') +
         (s.info.pid ? `, pid ${s.info.pid}` : ''),
@@ -81,13 +88,15 @@ function socketCheck(s: NodeInput['socket']): Check {
   if (s.missing && !s.explicit) {
     return {
       status: 'ok',
-      message: `no containerd socket at ${s.address}: containerd is not running here, so only its files were ` +
+      message:
+        `no containerd socket at ${s.address}: containerd is not running here, so only its files were ` +
         `checked (pass --address SOCKET for another one)`,
     };
   }
   return {
     status: 'FAIL',
-    message: `containerd does not answer on ${s.address} (${s.error ?? 'no answer'}): no image can be pulled on ` +
+    message:
+      `containerd does not answer on ${s.address} (${s.error ?? 'no answer'}): no image can be pulled on ` +
       `this node`,
     fix: 'check `systemctl status containerd` and its log; pass --address SOCKET if it listens elsewhere',
   };
@@ -100,7 +109,8 @@ function pluginChecks(info: DaemonInfo): Check[] {
   if (!bindir) {
     out.push({
       status: 'FAIL',
-      message: `the running containerd has no ${BINDIR_PLUGIN.type}.${BINDIR_PLUGIN.id} plugin: it runs no ` +
+      message:
+        `the running containerd has no ${BINDIR_PLUGIN.type}.${BINDIR_PLUGIN.id} plugin: it runs no ` +
         `image verifier, every pull is allowed`,
       fix: 'remove it from disabled_plugins and restart containerd (2.1 or later)',
     });
@@ -138,9 +148,10 @@ function runningConfigChecks(n: NodeInput): Check[] {
   if (running !== resolve(n.config.path)) {
     out.push({
       status: 'FAIL',
-      message: `the running containerd (pid ${d.pid}) was started with ` +
+      message:
+        `the running containerd (pid ${d.pid}) was started with ` +
         `${d.configArg ? `--config ${d.configArg}` : 'its default config /etc/containerd/config.toml'}, but ` +
-          `doctor checked ${n.config.path}: the checks above are not about the running daemon`,
+        `doctor checked ${n.config.path}: the checks above are not about the running daemon`,
       fix: `run pullguard doctor --containerd-config ${running}`,
     });
   }
@@ -150,14 +161,16 @@ function runningConfigChecks(n: NodeInput): Check[] {
     if (changed.length > 0) {
       out.push({
         status: 'WARN',
-        message: `${changed.map((f) => f.path).join(', ')} changed after containerd started ` +
+        message:
+          `${changed.map((f) => f.path).join(', ')} changed after containerd started ` +
           `(${new Date(d.startedAtMs).toISOString()}): the running daemon does not use what doctor checked`,
         fix: 'restart containerd (systemctl restart containerd; never SIGHUP it: 2.2 exits on SIGHUP)',
       });
     } else if (running === resolve(n.config.path)) {
       out.push({
         status: 'ok',
-        message: `the running containerd (pid ${d.pid}) uses ${running}, unchanged since it started: the checks ` +
+        message:
+          `the running containerd (pid ${d.pid}) uses ${running}, unchanged since it started: the checks ` +
           `above describe it`,
       });
     }
@@ -170,14 +183,16 @@ function journalCheck(n: NodeInput): Check {
   if (!j || j.source === undefined) {
     return {
       status: 'ok',
-      message: `containerd's log not read (${j && 'error' in j ? j.error : 'no journal'}): look for ` +
+      message:
+        `containerd's log not read (${j && 'error' in j ? j.error : 'no journal'}): look for ` +
         `"${FALLBACK}" in it yourself (pass --containerd-log FILE)`,
     };
   }
   if (j.lines.length > 0) {
     return {
       status: 'FAIL',
-      message: `containerd logged "${FALLBACK}" since it started (${j.source}): CRI (kubelet) pulls skip ` +
+      message:
+        `containerd logged "${FALLBACK}" since it started (${j.source}): CRI (kubelet) pulls skip ` +
         `pullguard; last: ${j.lines[j.lines.length - 1]!.slice(0, 300)}`,
       fix: 'fix the CRI setting named in that line (the FAIL lines above name the key), then restart containerd',
     };
@@ -189,9 +204,11 @@ function outputCheck(o: NodeInput['outputs'][number]): Check {
   if (o.error) {
     return {
       status: 'WARN',
-      message: `${o.what} ${o.path} cannot be written (${o.error}): decisions go unrecorded there (verdicts are ` +
+      message:
+        `${o.what} ${o.path} cannot be written (${o.error}): decisions go unrecorded there (verdicts are ` +
         `unaffected)`,
-      fix: `make ${o.path}'s directory writable for containerd's user (root), or set ` +
+      fix:
+        `make ${o.path}'s directory writable for containerd's user (root), or set ` +
         `log.${o.what === 'metrics file' ? 'metricsFile' : 'file'} in the policy`,
     };
   }

@@ -142,14 +142,12 @@ function readLog(o: NodeOptions, sinceMs: number | undefined): NodeInput['journa
     '20000',
     ...(sinceMs ? ['--since', `@${Math.floor(sinceMs / 1000)}`] : []),
   ];
-  const r = process
-    .getBuiltinModule('node:child_process')
-    .spawnSync(journalctl, args, {
-      encoding: 'utf8',
-      timeout: 5000,
-      maxBuffer: 64 * 1024 * 1024,
-      env: { PATH: o.env.PATH ?? '' },
-    });
+  const r = process.getBuiltinModule('node:child_process').spawnSync(journalctl, args, {
+    encoding: 'utf8',
+    timeout: 5000,
+    maxBuffer: 64 * 1024 * 1024,
+    env: { PATH: o.env.PATH ?? '' },
+  });
   if (r.error || r.status !== 0)
     return { error: `journalctl -u containerd failed: ${r.error?.message ?? r.stderr.trim().split('\n')[0]}` };
   if (r.stdout.trim() === '' || /^-- No entries --$/m.test(r.stdout))
@@ -224,7 +222,8 @@ export async function pullTest(
       return [
         {
           status: 'WARN',
-          message: `pull test: ctr ${r.code === 0 ? 'pulled' : `failed (${ctrLine ?? `exit ${r.code}`})`}; the ` +
+          message:
+            `pull test: ctr ${r.code === 0 ? 'pulled' : `failed (${ctrLine ?? `exit ${r.code}`})`}; the ` +
             `decision log is off, so pullguard's part cannot be told`,
           fix: 'turn log.file back on in the policy',
         },
@@ -252,7 +251,8 @@ export async function pullTest(
   return [
     {
       status: 'ok',
-      message: `pull test: ${ref} ${pulled}; pullguard ${verdict}: ` +
+      message:
+        `pull test: ${ref} ${pulled}; pullguard ${verdict}: ` +
         `${policyReason(decision)}${decision.rule ? ` (rule "${decision.rule}")` : ''} in ${decision.durationMs} ms`,
     },
   ];

@@ -8,7 +8,15 @@ import { DEFAULT_CONTAINERD_CONFIG, loadConfig } from '../containerd/config.js';
 import { credentialProviderChecks, imageCredentialChecks } from './credentials-run.js';
 import { gatherNode, pullTest } from './node.js';
 import { nodeChecks } from './node-checks.js';
-import { binDirOf, diagnose, effectiveConfig, formatCheck, type BinDirEntryType, type BinDirListing, type DoctorInput } from './diagnose.js';
+import {
+  binDirOf,
+  diagnose,
+  effectiveConfig,
+  formatCheck,
+  type BinDirEntryType,
+  type BinDirListing,
+  type DoctorInput,
+} from './diagnose.js';
 import { DEFAULT_STATIC_POD_DIR, nodeImageChecks } from './node-images.js';
 import { readNodeImages } from './node-images-read.js';
 type Out = (line: string) => void;
@@ -74,7 +82,13 @@ function listBinDir(dir: string): BinDirListing {
       let type: BinDirEntryType;
       try {
         const st = statSync(join(dir, name));
-        type = st.isDirectory() ? 'directory' : !st.isFile() ? 'other' : (st.mode & 0o111) !== 0 ? 'executable' : 'file';
+        type = st.isDirectory()
+          ? 'directory'
+          : !st.isFile()
+            ? 'other'
+            : (st.mode & 0o111) !== 0
+              ? 'executable'
+              : 'file';
       } catch {
         type = 'broken';
       }
@@ -102,12 +116,17 @@ function containerdVersion(env: NodeJS.ProcessEnv): Promise<DoctorInput['contain
   if (!binary) return Promise.resolve({});
   return new Promise((done) => {
     // Loaded here, not imported: child_process cannot be part of the executable's startup snapshot.
-    process.getBuiltinModule('node:child_process').execFile(
-      binary,
-      ['--version'],
-      { encoding: 'utf8', timeout: 5000, killSignal: 'SIGKILL', maxBuffer: 64 * 1024, env: { PATH: env.PATH ?? '' } },
-      (err, stdout) => (err ? done({ binary, error: err.killed ? 'timed out after 5s' : firstLine(err.message) }) : done({ binary, output: stdout })),
-    );
+    process
+      .getBuiltinModule('node:child_process')
+      .execFile(
+        binary,
+        ['--version'],
+        { encoding: 'utf8', timeout: 5000, killSignal: 'SIGKILL', maxBuffer: 64 * 1024, env: { PATH: env.PATH ?? '' } },
+        (err, stdout) =>
+          err
+            ? done({ binary, error: err.killed ? 'timed out after 5s' : firstLine(err.message) })
+            : done({ binary, output: stdout }),
+      );
   });
 }
 
@@ -171,4 +190,3 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
   );
   return fails > 0 ? 2 : 0;
 }
-

@@ -172,23 +172,21 @@ export const HOST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 export function exec(argv: readonly string[], timeoutMs: number, env: Record<string, string>): Promise<RunResult> {
   return new Promise((resolve) => {
     // Loaded here, not imported: child_process cannot be part of the executable's startup snapshot.
-    process
-      .getBuiltinModule('node:child_process')
-      .execFile(
-        argv[0]!,
-        argv.slice(1),
-        {
-          encoding: 'utf8',
-          timeout: timeoutMs,
-          killSignal: 'SIGKILL',
-          maxBuffer: 16 * 1024 * 1024,
-          env: { PATH: process.env.PATH ?? HOST_PATH, ...env },
-        },
-        (err, stdout, stderr) => {
-          const status = err ? (typeof err.code === 'number' ? err.code : null) : 0;
-          const extra = err && status === null ? `${err.killed ? `timed out after ${timeoutMs}ms` : err.message}` : '';
-          resolve({ status, stdout, stderr: `${stderr}${extra}` });
-        },
-      );
+    process.getBuiltinModule('node:child_process').execFile(
+      argv[0]!,
+      argv.slice(1),
+      {
+        encoding: 'utf8',
+        timeout: timeoutMs,
+        killSignal: 'SIGKILL',
+        maxBuffer: 16 * 1024 * 1024,
+        env: { PATH: process.env.PATH ?? HOST_PATH, ...env },
+      },
+      (err, stdout, stderr) => {
+        const status = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+        const extra = err && status === null ? `${err.killed ? `timed out after ${timeoutMs}ms` : err.message}` : '';
+        resolve({ status, stdout, stderr: `${stderr}${extra}` });
+      },
+    );
   });
 }

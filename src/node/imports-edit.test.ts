@@ -39,7 +39,7 @@ describe('addImport', () => {
   test('multi-line arrays keep their layout: indentation, comments, trailing comma or not', () => {
     const trailing =
       'version = 2\nimports = [\n  "/etc/containerd/a.toml", # first\n  # "/disabled.toml",\n  ' +
-        '"/etc/containerd/b.toml",\n]\n[x]\n';
+      '"/etc/containerd/b.toml",\n]\n[x]\n';
     expect(roundTrip(trailing)).toBe(trailing.replace('b.toml",\n', `b.toml",\n  "${P}",\n`));
     const bare = 'imports = [\n    "/a.toml",\n    "/b.toml"\n]\n';
     expect(roundTrip(bare)).toBe(`imports = [\n    "/a.toml",\n    "/b.toml",\n    "${P}"\n]\n`);
@@ -48,7 +48,7 @@ describe('addImport', () => {
   test('keys before imports with arrays, inline tables and multi-line strings are skipped correctly', () => {
     const text =
       'version = 3\nroot = "/var/lib/containerd"\nrequired_plugins = ["a.b", \n "c.d"]\nx = { a = 1, b = "]" }\ns ' +
-        '= """\n[not a table]\n"""\nimports = ["/a.toml"]\n[grpc]\n';
+      '= """\n[not a table]\n"""\nimports = ["/a.toml"]\n[grpc]\n';
     expect(roundTrip(text)).toContain(`imports = ["/a.toml", "${P}"]`);
   });
 

@@ -119,7 +119,8 @@ describe('refusals (nothing is written)', () => {
 });
 
 test("dumpProblems reads a real dump's tables", () => {
-  const dump = `version = 3\n[plugins]\n  [plugins.'${'io.containerd.cri.v1.images'}']\n    discard_unpacked_layers ` +
+  const dump =
+    `version = 3\n[plugins]\n  [plugins.'${'io.containerd.cri.v1.images'}']\n    discard_unpacked_layers ` +
     `= true\n  [plugins.'io.containerd.image-verifier.v1.bindir']\n    bin_dir = '${BIN}'\n    ` +
     `max_verifiers = 10\n    per_verifier_timeout = '10s'\n`;
   expect(dumpProblems(dump, BIN, 9000).map((p) => p.key)).toEqual(['discard_unpacked_layers']);

@@ -108,7 +108,8 @@ export function verificationProblems(
     if (t.fires(v))
       out.push({
         key: t.key,
-        message: `${t.key} = ${JSON.stringify(v)}${where('images', t.key)} makes CRI pulls local: they would never ` +
+        message:
+          `${t.key} = ${JSON.stringify(v)}${where('images', t.key)} makes CRI pulls local: they would never ` +
           `run pullguard`,
       });
   }
@@ -116,7 +117,8 @@ export function verificationProblems(
   if ((b.bin_dir ?? undefined) !== binDir) {
     out.push({
       key: 'bin_dir',
-      message: `bin_dir is ${JSON.stringify(b.bin_dir ?? null)}${where('bindir', 'bin_dir')}, not ` +
+      message:
+        `bin_dir is ${JSON.stringify(b.bin_dir ?? null)}${where('bindir', 'bin_dir')}, not ` +
         `${JSON.stringify(binDir)}: containerd would not run the executable installed there`,
     });
   }
@@ -135,7 +137,8 @@ export function verificationProblems(
   if (timeout === undefined || timeout < minTimeoutMs) {
     out.push({
       key: 'per_verifier_timeout',
-      message: `per_verifier_timeout = ` +
+      message:
+        `per_verifier_timeout = ` +
         `${JSON.stringify(b.per_verifier_timeout)}${where('bindir', 'per_verifier_timeout')} is below the ` +
         `policy's timeout + 1s`,
     });

@@ -15,7 +15,8 @@ export interface RunContext {
 /** `denied localhost:5000/app@sha256:ab12...: no trusted signature (rule "prod")` */
 export function formatLine(decision: Decision, ctx: Pick<RunContext, 'name' | 'digest'>): string {
   const verb = decision.verdict === 'allow' ? 'allowed' : 'denied';
-  const subject = ctx.name || ctx.digest ? describeSubject(ctx.name || '<no name>', ctx.digest || '<no digest>') : 'image';
+  const subject =
+    ctx.name || ctx.digest ? describeSubject(ctx.name || '<no name>', ctx.digest || '<no digest>') : 'image';
   const rule = decision.rule ? ` (rule "${decision.rule}")` : '';
   return truncateLine(`${verb} ${subject}: ${decision.reason}${rule}`, MAX_LINE_BYTES);
 }

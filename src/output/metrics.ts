@@ -87,7 +87,9 @@ export function recordMetrics(path: string, obs: Observation): void {
   const mine = `${path}.pending.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2, 8)}`;
   const waiting = readdirSync(dir).filter((n) => n.startsWith(prefix)).length;
   if (waiting >= MAX_PENDING) {
-    throw Object.assign(new Error(`${waiting} observations wait beside a .prom file nobody could write`), { code: 'EOVERFLOW' });
+    throw Object.assign(new Error(`${waiting} observations wait beside a .prom file nobody could write`), {
+      code: 'EOVERFLOW',
+    });
   }
   writeFileSync(`${mine}.tmp`, JSON.stringify(obs), { mode: 0o600 });
   renameSync(`${mine}.tmp`, mine);

@@ -1,4 +1,14 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync, existsSync, utimesSync } from 'node:fs';
+import {
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  mkdirSync,
+  existsSync,
+  utimesSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -201,7 +211,8 @@ describe('recordDecision', () => {
     const metricsFile = join(d, 'm.prom');
     mkdirSync(metricsFile); // a directory: the rename over it fails, every time
     const warnings: string[] = [];
-    for (let i = 0; i < MAX_PENDING + 5; i++) recordDecision(allow, ctx, { file: false, metricsFile }, { warn: (l: string) => warnings.push(l) });
+    for (let i = 0; i < MAX_PENDING + 5; i++)
+      recordDecision(allow, ctx, { file: false, metricsFile }, { warn: (l: string) => warnings.push(l) });
     expect(readdirSync(d).filter((n) => n.startsWith('m.prom.pending.'))).toHaveLength(MAX_PENDING);
     expect(warnings.at(-1)).toMatch(/metrics .*EOVERFLOW/);
   });

@@ -6,7 +6,13 @@ import type { Rule } from './model.js';
 
 const D1 = `sha256:${'1'.repeat(64)}`;
 const D2 = `sha256:${'2'.repeat(64)}`;
-const rule = (name: string, ...match: string[]): Rule => ({ name, match, action: 'allow', authorities: [], require: 'all' });
+const rule = (name: string, ...match: string[]): Rule => ({
+  name,
+  match,
+  action: 'allow',
+  authorities: [],
+  require: 'all',
+});
 const find = (m: RuleMatcher, ref: string, digest = D1) => m.find(parseReference(ref), digest)?.rule.name;
 
 describe('pattern normalization', () => {
@@ -31,7 +37,9 @@ describe('validatePattern', () => {
     ['ghcr.io/***', /not \*\*\*/],
     ['', /empty/],
   ])('rejects %s', (p, m) => expect(validatePattern(p)).toMatch(m));
-  test.each(['localhost:5000/app', 'ghcr.io/org/**', '*.example.com/**', 'registry.k8s.io/pause'])('accepts %s', (p) => expect(validatePattern(p)).toBeUndefined());
+  test.each(['localhost:5000/app', 'ghcr.io/org/**', '*.example.com/**', 'registry.k8s.io/pause'])('accepts %s', (p) =>
+    expect(validatePattern(p)).toBeUndefined(),
+  );
 });
 
 describe('RuleMatcher: the most specific pattern wins', () => {
@@ -61,7 +69,8 @@ describe('RuleMatcher: the most specific pattern wins', () => {
     expect(find(m, 'docker.io/library/nginx:latest')).toBe('hub');
   });
   test('tags never decide', () => expect(find(m, 'registry.k8s.io/pause:3.10')).toBe('pause'));
-  test('no rule, no match', () => expect(new RuleMatcher([rule('a', 'ghcr.io/a')]).find(parseReference('ghcr.io/b'), D1)).toBeUndefined());
+  test('no rule, no match', () =>
+    expect(new RuleMatcher([rule('a', 'ghcr.io/a')]).find(parseReference('ghcr.io/b'), D1)).toBeUndefined());
   test('ties go to the earlier rule', () => {
     const t = new RuleMatcher([rule('first', 'ghcr.io/*/app'), rule('second', 'ghcr.io/org/*')]);
     expect(find(t, 'ghcr.io/org/app')).toBe('first');
@@ -69,7 +78,13 @@ describe('RuleMatcher: the most specific pattern wins', () => {
 });
 
 describe('registry hosts are matched as containerd reaches them (issue 8 item 1)', () => {
-  const verify = (name: string, ...match: string[]): Rule => ({ name, match, action: 'verify', authorities: [], require: 'all' });
+  const verify = (name: string, ...match: string[]): Rule => ({
+    name,
+    match,
+    action: 'verify',
+    authorities: [],
+    require: 'all',
+  });
   test.each([
     ['VM:5214/prod/unsigned:v1', 'vm:5214/**'],
     ['Vm:5214/prod/unsigned:v1', 'vm:5214/**'],
@@ -117,7 +132,9 @@ describe('glob matching is linear (issue 8 item 2)', () => {
     return new RegExp(`^${re}$`).test(name);
   };
   const alphabet = fc.constantFrom('a', 'b', '/', '.');
-  const patternArb = fc.array(fc.constantFrom('a', 'b', '/', '.', '*', '**'), { maxLength: 10 }).map((xs) => xs.join('').replace(/\*{3,}/g, '**'));
+  const patternArb = fc
+    .array(fc.constantFrom('a', 'b', '/', '.', '*', '**'), { maxLength: 10 })
+    .map((xs) => xs.join('').replace(/\*{3,}/g, '**'));
   const nameArb = fc.array(alphabet, { maxLength: 14 }).map((xs) => xs.join(''));
 
   test('agrees with the old RegExp semantics on random inputs', () => {
@@ -136,12 +153,17 @@ describe('glob matching is linear (issue 8 item 2)', () => {
     // took hours for a single one of them (`*a` x 8 then `b` against 60 `a`s was killed at 20 s).
     const deadline = Date.now() + 20_000;
     fc.assert(
-      fc.property(fc.integer({ min: 4, max: 40 }), fc.integer({ min: 30, max: 240 }), fc.constantFrom('*', '**'), (stars, len, star) => {
-        const pattern = `localhost:5999/${`${star}a`.repeat(stars)}${star}b`;
-        const compiled = compilePattern(pattern);
-        expect(compiled.test(`localhost:5999/${'a'.repeat(len)}`)).toBe(false);
-        expect(Date.now()).toBeLessThan(deadline);
-      }),
+      fc.property(
+        fc.integer({ min: 4, max: 40 }),
+        fc.integer({ min: 30, max: 240 }),
+        fc.constantFrom('*', '**'),
+        (stars, len, star) => {
+          const pattern = `localhost:5999/${`${star}a`.repeat(stars)}${star}b`;
+          const compiled = compilePattern(pattern);
+          expect(compiled.test(`localhost:5999/${'a'.repeat(len)}`)).toBe(false);
+          expect(Date.now()).toBeLessThan(deadline);
+        },
+      ),
       { numRuns: 200 },
     );
     const m = new RuleMatcher([rule('evil', 'localhost:5999/*a*a*a*a*a*a*a*a*b')]);

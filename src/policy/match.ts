@@ -138,7 +138,8 @@ export class RuleMatcher {
 
   constructor(rules: readonly Rule[]) {
     let order = 0;
-    for (const rule of rules) for (const p of rule.match) this.entries.push({ rule, pattern: compilePattern(p), order: order++ });
+    for (const rule of rules)
+      for (const p of rule.match) this.entries.push({ rule, pattern: compilePattern(p), order: order++ });
   }
 
   /** The most specific rule for `ref` pulled at `digest`, or undefined when none matches. */
@@ -154,7 +155,10 @@ export class RuleMatcher {
   }
 }
 
-function moreSpecific(a: { pattern: CompiledPattern; order: number }, b: { pattern: CompiledPattern; order: number }): boolean {
+function moreSpecific(
+  a: { pattern: CompiledPattern; order: number },
+  b: { pattern: CompiledPattern; order: number },
+): boolean {
   const pinned = Number(a.pattern.digest !== undefined) - Number(b.pattern.digest !== undefined);
   if (pinned !== 0) return pinned > 0;
   if (a.pattern.literalChars !== b.pattern.literalChars) return a.pattern.literalChars > b.pattern.literalChars;

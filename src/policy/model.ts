@@ -40,7 +40,11 @@ export interface AuthoritySpecs {
 export type AuthorityKind = keyof AuthoritySpecs;
 
 /** A party whose signature counts: `kind` selects the verifier, `spec` is that verifier's settings. */
-export type AuthorityOf<K extends AuthorityKind> = { readonly name: string; readonly kind: K; readonly spec: AuthoritySpecs[K] };
+export type AuthorityOf<K extends AuthorityKind> = {
+  readonly name: string;
+  readonly kind: K;
+  readonly spec: AuthoritySpecs[K];
+};
 export type Authority = { [K in AuthorityKind]: AuthorityOf<K> }[AuthorityKind];
 
 /** Builds the typed authority for `kind` from its compiled settings. */

@@ -18,7 +18,11 @@ const duration = z.pipe(
   z.transform((v: string | number, ctx) => {
     const ms = parseDuration(v);
     if (ms === undefined || ms > 300_000) {
-      ctx.issues.push({ code: 'custom', message: `invalid duration ${JSON.stringify(v)} (use e.g. "8s" or "1500ms", at most 5m)`, input: v });
+      ctx.issues.push({
+        code: 'custom',
+        message: `invalid duration ${JSON.stringify(v)} (use e.g. "8s" or "1500ms", at most 5m)`,
+        input: v,
+      });
       return z.NEVER;
     }
     return ms;
@@ -32,7 +36,11 @@ const longDuration = (max: number, what: string) =>
     z.transform((v: string | number, ctx) => {
       const ms = parseDuration(v);
       if (ms === undefined || ms > max) {
-        ctx.issues.push({ code: 'custom', message: `invalid ${what} ${JSON.stringify(v)} (use e.g. "10m" or "1h", at most ${max / 3_600_000}h)`, input: v });
+        ctx.issues.push({
+          code: 'custom',
+          message: `invalid ${what} ${JSON.stringify(v)} (use e.g. "10m" or "1h", at most ${max / 3_600_000}h)`,
+          input: v,
+        });
         return z.NEVER;
       }
       return ms;
@@ -49,7 +57,12 @@ const authority = z
   .check(
     z.superRefine((a, ctx) => {
       const kinds = AUTHORITY_KINDS.filter((k) => a[k] !== undefined);
-      if (kinds.length !== 1) ctx.issues.push({ code: 'custom', message: `an authority needs exactly one of: ${AUTHORITY_KINDS.join(', ')}`, input: a });
+      if (kinds.length !== 1)
+        ctx.issues.push({
+          code: 'custom',
+          message: `an authority needs exactly one of: ${AUTHORITY_KINDS.join(', ')}`,
+          input: a,
+        });
     }),
   );
 
@@ -66,13 +79,28 @@ const rule = z
   .check(
     z.superRefine((r, ctx) => {
       if (r.action === 'verify' && (!r.authorities || r.authorities.length === 0)) {
-        ctx.issues.push({ code: 'custom', path: ['authorities'], message: 'a verify rule needs at least one authority', input: r });
+        ctx.issues.push({
+          code: 'custom',
+          path: ['authorities'],
+          message: 'a verify rule needs at least one authority',
+          input: r,
+        });
       }
       if (r.action !== 'verify' && r.authorities) {
-        ctx.issues.push({ code: 'custom', path: ['authorities'], message: `authorities only apply to action "verify", not "${r.action}"`, input: r });
+        ctx.issues.push({
+          code: 'custom',
+          path: ['authorities'],
+          message: `authorities only apply to action "verify", not "${r.action}"`,
+          input: r,
+        });
       }
       if (r.action !== 'verify' && r.staleIfError !== undefined) {
-        ctx.issues.push({ code: 'custom', path: ['staleIfError'], message: 'staleIfError only applies to action "verify"', input: r });
+        ctx.issues.push({
+          code: 'custom',
+          path: ['staleIfError'],
+          message: 'staleIfError only applies to action "verify"',
+          input: r,
+        });
       }
     }),
   );
@@ -129,10 +157,21 @@ export const policyDocumentSchema = z
     z.superRefine((doc, ctx) => {
       const seen = new Set<string>();
       doc.rules.forEach((r, i) => {
-        if (seen.has(r.name)) ctx.issues.push({ code: 'custom', path: ['rules', i, 'name'], message: `duplicate rule name "${r.name}"`, input: r.name });
+        if (seen.has(r.name))
+          ctx.issues.push({
+            code: 'custom',
+            path: ['rules', i, 'name'],
+            message: `duplicate rule name "${r.name}"`,
+            input: r.name,
+          });
         seen.add(r.name);
         if (r.staleIfError !== undefined && !doc.cache) {
-          ctx.issues.push({ code: 'custom', path: ['rules', i, 'staleIfError'], message: 'staleIfError needs the decision cache: add a top-level "cache:" (e.g. cache: {ttl: 10m})', input: r });
+          ctx.issues.push({
+            code: 'custom',
+            path: ['rules', i, 'staleIfError'],
+            message: 'staleIfError needs the decision cache: add a top-level "cache:" (e.g. cache: {ttl: 10m})',
+            input: r,
+          });
         }
       });
     }),

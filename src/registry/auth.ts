@@ -59,7 +59,10 @@ interface DockerConfig {
 
 /** Docker's keys come as `https://index.docker.io/v1/`, `host`, `http://host/v2/`: compare hosts only. */
 export function normalizeAuthKey(key: string): string {
-  let k = key.trim().toLowerCase().replace(/^[a-z]+:\/\//, '');
+  let k = key
+    .trim()
+    .toLowerCase()
+    .replace(/^[a-z]+:\/\//, '');
   const slash = k.indexOf('/');
   if (slash >= 0) k = k.slice(0, slash);
   return canonicalRegistryHost(k);
@@ -155,7 +158,12 @@ export class CredentialStore {
         json = JSON.parse(text) as Record<string, unknown>;
         if (!json || typeof json !== 'object' || Array.isArray(json)) throw new Error('not a JSON object');
       } catch (e) {
-        if (path === this.policyPath) throw new PullguardError('POLICY_INVALID', `docker config ${path} named by registry.dockerConfig is not valid JSON`, { path });
+        if (path === this.policyPath)
+          throw new PullguardError(
+            'POLICY_INVALID',
+            `docker config ${path} named by registry.dockerConfig is not valid JSON`,
+            { path },
+          );
         this.notes.push(`skipped docker config ${path}: not valid JSON`);
         continue;
       }
@@ -164,7 +172,9 @@ export class CredentialStore {
       const authTable = isObject(json.auths) ? json.auths : json.credHelpers || json.credsStore ? {} : json;
       for (const [k, v] of Object.entries(authTable)) if (isObject(v)) auths.set(normalizeAuthKey(k), v);
       const credHelpers = new Map<string, string>();
-      if (isObject(json.credHelpers)) for (const [k, v] of Object.entries(json.credHelpers)) if (typeof v === 'string' && v) credHelpers.set(normalizeAuthKey(k), v);
+      if (isObject(json.credHelpers))
+        for (const [k, v] of Object.entries(json.credHelpers))
+          if (typeof v === 'string' && v) credHelpers.set(normalizeAuthKey(k), v);
       const credsStore = typeof json.credsStore === 'string' && json.credsStore ? json.credsStore : undefined;
       this.configs.push({ path, auths, credHelpers, credsStore });
     }
@@ -173,7 +183,8 @@ export class CredentialStore {
 }
 
 function fromAuthEntry(entry: Record<string, unknown>, source: string): Credential | undefined {
-  const str = (k: string) => (typeof entry[k] === 'string' && (entry[k] as string).length > 0 ? (entry[k] as string) : undefined);
+  const str = (k: string) =>
+    typeof entry[k] === 'string' && (entry[k] as string).length > 0 ? (entry[k] as string) : undefined;
   let username = str('username');
   let password = str('password');
   const auth = str('auth');
@@ -192,16 +203,29 @@ function fromAuthEntry(entry: Record<string, unknown>, source: string): Credenti
 }
 
 /** `docker-credential-<name> get`, the server on stdin, under a timeout inside the deadline. */
-export function runHelper(name: string, key: string, source: string, deadline: Deadline, env: NodeJS.ProcessEnv): Promise<Credential | undefined> {
+export function runHelper(
+  name: string,
+  key: string,
+  source: string,
+  deadline: Deadline,
+  env: NodeJS.ProcessEnv,
+): Promise<Credential | undefined> {
   if (!/^[A-Za-z0-9._-]+$/.test(name)) {
-    return Promise.reject(new PullguardError('REGISTRY_AUTH', `credential helper name ${JSON.stringify(name)} in ${source} is not a plain name`));
+    return Promise.reject(
+      new PullguardError(
+        'REGISTRY_AUTH',
+        `credential helper name ${JSON.stringify(name)} in ${source} is not a plain name`,
+      ),
+    );
   }
   const program = `docker-credential-${name}`;
   const server = key === 'docker.io' ? 'https://index.docker.io/v1/' : key;
   return new Promise((resolve, reject) => {
     const signal = deadline.slice(HELPER_TIMEOUT_MS);
     // Loaded here, not imported: child_process cannot be part of the executable's startup snapshot.
-    const child = process.getBuiltinModule('node:child_process').spawn(program, ['get'], { stdio: ['pipe', 'pipe', 'pipe'], env, signal, killSignal: 'SIGKILL' });
+    const child = process
+      .getBuiltinModule('node:child_process')
+      .spawn(program, ['get'], { stdio: ['pipe', 'pipe', 'pipe'], env, signal, killSignal: 'SIGKILL' });
     let out = '';
     let errOut = '';
     child.stdout.on('data', (b: Buffer) => {
@@ -214,11 +238,26 @@ export function runHelper(name: string, key: string, source: string, deadline: D
     child.stdin.end(server);
     child.on('error', (e: NodeJS.ErrnoException) => {
       if (e.name === 'AbortError') {
-        reject(new PullguardError(deadline.signal.aborted ? 'DEADLINE_EXCEEDED' : 'REGISTRY_AUTH', `credential helper ${program} (${source}) did not answer within ${HELPER_TIMEOUT_MS}ms for ${key}`));
+        reject(
+          new PullguardError(
+            deadline.signal.aborted ? 'DEADLINE_EXCEEDED' : 'REGISTRY_AUTH',
+            `credential helper ${program} (${source}) did not answer within ${HELPER_TIMEOUT_MS}ms for ${key}`,
+          ),
+        );
       } else if (e.code === 'ENOENT') {
-        reject(new PullguardError('REGISTRY_AUTH', `credential helper ${program} named in ${source} is not on PATH; install it or remove it from the config`));
+        reject(
+          new PullguardError(
+            'REGISTRY_AUTH',
+            `credential helper ${program} named in ${source} is not on PATH; install it or remove it from the config`,
+          ),
+        );
       } else {
-        reject(new PullguardError('REGISTRY_AUTH', `credential helper ${program} (${source}) failed to start: ${e.code ?? e.message}`));
+        reject(
+          new PullguardError(
+            'REGISTRY_AUTH',
+            `credential helper ${program} (${source}) failed to start: ${e.code ?? e.message}`,
+          ),
+        );
       }
     });
     child.on('close', (code) => {
@@ -226,16 +265,27 @@ export function runHelper(name: string, key: string, source: string, deadline: D
       if (code !== 0) {
         // The helper protocol's "no credentials" answer; anything else is a real failure.
         if (/credentials not found/i.test(out + errOut)) return resolve(undefined);
-        return reject(new PullguardError('REGISTRY_AUTH', `credential helper ${program} (${source}) exited ${code} for ${key}`));
+        return reject(
+          new PullguardError('REGISTRY_AUTH', `credential helper ${program} (${source}) exited ${code} for ${key}`),
+        );
       }
       try {
         const j = JSON.parse(out) as { Username?: unknown; Secret?: unknown };
         const username = typeof j.Username === 'string' ? j.Username : '';
         const secret = typeof j.Secret === 'string' ? j.Secret : '';
         if (!secret) return resolve(undefined);
-        resolve(username === '<token>' ? { identityToken: secret, source: `${source} ${program}` } : { username, password: secret, source: `${source} ${program}` });
+        resolve(
+          username === '<token>'
+            ? { identityToken: secret, source: `${source} ${program}` }
+            : { username, password: secret, source: `${source} ${program}` },
+        );
       } catch {
-        reject(new PullguardError('REGISTRY_AUTH', `credential helper ${program} (${source}) printed something that is not JSON`));
+        reject(
+          new PullguardError(
+            'REGISTRY_AUTH',
+            `credential helper ${program} (${source}) printed something that is not JSON`,
+          ),
+        );
       }
     });
   });
@@ -290,18 +340,34 @@ export class Authenticator {
   }
 
   /** Answers a 401. Returns undefined when there is nothing we could send (no credentials for Basic). */
-  async respond(endpoint: Endpoint, repository: string, wwwAuthenticate: string | string[] | undefined, deadline: Deadline, rejected?: string): Promise<string | undefined> {
+  async respond(
+    endpoint: Endpoint,
+    repository: string,
+    wwwAuthenticate: string | string[] | undefined,
+    deadline: Deadline,
+    rejected?: string,
+  ): Promise<string | undefined> {
     const all = parseChallenges(wwwAuthenticate);
     const ch = all.find((c) => c.scheme === 'bearer') ?? all.find((c) => c.scheme === 'basic');
     if (!ch) {
-      throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} asked for authentication without a usable WWW-Authenticate challenge (repository ${repository})`, { host: endpoint.host });
+      throw new PullguardError(
+        'REGISTRY_AUTH',
+        `${endpoint.host} asked for authentication without a usable WWW-Authenticate challenge (repository ${repository})`,
+        { host: endpoint.host },
+      );
     }
     this.challenges.set(endpoint.host, ch);
     // A fresh token only when the one we sent was refused; parallel first requests share one fetch.
     return this.authorize(endpoint, repository, ch, deadline, rejected !== undefined);
   }
 
-  private async authorize(endpoint: Endpoint, repository: string, ch: Challenge, deadline: Deadline, fresh: boolean): Promise<string | undefined> {
+  private async authorize(
+    endpoint: Endpoint,
+    repository: string,
+    ch: Challenge,
+    deadline: Deadline,
+    fresh: boolean,
+  ): Promise<string | undefined> {
     const cred = await this.credentials.lookup(endpoint.host, deadline, repository);
     if (ch.scheme === 'basic') {
       if (!cred?.username || cred.password === undefined) return undefined;
@@ -309,7 +375,10 @@ export class Authenticator {
     }
     if (cred?.registryToken) return `Bearer ${cred.registryToken}`;
     const realm = ch.params.realm;
-    if (!realm) throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} sent a Bearer challenge without a realm`, { host: endpoint.host });
+    if (!realm)
+      throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} sent a Bearer challenge without a realm`, {
+        host: endpoint.host,
+      });
     const scope = `repository:${repository}:pull`;
     const key = JSON.stringify([realm, ch.params.service ?? '', scope, cred?.source ?? '']);
     const now = Date.now();
@@ -327,29 +396,57 @@ export class Authenticator {
     return `Bearer ${await entry.token}`;
   }
 
-  private async fetchToken(endpoint: Endpoint, realm: string, service: string | undefined, scope: string, cred: Credential | undefined, deadline: Deadline): Promise<string> {
+  private async fetchToken(
+    endpoint: Endpoint,
+    realm: string,
+    service: string | undefined,
+    scope: string,
+    cred: Credential | undefined,
+    deadline: Deadline,
+  ): Promise<string> {
     let url: URL;
     try {
       url = new URL(realm);
     } catch {
-      throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} named an invalid token realm`, { host: endpoint.host });
+      throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} named an invalid token realm`, {
+        host: endpoint.host,
+      });
     }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} named a token realm with scheme ${url.protocol}`);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:')
+      throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} named a token realm with scheme ${url.protocol}`);
     const sendsSecret = !!(cred?.username || cred?.identityToken);
     if (sendsSecret && url.protocol === 'http:' && !isLocalhost(url.host) && endpoint.scheme === 'https') {
-      throw new PullguardError('REGISTRY_AUTH', `${endpoint.host} asks for credentials to be sent to ${url.host} over plain http; refusing`, { host: endpoint.host });
+      throw new PullguardError(
+        'REGISTRY_AUTH',
+        `${endpoint.host} asks for credentials to be sent to ${url.host} over plain http; refusing`,
+        { host: endpoint.host },
+      );
     }
     if (service) url.searchParams.set('service', service);
     url.searchParams.append('scope', scope);
     let res;
-    const common = { maxBytes: 1024 * 1024, what: `a pull token for ${scope}`, deadline, timeoutMs: deadline.budgetMs / 2, headers: { accept: 'application/json' } };
+    const common = {
+      maxBytes: 1024 * 1024,
+      what: `a pull token for ${scope}`,
+      deadline,
+      timeoutMs: deadline.budgetMs / 2,
+      headers: { accept: 'application/json' },
+    };
     if (cred?.identityToken) {
       // docker's identity tokens are OAuth2 refresh tokens, exchanged with a form POST to the realm.
-      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken, client_id: 'pullguard', scope });
+      const form = new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: cred.identityToken,
+        client_id: 'pullguard',
+        scope,
+      });
       if (service) form.set('service', service);
       res = await this.transport.send(endpoint, new URL(realm), { ...common, method: 'POST', body: form.toString() });
     } else {
-      const authorization = cred?.username && cred.password !== undefined ? `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}` : undefined;
+      const authorization =
+        cred?.username && cred.password !== undefined
+          ? `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`
+          : undefined;
       res = await this.transport.send(endpoint, url, { ...common, authorization });
     }
     if (res.status === 401 || res.status === 403) {
@@ -359,16 +456,25 @@ export class Authenticator {
         { host: endpoint.host },
       );
     }
-    if (res.status !== 200) throw new PullguardError('REGISTRY_AUTH', `token server ${url.host} answered HTTP ${res.status} for ${endpoint.host} (${scope})`, { host: endpoint.host });
+    if (res.status !== 200)
+      throw new PullguardError(
+        'REGISTRY_AUTH',
+        `token server ${url.host} answered HTTP ${res.status} for ${endpoint.host} (${scope})`,
+        { host: endpoint.host },
+      );
     let token: unknown;
     try {
       const j = JSON.parse(res.body.toString('utf8')) as Record<string, unknown>;
       token = j.token ?? j.access_token;
     } catch {
-      throw new PullguardError('REGISTRY_AUTH', `token server ${url.host} answered with something that is not JSON`, { host: endpoint.host });
+      throw new PullguardError('REGISTRY_AUTH', `token server ${url.host} answered with something that is not JSON`, {
+        host: endpoint.host,
+      });
     }
     if (typeof token !== 'string' || token.length === 0 || /[\r\n]/.test(token)) {
-      throw new PullguardError('REGISTRY_AUTH', `token server ${url.host} answered without a token`, { host: endpoint.host });
+      throw new PullguardError('REGISTRY_AUTH', `token server ${url.host} answered without a token`, {
+        host: endpoint.host,
+      });
     }
     return token;
   }

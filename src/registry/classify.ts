@@ -25,7 +25,11 @@ export const IN_TOTO = 'application/vnd.in-toto+json';
 
 /** `application/vnd.dev.sigstore.bundle.v0.3+json` and the older `...bundle+json;version=0.x` spellings. */
 export function isBundleType(t: string | undefined): boolean {
-  return !!t && (/^application\/vnd\.dev\.sigstore\.bundle\.v0\.\d+\+json$/.test(t) || /^application\/vnd\.dev\.sigstore\.bundle\+json(;\s*version=[\d.]+)?$/.test(t));
+  return (
+    !!t &&
+    (/^application\/vnd\.dev\.sigstore\.bundle\.v0\.\d+\+json$/.test(t) ||
+      /^application\/vnd\.dev\.sigstore\.bundle\+json(;\s*version=[\d.]+)?$/.test(t))
+  );
 }
 
 /**
@@ -72,16 +76,22 @@ export function filterTypeFor(classes: ReadonlySet<ArtifactClass>): string | und
  */
 export function classify(manifest: OciManifest, via: FoundVia): ArtifactClass {
   if (via === 'cosign-att-tag') return 'attestation';
-  if (via === 'cosign-sig-tag') return manifest.layers.some((l) => l.mediaType === COSIGN_SIMPLE_SIGNING) ? 'cosign-legacy' : 'unknown';
+  if (via === 'cosign-sig-tag')
+    return manifest.layers.some((l) => l.mediaType === COSIGN_SIMPLE_SIGNING) ? 'cosign-legacy' : 'unknown';
   const type = manifest.artifactType ?? manifest.config.mediaType;
   if (type === COSIGN_ARTIFACT_SIG) return 'cosign-legacy-referrer';
-  if (isBundleType(type) || (type === OCI_EMPTY && manifest.layers.length === 1 && isBundleType(manifest.layers[0]!.mediaType))) {
+  if (
+    isBundleType(type) ||
+    (type === OCI_EMPTY && manifest.layers.length === 1 && isBundleType(manifest.layers[0]!.mediaType))
+  ) {
     const predicate = manifest.annotations?.[BUNDLE_PREDICATE_ANNOTATION];
     return predicate !== undefined && predicate !== COSIGN_SIGN_PREDICATE ? 'attestation' : 'cosign-bundle';
   }
-  if (manifest.artifactType === NOTATION_SIGNATURE || manifest.config.mediaType === NOTATION_SIGNATURE) return 'notation';
+  if (manifest.artifactType === NOTATION_SIGNATURE || manifest.config.mediaType === NOTATION_SIGNATURE)
+    return 'notation';
   if (type === ATPROTO_SIGNATURE) return 'atproto';
-  if (type === IN_TOTO || type === DSSE_ENVELOPE || manifest.layers.some((l) => l.mediaType === DSSE_ENVELOPE)) return 'attestation';
+  if (type === IN_TOTO || type === DSSE_ENVELOPE || manifest.layers.some((l) => l.mediaType === DSSE_ENVELOPE))
+    return 'attestation';
   return 'unknown';
 }
 
@@ -111,9 +121,12 @@ function descriptor(v: unknown, where: string): OciDescriptor {
   const d = v as Record<string, unknown>;
   if (typeof d.mediaType !== 'string') throw new Error(`${where}.mediaType is missing`);
   if (typeof d.digest !== 'string' || !isDigest(d.digest)) throw new Error(`${where}.digest is malformed`);
-  if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) throw new Error(`${where}.size is malformed`);
-  if (d.artifactType !== undefined && typeof d.artifactType !== 'string') throw new Error(`${where}.artifactType is not a string`);
-  if (d.annotations !== undefined && !isStringMap(d.annotations)) throw new Error(`${where}.annotations is not a string map`);
+  if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0)
+    throw new Error(`${where}.size is malformed`);
+  if (d.artifactType !== undefined && typeof d.artifactType !== 'string')
+    throw new Error(`${where}.artifactType is not a string`);
+  if (d.annotations !== undefined && !isStringMap(d.annotations))
+    throw new Error(`${where}.annotations is not a string map`);
   return d as unknown as OciDescriptor;
 }
 
@@ -131,12 +144,14 @@ export function parseManifest(bytes: Buffer, what: string): OciManifest {
   try {
     if (!j || typeof j !== 'object' || Array.isArray(j)) throw new Error('not a JSON object');
     if (j.schemaVersion !== 2) throw new Error(`schemaVersion is ${JSON.stringify(j.schemaVersion)}, not 2`);
-    if (j.mediaType !== undefined && j.mediaType !== OCI_MANIFEST && j.mediaType !== DOCKER_MANIFEST) throw new Error(`mediaType ${JSON.stringify(j.mediaType)} is not an image manifest`);
+    if (j.mediaType !== undefined && j.mediaType !== OCI_MANIFEST && j.mediaType !== DOCKER_MANIFEST)
+      throw new Error(`mediaType ${JSON.stringify(j.mediaType)} is not an image manifest`);
     descriptor(j.config, 'config');
     if (!Array.isArray(j.layers)) throw new Error('layers is not an array');
     j.layers.forEach((l, i) => descriptor(l, `layers[${i}]`));
     if (j.subject !== undefined) descriptor(j.subject, 'subject');
-    if (j.artifactType !== undefined && typeof j.artifactType !== 'string') throw new Error('artifactType is not a string');
+    if (j.artifactType !== undefined && typeof j.artifactType !== 'string')
+      throw new Error('artifactType is not a string');
     if (j.annotations !== undefined && !isStringMap(j.annotations)) throw new Error('annotations is not a string map');
   } catch (e) {
     throw new PullguardError('REGISTRY_PROTOCOL', `${what} is not a valid image manifest: ${(e as Error).message}`);

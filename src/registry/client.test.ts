@@ -8,7 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { Deadline } from '../common/deadline.js';
-import { OCI_INDEX, OCI_MANIFEST, putReferrer, sha256, startFakeRegistry, type FakeRegistry } from '../../test/helpers/fake-registry.js';
+import {
+  OCI_INDEX,
+  OCI_MANIFEST,
+  putReferrer,
+  sha256,
+  startFakeRegistry,
+  type FakeRegistry,
+} from '../../test/helpers/fake-registry.js';
 import { DistributionClient } from './client.js';
 import type { ArtifactClass, DiscoveryRequest } from './types.js';
 import { rejects } from '../../test/helpers/errors.js';
@@ -37,7 +44,10 @@ async function fake(bind?: string): Promise<FakeRegistry> {
 }
 
 /** A client whose containerd config points at a fresh hosts directory with the given hosts.toml files. */
-function client(hosts: Record<string, string> = {}, extra: { maxReferrers?: number; maxBlobBytes?: number; maxTotalBytes?: number } = {}): DistributionClient {
+function client(
+  hosts: Record<string, string> = {},
+  extra: { maxReferrers?: number; maxBlobBytes?: number; maxTotalBytes?: number } = {},
+): DistributionClient {
   const dir = mkdtempSync(join(tmp, 'cfg-'));
   const certs = join(dir, 'certs.d');
   mkdirSync(certs);
@@ -45,15 +55,30 @@ function client(hosts: Record<string, string> = {}, extra: { maxReferrers?: numb
     mkdirSync(join(certs, ns.replace(/:(\d+)$/, '_$1_')));
     writeFileSync(join(certs, ns.replace(/:(\d+)$/, '_$1_'), 'hosts.toml'), toml);
   }
-  writeFileSync(join(dir, 'config.toml'), `version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\nconfig_path = ${JSON.stringify(certs)}\n`);
-  const c = new DistributionClient({ containerdConfig: join(dir, 'config.toml'), dockerConfig: undefined, ...extra }, { env: {} });
+  writeFileSync(
+    join(dir, 'config.toml'),
+    `version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\nconfig_path = ${JSON.stringify(certs)}\n`,
+  );
+  const c = new DistributionClient(
+    { containerdConfig: join(dir, 'config.toml'), dockerConfig: undefined, ...extra },
+    { env: {} },
+  );
   clients.push(c);
   return c;
 }
 
 function image(reg: FakeRegistry, repo = 'app') {
   const cfg = reg.putBlob(repo, '{"architecture":"amd64","os":"linux"}');
-  return reg.putManifest(repo, { schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg }, layers: [] }, { tag: 'v1' });
+  return reg.putManifest(
+    repo,
+    {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
+      layers: [],
+    },
+    { tag: 'v1' },
+  );
 }
 
 function req(reg: FakeRegistry, digest: string, classes: ArtifactClass[], repo = 'app'): DiscoveryRequest {
@@ -66,9 +91,21 @@ describe('referrers API (in-test distribution-spec 1.1 server)', () => {
     const reg = await fake();
     reg.referrersApi = { pageSize: 1, applyFilter: true };
     const img = image(reg);
-    const n = putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json', annotations: { 'io.cncf.notary.x509chain.thumbprint#S256': '["abc","def"]' } });
-    const b = putReferrer(reg, 'app', img, { artifactType: BUNDLE, layerMediaType: BUNDLE, annotations: { 'dev.sigstore.bundle.predicateType': 'https://sigstore.dev/cosign/sign/v1' } });
-    const att = putReferrer(reg, 'app', img, { artifactType: BUNDLE, layerMediaType: BUNDLE, annotations: { 'dev.sigstore.bundle.predicateType': 'https://slsa.dev/provenance/v1' } });
+    const n = putReferrer(reg, 'app', img, {
+      configMediaType: NOTATION,
+      layerMediaType: 'application/jose+json',
+      annotations: { 'io.cncf.notary.x509chain.thumbprint#S256': '["abc","def"]' },
+    });
+    const b = putReferrer(reg, 'app', img, {
+      artifactType: BUNDLE,
+      layerMediaType: BUNDLE,
+      annotations: { 'dev.sigstore.bundle.predicateType': 'https://sigstore.dev/cosign/sign/v1' },
+    });
+    const att = putReferrer(reg, 'app', img, {
+      artifactType: BUNDLE,
+      layerMediaType: BUNDLE,
+      annotations: { 'dev.sigstore.bundle.predicateType': 'https://slsa.dev/provenance/v1' },
+    });
     const c = client();
     const r = await c.discover(req(reg, img.digest, ['notation', 'cosign-bundle', 'attestation']), new Deadline(5000));
     const byDigest = Object.fromEntries(r.artifacts.map((a) => [a.digest, a]));
@@ -94,14 +131,20 @@ describe('referrers API (in-test distribution-spec 1.1 server)', () => {
     const api = reg.log.find((l) => l.url.includes('/referrers/'))!;
     expect(new URL(api.url, 'http://x').searchParams.get('artifactType')).toBe(NOTATION);
     // Only the notation manifest was fetched: the others were filtered out client-side from the index.
-    expect(reg.log.filter((l) => /\/manifests\/sha256:/.test(l.url)).map((l) => l.url)).toEqual([`/v2/app/manifests/${n.digest}`]);
+    expect(reg.log.filter((l) => /\/manifests\/sha256:/.test(l.url)).map((l) => l.url)).toEqual([
+      `/v2/app/manifests/${n.digest}`,
+    ]);
   });
 
   test('a fetched blob is checked against its digest and cached', async () => {
     const reg = await fake();
     reg.referrersApi = { pageSize: 10, applyFilter: true };
     const img = image(reg);
-    putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json', payload: 'jws!' });
+    putReferrer(reg, 'app', img, {
+      configMediaType: NOTATION,
+      layerMediaType: 'application/jose+json',
+      payload: 'jws!',
+    });
     const [a] = (await client().discover(req(reg, img.digest, ['notation']), new Deadline(5000))).artifacts;
     const layer = a!.manifest.layers[0]!;
     expect(Buffer.from(await a!.fetchBlob(layer)).toString()).toBe('jws!');
@@ -117,8 +160,21 @@ describe('referrers API (in-test distribution-spec 1.1 server)', () => {
   test('drops referrers whose subject is another image', async () => {
     const reg = await fake();
     const img = image(reg);
-    const other = putReferrer(reg, 'app', { ...img, digest: sha256('other image') }, { configMediaType: NOTATION, layerMediaType: 'application/jose+json' });
-    reg.putManifest('app', { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: other.digest, size: other.size, artifactType: NOTATION }] }, { tag: img.digest.replace(':', '-') });
+    const other = putReferrer(
+      reg,
+      'app',
+      { ...img, digest: sha256('other image') },
+      { configMediaType: NOTATION, layerMediaType: 'application/jose+json' },
+    );
+    reg.putManifest(
+      'app',
+      {
+        schemaVersion: 2,
+        mediaType: OCI_INDEX,
+        manifests: [{ mediaType: OCI_MANIFEST, digest: other.digest, size: other.size, artifactType: NOTATION }],
+      },
+      { tag: img.digest.replace(':', '-') },
+    );
     const r = await client().discover(req(reg, img.digest, ['notation']), new Deadline(5000));
     expect(r.artifacts).toEqual([]);
     expect(r.notes.join('\n')).toMatch(/does not name .* as its subject/);
@@ -131,8 +187,19 @@ describe('mirrors from hosts.toml', () => {
     const mirror = await fake();
     const img = image(up);
     image(mirror);
-    const sigManifest = up.putManifest('app', { schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 }, layers: [{ mediaType: SIMPLE, digest: sha256('p'), size: 1 }] }, { tag: `${img.digest.replace(':', '-')}.sig` });
-    const c = client({ [up.host]: `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n` });
+    const sigManifest = up.putManifest(
+      'app',
+      {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 },
+        layers: [{ mediaType: SIMPLE, digest: sha256('p'), size: 1 }],
+      },
+      { tag: `${img.digest.replace(':', '-')}.sig` },
+    );
+    const c = client({
+      [up.host]: `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`,
+    });
     const r = await c.discover(req(up, img.digest, ['cosign-legacy']), new Deadline(5000));
     expect(r.artifacts.map((a) => [a.class, a.digest])).toEqual([['cosign-legacy', sigManifest.digest]]);
     expect(mirror.log.length).toBeGreaterThan(0);
@@ -150,8 +217,19 @@ describe('mirrors from hosts.toml', () => {
       return true;
     };
     const img = image(up);
-    up.putManifest('app', { schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 }, layers: [{ mediaType: SIMPLE, digest: sha256('p'), size: 1 }] }, { tag: `${img.digest.replace(':', '-')}.sig` });
-    const c = client({ [up.host]: `server = "http://${up.host}"\n[host."http://${pullOnly.host}"]\ncapabilities = ["pull"]\n[host."http://${broken.host}"]\ncapabilities = ["pull", "resolve"]\n` });
+    up.putManifest(
+      'app',
+      {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 },
+        layers: [{ mediaType: SIMPLE, digest: sha256('p'), size: 1 }],
+      },
+      { tag: `${img.digest.replace(':', '-')}.sig` },
+    );
+    const c = client({
+      [up.host]: `server = "http://${up.host}"\n[host."http://${pullOnly.host}"]\ncapabilities = ["pull"]\n[host."http://${broken.host}"]\ncapabilities = ["pull", "resolve"]\n`,
+    });
     const r = await c.discover(req(up, img.digest, ['cosign-legacy']), new Deadline(5000));
     expect(r.artifacts).toHaveLength(1);
     expect(pullOnly.log).toHaveLength(0);
@@ -175,7 +253,11 @@ describe('bearer tokens', () => {
         return true;
       }
       if (q.headers.authorization !== 'Bearer tok-123') {
-        res.writeHead(401, { 'www-authenticate': `Bearer realm="${reg.url}/token",service="fake",scope="repository:app:pull"` }).end();
+        res
+          .writeHead(401, {
+            'www-authenticate': `Bearer realm="${reg.url}/token",service="fake",scope="repository:app:pull"`,
+          })
+          .end();
         return true;
       }
       return false;
@@ -201,14 +283,20 @@ describe('hostile registry', () => {
     };
     const e = await rejects(client().discover(req(reg, img.digest, ['cosign-legacy']), new Deadline(5000)));
     expect(e.code).toBe('REGISTRY_LIMIT');
-    expect(e.message).toMatch(new RegExp(`${reg.host}: manifest .*app:sha256-.*\\.sig.* larger than the 4194304-byte limit`));
+    expect(e.message).toMatch(
+      new RegExp(`${reg.host}: manifest .*app:sha256-.*\\.sig.* larger than the 4194304-byte limit`),
+    );
   });
 
   test('a blob whose content does not match its digest', async () => {
     const reg = await fake();
     reg.referrersApi = { pageSize: 10, applyFilter: true };
     const img = image(reg);
-    putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json', payload: 'genuine' });
+    putReferrer(reg, 'app', img, {
+      configMediaType: NOTATION,
+      layerMediaType: 'application/jose+json',
+      payload: 'genuine',
+    });
     reg.handler = (_q, res, url) => {
       if (!url.pathname.includes('/blobs/')) return false;
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '7' }).end('forged!');
@@ -227,7 +315,13 @@ describe('hostile registry', () => {
     const n = putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json' });
     reg.handler = (_q, res, url) => {
       if (url.pathname !== `/v2/app/manifests/${n.digest}`) return false;
-      const body = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: NOTATION, digest: sha256('{}'), size: 2 }, layers: [], subject: img });
+      const body = JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: NOTATION, digest: sha256('{}'), size: 2 },
+        layers: [],
+        subject: img,
+      });
       res.writeHead(200, { 'content-type': OCI_MANIFEST }).end(body);
       return true;
     };
@@ -254,7 +348,11 @@ describe('hostile registry', () => {
     const other = await fake('127.0.0.2');
     reg.referrersApi = { pageSize: 10, applyFilter: true };
     const img = image(reg);
-    putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json', payload: 'jws' });
+    putReferrer(reg, 'app', img, {
+      configMediaType: NOTATION,
+      layerMediaType: 'application/jose+json',
+      payload: 'jws',
+    });
     const blob = sha256('jws');
     other.putBlob('elsewhere', 'jws');
     reg.handler = (q, res, url) => {
@@ -315,11 +413,17 @@ describe('hostile registry', () => {
   test('malformed JSON: a referrers index and a .sig manifest', async () => {
     const reg = await fake();
     const img = image(reg);
-    reg.putManifest('app', '{"schemaVersion":2,"manifests":[', { tag: img.digest.replace(':', '-'), mediaType: OCI_INDEX });
+    reg.putManifest('app', '{"schemaVersion":2,"manifests":[', {
+      tag: img.digest.replace(':', '-'),
+      mediaType: OCI_INDEX,
+    });
     const e1 = await rejects(client().discover(req(reg, img.digest, ['notation']), new Deadline(5000)));
     expect(e1.code).toBe('REGISTRY_PROTOCOL');
     expect(e1.message).toMatch(/manifest .*app:sha256-.* is not valid JSON/);
-    reg.putManifest('app', '{"schemaVersion":2,"layers":7}', { tag: `${img.digest.replace(':', '-')}.sig`, mediaType: OCI_MANIFEST });
+    reg.putManifest('app', '{"schemaVersion":2,"layers":7}', {
+      tag: `${img.digest.replace(':', '-')}.sig`,
+      mediaType: OCI_MANIFEST,
+    });
     const e2 = await rejects(client().discover(req(reg, img.digest, ['cosign-legacy']), new Deadline(5000)));
     expect(e2.code).toBe('REGISTRY_PROTOCOL');
     expect(e2.message).toMatch(/\.sig on .* is not a valid image manifest: config is not an object/);
@@ -342,13 +446,26 @@ describe('hostile registry', () => {
     const reg = await fake();
     reg.referrersApi = { pageSize: 250, applyFilter: false };
     const img = image(reg);
-    const manifests = Array.from({ length: 1000 }, (_, i) => ({ mediaType: OCI_MANIFEST, digest: sha256(`r${i}`), size: 500, artifactType: NOTATION }));
+    const manifests = Array.from({ length: 1000 }, (_, i) => ({
+      mediaType: OCI_MANIFEST,
+      digest: sha256(`r${i}`),
+      size: 500,
+      artifactType: NOTATION,
+    }));
     reg.handler = (_q, res, url) => {
       if (!url.pathname.includes('/referrers/')) return false;
       const page = Number(url.searchParams.get('page') ?? 0);
       const headers: Record<string, string> = { 'content-type': OCI_INDEX };
       if (page < 3) headers.link = `<${url.pathname}?page=${page + 1}>; rel="next"`;
-      res.writeHead(200, headers).end(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: manifests.slice(page * 250, page * 250 + 250) }));
+      res
+        .writeHead(200, headers)
+        .end(
+          JSON.stringify({
+            schemaVersion: 2,
+            mediaType: OCI_INDEX,
+            manifests: manifests.slice(page * 250, page * 250 + 250),
+          }),
+        );
       return true;
     };
     const c = client();
@@ -362,8 +479,14 @@ describe('hostile registry', () => {
     const reg = await fake();
     reg.referrersApi = { pageSize: 10, applyFilter: true };
     const img = image(reg);
-    putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json', payload: 'x'.repeat(2000) });
-    const [a] = (await client({}, { maxBlobBytes: 1000 }).discover(req(reg, img.digest, ['notation']), new Deadline(5000))).artifacts;
+    putReferrer(reg, 'app', img, {
+      configMediaType: NOTATION,
+      layerMediaType: 'application/jose+json',
+      payload: 'x'.repeat(2000),
+    });
+    const [a] = (
+      await client({}, { maxBlobBytes: 1000 }).discover(req(reg, img.digest, ['notation']), new Deadline(5000))
+    ).artifacts;
     const e = await rejects(a!.fetchBlob(a!.manifest.layers[0]!));
     expect(e.code).toBe('REGISTRY_LIMIT');
     expect(e.message).toMatch(/2000 bytes, over the 1000-byte limit \(registry.maxBlobBytes\)/);
@@ -377,7 +500,11 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     reg.referrersApi = { pageSize: 10, applyFilter: true };
     const img = image(reg);
     const n = putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json' });
-    reg.putManifest('app', { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] }, { tag: `${img.digest.replace(':', '-')}.sig`, mediaType: OCI_INDEX });
+    reg.putManifest(
+      'app',
+      { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] },
+      { tag: `${img.digest.replace(':', '-')}.sig`, mediaType: OCI_INDEX },
+    );
     const r = await client().discover(req(reg, img.digest, ['cosign-legacy', 'notation']), new Deadline(5000));
     expect(r.artifacts.map((a) => a.digest)).toEqual([n.digest]);
     expect(r.notes.join('\n')).toMatch(/\.sig on .* is not a valid image manifest: .*; skipped/);
@@ -391,7 +518,9 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     reg.handler = (_q, res, url) => {
       if (!url.pathname.includes('/referrers/')) return false;
       const manifests = [{ mediaType: OCI_MANIFEST, digest: deep.digest, size: deep.size, artifactType: NOTATION }];
-      res.writeHead(200, { 'content-type': OCI_INDEX }).end(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }));
+      res
+        .writeHead(200, { 'content-type': OCI_INDEX })
+        .end(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }));
       return true;
     };
     const e = await rejects(client().discover(req(reg, img.digest, ['notation']), new Deadline(5000)));
@@ -402,7 +531,11 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     const reg = await fake();
     reg.referrersApi = { pageSize: 10, applyFilter: true };
     const img = image(reg);
-    putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json', payload: 'jws' });
+    putReferrer(reg, 'app', img, {
+      configMediaType: NOTATION,
+      layerMediaType: 'application/jose+json',
+      payload: 'jws',
+    });
     const blob = sha256('jws');
     reg.handler = (_q, res, url) => {
       if (url.pathname.endsWith('.sig')) {
@@ -410,12 +543,15 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
         return true;
       }
       if (url.pathname.endsWith(`/blobs/${blob}`) && !url.searchParams.has('moved')) {
-        res.writeHead(302, { location: `${url.pathname}?moved=1`, 'content-type': 'text/html' }).end('y'.repeat(200 * 1024));
+        res
+          .writeHead(302, { location: `${url.pathname}?moved=1`, 'content-type': 'text/html' })
+          .end('y'.repeat(200 * 1024));
         return true;
       }
       return false;
     };
-    const [a] = (await client().discover(req(reg, img.digest, ['cosign-legacy', 'notation']), new Deadline(5000))).artifacts;
+    const [a] = (await client().discover(req(reg, img.digest, ['cosign-legacy', 'notation']), new Deadline(5000)))
+      .artifacts;
     expect(Buffer.from(await a!.fetchBlob(a!.manifest.layers[0]!)).toString()).toBe('jws');
   });
 
@@ -424,13 +560,26 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     const mirror = await fake();
     mirror.handler = () => true; // accepts, never answers
     const img = image(up);
-    up.putManifest('app', { schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 }, layers: [{ mediaType: SIMPLE, digest: sha256('p'), size: 1 }] }, { tag: `${img.digest.replace(':', '-')}.sig` });
-    const c = client({ [up.host]: `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n` });
+    up.putManifest(
+      'app',
+      {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 },
+        layers: [{ mediaType: SIMPLE, digest: sha256('p'), size: 1 }],
+      },
+      { tag: `${img.digest.replace(':', '-')}.sig` },
+    );
+    const c = client({
+      [up.host]: `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`,
+    });
     const started = Date.now();
     const r = await c.discover(req(up, img.digest, ['cosign-legacy', 'notation']), new Deadline(3000));
     expect(Date.now() - started).toBeLessThan(2500);
     expect(r.artifacts).toHaveLength(1);
-    expect(r.notes.join('\n')).toMatch(new RegExp(`mirror ${mirror.host} failed \\(REGISTRY_UNREACHABLE: ${mirror.host} did not answer within`));
+    expect(r.notes.join('\n')).toMatch(
+      new RegExp(`mirror ${mirror.host} failed \\(REGISTRY_UNREACHABLE: ${mirror.host} did not answer within`),
+    );
     expect(r.notes.join('\n')).not.toMatch(/within 0ms/);
   });
 
@@ -441,8 +590,12 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     up.handler = (_q, res) => Boolean(res.writeHead(503).end());
     const img = image(up);
     const toml = `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`;
-    const e = await rejects(client({ [up.host]: toml }).discover(req(up, img.digest, ['cosign-legacy']), new Deadline(3000)));
-    expect(e.message).toMatch(new RegExp(`^${up.host} answered HTTP 503 .*; mirror ${mirror.host} \\(REGISTRY_UNREACHABLE\\) failed first$`));
+    const e = await rejects(
+      client({ [up.host]: toml }).discover(req(up, img.digest, ['cosign-legacy']), new Deadline(3000)),
+    );
+    expect(e.message).toMatch(
+      new RegExp(`^${up.host} answered HTTP 503 .*; mirror ${mirror.host} \\(REGISTRY_UNREACHABLE\\) failed first$`),
+    );
   });
 
   test('a source that never answers does not hide what another source found', async () => {
@@ -464,7 +617,10 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     const img = image(reg);
     putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json' });
     putReferrer(reg, 'app', img, { artifactType: BUNDLE, layerMediaType: BUNDLE });
-    const r = await client().discover(req(reg, img.digest, ['cosign-legacy', 'cosign-bundle', 'notation']), new Deadline(5000));
+    const r = await client().discover(
+      req(reg, img.digest, ['cosign-legacy', 'cosign-bundle', 'notation']),
+      new Deadline(5000),
+    );
     for (const a of r.artifacts) for (const l of a.manifest.layers) await a.fetchBlob(l);
     expect(r.artifacts).toHaveLength(2);
     // .sig 404, referrers API, two manifests, two blobs: over fewer connections than requests.
@@ -476,17 +632,31 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     const reg = await fake();
     reg.referrersApi = { pageSize: 100, applyFilter: false };
     const img = image(reg);
-    const big = Array.from({ length: 20 }, (_, i) => reg.putManifest('app', JSON.stringify({ pad: `${i}${'z'.repeat(100_000)}` }), { mediaType: OCI_MANIFEST }));
+    const big = Array.from({ length: 20 }, (_, i) =>
+      reg.putManifest('app', JSON.stringify({ pad: `${i}${'z'.repeat(100_000)}` }), { mediaType: OCI_MANIFEST }),
+    );
     const n = putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json' });
     reg.handler = (_q, res, url) => {
       if (!url.pathname.includes('/referrers/')) return false;
-      const manifests = [...big, n].map((m) => ({ mediaType: OCI_MANIFEST, digest: m.digest, size: m.size, artifactType: NOTATION }));
-      res.writeHead(200, { 'content-type': OCI_INDEX }).end(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }));
+      const manifests = [...big, n].map((m) => ({
+        mediaType: OCI_MANIFEST,
+        digest: m.digest,
+        size: m.size,
+        artifactType: NOTATION,
+      }));
+      res
+        .writeHead(200, { 'content-type': OCI_INDEX })
+        .end(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }));
       return true;
     };
-    const r = await client({}, { maxTotalBytes: 400_000 }).discover(req(reg, img.digest, ['notation']), new Deadline(5000));
+    const r = await client({}, { maxTotalBytes: 400_000 }).discover(
+      req(reg, img.digest, ['notation']),
+      new Deadline(5000),
+    );
     expect(r.artifacts.map((a) => a.digest)).toEqual([n.digest]);
-    expect(r.notes.join('\n')).toMatch(/not read: discovery reached its 300000-byte limit \(three quarters of registry.maxTotalBytes\)/);
+    expect(r.notes.join('\n')).toMatch(
+      /not read: discovery reached its 300000-byte limit \(three quarters of registry.maxTotalBytes\)/,
+    );
     // Fetches already in flight finish (FETCH_CONCURRENCY of them); nothing new starts.
     expect(reg.log.filter((l) => l.url.includes('/manifests/')).length).toBeLessThan(14);
   });

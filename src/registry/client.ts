@@ -11,7 +11,13 @@ import { isRecord } from '../common/malformed.js';
 import { parseReference, type Reference } from '../common/reference.js';
 import { quoteUntrusted } from '../common/text.js';
 import { MAX_MANIFEST_SIZE, type Descriptor } from '../contract/descriptor.js';
-import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, PULLABLE_MEDIA_TYPES } from '../contract/media-types.js';
+import {
+  DOCKER_MANIFEST,
+  DOCKER_MANIFEST_LIST,
+  OCI_INDEX,
+  OCI_MANIFEST,
+  PULLABLE_MEDIA_TYPES,
+} from '../contract/media-types.js';
 import type { RegistrySettings } from '../policy/model.js';
 import { Authenticator, CredentialStore, dockerConfigPaths } from './auth.js';
 import { CredentialProviders } from './credential-provider.js';
@@ -27,7 +33,16 @@ import {
 import { endpointsFor, hostsDirFromContainerdConfig, type Endpoint } from './hosts.js';
 import { ByteBudget, FIRST_ANSWER_WAIT_MS, redact, settlesWithin, Transport } from './transport.js';
 import type { HttpResponse, RequestObserver, SendOptions } from './transport.js';
-import type { ArtifactClass, DiscoveryRequest, DiscoveryResult, FoundVia, OciDescriptor, OciManifest, RegistryClient, SignatureArtifact } from './types.js';
+import type {
+  ArtifactClass,
+  DiscoveryRequest,
+  DiscoveryResult,
+  FoundVia,
+  OciDescriptor,
+  OciManifest,
+  RegistryClient,
+  SignatureArtifact,
+} from './types.js';
 
 export const DEFAULT_MAX_BLOB_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_REFERRERS = 128;
@@ -40,7 +55,14 @@ const FETCH_CONCURRENCY = 8;
 /** Layers per signature artifact fetched ahead of the verifier. */
 const PREFETCH_LAYERS = 4;
 const MANIFEST_ACCEPT = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST];
-const REFERRER_CLASSES: readonly ArtifactClass[] = ['cosign-bundle', 'cosign-legacy-referrer', 'notation', 'atproto', 'attestation', 'unknown'];
+const REFERRER_CLASSES: readonly ArtifactClass[] = [
+  'cosign-bundle',
+  'cosign-legacy-referrer',
+  'notation',
+  'atproto',
+  'attestation',
+  'unknown',
+];
 
 export interface ClientOptions {
   readonly env?: NodeJS.ProcessEnv;
@@ -117,8 +139,14 @@ export class DistributionClient implements RegistryClient {
   async resolve(ref: Reference, deadline: Deadline): Promise<Descriptor> {
     const repo = repoOf(ref.domain, ref.path);
     const target = ref.digest ?? ref.tag ?? 'latest';
-    const candidates = this.endpoints(repo.namespace).filter((e) => (ref.digest ? e.capabilities.pull : e.capabilities.resolve));
-    if (candidates.length === 0) throw new PullguardError('REGISTRY_NOT_FOUND', `no host for ${repo.namespace} may ${ref.digest ? 'pull' : 'resolve tags'} (check hosts.toml capabilities)`);
+    const candidates = this.endpoints(repo.namespace).filter((e) =>
+      ref.digest ? e.capabilities.pull : e.capabilities.resolve,
+    );
+    if (candidates.length === 0)
+      throw new PullguardError(
+        'REGISTRY_NOT_FOUND',
+        `no host for ${repo.namespace} may ${ref.digest ? 'pull' : 'resolve tags'} (check hosts.toml capabilities)`,
+      );
     const failures: string[] = [];
     const fetchDeadline = beforeVerdict(deadline);
     for (const [i, ep] of candidates.entries()) {
@@ -127,7 +155,10 @@ export class DistributionClient implements RegistryClient {
         const m = await this.getManifest(ep, repo, target, hostDeadline, ref.digest);
         if (m) {
           if (!(PULLABLE_MEDIA_TYPES as readonly string[]).includes(m.mediaType)) {
-            throw new PullguardError('REGISTRY_PROTOCOL', `${repo.name}:${target} on ${ep.host} is ${m.mediaType}, not an image or index`);
+            throw new PullguardError(
+              'REGISTRY_PROTOCOL',
+              `${repo.name}:${target} on ${ep.host} is ${m.mediaType}, not an image or index`,
+            );
           }
           return { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
         }
@@ -138,13 +169,18 @@ export class DistributionClient implements RegistryClient {
         failures.push(`${ep.host}: ${err.message}`);
       }
     }
-    throw new PullguardError('REGISTRY_NOT_FOUND', `${repo.name}:${target} not found (${failures.join('; ')})`, { repository: repo.name });
+    throw new PullguardError('REGISTRY_NOT_FOUND', `${repo.name}:${target} not found (${failures.join('; ')})`, {
+      repository: repo.name,
+    });
   }
 
   async discover(request: DiscoveryRequest, deadline: Deadline): Promise<DiscoveryResult> {
     const subject = request.subject.digest;
-    if (!isDigest(subject)) throw new PullguardError('INTERNAL', `discovery needs a digest, got ${JSON.stringify(subject)}`);
-    const repo = request.signatureRepository ? parseRepository(request.signatureRepository) : repoOf(request.subject.domain, request.subject.path);
+    if (!isDigest(subject))
+      throw new PullguardError('INTERNAL', `discovery needs a digest, got ${JSON.stringify(subject)}`);
+    const repo = request.signatureRepository
+      ? parseRepository(request.signatureRepository)
+      : repoOf(request.subject.domain, request.subject.path);
     const notes: string[] = [];
     const tried: string[] = [];
     const endpoints = this.endpoints(repo.namespace);
@@ -209,11 +245,12 @@ export class DistributionClient implements RegistryClient {
     if (wantsReferrers && (ep.capabilities.pull || ep.capabilities.referrers)) {
       tried.push(`referrers API ${this.url(ep, repo, `referrers/${subject}`).href}`);
     }
-    if (wantsReferrers && tagsAllowed) tried.push(`${tagOf(referrersTag(subject))} (the referrers tag, if the ` +
-      `API is absent)`);
+    if (wantsReferrers && tagsAllowed)
+      tried.push(`${tagOf(referrersTag(subject))} (the referrers tag, if the ` + `API is absent)`);
 
     if (classes.has('cosign-legacy') || classes.has('attestation')) {
-      if (!tagsAllowed) notes.push(`${ep.host} may not resolve tags (hosts.toml capabilities); skipped cosign's .sig/.att tags there`);
+      if (!tagsAllowed)
+        notes.push(`${ep.host} may not resolve tags (hosts.toml capabilities); skipped cosign's .sig/.att tags there`);
       else {
         const tag = (suffix: string, via: FoundVia) =>
           candidate(ctx, this.tagArtifact(ctx, `${alg}-${hex}.${suffix}`, via));
@@ -343,18 +380,25 @@ export class DistributionClient implements RegistryClient {
         }
         if (res.status !== 200) throw unexpected(res, ep, what);
         if (page === 0 && mediaTypeOf(res) !== OCI_INDEX) {
-          notes.push(`${ep.host} answered the referrers API with ${mediaTypeOf(res) || 'no content type'}, not an index; used the referrers tag`);
+          notes.push(
+            `${ep.host} answered the referrers API with ${mediaTypeOf(res) || 'no content type'}, not an index; used the referrers tag`,
+          );
           break;
         }
         let list = parseIndex(res.body, `${what} from ${ep.host}`);
         // Filtering is optional for registries; without the header we filter ourselves.
-        if (filter && !/\bartifactType\b/i.test(String(res.headers['oci-filters-applied'] ?? ''))) list = list.filter((d) => d.artifactType === filter);
+        if (filter && !/\bartifactType\b/i.test(String(res.headers['oci-filters-applied'] ?? '')))
+          list = list.filter((d) => d.artifactType === filter);
         entries.push(...list);
         if (entries.length > this.maxReferrers * 8) return { entries, via: 'referrers-api', truncated: true };
         url = nextLink(res, url);
         if (url && list.length === 0 && page > 0) url = undefined;
         if (url && page + 1 >= MAX_REFERRER_PAGES) {
-          throw new PullguardError('REGISTRY_LIMIT', `${ep.host}: referrers of ${repo.name}@${shortDigest(subject)} span more than ${MAX_REFERRER_PAGES} pages`, { host: ep.host });
+          throw new PullguardError(
+            'REGISTRY_LIMIT',
+            `${ep.host}: referrers of ${repo.name}@${shortDigest(subject)} span more than ${MAX_REFERRER_PAGES} pages`,
+            { host: ep.host },
+          );
         }
         if (!url) return { entries, via: 'referrers-api', truncated: false };
       }
@@ -371,10 +415,22 @@ export class DistributionClient implements RegistryClient {
       notes.push(`${repo.name}:${tag} on ${ep.host} is ${m.mediaType}, not an index; treated as no referrers`);
       return undefined;
     }
-    return { entries: parseIndex(m.bytes, `referrers tag ${repo.name}:${tag} on ${ep.host}`), via: 'referrers-tag', truncated: false };
+    return {
+      entries: parseIndex(m.bytes, `referrers tag ${repo.name}:${tag} on ${ep.host}`),
+      via: 'referrers-tag',
+      truncated: false,
+    };
   }
 
-  private artifact(ep: Endpoint, repo: Repo, digest: string, manifest: OciManifest, cls: ArtifactClass, via: FoundVia, deadline: Deadline): SignatureArtifact {
+  private artifact(
+    ep: Endpoint,
+    repo: Repo,
+    digest: string,
+    manifest: OciManifest,
+    cls: ArtifactClass,
+    via: FoundVia,
+    deadline: Deadline,
+  ): SignatureArtifact {
     const blobs = new Map<string, Promise<Uint8Array>>();
     const known = new Map<string, OciDescriptor>([manifest.config, ...manifest.layers].map((d) => [d.digest, d]));
     const fetchBlob = (d: OciDescriptor): Promise<Uint8Array> => {
@@ -391,27 +447,57 @@ export class DistributionClient implements RegistryClient {
       if (layer.size <= this.maxBlobBytes) fetchBlob(layer).catch(() => undefined); // the verifier sees any error
     }
     const hint = signerHintOf(manifest, cls);
-    return { class: cls, foundVia: via, repository: repo.name, digest, manifest, fetchBlob, ...(hint ? { signerHint: hint } : {}) };
+    return {
+      class: cls,
+      foundVia: via,
+      repository: repo.name,
+      digest,
+      manifest,
+      fetchBlob,
+      ...(hint ? { signerHint: hint } : {}),
+    };
   }
 
-  private async fetchBlob(ep: Endpoint, repo: Repo, d: OciDescriptor, known: Map<string, OciDescriptor>, deadline: Deadline): Promise<Uint8Array> {
+  private async fetchBlob(
+    ep: Endpoint,
+    repo: Repo,
+    d: OciDescriptor,
+    known: Map<string, OciDescriptor>,
+    deadline: Deadline,
+  ): Promise<Uint8Array> {
     const own = known.get(d.digest);
     if (!own || own.size !== d.size) {
-      throw new PullguardError('REGISTRY_PROTOCOL', `blob ${shortDigest(d.digest)} is not part of this signature manifest in ${repo.name}`);
+      throw new PullguardError(
+        'REGISTRY_PROTOCOL',
+        `blob ${shortDigest(d.digest)} is not part of this signature manifest in ${repo.name}`,
+      );
     }
-    if (!isDigest(d.digest)) throw new PullguardError('REGISTRY_INTEGRITY', `blob digest ${JSON.stringify(d.digest)} is malformed`);
+    if (!isDigest(d.digest))
+      throw new PullguardError('REGISTRY_INTEGRITY', `blob digest ${JSON.stringify(d.digest)} is malformed`);
     if (d.digest === OCI_EMPTY_DIGEST && d.size === 2) return new TextEncoder().encode('{}');
     if (d.size > this.maxBlobBytes) {
-      throw new PullguardError('REGISTRY_LIMIT', `blob ${shortDigest(d.digest)} in ${repo.name} is ${d.size} bytes, over the ${this.maxBlobBytes}-byte limit (registry.maxBlobBytes)`, { repository: repo.name });
+      throw new PullguardError(
+        'REGISTRY_LIMIT',
+        `blob ${shortDigest(d.digest)} in ${repo.name} is ${d.size} bytes, over the ${this.maxBlobBytes}-byte limit (registry.maxBlobBytes)`,
+        { repository: repo.name },
+      );
     }
     const what = `blob ${shortDigest(d.digest)} of ${repo.name}`;
     const json = /[+/]json$/.test(own.mediaType);
     const url = this.url(ep, repo, `blobs/${d.digest}`);
     const res = await this.request(ep, repo, url, { what, maxBytes: d.size, blob: true, json }, deadline);
-    if (res.status === 404) throw new PullguardError('REGISTRY_NOT_FOUND', `${what} not found on ${ep.host}`, { host: ep.host, repository: repo.name });
+    if (res.status === 404)
+      throw new PullguardError('REGISTRY_NOT_FOUND', `${what} not found on ${ep.host}`, {
+        host: ep.host,
+        repository: repo.name,
+      });
     if (res.status !== 200) throw unexpected(res, ep, what);
     if (res.body.length !== d.size) {
-      throw new PullguardError('REGISTRY_INTEGRITY', `${what} from ${ep.host} is ${res.body.length} bytes, the manifest says ${d.size}`, { host: ep.host, repository: repo.name });
+      throw new PullguardError(
+        'REGISTRY_INTEGRITY',
+        `${what} from ${ep.host} is ${res.body.length} bytes, the manifest says ${d.size}`,
+        { host: ep.host, repository: repo.name },
+      );
     }
     assertDigest(res.body, d.digest, `${what} from ${ep.host}`);
     return new Uint8Array(res.body.buffer, res.body.byteOffset, res.body.byteLength);
@@ -434,12 +520,20 @@ export class DistributionClient implements RegistryClient {
     if (res.status !== 200) throw unexpected(res, ep, what);
     const mediaType = mediaTypeOf(res);
     if (!MANIFEST_ACCEPT.includes(mediaType)) {
-      throw new PullguardError('REGISTRY_PROTOCOL', `${ep.host} served ${what} as ${JSON.stringify(mediaType || '(none)')}, not a manifest or index media type`, { host: ep.host });
+      throw new PullguardError(
+        'REGISTRY_PROTOCOL',
+        `${ep.host} served ${what} as ${JSON.stringify(mediaType || '(none)')}, not a manifest or index media type`,
+        { host: ep.host },
+      );
     }
     const parsed = parseUntrustedJson(res.body, `${what} from ${ep.host}`);
     const declared = isRecord(parsed) ? parsed.mediaType : undefined;
     if (declared !== undefined && declared !== mediaType) {
-      throw new PullguardError('REGISTRY_PROTOCOL', `${ep.host} served ${what} as ${mediaType} but it declares ${JSON.stringify(declared)}`, { host: ep.host });
+      throw new PullguardError(
+        'REGISTRY_PROTOCOL',
+        `${ep.host} served ${what} as ${mediaType} but it declares ${JSON.stringify(declared)}`,
+        { host: ep.host },
+      );
     }
     const where = `${what} from ${ep.host}`;
     if (digest) assertDigest(res.body, digest, where);
@@ -494,7 +588,14 @@ export class DistributionClient implements RegistryClient {
     }
   }
 
-  private async authorized(ep: Endpoint, repo: Repo, url: URL, o: { what: string }, opts: SendOptions, deadline: Deadline): Promise<HttpResponse> {
+  private async authorized(
+    ep: Endpoint,
+    repo: Repo,
+    url: URL,
+    o: { what: string },
+    opts: SendOptions,
+    deadline: Deadline,
+  ): Promise<HttpResponse> {
     if (url.protocol !== `${ep.scheme}:` && url.host === ep.host) url.protocol = `${ep.scheme}:`;
     let authorization = await this.authn.header(ep, repo.path, deadline);
     let res = await this.transport.send(ep, url, { ...opts, authorization });
@@ -510,10 +611,14 @@ export class DistributionClient implements RegistryClient {
       res = await this.transport.send(ep, url, { ...opts, authorization });
     }
     if (res.status === 401 || res.status === 403) {
-      throw new PullguardError('REGISTRY_AUTH', `${ep.host} denied access to ${repo.name} (HTTP ${res.status}) for ${o.what}; check the credentials for this registry`, {
-        host: ep.host,
-        repository: repo.name,
-      });
+      throw new PullguardError(
+        'REGISTRY_AUTH',
+        `${ep.host} denied access to ${repo.name} (HTTP ${res.status}) for ${o.what}; check the credentials for this registry`,
+        {
+          host: ep.host,
+          repository: repo.name,
+        },
+      );
     }
     return res;
   }
@@ -606,11 +711,18 @@ function unexpected(res: HttpResponse, ep: Endpoint, what: string): PullguardErr
   } catch {
     /* not a distribution error body */
   }
-  return new PullguardError(res.status >= 500 ? 'REGISTRY_UNREACHABLE' : 'REGISTRY_PROTOCOL', `${ep.host} answered HTTP ${res.status} for ${what}${detail}`, { host: ep.host, status: res.status });
+  return new PullguardError(
+    res.status >= 500 ? 'REGISTRY_UNREACHABLE' : 'REGISTRY_PROTOCOL',
+    `${ep.host} answered HTTP ${res.status} for ${what}${detail}`,
+    { host: ep.host, status: res.status },
+  );
 }
 
 function mediaTypeOf(res: HttpResponse): string {
-  return String(res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  return String(res.headers['content-type'] ?? '')
+    .split(';')[0]!
+    .trim()
+    .toLowerCase();
 }
 
 /** `Link: <...>; rel="next"`, resolved against the current URL; only ever the same origin. */
@@ -625,10 +737,16 @@ export function nextLink(res: HttpResponse, current: URL): URL | undefined {
     try {
       next = new URL(m[1]!, current);
     } catch {
-      throw new PullguardError('REGISTRY_PROTOCOL', `${current.host} sent a malformed Link header`, { host: current.host });
+      throw new PullguardError('REGISTRY_PROTOCOL', `${current.host} sent a malformed Link header`, {
+        host: current.host,
+      });
     }
     if (next.origin !== current.origin) {
-      throw new PullguardError('REGISTRY_PROTOCOL', `${current.host} paginates referrers to another origin (${next.origin}); refusing`, { host: current.host });
+      throw new PullguardError(
+        'REGISTRY_PROTOCOL',
+        `${current.host} paginates referrers to another origin (${next.origin}); refusing`,
+        { host: current.host },
+      );
     }
     // Mirrors need ?ns= on every page; registries do not always echo it.
     const ns = current.searchParams.get('ns');
@@ -652,7 +770,10 @@ function repoOf(namespace: string, path: string): Repo {
 export function parseRepository(name: string): Repo {
   const ref = parseReference(name);
   if (name.includes('@') || name.slice(name.lastIndexOf('/') + 1).includes(':')) {
-    throw new PullguardError('POLICY_INVALID', `signature repository ${JSON.stringify(name)} must be a repository without a tag or digest`);
+    throw new PullguardError(
+      'POLICY_INVALID',
+      `signature repository ${JSON.stringify(name)} must be a repository without a tag or digest`,
+    );
   }
   return repoOf(ref.domain, ref.path);
 }

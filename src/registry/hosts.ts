@@ -8,7 +8,13 @@ import { FileReadError, readRegularText } from '../common/files.js';
 import { isAbsolute, join, posix } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { PullguardError } from '../common/errors.js';
-import { DEFAULT_CONFIG_PATH, DEFAULT_CONTAINERD_CONFIG, effectiveConfig, loadConfig, registryConfigPath } from '../containerd/config.js';
+import {
+  DEFAULT_CONFIG_PATH,
+  DEFAULT_CONTAINERD_CONFIG,
+  effectiveConfig,
+  loadConfig,
+  registryConfigPath,
+} from '../containerd/config.js';
 
 export { DEFAULT_CONFIG_PATH, DEFAULT_CONTAINERD_CONFIG };
 
@@ -72,9 +78,16 @@ export function hostsDirFromContainerdConfig(configFile: string | undefined): { 
   const loaded = loadConfig(path);
   if (loaded.files.length === 0) {
     if (configFile === undefined) {
-      return { dir: DEFAULT_CONFIG_PATH, note: `no containerd config at ${path}; using containerd's default registry config_path (no hosts.toml)` };
+      return {
+        dir: DEFAULT_CONFIG_PATH,
+        note: `no containerd config at ${path}; using containerd's default registry config_path (no hosts.toml)`,
+      };
     }
-    throw new PullguardError('CONTAINERD_CONFIG', `cannot read containerd config ${path}: ENOENT; fix registry.containerdConfig in the policy`, { path });
+    throw new PullguardError(
+      'CONTAINERD_CONFIG',
+      `cannot read containerd config ${path}: ENOENT; fix registry.containerdConfig in the policy`,
+      { path },
+    );
   }
   return { dir: registryConfigPath(effectiveConfig(loaded.files)) ?? DEFAULT_CONFIG_PATH };
 }
@@ -91,7 +104,10 @@ export function hostDirectory(root: string, host: string): string | undefined {
       return c;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && (e as NodeJS.ErrnoException).code !== 'ENOTDIR') {
-        throw new PullguardError('CONTAINERD_CONFIG', `cannot read hosts directory ${c}: ${(e as NodeJS.ErrnoException).code}`);
+        throw new PullguardError(
+          'CONTAINERD_CONFIG',
+          `cannot read hosts directory ${c}: ${(e as NodeJS.ErrnoException).code}`,
+        );
       }
     }
   }
@@ -187,7 +203,8 @@ function loadHostDir(dir: string): HostConfig[] {
   const out: HostConfig[] = [];
   const hostTable = asTable(doc.host);
   // smol-toml keeps table order, which is the mirror order (containerd's getSortedHosts).
-  for (const [server, cfg] of Object.entries(hostTable)) out.push(parseHostConfig(server, dir, asTable(cfg), `${file} [host."${server}"]`));
+  for (const [server, cfg] of Object.entries(hostTable))
+    out.push(parseHostConfig(server, dir, asTable(cfg), `${file} [host."${server}"]`));
   out.push(parseHostConfig(typeof doc.server === 'string' ? doc.server : '', dir, doc, `${file} server`));
   return out;
 }

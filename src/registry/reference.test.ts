@@ -20,7 +20,11 @@ describe('the -name forms CRI passes (distribution/reference ParseDockerRef) rea
   });
 
   test('relocated signature repositories and the referrers tag', () => {
-    expect(parseRepository('127.0.0.1:5000/sigs')).toEqual({ namespace: '127.0.0.1:5000', path: 'sigs', name: '127.0.0.1:5000/sigs' });
+    expect(parseRepository('127.0.0.1:5000/sigs')).toEqual({
+      namespace: '127.0.0.1:5000',
+      path: 'sigs',
+      name: '127.0.0.1:5000/sigs',
+    });
     expect(parseRepository('busybox').name).toBe('docker.io/library/busybox');
     expect(() => parseRepository('r.example/sigs:v1')).toThrow(/without a tag or digest/);
     expect(referrersTag(D)).toBe(`sha256-${'a'.repeat(64)}`);

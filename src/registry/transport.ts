@@ -69,8 +69,8 @@ export class ByteBudget {
   }
 
   exhausted(host: string): PullguardError {
-    const message = `stopped fetching from ${host}: ${this.scope} already read ${this.limit} bytes, ` +
-      `the limit (${this.name})`;
+    const message =
+      `stopped fetching from ${host}: ${this.scope} already read ${this.limit} bytes, ` + `the limit (${this.name})`;
     return new PullguardError('REGISTRY_LIMIT', message, {
       host,
       limit: this.limit,
@@ -106,7 +106,13 @@ export class Transport {
       const first = () => (loopback ? this.plainFirst(endpoint, url, opts) : this.trySend(endpoint, url, opts));
       if (!probe) {
         const p = first();
-        this.probes.set(endpoint, p.then(() => undefined, () => undefined));
+        this.probes.set(
+          endpoint,
+          p.then(
+            () => undefined,
+            () => undefined,
+          ),
+        );
         return p;
       }
       // A first request that hangs must not hold the others: after a short wait (once per host) they find
@@ -160,7 +166,11 @@ export class Transport {
         plain.protocol = 'http:';
         return this.follow(endpoint, plain, opts);
       }
-      throw new PullguardError('REGISTRY_UNREACHABLE', `${url.host} answers plain HTTP, not HTTPS (${opts.what}); if that is intended, write it as http://${url.host} in hosts.toml (${endpoint.source})`, { host: url.host });
+      throw new PullguardError(
+        'REGISTRY_UNREACHABLE',
+        `${url.host} answers plain HTTP, not HTTPS (${opts.what}); if that is intended, write it as http://${url.host} in hosts.toml (${endpoint.source})`,
+        { host: url.host },
+      );
     }
   }
 
@@ -172,22 +182,37 @@ export class Transport {
       const res = await this.once(endpoint, url, authorization, opts);
       if (![301, 302, 303, 307, 308].includes(res.status) || opts.body !== undefined) return res;
       const location = res.headers.location;
-      if (!location) throw new PullguardError('REGISTRY_PROTOCOL', `${url.host} answered ${res.status} without a Location for ${opts.what}`, { host: url.host });
+      if (!location)
+        throw new PullguardError(
+          'REGISTRY_PROTOCOL',
+          `${url.host} answered ${res.status} without a Location for ${opts.what}`,
+          { host: url.host },
+        );
       if (hop >= MAX_REDIRECTS) {
-        throw new PullguardError('REGISTRY_PROTOCOL', `${start.host}: more than ${MAX_REDIRECTS} redirects fetching ${opts.what} (last ${redact(url)}); check the registry or proxy configuration`, {
-          host: start.host,
-          redirects: [...seen, redact(url)],
-        });
+        throw new PullguardError(
+          'REGISTRY_PROTOCOL',
+          `${start.host}: more than ${MAX_REDIRECTS} redirects fetching ${opts.what} (last ${redact(url)}); check the registry or proxy configuration`,
+          {
+            host: start.host,
+            redirects: [...seen, redact(url)],
+          },
+        );
       }
       seen.push(redact(url));
       let next: URL;
       try {
         next = new URL(location, url);
       } catch {
-        throw new PullguardError('REGISTRY_PROTOCOL', `${url.host} redirected ${opts.what} to an invalid URL`, { host: url.host });
+        throw new PullguardError('REGISTRY_PROTOCOL', `${url.host} redirected ${opts.what} to an invalid URL`, {
+          host: url.host,
+        });
       }
       if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-        throw new PullguardError('REGISTRY_PROTOCOL', `${url.host} redirected ${opts.what} to unsupported scheme ${next.protocol}`, { host: url.host });
+        throw new PullguardError(
+          'REGISTRY_PROTOCOL',
+          `${url.host} redirected ${opts.what} to unsupported scheme ${next.protocol}`,
+          { host: url.host },
+        );
       }
       // Credentials belong to the registry that challenged for them, never to a blob store or a hostile
       // host the registry points at. Once dropped they stay dropped, even if the chain comes back.
@@ -196,7 +221,12 @@ export class Transport {
     }
   }
 
-  private once(endpoint: Endpoint, url: URL, authorization: string | undefined, opts: SendOptions): Promise<HttpResponse> {
+  private once(
+    endpoint: Endpoint,
+    url: URL,
+    authorization: string | undefined,
+    opts: SendOptions,
+  ): Promise<HttpResponse> {
     const method = opts.method ?? 'GET';
     const signal = opts.deadline.slice(opts.timeoutMs);
     const startedAt = Date.now();
@@ -258,7 +288,13 @@ export class Transport {
         });
         res.on('end', finish);
         res.on('error', (e) => fail(this.networkError(e, endpoint, url, opts)));
-        res.on('aborted', () => fail(new PullguardError('REGISTRY_UNREACHABLE', `${url.host} closed the connection while sending ${opts.what}`, { host: url.host })));
+        res.on('aborted', () =>
+          fail(
+            new PullguardError('REGISTRY_UNREACHABLE', `${url.host} closed the connection while sending ${opts.what}`, {
+              host: url.host,
+            }),
+          ),
+        );
       });
       req.on('error', (e) => fail(this.networkError(e, endpoint, url, opts)));
       signal.addEventListener('abort', onAbort, { once: true });
@@ -274,7 +310,11 @@ export class Transport {
       const message = `timed out after ${waited} waiting for ${url.host} (${opts.what})`;
       return new PullguardError('DEADLINE_EXCEEDED', message, { host: url.host });
     }
-    return new PullguardError('REGISTRY_UNREACHABLE', `${url.host} did not answer within ${formatDuration(Date.now() - startedAt)} (${opts.what})`, { host: url.host });
+    return new PullguardError(
+      'REGISTRY_UNREACHABLE',
+      `${url.host} did not answer within ${formatDuration(Date.now() - startedAt)} (${opts.what})`,
+      { host: url.host },
+    );
   }
 
   private networkError(e: unknown, endpoint: Endpoint, url: URL, opts: SendOptions): unknown {
@@ -285,7 +325,12 @@ export class Transport {
     const tlsHint = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|altnames/i.test(`${code} ${err.message}`)
       ? `; give the registry's CA in hosts.toml \`ca\` (${endpoint.source})`
       : '';
-    return new PullguardError('REGISTRY_UNREACHABLE', `cannot reach ${url.protocol}//${url.host} for ${opts.what}: ${code}${tlsHint}`, { host: url.host, code }, { cause: e });
+    return new PullguardError(
+      'REGISTRY_UNREACHABLE',
+      `cannot reach ${url.protocol}//${url.host} for ${opts.what}: ${code}${tlsHint}`,
+      { host: url.host, code },
+      { cause: e },
+    );
   }
 
   private agentFor(endpoint: Endpoint, protocol: string): http.Agent {
@@ -336,18 +381,22 @@ function withExtraCAs(pems: readonly string[]): tls.SecureContext {
   const tlsModule = process.getBuiltinModule('node:tls');
   const ctx = tlsModule.createSecureContext();
   const native = (ctx as unknown as { context?: { addCACert?: (pem: string) => void } }).context;
-  if (typeof native?.addCACert !== 'function') return tlsModule.createSecureContext({ ca: [...tlsModule.rootCertificates, ...pems] });
+  if (typeof native?.addCACert !== 'function')
+    return tlsModule.createSecureContext({ ca: [...tlsModule.rootCertificates, ...pems] });
   for (const pem of pems) native.addCACert(pem);
   return ctx;
 }
 
 function tooLarge(opts: SendOptions, url: URL, bytes: number): PullguardError {
-  return new PullguardError('REGISTRY_LIMIT', `${url.host}: ${opts.what} is larger than the ${opts.maxBytes}-byte limit (${bytes} bytes or more)`, {
-    host: url.host,
-    limit: opts.maxBytes,
-  });
+  return new PullguardError(
+    'REGISTRY_LIMIT',
+    `${url.host}: ${opts.what} is larger than the ${opts.maxBytes}-byte limit (${bytes} bytes or more)`,
+    {
+      host: url.host,
+      limit: opts.maxBytes,
+    },
+  );
 }
-
 
 /**
  * How long requests wait for the first answer from a host (which settles http-or-https, and the auth
@@ -376,7 +425,11 @@ const TLS_PORT_ANSWER = /HTTP request (was sent )?to an? HTTPS (server|port)/i;
 function isPlainHttpAnswer(e: unknown): boolean {
   if (e instanceof PullguardError || !(e instanceof Error)) return false;
   const err = e as NodeJS.ErrnoException;
-  return err.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || err.code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || (err.code === 'EPROTO' && /wrong version number|packet length too long|http request/i.test(err.message));
+  return (
+    err.code === 'ERR_SSL_WRONG_VERSION_NUMBER' ||
+    err.code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' ||
+    (err.code === 'EPROTO' && /wrong version number|packet length too long|http request/i.test(err.message))
+  );
 }
 
 /** A URL fit for messages: no query (pre-signed blob URLs carry credentials there). */

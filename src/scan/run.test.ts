@@ -61,7 +61,10 @@ describe('runScan', () => {
     );
     expect(r.out).toContain('           rule "no": denied by policy');
     // Each decision is in the node's decision log too, marked as scan's.
-    const log = readFileSync(join(dir, 'decisions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const log = readFileSync(join(dir, 'decisions.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(log.slice(-2).map((e) => [e.source, e.name, e.verdict, e.rule])).toEqual([
       ['scan', 'bad.test/app:v1', 'deny', 'no'],
       ['scan', 'ok.test/app:v1', 'allow', 'ok'],

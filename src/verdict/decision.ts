@@ -49,8 +49,22 @@ export interface CacheNote {
   readonly note?: string;
 }
 
-export function ruleDecision(rule: Rule | undefined, verdict: Verdict, reason: string, results: readonly AuthorityResult[] = [], code?: ErrorCode): Decision {
-  return { verdict, policyVerdict: verdict, reason, code, rule: rule?.name, results, exitCode: exitCodeFor(verdict, code) };
+export function ruleDecision(
+  rule: Rule | undefined,
+  verdict: Verdict,
+  reason: string,
+  results: readonly AuthorityResult[] = [],
+  code?: ErrorCode,
+): Decision {
+  return {
+    verdict,
+    policyVerdict: verdict,
+    reason,
+    code,
+    rule: rule?.name,
+    results,
+    exitCode: exitCodeFor(verdict, code),
+  };
 }
 
 /** Combines authority results under the rule's `require`: each authority (all) or any one (any). */
@@ -63,7 +77,9 @@ export function verifyDecision(rule: Rule, results: readonly AuthorityResult[]):
   }
   // Lead with the failure that says most: an authority that found signatures and rejected them explains
   // a deny better than one that found none ("untrusted key" beats "no notation signature found").
-  const failing = results.filter((r) => !r.satisfied).sort((a, b) => Number(b.signatures.length > 0) - Number(a.signatures.length > 0));
+  const failing = results
+    .filter((r) => !r.satisfied)
+    .sort((a, b) => Number(b.signatures.length > 0) - Number(a.signatures.length > 0));
   const first = failing[0];
   if (!first) return ruleDecision(rule, 'deny', 'no authority configured', results, 'NO_SIGNATURE');
   const named = results.length > 1 ? `${first.authority}: ${first.reason}` : first.reason;
@@ -91,8 +107,15 @@ export function errorDecision(err: PullguardError): Decision {
 /** Audit mode: keep the would-be verdict in the record, but let the pull through. */
 export function applyMode(decision: Decision, mode: Mode): Decision {
   // A broken node configuration is not a verdict about the image: audit mode does not hide it.
-  if (mode !== 'audit' || decision.verdict === 'allow' || decision.exitCode === EXIT.configError) return { ...decision, mode };
-  return { ...decision, mode, verdict: 'allow', exitCode: EXIT.allow, reason: `audit mode, would deny: ${decision.reason}` };
+  if (mode !== 'audit' || decision.verdict === 'allow' || decision.exitCode === EXIT.configError)
+    return { ...decision, mode };
+  return {
+    ...decision,
+    mode,
+    verdict: 'allow',
+    exitCode: EXIT.allow,
+    reason: `audit mode, would deny: ${decision.reason}`,
+  };
 }
 
 export function describeSubject(name: string, digest: string): string {

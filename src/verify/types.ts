@@ -64,5 +64,10 @@ export interface ArtifactNeeds {
 export interface Verifier<K extends AuthorityKind> {
   readonly kind: K;
   needs(authority: AuthorityOf<K>): ArtifactNeeds;
-  verify(authority: AuthorityOf<K>, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult>;
+  verify(
+    authority: AuthorityOf<K>,
+    subject: Subject,
+    artifacts: readonly SignatureArtifact[],
+    deadline: Deadline,
+  ): Promise<AuthorityResult>;
 }

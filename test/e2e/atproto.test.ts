@@ -136,7 +136,14 @@ describe('atproto authority: allowed', () => {
     expect(d.verdict, reasonOf(d)).toBe('allow');
     const sig = d.results[0]!.signatures[0]!;
     expect(sig.checks.map((c) => `${c.check}:${c.result}`)).toEqual([
-      'artifact:pass', 'trust:pass', 'identity:pass', 'pds:pass', 'commit:pass', 'signature:pass', 'inclusion:pass', 'record:pass',
+      'artifact:pass',
+      'trust:pass',
+      'identity:pass',
+      'pds:pass',
+      'commit:pass',
+      'signature:pass',
+      'inclusion:pass',
+      'record:pass',
     ]);
     expect(pds.requests.some((r) => r.startsWith(`GET /${alice.did}`))).toBe(true);
   });
@@ -210,7 +217,12 @@ describe('atproto authority: denied', () => {
   it('a record rewritten after signing: the artifact pins the record CID', async () => {
     const img = await image('alice.test/rewritten');
     const rec = await sign(alice, img);
-    await rewriteManifest(alice, rec.rkey, { repository: 'rewritten', digest: img.digest, mediaType: img.mediaType, note: 'changed' });
+    await rewriteManifest(alice, rec.rkey, {
+      repository: 'rewritten',
+      digest: img.digest,
+      mediaType: img.mediaType,
+      note: 'changed',
+    });
     const d = await decideFor(img);
     expect(d.verdict).toBe('deny');
     expect(d.reason).toMatch(/not the signed .*: it was rewritten/);
@@ -250,7 +262,10 @@ describe('atproto authority: denied', () => {
     const eve = await createPublisher(randomPlcDid());
     const img = await image('alice.test/wrong-key');
     const rec = await sign(alice, img);
-    pds.documents.set(alice.did, { ...didDocument(alice, pds.url, { multibase: eve.keypair.did().slice(8) }), alsoKnownAs: ['at://alice.test'] });
+    pds.documents.set(alice.did, {
+      ...didDocument(alice, pds.url, { multibase: eve.keypair.did().slice(8) }),
+      alsoKnownAs: ['at://alice.test'],
+    });
     try {
       const d = await decideFor(img);
       expect(d.verdict).toBe('deny');
@@ -264,7 +279,10 @@ describe('atproto authority: denied', () => {
   it('a key rotated after signing: the current commit must be signed by the current key', async () => {
     const rot = await createPublisher(randomPlcDid(), { handle: 'alice.test' });
     host(pds, rot);
-    const p = parsePolicyText(policyText().replace(`{did: ${alice.did}, handle: alice.test}`, `{did: ${rot.did}, handle: alice.test}`), 'rotation policy');
+    const p = parsePolicyText(
+      policyText().replace(`{did: ${alice.did}, handle: alice.test}`, `{did: ${rot.did}, handle: alice.test}`),
+      'rotation policy',
+    );
     const img = await image('alice.test/rotated');
     await sign(rot, img);
     expect((await decideFor(img, p)).verdict).toBe('allow');
@@ -275,7 +293,11 @@ describe('atproto authority: denied', () => {
     expect(d.verdict).toBe('deny');
     expect(d.reason).toMatch(/rotated out of the DID document/);
     // The PDS re-signs on its next commit (any write): the record verifies again under the new key.
-    await publishManifest(rot, { repository: 'unrelated', digest: `sha256:${'1'.repeat(64)}`, mediaType: img.mediaType });
+    await publishManifest(rot, {
+      repository: 'unrelated',
+      digest: `sha256:${'1'.repeat(64)}`,
+      mediaType: img.mediaType,
+    });
     expect((await decideFor(img, p)).verdict).toBe('allow');
   });
 
@@ -368,7 +390,11 @@ describe('policy: atproto authorities are validated at load', () => {
     ['not a DID', 'trusted: [{did: alice}]', /not an AT Protocol DID/],
     ['did:web without didWeb', 'trusted: [{did: "did:web:example.com"}]', /set didWeb: true/],
     ['empty trust list', 'trusted: []', /at least one DID/],
-    ['a pinned document of another DID', `trusted: [{did: "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", didDocument: PINNED}]`, /is the document of/],
+    [
+      'a pinned document of another DID',
+      `trusted: [{did: "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", didDocument: PINNED}]`,
+      /is the document of/,
+    ],
     ['an unknown key', 'trusted: [{did: "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"}]\n          keys: []', /keys/],
   ])('%s', (_name, body, error) => {
     const text = `version: 1\nrules:\n  - name: r\n    match: x.example/**\n    action: verify\n    authorities:\n      - atproto:\n          ${body.replace('PINNED', pinnedDocPath())}\n`;
@@ -407,10 +433,15 @@ describe('containerd + pullguard with an atproto authority', () => {
     const { execFile } = await import('node:child_process');
     const exe = pullguardBinary();
     const out = await new Promise<string>((resolve, reject) => {
-      execFile(exe, ['verify', '--explain', '--policy', join(dir, 'policy.yaml'), signed.ref], { timeout: 20_000 }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`${err.message}\n${stdout}\n${stderr}`));
-        else resolve(stdout);
-      });
+      execFile(
+        exe,
+        ['verify', '--explain', '--policy', join(dir, 'policy.yaml'), signed.ref],
+        { timeout: 20_000 },
+        (err, stdout, stderr) => {
+          if (err) reject(new Error(`${err.message}\n${stdout}\n${stderr}`));
+          else resolve(stdout);
+        },
+      );
     });
     if (process.env.PULLGUARD_EXPLAIN_OUT) writeFileSync(process.env.PULLGUARD_EXPLAIN_OUT, out);
     expect(out).toMatch(/^ALLOW /);
@@ -419,7 +450,7 @@ describe('containerd + pullguard with an atproto authority', () => {
     }
   });
 
-  it('denies an unsigned image with pullguard\'s reason in the pull error', async () => {
+  it("denies an unsigned image with pullguard's reason in the pull error", async () => {
     const err = await pullError(cri, unsigned.ref);
     expect(err).toBeInstanceOf(CriError);
     expect(err!.details).toContain('no atproto signature found');

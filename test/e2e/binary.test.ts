@@ -71,7 +71,10 @@ describe('dist/pullguard, the single executable', () => {
   test('stdin never closed: denied at the read deadline, under 1s', async () => {
     const r = await new Promise<{ code: number | null; stdout: string; ms: number }>((resolve) => {
       const t0 = performance.now();
-      const p = spawn(bin, argv('registry.k8s.io/pause'), { env: { PULLGUARD_POLICY: POLICY }, stdio: ['pipe', 'pipe', 'ignore'] });
+      const p = spawn(bin, argv('registry.k8s.io/pause'), {
+        env: { PULLGUARD_POLICY: POLICY },
+        stdio: ['pipe', 'pipe', 'ignore'],
+      });
       let stdout = '';
       p.stdout.on('data', (b) => (stdout += b));
       p.on('close', (code) => resolve({ code, stdout, ms: performance.now() - t0 }));
@@ -103,7 +106,10 @@ describe('dist/pullguard, the single executable', () => {
 
   test('broken policy: exit 2 with file:line, under 1s', async () => {
     const broken = join(dir, 'broken.yaml');
-    writeFileSync(broken, 'version: 1\nrules:\n  - name: a\n    match: registry.k8s.io/pause\n    action: allow\n    typo: 1\n');
+    writeFileSync(
+      broken,
+      'version: 1\nrules:\n  - name: a\n    match: registry.k8s.io/pause\n    action: allow\n    typo: 1\n',
+    );
     const r = await runBin(argv('registry.k8s.io/pause'), DESC, { PULLGUARD_POLICY: broken });
     expect(r.code).toBe(2);
     expect(r.stdout).toContain(`invalid policy ${broken}:6: rules[0]: unknown key "typo"`);
@@ -116,12 +122,18 @@ describe('dist/pullguard, the single executable', () => {
     await new Promise<void>((r) => tarpit.listen(0, '127.0.0.1', r));
     const port = (tarpit.address() as { port: number }).port;
     const p = join(dir, 'tarpit.yaml');
-    const key = '-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n';
-    writeFileSync(p, `version: 1\ntimeout: 1500ms\nrules:\n  - {name: signed, match: "127.0.0.1:${port}/**", action: verify, authorities: [{name: k, cosign: {keys: ["${key}"]}}]}\n`);
+    const key =
+      '-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n';
+    writeFileSync(
+      p,
+      `version: 1\ntimeout: 1500ms\nrules:\n  - {name: signed, match: "127.0.0.1:${port}/**", action: verify, authorities: [{name: k, cosign: {keys: ["${key}"]}}]}\n`,
+    );
     try {
       const r = await runBin(argv(`127.0.0.1:${port}/app:v1`), DESC, { PULLGUARD_POLICY: p });
       expect(r.code).toBe(1);
-      expect(r.stdout).toMatch(/^denied 127\.0\.0\.1:\d+\/app@sha256:7+…: .*(timed out|did not answer|no answer|stalled)/);
+      expect(r.stdout).toMatch(
+        /^denied 127\.0\.0\.1:\d+\/app@sha256:7+…: .*(timed out|did not answer|no answer|stalled)/,
+      );
       expect(r.ms).toBeGreaterThan(900);
       expect(r.ms).toBeLessThan(1500 + 700);
     } finally {

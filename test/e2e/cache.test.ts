@@ -37,7 +37,14 @@ let leafNotAfter: number;
 const img = {} as Record<'cosign' | 'rotated' | 'notation' | 'stale' | 'nostale', PushedImage>;
 
 const pinned = (i: PushedImage) => `${i.ref.replace(/:[^:/]+$/, '')}@${i.digest}`;
-const flags = ['--allow-http-registry', '--allow-insecure-registry', '--tlog-upload=false', '--use-signing-config=false', '--new-bundle-format=false', '-y'];
+const flags = [
+  '--allow-http-registry',
+  '--allow-insecure-registry',
+  '--tlog-upload=false',
+  '--use-signing-config=false',
+  '--new-bundle-format=false',
+  '-y',
+];
 
 function writePolicy(ttl: string): void {
   const h = registry.host;
@@ -81,10 +88,14 @@ beforeAll(async () => {
   sigs = await startRegistry();
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'release')]);
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'next')]);
-  for (const name of ['cosign', 'rotated', 'notation', 'stale', 'nostale'] as const) img[name] = pushTestImage(registry.host, `cache/${name}`, 'v1', `cache-ctd-${name}-${Date.now()}`);
-  for (const name of ['cosign', 'rotated'] as const) await cosignOk(home, ['sign', '--key', join(work, 'release.key'), ...flags, pinned(img[name])]);
+  for (const name of ['cosign', 'rotated', 'notation', 'stale', 'nostale'] as const)
+    img[name] = pushTestImage(registry.host, `cache/${name}`, 'v1', `cache-ctd-${name}-${Date.now()}`);
+  for (const name of ['cosign', 'rotated'] as const)
+    await cosignOk(home, ['sign', '--key', join(work, 'release.key'), ...flags, pinned(img[name])]);
   for (const name of ['stale', 'nostale'] as const) {
-    await cosignOk(home, ['sign', '--key', join(work, 'release.key'), ...flags, pinned(img[name])], { COSIGN_REPOSITORY: `${sigs.host}/sigs/${name}` });
+    await cosignOk(home, ['sign', '--key', join(work, 'release.key'), ...flags, pinned(img[name])], {
+      COSIGN_REPOSITORY: `${sigs.host}/sigs/${name}`,
+    });
   }
 
   // notation: a leaf that expires ~20 s from now, under a CA in the trust store.
@@ -95,7 +106,15 @@ beforeAll(async () => {
   leafNotAfter = Date.parse(new X509Certificate(readFileSync(leaf.cert)).validTo);
   nt.addKey('short', leaf.key, pki.bundle('short', [leaf, root]));
   nt.trust('ca', 'acme', root.cert);
-  nt.writeTrustPolicy([{ name: 'corp', registryScopes: ['*'], signatureVerification: { level: 'strict' }, trustStores: ['ca:acme'], trustedIdentities: ['*'] }]);
+  nt.writeTrustPolicy([
+    {
+      name: 'corp',
+      registryScopes: ['*'],
+      signatureVerification: { level: 'strict' },
+      trustStores: ['ca:acme'],
+      trustedIdentities: ['*'],
+    },
+  ]);
   const s = await nt.run(['sign', '--insecure-registry', '--key', 'short', pinned(img.notation)]);
   if (s.status !== 0) throw new Error(`notation sign: ${s.output}`);
 
@@ -124,7 +143,10 @@ describe('decision cache through containerd', () => {
     expect(again.results).toEqual([]);
     // The hit is counted in the node's metrics and flagged in its decision log.
     expect(readFileSync(join(work, 'metrics.prom'), 'utf8')).toMatch(/^pullguard_cache_hits_total 1$/m);
-    const logged = readFileSync(join(work, 'decisions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { digest: string; cacheHit?: boolean });
+    const logged = readFileSync(join(work, 'decisions.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { digest: string; cacheHit?: boolean });
     expect(logged.filter((e) => e.digest === img.cosign.digest).map((e) => e.cacheHit ?? false)).toEqual([false, true]);
   });
 
@@ -144,8 +166,12 @@ describe('decision cache through containerd', () => {
 
   it('an expired certificate is a miss: the entry ends at its notAfter, and the fresh check denies', async () => {
     const first = await pull(img.notation);
-    expect(first).toMatchObject({ verdict: 'allow', cache: { status: 'miss', expiry: 'certificate', expiresAt: new Date(leafNotAfter).toISOString() } });
-    if (Date.now() < leafNotAfter - 1000) expect(await pull(img.notation)).toMatchObject({ verdict: 'allow', cache: { status: 'hit' } });
+    expect(first).toMatchObject({
+      verdict: 'allow',
+      cache: { status: 'miss', expiry: 'certificate', expiresAt: new Date(leafNotAfter).toISOString() },
+    });
+    if (Date.now() < leafNotAfter - 1000)
+      expect(await pull(img.notation)).toMatchObject({ verdict: 'allow', cache: { status: 'hit' } });
     // Waiting for a certificate to expire is the one thing this test cannot do without the clock.
     await waitFor('the leaf certificate to expire', () => Date.now() > leafNotAfter + 1500, 40_000);
     const expired = await pull(img.notation);
@@ -160,7 +186,9 @@ describe('decision cache through containerd', () => {
     await sigs.stop();
     const stale = await pull(img.stale);
     expect(stale).toMatchObject({ verdict: 'allow', rule: 'stale', cache: { status: 'stale' } });
-    expect(stale.reason).toMatch(/^registry unreachable, allowed by staleIfError \(verified \d+s ago, window 3600s\): .*ECONNREFUSED/);
+    expect(stale.reason).toMatch(
+      /^registry unreachable, allowed by staleIfError \(verified \d+s ago, window 3600s\): .*ECONNREFUSED/,
+    );
     expect(stale.cache?.note).toMatch(/ECONNREFUSED/);
     const denied = await pull(img.nostale);
     expect(denied).toMatchObject({ verdict: 'deny', rule: 'nostale', code: 'REGISTRY_UNREACHABLE' });

@@ -26,7 +26,10 @@ let work: string;
 let cosignHome: string;
 let nt: NotationSandbox;
 let policyFile: string;
-const img: Record<'legacy' | 'bundle' | 'forged' | 'unsigned' | 'notation' | 'ntStranger' | 'open' | 'blocked' | 'elsewhere', PushedImage> = {} as never;
+const img: Record<
+  'legacy' | 'bundle' | 'forged' | 'unsigned' | 'notation' | 'ntStranger' | 'open' | 'blocked' | 'elsewhere',
+  PushedImage
+> = {} as never;
 let host: string;
 
 interface Run {
@@ -39,10 +42,15 @@ interface Run {
 /** dist/pullguard with an empty environment (no PATH, no HOME, no PULLGUARD_POLICY unless given). */
 function pg(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(pullguardBinary(), args, { env, encoding: 'utf8', timeout: 30_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
-      resolve({ code, stdout, stderr, lines: stdout.split('\n').filter((l) => l.length > 0) });
-    });
+    execFile(
+      pullguardBinary(),
+      args,
+      { env, encoding: 'utf8', timeout: 30_000, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+        resolve({ code, stdout, stderr, lines: stdout.split('\n').filter((l) => l.length > 0) });
+      },
+    );
   });
 }
 
@@ -86,7 +94,16 @@ beforeAll(async () => {
   await cosignOk(cosignHome, ['generate-key-pair', '--output-key-prefix', release]);
   await cosignOk(cosignHome, ['generate-key-pair', '--output-key-prefix', stranger]);
   const sign = (key: string, image: PushedImage, bundle: boolean) =>
-    cosignOk(cosignHome, ['sign', '--key', `${key}.key`, '--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${bundle}`, '--allow-http-registry', `${image.ref.replace(/:v1$/, '')}@${image.digest}`]);
+    cosignOk(cosignHome, [
+      'sign',
+      '--key',
+      `${key}.key`,
+      '--tlog-upload=false',
+      '--use-signing-config=false',
+      `--new-bundle-format=${bundle}`,
+      '--allow-http-registry',
+      `${image.ref.replace(/:v1$/, '')}@${image.digest}`,
+    ]);
   await sign(release, img.legacy, false);
   await sign(release, img.bundle, true);
   await sign(stranger, img.forged, false);
@@ -98,15 +115,35 @@ beforeAll(async () => {
     const r = await nt.run(['cert', 'generate-test', name]);
     if (r.status !== 0) throw new Error(`notation cert generate-test ${name}: ${r.output}`);
   }
-  nt.writeTrustPolicy([{ name: 'cli', registryScopes: ['*'], signatureVerification: { level: 'strict' }, trustStores: ['ca:cli.example'], trustedIdentities: ['*'] }]);
-  for (const [key, image] of [['cli.example', img.notation], ['stranger.example', img.ntStranger]] as const) {
-    const r = await nt.run(['sign', '--insecure-registry', '--key', key, `${image.ref.replace(/:v1$/, '')}@${image.digest}`]);
+  nt.writeTrustPolicy([
+    {
+      name: 'cli',
+      registryScopes: ['*'],
+      signatureVerification: { level: 'strict' },
+      trustStores: ['ca:cli.example'],
+      trustedIdentities: ['*'],
+    },
+  ]);
+  for (const [key, image] of [
+    ['cli.example', img.notation],
+    ['stranger.example', img.ntStranger],
+  ] as const) {
+    const r = await nt.run([
+      'sign',
+      '--insecure-registry',
+      '--key',
+      key,
+      `${image.ref.replace(/:v1$/, '')}@${image.digest}`,
+    ]);
     if (r.status !== 0) throw new Error(`notation sign: ${r.output}`);
   }
 
   // A containerd config with a hosts.toml directory that is empty: loopback must work on plain http by itself.
   mkdirSync(join(work, 'certs.d'));
-  writeFileSync(join(work, 'containerd.toml'), `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(join(work, 'certs.d'))}\n`);
+  writeFileSync(
+    join(work, 'containerd.toml'),
+    `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(join(work, 'certs.d'))}\n`,
+  );
 
   policyFile = join(work, 'policy.yaml');
   writeFileSync(
@@ -202,7 +239,11 @@ describe('pullguard verify <tag ref>: resolves the tag, prints the decision, the
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(new RegExp(`^pullguard: ${host.replace(/\./g, '\\.')}/cosign/legacy:no-such-tag not found .*\\[REGISTRY_NOT_FOUND\\]\\n$`));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^pullguard: ${host.replace(/\./g, '\\.')}/cosign/legacy:no-such-tag not found .*\\[REGISTRY_NOT_FOUND\\]\\n$`,
+      ),
+    );
     // An unknown repository too.
     const repo = await verify(`${host}/nobody/here:v1`);
     expect(repo.code).toBe(1);
@@ -217,16 +258,28 @@ describe('pullguard verify --explain: every signature found and every check', ()
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const out = r.stdout;
     expect(out).toContain('  found 1 signature artifact(s):\n');
-    expect(out).toContain(`    cosign-legacy ${sigManifest} via cosign-sig-tag in ${host}/cosign/legacy (signer hint: key)\n`);
-    expect(out).toMatch(/ {2}authority release-key \(cosign\): satisfied: verified cosign-legacy signature by ECDSA P-256 key .*release\.pub\n/);
-    expect(out).toMatch(new RegExp(` {4}valid {3}cosign-legacy ${sigManifest}#0 via cosign-sig-tag in ${host.replace(/\./g, '\\.')}/cosign/legacy signer ECDSA P-256 key .*release\\.pub: valid\\n`));
+    expect(out).toContain(
+      `    cosign-legacy ${sigManifest} via cosign-sig-tag in ${host}/cosign/legacy (signer hint: key)\n`,
+    );
+    expect(out).toMatch(
+      / {2}authority release-key \(cosign\): satisfied: verified cosign-legacy signature by ECDSA P-256 key .*release\.pub\n/,
+    );
+    expect(out).toMatch(
+      new RegExp(
+        ` {4}valid {3}cosign-legacy ${sigManifest}#0 via cosign-sig-tag in ${host.replace(/\./g, '\\.')}/cosign/legacy signer ECDSA P-256 key .*release\\.pub: valid\\n`,
+      ),
+    );
     expect(out).toContain('      pass format [enforced]: cosign simple-signing payload\n');
     expect(out).toContain(`      pass digest [enforced]: signed digest is ${img.legacy.digest.slice(0, 19)}`);
     expect(out).toContain('      skip tlog [skipped]: not required by policy\n');
     expect(out).toMatch(/ {6}pass signature \[enforced\]: verified with the ECDSA P-256 key .*release\.pub\n/);
-    expect(out).toContain(`      pass signed-identity [enforced]: matchRepository: signed repository ${host}/cosign/legacy is the image's\n`);
+    expect(out).toContain(
+      `      pass signed-identity [enforced]: matchRepository: signed repository ${host}/cosign/legacy is the image's\n`,
+    );
     // Only the tags were used: docker-registry has no referrers API, and explain says so.
-    expect(out).toContain(`  note:   ${host} has no referrers API for ${host}/cosign/legacy; used the referrers tag schema\n`);
+    expect(out).toContain(
+      `  note:   ${host} has no referrers API for ${host}/cosign/legacy; used the referrers tag schema\n`,
+    );
   });
 
   test('cosign v3 bundle: found via the referrers tag, each check', async () => {
@@ -236,8 +289,14 @@ describe('pullguard verify --explain: every signature found and every check', ()
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const out = r.stdout;
     expect(out).toContain('  found 1 signature artifact(s):\n');
-    expect(out).toMatch(new RegExp(`\\n {4}cosign-bundle ${entry!.digest} via referrers-tag in ${host.replace(/\./g, '\\.')}/cosign/bundle( \\(signer hint: [^)]+\\))?\\n`));
-    expect(out).toMatch(/ {6}pass format \[enforced\]: sigstore bundle v0\.3, DSSE in-toto statement, predicate cosign\/sign\/v1\n/);
+    expect(out).toMatch(
+      new RegExp(
+        `\\n {4}cosign-bundle ${entry!.digest} via referrers-tag in ${host.replace(/\./g, '\\.')}/cosign/bundle( \\(signer hint: [^)]+\\))?\\n`,
+      ),
+    );
+    expect(out).toMatch(
+      / {6}pass format \[enforced\]: sigstore bundle v0\.3, DSSE in-toto statement, predicate cosign\/sign\/v1\n/,
+    );
     expect(out).toMatch(/ {6}pass signature \[enforced\]: verified with the ECDSA P-256 key .*release\.pub\n/);
     expect(out).toContain(`      pass digest [enforced]: signed digest is ${img.bundle.digest.slice(0, 19)}`);
     expect(out).toMatch(/ {6}skip signed-identity \[skipped\]: a bundle names no repository/);
@@ -250,14 +309,20 @@ describe('pullguard verify --explain: every signature found and every check', ()
     expect(r.code).toBe(1);
     const out = r.stdout;
     expect(r.lines[0]).toBe(`DENY ${host}/cosign/forged@${img.forged.digest}`);
-    expect(r.lines[1]).toMatch(/^ {2}reason: signature does not verify with the trusted ECDSA P-256 key .*release\.pub: signed by another key, or altered \(2 signatures, none valid\)$/);
+    expect(r.lines[1]).toMatch(
+      /^ {2}reason: signature does not verify with the trusted ECDSA P-256 key .*release\.pub: signed by another key, or altered \(2 signatures, none valid\)$/,
+    );
     expect(out).toContain('  found 2 signature artifact(s):\n');
-    expect(out).toContain(`    cosign-legacy ${sigManifest} via cosign-sig-tag in ${host}/cosign/forged (signer hint: key)\n`);
+    expect(out).toContain(
+      `    cosign-legacy ${sigManifest} via cosign-sig-tag in ${host}/cosign/forged (signer hint: key)\n`,
+    );
     expect(out).toMatch(new RegExp(`\\n {4}cosign-bundle ${bundle!.digest} via referrers-tag in `));
     expect(out).toContain('  authority release-key (cosign): NOT satisfied: ');
     const invalid = r.lines.filter((l) => l.startsWith('    invalid '));
     expect(invalid).toHaveLength(2);
-    expect(r.lines.filter((l) => /^ {6}fail signature \[enforced\]: signature does not verify with the trusted/.test(l))).toHaveLength(2);
+    expect(
+      r.lines.filter((l) => /^ {6}fail signature \[enforced\]: signature does not verify with the trusted/.test(l)),
+    ).toHaveLength(2);
     // The checks before the signature passed: the format is right and the signed digest is this image's.
     expect(r.lines.filter((l) => l.startsWith('      pass digest [enforced]'))).toHaveLength(2);
   });
@@ -268,7 +333,9 @@ describe('pullguard verify --explain: every signature found and every check', ()
     expect(r.stdout).toContain('  found 0 signature artifact(s); looked at:\n');
     const hex = img.unsigned.digest.slice('sha256:'.length);
     expect(r.stdout).toContain(`    tag ${host}/cosign/unsigned:sha256-${hex}.sig on ${host}\n`);
-    expect(r.stdout).toMatch(new RegExp(`    referrers API http://${host.replace(/[.]/g, '\\.')}/v2/cosign/unsigned/referrers/sha256:${hex}`));
+    expect(r.stdout).toMatch(
+      new RegExp(`    referrers API http://${host.replace(/[.]/g, '\\.')}/v2/cosign/unsigned/referrers/sha256:${hex}`),
+    );
     expect(r.stdout).toMatch(/ {2}authority release-key \(cosign\): NOT satisfied: no cosign signature found for /);
   });
 
@@ -276,7 +343,13 @@ describe('pullguard verify --explain: every signature found and every check', ()
     const r = await verify(img.unsigned.ref, '--explain', '--json');
     expect(r.code).toBe(1);
     const j = JSON.parse(r.stdout) as Record<string, any>;
-    expect(j).toMatchObject({ verdict: 'deny', policyVerdict: 'deny', code: 'NO_SIGNATURE', exitCode: 1, rule: { name: 'cosign-signed', action: 'verify' } });
+    expect(j).toMatchObject({
+      verdict: 'deny',
+      policyVerdict: 'deny',
+      code: 'NO_SIGNATURE',
+      exitCode: 1,
+      rule: { name: 'cosign-signed', action: 'verify' },
+    });
     expect(j.discovery[0].artifacts).toEqual([]);
     expect(j.discovery[0].tried.length).toBeGreaterThan(0);
     expect(j.authorities[0]).toMatchObject({ authority: 'release-key', satisfied: false });
@@ -316,13 +389,21 @@ describe('pullguard verify --explain: every signature found and every check', ()
     expect(r.lines[0]).toBe(`ALLOW ${host}/notation/signed@${img.notation.digest}`);
     expect(out).toContain(`  rule:   "notation-signed" (verify), matched by pattern ${host}/notation/*\n`);
     expect(out).toContain('  found 1 signature artifact(s):\n');
-    expect(out).toContain(`    notation ${sig!.digest} via referrers-tag in ${host}/notation/signed (signer hint: certificate sha256:${thumbprint})\n`);
-    expect(out).toMatch(/ {2}authority corp \(notation\): satisfied: notation signature sha256:[0-9a-f]{12}… verified \(signed by C=US, ST=WA, L=Seattle, O=Notary, CN=cli\.example\) under statement "cli" \(strict\)\n/);
-    expect(out).toContain(`    valid   notation ${sig!.digest} via referrers-tag in ${host}/notation/signed signer C=US, ST=WA, L=Seattle, O=Notary, CN=cli.example: `);
+    expect(out).toContain(
+      `    notation ${sig!.digest} via referrers-tag in ${host}/notation/signed (signer hint: certificate sha256:${thumbprint})\n`,
+    );
+    expect(out).toMatch(
+      / {2}authority corp \(notation\): satisfied: notation signature sha256:[0-9a-f]{12}… verified \(signed by C=US, ST=WA, L=Seattle, O=Notary, CN=cli\.example\) under statement "cli" \(strict\)\n/,
+    );
+    expect(out).toContain(
+      `    valid   notation ${sig!.digest} via referrers-tag in ${host}/notation/signed signer C=US, ST=WA, L=Seattle, O=Notary, CN=cli.example: `,
+    );
     for (const check of ['integrity', 'authenticity', 'expiry', 'authenticTimestamp', 'revocation']) {
       expect(out).toMatch(new RegExp(`\\n {6}pass ${check} \\[enforced\\]: `));
     }
-    expect(out).toContain(`      pass integrity [enforced]: JWS PS256 signature over ${img.notation.digest.slice(0, 19)}`);
+    expect(out).toContain(
+      `      pass integrity [enforced]: JWS PS256 signature over ${img.notation.digest.slice(0, 19)}`,
+    );
     // The notation rule needs no cosign signatures: the .sig tag is not even asked for.
     expect(out).not.toContain('cosign-sig-tag');
   });
@@ -336,9 +417,13 @@ describe('pullguard verify --explain: every signature found and every check', ()
     expect(r.stdout).toMatch(/\n {4}invalid notation sha256:[0-9a-f]{64} via referrers-tag /);
     // The manifest's thumbprint annotation names no trusted certificate: the envelope is not even downloaded.
     expect(r.stdout).toMatch(/\n {6}skip integrity \[enforced\]: not evaluated: skipped by thumbprint\n/);
-    expect(r.stdout).toMatch(/\n {6}fail authenticity \[enforced\]: no certificate of its chain .* is in the trust store/);
+    expect(r.stdout).toMatch(
+      /\n {6}fail authenticity \[enforced\]: no certificate of its chain .* is in the trust store/,
+    );
     for (const check of ['expiry', 'authenticTimestamp', 'revocation']) {
-      expect(r.stdout).toMatch(new RegExp(`\\n {6}skip ${check} \\[enforced\\]: not evaluated: an earlier enforced check failed\\n`));
+      expect(r.stdout).toMatch(
+        new RegExp(`\\n {6}skip ${check} \\[enforced\\]: not evaluated: an earlier enforced check failed\\n`),
+      );
     }
   });
 });
@@ -362,10 +447,15 @@ describe('exit code 2: configuration errors', () => {
 
   test('verify with registry.containerdConfig naming a file that does not exist', async () => {
     const p = join(work, 'no-containerd.yaml');
-    writeFileSync(p, `version: 1\nrules:\n  - {name: open, match: ${host}/open/**, action: allow}\nregistry:\n  containerdConfig: ${join(work, 'nope.toml')}\n`);
+    writeFileSync(
+      p,
+      `version: 1\nrules:\n  - {name: open, match: ${host}/open/**, action: allow}\nregistry:\n  containerdConfig: ${join(work, 'nope.toml')}\n`,
+    );
     const r = await pg(['verify', '--policy', p, img.open.ref]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/cannot read containerd config .*nope\.toml: ENOENT; fix registry\.containerdConfig in the policy/);
+    expect(r.stderr).toMatch(
+      /cannot read containerd config .*nope\.toml: ENOENT; fix registry\.containerdConfig in the policy/,
+    );
   });
 });
 
@@ -406,7 +496,11 @@ describe('pullguard policy check', () => {
       'version: 1\nrules:\n  - name: a\n    match: x.io/a\n    action: allow\n    colour: blue\n',
       /:\d+: rules\[0\].*colour/,
     ],
-    ['a YAML syntax error', 'version: 1\nrules:\n  - name: a\n    match: [x.io/a\n', /^pullguard: invalid policy .*bad-4\.yaml:\d+: /],
+    [
+      'a YAML syntax error',
+      'version: 1\nrules:\n  - name: a\n    match: [x.io/a\n',
+      /^pullguard: invalid policy .*bad-4\.yaml:\d+: /,
+    ],
   ];
   cases.forEach(([name, text, expected], i) => {
     test(`invalid: ${name}: exit 2, file:line in the error`, async () => {
@@ -444,7 +538,9 @@ describe('pullguard policy check', () => {
     writeFileSync(file, '{\n  "version": 1,\n  "rules": [],\n}\n');
     const r = await pg(['policy', 'check', file]);
     expect(r.code).toBe(2);
-    expect(r.stderr.trimEnd()).toBe(`pullguard: invalid policy ${file}:4: JSON syntax error at line 4, column 1: Expected double-quoted property name [POLICY_INVALID]`);
+    expect(r.stderr.trimEnd()).toBe(
+      `pullguard: invalid policy ${file}:4: JSON syntax error at line 4, column 1: Expected double-quoted property name [POLICY_INVALID]`,
+    );
   });
 
   test('a missing file: exit 2', async () => {

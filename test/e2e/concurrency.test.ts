@@ -12,7 +12,14 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { cosignOk } from '../helpers/cosign.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
-import { bigBody, path, serve, sha256, startHostileRegistry, type HostileRegistry } from '../helpers/hostile-registry.js';
+import {
+  bigBody,
+  path,
+  serve,
+  sha256,
+  startHostileRegistry,
+  type HostileRegistry,
+} from '../helpers/hostile-registry.js';
 import { RegistryWriter } from '../helpers/notation.js';
 import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -23,8 +30,20 @@ const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 const DEADLINE_MS = 8000;
 
 type Kind = 'legacy' | 'bundle' | 'unsigned' | 'hostile-signed' | 'hostile-unsigned';
-const MIX: [Kind, number][] = [['legacy', 14], ['bundle', 10], ['unsigned', 10], ['hostile-signed', 8], ['hostile-unsigned', 8]];
-const expected: Record<Kind, 'allow' | 'deny'> = { legacy: 'allow', bundle: 'allow', unsigned: 'deny', 'hostile-signed': 'allow', 'hostile-unsigned': 'deny' };
+const MIX: [Kind, number][] = [
+  ['legacy', 14],
+  ['bundle', 10],
+  ['unsigned', 10],
+  ['hostile-signed', 8],
+  ['hostile-unsigned', 8],
+];
+const expected: Record<Kind, 'allow' | 'deny'> = {
+  legacy: 'allow',
+  bundle: 'allow',
+  unsigned: 'deny',
+  'hostile-signed': 'allow',
+  'hostile-unsigned': 'deny',
+};
 
 let registry: Registry;
 let hostile: HostileRegistry;
@@ -36,9 +55,11 @@ const cases: { kind: Kind; image: PushedImage; name: string }[] = [];
 /** Runs `fn` over `items`, `limit` at a time. */
 async function pool<T>(items: readonly T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
 }
 
 beforeAll(async () => {
@@ -61,7 +82,16 @@ beforeAll(async () => {
   // Signed under the name they are pulled by (a legacy signature names its repository).
   const signed = cases.filter((c) => c.kind === 'legacy' || c.kind === 'bundle' || c.kind === 'hostile-signed');
   await pool(signed, 4, (c) =>
-    cosignOk(home, ['sign', '--key', `${key}.key`, '--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${c.kind === 'bundle'}`, '--allow-http-registry', `${c.name.replace(/:v1$/, '')}@${c.image.digest}`]).then(() => undefined),
+    cosignOk(home, [
+      'sign',
+      '--key',
+      `${key}.key`,
+      '--tlog-upload=false',
+      '--use-signing-config=false',
+      `--new-bundle-format=${c.kind === 'bundle'}`,
+      '--allow-http-registry',
+      `${c.name.replace(/:v1$/, '')}@${c.image.digest}`,
+    ]).then(() => undefined),
   );
 
   // The hostile registry: 20 referrers of 1 MB nested 500 000 deep listed for every hostile image, and
@@ -69,30 +99,39 @@ beforeAll(async () => {
   const body = Buffer.concat([Buffer.alloc(500_000, '['), Buffer.alloc(500_000, ']')]);
   const junk = Array.from({ length: 20 }, (_, i) => {
     const parts = [Buffer.alloc(i + 1, ' '), body];
-    return { parts, entry: { mediaType: OCI_MANIFEST, digest: sha256(...parts), size: body.length + i + 1, artifactType: BUNDLE } };
+    return {
+      parts,
+      entry: { mediaType: OCI_MANIFEST, digest: sha256(...parts), size: body.length + i + 1, artifactType: BUNDLE },
+    };
   });
   for (const c of cases.filter((x) => x.kind.startsWith('hostile'))) {
     const repo = c.name.slice(c.name.indexOf('/') + 1, c.name.lastIndexOf(':'));
     const tag = c.image.digest.replace(':', '-');
     const real = (await writer.getManifest(repo, tag))?.json.manifests ?? [];
-    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [...junk.map((j) => j.entry), ...real] }));
+    const index = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [...junk.map((j) => j.entry), ...real] }),
+    );
     hostile.on(path(new RegExp(`^/v2/${repo}/manifests/${tag}$`)), serve(OCI_INDEX, [index]));
-    for (const j of junk) hostile.on(path(new RegExp(`^/v2/${repo}/manifests/${j.entry.digest}$`)), serve(OCI_MANIFEST, j.parts));
+    for (const j of junk)
+      hostile.on(path(new RegExp(`^/v2/${repo}/manifests/${j.entry.digest}$`)), serve(OCI_MANIFEST, j.parts));
   }
   hostile.on(path(/\.att$/), bigBody(404, 200 * 1024));
 
   const policy = join(work, 'policy.yaml');
-  writeFileSync(policy, [
-    'version: 1',
-    'timeout: 8s',
-    'default: deny',
-    'rules:',
-    '  - name: signed',
-    `    match: ["${registry.host}/**", "${hostile.host}/**"]`,
-    '    action: verify',
-    `    authorities: [{name: release, cosign: {keys: [${key}.pub]}}]`,
-    '',
-  ].join('\n'));
+  writeFileSync(
+    policy,
+    [
+      'version: 1',
+      'timeout: 8s',
+      'default: deny',
+      'rules:',
+      '  - name: signed',
+      `    match: ["${registry.host}/**", "${hostile.host}/**"]`,
+      '    action: verify',
+      `    authorities: [{name: release, cosign: {keys: [${key}.pub]}}]`,
+      '',
+    ].join('\n'),
+  );
   ctd = await startContainerd({ mode: 'dropin', policy });
   cri = criClient(ctd.socket);
 }, 300_000);
@@ -117,14 +156,19 @@ describe('50 parallel CRI pulls through containerd 2.1.9', () => {
       if (expected[c.kind] === 'allow') {
         expect(await cri.imageStatus(c.name), c.name).not.toBeNull();
       } else {
-        expect(err?.details, `${c.kind} ${c.name}`).toContain('verifier pullguard rejected image (exit code 1): denied');
+        expect(err?.details, `${c.kind} ${c.name}`).toContain(
+          'verifier pullguard rejected image (exit code 1): denied',
+        );
         expect(await cri.imageStatus(c.name), c.name).toBeNull();
       }
     }
-    const records = await Promise.all(cases.map((c) => ctd.waitForRecord((r) => r.name === c.name && r.digest === c.image.digest)));
+    const records = await Promise.all(
+      cases.map((c) => ctd.waitForRecord((r) => r.name === c.name && r.digest === c.image.digest)),
+    );
     const slowest = Math.max(...records.map((r) => r.durationMs));
     console.log(`50 parallel pulls: ${wall} ms wall, slowest decision ${slowest} ms`);
-    for (const [i, r] of records.entries()) console.log(`  ${cases[i]!.kind} ${r.durationMs} ms ${r.verdict}: ${r.reason.slice(0, 160)}`);
+    for (const [i, r] of records.entries())
+      console.log(`  ${cases[i]!.kind} ${r.durationMs} ms ${r.verdict}: ${r.reason.slice(0, 160)}`);
     for (const [i, r] of records.entries()) {
       expect(r.verdict, cases[i]!.name).toBe(expected[cases[i]!.kind]);
       expect(r.durationMs, cases[i]!.name).toBeLessThan(DEADLINE_MS);

@@ -92,12 +92,12 @@ function expectSame(main: string) {
 
 const V2_CRI =
   '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = ' +
-    '"/v2-path"\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  discard_unpacked_layers = ' +
-    'true\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n';
+  '"/v2-path"\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  discard_unpacked_layers = ' +
+  'true\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n';
 const V3_IMAGES =
   '[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ' +
-    '"/v3-path"\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = "/v3-bin"\n  per_verifier_timeout = ' +
-    '"12s"\n';
+  '"/v3-path"\n[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = "/v3-bin"\n  per_verifier_timeout = ' +
+  '"12s"\n';
 
 describe('the configurations the e2e tests start', () => {
   test('the drop-in alone, imported by a version 3 main file', () => {

@@ -14,7 +14,16 @@ import { basename, join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyKindPatches, DROPIN, DROPIN_V2, KIND_CLUSTER, kindPatches, KIND_NODE_CONFIG, startContainerd, type Containerd } from '../helpers/containerd.js';
+import {
+  applyKindPatches,
+  DROPIN,
+  DROPIN_V2,
+  KIND_CLUSTER,
+  kindPatches,
+  KIND_NODE_CONFIG,
+  startContainerd,
+  type Containerd,
+} from '../helpers/containerd.js';
 import { CriError, criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -92,8 +101,14 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
   it('the drop-in alone merges into a version 3 config with every setting it promises', () => {
     // A config that imports only the drop-in (nothing moved into temp paths): what a node gets.
     const main = join(work, 'only-dropin.toml');
-    writeFileSync(main, `version = 3\nroot = ${JSON.stringify(join(work, 'r'))}\nimports = [${JSON.stringify(DROPIN)}]\n`);
-    const r = spawnSync(tool('containerd'), ['--config', main, 'config', 'dump'], { encoding: 'utf8', timeout: 20_000 });
+    writeFileSync(
+      main,
+      `version = 3\nroot = ${JSON.stringify(join(work, 'r'))}\nimports = [${JSON.stringify(DROPIN)}]\n`,
+    );
+    const r = spawnSync(tool('containerd'), ['--config', main, 'config', 'dump'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
     expect(r.status, r.stderr).toBe(0);
     const plugins = (parseToml(r.stdout) as { plugins: Record<string, Record<string, unknown>> }).plugins;
     expect(plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({
@@ -110,19 +125,35 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     });
   });
 
-  it('a version 2 main config takes pullguard-v2.toml: it wins where it must and keeps the main file\'s CRI settings', () => {
+  it("a version 2 main config takes pullguard-v2.toml: it wins where it must and keeps the main file's CRI settings", () => {
     // Kind's node config: version 2, discard_unpacked_layers = true (forces local pulls), SystemdCgroup,
     // a sandbox image. The version 2 drop-in overrides the first and must keep the others.
     const dump = (dropin: string) => {
       const main = join(work, `v2-main-${basename(dropin)}`);
-      writeFileSync(main, KIND_NODE_CONFIG.replace('version = 2\n', `version = 2\nimports = [${JSON.stringify(dropin)}]\n`));
-      const r = spawnSync(tool('containerd'), ['--config', main, 'config', 'dump'], { encoding: 'utf8', timeout: 20_000 });
+      writeFileSync(
+        main,
+        KIND_NODE_CONFIG.replace('version = 2\n', `version = 2\nimports = [${JSON.stringify(dropin)}]\n`),
+      );
+      const r = spawnSync(tool('containerd'), ['--config', main, 'config', 'dump'], {
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
       expect(r.status, r.stderr).toBe(0);
-      return { text: r.stdout, log: r.stderr, plugins: (parseToml(r.stdout) as { plugins: Record<string, Record<string, unknown>> }).plugins };
+      return {
+        text: r.stdout,
+        log: r.stderr,
+        plugins: (parseToml(r.stdout) as { plugins: Record<string, Record<string, unknown>> }).plugins,
+      };
     };
     const v2 = dump(DROPIN_V2);
-    expect(v2.plugins['io.containerd.cri.v1.images']).toMatchObject({ discard_unpacked_layers: false, use_local_image_pull: false, registry: { config_path: '/etc/containerd/certs.d' } });
-    expect(v2.plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({ bin_dir: '/opt/containerd/image-verifier/bin' });
+    expect(v2.plugins['io.containerd.cri.v1.images']).toMatchObject({
+      discard_unpacked_layers: false,
+      use_local_image_pull: false,
+      registry: { config_path: '/etc/containerd/certs.d' },
+    });
+    expect(v2.plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({
+      bin_dir: '/opt/containerd/image-verifier/bin',
+    });
     expect(v2.text).toMatch(/SystemdCgroup = true/);
     expect(v2.text).toContain("sandbox = 'registry.k8s.io/pause:3.10'");
     const droppedCri = /Ignoring unknown key in TOML for plugin.*plugin=io\.containerd\.grpc\.v1\.cri/;
@@ -141,19 +172,29 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     const kind = parseToml(kindPatches()[0]!) as typeof v2;
     const { version: _v, ...v2Body } = v2 as Record<string, unknown>;
     expect(v2Body).toEqual(kind);
-    const cri = v2.plugins['io.containerd.grpc.v1.cri'] as { max_concurrent_downloads: number; containerd: Record<string, unknown>; registry: Record<string, unknown> };
+    const cri = v2.plugins['io.containerd.grpc.v1.cri'] as {
+      max_concurrent_downloads: number;
+      containerd: Record<string, unknown>;
+      registry: Record<string, unknown>;
+    };
     expect(v3.plugins['io.containerd.cri.v1.images']).toEqual({
       use_local_image_pull: (v2.plugins['io.containerd.cri.v1.images'] as Record<string, unknown>).use_local_image_pull,
       max_concurrent_downloads: cri.max_concurrent_downloads,
       ...cri.containerd,
       registry: cri.registry,
     });
-    expect(v3.plugins['io.containerd.image-verifier.v1.bindir']).toEqual(v2.plugins['io.containerd.image-verifier.v1.bindir']);
+    expect(v3.plugins['io.containerd.image-verifier.v1.bindir']).toEqual(
+      v2.plugins['io.containerd.image-verifier.v1.bindir'],
+    );
   });
 
   it('the running daemon uses the drop-in (temp paths only moved) and keeps CRI pulls on the transfer service', () => {
     const plugins = (parseToml(ctd.configDump()) as { plugins: Record<string, Record<string, unknown>> }).plugins;
-    expect(plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({ bin_dir: ctd.binDir, max_verifiers: 10, per_verifier_timeout: '10s' });
+    expect(plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({
+      bin_dir: ctd.binDir,
+      max_verifiers: 10,
+      per_verifier_timeout: '10s',
+    });
     expect(plugins['io.containerd.cri.v1.images']).toMatchObject({
       use_local_image_pull: false,
       discard_unpacked_layers: false,
@@ -174,9 +215,20 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     const snaps = await ctd.ctr(['snapshot', '--snapshotter', 'overlayfs', 'ls'], { namespace: 'k8s.io' });
     expect(snaps.stdout).toMatch(/sha256:[a-f0-9]{64}\s+Committed/);
     const rec = await ctd.waitForRecord((r) => r.name === img.app.ref);
-    expect(rec).toMatchObject({ component: 'pullguard', digest: img.app.digest, verdict: 'allow', rule: 'app', exitCode: 0, reason: 'allowed by policy' });
+    expect(rec).toMatchObject({
+      component: 'pullguard',
+      digest: img.app.digest,
+      verdict: 'allow',
+      rule: 'app',
+      exitCode: 0,
+      reason: 'allowed by policy',
+    });
     // containerd's own debug line carries pullguard's stdout as the reason.
-    await waitFor('containerd "allowed pull" line', () => ctd.log().includes(`reason="pullguard => allowed ${subject(img.app)}: allowed by policy (rule \\"app\\")"`), 5_000);
+    await waitFor(
+      'containerd "allowed pull" line',
+      () => ctd.log().includes(`reason="pullguard => allowed ${subject(img.app)}: allowed by policy (rule \\"app\\")"`),
+      5_000,
+    );
   });
 
   it('CRI PullImage of an index: pullguard is called once, with the index digest', async () => {
@@ -189,13 +241,21 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     expect(img.multi.mediaType).toBe('application/vnd.oci.image.index.v1+json');
   });
 
-  it('CRI PullImage of a denied image fails with containerd\'s error carrying pullguard\'s reason', async () => {
+  it("CRI PullImage of a denied image fails with containerd's error carrying pullguard's reason", async () => {
     const err = await pullError(cri, img.blocked.ref);
     expect(err, 'the pull must fail').toBeInstanceOf(CriError);
-    expect(err!.details).toContain(`image verifier bindir blocked pull of ${img.blocked.ref} with digest ${img.blocked.digest}`);
-    expect(err!.details).toContain(`verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy (rule "blocked")`);
+    expect(err!.details).toContain(
+      `image verifier bindir blocked pull of ${img.blocked.ref} with digest ${img.blocked.digest}`,
+    );
+    expect(err!.details).toContain(
+      `verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy (rule "blocked")`,
+    );
     expect(await cri.imageStatus(img.blocked.ref)).toBeNull();
-    expect(await ctd.waitForRecord((r) => r.name === img.blocked.ref)).toMatchObject({ verdict: 'deny', rule: 'blocked', exitCode: 1 });
+    expect(await ctd.waitForRecord((r) => r.name === img.blocked.ref)).toMatchObject({
+      verdict: 'deny',
+      rule: 'blocked',
+      exitCode: 1,
+    });
   });
 
   it('CRI PullImage of an image no rule matches is denied by the default', async () => {
@@ -205,11 +265,18 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
   });
 
   it('CRI pulls read hosts.toml from the single-directory config_path (here a name that only hosts.toml resolves)', async () => {
-    ctd.writeHostsToml('registry.pullguard.test', `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`);
+    ctd.writeHostsToml(
+      'registry.pullguard.test',
+      `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`,
+    );
     const name = 'registry.pullguard.test/app:v1';
     await cri.pullImage(name);
     expect((await cri.imageStatus(name))?.repoDigests).toContain(`registry.pullguard.test/app@${img.app.digest}`);
-    expect(await ctd.waitForRecord((r) => r.name === name)).toMatchObject({ digest: img.app.digest, verdict: 'allow', rule: 'app' });
+    expect(await ctd.waitForRecord((r) => r.name === name)).toMatchObject({
+      digest: img.app.digest,
+      verdict: 'allow',
+      rule: 'app',
+    });
   });
 
   it('ctr image pull of an allowed image succeeds and lands in the image store', async () => {
@@ -218,23 +285,33 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     const ls = await ctd.ctr(['image', 'ls', '-q']);
     expect(ls.stdout.split('\n')).toContain(img.app.ref);
     // One record per pull: CRI pulled this name earlier, ctr now.
-    await waitFor('a second allow record for the ctr pull', () => ctd.decisionRecords().filter((x) => x.name === img.app.ref && x.verdict === 'allow').length === 2, 5_000);
+    await waitFor(
+      'a second allow record for the ctr pull',
+      () => ctd.decisionRecords().filter((x) => x.name === img.app.ref && x.verdict === 'allow').length === 2,
+      5_000,
+    );
   });
 
-  it('ctr image pull of a denied image fails with pullguard\'s reason', async () => {
+  it("ctr image pull of a denied image fails with pullguard's reason", async () => {
     const r = await ctd.ctr(['image', 'pull', '--plain-http', img.blocked.ref]);
     expect(r.status).not.toBe(0);
-    expect(r.stderr).toContain(`verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy (rule "blocked")`);
+    expect(r.stderr).toContain(
+      `verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy (rule "blocked")`,
+    );
     expect((await ctd.ctr(['image', 'ls', '-q'])).stdout.split('\n')).not.toContain(img.blocked.ref);
   });
 
-  it('documented limitation: ctr image pull --local (containerd\'s local pull) never calls verifiers', async () => {
+  it("documented limitation: ctr image pull --local (containerd's local pull) never calls verifiers", async () => {
     const before = ctd.decisionRecords().filter((r) => r.name === img.blocked.ref).length;
     const r = await ctd.ctr(['image', 'pull', '--local', '--plain-http', img.blocked.ref]);
     expect(r.status, r.stderr).toBe(0);
     // A transfer pull afterwards as a marker: once its record is in, any record of the --local pull would be too.
     await ctd.ctr(['image', 'pull', '--plain-http', img.other.ref]);
-    await waitFor('marker record', () => ctd.decisionRecords().filter((x) => x.name === img.other.ref).length >= 2, 5_000);
+    await waitFor(
+      'marker record',
+      () => ctd.decisionRecords().filter((x) => x.name === img.other.ref).length >= 2,
+      5_000,
+    );
     expect(ctd.decisionRecords().filter((x) => x.name === img.blocked.ref)).toHaveLength(before);
     expect((await ctd.ctr(['image', 'rm', img.blocked.ref])).status).toBe(0);
   });
@@ -243,7 +320,11 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     // Whatever the verify stage can do (no verifier built in yet, or a verifier finding no signature),
     // an unsigned image under a verify rule is denied, with the rule named.
     const err = await pullError(cri, img.signed.ref);
-    expect(err?.details).toMatch(new RegExp(`verifier pullguard rejected image \\(exit code 1\\): denied ${escapeRe(subject(img.signed))}: .+ \\(rule "needs-signature"\\)$`));
+    expect(err?.details).toMatch(
+      new RegExp(
+        `verifier pullguard rejected image \\(exit code 1\\): denied ${escapeRe(subject(img.signed))}: .+ \\(rule "needs-signature"\\)$`,
+      ),
+    );
     expect(await cri.imageStatus(img.signed.ref)).toBeNull();
     const rec = await ctd.waitForRecord((r) => r.name === img.signed.ref);
     expect(rec).toMatchObject({ verdict: 'deny', rule: 'needs-signature', exitCode: 1 });
@@ -254,7 +335,9 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     unlinkSync(policyFile);
     try {
       const err = await pullError(cri, img.app.ref);
-      expect(err?.details).toContain(`verifier pullguard rejected image (exit code 2): denied ${subject(img.app)}: no policy at ${policyFile}`);
+      expect(err?.details).toContain(
+        `verifier pullguard rejected image (exit code 2): denied ${subject(img.app)}: no policy at ${policyFile}`,
+      );
       const r = await ctd.ctr(['image', 'pull', '--plain-http', img.multi.ref]);
       expect(r.status).not.toBe(0);
       expect(r.stderr).toContain(`no policy at ${policyFile}`);
@@ -268,10 +351,15 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     // Line 5: an action that does not exist.
     writeFileSync(policyFile, saved.replace(/(- name: app\n.*\n) {4}action: allow/, '$1    action: allw'));
     try {
-      const line = readFileSync(policyFile, 'utf8').split('\n').findIndex((l) => l.includes('allw')) + 1;
+      const line =
+        readFileSync(policyFile, 'utf8')
+          .split('\n')
+          .findIndex((l) => l.includes('allw')) + 1;
       expect(line).toBeGreaterThan(0);
       const err = await pullError(cri, img.app.ref);
-      expect(err?.details).toContain(`verifier pullguard rejected image (exit code 2): denied ${subject(img.app)}: invalid policy ${policyFile}:${line}:`);
+      expect(err?.details).toContain(
+        `verifier pullguard rejected image (exit code 2): denied ${subject(img.app)}: invalid policy ${policyFile}:${line}:`,
+      );
       expect(err?.details).toMatch(/action/);
 
       writeFileSync(policyFile, 'version: 1\nrules: [\n');
@@ -284,7 +372,7 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     await cri.pullImage(img.app.ref);
   });
 
-  it('pullguard\'s stderr decision records are in containerd\'s debug log, one per verifier run', async () => {
+  it("pullguard's stderr decision records are in containerd's debug log, one per verifier run", async () => {
     await waitFor('14 decision records', () => ctd.decisionRecords().length >= 14, 5_000);
     const recs = ctd.decisionRecords();
     // app (CRI), multi, blocked, other, registry.pullguard.test/app, app (ctr), blocked (ctr), other (ctr),
@@ -329,7 +417,10 @@ describe('kind/cluster.yaml', () => {
       const etc = mounts.find((m) => m.containerPath === '/etc/pullguard');
       expect(etc).toBeDefined();
       // The mounted directory's policy is valid for the executable that reads it.
-      const check = spawnSync(pullguardBinary(), ['policy', 'check', join(ROOT, etc!.hostPath, 'policy.yaml')], { encoding: 'utf8', timeout: 10_000 });
+      const check = spawnSync(pullguardBinary(), ['policy', 'check', join(ROOT, etc!.hostPath, 'policy.yaml')], {
+        encoding: 'utf8',
+        timeout: 10_000,
+      });
       expect(check.status, check.stdout + check.stderr).toBe(0);
       expect(check.stdout).toContain('registry.k8s.io/pause');
     }
@@ -360,13 +451,19 @@ describe('kind/cluster.yaml', () => {
         pinned_images: { sandbox: 'registry.k8s.io/pause:3.10' },
         registry: { config_path: ctd.certsDir },
       });
-      expect(plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({ bin_dir: ctd.binDir, max_verifiers: 10, per_verifier_timeout: '10s' });
+      expect(plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({
+        bin_dir: ctd.binDir,
+        max_verifiers: 10,
+        per_verifier_timeout: '10s',
+      });
       expect(ctd.log()).not.toContain(FALLBACK);
     });
 
     it('routes CRI pulls through pullguard: a denied image is refused with the reason, an allowed one pulled', async () => {
       const err = await pullError(cri, img.blocked.ref);
-      expect(err?.details).toContain(`verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy (rule "blocked")`);
+      expect(err?.details).toContain(
+        `verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy (rule "blocked")`,
+      );
       expect(await cri.imageStatus(img.blocked.ref)).toBeNull();
       await cri.pullImage(img.app.ref);
       expect(await cri.imageStatus(img.app.ref)).not.toBeNull();
@@ -391,7 +488,9 @@ describe('kind/cluster.yaml', () => {
     });
 
     it('falls back to local pulls and lets a denied image through without ever running pullguard', async () => {
-      expect(ctd.log()).toContain(`Found 'DiscardUnpackedLayers' in CRI config which is incompatible with transfer service (not supported with transfer service). ${FALLBACK}`);
+      expect(ctd.log()).toContain(
+        `Found 'DiscardUnpackedLayers' in CRI config which is incompatible with transfer service (not supported with transfer service). ${FALLBACK}`,
+      );
       await cri.pullImage(img.blocked.ref);
       expect(await cri.imageStatus(img.blocked.ref)).not.toBeNull();
       // ...while the transfer service (ctr) still calls pullguard: the bypass is CRI-only.

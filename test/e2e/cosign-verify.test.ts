@@ -36,7 +36,13 @@ interface Row {
 const table: Row[] = [];
 
 const flags = ['--allow-http-registry', '--allow-insecure-registry'];
-const signFlags = (legacy: boolean) => ['--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${!legacy}`, ...flags, '-y'];
+const signFlags = (legacy: boolean) => [
+  '--tlog-upload=false',
+  '--use-signing-config=false',
+  `--new-bundle-format=${!legacy}`,
+  ...flags,
+  '-y',
+];
 
 let seq = 0;
 function image(repo: string, opts: { index?: boolean } = {}): PushedImage & { pinned: string } {
@@ -52,14 +58,30 @@ async function pullguard(policyText: string, ext: 'yaml' | 'json', pinned: strin
 
 /** One native rule for `repo` with one cosign authority (YAML flow mapping text). */
 const nativePolicy = (repo: string, authority: string) =>
-  ['version: 1', 'default: deny', 'rules:', '  - name: signed', `    match: ${registry.host}/${repo}`, '    action: verify', '    authorities:', `      - cosign: ${authority}`, ''].join('\n');
+  [
+    'version: 1',
+    'default: deny',
+    'rules:',
+    '  - name: signed',
+    `    match: ${registry.host}/${repo}`,
+    '    action: verify',
+    '    authorities:',
+    `      - cosign: ${authority}`,
+    '',
+  ].join('\n');
 
 /** containers-policy.json as CRI-O documents it for cosign: sigstoreSigned + matchRepository. */
 const containersPolicy = (repo: string, requirement: Record<string, unknown>) =>
   JSON.stringify(
     {
       default: [{ type: 'reject' }],
-      transports: { docker: { [`${registry.host}/${repo}`]: [{ type: 'sigstoreSigned', ...requirement, signedIdentity: { type: 'matchRepository' } }] } },
+      transports: {
+        docker: {
+          [`${registry.host}/${repo}`]: [
+            { type: 'sigstoreSigned', ...requirement, signedIdentity: { type: 'matchRepository' } },
+          ],
+        },
+      },
     },
     null,
     2,
@@ -83,7 +105,12 @@ async function check(c: Case): Promise<void> {
   const cp = await pullguard(containersPolicy(c.repo, c.policyJson), 'json', c.pinned);
   const cv = await cosign(home, ['verify', ...c.cosignArgs, ...flags, c.pinned]);
   const cosignVerdict = cv.code === 0 ? 'allow' : 'deny';
-  const lastLine = cv.out.trim().split('\n').filter((l) => /^Error|error/.test(l)).pop() ?? '';
+  const lastLine =
+    cv.out
+      .trim()
+      .split('\n')
+      .filter((l) => /^Error|error/.test(l))
+      .pop() ?? '';
   table.push({
     name: c.name,
     expected: c.expected,
@@ -109,7 +136,8 @@ beforeAll(async () => {
   await openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', 'rsa.pem'], work);
   await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-384', '-out', 'p384.pem'], work);
   await openssl(['genpkey', '-algorithm', 'ED25519', '-out', 'ed.pem'], work);
-  for (const k of ['rsa', 'p384', 'ed'] as const) await cosignOk(home, ['import-key-pair', '--key', join(work, `${k}.pem`), '--output-key-prefix', join(work, k)]);
+  for (const k of ['rsa', 'p384', 'ed'] as const)
+    await cosignOk(home, ['import-key-pair', '--key', join(work, `${k}.pem`), '--output-key-prefix', join(work, k)]);
   for (const k of ['ec', 'rsa', 'p384', 'ed', 'other'] as const) keys[k] = join(work, k);
 
   pki = await makePki(join(work, 'pki'));
@@ -121,8 +149,13 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (table.length > 0) {
-    const lines = ['', '| case | expected | pullguard (native YAML) | pullguard (containers-policy.json) | cosign verify | difference explained |', '| --- | --- | --- | --- | --- | --- |'];
-    for (const r of table) lines.push(`| ${r.name} | ${r.expected} | ${r.native} | ${r.containersPolicy} | ${r.cosign} | ${r.note ?? ''} |`);
+    const lines = [
+      '',
+      '| case | expected | pullguard (native YAML) | pullguard (containers-policy.json) | cosign verify | difference explained |',
+      '| --- | --- | --- | --- | --- | --- |',
+    ];
+    for (const r of table)
+      lines.push(`| ${r.name} | ${r.expected} | ${r.native} | ${r.containersPolicy} | ${r.cosign} | ${r.note ?? ''} |`);
     console.log(lines.join('\n'));
   }
   await registry?.stop();
@@ -146,20 +179,45 @@ describe('public keys', () => {
       const img = image(repo);
       await cosignOk(home, ['sign', '--key', `${keys[kind]}.key`, ...signFlags(legacy), img.pinned]);
       const cosignDiffers =
-        kind === 'p384' ? `cosign 3.1.1 signs with P-384/SHA-384 but verifies ${legacy ? 'the payload' : 'the DSSE envelope'} with SHA-256: it cannot verify its own P-384 signatures` : undefined;
-      await check({ name: `${kind} key, ${legacy ? 'legacy' : 'bundle'}`, repo, pinned: img.pinned, expected: 'allow', native: keyAuth(keys[kind]), policyJson: { keyPath: `${keys[kind]}.pub` }, cosignArgs: keyVerify(keys[kind]), cosignDiffers });
+        kind === 'p384'
+          ? `cosign 3.1.1 signs with P-384/SHA-384 but verifies ${legacy ? 'the payload' : 'the DSSE envelope'} with SHA-256: it cannot verify its own P-384 signatures`
+          : undefined;
+      await check({
+        name: `${kind} key, ${legacy ? 'legacy' : 'bundle'}`,
+        repo,
+        pinned: img.pinned,
+        expected: 'allow',
+        native: keyAuth(keys[kind]),
+        policyJson: { keyPath: `${keys[kind]}.pub` },
+        cosignArgs: keyVerify(keys[kind]),
+        cosignDiffers,
+      });
     });
   }
 
   test('docker media types (COSIGN_DOCKER_MEDIA_TYPES=1), legacy: allow', async () => {
     const img = image('key-docker-types');
-    await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), img.pinned], { COSIGN_DOCKER_MEDIA_TYPES: '1' });
-    await check({ name: 'docker media types, legacy', repo: 'key-docker-types', pinned: img.pinned, expected: 'allow', native: keyAuth(keys.ec), policyJson: { keyPath: `${keys.ec}.pub` }, cosignArgs: keyVerify(keys.ec) });
+    await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), img.pinned], {
+      COSIGN_DOCKER_MEDIA_TYPES: '1',
+    });
+    await check({
+      name: 'docker media types, legacy',
+      repo: 'key-docker-types',
+      pinned: img.pinned,
+      expected: 'allow',
+      native: keyAuth(keys.ec),
+      policyJson: { keyPath: `${keys.ec}.pub` },
+      cosignArgs: keyVerify(keys.ec),
+    });
   });
 
   test('legacy payload pushed as an OCI 1.1 referrer: allow', async () => {
     const img = image('key-legacy-referrer');
-    await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), '--registry-referrers-mode=oci-1-1', img.pinned], { COSIGN_EXPERIMENTAL: '1' });
+    await cosignOk(
+      home,
+      ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), '--registry-referrers-mode=oci-1-1', img.pinned],
+      { COSIGN_EXPERIMENTAL: '1' },
+    );
     await check({
       name: 'legacy payload as referrer',
       repo: 'key-legacy-referrer',
@@ -176,7 +234,16 @@ describe('public keys', () => {
     const img = image('key-untrusted');
     await cosignOk(home, ['sign', '--key', `${keys.other}.key`, ...signFlags(false), img.pinned]);
     await cosignOk(home, ['sign', '--key', `${keys.other}.key`, ...signFlags(true), img.pinned]);
-    await check({ name: 'untrusted key (both formats)', repo: 'key-untrusted', pinned: img.pinned, expected: 'deny', native: keyAuth(keys.ec), policyJson: { keyPath: `${keys.ec}.pub` }, cosignArgs: keyVerify(keys.ec), reason: /does not verify with the trusted ECDSA P-256 key/ });
+    await check({
+      name: 'untrusted key (both formats)',
+      repo: 'key-untrusted',
+      pinned: img.pinned,
+      expected: 'deny',
+      native: keyAuth(keys.ec),
+      policyJson: { keyPath: `${keys.ec}.pub` },
+      cosignArgs: keyVerify(keys.ec),
+      reason: /does not verify with the trusted ECDSA P-256 key/,
+    });
   });
 
   test('trusted .sig beside an untrusted bundle: allow (cosign ignores the .sig once a bundle exists)', async () => {
@@ -198,7 +265,16 @@ describe('public keys', () => {
   test('Ed25519: cosign signs Ed25519ph, which neither cosign nor pullguard verifies: deny', async () => {
     const img = image('key-ed25519');
     await cosignOk(home, ['sign', '--key', `${keys.ed}.key`, ...signFlags(true), img.pinned]);
-    await check({ name: 'Ed25519 key (cosign signs Ed25519ph)', repo: 'key-ed25519', pinned: img.pinned, expected: 'deny', native: keyAuth(keys.ed), policyJson: { keyPath: `${keys.ed}.pub` }, cosignArgs: keyVerify(keys.ed), reason: /Ed25519ph/ });
+    await check({
+      name: 'Ed25519 key (cosign signs Ed25519ph)',
+      repo: 'key-ed25519',
+      pinned: img.pinned,
+      expected: 'deny',
+      native: keyAuth(keys.ed),
+      policyJson: { keyPath: `${keys.ed}.pub` },
+      cosignArgs: keyVerify(keys.ed),
+      reason: /Ed25519ph/,
+    });
   });
 
   test('Ed25519: a pure Ed25519 signature (external signer) attached with cosign: allow', async () => {
@@ -207,27 +283,95 @@ describe('public keys', () => {
     writeFileSync(payload, await cosignOk(home, ['generate', ...flags, img.pinned]));
     await openssl(['pkeyutl', '-sign', '-rawin', '-inkey', 'ed.pem', '-in', payload, '-out', 'ed.sig'], work);
     writeFileSync(join(work, 'ed.sig.b64'), readFileSync(join(work, 'ed.sig')).toString('base64'));
-    await cosignOk(home, ['attach', 'signature', '--payload', payload, '--signature', join(work, 'ed.sig.b64'), ...flags, img.pinned]);
-    await check({ name: 'Ed25519 pure signature, attached', repo: 'key-ed25519-pure', pinned: img.pinned, expected: 'allow', native: keyAuth(keys.ed), policyJson: { keyPath: `${keys.ed}.pub` }, cosignArgs: keyVerify(keys.ed) });
+    await cosignOk(home, [
+      'attach',
+      'signature',
+      '--payload',
+      payload,
+      '--signature',
+      join(work, 'ed.sig.b64'),
+      ...flags,
+      img.pinned,
+    ]);
+    await check({
+      name: 'Ed25519 pure signature, attached',
+      repo: 'key-ed25519-pure',
+      pinned: img.pinned,
+      expected: 'allow',
+      native: keyAuth(keys.ed),
+      policyJson: { keyPath: `${keys.ed}.pub` },
+      cosignArgs: keyVerify(keys.ed),
+    });
   });
 });
 
 describe('private CA (root -> intermediate -> leaf)', () => {
-  const certAuth = (p: () => Pki, email = 'signer@example.com') => () => `{certificates: {roots: [${p().dir}/root.pem], intermediates: [${p().dir}/inter.pem]}, identities: [{email: ${email}, issuer: https://issuer.example.com}]}`;
-  const pkiJson = (p: () => Pki, email = 'signer@example.com') => () => ({ pki: { caRootsPath: `${p().dir}/root.pem`, caIntermediatesPath: `${p().dir}/inter.pem`, subjectEmail: email } });
-  const certVerifyLegacy = (email = 'signer@example.com') => ['--certificate-chain', pki.chainPem, '--certificate-identity', email, '--certificate-oidc-issuer', 'https://issuer.example.com', '--insecure-ignore-sct=true', '--insecure-ignore-tlog=true', '--new-bundle-format=false'];
+  const certAuth =
+    (p: () => Pki, email = 'signer@example.com') =>
+    () =>
+      `{certificates: {roots: [${p().dir}/root.pem], intermediates: [${p().dir}/inter.pem]}, identities: [{email: ${email}, issuer: https://issuer.example.com}]}`;
+  const pkiJson =
+    (p: () => Pki, email = 'signer@example.com') =>
+    () => ({
+      pki: { caRootsPath: `${p().dir}/root.pem`, caIntermediatesPath: `${p().dir}/inter.pem`, subjectEmail: email },
+    });
+  const certVerifyLegacy = (email = 'signer@example.com') => [
+    '--certificate-chain',
+    pki.chainPem,
+    '--certificate-identity',
+    email,
+    '--certificate-oidc-issuer',
+    'https://issuer.example.com',
+    '--insecure-ignore-sct=true',
+    '--insecure-ignore-tlog=true',
+    '--new-bundle-format=false',
+  ];
 
   test('cosign sign --certificate --certificate-chain, legacy (empty chain annotation): allow', async () => {
     const img = image('ca-legacy');
-    await cosignOk(home, ['sign', '--key', cosignLeafKey, '--certificate', leaf.cert, '--certificate-chain', pki.chainPem, ...signFlags(true), img.pinned]);
-    await check({ name: 'private CA, cosign sign, legacy', repo: 'ca-legacy', pinned: img.pinned, expected: 'allow', native: certAuth(() => pki)(), policyJson: pkiJson(() => pki)(), cosignArgs: certVerifyLegacy() });
+    await cosignOk(home, [
+      'sign',
+      '--key',
+      cosignLeafKey,
+      '--certificate',
+      leaf.cert,
+      '--certificate-chain',
+      pki.chainPem,
+      ...signFlags(true),
+      img.pinned,
+    ]);
+    await check({
+      name: 'private CA, cosign sign, legacy',
+      repo: 'ca-legacy',
+      pinned: img.pinned,
+      expected: 'allow',
+      native: certAuth(() => pki)(),
+      policyJson: pkiJson(() => pki)(),
+      cosignArgs: certVerifyLegacy(),
+    });
   });
 
   test('cosign sign --certificate, bundle (no chain in the bundle): allow', async () => {
     const img = image('ca-bundle');
-    await cosignOk(home, ['sign', '--key', cosignLeafKey, '--certificate', leaf.cert, '--certificate-chain', pki.chainPem, ...signFlags(false), img.pinned]);
+    await cosignOk(home, [
+      'sign',
+      '--key',
+      cosignLeafKey,
+      '--certificate',
+      leaf.cert,
+      '--certificate-chain',
+      pki.chainPem,
+      ...signFlags(false),
+      img.pinned,
+    ]);
     const root = join(work, 'pki-trusted-root.json');
-    await cosignOk(home, ['trusted-root', 'create', `--fulcio=url=https://ca.example.com,certificate-chain=${pki.chainPem}`, '--out', root]);
+    await cosignOk(home, [
+      'trusted-root',
+      'create',
+      `--fulcio=url=https://ca.example.com,certificate-chain=${pki.chainPem}`,
+      '--out',
+      root,
+    ]);
     await check({
       name: 'private CA, cosign sign, bundle',
       repo: 'ca-bundle',
@@ -235,7 +379,16 @@ describe('private CA (root -> intermediate -> leaf)', () => {
       expected: 'allow',
       native: certAuth(() => pki)(),
       policyJson: pkiJson(() => pki)(),
-      cosignArgs: ['--trusted-root', root, '--certificate-identity', 'signer@example.com', '--certificate-oidc-issuer', 'https://issuer.example.com', '--insecure-ignore-sct=true', '--insecure-ignore-tlog=true'],
+      cosignArgs: [
+        '--trusted-root',
+        root,
+        '--certificate-identity',
+        'signer@example.com',
+        '--certificate-oidc-issuer',
+        'https://issuer.example.com',
+        '--insecure-ignore-sct=true',
+        '--insecure-ignore-tlog=true',
+      ],
     });
   });
 
@@ -246,7 +399,20 @@ describe('private CA (root -> intermediate -> leaf)', () => {
     writeFileSync(payload, await cosignOk(home, ['generate', ...flags, img.pinned]));
     await openssl(['dgst', '-sha256', '-sign', rsaLeaf.key, '-out', 'ext.sig', payload], work);
     writeFileSync(join(work, 'ext.sig.b64'), readFileSync(join(work, 'ext.sig')).toString('base64'));
-    await cosignOk(home, ['attach', 'signature', '--payload', payload, '--signature', join(work, 'ext.sig.b64'), '--certificate', rsaLeaf.cert, '--certificate-chain', pki.chainPem, ...flags, img.pinned]);
+    await cosignOk(home, [
+      'attach',
+      'signature',
+      '--payload',
+      payload,
+      '--signature',
+      join(work, 'ext.sig.b64'),
+      '--certificate',
+      rsaLeaf.cert,
+      '--certificate-chain',
+      pki.chainPem,
+      ...flags,
+      img.pinned,
+    ]);
     // Only the root in the policy: the intermediate comes from the chain annotation the signer attached.
     await check({
       name: 'external signer (RSA), attach with chain, policy has the root only',
@@ -263,40 +429,122 @@ describe('private CA (root -> intermediate -> leaf)', () => {
     const img = image('ca-evil');
     const evilLeaf = await makeLeaf(evilPki, 'evilleaf');
     await cosignOk(home, ['import-key-pair', '--key', evilLeaf.key, '--output-key-prefix', join(work, 'evilkey')]);
-    await cosignOk(home, ['sign', '--key', join(work, 'evilkey.key'), '--certificate', evilLeaf.cert, '--certificate-chain', evilPki.chainPem, ...signFlags(true), img.pinned]);
-    await check({ name: 'CA with the trusted names, other key', repo: 'ca-evil', pinned: img.pinned, expected: 'deny', native: certAuth(() => pki)(), policyJson: pkiJson(() => pki)(), cosignArgs: certVerifyLegacy(), reason: /does not chain to a trusted CA/ });
+    await cosignOk(home, [
+      'sign',
+      '--key',
+      join(work, 'evilkey.key'),
+      '--certificate',
+      evilLeaf.cert,
+      '--certificate-chain',
+      evilPki.chainPem,
+      ...signFlags(true),
+      img.pinned,
+    ]);
+    await check({
+      name: 'CA with the trusted names, other key',
+      repo: 'ca-evil',
+      pinned: img.pinned,
+      expected: 'deny',
+      native: certAuth(() => pki)(),
+      policyJson: pkiJson(() => pki)(),
+      cosignArgs: certVerifyLegacy(),
+      reason: /does not chain to a trusted CA/,
+    });
   });
 
   test('identity mismatch: deny', async () => {
     const img = image('ca-identity');
-    await cosignOk(home, ['sign', '--key', cosignLeafKey, '--certificate', leaf.cert, '--certificate-chain', pki.chainPem, ...signFlags(true), img.pinned]);
-    await check({ name: 'identity mismatch', repo: 'ca-identity', pinned: img.pinned, expected: 'deny', native: certAuth(() => pki, 'release@example.com')(), policyJson: pkiJson(() => pki, 'release@example.com')(), cosignArgs: certVerifyLegacy('release@example.com'), reason: /matches none of the 1 allowed identities/ });
+    await cosignOk(home, [
+      'sign',
+      '--key',
+      cosignLeafKey,
+      '--certificate',
+      leaf.cert,
+      '--certificate-chain',
+      pki.chainPem,
+      ...signFlags(true),
+      img.pinned,
+    ]);
+    await check({
+      name: 'identity mismatch',
+      repo: 'ca-identity',
+      pinned: img.pinned,
+      expected: 'deny',
+      native: certAuth(() => pki, 'release@example.com')(),
+      policyJson: pkiJson(() => pki, 'release@example.com')(),
+      cosignArgs: certVerifyLegacy('release@example.com'),
+      reason: /matches none of the 1 allowed identities/,
+    });
   });
 
   test('expired leaf that signed while valid: deny', async () => {
     const img = image('ca-expired');
     const short = await makeLeaf(pki, 'shortleaf', { seconds: 20 });
     await cosignOk(home, ['import-key-pair', '--key', short.key, '--output-key-prefix', join(work, 'shortkey')]);
-    await cosignOk(home, ['sign', '--key', join(work, 'shortkey.key'), '--certificate', short.cert, '--certificate-chain', pki.chainPem, ...signFlags(true), img.pinned]);
-    const notAfter = new Date(readFileSync(short.cert, 'utf8') && (await openssl(['x509', '-in', short.cert, '-noout', '-enddate'], work)).split('=')[1]!.trim());
+    await cosignOk(home, [
+      'sign',
+      '--key',
+      join(work, 'shortkey.key'),
+      '--certificate',
+      short.cert,
+      '--certificate-chain',
+      pki.chainPem,
+      ...signFlags(true),
+      img.pinned,
+    ]);
+    const notAfter = new Date(
+      readFileSync(short.cert, 'utf8') &&
+        (await openssl(['x509', '-in', short.cert, '-noout', '-enddate'], work)).split('=')[1]!.trim(),
+    );
     const wait = notAfter.getTime() - Date.now() + 1500;
     expect(wait).toBeLessThan(30_000);
     if (wait > 0) await sleep(wait);
-    await check({ name: 'expired leaf (signed while valid)', repo: 'ca-expired', pinned: img.pinned, expected: 'deny', native: certAuth(() => pki)(), policyJson: pkiJson(() => pki)(), cosignArgs: certVerifyLegacy(), reason: /does not chain to a trusted CA at/ });
+    await check({
+      name: 'expired leaf (signed while valid)',
+      repo: 'ca-expired',
+      pinned: img.pinned,
+      expected: 'deny',
+      native: certAuth(() => pki)(),
+      policyJson: pkiJson(() => pki)(),
+      cosignArgs: certVerifyLegacy(),
+      reason: /does not chain to a trusted CA at/,
+    });
   }, 90_000);
 });
 
 describe('binding and tampering', () => {
-  const base = (repo: string, pinned: string, name: string, reason?: RegExp, cosignDiffers?: string): Case => ({ name, repo, pinned, expected: 'deny', native: keyAuth(keys.ec), policyJson: { keyPath: `${keys.ec}.pub` }, cosignArgs: keyVerify(keys.ec), reason, cosignDiffers });
+  const base = (repo: string, pinned: string, name: string, reason?: RegExp, cosignDiffers?: string): Case => ({
+    name,
+    repo,
+    pinned,
+    expected: 'deny',
+    native: keyAuth(keys.ec),
+    policyJson: { keyPath: `${keys.ec}.pub` },
+    cosignArgs: keyVerify(keys.ec),
+    reason,
+    cosignDiffers,
+  });
 
-  async function manifestOf(repo: string, tag: string): Promise<{ text: string; json: { layers: { digest: string; size: number; annotations?: Record<string, string> }[] } }> {
-    const r = await fetch(`${registry.url}/v2/${repo}/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  async function manifestOf(
+    repo: string,
+    tag: string,
+  ): Promise<{
+    text: string;
+    json: { layers: { digest: string; size: number; annotations?: Record<string, string> }[] };
+  }> {
+    const r = await fetch(`${registry.url}/v2/${repo}/manifests/${tag}`, {
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     expect(r.status).toBe(200);
     const text = await r.text();
     return { text, json: JSON.parse(text) };
   }
   async function putManifest(repo: string, tag: string, body: string): Promise<void> {
-    const r = await fetch(`${registry.url}/v2/${repo}/manifests/${tag}`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body });
+    const r = await fetch(`${registry.url}/v2/${repo}/manifests/${tag}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+      body,
+    });
     expect(r.status, await r.text()).toBe(201);
   }
   const sigTag = (digest: string) => `${digest.replace(':', '-')}.sig`;
@@ -327,7 +575,9 @@ describe('binding and tampering', () => {
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), img.pinned]);
     const m = await manifestOf('tamper-payload', sigTag(img.digest));
     const layer = m.json.layers[0]!;
-    const payload = Buffer.from(await (await fetch(`${registry.url}/v2/tamper-payload/blobs/${layer.digest}`)).arrayBuffer());
+    const payload = Buffer.from(
+      await (await fetch(`${registry.url}/v2/tamper-payload/blobs/${layer.digest}`)).arrayBuffer(),
+    );
     const changed = Buffer.from(payload.toString().replace('"optional":null', '"optional":{"x":"y"}'));
     expect(changed.equals(payload)).toBe(false);
     const { createHash } = await import('node:crypto');
@@ -335,7 +585,10 @@ describe('binding and tampering', () => {
     const up = await fetch(`${registry.url}/v2/tamper-payload/blobs/uploads/`, { method: 'POST' });
     const loc = new URL(up.headers.get('location')!, registry.url);
     loc.searchParams.set('digest', digest);
-    expect((await fetch(loc, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: changed })).status).toBe(201);
+    expect(
+      (await fetch(loc, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: changed }))
+        .status,
+    ).toBe(201);
     layer.digest = digest;
     layer.size = changed.length;
     await putManifest('tamper-payload', sigTag(img.digest), JSON.stringify(m.json));
@@ -346,17 +599,63 @@ describe('binding and tampering', () => {
     const img = image('attest-only');
     const predicate = join(work, 'predicate.json');
     writeFileSync(predicate, '{"hello":"world"}');
-    await cosignOk(home, ['attest', '--key', `${keys.ec}.key`, '--predicate', predicate, '--type', 'custom', ...signFlags(true), img.pinned]);
-    await cosignOk(home, ['attest', '--key', `${keys.ec}.key`, '--predicate', predicate, '--type', 'custom', ...signFlags(false), img.pinned]);
-    await check(base('attest-only', img.pinned, 'attestation only', /no cosign signature found/, 'cosign 3 does not filter bundles by predicateType: the attestation bundle passes as a signature'));
+    await cosignOk(home, [
+      'attest',
+      '--key',
+      `${keys.ec}.key`,
+      '--predicate',
+      predicate,
+      '--type',
+      'custom',
+      ...signFlags(true),
+      img.pinned,
+    ]);
+    await cosignOk(home, [
+      'attest',
+      '--key',
+      `${keys.ec}.key`,
+      '--predicate',
+      predicate,
+      '--type',
+      'custom',
+      ...signFlags(false),
+      img.pinned,
+    ]);
+    await check(
+      base(
+        'attest-only',
+        img.pinned,
+        'attestation only',
+        /no cosign signature found/,
+        'cosign 3 does not filter bundles by predicateType: the attestation bundle passes as a signature',
+      ),
+    );
   });
 
   test('only the children of an index signed: deny for the index', async () => {
     const idx = image('index-children', { index: true });
-    const indexJson = JSON.parse(await (await fetch(`${registry.url}/v2/index-children/manifests/${idx.digest}`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } })).text());
+    const indexJson = JSON.parse(
+      await (
+        await fetch(`${registry.url}/v2/index-children/manifests/${idx.digest}`, {
+          headers: { accept: 'application/vnd.oci.image.index.v1+json' },
+        })
+      ).text(),
+    );
     for (const m of indexJson.manifests as { digest: string }[]) {
-      await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), `${registry.host}/index-children@${m.digest}`]);
-      await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(false), `${registry.host}/index-children@${m.digest}`]);
+      await cosignOk(home, [
+        'sign',
+        '--key',
+        `${keys.ec}.key`,
+        ...signFlags(true),
+        `${registry.host}/index-children@${m.digest}`,
+      ]);
+      await cosignOk(home, [
+        'sign',
+        '--key',
+        `${keys.ec}.key`,
+        ...signFlags(false),
+        `${registry.host}/index-children@${m.digest}`,
+      ]);
     }
     await check(base('index-children', idx.pinned, 'only index children signed', /no cosign signature found/));
   });

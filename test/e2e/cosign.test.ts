@@ -27,7 +27,17 @@ const rows: string[] = [];
 
 const flags = ['--allow-http-registry', '--allow-insecure-registry'];
 const sign = (key: string, legacy: boolean, ref: string) =>
-  cosignOk(home, ['sign', '--key', key, '--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${!legacy}`, ...flags, '-y', ref]);
+  cosignOk(home, [
+    'sign',
+    '--key',
+    key,
+    '--tlog-upload=false',
+    '--use-signing-config=false',
+    `--new-bundle-format=${!legacy}`,
+    ...flags,
+    '-y',
+    ref,
+  ]);
 const pinned = (i: PushedImage) => `${i.ref.replace(/:[^:/]+$/, '')}@${i.digest}`;
 
 function nativePolicy(): string {
@@ -64,7 +74,14 @@ async function criPull(ref: string): Promise<'allow' | 'deny'> {
 }
 
 async function cosignVerdict(i: PushedImage): Promise<string> {
-  const r = await cosign(home, ['verify', '--key', join(work, 'ec.pub'), '--insecure-ignore-tlog=true', ...flags, pinned(i)]);
+  const r = await cosign(home, [
+    'verify',
+    '--key',
+    join(work, 'ec.pub'),
+    '--insecure-ignore-tlog=true',
+    ...flags,
+    pinned(i),
+  ]);
   return `${r.code === 0 ? 'allow' : 'deny'} (exit ${r.code})`;
 }
 
@@ -75,7 +92,8 @@ beforeAll(async () => {
   registry = await startRegistry();
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'ec')]);
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'other')]);
-  for (const name of ['legacy', 'bundle', 'untrusted'] as const) img[name] = pushTestImage(registry.host, name, 'v1', `cosign-ctd-${name}`);
+  for (const name of ['legacy', 'bundle', 'untrusted'] as const)
+    img[name] = pushTestImage(registry.host, name, 'v1', `cosign-ctd-${name}`);
   await sign(join(work, 'ec.key'), true, pinned(img.legacy));
   await sign(join(work, 'ec.key'), false, pinned(img.bundle));
   await sign(join(work, 'other.key'), false, pinned(img.untrusted));
@@ -86,7 +104,12 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  if (rows.length > 0) console.log(['', '| policy | image | CRI pull | ctr pull | cosign verify |', '| --- | --- | --- | --- | --- |', ...rows].join('\n'));
+  if (rows.length > 0)
+    console.log(
+      ['', '| policy | image | CRI pull | ctr pull | cosign verify |', '| --- | --- | --- | --- | --- |', ...rows].join(
+        '\n',
+      ),
+    );
   cri?.close();
   await ctd?.stop();
   await registry?.stop();

@@ -11,7 +11,14 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { applyKindPatches, KIND_NODE_CONFIG, kindPatches, startContainerd, type ConfigMode, type Containerd } from '../helpers/containerd.js';
+import {
+  applyKindPatches,
+  KIND_NODE_CONFIG,
+  kindPatches,
+  startContainerd,
+  type ConfigMode,
+  type Containerd,
+} from '../helpers/containerd.js';
 import { pullguardBinary, toolsBin } from '../helpers/tools.js';
 
 const FALLBACK = 'Falling back to local image pull mode';
@@ -30,10 +37,15 @@ let policyFile: string;
 function doctor(args: string[]): Promise<Run> {
   const env = { PATH: `${toolsBin()}:/usr/bin:/bin`, PULLGUARD_POLICY: policyFile };
   return new Promise((resolve) => {
-    execFile(pullguardBinary(), ['doctor', ...args], { env, encoding: 'utf8', timeout: 20_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
-      resolve({ code, stdout, stderr, fails: stdout.split('\n').filter((l) => l.startsWith('FAIL')) });
-    });
+    execFile(
+      pullguardBinary(),
+      ['doctor', ...args],
+      { env, encoding: 'utf8', timeout: 20_000, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+        resolve({ code, stdout, stderr, fails: stdout.split('\n').filter((l) => l.startsWith('FAIL')) });
+      },
+    );
   });
 }
 
@@ -56,22 +68,39 @@ function configFile(name: string, toml: string): string {
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'pg-doctor-'));
   policyFile = join(work, 'policy.yaml');
-  writeFileSync(policyFile, 'version: 1\nmode: enforce\ntimeout: 8s\ndefault: deny\nrules:\n  - name: system\n    match: registry.k8s.io/**\n    action: allow\n');
+  writeFileSync(
+    policyFile,
+    'version: 1\nmode: enforce\ntimeout: 8s\ndefault: deny\nrules:\n  - name: system\n    match: registry.k8s.io/**\n    action: allow\n',
+  );
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('configs as the tests build them', () => {
   test("Kind's version 2 node config without the patch: FAIL on discard_unpacked_layers, exit 2", async () => {
-    const r = await doctor(['--containerd-config', configFile('kind-node.toml', KIND_NODE_CONFIG), '--bin-dir', binDir('bin-kind-node')]);
+    const r = await doctor([
+      '--containerd-config',
+      configFile('kind-node.toml', KIND_NODE_CONFIG),
+      '--bin-dir',
+      binDir('bin-kind-node'),
+    ]);
     expect(r.code, r.stdout + r.stderr).toBe(2);
-    expect(r.fails).toEqual([expect.stringMatching(/^FAIL {2}discard_unpacked_layers = true \(plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.discard_unpacked_layers in .*kind-node\.toml\): CRI falls back to local pulls.*; fix: set plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.discard_unpacked_layers = false/)]);
+    expect(r.fails).toEqual([
+      expect.stringMatching(
+        /^FAIL {2}discard_unpacked_layers = true \(plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.discard_unpacked_layers in .*kind-node\.toml\): CRI falls back to local pulls.*; fix: set plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.discard_unpacked_layers = false/,
+      ),
+    ]);
     expect(r.stdout).toMatch(/^ok {4}containerd 2\.1\.9 /m);
   });
 
   test("Kind's node config with kind/cluster.yaml's patches applied as Kind does: no FAIL, exit 0", async () => {
     const { toml } = applyKindPatches(KIND_NODE_CONFIG, kindPatches());
     // The patch says bin_dir = /opt/containerd/image-verifier/bin; --bin-dir stands in for the node's mount.
-    const r = await doctor(['--containerd-config', configFile('kind-patched.toml', toml), '--bin-dir', binDir('bin-kind-patched')]);
+    const r = await doctor([
+      '--containerd-config',
+      configFile('kind-patched.toml', toml),
+      '--bin-dir',
+      binDir('bin-kind-patched'),
+    ]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.fails).toEqual([]);
     expect(r.stdout).not.toMatch(/^WARN/m);
@@ -83,7 +112,11 @@ describe('configs as the tests build them', () => {
     const dir = binDir('bin-readme', { README: 'pullguard lives here\n' });
     const r = await doctor(['--containerd-config', configFile('kind-patched-2.toml', toml), '--bin-dir', dir]);
     expect(r.code, r.stdout + r.stderr).toBe(2);
-    expect(r.fails).toEqual([expect.stringContaining(`FAIL  ${join(dir, 'README')} is not executable: containerd executes every entry of bin_dir`)]);
+    expect(r.fails).toEqual([
+      expect.stringContaining(
+        `FAIL  ${join(dir, 'README')} is not executable: containerd executes every entry of bin_dir`,
+      ),
+    ]);
   });
 });
 
@@ -113,10 +146,16 @@ describe.each<[ConfigMode, boolean]>([
       const withLog = await doctor(['--containerd-config', ctd.configFile, '--containerd-log', logFile]);
       expect(withLog.fails).toEqual([
         expect.stringMatching(/^FAIL {2}discard_unpacked_layers = true /),
-        expect.stringMatching(new RegExp(`^FAIL {2}containerd logged "${FALLBACK}" since it started \\(${logFile.replace(/[.]/g, '\\.')}\\)`)),
+        expect.stringMatching(
+          new RegExp(
+            `^FAIL {2}containerd logged "${FALLBACK}" since it started \\(${logFile.replace(/[.]/g, '\\.')}\\)`,
+          ),
+        ),
       ]);
       // The same setting containerd names in its one WARN line (the Go field of discard_unpacked_layers).
-      expect(ctd.log()).toContain("Found 'DiscardUnpackedLayers' in CRI config which is incompatible with transfer service");
+      expect(ctd.log()).toContain(
+        "Found 'DiscardUnpackedLayers' in CRI config which is incompatible with transfer service",
+      );
     } else {
       expect(r.code, r.stdout).toBe(0);
       expect(r.fails).toEqual([]);

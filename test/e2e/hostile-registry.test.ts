@@ -17,7 +17,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cosignOk } from '../helpers/cosign.js';
-import { endless, bigBody, path, serve, sha256, stall, startHostileRegistry, type HostileRegistry } from '../helpers/hostile-registry.js';
+import {
+  endless,
+  bigBody,
+  path,
+  serve,
+  sha256,
+  stall,
+  startHostileRegistry,
+  type HostileRegistry,
+} from '../helpers/hostile-registry.js';
 import { notationSandbox, Pki, RegistryWriter, type NotationSandbox } from '../helpers/notation.js';
 import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
@@ -43,14 +52,21 @@ let pki: Pki;
 let policy: string;
 let mirrorPolicy: string;
 let shortPolicy: string;
-const img: Record<'junkSig' | 'nested' | 'nestedOnly' | 'nestedBlobs' | 'mirror' | 'errBody' | 'crl', PushedImage> = {} as never;
+const img: Record<'junkSig' | 'nested' | 'nestedOnly' | 'nestedBlobs' | 'mirror' | 'errBody' | 'crl', PushedImage> =
+  {} as never;
 const results: string[] = [];
 
 /** Runs the verifier for `name@digest` and records the numbers for the report. */
 async function verify(label: string, image: PushedImage, host: string, policyFile = policy): Promise<VerifierRun> {
   const repo = image.ref.slice(image.ref.indexOf('/') + 1, image.ref.lastIndexOf(':'));
-  const r = await runVerifier(BIN, { name: `${host}/${repo}:v1`, digest: image.digest, mediaType: image.mediaType, size: image.size }, { PULLGUARD_POLICY: policyFile });
-  results.push(`${label}: exit ${r.code ?? r.signal}, ${r.ms.toFixed(0)} ms, peak RSS ${r.peakRssMiB.toFixed(0)} MiB: ${r.stdout}`);
+  const r = await runVerifier(
+    BIN,
+    { name: `${host}/${repo}:v1`, digest: image.digest, mediaType: image.mediaType, size: image.size },
+    { PULLGUARD_POLICY: policyFile },
+  );
+  results.push(
+    `${label}: exit ${r.code ?? r.signal}, ${r.ms.toFixed(0)} ms, peak RSS ${r.peakRssMiB.toFixed(0)} MiB: ${r.stdout}`,
+  );
   return r;
 }
 
@@ -58,7 +74,15 @@ const containerdConfig = (hosts: Record<string, string>) => containerdConfigWith
 
 function writePolicy(name: string, rules: string[], containerdToml: string, timeout = '8s'): string {
   const file = join(work, name);
-  const lines = ['version: 1', `timeout: ${timeout}`, 'default: deny', 'rules:', ...rules, 'registry:', `  containerdConfig: ${containerdToml}`];
+  const lines = [
+    'version: 1',
+    `timeout: ${timeout}`,
+    'default: deny',
+    'rules:',
+    ...rules,
+    'registry:',
+    `  containerdConfig: ${containerdToml}`,
+  ];
   writeFileSync(file, `${lines.join('\n')}\n`);
   return file;
 }
@@ -99,14 +123,16 @@ async function floodWithNestedBlobs(repo: string, image: PushedImage): Promise<v
     const parts = [Buffer.alloc(i + 1, ' '), body];
     const layer = { mediaType: BUNDLE, digest: sha256(...parts), size: body.length + i + 1 };
     hostile.on(path(new RegExp(`^/v2/${repo}/blobs/${layer.digest}$`)), serve('application/octet-stream', parts));
-    const manifest = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      artifactType: BUNDLE,
-      config: { mediaType: 'application/vnd.oci.empty.v1+json', ...empty },
-      layers: [layer],
-      subject: { mediaType: image.mediaType, digest: image.digest, size: image.size },
-    }));
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        artifactType: BUNDLE,
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', ...empty },
+        layers: [layer],
+        subject: { mediaType: image.mediaType, digest: image.digest, size: image.size },
+      }),
+    );
     const digest = sha256(manifest);
     hostile.on(path(new RegExp(`^/v2/${repo}/manifests/${digest}$`)), serve(OCI_MANIFEST, [manifest]));
     junk.push({ mediaType: OCI_MANIFEST, digest, size: manifest.length, artifactType: BUNDLE });
@@ -125,7 +151,15 @@ beforeAll(async () => {
   const home = join(work, 'cosign-home');
   mkdirSync(home);
 
-  for (const [k, repo] of [['junkSig', 'cosign/junk-sig'], ['nested', 'cosign/nested'], ['nestedOnly', 'cosign/nested-only'], ['nestedBlobs', 'cosign/nested-blobs'], ['mirror', 'cosign/mirror'], ['errBody', 'cosign/err-body'], ['crl', 'notation/crl']] as const) {
+  for (const [k, repo] of [
+    ['junkSig', 'cosign/junk-sig'],
+    ['nested', 'cosign/nested'],
+    ['nestedOnly', 'cosign/nested-only'],
+    ['nestedBlobs', 'cosign/nested-blobs'],
+    ['mirror', 'cosign/mirror'],
+    ['errBody', 'cosign/err-body'],
+    ['crl', 'notation/crl'],
+  ] as const) {
     img[k] = await pushImage(registry.host, repo, 'v1', `hostile-${k}-${Date.now()}`);
   }
 
@@ -133,7 +167,16 @@ beforeAll(async () => {
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', key]);
   // Signed under the name they are pulled by: a legacy signature names its repository (docker-reference).
   const sign = (image: PushedImage, bundle: boolean, host = registry.host) =>
-    cosignOk(home, ['sign', '--key', `${key}.key`, '--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${bundle}`, '--allow-http-registry', `${image.ref.replace(registry.host, host).replace(/:v1$/, '')}@${image.digest}`]);
+    cosignOk(home, [
+      'sign',
+      '--key',
+      `${key}.key`,
+      '--tlog-upload=false',
+      '--use-signing-config=false',
+      `--new-bundle-format=${bundle}`,
+      '--allow-http-registry',
+      `${image.ref.replace(registry.host, host).replace(/:v1$/, '')}@${image.digest}`,
+    ]);
   await sign(img.junkSig, true);
   await sign(img.nested, true, hostile.host);
   await sign(img.nestedBlobs, true, hostile.host);
@@ -152,7 +195,10 @@ beforeAll(async () => {
   await floodWithNestedBlobs('cosign/nested-blobs', img.nestedBlobs);
   // Item 8: the referrers tag answers 404 with 200 KiB of HTML; blobs answer 302 with 200 KiB of HTML.
   hostile.on(path(new RegExp(`^/v2/cosign/err-body/manifests/sha256-[0-9a-f]{64}$`)), bigBody(404, 200 * 1024));
-  hostile.on((q, u) => q.method === 'GET' && /^\/v2\/cosign\/err-body\/blobs\/sha256:/.test(u.pathname), (req, res, url) => bigBody(302, 200 * 1024, { location: `${registry.url}${url.pathname}` })(req, res, url));
+  hostile.on(
+    (q, u) => q.method === 'GET' && /^\/v2\/cosign\/err-body\/blobs\/sha256:/.test(u.pathname),
+    (req, res, url) => bigBody(302, 200 * 1024, { location: `${registry.url}${url.pathname}` })(req, res, url),
+  );
 
   // Item 4: a CRL distribution point that streams forever over plain http.
   crlServer = createServer((req, res) => endless('application/pkix-crl')(req, res, new URL('http://x/')));
@@ -161,18 +207,41 @@ beforeAll(async () => {
   nt = notationSandbox();
   pki = Pki.create();
   const root = pki.issue('root', { kind: 'p256', subject: '/O=Acme/CN=Acme CRL Root', ca: true });
-  const leaf = pki.issue('leaf', { kind: 'p256', subject: '/O=Acme/CN=acme-signer', issuer: root, extraExt: `crlDistributionPoints=URI:${crlUrl}` });
+  const leaf = pki.issue('leaf', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=acme-signer',
+    issuer: root,
+    extraExt: `crlDistributionPoints=URI:${crlUrl}`,
+  });
   nt.addKey('leaf', leaf.key, pki.bundle('leaf', [leaf, root]));
   nt.trust('ca', 'acme', root.cert);
-  nt.writeTrustPolicy([{ name: 'crl', registryScopes: [`${registry.host}/notation/crl`], signatureVerification: { level: 'strict' }, trustStores: ['ca:acme'], trustedIdentities: ['*'] }]);
-  const s = await nt.run(['sign', '--insecure-registry', '--key', 'leaf', `${registry.host}/notation/crl@${img.crl.digest}`]);
+  nt.writeTrustPolicy([
+    {
+      name: 'crl',
+      registryScopes: [`${registry.host}/notation/crl`],
+      signatureVerification: { level: 'strict' },
+      trustStores: ['ca:acme'],
+      trustedIdentities: ['*'],
+    },
+  ]);
+  const s = await nt.run([
+    'sign',
+    '--insecure-registry',
+    '--key',
+    'leaf',
+    `${registry.host}/notation/crl@${img.crl.digest}`,
+  ]);
   if (s.status !== 0) throw new Error(`notation sign: ${s.output}`);
 
   const rules = (host: string) => [
     `  - {name: "cosign ${host}", match: "${host}/cosign/**", action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
     `  - {name: "notation ${host}", match: "${host}/notation/**", action: verify, authorities: [{name: acme, notation: {config: ${nt.configDir}}}]}`,
   ];
-  policy = writePolicy('policy.yaml', [...rules(registry.host), ...rules(hostile.host), ...rules(stalled.host)], containerdConfig({}));
+  policy = writePolicy(
+    'policy.yaml',
+    [...rules(registry.host), ...rules(hostile.host), ...rules(stalled.host)],
+    containerdConfig({}),
+  );
   // Item 7: a mirror that accepts connections and never answers, in front of the healthy registry.
   const mirror = `server = "http://${registry.host}"\n\n[host."http://${stalled.host}"]\n  capabilities = ["pull", "resolve"]\n`;
   mirrorPolicy = writePolicy('mirror-policy.yaml', rules(registry.host), containerdConfig({ [registry.host]: mirror }));
@@ -249,7 +318,14 @@ describe('a hostile registry gets the right verdict, a reason, and bounded time 
     // containerd's per_verifier_timeout starts at exec. Here 2.5 s pass between exec and pullguard's
     // first line (sh sleeps, then execs it: same process), and the registry never answers.
     const image = img.mirror;
-    const args = ['-name', `${stalled.host}/cosign/mirror:v1`, '-digest', image.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+    const args = [
+      '-name',
+      `${stalled.host}/cosign/mirror:v1`,
+      '-digest',
+      image.digest,
+      '-stdin-media-type',
+      'application/vnd.oci.descriptor.v1+json',
+    ];
     const quoted = [BIN, ...args].map((a) => `'${a}'`).join(' ');
     const started = performance.now();
     const r = spawnSync('/bin/sh', ['-c', `sleep 2.5; exec ${quoted}`], {
@@ -259,7 +335,9 @@ describe('a hostile registry gets the right verdict, a reason, and bounded time 
       timeout: 20_000,
     });
     const ms = performance.now() - started;
-    results.push(`late start (2.5 s before exec'd JS), 4 s policy: exit ${r.status}, ${ms.toFixed(0)} ms from exec: ${r.stdout.trim()}`);
+    results.push(
+      `late start (2.5 s before exec'd JS), 4 s policy: exit ${r.status}, ${ms.toFixed(0)} ms from exec: ${r.stdout.trim()}`,
+    );
     expect(r.status).toBe(1);
     expect(r.stdout).toMatch(/^denied /);
     expect(ms).toBeLessThan(4000 + 300);

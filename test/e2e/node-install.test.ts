@@ -811,7 +811,8 @@ describe('with --root and default paths, onto a containerd running inside that r
       `mount --bind ${q(root)} ${q(root)}`,
       ...['proc', 'sys', 'dev'].map((d) => `mount --rbind /${d} ${q(join(root, d))}`),
     ].join(' && ');
-    const loop = `${binds} && while [ ! -e ${q(join(root, 'stop'))} ]; do chroot ${q(root)} /usr/bin/containerd & ` +
+    const loop =
+      `${binds} && while [ ! -e ${q(join(root, 'stop'))} ]; do chroot ${q(root)} /usr/bin/containerd & ` +
       `echo $! > ${q(join(root, 'containerd.pid'))}; wait $!; done`;
     sup = startDaemon('unshare', ['--mount', '--propagation', 'private', '/bin/sh', '-c', loop], {
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },

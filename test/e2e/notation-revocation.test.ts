@@ -8,7 +8,21 @@ import type { CheckOutcome } from '../../src/verify/types.js';
 import { clearCrlMemoryCache } from '../../src/verify/notation/revocation.js';
 import { clearTrustStoreCache } from '../../src/verify/notation/truststore.js';
 import { decidePinned } from '../helpers/decide.js';
-import { makeCrl, makeTsa, notationSandbox, OCSP_SIGNER_EXT, ocspIndex, Pki, PkiServer, RegistryWriter, runAsync, startOcspResponder, TSA_EXT, type Issued, type NotationSandbox } from '../helpers/notation.js';
+import {
+  makeCrl,
+  makeTsa,
+  notationSandbox,
+  OCSP_SIGNER_EXT,
+  ocspIndex,
+  Pki,
+  PkiServer,
+  RegistryWriter,
+  runAsync,
+  startOcspResponder,
+  TSA_EXT,
+  type Issued,
+  type NotationSandbox,
+} from '../helpers/notation.js';
 import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { freePort, type Daemon } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -37,12 +51,27 @@ const table: string[] = [];
 type Sv = { level?: string; override?: Record<string, string>; verifyTimestamp?: string };
 function statement(name: string, stores: string[], sv: Sv = {}) {
   const { level = 'strict', ...rest } = sv;
-  return { name, registryScopes: [`${registry.host}/${name}`], signatureVerification: { level, ...rest }, trustStores: stores, trustedIdentities: ['*'] };
+  return {
+    name,
+    registryScopes: [`${registry.host}/${name}`],
+    signatureVerification: { level, ...rest },
+    trustStores: stores,
+    trustedIdentities: ['*'],
+  };
 }
 
 async function sign(repo: string, key: string, format: 'jws' | 'cose', extra: string[] = []) {
   const img = images.get(repo)!;
-  const r = await nt.run(['sign', '--insecure-registry', '--signature-format', format, '--key', key, ...extra, `${registry.host}/${repo}@${img.digest}`]);
+  const r = await nt.run([
+    'sign',
+    '--insecure-registry',
+    '--signature-format',
+    format,
+    '--key',
+    key,
+    ...extra,
+    `${registry.host}/${repo}@${img.digest}`,
+  ]);
   if (r.status !== 0) throw new Error(`notation sign ${repo}: ${r.output}`);
 }
 
@@ -50,7 +79,11 @@ async function pullguard(repo: string) {
   clearTrustStoreCache();
   const img = images.get(repo)!;
   const decision = await decidePinned(loadPolicy(nt.configDir), `${registry.host}/${repo}@${img.digest}`, img);
-  return { verdict: decision.verdict, reason: decision.reason, checks: decision.results.flatMap((r) => r.signatures.flatMap((s) => s.checks)) };
+  return {
+    verdict: decision.verdict,
+    reason: decision.reason,
+    checks: decision.results.flatMap((r) => r.signatures.flatMap((s) => s.checks)),
+  };
 }
 
 async function notationVerdict(repo: string) {
@@ -71,17 +104,46 @@ async function tamperTimestamp(repo: string) {
 }
 
 const TS_CASES = [
-  'ts-valid', 'ts-valid-cose', 'ts-fractional-gentime', 'ts-expired-leaf', 'ts-expired-leaf-no-tsa', 'ts-expired-leaf-no-tsa-permissive',
-  'ts-untrusted-tsa', 'ts-tampered', 'ts-missing', 'ts-after-missing', 'ts-after-tampered', 'ts-after-expired', 'ts-after-expired-untrusted',
+  'ts-valid',
+  'ts-valid-cose',
+  'ts-fractional-gentime',
+  'ts-expired-leaf',
+  'ts-expired-leaf-no-tsa',
+  'ts-expired-leaf-no-tsa-permissive',
+  'ts-untrusted-tsa',
+  'ts-tampered',
+  'ts-missing',
+  'ts-after-missing',
+  'ts-after-tampered',
+  'ts-after-expired',
+  'ts-after-expired-untrusted',
   'ts-tsa-revoked',
 ];
 const CRL_CASES = [
-  'crl-ok', 'crl-revoked', 'crl-revoked-log', 'crl-revoked-permissive', 'crl-revoked-skip', 'crl-down', 'crl-down-skip', 'crl-down-permissive',
-  'crl-expired', 'crl-wrong-key', 'crl-two-points-one-down', 'crl-inter-revoked', 'crl-inter-ok',
+  'crl-ok',
+  'crl-revoked',
+  'crl-revoked-log',
+  'crl-revoked-permissive',
+  'crl-revoked-skip',
+  'crl-down',
+  'crl-down-skip',
+  'crl-down-permissive',
+  'crl-expired',
+  'crl-wrong-key',
+  'crl-two-points-one-down',
+  'crl-inter-revoked',
+  'crl-inter-ok',
 ];
 const OCSP_CASES = [
-  'ocsp-good', 'ocsp-revoked', 'ocsp-revoked-permissive', 'ocsp-unknown', 'ocsp-down', 'ocsp-down-crl-ok', 'ocsp-down-crl-revoked',
-  'ocsp-wrong-key', 'ocsp-delegated',
+  'ocsp-good',
+  'ocsp-revoked',
+  'ocsp-revoked-permissive',
+  'ocsp-unknown',
+  'ocsp-down',
+  'ocsp-down-crl-ok',
+  'ocsp-down-crl-revoked',
+  'ocsp-wrong-key',
+  'ocsp-delegated',
 ];
 /**
  * Where pullguard is stricter than notation on purpose: [notation, pullguard]. notation (through
@@ -106,10 +168,25 @@ beforeAll(async () => {
 
   // Timestamping PKI: a TSA root with two signers (one of them revocable by a CRL) and an untrusted look-alike.
   const tsaRoot = pki.issue('tsa-root', { kind: 'p384', subject: '/O=Acme/CN=Acme TSA Root', ca: true });
-  const tsaSigner = pki.issue('tsa-signer', { kind: 'rsa2048', subject: '/O=Acme/CN=Acme TSA', issuer: tsaRoot, ext: TSA_EXT });
-  const tsaRevocable = pki.issue('tsa-revocable', { kind: 'p256', subject: '/O=Acme/CN=Acme TSA 2', issuer: tsaRoot, ext: `${TSA_EXT}\ncrlDistributionPoints=URI:${srv.url}/crl/tsa-root.crl` });
+  const tsaSigner = pki.issue('tsa-signer', {
+    kind: 'rsa2048',
+    subject: '/O=Acme/CN=Acme TSA',
+    issuer: tsaRoot,
+    ext: TSA_EXT,
+  });
+  const tsaRevocable = pki.issue('tsa-revocable', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=Acme TSA 2',
+    issuer: tsaRoot,
+    ext: `${TSA_EXT}\ncrlDistributionPoints=URI:${srv.url}/crl/tsa-root.crl`,
+  });
   const evilTsaRoot = pki.issue('evil-tsa-root', { kind: 'p384', subject: '/O=Acme/CN=Acme TSA Root', ca: true });
-  const evilTsaSigner = pki.issue('evil-tsa-signer', { kind: 'rsa2048', subject: '/O=Acme/CN=Acme TSA', issuer: evilTsaRoot, ext: TSA_EXT });
+  const evilTsaSigner = pki.issue('evil-tsa-signer', {
+    kind: 'rsa2048',
+    subject: '/O=Acme/CN=Acme TSA',
+    issuer: evilTsaRoot,
+    ext: TSA_EXT,
+  });
   const tsaUrl = srv.addTsa(makeTsa(pki, 'good', tsaSigner, [tsaSigner, tsaRoot]));
   const preciseUrl = srv.addTsa(makeTsa(pki, 'precise', tsaSigner, [tsaSigner, tsaRoot], { precisionDigits: 6 }));
   const revocableUrl = srv.addTsa(makeTsa(pki, 'revocable', tsaRevocable, [tsaRevocable, tsaRoot]));
@@ -146,17 +223,42 @@ beforeAll(async () => {
   crlLeaf('crl-cache-leaf', `${srv.url}/crl/cache.crl`);
   crlLeaf('crl-disk-leaf', `${srv.url}/crl/disk.crl`);
   srv.setCrl('crl-root.crl', await makeCrl(pki, 'crl-root', crlRoot, [revokedLeaf]));
-  srv.setCrl('expired.crl', await makeCrl(pki, 'expired', crlRoot, [], { lastUpdate: new Date(Date.now() - 2 * 86400_000), nextUpdate: new Date(Date.now() - 86400_000) }));
+  srv.setCrl(
+    'expired.crl',
+    await makeCrl(pki, 'expired', crlRoot, [], {
+      lastUpdate: new Date(Date.now() - 2 * 86400_000),
+      nextUpdate: new Date(Date.now() - 86400_000),
+    }),
+  );
   srv.setCrl('wrong-key.crl', await makeCrl(pki, 'wrong-key', crlRoot, [], { signer: evilCrlRoot }));
   srv.setCrl('cache.crl', await makeCrl(pki, 'cache', crlRoot, []));
   srv.setCrl('disk.crl', await makeCrl(pki, 'disk', crlRoot, []));
   // root -> intermediate (revoked by the root's CRL) -> leaf, and the same with an intermediate in good standing.
   const root2 = pki.issue('crl-root2', { kind: 'p384', subject: '/O=Acme/CN=Acme CRL Root 2', ca: true });
-  const caExt = (crl: string) => `basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n${cdp(crl)}`;
-  const interBad = pki.issue('inter-bad', { kind: 'p256', subject: '/O=Acme/CN=Acme Issuing Revoked', issuer: root2, ext: caExt(`${srv.url}/crl/root2.crl`) });
-  const interGood = pki.issue('inter-good', { kind: 'p256', subject: '/O=Acme/CN=Acme Issuing', issuer: root2, ext: caExt(`${srv.url}/crl/root2.crl`) });
-  for (const [name, inter] of [['leaf-under-bad', interBad], ['leaf-under-good', interGood]] as const) {
-    const l = pki.issue(name, { kind: 'p256', subject: `/O=Acme/CN=${name}`, issuer: inter, extraExt: cdp(`${srv.url}/crl/${name}.crl`) });
+  const caExt = (crl: string) =>
+    `basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n${cdp(crl)}`;
+  const interBad = pki.issue('inter-bad', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=Acme Issuing Revoked',
+    issuer: root2,
+    ext: caExt(`${srv.url}/crl/root2.crl`),
+  });
+  const interGood = pki.issue('inter-good', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=Acme Issuing',
+    issuer: root2,
+    ext: caExt(`${srv.url}/crl/root2.crl`),
+  });
+  for (const [name, inter] of [
+    ['leaf-under-bad', interBad],
+    ['leaf-under-good', interGood],
+  ] as const) {
+    const l = pki.issue(name, {
+      kind: 'p256',
+      subject: `/O=Acme/CN=${name}`,
+      issuer: inter,
+      extraExt: cdp(`${srv.url}/crl/${name}.crl`),
+    });
     nt.addKey(name, l.key, pki.bundle(name, [l, inter, root2]));
     srv.setCrl(`${name}.crl`, await makeCrl(pki, name, inter, []));
   }
@@ -166,14 +268,35 @@ beforeAll(async () => {
 
   // OCSP PKI: one root, real `openssl ocsp` daemons signing as the root itself, as a look-alike root
   // (same name, other key), as a delegated responder (id-kp-OCSPSigning) and as one without that EKU.
-  const [mainPort, wrongPort, delegatedPort, noEkuPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [mainPort, wrongPort, delegatedPort, noEkuPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   const ocspUrl = (port: number) => `http://127.0.0.1:${port}`;
   const ocspRoot = pki.issue('ocsp-root', { kind: 'p256', subject: '/O=Acme/CN=Acme OCSP Root', ca: true });
   const evilOcspRoot = pki.issue('evil-ocsp-root', { kind: 'p256', subject: '/O=Acme/CN=Acme OCSP Root', ca: true });
-  const responder = pki.issue('ocsp-responder', { kind: 'p256', subject: '/O=Acme/CN=Acme OCSP Responder', issuer: ocspRoot, ext: OCSP_SIGNER_EXT });
-  const noEkuResponder = pki.issue('ocsp-responder-no-eku', { kind: 'p256', subject: '/O=Acme/CN=Acme OCSP Responder 2', issuer: ocspRoot, ext: 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature' });
+  const responder = pki.issue('ocsp-responder', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=Acme OCSP Responder',
+    issuer: ocspRoot,
+    ext: OCSP_SIGNER_EXT,
+  });
+  const noEkuResponder = pki.issue('ocsp-responder-no-eku', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=Acme OCSP Responder 2',
+    issuer: ocspRoot,
+    ext: 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature',
+  });
   const ocspLeaf = (name: string, port: number, crl?: string) => {
-    const l = pki.issue(name, { kind: 'p256', subject: `/O=Acme/CN=${name}`, issuer: ocspRoot, ocsp: ocspUrl(port), extraExt: crl ? cdp(crl) : undefined });
+    const l = pki.issue(name, {
+      kind: 'p256',
+      subject: `/O=Acme/CN=${name}`,
+      issuer: ocspRoot,
+      ocsp: ocspUrl(port),
+      extraExt: crl ? cdp(crl) : undefined,
+    });
     nt.addKey(name, l.key, pki.bundle(name, [l, ocspRoot]));
     return l;
   };
@@ -190,8 +313,16 @@ beforeAll(async () => {
   ocspLeaf('ocsp-down-crl-ok-leaf', closedPort, ocspCrl);
   const ocspCrlRevoked = ocspLeaf('ocsp-down-crl-revoked-leaf', closedPort, ocspCrl);
   srv.setCrl('ocsp-root.crl', await makeCrl(pki, 'ocsp-root', ocspRoot, [ocspCrlRevoked]));
-  const index = ocspIndex(pki, 'ocsp-root', [...inIndex.map((issued) => ({ issued })), { issued: ocspRevokedLeaf, revoked: true }]);
-  for (const [signer, port] of [[ocspRoot, mainPort], [evilOcspRoot, wrongPort], [responder, delegatedPort], [noEkuResponder, noEkuPort]] as const) {
+  const index = ocspIndex(pki, 'ocsp-root', [
+    ...inIndex.map((issued) => ({ issued })),
+    { issued: ocspRevokedLeaf, revoked: true },
+  ]);
+  for (const [signer, port] of [
+    [ocspRoot, mainPort],
+    [evilOcspRoot, wrongPort],
+    [responder, delegatedPort],
+    [noEkuResponder, noEkuPort],
+  ] as const) {
     ocspDaemons.push(await startOcspResponder({ index, ca: ocspRoot, signer }, port));
   }
   nt.trust('ca', 'ocsp', ocspRoot.cert);
@@ -373,7 +504,11 @@ describe('timestamps and CRL revocation: pullguard agrees with notation verify 1
     const want = expectedChecks[repo];
     if (want) {
       const got = p.checks.find((c) => c.check === want[0]);
-      expect(got, `${msg}\nchecks: ${JSON.stringify(p.checks)}`).toMatchObject({ check: want[0], result: want[1], enforcement: want[2] });
+      expect(got, `${msg}\nchecks: ${JSON.stringify(p.checks)}`).toMatchObject({
+        check: want[0],
+        result: want[1],
+        enforcement: want[2],
+      });
     }
   });
 
@@ -387,21 +522,33 @@ describe('timestamps and CRL revocation: pullguard agrees with notation verify 1
   });
 
   it('OCSP reasons name the responder and what it said', async () => {
-    expect((await pullguard('ocsp-revoked')).reason).toMatch(/revoked at .* according to OCSP responder http:\/\/127\.0\.0\.1:\d+( \(cached answer\))?, signed by .*Acme OCSP Root/);
+    expect((await pullguard('ocsp-revoked')).reason).toMatch(
+      /revoked at .* according to OCSP responder http:\/\/127\.0\.0\.1:\d+( \(cached answer\))?, signed by .*Acme OCSP Root/,
+    );
     expect((await pullguard('ocsp-unknown')).reason).toMatch(/does not know the certificate/);
     expect((await pullguard('ocsp-down')).reason).toMatch(/OCSP failed: http:\/\/127\.0\.0\.1:\d+: fetch failed/);
     expect((await pullguard('ocsp-down-crl-revoked')).reason).toMatch(/listed in .*ocsp-root\.crl/);
-    expect((await pullguard('ocsp-wrong-key')).reason).toMatch(/OCSP response: signature does not verify with the key of .*Acme OCSP Root/);
+    expect((await pullguard('ocsp-wrong-key')).reason).toMatch(
+      /OCSP response: signature does not verify with the key of .*Acme OCSP Root/,
+    );
   });
 
   it('reasons name what was found', async () => {
-    expect((await pullguard('crl-revoked')).reason).toMatch(/revoked \(listed in http:\/\/127\.0\.0\.1:\d+\/crl\/crl-root\.crl\)/);
-    expect((await pullguard('crl-down')).reason).toMatch(/revocation status of .* is unknown: .*(fetch failed|ECONNREFUSED)/);
+    expect((await pullguard('crl-revoked')).reason).toMatch(
+      /revoked \(listed in http:\/\/127\.0\.0\.1:\d+\/crl\/crl-root\.crl\)/,
+    );
+    expect((await pullguard('crl-down')).reason).toMatch(
+      /revocation status of .* is unknown: .*(fetch failed|ECONNREFUSED)/,
+    );
     expect((await pullguard('crl-expired')).reason).toMatch(/CRL expired at/);
     expect((await pullguard('crl-wrong-key')).reason).toMatch(/CRL signature does not verify/);
-    expect((await pullguard('ts-untrusted-tsa')).reason).toMatch(/does not chain to a certificate in the tsa trust store/);
+    expect((await pullguard('ts-untrusted-tsa')).reason).toMatch(
+      /does not chain to a certificate in the tsa trust store/,
+    );
     expect((await pullguard('ts-tampered')).reason).toMatch(/timestamp signature does not verify/);
-    expect((await pullguard('ts-tsa-revoked')).reason).toMatch(/timestamping certificate chain: certificate .*Acme TSA 2 is revoked/);
+    expect((await pullguard('ts-tsa-revoked')).reason).toMatch(
+      /timestamping certificate chain: certificate .*Acme TSA 2 is revoked/,
+    );
     expect((await pullguard('ts-expired-leaf-no-tsa')).reason).toMatch(/no tsa trust store .* expired at/);
   });
 });
@@ -453,13 +600,20 @@ describe('CRL cache', () => {
       ].join('\n'),
     );
     const img = images.get('crl-disk')!;
-    const verify = () => runAsync(process.execPath, [bundle, 'verify', '--explain', '--policy', policy, `${registry.host}/crl-disk@${img.digest}`], { timeoutMs: 30_000 });
+    const verify = () =>
+      runAsync(
+        process.execPath,
+        [bundle, 'verify', '--explain', '--policy', policy, `${registry.host}/crl-disk@${img.digest}`],
+        { timeoutMs: 30_000 },
+      );
     const count = () => srv.count('/crl/disk.crl');
     const c0 = count();
 
     const first = await verify();
     expect(first.status, first.stdout.toString() + first.stderr).toBe(0);
-    expect(first.stdout.toString()).toMatch(/pass revocation \[enforced\]: not revoked \(1 certificate\(s\) checked by CRL\)/);
+    expect(first.stdout.toString()).toMatch(
+      /pass revocation \[enforced\]: not revoked \(1 certificate\(s\) checked by CRL\)/,
+    );
     expect(count()).toBe(c0 + 1);
     const files = readdirSync(cacheDir).filter((f) => f.endsWith('.crl'));
     expect(files).toHaveLength(1);
@@ -469,7 +623,10 @@ describe('CRL cache', () => {
     expect(count()).toBe(c0 + 1); // served from the cache directory
 
     // A cached CRL past its nextUpdate is not trusted: the next process downloads a fresh one.
-    const stale = await makeCrl(pki, 'disk-stale', crlRootCa, [], { lastUpdate: new Date(Date.now() - 2 * 86400_000), nextUpdate: new Date(Date.now() - 86400_000) });
+    const stale = await makeCrl(pki, 'disk-stale', crlRootCa, [], {
+      lastUpdate: new Date(Date.now() - 2 * 86400_000),
+      nextUpdate: new Date(Date.now() - 86400_000),
+    });
     writeFileSync(join(cacheDir, files[0]!), stale);
     const third = await verify();
     expect(third.status, third.stdout.toString() + third.stderr).toBe(0);

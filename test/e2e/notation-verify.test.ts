@@ -27,7 +27,13 @@ const images = new Map<string, PushedImage>();
 const ACME = '/C=US/ST=WA/O=Acme';
 const ACME_DN = 'C=US, ST=WA, O=Acme';
 
-function statement(name: string, stores: string[], ids: string[] = ['*'], level = 'strict', override?: Record<string, string>) {
+function statement(
+  name: string,
+  stores: string[],
+  ids: string[] = ['*'],
+  level = 'strict',
+  override?: Record<string, string>,
+) {
   return {
     name,
     registryScopes: [`${registry.host}/${name}`],
@@ -39,7 +45,16 @@ function statement(name: string, stores: string[], ids: string[] = ['*'], level 
 
 async function sign(repo: string, key: string, format: 'jws' | 'cose', extra: string[] = []) {
   const img = images.get(repo)!;
-  const r = await nt.run(['sign', '--insecure-registry', '--signature-format', format, '--key', key, ...extra, `${registry.host}/${repo}@${img.digest}`]);
+  const r = await nt.run([
+    'sign',
+    '--insecure-registry',
+    '--signature-format',
+    format,
+    '--key',
+    key,
+    ...extra,
+    `${registry.host}/${repo}@${img.digest}`,
+  ]);
   if (r.status !== 0) throw new Error(`notation sign ${repo}: ${r.output}`);
 }
 
@@ -59,11 +74,25 @@ async function notationVerdict(repo: string): Promise<{ verdict: string; output:
 /** A notation-shaped JWS built and signed here, for what the notation CLI cannot produce. */
 function handJws(leaf: Issued, chain: Issued[], img: PushedImage, protectedHeader: Record<string, unknown>): Buffer {
   const b64u = (b: Buffer | string) => Buffer.from(b).toString('base64url');
-  const payload = b64u(JSON.stringify({ targetArtifact: { digest: img.digest, mediaType: img.mediaType, size: img.size } }));
+  const payload = b64u(
+    JSON.stringify({ targetArtifact: { digest: img.digest, mediaType: img.mediaType, size: img.size } }),
+  );
   const prot = b64u(JSON.stringify(protectedHeader));
-  const sig = cryptoSign('sha384', Buffer.from(`${prot}.${payload}`), { key: createPrivateKey(readFileSync(leaf.key)), padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 });
-  const der = (c: Issued) => Buffer.from(readFileSync(c.cert, 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64').toString('base64');
-  return Buffer.from(JSON.stringify({ payload, protected: prot, header: { x5c: chain.map(der), 'io.cncf.notary.signingAgent': 'pullguard-test' }, signature: b64u(sig) }));
+  const sig = cryptoSign('sha384', Buffer.from(`${prot}.${payload}`), {
+    key: createPrivateKey(readFileSync(leaf.key)),
+    padding: constants.RSA_PKCS1_PSS_PADDING,
+    saltLength: 48,
+  });
+  const der = (c: Issued) =>
+    Buffer.from(readFileSync(c.cert, 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64').toString('base64');
+  return Buffer.from(
+    JSON.stringify({
+      payload,
+      protected: prot,
+      header: { x5c: chain.map(der), 'io.cncf.notary.signingAgent': 'pullguard-test' },
+      signature: b64u(sig),
+    }),
+  );
 }
 
 const expected: Record<string, 'allow' | 'deny'> = {};
@@ -83,7 +112,12 @@ beforeAll(async () => {
     rsa4096: pki.issue('rsa4096', { kind: 'rsa4096', subject: `${ACME}/CN=acme-4096`, issuer: root }),
     p256: pki.issue('p256', { kind: 'p256', subject: `${ACME}/CN=acme-p256`, issuer: root }),
     p384: pki.issue('p384', { kind: 'p384', subject: `${ACME}/CN=acme-p384`, issuer: root }),
-    shortlived: pki.issue('shortlived', { kind: 'rsa2048', subject: `${ACME}/CN=acme-short`, issuer: root, endSeconds: 50 }),
+    shortlived: pki.issue('shortlived', {
+      kind: 'rsa2048',
+      subject: `${ACME}/CN=acme-short`,
+      issuer: root,
+      endSeconds: 50,
+    }),
   };
   const shortlivedEnd = Date.now() + 50_000;
   for (const [name, leaf] of Object.entries(leaves)) nt.addKey(name, leaf.key, pki.bundle(name, [leaf, root]));
@@ -93,7 +127,13 @@ beforeAll(async () => {
   nt.addKey('evil', evil.key, pki.bundle('evil', [evil, evilRoot]));
   // root -> intermediate -> leaf
   const r2 = pki.issue('r2', { kind: 'p384', subject: `${ACME}/CN=Acme Root 2`, ca: true, pathLen: 1 });
-  const inter = pki.issue('inter', { kind: 'p384', subject: `${ACME}/CN=Acme Issuing`, issuer: r2, ca: true, pathLen: 0 });
+  const inter = pki.issue('inter', {
+    kind: 'p384',
+    subject: `${ACME}/CN=Acme Issuing`,
+    issuer: r2,
+    ca: true,
+    pathLen: 0,
+  });
   const chained = pki.issue('chained', { kind: 'p256', subject: `${ACME}/OU=Build/CN=acme-chained`, issuer: inter });
   nt.addKey('chained', chained.key, pki.bundle('chained', [chained, inter, r2]));
 
@@ -159,7 +199,9 @@ beforeAll(async () => {
     const ph = JSON.parse(Buffer.from(env.protected, 'base64url').toString());
     ph['io.cncf.notary.signingTime'] = '2020-01-01T00:00:00Z';
     env.protected = Buffer.from(JSON.stringify(ph)).toString('base64url');
-    await writer.pushSignature('tampered-envelope', img, Buffer.from(JSON.stringify(env)), 'application/jose+json', { replace: true });
+    await writer.pushSignature('tampered-envelope', img, Buffer.from(JSON.stringify(env)), 'application/jose+json', {
+      replace: true,
+    });
   }
   // Tampered payload (COSE): the attached payload names a different size.
   await sign('tampered-payload', 'rsa3072', 'cose');
@@ -167,12 +209,17 @@ beforeAll(async () => {
     const img = images.get('tampered-payload')!;
     const [sig] = await writer.signatures('tampered-payload', img.digest);
     const blob = await writer.getBlob('tampered-payload', sig!.manifest.layers[0].digest);
-    const msg = decode(blob, { tags: { 18: (d: () => unknown) => new Tagged(18, d()), 1: (d: () => unknown) => new Tagged(1, d()) } as never, useMaps: true }) as Tagged;
+    const msg = decode(blob, {
+      tags: { 18: (d: () => unknown) => new Tagged(18, d()), 1: (d: () => unknown) => new Tagged(1, d()) } as never,
+      useMaps: true,
+    }) as Tagged;
     const arr = msg.value as unknown[];
     const payload = JSON.parse(Buffer.from(arr[2] as Uint8Array).toString());
     payload.targetArtifact.size += 1;
     arr[2] = Buffer.from(JSON.stringify(payload));
-    await writer.pushSignature('tampered-payload', img, encode(new Tagged(18, arr)), 'application/cose', { replace: true });
+    await writer.pushSignature('tampered-payload', img, encode(new Tagged(18, arr)), 'application/cose', {
+      replace: true,
+    });
   }
   // A genuine signature for another image, listed as a referrer of this one.
   {
@@ -184,7 +231,12 @@ beforeAll(async () => {
     await writer.putBlob('other-digest', await writer.getBlob('rsa3072-jws', m.config.digest));
     await writer.putBlob('other-digest', await writer.getBlob('rsa3072-jws', m.layers[0].digest));
     const put = await writer.putManifest('other-digest', sig!.digest, m);
-    await writer.addReferrer('other-digest', img.digest, { mediaType: m.mediaType, ...put, artifactType: 'application/vnd.cncf.notary.signature', annotations: m.annotations });
+    await writer.addReferrer('other-digest', img.digest, {
+      mediaType: m.mediaType,
+      ...put,
+      artifactType: 'application/vnd.cncf.notary.signature',
+      annotations: m.annotations,
+    });
   }
   // notary.x509.signingAuthority without authenticSigningTime, signed with a real key (notation cannot make it).
   {
@@ -196,7 +248,12 @@ beforeAll(async () => {
       'io.cncf.notary.signingScheme': 'notary.x509.signingAuthority',
       'io.cncf.notary.signingTime': new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     };
-    await writer.pushSignature('sa-no-ast', img, handJws(leaves.rsa3072, [leaves.rsa3072, root], img, ph), 'application/jose+json');
+    await writer.pushSignature(
+      'sa-no-ast',
+      img,
+      handJws(leaves.rsa3072, [leaves.rsa3072, root], img, ph),
+      'application/jose+json',
+    );
   }
   // signingAuthority with authenticSigningTime, but the statement only has a ca store.
   {
@@ -208,7 +265,12 @@ beforeAll(async () => {
       'io.cncf.notary.signingScheme': 'notary.x509.signingAuthority',
       'io.cncf.notary.authenticSigningTime': new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     };
-    await writer.pushSignature('sa-ca-store', img, handJws(leaves.rsa3072, [leaves.rsa3072, root], img, ph), 'application/jose+json');
+    await writer.pushSignature(
+      'sa-ca-store',
+      img,
+      handJws(leaves.rsa3072, [leaves.rsa3072, root], img, ph),
+      'application/jose+json',
+    );
   }
   // Let the 1s expiries and the 25s leaf lapse.
   await new Promise((r) => setTimeout(r, Math.max(0, shortlivedEnd + 2_000 - Date.now())));
@@ -248,9 +310,29 @@ afterAll(async () => {
 
 describe('notation verdicts: pullguard agrees with notation verify 1.3.2', () => {
   const cases = [
-    'jws-gt', 'cose-gt', 'rsa3072-jws', 'rsa4096-cose', 'p256-jws', 'p384-cose', 'chain-jws', 'chain-cose',
-    'untrusted-ca', 'identity-mismatch', 'sig-expired', 'sig-expired-permissive', 'leaf-expired', 'tampered-envelope',
-    'tampered-payload', 'other-digest', 'sa-no-ast', 'sa-ca-store', 'multi', 'audit-untrusted', 'no-signature', 'skipped', 'unscoped',
+    'jws-gt',
+    'cose-gt',
+    'rsa3072-jws',
+    'rsa4096-cose',
+    'p256-jws',
+    'p384-cose',
+    'chain-jws',
+    'chain-cose',
+    'untrusted-ca',
+    'identity-mismatch',
+    'sig-expired',
+    'sig-expired-permissive',
+    'leaf-expired',
+    'tampered-envelope',
+    'tampered-payload',
+    'other-digest',
+    'sa-no-ast',
+    'sa-ca-store',
+    'multi',
+    'audit-untrusted',
+    'no-signature',
+    'skipped',
+    'unscoped',
   ];
   it.each(cases)('%s', async (repo) => {
     const n = await notationVerdict(repo);
@@ -271,7 +353,10 @@ describe('notation verifier on its own', () => {
     const deadline = new Deadline(20_000);
     try {
       const found = await createRegistryClient(policy.registry).discover(
-        { subject: parseReference(`${registry.host}/rsa3072-jws@${signed.digest}`) as never, classes: new Set(['notation']) },
+        {
+          subject: parseReference(`${registry.host}/rsa3072-jws@${signed.digest}`) as never,
+          classes: new Set(['notation']),
+        },
         deadline,
       );
       expect(found.artifacts.length).toBe(1);
@@ -280,12 +365,19 @@ describe('notation verifier on its own', () => {
       if (authority.kind !== 'notation') throw new Error('expected a notation authority');
       const res = await notationVerifier.verify(
         authority,
-        { reference: parseReference(`${registry.host}/rsa3072-jws@${other.digest}`) as never, descriptor: { mediaType: other.mediaType, digest: other.digest, size: other.size } },
+        {
+          reference: parseReference(`${registry.host}/rsa3072-jws@${other.digest}`) as never,
+          descriptor: { mediaType: other.mediaType, digest: other.digest, size: other.size },
+        },
         found.artifacts,
         deadline,
       );
       expect(res.satisfied).toBe(false);
-      expect(res.signatures[0]!.checks[0]).toMatchObject({ check: 'integrity', result: 'fail', enforcement: 'enforced' });
+      expect(res.signatures[0]!.checks[0]).toMatchObject({
+        check: 'integrity',
+        result: 'fail',
+        enforcement: 'enforced',
+      });
       expect(res.reason).toMatch(/signature is for .* not the pulled/);
     } finally {
       deadline.dispose();

@@ -82,7 +82,12 @@ const pg = (args: string[]) =>
 function runVerifier(name: string, image: PushedImage, policy: string) {
   const args = ['-name', name, '-digest', image.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
   const input = JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size });
-  return spawnSync(pullguardBinary(), args, { input, encoding: 'utf8', timeout: 30_000, env: { PULLGUARD_POLICY: policy } });
+  return spawnSync(pullguardBinary(), args, {
+    input,
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { PULLGUARD_POLICY: policy },
+  });
 }
 
 function mountTmpfs(dir: string, size: string, readOnly = false): void {
@@ -213,7 +218,9 @@ describe('doctor against this running containerd', () => {
       `ok    the running containerd (pid ${ctd.daemon.pid}) uses ${ctd.configFile}, unchanged since it started: the checks above describe it`,
     );
     expect(lines).toContain(`ok    decision log ${logFile} is writable`);
-    expect(r.stdout).toMatch(/^WARN {2}\d+ decision\(s\) in the last 7 days in .*\d+ would-deny: enforce mode would have denied [1-9]\d* pull\(s\); fix: read `pullguard log --would-deny --since 7d`/m);
+    expect(r.stdout).toMatch(
+      /^WARN {2}\d+ decision\(s\) in the last 7 days in .*\d+ would-deny: enforce mode would have denied [1-9]\d* pull\(s\); fix: read `pullguard log --would-deny --since 7d`/m,
+    );
     expect(r.stdout).toMatch(
       /^WARN {2}policy .* is in audit mode: .*fix: set mode: enforce once `pullguard log --would-deny --since 7d` shows nothing/m,
     );

@@ -31,7 +31,11 @@ const execFileAsync = promisify(execFile);
 /** The tools run asynchronously so that servers living in this process keep answering meanwhile. */
 async function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<string> {
   try {
-    const { stdout } = await execFileAsync(cmd, args, { cwd: home, env: { ...process.env, HOME: home, XDG_CONFIG_HOME: home, COSIGN_PASSWORD: 'pw', ...env }, timeout: 60_000 });
+    const { stdout } = await execFileAsync(cmd, args, {
+      cwd: home,
+      env: { ...process.env, HOME: home, XDG_CONFIG_HOME: home, COSIGN_PASSWORD: 'pw', ...env },
+      timeout: 60_000,
+    });
     return stdout;
   } catch (e) {
     const err = e as { stderr?: string; message: string };
@@ -49,30 +53,58 @@ async function withEnvAsync<T>(vars: Record<string, string>, fn: () => Promise<T
   try {
     return await fn();
   } finally {
-    for (const [k, v] of Object.entries(old)) if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
+    for (const [k, v] of Object.entries(old))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
   }
 }
 
 const cosignSign = (ref: string, bundle: boolean, env: Record<string, string> = {}) =>
-  run(tool('cosign'), ['sign', '--key', 'cosign.key', '--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${bundle}`, '--allow-http-registry', '-y', ref], env);
-const notationSign = (ref: string, format: 'jws' | 'cose' = 'jws') => run(tool('notation'), ['sign', '--insecure-registry', '--signature-format', format, ref]);
+  run(
+    tool('cosign'),
+    [
+      'sign',
+      '--key',
+      'cosign.key',
+      '--tlog-upload=false',
+      '--use-signing-config=false',
+      `--new-bundle-format=${bundle}`,
+      '--allow-http-registry',
+      '-y',
+      ref,
+    ],
+    env,
+  );
+const notationSign = (ref: string, format: 'jws' | 'cose' = 'jws') =>
+  run(tool('notation'), ['sign', '--insecure-registry', '--signature-format', format, ref]);
 
 /** A containerd config (version 2, as Kind ships) whose CRI config_path holds the given hosts.toml files. */
-function containerdConfig(hosts: Record<string, string>, dirName: (ns: string) => string = (ns) => ns.replace(/:(\d+)$/, '_$1_')): string {
+function containerdConfig(
+  hosts: Record<string, string>,
+  dirName: (ns: string) => string = (ns) => ns.replace(/:(\d+)$/, '_$1_'),
+): string {
   const dir = mkdtempSync(join(work, 'containerd-'));
   const certs = join(dir, 'certs.d');
   for (const [ns, toml] of Object.entries(hosts)) {
     mkdirSync(join(certs, dirName(ns)), { recursive: true });
     writeFileSync(join(certs, dirName(ns), 'hosts.toml'), toml);
   }
-  writeFileSync(join(dir, 'config.toml'), `version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = ${JSON.stringify(certs)}\n`);
+  writeFileSync(
+    join(dir, 'config.toml'),
+    `version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = ${JSON.stringify(certs)}\n`,
+  );
   return join(dir, 'config.toml');
 }
 
-function client(settings: { containerdConfig?: string; dockerConfig?: string } = {}): { c: DistributionClient; requests: string[] } {
+function client(settings: { containerdConfig?: string; dockerConfig?: string } = {}): {
+  c: DistributionClient;
+  requests: string[];
+} {
   const requests: string[] = [];
-  const c = new DistributionClient({ containerdConfig: settings.containerdConfig ?? containerdConfig({}), dockerConfig: settings.dockerConfig }, { env: {}, observer: (m, u) => requests.push(`${m} ${u.href}`) });
+  const c = new DistributionClient(
+    { containerdConfig: settings.containerdConfig ?? containerdConfig({}), dockerConfig: settings.dockerConfig },
+    { env: {}, observer: (m, u) => requests.push(`${m} ${u.href}`) },
+  );
   clients.push(c);
   return { c, requests };
 }
@@ -87,7 +119,14 @@ const discover = (c: DistributionClient, img: PushedImage, classes: ArtifactClas
 
 function dockerConfigFile(auths: Record<string, { username: string; password: string }>): string {
   const dir = mkdtempSync(join(work, 'docker-'));
-  const json = { auths: Object.fromEntries(Object.entries(auths).map(([h, a]) => [h, { auth: Buffer.from(`${a.username}:${a.password}`).toString('base64') }])) };
+  const json = {
+    auths: Object.fromEntries(
+      Object.entries(auths).map(([h, a]) => [
+        h,
+        { auth: Buffer.from(`${a.username}:${a.password}`).toString('base64') },
+      ]),
+    ),
+  };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(json));
   return dir;
 }
@@ -137,7 +176,11 @@ describe('plain http docker-registry 2.8.3 (tag fallback)', () => {
     const { c } = client();
     const r = await discover(c, all, ['cosign-legacy', 'cosign-bundle', 'notation']);
     const got = r.artifacts.map((a) => `${a.class} via ${a.foundVia}`).sort();
-    expect(got).toEqual(['cosign-bundle via referrers-tag', 'cosign-legacy via cosign-sig-tag', 'notation via referrers-tag']);
+    expect(got).toEqual([
+      'cosign-bundle via referrers-tag',
+      'cosign-legacy via cosign-sig-tag',
+      'notation via referrers-tag',
+    ]);
     for (const a of r.artifacts) {
       expect(a.repository).toBe(`${reg.host}/app`);
       for (const l of a.manifest.layers) expect((await a.fetchBlob(l)).length).toBe(l.size);
@@ -169,7 +212,9 @@ describe('plain http docker-registry 2.8.3 (tag fallback)', () => {
       ['notation, notation class', notation, ['notation']],
     ] as const) {
       // An explicit http server in hosts.toml: no https probe, as for a Kind local registry.
-      const { c, requests } = client({ containerdConfig: containerdConfig({ [reg.host]: `server = "http://${reg.host}"\n` }) });
+      const { c, requests } = client({
+        containerdConfig: containerdConfig({ [reg.host]: `server = "http://${reg.host}"\n` }),
+      });
       const r = await discover(c, img, [...classes]);
       expect(r.artifacts).toHaveLength(1);
       const a = r.artifacts[0]!;
@@ -190,7 +235,11 @@ describe('plain http docker-registry 2.8.3 (tag fallback)', () => {
   test('resolve: a tag to the digest containerd would pull, checked', async () => {
     const { c } = client();
     const d = await c.resolve(parseReference(`${reg.host}/app:bundle`), new Deadline(5000));
-    expect(d).toEqual({ mediaType: 'application/vnd.oci.image.index.v1+json', digest: bundle.digest, size: bundle.size });
+    expect(d).toEqual({
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      digest: bundle.digest,
+      size: bundle.size,
+    });
     const e = await rejects(c.resolve(parseReference(`${reg.host}/app:nope`), new Deadline(5000)));
     expect(e.code).toBe('REGISTRY_NOT_FOUND');
   });
@@ -200,7 +249,10 @@ describe('plain http docker-registry 2.8.3 (tag fallback)', () => {
     await cosignSign(`${reg.host}/app@${img.digest}`, false, { COSIGN_REPOSITORY: `${reg.host}/sigs` });
     const { c } = client();
     expect((await discover(c, img, ['cosign-legacy'])).artifacts).toEqual([]);
-    const r = await c.discover({ subject: subjectOf(img), classes: new Set(['cosign-legacy']), signatureRepository: `${reg.host}/sigs` }, new Deadline(5000));
+    const r = await c.discover(
+      { subject: subjectOf(img), classes: new Set(['cosign-legacy']), signatureRepository: `${reg.host}/sigs` },
+      new Deadline(5000),
+    );
     expect(r.artifacts.map((a) => [a.class, a.repository])).toEqual([['cosign-legacy', `${reg.host}/sigs`]]);
   });
 
@@ -210,13 +262,24 @@ describe('plain http docker-registry 2.8.3 (tag fallback)', () => {
     await push(bare.host, 'app', 'all', 'all');
     const ns = `ns=${encodeURIComponent(reg.host)}`;
 
-    const viaProxy = client({ containerdConfig: containerdConfig({ [reg.host]: `server = "http://${reg.host}"\n\n[host."http://${proxy.host}"]\n  capabilities = ["pull", "resolve"]\n` }) });
+    const viaProxy = client({
+      containerdConfig: containerdConfig({
+        [reg.host]: `server = "http://${reg.host}"\n\n[host."http://${proxy.host}"]\n  capabilities = ["pull", "resolve"]\n`,
+      }),
+    });
     const r1 = await discover(viaProxy.c, all, ['cosign-legacy', 'notation']);
     expect(r1.artifacts.map((a) => a.class).sort()).toEqual(['cosign-legacy', 'notation']);
     expect(viaProxy.requests.every((u) => u.includes(proxy.host) && u.includes(ns))).toBe(true);
     expect(proxy.daemon.output()).toContain(`/v2/app/manifests/${all.digest.replace(':', '-')}.sig?${ns}`);
 
-    const viaBare = client({ containerdConfig: containerdConfig({ [reg.host]: `server = "http://${reg.host}"\n\n[host."http://${bare.host}"]\n  capabilities = ["pull", "resolve"]\n` }, (h) => h) });
+    const viaBare = client({
+      containerdConfig: containerdConfig(
+        {
+          [reg.host]: `server = "http://${reg.host}"\n\n[host."http://${bare.host}"]\n  capabilities = ["pull", "resolve"]\n`,
+        },
+        (h) => h,
+      ),
+    });
     const r2 = await discover(viaBare.c, all, ['cosign-legacy']);
     expect(r2.artifacts.map((a) => a.class)).toEqual(['cosign-legacy']);
     expect(r2.notes.join('\n')).toMatch(new RegExp(`mirror ${bare.host} has no signatures .* trying ${reg.host}`));
@@ -228,15 +291,68 @@ describe('TLS from a private CA given by hosts.toml `ca`', () => {
   test('verifies the registry certificate with the CA; without it, a clear error', async () => {
     const dir = mkdtempSync(join(work, 'tls-'));
     const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=pullguard test CA', '-days', '2', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign']);
-    ssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1']);
+    ssl([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-subj',
+      '/CN=pullguard test CA',
+      '-days',
+      '2',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign',
+    ]);
+    ssl([
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'srv.key',
+      '-out',
+      'srv.csr',
+      '-subj',
+      '/CN=127.0.0.1',
+    ]);
     writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-    ssl(['x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.pem', '-days', '2', '-extfile', 'ext.cnf']);
+    ssl([
+      'x509',
+      '-req',
+      '-in',
+      'srv.csr',
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'srv.pem',
+      '-days',
+      '2',
+      '-extfile',
+      'ext.cnf',
+    ]);
     const reg = await registry({ tls: { cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') } });
-    const img = await withEnvAsync({ SSL_CERT_FILE: join(dir, 'ca.pem') }, () => push(reg.host, 'secure', 'v1', 'tls', { plainHttp: false }));
+    const img = await withEnvAsync({ SSL_CERT_FILE: join(dir, 'ca.pem') }, () =>
+      push(reg.host, 'secure', 'v1', 'tls', { plainHttp: false }),
+    );
     await cosignSign(`${reg.host}/secure@${img.digest}`, false, { SSL_CERT_FILE: join(dir, 'ca.pem') });
 
-    const cfg = containerdConfig({ [reg.host]: `server = "https://${reg.host}"\nca = ${JSON.stringify(join(dir, 'ca.pem'))}\n` });
+    const cfg = containerdConfig({
+      [reg.host]: `server = "https://${reg.host}"\nca = ${JSON.stringify(join(dir, 'ca.pem'))}\n`,
+    });
     const { c, requests } = client({ containerdConfig: cfg });
     const r = await discover(c, img, ['cosign-legacy']);
     expect(r.artifacts.map((a) => a.class)).toEqual(['cosign-legacy']);
@@ -245,7 +361,11 @@ describe('TLS from a private CA given by hosts.toml `ca`', () => {
     const bare = client({ containerdConfig: containerdConfig({ [reg.host]: `server = "https://${reg.host}"\n` }) });
     const e = await rejects(discover(bare.c, img, ['cosign-legacy']));
     expect(e.code).toBe('REGISTRY_UNREACHABLE');
-    expect(e.message).toMatch(new RegExp(`cannot reach https://${reg.host.replace(/\./g, '\\.')} .*give the registry's CA in hosts.toml \`ca\``));
+    expect(e.message).toMatch(
+      new RegExp(
+        `cannot reach https://${reg.host.replace(/\./g, '\\.')} .*give the registry's CA in hosts.toml \`ca\``,
+      ),
+    );
   });
 });
 
@@ -271,10 +391,19 @@ describe('htpasswd basic auth through a docker config.json', () => {
     const anon = client({ dockerConfig: join(dockerConfigFile({}), 'config.json') });
     const e = await rejects(discover(anon.c, img, ['cosign-legacy']));
     expect(e.code).toBe('REGISTRY_AUTH');
-    expect(e.message).toMatch(new RegExp(`${reg.host.replace(/\./g, '\\.')} requires credentials for ${reg.host.replace(/\./g, '\\.')}/private and none were found`));
+    expect(e.message).toMatch(
+      new RegExp(
+        `${reg.host.replace(/\./g, '\\.')} requires credentials for ${reg.host.replace(/\./g, '\\.')}/private and none were found`,
+      ),
+    );
     expect(e.message).not.toContain('s3cret');
 
-    const wrong = client({ dockerConfig: join(dockerConfigFile({ [`https://${reg.host}/v2/`]: { username: 'pg', password: 'wrong' } }), 'config.json') });
+    const wrong = client({
+      dockerConfig: join(
+        dockerConfigFile({ [`https://${reg.host}/v2/`]: { username: 'pg', password: 'wrong' } }),
+        'config.json',
+      ),
+    });
     const e2 = await rejects(discover(wrong.c, img, ['cosign-legacy']));
     expect(e2.code).toBe('REGISTRY_AUTH');
     expect(e2.message).toMatch(/denied access .*HTTP 401/);
@@ -318,7 +447,25 @@ createServer((req, res) => {
 `;
 
 async function startTokenServer(dir: string, opts: { issuer: string; service: string; users: Record<string, string> }) {
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'token.key', '-out', 'token.pem', '-subj', '/CN=pullguard token issuer', '-days', '2'], { cwd: dir, stdio: 'pipe' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'token.key',
+      '-out',
+      'token.pem',
+      '-subj',
+      '/CN=pullguard token issuer',
+      '-days',
+      '2',
+    ],
+    { cwd: dir, stdio: 'pipe' },
+  );
   writeFileSync(join(dir, 'token-server.cjs'), TOKEN_SERVER);
   const { port, daemon } = await onFreePort(async (port) => {
     const args = JSON.stringify({ ...opts, port, key: join(dir, 'token.key'), cert: join(dir, 'token.pem') });
@@ -341,14 +488,22 @@ async function startTokenServer(dir: string, opts: { issuer: string; service: st
 describe('token auth (registry delegating to a token server written here)', () => {
   test('anonymous bearer flow for a public repo; credentials from config.json for a private one; one token per scope', async () => {
     const dir = mkdtempSync(join(work, 'token-'));
-    const ts = await startTokenServer(dir, { issuer: 'pullguard-test', service: 'pg-registry', users: { pg: 'tok3n' } });
+    const ts = await startTokenServer(dir, {
+      issuer: 'pullguard-test',
+      service: 'pg-registry',
+      users: { pg: 'tok3n' },
+    });
     try {
-      const reg = await registry({ token: { realm: ts.realm, service: 'pg-registry', issuer: 'pullguard-test', rootCertBundle: ts.bundle } });
+      const reg = await registry({
+        token: { realm: ts.realm, service: 'pg-registry', issuer: 'pullguard-test', rootCertBundle: ts.bundle },
+      });
       const pub = await push(reg.host, 'public/app', 'v1', 'token-public');
       await cosignSign(`${reg.host}/public/app@${pub.digest}`, false);
       await cosignSign(`${reg.host}/public/app@${pub.digest}`, true);
       const docker = dockerConfigFile({ [reg.host]: { username: 'pg', password: 'tok3n' } });
-      const priv = await withEnvAsync({ DOCKER_CONFIG: docker }, () => push(reg.host, 'private/app', 'v1', 'token-private'));
+      const priv = await withEnvAsync({ DOCKER_CONFIG: docker }, () =>
+        push(reg.host, 'private/app', 'v1', 'token-private'),
+      );
       await cosignSign(`${reg.host}/private/app@${priv.digest}`, false, { DOCKER_CONFIG: docker });
 
       const before = ts.log().length;

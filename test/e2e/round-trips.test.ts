@@ -54,12 +54,18 @@ const containerdConfig = (hosts: Record<string, string>) => containerdConfigWith
 /** Discovery plus every layer blob of what it found, in process, with every request observed. */
 async function observed(image: PushedImage, classes: ArtifactClass[], containerdToml = emptyHosts): Promise<string[]> {
   const requests: string[] = [];
-  const c = new DistributionClient({ containerdConfig: containerdToml }, { env: {}, observer: (m, u) => requests.push(`${m} ${u.protocol}${u.pathname}`) });
+  const c = new DistributionClient(
+    { containerdConfig: containerdToml },
+    { env: {}, observer: (m, u) => requests.push(`${m} ${u.protocol}${u.pathname}`) },
+  );
   try {
     const slash = image.ref.indexOf('/');
     const path = image.ref.slice(slash + 1, image.ref.lastIndexOf(':'));
     const d = new Deadline(10_000);
-    const r = await c.discover({ subject: { domain: image.ref.slice(0, slash), path, digest: image.digest }, classes: new Set(classes) }, d);
+    const r = await c.discover(
+      { subject: { domain: image.ref.slice(0, slash), path, digest: image.digest }, classes: new Set(classes) },
+      d,
+    );
     expect(r.artifacts).toHaveLength(1);
     for (const a of r.artifacts) for (const l of a.manifest.layers) await a.fetchBlob(l);
     d.dispose();
@@ -78,28 +84,57 @@ beforeAll(async () => {
     img[k] = await pushImage(registry.host, `rt/${k}`, 'v1', `round-trips-${k}-${Date.now()}`);
   }
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', key]);
-  for (const [image, bundle] of [[img.legacy, false], [img.bundle, true]] as const) {
-    await cosignOk(home, ['sign', '--key', `${key}.key`, '--tlog-upload=false', '--use-signing-config=false', `--new-bundle-format=${bundle}`, '--allow-http-registry', `${registry.host}/${image === img.legacy ? 'rt/legacy' : 'rt/bundle'}@${image.digest}`]);
+  for (const [image, bundle] of [
+    [img.legacy, false],
+    [img.bundle, true],
+  ] as const) {
+    await cosignOk(home, [
+      'sign',
+      '--key',
+      `${key}.key`,
+      '--tlog-upload=false',
+      '--use-signing-config=false',
+      `--new-bundle-format=${bundle}`,
+      '--allow-http-registry',
+      `${registry.host}/${image === img.legacy ? 'rt/legacy' : 'rt/bundle'}@${image.digest}`,
+    ]);
   }
   nt = notationSandbox();
   const g = await nt.run(['cert', 'generate-test', 'rt.example']);
   if (g.status !== 0) throw new Error(g.output);
-  nt.writeTrustPolicy([{ name: 'rt', registryScopes: ['*'], signatureVerification: { level: 'strict' }, trustStores: ['ca:rt.example'], trustedIdentities: ['*'] }]);
-  const s = await nt.run(['sign', '--insecure-registry', '--key', 'rt.example', `${registry.host}/rt/notation@${img.notation.digest}`]);
+  nt.writeTrustPolicy([
+    {
+      name: 'rt',
+      registryScopes: ['*'],
+      signatureVerification: { level: 'strict' },
+      trustStores: ['ca:rt.example'],
+      trustedIdentities: ['*'],
+    },
+  ]);
+  const s = await nt.run([
+    'sign',
+    '--insecure-registry',
+    '--key',
+    'rt.example',
+    `${registry.host}/rt/notation@${img.notation.digest}`,
+  ]);
   if (s.status !== 0) throw new Error(s.output);
 
   emptyHosts = containerdConfig({});
   policy = join(work, 'policy.yaml');
-  writeFileSync(policy, [
-    'version: 1',
-    'default: deny',
-    'rules:',
-    `  - {name: cosign, match: ["${registry.host}/rt/legacy", "${registry.host}/rt/bundle"], action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
-    `  - {name: notation, match: "${registry.host}/rt/notation", action: verify, authorities: [{name: rt, notation: {config: ${nt.configDir}}}]}`,
-    'registry:',
-    `  containerdConfig: ${emptyHosts}`,
-    '',
-  ].join('\n'));
+  writeFileSync(
+    policy,
+    [
+      'version: 1',
+      'default: deny',
+      'rules:',
+      `  - {name: cosign, match: ["${registry.host}/rt/legacy", "${registry.host}/rt/bundle"], action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
+      `  - {name: notation, match: "${registry.host}/rt/notation", action: verify, authorities: [{name: rt, notation: {config: ${nt.configDir}}}]}`,
+      'registry:',
+      `  containerdConfig: ${emptyHosts}`,
+      '',
+    ].join('\n'),
+  );
 }, 180_000);
 
 afterAll(async () => {
@@ -117,39 +152,62 @@ describe('requests per format, beside the CLIs', () => {
     const notation = await observed(img.notation, ['notation']);
     // docker-registry has no referrers API: its 404 sends discovery to the referrers tag (cosign and
     // notation both keep that tag); the .sig tag is asked at the same time.
-    expect(legacy.map((r) => r.replace(/[0-9a-f]{64}/g, 'H'))).toEqual(expect.arrayContaining([
-      'GET http:/v2/rt/legacy/manifests/sha256-H.sig',
-      'GET http:/v2/rt/legacy/referrers/sha256:H',
-      'GET http:/v2/rt/legacy/manifests/sha256-H',
-      'GET http:/v2/rt/legacy/blobs/sha256:H',
-    ]));
+    expect(legacy.map((r) => r.replace(/[0-9a-f]{64}/g, 'H'))).toEqual(
+      expect.arrayContaining([
+        'GET http:/v2/rt/legacy/manifests/sha256-H.sig',
+        'GET http:/v2/rt/legacy/referrers/sha256:H',
+        'GET http:/v2/rt/legacy/manifests/sha256-H',
+        'GET http:/v2/rt/legacy/blobs/sha256:H',
+      ]),
+    );
     expect(legacy).toHaveLength(4);
     expect(notation[0]).toMatch(/^GET http:\/v2\/rt\/notation\/referrers\//);
     expect(bundle).toHaveLength(5); // .sig 404, referrers API 404, tag index, bundle manifest, bundle blob
     expect(notation).toHaveLength(4); // referrers API 404, tag index, signature manifest, envelope blob
-    for (const r of [...legacy, ...bundle, ...notation]) expect(r).toMatch(/^GET http:\/v2\/rt\/\w+\/(manifests|referrers|blobs)\//);
+    for (const r of [...legacy, ...bundle, ...notation])
+      expect(r).toMatch(/^GET http:\/v2\/rt\/\w+\/(manifests|referrers|blobs)\//);
   });
 
   test('the shipped executable makes the same requests, fewer than cosign verify and notation verify', async () => {
     const counts: Record<string, number> = {};
     const pg = async (image: PushedImage) => {
-      const r = await runVerifier(pullguardBinary(), { name: image.ref, digest: image.digest, mediaType: image.mediaType, size: image.size }, { PULLGUARD_POLICY: policy });
+      const r = await runVerifier(
+        pullguardBinary(),
+        { name: image.ref, digest: image.digest, mediaType: image.mediaType, size: image.size },
+        { PULLGUARD_POLICY: policy },
+      );
       expect(r.code, r.stdout).toBe(0);
     };
     counts['pullguard legacy'] = (await logged(registry, () => pg(img.legacy))).length;
     counts['pullguard bundle'] = (await logged(registry, () => pg(img.bundle))).length;
     counts['pullguard notation'] = (await logged(registry, () => pg(img.notation))).length;
     const cosignVerify = async (image: PushedImage, repo: string, extra: string[] = []) => {
-      const r = await cosign(home, ['verify', '--key', `${key}.pub`, '--insecure-ignore-tlog', '--allow-http-registry', ...extra, `${registry.host}/${repo}@${image.digest}`]);
+      const r = await cosign(home, [
+        'verify',
+        '--key',
+        `${key}.pub`,
+        '--insecure-ignore-tlog',
+        '--allow-http-registry',
+        ...extra,
+        `${registry.host}/${repo}@${image.digest}`,
+      ]);
       expect(r.code, r.out).toBe(0);
     };
     counts['cosign verify legacy'] = (await logged(registry, () => cosignVerify(img.legacy, 'rt/legacy'))).length;
-    counts['cosign verify --new-bundle-format=false legacy'] = (await logged(registry, () => cosignVerify(img.legacy, 'rt/legacy', ['--new-bundle-format=false']))).length;
+    counts['cosign verify --new-bundle-format=false legacy'] = (
+      await logged(registry, () => cosignVerify(img.legacy, 'rt/legacy', ['--new-bundle-format=false']))
+    ).length;
     counts['cosign verify bundle'] = (await logged(registry, () => cosignVerify(img.bundle, 'rt/bundle'))).length;
-    counts['notation verify'] = (await logged(registry, async () => {
-      const r = await nt.run(['verify', '--insecure-registry', `${registry.host}/rt/notation@${img.notation.digest}`]);
-      expect(r.status, r.output).toBe(0);
-    })).length;
+    counts['notation verify'] = (
+      await logged(registry, async () => {
+        const r = await nt.run([
+          'verify',
+          '--insecure-registry',
+          `${registry.host}/rt/notation@${img.notation.digest}`,
+        ]);
+        expect(r.status, r.output).toBe(0);
+      })
+    ).length;
     console.log(`requests per verification (registry access log): ${JSON.stringify(counts)}`);
     expect(counts['pullguard legacy']).toBe(4);
     expect(counts['pullguard bundle']).toBe(5);
@@ -166,22 +224,45 @@ describe('TLS: one full handshake per host', () => {
     // A TLS terminator in front of the real registry, with the CA given by hosts.toml as for a remote one.
     const dir = mkdtempSync(join(work, 'tls-front-'));
     const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'k.pem', '-out', 'c.pem', '-subj', '/CN=127.0.0.1', '-days', '2', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    ssl([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'k.pem',
+      '-out',
+      'c.pem',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-days',
+      '2',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ]);
     let full = 0;
     let resumed = 0;
-    const front = createTlsServer({ key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) }, (tls) => {
-      if (tls.isSessionReused()) resumed++;
-      else full++;
-      const up = connect(registry.port, '127.0.0.1');
-      tls.pipe(up).pipe(tls);
-      const close = () => (tls.destroy(), up.destroy());
-      tls.on('error', close).on('close', close);
-      up.on('error', close);
-    });
+    const front = createTlsServer(
+      { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) },
+      (tls) => {
+        if (tls.isSessionReused()) resumed++;
+        else full++;
+        const up = connect(registry.port, '127.0.0.1');
+        tls.pipe(up).pipe(tls);
+        const close = () => (tls.destroy(), up.destroy());
+        tls.on('error', close).on('close', close);
+        up.on('error', close);
+      },
+    );
     await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
     const host = `127.0.0.1:${(front.address() as AddressInfo).port}`;
     try {
-      const toml = containerdConfig({ [host]: `server = "https://${host}"\nca = ${JSON.stringify(join(dir, 'c.pem'))}\n` });
+      const toml = containerdConfig({
+        [host]: `server = "https://${host}"\nca = ${JSON.stringify(join(dir, 'c.pem'))}\n`,
+      });
       const image = { ...img.notation, ref: img.notation.ref.replace(registry.host, host) };
       const requests = await observed(image, ['notation', 'cosign-legacy', 'cosign-bundle'], toml);
       expect(requests.every((r) => r.startsWith('GET https:'))).toBe(true);
@@ -197,7 +278,14 @@ describe('TLS: one full handshake per host', () => {
 describe('loopback registries, as containerd finds them', () => {
   test('a plain-http loopback registry never loads tls (the bundle, with a preload that reports it)', () => {
     const image = img.legacy;
-    const args = ['-name', image.ref, '-digest', image.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+    const args = [
+      '-name',
+      image.ref,
+      '-digest',
+      image.digest,
+      '-stdin-media-type',
+      'application/vnd.oci.descriptor.v1+json',
+    ];
     const preload = join(ROOT, 'test/helpers/report-tls-loaded.cjs');
     const r = spawnSync(process.execPath, ['-r', preload, join(ROOT, 'dist/pullguard.cjs'), ...args], {
       env: { PULLGUARD_POLICY: policy },
@@ -212,7 +300,25 @@ describe('loopback registries, as containerd finds them', () => {
   test('a loopback TLS registry without hosts.toml is found over https after one plain-http attempt', async () => {
     const dir = mkdtempSync(join(work, 'tls-'));
     const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'srv.key', '-out', 'srv.pem', '-subj', '/CN=127.0.0.1', '-days', '2', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    ssl([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'srv.key',
+      '-out',
+      'srv.pem',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-days',
+      '2',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ]);
     const tls = await startRegistry({ tls: { cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') } });
     try {
       process.env.SSL_CERT_FILE = join(dir, 'srv.pem'); // for oras
@@ -222,7 +328,19 @@ describe('loopback registries, as containerd finds them', () => {
       } finally {
         delete process.env.SSL_CERT_FILE;
       }
-      await cosignOk(home, ['sign', '--key', `${key}.key`, '--tlog-upload=false', '--use-signing-config=false', '--new-bundle-format=false', `${tls.host}/rt/tls@${image.digest}`], { SSL_CERT_FILE: join(dir, 'srv.pem') });
+      await cosignOk(
+        home,
+        [
+          'sign',
+          '--key',
+          `${key}.key`,
+          '--tlog-upload=false',
+          '--use-signing-config=false',
+          '--new-bundle-format=false',
+          `${tls.host}/rt/tls@${image.digest}`,
+        ],
+        { SSL_CERT_FILE: join(dir, 'srv.pem') },
+      );
       const requests = await observed(image, ['cosign-legacy']);
       // containerd: https with skip_verify, http only when the server answers TLS with HTTP. Here: one
       // plain-http attempt that the TLS server refuses, then https for good.
@@ -233,5 +351,4 @@ describe('loopback registries, as containerd finds them', () => {
       await tls.stop();
     }
   });
-
 });

@@ -247,7 +247,10 @@ describe('pullguard scan', () => {
     expect(json.summary).toMatchObject({ images: 4, allow: 1, deny: 3, removed: 0 });
 
     // The node's decision log has both: the pulls (containerd ran pullguard) and scan's decisions.
-    const log = readFileSync(join(work, 'decisions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const log = readFileSync(join(work, 'decisions.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const seen = (source: string | undefined, name: string) =>
       log
         .filter((e: { source?: string; name: string }) => e.source === source && e.name === name)
@@ -258,8 +261,12 @@ describe('pullguard scan', () => {
 
     // And the metrics: scan's decisions in their own family, beside the pulls'.
     const prom = readFileSync(join(work, 'pullguard.prom'), 'utf8');
-    expect(prom).toMatch(/^pullguard_scan_decisions_total\{verdict="allow",policy_verdict="allow",rule="signed-only",code="OK"\} 1$/m);
-    expect(prom).toMatch(/^pullguard_scan_decisions_total\{verdict="deny",policy_verdict="deny",rule="signed-only",[^}]*\} 3$/m);
+    expect(prom).toMatch(
+      /^pullguard_scan_decisions_total\{verdict="allow",policy_verdict="allow",rule="signed-only",code="OK"\} 1$/m,
+    );
+    expect(prom).toMatch(
+      /^pullguard_scan_decisions_total\{verdict="deny",policy_verdict="deny",rule="signed-only",[^}]*\} 3$/m,
+    );
     expect(prom).toMatch(/^pullguard_decisions_total\{verdict="deny"/m);
   });
 

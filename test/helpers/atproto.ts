@@ -38,7 +38,10 @@ async function newKeypair(curve: 'k256' | 'p256') {
   return curve === 'p256' ? P256Keypair.create({ exportable: true }) : Secp256k1Keypair.create({ exportable: true });
 }
 
-export async function createPublisher(did: string, opts: { curve?: 'k256' | 'p256'; handle?: string } = {}): Promise<Publisher> {
+export async function createPublisher(
+  did: string,
+  opts: { curve?: 'k256' | 'p256'; handle?: string } = {},
+): Promise<Publisher> {
   const keypair = await newKeypair(opts.curve ?? 'k256');
   const storage = new MemoryBlockstore();
   const repo = await Repo.create(storage, did, keypair);
@@ -46,10 +49,17 @@ export async function createPublisher(did: string, opts: { curve?: 'k256' | 'p25
 }
 
 /** Writes an io.atcr.manifest record (as ATCR's lexicon has it) and commits it, signed by the repo key. */
-export async function publishManifest(pub: Publisher, record: { repository: string; digest: string; mediaType: string }, rkey?: string) {
+export async function publishManifest(
+  pub: Publisher,
+  record: { repository: string; digest: string; mediaType: string },
+  rkey?: string,
+) {
   const key = rkey ?? `3l${randomBytes(6).toString('hex')}`;
   const value = { $type: COLLECTION, ...record, schemaVersion: 2, createdAt: new Date().toISOString() };
-  pub.repo = await pub.repo.applyWrites([{ action: WriteOpAction.Create, collection: COLLECTION, rkey: key, record: value }], pub.keypair);
+  pub.repo = await pub.repo.applyWrites(
+    [{ action: WriteOpAction.Create, collection: COLLECTION, rkey: key, record: value }],
+    pub.keypair,
+  );
   const cid = (await pub.repo.data.get(`${COLLECTION}/${key}`))!.toString();
   return { rkey: key, cid, commit: pub.repo.cid.toString() };
 }
@@ -57,7 +67,10 @@ export async function publishManifest(pub: Publisher, record: { repository: stri
 /** Rewrites an existing record in place (same rkey, new content, so a new CID). */
 export async function rewriteManifest(pub: Publisher, rkey: string, record: Record<string, unknown>) {
   const value = { $type: COLLECTION, schemaVersion: 2, createdAt: new Date().toISOString(), ...record };
-  pub.repo = await pub.repo.applyWrites([{ action: WriteOpAction.Update, collection: COLLECTION, rkey, record: value }], pub.keypair);
+  pub.repo = await pub.repo.applyWrites(
+    [{ action: WriteOpAction.Update, collection: COLLECTION, rkey, record: value }],
+    pub.keypair,
+  );
 }
 
 /** Key rotation as a PLC update does it: a new key in the DID document; commits already made stay signed by the old one. */
@@ -78,7 +91,9 @@ export function didDocument(pub: Publisher, pdsUrl: string, overrides: { multiba
     '@context': ['https://www.w3.org/ns/did/v1', 'https://w3id.org/security/multikey/v1'],
     id: pub.did,
     alsoKnownAs: pub.handle ? [`at://${pub.handle}`] : [],
-    verificationMethod: [{ id: `${pub.did}#atproto`, type: 'Multikey', controller: pub.did, publicKeyMultibase: multibase }],
+    verificationMethod: [
+      { id: `${pub.did}#atproto`, type: 'Multikey', controller: pub.did, publicKeyMultibase: multibase },
+    ],
     service: [{ id: '#atproto_pds', type: 'AtprotoPersonalDataServer', serviceEndpoint: pdsUrl }],
   };
 }
@@ -140,8 +155,26 @@ async function serverCertificate(pki: Pki): Promise<{ cert: string; key: string 
   );
   await o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'server.key']);
   await o(['req', '-new', '-key', 'server.key', '-subj', '/CN=localhost/O=pullguard test pds', '-out', 'server.csr']);
-  await o(['x509', '-req', '-in', 'server.csr', '-CA', 'inter.pem', '-CAkey', 'inter.key', '-CAcreateserial', '-days', '30', '-sha256',
-    '-extfile', 'server.cnf', '-extensions', 'srv', '-out', 'server.pem']);
+  await o([
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'inter.pem',
+    '-CAkey',
+    'inter.key',
+    '-CAcreateserial',
+    '-days',
+    '30',
+    '-sha256',
+    '-extfile',
+    'server.cnf',
+    '-extensions',
+    'srv',
+    '-out',
+    'server.pem',
+  ]);
   const chain = readFileSync(join(pki.dir, 'server.pem'), 'utf8') + pki.intermediatePem;
   writeFileSync(join(pki.dir, 'server-chain.pem'), chain);
   return { cert: join(pki.dir, 'server-chain.pem'), key: join(pki.dir, 'server.key') };
@@ -241,6 +274,10 @@ export async function pushAtprotoSignature(
   const { createHash } = await import('node:crypto');
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
   const m = await writer.putManifest(repo, digest, manifest);
-  await writer.addReferrer(repo, subject.digest, { mediaType: manifest.mediaType, ...m, artifactType: ATPROTO_SIGNATURE });
+  await writer.addReferrer(repo, subject.digest, {
+    mediaType: manifest.mediaType,
+    ...m,
+    artifactType: ATPROTO_SIGNATURE,
+  });
   return m.digest;
 }

@@ -175,7 +175,10 @@ function tomlToJson(text: string): Json {
  * Kind's `patch.ContainerdTOML` for merge patches: each patch is TOML turned into JSON and merged
  * over the node config; a patch that declares a `version` other than the node file's is skipped.
  */
-export function applyKindPatches(base: string, patches: readonly string[]): { toml: string; applied: number; skipped: number } {
+export function applyKindPatches(
+  base: string,
+  patches: readonly string[],
+): { toml: string; applied: number; skipped: number } {
   let doc = tomlToJson(base);
   const version = isObject(doc) && typeof doc.version === 'number' ? doc.version : 0;
   if (version === 0) throw new Error('failed to detect containerd config version');
@@ -198,7 +201,8 @@ export function applyKindPatches(base: string, patches: readonly string[]): { to
 export function kindPatches(file = KIND_CLUSTER): string[] {
   const cluster = parseYaml(readFileSync(file, 'utf8')) as { containerdConfigPatches?: unknown };
   const patches = cluster.containerdConfigPatches;
-  if (!Array.isArray(patches) || !patches.every((p) => typeof p === 'string')) throw new Error(`${file}: containerdConfigPatches must be a list of strings`);
+  if (!Array.isArray(patches) || !patches.every((p) => typeof p === 'string'))
+    throw new Error(`${file}: containerdConfigPatches must be a list of strings`);
   return patches;
 }
 
@@ -323,7 +327,8 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
         : []),
     ].join('\n');
     const { toml, skipped } = applyKindPatches(KIND_NODE_CONFIG, [...patches, paths]);
-    if (skipped > 0) throw new Error(`${skipped} Kind patch(es) skipped: a patch declares a version other than the node config's`);
+    if (skipped > 0)
+      throw new Error(`${skipped} Kind patch(es) skipped: a patch declares a version other than the node config's`);
     writeFileSync(configFile, toml);
   }
 
@@ -340,7 +345,13 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
       execFile(
         tool('ctr'),
         ['-a', socket, '-n', o.namespace ?? 'default', ...args],
-        { encoding: 'utf8', timeout: o.timeoutMs ?? 60_000, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024, env: { PATH: env.PATH! } },
+        {
+          encoding: 'utf8',
+          timeout: o.timeoutMs ?? 60_000,
+          killSignal: 'SIGKILL',
+          maxBuffer: 16 * 1024 * 1024,
+          env: { PATH: env.PATH! },
+        },
         (err, stdout, stderr) => {
           const status = err ? (typeof err.code === 'number' ? err.code : null) : 0;
           resolve({ status, stdout, stderr: `${stderr}${err && status === null ? `\n${err.message}` : ''}` });
@@ -360,12 +371,20 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
     decisionRecords: () => parseDecisionRecords(daemon.output()),
     async waitForRecord(match, timeoutMs = 5_000) {
       let found: DecisionRecord | undefined;
-      await waitFor('pullguard decision record in containerd log', () => (found = parseDecisionRecords(daemon.output()).find(match)) !== undefined, timeoutMs);
+      await waitFor(
+        'pullguard decision record in containerd log',
+        () => (found = parseDecisionRecords(daemon.output()).find(match)) !== undefined,
+        timeoutMs,
+      );
       return found!;
     },
     ctr,
     configDump() {
-      const r = spawnSync(tool('containerd'), ['--config', configFile, 'config', 'dump'], { encoding: 'utf8', timeout: 20_000, env });
+      const r = spawnSync(tool('containerd'), ['--config', configFile, 'config', 'dump'], {
+        encoding: 'utf8',
+        timeout: 20_000,
+        env,
+      });
       if (r.status !== 0) throw new Error(`containerd config dump failed: ${r.stderr}`);
       return r.stdout;
     },
@@ -385,7 +404,9 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
     // Ready when the CRI image service answers, not merely when the socket exists.
     await waitFor(
       'containerd CRI',
-      async () => /msg="containerd successfully booted/.test(daemon.output()) && (await ctr(['version'], { timeoutMs: 5_000 })).status === 0,
+      async () =>
+        /msg="containerd successfully booted/.test(daemon.output()) &&
+        (await ctr(['version'], { timeoutMs: 5_000 })).status === 0,
       30_000,
       daemon,
     );

@@ -2,7 +2,13 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Deadline } from '../../src/common/deadline.js';
-import type { ArtifactClass, FoundVia, OciDescriptor, OciManifest, SignatureArtifact } from '../../src/registry/types.js';
+import type {
+  ArtifactClass,
+  FoundVia,
+  OciDescriptor,
+  OciManifest,
+  SignatureArtifact,
+} from '../../src/registry/types.js';
 import type { AuthorityResult, Subject } from '../../src/verify/types.js';
 import { cosignVerifier } from '../../src/verify/cosign/index.js';
 import type { CosignSpec } from '../../src/policy/authorities/cosign.js';
@@ -14,7 +20,8 @@ const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('
 /** The public-good keyless fixtures, in the repository. Tests fail loudly (never skip) when they are absent. */
 export const SIGSTORE_PUBLIC = join(ROOT, 'test', 'fixtures', 'sigstore-public');
 export function requireSigstoreFixtures(): string {
-  if (!existsSync(join(SIGSTORE_PUBLIC, 'README.md'))) throw new Error(`public-good Sigstore fixtures are missing: expected ${SIGSTORE_PUBLIC}`);
+  if (!existsSync(join(SIGSTORE_PUBLIC, 'README.md')))
+    throw new Error(`public-good Sigstore fixtures are missing: expected ${SIGSTORE_PUBLIC}`);
   return SIGSTORE_PUBLIC;
 }
 
@@ -34,7 +41,12 @@ export function memoryArtifact(opts: {
   const layers: OciDescriptor[] = opts.layers.map((l) => {
     const digest = sha(l.blob);
     blobs.set(digest, l.blob);
-    return { mediaType: l.mediaType, digest, size: l.blob.length, ...(l.annotations ? { annotations: l.annotations } : {}) };
+    return {
+      mediaType: l.mediaType,
+      digest,
+      size: l.blob.length,
+      ...(l.annotations ? { annotations: l.annotations } : {}),
+    };
   });
   const manifest: OciManifest = {
     schemaVersion: 2,
@@ -59,12 +71,23 @@ export function memoryArtifact(opts: {
   };
 }
 
-export function subjectOf(repository: string, digest: string, mediaType = 'application/vnd.oci.image.manifest.v1+json'): Subject {
+export function subjectOf(
+  repository: string,
+  digest: string,
+  mediaType = 'application/vnd.oci.image.manifest.v1+json',
+): Subject {
   const slash = repository.indexOf('/');
-  return { reference: { domain: repository.slice(0, slash), path: repository.slice(slash + 1), digest }, descriptor: { mediaType, digest, size: 1 } };
+  return {
+    reference: { domain: repository.slice(0, slash), path: repository.slice(slash + 1), digest },
+    descriptor: { mediaType, digest, size: 1 },
+  };
 }
 
-export async function verifyWith(spec: CosignSpec, subject: Subject, artifacts: SignatureArtifact[]): Promise<AuthorityResult> {
+export async function verifyWith(
+  spec: CosignSpec,
+  subject: Subject,
+  artifacts: SignatureArtifact[],
+): Promise<AuthorityResult> {
   const deadline = new Deadline(30_000);
   try {
     return await cosignVerifier.verify({ name: 'test', kind: 'cosign', spec }, subject, artifacts, deadline);
@@ -86,7 +109,14 @@ export interface CosignRun {
 export async function cosign(home: string, args: string[], env: Record<string, string> = {}): Promise<CosignRun> {
   mkdirSync(home, { recursive: true });
   const r = await exec(tool('cosign'), args, {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, COSIGN_PASSWORD: '', COSIGN_YES: 'true', SIGSTORE_NO_CACHE: '1', ...env },
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: home,
+      COSIGN_PASSWORD: '',
+      COSIGN_YES: 'true',
+      SIGSTORE_NO_CACHE: '1',
+      ...env,
+    },
     timeoutMs: 60_000,
     maxBuffer: 16 * 1024 * 1024,
   });
@@ -103,8 +133,18 @@ export async function cosignOk(home: string, args: string[], env: Record<string,
 }
 
 /** `cosign sign --key KEY` of a digest reference in a plain-HTTP test registry, no transparency log. */
-export async function cosignSignKey(home: string, key: string, ref: string, env: Record<string, string> = {}): Promise<void> {
-  const flags = ['--tlog-upload=false', '--use-signing-config=false', '--allow-http-registry', '--allow-insecure-registry'];
+export async function cosignSignKey(
+  home: string,
+  key: string,
+  ref: string,
+  env: Record<string, string> = {},
+): Promise<void> {
+  const flags = [
+    '--tlog-upload=false',
+    '--use-signing-config=false',
+    '--allow-http-registry',
+    '--allow-insecure-registry',
+  ];
   await cosignOk(home, ['sign', '--key', key, ...flags, '-y', ref], env);
 }
 
@@ -143,10 +183,46 @@ export async function makePki(dir: string, name = 'pullguard test'): Promise<Pki
     ].join('\n'),
   );
   await o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'root.key']);
-  await o(['req', '-x509', '-new', '-key', 'root.key', '-subj', `/CN=${name} root/O=pullguard`, '-days', '3650', '-sha256', '-out', 'root.pem', '-extensions', 'root', '-config', 'ext.cnf']);
+  await o([
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    'root.key',
+    '-subj',
+    `/CN=${name} root/O=pullguard`,
+    '-days',
+    '3650',
+    '-sha256',
+    '-out',
+    'root.pem',
+    '-extensions',
+    'root',
+    '-config',
+    'ext.cnf',
+  ]);
   await o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'inter.key']);
   await o(['req', '-new', '-key', 'inter.key', '-subj', `/CN=${name} intermediate/O=pullguard`, '-out', 'inter.csr']);
-  await o(['x509', '-req', '-in', 'inter.csr', '-CA', 'root.pem', '-CAkey', 'root.key', '-CAcreateserial', '-days', '1825', '-sha256', '-extfile', 'ext.cnf', '-extensions', 'inter', '-out', 'inter.pem']);
+  await o([
+    'x509',
+    '-req',
+    '-in',
+    'inter.csr',
+    '-CA',
+    'root.pem',
+    '-CAkey',
+    'root.key',
+    '-CAcreateserial',
+    '-days',
+    '1825',
+    '-sha256',
+    '-extfile',
+    'ext.cnf',
+    '-extensions',
+    'inter',
+    '-out',
+    'inter.pem',
+  ]);
   const { readFileSync } = await import('node:fs');
   const rootPem = readFileSync(join(dir, 'root.pem'), 'utf8');
   const intermediatePem = readFileSync(join(dir, 'inter.pem'), 'utf8');
@@ -186,7 +262,20 @@ export async function makeLeaf(
   // `openssl ca` (not x509) because OpenSSL 3.0's x509 cannot set an end date in seconds.
   writeFileSync(
     join(pki.dir, 'ca.cnf'),
-    ['[ca]', 'default_ca=d', '[d]', 'database=index.txt', 'new_certs_dir=.', 'serial=serial', 'default_md=sha256', 'policy=p', 'unique_subject=no', '[p]', 'commonName=supplied', ''].join('\n'),
+    [
+      '[ca]',
+      'default_ca=d',
+      '[d]',
+      'database=index.txt',
+      'new_certs_dir=.',
+      'serial=serial',
+      'default_md=sha256',
+      'policy=p',
+      'unique_subject=no',
+      '[p]',
+      'commonName=supplied',
+      '',
+    ].join('\n'),
   );
   if (!existsSync(join(pki.dir, 'index.txt'))) {
     writeFileSync(join(pki.dir, 'index.txt'), '');
@@ -196,9 +285,30 @@ export async function makeLeaf(
   else await o(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`]);
   await o(['req', '-new', '-key', `${name}.key`, '-subj', `/CN=${name}/O=pullguard`, '-out', `${name}.csr`]);
   const end = new Date(Date.now() + (opts.seconds ?? 365 * 86400) * 1000);
-  await o(['ca', '-batch', '-notext', '-config', 'ca.cnf', '-cert', 'inter.pem', '-keyfile', 'inter.key', '-in', `${name}.csr`, '-out', `${name}.pem`,
+  await o([
+    'ca',
+    '-batch',
+    '-notext',
+    '-config',
+    'ca.cnf',
+    '-cert',
+    'inter.pem',
+    '-keyfile',
+    'inter.key',
+    '-in',
+    `${name}.csr`,
+    '-out',
+    `${name}.pem`,
     // Not back-dated: cosign checks the chain at the leaf's NotBefore, when the CA must already exist.
-    '-startdate', stamp(new Date()), '-enddate', stamp(end), '-extfile', `${name}.cnf`, '-extensions', 'leaf']);
+    '-startdate',
+    stamp(new Date()),
+    '-enddate',
+    stamp(end),
+    '-extfile',
+    `${name}.cnf`,
+    '-extensions',
+    'leaf',
+  ]);
   return { cert: join(pki.dir, `${name}.pem`), key: join(pki.dir, `${name}.key`) };
 }
 

@@ -6,7 +6,10 @@ import { vi } from 'vitest';
  * ("took less than 1000 ms") fail on a busy 2-core CI box and pass for a timer set ten times too long
  * if the box is fast; this fails for a timer off by one millisecond, and never for load.
  */
-export async function settlesAtDeadline<T>(deadlineMs: number, start: () => Promise<T>): Promise<PromiseSettledResult<T>> {
+export async function settlesAtDeadline<T>(
+  deadlineMs: number,
+  start: () => Promise<T>,
+): Promise<PromiseSettledResult<T>> {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
   try {
     let outcome: PromiseSettledResult<T> | undefined;

@@ -20,7 +20,14 @@ export interface ExecOptions {
  */
 export function exec(cmd: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
   return new Promise((resolve) => {
-    const o = { encoding: 'buffer' as const, timeout: opts.timeoutMs ?? 30_000, killSignal: 'SIGKILL' as const, maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024, env: opts.env, cwd: opts.cwd };
+    const o = {
+      encoding: 'buffer' as const,
+      timeout: opts.timeoutMs ?? 30_000,
+      killSignal: 'SIGKILL' as const,
+      maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024,
+      env: opts.env,
+      cwd: opts.cwd,
+    };
     execFile(cmd, [...args], o, (err, stdout, stderr) => {
       const code = (err as { code?: unknown } | null)?.code;
       resolve({ status: err ? (typeof code === 'number' ? code : -1) : 0, stdout, stderr: stderr.toString() });
@@ -31,6 +38,7 @@ export function exec(cmd: string, args: readonly string[], opts: ExecOptions = {
 /** exec, and throw with the tool's stderr unless it exits 0; resolves to its stdout. */
 export async function execOk(cmd: string, args: readonly string[], opts: ExecOptions = {}): Promise<Buffer> {
   const r = await exec(cmd, args, opts);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} failed (${r.status}): ${r.stderr.slice(-3000)}`);
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} failed (${r.status}): ${r.stderr.slice(-3000)}`);
   return r.stdout;
 }

@@ -27,7 +27,11 @@ export interface FakeRegistry {
   /** TCP connections accepted so far (keep-alive reuse shows as fewer connections than requests). */
   readonly connections: number;
   /** Stores a manifest (by digest, and by tag if given); returns its digest. */
-  putManifest(repo: string, body: object | string, opts?: { tag?: string; mediaType?: string }): { digest: string; size: number; mediaType: string };
+  putManifest(
+    repo: string,
+    body: object | string,
+    opts?: { tag?: string; mediaType?: string },
+  ): { digest: string; size: number; mediaType: string };
   putBlob(repo: string, body: Buffer | string): { digest: string; size: number };
   /** Referrers served by the API: when set, `GET /v2/<repo>/referrers/<digest>` answers. */
   referrersApi?: { pageSize: number; applyFilter: boolean };
@@ -55,7 +59,11 @@ export async function startFakeRegistry(bindHost = '127.0.0.1'): Promise<FakeReg
     putManifest(repo, body, opts = {}) {
       const text = typeof body === 'string' ? body : JSON.stringify(body);
       const buf = Buffer.from(text);
-      const mediaType = opts.mediaType ?? (typeof body === 'object' && 'mediaType' in body ? String((body as { mediaType: string }).mediaType) : OCI_MANIFEST);
+      const mediaType =
+        opts.mediaType ??
+        (typeof body === 'object' && 'mediaType' in body
+          ? String((body as { mediaType: string }).mediaType)
+          : OCI_MANIFEST);
       const digest = sha256(buf);
       manifests.set(`${repo}@${digest}`, { body: buf, mediaType });
       if (opts.tag) manifests.set(`${repo}:${opts.tag}`, { body: buf, mediaType });
@@ -73,9 +81,19 @@ export async function startFakeRegistry(bindHost = '127.0.0.1'): Promise<FakeReg
     },
   };
 
-  const send = (res: ServerResponse, status: number, body: Buffer | string, type?: string, extra: Record<string, string> = {}) => {
+  const send = (
+    res: ServerResponse,
+    status: number,
+    body: Buffer | string,
+    type?: string,
+    extra: Record<string, string> = {},
+  ) => {
     const buf = Buffer.from(body);
-    res.writeHead(status, { 'content-length': String(buf.length), ...(type ? { 'content-type': type } : {}), ...extra });
+    res.writeHead(status, {
+      'content-length': String(buf.length),
+      ...(type ? { 'content-type': type } : {}),
+      ...extra,
+    });
     res.end(buf);
   };
 
@@ -89,7 +107,9 @@ export async function startFakeRegistry(bindHost = '127.0.0.1'): Promise<FakeReg
     if (kind === 'manifests') {
       const s = manifests.get(ref.startsWith('sha256:') ? `${repo}@${ref}` : `${repo}:${ref}`);
       if (!s) return send(res, 404, '{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', 'application/json');
-      return send(res, 200, req.method === 'HEAD' ? '' : s.body, s.mediaType, { 'docker-content-digest': sha256(s.body) });
+      return send(res, 200, req.method === 'HEAD' ? '' : s.body, s.mediaType, {
+        'docker-content-digest': sha256(s.body),
+      });
     }
     if (kind === 'blobs') {
       const b = blobs.get(`${repo}@${ref}`);
@@ -101,7 +121,11 @@ export async function startFakeRegistry(bindHost = '127.0.0.1'): Promise<FakeReg
     const filter = url.searchParams.get('artifactType');
     let all = [...manifests.entries()]
       .filter(([k]) => k.startsWith(`${repo}@`))
-      .map(([k, s]) => ({ digest: k.slice(repo.length + 1), s, j: JSON.parse(s.body.toString()) as Record<string, any> }))
+      .map(([k, s]) => ({
+        digest: k.slice(repo.length + 1),
+        s,
+        j: JSON.parse(s.body.toString()) as Record<string, any>,
+      }))
       .filter((e) => e.j.subject?.digest === ref)
       .map((e) => ({
         mediaType: e.s.mediaType,
@@ -121,7 +145,13 @@ export async function startFakeRegistry(bindHost = '127.0.0.1'): Promise<FakeReg
       next.set('page', String(page + 1));
       headers.link = `</v2/${repo}/referrers/${ref}?${next}>; rel="next"`;
     }
-    return send(res, 200, JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: slice }), OCI_INDEX, headers);
+    return send(
+      res,
+      200,
+      JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: slice }),
+      OCI_INDEX,
+      headers,
+    );
   });
   server.on('connection', (s) => {
     (reg as { connections: number }).connections++;
@@ -139,7 +169,13 @@ export function putReferrer(
   reg: FakeRegistry,
   repo: string,
   subject: { digest: string; size: number; mediaType: string },
-  kind: { artifactType?: string; configMediaType?: string; layerMediaType: string; annotations?: Record<string, string>; payload?: string },
+  kind: {
+    artifactType?: string;
+    configMediaType?: string;
+    layerMediaType: string;
+    annotations?: Record<string, string>;
+    payload?: string;
+  },
 ) {
   const layer = reg.putBlob(repo, kind.payload ?? `payload for ${kind.layerMediaType} ${Math.random()}`);
   const config = reg.putBlob(repo, '{}');
@@ -147,7 +183,11 @@ export function putReferrer(
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,
     ...(kind.artifactType ? { artifactType: kind.artifactType } : {}),
-    config: { mediaType: kind.configMediaType ?? 'application/vnd.oci.empty.v1+json', digest: config.digest, size: config.size },
+    config: {
+      mediaType: kind.configMediaType ?? 'application/vnd.oci.empty.v1+json',
+      digest: config.digest,
+      size: config.size,
+    },
     layers: [{ mediaType: kind.layerMediaType, ...layer }],
     subject,
     ...(kind.annotations ? { annotations: kind.annotations } : {}),

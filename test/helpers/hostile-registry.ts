@@ -31,7 +31,10 @@ export const sha256 = (...parts: Buffer[]) => {
 };
 
 /** Requests for `/v2/<repo>/<kind>/<ref>` where the path ends with `suffix`. */
-export const path = (re: RegExp): Match => (_req, url) => re.test(url.pathname);
+export const path =
+  (re: RegExp): Match =>
+  (_req, url) =>
+    re.test(url.pathname);
 
 /** Accepts the request and never answers. */
 export const stall: Misbehaviour = () => undefined;
@@ -81,11 +84,21 @@ export async function startHostileRegistry(upstream?: string): Promise<HostileRe
   const target = upstream ? new URL(upstream) : undefined;
 
   const passThrough = (req: IncomingMessage, res: ServerResponse) => {
-    if (!target) return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"NOT_FOUND"}]}');
-    const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
+    if (!target)
+      return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"NOT_FOUND"}]}');
+    const up = request(
+      {
+        host: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: target.host },
+      },
+      (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      },
+    );
     up.on('error', () => res.destroy());
     req.pipe(up);
   };

@@ -14,6 +14,9 @@ export function containerdConfigWithHosts(parent: string, hosts: Record<string, 
     mkdirSync(d);
     writeFileSync(join(d, 'hosts.toml'), toml);
   }
-  writeFileSync(join(dir, 'config.toml'), `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(certs)}\n`);
+  writeFileSync(
+    join(dir, 'config.toml'),
+    `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(certs)}\n`,
+  );
   return join(dir, 'config.toml');
 }

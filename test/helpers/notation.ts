@@ -20,7 +20,6 @@ export interface Issued {
   readonly subject: string;
 }
 
-
 export class Pki {
   private serial = 1;
   constructor(readonly dir: string) {}
@@ -37,13 +36,34 @@ export class Pki {
     const out = join(this.dir, `${name}.key`);
     const args = kind.startsWith('rsa')
       ? ['genpkey', '-algorithm', 'RSA', '-pkeyopt', `rsa_keygen_bits:${kind.slice(3)}`, '-out', out]
-      : ['genpkey', '-algorithm', 'EC', '-pkeyopt', `ec_paramgen_curve:${kind === 'p256' ? 'P-256' : 'P-384'}`, '-out', out];
+      : [
+          'genpkey',
+          '-algorithm',
+          'EC',
+          '-pkeyopt',
+          `ec_paramgen_curve:${kind === 'p256' ? 'P-256' : 'P-384'}`,
+          '-out',
+          out,
+        ];
     execFileSync('openssl', args, { stdio: 'pipe' });
     return out;
   }
 
   /** Issues (or self-signs when `issuer` is undefined) a certificate with `openssl ca`. */
-  issue(name: string, opts: { kind: KeyKind; subject: string; issuer?: Issued; ca?: boolean; pathLen?: number; endSeconds?: number; extraExt?: string; ext?: string; ocsp?: string | readonly string[] }): Issued {
+  issue(
+    name: string,
+    opts: {
+      kind: KeyKind;
+      subject: string;
+      issuer?: Issued;
+      ca?: boolean;
+      pathLen?: number;
+      endSeconds?: number;
+      extraExt?: string;
+      ext?: string;
+      ocsp?: string | readonly string[];
+    },
+  ): Issued {
     const key = this.key(name, opts.kind);
     const csr = join(this.dir, `${name}.csr`);
     execFileSync('openssl', ['req', '-new', '-key', key, '-subj', opts.subject, '-out', csr], { stdio: 'pipe' });
@@ -52,9 +72,11 @@ export class Pki {
     writeFileSync(join(cadir, 'index.txt'), '');
     const hex = (this.serial++ * 7919 + 0x1000).toString(16);
     writeFileSync(join(cadir, 'serial'), `${hex.length % 2 ? `0${hex}` : hex}\n`);
-    const ext = opts.ext ?? (opts.ca
-      ? `basicConstraints=critical,CA:TRUE${opts.pathLen !== undefined ? `,pathlen:${opts.pathLen}` : ''}\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash`
-      : `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectKeyIdentifier=hash`);
+    const ext =
+      opts.ext ??
+      (opts.ca
+        ? `basicConstraints=critical,CA:TRUE${opts.pathLen !== undefined ? `,pathlen:${opts.pathLen}` : ''}\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash`
+        : `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectKeyIdentifier=hash`);
     writeFileSync(
       join(cadir, 'ca.cnf'),
       [
@@ -79,14 +101,32 @@ export class Pki {
         '[x]',
         ext,
         opts.extraExt ?? '',
-        opts.ocsp === undefined ? '' : `authorityInfoAccess=${(typeof opts.ocsp === 'string' ? [opts.ocsp] : opts.ocsp).map((u) => `OCSP;URI:${u}`).join(',')}`,
+        opts.ocsp === undefined
+          ? ''
+          : `authorityInfoAccess=${(typeof opts.ocsp === 'string' ? [opts.ocsp] : opts.ocsp).map((u) => `OCSP;URI:${u}`).join(',')}`,
       ].join('\n'),
     );
     const cert = join(this.dir, `${name}.crt`);
     const fmt = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
     const start = new Date(Date.now() - 3600_000);
     const end = new Date(Date.now() + (opts.endSeconds ?? 30 * 86400) * 1000);
-    const args = ['ca', '-batch', '-config', join(cadir, 'ca.cnf'), '-in', csr, '-out', cert, '-extensions', 'x', '-notext', '-startdate', fmt(start), '-enddate', fmt(end)];
+    const args = [
+      'ca',
+      '-batch',
+      '-config',
+      join(cadir, 'ca.cnf'),
+      '-in',
+      csr,
+      '-out',
+      cert,
+      '-extensions',
+      'x',
+      '-notext',
+      '-startdate',
+      fmt(start),
+      '-enddate',
+      fmt(end),
+    ];
     if (opts.issuer) args.push('-cert', opts.issuer.cert, '-keyfile', opts.issuer.key);
     else args.push('-selfsign', '-keyfile', key);
     execFileSync('openssl', args, { stdio: 'pipe' });
@@ -113,7 +153,13 @@ const asn1Time = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(2, 14)
  * CA (a CRL with the right issuer name and the wrong key); `lastUpdate`/`nextUpdate` default to an hour
  * ago and a day ahead.
  */
-export async function makeCrl(pki: Pki, name: string, ca: Issued, revoked: readonly Issued[], opts: { signer?: Issued; lastUpdate?: Date; nextUpdate?: Date; crlExt?: string } = {}): Promise<Buffer> {
+export async function makeCrl(
+  pki: Pki,
+  name: string,
+  ca: Issued,
+  revoked: readonly Issued[],
+  opts: { signer?: Issued; lastUpdate?: Date; nextUpdate?: Date; crlExt?: string } = {},
+): Promise<Buffer> {
   const dir = join(pki.dir, `crl-${name}`);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'index.txt'), '');
@@ -121,7 +167,19 @@ export async function makeCrl(pki: Pki, name: string, ca: Issued, revoked: reado
   const cnf = join(dir, 'ca.cnf');
   writeFileSync(
     cnf,
-    ['[ca]', 'default_ca=d', '[d]', `database=${join(dir, 'index.txt')}`, `crlnumber=${join(dir, 'crlnumber')}`, 'default_md=sha256', 'unique_subject=no', 'crl_extensions=crlext', '[crlext]', 'authorityKeyIdentifier=keyid:always', opts.crlExt ?? ''].join('\n'),
+    [
+      '[ca]',
+      'default_ca=d',
+      '[d]',
+      `database=${join(dir, 'index.txt')}`,
+      `crlnumber=${join(dir, 'crlnumber')}`,
+      'default_md=sha256',
+      'unique_subject=no',
+      'crl_extensions=crlext',
+      '[crlext]',
+      'authorityKeyIdentifier=keyid:always',
+      opts.crlExt ?? '',
+    ].join('\n'),
   );
   const signer = opts.signer ?? ca;
   const base = ['-config', cnf, '-cert', signer.cert, '-keyfile', signer.key];
@@ -129,12 +187,23 @@ export async function makeCrl(pki: Pki, name: string, ca: Issued, revoked: reado
   const last = opts.lastUpdate ?? new Date(Date.now() - 3600_000);
   const next = opts.nextUpdate ?? new Date(Date.now() + 86400_000);
   const pem = join(dir, 'crl.pem');
-  await openssl(['ca', ...base, '-gencrl', '-crl_lastupdate', asn1Time(last), '-crl_nextupdate', asn1Time(next), '-out', pem]);
+  await openssl([
+    'ca',
+    ...base,
+    '-gencrl',
+    '-crl_lastupdate',
+    asn1Time(last),
+    '-crl_nextupdate',
+    asn1Time(next),
+    '-out',
+    pem,
+  ]);
   return openssl(['crl', '-in', pem, '-outform', 'DER']);
 }
 
 /** Certificate extensions for a delegated OCSP responder (RFC 6960 §4.2.2.2). */
-export const OCSP_SIGNER_EXT = 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=OCSPSigning\nsubjectKeyIdentifier=hash';
+export const OCSP_SIGNER_EXT =
+  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=OCSPSigning\nsubjectKeyIdentifier=hash';
 
 /**
  * An `openssl ca` style index.txt for `openssl ocsp -index`: one line per certificate, revoked ones ('R')
@@ -146,7 +215,14 @@ export function ocspIndex(pki: Pki, name: string, entries: readonly { issued: Is
   const lines = entries.map(({ issued, revoked }) => {
     const x = new X509Certificate(readFileSync(issued.cert));
     const serial = x.serialNumber.toUpperCase();
-    return [revoked ? 'R' : 'V', t(new Date(x.validTo)), revoked ? `${t(new Date(Date.now() - 3600_000))},keyCompromise` : '', serial.length % 2 ? `0${serial}` : serial, 'unknown', issued.subject].join('\t');
+    return [
+      revoked ? 'R' : 'V',
+      t(new Date(x.validTo)),
+      revoked ? `${t(new Date(Date.now() - 3600_000))},keyCompromise` : '',
+      serial.length % 2 ? `0${serial}` : serial,
+      'unknown',
+      issued.subject,
+    ].join('\t');
   });
   writeFileSync(file, lines.map((l) => `${l}\n`).join(''));
   writeFileSync(`${file}.attr`, 'unique_subject = no\n');
@@ -164,14 +240,29 @@ export interface OcspResponderOpts {
   readonly extra?: readonly string[];
 }
 
-const ocspArgs = (o: OcspResponderOpts) => ['ocsp', '-index', o.index, '-CA', o.ca.cert, '-rsigner', o.signer.cert, '-rkey', o.signer.key, ...(o.extra ?? ['-ndays', '1'])];
+const ocspArgs = (o: OcspResponderOpts) => [
+  'ocsp',
+  '-index',
+  o.index,
+  '-CA',
+  o.ca.cert,
+  '-rsigner',
+  o.signer.cert,
+  '-rkey',
+  o.signer.key,
+  ...(o.extra ?? ['-ndays', '1']),
+];
 
 /** Answers one DER OCSPRequest offline with `openssl ocsp -reqin … -respout …` (asynchronously). */
 export async function ocspRespond(o: OcspResponderOpts, request: Buffer, workDir: string): Promise<Buffer> {
   const dir = mkdtempSync(join(workDir, 'ocsp-'));
   try {
     writeFileSync(join(dir, 'req.der'), request);
-    const r = await exec('openssl', [...ocspArgs(o), '-reqin', join(dir, 'req.der'), '-respout', join(dir, 'resp.der')], { timeoutMs: 15_000 });
+    const r = await exec(
+      'openssl',
+      [...ocspArgs(o), '-reqin', join(dir, 'req.der'), '-respout', join(dir, 'resp.der')],
+      { timeoutMs: 15_000 },
+    );
     if (r.status !== 0) throw new Error(`openssl ocsp: ${r.stderr}`);
     return readFileSync(join(dir, 'resp.der'));
   } finally {
@@ -194,7 +285,13 @@ export interface Tsa {
   readonly config: string;
 }
 
-export function makeTsa(pki: Pki, name: string, signer: Issued, chain: readonly Issued[], opts: { precisionDigits?: number } = {}): Tsa {
+export function makeTsa(
+  pki: Pki,
+  name: string,
+  signer: Issued,
+  chain: readonly Issued[],
+  opts: { precisionDigits?: number } = {},
+): Tsa {
   const dir = join(pki.dir, `tsa-${name}`);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'serial'), '01\n');
@@ -227,7 +324,8 @@ export function makeTsa(pki: Pki, name: string, signer: Issued, chain: readonly 
 }
 
 /** Certificate extensions for a TSA signing certificate, as RFC 3161 and notation require. */
-export const TSA_EXT = 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=critical,timeStamping\nsubjectKeyIdentifier=hash';
+export const TSA_EXT =
+  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=critical,timeStamping\nsubjectKeyIdentifier=hash';
 
 /**
  * One loopback HTTP server for the PKI services a signature needs at sign or verify time: RFC 3161 TSAs
@@ -272,7 +370,11 @@ export class PkiServer {
     this.port = typeof a === 'object' && a ? a.port : 0;
   }
 
-  private async answer(path: string, method: string, body: Buffer): Promise<{ status: number; type: string; body: Buffer }> {
+  private async answer(
+    path: string,
+    method: string,
+    body: Buffer,
+  ): Promise<{ status: number; type: string; body: Buffer }> {
     const crl = path.startsWith('/crl/') ? this.crls.get(path.slice(5)) : undefined;
     if (crl && method === 'GET') return { status: 200, type: 'application/pkix-crl', body: crl };
     const tsa = path.startsWith('/tsa/') ? this.tsas.get(path.slice(5)) : undefined;
@@ -280,7 +382,11 @@ export class PkiServer {
       const dir = mkdtempSync(join(this.workDir, 'tsq-'));
       try {
         writeFileSync(join(dir, 'q.tsq'), body);
-        const r = await exec('openssl', ['ts', '-reply', '-config', tsa.config, '-queryfile', join(dir, 'q.tsq'), '-out', join(dir, 'r.tsr')], { timeoutMs: 15_000 });
+        const r = await exec(
+          'openssl',
+          ['ts', '-reply', '-config', tsa.config, '-queryfile', join(dir, 'q.tsq'), '-out', join(dir, 'r.tsr')],
+          { timeoutMs: 15_000 },
+        );
         if (r.status !== 0) return { status: 500, type: 'text/plain', body: Buffer.from(r.stderr) };
         return { status: 200, type: 'application/timestamp-reply', body: readFileSync(join(dir, 'r.tsr')) };
       } finally {
@@ -288,7 +394,8 @@ export class PkiServer {
       }
     }
     const ocsp = path.startsWith('/ocsp/') ? this.ocsps.get(path.slice(6)) : undefined;
-    if (ocsp && method === 'POST') return { status: 200, type: 'application/ocsp-response', body: await ocspRespond(ocsp, body, this.workDir) };
+    if (ocsp && method === 'POST')
+      return { status: 200, type: 'application/ocsp-response', body: await ocspRespond(ocsp, body, this.workDir) };
     return { status: 404, type: 'text/plain', body: Buffer.from('not found') };
   }
 
@@ -368,10 +475,16 @@ export function notationSandbox(): NotationSandbox {
     trust(type, store, certFile) {
       const d = join(configDir, 'truststore', 'x509', type, store);
       mkdirSync(d, { recursive: true });
-      writeFileSync(join(d, `${store}-${Date.now()}-${Math.random().toString(36).slice(2)}.crt`), readFileSync(certFile));
+      writeFileSync(
+        join(d, `${store}-${Date.now()}-${Math.random().toString(36).slice(2)}.crt`),
+        readFileSync(certFile),
+      );
     },
     writeTrustPolicy(statements) {
-      writeFileSync(join(configDir, 'trustpolicy.json'), JSON.stringify({ version: '1.0', trustPolicies: statements }, null, 2));
+      writeFileSync(
+        join(configDir, 'trustpolicy.json'),
+        JSON.stringify({ version: '1.0', trustPolicies: statements }, null, 2),
+      );
     },
     dispose() {
       rmSync(home, { recursive: true, force: true });

@@ -69,17 +69,30 @@ export interface OciLayout {
  * Writes index.json (one entry, `top`, tagged `tag`) into an OCI layout whose blobs are in place and
  * pushes it with the real oras to `ref`.
  */
-export function pushLayout(dir: string, top: { mediaType: string; digest: string; size: number }, tag: string, ref: string, plainHttp = true): void {
+export function pushLayout(
+  dir: string,
+  top: { mediaType: string; digest: string; size: number },
+  tag: string,
+  ref: string,
+  plainHttp = true,
+): void {
   writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   writeFileSync(
     join(dir, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+    }),
   );
-  execFileSync(tool('oras'), ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(plainHttp ? ['--to-plain-http'] : [])], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, HOME: dir },
-    timeout: 60_000,
-  });
+  execFileSync(
+    tool('oras'),
+    ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(plainHttp ? ['--to-plain-http'] : [])],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, HOME: dir },
+      timeout: 60_000,
+    },
+  );
 }
 
 /**
@@ -123,19 +136,35 @@ export function ociLayout(tag: string, seed: string, opts: TestImageOptions & { 
       JSON.stringify({
         schemaVersion: 2,
         mediaType: 'application/vnd.oci.image.index.v1+json',
-        manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, platform: { architecture: 'amd64', os: 'linux' } }],
+        manifests: [
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            ...manifest,
+            platform: { architecture: 'amd64', os: 'linux' },
+          },
+        ],
       }),
     );
     top = { mediaType: 'application/vnd.oci.image.index.v1+json', ...put(indexBytes) };
   }
-  const annotations: Record<string, string> = { 'org.opencontainers.image.ref.name': tag, ...(opts.name ? { 'io.containerd.image.name': opts.name } : {}) };
+  const annotations: Record<string, string> = {
+    'org.opencontainers.image.ref.name': tag,
+    ...(opts.name ? { 'io.containerd.image.name': opts.name } : {}),
+  };
   files.push({ name: 'oci-layout', content: Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })) });
-  files.push({ name: 'index.json', content: Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations }] })) });
+  files.push({
+    name: 'index.json',
+    content: Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations }] })),
+  });
   return { files, top };
 }
 
 /** An OCI image layout archive of one image named `name` (`host/repo:tag`), as `ctr images import` reads it. */
-export function ociArchive(name: string, seed: string, opts: TestImageOptions = {}): { archive: Buffer; digest: string; mediaType: string } {
+export function ociArchive(
+  name: string,
+  seed: string,
+  opts: TestImageOptions = {},
+): { archive: Buffer; digest: string; mediaType: string } {
   const layout = ociLayout(name.slice(name.lastIndexOf(':') + 1), seed, { ...opts, name });
   return { archive: tar(layout.files), digest: layout.top.digest, mediaType: layout.top.mediaType };
 }
@@ -146,14 +175,26 @@ export function ociArchive(name: string, seed: string, opts: TestImageOptions = 
  * Asynchronous: the event loop keeps running while oras pushes, so in-process servers the push
  * depends on (a token server, a proxy) keep answering. No sleeps needed around it.
  */
-export async function pushImage(host: string, repo: string, tag: string, seed: string, opts: TestImageOptions & { plainHttp?: boolean } = {}): Promise<PushedImage> {
+export async function pushImage(
+  host: string,
+  repo: string,
+  tag: string,
+  seed: string,
+  opts: TestImageOptions & { plainHttp?: boolean } = {},
+): Promise<PushedImage> {
   const dir = mkdtempSync(join(tmpdir(), 'pg-oci-'));
   try {
     const { files, top } = ociLayout(tag, seed, opts);
     mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
     for (const f of files) writeFileSync(join(dir, f.name), f.content);
     const ref = `${host}/${repo}:${tag}`;
-    const args = ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(opts.plainHttp === false ? [] : ['--to-plain-http'])];
+    const args = [
+      'cp',
+      '--from-oci-layout',
+      `${dir}:${tag}`,
+      ref,
+      ...(opts.plainHttp === false ? [] : ['--to-plain-http']),
+    ];
     await promisify(execFile)(tool('oras'), args, { env: { ...process.env, HOME: dir }, timeout: 60_000 });
     return { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
   } finally {
@@ -165,7 +206,13 @@ export async function pushImage(host: string, repo: string, tag: string, seed: s
  * pushImage, synchronously: only where no in-process server is on the push's path (it blocks the
  * event loop for the whole push).
  */
-export function pushTestImage(host: string, repo: string, tag: string, seed: string, opts: TestImageOptions & { plainHttp?: boolean } = {}): PushedImage {
+export function pushTestImage(
+  host: string,
+  repo: string,
+  tag: string,
+  seed: string,
+  opts: TestImageOptions & { plainHttp?: boolean } = {},
+): PushedImage {
   const dir = mkdtempSync(join(tmpdir(), 'pg-oci-'));
   try {
     const { files, top } = ociLayout(tag, seed, opts);

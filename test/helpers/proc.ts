@@ -8,7 +8,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 /** Every daemon a test starts, so that an aborted run still stops them by PID. */
 const started = new Set<ChildProcess>();
 process.once('exit', () => {
-  for (const p of started) if (p.exitCode === null && p.pid) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+  for (const p of started)
+    if (p.exitCode === null && p.pid)
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
 });
 
 export interface Daemon {
@@ -44,7 +50,10 @@ export function startDaemon(cmd: string, args: string[], opts: SpawnOptions = {}
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {
         process.kill(proc.pid!, 'SIGTERM');
-        const done = await Promise.race([exited.then(() => true), sleep(5000, undefined, { ref: false }).then(() => false)]);
+        const done = await Promise.race([
+          exited.then(() => true),
+          sleep(5000, undefined, { ref: false }).then(() => false),
+        ]);
         if (!done) {
           process.kill(proc.pid!, 'SIGKILL');
           await exited;
@@ -85,7 +94,12 @@ export async function onFreePort<T>(start: (port: number) => Promise<T>, attempt
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes. */
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000, daemon?: Daemon): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 15_000,
+  daemon?: Daemon,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     try {
@@ -93,7 +107,8 @@ export async function waitFor(what: string, check: () => Promise<boolean> | bool
     } catch {
       /* not yet */
     }
-    if (daemon && daemon.proc.exitCode !== null) throw new Error(`${what}: process exited (${daemon.proc.exitCode}):\n${daemon.output().slice(-4000)}`);
+    if (daemon && daemon.proc.exitCode !== null)
+      throw new Error(`${what}: process exited (${daemon.proc.exitCode}):\n${daemon.output().slice(-4000)}`);
     await sleep(100);
   }
   throw new Error(`${what}: not ready after ${timeoutMs}ms${daemon ? `:\n${daemon.output().slice(-4000)}` : ''}`);

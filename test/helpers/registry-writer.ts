@@ -12,7 +12,11 @@ export class RegistryWriter {
     if (start.status !== 202) throw new Error(`blob upload start: ${start.status}`);
     const loc = new URL(start.headers.get('location')!, this.url);
     loc.searchParams.set('digest', digest);
-    const put = await fetch(loc, { method: 'PUT', body: Buffer.from(bytes), headers: { 'content-type': 'application/octet-stream' } });
+    const put = await fetch(loc, {
+      method: 'PUT',
+      body: Buffer.from(bytes),
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     if (put.status !== 201) throw new Error(`blob upload: ${put.status}`);
     return { digest, size: bytes.length };
   }
@@ -36,7 +40,11 @@ export class RegistryWriter {
   async putManifest(repo: string, ref: string, json: unknown): Promise<{ digest: string; size: number }> {
     const bytes = Buffer.from(JSON.stringify(json));
     const mediaType = (json as { mediaType: string }).mediaType;
-    const r = await fetch(`${this.url}/v2/${repo}/manifests/${ref}`, { method: 'PUT', body: bytes, headers: { 'content-type': mediaType } });
+    const r = await fetch(`${this.url}/v2/${repo}/manifests/${ref}`, {
+      method: 'PUT',
+      body: bytes,
+      headers: { 'content-type': mediaType },
+    });
     if (r.status !== 201) throw new Error(`put manifest ${ref}: ${r.status} ${await r.text()}`);
     return { digest: sha(bytes), size: bytes.length };
   }
@@ -47,7 +55,8 @@ export class RegistryWriter {
     const out: { digest: string; manifest: any }[] = [];
     for (const m of idx?.json.manifests ?? []) {
       const man = await this.getManifest(repo, m.digest);
-      if (man?.json.config?.mediaType === 'application/vnd.cncf.notary.signature') out.push({ digest: m.digest, manifest: man.json });
+      if (man?.json.config?.mediaType === 'application/vnd.cncf.notary.signature')
+        out.push({ digest: m.digest, manifest: man.json });
     }
     return out;
   }
@@ -74,7 +83,17 @@ export class RegistryWriter {
       annotations: { 'org.opencontainers.image.created': new Date().toISOString(), ...opts.annotations },
     };
     const m = await this.putManifest(repo, sha(Buffer.from(JSON.stringify(manifest))), manifest);
-    await this.addReferrer(repo, subject.digest, { mediaType: manifest.mediaType, ...m, artifactType: 'application/vnd.cncf.notary.signature', annotations: manifest.annotations }, opts.replace);
+    await this.addReferrer(
+      repo,
+      subject.digest,
+      {
+        mediaType: manifest.mediaType,
+        ...m,
+        artifactType: 'application/vnd.cncf.notary.signature',
+        annotations: manifest.annotations,
+      },
+      opts.replace,
+    );
     return m.digest;
   }
 
@@ -82,6 +101,10 @@ export class RegistryWriter {
     const tag = subjectDigest.replace(':', '-');
     const idx = await this.getManifest(repo, tag);
     const manifests = replace ? [] : (idx?.json.manifests ?? []);
-    await this.putManifest(repo, tag, { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [...manifests, entry] });
+    await this.putManifest(repo, tag, {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [...manifests, entry],
+    });
   }
 }

@@ -44,21 +44,31 @@ export async function startRegistryOn(port: number, opts: RegistryOptions): Prom
     `  addr: 127.0.0.1:${port}`,
     '  headers: {X-Content-Type-Options: [nosniff]}',
   ];
-  if (opts.tls) lines.push(`  tls: {certificate: ${JSON.stringify(opts.tls.cert)}, key: ${JSON.stringify(opts.tls.key)}}`);
+  if (opts.tls)
+    lines.push(`  tls: {certificate: ${JSON.stringify(opts.tls.cert)}, key: ${JSON.stringify(opts.tls.key)}}`);
   if (opts.htpasswd) lines.push(`auth: {htpasswd: {realm: pullguard-test, path: ${JSON.stringify(opts.htpasswd)}}}`);
   if (opts.token) {
     const t = opts.token;
-    lines.push(`auth: {token: {realm: ${JSON.stringify(t.realm)}, service: ${JSON.stringify(t.service)}, issuer: ${JSON.stringify(t.issuer)}, rootcertbundle: ${JSON.stringify(t.rootCertBundle)}}}`);
+    lines.push(
+      `auth: {token: {realm: ${JSON.stringify(t.realm)}, service: ${JSON.stringify(t.service)}, issuer: ${JSON.stringify(t.issuer)}, rootcertbundle: ${JSON.stringify(t.rootCertBundle)}}}`,
+    );
   }
   if (opts.proxyRemoteUrl) lines.push(`proxy: {remoteurl: ${JSON.stringify(opts.proxyRemoteUrl)}}`);
   writeFileSync(join(dir, 'config.yml'), `${lines.join('\n')}\n`);
 
-  const daemon = startDaemon(tool('docker-registry'), ['serve', join(dir, 'config.yml')], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+  const daemon = startDaemon(tool('docker-registry'), ['serve', join(dir, 'config.yml')], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+  });
   const scheme = opts.tls ? 'https' : 'http';
   const url = `${scheme}://127.0.0.1:${port}`;
   // Ready when it says so in its own log: a probe connection could reach another process that took
   // the port in the meantime.
-  const ready = waitFor(`docker-registry on ${port}`, () => daemon.output().includes(`listening on 127.0.0.1:${port}`), 15_000, daemon);
+  const ready = waitFor(
+    `docker-registry on ${port}`,
+    () => daemon.output().includes(`listening on 127.0.0.1:${port}`),
+    15_000,
+    daemon,
+  );
   try {
     await ready;
   } catch (e) {

@@ -8,13 +8,25 @@ let cached: string | undefined;
 
 /** The bin folder of the real third-party tools (Debian sid builds), fetched once into a cache. */
 export function toolsBin(): string {
-  cached ??= execFileSync(join(ROOT, 'scripts/fetch-tools.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  cached ??= execFileSync(join(ROOT, 'scripts/fetch-tools.sh'), {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
   return cached;
 }
 
 export type ToolName =
-  | 'containerd' | 'ctr' | 'cosign' | 'notation' | 'oras' | 'docker-registry' | 'containerd-shim-runc-v2'
-  | 'kubectl' | 'runc' | 'busybox' | 'dockerd';
+  | 'containerd'
+  | 'ctr'
+  | 'cosign'
+  | 'notation'
+  | 'oras'
+  | 'docker-registry'
+  | 'containerd-shim-runc-v2'
+  | 'kubectl'
+  | 'runc'
+  | 'busybox'
+  | 'dockerd';
 
 export function tool(name: ToolName): string {
   const p = join(toolsBin(), name);
@@ -29,4 +41,3 @@ export function pullguardBinary(): string {
   if (!existsSync(p)) throw new Error('dist/pullguard is missing: run `make build` first');
   return p;
 }
-

@@ -12,7 +12,14 @@ export async function runVerifier(
   env: Record<string, string>,
   killAfterMs = 30_000,
 ): Promise<VerifierRun> {
-  const args = ['-name', image.name, '-digest', image.digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+  const args = [
+    '-name',
+    image.name,
+    '-digest',
+    image.digest,
+    '-stdin-media-type',
+    'application/vnd.oci.descriptor.v1+json',
+  ];
   const stdin = JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size });
   const r = await runMeasured(bin, args, { env, stdin, killAfterMs, killAboveMiB: 4096 });
   return { ...r, stdout: r.stdout.trim() };

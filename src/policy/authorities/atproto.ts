@@ -76,7 +76,11 @@ function loadPinned(path: string, did: string): { source: string; document: unkn
     throw new PullguardError('POLICY_INVALID', `didDocument ${path} for ${did} is not JSON: ${(e as Error).message}`);
   }
   const id = (document as { id?: unknown } | null)?.id;
-  if (id !== did) throw new PullguardError('POLICY_INVALID', `didDocument ${path} is the document of ${JSON.stringify(id)}, not of ${did}`);
+  if (id !== did)
+    throw new PullguardError(
+      'POLICY_INVALID',
+      `didDocument ${path} is the document of ${JSON.stringify(id)}, not of ${did}`,
+    );
   return { source: path, document };
 }
 
@@ -86,12 +90,20 @@ function resolve(v: z.output<typeof raw>): AtprotoSpec {
   const seen = new Set<string>();
   const trusted = v.trusted.map((t): AtprotoTrustedDid => {
     if (!DID_PLC.test(t.did) && !DID_WEB.test(t.did)) {
-      throw new PullguardError('POLICY_INVALID', `${JSON.stringify(t.did)} is not an AT Protocol DID (did:plc:<24 base32 chars> or did:web:<host>)`);
+      throw new PullguardError(
+        'POLICY_INVALID',
+        `${JSON.stringify(t.did)} is not an AT Protocol DID (did:plc:<24 base32 chars> or did:web:<host>)`,
+      );
     }
-    if (t.did.startsWith('did:web:') && !didWeb) throw new PullguardError('POLICY_INVALID', `${t.did} is a did:web DID; set didWeb: true to trust did:web identities`);
+    if (t.did.startsWith('did:web:') && !didWeb)
+      throw new PullguardError(
+        'POLICY_INVALID',
+        `${t.did} is a did:web DID; set didWeb: true to trust did:web identities`,
+      );
     if (seen.has(t.did)) throw new PullguardError('POLICY_INVALID', `${t.did} is listed twice`);
     seen.add(t.did);
-    if (t.handle !== undefined && !HANDLE.test(t.handle)) throw new PullguardError('POLICY_INVALID', `handle ${JSON.stringify(t.handle)} is not a valid handle`);
+    if (t.handle !== undefined && !HANDLE.test(t.handle))
+      throw new PullguardError('POLICY_INVALID', `handle ${JSON.stringify(t.handle)} is not a valid handle`);
     return {
       did: t.did,
       handle: t.handle?.toLowerCase(),
@@ -105,9 +117,11 @@ function resolve(v: z.output<typeof raw>): AtprotoSpec {
   } catch {
     throw new PullguardError('POLICY_INVALID', `plcDirectory ${JSON.stringify(plcDirectory)} is not a URL`);
   }
-  if (plc.protocol !== 'https:' && plc.protocol !== 'http:') throw new PullguardError('POLICY_INVALID', 'plcDirectory must be an https:// URL');
+  if (plc.protocol !== 'https:' && plc.protocol !== 'http:')
+    throw new PullguardError('POLICY_INVALID', 'plcDirectory must be an https:// URL');
   const collection = v.collection ?? DEFAULT_COLLECTION;
-  if (!NSID.test(collection)) throw new PullguardError('POLICY_INVALID', `collection ${JSON.stringify(collection)} is not an NSID`);
+  if (!NSID.test(collection))
+    throw new PullguardError('POLICY_INVALID', `collection ${JSON.stringify(collection)} is not an NSID`);
   return {
     resolved: 'atproto',
     trusted,

@@ -11,9 +11,12 @@ describe('cosign key hint', () => {
       generateKeyPairSync('ed25519'),
     ];
     for (const { publicKey } of pairs) {
-      const want = createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
+      const want = createHash('sha256')
+        .update(publicKey.export({ type: 'spki', format: 'der' }))
+        .digest('base64');
       expect(parsePublicKey(publicKey.export({ type: 'spki', format: 'pem' }), 'k').hint).toBe(want);
-      if (publicKey.asymmetricKeyType === 'rsa') expect(parsePublicKey(publicKey.export({ type: 'pkcs1', format: 'pem' }), 'k').hint).toBe(want);
+      if (publicKey.asymmetricKeyType === 'rsa')
+        expect(parsePublicKey(publicKey.export({ type: 'pkcs1', format: 'pem' }), 'k').hint).toBe(want);
     }
   });
 });

@@ -146,9 +146,12 @@ export function parsePublicKey(pem: Buffer | string, source: string): CosignKey 
   }
   const type = key.asymmetricKeyType;
   const curve = key.asymmetricKeyDetails?.namedCurve;
-  if (type === 'ec' && !['prime256v1', 'secp384r1', 'secp521r1'].includes(curve ?? '')) throw new MaterialError(`${source}: unsupported EC curve ${curve}`);
-  if (type === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw new MaterialError(`${source}: RSA keys under 2048 bits are refused`);
-  if (type !== 'ec' && type !== 'rsa' && type !== 'ed25519') throw new MaterialError(`${source}: unsupported key type ${type} (use ECDSA, RSA or Ed25519)`);
+  if (type === 'ec' && !['prime256v1', 'secp384r1', 'secp521r1'].includes(curve ?? ''))
+    throw new MaterialError(`${source}: unsupported EC curve ${curve}`);
+  if (type === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048)
+    throw new MaterialError(`${source}: RSA keys under 2048 bits are refused`);
+  if (type !== 'ec' && type !== 'rsa' && type !== 'ed25519')
+    throw new MaterialError(`${source}: unsupported key type ${type} (use ECDSA, RSA or Ed25519)`);
   return { source, key, hint: keyHint(pem, key), description: describeKey(key) };
 }
 
@@ -197,7 +200,9 @@ export function loadTrustedRoot(path: string): TrustedRootFile {
   }
   const mt = (json as { mediaType?: unknown } | null)?.mediaType;
   if (typeof mt !== 'string' || !mt.startsWith('application/vnd.dev.sigstore.trustedroot')) {
-    throw new MaterialError(`trusted root ${path} has mediaType ${JSON.stringify(mt)}; expected application/vnd.dev.sigstore.trustedroot+json`);
+    throw new MaterialError(
+      `trusted root ${path} has mediaType ${JSON.stringify(mt)}; expected application/vnd.dev.sigstore.trustedroot+json`,
+    );
   }
   return { source: path, json };
 }
@@ -206,7 +211,8 @@ export function loadTrustedRoot(path: string): TrustedRootFile {
 export function checkRepositoryName(s: string): string | undefined {
   try {
     const ref = parseReference(s);
-    if (ref.digest || s.endsWith(`:${ref.tag}`)) return `${JSON.stringify(s)} must name a repository, without tag or digest`;
+    if (ref.digest || s.endsWith(`:${ref.tag}`))
+      return `${JSON.stringify(s)} must name a repository, without tag or digest`;
     // Fully expanded means a registry host and the whole path; the host's spelling (case, :443, Docker
     // Hub aliases) is canonicalized like every image name.
     const slash = s.indexOf('/');
@@ -252,9 +258,16 @@ export const signedIdentitySchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('matchExact') }),
   z.strictObject({ type: z.literal('matchRepoDigestOrExact') }),
   z.strictObject({ type: z.literal('matchRepository') }),
-  z.strictObject({ type: z.literal('exactReference'), dockerReference: nonEmpty.check(custom(checkReferenceWithTagOrDigest)) }),
+  z.strictObject({
+    type: z.literal('exactReference'),
+    dockerReference: nonEmpty.check(custom(checkReferenceWithTagOrDigest)),
+  }),
   z.strictObject({ type: z.literal('exactRepository'), dockerRepository: nonEmpty.check(custom(checkRepositoryName)) }),
-  z.strictObject({ type: z.literal('remapIdentity'), prefix: nonEmpty.check(custom(checkPrefix)), signedPrefix: nonEmpty.check(custom(checkPrefix)) }),
+  z.strictObject({
+    type: z.literal('remapIdentity'),
+    prefix: nonEmpty.check(custom(checkPrefix)),
+    signedPrefix: nonEmpty.check(custom(checkPrefix)),
+  }),
 ]);
 
 function compileRegexp(s: string): RegExp {
@@ -289,8 +302,11 @@ const identitySchema = z
   .check(
     custom((i) => {
       if (i.issuer !== undefined && i.issuerRegexp !== undefined) return 'use issuer or issuerRegexp, not both';
-      const san = [i.subject, i.subjectRegexp, i.email, i.emailRegexp, i.uri, i.uriRegexp, i.hostname].filter((v) => v !== undefined);
-      if (san.length === 0) return 'an identity needs a subject constraint: subject, subjectRegexp, email, emailRegexp, uri, uriRegexp or hostname';
+      const san = [i.subject, i.subjectRegexp, i.email, i.emailRegexp, i.uri, i.uriRegexp, i.hostname].filter(
+        (v) => v !== undefined,
+      );
+      if (san.length === 0)
+        return 'an identity needs a subject constraint: subject, subjectRegexp, email, emailRegexp, uri, uriRegexp or hostname';
       return undefined;
     }),
   );
@@ -338,15 +354,22 @@ export function compileIdentity(i: RawIdentity): CosignIdentity {
 }
 
 /** Validates the combination and loads every file. Throws MaterialError with a one-line reason. */
-export function compileCosignSpec(raw: CosignRawSpec, defaultSignedIdentity: SignedIdentity = NATIVE_DEFAULT_SIGNED_IDENTITY): CosignSpec {
+export function compileCosignSpec(
+  raw: CosignRawSpec,
+  defaultSignedIdentity: SignedIdentity = NATIVE_DEFAULT_SIGNED_IDENTITY,
+): CosignSpec {
   const modes = (['keys', 'certificates', 'keyless'] as const).filter((m) => raw[m] !== undefined);
-  if (modes.length !== 1) throw new MaterialError('a cosign authority needs exactly one of: keys, certificates, keyless');
+  if (modes.length !== 1)
+    throw new MaterialError('a cosign authority needs exactly one of: keys, certificates, keyless');
   const mode = modes[0]!;
-  if (mode === 'keys' && raw.identities) throw new MaterialError('identities apply to certificates and keyless, not to keys');
-  if (mode !== 'keys' && !raw.identities) throw new MaterialError(`${mode} needs identities: who may sign (e.g. [{email: signer@example.com}])`);
+  if (mode === 'keys' && raw.identities)
+    throw new MaterialError('identities apply to certificates and keyless, not to keys');
+  if (mode !== 'keys' && !raw.identities)
+    throw new MaterialError(`${mode} needs identities: who may sign (e.g. [{email: signer@example.com}])`);
   if (mode === 'keyless') {
     const bad = raw.identities!.findIndex((i) => i.issuer === undefined && i.issuerRegexp === undefined);
-    if (bad >= 0) throw new MaterialError(`keyless identity #${bad + 1} needs issuer or issuerRegexp (the OIDC provider)`);
+    if (bad >= 0)
+      throw new MaterialError(`keyless identity #${bad + 1} needs issuer or issuerRegexp (the OIDC provider)`);
   }
   const tlog = raw.tlog ?? mode === 'keyless';
   const sct = raw.sct ?? mode === 'keyless';
@@ -356,7 +379,9 @@ export function compileCosignSpec(raw: CosignRawSpec, defaultSignedIdentity: Sig
     mode,
     keys: (raw.keys ?? []).map((k, i) => loadKey(k, i)),
     roots: (raw.certificates?.roots ?? []).flatMap((r) => loadCertificates(r, 'root certificate')),
-    intermediates: (raw.certificates?.intermediates ?? []).flatMap((r) => loadCertificates(r, 'intermediate certificate')),
+    intermediates: (raw.certificates?.intermediates ?? []).flatMap((r) =>
+      loadCertificates(r, 'intermediate certificate'),
+    ),
     identities: (raw.identities ?? []).map(compileIdentity),
     trustedRoot: raw.trustedRoot !== undefined ? loadTrustedRoot(raw.trustedRoot) : undefined,
     rekorKeys: (raw.rekorKeys ?? []).map((k, i) => loadKey(k, i, 'Rekor key')),

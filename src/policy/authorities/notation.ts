@@ -6,7 +6,6 @@ import { parseStatement } from '../notation/trust-policy.js';
 import { loadNotationConfigDir } from '../notation/config-dir.js';
 import { PullguardError } from '../../common/errors.js';
 
-
 /**
  * A notation authority in pullguard's YAML policy. Either a reference to a notation configuration
  * directory (its trust policy picks the statement for the pulled repository, exactly as notation does):
@@ -44,7 +43,11 @@ export function revocationSettings(r: z.output<typeof revocationSchema> | undefi
   let timeoutMs = DEFAULT_REVOCATION.timeoutMs;
   if (r.timeout !== undefined) {
     const ms = parseDuration(r.timeout);
-    if (ms === undefined || ms > 60_000) throw new PullguardError('POLICY_INVALID', `revocation.timeout ${JSON.stringify(r.timeout)} must be a duration up to 60s (e.g. "2s")`);
+    if (ms === undefined || ms > 60_000)
+      throw new PullguardError(
+        'POLICY_INVALID',
+        `revocation.timeout ${JSON.stringify(r.timeout)} must be a duration up to 60s (e.g. "2s")`,
+      );
     timeoutMs = ms;
   }
   return { ...DEFAULT_REVOCATION, timeoutMs, cacheDir: r.cacheDir };
@@ -53,19 +56,52 @@ export function revocationSettings(r: z.output<typeof revocationSchema> | undefi
 function resolve(v: z.output<typeof raw>): NotationSpec {
   const revocation = revocationSettings(v.revocation);
   if (v.config !== undefined) {
-    const extra = (['truststore', 'signatureVerification', 'trustStores', 'trustedIdentities'] as const).filter((k) => v[k] !== undefined);
-    if (extra.length) throw new PullguardError('POLICY_INVALID', `"config" references a notation directory; remove ${extra.join(', ')} (they come from its trust policy)`);
+    const extra = (['truststore', 'signatureVerification', 'trustStores', 'trustedIdentities'] as const).filter(
+      (k) => v[k] !== undefined,
+    );
+    if (extra.length)
+      throw new PullguardError(
+        'POLICY_INVALID',
+        `"config" references a notation directory; remove ${extra.join(', ')} (they come from its trust policy)`,
+      );
     const cfg = loadNotationConfigDir(v.config);
-    return { resolved: 'notation', source: cfg.source, truststoreDir: cfg.truststoreDir, select: 'scope', statements: cfg.statements, revocation };
+    return {
+      resolved: 'notation',
+      source: cfg.source,
+      truststoreDir: cfg.truststoreDir,
+      select: 'scope',
+      statements: cfg.statements,
+      revocation,
+    };
   }
-  if (v.truststore === undefined) throw new PullguardError('POLICY_INVALID', 'a notation authority needs either "config" (a notation configuration directory) or "truststore" with an inline statement');
+  if (v.truststore === undefined)
+    throw new PullguardError(
+      'POLICY_INVALID',
+      'a notation authority needs either "config" (a notation configuration directory) or "truststore" with an inline statement',
+    );
   const st = parseStatement(
-    { name: 'inline', signatureVerification: v.signatureVerification, trustStores: v.trustStores, trustedIdentities: v.trustedIdentities },
+    {
+      name: 'inline',
+      signatureVerification: v.signatureVerification,
+      trustStores: v.trustStores,
+      trustedIdentities: v.trustedIdentities,
+    },
     'notation authority',
     { requireScopes: false },
   );
-  if (st.level === 'skip') throw new PullguardError('POLICY_INVALID', 'level "skip" is not allowed inline; use a rule with action: allow instead');
-  return { resolved: 'notation', source: 'inline notation authority', truststoreDir: v.truststore, select: 'fixed', statements: [st], revocation };
+  if (st.level === 'skip')
+    throw new PullguardError(
+      'POLICY_INVALID',
+      'level "skip" is not allowed inline; use a rule with action: allow instead',
+    );
+  return {
+    resolved: 'notation',
+    source: 'inline notation authority',
+    truststoreDir: v.truststore,
+    select: 'fixed',
+    statements: [st],
+    revocation,
+  };
 }
 
 export const notationAuthoritySchema = compiledSchema(raw, resolve);

@@ -11,13 +11,16 @@ import { looksLikeContainersPolicy, parseContainersPolicy } from './containers-p
 
 // Made at collection time: test.each tables below are built before any hook runs.
 const dir = mkdtempSync(join(tmpdir(), 'pg-cp-'));
-const keyPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+const keyPem = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  .publicKey.export({ type: 'spki', format: 'pem' })
+  .toString();
 const key = join(dir, 'key.pub');
 writeFileSync(key, keyPem);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const signed = (extra: Record<string, unknown> = {}) => [{ type: 'sigstoreSigned', keyPath: key, ...extra }];
-const doc = (docker: Record<string, unknown>, def: unknown[] = [{ type: 'reject' }]) => JSON.stringify({ default: def, transports: { docker } });
+const doc = (docker: Record<string, unknown>, def: unknown[] = [{ type: 'reject' }]) =>
+  JSON.stringify({ default: def, transports: { docker } });
 const ruleFor = (text: string, image: string) => {
   const p = parseContainersPolicy(text, 'policy.json');
   const ref = parseReference(image);
@@ -61,7 +64,13 @@ describe('containers-policy.json translation', () => {
 
   test('sigstoreSigned: keyPath/keyData, default signedIdentity matchRepoDigestOrExact, reject beats the rest', () => {
     const b64 = Buffer.from(keyPem).toString('base64');
-    const p = parseContainersPolicy(doc({ 'r.example/a': [{ type: 'sigstoreSigned', keyData: b64 }], 'r.example/b': [...signed(), { type: 'reject' }] }), 'p');
+    const p = parseContainersPolicy(
+      doc({
+        'r.example/a': [{ type: 'sigstoreSigned', keyData: b64 }],
+        'r.example/b': [...signed(), { type: 'reject' }],
+      }),
+      'p',
+    );
     const spec = p.rules[0]!.authorities[0]!.spec as CosignSpec;
     expect(spec.mode).toBe('keys');
     expect(spec.signedIdentity).toEqual({ type: 'matchRepoDigestOrExact' });
@@ -72,28 +81,56 @@ describe('containers-policy.json translation', () => {
   test('a Rekor key turns on the transparency-log requirement; fulcio needs one', () => {
     const p = parseContainersPolicy(doc({ 'r.example/a': signed({ rekorPublicKeyPath: key }) }), 'p');
     expect((p.rules[0]!.authorities[0]!.spec as CosignSpec).tlog).toBe(true);
-    expect(() => parseContainersPolicy(doc({ 'r.example/a': [{ type: 'sigstoreSigned', fulcio: { caPath: key, oidcIssuer: 'x', subjectEmail: 'y' } }] }), 'p')).toThrow(/Rekor public key/);
+    expect(() =>
+      parseContainersPolicy(
+        doc({
+          'r.example/a': [{ type: 'sigstoreSigned', fulcio: { caPath: key, oidcIssuer: 'x', subjectEmail: 'y' } }],
+        }),
+        'p',
+      ),
+    ).toThrow(/Rekor public key/);
   });
 
   test.each([
-    ['signedBy without a key', { 'r.example/a': [{ type: 'signedBy', keyType: 'GPGKeys' }] }, /exactly one of keyPath, keyPaths and keyData/],
+    [
+      'signedBy without a key',
+      { 'r.example/a': [{ type: 'signedBy', keyType: 'GPGKeys' }] },
+      /exactly one of keyPath, keyPaths and keyData/,
+    ],
     ['a tag scope', { 'r.example/a:latest': signed() }, /names a tag/],
     ['an unexpanded scope', { busybox: signed() }, /fully expanded/],
     ['two key sources', { 'r.example/a': signed({ keyData: 'AAAA' }) }, /exactly one of/],
     ['an unknown field', { 'r.example/a': signed({ keyPathz: 'x' }) }, /unknown field "keyPathz"/],
-    ['a missing key file', { 'r.example/a': [{ type: 'sigstoreSigned', keyPath: '/nonexistent/k.pub' }] }, /no such file/],
+    [
+      'a missing key file',
+      { 'r.example/a': [{ type: 'sigstoreSigned', keyPath: '/nonexistent/k.pub' }] },
+      /no such file/,
+    ],
     ['an empty requirement list', { 'r.example/a': [] }, /non-empty array/],
-    ['pki with a Rekor key', { 'r.example/a': [{ type: 'sigstoreSigned', pki: { caRootsPath: key, subjectEmail: 'a@b' }, rekorPublicKeyPath: key }] }, /not supported with pki/],
+    [
+      'pki with a Rekor key',
+      {
+        'r.example/a': [
+          { type: 'sigstoreSigned', pki: { caRootsPath: key, subjectEmail: 'a@b' }, rekorPublicKeyPath: key },
+        ],
+      },
+      /not supported with pki/,
+    ],
   ])('refuses %s at load', (_, docker, message) => {
     expect(() => parseContainersPolicy(doc(docker), 'p.json')).toThrow(message);
   });
 
   test('other transports are ignored, with a note; signedBy scopes deny with the reason', () => {
-    const text = JSON.stringify({ default: [{ type: 'reject' }], transports: { 'docker-daemon': { '': [{ type: 'insecureAcceptAnything' }] } } });
+    const text = JSON.stringify({
+      default: [{ type: 'reject' }],
+      transports: { 'docker-daemon': { '': [{ type: 'insecureAcceptAnything' }] } },
+    });
     const p = parseContainersPolicy(text, 'p.json');
     expect(p.rules).toEqual([]);
     expect(p.defaultAction).toBe('deny');
-    expect(p.notes).toEqual(['p.json:1: transport "docker-daemon" ignored: containerd pulls only from registries (the docker transport)']);
+    expect(p.notes).toEqual([
+      'p.json:1: transport "docker-daemon" ignored: containerd pulls only from registries (the docker transport)',
+    ]);
   });
 
   test("Fedora's /etc/containers/policy.json loads (issue 8: a distro policy.json is refused)", () => {
@@ -108,7 +145,10 @@ describe('containers-policy.json translation', () => {
     const m = new RuleMatcher(p.rules);
     const D = `sha256:${'0'.repeat(64)}`;
     const redhat = m.find(parseReference('registry.redhat.io/ubi9/ubi:latest'), D)!.rule;
-    expect(redhat).toMatchObject({ action: 'deny', message: expect.stringMatching(/requires signedBy \(GPG\) signatures, which pullguard cannot verify/) });
+    expect(redhat).toMatchObject({
+      action: 'deny',
+      message: expect.stringMatching(/requires signedBy \(GPG\) signatures, which pullguard cannot verify/),
+    });
     expect(m.find(parseReference('Registry.Access.RedHat.com/ubi9'), D)!.rule.action).toBe('deny');
     expect(m.find(parseReference('quay.io/podman/hello'), D)).toBeUndefined();
   });
@@ -119,17 +159,24 @@ describe('containers-policy.json translation', () => {
     const p = parsePolicyText(`version: 1\nmode: audit\ncontainersPolicy: ${cp}\n`, 'native.yaml');
     expect(p.mode).toBe('audit');
     expect(p.rules[0]!.name).toBe('docker:r.example/a');
-    expect(() => parsePolicyText(`version: 1\ncontainersPolicy: ${cp}\nrules: []\n`, 'native.yaml')).toThrow(/comes from containersPolicy/);
+    expect(() => parsePolicyText(`version: 1\ncontainersPolicy: ${cp}\nrules: []\n`, 'native.yaml')).toThrow(
+      /comes from containersPolicy/,
+    );
   });
 });
 
 describe('scopes see canonical registry hosts (issue 8 item 1)', () => {
-  test.each(['VM:5214/prod/unsigned:v1', 'Vm:5214/prod/unsigned:v1', 'vm:5214/prod/unsigned:v1'])('a reject scope "vm:5214" rejects %s', (image) => {
-    const text = doc({ 'vm:5214': [{ type: 'reject' }] }, [{ type: 'insecureAcceptAnything' }]);
-    expect(ruleFor(text, image).match?.rule.action).toBe('deny');
-  });
+  test.each(['VM:5214/prod/unsigned:v1', 'Vm:5214/prod/unsigned:v1', 'vm:5214/prod/unsigned:v1'])(
+    'a reject scope "vm:5214" rejects %s',
+    (image) => {
+      const text = doc({ 'vm:5214': [{ type: 'reject' }] }, [{ type: 'insecureAcceptAnything' }]);
+      expect(ruleFor(text, image).match?.rule.action).toBe('deny');
+    },
+  );
   test('an upper-case scope and a Docker Hub alias are folded too', () => {
-    const text = doc({ 'VM:5214/prod': [{ type: 'reject' }], 'docker.io/library': [{ type: 'reject' }] }, [{ type: 'insecureAcceptAnything' }]);
+    const text = doc({ 'VM:5214/prod': [{ type: 'reject' }], 'docker.io/library': [{ type: 'reject' }] }, [
+      { type: 'insecureAcceptAnything' },
+    ]);
     expect(ruleFor(text, 'vm:5214/prod/app').match?.rule.action).toBe('deny');
     expect(ruleFor(text, 'registry-1.docker.io/library/nginx').match?.rule.action).toBe('deny');
   });

@@ -57,7 +57,9 @@ export function looksLikeContainersPolicy(text: string): boolean {
 export function parseContainersPolicy(text: string, source: string): Policy {
   const deep = excessiveNesting(text);
   if (deep) {
-    throw new PullguardError('POLICY_INVALID', `invalid containers policy ${source}:${deep.line}: ${deep.why}`, { path: source });
+    throw new PullguardError('POLICY_INVALID', `invalid containers policy ${source}:${deep.line}: ${deep.why}`, {
+      path: source,
+    });
   }
   // Strict JSON skips the YAML parser; the YAML document is built only for an error's line (or to report
   // what JSON.parse would have let through, such as a duplicate key).
@@ -66,8 +68,12 @@ export function parseContainersPolicy(text: string, source: string): Policy {
     const line = lineOf(yaml().doc, yaml().lc, path);
     return line !== undefined ? `${source}:${line}` : source;
   };
-  const invalid = (path: readonly (string | number)[], msg: string) => new PullguardError('POLICY_INVALID', `invalid containers policy ${where(path)}: ${msg}`, { path: source });
-  const unsupported = (path: readonly (string | number)[], msg: string) => new PullguardError('POLICY_UNSUPPORTED', `unsupported in containers policy ${where(path)}: ${msg}`, { path: source });
+  const invalid = (path: readonly (string | number)[], msg: string) =>
+    new PullguardError('POLICY_INVALID', `invalid containers policy ${where(path)}: ${msg}`, { path: source });
+  const unsupported = (path: readonly (string | number)[], msg: string) =>
+    new PullguardError('POLICY_UNSUPPORTED', `unsupported in containers policy ${where(path)}: ${msg}`, {
+      path: source,
+    });
   let root = parseStrictJson(text);
   if (root === undefined) {
     const { doc } = yaml();
@@ -90,7 +96,9 @@ export function parseContainersPolicy(text: string, source: string): Policy {
       const at = ['transports', transport];
       if (!isObject(scopes)) throw invalid(at, 'a transport must map scopes to requirement arrays');
       if (transport !== 'docker') {
-        notes.push(`${where(at)}: transport "${transport}" ignored: containerd pulls only from registries (the docker transport)`);
+        notes.push(
+          `${where(at)}: transport "${transport}" ignored: containerd pulls only from registries (the docker transport)`,
+        );
         continue;
       }
       for (const [scope, reqs] of Object.entries(scopes)) {
@@ -125,7 +133,7 @@ export function parseContainersPolicy(text: string, source: string): Policy {
   return { source, mode: 'enforce', timeoutMs: DEFAULT_TIMEOUT_MS, defaultAction, rules: plain, registry: {}, notes };
 }
 
-const UNVERIFIABLE = 'signedBy (GPG simple signing) cannot be verified by pullguard'
+const UNVERIFIABLE = 'signedBy (GPG simple signing) cannot be verified by pullguard';
 
 // ---------------------------------------------------------------------------------------------------------
 
@@ -142,7 +150,15 @@ type Requirement =
 
 function toRule(name: string, match: string[], reqs: Requirement[]): Rule & { unverifiable?: boolean } {
   // Every requirement must hold: one reject rejects; insecureAcceptAnything adds nothing to the others.
-  if (reqs.some((r) => r.type === 'reject')) return { name, match, action: 'deny', message: `rejected by containers policy scope ${name}`, authorities: [], require: 'all' };
+  if (reqs.some((r) => r.type === 'reject'))
+    return {
+      name,
+      match,
+      action: 'deny',
+      message: `rejected by containers policy scope ${name}`,
+      authorities: [],
+      require: 'all',
+    };
   // A requirement pullguard cannot check is one that is never met: deny, and say why.
   if (reqs.some((r) => r.type === 'signedBy')) {
     const message = `containers policy scope ${name} requires signedBy (GPG) signatures, which pullguard cannot verify`;
@@ -150,21 +166,30 @@ function toRule(name: string, match: string[], reqs: Requirement[]): Rule & { un
   }
   const signed = reqs.flatMap((r) => (r.type === 'sigstoreSigned' ? [r.spec] : []));
   if (signed.length === 0) return { name, match, action: 'allow', authorities: [], require: 'all' };
-  const authorities: Authority[] = signed.map((spec, i) => authorityOf('cosign', `${name} sigstoreSigned#${i + 1}`, spec));
+  const authorities: Authority[] = signed.map((spec, i) =>
+    authorityOf('cosign', `${name} sigstoreSigned#${i + 1}`, spec),
+  );
   return { name, match, action: 'verify', authorities, require: 'all' };
 }
 
 function scopePatterns(scope: string, path: readonly string[], ctx: Ctx): string[] {
   if (/^\*\.[^*/@:]+$/.test(scope)) return [`${scope}/**`];
-  if (scope.includes('*')) throw ctx.invalid(path, `scope ${JSON.stringify(scope)}: only "*.domain" wildcards are allowed`);
+  if (scope.includes('*'))
+    throw ctx.invalid(path, `scope ${JSON.stringify(scope)}: only "*.domain" wildcards are allowed`);
   const at = scope.indexOf('@');
   const repo = at >= 0 ? scope.slice(0, at) : scope;
   const first = repo.split('/')[0]!;
   if (!/[.:]/.test(first) && first !== 'localhost') {
-    throw ctx.invalid(path, `scope ${JSON.stringify(scope)} must be fully expanded, starting with a registry host (e.g. docker.io/library/busybox)`);
+    throw ctx.invalid(
+      path,
+      `scope ${JSON.stringify(scope)} must be fully expanded, starting with a registry host (e.g. docker.io/library/busybox)`,
+    );
   }
   if (at < 0 && repo.includes('/') && repo.slice(repo.lastIndexOf('/') + 1).includes(':')) {
-    throw ctx.unsupported(path, `scope ${JSON.stringify(scope)} names a tag: containerd verifies the digest it pulls, and a tag cannot be bound to it; use the repository scope`);
+    throw ctx.unsupported(
+      path,
+      `scope ${JSON.stringify(scope)} names a tag: containerd verifies the digest it pulls, and a tag cannot be bound to it; use the repository scope`,
+    );
   }
   const patterns = at >= 0 ? [scope] : repo.includes('/') ? [repo, `${repo}/**`] : [`${repo}/**`];
   for (const p of patterns) {
@@ -180,9 +205,11 @@ function parseRequirements(value: unknown, path: readonly (string | number)[], c
 }
 
 function parseRequirement(r: unknown, path: readonly (string | number)[], ctx: Ctx): Requirement {
-  if (!isObject(r) || typeof r.type !== 'string') throw ctx.invalid(path, 'a requirement must be an object with a "type"');
+  if (!isObject(r) || typeof r.type !== 'string')
+    throw ctx.invalid(path, 'a requirement must be an object with a "type"');
   const only = (allowed: string[]) => {
-    for (const k of Object.keys(r)) if (!allowed.includes(k)) throw ctx.invalid([...path, k], `unknown field "${k}" for ${r.type}`);
+    for (const k of Object.keys(r))
+      if (!allowed.includes(k)) throw ctx.invalid([...path, k], `unknown field "${k}" for ${r.type}`);
   };
   switch (r.type) {
     case 'insecureAcceptAnything':
@@ -200,7 +227,20 @@ function parseRequirement(r: unknown, path: readonly (string | number)[], ctx: C
       }
       return { type: 'signedBy' };
     case 'sigstoreSigned':
-      only(['type', 'keyPath', 'keyPaths', 'keyData', 'keyDatas', 'fulcio', 'pki', 'rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas', 'signedIdentity']);
+      only([
+        'type',
+        'keyPath',
+        'keyPaths',
+        'keyData',
+        'keyDatas',
+        'fulcio',
+        'pki',
+        'rekorPublicKeyPath',
+        'rekorPublicKeyPaths',
+        'rekorPublicKeyData',
+        'rekorPublicKeyDatas',
+        'signedIdentity',
+      ]);
       try {
         return { type: 'sigstoreSigned', spec: sigstoreSigned(r, path, ctx) };
       } catch (e) {
@@ -219,23 +259,37 @@ function sigstoreSigned(r: Record<string, unknown>, path: readonly (string | num
   };
   const strs = (k: string): string[] => {
     const v = r[k];
-    if (!Array.isArray(v) || v.length === 0) throw ctx.invalid([...path, k], `"${k}" must be a non-empty array of strings`);
+    if (!Array.isArray(v) || v.length === 0)
+      throw ctx.invalid([...path, k], `"${k}" must be a non-empty array of strings`);
     return v.map((x) => str(k, x));
   };
   // Go decodes []byte JSON fields from base64: keyData and friends are base64 of the PEM text.
   const b64 = (k: string, v: unknown = r[k]): Buffer => {
     const s = str(k, v);
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0) throw ctx.invalid([...path, k], `"${k}" must be base64 (of the PEM data)`);
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0)
+      throw ctx.invalid([...path, k], `"${k}" must be base64 (of the PEM data)`);
     return Buffer.from(s, 'base64');
   };
   const present = (...ks: string[]) => ks.filter((k) => r[k] !== undefined);
 
   const keySources = present('keyPath', 'keyPaths', 'keyData', 'keyDatas', 'fulcio', 'pki');
-  if (keySources.length !== 1) throw ctx.invalid(path, 'exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio, and pki must be specified');
-  const rekorSources = present('rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas');
-  if (rekorSources.length > 1) throw ctx.invalid(path, 'at most one of rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData and rekorPublicKeyDatas can be used');
-  if (r.fulcio !== undefined && rekorSources.length === 0) throw ctx.invalid(path, 'a Rekor public key (rekorPublicKey*) must be specified if fulcio is used');
-  if (r.pki !== undefined && rekorSources.length > 0) throw ctx.invalid(path, 'rekorPublicKey* is not supported with pki');
+  if (keySources.length !== 1)
+    throw ctx.invalid(path, 'exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio, and pki must be specified');
+  const rekorSources = present(
+    'rekorPublicKeyPath',
+    'rekorPublicKeyPaths',
+    'rekorPublicKeyData',
+    'rekorPublicKeyDatas',
+  );
+  if (rekorSources.length > 1)
+    throw ctx.invalid(
+      path,
+      'at most one of rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData and rekorPublicKeyDatas can be used',
+    );
+  if (r.fulcio !== undefined && rekorSources.length === 0)
+    throw ctx.invalid(path, 'a Rekor public key (rekorPublicKey*) must be specified if fulcio is used');
+  if (r.pki !== undefined && rekorSources.length > 0)
+    throw ctx.invalid(path, 'rekorPublicKey* is not supported with pki');
 
   let signedIdentity: SignedIdentity = { type: 'matchRepoDigestOrExact' };
   if (r.signedIdentity !== undefined) {
@@ -246,14 +300,29 @@ function sigstoreSigned(r: Record<string, unknown>, path: readonly (string | num
 
   let rekorKeys: CosignKey[] = [];
   if (r.rekorPublicKeyPath !== undefined) rekorKeys = [loadKey(str('rekorPublicKeyPath'), 0, 'Rekor public key')];
-  if (r.rekorPublicKeyPaths !== undefined) rekorKeys = strs('rekorPublicKeyPaths').map((p, i) => loadKey(p, i, 'Rekor public key'));
+  if (r.rekorPublicKeyPaths !== undefined)
+    rekorKeys = strs('rekorPublicKeyPaths').map((p, i) => loadKey(p, i, 'Rekor public key'));
   if (r.rekorPublicKeyData !== undefined) rekorKeys = [parsePublicKey(b64('rekorPublicKeyData'), 'rekorPublicKeyData')];
-  if (r.rekorPublicKeyDatas !== undefined) rekorKeys = (r.rekorPublicKeyDatas as unknown[]).map((d, i) => parsePublicKey(b64('rekorPublicKeyDatas', d), `rekorPublicKeyDatas[${i}]`));
-  if (r.rekorPublicKeyDatas !== undefined && rekorKeys.length === 0) throw ctx.invalid([...path, 'rekorPublicKeyDatas'], 'contains no entries');
-  for (const k of rekorKeys) if (k.key.asymmetricKeyType !== 'ec') throw ctx.invalid(path, `Rekor public key ${k.source} is not ECDSA`);
+  if (r.rekorPublicKeyDatas !== undefined)
+    rekorKeys = (r.rekorPublicKeyDatas as unknown[]).map((d, i) =>
+      parsePublicKey(b64('rekorPublicKeyDatas', d), `rekorPublicKeyDatas[${i}]`),
+    );
+  if (r.rekorPublicKeyDatas !== undefined && rekorKeys.length === 0)
+    throw ctx.invalid([...path, 'rekorPublicKeyDatas'], 'contains no entries');
+  for (const k of rekorKeys)
+    if (k.key.asymmetricKeyType !== 'ec') throw ctx.invalid(path, `Rekor public key ${k.source} is not ECDSA`);
   const tlog = rekorKeys.length > 0;
 
-  const base = { roots: [] as CosignCertificate[], intermediates: [] as CosignCertificate[], identities: [] as CosignIdentity[], rekorKeys, tlog, sct: false, signedIdentity, keys: [] as CosignKey[] };
+  const base = {
+    roots: [] as CosignCertificate[],
+    intermediates: [] as CosignCertificate[],
+    identities: [] as CosignIdentity[],
+    rekorKeys,
+    tlog,
+    sct: false,
+    signedIdentity,
+    keys: [] as CosignKey[],
+  };
 
   if (r.keyPath !== undefined) return { ...base, mode: 'keys', keys: [loadKey(str('keyPath'), 0)] };
   if (r.keyPaths !== undefined) return { ...base, mode: 'keys', keys: strs('keyPaths').map((p, i) => loadKey(p, i)) };
@@ -269,11 +338,20 @@ function sigstoreSigned(r: Record<string, unknown>, path: readonly (string | num
     const fp = [...path, 'fulcio'];
     if (!isObject(f)) throw ctx.invalid(fp, '"fulcio" must be an object');
     for (const k of Object.keys(f)) {
-      if (k === 'buildSignerURI') throw ctx.unsupported([...fp, k], 'fulcio.buildSignerURI is not supported yet; use pullguard\'s native keyless identities (uri/uriRegexp)');
-      if (!['caPath', 'caData', 'oidcIssuer', 'subjectEmail'].includes(k)) throw ctx.invalid([...fp, k], `unknown field "${k}" in fulcio`);
+      if (k === 'buildSignerURI')
+        throw ctx.unsupported(
+          [...fp, k],
+          "fulcio.buildSignerURI is not supported yet; use pullguard's native keyless identities (uri/uriRegexp)",
+        );
+      if (!['caPath', 'caData', 'oidcIssuer', 'subjectEmail'].includes(k))
+        throw ctx.invalid([...fp, k], `unknown field "${k}" in fulcio`);
     }
-    if ((f.caPath === undefined) === (f.caData === undefined)) throw ctx.invalid(fp, 'exactly one of caPath and caData must be specified');
-    const ca = f.caPath !== undefined ? loadCertificates(str('caPath', f.caPath), 'Fulcio CA') : parseCertificates(b64('caData', f.caData), 'fulcio.caData');
+    if ((f.caPath === undefined) === (f.caData === undefined))
+      throw ctx.invalid(fp, 'exactly one of caPath and caData must be specified');
+    const ca =
+      f.caPath !== undefined
+        ? loadCertificates(str('caPath', f.caPath), 'Fulcio CA')
+        : parseCertificates(b64('caData', f.caData), 'fulcio.caData');
     const issuer = str('oidcIssuer', f.oidcIssuer);
     const email = str('subjectEmail', f.subjectEmail);
     // containers/image puts every caPath certificate in the root pool and checks the chain at the
@@ -285,15 +363,34 @@ function sigstoreSigned(r: Record<string, unknown>, path: readonly (string | num
   const pp = [...path, 'pki'];
   if (!isObject(p)) throw ctx.invalid(pp, '"pki" must be an object');
   for (const k of Object.keys(p)) {
-    if (!['caRootsPath', 'caRootsData', 'caIntermediatesPath', 'caIntermediatesData', 'subjectEmail', 'subjectHostname'].includes(k)) throw ctx.invalid([...pp, k], `unknown field "${k}" in pki`);
+    if (
+      ![
+        'caRootsPath',
+        'caRootsData',
+        'caIntermediatesPath',
+        'caIntermediatesData',
+        'subjectEmail',
+        'subjectHostname',
+      ].includes(k)
+    )
+      throw ctx.invalid([...pp, k], `unknown field "${k}" in pki`);
   }
-  if ((p.caRootsPath === undefined) === (p.caRootsData === undefined)) throw ctx.invalid(pp, 'exactly one of caRootsPath and caRootsData must be specified');
-  if (p.caIntermediatesPath !== undefined && p.caIntermediatesData !== undefined) throw ctx.invalid(pp, 'caIntermediatesPath and caIntermediatesData cannot be used simultaneously');
-  if (p.subjectEmail === undefined && p.subjectHostname === undefined) throw ctx.invalid(pp, 'at least one of subjectEmail, subjectHostname must be specified');
-  const roots = p.caRootsPath !== undefined ? loadCertificates(str('caRootsPath', p.caRootsPath), 'PKI root') : parseCertificates(b64('caRootsData', p.caRootsData), 'pki.caRootsData');
+  if ((p.caRootsPath === undefined) === (p.caRootsData === undefined))
+    throw ctx.invalid(pp, 'exactly one of caRootsPath and caRootsData must be specified');
+  if (p.caIntermediatesPath !== undefined && p.caIntermediatesData !== undefined)
+    throw ctx.invalid(pp, 'caIntermediatesPath and caIntermediatesData cannot be used simultaneously');
+  if (p.subjectEmail === undefined && p.subjectHostname === undefined)
+    throw ctx.invalid(pp, 'at least one of subjectEmail, subjectHostname must be specified');
+  const roots =
+    p.caRootsPath !== undefined
+      ? loadCertificates(str('caRootsPath', p.caRootsPath), 'PKI root')
+      : parseCertificates(b64('caRootsData', p.caRootsData), 'pki.caRootsData');
   const intermediates =
     p.caIntermediatesPath !== undefined
-      ? parseCertificates(readMaterial(str('caIntermediatesPath', p.caIntermediatesPath), 'PKI intermediates'), String(p.caIntermediatesPath))
+      ? parseCertificates(
+          readMaterial(str('caIntermediatesPath', p.caIntermediatesPath), 'PKI intermediates'),
+          String(p.caIntermediatesPath),
+        )
       : p.caIntermediatesData !== undefined
         ? parseCertificates(b64('caIntermediatesData', p.caIntermediatesData), 'pki.caIntermediatesData')
         : [];
@@ -323,7 +420,9 @@ export function loadContainersPolicyFile(path: string, referencedFrom: string): 
   try {
     text = readMaterial(path, 'containers policy').toString('utf8');
   } catch (e) {
-    throw new PullguardError('POLICY_INVALID', `${referencedFrom}: containersPolicy: ${(e as Error).message}`, { path: referencedFrom });
+    throw new PullguardError('POLICY_INVALID', `${referencedFrom}: containersPolicy: ${(e as Error).message}`, {
+      path: referencedFrom,
+    });
   }
   return parseContainersPolicy(text, path);
 }

@@ -5,7 +5,8 @@ import { parseStrictJson } from './json.js';
 
 describe('parseStrictJson', () => {
   it('parses JSON objects like the YAML path does', () => {
-    const text = '{"default": [{"type": "reject"}], "transports": {"docker": {"a\\"b": [], "x": {"y": [1, 2.5, null, true]}}}}';
+    const text =
+      '{"default": [{"type": "reject"}], "transports": {"docker": {"a\\"b": [], "x": {"y": [1, 2.5, null, true]}}}}';
     expect(parseStrictJson(text)).toEqual(parseYaml(text));
   });
 
@@ -13,7 +14,10 @@ describe('parseStrictJson', () => {
     expect(parseStrictJson('{"a": 1, "a": 2}')).toBeUndefined();
     expect(parseStrictJson('{"x": [{"a": 1, "b": {"c": 1, "c": 1}}]}')).toBeUndefined();
     expect(parseStrictJson('{"a": 1, "\\u0061": 2}')).toBeUndefined();
-    expect(parseStrictJson('{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]}')).toEqual({ a: { a: 1 }, b: [{ a: 1 }, { a: 2 }] });
+    expect(parseStrictJson('{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]}')).toEqual({
+      a: { a: 1 },
+      b: [{ a: 1 }, { a: 2 }],
+    });
   });
 
   it('leaves YAML and broken JSON to the YAML path', () => {

@@ -35,16 +35,21 @@ export function parseNativePolicy(text: string, source: string): Policy {
   const containersPolicy = typeof js === 'object' && js !== null ? js.containersPolicy : undefined;
   if (containersPolicy !== undefined) {
     const line = lineAt(['containersPolicy']);
-    if (typeof containersPolicy !== 'string' || containersPolicy.length === 0) throw invalid(source, line, 'containersPolicy: expected the path of a containers-policy.json file');
+    if (typeof containersPolicy !== 'string' || containersPolicy.length === 0)
+      throw invalid(source, line, 'containersPolicy: expected the path of a containers-policy.json file');
     for (const k of ['rules', 'default'] as const) {
-      if (k in js) throw invalid(source, lineAt([k]), `${k}: comes from containersPolicy ${containersPolicy}; remove it here`);
+      if (k in js)
+        throw invalid(source, lineAt([k]), `${k}: comes from containersPolicy ${containersPolicy}; remove it here`);
     }
     delete js.containersPolicy;
   }
   const parsed = policyDocumentSchema.safeParse(js, PARSE_OPTIONS);
   if (!parsed.success) {
     const found = parsed.error.issues.flatMap((i) => locateIssue(yaml().doc, yaml().lc, i));
-    throw invalidAll(source, found.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
+    throw invalidAll(
+      source,
+      found.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)),
+    );
   }
   const policy = toModel(parsed.data, source);
   if (typeof containersPolicy !== 'string') return policy;
@@ -91,7 +96,13 @@ function toModel(doc: PolicyDocument, source: string): Policy {
     registry: doc.registry,
     ...(doc.log ? { log: doc.log } : {}),
     ...(doc.cache
-      ? { cache: { dir: doc.cache.dir ?? DEFAULT_CACHE_DIR, ttlMs: doc.cache.ttl ?? DEFAULT_CACHE_TTL_MS, revocationIntervalMs: doc.cache.revocationInterval ?? DEFAULT_REVOCATION_INTERVAL_MS } }
+      ? {
+          cache: {
+            dir: doc.cache.dir ?? DEFAULT_CACHE_DIR,
+            ttlMs: doc.cache.ttl ?? DEFAULT_CACHE_TTL_MS,
+            revocationIntervalMs: doc.cache.revocationInterval ?? DEFAULT_REVOCATION_INTERVAL_MS,
+          },
+        }
       : {}),
     rules: doc.rules.map((r) => ({
       name: r.name,
@@ -159,8 +170,10 @@ function nodeAlong(doc: Document, path: readonly PropertyKey[]): { range?: reado
 /** All problems at once: the message names the first (it is the event line), `detail.problems` has every one. */
 function invalidAll(source: string, problems: readonly PolicyProblem[]): PullguardError {
   const first = problems[0] ?? { message: 'invalid' };
-  const more = problems.length > 1 ? ` (and ${problems.length - 1} more ` +
-    `problem${problems.length > 2 ? 's' : ''}: run pullguard policy check)` : '';
+  const more =
+    problems.length > 1
+      ? ` (and ${problems.length - 1} more ` + `problem${problems.length > 2 ? 's' : ''}: run pullguard policy check)`
+      : '';
   const where = first.line !== undefined ? `${source}:${first.line}` : source;
   const detail = { path: source, line: first.line, problems };
   return new PullguardError('POLICY_INVALID', `invalid policy ${where}: ${first.message}${more}`, detail);

@@ -22,8 +22,28 @@ export function parseNotationDirectory(dir: string): Policy {
   const rules: Rule[] = cfg.statements.map((st) => {
     const match = st.registryScopes.map((s) => (s === '*' ? '**' : s));
     if (st.level === 'skip') return { name: st.name, match, action: 'allow', authorities: [], require: 'all' };
-    const spec: NotationSpec = { resolved: 'notation', source: cfg.source, truststoreDir: cfg.truststoreDir, select: 'fixed', statements: [st], revocation: DEFAULT_REVOCATION };
-    return { name: st.name, match, action: 'verify', authorities: [authorityOf('notation', st.name, spec)], require: 'all' };
+    const spec: NotationSpec = {
+      resolved: 'notation',
+      source: cfg.source,
+      truststoreDir: cfg.truststoreDir,
+      select: 'fixed',
+      statements: [st],
+      revocation: DEFAULT_REVOCATION,
+    };
+    return {
+      name: st.name,
+      match,
+      action: 'verify',
+      authorities: [authorityOf('notation', st.name, spec)],
+      require: 'all',
+    };
   });
-  return { source: cfg.source, mode: 'enforce', timeoutMs: DEFAULT_TIMEOUT_MS, defaultAction: 'deny', rules, registry: {} };
+  return {
+    source: cfg.source,
+    mode: 'enforce',
+    timeoutMs: DEFAULT_TIMEOUT_MS,
+    defaultAction: 'deny',
+    rules,
+    registry: {},
+  };
 }

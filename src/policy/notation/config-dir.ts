@@ -17,7 +17,11 @@ export interface NotationConfig {
 export function loadNotationConfigDir(dir: string): NotationConfig {
   const candidates = ['trustpolicy.oci.json', 'trustpolicy.json'].map((f) => join(dir, f));
   const file = candidates.find((f) => existsSync(f));
-  if (!file) throw new MalformedInputError(`notation configuration ${dir} has no trustpolicy.oci.json or trustpolicy.json`, 'POLICY_MISSING');
+  if (!file)
+    throw new MalformedInputError(
+      `notation configuration ${dir} has no trustpolicy.oci.json or trustpolicy.json`,
+      'POLICY_MISSING',
+    );
   const opts = { maxBytes: 4 * 1024 * 1024, code: 'POLICY_UNREADABLE', what: 'notation trust policy' } as const;
   const text = readRegularText(file, opts);
   return { source: file, truststoreDir: join(dir, 'truststore'), statements: parseTrustPolicyDocument(text, file) };

@@ -30,7 +30,9 @@ describe('notation policy forms', () => {
     expect(isNotationSpec(spec) && spec.statements[0]!.enforcement.revocation).toBe('skip');
   });
   it('a malformed DN is POLICY_INVALID at load, with the line', () => {
-    expect(() => parsePolicyText(inline('x509.subject: CN=other'), 'p.yaml')).toThrow(/invalid policy p\.yaml:\d+: .*must contain C, ST and O/);
+    expect(() => parsePolicyText(inline('x509.subject: CN=other'), 'p.yaml')).toThrow(
+      /invalid policy p\.yaml:\d+: .*must contain C, ST and O/,
+    );
   });
   it('a notation directory is a policy; duplicate scopes and skip on * are refused', () => {
     const d = join(dir, 'n1');
@@ -38,14 +40,35 @@ describe('notation policy forms', () => {
     const st = (name: string, scopes: string[], level = 'strict') =>
       level === 'skip'
         ? { name, registryScopes: scopes, signatureVerification: { level } }
-        : { name, registryScopes: scopes, signatureVerification: { level }, trustStores: ['ca:x'], trustedIdentities: ['*'] };
-    writeFileSync(join(d, 'trustpolicy.json'), JSON.stringify({ version: '1.0', trustPolicies: [st('a', ['r.example.com/app']), st('b', ['*'])] }));
+        : {
+            name,
+            registryScopes: scopes,
+            signatureVerification: { level },
+            trustStores: ['ca:x'],
+            trustedIdentities: ['*'],
+          };
+    writeFileSync(
+      join(d, 'trustpolicy.json'),
+      JSON.stringify({ version: '1.0', trustPolicies: [st('a', ['r.example.com/app']), st('b', ['*'])] }),
+    );
     const p = loadPolicy(d);
-    expect(p.rules.map((r) => [r.name, r.match])).toEqual([['a', ['r.example.com/app']], ['b', ['**']]]);
+    expect(p.rules.map((r) => [r.name, r.match])).toEqual([
+      ['a', ['r.example.com/app']],
+      ['b', ['**']],
+    ]);
     expect(p.defaultAction).toBe('deny');
-    writeFileSync(join(d, 'trustpolicy.oci.json'), JSON.stringify({ version: '1.0', trustPolicies: [st('a', ['r.example.com/app']), st('b', ['r.example.com/app'])] }));
+    writeFileSync(
+      join(d, 'trustpolicy.oci.json'),
+      JSON.stringify({
+        version: '1.0',
+        trustPolicies: [st('a', ['r.example.com/app']), st('b', ['r.example.com/app'])],
+      }),
+    );
     expect(() => loadPolicy(d)).toThrow(/appears in both/);
-    writeFileSync(join(d, 'trustpolicy.oci.json'), JSON.stringify({ version: '1.0', trustPolicies: [st('s', ['*'], 'skip')] }));
+    writeFileSync(
+      join(d, 'trustpolicy.oci.json'),
+      JSON.stringify({ version: '1.0', trustPolicies: [st('s', ['*'], 'skip')] }),
+    );
     expect(() => loadPolicy(d)).toThrow(expect.objectContaining({ code: 'POLICY_INVALID' }));
   });
 });
@@ -56,11 +79,18 @@ describe('notation registryScopes see canonical registry hosts (issue 8 item 1)'
     const { parseReference } = await import('../../common/reference.js');
     const d = join(dir, 'n-case');
     mkdirSync(d);
-    const st = { name: 'a', registryScopes: ['R.Example.com:443/app'], signatureVerification: { level: 'strict' }, trustStores: ['ca:x'], trustedIdentities: ['*'] };
+    const st = {
+      name: 'a',
+      registryScopes: ['R.Example.com:443/app'],
+      signatureVerification: { level: 'strict' },
+      trustStores: ['ca:x'],
+      trustedIdentities: ['*'],
+    };
     writeFileSync(join(d, 'trustpolicy.json'), JSON.stringify({ version: '1.0', trustPolicies: [st] }));
     const p = loadPolicy(d);
     const m = new RuleMatcher(p.rules);
-    for (const image of ['r.example.com/app', 'R.EXAMPLE.COM/app']) expect(m.find(parseReference(image), 'sha256:' + '0'.repeat(64))?.rule.name).toBe('a');
+    for (const image of ['r.example.com/app', 'R.EXAMPLE.COM/app'])
+      expect(m.find(parseReference(image), 'sha256:' + '0'.repeat(64))?.rule.name).toBe('a');
     expect(p.rules[0]!.match).toEqual(['r.example.com/app']);
   });
 });

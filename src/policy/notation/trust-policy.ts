@@ -29,8 +29,20 @@ export interface Statement {
 }
 
 export const LEVELS: Readonly<Record<Level, Readonly<Record<CheckType, Action>>>> = {
-  strict: { integrity: 'enforce', authenticity: 'enforce', authenticTimestamp: 'enforce', expiry: 'enforce', revocation: 'enforce' },
-  permissive: { integrity: 'enforce', authenticity: 'enforce', authenticTimestamp: 'log', expiry: 'log', revocation: 'log' },
+  strict: {
+    integrity: 'enforce',
+    authenticity: 'enforce',
+    authenticTimestamp: 'enforce',
+    expiry: 'enforce',
+    revocation: 'enforce',
+  },
+  permissive: {
+    integrity: 'enforce',
+    authenticity: 'enforce',
+    authenticTimestamp: 'log',
+    expiry: 'log',
+    revocation: 'log',
+  },
   audit: { integrity: 'enforce', authenticity: 'log', authenticTimestamp: 'log', expiry: 'log', revocation: 'log' },
   skip: { integrity: 'skip', authenticity: 'skip', authenticTimestamp: 'skip', expiry: 'skip', revocation: 'skip' },
 };
@@ -38,8 +50,10 @@ export const LEVELS: Readonly<Record<Level, Readonly<Record<CheckType, Action>>>
 const CHECK_TYPES: readonly CheckType[] = ['integrity', 'authenticity', 'authenticTimestamp', 'expiry', 'revocation'];
 const STORE_TYPES: readonly TrustStoreType[] = ['ca', 'signingAuthority', 'tsa'];
 const STORE_NAME = /^[a-zA-Z0-9_.-]+$/;
-const DOMAIN = /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))+)?(?::[0-9]+)?$/;
-const REPOSITORY = /^[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?(?:(?:\/[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?)+)?$/;
+const DOMAIN =
+  /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))+)?(?::[0-9]+)?$/;
+const REPOSITORY =
+  /^[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?(?:(?:\/[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?)+)?$/;
 
 function bad(msg: string): MalformedInputError {
   return new MalformedInputError(msg, 'POLICY_INVALID');
@@ -70,41 +84,65 @@ export function parseStatement(raw: unknown, where: string, opts: { requireScope
   const registryScopes = written.map((s) => (s === '*' || s.indexOf('/') <= 0 ? s : canonicalScope(s)));
   if (opts.requireScopes) {
     if (registryScopes.length === 0) throw bad(`${at} has no registryScopes`);
-    if (registryScopes.includes('*') && registryScopes.length > 1) throw bad(`${at}: the wildcard scope "*" cannot be combined with other scopes`);
+    if (registryScopes.includes('*') && registryScopes.length > 1)
+      throw bad(`${at}: the wildcard scope "*" cannot be combined with other scopes`);
     for (const s of written) {
       if (s === '*') continue;
       const slash = s.indexOf('/');
       if (slash <= 0 || !DOMAIN.test(s.slice(0, slash)) || !REPOSITORY.test(s.slice(slash + 1))) {
-        throw bad(`${at}: registry scope ${JSON.stringify(s)} is not a fully qualified repository (e.g. registry.example.com/team/app) or "*"`);
+        throw bad(
+          `${at}: registry scope ${JSON.stringify(s)} is not a fully qualified repository (e.g. registry.example.com/team/app) or "*"`,
+        );
       }
     }
   }
   const sv = raw.signatureVerification;
   if (!isRecord(sv)) throw bad(`${at}: "signatureVerification" is required`);
-  for (const k of Object.keys(sv)) if (!['level', 'override', 'verifyTimestamp'].includes(k)) throw bad(`${at}: unknown signatureVerification key ${JSON.stringify(k)}`);
+  for (const k of Object.keys(sv))
+    if (!['level', 'override', 'verifyTimestamp'].includes(k))
+      throw bad(`${at}: unknown signatureVerification key ${JSON.stringify(k)}`);
   const level = sv.level;
-  if (typeof level !== 'string' || !(level in LEVELS)) throw bad(`${at}: signatureVerification.level must be strict, permissive, audit or skip`);
+  if (typeof level !== 'string' || !(level in LEVELS))
+    throw bad(`${at}: signatureVerification.level must be strict, permissive, audit or skip`);
   const enforcement: Record<CheckType, Action> = { ...LEVELS[level as Level] };
   if (sv.override !== undefined) {
     if (!isRecord(sv.override)) throw bad(`${at}: signatureVerification.override must be an object`);
-    if (level === 'skip' && Object.keys(sv.override).length > 0) throw bad(`${at}: level "skip" cannot be customized with override`);
+    if (level === 'skip' && Object.keys(sv.override).length > 0)
+      throw bad(`${at}: level "skip" cannot be customized with override`);
     for (const [k, v] of Object.entries(sv.override)) {
-      if (!CHECK_TYPES.includes(k as CheckType)) throw bad(`${at}: override of unknown check ${JSON.stringify(k)} (authenticity, authenticTimestamp, expiry, revocation)`);
-      if (v !== 'enforce' && v !== 'log' && v !== 'skip') throw bad(`${at}: override action for ${k} must be enforce, log or skip`);
+      if (!CHECK_TYPES.includes(k as CheckType))
+        throw bad(
+          `${at}: override of unknown check ${JSON.stringify(k)} (authenticity, authenticTimestamp, expiry, revocation)`,
+        );
+      if (v !== 'enforce' && v !== 'log' && v !== 'skip')
+        throw bad(`${at}: override action for ${k} must be enforce, log or skip`);
       if (k === 'integrity') throw bad(`${at}: integrity cannot be overridden; it is always enforced`);
       if (v === 'skip' && k !== 'revocation') throw bad(`${at}: ${k} cannot be skipped, only revocation can`);
       enforcement[k as CheckType] = v;
     }
   }
   const vt = sv.verifyTimestamp ?? 'always';
-  if (vt !== 'always' && vt !== 'afterCertExpiry') throw bad(`${at}: verifyTimestamp must be "always" or "afterCertExpiry"`);
+  if (vt !== 'always' && vt !== 'afterCertExpiry')
+    throw bad(`${at}: verifyTimestamp must be "always" or "afterCertExpiry"`);
 
   const storesRaw = stringArray(raw.trustStores, `${at}: trustStores`);
   const idsRaw = stringArray(raw.trustedIdentities, `${at}: trustedIdentities`);
   if (level === 'skip') {
-    if (storesRaw.length > 0 || idsRaw.length > 0) throw bad(`${at}: level "skip" must not configure trustStores or trustedIdentities`);
-    if (registryScopes.includes('*')) throw bad(`${at}: level "skip" is not allowed on the wildcard scope "*" (it would turn verification off for everything)`);
-    return { name, registryScopes, level, enforcement, verifyTimestamp: vt, trustStores: [], trustedIdentities: undefined };
+    if (storesRaw.length > 0 || idsRaw.length > 0)
+      throw bad(`${at}: level "skip" must not configure trustStores or trustedIdentities`);
+    if (registryScopes.includes('*'))
+      throw bad(
+        `${at}: level "skip" is not allowed on the wildcard scope "*" (it would turn verification off for everything)`,
+      );
+    return {
+      name,
+      registryScopes,
+      level,
+      enforcement,
+      verifyTimestamp: vt,
+      trustStores: [],
+      trustedIdentities: undefined,
+    };
   }
   if (storesRaw.length === 0 || idsRaw.length === 0) throw bad(`${at} needs both trustStores and trustedIdentities`);
   const trustStores = storesRaw.map((s) => {
@@ -112,8 +150,10 @@ export function parseStatement(raw: unknown, where: string, opts: { requireScope
     const type = s.slice(0, i) as TrustStoreType;
     const storeName = s.slice(i + 1);
     if (i < 0) throw bad(`${at}: trust store ${JSON.stringify(s)} must be <type>:<name>`);
-    if (!STORE_TYPES.includes(type)) throw bad(`${at}: trust store type ${JSON.stringify(type)} must be ca, signingAuthority or tsa`);
-    if (!STORE_NAME.test(storeName)) throw bad(`${at}: trust store name ${JSON.stringify(storeName)} must match [a-zA-Z0-9_.-]+`);
+    if (!STORE_TYPES.includes(type))
+      throw bad(`${at}: trust store type ${JSON.stringify(type)} must be ca, signingAuthority or tsa`);
+    if (!STORE_NAME.test(storeName))
+      throw bad(`${at}: trust store name ${JSON.stringify(storeName)} must match [a-zA-Z0-9_.-]+`);
     return { type, name: storeName };
   });
   let trustedIdentities: Statement['trustedIdentities'];
@@ -125,7 +165,8 @@ export function parseStatement(raw: unknown, where: string, opts: { requireScope
       if (i < 0) throw bad(`${at}: trusted identity ${JSON.stringify(id)} must be "x509.subject: <DN>" or "*"`);
       const prefix = id.slice(0, i);
       const value = id.slice(i + 1).trim();
-      if (prefix !== 'x509.subject') throw bad(`${at}: trusted identity type ${JSON.stringify(prefix)} is not supported (only x509.subject)`);
+      if (prefix !== 'x509.subject')
+        throw bad(`${at}: trusted identity type ${JSON.stringify(prefix)} is not supported (only x509.subject)`);
       if (value.length === 0) throw bad(`${at}: trusted identity ${JSON.stringify(id)} has no DN`);
       try {
         return { raw: id, dn: parseDn(value) };
@@ -135,11 +176,20 @@ export function parseStatement(raw: unknown, where: string, opts: { requireScope
     });
     trustedIdentities.forEach((a, i) =>
       trustedIdentities!.forEach((b, j) => {
-        if (i !== j && isSubsetDn(a.dn, b.dn)) throw bad(`${at}: trusted identities ${JSON.stringify(a.raw)} and ${JSON.stringify(b.raw)} overlap`);
+        if (i !== j && isSubsetDn(a.dn, b.dn))
+          throw bad(`${at}: trusted identities ${JSON.stringify(a.raw)} and ${JSON.stringify(b.raw)} overlap`);
       }),
     );
   }
-  return { name, registryScopes, level: level as Level, enforcement, verifyTimestamp: vt, trustStores, trustedIdentities };
+  return {
+    name,
+    registryScopes,
+    level: level as Level,
+    enforcement,
+    verifyTimestamp: vt,
+    trustStores,
+    trustedIdentities,
+  };
 }
 
 /** A whole trustpolicy.json / trustpolicy.oci.json document. */
@@ -151,9 +201,13 @@ export function parseTrustPolicyDocument(text: string, source: string): Statemen
     throw bad(`invalid notation trust policy ${source}: not JSON (${(e as Error).message})`);
   }
   if (!isRecord(doc)) throw bad(`invalid notation trust policy ${source}: not a JSON object`);
-  for (const k of Object.keys(doc)) if (k !== 'version' && k !== 'trustPolicies') throw bad(`invalid notation trust policy ${source}: unknown key ${JSON.stringify(k)}`);
-  if (doc.version !== '1.0') throw bad(`invalid notation trust policy ${source}: version must be "1.0", got ${JSON.stringify(doc.version)}`);
-  if (!Array.isArray(doc.trustPolicies) || doc.trustPolicies.length === 0) throw bad(`invalid notation trust policy ${source}: "trustPolicies" must list at least one statement`);
+  for (const k of Object.keys(doc))
+    if (k !== 'version' && k !== 'trustPolicies')
+      throw bad(`invalid notation trust policy ${source}: unknown key ${JSON.stringify(k)}`);
+  if (doc.version !== '1.0')
+    throw bad(`invalid notation trust policy ${source}: version must be "1.0", got ${JSON.stringify(doc.version)}`);
+  if (!Array.isArray(doc.trustPolicies) || doc.trustPolicies.length === 0)
+    throw bad(`invalid notation trust policy ${source}: "trustPolicies" must list at least one statement`);
   const statements = doc.trustPolicies.map((s, i) => {
     try {
       return parseStatement(s, `trustPolicies[${i}]`, { requireScopes: true });
@@ -168,7 +222,10 @@ export function parseTrustPolicyDocument(text: string, source: string): Statemen
     names.add(s.name);
     for (const scope of s.registryScopes) {
       const other = scopes.get(scope);
-      if (other) throw bad(`invalid notation trust policy ${source}: registry scope "${scope}" appears in both "${other}" and "${s.name}"`);
+      if (other)
+        throw bad(
+          `invalid notation trust policy ${source}: registry scope "${scope}" appears in both "${other}" and "${s.name}"`,
+        );
       scopes.set(scope, s.name);
     }
   }
@@ -177,5 +234,8 @@ export function parseTrustPolicyDocument(text: string, source: string): Statemen
 
 /** notation's selection: the statement naming the repository exactly, else the `*` one, else none. */
 export function selectStatement(statements: readonly Statement[], repository: string): Statement | undefined {
-  return statements.find((s) => s.registryScopes.includes(repository)) ?? statements.find((s) => s.registryScopes.includes('*'));
+  return (
+    statements.find((s) => s.registryScopes.includes(repository)) ??
+    statements.find((s) => s.registryScopes.includes('*'))
+  );
 }

@@ -13,7 +13,13 @@ const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 
 describe('record pointer', () => {
   it('reads did, collection, rkey and the optional cid', () => {
-    const p = parsePointer(enc({ did: DID, uri: `at://${DID}/io.atcr.manifest/3labc`, cid: 'bafyreibpfdoz2wtfzlplmwe7phwn4en7q7oa5ppiwhzkurktfg3vi2bteu' }));
+    const p = parsePointer(
+      enc({
+        did: DID,
+        uri: `at://${DID}/io.atcr.manifest/3labc`,
+        cid: 'bafyreibpfdoz2wtfzlplmwe7phwn4en7q7oa5ppiwhzkurktfg3vi2bteu',
+      }),
+    );
     expect(p).toMatchObject({ did: DID, collection: 'io.atcr.manifest', rkey: '3labc' });
   });
   it.each([
@@ -55,8 +61,14 @@ describe('DID documents', () => {
     [{ ...doc, id: 'did:plc:someoneelse' }, /its id is/],
     [{ ...doc, verificationMethod: [] }, /no #atproto verification method/],
     [{ ...doc, verificationMethod: [{ ...doc.verificationMethod[0], type: 'JsonWebKey2020' }] }, /not Multikey/],
-    [{ ...doc, verificationMethod: [{ ...doc.verificationMethod[0], publicKeyMultibase: 'zNotAKey' }] }, /not a K-256 or P-256 multikey/],
-    [{ ...doc, verificationMethod: [{ ...doc.verificationMethod[0], controller: 'did:plc:x' }] }, /controlled by another DID/],
+    [
+      { ...doc, verificationMethod: [{ ...doc.verificationMethod[0], publicKeyMultibase: 'zNotAKey' }] },
+      /not a K-256 or P-256 multikey/,
+    ],
+    [
+      { ...doc, verificationMethod: [{ ...doc.verificationMethod[0], controller: 'did:plc:x' }] },
+      /controlled by another DID/,
+    ],
   ])('rejects a bad document (%#)', (d, why) => {
     expect(() => parseDidDocument(d, DID)).toThrow(why);
   });
@@ -102,8 +114,12 @@ describe('the record', () => {
   });
   it('must be of the collection, for the digest and the repository', () => {
     expect(checkRecord(rec, 'io.atcr.manifest', subject, DID, 'alice.example.com').ok).toBe(true);
-    expect(checkRecord({ ...rec, $type: 'app.bsky.feed.post' }, 'io.atcr.manifest', subject, DID).detail).toMatch(/not a io\.atcr\.manifest/);
-    expect(checkRecord({ ...rec, digest: 'sha256:00' }, 'io.atcr.manifest', subject, DID, 'alice.example.com').detail).toMatch(/record is for sha256:00/);
+    expect(checkRecord({ ...rec, $type: 'app.bsky.feed.post' }, 'io.atcr.manifest', subject, DID).detail).toMatch(
+      /not a io\.atcr\.manifest/,
+    );
+    expect(
+      checkRecord({ ...rec, digest: 'sha256:00' }, 'io.atcr.manifest', subject, DID, 'alice.example.com').detail,
+    ).toMatch(/record is for sha256:00/);
     expect(checkRecord('x', 'io.atcr.manifest', subject, DID).ok).toBe(false);
   });
 });

@@ -29,7 +29,8 @@ export function didDocumentUrl(did: string, plcDirectory: string): URL {
   throw new MalformedInputError(`unsupported DID method in ${did}`, 'SIGNATURE_UNTRUSTED');
 }
 
-const matchesFragment = (id: unknown, did: string, fragment: string) => id === `#${fragment}` || id === `${did}#${fragment}`;
+const matchesFragment = (id: unknown, did: string, fragment: string) =>
+  id === `#${fragment}` || id === `${did}#${fragment}`;
 
 export function parseDidDocument(doc: unknown, did: string): AtprotoIdentity {
   const bad = (why: string): never => {
@@ -41,7 +42,8 @@ export function parseDidDocument(doc: unknown, did: string): AtprotoIdentity {
   const method = methods.find((m) => isRecord(m) && matchesFragment(m.id, did, 'atproto'));
   if (!isRecord(method)) return bad('no #atproto verification method');
   if (method.type !== 'Multikey') return bad(`#atproto key has type ${JSON.stringify(method.type)}, not Multikey`);
-  if (method.controller !== undefined && method.controller !== did) return bad('#atproto key is controlled by another DID');
+  if (method.controller !== undefined && method.controller !== did)
+    return bad('#atproto key is controlled by another DID');
   const multibase = method.publicKeyMultibase;
   if (typeof multibase !== 'string' || multibase.length > 256) return bad('#atproto key has no publicKeyMultibase');
   let signingKey: FoundPublicKey;
@@ -51,11 +53,17 @@ export function parseDidDocument(doc: unknown, did: string): AtprotoIdentity {
     return bad(`#atproto key ${multibase.slice(0, 64)} is not a K-256 or P-256 multikey (${(e as Error).message})`);
   }
   const aka = Array.isArray(doc.alsoKnownAs) ? doc.alsoKnownAs : [];
-  const handles = aka.filter((a): a is string => typeof a === 'string' && a.startsWith('at://')).map((a) => a.slice(5).toLowerCase());
+  const handles = aka
+    .filter((a): a is string => typeof a === 'string' && a.startsWith('at://'))
+    .map((a) => a.slice(5).toLowerCase());
   const services = Array.isArray(doc.service) ? doc.service : [];
   const service = services.find((s) => isRecord(s) && matchesFragment(s.id, did, 'atproto_pds'));
   let pds: URL | undefined;
-  if (isRecord(service) && service.type === 'AtprotoPersonalDataServer' && typeof service.serviceEndpoint === 'string') {
+  if (
+    isRecord(service) &&
+    service.type === 'AtprotoPersonalDataServer' &&
+    typeof service.serviceEndpoint === 'string'
+  ) {
     try {
       pds = new URL(service.serviceEndpoint);
     } catch {

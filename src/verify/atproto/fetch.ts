@@ -25,10 +25,16 @@ export function createFetcher(caFiles: readonly string[], userAgent: string): At
   const endpoints = new Map<string, Endpoint>();
   const endpointFor = (url: URL): Endpoint => {
     if (url.protocol === 'http:' && !isLocalhost(url.host)) {
-      throw new PullguardError('REGISTRY_UNREACHABLE', `${url.host}: plain http is allowed for loopback hosts only; use https`, { host: url.host });
+      throw new PullguardError(
+        'REGISTRY_UNREACHABLE',
+        `${url.host}: plain http is allowed for loopback hosts only; use https`,
+        { host: url.host },
+      );
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new PullguardError('REGISTRY_PROTOCOL', `unsupported URL scheme ${url.protocol} for ${url.host}`, { host: url.host });
+      throw new PullguardError('REGISTRY_PROTOCOL', `unsupported URL scheme ${url.protocol} for ${url.host}`, {
+        host: url.host,
+      });
     }
     const key = `${url.protocol}//${url.host}`;
     let ep = endpoints.get(key);
@@ -59,7 +65,10 @@ export function createFetcher(caFiles: readonly string[], userAgent: string): At
     });
     if (res.status !== 200) {
       const code = res.status === 404 || res.status === 400 ? 'REGISTRY_NOT_FOUND' : 'REGISTRY_PROTOCOL';
-      throw new PullguardError(code, `${url.host} answered ${res.status} for ${what}`, { host: url.host, status: res.status });
+      throw new PullguardError(code, `${url.host} answered ${res.status} for ${what}`, {
+        host: url.host,
+        status: res.status,
+      });
     }
     return res.body;
   };
@@ -76,7 +85,13 @@ export function createFetcher(caFiles: readonly string[], userAgent: string): At
     async getRecordProof(pds, did, collection, rkey, deadline) {
       const url = new URL('/xrpc/com.atproto.sync.getRecord', pds);
       url.search = new URLSearchParams({ did, collection, rkey }).toString();
-      const body = await get(url, `the record proof of at://${did}/${collection}/${rkey}`, MAX_PROOF_BYTES, 'application/vnd.ipld.car', deadline);
+      const body = await get(
+        url,
+        `the record proof of at://${did}/${collection}/${rkey}`,
+        MAX_PROOF_BYTES,
+        'application/vnd.ipld.car',
+        deadline,
+      );
       return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
     },
   };

@@ -81,10 +81,16 @@ export async function readCommit(bytes: Uint8Array, did: string): Promise<Commit
   if (!isRecord(commit)) throw new ProofError('commit', 'commit block is not a map');
   const { sig, ...unsigned } = commit;
   if (commit.version !== 3) throw new ProofError('commit', `commit version ${String(commit.version)} is not 3`);
-  if (typeof commit.did !== 'string' || !CID.isCidLink(commit.data) || !CBOR.isBytes(sig) || typeof commit.rev !== 'string') {
+  if (
+    typeof commit.did !== 'string' ||
+    !CID.isCidLink(commit.data) ||
+    !CBOR.isBytes(sig) ||
+    typeof commit.rev !== 'string'
+  ) {
     throw new ProofError('commit', 'commit block lacks did, data, rev or sig');
   }
-  if (commit.did !== did) throw new ProofError('commit', `commit is of repository ${commit.did}, not of ${did}`, 'SIGNATURE_UNTRUSTED');
+  if (commit.did !== did)
+    throw new ProofError('commit', `commit is of repository ${commit.did}, not of ${did}`, 'SIGNATURE_UNTRUSTED');
   return {
     did: commit.did,
     version: 3,
@@ -114,12 +120,20 @@ export async function checkCommitSignature(commit: Commit, key: FoundPublicKey, 
 }
 
 /** Walks the MST to `collection/rkey`; returns the record's CID and decoded value. */
-export async function findRecord(bytes: Uint8Array, did: string, collection: string, rkey: string): Promise<{ cid: string; record: unknown }> {
+export async function findRecord(
+  bytes: Uint8Array,
+  did: string,
+  collection: string,
+  rkey: string,
+): Promise<{ cid: string; record: unknown }> {
   try {
     return await verifyRecord({ did: did as `did:plc:${string}`, collection, rkey, carBytes: bytes });
   } catch (e) {
     // Deleted record, incomplete proof or broken MST: all one failed inclusion check; the library's own
     // words say which, and are not parsed.
-    throw new ProofError('inclusion', `the repository's current commit does not prove ${collection}/${rkey}: ${firstLine(e)}`);
+    throw new ProofError(
+      'inclusion',
+      `the repository's current commit does not prove ${collection}/${rkey}: ${firstLine(e)}`,
+    );
   }
 }

@@ -26,10 +26,8 @@ import { checkCommitSignature, findRecord, ProofError, readCommit } from './proo
 import { ATPROTO_SIGNATURE_MEDIA_TYPE, parsePointer, type RecordPointer } from './pointer.js';
 import { checkRecord } from './record.js';
 
-
 /** Bound on signatures judged per authority: each costs a blob, a DID document and a proof fetch. */
 const MAX_CANDIDATES = 16;
-
 
 interface Run {
   readonly spec: AtprotoSpec;
@@ -47,7 +45,12 @@ export function createAtprotoVerifier(makeFetcher: (spec: AtprotoSpec) => Atprot
   return {
     kind: 'atproto',
     needs: () => ({ classes: ['atproto'] }),
-    async verify(authority, subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult> {
+    async verify(
+      authority,
+      subject: Subject,
+      artifacts: readonly SignatureArtifact[],
+      deadline: Deadline,
+    ): Promise<AuthorityResult> {
       const { spec } = authority;
       const run: Run = { spec, subject, deadline, fetcher: makeFetcher(spec), identities: new Map() };
       const candidates = artifacts.filter((a) => a.class === 'atproto');
@@ -56,7 +59,8 @@ export function createAtprotoVerifier(makeFetcher: (spec: AtprotoSpec) => Atprot
       const valid = signatures.find((s) => s.valid);
       if (valid) return { ...base, satisfied: true, reason: `verified atproto record signed by ${valid.signer}` };
       const where = `${subject.reference.domain}/${subject.reference.path}@${shortDigest(subject.reference.digest)}`;
-      if (signatures.length === 0) return { ...base, satisfied: false, code: 'NO_SIGNATURE', reason: `no atproto signature found for ${where}` };
+      if (signatures.length === 0)
+        return { ...base, satisfied: false, code: 'NO_SIGNATURE', reason: `no atproto signature found for ${where}` };
       const best = [...signatures].sort((a, b) => passed(b) - passed(a))[0]!;
       const count = signatures.length > 1 ? ` (${signatures.length} signatures, none valid)` : '';
       return { ...base, satisfied: false, code: best.code ?? 'SIGNATURE_INVALID', reason: `${best.reason}${count}` };
@@ -64,13 +68,20 @@ export function createAtprotoVerifier(makeFetcher: (spec: AtprotoSpec) => Atprot
   };
 }
 
-export const atprotoVerifier: Verifier<'atproto'> = createAtprotoVerifier((spec) => createFetcher(spec.caFiles, USER_AGENT));
+export const atprotoVerifier: Verifier<'atproto'> = createAtprotoVerifier((spec) =>
+  createFetcher(spec.caFiles, USER_AGENT),
+);
 
 const passed = (s: SignatureResult) => s.checks.filter((c) => c.result === 'pass').length;
 
 async function judge(artifact: SignatureArtifact, run: Run): Promise<SignatureResult> {
   const checks = new Checks();
-  const base = { class: artifact.class, foundVia: artifact.foundVia, repository: artifact.repository, artifact: artifact.digest };
+  const base = {
+    class: artifact.class,
+    foundVia: artifact.foundVia,
+    repository: artifact.repository,
+    artifact: artifact.digest,
+  };
   let signer: string | undefined;
   try {
     const pointer = await readPointer(artifact, run, checks);
@@ -80,15 +91,36 @@ async function judge(artifact: SignatureArtifact, run: Run): Promise<SignatureRe
     const proof = await fetchProof(pointer, identity, run, checks);
     const commit = await step(checks, 'commit', () => readCommit(proof, identity.did));
     checks.pass('commit', `commit ${commit.cid.slice(0, 16)}... rev ${commit.rev} of ${commit.did}`);
-    await step(checks, 'signature', () => checkCommitSignature(commit, identity.signingKey, `${identity.did}'s #atproto key`));
-    checks.pass('signature', `signed by ${identity.did}'s #atproto ${identity.signingKey.type} key ${identity.signingKeyMultibase.slice(0, 16)}...`);
-    const found = await step(checks, 'inclusion', () => findRecord(proof, identity.did, pointer.collection, pointer.rkey));
+    await step(checks, 'signature', () =>
+      checkCommitSignature(commit, identity.signingKey, `${identity.did}'s #atproto key`),
+    );
+    checks.pass(
+      'signature',
+      `signed by ${identity.did}'s #atproto ${identity.signingKey.type} key ${identity.signingKeyMultibase.slice(0, 16)}...`,
+    );
+    const found = await step(checks, 'inclusion', () =>
+      findRecord(proof, identity.did, pointer.collection, pointer.rkey),
+    );
     checks.pass('inclusion', `MST holds ${pointer.collection}/${pointer.rkey} as ${found.cid.slice(0, 16)}...`);
     checkRecordContent(pointer, found, trusted, run, checks);
-    return { ...base, valid: true, reason: `record at://${pointer.did}/${pointer.collection}/${pointer.rkey} verified`, signer, checks: checks.list };
+    return {
+      ...base,
+      valid: true,
+      reason: `record at://${pointer.did}/${pointer.collection}/${pointer.rkey} verified`,
+      signer,
+      checks: checks.list,
+    };
   } catch (e) {
-    if (e instanceof Rejection) return { ...base, valid: false, reason: e.message, code: e.code, signer, checks: checks.list };
-    return { ...base, valid: false, reason: `internal error: ${errorText(e)}`, code: 'INTERNAL', signer, checks: checks.list };
+    if (e instanceof Rejection)
+      return { ...base, valid: false, reason: e.message, code: e.code, signer, checks: checks.list };
+    return {
+      ...base,
+      valid: false,
+      reason: `internal error: ${errorText(e)}`,
+      code: 'INTERNAL',
+      signer,
+      checks: checks.list,
+    };
   }
 }
 
@@ -104,7 +136,12 @@ async function step<T>(checks: Checks, check: string, fn: () => Promise<T>): Pro
 
 async function readPointer(artifact: SignatureArtifact, run: Run, checks: Checks): Promise<RecordPointer> {
   const layer = artifact.manifest.layers.find((l) => l.mediaType === ATPROTO_SIGNATURE_MEDIA_TYPE);
-  if (!layer) return checks.fail('artifact', 'SIGNATURE_INVALID', `atproto signature artifact has no ${ATPROTO_SIGNATURE_MEDIA_TYPE} layer`);
+  if (!layer)
+    return checks.fail(
+      'artifact',
+      'SIGNATURE_INVALID',
+      `atproto signature artifact has no ${ATPROTO_SIGNATURE_MEDIA_TYPE} layer`,
+    );
   let pointer: RecordPointer;
   try {
     pointer = parsePointer(await artifact.fetchBlob(layer));
@@ -112,7 +149,11 @@ async function readPointer(artifact: SignatureArtifact, run: Run, checks: Checks
     return checks.fail('artifact', codeOf(e, 'SIGNATURE_INVALID'), errorText(e));
   }
   if (pointer.collection !== run.spec.collection) {
-    return checks.fail('artifact', 'SIGNATURE_INVALID', `atproto signature points at a ${pointer.collection} record, not an ${run.spec.collection} record`);
+    return checks.fail(
+      'artifact',
+      'SIGNATURE_INVALID',
+      `atproto signature points at a ${pointer.collection} record, not an ${run.spec.collection} record`,
+    );
   }
   checks.pass('artifact', `points at at://${pointer.did}/${pointer.collection}/${pointer.rkey}`);
   return pointer;
@@ -122,7 +163,11 @@ function checkTrust(pointer: RecordPointer, run: Run, checks: Checks): AtprotoTr
   const trusted = run.spec.trusted.find((t) => t.did === pointer.did);
   if (!trusted) {
     const list = run.spec.trusted.map((t) => t.did).join(', ');
-    return checks.fail('trust', 'SIGNATURE_UNTRUSTED', `atproto record of ${pointer.did.slice(0, 80)}, which is not a trusted DID (trusted: ${list})`);
+    return checks.fail(
+      'trust',
+      'SIGNATURE_UNTRUSTED',
+      `atproto record of ${pointer.did.slice(0, 80)}, which is not a trusted DID (trusted: ${list})`,
+    );
   }
   checks.pass('trust', `${trusted.did} is trusted`);
   return trusted;
@@ -134,7 +179,11 @@ async function resolveIdentity(trusted: AtprotoTrustedDid, run: Run, checks: Che
     pending = (async () => {
       const doc = trusted.pinned
         ? trusted.pinned.document
-        : await run.fetcher.getJson(didDocumentUrl(trusted.did, run.spec.plcDirectory), `the DID document of ${trusted.did}`, run.deadline);
+        : await run.fetcher.getJson(
+            didDocumentUrl(trusted.did, run.spec.plcDirectory),
+            `the DID document of ${trusted.did}`,
+            run.deadline,
+          );
       return parseDidDocument(doc, trusted.did);
     })();
     run.identities.set(trusted.did, pending);
@@ -147,18 +196,36 @@ async function resolveIdentity(trusted: AtprotoTrustedDid, run: Run, checks: Che
   }
   if (trusted.handle !== undefined && !identity.handles.includes(trusted.handle)) {
     const claimed = identity.handles.length ? identity.handles.join(', ') : 'none';
-    return checks.fail('identity', 'SIGNATURE_UNTRUSTED', `DID document of ${trusted.did} does not claim the trusted handle ${trusted.handle} (alsoKnownAs: ${claimed})`);
+    return checks.fail(
+      'identity',
+      'SIGNATURE_UNTRUSTED',
+      `DID document of ${trusted.did} does not claim the trusted handle ${trusted.handle} (alsoKnownAs: ${claimed})`,
+    );
   }
-  const from = trusted.pinned ? `pinned ${trusted.pinned.source}` : trusted.did.startsWith('did:web:') ? 'did:web' : run.spec.plcDirectory;
+  const from = trusted.pinned
+    ? `pinned ${trusted.pinned.source}`
+    : trusted.did.startsWith('did:web:')
+      ? 'did:web'
+      : run.spec.plcDirectory;
   checks.pass('identity', `DID document from ${from}${trusted.handle ? `, handle ${trusted.handle}` : ''}`);
   return identity;
 }
 
-async function fetchProof(pointer: RecordPointer, identity: AtprotoIdentity, run: Run, checks: Checks): Promise<Uint8Array> {
+async function fetchProof(
+  pointer: RecordPointer,
+  identity: AtprotoIdentity,
+  run: Run,
+  checks: Checks,
+): Promise<Uint8Array> {
   const pds = identity.pds;
-  if (!pds) return checks.fail('pds', 'SIGNATURE_UNTRUSTED', `DID document of ${identity.did} names no #atproto_pds service`);
+  if (!pds)
+    return checks.fail('pds', 'SIGNATURE_UNTRUSTED', `DID document of ${identity.did} names no #atproto_pds service`);
   if (run.spec.pdsHosts && !run.spec.pdsHosts.includes(pds.host.toLowerCase())) {
-    return checks.fail('pds', 'SIGNATURE_UNTRUSTED', `PDS ${pds.host} of ${identity.did} is not an allowed PDS host (${run.spec.pdsHosts.join(', ')})`);
+    return checks.fail(
+      'pds',
+      'SIGNATURE_UNTRUSTED',
+      `PDS ${pds.host} of ${identity.did} is not an allowed PDS host (${run.spec.pdsHosts.join(', ')})`,
+    );
   }
   try {
     const proof = await run.fetcher.getRecordProof(pds, identity.did, pointer.collection, pointer.rkey, run.deadline);
@@ -169,9 +236,19 @@ async function fetchProof(pointer: RecordPointer, identity: AtprotoIdentity, run
   }
 }
 
-function checkRecordContent(pointer: RecordPointer, found: { cid: string; record: unknown }, trusted: AtprotoTrustedDid, run: Run, checks: Checks): void {
+function checkRecordContent(
+  pointer: RecordPointer,
+  found: { cid: string; record: unknown },
+  trusted: AtprotoTrustedDid,
+  run: Run,
+  checks: Checks,
+): void {
   if (pointer.cid !== undefined && pointer.cid !== found.cid) {
-    checks.fail('record', 'SIGNATURE_INVALID', `record at://${pointer.did}/${pointer.collection}/${pointer.rkey} is now ${found.cid.slice(0, 16)}..., not the signed ${pointer.cid.slice(0, 16)}...: it was rewritten`);
+    checks.fail(
+      'record',
+      'SIGNATURE_INVALID',
+      `record at://${pointer.did}/${pointer.collection}/${pointer.rkey} is now ${found.cid.slice(0, 16)}..., not the signed ${pointer.cid.slice(0, 16)}...: it was rewritten`,
+    );
   }
   const { domain, path, digest } = run.subject.reference;
   const verdict = checkRecord(found.record, run.spec.collection, { domain, path, digest }, pointer.did, trusted.handle);

@@ -69,7 +69,12 @@ export class DsseContent extends Content {
   }
   get preAuthEncoding(): Buffer {
     const type = Buffer.from(this.payloadType, 'utf8');
-    return Buffer.concat([Buffer.from(`DSSEv1 ${type.length} `), type, Buffer.from(` ${this.payload.length} `), this.payload]);
+    return Buffer.concat([
+      Buffer.from(`DSSEv1 ${type.length} `),
+      type,
+      Buffer.from(` ${this.payload.length} `),
+      this.payload,
+    ]);
   }
   verifySignature(key: KeyObject): boolean {
     return verifyWith(this.preAuthEncoding, key, this.signature);

@@ -1,7 +1,12 @@
 import { bundleFromJSON, type Bundle, type TransparencyLogEntry } from '@sigstore/bundle';
 import { RFC3161Timestamp } from '@sigstore/core';
 import { toSignedEntity } from '@sigstore/verify';
-import { COSIGN_SIGN_PREDICATE, COSIGN_SIMPLE_SIGNING as SIMPLE_SIGNING, IN_TOTO, SIGSTORE_BUNDLE_V03 as BUNDLE_V03 } from '../../registry/classify.js';
+import {
+  COSIGN_SIGN_PREDICATE,
+  COSIGN_SIMPLE_SIGNING as SIMPLE_SIGNING,
+  IN_TOTO,
+  SIGSTORE_BUNDLE_V03 as BUNDLE_V03,
+} from '../../registry/classify.js';
 import type { OciDescriptor, SignatureArtifact } from '../../registry/types.js';
 import { PullguardError } from '../../common/errors.js';
 import { pemBlocks } from '../../policy/authorities/cosign.js';
@@ -69,15 +74,20 @@ export function candidatesOf(artifact: SignatureArtifact): { candidates: Candida
   const layers = artifact.manifest.layers ?? [];
   layers.slice(0, MAX_LAYERS_PER_ARTIFACT).forEach((layer, layerIndex) => {
     if (layer.mediaType === SIMPLE_SIGNING) candidates.push({ artifact, layer, layerIndex, format: 'simple-signing' });
-    else if (layer.mediaType === BUNDLE_V03) candidates.push({ artifact, layer, layerIndex, format: 'sigstore-bundle' });
+    else if (layer.mediaType === BUNDLE_V03)
+      candidates.push({ artifact, layer, layerIndex, format: 'sigstore-bundle' });
     else skipped.push(`layer ${layerIndex} has media type ${layer.mediaType}`);
   });
-  if (layers.length > MAX_LAYERS_PER_ARTIFACT) skipped.push(`${layers.length - MAX_LAYERS_PER_ARTIFACT} layers beyond the first ${MAX_LAYERS_PER_ARTIFACT} ignored`);
+  if (layers.length > MAX_LAYERS_PER_ARTIFACT)
+    skipped.push(
+      `${layers.length - MAX_LAYERS_PER_ARTIFACT} layers beyond the first ${MAX_LAYERS_PER_ARTIFACT} ignored`,
+    );
   return { candidates, skipped };
 }
 
 export async function parseCandidate(c: Candidate): Promise<ParsedSignature> {
-  if (c.layer.size > MAX_PAYLOAD_BYTES) throw new FormatError(`layer is ${c.layer.size} bytes, more than a signature can be (${MAX_PAYLOAD_BYTES})`);
+  if (c.layer.size > MAX_PAYLOAD_BYTES)
+    throw new FormatError(`layer is ${c.layer.size} bytes, more than a signature can be (${MAX_PAYLOAD_BYTES})`);
   const blob = Buffer.from(await c.artifact.fetchBlob(c.layer));
   return c.format === 'simple-signing' ? parseSimpleSigning(blob, c.layer.annotations ?? {}) : parseBundle(blob);
 }
@@ -94,7 +104,8 @@ export function parseSimpleSigning(payload: Buffer, annotations: Record<string, 
   let leaf: Buffer | undefined;
   if (certPem) {
     const certs = pemBlocks(certPem, 'CERTIFICATE');
-    if (certs.length !== 1) throw new FormatError(`${ANN_CERTIFICATE} holds ${certs.length} certificates; expected exactly one`);
+    if (certs.length !== 1)
+      throw new FormatError(`${ANN_CERTIFICATE} holds ${certs.length} certificates; expected exactly one`);
     leaf = certs[0];
   }
   // cosign sign --certificate-chain writes this annotation as the empty string: no chain, not an error.
@@ -124,7 +135,10 @@ export function parseSimpleSigningPayload(payload: Buffer): { digest: string; do
   }
   const critical = (doc as { critical?: Record<string, unknown> } | null)?.critical;
   if (!critical || typeof critical !== 'object') throw new FormatError('payload has no "critical" section');
-  if (critical.type !== SIMPLE_SIGNING_TYPE) throw new FormatError(`payload type is ${JSON.stringify(critical.type)}, not ${JSON.stringify(SIMPLE_SIGNING_TYPE)}`);
+  if (critical.type !== SIMPLE_SIGNING_TYPE)
+    throw new FormatError(
+      `payload type is ${JSON.stringify(critical.type)}, not ${JSON.stringify(SIMPLE_SIGNING_TYPE)}`,
+    );
   const digest = (critical.image as Record<string, unknown> | undefined)?.['docker-manifest-digest'];
   const ref = (critical.identity as Record<string, unknown> | undefined)?.['docker-reference'];
   if (typeof digest !== 'string') throw new FormatError('payload has no critical.image.docker-manifest-digest');
@@ -138,14 +152,24 @@ export function parseSimpleSigningPayload(payload: Buffer): { digest: string; do
  * sigstore bundle model, so @sigstore/verify checks the SET and the body exactly as for a bundle.
  */
 export function rekorBundleToEntry(text: string): TransparencyLogEntry {
-  let doc: { SignedEntryTimestamp?: unknown; Payload?: { body?: unknown; integratedTime?: unknown; logIndex?: unknown; logID?: unknown } };
+  let doc: {
+    SignedEntryTimestamp?: unknown;
+    Payload?: { body?: unknown; integratedTime?: unknown; logIndex?: unknown; logID?: unknown };
+  };
   try {
     doc = JSON.parse(text);
   } catch {
     throw new FormatError(`${ANN_REKOR_BUNDLE} is not JSON`);
   }
   const p = doc.Payload;
-  if (typeof doc.SignedEntryTimestamp !== 'string' || !p || typeof p.body !== 'string' || typeof p.integratedTime !== 'number' || typeof p.logIndex !== 'number' || typeof p.logID !== 'string') {
+  if (
+    typeof doc.SignedEntryTimestamp !== 'string' ||
+    !p ||
+    typeof p.body !== 'string' ||
+    typeof p.integratedTime !== 'number' ||
+    typeof p.logIndex !== 'number' ||
+    typeof p.logID !== 'string'
+  ) {
     throw new FormatError(`${ANN_REKOR_BUNDLE} is missing SignedEntryTimestamp or Payload fields`);
   }
   const body = strictBase64(p.body, 'Rekor body');
@@ -158,7 +182,8 @@ export function rekorBundleToEntry(text: string): TransparencyLogEntry {
   } catch {
     throw new FormatError('Rekor body is not JSON');
   }
-  if (typeof kind !== 'string' || typeof version !== 'string') throw new FormatError('Rekor body has no kind/apiVersion');
+  if (typeof kind !== 'string' || typeof version !== 'string')
+    throw new FormatError('Rekor body has no kind/apiVersion');
   if (!/^[0-9a-f]{64}$/.test(p.logID)) throw new FormatError('Rekor logID is not a hex SHA-256');
   return {
     logIndex: String(p.logIndex),
@@ -190,8 +215,10 @@ export function parseBundle(blob: Buffer): ParsedSignature {
     throw new FormatError('bundle holds a message signature, not a DSSE statement; cosign image signatures are DSSE');
   }
   const env = bundle.content.dsseEnvelope;
-  if (env.signatures.length !== 1) throw new FormatError(`DSSE envelope has ${env.signatures.length} signatures; expected exactly one`);
-  if (env.payloadType !== IN_TOTO) throw new FormatError(`DSSE payloadType is ${JSON.stringify(env.payloadType)}, not ${IN_TOTO}`);
+  if (env.signatures.length !== 1)
+    throw new FormatError(`DSSE envelope has ${env.signatures.length} signatures; expected exactly one`);
+  if (env.payloadType !== IN_TOTO)
+    throw new FormatError(`DSSE payloadType is ${JSON.stringify(env.payloadType)}, not ${IN_TOTO}`);
   const statement = parseStatement(env.payload);
 
   // toSignedEntity gives the key, tlog entries and timestamps in @sigstore/verify's model; only the
@@ -240,12 +267,15 @@ function parseStatement(payload: Buffer): { digests: string[] } {
     throw new FormatError(`DSSE payload is not an in-toto statement (_type ${JSON.stringify(st._type)})`);
   }
   if (st.predicateType !== COSIGN_SIGN_PREDICATE) {
-    throw new NotASignature(`an attestation (predicateType ${JSON.stringify(st.predicateType)}), not a cosign signature (${COSIGN_SIGN_PREDICATE})`);
+    throw new NotASignature(
+      `an attestation (predicateType ${JSON.stringify(st.predicateType)}), not a cosign signature (${COSIGN_SIGN_PREDICATE})`,
+    );
   }
   if (!Array.isArray(st.subject) || st.subject.length === 0) throw new FormatError('statement has no subject');
   const digests: string[] = [];
   for (const s of st.subject as { digest?: Record<string, unknown> }[]) {
-    for (const [alg, hex] of Object.entries(s?.digest ?? {})) if (typeof hex === 'string') digests.push(`${alg}:${hex}`);
+    for (const [alg, hex] of Object.entries(s?.digest ?? {}))
+      if (typeof hex === 'string') digests.push(`${alg}:${hex}`);
   }
   return { digests };
 }

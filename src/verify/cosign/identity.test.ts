@@ -15,14 +15,49 @@ describe('signedIdentity (containers/image policy_reference_match.go semantics)'
     [{ type: 'matchRepoDigestOrExact' } as const, byTag, 'r.example/ns/app:v2', false],
     [{ type: 'matchExact' } as const, byTag, 'r.example/ns/app:v1', true],
     [{ type: 'matchExact' } as const, byDigest, 'r.example/ns/app', false],
-    [{ type: 'exactReference', dockerReference: 'vendor.example/app:1' } as const, byDigest, 'vendor.example/app:1', true],
-    [{ type: 'exactReference', dockerReference: 'vendor.example/app:1' } as const, byDigest, 'vendor.example/app', false],
-    [{ type: 'exactRepository', dockerRepository: 'vendor.example/app' } as const, byDigest, 'vendor.example/app', true],
+    [
+      { type: 'exactReference', dockerReference: 'vendor.example/app:1' } as const,
+      byDigest,
+      'vendor.example/app:1',
+      true,
+    ],
+    [
+      { type: 'exactReference', dockerReference: 'vendor.example/app:1' } as const,
+      byDigest,
+      'vendor.example/app',
+      false,
+    ],
+    [
+      { type: 'exactRepository', dockerRepository: 'vendor.example/app' } as const,
+      byDigest,
+      'vendor.example/app',
+      true,
+    ],
     [{ type: 'exactRepository', dockerRepository: 'vendor.example/app' } as const, byDigest, 'r.example/ns/app', false],
-    [{ type: 'remapIdentity', prefix: 'r.example/ns', signedPrefix: 'vendor.example' } as const, byDigest, 'vendor.example/app:1', true],
-    [{ type: 'remapIdentity', prefix: 'r.example/ns', signedPrefix: 'vendor.example' } as const, byDigest, 'r.example/ns/app:1', false],
-    [{ type: 'remapIdentity', prefix: 'r.example/n', signedPrefix: 'vendor.example' } as const, byDigest, 'r.example/ns/app:1', true], // prefix must end at a '/'
-    [{ type: 'matchRepository' } as const, { name: 'docker.io/library/busybox', digest: byDigest.digest }, 'busybox', true], // normalized
+    [
+      { type: 'remapIdentity', prefix: 'r.example/ns', signedPrefix: 'vendor.example' } as const,
+      byDigest,
+      'vendor.example/app:1',
+      true,
+    ],
+    [
+      { type: 'remapIdentity', prefix: 'r.example/ns', signedPrefix: 'vendor.example' } as const,
+      byDigest,
+      'r.example/ns/app:1',
+      false,
+    ],
+    [
+      { type: 'remapIdentity', prefix: 'r.example/n', signedPrefix: 'vendor.example' } as const,
+      byDigest,
+      'r.example/ns/app:1',
+      true,
+    ], // prefix must end at a '/'
+    [
+      { type: 'matchRepository' } as const,
+      { name: 'docker.io/library/busybox', digest: byDigest.digest },
+      'busybox',
+      true,
+    ], // normalized
     [{ type: 'matchRepository' } as const, byDigest, 'NOT A REF', false],
   ])('%j on %j signed %s -> %s', (rule, image, signed, ok) => {
     expect(matchSignedIdentity(rule, image, signed).ok).toBe(ok);

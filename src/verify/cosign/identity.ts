@@ -32,7 +32,8 @@ export function parseIdentity(s: string): ImageIdentity | undefined {
 }
 
 const isNameOnly = (r: ImageIdentity) => r.tag === undefined && r.digest === undefined;
-const asString = (r: ImageIdentity) => `${r.name}${r.tag !== undefined ? `:${r.tag}` : ''}${r.digest !== undefined ? `@${r.digest}` : ''}`;
+const asString = (r: ImageIdentity) =>
+  `${r.name}${r.tag !== undefined ? `:${r.tag}` : ''}${r.digest !== undefined ? `@${r.digest}` : ''}`;
 
 function matchRepoDigestOrExact(intended: ImageIdentity, signature: ImageIdentity): boolean {
   if (isNameOnly(signature)) return false;
@@ -57,33 +58,64 @@ export interface IdentityVerdict {
  * `intended` is the image as containerd names it: pullguard judges the digest containerd will pull, so
  * without a tag the image identity is `repository@digest` (containers/image's digest-reference case).
  */
-export function matchSignedIdentity(rule: SignedIdentity, intended: ImageIdentity, signedReference: string): IdentityVerdict {
+export function matchSignedIdentity(
+  rule: SignedIdentity,
+  intended: ImageIdentity,
+  signedReference: string,
+): IdentityVerdict {
   const sig = parseIdentity(signedReference);
   const claim = JSON.stringify(signedReference);
   if (!sig) return { ok: false, detail: `signed docker-reference ${claim} is not a valid reference` };
-  const nameOnlyHint = isNameOnly(sig) ? ' (cosign signs the repository only; use signedIdentity matchRepository or exactRepository)' : '';
+  const nameOnlyHint = isNameOnly(sig)
+    ? ' (cosign signs the repository only; use signedIdentity matchRepository or exactRepository)'
+    : '';
   switch (rule.type) {
     case 'matchExact': {
       const ok = !isNameOnly(intended) && !isNameOnly(sig) && asString(sig) === asString(intended);
-      return { ok, detail: ok ? `signed identity ${claim} equals the image` : `matchExact: signed identity ${claim} is not exactly ${asString(intended)}${nameOnlyHint}` };
+      return {
+        ok,
+        detail: ok
+          ? `signed identity ${claim} equals the image`
+          : `matchExact: signed identity ${claim} is not exactly ${asString(intended)}${nameOnlyHint}`,
+      };
     }
     case 'matchRepoDigestOrExact': {
       const ok = matchRepoDigestOrExact(intended, sig);
-      return { ok, detail: ok ? `signed identity ${claim} matches ${asString(intended)}` : `matchRepoDigestOrExact: signed identity ${claim} does not match ${asString(intended)}${nameOnlyHint}` };
+      return {
+        ok,
+        detail: ok
+          ? `signed identity ${claim} matches ${asString(intended)}`
+          : `matchRepoDigestOrExact: signed identity ${claim} does not match ${asString(intended)}${nameOnlyHint}`,
+      };
     }
     case 'matchRepository': {
       const ok = sig.name === intended.name;
-      return { ok, detail: ok ? `signed repository ${sig.name} is the image's` : `signed for repository ${sig.name}, but the image is ${intended.name}` };
+      return {
+        ok,
+        detail: ok
+          ? `signed repository ${sig.name} is the image's`
+          : `signed for repository ${sig.name}, but the image is ${intended.name}`,
+      };
     }
     case 'exactReference': {
       const want = parseIdentity(rule.dockerReference);
       const ok = !!want && !isNameOnly(want) && !isNameOnly(sig) && asString(sig) === asString(want);
-      return { ok, detail: ok ? `signed identity ${claim} is the required ${rule.dockerReference}` : `exactReference: signed identity ${claim} is not ${rule.dockerReference}${nameOnlyHint}` };
+      return {
+        ok,
+        detail: ok
+          ? `signed identity ${claim} is the required ${rule.dockerReference}`
+          : `exactReference: signed identity ${claim} is not ${rule.dockerReference}${nameOnlyHint}`,
+      };
     }
     case 'exactRepository': {
       const want = parseIdentity(rule.dockerRepository);
       const ok = !!want && sig.name === want.name;
-      return { ok, detail: ok ? `signed repository ${sig.name} is the required one` : `exactRepository: signed for ${sig.name}, not ${rule.dockerRepository}` };
+      return {
+        ok,
+        detail: ok
+          ? `signed repository ${sig.name} is the required one`
+          : `exactRepository: signed for ${sig.name}, not ${rule.dockerRepository}`,
+      };
     }
     case 'remapIdentity': {
       let remapped = intended;
@@ -93,7 +125,12 @@ export function matchSignedIdentity(rule: SignedIdentity, intended: ImageIdentit
         remapped = { name: candidate.name, tag: intended.tag, digest: intended.digest };
       }
       const ok = matchRepoDigestOrExact(remapped, sig);
-      return { ok, detail: ok ? `signed identity ${claim} matches ${asString(remapped)} (remapped)` : `remapIdentity: signed identity ${claim} does not match ${asString(remapped)}${nameOnlyHint}` };
+      return {
+        ok,
+        detail: ok
+          ? `signed identity ${claim} matches ${asString(remapped)} (remapped)`
+          : `remapIdentity: signed identity ${claim} does not match ${asString(remapped)}${nameOnlyHint}`,
+      };
     }
   }
 }
@@ -162,7 +199,8 @@ export function certificateFacts(der: Buffer): CertificateFacts {
   let issuer: string | undefined;
   let issuerProblem: string | undefined;
   if (v2raw && v2 === undefined) issuerProblem = 'malformed Fulcio issuer (v2) extension';
-  else if (v1 !== undefined && v2 !== undefined && v1 !== v2) issuerProblem = `inconsistent Fulcio issuer extensions: v1 ${JSON.stringify(v1)}, v2 ${JSON.stringify(v2)}`;
+  else if (v1 !== undefined && v2 !== undefined && v1 !== v2)
+    issuerProblem = `inconsistent Fulcio issuer extensions: v1 ${JSON.stringify(v1)}, v2 ${JSON.stringify(v2)}`;
   else issuer = v2 ?? v1;
   const eku = cert.keyUsage; // node: the extended key usage OIDs, undefined when the extension is absent
   return {
@@ -195,7 +233,8 @@ function one(values: readonly string[], exact: string | undefined, re: RegExp | 
 
 export function identityMatches(id: CosignIdentity, facts: CertificateFacts): boolean {
   if (id.issuer !== undefined && facts.issuer !== id.issuer) return false;
-  if (id.issuerRegexp !== undefined && (facts.issuer === undefined || !id.issuerRegexp.test(facts.issuer))) return false;
+  if (id.issuerRegexp !== undefined && (facts.issuer === undefined || !id.issuerRegexp.test(facts.issuer)))
+    return false;
   if ((id.issuer !== undefined || id.issuerRegexp !== undefined) && facts.issuerProblem) return false;
   const subjects = [...facts.emails, ...facts.uris];
   if (!one(subjects, id.subject, id.subjectRegexp)) return false;

@@ -50,7 +50,8 @@ export function trustFor(spec: CosignSpec): AuthorityTrust {
 function buildTrust(spec: CosignSpec): AuthorityTrust {
   // The trusted root is read only where it matters: keyless always; keys and certificates only for
   // tlog/sct/TSA material, and then only when no explicit Rekor keys replace it.
-  const needsRoot = spec.mode === 'keyless' || spec.sct || (spec.tlog && spec.rekorKeys.length === 0) || spec.trustedRoot !== undefined;
+  const needsRoot =
+    spec.mode === 'keyless' || spec.sct || (spec.tlog && spec.rekorKeys.length === 0) || spec.trustedRoot !== undefined;
   let root: TrustMaterial | undefined;
   let rootSource = 'none';
   if (needsRoot) {
@@ -60,7 +61,10 @@ function buildTrust(spec: CosignSpec): AuthorityTrust {
       rootSource = spec.trustedRoot ? spec.trustedRoot.source : 'the embedded Sigstore public-good root';
     } catch (e) {
       if (e instanceof PullguardError) throw e;
-      throw new PullguardError('POLICY_INVALID', `trusted root ${spec.trustedRoot?.source ?? '(embedded)'} is not usable: ${(e as Error).message}`);
+      throw new PullguardError(
+        'POLICY_INVALID',
+        `trusted root ${spec.trustedRoot?.source ?? '(embedded)'} is not usable: ${(e as Error).message}`,
+      );
     }
   }
 
@@ -70,13 +74,20 @@ function buildTrust(spec: CosignSpec): AuthorityTrust {
     spec.rekorKeys.length > 0
       ? spec.rekorKeys.map((k) => {
           const der = k.key.export({ type: 'spki', format: 'der' });
-          return { logID: createHash('sha256').update(der).digest(), baseURL: k.source, publicKey: k.key, validFor: { start: BEGINNING, end: END } };
+          return {
+            logID: createHash('sha256').update(der).digest(),
+            baseURL: k.source,
+            publicKey: k.key,
+            validFor: { start: BEGINNING, end: END },
+          };
         })
       : (root?.tlogs ?? []);
 
   let cas: CertAuthority[] = [];
   if (spec.mode === 'certificates') {
-    const certs = [...spec.intermediates, ...spec.roots].map((c) => X509Certificate.parse(c.der as Buffer<ArrayBuffer>));
+    const certs = [...spec.intermediates, ...spec.roots].map((c) =>
+      X509Certificate.parse(c.der as Buffer<ArrayBuffer>),
+    );
     cas = [{ certChain: certs, validFor: { start: BEGINNING, end: END } }];
   } else if (spec.mode === 'keyless') {
     cas = root?.certificateAuthorities ?? [];
@@ -89,7 +100,8 @@ function buildTrust(spec: CosignSpec): AuthorityTrust {
     // Given even when SCTs are not required: @sigstore/verify checks any SCT a certificate embeds.
     ctlogs: root?.ctlogs ?? [],
     publicKey: (hint: string) => {
-      if (!key || hint !== key.hint) throw new VerificationError({ code: 'PUBLIC_KEY_ERROR', message: 'key not trusted' });
+      if (!key || hint !== key.hint)
+        throw new VerificationError({ code: 'PUBLIC_KEY_ERROR', message: 'key not trusted' });
       return { publicKey: key.key, validFor: () => true };
     },
   });

@@ -22,10 +22,33 @@ const dir = mkdtempSync(join(tmpdir(), 'pg-binding-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const store = join(dir, 'truststore', 'x509', 'ca', 'acme');
 mkdirSync(store, { recursive: true });
-execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-  '-keyout', join(dir, 'key.pem'), '-out', join(store, 'leaf.pem'), '-subj', '/C=US/ST=WA/O=Acme/CN=acme-binding',
-  '-days', '2', '-addext', 'basicConstraints=critical,CA:FALSE', '-addext', 'keyUsage=critical,digitalSignature',
-  '-addext', 'extendedKeyUsage=codeSigning'], { stdio: 'pipe' });
+execFileSync(
+  'openssl',
+  [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    join(dir, 'key.pem'),
+    '-out',
+    join(store, 'leaf.pem'),
+    '-subj',
+    '/C=US/ST=WA/O=Acme/CN=acme-binding',
+    '-days',
+    '2',
+    '-addext',
+    'basicConstraints=critical,CA:FALSE',
+    '-addext',
+    'keyUsage=critical,digitalSignature',
+    '-addext',
+    'extendedKeyUsage=codeSigning',
+  ],
+  { stdio: 'pipe' },
+);
 const key = createPrivateKey(readFileSync(join(dir, 'key.pem')));
 const certB64 = readFileSync(join(store, 'leaf.pem'), 'utf8').replace(/-----[^-]+-----|\s/g, '');
 
@@ -37,14 +60,16 @@ const rfc3339 = (d: Date) => d.toISOString().replace(/\.\d+Z$/, 'Z');
 function signedJws(target: OciDescriptor, extraHeader: Record<string, unknown> = {}): Buffer {
   const b64u = (s: string | Buffer) => Buffer.from(s).toString('base64url');
   const extraCrit = Object.keys(extraHeader).filter((k) => k === 'io.cncf.notary.expiry');
-  const prot = b64u(JSON.stringify({
-    alg: 'ES256',
-    crit: ['io.cncf.notary.signingScheme', ...extraCrit],
-    cty: 'application/vnd.cncf.notary.payload.v1+json',
-    'io.cncf.notary.signingScheme': 'notary.x509',
-    'io.cncf.notary.signingTime': rfc3339(new Date()),
-    ...extraHeader,
-  }));
+  const prot = b64u(
+    JSON.stringify({
+      alg: 'ES256',
+      crit: ['io.cncf.notary.signingScheme', ...extraCrit],
+      cty: 'application/vnd.cncf.notary.payload.v1+json',
+      'io.cncf.notary.signingScheme': 'notary.x509',
+      'io.cncf.notary.signingTime': rfc3339(new Date()),
+      ...extraHeader,
+    }),
+  );
   const payload = b64u(JSON.stringify({ targetArtifact: target }));
   const sig = cryptoSign('sha256', Buffer.from(`${prot}.${payload}`), { key, dsaEncoding: 'ieee-p1363' });
   return Buffer.from(JSON.stringify({ payload, protected: prot, header: { x5c: [certB64] }, signature: b64u(sig) }));
@@ -67,9 +92,16 @@ const spec: NotationSpec = {
   revocation: DEFAULT_REVOCATION,
 };
 
-async function verifySignedFor(target: OciDescriptor, verifier = notationVerifier, extraHeader: Record<string, unknown> = {}) {
+async function verifySignedFor(
+  target: OciDescriptor,
+  verifier = notationVerifier,
+  extraHeader: Record<string, unknown> = {},
+) {
   clearTrustStoreCache();
-  const art = memoryArtifact({ class: 'notation', layers: [{ mediaType: MEDIA_TYPE_JWS, blob: signedJws(target, extraHeader) }] });
+  const art = memoryArtifact({
+    class: 'notation',
+    layers: [{ mediaType: MEDIA_TYPE_JWS, blob: signedJws(target, extraHeader) }],
+  });
   const subject = { ...subjectOf('registry.test/repo', PULLED.digest), descriptor: PULLED };
   const deadline = new Deadline(20_000);
   try {

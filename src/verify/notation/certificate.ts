@@ -34,7 +34,10 @@ export interface Certificate {
   /** Their uniformResourceIdentifier locations, in certificate order (what Go's x509 calls OCSPServer). */
   readonly ocspUrls: readonly string[];
   readonly publicKey: KeyObject;
-  readonly key: { readonly type: 'rsa'; readonly bits: number } | { readonly type: 'ec'; readonly curve: string; readonly bits: number } | { readonly type: string; readonly bits: 0 };
+  readonly key:
+    | { readonly type: 'rsa'; readonly bits: number }
+    | { readonly type: 'ec'; readonly curve: string; readonly bits: number }
+    | { readonly type: string; readonly bits: 0 };
   readonly node: NodeX509;
 }
 
@@ -122,7 +125,8 @@ export function parseCertificate(input: Uint8Array): Certificate {
     const asn1 = ASN1Obj.parseBuffer(der);
     if (encodedLength(asn1) !== der.length) throw new MalformedInputError('malformed certificate: trailing data');
     const tbs = asn1.subs[0];
-    if (!tbs || asn1.subs.length !== 3 || !tbs.tag.constructed) throw new MalformedInputError('malformed certificate: not a Certificate');
+    if (!tbs || asn1.subs.length !== 3 || !tbs.tag.constructed)
+      throw new MalformedInputError('malformed certificate: not a Certificate');
     // TBSCertificate: [0] version?, serial, sigAlg, issuer, validity, subject, spki, [1]?, [2]?, [3] extensions?
     const off = tbs.subs[0]?.tag.isContextSpecific(0) ? 1 : 0;
     const at = (i: number) => {
@@ -158,7 +162,8 @@ export function parseCertificate(input: Uint8Array): Certificate {
       switch (oid) {
         case OID.keyUsage: {
           const bs = inner();
-          if (!bs.tag.isBitString() || bs.value.length < 1) throw new MalformedInputError('malformed certificate: keyUsage');
+          if (!bs.tag.isBitString() || bs.value.length < 1)
+            throw new MalformedInputError('malformed certificate: keyUsage');
           const bits = new Set<KeyUsage>();
           KEY_USAGE_BITS.forEach((name, i) => {
             const byte = bs.value[1 + (i >> 3)];
@@ -267,7 +272,8 @@ export function certificatesFromFile(bytes: Buffer): Buffer[] {
     const out: Buffer[] = [];
     const re = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
     for (let m = re.exec(text); m; m = re.exec(text)) {
-      if (m[1] === 'CERTIFICATE' || m[1] === 'X509 CERTIFICATE' || m[1] === 'TRUSTED CERTIFICATE') out.push(Buffer.from(m[2]!.replace(/\s+/g, ''), 'base64'));
+      if (m[1] === 'CERTIFICATE' || m[1] === 'X509 CERTIFICATE' || m[1] === 'TRUSTED CERTIFICATE')
+        out.push(Buffer.from(m[2]!.replace(/\s+/g, ''), 'base64'));
     }
     return out;
   }

@@ -20,7 +20,14 @@ const TAG_EPOCH = 1;
 
 /** Integer labels are COSE's own header parameters: listing them in crit is not ours to honour. */
 const COSE_STANDARD_LABELS = new Set(['1', '2', '3', '4', '5', '6', '33']);
-const PROTECTED_TEXT_ALLOWED = new Set<string>([H.signingScheme, H.signingTime, H.authenticSigningTime, H.expiry, H.verificationPlugin, H.verificationPluginMinVersion]);
+const PROTECTED_TEXT_ALLOWED = new Set<string>([
+  H.signingScheme,
+  H.signingTime,
+  H.authenticSigningTime,
+  H.expiry,
+  H.verificationPlugin,
+  H.verificationPluginMinVersion,
+]);
 
 const DECODE_OPTIONS = {
   useMaps: true,
@@ -62,9 +69,11 @@ export function parseCose(bytes: Uint8Array): Envelope {
   return guard('malformed COSE', () => {
     if (bytes.length === 0) throw new MalformedInputError('malformed COSE: empty');
     const top: unknown = decode(bytes, DECODE_OPTIONS);
-    if (!(top instanceof Tagged) || top.tag !== TAG_SIGN1) throw new MalformedInputError('malformed COSE: not a COSE_Sign1_Tagged message (tag 18)');
+    if (!(top instanceof Tagged) || top.tag !== TAG_SIGN1)
+      throw new MalformedInputError('malformed COSE: not a COSE_Sign1_Tagged message (tag 18)');
     const msg = top.value;
-    if (!Array.isArray(msg) || msg.length !== 4) throw new MalformedInputError('malformed COSE: COSE_Sign1 must be a 4-element array');
+    if (!Array.isArray(msg) || msg.length !== 4)
+      throw new MalformedInputError('malformed COSE: COSE_Sign1 must be a 4-element array');
     const protectedBytes = asBytes(msg[0], 'protected header');
     const unprotected = asMap(msg[1], 'unprotected header');
     if (msg[2] === null) throw new MalformedInputError('malformed COSE: detached payloads are not allowed');
@@ -76,15 +85,18 @@ export function parseCose(bytes: Uint8Array): Envelope {
 
     for (const k of ph.keys()) {
       if (typeof k === 'number') {
-        if (![LABEL_ALG, LABEL_CRIT, LABEL_CTY, LABEL_X5CHAIN].includes(k)) throw new MalformedInputError(`malformed COSE: unexpected protected label ${k}`);
+        if (![LABEL_ALG, LABEL_CRIT, LABEL_CTY, LABEL_X5CHAIN].includes(k))
+          throw new MalformedInputError(`malformed COSE: unexpected protected label ${k}`);
       } else if (typeof k === 'string') {
-        if (k.startsWith('io.cncf.notary') && !PROTECTED_TEXT_ALLOWED.has(k)) throw new MalformedInputError(`malformed COSE: unexpected protected header ${JSON.stringify(k)}`);
+        if (k.startsWith('io.cncf.notary') && !PROTECTED_TEXT_ALLOWED.has(k))
+          throw new MalformedInputError(`malformed COSE: unexpected protected header ${JSON.stringify(k)}`);
       } else throw new MalformedInputError('malformed COSE: header labels must be integers or text');
     }
     const algId = ph.get(LABEL_ALG);
     const alg = typeof algId === 'number' ? COSE_ALG.get(algId) : undefined;
     if (!alg) throw new MalformedInputError(`unsupported COSE alg ${JSON.stringify(algId)}`);
-    if (ph.get(LABEL_CTY) !== PAYLOAD_CONTENT_TYPE) throw new MalformedInputError(`malformed COSE: content type must be ${PAYLOAD_CONTENT_TYPE}`);
+    if (ph.get(LABEL_CTY) !== PAYLOAD_CONTENT_TYPE)
+      throw new MalformedInputError(`malformed COSE: content type must be ${PAYLOAD_CONTENT_TYPE}`);
     const critRaw = ph.get(LABEL_CRIT);
     if (!Array.isArray(critRaw) || !critRaw.every((c) => typeof c === 'string' || typeof c === 'number')) {
       throw new MalformedInputError('malformed COSE: crit (label 2) must be an array of labels');
@@ -98,18 +110,21 @@ export function parseCose(bytes: Uint8Array): Envelope {
     const expiry = time(H.expiry);
     const signingScheme = checkScheme(ph.get(H.signingScheme), signingTime, authenticSigningTime);
     const plugin = ph.get(H.verificationPlugin);
-    if (plugin !== undefined && typeof plugin !== 'string') throw new MalformedInputError(`malformed COSE: ${H.verificationPlugin} must be text`);
+    if (plugin !== undefined && typeof plugin !== 'string')
+      throw new MalformedInputError(`malformed COSE: ${H.verificationPlugin} must be text`);
 
     for (const k of unprotected.keys()) {
       if (k !== LABEL_X5CHAIN && k !== H.timestampSignature && k !== H.signingAgent) {
         throw new MalformedInputError(`malformed COSE: unexpected unprotected header ${JSON.stringify(String(k))}`);
       }
-      if (ph.has(k)) throw new MalformedInputError(`malformed COSE: header ${String(k)} is both protected and unprotected`);
+      if (ph.has(k))
+        throw new MalformedInputError(`malformed COSE: header ${String(k)} is both protected and unprotected`);
     }
     // x5chain may sit in either bucket (RFC 9360); it is an array of bstr, or one bstr for a single cert.
     const x5 = unprotected.get(LABEL_X5CHAIN) ?? ph.get(LABEL_X5CHAIN);
     const chainItems = x5 instanceof Uint8Array ? [x5] : x5;
-    if (!Array.isArray(chainItems) || chainItems.length === 0) throw new MalformedInputError('malformed COSE: x5chain (label 33) is missing or empty');
+    if (!Array.isArray(chainItems) || chainItems.length === 0)
+      throw new MalformedInputError('malformed COSE: x5chain (label 33) is missing or empty');
     const certChain = chainItems.map((c, i) => asBytes(c, `x5chain[${i}]`));
     const ts = unprotected.get(H.timestampSignature);
     const timestampToken = ts !== undefined ? asBytes(ts, H.timestampSignature) : undefined;

@@ -12,9 +12,21 @@ function certificateDer(): Buffer<ArrayBuffer> {
   const dir = mkdtempSync(join(tmpdir(), 'pg-der-'));
   try {
     const key = join(dir, 'k.pem');
-    writeFileSync(key, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    execFileSync('openssl', ['req', '-x509', '-key', key, '-out', join(dir, 'c.pem'), '-subj', '/C=US/O=Notary/CN=der test', '-days', '2'], { stdio: 'pipe' });
-    return Buffer.from(readFileSync(join(dir, 'c.pem'), 'utf8').replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+    writeFileSync(
+      key,
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    );
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-key', key, '-out', join(dir, 'c.pem'), '-subj', '/C=US/O=Notary/CN=der test', '-days', '2'],
+      { stdio: 'pipe' },
+    );
+    return Buffer.from(
+      readFileSync(join(dir, 'c.pem'), 'utf8')
+        .replace(/-----[^-]+-----/g, '')
+        .replace(/\s+/g, ''),
+      'base64',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -44,17 +56,20 @@ describe('DER without re-encoding (der.ts)', () => {
 
   it('agrees with toDER() on mutated certificates (fuzz)', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.nat(der.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), (edits) => {
-        const m: Buffer<ArrayBuffer> = Buffer.from(der);
-        for (const [i, b] of edits) m[i] = b;
-        let root: ASN1Obj;
-        try {
-          root = ASN1Obj.parseBuffer(m);
-        } catch {
-          return;
-        }
-        expect(encodedLength(root) === m.length).toBe(isDer(root, m));
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.nat(der.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }),
+        (edits) => {
+          const m: Buffer<ArrayBuffer> = Buffer.from(der);
+          for (const [i, b] of edits) m[i] = b;
+          let root: ASN1Obj;
+          try {
+            root = ASN1Obj.parseBuffer(m);
+          } catch {
+            return;
+          }
+          expect(encodedLength(root) === m.length).toBe(isDer(root, m));
+        },
+      ),
       { numRuns: 500 },
     );
   });

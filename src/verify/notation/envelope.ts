@@ -47,37 +47,73 @@ export const H = {
 } as const;
 
 /** The critical headers this verifier understands; any other name in `crit` fails verification. */
-const KNOWN_CRITICAL = new Set<string>([H.signingScheme, H.expiry, H.authenticSigningTime, H.verificationPlugin, H.verificationPluginMinVersion]);
+const KNOWN_CRITICAL = new Set<string>([
+  H.signingScheme,
+  H.expiry,
+  H.authenticSigningTime,
+  H.verificationPlugin,
+  H.verificationPluginMinVersion,
+]);
 /** Present => must be listed in `crit` (signature-specification: "MUST be marked critical"). */
-const MUST_BE_CRITICAL = [H.signingScheme, H.expiry, H.authenticSigningTime, H.verificationPlugin, H.verificationPluginMinVersion];
+const MUST_BE_CRITICAL = [
+  H.signingScheme,
+  H.expiry,
+  H.authenticSigningTime,
+  H.verificationPlugin,
+  H.verificationPluginMinVersion,
+];
 
 /**
  * The crit rules shared by both formats: `crit` lists the signing scheme and every present critical
  * header, names only present headers, and names nothing this verifier does not understand.
  */
-export function checkCritical(crit: readonly string[], present: (name: string) => boolean, reservedByFormat: ReadonlySet<string>): void {
+export function checkCritical(
+  crit: readonly string[],
+  present: (name: string) => boolean,
+  reservedByFormat: ReadonlySet<string>,
+): void {
   if (crit.length === 0) throw new MalformedInputError('malformed envelope: "crit" is empty');
   if (new Set(crit).size !== crit.length) throw new MalformedInputError('malformed envelope: "crit" has duplicates');
   for (const name of crit) {
-    if (reservedByFormat.has(name)) throw new MalformedInputError(`malformed envelope: "crit" must not list the standard header ${JSON.stringify(name)}`);
-    if (!KNOWN_CRITICAL.has(name)) throw new MalformedInputError(`unsupported critical header ${JSON.stringify(name)}: this verifier does not understand it`);
-    if (!present(name)) throw new MalformedInputError(`malformed envelope: "crit" lists ${JSON.stringify(name)}, which is not present`);
+    if (reservedByFormat.has(name))
+      throw new MalformedInputError(
+        `malformed envelope: "crit" must not list the standard header ${JSON.stringify(name)}`,
+      );
+    if (!KNOWN_CRITICAL.has(name))
+      throw new MalformedInputError(
+        `unsupported critical header ${JSON.stringify(name)}: this verifier does not understand it`,
+      );
+    if (!present(name))
+      throw new MalformedInputError(`malformed envelope: "crit" lists ${JSON.stringify(name)}, which is not present`);
   }
   for (const name of MUST_BE_CRITICAL) {
-    if (present(name) && !crit.includes(name)) throw new MalformedInputError(`malformed envelope: header ${JSON.stringify(name)} must be listed in "crit"`);
+    if (present(name) && !crit.includes(name))
+      throw new MalformedInputError(`malformed envelope: header ${JSON.stringify(name)} must be listed in "crit"`);
   }
 }
 
 /** The signing-scheme rules shared by both formats. */
-export function checkScheme(scheme: unknown, signingTime: Date | undefined, authenticSigningTime: Date | undefined): SigningScheme {
+export function checkScheme(
+  scheme: unknown,
+  signingTime: Date | undefined,
+  authenticSigningTime: Date | undefined,
+): SigningScheme {
   if (scheme === 'notary.x509') {
-    if (!signingTime) throw new MalformedInputError(`malformed envelope: "${H.signingTime}" header must be present for signing scheme notary.x509`);
-    if (authenticSigningTime) throw new MalformedInputError(`malformed envelope: "${H.authenticSigningTime}" is only allowed with signing scheme notary.x509.signingAuthority`);
+    if (!signingTime)
+      throw new MalformedInputError(
+        `malformed envelope: "${H.signingTime}" header must be present for signing scheme notary.x509`,
+      );
+    if (authenticSigningTime)
+      throw new MalformedInputError(
+        `malformed envelope: "${H.authenticSigningTime}" is only allowed with signing scheme notary.x509.signingAuthority`,
+      );
     return scheme;
   }
   if (scheme === 'notary.x509.signingAuthority') {
     if (!authenticSigningTime) {
-      throw new MalformedInputError(`malformed envelope: "${H.authenticSigningTime}" header must be present for signing scheme notary.x509.signingAuthority`);
+      throw new MalformedInputError(
+        `malformed envelope: "${H.authenticSigningTime}" header must be present for signing scheme notary.x509.signingAuthority`,
+      );
     }
     return scheme;
   }
@@ -101,17 +137,23 @@ export function parsePayload(bytes: Buffer): TargetArtifact {
   const t = isRecord(json) ? json.targetArtifact : undefined;
   if (!isRecord(t)) throw new MalformedInputError('malformed payload: "targetArtifact" is missing');
   const { mediaType, digest, size } = t;
-  if (typeof mediaType !== 'string' || typeof digest !== 'string' || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+  if (
+    typeof mediaType !== 'string' ||
+    typeof digest !== 'string' ||
+    typeof size !== 'number' ||
+    !Number.isSafeInteger(size) ||
+    size < 0
+  ) {
     throw new MalformedInputError('malformed payload: "targetArtifact" needs mediaType, digest and size');
   }
   return { mediaType, digest, size };
 }
 
-
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
 export function parseRfc3339(v: unknown, what: string): Date {
-  if (typeof v !== 'string' || !RFC3339.test(v)) throw new MalformedInputError(`malformed envelope: ${what} is not an RFC 3339 time`);
+  if (typeof v !== 'string' || !RFC3339.test(v))
+    throw new MalformedInputError(`malformed envelope: ${what} is not an RFC 3339 time`);
   const d = new Date(v);
   if (Number.isNaN(d.getTime())) throw new MalformedInputError(`malformed envelope: ${what} is not a valid time`);
   return d;

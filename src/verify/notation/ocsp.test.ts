@@ -4,7 +4,17 @@ import { join } from 'node:path';
 import { ASN1Obj } from '@sigstore/core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeCrl, OCSP_SIGNER_EXT, ocspIndex, ocspRespond, Pki, PkiServer, runAsync, type Issued, type OcspResponderOpts } from '../../../test/helpers/notation.js';
+import {
+  makeCrl,
+  OCSP_SIGNER_EXT,
+  ocspIndex,
+  ocspRespond,
+  Pki,
+  PkiServer,
+  runAsync,
+  type Issued,
+  type OcspResponderOpts,
+} from '../../../test/helpers/notation.js';
 import { freePort } from '../../../test/helpers/proc.js';
 import { Deadline } from '../../common/deadline.js';
 import { MalformedInputError } from '../../common/malformed.js';
@@ -35,8 +45,10 @@ let good: Buffer;
 let tbsRange: [number, number];
 
 const opts = (signer: Issued, extra?: string[]): OcspResponderOpts => ({ index, ca, signer, extra });
-const respond = (signer: Issued, about: Issued = leaf, extra?: string[]) => ocspRespond(opts(signer, extra), buildOcspRequest(cert(about), cert(ca)), pki.dir);
-const verify = (resp: Buffer, about: Issued = leaf, now = new Date()) => verifyOcspResponse(resp, cert(about), cert(ca), now);
+const respond = (signer: Issued, about: Issued = leaf, extra?: string[]) =>
+  ocspRespond(opts(signer, extra), buildOcspRequest(cert(about), cert(ca)), pki.dir);
+const verify = (resp: Buffer, about: Issued = leaf, now = new Date()) =>
+  verifyOcspResponse(resp, cert(about), cert(ca), now);
 
 beforeAll(async () => {
   pki = Pki.create();
@@ -45,15 +57,34 @@ beforeAll(async () => {
   closedPort = await freePort();
   ca = pki.issue('ca', { kind: 'p256', subject: '/O=Acme/CN=OCSP CA', ca: true });
   evilCa = pki.issue('evil-ca', { kind: 'p256', subject: '/O=Acme/CN=OCSP CA', ca: true });
-  delegated = pki.issue('responder', { kind: 'p256', subject: '/O=Acme/CN=OCSP Responder', issuer: ca, ext: OCSP_SIGNER_EXT });
-  noEku = pki.issue('responder-no-eku', { kind: 'p256', subject: '/O=Acme/CN=OCSP Responder', issuer: ca, ext: 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature' });
-  evilDelegated = pki.issue('evil-responder', { kind: 'p256', subject: '/O=Acme/CN=OCSP Responder', issuer: evilCa, ext: OCSP_SIGNER_EXT });
+  delegated = pki.issue('responder', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=OCSP Responder',
+    issuer: ca,
+    ext: OCSP_SIGNER_EXT,
+  });
+  noEku = pki.issue('responder-no-eku', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=OCSP Responder',
+    issuer: ca,
+    ext: 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature',
+  });
+  evilDelegated = pki.issue('evil-responder', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=OCSP Responder',
+    issuer: evilCa,
+    ext: OCSP_SIGNER_EXT,
+  });
   leaf = pki.issue('leaf', { kind: 'p256', subject: '/O=Acme/CN=leaf', issuer: ca });
   revoked = pki.issue('revoked', { kind: 'p256', subject: '/O=Acme/CN=revoked', issuer: ca });
   stranger = pki.issue('stranger', { kind: 'p256', subject: '/O=Acme/CN=stranger', issuer: ca });
   index = ocspIndex(pki, 'ca', [{ issued: leaf }, { issued: revoked, revoked: true }]);
   good = await respond(ca);
-  const tbs = Buffer.from(ASN1Obj.parseBuffer(ASN1Obj.parseBuffer(good as Buffer<ArrayBuffer>).subs[1]!.subs[0]!.subs[1]!.value as Buffer<ArrayBuffer>).subs[0]!.toDER());
+  const tbs = Buffer.from(
+    ASN1Obj.parseBuffer(
+      ASN1Obj.parseBuffer(good as Buffer<ArrayBuffer>).subs[1]!.subs[0]!.subs[1]!.value as Buffer<ArrayBuffer>,
+    ).subs[0]!.toDER(),
+  );
   const at = good.indexOf(tbs);
   tbsRange = [at, at + tbs.length];
 
@@ -96,7 +127,12 @@ describe('OCSP request', () => {
     expect(r.status, r.stderr).toBe(0);
     const text = r.stdout.toString();
     expect(text).toMatch(/Hash Algorithm: sha1/);
-    expect(text.replace(/\s/g, '')).toContain(`SerialNumber:${cert(leaf).serial.toString('hex').toUpperCase().replace(/^(00)+/, '')}`);
+    expect(text.replace(/\s/g, '')).toContain(
+      `SerialNumber:${cert(leaf)
+        .serial.toString('hex')
+        .toUpperCase()
+        .replace(/^(00)+/, '')}`,
+    );
   });
 });
 
@@ -110,7 +146,10 @@ describe('OCSP response verification (real openssl ocsp responses)', () => {
   });
 
   it('a delegated responder needs the issuer as its issuer and the id-kp-OCSPSigning EKU', async () => {
-    expect(verify(await respond(delegated))).toMatchObject({ status: 'good', signer: expect.stringMatching(/CN=OCSP Responder/) });
+    expect(verify(await respond(delegated))).toMatchObject({
+      status: 'good',
+      signer: expect.stringMatching(/CN=OCSP Responder/),
+    });
   });
 
   it('refuses a responder without the EKU, one issued by another CA, a look-alike issuer key, and a responderID-only signer', async () => {
@@ -137,7 +176,10 @@ describe('OCSP response verification (real openssl ocsp responses)', () => {
   });
 
   it('property: arbitrary bytes and truncations are format errors, never a crash', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), (b) => onlyFormatErrors(() => verify(Buffer.from(b)))), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), (b) => onlyFormatErrors(() => verify(Buffer.from(b)))),
+      { numRuns: 500 },
+    );
     fc.assert(
       fc.property(fc.integer({ min: 0, max: good.length - 1 }), (n) => {
         expect(() => verify(good.subarray(0, n))).toThrow(MalformedInputError);
@@ -153,7 +195,8 @@ describe('OCSP response verification (real openssl ocsp responses)', () => {
       fc.property(fc.integer({ min: 0, max: good.length - 1 }), fc.integer({ min: 1, max: 255 }), (i, x) => {
         const b = Buffer.from(good);
         b[i]! ^= x;
-        if (i >= tbsRange[0] && i < tbsRange[1]) expect(() => verifyOcspResponse(b, l, c, new Date())).toThrow(MalformedInputError);
+        if (i >= tbsRange[0] && i < tbsRange[1])
+          expect(() => verifyOcspResponse(b, l, c, new Date())).toThrow(MalformedInputError);
         else onlyFormatErrors(() => verifyOcspResponse(b, l, c, new Date()));
       }),
       { numRuns: 1500 },
@@ -169,7 +212,13 @@ describe('OCSP response verification (real openssl ocsp responses)', () => {
       return der.sequence(Buffer.from('0a0100', 'hex'), explicit0);
     };
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 300 }), (b) => onlyFormatErrors(() => verify(wrap(Buffer.concat([Buffer.from([0x30, b.length < 128 ? b.length : 0]), Buffer.from(b).subarray(0, 127)]))))),
+      fc.property(fc.uint8Array({ maxLength: 300 }), (b) =>
+        onlyFormatErrors(() =>
+          verify(
+            wrap(Buffer.concat([Buffer.from([0x30, b.length < 128 ? b.length : 0]), Buffer.from(b).subarray(0, 127)])),
+          ),
+        ),
+      ),
       { numRuns: 500 },
     );
   });
@@ -188,7 +237,13 @@ describe('checkRevocation with OCSP (notation-core-go order: OCSP, then CRL when
   let n = 0;
   const issue = (o: { ocsp?: string[]; crl?: string }) => {
     const name = `w${n++}`;
-    return pki.issue(name, { kind: 'p256', subject: `/O=Acme/CN=${name}`, issuer: ca, ocsp: o.ocsp, extraExt: o.crl ? `crlDistributionPoints=URI:${o.crl}` : undefined });
+    return pki.issue(name, {
+      kind: 'p256',
+      subject: `/O=Acme/CN=${name}`,
+      issuer: ca,
+      ocsp: o.ocsp,
+      extraExt: o.crl ? `crlDistributionPoints=URI:${o.crl}` : undefined,
+    });
   };
   async function check(i: Issued, settings = DEFAULT_REVOCATION) {
     const d = new Deadline(10_000);
@@ -201,7 +256,21 @@ describe('checkRevocation with OCSP (notation-core-go order: OCSP, then CRL when
   let url: string;
   let down: string;
   let crlUrl: string;
-  const leaves = {} as Record<'good' | 'revoked' | 'unknown' | 'unknownCrl' | 'down' | 'downCrlOk' | 'downCrlRevoked' | 'secondResponder' | 'ldap' | 'big' | 'hang' | 'revokedButCrlOk', Issued>;
+  const leaves = {} as Record<
+    | 'good'
+    | 'revoked'
+    | 'unknown'
+    | 'unknownCrl'
+    | 'down'
+    | 'downCrlOk'
+    | 'downCrlRevoked'
+    | 'secondResponder'
+    | 'ldap'
+    | 'big'
+    | 'hang'
+    | 'revokedButCrlOk',
+    Issued
+  >;
 
   beforeAll(async () => {
     url = `${srv.url}/ocsp/ca`;
@@ -231,8 +300,16 @@ describe('checkRevocation with OCSP (notation-core-go order: OCSP, then CRL when
 
   it('good and revoked answers are final', async () => {
     clearOcspMemoryCache();
-    expect(await check(leaves.good)).toMatchObject({ result: 'ok', detail: 'not revoked (1 certificate(s) checked by OCSP)' });
-    expect(await check(leaves.revoked)).toMatchObject({ result: 'revoked', detail: expect.stringMatching(/is revoked \(revoked at .* according to OCSP responder http:\/\/127\.0\.0\.1:\d+\/ocsp\/ca, signed by .*CN=OCSP CA\)/) });
+    expect(await check(leaves.good)).toMatchObject({
+      result: 'ok',
+      detail: 'not revoked (1 certificate(s) checked by OCSP)',
+    });
+    expect(await check(leaves.revoked)).toMatchObject({
+      result: 'revoked',
+      detail: expect.stringMatching(
+        /is revoked \(revoked at .* according to OCSP responder http:\/\/127\.0\.0\.1:\d+\/ocsp\/ca, signed by .*CN=OCSP CA\)/,
+      ),
+    });
     // Revoked by OCSP, not listed in the CRL: OCSP's answer stands (no fallback on a definitive answer).
     expect(await check(leaves.revokedButCrlOk)).toMatchObject({ result: 'revoked' });
   });
@@ -251,24 +328,48 @@ describe('checkRevocation with OCSP (notation-core-go order: OCSP, then CRL when
   });
 
   it('"unknown" from the responder: unknown without a CRL, the CRL decides with one (as notation-core-go)', async () => {
-    expect(await check(leaves.unknown)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/does not know the certificate/) });
-    expect(await check(leaves.unknownCrl)).toMatchObject({ result: 'ok', detail: expect.stringMatching(/checked by CRL/) });
+    expect(await check(leaves.unknown)).toMatchObject({
+      result: 'unknown',
+      detail: expect.stringMatching(/does not know the certificate/),
+    });
+    expect(await check(leaves.unknownCrl)).toMatchObject({
+      result: 'ok',
+      detail: expect.stringMatching(/checked by CRL/),
+    });
   });
 
   it('a responder that is down: unknown without a CRL; with one, the CRL decides', async () => {
     clearCrlMemoryCache();
-    expect(await check(leaves.down)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/OCSP failed: http:\/\/127\.0\.0\.1:\d+\/: fetch failed/) });
-    expect(await check(leaves.downCrlOk)).toMatchObject({ result: 'ok', detail: expect.stringMatching(/checked by CRL/) });
-    expect(await check(leaves.downCrlRevoked)).toMatchObject({ result: 'revoked', detail: expect.stringMatching(/listed in .*ca\.crl/) });
+    expect(await check(leaves.down)).toMatchObject({
+      result: 'unknown',
+      detail: expect.stringMatching(/OCSP failed: http:\/\/127\.0\.0\.1:\d+\/: fetch failed/),
+    });
+    expect(await check(leaves.downCrlOk)).toMatchObject({
+      result: 'ok',
+      detail: expect.stringMatching(/checked by CRL/),
+    });
+    expect(await check(leaves.downCrlRevoked)).toMatchObject({
+      result: 'revoked',
+      detail: expect.stringMatching(/listed in .*ca\.crl/),
+    });
   });
 
   it('responders are tried in order: an error moves on to the next one', async () => {
-    expect(await check(leaves.secondResponder)).toMatchObject({ result: 'ok', detail: expect.stringMatching(/checked by OCSP/) });
+    expect(await check(leaves.secondResponder)).toMatchObject({
+      result: 'ok',
+      detail: expect.stringMatching(/checked by OCSP/),
+    });
   });
 
   it('a non-HTTP responder, an oversized answer, a responder that never answers: unknown, within the timeout', async () => {
-    expect(await check(leaves.ldap)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/only http:\/\/ OCSP responders/) });
-    expect(await check(leaves.big)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/larger than 20480 bytes/) });
+    expect(await check(leaves.ldap)).toMatchObject({
+      result: 'unknown',
+      detail: expect.stringMatching(/only http:\/\/ OCSP responders/),
+    });
+    expect(await check(leaves.big)).toMatchObject({
+      result: 'unknown',
+      detail: expect.stringMatching(/larger than 20480 bytes/),
+    });
     const t0 = Date.now();
     expect(await check(leaves.hang, { ...DEFAULT_REVOCATION, timeoutMs: 300 })).toMatchObject({ result: 'unknown' });
     expect(Date.now() - t0).toBeLessThan(3_000);

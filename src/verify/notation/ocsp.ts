@@ -4,7 +4,15 @@ import { encodedLength, rawDer } from './der.js';
 import type { Deadline } from '../../common/deadline.js';
 import { guard, MalformedInputError } from '../../common/malformed.js';
 import type { RevocationSettings } from '../../policy/notation/spec.js';
-import { hashFromOid, hashOfAlgorithmIdentifier, isIssuedBy, OID, parseCertificate, RSA_PSS_OID, type Certificate } from './certificate.js';
+import {
+  hashFromOid,
+  hashOfAlgorithmIdentifier,
+  isIssuedBy,
+  OID,
+  parseCertificate,
+  RSA_PSS_OID,
+  type Certificate,
+} from './certificate.js';
 import { parseGeneralizedTime } from './timestamp.js';
 import { readCapped } from './http-body.js';
 
@@ -30,7 +38,15 @@ export const OCSP_CLOCK_SKEW_MS = 5 * 60_000;
 
 const OID_PKIX_OCSP_BASIC = '1.3.6.1.5.5.7.48.1.1';
 const HASH_OID: Record<string, string> = { sha1: '1.3.14.3.2.26', sha256: '2.16.840.1.101.3.4.2.1' };
-const RESPONSE_STATUS = ['successful', 'malformedRequest', 'internalError', 'tryLater', '(unused status 4)', 'sigRequired', 'unauthorized'];
+const RESPONSE_STATUS = [
+  'successful',
+  'malformedRequest',
+  'internalError',
+  'tryLater',
+  '(unused status 4)',
+  'sigRequired',
+  'unauthorized',
+];
 
 // ---------------------------------------------------------------------------------------------------
 // A minimal DER encoder: just what an OCSPRequest needs.
@@ -77,14 +93,20 @@ export function publicKeyBits(cert: Certificate): Buffer {
     const tbs = ASN1Obj.parseBuffer(cert.der as Buffer<ArrayBuffer>).subs[0]!;
     const off = tbs.subs[0]!.tag.isContextSpecific(0) ? 1 : 0;
     const bits = tbs.subs[off + 5]!.subs[1]!;
-    if (!bits.tag.isBitString()) throw new MalformedInputError('malformed certificate: subjectPublicKey is not a BIT STRING');
+    if (!bits.tag.isBitString())
+      throw new MalformedInputError('malformed certificate: subjectPublicKey is not a BIT STRING');
     return bits.value.subarray(1);
   });
 }
 
 export function buildOcspRequest(cert: Certificate, issuer: Certificate, hash: 'sha1' | 'sha256' = 'sha1'): Buffer {
   const h = (b: Buffer) => createHash(hash).update(b).digest();
-  const certId = der.sequence(der.sequence(der.oid(HASH_OID[hash]!), der.null()), der.octetString(h(issuer.subjectDer)), der.octetString(h(publicKeyBits(issuer))), der.integer(cert.serial));
+  const certId = der.sequence(
+    der.sequence(der.oid(HASH_OID[hash]!), der.null()),
+    der.octetString(h(issuer.subjectDer)),
+    der.octetString(h(publicKeyBits(issuer))),
+    der.integer(cert.serial),
+  );
   // OCSPRequest { TBSRequest { requestList { Request { CertID } } } }
   return der.sequence(der.sequence(der.sequence(der.sequence(certId))));
 }
@@ -120,7 +142,8 @@ export interface OcspResponse {
 }
 
 function time(obj: ASN1Obj | undefined, what: string): Date {
-  if (!obj?.tag.isGeneralizedTime()) throw new MalformedInputError(`malformed OCSP response: ${what} is not a GeneralizedTime`);
+  if (!obj?.tag.isGeneralizedTime())
+    throw new MalformedInputError(`malformed OCSP response: ${what} is not a GeneralizedTime`);
   try {
     return parseGeneralizedTime(obj.value);
   } catch {
@@ -139,15 +162,22 @@ export function parseOcspResponse(input: Buffer): OcspResponse {
     const root = ASN1Obj.parseBuffer(input as Buffer<ArrayBuffer>);
     need(encodedLength(root) === input.length, 'not DER, or trailing data');
     const st = root.subs[0];
-    need(st && st.tag.isUniversal() && st.tag.number === 10 && !st.tag.constructed && st.value.length === 1, 'responseStatus is not an ENUMERATED');
+    need(
+      st && st.tag.isUniversal() && st.tag.number === 10 && !st.tag.constructed && st.value.length === 1,
+      'responseStatus is not an ENUMERATED',
+    );
     const responseStatus = st.value[0]!;
     if (responseStatus !== 0) return { responseStatus };
     const rb = root.subs[1];
-    need(rb && rb.tag.isContextSpecific(0) && rb.tag.constructed && root.subs.length === 2, 'a successful response has no responseBytes');
+    need(
+      rb && rb.tag.isContextSpecific(0) && rb.tag.constructed && root.subs.length === 2,
+      'a successful response has no responseBytes',
+    );
     const rbs = rb.subs[0];
     need(rbs && rbs.subs.length === 2 && rbs.subs[0]!.tag.isOID() && rbs.subs[1]!.tag.isOctetString(), 'ResponseBytes');
     const type = rbs.subs[0]!.toOID();
-    if (type !== OID_PKIX_OCSP_BASIC) throw new MalformedInputError(`malformed OCSP response: unsupported response type ${type}`);
+    if (type !== OID_PKIX_OCSP_BASIC)
+      throw new MalformedInputError(`malformed OCSP response: unsupported response type ${type}`);
     const basicDer = rbs.subs[1]!.value;
     need(basicDer.length > 0 && basicDer[0] === 0x30, 'BasicOCSPResponse is not a SEQUENCE');
     const basic = ASN1Obj.parseBuffer(basicDer as Buffer<ArrayBuffer>);
@@ -155,28 +185,54 @@ export function parseOcspResponse(input: Buffer): OcspResponse {
     const [tbs, sigAlg, sigBits, certsWrap] = basic.subs;
     need(tbs?.tag.constructed && tbs.tag.number === 16 && tbs.tag.isUniversal(), 'tbsResponseData');
     need(sigAlg?.tag.constructed && sigAlg.subs[0]?.tag.isOID(), 'signatureAlgorithm');
-    need(sigBits && sigBits.tag.isBitString() && sigBits.value.length > 1 && sigBits.value[0] === 0, 'signature is not a BIT STRING');
-    need(basic.subs.length <= 4 && (!certsWrap || (certsWrap.tag.isContextSpecific(0) && certsWrap.subs.length === 1)), 'certs');
+    need(
+      sigBits && sigBits.tag.isBitString() && sigBits.value.length > 1 && sigBits.value[0] === 0,
+      'signature is not a BIT STRING',
+    );
+    need(
+      basic.subs.length <= 4 && (!certsWrap || (certsWrap.tag.isContextSpecific(0) && certsWrap.subs.length === 1)),
+      'certs',
+    );
     const certs = (certsWrap?.subs[0]?.subs ?? []).map((c) => Buffer.from(rawDer(c)));
 
     let i = tbs.subs[0]?.tag.isContextSpecific(0) ? 1 : 0;
-    if (i === 1) need(tbs.subs[0]!.subs[0]?.tag.isInteger() && tbs.subs[0]!.subs[0].toInteger() === 0n, 'only version 1 responses are defined');
+    if (i === 1)
+      need(
+        tbs.subs[0]!.subs[0]?.tag.isInteger() && tbs.subs[0]!.subs[0].toInteger() === 0n,
+        'only version 1 responses are defined',
+      );
     const rid = tbs.subs[i++];
     let responderId: { byName: Buffer } | { byKey: Buffer };
-    if (rid?.tag.isContextSpecific(1) && rid.tag.constructed && rid.subs.length === 1 && rid.subs[0]!.tag.constructed) responderId = { byName: Buffer.from(rawDer(rid.subs[0]!)) };
-    else if (rid?.tag.isContextSpecific(2) && rid.tag.constructed && rid.subs.length === 1 && rid.subs[0]!.tag.isOctetString()) responderId = { byKey: rid.subs[0]!.value };
+    if (rid?.tag.isContextSpecific(1) && rid.tag.constructed && rid.subs.length === 1 && rid.subs[0]!.tag.constructed)
+      responderId = { byName: Buffer.from(rawDer(rid.subs[0]!)) };
+    else if (
+      rid?.tag.isContextSpecific(2) &&
+      rid.tag.constructed &&
+      rid.subs.length === 1 &&
+      rid.subs[0]!.tag.isOctetString()
+    )
+      responderId = { byKey: rid.subs[0]!.value };
     else throw new MalformedInputError('malformed OCSP response: responderID');
     const producedAt = time(tbs.subs[i++], 'producedAt');
     const list = tbs.subs[i++];
     need(list?.tag.constructed && list.tag.number === 16 && list.tag.isUniversal(), 'responses is not a SEQUENCE');
     const ext = tbs.subs[i];
-    need(tbs.subs.length === i || (tbs.subs.length === i + 1 && ext?.tag.isContextSpecific(1)), 'unexpected field in ResponseData');
+    need(
+      tbs.subs.length === i || (tbs.subs.length === i + 1 && ext?.tag.isContextSpecific(1)),
+      'unexpected field in ResponseData',
+    );
 
     const responses = list.subs.map((s): SingleResponse => {
       const [cid, cs, tu, ...rest] = s.subs;
       need(cid?.subs.length === 4, 'CertID');
       const [alg, nameHash, keyHash, serial] = cid.subs as [ASN1Obj, ASN1Obj, ASN1Obj, ASN1Obj];
-      need(alg.subs[0]?.tag.isOID() && nameHash.tag.isOctetString() && keyHash.tag.isOctetString() && serial.tag.isInteger(), 'CertID fields');
+      need(
+        alg.subs[0]?.tag.isOID() &&
+          nameHash.tag.isOctetString() &&
+          keyHash.tag.isOctetString() &&
+          serial.tag.isInteger(),
+        'CertID fields',
+      );
       need(cs && cs.tag.isContextSpecific(), 'certStatus');
       let status: SingleResponse['status'];
       let revokedAt: Date | undefined;
@@ -190,7 +246,13 @@ export function parseOcspResponse(input: Buffer): OcspResponse {
       let nextUpdate: Date | undefined;
       const criticalExtensions: string[] = [];
       for (const r of rest) {
-        if (r.tag.isContextSpecific(0) && r.tag.constructed && nextUpdate === undefined && criticalExtensions.length === 0) nextUpdate = time(r.subs[0], 'nextUpdate');
+        if (
+          r.tag.isContextSpecific(0) &&
+          r.tag.constructed &&
+          nextUpdate === undefined &&
+          criticalExtensions.length === 0
+        )
+          nextUpdate = time(r.subs[0], 'nextUpdate');
         else if (r.tag.isContextSpecific(1) && r.tag.constructed && r === rest[rest.length - 1]) {
           for (const e of r.subs[0]?.subs ?? []) {
             const eo = e.subs[0];
@@ -199,7 +261,17 @@ export function parseOcspResponse(input: Buffer): OcspResponse {
           }
         } else throw new MalformedInputError('malformed OCSP response: unexpected field in SingleResponse');
       }
-      return { hashOid: alg.subs[0]!.toOID(), issuerNameHash: nameHash.value, issuerKeyHash: keyHash.value, serial: serial.value, status, revokedAt, thisUpdate, nextUpdate, criticalExtensions };
+      return {
+        hashOid: alg.subs[0]!.toOID(),
+        issuerNameHash: nameHash.value,
+        issuerKeyHash: keyHash.value,
+        serial: serial.value,
+        status,
+        revokedAt,
+        thisUpdate,
+        nextUpdate,
+        criticalExtensions,
+      };
     });
     return {
       responseStatus,
@@ -228,10 +300,21 @@ export interface VerifiedOcsp {
 
 const WEAK = new Set(['sha1', 'md5']);
 
-function signatureValid(signer: Certificate, sigAlgOid: string, sigHash: string, tbs: Buffer, signature: Buffer): boolean {
+function signatureValid(
+  signer: Certificate,
+  sigAlgOid: string,
+  sigHash: string,
+  tbs: Buffer,
+  signature: Buffer,
+): boolean {
   try {
     if (sigAlgOid === RSA_PSS_OID) {
-      return cryptoVerify(sigHash, tbs, { key: signer.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO }, signature);
+      return cryptoVerify(
+        sigHash,
+        tbs,
+        { key: signer.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
+        signature,
+      );
     }
     return cryptoVerify(sigHash, tbs, signer.publicKey, signature);
   } catch {
@@ -248,45 +331,70 @@ export function verifyOcspResponse(input: Buffer, cert: Certificate, issuer: Cer
   const resp = parseOcspResponse(input);
   return guard('OCSP response', () => {
     const bad = (m: string) => new MalformedInputError(`OCSP response: ${m}`);
-    if (resp.responseStatus !== 0 || !resp.basic) throw bad(`responder answered ${RESPONSE_STATUS[resp.responseStatus] ?? `status ${resp.responseStatus}`}`);
+    if (resp.responseStatus !== 0 || !resp.basic)
+      throw bad(`responder answered ${RESPONSE_STATUS[resp.responseStatus] ?? `status ${resp.responseStatus}`}`);
     const b = resp.basic;
     const rid = b.responderId;
-    const named = (c: Certificate) => ('byName' in rid ? c.subjectDer.equals(rid.byName) : createHash('sha1').update(publicKeyBits(c)).digest().equals(rid.byKey));
+    const named = (c: Certificate) =>
+      'byName' in rid
+        ? c.subjectDer.equals(rid.byName)
+        : createHash('sha1').update(publicKeyBits(c)).digest().equals(rid.byKey);
 
     let signer: Certificate;
     if (named(issuer)) signer = issuer;
     else {
       const delegated = b.certs.map((d) => parseCertificate(d)).find(named);
-      if (!delegated) throw bad(`signed by neither ${issuer.subjectText} nor a responder certificate included in the response`);
-      if (!isIssuedBy(delegated, issuer)) throw bad(`responder certificate ${delegated.subjectText} is not issued by ${issuer.subjectText}`);
-      if (!delegated.extKeyUsage?.oids.includes(OID.ekuOcspSigning)) throw bad(`responder certificate ${delegated.subjectText} lacks the id-kp-OCSPSigning extended key usage`);
-      if (now < delegated.notBefore || now > delegated.notAfter) throw bad(`responder certificate ${delegated.subjectText} is not valid now`);
-      if (WEAK.has(delegated.signatureHash)) throw bad(`responder certificate ${delegated.subjectText} uses a weak signature hash (${delegated.signatureHash})`);
+      if (!delegated)
+        throw bad(`signed by neither ${issuer.subjectText} nor a responder certificate included in the response`);
+      if (!isIssuedBy(delegated, issuer))
+        throw bad(`responder certificate ${delegated.subjectText} is not issued by ${issuer.subjectText}`);
+      if (!delegated.extKeyUsage?.oids.includes(OID.ekuOcspSigning))
+        throw bad(`responder certificate ${delegated.subjectText} lacks the id-kp-OCSPSigning extended key usage`);
+      if (now < delegated.notBefore || now > delegated.notAfter)
+        throw bad(`responder certificate ${delegated.subjectText} is not valid now`);
+      if (WEAK.has(delegated.signatureHash))
+        throw bad(
+          `responder certificate ${delegated.subjectText} uses a weak signature hash (${delegated.signatureHash})`,
+        );
       signer = delegated;
     }
     if (WEAK.has(b.sigHash) || b.sigHash.startsWith('unknown')) throw bad(`unsupported signature hash ${b.sigHash}`);
-    if (!signatureValid(signer, b.sigAlgOid, b.sigHash, b.tbsDer, b.signature)) throw bad(`signature does not verify with the key of ${signer.subjectText}`);
+    if (!signatureValid(signer, b.sigAlgOid, b.sigHash, b.tbsDer, b.signature))
+      throw bad(`signature does not verify with the key of ${signer.subjectText}`);
 
     const keyBits = publicKeyBits(issuer);
     const single = b.responses.find((s) => {
       const h = hashFromOid(s.hashOid);
       if (!h || !s.serial.equals(cert.serial)) return false;
-      return createHash(h).update(issuer.subjectDer).digest().equals(s.issuerNameHash) && createHash(h).update(keyBits).digest().equals(s.issuerKeyHash);
+      return (
+        createHash(h).update(issuer.subjectDer).digest().equals(s.issuerNameHash) &&
+        createHash(h).update(keyBits).digest().equals(s.issuerKeyHash)
+      );
     });
     if (!single) throw bad(`no answer for serial ${cert.serial.toString('hex')} from ${issuer.subjectText}`);
-    if (single.criticalExtensions.length > 0) throw bad(`unsupported critical extension(s) ${single.criticalExtensions.join(', ')}`);
-    if (single.thisUpdate.getTime() > now.getTime() + OCSP_CLOCK_SKEW_MS) throw bad(`thisUpdate ${single.thisUpdate.toISOString()} is in the future`);
+    if (single.criticalExtensions.length > 0)
+      throw bad(`unsupported critical extension(s) ${single.criticalExtensions.join(', ')}`);
+    if (single.thisUpdate.getTime() > now.getTime() + OCSP_CLOCK_SKEW_MS)
+      throw bad(`thisUpdate ${single.thisUpdate.toISOString()} is in the future`);
     // notation (x/crypto/ocsp + time.Now().After(NextUpdate)) treats a response without nextUpdate as expired.
     if (!single.nextUpdate) throw bad('no nextUpdate (treated as expired, as notation does)');
     if (now > single.nextUpdate) throw bad(`expired at ${single.nextUpdate.toISOString()}`);
-    return { status: single.status, revokedAt: single.revokedAt, thisUpdate: single.thisUpdate, nextUpdate: single.nextUpdate, signer: signer.subjectText };
+    return {
+      status: single.status,
+      revokedAt: single.revokedAt,
+      thisUpdate: single.thisUpdate,
+      nextUpdate: single.nextUpdate,
+      signer: signer.subjectText,
+    };
   });
 }
 
 // ---------------------------------------------------------------------------------------------------
 // The client.
 
-export type OcspResult = { readonly status: 'good' | 'revoked' | 'unknown'; readonly detail: string } | { readonly status: 'error'; readonly detail: string };
+export type OcspResult =
+  | { readonly status: 'good' | 'revoked' | 'unknown'; readonly detail: string }
+  | { readonly status: 'error'; readonly detail: string };
 
 /** Verified good/revoked answers by issuer and serial, until their nextUpdate. */
 const memory = new Map<string, { readonly answer: VerifiedOcsp; readonly url: string }>();
@@ -297,7 +405,14 @@ export function clearOcspMemoryCache(): void {
   memory.clear();
 }
 
-async function query(url: string, cert: Certificate, issuer: Certificate, settings: RevocationSettings, deadline: Deadline, now: Date): Promise<VerifiedOcsp> {
+async function query(
+  url: string,
+  cert: Certificate,
+  issuer: Certificate,
+  settings: RevocationSettings,
+  deadline: Deadline,
+  now: Date,
+): Promise<VerifiedOcsp> {
   const res = await fetch(url, {
     method: 'POST',
     body: buildOcspRequest(cert, issuer),
@@ -313,17 +428,28 @@ async function query(url: string, cert: Certificate, issuer: Certificate, settin
 
 function describe(a: VerifiedOcsp, url: string, cached: boolean): string {
   const by = `OCSP responder ${url}${cached ? ' (cached answer)' : ''}, signed by ${a.signer}`;
-  return a.status === 'revoked' ? `revoked at ${a.revokedAt!.toISOString()} according to ${by}` : a.status === 'good' ? `good according to ${by}` : `${by} does not know the certificate`;
+  return a.status === 'revoked'
+    ? `revoked at ${a.revokedAt!.toISOString()} according to ${by}`
+    : a.status === 'good'
+      ? `good according to ${by}`
+      : `${by} does not know the certificate`;
 }
 
 /**
  * The OCSP status of `cert`: responders are tried in order; the first verified answer (good, revoked or
  * unknown) is final, an error moves on to the next one; 'error' when none gave a usable answer.
  */
-export async function checkOcsp(cert: Certificate, issuer: Certificate, settings: RevocationSettings, deadline: Deadline, now: Date): Promise<OcspResult> {
+export async function checkOcsp(
+  cert: Certificate,
+  issuer: Certificate,
+  settings: RevocationSettings,
+  deadline: Deadline,
+  now: Date,
+): Promise<OcspResult> {
   const key = `${createHash('sha256').update(issuer.der).digest('hex')}:${cert.serial.toString('hex')}`;
   const hit = memory.get(key);
-  if (hit && now <= hit.answer.nextUpdate && now.getTime() + OCSP_CLOCK_SKEW_MS >= hit.answer.thisUpdate.getTime()) return { status: hit.answer.status, detail: describe(hit.answer, hit.url, true) };
+  if (hit && now <= hit.answer.nextUpdate && now.getTime() + OCSP_CLOCK_SKEW_MS >= hit.answer.thisUpdate.getTime())
+    return { status: hit.answer.status, detail: describe(hit.answer, hit.url, true) };
   if (hit) memory.delete(key);
   const errors: string[] = [];
   for (const url of cert.ocspUrls) {

@@ -26,7 +26,10 @@ export { DEFAULT_REVOCATION, type RevocationSettings } from '../../policy/notati
  * `override: {revocation: skip}` turns the check off.
  */
 
-export type CertStatus = { readonly status: 'ok'; readonly method: 'OCSP' | 'CRL' } | { readonly status: 'nonrevokable' } | { readonly status: 'revoked' | 'unknown'; readonly reason: string };
+export type CertStatus =
+  | { readonly status: 'ok'; readonly method: 'OCSP' | 'CRL' }
+  | { readonly status: 'nonrevokable' }
+  | { readonly status: 'revoked' | 'unknown'; readonly reason: string };
 
 export interface RevocationOutcome {
   readonly result: 'ok' | 'revoked' | 'unknown';
@@ -76,7 +79,8 @@ export function parseCrl(der: Buffer): Crl {
       if (!rl.tag.constructed) throw new MalformedInputError('malformed CRL: revokedCertificates is not a SEQUENCE');
       for (const entry of rl.subs) {
         const serial = entry.subs[0];
-        if (!serial?.tag.isInteger()) throw new MalformedInputError('malformed CRL: a revoked entry has no serial number');
+        if (!serial?.tag.isInteger())
+          throw new MalformedInputError('malformed CRL: a revoked entry has no serial number');
         revokedSerials.add(serial.value.toString('hex'));
       }
       i++;
@@ -93,7 +97,16 @@ export function parseCrl(der: Buffer): Crl {
     const sigHash = hashOfAlgorithmIdentifier(root.subs[1]!);
     const sigBits = root.subs[2]!;
     if (!sigBits.tag.isBitString()) throw new MalformedInputError('malformed CRL: signature is not a BIT STRING');
-    return { issuerDer: issuer.toDER(), thisUpdate, nextUpdate, revokedSerials, tbsDer: tbs.toDER(), sigHash, signature: sigBits.value.subarray(1), unsupportedCritical };
+    return {
+      issuerDer: issuer.toDER(),
+      thisUpdate,
+      nextUpdate,
+      revokedSerials,
+      tbsDer: tbs.toDER(),
+      sigHash,
+      signature: sigBits.value.subarray(1),
+      unsupportedCritical,
+    };
   });
 }
 
@@ -156,8 +169,16 @@ function evict(url: string, settings: RevocationSettings): void {
 }
 
 /** One CRL location: 'ok' / 'revoked', or the reason it could not be used. */
-async function checkUrl(url: string, cert: Certificate, issuer: Certificate, settings: RevocationSettings, deadline: Deadline, now: Date): Promise<{ status: 'ok' | 'revoked' } | { status: 'error'; reason: string }> {
-  if (!url.startsWith('http://')) return { status: 'error', reason: `${url}: only http:// CRL locations are supported` };
+async function checkUrl(
+  url: string,
+  cert: Certificate,
+  issuer: Certificate,
+  settings: RevocationSettings,
+  deadline: Deadline,
+  now: Date,
+): Promise<{ status: 'ok' | 'revoked' } | { status: 'error'; reason: string }> {
+  if (!url.startsWith('http://'))
+    return { status: 'error', reason: `${url}: only http:// CRL locations are supported` };
   for (let attempt = 0; attempt < 2; attempt++) {
     let crl: Crl;
     try {
@@ -185,7 +206,8 @@ async function checkUrl(url: string, cert: Certificate, issuer: Certificate, set
       ok = false;
     }
     if (!ok) return bad(`CRL signature does not verify with the key of ${issuer.subjectText}`);
-    if (crl.unsupportedCritical.length > 0) return bad(`CRL has unsupported critical extension(s) ${crl.unsupportedCritical.join(', ')}`);
+    if (crl.unsupportedCritical.length > 0)
+      return bad(`CRL has unsupported critical extension(s) ${crl.unsupportedCritical.join(', ')}`);
     return crl.revokedSerials.has(cert.serial.toString('hex')) ? { status: 'revoked' } : { status: 'ok' };
   }
   return { status: 'error', reason: `${url}: no usable CRL` };
@@ -196,7 +218,13 @@ async function checkUrl(url: string, cert: Certificate, issuer: Certificate, set
  * partition its CRL; a listing in any of them is "revoked", and any location that cannot be used makes
  * the status "unknown" (a reachable one does not vouch for one that is not).
  */
-async function checkCrl(cert: Certificate, issuer: Certificate, settings: RevocationSettings, deadline: Deadline, now: Date): Promise<CertStatus> {
+async function checkCrl(
+  cert: Certificate,
+  issuer: Certificate,
+  settings: RevocationSettings,
+  deadline: Deadline,
+  now: Date,
+): Promise<CertStatus> {
   const results = await Promise.all(cert.crlUrls.map((u) => checkUrl(u, cert, issuer, settings, deadline, now)));
   const revokedAt = results.findIndex((r) => r.status === 'revoked');
   if (revokedAt >= 0) return { status: 'revoked', reason: `listed in ${cert.crlUrls[revokedAt]}` };
@@ -206,7 +234,13 @@ async function checkCrl(cert: Certificate, issuer: Certificate, settings: Revoca
 }
 
 /** OCSP first when the certificate names responders, CRL when OCSP cannot decide (notation-core-go's order). */
-async function checkCert(cert: Certificate, issuer: Certificate, settings: RevocationSettings, deadline: Deadline, now: Date): Promise<CertStatus> {
+async function checkCert(
+  cert: Certificate,
+  issuer: Certificate,
+  settings: RevocationSettings,
+  deadline: Deadline,
+  now: Date,
+): Promise<CertStatus> {
   if (cert.ocspUrls.length > 0) {
     const o = await checkOcsp(cert, issuer, settings, deadline, now);
     if (o.status === 'good') return { status: 'ok', method: 'OCSP' };
@@ -222,18 +256,43 @@ async function checkCert(cert: Certificate, issuer: Certificate, settings: Revoc
 }
 
 /** Checks every certificate but the root (which nothing above it can revoke) by OCSP and/or CRL. */
-export async function checkRevocation(chain: readonly Certificate[], settings: RevocationSettings, deadline: Deadline, now = new Date()): Promise<RevocationOutcome> {
+export async function checkRevocation(
+  chain: readonly Certificate[],
+  settings: RevocationSettings,
+  deadline: Deadline,
+  now = new Date(),
+): Promise<RevocationOutcome> {
   if (chain.length < 2) {
     const only = chain[0];
-    if (only && (only.crlUrls.length > 0 || only.hasOcsp)) return { result: 'unknown', detail: `self-signed certificate ${only.subjectText} names revocation endpoints but has no issuer to check them with` };
+    if (only && (only.crlUrls.length > 0 || only.hasOcsp))
+      return {
+        result: 'unknown',
+        detail: `self-signed certificate ${only.subjectText} names revocation endpoints but has no issuer to check them with`,
+      };
     return { result: 'ok', detail: 'no CRL or OCSP endpoints in the chain; nothing to check' };
   }
-  const results = await Promise.all(chain.slice(0, -1).map((c, i) => checkCert(c, chain[i + 1]!, settings, deadline, now)));
+  const results = await Promise.all(
+    chain.slice(0, -1).map((c, i) => checkCert(c, chain[i + 1]!, settings, deadline, now)),
+  );
   const revoked = results.findIndex((r) => r.status === 'revoked');
-  if (revoked >= 0) return { result: 'revoked', detail: `certificate ${chain[revoked]!.subjectText} is revoked (${(results[revoked] as { reason: string }).reason})` };
+  if (revoked >= 0)
+    return {
+      result: 'revoked',
+      detail: `certificate ${chain[revoked]!.subjectText} is revoked (${(results[revoked] as { reason: string }).reason})`,
+    };
   const unknown = results.findIndex((r) => r.status === 'unknown');
-  if (unknown >= 0) return { result: 'unknown', detail: `revocation status of ${chain[unknown]!.subjectText} is unknown: ${(results[unknown] as { reason: string }).reason}` };
+  if (unknown >= 0)
+    return {
+      result: 'unknown',
+      detail: `revocation status of ${chain[unknown]!.subjectText} is unknown: ${(results[unknown] as { reason: string }).reason}`,
+    };
   const methods = [...new Set(results.flatMap((r) => (r.status === 'ok' ? [r.method] : [])))].sort().reverse();
   const checked = results.filter((r) => r.status === 'ok').length;
-  return { result: 'ok', detail: checked === 0 ? 'no CRL or OCSP endpoints in the chain; nothing to check' : `not revoked (${checked} certificate(s) checked by ${methods.join(' and ')})` };
+  return {
+    result: 'ok',
+    detail:
+      checked === 0
+        ? 'no CRL or OCSP endpoints in the chain; nothing to check'
+        : `not revoked (${checked} certificate(s) checked by ${methods.join(' and ')})`,
+  };
 }

@@ -36,7 +36,17 @@ async function stamp(tsaConfig: string, data: Buffer, hash = 'sha256'): Promise<
   writeFileSync(`${d}.data`, data);
   let r = await runAsync('openssl', ['ts', '-query', '-data', `${d}.data`, `-${hash}`, '-cert', '-out', `${d}.tsq`]);
   if (r.status !== 0) throw new Error(r.stderr);
-  r = await runAsync('openssl', ['ts', '-reply', '-config', tsaConfig, '-queryfile', `${d}.tsq`, '-token_out', '-out', `${d}.tok`]);
+  r = await runAsync('openssl', [
+    'ts',
+    '-reply',
+    '-config',
+    tsaConfig,
+    '-queryfile',
+    `${d}.tsq`,
+    '-token_out',
+    '-out',
+    `${d}.tok`,
+  ]);
   if (r.status !== 0) throw new Error(r.stderr);
   return readFileSync(`${d}.tok`);
 }
@@ -47,7 +57,11 @@ beforeAll(async () => {
   otherRoot = pki.issue('other-root', { kind: 'p256', subject: '/O=Acme/CN=TSA Root', ca: true });
   const signer = pki.issue('tsa', { kind: 'rsa2048', subject: '/O=Acme/CN=TSA', issuer: tsaRoot, ext: TSA_EXT });
   token = await stamp(makeTsa(pki, 'plain', signer, [signer, tsaRoot]).config, signature);
-  preciseToken = await stamp(makeTsa(pki, 'precise', signer, [signer, tsaRoot], { precisionDigits: 6 }).config, signature, 'sha512');
+  preciseToken = await stamp(
+    makeTsa(pki, 'precise', signer, [signer, tsaRoot], { precisionDigits: 6 }).config,
+    signature,
+    'sha512',
+  );
   // Where the TSTInfo sits in the token: every byte of it is covered by the TSA's signature.
   const ci = ASN1Obj.parseBuffer(token as Buffer<ArrayBuffer>);
   const tst = ci.subs[1]!.subs[0]!.subs[2]!.subs[1]!.subs[0]!.value;
@@ -57,10 +71,22 @@ beforeAll(async () => {
   caIssued = pki.issue('ca', { kind: 'p256', subject: '/O=Acme/CN=CRL CA', ca: true });
   srv = new PkiServer(pki.dir);
   await srv.start();
-  leafIssued = pki.issue('leaf', { kind: 'p256', subject: '/O=Acme/CN=leaf', issuer: caIssued, extraExt: `crlDistributionPoints=URI:${srv.url}/crl/ca.crl` });
-  revokedIssued = pki.issue('revoked', { kind: 'p256', subject: '/O=Acme/CN=revoked', issuer: caIssued, extraExt: `crlDistributionPoints=URI:${srv.url}/crl/ca.crl` });
+  leafIssued = pki.issue('leaf', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=leaf',
+    issuer: caIssued,
+    extraExt: `crlDistributionPoints=URI:${srv.url}/crl/ca.crl`,
+  });
+  revokedIssued = pki.issue('revoked', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=revoked',
+    issuer: caIssued,
+    extraExt: `crlDistributionPoints=URI:${srv.url}/crl/ca.crl`,
+  });
   crlDer = await makeCrl(pki, 'ca', caIssued, [revokedIssued]);
-  criticalExtCrl = await makeCrl(pki, 'critical', caIssued, [], { crlExt: '1.3.6.1.4.1.57264.99.7=critical,ASN1:NULL' });
+  criticalExtCrl = await makeCrl(pki, 'critical', caIssued, [], {
+    crlExt: '1.3.6.1.4.1.57264.99.7=critical,ASN1:NULL',
+  });
   srv.setCrl('ca.crl', crlDer);
   hang = createServer(() => {
     /* never answers */
@@ -82,7 +108,10 @@ describe('RFC 3161 timestamp countersignature', () => {
     expect(ts.latest.getTime() - ts.earliest.getTime()).toBe(2000); // accuracy secs:1 either side
     expect(Math.abs(ts.earliest.getTime() + 1000 - Date.now())).toBeLessThan(60_000);
     expect(ts.tsa).toMatch(/CN=TSA/);
-    expect(ts.chain.map((c) => c.subjectText)).toEqual([expect.stringMatching(/CN=TSA$/), expect.stringMatching(/CN=TSA Root/)]);
+    expect(ts.chain.map((c) => c.subjectText)).toEqual([
+      expect.stringMatching(/CN=TSA$/),
+      expect.stringMatching(/CN=TSA Root/),
+    ]);
   });
 
   it('reads a genTime with fractional seconds (a SHA-512 imprint, too)', () => {
@@ -95,20 +124,34 @@ describe('RFC 3161 timestamp countersignature', () => {
     expect(g('20260102030405Z').toISOString()).toBe('2026-01-02T03:04:05.000Z');
     expect(g('20260102030405.5Z').toISOString()).toBe('2026-01-02T03:04:05.500Z');
     expect(g('20260102030405.123456789Z').toISOString()).toBe('2026-01-02T03:04:05.123Z');
-    for (const bad of ['20260102030405', '20260102030405+0100', '2026010203040Z', '20261302030405Z', '20260102030405.Z', '260102030405Z', '']) {
+    for (const bad of [
+      '20260102030405',
+      '20260102030405+0100',
+      '2026010203040Z',
+      '20261302030405Z',
+      '20260102030405.Z',
+      '260102030405Z',
+      '',
+    ]) {
       expect(() => g(bad), bad).toThrow(MalformedInputError);
     }
   });
 
   it('rejects a token over other bytes, and a TSA that does not chain to the tsa store', () => {
-    expect(() => verifyTimestampToken(token, Buffer.concat([signature, Buffer.from([0])]), [cert(tsaRoot)])).toThrow(/message imprint mismatch/);
-    expect(() => verifyTimestampToken(token, signature, [cert(otherRoot)])).toThrow(/does not chain to a certificate in the tsa trust store/);
+    expect(() => verifyTimestampToken(token, Buffer.concat([signature, Buffer.from([0])]), [cert(tsaRoot)])).toThrow(
+      /message imprint mismatch/,
+    );
+    expect(() => verifyTimestampToken(token, signature, [cert(otherRoot)])).toThrow(
+      /does not chain to a certificate in the tsa trust store/,
+    );
     expect(() => verifyTimestampToken(token, signature, [])).toThrow(MalformedInputError);
   });
 
   it('property: arbitrary bytes are a format error, never a crash', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 600 }), (b) => onlyFormatErrors(() => verifyTimestampToken(Buffer.from(b), signature, [cert(tsaRoot)]))),
+      fc.property(fc.uint8Array({ maxLength: 600 }), (b) =>
+        onlyFormatErrors(() => verifyTimestampToken(Buffer.from(b), signature, [cert(tsaRoot)])),
+      ),
       { numRuns: 500 },
     );
   });
@@ -116,7 +159,9 @@ describe('RFC 3161 timestamp countersignature', () => {
   it('property: a truncated token is always rejected', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: token.length - 1 }), (n) => {
-        expect(() => verifyTimestampToken(token.subarray(0, n), signature, [cert(tsaRoot)])).toThrow(MalformedInputError);
+        expect(() => verifyTimestampToken(token.subarray(0, n), signature, [cert(tsaRoot)])).toThrow(
+          MalformedInputError,
+        );
       }),
       { numRuns: 300 },
     );
@@ -128,7 +173,8 @@ describe('RFC 3161 timestamp countersignature', () => {
       fc.property(fc.integer({ min: 0, max: token.length - 1 }), fc.integer({ min: 1, max: 255 }), (i, x) => {
         const t = Buffer.from(token);
         t[i]! ^= x;
-        if (i >= tstInfoRange[0] && i < tstInfoRange[1]) expect(() => verifyTimestampToken(t, signature, roots)).toThrow(MalformedInputError);
+        if (i >= tstInfoRange[0] && i < tstInfoRange[1])
+          expect(() => verifyTimestampToken(t, signature, roots)).toThrow(MalformedInputError);
         else onlyFormatErrors(() => verifyTimestampToken(t, signature, roots));
       }),
       { numRuns: 1500 },
@@ -148,7 +194,10 @@ describe('CRL parsing and checking', () => {
   });
 
   it('property: arbitrary bytes, truncations and flipped bytes are format errors, never a crash', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), (b) => onlyFormatErrors(() => parseCrl(Buffer.from(b)))), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), (b) => onlyFormatErrors(() => parseCrl(Buffer.from(b)))),
+      { numRuns: 500 },
+    );
     fc.assert(
       fc.property(fc.integer({ min: 0, max: crlDer.length - 1 }), (n) => {
         expect(() => parseCrl(crlDer.subarray(0, n))).toThrow(MalformedInputError);
@@ -183,35 +232,66 @@ describe('CRL parsing and checking', () => {
 
   it('a garbage body, an HTTP error, an oversized CRL, an unsupported critical extension: unknown, and not cached', async () => {
     srv.setCrl('ca.crl', randomBytes(300));
-    expect(await check(leafIssued)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/malformed CRL/) });
+    expect(await check(leafIssued)).toMatchObject({
+      result: 'unknown',
+      detail: expect.stringMatching(/malformed CRL/),
+    });
     srv.setCrl('ca.crl', criticalExtCrl);
-    expect(await check(leafIssued)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/unsupported critical extension/) });
+    expect(await check(leafIssued)).toMatchObject({
+      result: 'unknown',
+      detail: expect.stringMatching(/unsupported critical extension/),
+    });
     srv.setCrl('ca.crl', crlDer);
-    expect(await check(leafIssued, { ...DEFAULT_REVOCATION, maxCrlBytes: 100 })).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/larger than 100 bytes/) });
+    expect(await check(leafIssued, { ...DEFAULT_REVOCATION, maxCrlBytes: 100 })).toMatchObject({
+      result: 'unknown',
+      detail: expect.stringMatching(/larger than 100 bytes/),
+    });
     // The bad answers above were not kept: the good CRL is fetched and used now, without clearing anything.
     const d = new Deadline(10_000);
     try {
-      expect(await checkRevocation([cert(revokedIssued), cert(caIssued)], DEFAULT_REVOCATION, d)).toMatchObject({ result: 'revoked' });
+      expect(await checkRevocation([cert(revokedIssued), cert(caIssued)], DEFAULT_REVOCATION, d)).toMatchObject({
+        result: 'revoked',
+      });
     } finally {
       d.dispose();
     }
     srv.setCrl('ca.crl', Buffer.alloc(0));
-    const leaf404 = pki.issue('leaf404', { kind: 'p256', subject: '/O=Acme/CN=leaf404', issuer: caIssued, extraExt: `crlDistributionPoints=URI:${srv.url}/crl/missing.crl` });
+    const leaf404 = pki.issue('leaf404', {
+      kind: 'p256',
+      subject: '/O=Acme/CN=leaf404',
+      issuer: caIssued,
+      extraExt: `crlDistributionPoints=URI:${srv.url}/crl/missing.crl`,
+    });
     expect(await check(leaf404)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/HTTP 404/) });
     srv.setCrl('ca.crl', crlDer);
   });
 
   it('a CRL server that never answers is unknown within the configured timeout', async () => {
-    const slow = pki.issue('slow', { kind: 'p256', subject: '/O=Acme/CN=slow', issuer: caIssued, extraExt: `crlDistributionPoints=URI:http://127.0.0.1:${hangPort}/ca.crl` });
+    const slow = pki.issue('slow', {
+      kind: 'p256',
+      subject: '/O=Acme/CN=slow',
+      issuer: caIssued,
+      extraExt: `crlDistributionPoints=URI:http://127.0.0.1:${hangPort}/ca.crl`,
+    });
     const t0 = Date.now();
     expect(await check(slow, { ...DEFAULT_REVOCATION, timeoutMs: 300 })).toMatchObject({ result: 'unknown' });
     expect(Date.now() - t0).toBeLessThan(3_000);
   });
 
   it('only non-HTTP locations, or an OCSP responder that is down with no CRL: unknown; no endpoints at all: nothing to check', async () => {
-    const ldap = pki.issue('ldap', { kind: 'p256', subject: '/O=Acme/CN=ldap', issuer: caIssued, extraExt: 'crlDistributionPoints=URI:ldap://ldap.example/cn=CRL' });
+    const ldap = pki.issue('ldap', {
+      kind: 'p256',
+      subject: '/O=Acme/CN=ldap',
+      issuer: caIssued,
+      extraExt: 'crlDistributionPoints=URI:ldap://ldap.example/cn=CRL',
+    });
     expect(await check(ldap)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/only http/) });
-    const ocsp = pki.issue('ocsp', { kind: 'p256', subject: '/O=Acme/CN=ocsp', issuer: caIssued, extraExt: 'authorityInfoAccess=OCSP;URI:http://127.0.0.1:9/' });
+    const ocsp = pki.issue('ocsp', {
+      kind: 'p256',
+      subject: '/O=Acme/CN=ocsp',
+      issuer: caIssued,
+      extraExt: 'authorityInfoAccess=OCSP;URI:http://127.0.0.1:9/',
+    });
     expect(await check(ocsp)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/OCSP/) });
     const plain = pki.issue('plain', { kind: 'p256', subject: '/O=Acme/CN=plain', issuer: caIssued });
     expect(await check(plain)).toMatchObject({ result: 'ok', detail: expect.stringMatching(/nothing to check/) });

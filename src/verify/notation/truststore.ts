@@ -18,13 +18,18 @@ export function loadTrustStore(truststoreDir: string, ref: TrustStoreRef): Certi
   const dir = join(truststoreDir, 'x509', ref.type, ref.name);
   const hit = cache.get(dir);
   if (hit) return hit;
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new MalformedInputError(`trust store ${ref.type}:${ref.name} does not exist (${dir})`, 'SIGNATURE_UNTRUSTED');
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new MalformedInputError(`trust store ${ref.type}:${ref.name} does not exist (${dir})`, 'SIGNATURE_UNTRUSTED');
   const certs: Certificate[] = [];
   for (const f of readdirSync(dir).sort()) {
     const p = join(dir, f);
     // Like notation, subdirectories are skipped; every other entry must be a readable certificate file.
     if (statSync(p, { throwIfNoEntry: false })?.isDirectory()) continue;
-    if (!CERT_FILE.test(f)) throw new MalformedInputError(`trust store ${ref.type}:${ref.name}: ${f} is not a .crt, .cer or .pem file`, 'SIGNATURE_UNTRUSTED');
+    if (!CERT_FILE.test(f))
+      throw new MalformedInputError(
+        `trust store ${ref.type}:${ref.name}: ${f} is not a .crt, .cer or .pem file`,
+        'SIGNATURE_UNTRUSTED',
+      );
     let bytes: Buffer;
     try {
       bytes = readRegularFile(p, { maxBytes: MAX_CERT_FILE, code: 'SIGNATURE_UNTRUSTED', what: 'certificate' });
@@ -33,21 +38,35 @@ export function loadTrustStore(truststoreDir: string, ref: TrustStoreRef): Certi
       throw new MalformedInputError(`trust store ${ref.type}:${ref.name}: ${f} ${e.why}`, 'SIGNATURE_UNTRUSTED');
     }
     const ders = certificatesFromFile(bytes);
-    if (ders.length === 0) throw new MalformedInputError(`trust store ${ref.type}:${ref.name}: ${f} holds no certificate`, 'SIGNATURE_UNTRUSTED');
+    if (ders.length === 0)
+      throw new MalformedInputError(
+        `trust store ${ref.type}:${ref.name}: ${f} holds no certificate`,
+        'SIGNATURE_UNTRUSTED',
+      );
     for (const der of ders) {
       let c: Certificate;
       try {
         c = parseCertificate(der);
       } catch (e) {
-        throw new MalformedInputError(`trust store ${ref.type}:${ref.name}: ${f}: ${(e as Error).message}`, 'SIGNATURE_UNTRUSTED');
+        throw new MalformedInputError(
+          `trust store ${ref.type}:${ref.name}: ${f}: ${(e as Error).message}`,
+          'SIGNATURE_UNTRUSTED',
+        );
       }
       if (!c.basicConstraints?.ca && !isSelfSigned(c)) {
-        throw new MalformedInputError(`trust store ${ref.type}:${ref.name}: ${f} (${c.subjectText}) is not a CA certificate or a self-signed signing certificate`, 'SIGNATURE_UNTRUSTED');
+        throw new MalformedInputError(
+          `trust store ${ref.type}:${ref.name}: ${f} (${c.subjectText}) is not a CA certificate or a self-signed signing certificate`,
+          'SIGNATURE_UNTRUSTED',
+        );
       }
       certs.push(c);
     }
   }
-  if (certs.length === 0) throw new MalformedInputError(`trust store ${ref.type}:${ref.name} has no certificates (${dir})`, 'SIGNATURE_UNTRUSTED');
+  if (certs.length === 0)
+    throw new MalformedInputError(
+      `trust store ${ref.type}:${ref.name} has no certificates (${dir})`,
+      'SIGNATURE_UNTRUSTED',
+    );
   cache.set(dir, certs);
   return certs;
 }

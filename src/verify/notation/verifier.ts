@@ -13,15 +13,24 @@ import { parseJws } from './jws.js';
 import { checkRevocation } from './revocation.js';
 import type { NotationSpec } from '../../policy/notation/spec.js';
 import { verifyTimestampToken } from './timestamp.js';
-import { selectStatement, type Action, type CheckType, type Statement, type TrustStoreType } from '../../policy/notation/trust-policy.js';
+import {
+  selectStatement,
+  type Action,
+  type CheckType,
+  type Statement,
+  type TrustStoreType,
+} from '../../policy/notation/trust-policy.js';
 import { loadTrustStore } from './truststore.js';
 
 export const NOTARY_SIGNATURE = 'application/vnd.cncf.notary.signature';
 export const THUMBPRINT_ANNOTATION = 'io.cncf.notary.x509chain.thumbprint#S256';
 
-
 const CHECK_ORDER: readonly CheckType[] = ['integrity', 'authenticity', 'expiry', 'authenticTimestamp', 'revocation'];
-const ENFORCEMENT: Record<Action, CheckOutcome['enforcement']> = { enforce: 'enforced', log: 'logged', skip: 'skipped' };
+const ENFORCEMENT: Record<Action, CheckOutcome['enforcement']> = {
+  enforce: 'enforced',
+  log: 'logged',
+  skip: 'skipped',
+};
 
 class CheckRecorder {
   readonly checks: CheckOutcome[] = [];
@@ -42,7 +51,8 @@ class CheckRecorder {
 
   /** Marks every check not yet recorded as not evaluated, so --explain always shows all five. */
   finish(): CheckOutcome[] {
-    for (const c of CHECK_ORDER) if (!this.checks.some((x) => x.check === c)) this.skipped(c, 'not evaluated: an earlier enforced check failed');
+    for (const c of CHECK_ORDER)
+      if (!this.checks.some((x) => x.check === c)) this.skipped(c, 'not evaluated: an earlier enforced check failed');
     return this.checks;
   }
 }
@@ -79,7 +89,9 @@ function thumbprintMismatch(art: SignatureArtifact, ctx: Ctx): string | undefine
     return undefined; // let the full check report the trust store problem
   }
   const set = new Set((prints as string[]).map((p) => p.toLowerCase()));
-  return anchors.some((a) => set.has(a.sha256)) ? undefined : 'no certificate of its chain (per its thumbprint annotation) is in the trust store; not downloaded';
+  return anchors.some((a) => set.has(a.sha256))
+    ? undefined
+    : 'no certificate of its chain (per its thumbprint annotation) is in the trust store; not downloaded';
 }
 
 function chainValidAt(chain: readonly Certificate[], t: Date): string | undefined {
@@ -97,23 +109,37 @@ function chainValidAt(chain: readonly Certificate[], t: Date): string | undefine
  * certificate's validity, and its TSA chain must not be revoked or of unknown revocation status.
  * Like notation, the signer's claimed signingTime is not compared with the TSA time.
  */
-async function authenticTimestamp(env: Envelope, chain: readonly Certificate[], ctx: Ctx): Promise<{ ok: boolean; detail: string; validUntil?: Date }> {
+async function authenticTimestamp(
+  env: Envelope,
+  chain: readonly Certificate[],
+  ctx: Ctx,
+): Promise<{ ok: boolean; detail: string; validUntil?: Date }> {
   if (env.signingScheme === 'notary.x509.signingAuthority') {
     const t = env.authenticSigningTime!;
     const bad = chainValidAt(chain, t);
-    return bad ? { ok: false, detail: `at the authentic signing time ${t.toISOString()}, ${bad}` } : { ok: true, detail: `chain valid at the authentic signing time ${t.toISOString()}` };
+    return bad
+      ? { ok: false, detail: `at the authentic signing time ${t.toISOString()}, ${bad}` }
+      : { ok: true, detail: `chain valid at the authentic signing time ${t.toISOString()}` };
   }
   const tsaRefs = ctx.st.trustStores.filter((r) => r.type === 'tsa');
   let useTimestamp = tsaRefs.length > 0;
-  if (useTimestamp && ctx.st.verifyTimestamp === 'afterCertExpiry' && !chain.some((c) => ctx.now > c.notAfter)) useTimestamp = false;
+  if (useTimestamp && ctx.st.verifyTimestamp === 'afterCertExpiry' && !chain.some((c) => ctx.now > c.notAfter))
+    useTimestamp = false;
   if (!useTimestamp) {
-    const why = tsaRefs.length === 0 ? 'no tsa trust store in the trust policy' : 'verifyTimestamp is afterCertExpiry and the chain has not expired';
+    const why =
+      tsaRefs.length === 0
+        ? 'no tsa trust store in the trust policy'
+        : 'verifyTimestamp is afterCertExpiry and the chain has not expired';
     const bad = chainValidAt(chain, ctx.now);
     if (bad) return { ok: false, detail: `timestamp not used (${why}), so the chain must be valid now: ${bad}` };
     const validUntil = new Date(Math.min(...chain.map((c) => c.notAfter.getTime())));
     return { ok: true, detail: `certificate chain is valid now (timestamp not used: ${why})`, validUntil };
   }
-  if (!env.timestampToken) return { ok: false, detail: 'no timestamp countersignature in the signature, but the trust policy has a tsa trust store' };
+  if (!env.timestampToken)
+    return {
+      ok: false,
+      detail: 'no timestamp countersignature in the signature, but the trust policy has a tsa trust store',
+    };
   let tsa: Certificate[];
   try {
     tsa = storesOfType(ctx, 'tsa');
@@ -128,7 +154,10 @@ async function authenticTimestamp(env: Envelope, chain: readonly Certificate[], 
   }
   for (const c of chain) {
     if (ts.earliest < c.notBefore || ts.latest > c.notAfter) {
-      return { ok: false, detail: `timestamp ${ts.earliest.toISOString()}..${ts.latest.toISOString()} is not inside the validity of certificate ${c.subjectText}` };
+      return {
+        ok: false,
+        detail: `timestamp ${ts.earliest.toISOString()}..${ts.latest.toISOString()} is not inside the validity of certificate ${c.subjectText}`,
+      };
     }
   }
   // notation 1.2+ checks the TSA chain's revocation as part of this check (revoked or unknown fails it).
@@ -164,7 +193,10 @@ async function checkIntegrity(
     return { ok: false, detail: (e as Error).message };
   }
   if (env.verificationPlugin) {
-    return { ok: false, detail: `the signature requires verification plugin "${env.verificationPlugin}", which pullguard does not run` };
+    return {
+      ok: false,
+      detail: `the signature requires verification plugin "${env.verificationPlugin}", which pullguard does not run`,
+    };
   }
   let target;
   try {
@@ -175,7 +207,10 @@ async function checkIntegrity(
   const want = ctx.subject.descriptor;
   if (target.digest !== want.digest || target.size !== want.size || target.mediaType !== want.mediaType) {
     const signed = `${target.mediaType} ${shortDigest(target.digest)} (${target.size} bytes)`;
-    return { ok: false, detail: `signature is for ${signed}, not the pulled ${want.mediaType} ${shortDigest(want.digest)} (${want.size} bytes)` };
+    return {
+      ok: false,
+      detail: `signature is for ${signed}, not the pulled ${want.mediaType} ${shortDigest(want.digest)} (${want.size} bytes)`,
+    };
   }
   const detail = `${env.format.toUpperCase()} ${env.alg} signature over ${shortDigest(want.digest)} verifies with ${chain[0]!.subjectText}`;
   return { ok: true, detail, env, chain };
@@ -189,7 +224,10 @@ function checkAuthenticity(env: Envelope, chain: readonly Certificate[], ctx: Ct
   const type: TrustStoreType = env.signingScheme === 'notary.x509' ? 'ca' : 'signingAuthority';
   const refs = ctx.st.trustStores.filter((r) => r.type === type);
   if (refs.length === 0) {
-    return { ok: false, detail: `no trusted certificates: signing scheme ${env.signingScheme} needs a ${type} trust store, and statement "${ctx.st.name}" has none` };
+    return {
+      ok: false,
+      detail: `no trusted certificates: signing scheme ${env.signingScheme} needs a ${type} trust store, and statement "${ctx.st.name}" has none`,
+    };
   }
   let anchors: Certificate[];
   try {
@@ -200,18 +238,28 @@ function checkAuthenticity(env: Envelope, chain: readonly Certificate[], ctx: Ct
   const anchor = chain.find((c) => anchors.some((a) => a.der.equals(c.der)));
   if (!anchor) {
     const stores = refs.map((r) => `${r.type}:${r.name}`).join(', ');
-    return { ok: false, detail: `no certificate of the chain (root ${chain[chain.length - 1]!.subjectText}) is in trust store(s) ${stores}` };
+    return {
+      ok: false,
+      detail: `no certificate of the chain (root ${chain[chain.length - 1]!.subjectText}) is in trust store(s) ${stores}`,
+    };
   }
   const ids = ctx.st.trustedIdentities;
   const leaf = chain[0]!;
   if (ids) {
-    if (typeof leaf.subject === 'string') return { ok: false, detail: `signing certificate subject cannot be compared: ${leaf.subject}` };
+    if (typeof leaf.subject === 'string')
+      return { ok: false, detail: `signing certificate subject cannot be compared: ${leaf.subject}` };
     const subj = leaf.subject;
     if (!ids.some((id) => isSubsetDn(id.dn, subj))) {
-      return { ok: false, detail: `signing certificate subject "${formatDn(subj)}" matches none of the trusted identities of statement "${ctx.st.name}"` };
+      return {
+        ok: false,
+        detail: `signing certificate subject "${formatDn(subj)}" matches none of the trusted identities of statement "${ctx.st.name}"`,
+      };
     }
   }
-  return { ok: true, detail: `chain anchored at ${anchor.subjectText} in ${type} trust store; identity ${ids ? 'matches' : '"*" (any)'}` };
+  return {
+    ok: true,
+    detail: `chain anchored at ${anchor.subjectText} in ${type} trust store; identity ${ids ? 'matches' : '"*" (any)'}`,
+  };
 }
 
 async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureResult> {
@@ -235,8 +283,16 @@ async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureRes
   };
 
   const layer: OciDescriptor | undefined = art.manifest.layers[0];
-  if (art.manifest.layers.length !== 1 || !layer || (layer.mediaType !== MEDIA_TYPE_JWS && layer.mediaType !== MEDIA_TYPE_COSE)) {
-    rec.record('integrity', false, `signature manifest must have exactly one ${MEDIA_TYPE_JWS} or ${MEDIA_TYPE_COSE} layer`);
+  if (
+    art.manifest.layers.length !== 1 ||
+    !layer ||
+    (layer.mediaType !== MEDIA_TYPE_JWS && layer.mediaType !== MEDIA_TYPE_COSE)
+  ) {
+    rec.record(
+      'integrity',
+      false,
+      `signature manifest must have exactly one ${MEDIA_TYPE_JWS} or ${MEDIA_TYPE_COSE} layer`,
+    );
     return done();
   }
   const skip = thumbprintMismatch(art, ctx);
@@ -266,7 +322,17 @@ async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureRes
   {
     const exp = env.expiry;
     const ok = !exp || ctx.now < exp;
-    if (rec.record('expiry', ok, !exp ? 'signature has no expiry' : ok ? `signature valid until ${exp.toISOString()}` : `signature expired at ${exp.toISOString()}`)) {
+    if (
+      rec.record(
+        'expiry',
+        ok,
+        !exp
+          ? 'signature has no expiry'
+          : ok
+            ? `signature valid until ${exp.toISOString()}`
+            : `signature expired at ${exp.toISOString()}`,
+      )
+    ) {
       return done(undefined, signer);
     }
   }
@@ -275,7 +341,8 @@ async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureRes
     const at = await authenticTimestamp(env, chain, ctx);
     // What an enforced check judged against the current time bounds a cached allow (src/cache/).
     if (ctx.st.enforcement.authenticTimestamp === 'enforce') validUntil = at.validUntil;
-    if (env.expiry && ctx.st.enforcement.expiry === 'enforce' && (!validUntil || env.expiry < validUntil)) validUntil = env.expiry;
+    if (env.expiry && ctx.st.enforcement.expiry === 'enforce' && (!validUntil || env.expiry < validUntil))
+      validUntil = env.expiry;
     if (rec.record('authenticTimestamp', at.ok, at.detail)) return done(undefined, signer);
   }
 
@@ -300,7 +367,10 @@ function progress(r: SignatureResult): number {
 
 /** The notation verifier, reading the time from `clock` (tests inject one to judge expiry without waiting). */
 export function createNotationVerifier(clock: () => Date = () => new Date()): Verifier<'notation'> {
-  return { ...notationVerifier, verify: (authority, subject, artifacts, deadline) => verifyAt(clock(), authority, subject, artifacts, deadline) };
+  return {
+    ...notationVerifier,
+    verify: (authority, subject, artifacts, deadline) => verifyAt(clock(), authority, subject, artifacts, deadline),
+  };
 }
 
 export const notationVerifier: Verifier<'notation'> = {
@@ -321,21 +391,50 @@ async function verifyAt(
   const repository = repositoryOf(subject.reference);
   const st = spec.select === 'fixed' ? spec.statements[0] : selectStatement(spec.statements, repository);
   if (!st) {
-    return { ...head, satisfied: false, reason: `no notation trust policy statement in ${spec.source} applies to ${repository} (no exact scope and no "*")`, code: 'SIGNATURE_UNTRUSTED', signatures: [] };
+    return {
+      ...head,
+      satisfied: false,
+      reason: `no notation trust policy statement in ${spec.source} applies to ${repository} (no exact scope and no "*")`,
+      code: 'SIGNATURE_UNTRUSTED',
+      signatures: [],
+    };
   }
-  if (st.level === 'skip') return { ...head, satisfied: true, reason: `signature verification skipped by notation trust policy statement "${st.name}" (level skip)`, signatures: [] };
+  if (st.level === 'skip')
+    return {
+      ...head,
+      satisfied: true,
+      reason: `signature verification skipped by notation trust policy statement "${st.name}" (level skip)`,
+      signatures: [],
+    };
 
   const sigs = artifacts.filter((a) => a.class === 'notation');
   if (sigs.length === 0) {
-    return { ...head, satisfied: false, reason: `no notation signature found for ${repository}@${shortDigest(subject.descriptor.digest)}`, code: 'NO_SIGNATURE', signatures: [] };
+    return {
+      ...head,
+      satisfied: false,
+      reason: `no notation signature found for ${repository}@${shortDigest(subject.descriptor.digest)}`,
+      code: 'NO_SIGNATURE',
+      signatures: [],
+    };
   }
   const ctx: Ctx = { spec, st, subject, deadline, now };
   const results = await Promise.all(sigs.map((a) => verifyOne(a, ctx)));
   const good = results.find((r) => r.valid);
   if (good) {
-    return { ...head, satisfied: true, reason: `notation signature ${shortDigest(good.artifact)} ${good.reason} under statement "${st.name}" (${st.level})`, signatures: results };
+    return {
+      ...head,
+      satisfied: true,
+      reason: `notation signature ${shortDigest(good.artifact)} ${good.reason} under statement "${st.name}" (${st.level})`,
+      signatures: results,
+    };
   }
   const best = [...results].sort((a, b) => progress(b) - progress(a))[0]!;
   const more = results.length > 1 ? ` (${results.length} notation signatures, none valid)` : '';
-  return { ...head, satisfied: false, reason: `notation signature ${shortDigest(best.artifact)}: ${best.reason}${more}`, code: best.code ?? 'SIGNATURE_INVALID', signatures: results };
+  return {
+    ...head,
+    satisfied: false,
+    reason: `notation signature ${shortDigest(best.artifact)}: ${best.reason}${more}`,
+    code: best.code ?? 'SIGNATURE_INVALID',
+    signatures: results,
+  };
 }
