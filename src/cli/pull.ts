@@ -1,6 +1,6 @@
 import { writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { Deadline, DeadlineExceeded, formatDuration } from '../common/deadline.js';
+import { Deadline, formatDuration } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
 import { parseReference } from '../common/reference.js';
 import { parseVerifierArgs, type VerifierArgs } from '../contract/args.js';
@@ -158,8 +158,7 @@ async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
       deadline.dispose();
     }
   } catch (e) {
-    const err =
-      e instanceof DeadlineExceeded ? new PullguardError('DEADLINE_EXCEEDED', e.message) : asPullguardError(e);
+    const err = asPullguardError(e); // a DeadlineExceeded is already one, with its code
     // Contract violations are denied whatever the mode: they mean the caller is broken, not the image.
     // Every contract check runs before the policy (and so its mode) is read, so `mode` is unset there.
     return emit(applyMode(errorDecision(err), mode ?? 'enforce'));

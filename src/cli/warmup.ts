@@ -1,5 +1,6 @@
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { Deadline } from '../common/deadline.js';
+import { PullguardError } from '../common/errors.js';
 import { parseReference } from '../common/reference.js';
 import { parseVerifierArgs } from '../contract/args.js';
 import { checkArgs, checkDescriptorMatches, parseDescriptor } from '../contract/descriptor.js';
@@ -93,7 +94,7 @@ export async function warmUp(): Promise<void> {
       // Every signature must verify, or the warm-up missed the path it exists for.
       const signatures = decision.results.flatMap((r) => r.signatures);
       if (decision.verdict !== want || signatures.some((s) => !s.valid))
-        throw new Error(`unexpected warm-up decision for ${name}: ${JSON.stringify(decision)}`);
+        throw new PullguardError('INTERNAL', `unexpected warm-up decision for ${name}: ${JSON.stringify(decision)}`);
       const ctx = { name, digest, startedAt: Date.now() };
       formatLine(applyMode(decision, policy.mode), ctx);
       formatRecord(applyMode(decision, policy.mode), ctx);
@@ -301,7 +302,7 @@ function fakeRegistry(
       notes: [],
     }),
     resolve: async () => {
-      throw new Error('not in the warm-up');
+      throw new PullguardError('INTERNAL', 'not in the warm-up');
     },
   };
 }

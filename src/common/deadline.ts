@@ -1,3 +1,5 @@
+import { PullguardError } from './errors.js';
+
 /**
  * One budget for the whole run. Everything that waits (stdin, the network, helpers) takes its signal,
  * so nothing can outlive the budget; the process-level timer in cli/ is the last line of defence.
@@ -65,9 +67,9 @@ export class Deadline {
   }
 }
 
-export class DeadlineExceeded extends Error {
+export class DeadlineExceeded extends PullguardError {
   constructor(readonly budgetMs: number) {
-    super(`timed out after ${formatDuration(budgetMs)}`);
+    super('DEADLINE_EXCEEDED', `timed out after ${formatDuration(budgetMs)}`);
     this.name = 'DeadlineExceeded';
   }
 }

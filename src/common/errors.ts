@@ -31,6 +31,8 @@ export type ErrorCode =
   | 'SIGNATURE_INVALID'
   | 'SIGNATURE_UNTRUSTED'
   | 'NO_SIGNATURE'
+  // a certificate's revocation status could not be learned (OCSP responder or CRL unreachable, refused, too big)
+  | 'REVOCATION_UNKNOWN'
   // the run itself
   | 'DEADLINE_EXCEEDED'
   | 'INTERNAL';

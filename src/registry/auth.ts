@@ -153,11 +153,13 @@ export class CredentialStore {
         if (!e.missing) this.notes.push(`skipped docker config ${path}: ${e.why}`);
         continue;
       }
-      let json: Record<string, unknown>;
+      let json: unknown;
       try {
-        json = JSON.parse(text) as Record<string, unknown>;
-        if (!json || typeof json !== 'object' || Array.isArray(json)) throw new Error('not a JSON object');
-      } catch (e) {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      if (!isObject(json)) {
         if (path === this.policyPath)
           throw new PullguardError(
             'POLICY_INVALID',

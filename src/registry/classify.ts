@@ -116,18 +116,26 @@ export function signerHintOf(manifest: OciManifest, cls: ArtifactClass): string 
   return undefined;
 }
 
-function descriptor(v: unknown, where: string): OciDescriptor {
-  if (!v || typeof v !== 'object') throw new Error(`${where} is not an object`);
+/** What is wrong with a descriptor, or undefined when it has the OCI shape. */
+function descriptorProblem(v: unknown, where: string): string | undefined {
+  if (!v || typeof v !== 'object') return `${where} is not an object`;
   const d = v as Record<string, unknown>;
-  if (typeof d.mediaType !== 'string') throw new Error(`${where}.mediaType is missing`);
-  if (typeof d.digest !== 'string' || !isDigest(d.digest)) throw new Error(`${where}.digest is malformed`);
-  if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0)
-    throw new Error(`${where}.size is malformed`);
+  if (typeof d.mediaType !== 'string') return `${where}.mediaType is missing`;
+  if (typeof d.digest !== 'string' || !isDigest(d.digest)) return `${where}.digest is malformed`;
+  if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) return `${where}.size is malformed`;
   if (d.artifactType !== undefined && typeof d.artifactType !== 'string')
-    throw new Error(`${where}.artifactType is not a string`);
-  if (d.annotations !== undefined && !isStringMap(d.annotations))
-    throw new Error(`${where}.annotations is not a string map`);
-  return d as unknown as OciDescriptor;
+    return `${where}.artifactType is not a string`;
+  if (d.annotations !== undefined && !isStringMap(d.annotations)) return `${where}.annotations is not a string map`;
+  return undefined;
+}
+
+/** The first problem among `items`, each named `${where}[i]`. */
+function descriptorsProblem(items: readonly unknown[], where: string): string | undefined {
+  for (let i = 0; i < items.length; i++) {
+    const problem = descriptorProblem(items[i], `${where}[${i}]`);
+    if (problem) return problem;
+  }
+  return undefined;
 }
 
 function isStringMap(v: unknown): v is Record<string, string> {
@@ -138,36 +146,44 @@ function parseJson(bytes: Buffer, what: string): Record<string, unknown> {
   return parseUntrustedJson(bytes, what) as Record<string, unknown>;
 }
 
+function manifestProblem(j: Record<string, unknown>): string | undefined {
+  if (!j || typeof j !== 'object' || Array.isArray(j)) return 'not a JSON object';
+  if (j.schemaVersion !== 2) return `schemaVersion is ${JSON.stringify(j.schemaVersion)}, not 2`;
+  if (j.mediaType !== undefined && j.mediaType !== OCI_MANIFEST && j.mediaType !== DOCKER_MANIFEST)
+    return `mediaType ${JSON.stringify(j.mediaType)} is not an image manifest`;
+  const config = descriptorProblem(j.config, 'config');
+  if (config) return config;
+  if (!Array.isArray(j.layers)) return 'layers is not an array';
+  const layers = descriptorsProblem(j.layers, 'layers');
+  if (layers) return layers;
+  if (j.subject !== undefined) {
+    const subject = descriptorProblem(j.subject, 'subject');
+    if (subject) return subject;
+  }
+  if (j.artifactType !== undefined && typeof j.artifactType !== 'string') return 'artifactType is not a string';
+  if (j.annotations !== undefined && !isStringMap(j.annotations)) return 'annotations is not a string map';
+  return undefined;
+}
+
+function indexProblem(j: Record<string, unknown>): string | undefined {
+  if (!j || typeof j !== 'object' || Array.isArray(j)) return 'not a JSON object';
+  if (j.schemaVersion !== 2) return `schemaVersion is ${JSON.stringify(j.schemaVersion)}, not 2`;
+  if (!Array.isArray(j.manifests)) return 'manifests is not an array';
+  return descriptorsProblem(j.manifests, 'manifests');
+}
+
 /** Parses and shape-checks an image manifest; `what` names it in the error. */
 export function parseManifest(bytes: Buffer, what: string): OciManifest {
   const j = parseJson(bytes, what);
-  try {
-    if (!j || typeof j !== 'object' || Array.isArray(j)) throw new Error('not a JSON object');
-    if (j.schemaVersion !== 2) throw new Error(`schemaVersion is ${JSON.stringify(j.schemaVersion)}, not 2`);
-    if (j.mediaType !== undefined && j.mediaType !== OCI_MANIFEST && j.mediaType !== DOCKER_MANIFEST)
-      throw new Error(`mediaType ${JSON.stringify(j.mediaType)} is not an image manifest`);
-    descriptor(j.config, 'config');
-    if (!Array.isArray(j.layers)) throw new Error('layers is not an array');
-    j.layers.forEach((l, i) => descriptor(l, `layers[${i}]`));
-    if (j.subject !== undefined) descriptor(j.subject, 'subject');
-    if (j.artifactType !== undefined && typeof j.artifactType !== 'string')
-      throw new Error('artifactType is not a string');
-    if (j.annotations !== undefined && !isStringMap(j.annotations)) throw new Error('annotations is not a string map');
-  } catch (e) {
-    throw new PullguardError('REGISTRY_PROTOCOL', `${what} is not a valid image manifest: ${(e as Error).message}`);
-  }
+  const problem = manifestProblem(j);
+  if (problem) throw new PullguardError('REGISTRY_PROTOCOL', `${what} is not a valid image manifest: ${problem}`);
   return j as unknown as OciManifest;
 }
 
 /** Parses an image index (referrers response or tag) into its manifest descriptors. */
 export function parseIndex(bytes: Buffer, what: string): OciDescriptor[] {
   const j = parseJson(bytes, what);
-  try {
-    if (!j || typeof j !== 'object' || Array.isArray(j)) throw new Error('not a JSON object');
-    if (j.schemaVersion !== 2) throw new Error(`schemaVersion is ${JSON.stringify(j.schemaVersion)}, not 2`);
-    if (!Array.isArray(j.manifests)) throw new Error('manifests is not an array');
-    return j.manifests.map((m, i) => descriptor(m, `manifests[${i}]`));
-  } catch (e) {
-    throw new PullguardError('REGISTRY_PROTOCOL', `${what} is not a valid image index: ${(e as Error).message}`);
-  }
+  const problem = indexProblem(j);
+  if (problem) throw new PullguardError('REGISTRY_PROTOCOL', `${what} is not a valid image index: ${problem}`);
+  return j.manifests as OciDescriptor[];
 }

@@ -14,6 +14,7 @@
  * name, so a running container's image keeps all its names.
  */
 import { isDigest } from '../common/digest.js';
+import { PullguardError } from '../common/errors.js';
 import { parseReference, repositoryOf } from '../common/reference.js';
 import type { ContainerdContainer, ContainerdImage, ContainerdTask, ImageDescriptor } from '../containerd/api.js';
 
@@ -117,7 +118,12 @@ export function usageByDigest(
   return usage;
 }
 
-export class StaleListing extends Error {}
+/** containerd's listings changed between two calls: removal must not act on them. */
+export class StaleListing extends PullguardError {
+  constructor(message: string) {
+    super('CONTAINERD_API', message);
+  }
+}
 
 export interface Removal {
   readonly name: string;

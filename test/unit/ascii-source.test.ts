@@ -24,3 +24,24 @@ describe('source stays ASCII-only', () => {
     expect(offenders).toEqual([]);
   });
 });
+
+describe('errors carry their codes where they are raised', () => {
+  // Every failure is a PullguardError with an ErrorCode (src/common/errors.ts), so the one code -> exit code
+  // function (src/verdict/decision.ts exitCodeFor) decides the exit code, never a message. A bare Error
+  // would surface as INTERNAL. Errno-shaped errors (`Object.assign(new Error(m), { code: 'ENOSPC' })`)
+  // stand in for Node's own system errors, for code that reads `.code` as an errno: they are not matched.
+  const BARE =
+    /\b(?:throw|reject\(|Promise\.reject\()\s*new (?:Error|TypeError|RangeError|SyntaxError)\(|\bextends Error\b/;
+  it('no bare `throw new Error(` (or TypeError, RangeError, a rejection, an Error subclass) in src/', () => {
+    const offenders = files(join(ROOT, 'src'))
+      .filter((f) => !f.endsWith('.test.ts') && !f.endsWith('/common/errors.ts'))
+      .flatMap((f) =>
+        readFileSync(f, 'utf8')
+          .split('\n')
+          .flatMap((line, i) =>
+            BARE.test(line) ? [`${relative(ROOT, f)}:${i + 1}: ${line.trim().slice(0, 100)}`] : [],
+          ),
+      );
+    expect(offenders).toEqual([]);
+  });
+});

@@ -1,3 +1,5 @@
+import { PullguardError } from '../../common/errors.js';
+
 /**
  * Reads a fetch() body with a hard byte cap, whatever Content-Length says (or does not say): an
  * endless or lying body over plain http (anyone on the path can serve one) stops at `max` bytes.
@@ -6,7 +8,7 @@ export async function readCapped(res: Response, max: number, what: string): Prom
   const len = Number(res.headers.get('content-length') ?? 0);
   if (len > max) {
     await res.body?.cancel().catch(() => undefined);
-    throw new Error(`${what} larger than ${max} bytes`);
+    throw new PullguardError('REVOCATION_UNKNOWN', `${what} larger than ${max} bytes`);
   }
   if (!res.body) return Buffer.alloc(0);
   const chunks: Buffer[] = [];
@@ -18,7 +20,7 @@ export async function readCapped(res: Response, max: number, what: string): Prom
     total += value.length;
     if (total > max) {
       await reader.cancel().catch(() => undefined);
-      throw new Error(`${what} larger than ${max} bytes`);
+      throw new PullguardError('REVOCATION_UNKNOWN', `${what} larger than ${max} bytes`);
     }
     chunks.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
   }

@@ -2,6 +2,7 @@ import { constants, createHash, verify as cryptoVerify } from 'node:crypto';
 import { ASN1Obj } from '@sigstore/core';
 import { encodedLength, rawDer } from './der.js';
 import type { Deadline } from '../../common/deadline.js';
+import { PullguardError } from '../../common/errors.js';
 import { guard, MalformedInputError } from '../../common/malformed.js';
 import type { RevocationSettings } from '../../policy/notation/spec.js';
 import {
@@ -71,7 +72,7 @@ export const der = {
   null: (): Buffer => Buffer.from([0x05, 0x00]),
   oid: (dotted: string): Buffer => {
     const arcs = dotted.split('.').map((a) => BigInt(a));
-    if (arcs.length < 2) throw new Error(`bad OID ${dotted}`);
+    if (arcs.length < 2) throw new PullguardError('INTERNAL', `bad OID ${dotted}`);
     const out: number[] = [];
     const push = (v: bigint) => {
       const chunk: number[] = [Number(v & 0x7fn)];
@@ -421,7 +422,7 @@ async function query(
   });
   if (res.status < 200 || res.status >= 300) {
     await res.body?.cancel().catch(() => undefined);
-    throw new Error(`HTTP ${res.status}`);
+    throw new PullguardError('REVOCATION_UNKNOWN', `HTTP ${res.status}`);
   }
   return verifyOcspResponse(await readCapped(res, OCSP_MAX_RESPONSE_BYTES, 'OCSP response'), cert, issuer, now);
 }

@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { ASN1Obj } from '@sigstore/core';
 import type { Deadline } from '../../common/deadline.js';
+import { PullguardError } from '../../common/errors.js';
 import { hashOfAlgorithmIdentifier, type Certificate } from './certificate.js';
 import { guard, MalformedInputError } from '../../common/malformed.js';
 import { readCapped } from './http-body.js';
@@ -138,7 +139,7 @@ async function download(url: string, key: string, settings: RevocationSettings, 
   const res = await fetch(url, { signal: deadline.slice(settings.timeoutMs), redirect: 'follow' });
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined);
-    throw new Error(`HTTP ${res.status}`);
+    throw new PullguardError('REVOCATION_UNKNOWN', `HTTP ${res.status}`);
   }
   // Streamed with a hard cap: Content-Length is only a hint (an endless body over plain http has none).
   const body = await readCapped(res, settings.maxCrlBytes, 'CRL');
