@@ -1,6 +1,6 @@
 /** `pullguard log`: what pullguard decided on this node, from the decision log (src/output/decision-log.ts). */
 import { existsSync, promises as fsp } from 'node:fs';
-import { parseDuration } from '../common/deadline.js';
+import { parseDuration } from '../common/go-duration.js';
 import { PullguardError } from '../common/errors.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import { DEFAULT_DECISION_LOG } from '../policy/model.js';
@@ -81,10 +81,9 @@ export function parseLogArgs(args: readonly string[], now: number = Date.now()):
 
 /** `1h`, `30m`, `2d`, `90s`, or an ISO date. */
 export function parseSince(v: string, now: number): number {
+  // Days are not a Go duration unit; everything else is one (src/common/go-duration.ts).
   const days = /^(\d+)d$/.exec(v);
   if (days) return now - Number(days[1]) * 86_400_000;
-  const hours = /^(\d+)h$/.exec(v);
-  if (hours) return now - Number(hours[1]) * 3_600_000;
   const ms = /^\d/.test(v) && !v.includes('-') ? parseDuration(v) : undefined;
   if (ms !== undefined) return now - ms;
   const t = Date.parse(v);

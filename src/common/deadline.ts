@@ -77,13 +77,3 @@ export class DeadlineExceeded extends PullguardError {
 export function formatDuration(ms: number): string {
   return ms >= 1000 ? `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)}s` : `${ms}ms`;
 }
-
-/** Parses `8s`, `1500ms`, `2m` or a bare number of seconds. Returns undefined when malformed. */
-export function parseDuration(s: string | number): number | undefined {
-  if (typeof s === 'number') return Number.isFinite(s) && s > 0 ? Math.round(s * 1000) : undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(s);
-  if (!m) return undefined;
-  const n = Number(m[1]);
-  const ms = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : m[2] === 'h' ? n * 3_600_000 : n * 1000;
-  return ms > 0 ? Math.round(ms) : undefined;
-}

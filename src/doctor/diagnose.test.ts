@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { describe, expect, test } from 'vitest';
 import { applyKindPatches, DROPIN, DROPIN_V2, KIND_NODE_CONFIG, kindPatches } from '../../test/helpers/containerd.js';
+import { parseGoDuration } from '../common/go-duration.js';
 import { loadConfig, type ContainerdConfigFile } from '../containerd/config.js';
 import {
   diagnose,
   effectiveConfig,
   formatCheck,
-  parseGoDuration,
   type BinDirListing,
   type Check,
   type DoctorInput,

@@ -294,8 +294,6 @@ function binDirChecks(b: DoctorInput['binDir'], eff: EffectiveConfig | undefined
   return out;
 }
 
-export { parseGoDuration } from '../common/go-duration.js';
-
 function timeoutCheck(eff: EffectiveConfig | undefined, policyTimeoutMs: number | undefined): Check {
   const budget = policyTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   const raw = eff?.bindir.per_verifier_timeout;

@@ -19,7 +19,7 @@ import { join, posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { asPullguardError, PullguardError } from '../common/errors.js';
 import { DEFAULT_BIN_DIR, DEFAULT_CONTAINERD_CONFIG, effectiveConfig, loadConfig } from '../containerd/config.js';
-import { parseGoDuration } from '../doctor/diagnose.js';
+import { parseGoDuration } from '../common/go-duration.js';
 import { formatAgentState, readAgentState } from './agent-state.js';
 import { removeImport } from './imports-edit.js';
 import { copySynced, exec, fileSha256, Host, sha256, type RunResult } from './host.js';

@@ -24,7 +24,7 @@ import {
   type EffectiveConfig,
   type Table,
 } from '../containerd/config.js';
-import { parseGoDuration } from '../doctor/diagnose.js';
+import { parseGoDuration } from '../common/go-duration.js';
 import { DROPIN_V2, DROPIN_V3 } from './templates.js';
 import { addImport } from './imports-edit.js';
 import { posix } from 'node:path';

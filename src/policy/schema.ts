@@ -1,4 +1,4 @@
-import { parseDuration } from '../common/deadline.js';
+import { parseDuration } from '../common/go-duration.js';
 import { refineWith } from '../common/schema.js';
 import * as z from 'zod/mini';
 import { AUTHORITY_KINDS, authoritySpecSchemas } from './authorities/index.js';

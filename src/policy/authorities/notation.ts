@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
 import { compiledSchema } from '../../common/schema.js';
-import { parseDuration } from '../../common/deadline.js';
+import { parseDuration } from '../../common/go-duration.js';
 import { DEFAULT_REVOCATION, type NotationSpec, type RevocationSettings } from '../notation/spec.js';
 import { parseStatement } from '../notation/trust-policy.js';
 import { loadNotationConfigDir } from '../notation/config-dir.js';
