@@ -1,8 +1,11 @@
 import { PullguardError } from '../common/errors.js';
+import { parseFlags } from '../common/flags.js';
 import { DEFAULT_CACHE_DIR, type Policy } from '../policy/model.js';
 import { CacheStore } from './store.js';
 
 type Out = (line: string) => void;
+
+const USAGE = 'usage: pullguard cache ls|clear [--policy FILE]';
 
 /**
  * `pullguard cache ls|clear [--policy FILE]`: the decision cache of the policy (its `cache.dir`, or the
@@ -15,20 +18,9 @@ export function runCacheCommand(
   now: number = Date.now(),
 ): number {
   const [sub, ...rest] = args;
-  let file: string | undefined;
-  for (let i = 0; i < rest.length; i++) {
-    const a = rest[i]!;
-    if (a === '--policy' && rest[i + 1]) file = rest[++i];
-    else if (a.startsWith('--policy=')) file = a.slice('--policy='.length);
-    else
-      throw new PullguardError(
-        'CONTRACT_ARGS',
-        `unknown argument ${JSON.stringify(a)}; usage: pullguard cache ls|clear [--policy FILE]`,
-      );
-  }
-  if (sub !== 'ls' && sub !== 'clear')
-    throw new PullguardError('CONTRACT_ARGS', 'usage: pullguard cache ls|clear [--policy FILE]');
-  const policy = loadPolicy(file);
+  const { values } = parseFlags(rest, { policy: { type: 'string' } }, USAGE);
+  if (sub !== 'ls' && sub !== 'clear') throw new PullguardError('CONTRACT_ARGS', USAGE);
+  const policy = loadPolicy(values.policy);
   const dir = policy.cache?.dir ?? DEFAULT_CACHE_DIR;
   const store = CacheStore.open(dir, false);
   if (!(store instanceof CacheStore)) {

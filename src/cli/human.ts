@@ -1,5 +1,6 @@
 import { Deadline, formatDuration } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
+import { parseFlags } from '../common/flags.js';
 import { formatReference, parseReference } from '../common/reference.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
@@ -70,9 +71,12 @@ export async function runHuman(
       case '-version':
         out(versionLine());
         return 0;
-      case 'policy':
-        if (rest[0] !== 'check' || rest.length > 2) return usage(err);
-        return policyCheck(rest[1] ?? policyPath(env), out, err);
+      case 'policy': {
+        if (rest[0] !== 'check') return usage(err);
+        const { positionals } = parseFlags(rest.slice(1), {}, 'usage: pullguard policy check [FILE]', true);
+        if (positionals.length > 1) return usage(err);
+        return policyCheck(positionals[0] ?? policyPath(env), out, err);
+      }
       case 'verify':
         return await verifyCommand(rest, out, env);
       case 'doctor':
@@ -138,27 +142,19 @@ function policyCheck(path: string, out: Out, err: Out): number {
   return 0;
 }
 
+const VERIFY_FLAGS = {
+  explain: { type: 'boolean' },
+  json: { type: 'boolean' },
+  offline: { type: 'boolean' },
+  policy: { type: 'string' },
+} as const;
+
 async function verifyCommand(args: readonly string[], out: Out, env: NodeJS.ProcessEnv): Promise<number> {
-  let explain = false;
-  let json = false;
-  let offline = false;
-  let file: string | undefined;
-  const refs: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === '--explain') explain = true;
-    else if (a === '--json') json = true;
-    else if (a === '--offline') offline = true;
-    else if (a === '--policy') file = args[++i];
-    else if (a.startsWith('--policy=')) file = a.slice('--policy='.length);
-    else if (a.startsWith('-')) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}`);
-    else refs.push(a);
-  }
-  if (refs.length !== 1 || (file !== undefined && file.length === 0)) {
-    const usage = 'usage: pullguard verify [--explain] [--json] [--offline] [--policy FILE] <ref>';
-    throw new PullguardError('CONTRACT_ARGS', usage);
-  }
-  const policy = loadPolicy(file ?? policyPath(env));
+  const usage = 'usage: pullguard verify [--explain] [--json] [--offline] [--policy FILE] <ref>';
+  const { values, positionals: refs } = parseFlags(args, VERIFY_FLAGS, usage, true);
+  const { explain = false, json = false, offline = false } = values;
+  if (refs.length !== 1) throw new PullguardError('CONTRACT_ARGS', usage);
+  const policy = loadPolicy(values.policy ?? policyPath(env));
   const ref = parseReference(refs[0]!);
   if (offline) {
     const report = offlineReport(policy, ref);

@@ -1,5 +1,6 @@
 /** `pullguard log`: what pullguard decided on this node, from the decision log (src/output/decision-log.ts). */
 import { existsSync, promises as fsp } from 'node:fs';
+import { parseFlags } from '../common/flags.js';
 import { parseDuration } from '../common/go-duration.js';
 import { PullguardError } from '../common/errors.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
@@ -28,54 +29,32 @@ export interface LogOptions extends LogFilter {
   readonly policy?: string;
 }
 
+const LOG_FLAGS = {
+  json: { type: 'boolean' },
+  follow: { type: 'boolean', short: 'f' },
+  'would-deny': { type: 'boolean' },
+  since: { type: 'string' },
+  verdict: { type: 'string' },
+  image: { type: 'string' },
+  rule: { type: 'string' },
+  file: { type: 'string' },
+  policy: { type: 'string' },
+} as const;
+
 export function parseLogArgs(args: readonly string[], now: number = Date.now()): LogOptions {
-  const o: { -readonly [K in keyof LogOptions]: LogOptions[K] } = { json: false, follow: false };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
-    const flag = eq > 0 ? a.slice(0, eq) : a;
-    const value = () => {
-      const v = eq > 0 ? a.slice(eq + 1) : args[++i];
-      if (v === undefined || v === '') throw new PullguardError('CONTRACT_ARGS', `${flag} needs a value; ${LOG_USAGE}`);
-      return v;
-    };
-    switch (flag) {
-      case '--json':
-        o.json = true;
-        break;
-      case '-f':
-      case '--follow':
-        o.follow = true;
-        break;
-      case '--would-deny':
-        o.wouldDeny = true;
-        break;
-      case '--since':
-        o.since = parseSince(value(), now);
-        break;
-      case '--verdict': {
-        const v = value();
-        if (v !== 'allow' && v !== 'deny')
-          throw new PullguardError('CONTRACT_ARGS', `--verdict must be allow or deny, not ${JSON.stringify(v)}`);
-        o.verdict = v;
-        break;
-      }
-      case '--image':
-        o.image = value();
-        break;
-      case '--rule':
-        o.rule = value();
-        break;
-      case '--file':
-        o.file = value();
-        break;
-      case '--policy':
-        o.policy = value();
-        break;
-      default:
-        throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; ${LOG_USAGE}`);
-    }
+  const { values: v } = parseFlags(args, LOG_FLAGS, LOG_USAGE);
+  const o: { -readonly [K in keyof LogOptions]: LogOptions[K] } = { json: v.json === true, follow: v.follow === true };
+  if (v['would-deny']) o.wouldDeny = true;
+  if (v.since !== undefined) o.since = parseSince(v.since, now);
+  if (v.verdict !== undefined) {
+    if (v.verdict !== 'allow' && v.verdict !== 'deny')
+      throw new PullguardError('CONTRACT_ARGS', `--verdict must be allow or deny, not ${JSON.stringify(v.verdict)}`);
+    o.verdict = v.verdict;
   }
+  if (v.image !== undefined) o.image = v.image;
+  if (v.rule !== undefined) o.rule = v.rule;
+  if (v.file !== undefined) o.file = v.file;
+  if (v.policy !== undefined) o.policy = v.policy;
   return o;
 }
 

@@ -1,7 +1,8 @@
 /** The I/O around `diagnose`: reads the node's files, lists bin_dir, asks containerd for its version. */
 import { readdirSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { asPullguardError, PullguardError } from '../common/errors.js';
+import { asPullguardError } from '../common/errors.js';
+import { parseFlags } from '../common/flags.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
 import { DEFAULT_CONTAINERD_CONFIG, loadConfig } from '../containerd/config.js';
@@ -41,29 +42,31 @@ const DOCTOR_USAGE =
   'usage: pullguard doctor [--containerd-config PATH] [--bin-dir DIR] [--policy FILE] [--address SOCKET] ' +
   '[--containerd-log FILE] [--pull-test REF] [--image REF] [--static-pod-dir DIR]';
 
+const DOCTOR_FLAGS = {
+  'containerd-config': { type: 'string' },
+  'bin-dir': { type: 'string' },
+  policy: { type: 'string' },
+  address: { type: 'string' },
+  'containerd-log': { type: 'string' },
+  'pull-test': { type: 'string' },
+  image: { type: 'string' },
+  'static-pod-dir': { type: 'string' },
+} as const;
+
 export function parseDoctorArgs(args: readonly string[]): DoctorOptions {
-  const opts: { -readonly [K in keyof DoctorOptions]: DoctorOptions[K] } = {};
-  const names: Record<string, keyof DoctorOptions> = {
-    '--containerd-config': 'containerdConfig',
-    '--bin-dir': 'binDir',
-    '--policy': 'policy',
-    '--address': 'address',
-    '--containerd-log': 'containerdLog',
-    '--pull-test': 'pullTest',
-    '--image': 'image',
-    '--static-pod-dir': 'staticPodDir',
+  const { values: v } = parseFlags(args, DOCTOR_FLAGS, DOCTOR_USAGE);
+  const opts: DoctorOptions = {
+    containerdConfig: v['containerd-config'],
+    binDir: v['bin-dir'],
+    policy: v.policy,
+    address: v.address,
+    containerdLog: v['containerd-log'],
+    pullTest: v['pull-test'],
+    image: v.image,
+    staticPodDir: v['static-pod-dir'],
   };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const eq = a.indexOf('=');
-    const flag = eq > 0 ? a.slice(0, eq) : a;
-    const key = names[flag];
-    if (!key) throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; ${DOCTOR_USAGE}`);
-    const value = eq > 0 ? a.slice(eq + 1) : args[++i];
-    if (value === undefined || value === '') throw new PullguardError('CONTRACT_ARGS', `${flag} needs a value`);
-    opts[key] = value;
-  }
-  return opts;
+  // Only the options given, as before: callers and tests compare the object.
+  return Object.fromEntries(Object.entries(opts).filter(([, x]) => x !== undefined)) as DoctorOptions;
 }
 
 function listBinDir(dir: string): BinDirListing {

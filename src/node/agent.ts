@@ -16,6 +16,7 @@
 import { realpathSync, watch, type FSWatcher } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PullguardError, asPullguardError } from '../common/errors.js';
+import { parseFlags } from '../common/flags.js';
 import { formatAgentState, readAgentState, writeAgentState, type AgentState } from './agent-state.js';
 import { daemonSetFate, serviceAccountNamespace } from './kube.js';
 import {
@@ -51,18 +52,21 @@ export const AGENT_USAGE = `usage: pullguard node agent [--root DIR] [--config D
          [--health-port N] [--health-address ADDR] [--resync SECONDS] [--no-restart]
          [--uninstall-on-exit auto|always|never]`;
 
+const AGENT_FLAGS = {
+  root: { type: 'string' },
+  config: { type: 'string' },
+  'docker-config': { type: 'string' },
+  stage: { type: 'string' },
+  'health-port': { type: 'string' },
+  'health-address': { type: 'string' },
+  resync: { type: 'string' },
+  'uninstall-on-exit': { type: 'string' },
+  'no-restart': { type: 'boolean' },
+} as const;
+
 export function parseAgentArgs(args: readonly string[], env: NodeJS.ProcessEnv): AgentOptions {
-  const o: Record<string, string | boolean> = {};
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === '--no-restart') o.noRestart = true;
-    else if (/^--(root|config|docker-config|stage|health-port|health-address|resync|uninstall-on-exit)$/.test(a)) {
-      const v = args[++i];
-      if (v === undefined || v === '') throw new PullguardError('CONTRACT_ARGS', `${a} needs a value\n${AGENT_USAGE}`);
-      o[a.slice(2)] = v;
-    } else throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}\n${AGENT_USAGE}`);
-  }
-  const mode = (o['uninstall-on-exit'] as string | undefined) ?? 'auto';
+  const { values: o } = parseFlags(args, AGENT_FLAGS, AGENT_USAGE);
+  const mode = o['uninstall-on-exit'] ?? 'auto';
   if (mode !== 'auto' && mode !== 'always' && mode !== 'never')
     throw new PullguardError('CONTRACT_ARGS', `--uninstall-on-exit ${mode}: auto, always or never`);
   const port = o['health-port'] === undefined ? undefined : Number(o['health-port']);
@@ -71,14 +75,14 @@ export function parseAgentArgs(args: readonly string[], env: NodeJS.ProcessEnv):
   const resync = Number(o.resync ?? 30);
   if (!(resync > 0)) throw new PullguardError('CONTRACT_ARGS', `--resync ${String(o.resync)}: seconds, more than 0`);
   return {
-    root: (o.root as string | undefined) ?? '/host',
-    configDir: (o.config as string | undefined) ?? '/etc/pullguard-config',
-    dockerConfigDir: (o['docker-config'] as string | undefined) ?? '/etc/pullguard-docker',
-    stageDir: (o.stage as string | undefined) ?? '/etc/pullguard',
-    noRestart: o.noRestart === true,
+    root: o.root ?? '/host',
+    configDir: o.config ?? '/etc/pullguard-config',
+    dockerConfigDir: o['docker-config'] ?? '/etc/pullguard-docker',
+    stageDir: o.stage ?? '/etc/pullguard',
+    noRestart: o['no-restart'] === true,
     uninstallOnExit: mode,
     healthPort: port,
-    healthAddress: (o['health-address'] as string | undefined) ?? '0.0.0.0',
+    healthAddress: o['health-address'] ?? '0.0.0.0',
     resyncMs: resync * 1000,
     daemonSet: env.PULLGUARD_DAEMONSET ?? 'pullguard-node',
     namespace: env.PULLGUARD_NAMESPACE ?? serviceAccountNamespace() ?? 'pullguard-system',

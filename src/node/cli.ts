@@ -5,8 +5,8 @@
  * Exit codes: 0 done (status: verification on); 1 refused or failed, the node left as it was (status:
  * not on); 2 usage error; 3 internal error (the output says what may be left).
  */
-import { parseArgs } from 'node:util';
 import { asPullguardError, PullguardError } from '../common/errors.js';
+import { parseFlags } from '../common/flags.js';
 import {
   DEFAULTS,
   install,
@@ -66,17 +66,8 @@ export function parseNodeArgs(args: readonly string[]): { command: string; opts:
   if (command !== 'install' && command !== 'uninstall' && command !== 'status') {
     throw new PullguardError('CONTRACT_ARGS', `unknown node command ${JSON.stringify(command ?? '')}\n${NODE_USAGE}`);
   }
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({ args: [...rest], options: FLAGS, strict: true, allowPositionals: false }));
-  } catch (e) {
-    throw new PullguardError('CONTRACT_ARGS', `${(e as Error).message}\n${NODE_USAGE}`);
-  }
-  const str = (k: keyof typeof FLAGS) => {
-    const v = values[k];
-    if (v === '') throw new PullguardError('CONTRACT_ARGS', `--${k} needs a value`);
-    return v as string | undefined;
-  };
+  const { values } = parseFlags(rest, FLAGS, NODE_USAGE);
+  const str = (k: keyof typeof FLAGS) => values[k] as string | undefined;
   const hostPath = (k: keyof typeof FLAGS, dflt: string) => {
     const v = str(k) ?? dflt;
     if (!v.startsWith('/')) throw new PullguardError('CONTRACT_ARGS', `--${k} ${v}: host paths must be absolute`);

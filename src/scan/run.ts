@@ -13,6 +13,7 @@
  */
 import { Deadline } from '../common/deadline.js';
 import { asPullguardError, PullguardError } from '../common/errors.js';
+import { parseFlags, usageError } from '../common/flags.js';
 import { parseReference } from '../common/reference.js';
 import { flattenText } from '../common/text.js';
 import { decideCached } from '../cache/decide-cached.js';
@@ -57,56 +58,26 @@ const USAGE =
   'usage: pullguard scan [--namespace NS | --all-namespaces] [--address SOCKET] [--policy FILE] [--json] ' +
   '[--remove-denied]';
 
+const SCAN_FLAGS = {
+  namespace: { type: 'string', short: 'n', multiple: true },
+  'all-namespaces': { type: 'boolean', short: 'A' },
+  address: { type: 'string', short: 'a' },
+  policy: { type: 'string' },
+  json: { type: 'boolean' },
+  'remove-denied': { type: 'boolean' },
+} as const;
+
 export function parseScanArgs(args: readonly string[], env: NodeJS.ProcessEnv): ScanOptions {
-  let address = env.CONTAINERD_ADDRESS || DEFAULT_CONTAINERD_SOCKET;
-  const namespaces: string[] = [];
-  let all = false;
-  let policy: string | undefined;
-  let json = false;
-  let removeDenied = false;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
-    const flag = eq > 0 ? a.slice(0, eq) : a;
-    const value = (): string => {
-      const v = eq > 0 ? a.slice(eq + 1) : args[++i];
-      if (v === undefined || v === '') throw new PullguardError('CONTRACT_ARGS', `${flag} needs a value; ${USAGE}`);
-      return v;
-    };
-    switch (flag) {
-      case '--namespace':
-      case '-n':
-        namespaces.push(value());
-        break;
-      case '--all-namespaces':
-      case '-A':
-        all = true;
-        break;
-      case '--address':
-      case '-a':
-        address = value();
-        break;
-      case '--policy':
-        policy = value();
-        break;
-      case '--json':
-        json = true;
-        break;
-      case '--remove-denied':
-        removeDenied = true;
-        break;
-      default:
-        throw new PullguardError('CONTRACT_ARGS', `unknown option ${a}; ${USAGE}`);
-    }
-  }
-  if (all && namespaces.length > 0)
-    throw new PullguardError('CONTRACT_ARGS', `--namespace and --all-namespaces exclude each other; ${USAGE}`);
+  const { values } = parseFlags(args, SCAN_FLAGS, USAGE);
+  const namespaces = values.namespace ?? [];
+  const all = values['all-namespaces'] === true;
+  if (all && namespaces.length > 0) throw usageError('--namespace and --all-namespaces exclude each other', USAGE);
   return {
-    address,
+    address: values.address ?? (env.CONTAINERD_ADDRESS || DEFAULT_CONTAINERD_SOCKET),
     namespaces: all ? undefined : namespaces.length > 0 ? namespaces : [DEFAULT_NAMESPACE],
-    policy: policy ?? policyPath(env),
-    json,
-    removeDenied,
+    policy: values.policy ?? policyPath(env),
+    json: values.json === true,
+    removeDenied: values['remove-denied'] === true,
   };
 }
 
