@@ -181,3 +181,30 @@ describe('scopes see canonical registry hosts (issue 8 item 1)', () => {
     expect(ruleFor(text, 'registry-1.docker.io/library/nginx').match?.rule.action).toBe('deny');
   });
 });
+
+describe('shape errors are load errors with a line (zod schema)', () => {
+  test('a rekorPublicKeyDatas that is not an array is refused, not a crash', () => {
+    const text = doc({ 'r.example/a': signed({ rekorPublicKeyDatas: 'not-an-array' }) });
+    expect(() => parseContainersPolicy(text, 'p.json')).toThrow(
+      expect.objectContaining({ code: 'POLICY_INVALID', message: expect.stringMatching(/"rekorPublicKeyDatas"/) }),
+    );
+  });
+
+  test('a misspelt key is named, at its line, before what it leaves missing', () => {
+    const text = '{\n  "defualt": [{"type": "reject"}]\n}\n';
+    expect(() => parseContainersPolicy(text, 'p.json')).toThrow(
+      'invalid containers policy p.json:2: unknown field "defualt"',
+    );
+  });
+
+  test('a nested problem points at its own line', () => {
+    const text = JSON.stringify(
+      { default: [{ type: 'sigstoreSigned', pki: { caRootsPath: key, subjectEmail: 'a@b', caRootsData: 'AAAA' } }] },
+      null,
+      2,
+    );
+    expect(() => parseContainersPolicy(text, 'p.json')).toThrow(
+      /^invalid containers policy p\.json:5: exactly one of caRootsPath and caRootsData must be specified$/,
+    );
+  });
+});

@@ -1,7 +1,8 @@
 import { isNode, type Document, type LineCounter } from 'yaml';
 import { lazyYamlDocument, parseStrictJson } from './json.js';
 import { PullguardError } from '../../common/errors.js';
-import { describeIssue } from '../../common/schema.js';
+import * as z from 'zod/mini';
+import { describeIssue, PARSE_OPTIONS, refineWith } from '../../common/schema.js';
 import {
   MaterialError,
   loadCertificates,
@@ -39,8 +40,6 @@ import { authorityOf, DEFAULT_TIMEOUT_MS, type Authority, type Policy, type Rule
  * Refused at load: scopes with a tag (containerd verifies digests; a tag cannot be bound),
  * `fulcio.buildSignerURI`, unknown fields.
  */
-
-const TOP_KEYS = new Set(['default', 'transports']);
 
 /** A containers-policy.json document: JSON, a "default" array, and no pullguard "version". */
 export function looksLikeContainersPolicy(text: string): boolean {
@@ -80,36 +79,30 @@ export function parseContainersPolicy(text: string, source: string): Policy {
     if (doc.errors[0]) throw invalid([], doc.errors[0].message.split('\n')[0]!);
     root = doc.toJS({ maxAliasCount: 0 }) as unknown;
   }
-  if (!isObject(root)) throw invalid([], 'the document must be a JSON object');
-  for (const k of Object.keys(root)) if (!TOP_KEYS.has(k)) throw invalid([k], `unknown field "${k}"`);
-  if (!Array.isArray(root.default)) throw invalid(['default'], '"default" (an array of requirements) is mandatory');
-
   const ctx: Ctx = { invalid, unsupported };
+  const doc = validate(documentSchema, root, [], ctx);
   const notes: string[] = [];
-  const defaultReqs = parseRequirements(root.default, ['default'], ctx);
+  const defaultReqs = compileRequirements(doc.default, ['default'], ctx);
 
   const rules: (Rule & { unverifiable?: boolean })[] = [];
   let dockerDefault: Requirement[] | undefined;
-  if (root.transports !== undefined) {
-    if (!isObject(root.transports)) throw invalid(['transports'], '"transports" must be an object');
-    for (const [transport, scopes] of Object.entries(root.transports)) {
-      const at = ['transports', transport];
-      if (!isObject(scopes)) throw invalid(at, 'a transport must map scopes to requirement arrays');
-      if (transport !== 'docker') {
-        notes.push(
-          `${where(at)}: transport "${transport}" ignored: containerd pulls only from registries (the docker transport)`,
-        );
+  // Walked on the document itself, not on zod's record output: every key counts, `__proto__` too.
+  for (const [transport, scopes] of Object.entries((root as { transports?: object }).transports ?? {})) {
+    const at = ['transports', transport];
+    if (transport !== 'docker') {
+      notes.push(
+        `${where(at)}: transport "${transport}" ignored: containerd pulls only from registries (the docker transport)`,
+      );
+      continue;
+    }
+    for (const [scope, reqs] of Object.entries(scopes as object)) {
+      const path = ['transports', transport, scope];
+      const requirements = compileRequirements(validate(requirementsSchema, reqs, path, ctx), path, ctx);
+      if (scope === '') {
+        dockerDefault = requirements;
         continue;
       }
-      for (const [scope, reqs] of Object.entries(scopes)) {
-        const path = ['transports', transport, scope];
-        const requirements = parseRequirements(reqs, path, ctx);
-        if (scope === '') {
-          dockerDefault = requirements;
-          continue;
-        }
-        rules.push(toRule(`docker:${scope}`, scopePatterns(scope, path, ctx), requirements));
-      }
+      rules.push(toRule(`docker:${scope}`, scopePatterns(scope, path, ctx), requirements));
     }
   }
 
@@ -199,211 +192,292 @@ function scopePatterns(scope: string, path: readonly string[], ctx: Ctx): string
   return patterns;
 }
 
-function parseRequirements(value: unknown, path: readonly (string | number)[], ctx: Ctx): Requirement[] {
-  if (!Array.isArray(value) || value.length === 0) throw ctx.invalid(path, 'requirements must be a non-empty array');
-  return value.map((r, i) => parseRequirement(r, [...path, i], ctx));
-}
+// The schema: containers/image's shape checks (policy_config*.go), each with the reason it gives.
 
-function parseRequirement(r: unknown, path: readonly (string | number)[], ctx: Ctx): Requirement {
-  if (!isObject(r) || typeof r.type !== 'string')
-    throw ctx.invalid(path, 'a requirement must be an object with a "type"');
-  const only = (allowed: string[]) => {
-    for (const k of Object.keys(r))
-      if (!allowed.includes(k)) throw ctx.invalid([...path, k], `unknown field "${k}" for ${r.type}`);
-  };
-  switch (r.type) {
-    case 'insecureAcceptAnything':
-    case 'reject':
-      only(['type']);
-      return { type: r.type };
-    case 'signedBy':
-      // Checked as strictly as containers/image does (policy_config.go), then denied at pull time.
-      only(['type', 'keyType', 'keyPath', 'keyPaths', 'keyData', 'signedIdentity']);
-      if (!['GPGKeys', 'signedByGPGKeys', 'X509Certificates', 'signedByX509CAs'].includes(String(r.keyType))) {
-        throw ctx.invalid([...path, 'keyType'], `unknown signedBy keyType ${JSON.stringify(r.keyType)}`);
-      }
-      if (['keyPath', 'keyPaths', 'keyData'].filter((k) => r[k] !== undefined).length !== 1) {
-        throw ctx.invalid(path, 'exactly one of keyPath, keyPaths and keyData must be specified');
-      }
-      return { type: 'signedBy' };
-    case 'sigstoreSigned':
-      only([
-        'type',
-        'keyPath',
-        'keyPaths',
-        'keyData',
-        'keyDatas',
-        'fulcio',
-        'pki',
-        'rekorPublicKeyPath',
-        'rekorPublicKeyPaths',
-        'rekorPublicKeyData',
-        'rekorPublicKeyDatas',
-        'signedIdentity',
-      ]);
-      try {
-        return { type: 'sigstoreSigned', spec: sigstoreSigned(r, path, ctx) };
-      } catch (e) {
-        if (e instanceof MaterialError) throw ctx.invalid(path, e.message);
-        throw e;
-      }
-    default:
-      throw ctx.invalid([...path, 'type'], `unknown requirement type ${JSON.stringify(r.type)}`);
-  }
-}
+type Path = readonly (string | number)[];
 
-function sigstoreSigned(r: Record<string, unknown>, path: readonly (string | number)[], ctx: Ctx): CosignSpec {
-  const str = (k: string, v: unknown = r[k]): string => {
-    if (typeof v !== 'string' || v.length === 0) throw ctx.invalid([...path, k], `"${k}" must be a non-empty string`);
-    return v;
-  };
-  const strs = (k: string): string[] => {
-    const v = r[k];
-    if (!Array.isArray(v) || v.length === 0)
-      throw ctx.invalid([...path, k], `"${k}" must be a non-empty array of strings`);
-    return v.map((x) => str(k, x));
-  };
-  // Go decodes []byte JSON fields from base64: keyData and friends are base64 of the PEM text.
-  const b64 = (k: string, v: unknown = r[k]): Buffer => {
-    const s = str(k, v);
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0)
-      throw ctx.invalid([...path, k], `"${k}" must be base64 (of the PEM data)`);
-    return Buffer.from(s, 'base64');
-  };
-  const present = (...ks: string[]) => ks.filter((k) => r[k] !== undefined);
-
-  const keySources = present('keyPath', 'keyPaths', 'keyData', 'keyDatas', 'fulcio', 'pki');
-  if (keySources.length !== 1)
-    throw ctx.invalid(path, 'exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio, and pki must be specified');
-  const rekorSources = present(
-    'rekorPublicKeyPath',
-    'rekorPublicKeyPaths',
-    'rekorPublicKeyData',
-    'rekorPublicKeyDatas',
+/** `unknown field "k"` (with `for <type>` or `in <object>`), or `wrong` when the value is not an object. */
+const objectErrors = (wrong: string, suffix = '') => ({
+  error: (iss: { code: string; keys?: string[] }) =>
+    iss.code === 'unrecognized_keys' ? `unknown field "${iss.keys![0]}"${suffix}` : wrong,
+});
+const nonEmptyString = (k: string) =>
+  z.string({ error: `"${k}" must be a non-empty string` }).check(z.minLength(1, `"${k}" must be a non-empty string`));
+const nonEmptyStrings = (k: string) =>
+  z
+    .array(nonEmptyString(k), { error: `"${k}" must be a non-empty array of strings` })
+    .check(z.minLength(1, `"${k}" must be a non-empty array of strings`));
+// Go decodes []byte JSON fields from base64: keyData and friends are base64 of the PEM text.
+const base64 = (k: string) =>
+  nonEmptyString(k).check(
+    refineWith(
+      (s: string) => /^[A-Za-z0-9+/]*={0,2}$/.test(s) && s.length % 4 === 0,
+      `"${k}" must be base64 (of the PEM data)`,
+    ),
   );
-  if (rekorSources.length > 1)
-    throw ctx.invalid(
-      path,
+const base64s = (k: string) =>
+  z.array(base64(k), { error: `"${k}" contains no entries` }).check(z.minLength(1, `"${k}" contains no entries`));
+const present = (v: Record<string, unknown>, ...ks: string[]) => ks.filter((k) => v[k] !== undefined);
+/** A check of the whole object, with containers/image's message. */
+const rule = <T extends Record<string, unknown>>(bad: (v: T) => boolean, message: string, path: string[] = []) =>
+  z.superRefine((v: T, ctx) => {
+    if (bad(v)) ctx.issues.push({ code: 'custom', message, input: v, path });
+  });
+
+const signedIdentity = z.pipe(
+  z.unknown(),
+  z.transform((v, ctx): SignedIdentity => {
+    const parsed = signedIdentitySchema.safeParse(v);
+    if (parsed.success) return parsed.data;
+    ctx.issues.push({ code: 'custom', message: describeIssue(parsed.error.issues[0]!), input: v });
+    return z.NEVER;
+  }),
+);
+
+const fulcioSchema = z
+  .strictObject(
+    {
+      buildSignerURI: z.optional(
+        z.never({
+          error:
+            "fulcio.buildSignerURI is not supported yet; use pullguard's native keyless identities (uri/uriRegexp)",
+        }),
+      ),
+      caPath: z.optional(nonEmptyString('caPath')),
+      caData: z.optional(base64('caData')),
+      oidcIssuer: nonEmptyString('oidcIssuer'),
+      subjectEmail: nonEmptyString('subjectEmail'),
+    },
+    objectErrors('"fulcio" must be an object', ' in fulcio'),
+  )
+  .check(
+    rule(
+      (f) => (f.caPath === undefined) === (f.caData === undefined),
+      'exactly one of caPath and caData must be specified',
+    ),
+  );
+
+const pkiSchema = z
+  .strictObject(
+    {
+      caRootsPath: z.optional(nonEmptyString('caRootsPath')),
+      caRootsData: z.optional(base64('caRootsData')),
+      caIntermediatesPath: z.optional(nonEmptyString('caIntermediatesPath')),
+      caIntermediatesData: z.optional(base64('caIntermediatesData')),
+      subjectEmail: z.optional(nonEmptyString('subjectEmail')),
+      subjectHostname: z.optional(nonEmptyString('subjectHostname')),
+    },
+    objectErrors('"pki" must be an object', ' in pki'),
+  )
+  .check(
+    rule(
+      (p) => (p.caRootsPath === undefined) === (p.caRootsData === undefined),
+      'exactly one of caRootsPath and caRootsData must be specified',
+    ),
+    rule(
+      (p) => p.caIntermediatesPath !== undefined && p.caIntermediatesData !== undefined,
+      'caIntermediatesPath and caIntermediatesData cannot be used simultaneously',
+    ),
+    rule(
+      (p) => p.subjectEmail === undefined && p.subjectHostname === undefined,
+      'at least one of subjectEmail, subjectHostname must be specified',
+    ),
+  );
+
+const REKOR_KEYS = ['rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas'];
+
+const sigstoreSignedSchema = z
+  .strictObject(
+    {
+      type: z.literal('sigstoreSigned'),
+      keyPath: z.optional(nonEmptyString('keyPath')),
+      keyPaths: z.optional(nonEmptyStrings('keyPaths')),
+      keyData: z.optional(base64('keyData')),
+      keyDatas: z.optional(base64s('keyDatas')),
+      fulcio: z.optional(fulcioSchema),
+      pki: z.optional(pkiSchema),
+      rekorPublicKeyPath: z.optional(nonEmptyString('rekorPublicKeyPath')),
+      rekorPublicKeyPaths: z.optional(nonEmptyStrings('rekorPublicKeyPaths')),
+      rekorPublicKeyData: z.optional(base64('rekorPublicKeyData')),
+      rekorPublicKeyDatas: z.optional(base64s('rekorPublicKeyDatas')),
+      signedIdentity: z.optional(signedIdentity),
+    },
+    objectErrors('', ' for sigstoreSigned'),
+  )
+  .check(
+    rule(
+      (r) => present(r, 'keyPath', 'keyPaths', 'keyData', 'keyDatas', 'fulcio', 'pki').length !== 1,
+      'exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio, and pki must be specified',
+    ),
+    rule(
+      (r) => present(r, ...REKOR_KEYS).length > 1,
       'at most one of rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData and rekorPublicKeyDatas can be used',
-    );
-  if (r.fulcio !== undefined && rekorSources.length === 0)
-    throw ctx.invalid(path, 'a Rekor public key (rekorPublicKey*) must be specified if fulcio is used');
-  if (r.pki !== undefined && rekorSources.length > 0)
-    throw ctx.invalid(path, 'rekorPublicKey* is not supported with pki');
+    ),
+    rule(
+      (r) => r.fulcio !== undefined && present(r, ...REKOR_KEYS).length === 0,
+      'a Rekor public key (rekorPublicKey*) must be specified if fulcio is used',
+    ),
+    rule(
+      (r) => r.pki !== undefined && present(r, ...REKOR_KEYS).length > 0,
+      'rekorPublicKey* is not supported with pki',
+    ),
+  );
 
-  let signedIdentity: SignedIdentity = { type: 'matchRepoDigestOrExact' };
-  if (r.signedIdentity !== undefined) {
-    const parsed = signedIdentitySchema.safeParse(r.signedIdentity);
-    if (!parsed.success) throw ctx.invalid([...path, 'signedIdentity'], describeIssue(parsed.error.issues[0]!));
-    signedIdentity = parsed.data;
-  }
+const SIGNED_BY_KEY_TYPES = ['GPGKeys', 'signedByGPGKeys', 'X509Certificates', 'signedByX509CAs'];
 
+// Checked as strictly as containers/image does (policy_config.go), then denied at pull time.
+const signedBySchema = z
+  .strictObject(
+    {
+      type: z.literal('signedBy'),
+      keyType: z.optional(z.unknown()),
+      keyPath: z.optional(z.unknown()),
+      keyPaths: z.optional(z.unknown()),
+      keyData: z.optional(z.unknown()),
+      signedIdentity: z.optional(z.unknown()),
+    },
+    objectErrors('', ' for signedBy'),
+  )
+  .check(
+    z.superRefine((r, ctx) => {
+      if (!SIGNED_BY_KEY_TYPES.includes(String(r.keyType)))
+        ctx.issues.push({
+          code: 'custom',
+          message: `unknown signedBy keyType ${JSON.stringify(r.keyType)}`,
+          input: r,
+          path: ['keyType'],
+        });
+    }),
+    rule(
+      (r) => present(r, 'keyPath', 'keyPaths', 'keyData').length !== 1,
+      'exactly one of keyPath, keyPaths and keyData must be specified',
+    ),
+  );
+
+const requirementSchema = z.discriminatedUnion(
+  'type',
+  [
+    z.strictObject({ type: z.literal('insecureAcceptAnything') }, objectErrors('', ' for insecureAcceptAnything')),
+    z.strictObject({ type: z.literal('reject') }, objectErrors('', ' for reject')),
+    signedBySchema,
+    sigstoreSignedSchema,
+  ],
+  {
+    error: (iss) => {
+      const type = (iss.input as { type?: unknown } | undefined)?.type;
+      return iss.code === 'invalid_union' && typeof type === 'string'
+        ? `unknown requirement type ${JSON.stringify(type)}`
+        : 'a requirement must be an object with a "type"';
+    },
+  },
+);
+
+const requirementsSchema = z
+  .array(requirementSchema, { error: 'requirements must be a non-empty array' })
+  .check(z.minLength(1, 'requirements must be a non-empty array'));
+
+const documentSchema = z.strictObject(
+  {
+    default: z
+      .array(requirementSchema, { error: '"default" (an array of requirements) is mandatory' })
+      .check(z.minLength(1, 'requirements must be a non-empty array')),
+    transports: z.optional(
+      z.record(
+        z.string(),
+        z.record(z.string(), z.unknown(), { error: 'a transport must map scopes to requirement arrays' }),
+        { error: '"transports" must be an object' },
+      ),
+    ),
+  },
+  objectErrors('the document must be a JSON object'),
+);
+
+type RawRequirement = z.output<typeof requirementSchema>;
+type RawSigstoreSigned = z.output<typeof sigstoreSignedSchema>;
+
+/** Parses `value` (found at `path`) with `schema`; the first issue becomes the load error, at its line. */
+function validate<S extends z.ZodMiniType>(schema: S, value: unknown, path: Path, ctx: Ctx): z.output<S> {
+  const parsed = schema.safeParse(value, PARSE_OPTIONS);
+  if (parsed.success) return parsed.data;
+  // An unknown key first, as containers/image's strict decoder does: `defualt` is a typo, not a missing key.
+  const issues = parsed.error.issues;
+  const issue = issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0]!;
+  // An unknown key is reported at the key itself, as containers/image does.
+  const key = issue.code === 'unrecognized_keys' ? [issue.keys[0]!] : [];
+  const at = [...path, ...(issue.path as (string | number)[]), ...key];
+  const message = issue.message && issue.message !== 'Invalid input' ? issue.message : describeIssue(issue);
+  // fulcio.buildSignerURI is a feature pullguard lacks (POLICY_UNSUPPORTED), not a broken file.
+  throw at.at(-1) === 'buildSignerURI' ? ctx.unsupported(at, message) : ctx.invalid(at, message);
+}
+
+// The compile step: files are read and keys parsed here, after the shape is known to be right.
+
+function compileRequirements(reqs: readonly RawRequirement[], path: Path, ctx: Ctx): Requirement[] {
+  return reqs.map((r, i) => {
+    if (r.type !== 'sigstoreSigned') return { type: r.type };
+    try {
+      return { type: 'sigstoreSigned', spec: sigstoreSigned(r, [...path, i], ctx) };
+    } catch (e) {
+      if (e instanceof MaterialError) throw ctx.invalid([...path, i], e.message);
+      throw e;
+    }
+  });
+}
+
+function sigstoreSigned(r: RawSigstoreSigned, path: Path, ctx: Ctx): CosignSpec {
+  const pem = (b64: string) => Buffer.from(b64, 'base64');
   let rekorKeys: CosignKey[] = [];
-  if (r.rekorPublicKeyPath !== undefined) rekorKeys = [loadKey(str('rekorPublicKeyPath'), 0, 'Rekor public key')];
+  if (r.rekorPublicKeyPath !== undefined) rekorKeys = [loadKey(r.rekorPublicKeyPath, 0, 'Rekor public key')];
   if (r.rekorPublicKeyPaths !== undefined)
-    rekorKeys = strs('rekorPublicKeyPaths').map((p, i) => loadKey(p, i, 'Rekor public key'));
-  if (r.rekorPublicKeyData !== undefined) rekorKeys = [parsePublicKey(b64('rekorPublicKeyData'), 'rekorPublicKeyData')];
+    rekorKeys = r.rekorPublicKeyPaths.map((p, i) => loadKey(p, i, 'Rekor public key'));
+  if (r.rekorPublicKeyData !== undefined) rekorKeys = [parsePublicKey(pem(r.rekorPublicKeyData), 'rekorPublicKeyData')];
   if (r.rekorPublicKeyDatas !== undefined)
-    rekorKeys = (r.rekorPublicKeyDatas as unknown[]).map((d, i) =>
-      parsePublicKey(b64('rekorPublicKeyDatas', d), `rekorPublicKeyDatas[${i}]`),
-    );
-  if (r.rekorPublicKeyDatas !== undefined && rekorKeys.length === 0)
-    throw ctx.invalid([...path, 'rekorPublicKeyDatas'], 'contains no entries');
+    rekorKeys = r.rekorPublicKeyDatas.map((d, i) => parsePublicKey(pem(d), `rekorPublicKeyDatas[${i}]`));
   for (const k of rekorKeys)
     if (k.key.asymmetricKeyType !== 'ec') throw ctx.invalid(path, `Rekor public key ${k.source} is not ECDSA`);
-  const tlog = rekorKeys.length > 0;
 
   const base = {
     roots: [] as CosignCertificate[],
     intermediates: [] as CosignCertificate[],
     identities: [] as CosignIdentity[],
     rekorKeys,
-    tlog,
+    tlog: rekorKeys.length > 0,
     sct: false,
-    signedIdentity,
+    signedIdentity: r.signedIdentity ?? ({ type: 'matchRepoDigestOrExact' } as SignedIdentity),
     keys: [] as CosignKey[],
   };
 
-  if (r.keyPath !== undefined) return { ...base, mode: 'keys', keys: [loadKey(str('keyPath'), 0)] };
-  if (r.keyPaths !== undefined) return { ...base, mode: 'keys', keys: strs('keyPaths').map((p, i) => loadKey(p, i)) };
-  if (r.keyData !== undefined) return { ...base, mode: 'keys', keys: [parsePublicKey(b64('keyData'), 'keyData')] };
-  if (r.keyDatas !== undefined) {
-    const v = r.keyDatas;
-    if (!Array.isArray(v) || v.length === 0) throw ctx.invalid([...path, 'keyDatas'], '"keyDatas" contains no entries');
-    return { ...base, mode: 'keys', keys: v.map((d, i) => parsePublicKey(b64('keyDatas', d), `keyDatas[${i}]`)) };
-  }
+  if (r.keyPath !== undefined) return { ...base, mode: 'keys', keys: [loadKey(r.keyPath, 0)] };
+  if (r.keyPaths !== undefined) return { ...base, mode: 'keys', keys: r.keyPaths.map((p, i) => loadKey(p, i)) };
+  if (r.keyData !== undefined) return { ...base, mode: 'keys', keys: [parsePublicKey(pem(r.keyData), 'keyData')] };
+  if (r.keyDatas !== undefined)
+    return { ...base, mode: 'keys', keys: r.keyDatas.map((d, i) => parsePublicKey(pem(d), `keyDatas[${i}]`)) };
 
   if (r.fulcio !== undefined) {
     const f = r.fulcio;
-    const fp = [...path, 'fulcio'];
-    if (!isObject(f)) throw ctx.invalid(fp, '"fulcio" must be an object');
-    for (const k of Object.keys(f)) {
-      if (k === 'buildSignerURI')
-        throw ctx.unsupported(
-          [...fp, k],
-          "fulcio.buildSignerURI is not supported yet; use pullguard's native keyless identities (uri/uriRegexp)",
-        );
-      if (!['caPath', 'caData', 'oidcIssuer', 'subjectEmail'].includes(k))
-        throw ctx.invalid([...fp, k], `unknown field "${k}" in fulcio`);
-    }
-    if ((f.caPath === undefined) === (f.caData === undefined))
-      throw ctx.invalid(fp, 'exactly one of caPath and caData must be specified');
     const ca =
       f.caPath !== undefined
-        ? loadCertificates(str('caPath', f.caPath), 'Fulcio CA')
-        : parseCertificates(b64('caData', f.caData), 'fulcio.caData');
-    const issuer = str('oidcIssuer', f.oidcIssuer);
-    const email = str('subjectEmail', f.subjectEmail);
+        ? loadCertificates(f.caPath, 'Fulcio CA')
+        : parseCertificates(pem(f.caData!), 'fulcio.caData');
     // containers/image puts every caPath certificate in the root pool and checks the chain at the
     // Rekor SET's time; SCTs are not checked (see its fulcio_cert.go), so neither are they here.
-    return { ...base, mode: 'certificates', roots: ca, identities: [{ issuer, email }] };
+    return { ...base, mode: 'certificates', roots: ca, identities: [{ issuer: f.oidcIssuer, email: f.subjectEmail }] };
   }
 
-  const p = r.pki;
-  const pp = [...path, 'pki'];
-  if (!isObject(p)) throw ctx.invalid(pp, '"pki" must be an object');
-  for (const k of Object.keys(p)) {
-    if (
-      ![
-        'caRootsPath',
-        'caRootsData',
-        'caIntermediatesPath',
-        'caIntermediatesData',
-        'subjectEmail',
-        'subjectHostname',
-      ].includes(k)
-    )
-      throw ctx.invalid([...pp, k], `unknown field "${k}" in pki`);
-  }
-  if ((p.caRootsPath === undefined) === (p.caRootsData === undefined))
-    throw ctx.invalid(pp, 'exactly one of caRootsPath and caRootsData must be specified');
-  if (p.caIntermediatesPath !== undefined && p.caIntermediatesData !== undefined)
-    throw ctx.invalid(pp, 'caIntermediatesPath and caIntermediatesData cannot be used simultaneously');
-  if (p.subjectEmail === undefined && p.subjectHostname === undefined)
-    throw ctx.invalid(pp, 'at least one of subjectEmail, subjectHostname must be specified');
+  const p = r.pki!;
   const roots =
     p.caRootsPath !== undefined
-      ? loadCertificates(str('caRootsPath', p.caRootsPath), 'PKI root')
-      : parseCertificates(b64('caRootsData', p.caRootsData), 'pki.caRootsData');
+      ? loadCertificates(p.caRootsPath, 'PKI root')
+      : parseCertificates(pem(p.caRootsData!), 'pki.caRootsData');
   const intermediates =
     p.caIntermediatesPath !== undefined
-      ? parseCertificates(
-          readMaterial(str('caIntermediatesPath', p.caIntermediatesPath), 'PKI intermediates'),
-          String(p.caIntermediatesPath),
-        )
+      ? parseCertificates(readMaterial(p.caIntermediatesPath, 'PKI intermediates'), p.caIntermediatesPath)
       : p.caIntermediatesData !== undefined
-        ? parseCertificates(b64('caIntermediatesData', p.caIntermediatesData), 'pki.caIntermediatesData')
+        ? parseCertificates(pem(p.caIntermediatesData), 'pki.caIntermediatesData')
         : [];
-  const identity: CosignIdentity = {
-    email: p.subjectEmail !== undefined ? str('subjectEmail', p.subjectEmail) : undefined,
-    hostname: p.subjectHostname !== undefined ? str('subjectHostname', p.subjectHostname) : undefined,
-  };
+  const identity: CosignIdentity = { email: p.subjectEmail, hostname: p.subjectHostname };
   // containers/image verifies a pki certificate at the current time, with no log: tlog and sct stay off.
   return { ...base, mode: 'certificates', roots, intermediates, identities: [identity] };
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function lineOf(doc: Document, lc: LineCounter, path: readonly (string | number)[]): number | undefined {
