@@ -1,5 +1,5 @@
 import { DeadlineExceeded, type Deadline } from '../common/deadline.js';
-import { asPullguardError, PullguardError } from '../common/errors.js';
+import { asPullguardError, type PullguardError } from '../common/errors.js';
 import type { Policy, Rule } from '../policy/model.js';
 import { RuleMatcher, type RuleMatch } from '../policy/match.js';
 import type { ArtifactClass, DiscoveryResult, RegistryClient } from '../registry/types.js';
