@@ -79,7 +79,7 @@ async function verifyRule(rule: Rule, subject: Subject, registry: () => Registry
       classes: new Set<ArtifactClass>(),
       signatureRepository: needs.signatureRepository,
     };
-    needs.classes.forEach((c) => lookup.classes.add(c));
+    for (const c of needs.classes) lookup.classes.add(c);
     lookups.set(key, lookup);
     return { authority, verifier, lookup };
   });

@@ -137,7 +137,7 @@ describe('dist/pullguard, the single executable', () => {
       expect(r.ms).toBeGreaterThan(900);
       expect(r.ms).toBeLessThan(1500 + 700);
     } finally {
-      sockets.forEach((s) => s.destroy());
+      for (const s of sockets) s.destroy();
       tarpit.close();
     }
   });

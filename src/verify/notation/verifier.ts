@@ -22,7 +22,6 @@ import {
 } from '../../policy/notation/trust-policy.js';
 import { loadTrustStore } from './truststore.js';
 
-export const NOTARY_SIGNATURE = 'application/vnd.cncf.notary.signature';
 export const THUMBPRINT_ANNOTATION = 'io.cncf.notary.x509chain.thumbprint#S256';
 
 const CHECK_ORDER: readonly CheckType[] = ['integrity', 'authenticity', 'expiry', 'authenticTimestamp', 'revocation'];
@@ -146,7 +145,7 @@ async function authenticTimestamp(
   } catch (e) {
     return { ok: false, detail: (e as Error).message };
   }
-  let ts;
+  let ts: ReturnType<typeof verifyTimestampToken>;
   try {
     ts = verifyTimestampToken(env.timestampToken, env.signature, tsa);
   } catch (e) {
@@ -161,7 +160,7 @@ async function authenticTimestamp(
     }
   }
   // notation 1.2+ checks the TSA chain's revocation as part of this check (revoked or unknown fails it).
-  let rev;
+  let rev: Awaited<ReturnType<typeof checkRevocation>>;
   try {
     rev = await checkRevocation(ts.chain, ctx.spec.revocation, ctx.deadline, ctx.now);
   } catch (e) {
@@ -198,7 +197,7 @@ async function checkIntegrity(
       detail: `the signature requires verification plugin "${env.verificationPlugin}", which pullguard does not run`,
     };
   }
-  let target;
+  let target: ReturnType<typeof parsePayload>;
   try {
     target = parsePayload(env.payload);
   } catch (e) {
@@ -349,7 +348,7 @@ async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureRes
   if (ctx.st.enforcement.revocation === 'skip') {
     rec.skipped('revocation', 'revocation checking is skipped by the trust policy');
   } else {
-    let out;
+    let out: Awaited<ReturnType<typeof checkRevocation>>;
     try {
       out = await checkRevocation(chain, ctx.spec.revocation, ctx.deadline, ctx.now);
     } catch (e) {
