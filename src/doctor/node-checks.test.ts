@@ -55,8 +55,9 @@ describe('running-node checks', () => {
       by(run({ daemon: { pid: 42, startedAtMs: 1_000_000, configArg: '/etc/k3s/containerd.toml' } }), 'FAIL')[0],
     ).toMatch(
       new RegExp(
-        /started with --config \/etc\/k3s\/containerd\.toml, but doctor checked \/etc\/containerd\/config\.toml/
-          .source + /.*fix: run pullguard doctor --containerd-config \/etc\/k3s\/containerd\.toml/.source,
+        /started with --config \/etc\/k3s\/containerd\.toml, /.source +
+          /but doctor checked \/etc\/containerd\/config\.toml/.source +
+          /.*fix: run pullguard doctor --containerd-config \/etc\/k3s\/containerd\.toml/.source,
       ),
     );
     const changed = run({

@@ -108,8 +108,8 @@ describe('refusals (nothing is written)', () => {
     expect(() => plan(files)).toThrow(
       new RegExp(
         /discard_unpacked_layers = true /.source +
-          /\(plugins."io.containerd.cri.v1.images".discard_unpacked_layers in \/etc\/containerd\/conf.d\/zz.toml\)/
-            .source,
+          /\(plugins."io.containerd.cri.v1.images".discard_unpacked_layers /.source +
+          /in \/etc\/containerd\/conf.d\/zz.toml\)/.source,
       ),
     );
   });
