@@ -11,15 +11,9 @@ import { formatDn, isSubsetDn } from '../../common/dn.js';
 import { MEDIA_TYPE_COSE, MEDIA_TYPE_JWS, parsePayload, type Envelope } from './envelope.js';
 import { parseJws } from './jws.js';
 import { checkRevocation } from './revocation.js';
-import type { NotationSpec } from '../../policy/notation/spec.js';
+import type { NotationStatementSpec } from '../../policy/notation/spec.js';
 import { verifyTimestampToken } from './timestamp.js';
-import {
-  selectStatement,
-  type Action,
-  type CheckType,
-  type Statement,
-  type TrustStoreType,
-} from '../../policy/notation/trust-policy.js';
+import type { Action, CheckType, Statement, TrustStoreType } from '../../policy/notation/trust-policy.js';
 import { loadTrustStore } from './truststore.js';
 
 export const THUMBPRINT_ANNOTATION = 'io.cncf.notary.x509chain.thumbprint#S256';
@@ -57,7 +51,7 @@ class CheckRecorder {
 }
 
 interface Ctx {
-  readonly spec: NotationSpec;
+  readonly spec: NotationStatementSpec;
   readonly st: Statement;
   readonly subject: Subject;
   readonly deadline: Deadline;
@@ -400,25 +394,7 @@ async function verifyAt(
   const head = { authority: authority.name, kind: 'notation' };
   const { spec } = authority;
   const repository = repositoryOf(subject.reference);
-  const st = spec.select === 'fixed' ? spec.statements[0] : selectStatement(spec.statements, repository);
-  if (!st) {
-    return {
-      ...head,
-      satisfied: false,
-      reason:
-        `no notation trust policy statement in ${spec.source} applies to ${repository} ` +
-        '(no exact scope and no "*")',
-      code: 'SIGNATURE_UNTRUSTED',
-      signatures: [],
-    };
-  }
-  if (st.level === 'skip')
-    return {
-      ...head,
-      satisfied: true,
-      reason: `signature verification skipped by notation trust policy statement "${st.name}" (level skip)`,
-      signatures: [],
-    };
+  const st = spec.statement;
 
   const sigs = artifacts.filter((a) => a.class === 'notation');
   if (sigs.length === 0) {
