@@ -426,7 +426,7 @@ export class Authenticator {
     }
     if (service) url.searchParams.set('service', service);
     url.searchParams.append('scope', scope);
-    let res;
+    let res: Awaited<ReturnType<typeof this.transport.send>>;
     const common = {
       maxBytes: 1024 * 1024,
       what: `a pull token for ${scope}`,

@@ -33,7 +33,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const servers: FakeRegistry[] = [];
 const clients: DistributionClient[] = [];
 afterEach(async () => {
-  clients.splice(0).forEach((c) => c.close());
+  for (const c of clients.splice(0)) c.close();
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
@@ -457,15 +457,13 @@ describe('hostile registry', () => {
       const page = Number(url.searchParams.get('page') ?? 0);
       const headers: Record<string, string> = { 'content-type': OCI_INDEX };
       if (page < 3) headers.link = `<${url.pathname}?page=${page + 1}>; rel="next"`;
-      res
-        .writeHead(200, headers)
-        .end(
-          JSON.stringify({
-            schemaVersion: 2,
-            mediaType: OCI_INDEX,
-            manifests: manifests.slice(page * 250, page * 250 + 250),
-          }),
-        );
+      res.writeHead(200, headers).end(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_INDEX,
+          manifests: manifests.slice(page * 250, page * 250 + 250),
+        }),
+      );
       return true;
     };
     const c = client();
