@@ -201,27 +201,32 @@ const objectErrors = (wrong: string, suffix = '') => ({
   error: (iss: { code: string; keys?: string[] }) =>
     iss.code === 'unrecognized_keys' ? `unknown field "${iss.keys![0]}"${suffix}` : wrong,
 });
-const nonEmptyString = (k: string) =>
-  z.string({ error: `"${k}" must be a non-empty string` }).check(z.minLength(1, `"${k}" must be a non-empty string`));
-const nonEmptyStrings = (k: string) =>
-  z
-    .array(nonEmptyString(k), { error: `"${k}" must be a non-empty array of strings` })
-    .check(z.minLength(1, `"${k}" must be a non-empty array of strings`));
+// Field schemas are shared: one zod instance is ~2.5 KiB of the startup snapshot, so there is one per
+// kind of field, not one per key. Their issues carry a `field:<kind>` tag that validate() turns into the
+// message with the field's name (FIELD_MESSAGES).
+const FIELD_MESSAGES: Record<string, (k: string) => string> = {
+  string: (k) => `"${k}" must be a non-empty string`,
+  strings: (k) => `"${k}" must be a non-empty array of strings`,
+  base64: (k) => `"${k}" must be base64 (of the PEM data)`,
+  entries: (k) => `"${k}" contains no entries`,
+};
+const nonEmptyString = z.string({ error: 'field:string' }).check(z.minLength(1, 'field:string'));
+const optionalString = z.optional(nonEmptyString);
+const optionalStrings = z.optional(
+  z.array(nonEmptyString, { error: 'field:strings' }).check(z.minLength(1, 'field:strings')),
+);
 // Go decodes []byte JSON fields from base64: keyData and friends are base64 of the PEM text.
-const base64 = (k: string) =>
-  nonEmptyString(k).check(
-    refineWith(
-      (s: string) => /^[A-Za-z0-9+/]*={0,2}$/.test(s) && s.length % 4 === 0,
-      `"${k}" must be base64 (of the PEM data)`,
-    ),
-  );
-const base64s = (k: string) =>
-  z.array(base64(k), { error: `"${k}" contains no entries` }).check(z.minLength(1, `"${k}" contains no entries`));
+const base64 = nonEmptyString.check(
+  refineWith((s: string) => /^[A-Za-z0-9+/]*={0,2}$/.test(s) && s.length % 4 === 0, 'field:base64'),
+);
+const optionalBase64 = z.optional(base64);
+const optionalBase64s = z.optional(z.array(base64, { error: 'field:entries' }).check(z.minLength(1, 'field:entries')));
 const present = (v: Record<string, unknown>, ...ks: string[]) => ks.filter((k) => v[k] !== undefined);
-/** A check of the whole object, with containers/image's message. */
-const rule = <T extends Record<string, unknown>>(bad: (v: T) => boolean, message: string, path: string[] = []) =>
+/** The checks of a whole object, in order, each with containers/image's message; the first that fails counts. */
+const rules = <T extends Record<string, unknown>>(...checks: [bad: (v: T) => boolean, message: string][]) =>
   z.superRefine((v: T, ctx) => {
-    if (bad(v)) ctx.issues.push({ code: 'custom', message, input: v, path });
+    const failed = checks.find(([bad]) => bad(v));
+    if (failed) ctx.issues.push({ code: 'custom', message: failed[1], input: v });
   });
 
 const signedIdentity = z.pipe(
@@ -243,44 +248,46 @@ const fulcioSchema = z
             "fulcio.buildSignerURI is not supported yet; use pullguard's native keyless identities (uri/uriRegexp)",
         }),
       ),
-      caPath: z.optional(nonEmptyString('caPath')),
-      caData: z.optional(base64('caData')),
-      oidcIssuer: nonEmptyString('oidcIssuer'),
-      subjectEmail: nonEmptyString('subjectEmail'),
+      caPath: optionalString,
+      caData: optionalBase64,
+      oidcIssuer: nonEmptyString,
+      subjectEmail: nonEmptyString,
     },
     objectErrors('"fulcio" must be an object', ' in fulcio'),
   )
   .check(
-    rule(
+    rules([
       (f) => (f.caPath === undefined) === (f.caData === undefined),
       'exactly one of caPath and caData must be specified',
-    ),
+    ]),
   );
 
 const pkiSchema = z
   .strictObject(
     {
-      caRootsPath: z.optional(nonEmptyString('caRootsPath')),
-      caRootsData: z.optional(base64('caRootsData')),
-      caIntermediatesPath: z.optional(nonEmptyString('caIntermediatesPath')),
-      caIntermediatesData: z.optional(base64('caIntermediatesData')),
-      subjectEmail: z.optional(nonEmptyString('subjectEmail')),
-      subjectHostname: z.optional(nonEmptyString('subjectHostname')),
+      caRootsPath: optionalString,
+      caRootsData: optionalBase64,
+      caIntermediatesPath: optionalString,
+      caIntermediatesData: optionalBase64,
+      subjectEmail: optionalString,
+      subjectHostname: optionalString,
     },
     objectErrors('"pki" must be an object', ' in pki'),
   )
   .check(
-    rule(
-      (p) => (p.caRootsPath === undefined) === (p.caRootsData === undefined),
-      'exactly one of caRootsPath and caRootsData must be specified',
-    ),
-    rule(
-      (p) => p.caIntermediatesPath !== undefined && p.caIntermediatesData !== undefined,
-      'caIntermediatesPath and caIntermediatesData cannot be used simultaneously',
-    ),
-    rule(
-      (p) => p.subjectEmail === undefined && p.subjectHostname === undefined,
-      'at least one of subjectEmail, subjectHostname must be specified',
+    rules(
+      [
+        (p) => (p.caRootsPath === undefined) === (p.caRootsData === undefined),
+        'exactly one of caRootsPath and caRootsData must be specified',
+      ],
+      [
+        (p) => p.caIntermediatesPath !== undefined && p.caIntermediatesData !== undefined,
+        'caIntermediatesPath and caIntermediatesData cannot be used simultaneously',
+      ],
+      [
+        (p) => p.subjectEmail === undefined && p.subjectHostname === undefined,
+        'at least one of subjectEmail, subjectHostname must be specified',
+      ],
     ),
   );
 
@@ -290,36 +297,35 @@ const sigstoreSignedSchema = z
   .strictObject(
     {
       type: z.literal('sigstoreSigned'),
-      keyPath: z.optional(nonEmptyString('keyPath')),
-      keyPaths: z.optional(nonEmptyStrings('keyPaths')),
-      keyData: z.optional(base64('keyData')),
-      keyDatas: z.optional(base64s('keyDatas')),
+      keyPath: optionalString,
+      keyPaths: optionalStrings,
+      keyData: optionalBase64,
+      keyDatas: optionalBase64s,
       fulcio: z.optional(fulcioSchema),
       pki: z.optional(pkiSchema),
-      rekorPublicKeyPath: z.optional(nonEmptyString('rekorPublicKeyPath')),
-      rekorPublicKeyPaths: z.optional(nonEmptyStrings('rekorPublicKeyPaths')),
-      rekorPublicKeyData: z.optional(base64('rekorPublicKeyData')),
-      rekorPublicKeyDatas: z.optional(base64s('rekorPublicKeyDatas')),
+      rekorPublicKeyPath: optionalString,
+      rekorPublicKeyPaths: optionalStrings,
+      rekorPublicKeyData: optionalBase64,
+      rekorPublicKeyDatas: optionalBase64s,
       signedIdentity: z.optional(signedIdentity),
     },
     objectErrors('', ' for sigstoreSigned'),
   )
   .check(
-    rule(
-      (r) => present(r, 'keyPath', 'keyPaths', 'keyData', 'keyDatas', 'fulcio', 'pki').length !== 1,
-      'exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio, and pki must be specified',
-    ),
-    rule(
-      (r) => present(r, ...REKOR_KEYS).length > 1,
-      'at most one of rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData and rekorPublicKeyDatas can be used',
-    ),
-    rule(
-      (r) => r.fulcio !== undefined && present(r, ...REKOR_KEYS).length === 0,
-      'a Rekor public key (rekorPublicKey*) must be specified if fulcio is used',
-    ),
-    rule(
-      (r) => r.pki !== undefined && present(r, ...REKOR_KEYS).length > 0,
-      'rekorPublicKey* is not supported with pki',
+    rules(
+      [
+        (r) => present(r, 'keyPath', 'keyPaths', 'keyData', 'keyDatas', 'fulcio', 'pki').length !== 1,
+        'exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio, and pki must be specified',
+      ],
+      [
+        (r) => present(r, ...REKOR_KEYS).length > 1,
+        'at most one of rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData and rekorPublicKeyDatas can be used',
+      ],
+      [
+        (r) => r.fulcio !== undefined && present(r, ...REKOR_KEYS).length === 0,
+        'a Rekor public key (rekorPublicKey*) must be specified if fulcio is used',
+      ],
+      [(r) => r.pki !== undefined && present(r, ...REKOR_KEYS).length > 0, 'rekorPublicKey* is not supported with pki'],
     ),
   );
 
@@ -340,18 +346,14 @@ const signedBySchema = z
   )
   .check(
     z.superRefine((r, ctx) => {
-      if (!SIGNED_BY_KEY_TYPES.includes(String(r.keyType)))
-        ctx.issues.push({
-          code: 'custom',
-          message: `unknown signedBy keyType ${JSON.stringify(r.keyType)}`,
-          input: r,
-          path: ['keyType'],
-        });
+      if (!SIGNED_BY_KEY_TYPES.includes(String(r.keyType))) {
+        const message = `unknown signedBy keyType ${JSON.stringify(r.keyType)}`;
+        ctx.issues.push({ code: 'custom', message, input: r, path: ['keyType'] });
+      } else if (present(r, 'keyPath', 'keyPaths', 'keyData').length !== 1) {
+        const message = 'exactly one of keyPath, keyPaths and keyData must be specified';
+        ctx.issues.push({ code: 'custom', message, input: r });
+      }
     }),
-    rule(
-      (r) => present(r, 'keyPath', 'keyPaths', 'keyData').length !== 1,
-      'exactly one of keyPath, keyPaths and keyData must be specified',
-    ),
   );
 
 const requirementSchema = z.discriminatedUnion(
@@ -405,7 +407,14 @@ function validate<S extends z.ZodMiniType>(schema: S, value: unknown, path: Path
   // An unknown key is reported at the key itself, as containers/image does.
   const key = issue.code === 'unrecognized_keys' ? [issue.keys[0]!] : [];
   const at = [...path, ...(issue.path as (string | number)[]), ...key];
-  const message = issue.message && issue.message !== 'Invalid input' ? issue.message : describeIssue(issue);
+  const field = FIELD_MESSAGES[/^field:(\w+)$/.exec(issue.message)?.[1] ?? ''];
+  // A field's name is the last key on the path (`keyPaths` for keyPaths[1]).
+  const name = String([...issue.path].reverse().find((p) => typeof p === 'string'));
+  const message = field
+    ? field(name)
+    : issue.message && issue.message !== 'Invalid input'
+      ? issue.message
+      : describeIssue(issue);
   // fulcio.buildSignerURI is a feature pullguard lacks (POLICY_UNSUPPORTED), not a broken file.
   throw at.at(-1) === 'buildSignerURI' ? ctx.unsupported(at, message) : ctx.invalid(at, message);
 }
