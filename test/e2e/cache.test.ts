@@ -101,8 +101,13 @@ beforeAll(async () => {
   // notation: a leaf that expires ~20 s from now, under a CA in the trust store.
   pki = Pki.create();
   nt = notationSandbox();
-  const root = pki.issue('root', { kind: 'p256', subject: '/O=Acme/CN=Acme Cache Root', ca: true });
-  const leaf = pki.issue('leaf', { kind: 'p256', subject: '/O=Acme/CN=acme-shortlived', issuer: root, endSeconds: 20 });
+  const root = await pki.issue('root', { kind: 'p256', subject: '/O=Acme/CN=Acme Cache Root', ca: true });
+  const leaf = await pki.issue('leaf', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=acme-shortlived',
+    issuer: root,
+    endSeconds: 20,
+  });
   leafNotAfter = Date.parse(new X509Certificate(readFileSync(leaf.cert)).validTo);
   nt.addKey('short', leaf.key, pki.bundle('short', [leaf, root]));
   nt.trust('ca', 'acme', root.cert);

@@ -206,8 +206,8 @@ beforeAll(async () => {
   const crlUrl = `http://127.0.0.1:${(crlServer.address() as AddressInfo).port}/root.crl`;
   nt = notationSandbox();
   pki = Pki.create();
-  const root = pki.issue('root', { kind: 'p256', subject: '/O=Acme/CN=Acme CRL Root', ca: true });
-  const leaf = pki.issue('leaf', {
+  const root = await pki.issue('root', { kind: 'p256', subject: '/O=Acme/CN=Acme CRL Root', ca: true });
+  const leaf = await pki.issue('leaf', {
     kind: 'p256',
     subject: '/O=Acme/CN=acme-signer',
     issuer: root,
