@@ -14,7 +14,6 @@ import { connect, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Deadline } from '../../src/common/deadline.js';
 import { DistributionClient } from '../../src/registry/client.js';
@@ -23,6 +22,7 @@ import { cosign, cosignOk } from '../helpers/cosign.js';
 import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
 import { pushImage, pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
+import { waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, ROOT } from '../helpers/tools.js';
 import { runVerifier } from '../helpers/verifier.js';
@@ -36,16 +36,22 @@ let policy: string;
 let emptyHosts: string;
 const img: Record<'legacy' | 'bundle' | 'notation', PushedImage> = {} as never;
 
+let markers = 0;
+
 /** Access-log lines (one per HTTP request that reached the registry) written while `fn` ran. */
 async function logged(reg: Registry, fn: () => Promise<unknown>): Promise<string[]> {
   const from = reg.daemon.output().length;
   await fn();
-  await sleep(200); // the registry writes its log asynchronously
+  // The registry logs a request after answering it. Instead of sleeping, send one more request, after
+  // all of fn's were answered, and wait for its line: the event that says the log has caught up.
+  const marker = `/v2/?pullguard-log-marker=${++markers}`;
+  await (await fetch(`${reg.url}${marker}`)).arrayBuffer();
+  await waitFor('the registry to log the marker request', () => reg.daemon.output().slice(from).includes(marker));
   return reg.daemon
     .output()
     .slice(from)
     .split('\n')
-    .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l))
+    .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l) && !l.includes(marker))
     .map((l) => /"(\S+ \S+)/.exec(l)![1]!);
 }
 
