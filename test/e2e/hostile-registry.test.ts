@@ -27,7 +27,8 @@ import {
   startHostileRegistry,
   type HostileRegistry,
 } from '../helpers/hostile-registry.js';
-import { notationSandbox, Pki, RegistryWriter, type NotationSandbox } from '../helpers/notation.js';
+import { notationSandbox, RegistryWriter, type NotationSandbox } from '../helpers/notation.js';
+import { Pki } from '../helpers/pki.js';
 import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';

@@ -14,15 +14,14 @@ import {
   notationSandbox,
   OCSP_SIGNER_EXT,
   ocspIndex,
-  Pki,
   PkiServer,
   RegistryWriter,
   runAsync,
   startOcspResponder,
   TSA_EXT,
-  type Issued,
   type NotationSandbox,
 } from '../helpers/notation.js';
+import { Pki, type Issued } from '../helpers/pki.js';
 import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { freePort, type Daemon } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';

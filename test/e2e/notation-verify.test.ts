@@ -9,7 +9,8 @@ import { createRegistryClient } from '../../src/registry/index.js';
 import { clearTrustStoreCache } from '../../src/verify/notation/truststore.js';
 import { notationVerifier } from '../../src/verify/notation/verifier.js';
 import { decidePinned } from '../helpers/decide.js';
-import { notationSandbox, Pki, RegistryWriter, type Issued, type NotationSandbox } from '../helpers/notation.js';
+import { notationSandbox, RegistryWriter, type NotationSandbox } from '../helpers/notation.js';
+import { Pki, type Issued } from '../helpers/pki.js';
 import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 

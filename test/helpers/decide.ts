@@ -7,18 +7,16 @@ import type { Decision } from '../../src/verdict/decision.js';
 
 /**
  * pullguard's whole decision, in process, for `host/repo@digest` (the policy -> discovery -> verify ->
- * verdict spine the executable runs), against the real registry the reference names. `deadline`
- * (default 20 s) is the run's budget; a test that passes one can ask afterwards whether it fired.
+ * verdict spine the executable runs), against the real registry the reference names.
  */
 export async function decidePinned(
   policy: Policy,
   pinned: string,
   descriptor?: { mediaType: string; size: number },
-  given?: Deadline,
 ): Promise<Decision> {
   const ref = parseReference(pinned);
   if (!ref.digest) throw new Error(`decidePinned needs repo@digest, got ${pinned}`);
-  const deadline = given ?? new Deadline(20_000);
+  const deadline = new Deadline(20_000);
   try {
     const subject = {
       reference: { domain: ref.domain, path: ref.path, digest: ref.digest },
@@ -31,6 +29,6 @@ export async function decidePinned(
     const { decision } = await decide(subject, policy, () => createRegistryClient(policy.registry), deadline);
     return decision;
   } finally {
-    if (!given) deadline.dispose();
+    deadline.dispose();
   }
 }

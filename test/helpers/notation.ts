@@ -14,7 +14,6 @@ import { tool } from './tools.js';
  * and a sandboxed real notation 1.3.2 (HOME and XDG_CONFIG_HOME in a temp dir) for signing and for the
  * reference verdict.
  */
-export { type Issued, type KeyKind, Pki } from './pki.js';
 
 /** Kept under its old name for the tests that import it from here: test/helpers/exec.ts. */
 export { exec as runAsync } from './exec.js';

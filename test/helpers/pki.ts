@@ -39,7 +39,7 @@ export interface IssueOptions {
 }
 
 /** Extensions of a CA certificate (RFC 5280 4.2.1.9), optionally with a path length constraint. */
-export function caExt(pathLen?: number): string {
+function caExt(pathLen?: number): string {
   return [
     `basicConstraints=critical,CA:TRUE${pathLen !== undefined ? `,pathlen:${pathLen}` : ''}`,
     'keyUsage=critical,keyCertSign,cRLSign',
@@ -48,7 +48,7 @@ export function caExt(pathLen?: number): string {
 }
 
 /** Extensions of a code-signing leaf, as notation requires (digitalSignature, EKU codeSigning). */
-export const CODE_SIGNING_EXT = [
+const CODE_SIGNING_EXT = [
   'basicConstraints=CA:FALSE',
   'keyUsage=critical,digitalSignature',
   'extendedKeyUsage=codeSigning',
@@ -56,7 +56,7 @@ export const CODE_SIGNING_EXT = [
 ].join('\n');
 
 /** openssl's GeneralizedTime, YYYYMMDDHHMMSSZ. */
-export const generalizedTime = (d: Date): string => `${d.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
+const generalizedTime = (d: Date): string => `${d.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
 
 const openssl = (args: string[]): Promise<Buffer> => execOk('openssl', args, { timeoutMs: 60_000 });
 

@@ -9,12 +9,11 @@ import {
   OCSP_SIGNER_EXT,
   ocspIndex,
   ocspRespond,
-  Pki,
   PkiServer,
   runAsync,
-  type Issued,
   type OcspResponderOpts,
 } from '../../../test/helpers/notation.js';
+import { Pki, type Issued } from '../../../test/helpers/pki.js';
 import { freePort } from '../../../test/helpers/proc.js';
 import { Deadline } from '../../common/deadline.js';
 import { MalformedInputError } from '../../common/malformed.js';
