@@ -8,7 +8,7 @@
  * Also: a loopback registry is asked over plain http first (no `tls` on the path) and a loopback TLS
  * registry is still found over https, as containerd's https-with-http-fallback finds it.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
@@ -22,6 +22,7 @@ import { cosign, cosignOk } from '../helpers/cosign.js';
 import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
 import { pushImage, pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
+import { Pki, tlsServer } from '../helpers/pki.js';
 import { waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, ROOT } from '../helpers/tools.js';
@@ -228,46 +229,23 @@ describe('requests per format, beside the CLIs', () => {
 describe('TLS: one full handshake per host', () => {
   test('the requests of one verification resume the first TLS session (keep-alive, session reuse)', async () => {
     // A TLS terminator in front of the real registry, with the CA given by hosts.toml as for a remote one.
-    const dir = mkdtempSync(join(work, 'tls-front-'));
-    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'k.pem',
-      '-out',
-      'c.pem',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-days',
-      '2',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
+    const cert = await tlsServer(Pki.create(mkdtempSync(join(work, 'tls-front-'))), 'front');
     let full = 0;
     let resumed = 0;
-    const front = createTlsServer(
-      { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) },
-      (tls) => {
-        if (tls.isSessionReused()) resumed++;
-        else full++;
-        const up = connect(registry.port, '127.0.0.1');
-        tls.pipe(up).pipe(tls);
-        const close = () => (tls.destroy(), up.destroy());
-        tls.on('error', close).on('close', close);
-        up.on('error', close);
-      },
-    );
+    const front = createTlsServer({ key: readFileSync(cert.key), cert: readFileSync(cert.cert) }, (tls) => {
+      if (tls.isSessionReused()) resumed++;
+      else full++;
+      const up = connect(registry.port, '127.0.0.1');
+      tls.pipe(up).pipe(tls);
+      const close = () => (tls.destroy(), up.destroy());
+      tls.on('error', close).on('close', close);
+      up.on('error', close);
+    });
     await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
     const host = `127.0.0.1:${(front.address() as AddressInfo).port}`;
     try {
       const toml = containerdConfig({
-        [host]: `server = "https://${host}"\nca = ${JSON.stringify(join(dir, 'c.pem'))}\n`,
+        [host]: `server = "https://${host}"\nca = ${JSON.stringify(cert.cert)}\n`,
       });
       const image = { ...img.notation, ref: img.notation.ref.replace(registry.host, host) };
       const requests = await observed(image, ['notation', 'cosign-legacy', 'cosign-bundle'], toml);
@@ -304,30 +282,10 @@ describe('loopback registries, as containerd finds them', () => {
   });
 
   test('a loopback TLS registry without hosts.toml is found over https after one plain-http attempt', async () => {
-    const dir = mkdtempSync(join(work, 'tls-'));
-    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'srv.key',
-      '-out',
-      'srv.pem',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-days',
-      '2',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
-    const tls = await startRegistry({ tls: { cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') } });
+    const srv = await tlsServer(Pki.create(mkdtempSync(join(work, 'tls-'))), 'srv');
+    const tls = await startRegistry({ tls: { cert: srv.cert, key: srv.key } });
     try {
-      process.env.SSL_CERT_FILE = join(dir, 'srv.pem'); // for oras
+      process.env.SSL_CERT_FILE = srv.cert; // for oras
       let image: PushedImage;
       try {
         image = pushTestImage(tls.host, 'rt/tls', 'v1', `round-trips-tls-${Date.now()}`, { plainHttp: false });
@@ -345,7 +303,7 @@ describe('loopback registries, as containerd finds them', () => {
           '--new-bundle-format=false',
           `${tls.host}/rt/tls@${image.digest}`,
         ],
-        { SSL_CERT_FILE: join(dir, 'srv.pem') },
+        { SSL_CERT_FILE: srv.cert },
       );
       const requests = await observed(image, ['cosign-legacy']);
       // containerd: https with skip_verify, http only when the server answers TLS with HTTP. Here: one

@@ -13,7 +13,7 @@ import * as CBOR from '@atcute/cbor';
 import * as CID from '@atcute/cid';
 import { P256Keypair, Secp256k1Keypair, type Keypair } from '@atproto/crypto';
 import { getRecords, MemoryBlockstore, Repo, WriteOpAction } from '@atproto/repo';
-import { type CaChain, makeCaChain } from './pki.js';
+import { type CaChain, makeCaChain, tlsServer } from './pki.js';
 import type { RegistryWriter } from './notation.js';
 
 export const COLLECTION = 'io.atcr.manifest';
@@ -148,16 +148,9 @@ export interface TestPds {
 
 /** The PDS's TLS certificate (localhost, 127.0.0.1) from the chain's intermediate; cert is leaf + intermediate. */
 async function serverCertificate(chain: CaChain): Promise<{ cert: string; key: string }> {
-  const server = await chain.pki.issue('server', {
-    kind: 'p256',
+  const server = await tlsServer(chain.pki, 'server', {
     subject: '/O=pullguard test pds/CN=localhost',
     issuer: chain.intermediate,
-    ext: [
-      'basicConstraints=critical,CA:FALSE',
-      'keyUsage=critical,digitalSignature',
-      'extendedKeyUsage=serverAuth',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ].join('\n'),
   });
   return { cert: chain.pki.bundle('server', [server, chain.intermediate]), key: server.key };
 }

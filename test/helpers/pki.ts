@@ -180,3 +180,24 @@ export async function makeCaChain(dir: string, name = 'pullguard test'): Promise
   const chainPem = pki.bundle('cosign', [intermediate, root]);
   return { pki, dir, root, intermediate, rootPem, intermediatePem, chainPem };
 }
+
+/**
+ * A TLS server certificate for 127.0.0.1 and localhost (2 days), issued by `issuer`. Without one it is
+ * self-signed and, as `openssl req -x509` makes it, also a CA: a client can be given it as its CA file.
+ */
+export function tlsServer(
+  pki: Pki,
+  name: string,
+  opts: { issuer?: Issued; subject?: string; kind?: KeyKind } = {},
+): Promise<Issued> {
+  const role = opts.issuer
+    ? ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature']
+    : ['basicConstraints=critical,CA:TRUE', 'subjectKeyIdentifier=hash'];
+  return pki.issue(name, {
+    kind: opts.kind ?? 'p256',
+    subject: opts.subject ?? '/CN=127.0.0.1',
+    ...(opts.issuer ? { issuer: opts.issuer } : {}),
+    ext: [...role, 'extendedKeyUsage=serverAuth', 'subjectAltName=IP:127.0.0.1,DNS:localhost'].join('\n'),
+    endSeconds: 2 * 86400,
+  });
+}
