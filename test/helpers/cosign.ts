@@ -156,12 +156,13 @@ export async function openssl(args: string[], cwd: string): Promise<string> {
 /**
  * A code-signing leaf from the chain's intermediate, as cosign wants it: email SAN, EKU codeSigning,
  * critical digitalSignature, and the Fulcio issuer extensions (.1.1 raw, .1.8 DER UTF8String).
- * `seconds`: its lifetime from now (openssl ca sets validity to the second; negative: already expired). Returns the paths of the leaf certificate and its key (PKCS#8 EC, or RSA when asked).
+ * `seconds`: its lifetime from now (openssl ca sets validity to the second). Returns the paths of the leaf
+ * certificate and its key (PKCS#8 EC, or RSA when asked).
  */
 export async function makeLeaf(
   chain: CaChain,
   name: string,
-  opts: { email?: string; issuer?: string; rsa?: boolean; seconds?: number; startSeconds?: number } = {},
+  opts: { email?: string; issuer?: string; rsa?: boolean; seconds?: number } = {},
 ): Promise<Issued> {
   const issuer = Buffer.from(opts.issuer ?? 'https://issuer.example.com', 'utf8');
   const ext = [
@@ -180,7 +181,7 @@ export async function makeLeaf(
     issuer: chain.intermediate,
     ext,
     // Not back-dated: cosign checks the chain at the leaf's NotBefore, when the CA must already exist.
-    startSeconds: opts.startSeconds ?? 0,
+    startSeconds: 0,
     endSeconds: opts.seconds ?? 365 * 86400,
   });
 }
