@@ -51,14 +51,22 @@ const once = (policy) => {
   if (r.status !== 0 || r.stderr.includes('warning')) throw new Error(`unexpected: ${r.status} ${r.stdout}${r.stderr}`);
   return ms;
 };
-for (let i = 0; i < 3; i++) once(off), once(on);
+for (let i = 0; i < 3; i++) {
+  once(off);
+  once(on);
+}
 cpu.off = 0;
 cpu.on = 0;
 const t = { off: [], on: [] };
 for (let i = 0; i < runs; i++) {
   // Alternate which goes first, so neither always runs in the other's wake.
-  if (i % 2 === 0) t.off.push(once(off)), t.on.push(once(on));
-  else t.on.push(once(on)), t.off.push(once(off));
+  if (i % 2 === 0) {
+    t.off.push(once(off));
+    t.on.push(once(on));
+  } else {
+    t.on.push(once(on));
+    t.off.push(once(off));
+  }
 }
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const mOff = median(t.off);

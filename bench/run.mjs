@@ -302,7 +302,6 @@ async function main() {
     const size = (p) => statSync(p).size;
     const date = new Date().toISOString();
     const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Linux ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`;
-    const groups = { a: '(a) cosign key signature', b: '(b) notation signature', c: '(c) start-up floor' };
     const table = [
       '| | command | median | p90 | HTTP requests | peak RSS |',
       '| --- | --- | ---: | ---: | ---: | ---: |',

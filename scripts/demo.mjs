@@ -30,7 +30,6 @@ const bold = paint('1');
 const green = paint('32');
 const red = paint('31');
 const dim = paint('2');
-const cyan = paint('36');
 /** Set on SIGINT/SIGTERM: the demo is being torn down, and what is still in flight must not print. */
 let stopping = false;
 const say = (s = '') => {

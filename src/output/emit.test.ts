@@ -39,6 +39,7 @@ describe('the event line is one plain line that starts with our verdict (issue 8
     );
     expect(line).toMatch(/^denied 127\.0\.0\.1:5201\/prod\/app@sha256:aaaaaaaaaaaa/);
     expect(line).not.toMatch(
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the test asserts that no control character reaches the line
       /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3000\ufeff]|[\ud800-\udfff]/,
     );
   });

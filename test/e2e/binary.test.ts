@@ -139,7 +139,7 @@ describe('dist/pullguard, the single executable', () => {
       expect(r.ms).toBeGreaterThan(900);
       expect(r.ms).toBeLessThan(WELL_INSIDE_MS);
     } finally {
-      sockets.forEach((s) => s.destroy());
+      for (const s of sockets) s.destroy();
       tarpit.close();
     }
   });

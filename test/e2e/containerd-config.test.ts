@@ -33,7 +33,7 @@ function write(rel: string, text: string): string {
 }
 
 /** containerd's own answer. */
-export function dumpOf(main: string): {
+function dumpOf(main: string): {
   plugins: Record<string, Table>;
   version: number;
   disabled: string[];

@@ -197,7 +197,7 @@ beforeAll(async () => {
   await floodWithNestedReferrers('cosign/nested-only', img.nestedOnly);
   await floodWithNestedBlobs('cosign/nested-blobs', img.nestedBlobs);
   // Item 8: the referrers tag answers 404 with 200 KiB of HTML; blobs answer 302 with 200 KiB of HTML.
-  hostile.on(path(new RegExp(`^/v2/cosign/err-body/manifests/sha256-[0-9a-f]{64}$`)), bigBody(404, 200 * 1024));
+  hostile.on(path(/^\/v2\/cosign\/err-body\/manifests\/sha256-[0-9a-f]{64}$/), bigBody(404, 200 * 1024));
   hostile.on(
     (q, u) => q.method === 'GET' && /^\/v2\/cosign\/err-body\/blobs\/sha256:/.test(u.pathname),
     (req, res, url) => bigBody(302, 200 * 1024, { location: `${registry.url}${url.pathname}` })(req, res, url),

@@ -8,6 +8,7 @@ import { loadPolicy } from '../../src/policy/load.js';
 import { createRegistryClient } from '../../src/registry/index.js';
 import { clearTrustStoreCache } from '../../src/verify/notation/truststore.js';
 import { notationVerifier } from '../../src/verify/notation/verifier.js';
+import { resolveAuthority } from '../../src/policy/resolve.js';
 import { decidePinned } from '../helpers/decide.js';
 import { notationSandbox, RegistryWriter, type NotationSandbox } from '../helpers/notation.js';
 import { Pki, type Issued } from '../helpers/pki.js';
@@ -366,8 +367,10 @@ describe('notation verifier on its own', () => {
       );
       expect(found.artifacts.length).toBe(1);
       const rule = policy.rules.find((r) => r.name === 'rsa3072-jws')!;
-      const authority = rule.authorities[0]!;
-      if (authority.kind !== 'notation') throw new Error('expected a notation authority');
+      const resolution = resolveAuthority(rule.authorities[0]!, `${registry.host}/rsa3072-jws`);
+      if (!('verify' in resolution) || resolution.verify.kind !== 'notation')
+        throw new Error('expected a notation authority');
+      const authority = resolution.verify;
       const res = await notationVerifier.verify(
         authority,
         {

@@ -141,7 +141,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  clients.forEach((c) => c.close());
+  for (const c of clients) c.close();
   await Promise.all(registries.map((r) => r.stop()));
   rmSync(work, { recursive: true, force: true });
 });

@@ -237,7 +237,10 @@ describe('TLS: one full handshake per host', () => {
       else full++;
       const up = connect(registry.port, '127.0.0.1');
       tls.pipe(up).pipe(tls);
-      const close = () => (tls.destroy(), up.destroy());
+      const close = () => {
+        tls.destroy();
+        up.destroy();
+      };
       tls.on('error', close).on('close', close);
       up.on('error', close);
     });

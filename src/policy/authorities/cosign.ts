@@ -73,12 +73,29 @@ export interface TrustedRootFile {
   readonly json: unknown;
 }
 
-export interface CosignSpec {
-  readonly mode: 'keys' | 'certificates' | 'keyless';
+/** A cosign authority, by what it trusts: keys, a private CA's certificates, or Sigstore keyless. */
+export type CosignSpec = CosignKeysSpec | CosignCertificatesSpec | CosignKeylessSpec;
+
+export interface CosignKeysSpec extends CosignCommonSpec {
+  readonly mode: 'keys';
   readonly keys: readonly CosignKey[];
+}
+
+/** Signing certificates that chain to the policy's own roots (containers-policy fulcio/pki, or `certificates`). */
+export interface CosignCertificatesSpec extends CosignCommonSpec {
+  readonly mode: 'certificates';
   readonly roots: readonly CosignCertificate[];
   readonly intermediates: readonly CosignCertificate[];
   readonly identities: readonly CosignIdentity[];
+}
+
+/** Fulcio certificates under the trusted root (embedded or `trustedRoot`). */
+export interface CosignKeylessSpec extends CosignCommonSpec {
+  readonly mode: 'keyless';
+  readonly identities: readonly CosignIdentity[];
+}
+
+interface CosignCommonSpec {
   /** undefined: the Sigstore public-good root embedded in the executable. */
   readonly trustedRoot?: TrustedRootFile;
   readonly rekorKeys: readonly CosignKey[];
@@ -375,14 +392,13 @@ export function compileCosignSpec(
   const sct = raw.sct ?? mode === 'keyless';
   // keyless with tlog: false is allowed, but Fulcio certificates live ten minutes: without a log time
   // only a bundle carrying an RFC 3161 timestamp from a trusted TSA can still pass.
-  return {
-    mode,
-    keys: (raw.keys ?? []).map((k, i) => loadKey(k, i)),
-    roots: (raw.certificates?.roots ?? []).flatMap((r) => loadCertificates(r, 'root certificate')),
-    intermediates: (raw.certificates?.intermediates ?? []).flatMap((r) =>
-      loadCertificates(r, 'intermediate certificate'),
-    ),
-    identities: (raw.identities ?? []).map(compileIdentity),
+  const keys = (raw.keys ?? []).map((k, i) => loadKey(k, i));
+  const roots = (raw.certificates?.roots ?? []).flatMap((r) => loadCertificates(r, 'root certificate'));
+  const intermediates = (raw.certificates?.intermediates ?? []).flatMap((r) =>
+    loadCertificates(r, 'intermediate certificate'),
+  );
+  const identities = (raw.identities ?? []).map(compileIdentity);
+  const common: CosignCommonSpec = {
     trustedRoot: raw.trustedRoot !== undefined ? loadTrustedRoot(raw.trustedRoot) : undefined,
     rekorKeys: (raw.rekorKeys ?? []).map((k, i) => loadKey(k, i, 'Rekor key')),
     tlog,
@@ -390,6 +406,14 @@ export function compileCosignSpec(
     signatureRepository: raw.signatureRepository,
     signedIdentity: raw.signedIdentity ?? defaultSignedIdentity,
   };
+  switch (mode) {
+    case 'keys':
+      return { ...common, mode, keys };
+    case 'certificates':
+      return { ...common, mode, roots, intermediates, identities };
+    case 'keyless':
+      return { ...common, mode, identities };
+  }
 }
 
 /** The schema registered for `cosign:` in the native policy: validates, then compiles (reads files). */

@@ -1,5 +1,5 @@
 import { bundleFromJSON, type Bundle, type TransparencyLogEntry } from '@sigstore/bundle';
-import { RFC3161Timestamp } from '@sigstore/core';
+import type { RFC3161Timestamp } from '@sigstore/core';
 import { toSignedEntity } from '@sigstore/verify';
 import {
   COSIGN_SIGN_PREDICATE,

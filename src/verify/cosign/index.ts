@@ -15,7 +15,13 @@ import type { TransparencyLogEntry } from '@sigstore/bundle';
 import type { Deadline } from '../../common/deadline.js';
 import { shortDigest } from '../../common/digest.js';
 import { isPullguardError, type ErrorCode } from '../../common/errors.js';
-import type { CosignKey, CosignSpec } from '../../policy/authorities/cosign.js';
+import type {
+  CosignCertificatesSpec,
+  CosignKey,
+  CosignKeylessSpec,
+  CosignKeysSpec,
+  CosignSpec,
+} from '../../policy/authorities/cosign.js';
 import type { ArtifactClass, SignatureArtifact } from '../../registry/types.js';
 import { Checks, Rejection } from '../checks.js';
 import type { AuthorityResult, SignatureResult, Subject, Verifier } from '../types.js';
@@ -257,7 +263,7 @@ function chainOrSct(entity: SignedEntity, leaf: X509Certificate, material: Trust
 
 // --- public keys -------------------------------------------------------------------------------------------
 
-function verifyWithKeys(parsed: ParsedSignature, spec: CosignSpec, trust: AuthorityTrust, checks: Checks): string {
+function verifyWithKeys(parsed: ParsedSignature, spec: CosignKeysSpec, trust: AuthorityTrust, checks: Checks): string {
   const tlogEntries = spec.tlog ? parsed.tlogEntries : [];
   const failures: { key: CosignKey; error: unknown }[] = [];
   for (const key of spec.keys) {
@@ -324,7 +330,7 @@ function recordTlog(spec: CosignSpec, parsed: ParsedSignature, checks: Checks): 
 
 function verifyWithCertificate(
   parsed: ParsedSignature,
-  spec: CosignSpec,
+  spec: CosignCertificatesSpec | CosignKeylessSpec,
   trust: AuthorityTrust,
   checks: Checks,
 ): string {

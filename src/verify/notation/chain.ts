@@ -82,7 +82,7 @@ function checkCryptography(c: Certificate): void {
 
 function validateCa(c: Certificate, expectedPathLen: number, timestamp: boolean): void {
   const bc = c.basicConstraints;
-  if (!bc || !bc.ca || !bc.critical)
+  if (!bc?.ca || !bc.critical)
     throw new MalformedInputError(
       `CA certificate ${c.subjectText}: basicConstraints must be present, critical, with cA=true`,
     );
@@ -115,7 +115,7 @@ function validateLeaf(c: Certificate, purpose: 'codeSigning' | 'timeStamping'): 
     );
   const eku = c.extKeyUsage;
   if (purpose === 'timeStamping') {
-    if (!eku || eku.oids.length !== 1 || eku.oids[0] !== OID.ekuTimeStamping || !eku.critical) {
+    if (eku?.oids.length !== 1 || eku.oids[0] !== OID.ekuTimeStamping || !eku.critical) {
       throw new MalformedInputError(
         `TSA certificate ${c.subjectText}: extendedKeyUsage must be critical and timeStamping only`,
       );

@@ -124,7 +124,7 @@ async function fetchCrl(url: string, settings: RevocationSettings, deadline: Dea
     }
   }
   const pending = inflight.get(key);
-  if (pending) return pending;
+  if (pending !== undefined) return pending;
   const p = download(url, key, settings, deadline);
   inflight.set(key, p);
   try {

@@ -11,10 +11,9 @@ import { formatDn, isSubsetDn } from '../../common/dn.js';
 import { MEDIA_TYPE_COSE, MEDIA_TYPE_JWS, parsePayload, type Envelope } from './envelope.js';
 import { parseJws } from './jws.js';
 import { checkRevocation } from './revocation.js';
-import type { NotationSpec } from '../../policy/notation/spec.js';
+import type { NotationStatementSpec } from '../../policy/notation/spec.js';
 import { verifyTimestampToken } from './timestamp.js';
 import {
-  selectStatement,
   type Action,
   type CheckType,
   type Statement,
@@ -22,7 +21,6 @@ import {
 } from '../../policy/notation/trust-policy.js';
 import { loadTrustStore } from './truststore.js';
 
-export const NOTARY_SIGNATURE = 'application/vnd.cncf.notary.signature';
 export const THUMBPRINT_ANNOTATION = 'io.cncf.notary.x509chain.thumbprint#S256';
 
 const CHECK_ORDER: readonly CheckType[] = ['integrity', 'authenticity', 'expiry', 'authenticTimestamp', 'revocation'];
@@ -58,7 +56,7 @@ class CheckRecorder {
 }
 
 interface Ctx {
-  readonly spec: NotationSpec;
+  readonly spec: NotationStatementSpec;
   readonly st: Statement;
   readonly subject: Subject;
   readonly deadline: Deadline;
@@ -146,7 +144,7 @@ async function authenticTimestamp(
   } catch (e) {
     return { ok: false, detail: (e as Error).message };
   }
-  let ts;
+  let ts: ReturnType<typeof verifyTimestampToken>;
   try {
     ts = verifyTimestampToken(env.timestampToken, env.signature, tsa);
   } catch (e) {
@@ -161,7 +159,7 @@ async function authenticTimestamp(
     }
   }
   // notation 1.2+ checks the TSA chain's revocation as part of this check (revoked or unknown fails it).
-  let rev;
+  let rev: Awaited<ReturnType<typeof checkRevocation>>;
   try {
     rev = await checkRevocation(ts.chain, ctx.spec.revocation, ctx.deadline, ctx.now);
   } catch (e) {
@@ -198,7 +196,7 @@ async function checkIntegrity(
       detail: `the signature requires verification plugin "${env.verificationPlugin}", which pullguard does not run`,
     };
   }
-  let target;
+  let target: ReturnType<typeof parsePayload>;
   try {
     target = parsePayload(env.payload);
   } catch (e) {
@@ -349,7 +347,7 @@ async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureRes
   if (ctx.st.enforcement.revocation === 'skip') {
     rec.skipped('revocation', 'revocation checking is skipped by the trust policy');
   } else {
-    let out;
+    let out: Awaited<ReturnType<typeof checkRevocation>>;
     try {
       out = await checkRevocation(chain, ctx.spec.revocation, ctx.deadline, ctx.now);
     } catch (e) {
@@ -389,23 +387,7 @@ async function verifyAt(
   const head = { authority: authority.name, kind: 'notation' };
   const { spec } = authority;
   const repository = repositoryOf(subject.reference);
-  const st = spec.select === 'fixed' ? spec.statements[0] : selectStatement(spec.statements, repository);
-  if (!st) {
-    return {
-      ...head,
-      satisfied: false,
-      reason: `no notation trust policy statement in ${spec.source} applies to ${repository} (no exact scope and no "*")`,
-      code: 'SIGNATURE_UNTRUSTED',
-      signatures: [],
-    };
-  }
-  if (st.level === 'skip')
-    return {
-      ...head,
-      satisfied: true,
-      reason: `signature verification skipped by notation trust policy statement "${st.name}" (level skip)`,
-      signatures: [],
-    };
+  const st = spec.statement;
 
   const sigs = artifacts.filter((a) => a.class === 'notation');
   if (sigs.length === 0) {
