@@ -118,7 +118,10 @@ export class MaterialError extends PullguardError {
 
 const MAX_MATERIAL_BYTES = 1024 * 1024;
 
-/** Reads an absolute path, capped; relative paths are refused because containerd's working directory is not ours to guess. */
+/**
+ * Reads an absolute path, capped; relative paths are refused because containerd's working directory is not ours to
+ * guess.
+ */
 export function readMaterial(path: string, what: string): Buffer {
   if (!isAbsolute(path)) throw new MaterialError(`${what} path ${JSON.stringify(path)} must be absolute`);
   try {
@@ -142,8 +145,11 @@ export function pemBlocks(text: string, type: string): Buffer[] {
 export function describeKey(key: KeyObject): string {
   const d = key.asymmetricKeyDetails;
   switch (key.asymmetricKeyType) {
-    case 'ec':
-      return `ECDSA ${d?.namedCurve === 'prime256v1' ? 'P-256' : d?.namedCurve === 'secp384r1' ? 'P-384' : d?.namedCurve === 'secp521r1' ? 'P-521' : String(d?.namedCurve)}`;
+    case 'ec': {
+      const c = d?.namedCurve;
+      const name = c === 'prime256v1' ? 'P-256' : c === 'secp384r1' ? 'P-384' : c === 'secp521r1' ? 'P-521' : String(c);
+      return `ECDSA ${name}`;
+    }
     case 'rsa':
       return `RSA-${d?.modulusLength ?? '?'}`;
     case 'ed25519':
@@ -218,7 +224,8 @@ export function loadTrustedRoot(path: string): TrustedRootFile {
   const mt = (json as { mediaType?: unknown } | null)?.mediaType;
   if (typeof mt !== 'string' || !mt.startsWith('application/vnd.dev.sigstore.trustedroot')) {
     throw new MaterialError(
-      `trusted root ${path} has mediaType ${JSON.stringify(mt)}; expected application/vnd.dev.sigstore.trustedroot+json`,
+      `trusted root ${path} has mediaType ${JSON.stringify(mt)}; expected ` +
+        'application/vnd.dev.sigstore.trustedroot+json',
     );
   }
   return { source: path, json };
@@ -323,7 +330,10 @@ const identitySchema = z
         (v) => v !== undefined,
       );
       if (san.length === 0)
-        return 'an identity needs a subject constraint: subject, subjectRegexp, email, emailRegexp, uri, uriRegexp or hostname';
+        return (
+          'an identity needs a subject constraint: subject, subjectRegexp, email, emailRegexp, uri, ' +
+          'uriRegexp or hostname'
+        );
       return undefined;
     }),
   );

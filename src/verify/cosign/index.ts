@@ -153,7 +153,8 @@ async function judge(
       checks.fail(
         'digest',
         'SIGNATURE_INVALID',
-        `signed for ${parsed.signedDigests.map(shortDigest).join(', ') || 'no digest'}, not the pulled ${shortDigest(want)}`,
+        `signed for ${parsed.signedDigests.map(shortDigest).join(', ') || 'no digest'}, not the pulled ` +
+          `${shortDigest(want)}`,
       );
     }
     checks.pass('digest', `signed digest is ${shortDigest(want)}`);
@@ -213,10 +214,11 @@ function tlogTimestamps(entries: readonly TransparencyLogEntry[]): SignedEntity[
 
 function describeTlog(entries: readonly TransparencyLogEntry[]): string {
   return entries
-    .map(
-      (e) =>
-        `Rekor logIndex ${e.logIndex}${e.inclusionPromise ? ' (SET)' : ''}${e.inclusionProof ? ' (inclusion proof)' : ''}`,
-    )
+    .map((e) => {
+      const set = e.inclusionPromise ? ' (SET)' : '';
+      const proof = e.inclusionProof ? ' (inclusion proof)' : '';
+      return `Rekor logIndex ${e.logIndex}${set}${proof}`;
+    })
     .join(', ');
 }
 
@@ -302,7 +304,8 @@ function verifyWithKeys(parsed: ParsedSignature, spec: CosignKeysSpec, trust: Au
     checks.fail(
       'signature',
       'SIGNATURE_INVALID',
-      `signature does not verify with the trusted ${named.description} key ${named.source} it names: the signature or payload was altered${ed}`,
+      `signature does not verify with the trusted ${named.description} key ${named.source} it names: ` +
+        `the signature or payload was altered${ed}`,
     );
   const keys =
     spec.keys.length === 1
@@ -390,10 +393,9 @@ function verifyWithCertificate(
           : 'TSA time',
       )
       .join(', ');
-    checks.pass(
-      'certificate-chain',
-      `chains to a trusted CA (${trust.rootSource === 'none' ? 'policy roots' : spec.mode === 'keyless' ? trust.rootSource : 'policy roots'}) at ${when}`,
-    );
+    const roots =
+      trust.rootSource === 'none' ? 'policy roots' : spec.mode === 'keyless' ? trust.rootSource : 'policy roots';
+    checks.pass('certificate-chain', `chains to a trusted CA (${roots}) at ${when}`);
     if (spec.sct) checks.pass('sct', 'embedded SCT verified');
     recordTlog(spec, parsed, checks);
     checks.pass('signature', `verified with the certificate key of ${who}`);
@@ -414,7 +416,8 @@ function verifyWithCertificate(
       return checks.fail(
         'certificate-chain',
         'SIGNATURE_UNTRUSTED',
-        `certificate of ${who} does not chain to a trusted CA at ${now.toISOString()} (no log or TSA time to check it at instead): ${errorText(e)}`,
+        `certificate of ${who} does not chain to a trusted CA at ${now.toISOString()} ` +
+          `(no log or TSA time to check it at instead): ${errorText(e)}`,
       );
     }
     checks.pass('certificate-chain', `chains to a trusted CA now (${path.length} certificates; no log or TSA time)`);

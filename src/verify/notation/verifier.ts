@@ -13,12 +13,7 @@ import { parseJws } from './jws.js';
 import { checkRevocation } from './revocation.js';
 import type { NotationStatementSpec } from '../../policy/notation/spec.js';
 import { verifyTimestampToken } from './timestamp.js';
-import {
-  type Action,
-  type CheckType,
-  type Statement,
-  type TrustStoreType,
-} from '../../policy/notation/trust-policy.js';
+import type { Action, CheckType, Statement, TrustStoreType } from '../../policy/notation/trust-policy.js';
 import { loadTrustStore } from './truststore.js';
 
 export const THUMBPRINT_ANNOTATION = 'io.cncf.notary.x509chain.thumbprint#S256';
@@ -154,7 +149,9 @@ async function authenticTimestamp(
     if (ts.earliest < c.notBefore || ts.latest > c.notAfter) {
       return {
         ok: false,
-        detail: `timestamp ${ts.earliest.toISOString()}..${ts.latest.toISOString()} is not inside the validity of certificate ${c.subjectText}`,
+        detail:
+          `timestamp ${ts.earliest.toISOString()}..${ts.latest.toISOString()} is not inside the ` +
+          `validity of certificate ${c.subjectText}`,
       };
     }
   }
@@ -207,10 +204,14 @@ async function checkIntegrity(
     const signed = `${target.mediaType} ${shortDigest(target.digest)} (${target.size} bytes)`;
     return {
       ok: false,
-      detail: `signature is for ${signed}, not the pulled ${want.mediaType} ${shortDigest(want.digest)} (${want.size} bytes)`,
+      detail:
+        `signature is for ${signed}, not the pulled ${want.mediaType} ${shortDigest(want.digest)} ` +
+        `(${want.size} bytes)`,
     };
   }
-  const detail = `${env.format.toUpperCase()} ${env.alg} signature over ${shortDigest(want.digest)} verifies with ${chain[0]!.subjectText}`;
+  const detail =
+    `${env.format.toUpperCase()} ${env.alg} signature over ${shortDigest(want.digest)} ` +
+    `verifies with ${chain[0]!.subjectText}`;
   return { ok: true, detail, env, chain };
 }
 
@@ -224,7 +225,9 @@ function checkAuthenticity(env: Envelope, chain: readonly Certificate[], ctx: Ct
   if (refs.length === 0) {
     return {
       ok: false,
-      detail: `no trusted certificates: signing scheme ${env.signingScheme} needs a ${type} trust store, and statement "${ctx.st.name}" has none`,
+      detail:
+        `no trusted certificates: signing scheme ${env.signingScheme} needs a ${type} trust store, ` +
+        `and statement "${ctx.st.name}" has none`,
     };
   }
   let anchors: Certificate[];
@@ -238,7 +241,9 @@ function checkAuthenticity(env: Envelope, chain: readonly Certificate[], ctx: Ct
     const stores = refs.map((r) => `${r.type}:${r.name}`).join(', ');
     return {
       ok: false,
-      detail: `no certificate of the chain (root ${chain[chain.length - 1]!.subjectText}) is in trust store(s) ${stores}`,
+      detail:
+        `no certificate of the chain (root ${chain[chain.length - 1]!.subjectText}) is in ` +
+        `trust store(s) ${stores}`,
     };
   }
   const ids = ctx.st.trustedIdentities;
@@ -250,7 +255,9 @@ function checkAuthenticity(env: Envelope, chain: readonly Certificate[], ctx: Ct
     if (!ids.some((id) => isSubsetDn(id.dn, subj))) {
       return {
         ok: false,
-        detail: `signing certificate subject "${formatDn(subj)}" matches none of the trusted identities of statement "${ctx.st.name}"`,
+        detail:
+          `signing certificate subject "${formatDn(subj)}" matches none of the trusted identities ` +
+          `of statement "${ctx.st.name}"`,
       };
     }
   }
@@ -267,12 +274,12 @@ async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureRes
   const done = (code?: ErrorCode, signer?: string): SignatureResult => {
     const lost = rec.failedEnforced;
     const logged = rec.checks.filter((c) => c.result === 'fail' && c.enforcement === 'logged').map((c) => c.check);
+    const signedBy = signer ? ` (signed by ${signer})` : '';
+    const loggedFailures = logged.length ? `; logged failures: ${logged.join(', ')}` : '';
     return {
       ...base,
       valid: !lost,
-      reason: lost
-        ? `${lost.check} failed: ${lost.detail}`
-        : `verified${signer ? ` (signed by ${signer})` : ''}${logged.length ? `; logged failures: ${logged.join(', ')}` : ''}`,
+      reason: lost ? `${lost.check} failed: ${lost.detail}` : `verified${signedBy}${loggedFailures}`,
       code: lost ? (code ?? (lost.check === 'authenticity' ? 'SIGNATURE_UNTRUSTED' : 'SIGNATURE_INVALID')) : undefined,
       signer,
       checks: rec.finish(),
@@ -406,7 +413,9 @@ async function verifyAt(
     return {
       ...head,
       satisfied: true,
-      reason: `notation signature ${shortDigest(good.artifact)} ${good.reason} under statement "${st.name}" (${st.level})`,
+      reason:
+        `notation signature ${shortDigest(good.artifact)} ${good.reason} under statement ` +
+        `"${st.name}" (${st.level})`,
       signatures: results,
     };
   }
