@@ -577,7 +577,8 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     const r = await c.discover(req(up, img.digest, ['cosign-legacy', 'notation']), d);
     expect(r.artifacts).toHaveLength(1);
     const share = new RegExp(
-      `mirror ${mirror.host} failed \\(REGISTRY_UNREACHABLE: ${mirror.host} did not answer within (\\d+(?:\\.\\d+)?m?s)`,
+      `mirror ${mirror.host} failed \\(REGISTRY_UNREACHABLE: ${mirror.host} ` +
+        'did not answer within (\\d+(?:\\.\\d+)?m?s)',
     ).exec(r.notes.join('\n'));
     expect(share).not.toBeNull();
     // Deadline-based: the mirror's share is a part of the 3 s, and the upstream decided before it ran out.
