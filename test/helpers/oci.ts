@@ -25,7 +25,10 @@ export interface TarEntry {
   readonly mode?: number;
 }
 
-/** A ustar archive of regular files: each test image gets a real, unpackable layer, and import archives their layout. */
+/**
+ * A ustar archive of regular files: each test image gets a real, unpackable layer, and import archives their
+ * layout.
+ */
 export function tar(entries: readonly TarEntry[]): Buffer {
   const parts: Buffer[] = [];
   for (const { name, content, mode = 0o644 } of entries) {
