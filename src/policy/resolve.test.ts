@@ -14,7 +14,8 @@ function notationAuthority(statements: object[]) {
   const d = mkdtempSync(join(dir, 'n-'));
   mkdirSync(join(d, 'truststore'));
   writeFileSync(join(d, 'trustpolicy.json'), JSON.stringify({ version: '1.0', trustPolicies: statements }));
-  const text = `version: 1\nrules:\n  - {name: r, match: "**", action: verify, authorities: [{notation: {config: ${d}}}]}\n`;
+  const text =
+    'version: 1\nrules:\n' + `  - {name: r, match: "**", action: verify, authorities: [{notation: {config: ${d}}}]}\n`;
   return parsePolicyText(text, 'p.yaml').rules[0]!.authorities[0]!;
 }
 const strict = (name: string, scopes: string[]) => ({
@@ -58,7 +59,9 @@ describe('resolveAuthority: policy settles what it can before any verifier runs'
   it('cosign: nothing for policy to settle; the authority goes to its verifier unchanged', () => {
     const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' });
     writeFileSync(join(dir, 'k.pub'), key);
-    const text = `version: 1\nrules:\n  - {name: r, match: "**", action: verify, authorities: [{cosign: {keys: [${dir}/k.pub]}}]}\n`;
+    const text =
+      'version: 1\nrules:\n' +
+      `  - {name: r, match: "**", action: verify, authorities: [{cosign: {keys: [${dir}/k.pub]}}]}\n`;
     const a = parsePolicyText(text, 'p.yaml').rules[0]!.authorities[0]!;
     expect(resolveAuthority(a, 'r.example/app')).toEqual({ verify: a });
   });

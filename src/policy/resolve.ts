@@ -25,7 +25,9 @@ export function resolveAuthority(authority: Authority, repository: string): Reso
     return {
       settled: {
         satisfied: false,
-        reason: `no notation trust policy statement in ${spec.source} applies to ${repository} (no exact scope and no "*")`,
+        reason:
+          `no notation trust policy statement in ${spec.source} applies to ${repository}` +
+          ' (no exact scope and no "*")',
         code: 'SIGNATURE_UNTRUSTED',
       },
     };

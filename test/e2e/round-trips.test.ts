@@ -8,21 +8,22 @@
  * Also: a loopback registry is asked over plain http first (no `tls` on the path) and a loopback TLS
  * registry is still found over https, as containerd's https-with-http-fallback finds it.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Deadline } from '../../src/common/deadline.js';
 import { DistributionClient } from '../../src/registry/client.js';
 import type { ArtifactClass } from '../../src/registry/types.js';
 import { cosign, cosignOk } from '../helpers/cosign.js';
 import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
-import { pushImage, pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
+import { Pki, tlsServer } from '../helpers/pki.js';
+import { waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, ROOT } from '../helpers/tools.js';
 import { runVerifier } from '../helpers/verifier.js';
@@ -36,16 +37,22 @@ let policy: string;
 let emptyHosts: string;
 const img: Record<'legacy' | 'bundle' | 'notation', PushedImage> = {} as never;
 
+let markers = 0;
+
 /** Access-log lines (one per HTTP request that reached the registry) written while `fn` ran. */
 async function logged(reg: Registry, fn: () => Promise<unknown>): Promise<string[]> {
   const from = reg.daemon.output().length;
   await fn();
-  await sleep(200); // the registry writes its log asynchronously
+  // The registry logs a request after answering it. Instead of sleeping, send one more request, after
+  // all of fn's were answered, and wait for its line: the event that says the log has caught up.
+  const marker = `/v2/?pullguard-log-marker=${++markers}`;
+  await (await fetch(`${reg.url}${marker}`)).arrayBuffer();
+  await waitFor('the registry to log the marker request', () => reg.daemon.output().slice(from).includes(marker));
   return reg.daemon
     .output()
     .slice(from)
     .split('\n')
-    .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l))
+    .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l) && !l.includes(marker))
     .map((l) => /"(\S+ \S+)/.exec(l)![1]!);
 }
 
@@ -81,7 +88,7 @@ beforeAll(async () => {
   home = join(work, 'cosign-home');
   key = join(work, 'release');
   for (const k of ['legacy', 'bundle', 'notation'] as const) {
-    img[k] = await pushImage(registry.host, `rt/${k}`, 'v1', `round-trips-${k}-${Date.now()}`);
+    img[k] = await pushTestImage(registry.host, `rt/${k}`, 'v1', `round-trips-${k}-${Date.now()}`);
   }
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', key]);
   for (const [image, bundle] of [
@@ -227,49 +234,26 @@ describe('requests per format, beside the CLIs', () => {
 describe('TLS: one full handshake per host', () => {
   test('the requests of one verification resume the first TLS session (keep-alive, session reuse)', async () => {
     // A TLS terminator in front of the real registry, with the CA given by hosts.toml as for a remote one.
-    const dir = mkdtempSync(join(work, 'tls-front-'));
-    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'k.pem',
-      '-out',
-      'c.pem',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-days',
-      '2',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
+    const cert = await tlsServer(Pki.create(mkdtempSync(join(work, 'tls-front-'))), 'front');
     let full = 0;
     let resumed = 0;
-    const front = createTlsServer(
-      { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) },
-      (tls) => {
-        if (tls.isSessionReused()) resumed++;
-        else full++;
-        const up = connect(registry.port, '127.0.0.1');
-        tls.pipe(up).pipe(tls);
-        const close = () => {
-          tls.destroy();
-          up.destroy();
-        };
-        tls.on('error', close).on('close', close);
-        up.on('error', close);
-      },
-    );
+    const front = createTlsServer({ key: readFileSync(cert.key), cert: readFileSync(cert.cert) }, (tls) => {
+      if (tls.isSessionReused()) resumed++;
+      else full++;
+      const up = connect(registry.port, '127.0.0.1');
+      tls.pipe(up).pipe(tls);
+      const close = () => {
+        tls.destroy();
+        up.destroy();
+      };
+      tls.on('error', close).on('close', close);
+      up.on('error', close);
+    });
     await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
     const host = `127.0.0.1:${(front.address() as AddressInfo).port}`;
     try {
       const toml = containerdConfig({
-        [host]: `server = "https://${host}"\nca = ${JSON.stringify(join(dir, 'c.pem'))}\n`,
+        [host]: `server = "https://${host}"\nca = ${JSON.stringify(cert.cert)}\n`,
       });
       const image = { ...img.notation, ref: img.notation.ref.replace(registry.host, host) };
       const requests = await observed(image, ['notation', 'cosign-legacy', 'cosign-bundle'], toml);
@@ -306,33 +290,13 @@ describe('loopback registries, as containerd finds them', () => {
   });
 
   test('a loopback TLS registry without hosts.toml is found over https after one plain-http attempt', async () => {
-    const dir = mkdtempSync(join(work, 'tls-'));
-    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'srv.key',
-      '-out',
-      'srv.pem',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-days',
-      '2',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
-    const tls = await startRegistry({ tls: { cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') } });
+    const srv = await tlsServer(Pki.create(mkdtempSync(join(work, 'tls-'))), 'srv');
+    const tls = await startRegistry({ tls: { cert: srv.cert, key: srv.key } });
     try {
-      process.env.SSL_CERT_FILE = join(dir, 'srv.pem'); // for oras
+      process.env.SSL_CERT_FILE = srv.cert; // for oras
       let image: PushedImage;
       try {
-        image = pushTestImage(tls.host, 'rt/tls', 'v1', `round-trips-tls-${Date.now()}`, { plainHttp: false });
+        image = await pushTestImage(tls.host, 'rt/tls', 'v1', `round-trips-tls-${Date.now()}`, { plainHttp: false });
       } finally {
         delete process.env.SSL_CERT_FILE;
       }
@@ -347,7 +311,7 @@ describe('loopback registries, as containerd finds them', () => {
           '--new-bundle-format=false',
           `${tls.host}/rt/tls@${image.digest}`,
         ],
-        { SSL_CERT_FILE: join(dir, 'srv.pem') },
+        { SSL_CERT_FILE: srv.cert },
       );
       const requests = await observed(image, ['cosign-legacy']);
       // containerd: https with skip_verify, http only when the server answers TLS with HTTP. Here: one
