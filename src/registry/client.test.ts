@@ -7,7 +7,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { Deadline, parseDuration } from '../common/deadline.js';
+import { Deadline } from '../common/deadline.js';
+import { parseDuration } from '../common/go-duration.js';
 import {
   OCI_INDEX,
   OCI_MANIFEST,
