@@ -175,13 +175,15 @@ function scopePatterns(scope: string, path: readonly string[], ctx: Ctx): string
   if (!/[.:]/.test(first) && first !== 'localhost') {
     throw ctx.invalid(
       path,
-      `scope ${JSON.stringify(scope)} must be fully expanded, starting with a registry host (e.g. docker.io/library/busybox)`,
+      `scope ${JSON.stringify(scope)} must be fully expanded, starting with a registry host ` +
+        '(e.g. docker.io/library/busybox)',
     );
   }
   if (at < 0 && repo.includes('/') && repo.slice(repo.lastIndexOf('/') + 1).includes(':')) {
     throw ctx.unsupported(
       path,
-      `scope ${JSON.stringify(scope)} names a tag: containerd verifies the digest it pulls, and a tag cannot be bound to it; use the repository scope`,
+      `scope ${JSON.stringify(scope)} names a tag: containerd verifies the digest it pulls, and a tag cannot be ` +
+        'bound to it; use the repository scope',
     );
   }
   const patterns = at >= 0 ? [scope] : repo.includes('/') ? [repo, `${repo}/**`] : [`${repo}/**`];
@@ -319,7 +321,8 @@ const sigstoreSignedSchema = z
       ],
       [
         (r) => present(r, ...REKOR_KEYS).length > 1,
-        'at most one of rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData and rekorPublicKeyDatas can be used',
+        'at most one of rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData and rekorPublicKeyDatas ' +
+          'can be used',
       ],
       [
         (r) => r.fulcio !== undefined && present(r, ...REKOR_KEYS).length === 0,

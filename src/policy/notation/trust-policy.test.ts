@@ -5,7 +5,8 @@ import { parseTrustPolicyDocument } from './trust-policy.js';
 describe('trust policy schema', () => {
   const statement = (override: string) =>
     `{"version":"1.0","trustPolicies":[{"name":"s","registryScopes":["r.example.com/app"],` +
-    `"signatureVerification":{"level":"strict","override":${override}},"trustStores":["ca:a"],"trustedIdentities":["*"]}]}`;
+    `"signatureVerification":{"level":"strict","override":${override}},` +
+    '"trustStores":["ca:a"],"trustedIdentities":["*"]}]}';
   it('a "__proto__" override is an unknown check, not dropped', () => {
     expect(() => parseTrustPolicyDocument(statement('{"__proto__":"log"}'), 'tp.json')).toThrow(
       'invalid notation trust policy tp.json: trustPolicies[0]: statement "s": override of unknown check "__proto__"',

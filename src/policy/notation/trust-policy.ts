@@ -52,8 +52,8 @@ export const LEVELS: Readonly<Record<Level, Readonly<Record<CheckType, Action>>>
 const CHECK_TYPES = ['integrity', 'authenticity', 'authenticTimestamp', 'expiry', 'revocation'] as const;
 const STORE_TYPES: readonly TrustStoreType[] = ['ca', 'signingAuthority', 'tsa'];
 const STORE_NAME = /^[a-zA-Z0-9_.-]+$/;
-const DOMAIN =
-  /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))+)?(?::[0-9]+)?$/;
+const LABEL = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const DOMAIN = new RegExp(`^${LABEL}(?:(?:\\.${LABEL})+)?(?::[0-9]+)?$`);
 const REPOSITORY =
   /^[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?(?:(?:\/[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?)+)?$/;
 
@@ -187,7 +187,9 @@ function statementSchema(requireScopes: boolean) {
           return fail(ctx, raw, 'the wildcard scope "*" cannot be combined with other scopes');
         const bad = written.find((s) => s !== '*' && !isRepositoryScope(s));
         if (bad !== undefined) {
-          const message = `registry scope ${JSON.stringify(bad)} is not a fully qualified repository (e.g. registry.example.com/team/app) or "*"`;
+          const message =
+            `registry scope ${JSON.stringify(bad)} is not a fully qualified repository ` +
+            '(e.g. registry.example.com/team/app) or "*"';
           return fail(ctx, raw, message);
         }
       }
