@@ -20,8 +20,6 @@ import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-/** Must equal CODE_CACHE_MAGIC in src/cli/lazy-part.ts. */
-const CODE_CACHE_MAGIC = 'pullguard-cache1';
 const dist = join(root, 'dist');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const commit = (() => {
@@ -35,11 +33,9 @@ const commit = (() => {
 })();
 
 mkdirSync(dist, { recursive: true });
-const define = {
-  __PULLGUARD_VERSION__: JSON.stringify(pkg.version),
-  __PULLGUARD_COMMIT__: JSON.stringify(commit),
-};
-const common = {
+const result = await esbuild.build({
+  entryPoints: [join(root, 'src/main.ts')],
+  outfile: join(dist, 'pullguard.cjs'),
   bundle: true,
   platform: 'node',
   target: 'node24',
@@ -48,121 +44,18 @@ const common = {
   sourcemap: false,
   legalComments: 'none',
   metafile: true,
-  absWorkingDir: root,
-  define,
-  logLevel: 'warning',
-};
-
-// Two bundles (src/cli/lazy.ts says why). The start-up bundle, dist/pullguard.cjs, is src/main.ts with
-// cli/lazy.ts replaced by generated code that loads the on-demand bundle and hands it every start-up
-// module (`core`), so both share one instance of each. Its module list comes from a first pass.
-const LAZY = join(root, 'src/cli/lazy.ts');
-const SNAPSHOT_VERIFIERS = process.env.PG_SNAPSHOT_VERIFIERS === '1';
-const NOT_SHARED = new Set(['src/main.ts', 'src/cli/lazy.ts']);
-const lazyModule = (shared) => {
-  const names = shared.map((_, i) => `m${i}`);
-  return [
-    `import { lazyPartLoader } from './lazy-part.js';`,
-    ...shared.map((p, i) => `import * as ${names[i]} from ${JSON.stringify(join(root, p))};`),
-    `export const loadLazyPart = lazyPartLoader(() => ({ ${shared.map((p, i) => `${JSON.stringify(p)}: ${names[i]}`).join(', ')} }));`,
-    ...(SNAPSHOT_VERIFIERS
-      ? [
-          `export const loadVerifiers = () => import(${JSON.stringify(join(root, 'src/verify/index.ts'))});`,
-          `export const loadRegistry = () => import(${JSON.stringify(join(root, 'src/registry/index.ts'))});`,
-          `export const snapshotWarmUp = () => import(${JSON.stringify(join(root, 'src/cli/warmup-verify.ts'))}).then((m) => m.warmUpVerifiers());`,
-        ]
-      : [
-          'export const loadVerifiers = () => loadLazyPart().then((p) => p.verify);',
-          'export const loadRegistry = () => loadLazyPart().then((p) => p.registry);',
-          'export const snapshotWarmUp = undefined;',
-        ]),
-    'export const loadHuman = () => loadLazyPart().then((p) => p.loadHumanCommands());',
-  ].join('\n');
-};
-const replaceLazy = (contents) => ({
-  name: 'pullguard-lazy',
-  setup(b) {
-    b.onLoad({ filter: /[\\/]src[\\/]cli[\\/]lazy\.ts$/ }, (args) =>
-      args.path === LAZY ? { contents: contents(), loader: 'js', resolveDir: dirname(LAZY) } : undefined,
-    );
+  define: {
+    __PULLGUARD_VERSION__: JSON.stringify(pkg.version),
+    __PULLGUARD_COMMIT__: JSON.stringify(commit),
   },
+  logLevel: 'warning',
 });
-const inputsOf = (r) => Object.keys(r.metafile.inputs).sort();
-const firstPass = await esbuild.build({
-  ...common,
-  entryPoints: [join(root, 'src/main.ts')],
-  write: false,
-  outfile: join(dist, 'pullguard.cjs'),
-  plugins: [replaceLazy(() => lazyModule([]))],
-});
-const startup = inputsOf(firstPass).filter((p) => !NOT_SHARED.has(p));
-// The on-demand bundle: src/cli/lazy-entry.ts and whatever it imports that the start-up bundle lacks;
-// an import of a start-up module becomes `core(path)` (answered by cli/lazy-part.ts).
-const sharedSet = new Set(startup);
-const lazyResult = await esbuild.build({
-  ...common,
-  entryPoints: [join(root, 'src/cli/lazy-entry.ts')],
-  write: false,
-  outfile: join(dist, 'pullguard-lazy.js'),
-  plugins: [
-    {
-      name: 'pullguard-core',
-      setup(b) {
-        b.onResolve({ filter: /.*/ }, async (args) => {
-          if (args.pluginData?.inner || args.kind === 'entry-point') return undefined;
-          const r = await b.resolve(args.path, {
-            importer: args.importer,
-            resolveDir: args.resolveDir,
-            kind: args.kind,
-            pluginData: { inner: true },
-          });
-          if (r.errors.length > 0 || r.external || !r.path) return undefined;
-          const rel = r.path.startsWith(`${root}/`) ? r.path.slice(root.length + 1) : r.path;
-          return sharedSet.has(rel) ? { path: rel, namespace: 'pullguard-core' } : undefined;
-        });
-        b.onLoad({ filter: /.*/, namespace: 'pullguard-core' }, (args) => ({
-          contents: `module.exports = __pullguardCore(${JSON.stringify(args.path)});`,
-          loader: 'js',
-        }));
-      },
-    },
-  ],
-});
-// The start-up modules the on-demand bundle imports: the start-up bundle exports exactly these (all of
-// their exports: an `import *` is not tree-shaken, so not every start-up module is listed).
-const shared = [
-  ...new Set(
-    Object.values(lazyResult.metafile.inputs).flatMap((input) =>
-      input.imports
-        .filter((i) => i.path.startsWith('pullguard-core:'))
-        .map((i) => i.path.slice('pullguard-core:'.length)),
-    ),
-  ),
-].sort();
-const result = await esbuild.build({
-  ...common,
-  entryPoints: [join(root, 'src/main.ts')],
-  outfile: join(dist, 'pullguard.cjs'),
-  plugins: [replaceLazy(() => lazyModule(shared))],
-});
-const again = inputsOf(result).filter((p) => !NOT_SHARED.has(p));
-if (again.join('\n') !== startup.join('\n')) {
-  console.error('build failed: the start-up bundle changed between its two passes');
-  process.exit(1);
-}
 writeFileSync(join(dist, 'meta.json'), JSON.stringify(result.metafile));
 const bundle = readFileSync(join(dist, 'pullguard.cjs'));
 const bytes = bundle.length;
 console.log(`dist/pullguard.cjs ${(bytes / 1024).toFixed(0)} KiB (commit ${commit})`);
-checkOneByte(bundle.toString('utf8'), 'dist/pullguard.cjs');
-
-const lazyText = `(function (require, __pullguardCore, module, exports) {\n${lazyResult.outputFiles[0].text}\n})`;
-checkOneByte(lazyText, 'dist/pullguard-lazy.js');
-writeFileSync(join(dist, 'pullguard-lazy.js'), lazyText);
-writeFileSync(join(dist, 'meta-lazy.json'), JSON.stringify(lazyResult.metafile));
-const lazyBytes = Buffer.byteLength(lazyText);
-console.log(`dist/pullguard-lazy.js ${(lazyBytes / 1024).toFixed(0)} KiB (verifiers, registry client, commands)`);
-const info = { bundleBytes: bytes, lazyBundleBytes: lazyBytes, commit };
+checkOneByte(bundle.toString('utf8'));
+const info = { bundleBytes: bytes, commit };
 
 /**
  * The bundle must stay a one-byte (Latin-1) string for V8: a single character above U+00FF makes V8
@@ -170,7 +63,7 @@ const info = { bundleBytes: bytes, lazyBundleBytes: lazyBytes, commit };
  * the last time). esbuild escapes non-ASCII in strings but cannot in every regular expression literal,
  * so this is checked on the output, and the build fails.
  */
-function checkOneByte(text, name) {
+function checkOneByte(text) {
   const bad = [];
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -180,7 +73,9 @@ function checkOneByte(text, name) {
       );
   }
   if (bad.length > 0) {
-    console.error(`build failed: ${name} is no longer a one-byte string (${bad.length} character(s) above U+00FF):`);
+    console.error(
+      `build failed: dist/pullguard.cjs is no longer a one-byte string (${bad.length} character(s) above U+00FF):`,
+    );
     for (const b of bad.slice(0, 10)) console.error(`  ${b}`);
     console.error('write them as \\uXXXX escapes (the source must stay ASCII-only)');
     process.exit(1);
@@ -224,7 +119,6 @@ if (process.argv.includes('--sea')) {
       output: blob,
       disableExperimentalSEAWarning: true,
       useSnapshot: true,
-      assets: { 'pullguard-lazy.js': join(dist, 'pullguard-lazy.js') },
     }),
   );
   const t0 = Date.now();
@@ -249,41 +143,12 @@ if (process.argv.includes('--sea')) {
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   chmodSync(exe, 0o755);
-  appendCodeCache(exe, emulate, suffix);
   rewriteInSmallWrites(exe);
   rmSync(blob);
   rmSync(seaConfig);
   // The executable must start and answer, on its own architecture (emulated for a cross build).
   const out = emulate(exe, ['--version'], { encoding: 'utf8' }).trim();
   console.log(`dist/pullguard${suffix} (single executable, node ${process.versions.node}, ${arch}): ${out}`);
-}
-/**
- * The on-demand bundle's V8 code cache (src/cli/lazy-part.ts): V8 accepts one only from the very snapshot
- * it was made under, so the finished executable makes it (PULLGUARD_BUILD_CODE_CACHE=make:, after the
- * verifiers' warm-up, cli/warmup-verify.ts), it is appended to the file (outside the SEA blob, so the
- * snapshot is unchanged), and a second run checks that V8 accepts it; the build fails otherwise.
- */
-function appendCodeCache(exe, emulate, suffix) {
-  const out = join(dist, `pullguard-lazy${suffix}.cache`);
-  const check = `${out}.check`;
-  rmSync(out, { force: true });
-  const env = (v) => ({ ...process.env, PULLGUARD_BUILD_CODE_CACHE: v });
-  emulate(exe, [], { env: env(`make:${out}`), stdio: ['ignore', 'inherit', 'inherit'] });
-  const cache = readFileSync(out);
-  const trailer = Buffer.alloc(8);
-  trailer.writeBigUInt64LE(BigInt(cache.length));
-  writeFileSync(exe, Buffer.concat([cache, trailer, Buffer.from(CODE_CACHE_MAGIC, 'latin1')]), { flag: 'a' });
-  emulate(exe, [], { env: env(`check:${check}`), stdio: ['ignore', 'inherit', 'inherit'] });
-  const verdict = JSON.parse(readFileSync(check, 'utf8'));
-  rmSync(check);
-  if (verdict.rejected !== false) {
-    console.error(`build failed: V8 does not accept the appended code cache (${JSON.stringify(verdict)})`);
-    process.exit(1);
-  }
-  info.lazyCodeCacheBytes = cache.length;
-  console.log(
-    `code cache of dist/pullguard-lazy.js (after the verifiers' warm-up) ${(cache.length / 1024).toFixed(0)} KiB, appended`,
-  );
 }
 /**
  * postject writes the 130 MiB executable in one write(), which leaves it in the page cache as large

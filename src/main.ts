@@ -1,20 +1,8 @@
 import { startupSnapshot } from 'node:v8';
 import { looksLikeVerifierInvocation } from './contract/args.js';
 import { runPull } from './cli/pull.js';
-import { loadHuman, snapshotWarmUp } from './cli/lazy.js';
-import { buildCodeCache } from './cli/lazy-part.js';
+import { runHuman } from './cli/human.js';
 import { warmUp } from './cli/warmup.js';
-
-/**
- * scripts/build.mjs runs the finished single executable once to make the on-demand bundle's code cache
- * (cli/lazy-part.ts says why only the executable itself can): PULLGUARD_BUILD_CODE_CACHE=make:<file> or
- * check:<file>. Honoured only in a single executable and never in containerd mode (the argv decides).
- */
-function codeCacheBuild(): Promise<number> | undefined {
-  const m = /^(make|check):(\/.+)$/.exec(process.env.PULLGUARD_BUILD_CODE_CACHE ?? '');
-  if (!m || !process.getBuiltinModule('node:sea')?.isSea()) return undefined;
-  return buildCodeCache(m[1] as 'make' | 'check', m[2]!).then(() => 0);
-}
 
 function main(): void {
   const argv = process.argv.slice(2);
@@ -30,14 +18,11 @@ function main(): void {
   }
   const run = looksLikeVerifierInvocation(argv)
     ? runPull(argv)
-    : (codeCacheBuild() ??
-      loadHuman().then(({ runHuman }) =>
-        runHuman(
-          argv,
-          (l) => void (closed.stdout || process.stdout.write(`${l}\n`)),
-          (l) => void (closed.stderr || process.stderr.write(`${l}\n`)),
-        ),
-      ));
+    : runHuman(
+        argv,
+        (l) => void (closed.stdout || process.stdout.write(`${l}\n`)),
+        (l) => void (closed.stderr || process.stderr.write(`${l}\n`)),
+      );
   run.then(
     (code) => {
       process.exitCode = code;
@@ -55,12 +40,10 @@ function main(): void {
 // the snapshot too. Run as a plain script (the .cjs, tests), main runs at once.
 if (startupSnapshot?.isBuildingSnapshot()) {
   startupSnapshot.setDeserializeMainFunction(main);
-  warmUp()
-    .then(() => snapshotWarmUp?.())
-    .catch((e: unknown) => {
-      process.stderr.write(
-        `pullguard: the snapshot warm-up failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
-      );
-      process.exit(1);
-    });
+  warmUp().catch((e: unknown) => {
+    process.stderr.write(
+      `pullguard: the snapshot warm-up failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+    );
+    process.exit(1);
+  });
 } else main();

@@ -4,7 +4,7 @@ import type { Policy, Rule } from '../policy/model.js';
 import { RuleMatcher, type RuleMatch } from '../policy/match.js';
 import type { ArtifactClass, DiscoveryResult, RegistryClient } from '../registry/types.js';
 import { ruleDecision, verifyDecision, type Decision } from '../verdict/decision.js';
-import { loadVerifiers } from './lazy.js';
+import { verifierFor } from '../verify/index.js';
 import type { AuthorityResult, Subject } from '../verify/types.js';
 
 export interface DecideResult {
@@ -20,7 +20,7 @@ export interface DecideResult {
 export async function decide(
   subject: Subject,
   policy: Policy,
-  registry: () => RegistryClient | Promise<RegistryClient>,
+  registry: () => RegistryClient,
   deadline: Deadline,
 ): Promise<DecideResult> {
   const match = new RuleMatcher(policy.rules).find(subject.reference, subject.reference.digest);
@@ -64,14 +64,7 @@ export async function decide(
   }
 }
 
-async function verifyRule(
-  rule: Rule,
-  subject: Subject,
-  registry: () => RegistryClient | Promise<RegistryClient>,
-  deadline: Deadline,
-) {
-  // The verifiers (and the registry client) are loaded only for a verify rule: see cli/lazy.ts.
-  const { verifierFor } = await loadVerifiers();
+async function verifyRule(rule: Rule, subject: Subject, registry: () => RegistryClient, deadline: Deadline) {
   const discovery: DiscoveryResult[] = [];
   // One discovery per signature repository, shared by every authority that looks there.
   const lookups = new Map<
@@ -92,7 +85,7 @@ async function verifyRule(
   });
 
   // Created only when some authority needs the network: an allow or deny rule never builds a client.
-  const client = lookups.size > 0 ? await registry() : undefined;
+  const client = lookups.size > 0 ? registry() : undefined;
   for (const lookup of lookups.values()) {
     lookup.result = client!.discover(
       { subject: subject.reference, classes: lookup.classes, signatureRepository: lookup.signatureRepository },

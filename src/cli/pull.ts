@@ -11,10 +11,10 @@ import { DEFAULT_TIMEOUT_MS, type LogSettings, type Policy } from '../policy/mod
 import { formatLine, formatRecord, type RunContext } from '../output/emit.js';
 import { recordDecision } from '../output/observe.js';
 import { applyMode, errorDecision, type Decision } from '../verdict/decision.js';
+import { createRegistryClient } from '../registry/index.js';
 import { decide } from './decide.js';
 import { decideCached } from '../cache/decide-cached.js';
 import { processStartedAt } from '../common/process-start.js';
-import { loadRegistry } from './lazy.js';
 
 export interface PullIo {
   readonly argv: readonly string[];
@@ -148,7 +148,7 @@ async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
     const deadline = new Deadline(budget, ctx.startedAt);
     try {
       const subject = { reference: { domain: parsed.domain, path: parsed.path, digest: args.digest }, descriptor };
-      const registry = async () => (await loadRegistry()).createRegistryClient(policy.registry);
+      const registry = () => createRegistryClient(policy.registry);
       const { decision } = await deadline.race(
         decideCached(subject, policy, deadline, (d) => decide(subject, policy, registry, d)),
       );
