@@ -45,6 +45,20 @@ export interface SendOptions {
   readonly byteBudgets?: readonly ByteBudget[];
   /** The body is JSON: refuse it as soon as it nests deeper than this (before it is all read). */
   readonly maxJsonDepth?: number;
+  /** Called once the TLS connection has a session that later connections can resume. */
+  readonly onSession?: () => void;
+}
+
+/** A host's first request, as the others see it. */
+class FirstContact {
+  stuck = false;
+  open!: () => void;
+  readonly opened = new Promise<void>((resolve) => (this.open = () => resolve()));
+}
+
+/** The scheme the host settled on, for a URL built before it did (in place, as callers keep using it). */
+function onScheme(url: URL, scheme: 'http' | 'https'): void {
+  if (url.protocol !== `${scheme}:`) url.protocol = `${scheme}:`;
 }
 
 /** A cap on the bytes one decision fetches, over all its requests (registry.maxTotalBytes). */
@@ -83,9 +97,8 @@ export type RequestObserver = (method: string, url: URL) => void;
 
 export class Transport {
   private readonly agents = new Map<string, http.Agent>();
-  private readonly probes = new WeakMap<Endpoint, Promise<void>>();
-  /** Hosts whose first request has not answered in FIRST_ANSWER_WAIT_MS: nobody waits for it again. */
-  private readonly stuckProbes = new WeakSet<Endpoint>();
+  /** Per host, its first request: the others wait until it has opened the way (see `send`). */
+  private readonly contacts = new WeakMap<Endpoint, FirstContact>();
   requestCount = 0;
 
   constructor(
@@ -96,37 +109,35 @@ export class Transport {
   /**
    * One request to `url` using `endpoint`'s TLS settings, following redirects. Non-2xx answers are
    * returned, not thrown: the caller knows what a 404 means.
+   *
+   * The one place where a host's requests wait for each other. The first request to a host that speaks
+   * TLS, or may (an http fallback), goes alone until it has a TLS session (the others then resume it:
+   * one full handshake per host) or has settled https-or-http (the others then skip the failed attempt).
+   * Over plain http nothing waits: there is no handshake to share. Authorization is not gated: parallel
+   * requests go anonymously and each answers its own 401 with the one shared token (Authenticator).
    */
   async send(endpoint: Endpoint, url: URL, opts: SendOptions): Promise<HttpResponse> {
-    if (endpoint.httpFallback && url.host === endpoint.host) {
-      // The first request settles https-or-http for the host; parallel ones wait for it rather than
-      // each paying for a failed TLS handshake.
-      const probe = this.probes.get(endpoint);
-      const loopback = isLocalhost(endpoint.host) && url.protocol === 'https:';
-      const first = () => (loopback ? this.plainFirst(endpoint, url, opts) : this.trySend(endpoint, url, opts));
-      if (!probe) {
-        const p = first();
-        this.probes.set(
-          endpoint,
-          p.then(
-            () => undefined,
-            () => undefined,
-          ),
-        );
-        return p;
-      }
-      // A first request that hangs must not hold the others: after a short wait (once per host) they find
-      // out alone.
-      if (!(await settlesWithin(probe, FIRST_ANSWER_WAIT_MS))) {
-        this.probes.set(endpoint, Promise.resolve());
-        this.stuckProbes.add(endpoint);
-      }
-      if (this.stuckProbes.has(endpoint) && endpoint.scheme === 'https') return first();
-      if (url.protocol !== `${endpoint.scheme}:`) {
-        url = new URL(url);
-        url.protocol = `${endpoint.scheme}:`;
-      }
+    if (url.host !== endpoint.host) return this.trySend(endpoint, url, opts);
+    onScheme(url, endpoint.scheme);
+    if (!endpoint.httpFallback && url.protocol !== 'https:') return this.trySend(endpoint, url, opts);
+    const loopback = endpoint.httpFallback && isLocalhost(endpoint.host) && url.protocol === 'https:';
+    const first = (o: SendOptions) => (loopback ? this.plainFirst(endpoint, url, o) : this.trySend(endpoint, url, o));
+    const contact = this.contacts.get(endpoint);
+    if (!contact) {
+      const c = new FirstContact();
+      this.contacts.set(endpoint, c);
+      const p = first({ ...opts, onSession: c.open });
+      p.then(c.open, c.open);
+      return p;
     }
+    // A first request that hangs must not hold the others: after a short wait (once per host) they find
+    // out alone.
+    if (!(await settlesWithin(contact.opened, FIRST_ANSWER_WAIT_MS))) {
+      contact.stuck = true;
+      contact.open();
+    }
+    if (contact.stuck && endpoint.httpFallback && endpoint.scheme === 'https') return first(opts);
+    onScheme(url, endpoint.scheme);
     return this.trySend(endpoint, url, opts);
   }
 
@@ -296,6 +307,10 @@ export class Transport {
           ),
         );
       });
+      if (opts.onSession) {
+        const onSession = opts.onSession;
+        req.once('socket', (socket) => socket.once('session', onSession));
+      }
       req.on('error', (e) => fail(this.networkError(e, endpoint, url, opts)));
       signal.addEventListener('abort', onAbort, { once: true });
       req.end(opts.body);
@@ -399,14 +414,13 @@ function tooLarge(opts: SendOptions, url: URL, bytes: number): PullguardError {
 }
 
 /**
- * How long requests wait for the first answer from a host (which settles http-or-https, and the auth
- * challenge) before they go ahead on their own: far more than a round trip to any real registry, far
- * less than a deadline.
+ * How long requests wait for a host's first request (its TLS session, or http-or-https settled) before
+ * they go ahead on their own: far more than a round trip to any real registry, far less than a deadline.
  */
-export const FIRST_ANSWER_WAIT_MS = 750;
+const FIRST_ANSWER_WAIT_MS = 750;
 
 /** true when `p` settles within `ms`; the timer never keeps the process alive. */
-export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), ms);
     timer.unref();
