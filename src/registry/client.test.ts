@@ -278,6 +278,41 @@ describe('bearer tokens', () => {
   });
 });
 
+describe('round trips', () => {
+  test("the lookups for one host are in flight together: none waits for another one's answer", async () => {
+    const reg = await fake();
+    const img = image(reg);
+    const bundle = putReferrer(reg, 'app', img, { artifactType: BUNDLE, layerMediaType: BUNDLE });
+    const listed = { mediaType: OCI_MANIFEST, digest: bundle.digest, size: bundle.size, artifactType: BUNDLE };
+    const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [listed] };
+    reg.putManifest('app', index, { tag: img.digest.replace(':', '-'), mediaType: OCI_INDEX });
+    // Every lookup's answer is held until all three (.sig tag, referrers API, referrers tag) have arrived;
+    // a lookup that waited for another's answer would never come, and the backstop would answer instead.
+    let lookups = 0;
+    let heldTooLong = false;
+    let allThere!: () => void;
+    const together = new Promise<void>((r) => (allThere = r));
+    const backstop = setTimeout(() => ((heldTooLong = true), allThere()), 3000);
+    reg.handler = async (q, res, url) => {
+      if (url.pathname === '/token') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'tok' }));
+        return true;
+      }
+      if (!q.headers.authorization && ++lookups === 3) allThere();
+      await together;
+      if (q.headers.authorization === 'Bearer tok' || url.pathname.includes('/referrers/')) return false;
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="${reg.url}/token",service="fake"` }).end();
+      return true;
+    };
+    const plain = client({ [reg.host]: `server = "http://${reg.host}"\n` }); // no https-or-http probe to wait for
+    const r = await plain.discover(req(reg, img.digest, ['cosign-legacy', 'cosign-bundle']), new Deadline(8000));
+    clearTimeout(backstop);
+    expect(r.artifacts.map((a) => a.foundVia)).toEqual(['referrers-tag']);
+    expect(heldTooLong).toBe(false);
+    expect(lookups).toBe(3);
+  });
+});
+
 describe('hostile registry', () => {
   test('an oversized manifest is refused while reading (declared and chunked)', async () => {
     const reg = await fake();
@@ -465,15 +500,13 @@ describe('hostile registry', () => {
       const page = Number(url.searchParams.get('page') ?? 0);
       const headers: Record<string, string> = { 'content-type': OCI_INDEX };
       if (page < 3) headers.link = `<${url.pathname}?page=${page + 1}>; rel="next"`;
-      res
-        .writeHead(200, headers)
-        .end(
-          JSON.stringify({
-            schemaVersion: 2,
-            mediaType: OCI_INDEX,
-            manifests: manifests.slice(page * 250, page * 250 + 250),
-          }),
-        );
+      res.writeHead(200, headers).end(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_INDEX,
+          manifests: manifests.slice(page * 250, page * 250 + 250),
+        }),
+      );
       return true;
     };
     const c = client();

@@ -23,6 +23,7 @@ import { cosign, cosignOk } from '../helpers/cosign.js';
 import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
 import { pushImage, pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
+import { startFakeRegistry } from '../helpers/fake-registry.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, ROOT } from '../helpers/tools.js';
 import { runVerifier } from '../helpers/verifier.js';
@@ -224,58 +225,92 @@ describe('requests per format, beside the CLIs', () => {
   });
 });
 
+/** A TLS terminator on a free port in front of `upstreamPort`, counting full and resumed handshakes. */
+async function tlsFront(upstreamPort: number) {
+  const dir = mkdtempSync(join(work, 'tls-front-'));
+  const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  ssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    'k.pem',
+    '-out',
+    'c.pem',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-days',
+    '2',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+  ]);
+  const counts = { full: 0, resumed: 0 };
+  const front = createTlsServer(
+    { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) },
+    (tls) => {
+      if (tls.isSessionReused()) counts.resumed++;
+      else counts.full++;
+      const up = connect(upstreamPort, '127.0.0.1');
+      tls.pipe(up).pipe(tls);
+      const close = () => (tls.destroy(), up.destroy());
+      tls.on('error', close).on('close', close);
+      up.on('error', close);
+    },
+  );
+  await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
+  const host = `127.0.0.1:${(front.address() as AddressInfo).port}`;
+  // The CA given by hosts.toml, as for a remote registry.
+  const toml = containerdConfig({ [host]: `server = "https://${host}"\nca = ${JSON.stringify(join(dir, 'c.pem'))}\n` });
+  return { host, toml, counts, close: () => front.close() };
+}
+
 describe('TLS: one full handshake per host', () => {
   test('the requests of one verification resume the first TLS session (keep-alive, session reuse)', async () => {
-    // A TLS terminator in front of the real registry, with the CA given by hosts.toml as for a remote one.
-    const dir = mkdtempSync(join(work, 'tls-front-'));
-    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'k.pem',
-      '-out',
-      'c.pem',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-days',
-      '2',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
-    let full = 0;
-    let resumed = 0;
-    const front = createTlsServer(
-      { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) },
-      (tls) => {
-        if (tls.isSessionReused()) resumed++;
-        else full++;
-        const up = connect(registry.port, '127.0.0.1');
-        tls.pipe(up).pipe(tls);
-        const close = () => (tls.destroy(), up.destroy());
-        tls.on('error', close).on('close', close);
-        up.on('error', close);
-      },
-    );
-    await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
-    const host = `127.0.0.1:${(front.address() as AddressInfo).port}`;
+    const front = await tlsFront(registry.port);
     try {
-      const toml = containerdConfig({
-        [host]: `server = "https://${host}"\nca = ${JSON.stringify(join(dir, 'c.pem'))}\n`,
-      });
-      const image = { ...img.notation, ref: img.notation.ref.replace(registry.host, host) };
-      const requests = await observed(image, ['notation', 'cosign-legacy', 'cosign-bundle'], toml);
+      const image = { ...img.notation, ref: img.notation.ref.replace(registry.host, front.host) };
+      const requests = await observed(image, ['notation', 'cosign-legacy', 'cosign-bundle'], front.toml);
       expect(requests.every((r) => r.startsWith('GET https:'))).toBe(true);
+      const { full, resumed } = front.counts;
       console.log(`TLS: ${full} full handshake(s), ${resumed} resumed, ${requests.length} requests`);
       expect(full).toBe(1);
       expect(full + resumed).toBeLessThan(requests.length);
     } finally {
       front.close();
+    }
+  });
+
+  test('the other lookups wait for the first TLS session, not for the first answer', async () => {
+    // Every lookup's answer is held until all three (.sig tag, referrers tag, referrers API) have arrived: a
+    // lookup that waited for the first one's answer would never come, and the backstop would answer instead.
+    const fakeReg = await startFakeRegistry();
+    let lookups = 0;
+    let heldTooLong = false;
+    let allThere!: () => void;
+    const together = new Promise<void>((r) => (allThere = r));
+    const backstop = setTimeout(() => ((heldTooLong = true), allThere()), 5000);
+    fakeReg.handler = async () => {
+      if (++lookups === 3) allThere();
+      await together;
+    };
+    const front = await tlsFront(Number(fakeReg.host.split(':')[1]));
+    try {
+      const c = new DistributionClient({ containerdConfig: front.toml }, { env: {} });
+      const subject = { domain: front.host, path: 'app', digest: `sha256:${'a'.repeat(64)}` };
+      const r = await c.discover({ subject, classes: new Set(COSIGN) }, new Deadline(10_000));
+      c.close();
+      clearTimeout(backstop);
+      expect(r.artifacts).toHaveLength(0);
+      expect(heldTooLong).toBe(false);
+      expect(lookups).toBe(3);
+      expect(front.counts.full).toBe(1);
+    } finally {
+      front.close();
+      await fakeReg.close();
     }
   });
 });
