@@ -33,7 +33,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const servers: FakeRegistry[] = [];
 const clients: DistributionClient[] = [];
 afterEach(async () => {
-  clients.splice(0).forEach((c) => c.close());
+  for (const c of clients.splice(0)) c.close();
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
@@ -292,7 +292,10 @@ describe('round trips', () => {
     let heldTooLong = false;
     let allThere!: () => void;
     const together = new Promise<void>((r) => (allThere = r));
-    const backstop = setTimeout(() => ((heldTooLong = true), allThere()), 3000);
+    const backstop = setTimeout(() => {
+      heldTooLong = true;
+      allThere();
+    }, 3000);
     reg.handler = async (q, res, url) => {
       if (url.pathname === '/token') {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'tok' }));

@@ -256,7 +256,10 @@ async function tlsFront(upstreamPort: number) {
       else counts.full++;
       const up = connect(upstreamPort, '127.0.0.1');
       tls.pipe(up).pipe(tls);
-      const close = () => (tls.destroy(), up.destroy());
+      const close = () => {
+        tls.destroy();
+        up.destroy();
+      };
       tls.on('error', close).on('close', close);
       up.on('error', close);
     },
@@ -292,7 +295,10 @@ describe('TLS: one full handshake per host', () => {
     let heldTooLong = false;
     let allThere!: () => void;
     const together = new Promise<void>((r) => (allThere = r));
-    const backstop = setTimeout(() => ((heldTooLong = true), allThere()), 5000);
+    const backstop = setTimeout(() => {
+      heldTooLong = true;
+      allThere();
+    }, 5000);
     fakeReg.handler = async () => {
       if (++lookups === 3) allThere();
       await together;
