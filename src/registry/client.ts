@@ -555,7 +555,8 @@ export class DistributionClient implements RegistryClient {
    * One authorized request: up front when the host has challenged before, else anonymous, answering a
    * 401 once. Parallel requests to a host that has not challenged yet all go at once; each challenged one
    * retries with the one token they share (Authenticator), so the token costs the critical path one
-   * round trip, not a serial first request. Waiting for a host's TLS session is the transport's.
+   * round trip, not a serial first request. Waiting for a host's first request (its TLS session, its
+   * https-or-http answer) is the transport's; the authorization is asked for after that wait.
    */
   private async request(
     ep: Endpoint,
@@ -577,8 +578,10 @@ export class DistributionClient implements RegistryClient {
     };
     const spent = opts.byteBudgets!.find((b) => b.spent);
     if (spent) throw spent.exhausted(ep.host);
-    let authorization = await this.authn.header(ep, repo.path, deadline);
-    let res = await this.transport.send(ep, url, { ...opts, authorization });
+    // Up front when the host has challenged before, asked for only once the request goes on the wire.
+    let authorization: string | undefined;
+    const authorize = async () => (authorization = await this.authn.header(ep, repo.path, deadline));
+    let res = await this.transport.send(ep, url, { ...opts, authorize });
     if (res.status === 401) {
       authorization = await this.authn.respond(ep, repo.path, res.headers['www-authenticate'], deadline, authorization);
       if (!authorization) {

@@ -35,6 +35,11 @@ export interface SendOptions {
   readonly headers?: Record<string, string>;
   /** Sent only to the origin of `url`; dropped for good when a redirect leaves it. */
   readonly authorization?: string;
+  /**
+   * Or the authorization, asked for once the request no longer waits for the host's first one: what that
+   * one learned (an auth challenge) is then known.
+   */
+  readonly authorize?: () => Promise<string | undefined>;
   readonly maxBytes: number;
   /** What is being fetched, for messages ("manifest ...", "blob ..."). */
   readonly what: string;
@@ -56,9 +61,12 @@ class FirstContact {
   readonly opened = new Promise<void>((resolve) => (this.open = () => resolve()));
 }
 
-/** The scheme the host settled on, for a URL built before it did (in place, as callers keep using it). */
-function onScheme(url: URL, scheme: 'http' | 'https'): void {
-  if (url.protocol !== `${scheme}:`) url.protocol = `${scheme}:`;
+/**
+ * The scheme an http-fallback host settled on, for a URL built before it did (in place: callers keep
+ * using it). The only place that rewrites a scheme; other hosts' schemes never change.
+ */
+function onScheme(url: URL, endpoint: Endpoint): void {
+  if (endpoint.httpFallback && url.protocol !== `${endpoint.scheme}:`) url.protocol = `${endpoint.scheme}:`;
 }
 
 /** A cap on the bytes one decision fetches, over all its requests (registry.maxTotalBytes). */
@@ -113,20 +121,23 @@ export class Transport {
    * The one place where a host's requests wait for each other. The first request to a host that speaks
    * TLS, or may (an http fallback), goes alone until it has a TLS session (the others then resume it:
    * one full handshake per host) or has settled https-or-http (the others then skip the failed attempt).
-   * Over plain http nothing waits: there is no handshake to share. Authorization is not gated: parallel
-   * requests go anonymously and each answers its own 401 with the one shared token (Authenticator).
+   * Over plain http nothing waits: there is no handshake to share. `authorize` is asked after the wait, so
+   * a request released by the first one's answer uses the challenge it taught; requests that did not wait
+   * go anonymously and each answers its own 401 with the one shared token (Authenticator).
    */
-  async send(endpoint: Endpoint, url: URL, opts: SendOptions): Promise<HttpResponse> {
-    if (url.host !== endpoint.host) return this.trySend(endpoint, url, opts);
-    onScheme(url, endpoint.scheme);
-    if (!endpoint.httpFallback && url.protocol !== 'https:') return this.trySend(endpoint, url, opts);
+  async send(endpoint: Endpoint, url: URL, options: SendOptions): Promise<HttpResponse> {
+    const authorized = async (o: SendOptions) => (o.authorize ? { ...o, authorization: await o.authorize() } : o);
+    if (url.host !== endpoint.host) return this.trySend(endpoint, url, await authorized(options));
+    onScheme(url, endpoint);
+    if (!endpoint.httpFallback && url.protocol !== 'https:')
+      return this.trySend(endpoint, url, await authorized(options));
     const loopback = endpoint.httpFallback && isLocalhost(endpoint.host) && url.protocol === 'https:';
     const first = (o: SendOptions) => (loopback ? this.plainFirst(endpoint, url, o) : this.trySend(endpoint, url, o));
     const contact = this.contacts.get(endpoint);
     if (!contact) {
       const c = new FirstContact();
       this.contacts.set(endpoint, c);
-      const p = first({ ...opts, onSession: c.open });
+      const p = authorized(options).then((o) => first({ ...o, onSession: c.open }));
       p.then(c.open, c.open);
       return p;
     }
@@ -136,8 +147,9 @@ export class Transport {
       contact.stuck = true;
       contact.open();
     }
+    const opts = await authorized(options);
     if (contact.stuck && endpoint.httpFallback && endpoint.scheme === 'https') return first(opts);
-    onScheme(url, endpoint.scheme);
+    onScheme(url, endpoint);
     return this.trySend(endpoint, url, opts);
   }
 
