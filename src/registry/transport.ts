@@ -6,6 +6,7 @@
  */
 import type * as http from 'node:http';
 import type * as https from 'node:https';
+import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { formatDuration, type Deadline } from '../common/deadline.js';
 import { FileReadError, readRegularFile } from '../common/files.js';
@@ -107,6 +108,9 @@ export class Transport {
   private readonly agents = new Map<string, http.Agent>();
   /** Per host, its first request: the others wait until it has opened the way (see `send`). */
   private readonly contacts = new WeakMap<Endpoint, FirstContact>();
+  /** TCP connections opened before node:tls was first loaded (see `once`), by `host:port`. */
+  private readonly early = new Map<string, net.Socket>();
+  private tlsLoaded = false;
   requestCount = 0;
 
   constructor(
@@ -244,12 +248,19 @@ export class Transport {
     }
   }
 
-  private once(
+  private async once(
     endpoint: Endpoint,
     url: URL,
     authorization: string | undefined,
     opts: SendOptions,
   ): Promise<HttpResponse> {
+    if (url.protocol === 'https:' && !this.tlsLoaded) {
+      // The first https request: its TCP handshake starts before node:https and node:tls are loaded and
+      // the TLS context is built (milliseconds of CPU outside the snapshot), which then overlap the round trip.
+      this.tlsLoaded = true;
+      this.connectEarly(url);
+      await new Promise<void>((resolve) => process.nextTick(resolve)); // net.connect sends its SYN on a tick
+    }
     const method = opts.method ?? 'GET';
     const signal = opts.deadline.slice(opts.timeoutMs);
     const startedAt = Date.now();
@@ -388,15 +399,43 @@ export class Transport {
       }
       if (skipVerify) options.rejectUnauthorized = false;
       agent = new (httpsModule().Agent)(options);
+      // The agent's first connection to a host opened early (see `once`) is that TCP connection, with TLS
+      // started on it as on any other (same options, so the same checks and session cache).
+      const tlsAgent = agent as unknown as { createConnection: (o: ConnectOptions, ...rest: unknown[]) => unknown };
+      const create = tlsAgent.createConnection;
+      tlsAgent.createConnection = (o, ...rest) => {
+        const key = `${o.host}:${Number(o.port)}`;
+        const socket = this.early.get(key);
+        this.early.delete(key);
+        return create.call(agent, socket ? { ...o, socket: socket.ref() } : o, ...rest);
+      };
     }
     this.agents.set(key, agent);
     return agent;
   }
 
+  /** A TCP connection to `url`'s host, for the agent to start TLS on; only where no proxy could apply. */
+  private connectEarly(url: URL): void {
+    if (process.env.NODE_USE_ENV_PROXY) return;
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = Number(url.port || 443);
+    const socket = process.getBuiltinModule('node:net').connect({ host, port });
+    socket.on('error', () => undefined); // the TLS socket that takes it over reports it (or nobody needs it)
+    socket.unref(); // until it is taken over: one nobody took must not keep the process alive
+    this.early.set(`${host}:${port}`, socket);
+  }
+
   close(): void {
     for (const a of this.agents.values()) a.destroy();
     this.agents.clear();
+    for (const s of this.early.values()) s.destroy();
+    this.early.clear();
   }
+}
+
+interface ConnectOptions {
+  readonly host?: string;
+  readonly port?: number | string;
 }
 
 /**
