@@ -3,6 +3,7 @@
 // same local registry, then the added pull latency on a real containerd (bench/pull-latency.mjs).
 //
 //   node bench/run.mjs [--runs N] [--warmup W] [--no-pull] [--no-write]     (as root; after `make build`)
+//                      [--remote-runs N] [--slow-runs N] [--baseline <another pullguard executable>]
 //
 // Part 1, one process per verification, as containerd runs a verifier: each measured command is
 // spawned as `env -i [VAR=… ] <binary> …` (an empty environment: no NODE_EXTRA_CA_CERTS or the like,
