@@ -414,9 +414,8 @@ export class Transport {
     return agent;
   }
 
-  /** A TCP connection to `url`'s host, for the agent to start TLS on; only where no proxy could apply. */
+  /** A TCP connection to `url`'s host, for the agent to start TLS on (our agents never use a proxy). */
   private connectEarly(url: URL): void {
-    if (process.env.NODE_USE_ENV_PROXY) return;
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     const port = Number(url.port || 443);
     const socket = process.getBuiltinModule('node:net').connect({ host, port });
