@@ -19,6 +19,7 @@ import {
 import { DistributionClient } from './client.js';
 import type { ArtifactClass, DiscoveryRequest } from './types.js';
 import { rejects } from '../../test/helpers/errors.js';
+import { arrivals } from '../../test/helpers/arrivals.js';
 
 const NOTATION = 'application/vnd.cncf.notary.signature';
 const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
@@ -288,31 +289,22 @@ describe('round trips', () => {
     reg.putManifest('app', index, { tag: img.digest.replace(':', '-'), mediaType: OCI_INDEX });
     // Every lookup's answer is held until all three (.sig tag, referrers API, referrers tag) have arrived;
     // a lookup that waited for another's answer would never come, and the backstop would answer instead.
-    let lookups = 0;
-    let heldTooLong = false;
-    let allThere!: () => void;
-    const together = new Promise<void>((r) => (allThere = r));
-    const backstop = setTimeout(() => {
-      heldTooLong = true;
-      allThere();
-    }, 3000);
+    const lookups = arrivals(3, 3000);
     reg.handler = async (q, res, url) => {
       if (url.pathname === '/token') {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'tok' }));
         return true;
       }
-      if (!q.headers.authorization && ++lookups === 3) allThere();
-      await together;
+      if (!q.headers.authorization) await lookups.arrive();
       if (q.headers.authorization === 'Bearer tok' || url.pathname.includes('/referrers/')) return false;
       res.writeHead(401, { 'www-authenticate': `Bearer realm="${reg.url}/token",service="fake"` }).end();
       return true;
     };
     const plain = client({ [reg.host]: `server = "http://${reg.host}"\n` }); // no https-or-http probe to wait for
     const r = await plain.discover(req(reg, img.digest, ['cosign-legacy', 'cosign-bundle']), new Deadline(8000));
-    clearTimeout(backstop);
     expect(r.artifacts.map((a) => a.foundVia)).toEqual(['referrers-tag']);
-    expect(heldTooLong).toBe(false);
-    expect(lookups).toBe(3);
+    expect(lookups.heldTooLong).toBe(false);
+    expect(lookups.count).toBe(3);
   });
 });
 

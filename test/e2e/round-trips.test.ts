@@ -8,7 +8,7 @@
  * Also: a loopback registry is asked over plain http first (no `tls` on the path) and a loopback TLS
  * registry is still found over https, as containerd's https-with-http-fallback finds it.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
@@ -24,6 +24,8 @@ import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
 import { pushImage, pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
 import { startFakeRegistry } from '../helpers/fake-registry.js';
+import { selfSignedLoopbackCert } from '../helpers/tls-cert.js';
+import { arrivals } from '../helpers/arrivals.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, ROOT } from '../helpers/tools.js';
 import { runVerifier } from '../helpers/verifier.js';
@@ -228,46 +230,24 @@ describe('requests per format, beside the CLIs', () => {
 /** A TLS terminator on a free port in front of `upstreamPort`, counting full and resumed handshakes. */
 async function tlsFront(upstreamPort: number) {
   const dir = mkdtempSync(join(work, 'tls-front-'));
-  const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  ssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    'k.pem',
-    '-out',
-    'c.pem',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-days',
-    '2',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-  ]);
+  const pem = selfSignedLoopbackCert(dir);
   const counts = { full: 0, resumed: 0 };
-  const front = createTlsServer(
-    { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) },
-    (tls) => {
-      if (tls.isSessionReused()) counts.resumed++;
-      else counts.full++;
-      const up = connect(upstreamPort, '127.0.0.1');
-      tls.pipe(up).pipe(tls);
-      const close = () => {
-        tls.destroy();
-        up.destroy();
-      };
-      tls.on('error', close).on('close', close);
-      up.on('error', close);
-    },
-  );
+  const front = createTlsServer({ key: readFileSync(pem.key), cert: readFileSync(pem.cert) }, (tls) => {
+    if (tls.isSessionReused()) counts.resumed++;
+    else counts.full++;
+    const up = connect(upstreamPort, '127.0.0.1');
+    tls.pipe(up).pipe(tls);
+    const close = () => {
+      tls.destroy();
+      up.destroy();
+    };
+    tls.on('error', close).on('close', close);
+    up.on('error', close);
+  });
   await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
   const host = `127.0.0.1:${(front.address() as AddressInfo).port}`;
   // The CA given by hosts.toml, as for a remote registry.
-  const toml = containerdConfig({ [host]: `server = "https://${host}"\nca = ${JSON.stringify(join(dir, 'c.pem'))}\n` });
+  const toml = containerdConfig({ [host]: `server = "https://${host}"\nca = ${JSON.stringify(pem.cert)}\n` });
   return { host, toml, counts, close: () => front.close() };
 }
 
@@ -291,17 +271,9 @@ describe('TLS: one full handshake per host', () => {
     // Every lookup's answer is held until all three (.sig tag, referrers tag, referrers API) have arrived: a
     // lookup that waited for the first one's answer would never come, and the backstop would answer instead.
     const fakeReg = await startFakeRegistry();
-    let lookups = 0;
-    let heldTooLong = false;
-    let allThere!: () => void;
-    const together = new Promise<void>((r) => (allThere = r));
-    const backstop = setTimeout(() => {
-      heldTooLong = true;
-      allThere();
-    }, 5000);
+    const lookups = arrivals(3);
     fakeReg.handler = async () => {
-      if (++lookups === 3) allThere();
-      await together;
+      await lookups.arrive();
     };
     const front = await tlsFront(Number(fakeReg.host.split(':')[1]));
     try {
@@ -309,10 +281,9 @@ describe('TLS: one full handshake per host', () => {
       const subject = { domain: front.host, path: 'app', digest: `sha256:${'a'.repeat(64)}` };
       const r = await c.discover({ subject, classes: new Set(COSIGN) }, new Deadline(10_000));
       c.close();
-      clearTimeout(backstop);
       expect(r.artifacts).toHaveLength(0);
-      expect(heldTooLong).toBe(false);
-      expect(lookups).toBe(3);
+      expect(lookups.heldTooLong).toBe(false);
+      expect(lookups.count).toBe(3);
       expect(front.counts.full).toBe(1);
     } finally {
       front.close();
@@ -345,29 +316,10 @@ describe('loopback registries, as containerd finds them', () => {
 
   test('a loopback TLS registry without hosts.toml is found over https after one plain-http attempt', async () => {
     const dir = mkdtempSync(join(work, 'tls-'));
-    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'srv.key',
-      '-out',
-      'srv.pem',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-days',
-      '2',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
-    const tls = await startRegistry({ tls: { cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') } });
+    const pem = selfSignedLoopbackCert(dir, { key: 'srv.key', cert: 'srv.pem' });
+    const tls = await startRegistry({ tls: pem });
     try {
-      process.env.SSL_CERT_FILE = join(dir, 'srv.pem'); // for oras
+      process.env.SSL_CERT_FILE = pem.cert; // for oras
       let image: PushedImage;
       try {
         image = pushTestImage(tls.host, 'rt/tls', 'v1', `round-trips-tls-${Date.now()}`, { plainHttp: false });
@@ -385,7 +337,7 @@ describe('loopback registries, as containerd finds them', () => {
           '--new-bundle-format=false',
           `${tls.host}/rt/tls@${image.digest}`,
         ],
-        { SSL_CERT_FILE: join(dir, 'srv.pem') },
+        { SSL_CERT_FILE: pem.cert },
       );
       const requests = await observed(image, ['cosign-legacy']);
       // containerd: https with skip_verify, http only when the server answers TLS with HTTP. Here: one
