@@ -306,7 +306,6 @@ async function main() {
     const size = (p) => statSync(p).size;
     const date = new Date().toISOString();
     const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Linux ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`;
-    const groups = { a: '(a) cosign key signature', b: '(b) notation signature', c: '(c) start-up floor' };
     const table = [
       '| | command | median | p90 | HTTP requests | peak RSS |',
       '| --- | --- | ---: | ---: | ---: | ---: |',
@@ -464,19 +463,22 @@ async function main() {
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...REMOTE.map(
         (c) =>
-          `| ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.roundTrips.toFixed(1)} | ${c.requests.length} | ${c.tokens} | ${c.connections} |`,
+          `| ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.roundTrips.toFixed(1)} ` +
+          `| ${c.requests.length} | ${c.tokens} | ${c.connections} |`,
       ),
     ];
     const remoteDetail = REMOTE.flatMap((c) => [
-      `${c.label}: ${c.roundTrips.toFixed(1)} round trips on the critical path, ${c.connections} connection(s), ${c.tokens} token request(s)`,
+      `${c.label}: ${c.roundTrips.toFixed(1)} round trips on the critical path, ` +
+        `${c.connections} connection(s), ${c.tokens} token request(s)`,
       ...c.requests.map(describeRequest),
     ]);
     const part3 = [
       `pullguard vs cosign / notation CLIs, a remote registry: every connection through bench/latency-proxy.mjs (${REMOTE_DELAY_MS} ms each way),`,
       'TLS with a private CA (hosts.toml `ca` for pullguard, SSL_CERT_FILE for the CLIs), bearer tokens from bench/token-server.cjs',
       `(behind its own ${REMOTE_DELAY_MS} ms proxy). ${REMOTE_RUNS} runs each after ${WARMUP} warm-up, round-robin, under \`env -i\`.`,
-      `Critical-path round trips: ${SLOW_RUNS} more runs each with both proxies at ${REMOTE_SLOW_DELAY_MS} ms each way;`,
-      `(median there - median here) / ${addedRtt} ms, the added round-trip time (TCP connect and TLS handshake included).`,
+      `Critical-path round trips: ${SLOW_RUNS} more runs each, both proxies at ${REMOTE_SLOW_DELAY_MS} ms each way,`,
+      `(median there - median here) / ${addedRtt} ms, the added round-trip time (TCP connect, TLS handshake`,
+      'included).',
       '',
       ...remoteTable,
     ].join('\n');

@@ -63,7 +63,8 @@ async function run(args: string[]) {
 }
 
 describe('pullguard log', () => {
-  test('--would-deny groups by rule, image and reason with counts and first/last seen, across rotated files', async () => {
+  const groups = '--would-deny groups by rule, image and reason with counts and first/last seen, across rotated files';
+  test(groups, async () => {
     const r = await run(['--would-deny']);
     expect(r.code).toBe(0);
     expect(r.out).toEqual([
@@ -104,7 +105,8 @@ describe('pullguard log', () => {
     await new Promise((r) => setTimeout(r, 100));
     appendFileSync(
       f,
-      `${line('r.example/new:v1', 'prod', 'deny', 'audit', T0 + 1, 'NO_SIGNATURE')}\n${line('r.example/ok:v1', 'prod', 'allow', 'enforce', T0 + 2)}\n`,
+      `${line('r.example/new:v1', 'prod', 'deny', 'audit', T0 + 1, 'NO_SIGNATURE')}\n` +
+        `${line('r.example/ok:v1', 'prod', 'allow', 'enforce', T0 + 2)}\n`,
     );
     await until(1);
     renameSync(f, `${f}.1`);

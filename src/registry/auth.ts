@@ -157,7 +157,7 @@ export class CredentialStore {
       try {
         json = JSON.parse(text) as Record<string, unknown>;
         if (!json || typeof json !== 'object' || Array.isArray(json)) throw new Error('not a JSON object');
-      } catch (e) {
+      } catch {
         if (path === this.policyPath)
           throw new PullguardError(
             'POLICY_INVALID',
@@ -424,7 +424,7 @@ export class Authenticator {
     }
     if (service) url.searchParams.set('service', service);
     url.searchParams.append('scope', scope);
-    let res;
+    let res: Awaited<ReturnType<typeof this.transport.send>>;
     const common = {
       maxBytes: 1024 * 1024,
       what: `a pull token for ${scope}`,

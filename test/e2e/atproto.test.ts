@@ -397,7 +397,9 @@ describe('policy: atproto authorities are validated at load', () => {
     ],
     ['an unknown key', 'trusted: [{did: "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"}]\n          keys: []', /keys/],
   ])('%s', (_name, body, error) => {
-    const text = `version: 1\nrules:\n  - name: r\n    match: x.example/**\n    action: verify\n    authorities:\n      - atproto:\n          ${body.replace('PINNED', pinnedDocPath())}\n`;
+    const text =
+      `version: 1\nrules:\n  - name: r\n    match: x.example/**\n    action: verify\n` +
+      `    authorities:\n      - atproto:\n          ${body.replace('PINNED', pinnedDocPath())}\n`;
     expect(() => parsePolicyText(text, 'p.yaml')).toThrow(error);
   });
 });

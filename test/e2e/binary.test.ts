@@ -123,10 +123,13 @@ describe('dist/pullguard, the single executable', () => {
     const port = (tarpit.address() as { port: number }).port;
     const p = join(dir, 'tarpit.yaml');
     const key =
-      '-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n';
+      '-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n' +
+      '68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n';
     writeFileSync(
       p,
-      `version: 1\ntimeout: 1500ms\nrules:\n  - {name: signed, match: "127.0.0.1:${port}/**", action: verify, authorities: [{name: k, cosign: {keys: ["${key}"]}}]}\n`,
+      `version: 1\ntimeout: 1500ms\nrules:\n` +
+        `  - {name: signed, match: "127.0.0.1:${port}/**", action: verify, authorities: [{name: k, ` +
+        `cosign: {keys: ["${key}"]}}]}\n`,
     );
     try {
       const r = await runBin(argv(`127.0.0.1:${port}/app:v1`), DESC, { PULLGUARD_POLICY: p });
@@ -137,7 +140,7 @@ describe('dist/pullguard, the single executable', () => {
       expect(r.ms).toBeGreaterThan(900);
       expect(r.ms).toBeLessThan(1500 + 700);
     } finally {
-      sockets.forEach((s) => s.destroy());
+      for (const s of sockets) s.destroy();
       tarpit.close();
     }
   });

@@ -57,10 +57,14 @@ function writePolicy(ttl: string): void {
       `cache: {dir: ${join(work, 'cache')}, ttl: ${ttl}}`,
       `log: {file: ${join(work, 'decisions.jsonl')}, metricsFile: ${join(work, 'metrics.prom')}}`,
       'rules:',
-      `  - {name: cosign, match: ["${h}/cache/cosign", "${h}/cache/rotated"], action: verify, authorities: [{name: release, cosign: {keys: [${key}]}}]}`,
-      `  - {name: notation, match: "${h}/cache/notation", action: verify, authorities: [{name: corp, notation: {config: ${nt.configDir}}}]}`,
-      `  - {name: stale, match: "${h}/cache/stale", action: verify, staleIfError: 1h, authorities: [{cosign: {keys: [${key}], signatureRepository: "${sigs.host}/sigs/stale"}}]}`,
-      `  - {name: nostale, match: "${h}/cache/nostale", action: verify, authorities: [{cosign: {keys: [${key}], signatureRepository: "${sigs.host}/sigs/nostale"}}]}`,
+      `  - {name: cosign, match: ["${h}/cache/cosign", "${h}/cache/rotated"], action: verify, ` +
+        `authorities: [{name: release, cosign: {keys: [${key}]}}]}`,
+      `  - {name: notation, match: "${h}/cache/notation", action: verify, authorities: [{name: corp, ` +
+        `notation: {config: ${nt.configDir}}}]}`,
+      `  - {name: stale, match: "${h}/cache/stale", action: verify, staleIfError: 1h, authorities: ` +
+        `[{cosign: {keys: [${key}], signatureRepository: "${sigs.host}/sigs/stale"}}]}`,
+      `  - {name: nostale, match: "${h}/cache/nostale", action: verify, authorities: [{cosign: {keys: ` +
+        `[${key}], signatureRepository: "${sigs.host}/sigs/nostale"}}]}`,
       '',
     ].join('\n'),
   );
@@ -179,19 +183,22 @@ describe('decision cache through containerd', () => {
     expect(expired.reason).toMatch(/expired/);
   }, 90_000);
 
-  it('a signature registry stopped after a verified pull: allowed only under staleIfError, the outage named', async () => {
-    writePolicy('1ms'); // every entry is expired at once: only staleIfError can still use it
-    expect(await pull(img.stale)).toMatchObject({ verdict: 'allow', cache: { status: 'miss' } });
-    expect(await pull(img.nostale)).toMatchObject({ verdict: 'allow', cache: { status: 'miss' } });
-    await sigs.stop();
-    const stale = await pull(img.stale);
-    expect(stale).toMatchObject({ verdict: 'allow', rule: 'stale', cache: { status: 'stale' } });
-    expect(stale.reason).toMatch(
-      /^registry unreachable, allowed by staleIfError \(verified \d+s ago, window 3600s\): .*ECONNREFUSED/,
-    );
-    expect(stale.cache?.note).toMatch(/ECONNREFUSED/);
-    const denied = await pull(img.nostale);
-    expect(denied).toMatchObject({ verdict: 'deny', rule: 'nostale', code: 'REGISTRY_UNREACHABLE' });
-    expect(await cri.imageStatus(img.nostale.ref)).toBeNull();
-  });
+  it(
+    'a signature registry stopped after a verified pull: allowed only under staleIfError, ' + 'the outage named',
+    async () => {
+      writePolicy('1ms'); // every entry is expired at once: only staleIfError can still use it
+      expect(await pull(img.stale)).toMatchObject({ verdict: 'allow', cache: { status: 'miss' } });
+      expect(await pull(img.nostale)).toMatchObject({ verdict: 'allow', cache: { status: 'miss' } });
+      await sigs.stop();
+      const stale = await pull(img.stale);
+      expect(stale).toMatchObject({ verdict: 'allow', rule: 'stale', cache: { status: 'stale' } });
+      expect(stale.reason).toMatch(
+        /^registry unreachable, allowed by staleIfError \(verified \d+s ago, window 3600s\): .*ECONNREFUSED/,
+      );
+      expect(stale.cache?.note).toMatch(/ECONNREFUSED/);
+      const denied = await pull(img.nostale);
+      expect(denied).toMatchObject({ verdict: 'deny', rule: 'nostale', code: 'REGISTRY_UNREACHABLE' });
+      expect(await cri.imageStatus(img.nostale.ref)).toBeNull();
+    },
+  );
 });

@@ -151,7 +151,8 @@ afterAll(async () => {
   if (table.length > 0) {
     const lines = [
       '',
-      '| case | expected | pullguard (native YAML) | pullguard (containers-policy.json) | cosign verify | difference explained |',
+      '| case | expected | pullguard (native YAML) | pullguard ' +
+        '(containers-policy.json) | cosign verify | difference explained |',
       '| --- | --- | --- | --- | --- | --- |',
     ];
     for (const r of table)
@@ -180,7 +181,8 @@ describe('public keys', () => {
       await cosignOk(home, ['sign', '--key', `${keys[kind]}.key`, ...signFlags(legacy), img.pinned]);
       const cosignDiffers =
         kind === 'p384'
-          ? `cosign 3.1.1 signs with P-384/SHA-384 but verifies ${legacy ? 'the payload' : 'the DSSE envelope'} with SHA-256: it cannot verify its own P-384 signatures`
+          ? 'cosign 3.1.1 signs with P-384/SHA-384 but verifies ' +
+            `${legacy ? 'the payload' : 'the DSSE envelope'} with SHA-256: it cannot verify its own P-384 signatures`
           : undefined;
       await check({
         name: `${kind} key, ${legacy ? 'legacy' : 'bundle'}`,
@@ -309,7 +311,8 @@ describe('private CA (root -> intermediate -> leaf)', () => {
   const certAuth =
     (p: () => Pki, email = 'signer@example.com') =>
     () =>
-      `{certificates: {roots: [${p().dir}/root.pem], intermediates: [${p().dir}/inter.pem]}, identities: [{email: ${email}, issuer: https://issuer.example.com}]}`;
+      `{certificates: {roots: [${p().dir}/root.pem], intermediates: [${p().dir}/inter.pem]}, identities: ` +
+      `[{email: ${email}, issuer: https://issuer.example.com}]}`;
   const pkiJson =
     (p: () => Pki, email = 'signer@example.com') =>
     () => ({
@@ -392,38 +395,41 @@ describe('private CA (root -> intermediate -> leaf)', () => {
     });
   });
 
-  test('external signer: cosign generate, openssl RSA PKCS#1 v1.5, cosign attach signature with the chain: allow', async () => {
-    const img = image('ca-external');
-    const rsaLeaf = await makeLeaf(pki, 'rsaleaf', { rsa: true });
-    const payload = join(work, 'ext-payload.json');
-    writeFileSync(payload, await cosignOk(home, ['generate', ...flags, img.pinned]));
-    await openssl(['dgst', '-sha256', '-sign', rsaLeaf.key, '-out', 'ext.sig', payload], work);
-    writeFileSync(join(work, 'ext.sig.b64'), readFileSync(join(work, 'ext.sig')).toString('base64'));
-    await cosignOk(home, [
-      'attach',
-      'signature',
-      '--payload',
-      payload,
-      '--signature',
-      join(work, 'ext.sig.b64'),
-      '--certificate',
-      rsaLeaf.cert,
-      '--certificate-chain',
-      pki.chainPem,
-      ...flags,
-      img.pinned,
-    ]);
-    // Only the root in the policy: the intermediate comes from the chain annotation the signer attached.
-    await check({
-      name: 'external signer (RSA), attach with chain, policy has the root only',
-      repo: 'ca-external',
-      pinned: img.pinned,
-      expected: 'allow',
-      native: `{certificates: {roots: [${pki.dir}/root.pem]}, identities: [{email: signer@example.com}]}`,
-      policyJson: { pki: { caRootsPath: `${pki.dir}/root.pem`, subjectEmail: 'signer@example.com' } },
-      cosignArgs: certVerifyLegacy(),
-    });
-  });
+  test(
+    'external signer: cosign generate, openssl RSA PKCS#1 v1.5, ' + 'cosign attach signature with the chain: allow',
+    async () => {
+      const img = image('ca-external');
+      const rsaLeaf = await makeLeaf(pki, 'rsaleaf', { rsa: true });
+      const payload = join(work, 'ext-payload.json');
+      writeFileSync(payload, await cosignOk(home, ['generate', ...flags, img.pinned]));
+      await openssl(['dgst', '-sha256', '-sign', rsaLeaf.key, '-out', 'ext.sig', payload], work);
+      writeFileSync(join(work, 'ext.sig.b64'), readFileSync(join(work, 'ext.sig')).toString('base64'));
+      await cosignOk(home, [
+        'attach',
+        'signature',
+        '--payload',
+        payload,
+        '--signature',
+        join(work, 'ext.sig.b64'),
+        '--certificate',
+        rsaLeaf.cert,
+        '--certificate-chain',
+        pki.chainPem,
+        ...flags,
+        img.pinned,
+      ]);
+      // Only the root in the policy: the intermediate comes from the chain annotation the signer attached.
+      await check({
+        name: 'external signer (RSA), attach with chain, policy has the root only',
+        repo: 'ca-external',
+        pinned: img.pinned,
+        expected: 'allow',
+        native: `{certificates: {roots: [${pki.dir}/root.pem]}, identities: [{email: signer@example.com}]}`,
+        policyJson: { pki: { caRootsPath: `${pki.dir}/root.pem`, subjectEmail: 'signer@example.com' } },
+        cosignArgs: certVerifyLegacy(),
+      });
+    },
+  );
 
   test('a CA with the same names but another key: deny', async () => {
     const img = image('ca-evil');

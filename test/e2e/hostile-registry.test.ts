@@ -194,7 +194,7 @@ beforeAll(async () => {
   await floodWithNestedReferrers('cosign/nested-only', img.nestedOnly);
   await floodWithNestedBlobs('cosign/nested-blobs', img.nestedBlobs);
   // Item 8: the referrers tag answers 404 with 200 KiB of HTML; blobs answer 302 with 200 KiB of HTML.
-  hostile.on(path(new RegExp(`^/v2/cosign/err-body/manifests/sha256-[0-9a-f]{64}$`)), bigBody(404, 200 * 1024));
+  hostile.on(path(/^\/v2\/cosign\/err-body\/manifests\/sha256-[0-9a-f]{64}$/), bigBody(404, 200 * 1024));
   hostile.on(
     (q, u) => q.method === 'GET' && /^\/v2\/cosign\/err-body\/blobs\/sha256:/.test(u.pathname),
     (req, res, url) => bigBody(302, 200 * 1024, { location: `${registry.url}${url.pathname}` })(req, res, url),
@@ -234,8 +234,10 @@ beforeAll(async () => {
   if (s.status !== 0) throw new Error(`notation sign: ${s.output}`);
 
   const rules = (host: string) => [
-    `  - {name: "cosign ${host}", match: "${host}/cosign/**", action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
-    `  - {name: "notation ${host}", match: "${host}/notation/**", action: verify, authorities: [{name: acme, notation: {config: ${nt.configDir}}}]}`,
+    `  - {name: "cosign ${host}", match: "${host}/cosign/**", action: verify, authorities: [{name: ` +
+      `release, cosign: {keys: [${key}.pub]}}]}`,
+    `  - {name: "notation ${host}", match: "${host}/notation/**", action: verify, authorities: [{name: ` +
+      `acme, notation: {config: ${nt.configDir}}}]}`,
   ];
   policy = writePolicy(
     'policy.yaml',
@@ -243,7 +245,9 @@ beforeAll(async () => {
     containerdConfig({}),
   );
   // Item 7: a mirror that accepts connections and never answers, in front of the healthy registry.
-  const mirror = `server = "http://${registry.host}"\n\n[host."http://${stalled.host}"]\n  capabilities = ["pull", "resolve"]\n`;
+  const mirror =
+    `server = "http://${registry.host}"\n\n[host."http://${stalled.host}"]\n` +
+    `  capabilities = ["pull", "resolve"]\n`;
   mirrorPolicy = writePolicy('mirror-policy.yaml', rules(registry.host), containerdConfig({ [registry.host]: mirror }));
   shortPolicy = writePolicy('short-policy.yaml', rules(stalled.host), containerdConfig({}), '4s');
 }, 300_000);
@@ -272,13 +276,16 @@ describe('a hostile registry gets the right verdict, a reason, and bounded time 
     expectInTime(r);
   });
 
-  test('item 5: 120 referrers of 4 MB nested 2 million deep beside a valid bundle: ALLOW, in time and memory', async () => {
-    const r = await verify('120 nested referrers + valid bundle', img.nested, hostile.host);
-    expect(r.stdout).toMatch(/^allowed .*cosign\/nested.*: signature verified by release/);
-    expect(r.code).toBe(0);
-    expectInTime(r);
-    expect(r.peakRssMiB).toBeLessThan(MAX_RSS_MIB);
-  });
+  test(
+    'item 5: 120 referrers of 4 MB nested 2 million deep beside a valid bundle: ALLOW, ' + 'in time and memory',
+    async () => {
+      const r = await verify('120 nested referrers + valid bundle', img.nested, hostile.host);
+      expect(r.stdout).toMatch(/^allowed .*cosign\/nested.*: signature verified by release/);
+      expect(r.code).toBe(0);
+      expectInTime(r);
+      expect(r.peakRssMiB).toBeLessThan(MAX_RSS_MIB);
+    },
+  );
 
   test('item 5: the same flood with no signature: DENY naming the nesting, in time and memory', async () => {
     const r = await verify('120 nested referrers only', img.nestedOnly, hostile.host);
@@ -288,23 +295,30 @@ describe('a hostile registry gets the right verdict, a reason, and bounded time 
     expect(r.peakRssMiB).toBeLessThan(MAX_RSS_MIB);
   });
 
-  test('item 5: 30 well-formed bundle referrers whose blobs are 4 MB nested 2 million deep: ALLOW, in time and memory', async () => {
-    const r = await verify('30 nested bundle blobs + valid bundle', img.nestedBlobs, hostile.host);
-    expect(r.stdout).toMatch(/^allowed .*cosign\/nested-blobs.*: signature verified by release/);
-    expect(r.code).toBe(0);
-    expectInTime(r);
-    expect(r.peakRssMiB).toBeLessThan(MAX_RSS_MIB);
-  });
+  test(
+    'item 5: 30 well-formed bundle referrers whose blobs are 4 MB nested 2 million deep: ALLOW, ' +
+      'in time and memory',
+    async () => {
+      const r = await verify('30 nested bundle blobs + valid bundle', img.nestedBlobs, hostile.host);
+      expect(r.stdout).toMatch(/^allowed .*cosign\/nested-blobs.*: signature verified by release/);
+      expect(r.code).toBe(0);
+      expectInTime(r);
+      expect(r.peakRssMiB).toBeLessThan(MAX_RSS_MIB);
+    },
+  );
 
-  test('item 7: a mirror that never answers does not hide the healthy upstream: ALLOW before the deadline', async () => {
-    const before = stalled.log.length;
-    const r = await verify('stalled mirror, healthy upstream', img.mirror, registry.host, mirrorPolicy);
-    expect(stalled.log.length).toBeGreaterThan(before); // the mirror was asked first
-    expect(r.stdout).toMatch(/^allowed .*cosign\/mirror.*: signature verified by release/);
-    expect(r.code).toBe(0);
-    expectInTime(r);
-    expect(r.ms).toBeLessThan(DEADLINE_MS - 2000);
-  });
+  test(
+    'item 7: a mirror that never answers does not hide the healthy upstream: ' + 'ALLOW before the deadline',
+    async () => {
+      const before = stalled.log.length;
+      const r = await verify('stalled mirror, healthy upstream', img.mirror, registry.host, mirrorPolicy);
+      expect(stalled.log.length).toBeGreaterThan(before); // the mirror was asked first
+      expect(r.stdout).toMatch(/^allowed .*cosign\/mirror.*: signature verified by release/);
+      expect(r.code).toBe(0);
+      expectInTime(r);
+      expect(r.ms).toBeLessThan(DEADLINE_MS - 2000);
+    },
+  );
 
   test('item 7: when the upstream is the one that stalls, the reason names it and the time it had', async () => {
     const r = await verify('stalled upstream', img.mirror, stalled.host);
@@ -314,34 +328,38 @@ describe('a hostile registry gets the right verdict, a reason, and bounded time 
     expectInTime(r);
   });
 
-  test('a verifier that gets to run late (a loaded node) still answers before its deadline, counted from exec', async () => {
-    // containerd's per_verifier_timeout starts at exec. Here 2.5 s pass between exec and pullguard's
-    // first line (sh sleeps, then execs it: same process), and the registry never answers.
-    const image = img.mirror;
-    const args = [
-      '-name',
-      `${stalled.host}/cosign/mirror:v1`,
-      '-digest',
-      image.digest,
-      '-stdin-media-type',
-      'application/vnd.oci.descriptor.v1+json',
-    ];
-    const quoted = [BIN, ...args].map((a) => `'${a}'`).join(' ');
-    const started = performance.now();
-    const r = spawnSync('/bin/sh', ['-c', `sleep 2.5; exec ${quoted}`], {
-      env: { PULLGUARD_POLICY: shortPolicy },
-      input: JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size }),
-      encoding: 'utf8',
-      timeout: 20_000,
-    });
-    const ms = performance.now() - started;
-    results.push(
-      `late start (2.5 s before exec'd JS), 4 s policy: exit ${r.status}, ${ms.toFixed(0)} ms from exec: ${r.stdout.trim()}`,
-    );
-    expect(r.status).toBe(1);
-    expect(r.stdout).toMatch(/^denied /);
-    expect(ms).toBeLessThan(4000 + 300);
-  });
+  test(
+    'a verifier that gets to run late (a loaded node) still answers before its deadline, ' + 'counted from exec',
+    async () => {
+      // containerd's per_verifier_timeout starts at exec. Here 2.5 s pass between exec and pullguard's
+      // first line (sh sleeps, then execs it: same process), and the registry never answers.
+      const image = img.mirror;
+      const args = [
+        '-name',
+        `${stalled.host}/cosign/mirror:v1`,
+        '-digest',
+        image.digest,
+        '-stdin-media-type',
+        'application/vnd.oci.descriptor.v1+json',
+      ];
+      const quoted = [BIN, ...args].map((a) => `'${a}'`).join(' ');
+      const started = performance.now();
+      const r = spawnSync('/bin/sh', ['-c', `sleep 2.5; exec ${quoted}`], {
+        env: { PULLGUARD_POLICY: shortPolicy },
+        input: JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size }),
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      const ms = performance.now() - started;
+      results.push(
+        `late start (2.5 s before exec'd JS), 4 s policy: exit ${r.status}, ${ms.toFixed(0)} ms from exec: ` +
+          `${r.stdout.trim()}`,
+      );
+      expect(r.status).toBe(1);
+      expect(r.stdout).toMatch(/^denied /);
+      expect(ms).toBeLessThan(4000 + 300);
+    },
+  );
 
   test('item 8: a 404 and a 302 with bodies over 64 KiB do not break the skim path: ALLOW', async () => {
     const r = await verify('404/302 with 200 KiB bodies', img.errBody, hostile.host);
@@ -350,11 +368,14 @@ describe('a hostile registry gets the right verdict, a reason, and bounded time 
     expectInTime(r);
   });
 
-  test('item 4: a CRL that never ends: DENY (revocation unknown) with the cap in the reason, in bounded memory', async () => {
-    const r = await verify('endless CRL', img.crl, registry.host);
-    expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/^denied .*notation\/crl.*CRL larger than 8388608 bytes/);
-    expectInTime(r);
-    expect(r.peakRssMiB).toBeLessThan(MAX_RSS_MIB);
-  });
+  test(
+    'item 4: a CRL that never ends: DENY (revocation unknown) with the cap in the reason, ' + 'in bounded memory',
+    async () => {
+      const r = await verify('endless CRL', img.crl, registry.host);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toMatch(/^denied .*notation\/crl.*CRL larger than 8388608 bytes/);
+      expectInTime(r);
+      expect(r.peakRssMiB).toBeLessThan(MAX_RSS_MIB);
+    },
+  );
 });

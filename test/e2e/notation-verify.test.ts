@@ -8,6 +8,7 @@ import { loadPolicy } from '../../src/policy/load.js';
 import { createRegistryClient } from '../../src/registry/index.js';
 import { clearTrustStoreCache } from '../../src/verify/notation/truststore.js';
 import { notationVerifier } from '../../src/verify/notation/verifier.js';
+import { resolveAuthority } from '../../src/policy/resolve.js';
 import { decidePinned } from '../helpers/decide.js';
 import { notationSandbox, Pki, RegistryWriter, type Issued, type NotationSandbox } from '../helpers/notation.js';
 import { pushImage, type PushedImage } from '../helpers/oci.js';
@@ -337,7 +338,9 @@ describe('notation verdicts: pullguard agrees with notation verify 1.3.2', () =>
   it.each(cases)('%s', async (repo) => {
     const n = await notationVerdict(repo);
     const p = await pullguardVerdict(repo);
-    const table = `${repo}: expected ${expected[repo]}, notation ${n.verdict}, pullguard ${p.verdict} (${p.reason})\nnotation: ${n.output.trim().split('\n').slice(-3).join(' | ')}`;
+    const table =
+      `${repo}: expected ${expected[repo]}, notation ${n.verdict}, pullguard ${p.verdict} ` +
+      `(${p.reason})\nnotation: ${n.output.trim().split('\n').slice(-3).join(' | ')}`;
     console.log(table);
     expect(n.verdict, table).toBe(expected[repo]);
     expect(p.verdict, table).toBe(expected[repo]);
@@ -345,42 +348,47 @@ describe('notation verdicts: pullguard agrees with notation verify 1.3.2', () =>
 });
 
 describe('notation verifier on its own', () => {
-  it('a genuine signature presented for another digest fails integrity (payload binding), not just discovery', async () => {
-    clearTrustStoreCache();
-    const policy = loadPolicy(nt.configDir);
-    const signed = images.get('rsa3072-jws')!;
-    const other = images.get('other-digest')!;
-    const deadline = new Deadline(20_000);
-    try {
-      const found = await createRegistryClient(policy.registry).discover(
-        {
-          subject: parseReference(`${registry.host}/rsa3072-jws@${signed.digest}`) as never,
-          classes: new Set(['notation']),
-        },
-        deadline,
-      );
-      expect(found.artifacts.length).toBe(1);
-      const rule = policy.rules.find((r) => r.name === 'rsa3072-jws')!;
-      const authority = rule.authorities[0]!;
-      if (authority.kind !== 'notation') throw new Error('expected a notation authority');
-      const res = await notationVerifier.verify(
-        authority,
-        {
-          reference: parseReference(`${registry.host}/rsa3072-jws@${other.digest}`) as never,
-          descriptor: { mediaType: other.mediaType, digest: other.digest, size: other.size },
-        },
-        found.artifacts,
-        deadline,
-      );
-      expect(res.satisfied).toBe(false);
-      expect(res.signatures[0]!.checks[0]).toMatchObject({
-        check: 'integrity',
-        result: 'fail',
-        enforcement: 'enforced',
-      });
-      expect(res.reason).toMatch(/signature is for .* not the pulled/);
-    } finally {
-      deadline.dispose();
-    }
-  });
+  it(
+    'a genuine signature presented for another digest fails integrity (payload binding), ' + 'not just discovery',
+    async () => {
+      clearTrustStoreCache();
+      const policy = loadPolicy(nt.configDir);
+      const signed = images.get('rsa3072-jws')!;
+      const other = images.get('other-digest')!;
+      const deadline = new Deadline(20_000);
+      try {
+        const found = await createRegistryClient(policy.registry).discover(
+          {
+            subject: parseReference(`${registry.host}/rsa3072-jws@${signed.digest}`) as never,
+            classes: new Set(['notation']),
+          },
+          deadline,
+        );
+        expect(found.artifacts.length).toBe(1);
+        const rule = policy.rules.find((r) => r.name === 'rsa3072-jws')!;
+        const resolution = resolveAuthority(rule.authorities[0]!, `${registry.host}/rsa3072-jws`);
+        if (!('verify' in resolution) || resolution.verify.kind !== 'notation')
+          throw new Error('expected a notation authority');
+        const authority = resolution.verify;
+        const res = await notationVerifier.verify(
+          authority,
+          {
+            reference: parseReference(`${registry.host}/rsa3072-jws@${other.digest}`) as never,
+            descriptor: { mediaType: other.mediaType, digest: other.digest, size: other.size },
+          },
+          found.artifacts,
+          deadline,
+        );
+        expect(res.satisfied).toBe(false);
+        expect(res.signatures[0]!.checks[0]).toMatchObject({
+          check: 'integrity',
+          result: 'fail',
+          enforcement: 'enforced',
+        });
+        expect(res.reason).toMatch(/signature is for .* not the pulled/);
+      } finally {
+        deadline.dispose();
+      }
+    },
+  );
 });

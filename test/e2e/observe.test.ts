@@ -158,7 +158,8 @@ describe('containerd at info level, audit mode', () => {
     process.stdout.write(`\n$ pullguard log --would-deny\n${report.stdout}\n`);
 
     const series =
-      'pullguard_decisions_total{verdict="allow",policy_verdict="deny",mode="audit",rule="needs-signature",code="NO_SIGNATURE"}';
+      'pullguard_decisions_total{verdict="allow",policy_verdict="deny",mode="audit",rule="needs-signature",' +
+      'code="NO_SIGNATURE"}';
     expect(metric(series)).toBe(1);
     expect(readFileSync(metricsFile, 'utf8')).toMatch(/^# TYPE pullguard_decisions_total counter$/m);
   });
@@ -199,38 +200,53 @@ describe('doctor against this running containerd', () => {
       env: { PATH: `${toolsBin()}:/usr/bin:/bin` },
     });
 
-  it('the socket answers with its version, the daemon runs the checked config, and --pull-test shows the decision', () => {
-    writePolicy({ mode: 'audit' });
-    const r = doctor(['--pull-test', `${registry.host}/unsigned:v1`]);
-    const lines = r.stdout.split('\n');
-    expect(
-      lines.filter((l) => l.startsWith('FAIL')),
-      r.stdout,
-    ).toEqual([]);
-    expect(r.stdout).toMatch(
-      new RegExp(
-        `^ok {4}containerd answers on ${ctd.socket}: v?2\\.1\\.9\\S*( \\(\\w+\\))?, pid ${ctd.daemon.pid}$`,
-        'm',
-      ),
-    );
-    expect(lines).toContain('ok    the running containerd loaded its image-verifier plugin (bindir)');
-    expect(lines).toContain(
-      `ok    the running containerd (pid ${ctd.daemon.pid}) uses ${ctd.configFile}, unchanged since it started: the checks above describe it`,
-    );
-    expect(lines).toContain(`ok    decision log ${logFile} is writable`);
-    expect(r.stdout).toMatch(
-      /^WARN {2}\d+ decision\(s\) in the last 7 days in .*\d+ would-deny: enforce mode would have denied [1-9]\d* pull\(s\); fix: read `pullguard log --would-deny --since 7d`/m,
-    );
-    expect(r.stdout).toMatch(
-      /^WARN {2}policy .* is in audit mode: .*fix: set mode: enforce once `pullguard log --would-deny --since 7d` shows nothing/m,
-    );
-    expect(r.stdout).toMatch(
-      new RegExp(
-        `^ok {4}pull test: ${registry.host.replace(/\./g, '\\.')}/unsigned:v1 pulled; pullguard would deny \\(audit mode, pulled\\): no cosign signature found .*\\(rule "needs-signature"\\) in \\d+ ms$`,
-        'm',
-      ),
-    );
-  });
+  it(
+    'the socket answers with its version, the daemon runs the checked config, ' + 'and --pull-test shows the decision',
+    () => {
+      writePolicy({ mode: 'audit' });
+      const r = doctor(['--pull-test', `${registry.host}/unsigned:v1`]);
+      const lines = r.stdout.split('\n');
+      expect(
+        lines.filter((l) => l.startsWith('FAIL')),
+        r.stdout,
+      ).toEqual([]);
+      expect(r.stdout).toMatch(
+        new RegExp(
+          `^ok {4}containerd answers on ${ctd.socket}: v?2\\.1\\.9\\S*( \\(\\w+\\))?, pid ${ctd.daemon.pid}$`,
+          'm',
+        ),
+      );
+      expect(lines).toContain('ok    the running containerd loaded its image-verifier plugin (bindir)');
+      expect(lines).toContain(
+        `ok    the running containerd (pid ${ctd.daemon.pid}) uses ${ctd.configFile}, ` +
+          'unchanged since it started: the checks above describe it',
+      );
+      expect(lines).toContain(`ok    decision log ${logFile} is writable`);
+      expect(r.stdout).toMatch(
+        new RegExp(
+          /^WARN {2}\d+ decision\(s\) in the last 7 days in .*\d+ would-deny: /.source +
+            /enforce mode would have denied [1-9]\d* pull\(s\); /.source +
+            /fix: read `pullguard log --would-deny --since 7d`/.source,
+          'm',
+        ),
+      );
+      expect(r.stdout).toMatch(
+        new RegExp(
+          /^WARN {2}policy .* is in audit mode: /.source +
+            /.*fix: set mode: enforce once `pullguard log --would-deny --since 7d` shows nothing/.source,
+          'm',
+        ),
+      );
+      expect(r.stdout).toMatch(
+        new RegExp(
+          `^ok {4}pull test: ${registry.host.replace(/\./g, '\\.')}/unsigned:v1 pulled; ` +
+            'pullguard would deny \\(audit mode, pulled\\): no cosign signature found ' +
+            '.*\\(rule "needs-signature"\\) in \\d+ ms$',
+          'm',
+        ),
+      );
+    },
+  );
 
   it('a config file other than the one the daemon runs: FAIL naming both', () => {
     const other = join(work, 'other.toml');
@@ -246,7 +262,8 @@ describe('doctor against this running containerd', () => {
     );
     expect(r.status).toBe(2);
     expect(r.stdout).toContain(
-      `FAIL  the running containerd (pid ${ctd.daemon.pid}) was started with --config ${ctd.configFile}, but doctor checked ${other}`,
+      `FAIL  the running containerd (pid ${ctd.daemon.pid}) was started with --config ${ctd.configFile}, ` +
+        `but doctor checked ${other}`,
     );
   });
 
@@ -336,7 +353,8 @@ describe('journald (log.journal)', () => {
       expect(existsSync(socketPath)).toBe(true);
       writeFileSync(
         join(work, 'journal.yaml'),
-        `version: 1\nlog: {file: false, journal: ${ns}}\nrules:\n  - {name: blocked, match: ${registry.host}/blocked, action: deny}\n`,
+        `version: 1\nlog: {file: false, journal: ${ns}}\nrules:\n` +
+          `  - {name: blocked, match: ${registry.host}/blocked, action: deny}\n`,
       );
       const r = runVerifier(img.blocked.ref, img.blocked, join(work, 'journal.yaml'));
       expect(r.status).toBe(1);

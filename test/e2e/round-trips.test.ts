@@ -131,8 +131,10 @@ beforeAll(async () => {
       'version: 1',
       'default: deny',
       'rules:',
-      `  - {name: cosign, match: ["${registry.host}/rt/legacy", "${registry.host}/rt/bundle"], action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
-      `  - {name: notation, match: "${registry.host}/rt/notation", action: verify, authorities: [{name: rt, notation: {config: ${nt.configDir}}}]}`,
+      `  - {name: cosign, match: ["${registry.host}/rt/legacy", "${registry.host}/rt/bundle"], action: ` +
+        `verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
+      `  - {name: notation, match: "${registry.host}/rt/notation", action: verify, authorities: [{name: ` +
+        `rt, notation: {config: ${nt.configDir}}}]}`,
       'registry:',
       `  containerdConfig: ${emptyHosts}`,
       '',
@@ -149,32 +151,35 @@ afterAll(async () => {
 const COSIGN: ArtifactClass[] = ['cosign-legacy', 'cosign-bundle'];
 
 describe('requests per format, beside the CLIs', () => {
-  test('pullguard: the expected requests, no https probe, no /v2/ ping, no token (the registry never challenged)', async () => {
-    const legacy = await observed(img.legacy, COSIGN);
-    const bundle = await observed(img.bundle, COSIGN);
-    const notation = await observed(img.notation, ['notation']);
-    // docker-registry has no referrers API: its 404 sends discovery to the referrers tag (cosign and
-    // notation both keep that tag); the .sig tag is asked at the same time.
-    expect(legacy.map((r) => r.replace(/[0-9a-f]{64}/g, 'H'))).toEqual(
-      expect.arrayContaining([
-        'GET http:/v2/rt/legacy/manifests/sha256-H.sig',
-        'GET http:/v2/rt/legacy/referrers/sha256:H',
-        'GET http:/v2/rt/legacy/manifests/sha256-H',
-        'GET http:/v2/rt/legacy/blobs/sha256:H',
-      ]),
-    );
-    expect(legacy).toHaveLength(4);
-    // The referrers API and the referrers tag go out together (the tag first: a manifest route, which meets
-    // an auth challenge where docker-registry answers the referrers route 404 without one).
-    expect(notation.slice(0, 2).map((r) => r.replace(/[0-9a-f]{64}/g, 'H'))).toEqual([
-      'GET http:/v2/rt/notation/manifests/sha256-H',
-      'GET http:/v2/rt/notation/referrers/sha256:H',
-    ]);
-    expect(bundle).toHaveLength(5); // .sig 404, referrers API 404, tag index, bundle manifest, bundle blob
-    expect(notation).toHaveLength(4); // referrers API 404, tag index, signature manifest, envelope blob
-    for (const r of [...legacy, ...bundle, ...notation])
-      expect(r).toMatch(/^GET http:\/v2\/rt\/\w+\/(manifests|referrers|blobs)\//);
-  });
+  test(
+    'pullguard: the expected requests, no https probe, no /v2/ ping, no token ' + '(the registry never challenged)',
+    async () => {
+      const legacy = await observed(img.legacy, COSIGN);
+      const bundle = await observed(img.bundle, COSIGN);
+      const notation = await observed(img.notation, ['notation']);
+      // docker-registry has no referrers API: its 404 sends discovery to the referrers tag (cosign and
+      // notation both keep that tag); the .sig tag is asked at the same time.
+      expect(legacy.map((r) => r.replace(/[0-9a-f]{64}/g, 'H'))).toEqual(
+        expect.arrayContaining([
+          'GET http:/v2/rt/legacy/manifests/sha256-H.sig',
+          'GET http:/v2/rt/legacy/referrers/sha256:H',
+          'GET http:/v2/rt/legacy/manifests/sha256-H',
+          'GET http:/v2/rt/legacy/blobs/sha256:H',
+        ]),
+      );
+      expect(legacy).toHaveLength(4);
+      // The referrers API and the referrers tag go out together (the tag first: a manifest route, which meets
+      // an auth challenge where docker-registry answers the referrers route 404 without one).
+      expect(notation.slice(0, 2).map((r) => r.replace(/[0-9a-f]{64}/g, 'H'))).toEqual([
+        'GET http:/v2/rt/notation/manifests/sha256-H',
+        'GET http:/v2/rt/notation/referrers/sha256:H',
+      ]);
+      expect(bundle).toHaveLength(5); // .sig 404, referrers API 404, tag index, bundle manifest, bundle blob
+      expect(notation).toHaveLength(4); // referrers API 404, tag index, signature manifest, envelope blob
+      for (const r of [...legacy, ...bundle, ...notation])
+        expect(r).toMatch(/^GET http:\/v2\/rt\/\w+\/(manifests|referrers|blobs)\//);
+    },
+  );
 
   test('the shipped executable makes the same requests, fewer than cosign verify and notation verify', async () => {
     const counts: Record<string, number> = {};
@@ -274,6 +279,7 @@ describe('TLS: one full handshake per host', () => {
     const lookups = arrivals(3);
     fakeReg.handler = async () => {
       await lookups.arrive();
+      return false;
     };
     const front = await tlsFront(Number(fakeReg.host.split(':')[1]));
     try {

@@ -119,7 +119,8 @@ beforeAll(async () => {
     [
       'version: 1',
       'default: deny',
-      `log: {file: ${JSON.stringify(join(work, 'decisions.jsonl'))}, metricsFile: ${JSON.stringify(join(work, 'pullguard.prom'))}}`,
+      `log: {file: ${JSON.stringify(join(work, 'decisions.jsonl'))}, metricsFile: ` +
+        `${JSON.stringify(join(work, 'pullguard.prom'))}}`,
       'rules:',
       '  - name: signed-only',
       `    match: "${h}/**"`,

@@ -230,41 +230,44 @@ describe('CRL parsing and checking', () => {
     expect(await check(leafIssued)).toMatchObject({ result: 'ok' });
   });
 
-  it('a garbage body, an HTTP error, an oversized CRL, an unsupported critical extension: unknown, and not cached', async () => {
-    srv.setCrl('ca.crl', randomBytes(300));
-    expect(await check(leafIssued)).toMatchObject({
-      result: 'unknown',
-      detail: expect.stringMatching(/malformed CRL/),
-    });
-    srv.setCrl('ca.crl', criticalExtCrl);
-    expect(await check(leafIssued)).toMatchObject({
-      result: 'unknown',
-      detail: expect.stringMatching(/unsupported critical extension/),
-    });
-    srv.setCrl('ca.crl', crlDer);
-    expect(await check(leafIssued, { ...DEFAULT_REVOCATION, maxCrlBytes: 100 })).toMatchObject({
-      result: 'unknown',
-      detail: expect.stringMatching(/larger than 100 bytes/),
-    });
-    // The bad answers above were not kept: the good CRL is fetched and used now, without clearing anything.
-    const d = new Deadline(10_000);
-    try {
-      expect(await checkRevocation([cert(revokedIssued), cert(caIssued)], DEFAULT_REVOCATION, d)).toMatchObject({
-        result: 'revoked',
+  it(
+    'a garbage body, an HTTP error, an oversized CRL, an unsupported critical extension: ' + 'unknown, and not cached',
+    async () => {
+      srv.setCrl('ca.crl', randomBytes(300));
+      expect(await check(leafIssued)).toMatchObject({
+        result: 'unknown',
+        detail: expect.stringMatching(/malformed CRL/),
       });
-    } finally {
-      d.dispose();
-    }
-    srv.setCrl('ca.crl', Buffer.alloc(0));
-    const leaf404 = pki.issue('leaf404', {
-      kind: 'p256',
-      subject: '/O=Acme/CN=leaf404',
-      issuer: caIssued,
-      extraExt: `crlDistributionPoints=URI:${srv.url}/crl/missing.crl`,
-    });
-    expect(await check(leaf404)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/HTTP 404/) });
-    srv.setCrl('ca.crl', crlDer);
-  });
+      srv.setCrl('ca.crl', criticalExtCrl);
+      expect(await check(leafIssued)).toMatchObject({
+        result: 'unknown',
+        detail: expect.stringMatching(/unsupported critical extension/),
+      });
+      srv.setCrl('ca.crl', crlDer);
+      expect(await check(leafIssued, { ...DEFAULT_REVOCATION, maxCrlBytes: 100 })).toMatchObject({
+        result: 'unknown',
+        detail: expect.stringMatching(/larger than 100 bytes/),
+      });
+      // The bad answers above were not kept: the good CRL is fetched and used now, without clearing anything.
+      const d = new Deadline(10_000);
+      try {
+        expect(await checkRevocation([cert(revokedIssued), cert(caIssued)], DEFAULT_REVOCATION, d)).toMatchObject({
+          result: 'revoked',
+        });
+      } finally {
+        d.dispose();
+      }
+      srv.setCrl('ca.crl', Buffer.alloc(0));
+      const leaf404 = pki.issue('leaf404', {
+        kind: 'p256',
+        subject: '/O=Acme/CN=leaf404',
+        issuer: caIssued,
+        extraExt: `crlDistributionPoints=URI:${srv.url}/crl/missing.crl`,
+      });
+      expect(await check(leaf404)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/HTTP 404/) });
+      srv.setCrl('ca.crl', crlDer);
+    },
+  );
 
   it('a CRL server that never answers is unknown within the configured timeout', async () => {
     const slow = pki.issue('slow', {
@@ -278,22 +281,26 @@ describe('CRL parsing and checking', () => {
     expect(Date.now() - t0).toBeLessThan(3_000);
   });
 
-  it('only non-HTTP locations, or an OCSP responder that is down with no CRL: unknown; no endpoints at all: nothing to check', async () => {
-    const ldap = pki.issue('ldap', {
-      kind: 'p256',
-      subject: '/O=Acme/CN=ldap',
-      issuer: caIssued,
-      extraExt: 'crlDistributionPoints=URI:ldap://ldap.example/cn=CRL',
-    });
-    expect(await check(ldap)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/only http/) });
-    const ocsp = pki.issue('ocsp', {
-      kind: 'p256',
-      subject: '/O=Acme/CN=ocsp',
-      issuer: caIssued,
-      extraExt: 'authorityInfoAccess=OCSP;URI:http://127.0.0.1:9/',
-    });
-    expect(await check(ocsp)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/OCSP/) });
-    const plain = pki.issue('plain', { kind: 'p256', subject: '/O=Acme/CN=plain', issuer: caIssued });
-    expect(await check(plain)).toMatchObject({ result: 'ok', detail: expect.stringMatching(/nothing to check/) });
-  });
+  it(
+    'only non-HTTP locations, or an OCSP responder that is down with no CRL: unknown; ' +
+      'no endpoints at all: nothing to check',
+    async () => {
+      const ldap = pki.issue('ldap', {
+        kind: 'p256',
+        subject: '/O=Acme/CN=ldap',
+        issuer: caIssued,
+        extraExt: 'crlDistributionPoints=URI:ldap://ldap.example/cn=CRL',
+      });
+      expect(await check(ldap)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/only http/) });
+      const ocsp = pki.issue('ocsp', {
+        kind: 'p256',
+        subject: '/O=Acme/CN=ocsp',
+        issuer: caIssued,
+        extraExt: 'authorityInfoAccess=OCSP;URI:http://127.0.0.1:9/',
+      });
+      expect(await check(ocsp)).toMatchObject({ result: 'unknown', detail: expect.stringMatching(/OCSP/) });
+      const plain = pki.issue('plain', { kind: 'p256', subject: '/O=Acme/CN=plain', issuer: caIssued });
+      expect(await check(plain)).toMatchObject({ result: 'ok', detail: expect.stringMatching(/nothing to check/) });
+    },
+  );
 });
