@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { Deadline } from '../common/deadline.js';
+import { Deadline, parseDuration } from '../common/deadline.js';
 import {
   OCI_INDEX,
   OCI_MANIFEST,
@@ -429,23 +429,25 @@ describe('hostile registry', () => {
     };
     const budget = 1500;
     const started = Date.now();
-    const e = await rejects(client().discover(req(reg, img.digest, ['cosign-legacy']), new Deadline(budget)));
-    const elapsed = Date.now() - started;
+    const d = new Deadline(budget);
+    const e = await rejects(client().discover(req(reg, img.digest, ['cosign-legacy']), d));
     expect(['REGISTRY_UNREACHABLE', 'DEADLINE_EXCEEDED']).toContain(e.code);
     expect(e.message).toMatch(new RegExp(`${reg.host} did not answer within|timed out`));
-    expect(elapsed).toBeGreaterThanOrEqual(budget / 2 - 50);
-    expect(elapsed).toBeLessThan(budget + 300);
+    // A lower bound holds under any load; the upper one is deadline-based: the client gave up before
+    // its own Deadline fired (it cuts a stalled read at the time it keeps to decide in time).
+    expect(Date.now() - started).toBeGreaterThanOrEqual(budget / 2 - 50);
+    expect(d.signal.aborted).toBe(false);
   });
 
   test('a registry that never answers is cut off at the deadline', async () => {
     const reg = await fake();
     const img = image(reg);
     reg.handler = () => true; // accepts, never responds
-    const started = Date.now();
     const d = new Deadline(1200);
     const e = await rejects(client().discover(req(reg, img.digest, ['cosign-legacy', 'notation']), d));
-    expect(Date.now() - started).toBeLessThan(1200 + 300);
     expect(['REGISTRY_UNREACHABLE', 'DEADLINE_EXCEEDED']).toContain(e.code);
+    expect(e.message).toMatch(/of the 1\.2s deadline/);
+    expect(d.signal.aborted).toBe(false); // cut off before the deadline fired, not after
   });
 
   test('malformed JSON: a referrers index and a .sig manifest', async () => {
@@ -609,13 +611,17 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     const c = client({
       [up.host]: `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`,
     });
-    const started = Date.now();
-    const r = await c.discover(req(up, img.digest, ['cosign-legacy', 'notation']), new Deadline(3000));
-    expect(Date.now() - started).toBeLessThan(2500);
+    const d = new Deadline(3000);
+    const r = await c.discover(req(up, img.digest, ['cosign-legacy', 'notation']), d);
     expect(r.artifacts).toHaveLength(1);
-    expect(r.notes.join('\n')).toMatch(
-      new RegExp(`mirror ${mirror.host} failed \\(REGISTRY_UNREACHABLE: ${mirror.host} did not answer within`),
-    );
+    const share = new RegExp(
+      `mirror ${mirror.host} failed \\(REGISTRY_UNREACHABLE: ${mirror.host} ` +
+        'did not answer within (\\d+(?:\\.\\d+)?m?s)',
+    ).exec(r.notes.join('\n'));
+    expect(share).not.toBeNull();
+    // Deadline-based: the mirror's share is a part of the 3 s, and the upstream decided before it ran out.
+    expect(parseDuration(share![1]!)).toBeLessThan(3000);
+    expect(d.signal.aborted).toBe(false);
     expect(r.notes.join('\n')).not.toMatch(/within 0ms/);
   });
 
@@ -640,9 +646,9 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     const img = image(reg);
     const n = putReferrer(reg, 'app', img, { configMediaType: NOTATION, layerMediaType: 'application/jose+json' });
     reg.handler = (_q, _res, url) => url.pathname.endsWith('.sig'); // accepted, never answered
-    const started = Date.now();
-    const r = await client().discover(req(reg, img.digest, ['cosign-legacy', 'notation']), new Deadline(3000));
-    expect(Date.now() - started).toBeLessThan(3000);
+    const d = new Deadline(3000);
+    const r = await client().discover(req(reg, img.digest, ['cosign-legacy', 'notation']), d);
+    expect(d.signal.aborted).toBe(false); // decided before the deadline fired
     expect(r.artifacts.map((a) => a.digest)).toEqual([n.digest]);
     expect(r.notes.join('\n')).toMatch(/\.sig .*; skipped/);
   });

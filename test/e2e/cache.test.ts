@@ -17,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startContainerd, type Containerd, type DecisionRecord } from '../helpers/containerd.js';
 import { cosignOk } from '../helpers/cosign.js';
 import { CriError, criClient, type CriClient } from '../helpers/cri.js';
-import { notationSandbox, Pki, type NotationSandbox } from '../helpers/notation.js';
+import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
+import { Pki } from '../helpers/pki.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -105,8 +106,13 @@ beforeAll(async () => {
   // notation: a leaf that expires ~20 s from now, under a CA in the trust store.
   pki = Pki.create();
   nt = notationSandbox();
-  const root = pki.issue('root', { kind: 'p256', subject: '/O=Acme/CN=Acme Cache Root', ca: true });
-  const leaf = pki.issue('leaf', { kind: 'p256', subject: '/O=Acme/CN=acme-shortlived', issuer: root, endSeconds: 20 });
+  const root = await pki.issue('root', { kind: 'p256', subject: '/O=Acme/CN=Acme Cache Root', ca: true });
+  const leaf = await pki.issue('leaf', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=acme-shortlived',
+    issuer: root,
+    endSeconds: 20,
+  });
   leafNotAfter = Date.parse(new X509Certificate(readFileSync(leaf.cert)).validTo);
   nt.addKey('short', leaf.key, pki.bundle('short', [leaf, root]));
   nt.trust('ca', 'acme', root.cert);

@@ -12,15 +12,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadPolicy } from '../../src/policy/load.js';
 import { decidePinned } from '../helpers/decide.js';
-import { cosign, cosignOk, makeLeaf, makePki, openssl, type Pki } from '../helpers/cosign.js';
+import { cosign, cosignOk, makeLeaf, openssl } from '../helpers/cosign.js';
+import { type CaChain, makeCaChain } from '../helpers/pki.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 
 let registry: Registry;
 let work: string;
 let home: string;
-let pki: Pki;
-let evilPki: Pki;
+let pki: CaChain;
+let evilPki: CaChain;
 const keys: Record<'ec' | 'rsa' | 'p384' | 'ed' | 'other', string> = {} as never;
 let leaf: { cert: string; key: string };
 let cosignLeafKey: string;
@@ -140,8 +141,8 @@ beforeAll(async () => {
     await cosignOk(home, ['import-key-pair', '--key', join(work, `${k}.pem`), '--output-key-prefix', join(work, k)]);
   for (const k of ['ec', 'rsa', 'p384', 'ed', 'other'] as const) keys[k] = join(work, k);
 
-  pki = await makePki(join(work, 'pki'));
-  evilPki = await makePki(join(work, 'evil'));
+  pki = await makeCaChain(join(work, 'pki'));
+  evilPki = await makeCaChain(join(work, 'evil'));
   leaf = await makeLeaf(pki, 'leaf');
   await cosignOk(home, ['import-key-pair', '--key', leaf.key, '--output-key-prefix', join(work, 'leafkey')]);
   cosignLeafKey = join(work, 'leafkey.key');
@@ -309,14 +310,14 @@ describe('public keys', () => {
 
 describe('private CA (root -> intermediate -> leaf)', () => {
   const certAuth =
-    (p: () => Pki, email = 'signer@example.com') =>
+    (p: () => CaChain, email = 'signer@example.com') =>
     () =>
-      `{certificates: {roots: [${p().dir}/root.pem], intermediates: [${p().dir}/inter.pem]}, identities: ` +
+      `{certificates: {roots: [${p().root.cert}], intermediates: [${p().intermediate.cert}]}, identities: ` +
       `[{email: ${email}, issuer: https://issuer.example.com}]}`;
   const pkiJson =
-    (p: () => Pki, email = 'signer@example.com') =>
+    (p: () => CaChain, email = 'signer@example.com') =>
     () => ({
-      pki: { caRootsPath: `${p().dir}/root.pem`, caIntermediatesPath: `${p().dir}/inter.pem`, subjectEmail: email },
+      pki: { caRootsPath: `${p().root.cert}`, caIntermediatesPath: `${p().intermediate.cert}`, subjectEmail: email },
     });
   const certVerifyLegacy = (email = 'signer@example.com') => [
     '--certificate-chain',
@@ -424,8 +425,8 @@ describe('private CA (root -> intermediate -> leaf)', () => {
         repo: 'ca-external',
         pinned: img.pinned,
         expected: 'allow',
-        native: `{certificates: {roots: [${pki.dir}/root.pem]}, identities: [{email: signer@example.com}]}`,
-        policyJson: { pki: { caRootsPath: `${pki.dir}/root.pem`, subjectEmail: 'signer@example.com' } },
+        native: `{certificates: {roots: [${pki.root.cert}]}, identities: [{email: signer@example.com}]}`,
+        policyJson: { pki: { caRootsPath: `${pki.root.cert}`, subjectEmail: 'signer@example.com' } },
         cosignArgs: certVerifyLegacy(),
       });
     },

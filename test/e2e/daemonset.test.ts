@@ -38,6 +38,7 @@ import { cosignOk, cosignSignKey } from '../helpers/cosign.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { writeKubeletVolume } from '../helpers/kubelet-volume.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { Pki, tlsServer } from '../helpers/pki.js';
 import { startDaemon, waitFor, type Daemon } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, ROOT, tool } from '../helpers/tools.js';
@@ -136,57 +137,32 @@ interface FakeApi {
 
 /**
  * The one Kubernetes API call the agent makes (GET its DaemonSet), over HTTPS with a CA and a bearer
- * token as in a pod: a self-signed certificate for 127.0.0.1 made with openssl.
+ * token as in a pod: a self-signed certificate for 127.0.0.1 (test/helpers/pki.ts).
  */
 async function startFakeApi(dir: string): Promise<FakeApi> {
   const sa = join(dir, 'sa');
   mkdirSync(sa, { recursive: true });
-  const gen = spawnSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(sa, 'ca.crt'),
-      '-subj',
-      '/CN=kubernetes',
-      '-days',
-      '1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { encoding: 'utf8' },
-  );
-  if (gen.status !== 0) throw new Error(`openssl: ${gen.stderr}`);
+  const cert = await tlsServer(Pki.create(join(dir, 'pki')), 'kubernetes', { subject: '/CN=kubernetes' });
+  copyFileSync(cert.cert, join(sa, 'ca.crt'));
   writeFileSync(join(sa, 'token'), 'test-token');
   writeFileSync(join(sa, 'namespace'), 'pullguard-system');
   const self: FakeApi = { port: 0, serviceAccount: sa, daemonSet: 'present', requests: 0, close: () => server.close() };
-  const server = createHttpsServer(
-    { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(sa, 'ca.crt')) },
-    (req, res) => {
-      const path = '/apis/apps/v1/namespaces/pullguard-system/daemonsets/pullguard-node';
-      if (req.headers.authorization !== 'Bearer test-token') return void res.writeHead(401).end();
-      if (req.url !== path) return void res.writeHead(404).end();
-      self.requests++;
-      if (self.daemonSet === 'deleted')
-        return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"kind":"Status","code":404}');
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          kind: 'DaemonSet',
-          apiVersion: 'apps/v1',
-          metadata: { name: 'pullguard-node', namespace: 'pullguard-system' },
-        }),
-      );
-    },
-  );
+  const server = createHttpsServer({ key: readFileSync(cert.key), cert: readFileSync(cert.cert) }, (req, res) => {
+    const path = '/apis/apps/v1/namespaces/pullguard-system/daemonsets/pullguard-node';
+    if (req.headers.authorization !== 'Bearer test-token') return void res.writeHead(401).end();
+    if (req.url !== path) return void res.writeHead(404).end();
+    self.requests++;
+    if (self.daemonSet === 'deleted')
+      return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"kind":"Status","code":404}');
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        kind: 'DaemonSet',
+        apiVersion: 'apps/v1',
+        metadata: { name: 'pullguard-node', namespace: 'pullguard-system' },
+      }),
+    );
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   (self as { port: number }).port = (server.address() as AddressInfo).port;
   return self;

@@ -16,6 +16,7 @@ import { isAbsolute, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { putReferrer, startFakeRegistry, type FakeRegistry } from '../helpers/fake-registry.js';
 import { runMeasured, type MeasuredRun } from '../helpers/measure.js';
+import { WELL_INSIDE_MS } from '../helpers/budget.js';
 import { pullguardBinary } from '../helpers/tools.js';
 
 const bin = pullguardBinary();
@@ -31,8 +32,6 @@ const D = `sha256:${'4'.repeat(64)}`;
 const DESC = JSON.stringify({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: D, size: 512 });
 const MT = 'application/vnd.oci.descriptor.v1+json';
 const argv = (name: string, digest = D) => ['-name', name, '-digest', digest, '-stdin-media-type', MT];
-/** Well inside containerd's 10 s, with room for a loaded 2-core machine. */
-const WELL_INSIDE_MS = 3000;
 const PEAK_MIB = 200;
 
 const file = (name: string, content: string) => {

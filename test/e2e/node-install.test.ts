@@ -577,7 +577,6 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
     for (const step of ['before', 'policy', 'containerd-config', 'executable', 'restart', 'un-restart']) {
       images[`app-${step}`] = pushTestImage(registry.host, `app-${step}`, 'v1', `app-${step}`);
       images[`blocked-${step}`] = pushTestImage(registry.host, `blocked-${step}`, 'v1', `blocked-${step}`);
-      await new Promise((r) => setTimeout(r, 10));
     }
     const policy =
       `version: 1\ndefault: deny\nrules:\n` +

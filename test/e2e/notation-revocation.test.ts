@@ -14,15 +14,14 @@ import {
   notationSandbox,
   OCSP_SIGNER_EXT,
   ocspIndex,
-  Pki,
   PkiServer,
   RegistryWriter,
   runAsync,
   startOcspResponder,
   TSA_EXT,
-  type Issued,
   type NotationSandbox,
 } from '../helpers/notation.js';
+import { Pki, type Issued } from '../helpers/pki.js';
 import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { freePort, type Daemon } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -170,21 +169,21 @@ beforeAll(async () => {
   }
 
   // Timestamping PKI: a TSA root with two signers (one of them revocable by a CRL) and an untrusted look-alike.
-  const tsaRoot = pki.issue('tsa-root', { kind: 'p384', subject: '/O=Acme/CN=Acme TSA Root', ca: true });
-  const tsaSigner = pki.issue('tsa-signer', {
+  const tsaRoot = await pki.issue('tsa-root', { kind: 'p384', subject: '/O=Acme/CN=Acme TSA Root', ca: true });
+  const tsaSigner = await pki.issue('tsa-signer', {
     kind: 'rsa2048',
     subject: '/O=Acme/CN=Acme TSA',
     issuer: tsaRoot,
     ext: TSA_EXT,
   });
-  const tsaRevocable = pki.issue('tsa-revocable', {
+  const tsaRevocable = await pki.issue('tsa-revocable', {
     kind: 'p256',
     subject: '/O=Acme/CN=Acme TSA 2',
     issuer: tsaRoot,
     ext: `${TSA_EXT}\ncrlDistributionPoints=URI:${srv.url}/crl/tsa-root.crl`,
   });
-  const evilTsaRoot = pki.issue('evil-tsa-root', { kind: 'p384', subject: '/O=Acme/CN=Acme TSA Root', ca: true });
-  const evilTsaSigner = pki.issue('evil-tsa-signer', {
+  const evilTsaRoot = await pki.issue('evil-tsa-root', { kind: 'p384', subject: '/O=Acme/CN=Acme TSA Root', ca: true });
+  const evilTsaSigner = await pki.issue('evil-tsa-signer', {
     kind: 'rsa2048',
     subject: '/O=Acme/CN=Acme TSA',
     issuer: evilTsaRoot,
@@ -199,32 +198,37 @@ beforeAll(async () => {
   const ts = (url: string, root: Issued) => ['--timestamp-url', url, '--timestamp-root-cert', root.cert];
 
   // Signing PKI for the timestamp cases.
-  const root = pki.issue('root', { kind: 'p384', subject: '/O=Acme/CN=Acme Root', ca: true });
-  const leaf = pki.issue('leaf', { kind: 'p256', subject: '/O=Acme/CN=acme-signer', issuer: root });
+  const root = await pki.issue('root', { kind: 'p384', subject: '/O=Acme/CN=Acme Root', ca: true });
+  const leaf = await pki.issue('leaf', { kind: 'p256', subject: '/O=Acme/CN=acme-signer', issuer: root });
   nt.addKey('leaf', leaf.key, pki.bundle('leaf', [leaf, root]));
   nt.trust('ca', 'acme', root.cert);
   nt.trust('tsa', 'acme-tsa', tsaRoot.cert);
 
   // CRL PKI: leaves whose distribution points name the test server (or a port where nothing listens).
-  const crlRoot = pki.issue('crl-root', { kind: 'p256', subject: '/O=Acme/CN=Acme CRL Root', ca: true });
+  const crlRoot = await pki.issue('crl-root', { kind: 'p256', subject: '/O=Acme/CN=Acme CRL Root', ca: true });
   crlRootCa = crlRoot;
-  const evilCrlRoot = pki.issue('evil-crl-root', { kind: 'p256', subject: '/O=Acme/CN=Acme CRL Root', ca: true });
+  const evilCrlRoot = await pki.issue('evil-crl-root', { kind: 'p256', subject: '/O=Acme/CN=Acme CRL Root', ca: true });
   const cdp = (...urls: string[]) => `crlDistributionPoints=${urls.map((u) => `URI:${u}`).join(',')}`;
-  const crlLeaf = (name: string, ...urls: string[]) => {
-    const l = pki.issue(name, { kind: 'p256', subject: `/O=Acme/CN=${name}`, issuer: crlRoot, extraExt: cdp(...urls) });
+  const crlLeaf = async (name: string, ...urls: string[]) => {
+    const l = await pki.issue(name, {
+      kind: 'p256',
+      subject: `/O=Acme/CN=${name}`,
+      issuer: crlRoot,
+      extraExt: cdp(...urls),
+    });
     nt.addKey(name, l.key, pki.bundle(name, [l, crlRoot]));
     return l;
   };
   const main = `${srv.url}/crl/crl-root.crl`;
   const down = `http://127.0.0.1:${closedPort}/crl-root.crl`;
-  crlLeaf('crl-ok-leaf', main);
-  const revokedLeaf = crlLeaf('crl-revoked-leaf', main);
-  crlLeaf('crl-down-leaf', down);
-  crlLeaf('crl-expired-leaf', `${srv.url}/crl/expired.crl`);
-  crlLeaf('crl-wrong-key-leaf', `${srv.url}/crl/wrong-key.crl`);
-  crlLeaf('crl-two-leaf', main, down);
-  crlLeaf('crl-cache-leaf', `${srv.url}/crl/cache.crl`);
-  crlLeaf('crl-disk-leaf', `${srv.url}/crl/disk.crl`);
+  await crlLeaf('crl-ok-leaf', main);
+  const revokedLeaf = await crlLeaf('crl-revoked-leaf', main);
+  await crlLeaf('crl-down-leaf', down);
+  await crlLeaf('crl-expired-leaf', `${srv.url}/crl/expired.crl`);
+  await crlLeaf('crl-wrong-key-leaf', `${srv.url}/crl/wrong-key.crl`);
+  await crlLeaf('crl-two-leaf', main, down);
+  await crlLeaf('crl-cache-leaf', `${srv.url}/crl/cache.crl`);
+  await crlLeaf('crl-disk-leaf', `${srv.url}/crl/disk.crl`);
   srv.setCrl('crl-root.crl', await makeCrl(pki, 'crl-root', crlRoot, [revokedLeaf]));
   srv.setCrl(
     'expired.crl',
@@ -237,16 +241,16 @@ beforeAll(async () => {
   srv.setCrl('cache.crl', await makeCrl(pki, 'cache', crlRoot, []));
   srv.setCrl('disk.crl', await makeCrl(pki, 'disk', crlRoot, []));
   // root -> intermediate (revoked by the root's CRL) -> leaf, and the same with an intermediate in good standing.
-  const root2 = pki.issue('crl-root2', { kind: 'p384', subject: '/O=Acme/CN=Acme CRL Root 2', ca: true });
+  const root2 = await pki.issue('crl-root2', { kind: 'p384', subject: '/O=Acme/CN=Acme CRL Root 2', ca: true });
   const caExt = (crl: string) =>
     `basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n${cdp(crl)}`;
-  const interBad = pki.issue('inter-bad', {
+  const interBad = await pki.issue('inter-bad', {
     kind: 'p256',
     subject: '/O=Acme/CN=Acme Issuing Revoked',
     issuer: root2,
     ext: caExt(`${srv.url}/crl/root2.crl`),
   });
-  const interGood = pki.issue('inter-good', {
+  const interGood = await pki.issue('inter-good', {
     kind: 'p256',
     subject: '/O=Acme/CN=Acme Issuing',
     issuer: root2,
@@ -256,7 +260,7 @@ beforeAll(async () => {
     ['leaf-under-bad', interBad],
     ['leaf-under-good', interGood],
   ] as const) {
-    const l = pki.issue(name, {
+    const l = await pki.issue(name, {
       kind: 'p256',
       subject: `/O=Acme/CN=${name}`,
       issuer: inter,
@@ -278,22 +282,26 @@ beforeAll(async () => {
     await freePort(),
   ];
   const ocspUrl = (port: number) => `http://127.0.0.1:${port}`;
-  const ocspRoot = pki.issue('ocsp-root', { kind: 'p256', subject: '/O=Acme/CN=Acme OCSP Root', ca: true });
-  const evilOcspRoot = pki.issue('evil-ocsp-root', { kind: 'p256', subject: '/O=Acme/CN=Acme OCSP Root', ca: true });
-  const responder = pki.issue('ocsp-responder', {
+  const ocspRoot = await pki.issue('ocsp-root', { kind: 'p256', subject: '/O=Acme/CN=Acme OCSP Root', ca: true });
+  const evilOcspRoot = await pki.issue('evil-ocsp-root', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=Acme OCSP Root',
+    ca: true,
+  });
+  const responder = await pki.issue('ocsp-responder', {
     kind: 'p256',
     subject: '/O=Acme/CN=Acme OCSP Responder',
     issuer: ocspRoot,
     ext: OCSP_SIGNER_EXT,
   });
-  const noEkuResponder = pki.issue('ocsp-responder-no-eku', {
+  const noEkuResponder = await pki.issue('ocsp-responder-no-eku', {
     kind: 'p256',
     subject: '/O=Acme/CN=Acme OCSP Responder 2',
     issuer: ocspRoot,
     ext: 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature',
   });
-  const ocspLeaf = (name: string, port: number, crl?: string) => {
-    const l = pki.issue(name, {
+  const ocspLeaf = async (name: string, port: number, crl?: string) => {
+    const l = await pki.issue(name, {
       kind: 'p256',
       subject: `/O=Acme/CN=${name}`,
       issuer: ocspRoot,
@@ -305,16 +313,16 @@ beforeAll(async () => {
   };
   const ocspCrl = `${srv.url}/crl/ocsp-root.crl`;
   const inIndex = [
-    ocspLeaf('ocsp-good-leaf', mainPort),
-    ocspLeaf('ocsp-wrong-key-leaf', wrongPort),
-    ocspLeaf('ocsp-delegated-leaf', delegatedPort),
-    ocspLeaf('ocsp-delegated-no-eku-leaf', noEkuPort),
+    await ocspLeaf('ocsp-good-leaf', mainPort),
+    await ocspLeaf('ocsp-wrong-key-leaf', wrongPort),
+    await ocspLeaf('ocsp-delegated-leaf', delegatedPort),
+    await ocspLeaf('ocsp-delegated-no-eku-leaf', noEkuPort),
   ];
-  const ocspRevokedLeaf = ocspLeaf('ocsp-revoked-leaf', mainPort);
-  ocspLeaf('ocsp-unknown-leaf', mainPort); // not in the responder's index
-  ocspLeaf('ocsp-down-leaf', closedPort);
-  ocspLeaf('ocsp-down-crl-ok-leaf', closedPort, ocspCrl);
-  const ocspCrlRevoked = ocspLeaf('ocsp-down-crl-revoked-leaf', closedPort, ocspCrl);
+  const ocspRevokedLeaf = await ocspLeaf('ocsp-revoked-leaf', mainPort);
+  await ocspLeaf('ocsp-unknown-leaf', mainPort); // not in the responder's index
+  await ocspLeaf('ocsp-down-leaf', closedPort);
+  await ocspLeaf('ocsp-down-crl-ok-leaf', closedPort, ocspCrl);
+  const ocspCrlRevoked = await ocspLeaf('ocsp-down-crl-revoked-leaf', closedPort, ocspCrl);
   srv.setCrl('ocsp-root.crl', await makeCrl(pki, 'ocsp-root', ocspRoot, [ocspCrlRevoked]));
   const index = ocspIndex(pki, 'ocsp-root', [
     ...inIndex.map((issued) => ({ issued })),
@@ -369,7 +377,12 @@ beforeAll(async () => {
   nt.writeTrustPolicy(stmts);
 
   // The short-lived leaf signs first (with a timestamp), then expires while the rest is prepared.
-  const short = pki.issue('short', { kind: 'p256', subject: '/O=Acme/CN=acme-short', issuer: root, endSeconds: 30 });
+  const short = await pki.issue('short', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=acme-short',
+    issuer: root,
+    endSeconds: 30,
+  });
   const shortEnd = Date.now() + 30_000;
   nt.addKey('short', short.key, pki.bundle('short', [short, root]));
   await sign('ts-expired-leaf', 'short', 'jws', ts(tsaUrl, tsaRoot));

@@ -10,7 +10,8 @@ import { clearTrustStoreCache } from '../../src/verify/notation/truststore.js';
 import { notationVerifier } from '../../src/verify/notation/verifier.js';
 import { resolveAuthority } from '../../src/policy/resolve.js';
 import { decidePinned } from '../helpers/decide.js';
-import { notationSandbox, Pki, RegistryWriter, type Issued, type NotationSandbox } from '../helpers/notation.js';
+import { notationSandbox, RegistryWriter, type NotationSandbox } from '../helpers/notation.js';
+import { Pki, type Issued } from '../helpers/pki.js';
 import { pushImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 
@@ -107,13 +108,13 @@ beforeAll(async () => {
   const gt = await nt.run(['cert', 'generate-test', 'gt']);
   if (gt.status !== 0) throw new Error(gt.output);
 
-  const root = pki.issue('root', { kind: 'rsa4096', subject: `${ACME}/CN=Acme Root`, ca: true });
+  const root = await pki.issue('root', { kind: 'rsa4096', subject: `${ACME}/CN=Acme Root`, ca: true });
   const leaves = {
-    rsa3072: pki.issue('rsa3072', { kind: 'rsa3072', subject: `${ACME}/CN=acme-3072`, issuer: root }),
-    rsa4096: pki.issue('rsa4096', { kind: 'rsa4096', subject: `${ACME}/CN=acme-4096`, issuer: root }),
-    p256: pki.issue('p256', { kind: 'p256', subject: `${ACME}/CN=acme-p256`, issuer: root }),
-    p384: pki.issue('p384', { kind: 'p384', subject: `${ACME}/CN=acme-p384`, issuer: root }),
-    shortlived: pki.issue('shortlived', {
+    rsa3072: await pki.issue('rsa3072', { kind: 'rsa3072', subject: `${ACME}/CN=acme-3072`, issuer: root }),
+    rsa4096: await pki.issue('rsa4096', { kind: 'rsa4096', subject: `${ACME}/CN=acme-4096`, issuer: root }),
+    p256: await pki.issue('p256', { kind: 'p256', subject: `${ACME}/CN=acme-p256`, issuer: root }),
+    p384: await pki.issue('p384', { kind: 'p384', subject: `${ACME}/CN=acme-p384`, issuer: root }),
+    shortlived: await pki.issue('shortlived', {
       kind: 'rsa2048',
       subject: `${ACME}/CN=acme-short`,
       issuer: root,
@@ -123,19 +124,23 @@ beforeAll(async () => {
   const shortlivedEnd = Date.now() + 50_000;
   for (const [name, leaf] of Object.entries(leaves)) nt.addKey(name, leaf.key, pki.bundle(name, [leaf, root]));
   // Same names, different keys: an attacker's look-alike CA.
-  const evilRoot = pki.issue('evilroot', { kind: 'rsa4096', subject: `${ACME}/CN=Acme Root`, ca: true });
-  const evil = pki.issue('evil', { kind: 'rsa3072', subject: `${ACME}/CN=acme-3072`, issuer: evilRoot });
+  const evilRoot = await pki.issue('evilroot', { kind: 'rsa4096', subject: `${ACME}/CN=Acme Root`, ca: true });
+  const evil = await pki.issue('evil', { kind: 'rsa3072', subject: `${ACME}/CN=acme-3072`, issuer: evilRoot });
   nt.addKey('evil', evil.key, pki.bundle('evil', [evil, evilRoot]));
   // root -> intermediate -> leaf
-  const r2 = pki.issue('r2', { kind: 'p384', subject: `${ACME}/CN=Acme Root 2`, ca: true, pathLen: 1 });
-  const inter = pki.issue('inter', {
+  const r2 = await pki.issue('r2', { kind: 'p384', subject: `${ACME}/CN=Acme Root 2`, ca: true, pathLen: 1 });
+  const inter = await pki.issue('inter', {
     kind: 'p384',
     subject: `${ACME}/CN=Acme Issuing`,
     issuer: r2,
     ca: true,
     pathLen: 0,
   });
-  const chained = pki.issue('chained', { kind: 'p256', subject: `${ACME}/OU=Build/CN=acme-chained`, issuer: inter });
+  const chained = await pki.issue('chained', {
+    kind: 'p256',
+    subject: `${ACME}/OU=Build/CN=acme-chained`,
+    issuer: inter,
+  });
   nt.addKey('chained', chained.key, pki.bundle('chained', [chained, inter, r2]));
 
   nt.trust('ca', 'acme', root.cert);

@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, tool, toolsBin } from '../helpers/tools.js';
 
@@ -349,8 +350,7 @@ describe('journald (log.journal)', () => {
     async () => {
       journald = spawn(journalBin!, [ns], { stdio: 'ignore' });
       const socketPath = `/run/systemd/journal.${ns}/stdout`;
-      for (let i = 0; i < 200 && !existsSync(socketPath); i++) await new Promise((r) => setTimeout(r, 25));
-      expect(existsSync(socketPath)).toBe(true);
+      await waitFor('the journal namespace socket', () => existsSync(socketPath), 10_000);
       writeFileSync(
         join(work, 'journal.yaml'),
         `version: 1\nlog: {file: false, journal: ${ns}}\nrules:\n` +
@@ -360,13 +360,13 @@ describe('journald (log.journal)', () => {
       expect(r.status).toBe(1);
       expect(r.stderr).not.toContain('warning');
       let out = '';
-      for (let i = 0; i < 100 && !out.includes('SYSLOG_IDENTIFIER=pullguard'); i++) {
+      await waitFor('the decision in the journal', () => {
         out = spawnSync('journalctl', [`--namespace=${ns}`, '-t', 'pullguard', '--no-pager', '-o', 'verbose'], {
           encoding: 'utf8',
           timeout: 10_000,
         }).stdout;
-        if (!out.includes('SYSLOG_IDENTIFIER=pullguard')) await new Promise((res) => setTimeout(res, 50));
-      }
+        return out.includes('SYSLOG_IDENTIFIER=pullguard');
+      });
       expect(out).toContain('PRIORITY=4');
       expect(out).toContain(
         `MESSAGE=denied ${img.blocked.ref}@${img.blocked.digest}: denied by policy (rule "blocked") [POLICY_DENIED]`,

@@ -4,7 +4,7 @@
  * bundle formats) and notation 1.3.2. Covers plain http, TLS from a private CA given by hosts.toml
  * `ca`, htpasswd basic auth through a docker config.json, a token server written here, and mirrors.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { DistributionClient } from '../../src/registry/client.js';
 import type { ArtifactClass } from '../../src/registry/types.js';
 import { HTPASSWD } from '../helpers/bcrypt.js';
 import { pushImage, type PushedImage } from '../helpers/oci.js';
+import { Pki, tlsServer } from '../helpers/pki.js';
 import { onFreePort, startDaemon, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { tool } from '../helpers/tools.js';
@@ -300,68 +301,22 @@ describe('plain http docker-registry 2.8.3 (tag fallback)', () => {
 describe('TLS from a private CA given by hosts.toml `ca`', () => {
   test('verifies the registry certificate with the CA; without it, a clear error', async () => {
     const dir = mkdtempSync(join(work, 'tls-'));
-    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.pem',
-      '-subj',
-      '/CN=pullguard test CA',
-      '-days',
-      '2',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign',
-    ]);
-    ssl([
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'srv.key',
-      '-out',
-      'srv.csr',
-      '-subj',
-      '/CN=127.0.0.1',
-    ]);
-    writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-    ssl([
-      'x509',
-      '-req',
-      '-in',
-      'srv.csr',
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      'srv.pem',
-      '-days',
-      '2',
-      '-extfile',
-      'ext.cnf',
-    ]);
-    const reg = await registry({ tls: { cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') } });
-    const img = await withEnvAsync({ SSL_CERT_FILE: join(dir, 'ca.pem') }, () =>
+    const pki = Pki.create(dir);
+    const ca = await pki.issue('ca', {
+      kind: 'p256',
+      subject: '/CN=pullguard test CA',
+      ca: true,
+      endSeconds: 2 * 86400,
+    });
+    const srv = await tlsServer(pki, 'srv', { issuer: ca });
+    const reg = await registry({ tls: { cert: srv.cert, key: srv.key } });
+    const img = await withEnvAsync({ SSL_CERT_FILE: ca.cert }, () =>
       push(reg.host, 'secure', 'v1', 'tls', { plainHttp: false }),
     );
-    await cosignSign(`${reg.host}/secure@${img.digest}`, false, { SSL_CERT_FILE: join(dir, 'ca.pem') });
+    await cosignSign(`${reg.host}/secure@${img.digest}`, false, { SSL_CERT_FILE: ca.cert });
 
     const cfg = containerdConfig({
-      [reg.host]: `server = "https://${reg.host}"\nca = ${JSON.stringify(join(dir, 'ca.pem'))}\n`,
+      [reg.host]: `server = "https://${reg.host}"\nca = ${JSON.stringify(ca.cert)}\n`,
     });
     const { c, requests } = client({ containerdConfig: cfg });
     const r = await discover(c, img, ['cosign-legacy']);
@@ -465,28 +420,16 @@ createServer((req, res) => {
 `;
 
 async function startTokenServer(dir: string, opts: { issuer: string; service: string; users: Record<string, string> }) {
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      'token.key',
-      '-out',
-      'token.pem',
-      '-subj',
-      '/CN=pullguard token issuer',
-      '-days',
-      '2',
-    ],
-    { cwd: dir, stdio: 'pipe' },
-  );
+  // Self-signed, and so its own CA: the registry's rootcertbundle, and the x5c of every token.
+  const signer = await Pki.create(dir).issue('token', {
+    kind: 'rsa2048',
+    subject: '/CN=pullguard token issuer',
+    ext: 'basicConstraints=critical,CA:TRUE\nsubjectKeyIdentifier=hash',
+    endSeconds: 2 * 86400,
+  });
   writeFileSync(join(dir, 'token-server.cjs'), TOKEN_SERVER);
   const { port, daemon } = await onFreePort(async (port) => {
-    const args = JSON.stringify({ ...opts, port, key: join(dir, 'token.key'), cert: join(dir, 'token.pem') });
+    const args = JSON.stringify({ ...opts, port, key: signer.key, cert: signer.cert });
     const daemon = startDaemon(process.execPath, [join(dir, 'token-server.cjs'), args]);
     await waitFor('token server', () => daemon.output().includes('READY'), 10_000, daemon).catch(async (e) => {
       await daemon.stop();
@@ -500,7 +443,7 @@ async function startTokenServer(dir: string, opts: { issuer: string; service: st
       .split('\n')
       .filter((l) => l.startsWith('LOG '))
       .map((l) => JSON.parse(l.slice(4)) as { scope: string | null; user?: string });
-  return { realm: `http://127.0.0.1:${port}/token`, bundle: join(dir, 'token.pem'), log, stop: () => daemon.stop() };
+  return { realm: `http://127.0.0.1:${port}/token`, bundle: signer.cert, log, stop: () => daemon.stop() };
 }
 
 describe('token auth (registry delegating to a token server written here)', () => {

@@ -14,7 +14,6 @@ import { connect, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Deadline } from '../../src/common/deadline.js';
 import { DistributionClient } from '../../src/registry/client.js';
@@ -24,8 +23,9 @@ import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
 import { pushImage, pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
 import { startFakeRegistry } from '../helpers/fake-registry.js';
-import { selfSignedLoopbackCert } from '../helpers/tls-cert.js';
 import { arrivals } from '../helpers/arrivals.js';
+import { Pki, tlsServer } from '../helpers/pki.js';
+import { waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, ROOT } from '../helpers/tools.js';
 import { runVerifier } from '../helpers/verifier.js';
@@ -39,16 +39,22 @@ let policy: string;
 let emptyHosts: string;
 const img: Record<'legacy' | 'bundle' | 'notation', PushedImage> = {} as never;
 
+let markers = 0;
+
 /** Access-log lines (one per HTTP request that reached the registry) written while `fn` ran. */
 async function logged(reg: Registry, fn: () => Promise<unknown>): Promise<string[]> {
   const from = reg.daemon.output().length;
   await fn();
-  await sleep(200); // the registry writes its log asynchronously
+  // The registry logs a request after answering it. Instead of sleeping, send one more request, after
+  // all of fn's were answered, and wait for its line: the event that says the log has caught up.
+  const marker = `/v2/?pullguard-log-marker=${++markers}`;
+  await (await fetch(`${reg.url}${marker}`)).arrayBuffer();
+  await waitFor('the registry to log the marker request', () => reg.daemon.output().slice(from).includes(marker));
   return reg.daemon
     .output()
     .slice(from)
     .split('\n')
-    .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l))
+    .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l) && !l.includes(marker))
     .map((l) => /"(\S+ \S+)/.exec(l)![1]!);
 }
 
@@ -234,8 +240,7 @@ describe('requests per format, beside the CLIs', () => {
 
 /** A TLS terminator on a free port in front of `upstreamPort`, counting full and resumed handshakes. */
 async function tlsFront(upstreamPort: number) {
-  const dir = mkdtempSync(join(work, 'tls-front-'));
-  const pem = selfSignedLoopbackCert(dir);
+  const pem = await tlsServer(Pki.create(mkdtempSync(join(work, 'tls-front-'))), 'front');
   const counts = { full: 0, resumed: 0 };
   const front = createTlsServer({ key: readFileSync(pem.key), cert: readFileSync(pem.cert) }, (tls) => {
     if (tls.isSessionReused()) counts.resumed++;
@@ -321,11 +326,10 @@ describe('loopback registries, as containerd finds them', () => {
   });
 
   test('a loopback TLS registry without hosts.toml is found over https after one plain-http attempt', async () => {
-    const dir = mkdtempSync(join(work, 'tls-'));
-    const pem = selfSignedLoopbackCert(dir, { key: 'srv.key', cert: 'srv.pem' });
-    const tls = await startRegistry({ tls: pem });
+    const srv = await tlsServer(Pki.create(mkdtempSync(join(work, 'tls-'))), 'srv');
+    const tls = await startRegistry({ tls: { cert: srv.cert, key: srv.key } });
     try {
-      process.env.SSL_CERT_FILE = pem.cert; // for oras
+      process.env.SSL_CERT_FILE = srv.cert; // for oras
       let image: PushedImage;
       try {
         image = pushTestImage(tls.host, 'rt/tls', 'v1', `round-trips-tls-${Date.now()}`, { plainHttp: false });
@@ -343,7 +347,7 @@ describe('loopback registries, as containerd finds them', () => {
           '--new-bundle-format=false',
           `${tls.host}/rt/tls@${image.digest}`,
         ],
-        { SSL_CERT_FILE: pem.cert },
+        { SSL_CERT_FILE: srv.cert },
       );
       const requests = await observed(image, ['cosign-legacy']);
       // containerd: https with skip_verify, http only when the server answers TLS with HTTP. Here: one
