@@ -363,8 +363,8 @@ export class DistributionClient implements RegistryClient {
     notes: string[],
   ): Promise<{ entries: OciDescriptor[]; via: FoundVia; truncated: boolean } | undefined> {
     // The referrers tag is asked at the same time as the API, not after its 404, and before it (a manifest
-    // route first, see discoverOn): without the API (docker-registry 2, GHCR) that saves a round trip;
-    // with it, the tag's answer is an extra GET whose answer and failure are dropped.
+    // route first, see discoverOn): without the API (docker-registry 2.x) that saves a round trip; with
+    // it, the tag costs one more GET, whose answer or failure is dropped.
     const tag = referrersTag(subject);
     const tagged = ep.capabilities.resolve ? this.getManifest(ep, repo, tag, deadline) : undefined;
     tagged?.catch(() => undefined);
