@@ -94,7 +94,7 @@ beforeAll(async () => {
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'release')]);
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'next')]);
   for (const name of ['cosign', 'rotated', 'notation', 'stale', 'nostale'] as const)
-    img[name] = pushTestImage(registry.host, `cache/${name}`, 'v1', `cache-ctd-${name}-${Date.now()}`);
+    img[name] = await pushTestImage(registry.host, `cache/${name}`, 'v1', `cache-ctd-${name}-${Date.now()}`);
   for (const name of ['cosign', 'rotated'] as const)
     await cosignOk(home, ['sign', '--key', join(work, 'release.key'), ...flags, pinned(img[name])]);
   for (const name of ['stale', 'nostale'] as const) {

@@ -78,15 +78,15 @@ beforeAll(async () => {
   cosignHome = join(work, 'cosign-home');
 
   const push = (repo: string, seed: string) => pushTestImage(host, repo, 'v1', `cli-${seed}-${Date.now()}`);
-  img.legacy = push('cosign/legacy', 'legacy');
-  img.bundle = push('cosign/bundle', 'bundle');
-  img.forged = push('cosign/forged', 'forged');
-  img.unsigned = push('cosign/unsigned', 'unsigned');
-  img.notation = push('notation/signed', 'notation');
-  img.ntStranger = push('notation/stranger', 'nt-stranger');
-  img.open = push('open/tool', 'open');
-  img.blocked = push('blocked/tool', 'blocked');
-  img.elsewhere = push('elsewhere/tool', 'elsewhere');
+  img.legacy = await push('cosign/legacy', 'legacy');
+  img.bundle = await push('cosign/bundle', 'bundle');
+  img.forged = await push('cosign/forged', 'forged');
+  img.unsigned = await push('cosign/unsigned', 'unsigned');
+  img.notation = await push('notation/signed', 'notation');
+  img.ntStranger = await push('notation/stranger', 'nt-stranger');
+  img.open = await push('open/tool', 'open');
+  img.blocked = await push('blocked/tool', 'blocked');
+  img.elsewhere = await push('elsewhere/tool', 'elsewhere');
 
   // cosign: the release key the policy trusts, and a stranger's key. Offline signing (no Rekor).
   const release = join(work, 'release');

@@ -25,7 +25,7 @@ import {
   type Containerd,
 } from '../helpers/containerd.js';
 import { CriError, criClient, pullError, type CriClient } from '../helpers/cri.js';
-import { pushImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { waitFor } from '../helpers/proc.js';
 import { pullguardBinary, ROOT, tool } from '../helpers/tools.js';
@@ -67,7 +67,7 @@ beforeAll(async () => {
   policyFile = join(work, 'policy.yaml');
   registry = await startRegistry();
   const h = registry.host;
-  const push = (repo: string, index = false) => pushImage(h, repo, 'v1', repo, { index });
+  const push = (repo: string, index = false) => pushTestImage(h, repo, 'v1', repo, { index });
   img.app = await push('app');
   img.multi = await push('multi', true);
   img.blocked = await push('blocked');

@@ -46,8 +46,8 @@ const signFlags = (legacy: boolean) => [
 ];
 
 let seq = 0;
-function image(repo: string, opts: { index?: boolean } = {}): PushedImage & { pinned: string } {
-  const img = pushTestImage(registry.host, repo, `t${++seq}`, `${repo}-${seq}-${Date.now()}`, opts);
+async function image(repo: string, opts: { index?: boolean } = {}): Promise<PushedImage & { pinned: string }> {
+  const img = await pushTestImage(registry.host, repo, `t${++seq}`, `${repo}-${seq}-${Date.now()}`, opts);
   return { ...img, pinned: `${registry.host}/${repo}@${img.digest}` };
 }
 
@@ -178,7 +178,7 @@ describe('public keys', () => {
   ] as const) {
     test(`${kind} key, ${legacy ? 'legacy .sig' : 'bundle referrer'}: allow`, async () => {
       const repo = `key-${kind}-${legacy ? 'legacy' : 'bundle'}`;
-      const img = image(repo);
+      const img = await image(repo);
       await cosignOk(home, ['sign', '--key', `${keys[kind]}.key`, ...signFlags(legacy), img.pinned]);
       const cosignDiffers =
         kind === 'p384'
@@ -199,7 +199,7 @@ describe('public keys', () => {
   }
 
   test('docker media types (COSIGN_DOCKER_MEDIA_TYPES=1), legacy: allow', async () => {
-    const img = image('key-docker-types');
+    const img = await image('key-docker-types');
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), img.pinned], {
       COSIGN_DOCKER_MEDIA_TYPES: '1',
     });
@@ -215,7 +215,7 @@ describe('public keys', () => {
   });
 
   test('legacy payload pushed as an OCI 1.1 referrer: allow', async () => {
-    const img = image('key-legacy-referrer');
+    const img = await image('key-legacy-referrer');
     await cosignOk(
       home,
       ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), '--registry-referrers-mode=oci-1-1', img.pinned],
@@ -234,7 +234,7 @@ describe('public keys', () => {
   });
 
   test('untrusted key: deny', async () => {
-    const img = image('key-untrusted');
+    const img = await image('key-untrusted');
     await cosignOk(home, ['sign', '--key', `${keys.other}.key`, ...signFlags(false), img.pinned]);
     await cosignOk(home, ['sign', '--key', `${keys.other}.key`, ...signFlags(true), img.pinned]);
     await check({
@@ -250,7 +250,7 @@ describe('public keys', () => {
   });
 
   test('trusted .sig beside an untrusted bundle: allow (cosign ignores the .sig once a bundle exists)', async () => {
-    const img = image('key-mixed');
+    const img = await image('key-mixed');
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), img.pinned]);
     await cosignOk(home, ['sign', '--key', `${keys.other}.key`, ...signFlags(false), img.pinned]);
     await check({
@@ -266,7 +266,7 @@ describe('public keys', () => {
   });
 
   test('Ed25519: cosign signs Ed25519ph, which neither cosign nor pullguard verifies: deny', async () => {
-    const img = image('key-ed25519');
+    const img = await image('key-ed25519');
     await cosignOk(home, ['sign', '--key', `${keys.ed}.key`, ...signFlags(true), img.pinned]);
     await check({
       name: 'Ed25519 key (cosign signs Ed25519ph)',
@@ -281,7 +281,7 @@ describe('public keys', () => {
   });
 
   test('Ed25519: a pure Ed25519 signature (external signer) attached with cosign: allow', async () => {
-    const img = image('key-ed25519-pure');
+    const img = await image('key-ed25519-pure');
     const payload = join(work, 'ed-payload.json');
     writeFileSync(payload, await cosignOk(home, ['generate', ...flags, img.pinned]));
     await openssl(['pkeyutl', '-sign', '-rawin', '-inkey', 'ed.pem', '-in', payload, '-out', 'ed.sig'], work);
@@ -332,7 +332,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
   ];
 
   test('cosign sign --certificate --certificate-chain, legacy (empty chain annotation): allow', async () => {
-    const img = image('ca-legacy');
+    const img = await image('ca-legacy');
     await cosignOk(home, [
       'sign',
       '--key',
@@ -356,7 +356,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
   });
 
   test('cosign sign --certificate, bundle (no chain in the bundle): allow', async () => {
-    const img = image('ca-bundle');
+    const img = await image('ca-bundle');
     await cosignOk(home, [
       'sign',
       '--key',
@@ -399,7 +399,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
   test(
     'external signer: cosign generate, openssl RSA PKCS#1 v1.5, ' + 'cosign attach signature with the chain: allow',
     async () => {
-      const img = image('ca-external');
+      const img = await image('ca-external');
       const rsaLeaf = await makeLeaf(pki, 'rsaleaf', { rsa: true });
       const payload = join(work, 'ext-payload.json');
       writeFileSync(payload, await cosignOk(home, ['generate', ...flags, img.pinned]));
@@ -433,7 +433,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
   );
 
   test('a CA with the same names but another key: deny', async () => {
-    const img = image('ca-evil');
+    const img = await image('ca-evil');
     const evilLeaf = await makeLeaf(evilPki, 'evilleaf');
     await cosignOk(home, ['import-key-pair', '--key', evilLeaf.key, '--output-key-prefix', join(work, 'evilkey')]);
     await cosignOk(home, [
@@ -460,7 +460,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
   });
 
   test('identity mismatch: deny', async () => {
-    const img = image('ca-identity');
+    const img = await image('ca-identity');
     await cosignOk(home, [
       'sign',
       '--key',
@@ -485,7 +485,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
   });
 
   test('expired leaf that signed while valid: deny', async () => {
-    const img = image('ca-expired');
+    const img = await image('ca-expired');
     const short = await makeLeaf(pki, 'shortleaf', { seconds: 20 });
     await cosignOk(home, ['import-key-pair', '--key', short.key, '--output-key-prefix', join(work, 'shortkey')]);
     await cosignOk(home, [
@@ -557,8 +557,8 @@ describe('binding and tampering', () => {
   const sigTag = (digest: string) => `${digest.replace(':', '-')}.sig`;
 
   test('a signature for image A attached to image B: deny', async () => {
-    const a = image('bind');
-    const b = image('bind');
+    const a = await image('bind');
+    const b = await image('bind');
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), a.pinned]);
     const sig = await manifestOf('bind', sigTag(a.digest));
     await putManifest('bind', sigTag(b.digest), sig.text);
@@ -566,7 +566,7 @@ describe('binding and tampering', () => {
   });
 
   test('a tampered signature: deny', async () => {
-    const img = image('tamper-sig');
+    const img = await image('tamper-sig');
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), img.pinned]);
     const m = await manifestOf('tamper-sig', sigTag(img.digest));
     const layer = m.json.layers[0]!;
@@ -578,7 +578,7 @@ describe('binding and tampering', () => {
   });
 
   test('a tampered payload: deny', async () => {
-    const img = image('tamper-payload');
+    const img = await image('tamper-payload');
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), img.pinned]);
     const m = await manifestOf('tamper-payload', sigTag(img.digest));
     const layer = m.json.layers[0]!;
@@ -603,7 +603,7 @@ describe('binding and tampering', () => {
   });
 
   test('an attestation only (both formats): deny', async () => {
-    const img = image('attest-only');
+    const img = await image('attest-only');
     const predicate = join(work, 'predicate.json');
     writeFileSync(predicate, '{"hello":"world"}');
     await cosignOk(home, [
@@ -640,7 +640,7 @@ describe('binding and tampering', () => {
   });
 
   test('only the children of an index signed: deny for the index', async () => {
-    const idx = image('index-children', { index: true });
+    const idx = await image('index-children', { index: true });
     const indexJson = JSON.parse(
       await (
         await fetch(`${registry.url}/v2/index-children/manifests/${idx.digest}`, {
@@ -668,7 +668,7 @@ describe('binding and tampering', () => {
   });
 
   test('an index signed by digest: allow', async () => {
-    const idx = image('index-signed', { index: true });
+    const idx = await image('index-signed', { index: true });
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(false), idx.pinned]);
     await check({ ...base('index-signed', idx.pinned, 'index signed (bundle)'), expected: 'allow' });
   });

@@ -180,7 +180,7 @@ beforeAll(async () => {
   const old = process.env.DOCKER_CONFIG;
   process.env.DOCKER_CONFIG = docker;
   try {
-    image = pushTestImage(registry.host, 'private', 'v1', `credprov-${Date.now()}`);
+    image = await pushTestImage(registry.host, 'private', 'v1', `credprov-${Date.now()}`);
   } finally {
     if (old === undefined) delete process.env.DOCKER_CONFIG;
     else process.env.DOCKER_CONFIG = old;

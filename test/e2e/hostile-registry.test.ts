@@ -29,7 +29,7 @@ import {
 } from '../helpers/hostile-registry.js';
 import { notationSandbox, RegistryWriter, type NotationSandbox } from '../helpers/notation.js';
 import { Pki } from '../helpers/pki.js';
-import { pushImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { CONTAINERD_DEADLINE_MS } from '../helpers/budget.js';
@@ -163,7 +163,7 @@ beforeAll(async () => {
     ['errBody', 'cosign/err-body'],
     ['crl', 'notation/crl'],
   ] as const) {
-    img[k] = await pushImage(registry.host, repo, 'v1', `hostile-${k}-${Date.now()}`);
+    img[k] = await pushTestImage(registry.host, repo, 'v1', `hostile-${k}-${Date.now()}`);
   }
 
   const key = join(work, 'release');

@@ -575,8 +575,8 @@ describe('onto the config of a running containerd 2.1.9, pulling between the ste
     dir = mkdtempSync('/tmp/pgn-');
     registry = await startRegistry();
     for (const step of ['before', 'policy', 'containerd-config', 'executable', 'restart', 'un-restart']) {
-      images[`app-${step}`] = pushTestImage(registry.host, `app-${step}`, 'v1', `app-${step}`);
-      images[`blocked-${step}`] = pushTestImage(registry.host, `blocked-${step}`, 'v1', `blocked-${step}`);
+      images[`app-${step}`] = await pushTestImage(registry.host, `app-${step}`, 'v1', `app-${step}`);
+      images[`blocked-${step}`] = await pushTestImage(registry.host, `blocked-${step}`, 'v1', `blocked-${step}`);
     }
     const policy =
       `version: 1\ndefault: deny\nrules:\n` +
@@ -797,7 +797,9 @@ describe('onto a containerd whose configuration already has every setting: no re
     'the effective configuration does not change: no restart, ' +
       'and pulls are verified as soon as the executable is in bin_dir',
     async () => {
-      const blocked = ['config', 'executable'].map((s) => pushTestImage(registry.host, `blocked-${s}`, 'v1', s));
+      const blocked = await Promise.all(
+        ['config', 'executable'].map((s) => pushTestImage(registry.host, `blocked-${s}`, 'v1', s)),
+      );
       const o = {
         ...nodeOptions(
           dir,
@@ -891,9 +893,9 @@ describe('with --root and default paths, onto a containerd running inside that r
   });
 
   test('install verifies CRI pulls; status says verification is on; uninstall puts the host back', async () => {
-    const allowed = pushTestImage(registry.host, 'ds-app', 'v1', 'ds-app');
-    const denied = pushTestImage(registry.host, 'ds-blocked', 'v1', 'ds-blocked');
-    const after = pushTestImage(registry.host, 'ds-after', 'v1', 'ds-after');
+    const allowed = await pushTestImage(registry.host, 'ds-app', 'v1', 'ds-app');
+    const denied = await pushTestImage(registry.host, 'ds-blocked', 'v1', 'ds-blocked');
+    const after = await pushTestImage(registry.host, 'ds-after', 'v1', 'ds-after');
     const policy = join(work, 'ds-policy');
     mkdirSync(policy);
     writeFileSync(

@@ -22,7 +22,7 @@ import {
   type NotationSandbox,
 } from '../helpers/notation.js';
 import { Pki, type Issued } from '../helpers/pki.js';
-import { pushImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { freePort, type Daemon } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { ROOT } from '../helpers/tools.js';
@@ -165,7 +165,7 @@ beforeAll(async () => {
   const closedPort = await freePort(); // nothing listens there: a CRL server that is down
 
   for (const s of [...TS_CASES, ...CRL_CASES, ...OCSP_CASES, 'ocsp-delegated-no-eku', 'crl-cache', 'crl-disk']) {
-    images.set(s, await pushImage(registry.host, s, 'v1', `revocation-${s}`));
+    images.set(s, await pushTestImage(registry.host, s, 'v1', `revocation-${s}`));
   }
 
   // Timestamping PKI: a TSA root with two signers (one of them revocable by a CRL) and an untrusted look-alike.

@@ -12,7 +12,7 @@ import { resolveAuthority } from '../../src/policy/resolve.js';
 import { decidePinned } from '../helpers/decide.js';
 import { notationSandbox, RegistryWriter, type NotationSandbox } from '../helpers/notation.js';
 import { Pki, type Issued } from '../helpers/pki.js';
-import { pushImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 
 /**
@@ -175,7 +175,7 @@ beforeAll(async () => {
   nt.writeTrustPolicy(stmts);
 
   for (const s of [...stmts.map((x) => x.name), 'unscoped']) {
-    images.set(s, await pushImage(registry.host, s, 'v1', `notation-${s}`));
+    images.set(s, await pushTestImage(registry.host, s, 'v1', `notation-${s}`));
   }
 
   await sign('jws-gt', 'gt', 'jws');

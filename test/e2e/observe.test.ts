@@ -105,9 +105,9 @@ beforeAll(async () => {
   metricsFile = join(work, 'textfile', 'pullguard.prom');
   mkdirSync(join(work, 'textfile'));
   registry = await startRegistry();
-  img.app = pushTestImage(registry.host, 'app', 'v1', 'app');
-  img.unsigned = pushTestImage(registry.host, 'unsigned', 'v1', 'unsigned');
-  img.blocked = pushTestImage(registry.host, 'blocked', 'v1', 'blocked');
+  img.app = await pushTestImage(registry.host, 'app', 'v1', 'app');
+  img.unsigned = await pushTestImage(registry.host, 'unsigned', 'v1', 'unsigned');
+  img.blocked = await pushTestImage(registry.host, 'blocked', 'v1', 'blocked');
   // 50 names for one image: each CRI pull of a new name is its own verifier run.
   const tags = Array.from({ length: CONCURRENT }, (_, i) => `t${i}`);
   execFileSync(tool('oras'), ['tag', '--plain-http', img.app.ref, ...tags], {

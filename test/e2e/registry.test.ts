@@ -15,7 +15,7 @@ import { parseReference } from '../../src/common/reference.js';
 import { DistributionClient } from '../../src/registry/client.js';
 import type { ArtifactClass } from '../../src/registry/types.js';
 import { HTPASSWD } from '../helpers/bcrypt.js';
-import { pushImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { Pki, tlsServer } from '../helpers/pki.js';
 import { onFreePort, startDaemon, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -45,9 +45,9 @@ async function run(cmd: string, args: string[], env: Record<string, string> = {}
 }
 
 /** oras runs asynchronously: the in-process token server must keep answering while it pushes. */
-const push = pushImage;
+const push = pushTestImage;
 
-/** Runs fn with extra process env (for the tools pushImage starts), then restores it. */
+/** Runs fn with extra process env (for the tools pushTestImage starts), then restores it. */
 async function withEnvAsync<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
   const old = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
   Object.assign(process.env, vars);

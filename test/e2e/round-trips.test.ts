@@ -20,7 +20,7 @@ import { DistributionClient } from '../../src/registry/client.js';
 import type { ArtifactClass } from '../../src/registry/types.js';
 import { cosign, cosignOk } from '../helpers/cosign.js';
 import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
-import { pushImage, pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
 import { startFakeRegistry } from '../helpers/fake-registry.js';
 import { arrivals } from '../helpers/arrivals.js';
@@ -90,7 +90,7 @@ beforeAll(async () => {
   home = join(work, 'cosign-home');
   key = join(work, 'release');
   for (const k of ['legacy', 'bundle', 'notation'] as const) {
-    img[k] = await pushImage(registry.host, `rt/${k}`, 'v1', `round-trips-${k}-${Date.now()}`);
+    img[k] = await pushTestImage(registry.host, `rt/${k}`, 'v1', `round-trips-${k}-${Date.now()}`);
   }
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', key]);
   for (const [image, bundle] of [
@@ -332,7 +332,7 @@ describe('loopback registries, as containerd finds them', () => {
       process.env.SSL_CERT_FILE = srv.cert; // for oras
       let image: PushedImage;
       try {
-        image = pushTestImage(tls.host, 'rt/tls', 'v1', `round-trips-tls-${Date.now()}`, { plainHttp: false });
+        image = await pushTestImage(tls.host, 'rt/tls', 'v1', `round-trips-tls-${Date.now()}`, { plainHttp: false });
       } finally {
         delete process.env.SSL_CERT_FILE;
       }

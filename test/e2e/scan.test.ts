@@ -100,8 +100,8 @@ beforeAll(async () => {
   registry = await startRegistry();
   const h = registry.host;
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'release')]);
-  signed = pushTestImage(h, 'signed', 'v1', 'scan-signed');
-  unsigned = pushTestImage(h, 'unsigned', 'v1', 'scan-unsigned');
+  signed = await pushTestImage(h, 'signed', 'v1', 'scan-signed');
+  unsigned = await pushTestImage(h, 'unsigned', 'v1', 'scan-unsigned');
   const pinned = `${h}/signed@${signed.digest}`;
   await cosignOk(home, [
     'sign',

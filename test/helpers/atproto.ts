@@ -72,7 +72,10 @@ export async function rewriteManifest(pub: Publisher, rkey: string, record: Reco
   );
 }
 
-/** Key rotation as a PLC update does it: a new key in the DID document; commits already made stay signed by the old one. */
+/**
+ * Key rotation as a PLC update does it: a new key in the DID document; commits already made stay signed by
+ * the old one.
+ */
 export async function rotateKey(pub: Publisher, curve: 'k256' | 'p256' = 'k256'): Promise<void> {
   pub.keypair = await newKeypair(curve);
 }

@@ -77,7 +77,8 @@ export async function makeCrl(
 
 /** Certificate extensions for a delegated OCSP responder (RFC 6960 §4.2.2.2). */
 export const OCSP_SIGNER_EXT =
-  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=OCSPSigning\nsubjectKeyIdentifier=hash';
+  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n' +
+  'extendedKeyUsage=OCSPSigning\nsubjectKeyIdentifier=hash';
 
 /**
  * An `openssl ca` style index.txt for `openssl ocsp -index`: one line per certificate, revoked ones ('R')
@@ -199,7 +200,8 @@ export function makeTsa(
 
 /** Certificate extensions for a TSA signing certificate, as RFC 3161 and notation require. */
 export const TSA_EXT =
-  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=critical,timeStamping\nsubjectKeyIdentifier=hash';
+  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n' +
+  'extendedKeyUsage=critical,timeStamping\nsubjectKeyIdentifier=hash';
 
 /**
  * One loopback HTTP server for the PKI services a signature needs at sign or verify time: RFC 3161 TSAs
