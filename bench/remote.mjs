@@ -149,7 +149,8 @@ export async function startRemote(h, { work, storageDir }) {
     mkdirSync(join(certsDir, host), { recursive: true });
     writeFileSync(
       join(certsDir, host, 'hosts.toml'),
-      `server = "https://${host}"\n\n[host."https://${host}"]\n  capabilities = ["pull", "resolve"]\n  ca = ${JSON.stringify(join(dir, 'ca.pem'))}\n`,
+      `server = "https://${host}"\n\n[host."https://${host}"]\n  capabilities = ["pull", "resolve"]\n` +
+        `  ca = ${JSON.stringify(join(dir, 'ca.pem'))}\n`,
     );
     writeFileSync(
       join(dir, 'containerd.toml'),
