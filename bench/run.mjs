@@ -99,16 +99,16 @@ async function main() {
     const notationBin = h.tool('notation');
 
     // --- images and signatures -----------------------------------------------------------------------
-    const push = (repo) => {
-      const img = h.pushTestImage(host, repo, 'v1', `bench-${repo}-${Date.now()}`);
+    const push = async (repo) => {
+      const img = await h.pushTestImage(host, repo, 'v1', `bench-${repo}-${Date.now()}`);
       return { ...img, repo, pinned: `${host}/${repo}@${img.digest}` };
     };
     const img = {
-      legacy: push('bench/legacy'),
-      bundle: push('bench/bundle'),
-      notation: push('bench/notation'),
-      open: push('bench/open'),
-      cached: push('bench/cached'),
+      legacy: await push('bench/legacy'),
+      bundle: await push('bench/bundle'),
+      notation: await push('bench/notation'),
+      open: await push('bench/open'),
+      cached: await push('bench/cached'),
     };
 
     const cosignHome = join(work, 'cosign-home');
