@@ -230,7 +230,9 @@ describe('mirrors from hosts.toml', () => {
       { tag: `${img.digest.replace(':', '-')}.sig` },
     );
     const c = client({
-      [up.host]: `server = "http://${up.host}"\n[host."http://${pullOnly.host}"]\ncapabilities = ["pull"]\n[host."http://${broken.host}"]\ncapabilities = ["pull", "resolve"]\n`,
+      [up.host]:
+        `server = "http://${up.host}"\n[host."http://${pullOnly.host}"]\ncapabilities = ` +
+        `["pull"]\n[host."http://${broken.host}"]\ncapabilities = ["pull", "resolve"]\n`,
     });
     const r = await c.discover(req(up, img.digest, ['cosign-legacy']), new Deadline(5000));
     expect(r.artifacts).toHaveLength(1);

@@ -298,7 +298,9 @@ export class DistributionClient implements RegistryClient {
     if (candidates.length > this.maxReferrers) {
       throw new PullguardError(
         'REGISTRY_LIMIT',
-        `${repo.name} on ${ep.host} lists ${candidates.length}${listed.truncated ? '+' : ''} referrers for ${shortDigest(subject)} that may be signatures, more than the limit of ${this.maxReferrers}; raise registry.maxReferrers in the policy or clean up the repository`,
+        `${repo.name} on ${ep.host} lists ${candidates.length}${listed.truncated ? '+' : ''} referrers for ` +
+          `${shortDigest(subject)} that may be signatures, more than the limit of ${this.maxReferrers}; raise ` +
+          'registry.maxReferrers in the policy or clean up the repository',
         { host: ep.host, repository: repo.name, limit: this.maxReferrers },
       );
     }
@@ -385,7 +387,8 @@ export class DistributionClient implements RegistryClient {
         if (res.status !== 200) throw unexpected(res, ep, what);
         if (page === 0 && mediaTypeOf(res) !== OCI_INDEX) {
           notes.push(
-            `${ep.host} answered the referrers API with ${mediaTypeOf(res) || 'no content type'}, not an index; used the referrers tag`,
+            `${ep.host} answered the referrers API with ${mediaTypeOf(res) || 'no content type'}, not an index; ` +
+              'used the referrers tag',
           );
           break;
         }
@@ -481,7 +484,8 @@ export class DistributionClient implements RegistryClient {
     if (d.size > this.maxBlobBytes) {
       throw new PullguardError(
         'REGISTRY_LIMIT',
-        `blob ${shortDigest(d.digest)} in ${repo.name} is ${d.size} bytes, over the ${this.maxBlobBytes}-byte limit (registry.maxBlobBytes)`,
+        `blob ${shortDigest(d.digest)} in ${repo.name} is ${d.size} bytes, over the ${this.maxBlobBytes}-byte ` +
+          'limit (registry.maxBlobBytes)',
         { repository: repo.name },
       );
     }
@@ -587,7 +591,10 @@ export class DistributionClient implements RegistryClient {
       if (!authorization) {
         throw new PullguardError(
           'REGISTRY_AUTH',
-          `${ep.host} requires credentials for ${repo.name} and none were found; add them to a docker config.json (registry.dockerConfig, $DOCKER_CONFIG, /etc/pullguard/docker/config.json, /root/.docker/config.json or /var/lib/kubelet/config.json) or use kubelet's credential providers (registry.credentialProviders)`,
+          `${ep.host} requires credentials for ${repo.name} and none were found; add them to a docker ` +
+            'config.json (registry.dockerConfig, $DOCKER_CONFIG, /etc/pullguard/docker/config.json, ' +
+            "/root/.docker/config.json or /var/lib/kubelet/config.json) or use kubelet's credential providers " +
+            '(registry.credentialProviders)',
           { host: ep.host, repository: repo.name },
         );
       }
@@ -596,7 +603,8 @@ export class DistributionClient implements RegistryClient {
     if (res.status === 401 || res.status === 403) {
       throw new PullguardError(
         'REGISTRY_AUTH',
-        `${ep.host} denied access to ${repo.name} (HTTP ${res.status}) for ${o.what}; check the credentials for this registry`,
+        `${ep.host} denied access to ${repo.name} (HTTP ${res.status}) for ${o.what}; check the credentials for ` +
+          'this registry',
         {
           host: ep.host,
           repository: repo.name,

@@ -195,7 +195,8 @@ export class Transport {
       }
       throw new PullguardError(
         'REGISTRY_UNREACHABLE',
-        `${url.host} answers plain HTTP, not HTTPS (${opts.what}); if that is intended, write it as http://${url.host} in hosts.toml (${endpoint.source})`,
+        `${url.host} answers plain HTTP, not HTTPS (${opts.what}); if that is intended, write it as ` +
+          `http://${url.host} in hosts.toml (${endpoint.source})`,
         { host: url.host },
       );
     }
@@ -218,7 +219,8 @@ export class Transport {
       if (hop >= MAX_REDIRECTS) {
         throw new PullguardError(
           'REGISTRY_PROTOCOL',
-          `${start.host}: more than ${MAX_REDIRECTS} redirects fetching ${opts.what} (last ${redact(url)}); check the registry or proxy configuration`,
+          `${start.host}: more than ${MAX_REDIRECTS} redirects fetching ${opts.what} (last ${redact(url)}); ` +
+            'check the registry or proxy configuration',
           {
             host: start.host,
             redirects: [...seen, redact(url)],
