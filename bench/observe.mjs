@@ -23,7 +23,8 @@ const log = join(dir, 'decisions.jsonl');
 writeFileSync(off, `version: 1\nlog: {file: false}\n${rule}`);
 writeFileSync(
   on,
-  `version: 1\nlog: {file: ${JSON.stringify(log)}, metricsFile: ${JSON.stringify(join(dir, 'pullguard.prom'))}}\n${rule}`,
+  `version: 1\nlog: {file: ${JSON.stringify(log)}, metricsFile: ` +
+    `${JSON.stringify(join(dir, 'pullguard.prom'))}}\n${rule}`,
 );
 const args = [
   '-name',
@@ -51,29 +52,40 @@ const once = (policy) => {
   if (r.status !== 0 || r.stderr.includes('warning')) throw new Error(`unexpected: ${r.status} ${r.stdout}${r.stderr}`);
   return ms;
 };
-for (let i = 0; i < 3; i++) once(off), once(on);
+for (let i = 0; i < 3; i++) {
+  once(off);
+  once(on);
+}
 cpu.off = 0;
 cpu.on = 0;
 const t = { off: [], on: [] };
 for (let i = 0; i < runs; i++) {
   // Alternate which goes first, so neither always runs in the other's wake.
-  if (i % 2 === 0) t.off.push(once(off)), t.on.push(once(on));
-  else t.on.push(once(on)), t.off.push(once(off));
+  if (i % 2 === 0) {
+    t.off.push(once(off));
+    t.on.push(once(on));
+  } else {
+    t.on.push(once(on));
+    t.off.push(once(off));
+  }
 }
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const mOff = median(t.off);
 const mOn = median(t.on);
 console.log(
-  `runs ${runs} each, median wall time: nothing recorded ${mOff.toFixed(1)} ms, decision log + metrics ${mOn.toFixed(1)} ms`,
+  `runs ${runs} each, median wall time: nothing recorded ${mOff.toFixed(1)} ms, ` +
+    `decision log + metrics ${mOn.toFixed(1)} ms`,
 );
 console.log(`ratio ${(mOn / mOff).toFixed(3)} (+${(mOn - mOff).toFixed(1)} ms per pull)`);
 const cOff = (cpu.off * 10) / runs;
 const cOn = (cpu.on * 10) / runs;
 console.log(
-  `CPU time (user+sys) per pull: nothing recorded ${cOff.toFixed(1)} ms, decision log + metrics ${cOn.toFixed(1)} ms, ratio ${(cOn / cOff).toFixed(3)}`,
+  `CPU time (user+sys) per pull: nothing recorded ${cOff.toFixed(1)} ms, ` +
+    `decision log + metrics ${cOn.toFixed(1)} ms, ratio ${(cOn / cOff).toFixed(3)}`,
 );
 const lines = runs + 3;
 console.log(
-  `decision log: ${statSync(log).size} bytes for ${lines} decisions = ${(((statSync(log).size / lines) * 1000) / 1024).toFixed(0)} KiB per 1000 decisions (allow rule, no authorities)`,
+  `decision log: ${statSync(log).size} bytes for ${lines} decisions = ` +
+    `${(((statSync(log).size / lines) * 1000) / 1024).toFixed(0)} KiB per 1000 decisions (allow rule, no authorities)`,
 );
 rmSync(dir, { recursive: true, force: true });

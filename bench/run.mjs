@@ -3,6 +3,7 @@
 // same local registry, then the added pull latency on a real containerd (bench/pull-latency.mjs).
 //
 //   node bench/run.mjs [--runs N] [--warmup W] [--no-pull] [--no-write]     (as root; after `make build`)
+//                      [--remote-runs N] [--slow-runs N] [--baseline <another pullguard executable>]
 //
 // Part 1, one process per verification, as containerd runs a verifier: each measured command is
 // spawned as `env -i [VAR=… ] <binary> …` (an empty environment: no NODE_EXTRA_CA_CERTS or the like,
@@ -27,7 +28,7 @@ import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadTestHelpers } from '../scripts/load-test-helpers.mjs';
-import { measureOnce, REMOTE_DELAY_MS, startRemote } from './remote.mjs';
+import { measureOnce, REMOTE_DELAY_MS, REMOTE_SLOW_DELAY_MS, startRemote } from './remote.mjs';
 
 const ROOT = join(import.meta.dirname, '..');
 const argv = process.argv.slice(2);
@@ -40,6 +41,9 @@ const num = (name, dflt) => {
 };
 const RUNS = num('runs', 20);
 const REMOTE_RUNS = num('remote-runs', 10);
+const SLOW_RUNS = num('slow-runs', 5);
+/** Another pullguard executable timed beside this one on the remote registry (a before/after comparison). */
+const BASELINE = argv.includes('--baseline') ? argv[argv.indexOf('--baseline') + 1] : undefined;
 const WARMUP = num('warmup', 2);
 const PULL = !argv.includes('--no-pull');
 const WRITE = !argv.includes('--no-write');
@@ -95,16 +99,16 @@ async function main() {
     const notationBin = h.tool('notation');
 
     // --- images and signatures -----------------------------------------------------------------------
-    const push = (repo) => {
-      const img = h.pushTestImage(host, repo, 'v1', `bench-${repo}-${Date.now()}`);
+    const push = async (repo) => {
+      const img = await h.pushTestImage(host, repo, 'v1', `bench-${repo}-${Date.now()}`);
       return { ...img, repo, pinned: `${host}/${repo}@${img.digest}` };
     };
     const img = {
-      legacy: push('bench/legacy'),
-      bundle: push('bench/bundle'),
-      notation: push('bench/notation'),
-      open: push('bench/open'),
-      cached: push('bench/cached'),
+      legacy: await push('bench/legacy'),
+      bundle: await push('bench/bundle'),
+      notation: await push('bench/notation'),
+      open: await push('bench/open'),
+      cached: await push('bench/cached'),
     };
 
     const cosignHome = join(work, 'cosign-home');
@@ -302,7 +306,6 @@ async function main() {
     const size = (p) => statSync(p).size;
     const date = new Date().toISOString();
     const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Linux ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`;
-    const groups = { a: '(a) cosign key signature', b: '(b) notation signature', c: '(c) start-up floor' };
     const table = [
       '| | command | median | p90 | HTTP requests | peak RSS |',
       '| --- | --- | ---: | ---: | ---: | ---: |',
@@ -385,8 +388,12 @@ async function main() {
     });
     const rimg = { legacy: at(img.legacy), bundle: at(img.bundle), notation: at(img.notation) };
     const ssl = `SSL_CERT_FILE=${remote.ca}`;
+    /** The same pullguard command run by the --baseline executable. */
+    const baseline = (c) =>
+      BASELINE ? [{ ...c, label: `${c.label} [baseline]`, args: c.args.map((a) => (a === bin ? BASELINE : a)) }] : [];
     const REMOTE = [
       { label: 'pullguard, cosign legacy (.sig)', ...pullguard(rimg.legacy, remotePolicy) },
+      ...baseline({ label: 'pullguard, cosign legacy (.sig)', ...pullguard(rimg.legacy, remotePolicy) }),
       {
         label: 'cosign verify, legacy',
         args: [
@@ -401,6 +408,7 @@ async function main() {
         ],
       },
       { label: 'pullguard, cosign bundle (referrers tag)', ...pullguard(rimg.bundle, remotePolicy) },
+      ...baseline({ label: 'pullguard, cosign bundle (referrers tag)', ...pullguard(rimg.bundle, remotePolicy) }),
       {
         label: 'cosign verify, bundle',
         args: [
@@ -415,6 +423,7 @@ async function main() {
         ],
       },
       { label: 'pullguard, notation', ...pullguard(rimg.notation, remotePolicy) },
+      ...baseline({ label: 'pullguard, notation', ...pullguard(rimg.notation, remotePolicy) }),
       {
         label: 'notation verify',
         args: [
@@ -435,23 +444,41 @@ async function main() {
         if (i >= WARMUP) c.times.push(t);
       }
     }
+    // Round trips on the critical path: the same commands again with both proxies at the slow delay. What
+    // grows is the waiting on the network, one added round-trip time per round trip that nothing overlaps.
+    await remote.slow(true);
+    for (const c of REMOTE) c.slowTimes = [];
+    for (let i = 0; i < 1 + SLOW_RUNS; i++) {
+      for (const c of i % 2 ? [...REMOTE].reverse() : REMOTE) {
+        const t = once(c);
+        if (i >= 1) c.slowTimes.push(t);
+      }
+    }
+    await remote.slow(false);
+    const addedRtt = 2 * (REMOTE_SLOW_DELAY_MS - REMOTE_DELAY_MS);
+    for (const c of REMOTE) c.roundTrips = (pct(c.slowTimes, 50) - pct(c.times, 50)) / addedRtt;
     const rmed = (label) => pct(REMOTE.find((c) => c.label === label).times, 50);
     const remoteTable = [
-      '| command | median | p90 | HTTP requests | token requests | TCP+TLS connections |',
-      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      '| command | median | p90 | critical-path round trips | HTTP requests | token requests | TCP+TLS connections |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...REMOTE.map(
         (c) =>
-          `| ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.requests.length} | ${c.tokens} | ${c.connections} |`,
+          `| ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.roundTrips.toFixed(1)} ` +
+          `| ${c.requests.length} | ${c.tokens} | ${c.connections} |`,
       ),
     ];
     const remoteDetail = REMOTE.flatMap((c) => [
-      `${c.label}: ${c.connections} connection(s), ${c.tokens} token request(s)`,
+      `${c.label}: ${c.roundTrips.toFixed(1)} round trips on the critical path, ` +
+        `${c.connections} connection(s), ${c.tokens} token request(s)`,
       ...c.requests.map(describeRequest),
     ]);
     const part3 = [
       `pullguard vs cosign / notation CLIs, a remote registry: every connection through bench/latency-proxy.mjs (${REMOTE_DELAY_MS} ms each way),`,
       'TLS with a private CA (hosts.toml `ca` for pullguard, SSL_CERT_FILE for the CLIs), bearer tokens from bench/token-server.cjs',
       `(behind its own ${REMOTE_DELAY_MS} ms proxy). ${REMOTE_RUNS} runs each after ${WARMUP} warm-up, round-robin, under \`env -i\`.`,
+      `Critical-path round trips: ${SLOW_RUNS} more runs each, both proxies at ${REMOTE_SLOW_DELAY_MS} ms each way,`,
+      `(median there - median here) / ${addedRtt} ms, the added round-trip time (TCP connect, TLS handshake`,
+      'included).',
       '',
       ...remoteTable,
     ].join('\n');

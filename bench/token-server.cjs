@@ -21,10 +21,23 @@ const server = createServer((req, res) => {
   });
   const now = Math.floor(Date.now() / 1000);
   const header = b64u(JSON.stringify({ alg: 'RS256', typ: 'JWT', x5c: [der] }));
-  const claims = b64u(JSON.stringify({ iss: opts.issuer, sub: '', aud: opts.service, exp: now + 300, nbf: now - 10, iat: now, jti: randomUUID(), access }));
+  const claims = b64u(
+    JSON.stringify({
+      iss: opts.issuer,
+      sub: '',
+      aud: opts.service,
+      exp: now + 300,
+      nbf: now - 10,
+      iat: now,
+      jti: randomUUID(),
+      access,
+    }),
+  );
   const sig = createSign('RSA-SHA256').update(header + '.' + claims).sign(key);
   const token = header + '.' + claims + '.' + b64u(sig);
-  res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, access_token: token, expires_in: 300 }));
+  res
+    .writeHead(200, { 'content-type': 'application/json' })
+    .end(JSON.stringify({ token, access_token: token, expires_in: 300 }));
 });
 server.listen(0, '127.0.0.1', () => console.log('READY ' + server.address().port));
 for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(0));

@@ -69,7 +69,8 @@ function checkOneByte(text) {
     const c = text.charCodeAt(i);
     if (c > 0xff)
       bad.push(
-        `U+${c.toString(16).toUpperCase().padStart(4, '0')} at offset ${i}: ${JSON.stringify(text.slice(Math.max(0, i - 40), i + 20))}`,
+        `U+${c.toString(16).toUpperCase().padStart(4, '0')} at offset ${i}: ` +
+          `${JSON.stringify(text.slice(Math.max(0, i - 40), i + 20))}`,
       );
   }
   if (bad.length > 0) {
@@ -139,7 +140,8 @@ if (process.argv.includes('--sea')) {
   run(['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
   info.snapshotBlobBytes = statSync(blob).size;
   console.log(
-    `sea blob (V8 startup snapshot, ${arch}) ${(info.snapshotBlobBytes / 1024).toFixed(0)} KiB in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    `sea blob (V8 startup snapshot, ${arch}) ${(info.snapshotBlobBytes / 1024).toFixed(0)} KiB in ` +
+      `${((Date.now() - t0) / 1000).toFixed(1)} s`,
   );
   const exe = join(dist, `pullguard${suffix}`);
   rmSync(exe, { force: true });

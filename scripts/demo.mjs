@@ -30,7 +30,6 @@ const bold = paint('1');
 const green = paint('32');
 const red = paint('31');
 const dim = paint('2');
-const cyan = paint('36');
 /** Set on SIGINT/SIGTERM: the demo is being torn down, and what is still in flight must not print. */
 let stopping = false;
 const say = (s = '') => {
@@ -204,11 +203,12 @@ async function setup(c) {
   step('Registry');
   c.registry = await c.h.startRegistry();
   say(
-    `docker-registry on ${c.registry.host} (pid ${c.registry.daemon.pid}); plain http, no referrers API: signatures are found through tags`,
+    `docker-registry on ${c.registry.host} (pid ${c.registry.daemon.pid}); plain http, no referrers API: ` +
+      'signatures are found through tags',
   );
   c.images = {};
   for (const i of IMAGES) {
-    const img = c.h.pushTestImage(c.registry.host, i.repo, '1.0', `demo-${i.key}-${Date.now()}`);
+    const img = await c.h.pushTestImage(c.registry.host, i.repo, '1.0', `demo-${i.key}-${Date.now()}`);
     c.images[i.key] = { ...img, pinned: `${c.registry.host}/${i.repo}@${img.digest}` };
     say(`pushed ${img.ref} ${dim(img.digest)}`);
   }
@@ -251,7 +251,8 @@ async function setup(c) {
   };
   writeFileSync(join(c.notationDir, 'trustpolicy.json'), JSON.stringify(trustPolicy, null, 2));
   say(
-    `notation trust policy ${relative(c.work, join(c.notationDir, 'trustpolicy.json'))}: every repository, strict, trust store ca:demo.example`,
+    `notation trust policy ${relative(c.work, join(c.notationDir, 'trustpolicy.json'))}: ` +
+      'every repository, strict, trust store ca:demo.example',
   );
   for (const i of IMAGES) {
     say(`${bold(i.repo)}: ${i.why}`);
@@ -266,7 +267,8 @@ async function setup(c) {
   c.ctd = await c.h.startContainerd({ mode: 'dropin', policy: join(c.work, 'policy.yaml'), logLevel: 'info' });
   say(`containerd 2.1.9 (pid ${c.ctd.daemon.pid}), socket ${c.ctd.socket}, log level info (as on nodes)`);
   say(
-    'config: imports containerd-config/pullguard.toml (the drop-in users install), then a demo-only file that moves paths to a temp dir',
+    'config: imports containerd-config/pullguard.toml (the drop-in users install), ' +
+      'then a demo-only file that moves paths to a temp dir',
   );
   say(`bin_dir ${c.ctd.binDir} holds only: ${readdirSync(c.ctd.binDir).join(', ')}`);
   say(`PULLGUARD_POLICY=${c.policyFile} in containerd's environment (verifiers inherit it)`);
@@ -398,7 +400,8 @@ async function main() {
     step('Summary');
     for (const r of table)
       say(
-        `  ${r.image.padEnd(16)} ${r.pull.padEnd(16)} ${r.verdict === 'allow' ? green('allowed') : red('denied ')} ${r.ok ? '' : red('(UNEXPECTED)')}`,
+        `  ${r.image.padEnd(16)} ${r.pull.padEnd(16)} ` +
+          `${r.verdict === 'allow' ? green('allowed') : red('denied ')} ${r.ok ? '' : red('(UNEXPECTED)')}`,
       );
 
     for (const key of EXPLAIN) {
@@ -418,12 +421,14 @@ async function main() {
       .filter((l) => l.includes('image_verifier=pullguard')).length;
     say(
       dim(
-        `containerd at info level logged ${verifierLines} line(s) of pullguard's output (it keeps a verifier's stderr for debug level); pullguard keeps its own record:`,
+        `containerd at info level logged ${verifierLines} line(s) of pullguard's output ` +
+          `(it keeps a verifier's stderr for debug level); pullguard keeps its own record:`,
       ),
     );
     const report = await run(c.h.pullguardBinary(), ['log', '--policy', c.policyFile], { env: {} });
     say(
-      `\n${dim('$')} pullguard log   ${dim('(grouped by rule, image and reason; --would-deny, --since 1h, --json, -f)')}`,
+      `\n${dim('$')} pullguard log   ` +
+        `${dim('(grouped by rule, image and reason; --would-deny, --since 1h, --json, -f)')}`,
     );
     say((report.stdout + report.stderr).trimEnd());
     const sample =
@@ -433,7 +438,8 @@ async function main() {
       say(dim(JSON.stringify(sample)));
     }
     say(
-      `\n${dim('$')} grep ^pullguard_decisions_total ${relative(c.work, c.metricsFile)}   ${dim("(node_exporter's textfile collector reads it)")}`,
+      `\n${dim('$')} grep ^pullguard_decisions_total ${relative(c.work, c.metricsFile)}   ` +
+        `${dim("(node_exporter's textfile collector reads it)")}`,
     );
     for (const l of readFileSync(c.metricsFile, 'utf8').split('\n'))
       if (l.startsWith('pullguard_decisions_total')) say(`  ${l}`);

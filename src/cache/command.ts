@@ -43,19 +43,22 @@ export function runCacheCommand(
     return 0;
   }
   const { entries, unreadable } = store.list();
-  out(
-    `${dir}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}${policy.cache ? '' : ' (this policy has no cache: section, so none are used)'}`,
-  );
+  const unused = policy.cache ? '' : ' (this policy has no cache: section, so none are used)';
+  out(`${dir}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}${unused}`);
   for (const e of entries.sort((a, b) => b.verifiedAt - a.verifiedAt)) {
     const state = now < e.expiresAt ? 'fresh' : now < e.staleUntil ? 'stale-only' : 'expired';
     const stale = e.staleUntil > 0 ? `, staleIfError until ${new Date(e.staleUntil).toISOString()}` : '';
+    const verified = new Date(e.verifiedAt).toISOString();
+    const expires = new Date(e.expiresAt).toISOString();
     out(
-      `  ${state.padEnd(10)} ${e.repository}@${e.digest} rule "${e.rule}" verified ${new Date(e.verifiedAt).toISOString()}, expires ${new Date(e.expiresAt).toISOString()} (${e.expiry})${stale}`,
+      `  ${state.padEnd(10)} ${e.repository}@${e.digest} rule "${e.rule}"` +
+        ` verified ${verified}, expires ${expires} (${e.expiry})${stale}`,
     );
   }
   if (unreadable > 0)
     out(
-      `  ${unreadable} unreadable entr${unreadable === 1 ? 'y' : 'ies'} (ignored; \`pullguard cache clear\` removes them)`,
+      `  ${unreadable} unreadable entr${unreadable === 1 ? 'y' : 'ies'}` +
+        ' (ignored; `pullguard cache clear` removes them)',
     );
   return 0;
 }

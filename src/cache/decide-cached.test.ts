@@ -29,7 +29,8 @@ const write = (extra = '', rule = '') => {
       'version: 1',
       `cache: {dir: ${join(dir, 'cache')}, ttl: 10m, revocationInterval: 1m${extra}}`,
       'rules:',
-      `  - {name: signed, match: registry.example/team/**, action: verify, authorities: [{name: release, cosign: {keys: [${keyFile}]}}]${rule}}`,
+      '  - {name: signed, match: registry.example/team/**, action: verify, ' +
+        `authorities: [{name: release, cosign: {keys: [${keyFile}]}}]${rule}}`,
       '',
     ].join('\n'),
   );
@@ -248,7 +249,8 @@ describe('decision cache', () => {
     mkdirSync(join(dir, 'x'));
     writeFileSync(
       policyFile,
-      `version: 1\nrules:\n  - {name: signed, match: registry.example/team/**, action: verify, authorities: [{cosign: {keys: [${keyFile}]}}]}\n`,
+      'version: 1\nrules:\n  - {name: signed, match: registry.example/team/**, action: verify, ' +
+        `authorities: [{cosign: {keys: [${keyFile}]}}]}\n`,
     );
     const v = verifier(allowWith([signature()]));
     const r = await v.run(loadPolicy(policyFile));

@@ -115,7 +115,10 @@ export async function decideCached(
       expiry: entry.expiry,
       note: outage,
     };
-    const reason = `registry unreachable, allowed by staleIfError (verified ${ago(t1 - entry.verifiedAt)} ago, window ${formatDuration(rule.staleIfErrorMs)}): ${outage}`;
+    const window = formatDuration(rule.staleIfErrorMs);
+    const reason =
+      `registry unreachable, allowed by staleIfError (verified ${ago(t1 - entry.verifiedAt)} ago, window ${window})` +
+      `: ${outage}`;
     return { ...result, decision: { ...ruleDecision(rule, 'allow', reason, result.decision.results), cache: note } };
   }
   return withNote(result, {

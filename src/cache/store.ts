@@ -11,6 +11,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -53,7 +54,7 @@ export class CacheStore {
   static open(dir: string, create: boolean): CacheStore | { problem: string } {
     const euid = process.geteuid?.();
     if (euid !== 0) return { problem: `the decision cache is root only (running as uid ${euid ?? '?'})` };
-    let st;
+    let st: Stats;
     try {
       st = lstatSync(dir);
     } catch (e) {

@@ -1,7 +1,9 @@
 import { DeadlineExceeded, type Deadline } from '../common/deadline.js';
-import { asPullguardError, PullguardError } from '../common/errors.js';
+import { asPullguardError, type PullguardError } from '../common/errors.js';
 import type { Policy, Rule } from '../policy/model.js';
 import { RuleMatcher, type RuleMatch } from '../policy/match.js';
+import { resolveAuthority } from '../policy/resolve.js';
+import { repositoryOf } from '../common/reference.js';
 import type { ArtifactClass, DiscoveryResult, RegistryClient } from '../registry/types.js';
 import { ruleDecision, verifyDecision, type Decision } from '../verdict/decision.js';
 import { verifierFor } from '../verify/index.js';
@@ -71,17 +73,23 @@ async function verifyRule(rule: Rule, subject: Subject, registry: () => Registry
     string,
     { classes: Set<ArtifactClass>; signatureRepository?: string; result?: Promise<DiscoveryResult> }
   >();
-  const plans = rule.authorities.map((authority) => {
-    const verifier = verifierFor(authority);
+  // Policy's own part first (which settings apply to this repository, or the answer when policy alone
+  // decides); only what remains goes to a verifier and, through it, to the registry.
+  const repository = repositoryOf(subject.reference);
+  const resolutions = rule.authorities.map((a) => ({ authority: a, resolution: resolveAuthority(a, repository) }));
+  // Aligned with the rule's authorities: undefined where policy settled the authority by itself.
+  const plans = resolutions.map(({ resolution }) => {
+    if (!('verify' in resolution)) return undefined;
+    const verifier = verifierFor(resolution.verify);
     const needs = verifier.needs();
     const key = needs.signatureRepository ?? '';
     const lookup = lookups.get(key) ?? {
       classes: new Set<ArtifactClass>(),
       signatureRepository: needs.signatureRepository,
     };
-    needs.classes.forEach((c) => lookup.classes.add(c));
+    for (const c of needs.classes) lookup.classes.add(c);
     lookups.set(key, lookup);
-    return { authority, verifier, lookup };
+    return { verifier, lookup };
   });
 
   // Created only when some authority needs the network: an allow or deny rule never builds a client.
@@ -95,10 +103,13 @@ async function verifyRule(rule: Rule, subject: Subject, registry: () => Registry
   }
 
   const results = await Promise.all(
-    plans.map(async ({ authority, verifier, lookup }): Promise<AuthorityResult> => {
+    resolutions.map(async ({ authority, resolution }, i): Promise<AuthorityResult> => {
+      if ('settled' in resolution)
+        return { authority: authority.name, kind: authority.kind, ...resolution.settled, signatures: [] };
+      const plan = plans[i]!;
       try {
-        const found = await lookup.result!;
-        return await verifier.verify(subject, found.artifacts, deadline);
+        const found = await plan.lookup.result!;
+        return await plan.verifier.verify(subject, found.artifacts, deadline);
       } catch (e) {
         return unsatisfied(authority.name, authority.kind, asPullguardError(e));
       }

@@ -1,7 +1,7 @@
-import { appendFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, promises as fsp, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test, vi } from 'vitest';
 import { serializeEntry } from '../output/decision-log.js';
 import { toEntry } from '../output/record.js';
 import { applyMode, ruleDecision } from '../verdict/decision.js';
@@ -63,7 +63,8 @@ async function run(args: string[]) {
 }
 
 describe('pullguard log', () => {
-  test('--would-deny groups by rule, image and reason with counts and first/last seen, across rotated files', async () => {
+  const groups = '--would-deny groups by rule, image and reason with counts and first/last seen, across rotated files';
+  test(groups, async () => {
     const r = await run(['--would-deny']);
     expect(r.code).toBe(0);
     expect(r.out).toEqual([
@@ -97,14 +98,17 @@ describe('pullguard log', () => {
     writeFileSync(f, `${line('r.example/old:v1', 'prod', 'deny', 'audit', T0, 'NO_SIGNATURE')}\n`);
     const out: string[] = [];
     const ac = new AbortController();
+    // The event to wait for, not a sleep: follow() has taken the file's size (its first stat settled).
+    const stat = vi.spyOn(fsp, 'stat');
     const done = runLog(['--file', f, '-f', '--would-deny'], (l) => out.push(l), {}, ac.signal);
-    const until = async (n: number) => {
-      for (let i = 0; i < 200 && out.length < n; i++) await new Promise((r) => setTimeout(r, 25));
-    };
-    await new Promise((r) => setTimeout(r, 100));
+    const until = (n: number) => vi.waitFor(() => expect(out.length).toBeGreaterThanOrEqual(n), { timeout: 10_000 });
+    await vi.waitFor(() => expect(stat).toHaveBeenCalled());
+    await stat.mock.results[0]!.value;
+    stat.mockRestore();
     appendFileSync(
       f,
-      `${line('r.example/new:v1', 'prod', 'deny', 'audit', T0 + 1, 'NO_SIGNATURE')}\n${line('r.example/ok:v1', 'prod', 'allow', 'enforce', T0 + 2)}\n`,
+      `${line('r.example/new:v1', 'prod', 'deny', 'audit', T0 + 1, 'NO_SIGNATURE')}\n` +
+        `${line('r.example/ok:v1', 'prod', 'allow', 'enforce', T0 + 2)}\n`,
     );
     await until(1);
     renameSync(f, `${f}.1`);

@@ -35,7 +35,8 @@ async function run(policyText: string, name: string) {
 }
 
 const rules =
-  'rules:\n  - {name: ok, match: localhost:5000/app, action: allow}\n  - {name: nope, match: localhost:5000/blocked, action: deny}\n';
+  'rules:\n  - {name: ok, match: localhost:5000/app, action: allow}\n' +
+  '  - {name: nope, match: localhost:5000/blocked, action: deny}\n';
 
 describe('containerd mode records its decision', () => {
   test('after the verdict line: a decision log entry and the metrics', async () => {
@@ -61,7 +62,8 @@ describe('containerd mode records its decision', () => {
       code: 'POLICY_DENIED',
     });
     expect(readFileSync(prom, 'utf8')).toContain(
-      'pullguard_decisions_total{verdict="allow",policy_verdict="deny",mode="audit",rule="nope",code="POLICY_DENIED"} 1',
+      'pullguard_decisions_total{verdict="allow",policy_verdict="deny",mode="audit",rule="nope",' +
+        'code="POLICY_DENIED"} 1',
     );
   });
 

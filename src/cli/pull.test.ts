@@ -38,12 +38,16 @@ const args = (name = 'localhost:5000/app:v1', digest = D) => [
   MT,
 ];
 
+// A YAML double-quoted scalar (YAML turns each \n escape into a newline).
+const PUBKEY =
+  '"-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n' +
+  '68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n"';
 const ALLOW_DENY = policy(`
 version: 1
 rules:
   - {name: ok, match: localhost:5000/app, action: allow}
   - {name: nope, match: localhost:5000/blocked, action: deny}
-  - {name: signed, match: localhost:5000/signed, action: verify, authorities: [{name: k, cosign: {keys: ["-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n"]}}]}
+  - {name: signed, match: localhost:5000/signed, action: verify, authorities: [{name: k, cosign: {keys: [${PUBKEY}]}}]}
 `);
 
 describe('containerd mode', () => {

@@ -1,8 +1,9 @@
 import { PullguardError, type ErrorCode } from './errors.js';
 
 /**
- * Malformed input from outside (a signature envelope, certificate, CRL, DN or trust policy). Parsers throw only this (never a TypeError from
- * walking a bad ASN.1/CBOR tree), so a hostile registry cannot turn a bad blob into an INTERNAL error.
+ * Malformed input from outside (a signature envelope, certificate, CRL, DN or trust policy). Parsers throw only this
+ * (never a TypeError from walking a bad ASN.1/CBOR tree), so a hostile registry cannot turn a bad blob into an
+ * INTERNAL error.
  */
 export class MalformedInputError extends PullguardError {
   constructor(message: string, code: ErrorCode = 'SIGNATURE_INVALID') {

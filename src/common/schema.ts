@@ -27,12 +27,15 @@ function issueMessage(issue: Issue): string {
       return !('input' in i) || i.input === undefined
         ? `required ${String(i.expected)} is missing`
         : `expected ${String(i.expected)}, got ${typeName(i.input)}`;
-    case 'invalid_value':
-      if (!('input' in i) || i.input === undefined)
-        return `required, one of ${(i.values as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
-      return `must be one of ${(i.values as unknown[]).map((v) => JSON.stringify(v)).join(', ')}${i.input !== undefined ? `, got ${JSON.stringify(i.input)}` : ''}`;
-    case 'unrecognized_keys':
-      return `unknown key${(i.keys as string[]).length > 1 ? 's' : ''} ${(i.keys as string[]).map((k) => `"${k}"`).join(', ')}`;
+    case 'invalid_value': {
+      const values = (i.values as unknown[]).map((v) => JSON.stringify(v)).join(', ');
+      if (!('input' in i) || i.input === undefined) return `required, one of ${values}`;
+      return `must be one of ${values}, got ${JSON.stringify(i.input)}`;
+    }
+    case 'unrecognized_keys': {
+      const keys = i.keys as string[];
+      return `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => `"${k}"`).join(', ')}`;
+    }
     case 'too_small':
       return i.origin === 'array'
         ? `needs at least ${String(i.minimum)} item(s)`

@@ -441,12 +441,6 @@ export function registryConfigPath(eff: EffectiveConfig): string | undefined {
   return v === '' ? undefined : v;
 }
 
-/** The bin_dir containerd uses: the config's, else containerd's default. */
-export function configuredBinDir(eff: EffectiveConfig | undefined): string {
-  const v = eff?.bindir.bin_dir;
-  return typeof v === 'string' ? v : DEFAULT_BIN_DIR;
-}
-
 /**
  * The settings CheckLocalImagePullConfigs (containerd 2.1, Linux) treats as incompatible with the
  * transfer service: any one of them makes CRI pulls local, and local pulls never call verifiers.

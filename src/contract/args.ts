@@ -43,9 +43,7 @@ export function parseVerifierArgs(argv: readonly string[]): VerifierArgs {
 /** True when argv looks like a containerd invocation rather than a human subcommand. */
 export function looksLikeVerifierInvocation(argv: readonly string[]): boolean {
   const first = argv[0];
-  return (
-    first !== undefined && first.startsWith('-') && !['-h', '-help', '--help', '-version', '--version'].includes(first)
-  );
+  return first?.startsWith('-') === true && !['-h', '-help', '--help', '-version', '--version'].includes(first);
 }
 
 function argsError(message: string): PullguardError {

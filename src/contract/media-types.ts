@@ -8,4 +8,3 @@ export const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+
 
 /** What containerd can resolve a reference to: the top-level object it hands the verifier. */
 export const PULLABLE_MEDIA_TYPES = [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST] as const;
-export type PullableMediaType = (typeof PULLABLE_MEDIA_TYPES)[number];

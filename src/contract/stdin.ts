@@ -84,24 +84,33 @@ export function readFd(
           n = readSync(nb, buf, size, buf.length - size, null);
         } catch (e) {
           const code = (e as NodeJS.ErrnoException).code;
-          if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK')
-            return finish(new PullguardError('CONTRACT_STDIN', `cannot read stdin: ${code ?? (e as Error).message}`));
+          if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') {
+            finish(new PullguardError('CONTRACT_STDIN', `cannot read stdin: ${code ?? (e as Error).message}`));
+            return;
+          }
           if (Date.now() - started >= deadlineMs) {
-            return finish(
+            finish(
               new PullguardError(
                 'CONTRACT_STDIN',
                 `stdin was not closed within ${deadlineMs}ms (expected the image descriptor)`,
               ),
             );
+            return;
           }
           // Empty for now: containerd writes the descriptor asynchronously. Poll 0, 1, 2, 4 .. 16 ms apart.
           setTimeout(step, wait);
           wait = Math.min(16, Math.max(1, wait * 2));
           return;
         }
-        if (n === 0) return finish(undefined);
+        if (n === 0) {
+          finish(undefined);
+          return;
+        }
         size += n;
-        if (size > limit) return finish(new PullguardError('CONTRACT_STDIN', `stdin larger than ${limit} bytes`));
+        if (size > limit) {
+          finish(new PullguardError('CONTRACT_STDIN', `stdin larger than ${limit} bytes`));
+          return;
+        }
       }
     };
     step();

@@ -24,7 +24,10 @@ test('a TOML error names its line and column', async () => {
   writeFileSync(file, 'version = 3\n[plugins\n');
   const fail = (await doctor(['--containerd-config', file])).find((l) => l.includes('not valid TOML'));
   expect(fail).toMatch(
-    /^FAIL {2}cannot check containerd's settings: containerd config .*bad\.toml is not valid TOML at line 2, column 9: /,
+    new RegExp(
+      /^FAIL {2}cannot check containerd's settings: /.source +
+        /containerd config .*bad\.toml is not valid TOML at line 2, column 9: /.source,
+    ),
   );
 });
 
@@ -33,7 +36,8 @@ test("a missing config: one fix, not the loader's advice glued to doctor's", asy
     l.includes('cannot check'),
   )!;
   expect(fail).toBe(
-    `FAIL  cannot check containerd's settings: cannot read containerd config ${join(dir, 'missing.toml')}: ENOENT; fix: pass --containerd-config PATH, or fix registry.containerdConfig in the policy`,
+    `FAIL  cannot check containerd's settings: cannot read containerd config ${join(dir, 'missing.toml')}: ENOENT; ` +
+      'fix: pass --containerd-config PATH, or fix registry.containerdConfig in the policy',
   );
   expect(fail.match(/fix/g)).toHaveLength(2); // "fix: ..., or fix registry..." and nothing more
 });

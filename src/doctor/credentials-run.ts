@@ -57,7 +57,7 @@ export function imageCredentialChecks(
   env: NodeJS.ProcessEnv,
   proc = '/proc',
 ): Check[] {
-  let parsed;
+  let parsed: ReturnType<typeof parseReference>;
   try {
     parsed = parseReference(ref);
   } catch (e) {

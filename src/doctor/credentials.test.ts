@@ -97,7 +97,7 @@ describe('doctor --image', () => {
     expect(missing).toEqual([
       `ok    kubelet credential provider config ${conf}: ecr-credential-provider`,
       expect.stringMatching(
-        /^FAIL  credential provider ecr-credential-provider: .*cp-bin\/ecr-credential-provider does not exist/,
+        /^FAIL {2}credential provider ecr-credential-provider: .*cp-bin\/ecr-credential-provider does not exist/,
       ),
       `ok    credentials for ${ecr}: kubelet credential provider ecr-credential-provider from ${conf} ` +
         '(run at pull time)',
@@ -108,7 +108,7 @@ describe('doctor --image', () => {
     expect(lines('quay.io/app', policy)[1]).toMatch(/none; pullguard asks quay.io anonymously/);
     writeFileSync(conf, 'kind: CredentialProviderConfig\n');
     const broken = lines(ecr, policy);
-    expect(broken[0]).toMatch(/^FAIL  kubelet credential provider config .*cp.yaml: apiVersion undefined is not/);
+    expect(broken[0]).toMatch(/^FAIL {2}kubelet credential provider config .*cp.yaml: apiVersion undefined is not/);
     expect(broken.slice(1)).toEqual([
       `WARN  credentials for ${ecr}: not known: the credential provider config does not load`,
     ]);

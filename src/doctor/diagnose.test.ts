@@ -89,7 +89,8 @@ describe('CRI settings that force local pull (containerd CheckLocalImagePullConf
       fails(
         run([
           v3(
-            `[plugins."io.containerd.cri.v1.images"]\nmax_concurrent_downloads = 3\ndisable_snapshot_annotations = true\n${GOOD_V3}`,
+            '[plugins."io.containerd.cri.v1.images"]\nmax_concurrent_downloads = 3\n' +
+              `disable_snapshot_annotations = true\n${GOOD_V3}`,
           ),
         ]),
       ),
@@ -99,7 +100,8 @@ describe('CRI settings that force local pull (containerd CheckLocalImagePullConf
   test('several triggers: one FAIL each', () => {
     const c = run([
       v3(
-        `[plugins."io.containerd.cri.v1.images"]\nuse_local_image_pull = true\ndiscard_unpacked_layers = true\n${GOOD_V3}`,
+        '[plugins."io.containerd.cri.v1.images"]\nuse_local_image_pull = true\n' +
+          `discard_unpacked_layers = true\n${GOOD_V3}`,
       ),
     ]);
     expect(fails(c)).toHaveLength(2);
@@ -108,13 +110,16 @@ describe('CRI settings that force local pull (containerd CheckLocalImagePullConf
   test('version 2: keys under io.containerd.grpc.v1.cri and .containerd are migrated and named as written', () => {
     const c = run([
       v2(
-        `${RUNTIMES}[plugins."io.containerd.grpc.v1.cri".containerd]\ndiscard_unpacked_layers = true\n[plugins."io.containerd.grpc.v1.cri"]\nmax_concurrent_downloads = 8\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "/etc/containerd/certs.d"\n`,
+        `${RUNTIMES}[plugins."io.containerd.grpc.v1.cri".containerd]\ndiscard_unpacked_layers = true\n` +
+          '[plugins."io.containerd.grpc.v1.cri"]\nmax_concurrent_downloads = 8\n' +
+          '[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "/etc/containerd/certs.d"\n',
       ),
     ]);
     const fl = fails(c);
     expect(fl).toHaveLength(2);
     expect(fl[0]).toContain(
-      'discard_unpacked_layers = true (plugins."io.containerd.grpc.v1.cri".containerd.discard_unpacked_layers in /etc/containerd/config.toml)',
+      'discard_unpacked_layers = true ' +
+        '(plugins."io.containerd.grpc.v1.cri".containerd.discard_unpacked_layers in /etc/containerd/config.toml)',
     );
     expect(fl[0]).toContain('fix: set plugins."io.containerd.grpc.v1.cri".containerd.discard_unpacked_layers = false');
     expect(fl[1]).toContain(
@@ -140,46 +145,60 @@ describe('CRI settings that force local pull (containerd CheckLocalImagePullConf
 
   test('migration precedence: in a version 2 config the version 2 key wins over the version 3 key', () => {
     const both = v2(
-      `${RUNTIMES}[plugins."io.containerd.grpc.v1.cri".containerd]\ndiscard_unpacked_layers = true\n[plugins."io.containerd.cri.v1.images"]\ndiscard_unpacked_layers = false\n`,
+      `${RUNTIMES}[plugins."io.containerd.grpc.v1.cri".containerd]\ndiscard_unpacked_layers = true\n` +
+        '[plugins."io.containerd.cri.v1.images"]\ndiscard_unpacked_layers = false\n',
     );
     expect(fails(run([both]))).toEqual([
       expect.stringContaining('plugins."io.containerd.grpc.v1.cri".containerd.discard_unpacked_layers'),
     ]);
     const reverse = v2(
-      `${RUNTIMES}[plugins."io.containerd.grpc.v1.cri".containerd]\ndiscard_unpacked_layers = false\n[plugins."io.containerd.cri.v1.images"]\ndiscard_unpacked_layers = true\n`,
+      `${RUNTIMES}[plugins."io.containerd.grpc.v1.cri".containerd]\ndiscard_unpacked_layers = false\n` +
+        '[plugins."io.containerd.cri.v1.images"]\ndiscard_unpacked_layers = true\n',
     );
     expect(fails(run([reverse]))).toEqual([]);
     // A version 3 key the migration does not touch stays.
     expect(fails(run([v2('[plugins."io.containerd.cri.v1.images"]\nuse_local_image_pull = true\n')]))).toHaveLength(1);
   });
 
-  test('migration replaces the whole registry table: a version 3 config_path is lost under a version 2 registry table', () => {
-    const c = run([
-      v2(
-        '[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\nendpoint = ["https://m"]\n[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/etc/containerd/certs.d"\n',
-      ),
-    ]);
-    expect(warns(c)).toEqual([expect.stringContaining('registry.config_path is not set')]);
-  });
+  test(
+    'migration replaces the whole registry table: ' +
+      'a version 3 config_path is lost under a version 2 registry table',
+    () => {
+      const c = run([
+        v2(
+          '[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\nendpoint = ["https://m"]\n' +
+            '[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/etc/containerd/certs.d"\n',
+        ),
+      ]);
+      expect(warns(c)).toEqual([expect.stringContaining('registry.config_path is not set')]);
+    },
+  );
 
-  test('Kind: the node config fails on discard_unpacked_layers; with kind/cluster.yaml patched in, nothing fails', () => {
-    const unpatched = run([f('/etc/containerd/config.toml', KIND_NODE_CONFIG)]);
-    expect(fails(unpatched)).toEqual([
-      expect.stringMatching(
-        /^FAIL {2}discard_unpacked_layers = true \(plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.discard_unpacked_layers in/,
-      ),
-    ]);
-    expect(warns(unpatched)).toEqual([expect.stringContaining('registry.config_path is not set')]);
-    const patched = run([f('/etc/containerd/config.toml', applyKindPatches(KIND_NODE_CONFIG, kindPatches()).toml)]);
-    expect(fails(patched)).toEqual([]);
-    expect(warns(patched)).toEqual([]);
-  });
+  test(
+    'Kind: the node config fails on discard_unpacked_layers; ' + 'with kind/cluster.yaml patched in, nothing fails',
+    () => {
+      const unpatched = run([f('/etc/containerd/config.toml', KIND_NODE_CONFIG)]);
+      expect(fails(unpatched)).toEqual([
+        expect.stringMatching(
+          new RegExp(
+            /^FAIL {2}discard_unpacked_layers = true /.source +
+              /\(plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.discard_unpacked_layers in/.source,
+          ),
+        ),
+      ]);
+      expect(warns(unpatched)).toEqual([expect.stringContaining('registry.config_path is not set')]);
+      const patched = run([f('/etc/containerd/config.toml', applyKindPatches(KIND_NODE_CONFIG, kindPatches()).toml)]);
+      expect(fails(patched)).toEqual([]);
+      expect(warns(patched)).toEqual([]);
+    },
+  );
 });
 
 describe('imports', () => {
   test('imports merge in order over the main file, key by key: the later value wins', () => {
     const main = v3(
-      `imports = ["/etc/containerd/conf.d/pullguard.toml"]\n[plugins."io.containerd.cri.v1.images"]\ndiscard_unpacked_layers = true\nmax_concurrent_downloads = 3\n`,
+      'imports = ["/etc/containerd/conf.d/pullguard.toml"]\n[plugins."io.containerd.cri.v1.images"]\n' +
+        'discard_unpacked_layers = true\nmax_concurrent_downloads = 3\n',
     );
     const dropin = v3(
       `[plugins."io.containerd.cri.v1.images"]\ndiscard_unpacked_layers = false\n${GOOD_V3}`,
@@ -192,7 +211,8 @@ describe('imports', () => {
     );
     expect(fails(run([main, dropin, later]))).toEqual([
       expect.stringContaining(
-        'use_local_image_pull = true (plugins."io.containerd.cri.v1.images".use_local_image_pull in /etc/containerd/conf.d/zz.toml)',
+        'use_local_image_pull = true ' +
+          '(plugins."io.containerd.cri.v1.images".use_local_image_pull in /etc/containerd/conf.d/zz.toml)',
       ),
     ]);
   });
@@ -206,7 +226,11 @@ describe('imports', () => {
     // containerd 2.1.9: the last file is version 3, so nothing is migrated and the v2 CRI table is ignored.
     expect(fails(c)).toEqual([
       expect.stringMatching(
-        /config\.toml is config version 2 but the last file loaded is version 3: .*ignores .*\(containerd, restrict_oom_score_adj, sandbox_image, tolerate_missing_hugepages_controller\).*pullguard-v2\.toml/,
+        new RegExp(
+          /config\.toml is config version 2 but the last file loaded is version 3: .*ignores /.source +
+            /.*\(containerd, restrict_oom_score_adj, sandbox_image, tolerate_missing_hugepages_controller\)/.source +
+            /.*pullguard-v2\.toml/.source,
+        ),
       ),
     ]);
   });
@@ -233,15 +257,19 @@ describe('imports', () => {
     expect(effectiveConfig([main, f('/x.toml', 'oom_score = 0\n')]).version).toBe(3);
   });
 
-  test('a version 2 main file with a version 3 import: its CRI settings are ignored by containerd 2.1, which is the one FAIL', () => {
-    const main = v2('[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\nendpoint = ["https://m"]\n');
-    const c = run([main, v3(GOOD_V3, '/etc/containerd/conf.d/p.toml')]);
-    // The mirrors would force local pulls, but containerd ignores the whole version 2 table here.
-    expect(fails(c)).toEqual([
-      expect.stringContaining('ignores its plugins."io.containerd.grpc.v1.cri" settings (registry)'),
-    ]);
-    expect(warns(c)).toEqual([]);
-  });
+  test(
+    'a version 2 main file with a version 3 import: ' +
+      'its CRI settings are ignored by containerd 2.1, which is the one FAIL',
+    () => {
+      const main = v2('[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\nendpoint = ["https://m"]\n');
+      const c = run([main, v3(GOOD_V3, '/etc/containerd/conf.d/p.toml')]);
+      // The mirrors would force local pulls, but containerd ignores the whole version 2 table here.
+      expect(fails(c)).toEqual([
+        expect.stringContaining('ignores its plugins."io.containerd.grpc.v1.cri" settings (registry)'),
+      ]);
+      expect(warns(c)).toEqual([]);
+    },
+  );
 
   test('loadContainerdConfigFiles: relative, globbed and nested imports, breadth first, each once', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pg-doctor-'));
@@ -284,7 +312,8 @@ describe('versions and missing imports, as containerd 2.1.9 reads them', () => {
     ]);
     expect(fails(c)).toEqual([
       expect.stringContaining(
-        'has no version line: containerd 2.1 reads it as version 3 (the version in effect when it is loaded) and ignores its version 2 CRI settings (containerd)',
+        'has no version line: containerd 2.1 reads it as version 3 (the version in effect when it is loaded) ' +
+          'and ignores its version 2 CRI settings (containerd)',
       ),
     ]);
   });
@@ -313,7 +342,8 @@ describe('registry.config_path', () => {
       warns(
         run([
           v3(
-            '[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/etc/containerd/certs.d:/etc/docker/certs.d"\n',
+            '[plugins."io.containerd.cri.v1.images".registry]\n' +
+              'config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"\n',
           ),
         ]),
       ),
@@ -363,7 +393,9 @@ describe('bin_dir', () => {
     const bindir = (n: number) => `[plugins."io.containerd.image-verifier.v1.bindir"]\nmax_verifiers = ${n}\n`;
     expect(fails(withBin(many, bindir(2)))).toEqual([
       expect.stringContaining(
-        'more than max_verifiers = 2 (plugins."io.containerd.image-verifier.v1.bindir".max_verifiers in /etc/containerd/config.toml): containerd skips pullguard',
+        'more than max_verifiers = 2 ' +
+          '(plugins."io.containerd.image-verifier.v1.bindir".max_verifiers in /etc/containerd/config.toml): ' +
+          'containerd skips pullguard',
       ),
     ]);
     expect(fails(withBin(entries(['pullguard', 'executable']), bindir(0)))).toEqual([
@@ -379,7 +411,8 @@ describe('bin_dir', () => {
     });
     expect(fails(c)).toEqual([
       expect.stringContaining(
-        'bin_dir /x (plugins."io.containerd.image-verifier.v1.bindir".bin_dir in /etc/containerd/config.toml) does not exist',
+        'bin_dir /x (plugins."io.containerd.image-verifier.v1.bindir".bin_dir in /etc/containerd/config.toml) ' +
+          'does not exist',
       ),
     ]);
   });
@@ -396,7 +429,10 @@ describe('per_verifier_timeout', () => {
     run(
       [
         v3(
-          `${GOOD_V3}${value === undefined ? '' : `[plugins."io.containerd.image-verifier.v1.bindir"]\nper_verifier_timeout = ${value}\n`}`,
+          GOOD_V3 +
+            (value === undefined
+              ? ''
+              : `[plugins."io.containerd.image-verifier.v1.bindir"]\nper_verifier_timeout = ${value}\n`),
         ),
       ],
       {
@@ -406,7 +442,9 @@ describe('per_verifier_timeout', () => {
   test('below the policy timeout + 1s: FAIL', () => {
     expect(fails(t('"5s"'))).toEqual([
       expect.stringContaining(
-        'per_verifier_timeout 5s (plugins."io.containerd.image-verifier.v1.bindir".per_verifier_timeout in /etc/containerd/config.toml) is below the policy\'s timeout 8s + 1s',
+        'per_verifier_timeout 5s ' +
+          '(plugins."io.containerd.image-verifier.v1.bindir".per_verifier_timeout in /etc/containerd/config.toml) ' +
+          "is below the policy's timeout 8s + 1s",
       ),
     ]);
     expect(fails(t('"8500ms"'))).toHaveLength(1);
@@ -463,28 +501,31 @@ describe('policy, containerd version, config errors', () => {
     ]);
   });
 
-  test('no config at the default path: WARN, and containerd defaults are checked; an explicit or broken one: FAIL', () => {
-    const missing = run([], {
-      config: { path: '/etc/containerd/config.toml', error: 'ENOENT', missing: true, explicit: false },
-    });
-    expect(fails(missing)).toEqual([]);
-    expect(warns(missing)).toEqual([
-      expect.stringContaining('no containerd config at /etc/containerd/config.toml'),
-      expect.stringContaining('registry.config_path is not set'),
-    ]);
-    expect(
-      fails(
-        run([], {
-          config: {
-            path: '/x.toml',
-            error: 'cannot read containerd config /x.toml: ENOENT',
-            missing: true,
-            explicit: true,
-          },
-        }),
-      ),
-    ).toEqual([expect.stringContaining("cannot check containerd's settings: cannot read containerd config /x.toml")]);
-  });
+  test(
+    'no config at the default path: WARN, and containerd defaults are checked; ' + 'an explicit or broken one: FAIL',
+    () => {
+      const missing = run([], {
+        config: { path: '/etc/containerd/config.toml', error: 'ENOENT', missing: true, explicit: false },
+      });
+      expect(fails(missing)).toEqual([]);
+      expect(warns(missing)).toEqual([
+        expect.stringContaining('no containerd config at /etc/containerd/config.toml'),
+        expect.stringContaining('registry.config_path is not set'),
+      ]);
+      expect(
+        fails(
+          run([], {
+            config: {
+              path: '/x.toml',
+              error: 'cannot read containerd config /x.toml: ENOENT',
+              missing: true,
+              explicit: true,
+            },
+          }),
+        ),
+      ).toEqual([expect.stringContaining("cannot check containerd's settings: cannot read containerd config /x.toml")]);
+    },
+  );
 
   test('arguments', () => {
     expect(parseDoctorArgs(['--containerd-config', '/c.toml', '--bin-dir=/b'])).toEqual({

@@ -89,9 +89,10 @@ export function diagnose(input: DoctorInput): Check[] {
   if ('files' in c) {
     eff = effectiveConfig(c.files, c.missing);
     const imports = c.files.length - 1;
+    const imported = imports > 0 ? ` and ${imports} imported file(s)` : '';
     checks.push({
       status: 'ok',
-      message: `containerd config ${c.path}${imports > 0 ? ` and ${imports} imported file(s)` : ''} read (config version ${eff.version} after merging)`,
+      message: `containerd config ${c.path}${imported} read (config version ${eff.version} after merging)`,
     });
     checks.push(...eff.notes);
   } else if (c.missing && !c.explicit) {
@@ -134,7 +135,8 @@ function versionCheck(c: DoctorInput['containerd']): Check {
     return {
       status: 'WARN',
       message:
-        'containerd is not on PATH: could not check its version (2.1 or later is needed: CRI pulls of older releases never call verifiers)',
+        'containerd is not on PATH: could not check its version ' +
+        '(2.1 or later is needed: CRI pulls of older releases never call verifiers)',
       fix: 'run `containerd --version` on the node',
     };
   if (c.output === undefined)
@@ -172,16 +174,21 @@ function localPullChecks(eff: EffectiveConfig): Check[] {
     const shown = isTable(value) ? `[${Object.keys(value).join(', ')}]` : JSON.stringify(value);
     out.push({
       status: 'FAIL',
-      message: `${t.key} = ${shown}${where(o)}: CRI falls back to local pulls, which never run pullguard (containerd logs "Falling back to local image pull mode")`,
+      message:
+        `${t.key} = ${shown}${where(o)}: CRI falls back to local pulls, which never run pullguard ` +
+        '(containerd logs "Falling back to local image pull mode")',
       fix:
         t.fix ??
-        `set ${o?.key ?? `plugins."${IMAGES}".${t.key}`} = ${t.want} (containerd-config/pullguard.toml, or kind/cluster.yaml's patch on Kind)`,
+        `set ${o?.key ?? `plugins."${IMAGES}".${t.key}`} = ${t.want} ` +
+          "(containerd-config/pullguard.toml, or kind/cluster.yaml's patch on Kind)",
     });
   }
   if (out.length === 0) {
     out.push({
       status: 'ok',
-      message: `no CRI setting forces local pulls (${LOCAL_PULL_TRIGGERS.map((t) => t.key).join(', ')}): kubelet pulls go through the transfer service and its verifiers`,
+      message:
+        `no CRI setting forces local pulls (${LOCAL_PULL_TRIGGERS.map((t) => t.key).join(', ')}): ` +
+        'kubelet pulls go through the transfer service and its verifiers',
     });
   }
   return out;
@@ -190,18 +197,23 @@ function localPullChecks(eff: EffectiveConfig): Check[] {
 function configPathCheck(eff: EffectiveConfig): Check {
   const v = valueAt(eff.images, 'registry.config_path');
   const o = eff.origin('images', 'registry.config_path');
-  const fix = `set plugins."${IMAGES}".registry.config_path = "/etc/containerd/certs.d" (plugins."${CRI_V2}".registry in a version 2 file)`;
+  const fix =
+    `set plugins."${IMAGES}".registry.config_path = "/etc/containerd/certs.d" ` +
+    `(plugins."${CRI_V2}".registry in a version 2 file)`;
+  const oneDirectory = 'transfer-service pulls (2.1 - 2.3) treat it as one directory, so every hosts.toml is ignored';
   if (typeof v !== 'string' || v === '') {
     return {
       status: 'WARN',
-      message: `registry.config_path is not set: containerd uses ${DEFAULT_CONFIG_PATH}, which transfer-service pulls (2.1 - 2.3) treat as one directory, so every hosts.toml is ignored`,
+      message:
+        `registry.config_path is not set: containerd uses ${DEFAULT_CONFIG_PATH}, ` +
+        'which transfer-service pulls (2.1 - 2.3) treat as one directory, so every hosts.toml is ignored',
       fix,
     };
   }
   if (v.includes(':')) {
     return {
       status: 'WARN',
-      message: `registry.config_path = "${v}"${where(o)} is a path list: transfer-service pulls (2.1 - 2.3) treat it as one directory, so every hosts.toml is ignored`,
+      message: `registry.config_path = "${v}"${where(o)} is a path list: ${oneDirectory}`,
       fix,
     };
   }
@@ -260,7 +272,9 @@ function binDirChecks(b: DoctorInput['binDir'], eff: EffectiveConfig | undefined
             : 'is not a regular file';
     out.push({
       status: 'FAIL',
-      message: `${join(b.path, e.name)} ${what}: containerd executes every entry of bin_dir, the exec fails and blocks EVERY pull ("failed to call verifier")`,
+      message:
+        `${join(b.path, e.name)} ${what}: containerd executes every entry of bin_dir, ` +
+        'the exec fails and blocks EVERY pull ("failed to call verifier")',
       fix: `move it out of ${b.path}`,
     });
   }
@@ -287,7 +301,8 @@ function binDirChecks(b: DoctorInput['binDir'], eff: EffectiveConfig | undefined
       message:
         max === 0
           ? `max_verifiers = 0${maxWhere}: containerd skips every verifier and allows every pull`
-          : `bin_dir has ${entries.length} entries, more than max_verifiers = ${max}${maxWhere}: containerd skips ${skipped} with only a warning`,
+          : `bin_dir has ${entries.length} entries, more than max_verifiers = ${max}${maxWhere}: ` +
+            `containerd skips ${skipped} with only a warning`,
       fix: `keep only pullguard in ${b.path}, or raise max_verifiers (default ${DEFAULT_MAX_VERIFIERS})`,
     });
   }
@@ -317,16 +332,22 @@ function timeoutCheck(eff: EffectiveConfig | undefined, policyTimeoutMs: number 
     policyTimeoutMs === undefined
       ? `pullguard's default timeout ${formatDuration(budget)}`
       : `the policy's timeout ${formatDuration(budget)}`;
+  const byDefault = raw === undefined ? " (containerd's default)" : '';
   if (limit < need) {
     return {
       status: 'FAIL',
-      message: `per_verifier_timeout ${formatDuration(limit)}${raw === undefined ? " (containerd's default)" : o} is below ${policyWord} + 1s: containerd kills pullguard before it answers and every slow pull fails with "failed to call verifier"`,
+      message:
+        `per_verifier_timeout ${formatDuration(limit)}${raw === undefined ? byDefault : o}` +
+        ` is below ${policyWord} + 1s: ` +
+        'containerd kills pullguard before it answers and every slow pull fails with "failed to call verifier"',
       fix: `raise per_verifier_timeout to at least "${Math.ceil(need / 1000)}s", or lower timeout: in the policy`,
     };
   }
   return {
     status: 'ok',
-    message: `per_verifier_timeout ${formatDuration(limit)}${raw === undefined ? " (containerd's default)" : ''} leaves pullguard's ${formatDuration(budget)} budget at least 1s`,
+    message:
+      `per_verifier_timeout ${formatDuration(limit)}${byDefault} ` +
+      `leaves pullguard's ${formatDuration(budget)} budget at least 1s`,
   };
 }
 
@@ -335,7 +356,9 @@ function policyChecks(p: DoctorInput['policy'], binDir: string): Check[] {
   if (p.policy) {
     out.push({
       status: 'ok',
-      message: `policy ${p.path} loads: mode ${p.policy.mode}, default ${p.policy.defaultAction}, timeout ${formatDuration(p.policy.timeoutMs)}, ${p.policy.rules.length} rule(s)`,
+      message:
+        `policy ${p.path} loads: mode ${p.policy.mode}, default ${p.policy.defaultAction}, ` +
+        `timeout ${formatDuration(p.policy.timeoutMs)}, ${p.policy.rules.length} rule(s)`,
     });
     if (p.policy.mode === 'audit') {
       out.push({
@@ -348,14 +371,18 @@ function policyChecks(p: DoctorInput['policy'], binDir: string): Check[] {
     out.push({
       status: 'FAIL',
       message: `policy: ${p.error ?? `cannot load ${p.path}`}: pullguard denies every pull`,
-      fix: `fix ${p.path} (check it with \`pullguard policy check\`); containerd passes its own PULLGUARD_POLICY, if any, to pullguard`,
+      fix:
+        `fix ${p.path} (check it with \`pullguard policy check\`); ` +
+        'containerd passes its own PULLGUARD_POLICY, if any, to pullguard',
     });
   }
   const rel = relative(resolve(binDir), resolve(p.path));
   if (rel === '' || (!rel.startsWith('..') && !rel.startsWith('/'))) {
     out.push({
       status: 'FAIL',
-      message: `policy ${p.path} is inside bin_dir ${binDir}: containerd executes it on every pull, which fails every pull`,
+      message:
+        `policy ${p.path} is inside bin_dir ${binDir}: ` +
+        'containerd executes it on every pull, which fails every pull',
       fix: 'move it to /etc/pullguard/policy.yaml (or point PULLGUARD_POLICY outside bin_dir)',
     });
   }

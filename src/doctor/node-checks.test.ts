@@ -33,7 +33,8 @@ describe('running-node checks', () => {
     expect(c.map((x) => x.message)).toEqual([
       'containerd answers on /run/containerd/containerd.sock: v2.1.9 (abcdef012345), pid 42',
       'the running containerd loaded its image-verifier plugin (bindir)',
-      'the running containerd (pid 42) uses /etc/containerd/config.toml, unchanged since it started: the checks above describe it',
+      'the running containerd (pid 42) uses /etc/containerd/config.toml, unchanged since it started: ' +
+        'the checks above describe it',
       'no "Falling back to local image pull mode" in containerd\'s log since it started (journalctl -u containerd)',
       'decision log /var/log/pullguard/decisions.jsonl is writable',
     ]);
@@ -53,7 +54,11 @@ describe('running-node checks', () => {
     expect(
       by(run({ daemon: { pid: 42, startedAtMs: 1_000_000, configArg: '/etc/k3s/containerd.toml' } }), 'FAIL')[0],
     ).toMatch(
-      /started with --config \/etc\/k3s\/containerd\.toml, but doctor checked \/etc\/containerd\/config\.toml.*fix: run pullguard doctor --containerd-config \/etc\/k3s\/containerd\.toml/,
+      new RegExp(
+        /started with --config \/etc\/k3s\/containerd\.toml, /.source +
+          /but doctor checked \/etc\/containerd\/config\.toml/.source +
+          /.*fix: run pullguard doctor --containerd-config \/etc\/k3s\/containerd\.toml/.source,
+      ),
     );
     const changed = run({
       config: {
@@ -122,7 +127,10 @@ describe('running-node checks', () => {
     expect(by(run({ decisions }), 'WARN')).toEqual([]);
     const audit = run({ decisions, policy: { ...base.policy!, mode: 'audit' } });
     expect(by(audit, 'WARN')[0]).toMatch(
-      /12 decision\(s\) in the last 7 days .*3 would-deny: enforce mode would have denied 3 pull\(s\); fix: read `pullguard log --would-deny --since 7d`/,
+      new RegExp(
+        /12 decision\(s\) in the last 7 days .*3 would-deny: enforce mode would have denied 3 pull\(s\); /.source +
+          /fix: read `pullguard log --would-deny --since 7d`/.source,
+      ),
     );
   });
 

@@ -183,10 +183,13 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
   for (const c of checks) out(formatCheck(c));
   const fails = checks.filter((c) => c.status === 'FAIL').length;
   const warns = checks.filter((c) => c.status === 'WARN').length;
+  const warnCount = warns > 0 ? `, ${warns} WARN` : '';
+  const warnHint = warns > 0 ? ' (read the WARN lines)' : '';
   out(
     fails > 0
-      ? `${fails} FAIL, ${warns} WARN: pulls on this node are NOT verified as intended; fix every FAIL, then restart containerd`
-      : `no FAIL${warns > 0 ? `, ${warns} WARN` : ''}: containerd will run pullguard on every pull${warns > 0 ? ' (read the WARN lines)' : ''}`,
+      ? `${fails} FAIL, ${warns} WARN: ` +
+          'pulls on this node are NOT verified as intended; fix every FAIL, then restart containerd'
+      : `no FAIL${warnCount}: containerd will run pullguard on every pull${warnHint}`,
   );
   return fails > 0 ? 2 : 0;
 }

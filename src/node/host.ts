@@ -45,7 +45,7 @@ export function fileSha256(path: string): string | undefined {
   try {
     const h = createHash('sha256');
     const buf = Buffer.alloc(1 << 20);
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+    for (let n: number; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
     return h.digest('hex');
   } finally {
     closeSync(fd);

@@ -144,6 +144,7 @@ const lineStart = (t: string, i: number) => t.lastIndexOf('\n', i - 1) + 1;
 const indentAt = (t: string, i: number) => /^[ \t]*/.exec(t.slice(lineStart(t, i)))![0];
 
 function quoted(entry: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters cannot be written into a TOML string
   if (/["\\\u0000-\u001f\u007f]/.test(entry))
     throw refuse(`${JSON.stringify(entry)}: quotes, backslashes and control characters are not supported`);
   return JSON.stringify(entry);

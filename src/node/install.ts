@@ -15,6 +15,7 @@
  * /var/lib/pullguard, so uninstall restores config.toml byte for byte.
  */
 import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { join, posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { asPullguardError, PullguardError } from '../common/errors.js';
@@ -212,7 +213,7 @@ function policySources(source: string | undefined, host: Host, policyDir: string
     if (!host.exists(`${policyDir}/policy.yaml`)) out.set('policy.yaml', Buffer.from(EXAMPLE_POLICY));
     return out;
   }
-  let st;
+  let st: Stats;
   try {
     st = statSync(source);
   } catch {
@@ -337,7 +338,10 @@ async function withLock<T>(
     const holder = Number(host.read(`${lock}/pid`)?.toString('utf8') ?? '0');
     let alive = false;
     try {
-      alive = holder > 0 && (process.kill(holder, 0), true);
+      if (holder > 0) {
+        process.kill(holder, 0); // throws ESRCH when the holder is gone
+        alive = true;
+      }
     } catch {
       alive = false;
     }

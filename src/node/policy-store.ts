@@ -25,6 +25,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { PullguardError } from '../common/errors.js';
 import { loadPolicy } from '../policy/load.js';
@@ -181,7 +182,7 @@ export function applyVersionToHost(root: string, version: PolicyVersion): void {
     const link = join(base, name);
     const target = `current/${name}`;
     if (isLinkTo(link, target)) continue;
-    let st;
+    let st: Stats | undefined;
     try {
       st = lstatSync(link);
     } catch {

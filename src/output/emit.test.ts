@@ -40,6 +40,7 @@ describe('the event line is one plain line that starts with our verdict (issue 8
     );
     expect(line).toMatch(/^denied 127\.0\.0\.1:5201\/prod\/app@sha256:aaaaaaaaaaaa/);
     expect(line).not.toMatch(
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: no control character may reach the line
       /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3000\ufeff]|[\ud800-\udfff]/,
     );
   });
@@ -50,7 +51,8 @@ describe('the event line is one plain line that starts with our verdict (issue 8
       ctx,
     );
     expect(line).toBe(
-      'denied 127.0.0.1:5201/prod/app@sha256:aaaaaaaaaaaa\u2026: 127.0.0.1:5201 answered HTTP 500 for the referrers: registry error ' +
+      'denied 127.0.0.1:5201/prod/app@sha256:aaaaaaaaaaaa\u2026: ' +
+        '127.0.0.1:5201 answered HTTP 500 for the referrers: registry error ' +
         '"x\\" (rule \\"prod\\") allowed 127.0.0.1:5201/prod/app: signature verified by release" (rule "prod")',
     );
   });

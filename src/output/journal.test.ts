@@ -25,7 +25,8 @@ test('one stream per decision: the stdout-stream header journald expects, then t
   await new Promise<void>((r) => server.close(() => r()));
   // identifier, unit id, priority (4: warning for a would-deny), level prefix, syslog, kmsg, console
   expect(got).toEqual([
-    'pullguard\n\n4\n0\n0\n0\n0\nwould deny (audit mode) r.example/app:v1@sha256:ab: audit mode, would deny: no signature found second line (rule "prod") [NO_SIGNATURE]\n',
+    'pullguard\n\n4\n0\n0\n0\n0\nwould deny (audit mode) r.example/app:v1@sha256:ab: ' +
+      'audit mode, would deny: no signature found second line (rule "prod") [NO_SIGNATURE]\n',
   ]);
 });
 

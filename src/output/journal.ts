@@ -17,7 +17,7 @@ const LOG_INFO = 6;
 
 export function journalMessage(e: DecisionEntry): string {
   const verb = e.wouldDeny ? 'would deny (audit mode)' : e.verdict === 'allow' ? 'allowed' : 'denied';
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: flattening control characters is the point
   const flat = (s: string) => s.replace(/[\u0000-\u001f\u007f]/g, ' ');
   return flat(
     `${verb} ${e.name}@${e.digest}: ${e.reason}${e.rule ? ` (rule "${e.rule}")` : ''}${e.code ? ` [${e.code}]` : ''}`,

@@ -103,7 +103,7 @@ export function scrub(s: string): string {
 }
 
 function clip(s: string, max: number): string {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: flattening control characters is the point
   const flat = s.replace(/[\u0000-\u001f\u007f]/g, ' ');
   return flat.length > max ? `${flat.slice(0, max)}...` : flat;
 }

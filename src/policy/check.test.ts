@@ -44,7 +44,8 @@ describe('policy check for people', () => {
         '2: mode: must be one of "enforce", "audit", got "audti"',
         '4: rules[0].authorities: a verify rule needs at least one authority',
         '7: rules[0]: unknown key "authorites"; did you mean `authorities`?',
-        '16: rules[1].authorities[0].cosign.identities[0]: unknown key "certificate-oidc-issuer"; that is cosign\'s name; pullguard\'s is `issuer` (under `identities:`)',
+        '16: rules[1].authorities[0].cosign.identities[0]: unknown key "certificate-oidc-issuer"; ' +
+          "that is cosign's name; pullguard's is `issuer` (under `identities:`)",
         '16: rules[1].authorities[0].cosign.identities[0]: an identity needs a subject constraint',
         '17: rules[1].authorities[0].cosign.identities[0]: unknown key "subjet"; did you mean `subject`?',
       ].map((l) => expect.stringMatching(`^${l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`)),

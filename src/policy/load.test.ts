@@ -8,6 +8,10 @@ import { loadPolicy, parsePolicyText, policyPath } from './load.js';
 const dir = mkdtempSync(join(tmpdir(), 'pg-policy-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+// A YAML double-quoted scalar (YAML turns each \n escape into a newline).
+const PUBKEY =
+  '"-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n' +
+  '68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n"';
 const VALID = `
 version: 1
 mode: audit
@@ -23,7 +27,7 @@ rules:
     require: any
     authorities:
       - name: release
-        cosign: {keys: ["-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n"]}
+        cosign: {keys: [${PUBKEY}]}
   - name: blocked
     match: docker.io/**
     action: deny

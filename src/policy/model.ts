@@ -1,6 +1,6 @@
 import type { AtprotoSpec } from './authorities/atproto.js';
 import type { CosignSpec } from './authorities/cosign.js';
-import type { NotationSpec } from './notation/spec.js';
+import type { NotationSpec, NotationStatementSpec } from './notation/spec.js';
 
 /**
  * The one internal policy model. Every supported policy document (pullguard's YAML,
@@ -46,6 +46,23 @@ export type AuthorityOf<K extends AuthorityKind> = {
   readonly spec: AuthoritySpecs[K];
 };
 export type Authority = { [K in AuthorityKind]: AuthorityOf<K> }[AuthorityKind];
+
+/**
+ * What each kind's verifier receives once policy has resolved the authority for the pulled repository
+ * (policy/resolve.ts): the same settings, except that notation's trust-policy statement is chosen.
+ */
+export interface VerifierSpecs {
+  readonly cosign: CosignSpec;
+  readonly notation: NotationStatementSpec;
+  readonly atproto: AtprotoSpec;
+}
+
+export type ResolvedAuthorityOf<K extends AuthorityKind> = {
+  readonly name: string;
+  readonly kind: K;
+  readonly spec: VerifierSpecs[K];
+};
+export type ResolvedAuthority = { [K in AuthorityKind]: ResolvedAuthorityOf<K> }[AuthorityKind];
 
 /** Builds the typed authority for `kind` from its compiled settings. */
 export function authorityOf<K extends AuthorityKind>(kind: K, name: string, spec: AuthoritySpecs[K]): AuthorityOf<K> {

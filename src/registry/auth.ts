@@ -157,7 +157,7 @@ export class CredentialStore {
       try {
         json = JSON.parse(text) as Record<string, unknown>;
         if (!json || typeof json !== 'object' || Array.isArray(json)) throw new Error('not a JSON object');
-      } catch (e) {
+      } catch {
         if (path === this.policyPath)
           throw new PullguardError(
             'POLICY_INVALID',
@@ -352,7 +352,8 @@ export class Authenticator {
     if (!ch) {
       throw new PullguardError(
         'REGISTRY_AUTH',
-        `${endpoint.host} asked for authentication without a usable WWW-Authenticate challenge (repository ${repository})`,
+        `${endpoint.host} asked for authentication without a usable WWW-Authenticate challenge (repository ` +
+          `${repository})`,
         { host: endpoint.host },
       );
     }
@@ -424,7 +425,7 @@ export class Authenticator {
     }
     if (service) url.searchParams.set('service', service);
     url.searchParams.append('scope', scope);
-    let res;
+    let res: Awaited<ReturnType<typeof this.transport.send>>;
     const common = {
       maxBytes: 1024 * 1024,
       what: `a pull token for ${scope}`,
@@ -450,9 +451,11 @@ export class Authenticator {
       res = await this.transport.send(endpoint, url, { ...common, authorization });
     }
     if (res.status === 401 || res.status === 403) {
+      const who = cred ? `the credentials from ${cred.source}` : 'anonymous access';
+      const hint = cred ? '' : '; add credentials for this registry to a docker config.json (registry.dockerConfig)';
       throw new PullguardError(
         'REGISTRY_AUTH',
-        `token server ${url.host} refused ${cred ? `the credentials from ${cred.source}` : 'anonymous access'} for ${endpoint.host} (${scope}): HTTP ${res.status}${cred ? '' : '; add credentials for this registry to a docker config.json (registry.dockerConfig)'}`,
+        `token server ${url.host} refused ${who} for ${endpoint.host} (${scope}): HTTP ${res.status}${hint}`,
         { host: endpoint.host },
       );
     }

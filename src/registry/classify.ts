@@ -148,7 +148,7 @@ export function parseManifest(bytes: Buffer, what: string): OciManifest {
       throw new Error(`mediaType ${JSON.stringify(j.mediaType)} is not an image manifest`);
     descriptor(j.config, 'config');
     if (!Array.isArray(j.layers)) throw new Error('layers is not an array');
-    j.layers.forEach((l, i) => descriptor(l, `layers[${i}]`));
+    for (const [i, l] of j.layers.entries()) descriptor(l, `layers[${i}]`);
     if (j.subject !== undefined) descriptor(j.subject, 'subject');
     if (j.artifactType !== undefined && typeof j.artifactType !== 'string')
       throw new Error('artifactType is not a string');

@@ -176,7 +176,10 @@ export class CredentialProviders {
     const errors: PullguardError[] = [];
     answers.forEach((a, i) => {
       const spec = specs[i]!;
-      if (a.status === 'rejected') return void errors.push(asPullguardError(a.reason, 'REGISTRY_AUTH'));
+      if (a.status === 'rejected') {
+        errors.push(asPullguardError(a.reason, 'REGISTRY_AUTH'));
+        return;
+      }
       for (const [loc, e] of Object.entries(a.value.auth)) {
         const key = credentialKey(loc);
         if (key === undefined || (!e.username && !e.password)) continue;

@@ -195,7 +195,7 @@ function loadHostDir(dir: string): HostConfig[] {
   let doc: Record<string, unknown>;
   try {
     doc = parseToml(text) as Record<string, unknown>;
-  } catch (e) {
+  } catch {
     // containerd logs and falls back to the Docker cert-file layout; doing otherwise would make us reach
     // a different registry than the pull did.
     return loadCertFiles(dir);

@@ -9,5 +9,3 @@ import { USER_AGENT } from '../common/build.js';
  */
 export const createRegistryClient: RegistryClientFactory = (settings) =>
   new DistributionClient(settings, { userAgent: USER_AGENT });
-
-export { DistributionClient, type ClientOptions } from './client.js';

@@ -18,6 +18,7 @@ const HOST_CHARS = /^[A-Za-z0-9\-_.~!$&'()*+,;=:[\]<>"%]*$/;
 
 /** Go's `url.Parse("https://" + s)` reduced to host and path; undefined where Go returns an error. */
 export function parseSchemelessUrl(s: string): SchemelessUrl | undefined {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: kubelet refuses URLs with control characters
   if (/[\u0000-\u001f\u007f ]/.test(s)) return undefined;
   let rest = s;
   const hash = rest.indexOf('#');

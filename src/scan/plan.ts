@@ -149,7 +149,9 @@ export function removalPlan(
       for (const n of u.names) if (all || !IMAGE_ID.test(n)) names.add(n);
     }
     const list = [...names].sort((a, b) => Number(IMAGE_ID.test(a)) - Number(IMAGE_ID.test(b)));
-    list.forEach((name, i) => out.push({ name, target: group[0]!.target, sync: all && i === list.length - 1 }));
+    list.forEach((name, i) => {
+      out.push({ name, target: group[0]!.target, sync: all && i === list.length - 1 });
+    });
   }
   return out;
 }

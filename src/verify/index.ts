@@ -1,5 +1,5 @@
 import type { Deadline } from '../common/deadline.js';
-import type { Authority, AuthorityKind, AuthorityOf } from '../policy/model.js';
+import type { AuthorityKind, ResolvedAuthority, ResolvedAuthorityOf } from '../policy/model.js';
 import type { SignatureArtifact } from '../registry/types.js';
 import { atprotoVerifier } from './atproto/verifier.js';
 import { cosignVerifier } from './cosign/index.js';
@@ -19,7 +19,7 @@ export interface BoundVerifier {
   verify(subject: Subject, artifacts: readonly SignatureArtifact[], deadline: Deadline): Promise<AuthorityResult>;
 }
 
-function bind<K extends AuthorityKind>(authority: AuthorityOf<K>): BoundVerifier {
+function bind<K extends AuthorityKind>(authority: ResolvedAuthorityOf<K>): BoundVerifier {
   const verifier: Verifier<K> = VERIFIERS[authority.kind];
   return {
     needs: () => verifier.needs(authority),
@@ -27,6 +27,6 @@ function bind<K extends AuthorityKind>(authority: AuthorityOf<K>): BoundVerifier
   };
 }
 
-export function verifierFor(authority: Authority): BoundVerifier {
+export function verifierFor(authority: ResolvedAuthority): BoundVerifier {
   return bind(authority);
 }

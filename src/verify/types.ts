@@ -2,7 +2,7 @@ import type { Deadline } from '../common/deadline.js';
 import type { ErrorCode } from '../common/errors.js';
 import type { Reference } from '../common/reference.js';
 import type { Descriptor } from '../contract/descriptor.js';
-import type { AuthorityKind, AuthorityOf } from '../policy/model.js';
+import type { AuthorityKind, ResolvedAuthorityOf } from '../policy/model.js';
 import type { ArtifactClass, FoundVia, SignatureArtifact } from '../registry/types.js';
 
 /** The image being pulled: exactly `-digest`, under the name containerd gave. */
@@ -63,9 +63,9 @@ export interface ArtifactNeeds {
  */
 export interface Verifier<K extends AuthorityKind> {
   readonly kind: K;
-  needs(authority: AuthorityOf<K>): ArtifactNeeds;
+  needs(authority: ResolvedAuthorityOf<K>): ArtifactNeeds;
   verify(
-    authority: AuthorityOf<K>,
+    authority: ResolvedAuthorityOf<K>,
     subject: Subject,
     artifacts: readonly SignatureArtifact[],
     deadline: Deadline,

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type Socket } from 'node:net';
 import { afterAll, describe, expect, test } from 'vitest';
+import { WELL_INSIDE_MS } from '../helpers/budget.js';
 import { pullguardBinary } from '../helpers/tools.js';
 
 /**
@@ -59,16 +60,16 @@ describe('dist/pullguard, the single executable', () => {
     ['oversized stdin', argv('registry.k8s.io/pause'), 'x'.repeat(1 << 20), 1, /stdin larger than 65536 bytes/],
     ['digest mismatch', argv('registry.k8s.io/pause', `sha256:${'8'.repeat(64)}`), DESC, 1, /does not match -digest/],
     ['unmatched image', argv('docker.io/library/nginx:latest'), DESC, 1, /no rule matches; default is deny/],
-  ])('%s: denied, one line, under 1s', async (_w, args, stdin, code, reason) => {
+  ])('%s: denied, one line, well inside the deadline', async (_w, args, stdin, code, reason) => {
     const r = await runBin(args, stdin);
     expect(r.code).toBe(code);
     expect(r.stdout).toMatch(reason);
     expect(r.stdout.split('\n').filter(Boolean)).toHaveLength(1);
     expect(r.stdout + r.stderr).not.toMatch(/\n\s+at .+:\d+:\d+/);
-    expect(r.ms).toBeLessThan(1000);
+    expect(r.ms).toBeLessThan(WELL_INSIDE_MS);
   });
 
-  test('stdin never closed: denied at the read deadline, under 1s', async () => {
+  test("stdin never closed: denied at the read deadline, well inside containerd's", async () => {
     const r = await new Promise<{ code: number | null; stdout: string; ms: number }>((resolve) => {
       const t0 = performance.now();
       const p = spawn(bin, argv('registry.k8s.io/pause'), {
@@ -81,14 +82,14 @@ describe('dist/pullguard, the single executable', () => {
     });
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/stdin was not closed within 750ms/);
-    expect(r.ms).toBeLessThan(1000);
+    expect(r.ms).toBeLessThan(WELL_INSIDE_MS);
   });
 
-  test('missing policy: exit 2, the path in the reason, under 1s', async () => {
+  test('missing policy: exit 2, the path in the reason, well inside the deadline', async () => {
     const r = await runBin(argv('registry.k8s.io/pause'), DESC, { PULLGUARD_POLICY: join(dir, 'none.yaml') });
     expect(r.code).toBe(2);
     expect(r.stdout).toContain(`no policy at ${join(dir, 'none.yaml')}`);
-    expect(r.ms).toBeLessThan(1000);
+    expect(r.ms).toBeLessThan(WELL_INSIDE_MS);
   });
 
   test('the default policy location is /etc/pullguard/policy.yaml', async () => {
@@ -104,7 +105,7 @@ describe('dist/pullguard, the single executable', () => {
     }
   });
 
-  test('broken policy: exit 2 with file:line, under 1s', async () => {
+  test('broken policy: exit 2 with file:line, well inside the deadline', async () => {
     const broken = join(dir, 'broken.yaml');
     writeFileSync(
       broken,
@@ -113,7 +114,7 @@ describe('dist/pullguard, the single executable', () => {
     const r = await runBin(argv('registry.k8s.io/pause'), DESC, { PULLGUARD_POLICY: broken });
     expect(r.code).toBe(2);
     expect(r.stdout).toContain(`invalid policy ${broken}:6: rules[0]: unknown key "typo"`);
-    expect(r.ms).toBeLessThan(1000);
+    expect(r.ms).toBeLessThan(WELL_INSIDE_MS);
   });
 
   test('a registry that never answers: denied at the policy deadline, not killed by containerd', async () => {
@@ -123,10 +124,13 @@ describe('dist/pullguard, the single executable', () => {
     const port = (tarpit.address() as { port: number }).port;
     const p = join(dir, 'tarpit.yaml');
     const key =
-      '-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n';
+      '-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\\n' +
+      '68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\\n-----END PUBLIC KEY-----\\n';
     writeFileSync(
       p,
-      `version: 1\ntimeout: 1500ms\nrules:\n  - {name: signed, match: "127.0.0.1:${port}/**", action: verify, authorities: [{name: k, cosign: {keys: ["${key}"]}}]}\n`,
+      `version: 1\ntimeout: 1500ms\nrules:\n` +
+        `  - {name: signed, match: "127.0.0.1:${port}/**", action: verify, authorities: [{name: k, ` +
+        `cosign: {keys: ["${key}"]}}]}\n`,
     );
     try {
       const r = await runBin(argv(`127.0.0.1:${port}/app:v1`), DESC, { PULLGUARD_POLICY: p });
@@ -134,10 +138,11 @@ describe('dist/pullguard, the single executable', () => {
       expect(r.stdout).toMatch(
         /^denied 127\.0\.0\.1:\d+\/app@sha256:7+…: .*(timed out|did not answer|no answer|stalled)/,
       );
+      // At the policy's 1.5 s (a lower bound holds under any load), and well inside containerd's 10 s.
       expect(r.ms).toBeGreaterThan(900);
-      expect(r.ms).toBeLessThan(1500 + 700);
+      expect(r.ms).toBeLessThan(WELL_INSIDE_MS);
     } finally {
-      sockets.forEach((s) => s.destroy());
+      for (const s of sockets) s.destroy();
       tarpit.close();
     }
   });

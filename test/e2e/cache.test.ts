@@ -17,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startContainerd, type Containerd, type DecisionRecord } from '../helpers/containerd.js';
 import { cosignOk } from '../helpers/cosign.js';
 import { CriError, criClient, type CriClient } from '../helpers/cri.js';
-import { notationSandbox, Pki, type NotationSandbox } from '../helpers/notation.js';
+import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
+import { Pki } from '../helpers/pki.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -57,10 +58,14 @@ function writePolicy(ttl: string): void {
       `cache: {dir: ${join(work, 'cache')}, ttl: ${ttl}}`,
       `log: {file: ${join(work, 'decisions.jsonl')}, metricsFile: ${join(work, 'metrics.prom')}}`,
       'rules:',
-      `  - {name: cosign, match: ["${h}/cache/cosign", "${h}/cache/rotated"], action: verify, authorities: [{name: release, cosign: {keys: [${key}]}}]}`,
-      `  - {name: notation, match: "${h}/cache/notation", action: verify, authorities: [{name: corp, notation: {config: ${nt.configDir}}}]}`,
-      `  - {name: stale, match: "${h}/cache/stale", action: verify, staleIfError: 1h, authorities: [{cosign: {keys: [${key}], signatureRepository: "${sigs.host}/sigs/stale"}}]}`,
-      `  - {name: nostale, match: "${h}/cache/nostale", action: verify, authorities: [{cosign: {keys: [${key}], signatureRepository: "${sigs.host}/sigs/nostale"}}]}`,
+      `  - {name: cosign, match: ["${h}/cache/cosign", "${h}/cache/rotated"], action: verify, ` +
+        `authorities: [{name: release, cosign: {keys: [${key}]}}]}`,
+      `  - {name: notation, match: "${h}/cache/notation", action: verify, authorities: [{name: corp, ` +
+        `notation: {config: ${nt.configDir}}}]}`,
+      `  - {name: stale, match: "${h}/cache/stale", action: verify, staleIfError: 1h, authorities: ` +
+        `[{cosign: {keys: [${key}], signatureRepository: "${sigs.host}/sigs/stale"}}]}`,
+      `  - {name: nostale, match: "${h}/cache/nostale", action: verify, authorities: [{cosign: {keys: ` +
+        `[${key}], signatureRepository: "${sigs.host}/sigs/nostale"}}]}`,
       '',
     ].join('\n'),
   );
@@ -89,7 +94,7 @@ beforeAll(async () => {
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'release')]);
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'next')]);
   for (const name of ['cosign', 'rotated', 'notation', 'stale', 'nostale'] as const)
-    img[name] = pushTestImage(registry.host, `cache/${name}`, 'v1', `cache-ctd-${name}-${Date.now()}`);
+    img[name] = await pushTestImage(registry.host, `cache/${name}`, 'v1', `cache-ctd-${name}-${Date.now()}`);
   for (const name of ['cosign', 'rotated'] as const)
     await cosignOk(home, ['sign', '--key', join(work, 'release.key'), ...flags, pinned(img[name])]);
   for (const name of ['stale', 'nostale'] as const) {
@@ -101,8 +106,13 @@ beforeAll(async () => {
   // notation: a leaf that expires ~20 s from now, under a CA in the trust store.
   pki = Pki.create();
   nt = notationSandbox();
-  const root = pki.issue('root', { kind: 'p256', subject: '/O=Acme/CN=Acme Cache Root', ca: true });
-  const leaf = pki.issue('leaf', { kind: 'p256', subject: '/O=Acme/CN=acme-shortlived', issuer: root, endSeconds: 20 });
+  const root = await pki.issue('root', { kind: 'p256', subject: '/O=Acme/CN=Acme Cache Root', ca: true });
+  const leaf = await pki.issue('leaf', {
+    kind: 'p256',
+    subject: '/O=Acme/CN=acme-shortlived',
+    issuer: root,
+    endSeconds: 20,
+  });
   leafNotAfter = Date.parse(new X509Certificate(readFileSync(leaf.cert)).validTo);
   nt.addKey('short', leaf.key, pki.bundle('short', [leaf, root]));
   nt.trust('ca', 'acme', root.cert);
@@ -179,19 +189,22 @@ describe('decision cache through containerd', () => {
     expect(expired.reason).toMatch(/expired/);
   }, 90_000);
 
-  it('a signature registry stopped after a verified pull: allowed only under staleIfError, the outage named', async () => {
-    writePolicy('1ms'); // every entry is expired at once: only staleIfError can still use it
-    expect(await pull(img.stale)).toMatchObject({ verdict: 'allow', cache: { status: 'miss' } });
-    expect(await pull(img.nostale)).toMatchObject({ verdict: 'allow', cache: { status: 'miss' } });
-    await sigs.stop();
-    const stale = await pull(img.stale);
-    expect(stale).toMatchObject({ verdict: 'allow', rule: 'stale', cache: { status: 'stale' } });
-    expect(stale.reason).toMatch(
-      /^registry unreachable, allowed by staleIfError \(verified \d+s ago, window 3600s\): .*ECONNREFUSED/,
-    );
-    expect(stale.cache?.note).toMatch(/ECONNREFUSED/);
-    const denied = await pull(img.nostale);
-    expect(denied).toMatchObject({ verdict: 'deny', rule: 'nostale', code: 'REGISTRY_UNREACHABLE' });
-    expect(await cri.imageStatus(img.nostale.ref)).toBeNull();
-  });
+  it(
+    'a signature registry stopped after a verified pull: allowed only under staleIfError, ' + 'the outage named',
+    async () => {
+      writePolicy('1ms'); // every entry is expired at once: only staleIfError can still use it
+      expect(await pull(img.stale)).toMatchObject({ verdict: 'allow', cache: { status: 'miss' } });
+      expect(await pull(img.nostale)).toMatchObject({ verdict: 'allow', cache: { status: 'miss' } });
+      await sigs.stop();
+      const stale = await pull(img.stale);
+      expect(stale).toMatchObject({ verdict: 'allow', rule: 'stale', cache: { status: 'stale' } });
+      expect(stale.reason).toMatch(
+        /^registry unreachable, allowed by staleIfError \(verified \d+s ago, window 3600s\): .*ECONNREFUSED/,
+      );
+      expect(stale.cache?.note).toMatch(/ECONNREFUSED/);
+      const denied = await pull(img.nostale);
+      expect(denied).toMatchObject({ verdict: 'deny', rule: 'nostale', code: 'REGISTRY_UNREACHABLE' });
+      expect(await cri.imageStatus(img.nostale.ref)).toBeNull();
+    },
+  );
 });

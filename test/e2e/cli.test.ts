@@ -78,15 +78,15 @@ beforeAll(async () => {
   cosignHome = join(work, 'cosign-home');
 
   const push = (repo: string, seed: string) => pushTestImage(host, repo, 'v1', `cli-${seed}-${Date.now()}`);
-  img.legacy = push('cosign/legacy', 'legacy');
-  img.bundle = push('cosign/bundle', 'bundle');
-  img.forged = push('cosign/forged', 'forged');
-  img.unsigned = push('cosign/unsigned', 'unsigned');
-  img.notation = push('notation/signed', 'notation');
-  img.ntStranger = push('notation/stranger', 'nt-stranger');
-  img.open = push('open/tool', 'open');
-  img.blocked = push('blocked/tool', 'blocked');
-  img.elsewhere = push('elsewhere/tool', 'elsewhere');
+  img.legacy = await push('cosign/legacy', 'legacy');
+  img.bundle = await push('cosign/bundle', 'bundle');
+  img.forged = await push('cosign/forged', 'forged');
+  img.unsigned = await push('cosign/unsigned', 'unsigned');
+  img.notation = await push('notation/signed', 'notation');
+  img.ntStranger = await push('notation/stranger', 'nt-stranger');
+  img.open = await push('open/tool', 'open');
+  img.blocked = await push('blocked/tool', 'blocked');
+  img.elsewhere = await push('elsewhere/tool', 'elsewhere');
 
   // cosign: the release key the policy trusts, and a stranger's key. Offline signing (no Rekor).
   const release = join(work, 'release');
@@ -142,7 +142,8 @@ beforeAll(async () => {
   mkdirSync(join(work, 'certs.d'));
   writeFileSync(
     join(work, 'containerd.toml'),
-    `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(join(work, 'certs.d'))}\n`,
+    `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n` +
+      `  config_path = ${JSON.stringify(join(work, 'certs.d'))}\n`,
   );
 
   policyFile = join(work, 'policy.yaml');
@@ -262,11 +263,15 @@ describe('pullguard verify --explain: every signature found and every check', ()
       `    cosign-legacy ${sigManifest} via cosign-sig-tag in ${host}/cosign/legacy (signer hint: key)\n`,
     );
     expect(out).toMatch(
-      / {2}authority release-key \(cosign\): satisfied: verified cosign-legacy signature by ECDSA P-256 key .*release\.pub\n/,
+      new RegExp(
+        / {2}authority release-key \(cosign\): satisfied: /.source +
+          /verified cosign-legacy signature by ECDSA P-256 key .*release\.pub\n/.source,
+      ),
     );
     expect(out).toMatch(
       new RegExp(
-        ` {4}valid {3}cosign-legacy ${sigManifest}#0 via cosign-sig-tag in ${host.replace(/\./g, '\\.')}/cosign/legacy signer ECDSA P-256 key .*release\\.pub: valid\\n`,
+        ` {4}valid {3}cosign-legacy ${sigManifest}#0 via cosign-sig-tag in ` +
+          `${host.replace(/\./g, '\\.')}/cosign/legacy signer ECDSA P-256 key .*release\\.pub: valid\\n`,
       ),
     );
     expect(out).toContain('      pass format [enforced]: cosign simple-signing payload\n');
@@ -274,7 +279,8 @@ describe('pullguard verify --explain: every signature found and every check', ()
     expect(out).toContain('      skip tlog [skipped]: not required by policy\n');
     expect(out).toMatch(/ {6}pass signature \[enforced\]: verified with the ECDSA P-256 key .*release\.pub\n/);
     expect(out).toContain(
-      `      pass signed-identity [enforced]: matchRepository: signed repository ${host}/cosign/legacy is the image's\n`,
+      '      pass signed-identity [enforced]: matchRepository: ' +
+        `signed repository ${host}/cosign/legacy is the image's\n`,
     );
     // Only the tags were used: docker-registry has no referrers API, and explain says so.
     expect(out).toContain(
@@ -291,7 +297,8 @@ describe('pullguard verify --explain: every signature found and every check', ()
     expect(out).toContain('  found 1 signature artifact(s):\n');
     expect(out).toMatch(
       new RegExp(
-        `\\n {4}cosign-bundle ${entry!.digest} via referrers-tag in ${host.replace(/\./g, '\\.')}/cosign/bundle( \\(signer hint: [^)]+\\))?\\n`,
+        `\\n {4}cosign-bundle ${entry!.digest} via referrers-tag in ${host.replace(/\./g, '\\.')}/cosign/bundle` +
+          '( \\(signer hint: [^)]+\\))?\\n',
       ),
     );
     expect(out).toMatch(
@@ -310,7 +317,10 @@ describe('pullguard verify --explain: every signature found and every check', ()
     const out = r.stdout;
     expect(r.lines[0]).toBe(`DENY ${host}/cosign/forged@${img.forged.digest}`);
     expect(r.lines[1]).toMatch(
-      /^ {2}reason: signature does not verify with the trusted ECDSA P-256 key .*release\.pub: signed by another key, or altered \(2 signatures, none valid\)$/,
+      new RegExp(
+        /^ {2}reason: signature does not verify with the trusted ECDSA P-256 key .*release\.pub: /.source +
+          /signed by another key, or altered \(2 signatures, none valid\)$/.source,
+      ),
     );
     expect(out).toContain('  found 2 signature artifact(s):\n');
     expect(out).toContain(
@@ -390,13 +400,18 @@ describe('pullguard verify --explain: every signature found and every check', ()
     expect(out).toContain(`  rule:   "notation-signed" (verify), matched by pattern ${host}/notation/*\n`);
     expect(out).toContain('  found 1 signature artifact(s):\n');
     expect(out).toContain(
-      `    notation ${sig!.digest} via referrers-tag in ${host}/notation/signed (signer hint: certificate sha256:${thumbprint})\n`,
+      `    notation ${sig!.digest} via referrers-tag in ${host}/notation/signed (signer hint: ` +
+        `certificate sha256:${thumbprint})\n`,
     );
     expect(out).toMatch(
-      / {2}authority corp \(notation\): satisfied: notation signature sha256:[0-9a-f]{12}… verified \(signed by C=US, ST=WA, L=Seattle, O=Notary, CN=cli\.example\) under statement "cli" \(strict\)\n/,
+      new RegExp(
+        / {2}authority corp \(notation\): satisfied: notation signature sha256:[0-9a-f]{12}… verified /.source +
+          /\(signed by C=US, ST=WA, L=Seattle, O=Notary, CN=cli\.example\) under statement "cli" \(strict\)\n/.source,
+      ),
     );
     expect(out).toContain(
-      `    valid   notation ${sig!.digest} via referrers-tag in ${host}/notation/signed signer C=US, ST=WA, L=Seattle, O=Notary, CN=cli.example: `,
+      `    valid   notation ${sig!.digest} via referrers-tag in ${host}/notation/signed signer C=US, ` +
+        'ST=WA, L=Seattle, O=Notary, CN=cli.example: ',
     );
     for (const check of ['integrity', 'authenticity', 'expiry', 'authenticTimestamp', 'revocation']) {
       expect(out).toMatch(new RegExp(`\\n {6}pass ${check} \\[enforced\\]: `));
@@ -408,24 +423,27 @@ describe('pullguard verify --explain: every signature found and every check', ()
     expect(out).not.toContain('cosign-sig-tag');
   });
 
-  test('notation, certificate not in the trust store: authenticity fails from the thumbprints alone; DENY exit 1', async () => {
-    const r = await verify(img.ntStranger.ref, '--explain');
-    expect(r.code).toBe(1);
-    expect(r.lines[0]).toBe(`DENY ${host}/notation/stranger@${img.ntStranger.digest}`);
-    expect(r.stdout).toContain('  found 1 signature artifact(s):\n');
-    expect(r.stdout).toContain('  authority corp (notation): NOT satisfied: ');
-    expect(r.stdout).toMatch(/\n {4}invalid notation sha256:[0-9a-f]{64} via referrers-tag /);
-    // The manifest's thumbprint annotation names no trusted certificate: the envelope is not even downloaded.
-    expect(r.stdout).toMatch(/\n {6}skip integrity \[enforced\]: not evaluated: skipped by thumbprint\n/);
-    expect(r.stdout).toMatch(
-      /\n {6}fail authenticity \[enforced\]: no certificate of its chain .* is in the trust store/,
-    );
-    for (const check of ['expiry', 'authenticTimestamp', 'revocation']) {
+  test(
+    'notation, certificate not in the trust store: authenticity fails from the thumbprints alone; ' + 'DENY exit 1',
+    async () => {
+      const r = await verify(img.ntStranger.ref, '--explain');
+      expect(r.code).toBe(1);
+      expect(r.lines[0]).toBe(`DENY ${host}/notation/stranger@${img.ntStranger.digest}`);
+      expect(r.stdout).toContain('  found 1 signature artifact(s):\n');
+      expect(r.stdout).toContain('  authority corp (notation): NOT satisfied: ');
+      expect(r.stdout).toMatch(/\n {4}invalid notation sha256:[0-9a-f]{64} via referrers-tag /);
+      // The manifest's thumbprint annotation names no trusted certificate: the envelope is not even downloaded.
+      expect(r.stdout).toMatch(/\n {6}skip integrity \[enforced\]: not evaluated: skipped by thumbprint\n/);
       expect(r.stdout).toMatch(
-        new RegExp(`\\n {6}skip ${check} \\[enforced\\]: not evaluated: an earlier enforced check failed\\n`),
+        /\n {6}fail authenticity \[enforced\]: no certificate of its chain .* is in the trust store/,
       );
-    }
-  });
+      for (const check of ['expiry', 'authenticTimestamp', 'revocation']) {
+        expect(r.stdout).toMatch(
+          new RegExp(`\\n {6}skip ${check} \\[enforced\\]: not evaluated: an earlier enforced check failed\\n`),
+        );
+      }
+    },
+  );
 });
 
 describe('exit code 2: configuration errors', () => {
@@ -449,7 +467,8 @@ describe('exit code 2: configuration errors', () => {
     const p = join(work, 'no-containerd.yaml');
     writeFileSync(
       p,
-      `version: 1\nrules:\n  - {name: open, match: ${host}/open/**, action: allow}\nregistry:\n  containerdConfig: ${join(work, 'nope.toml')}\n`,
+      `version: 1\nrules:\n  - {name: open, match: ${host}/open/**, action: allow}\nregistry:\n` +
+        `  containerdConfig: ${join(work, 'nope.toml')}\n`,
     );
     const r = await pg(['verify', '--policy', p, img.open.ref]);
     expect(r.code).toBe(2);
@@ -483,13 +502,18 @@ describe('pullguard policy check', () => {
   const cases: [string, string, RegExp][] = [
     [
       'a bad action (file:line and key)',
-      'version: 1\ndefault: deny\nrules:\n  - name: a\n    match: x.io/a\n    action: allow\n  - name: b\n    match: x.io/b\n    action: maybe\n',
+      'version: 1\ndefault: deny\nrules:\n  - name: a\n    match: x.io/a\n    action: allow\n' +
+        '  - name: b\n    match: x.io/b\n    action: maybe\n',
       /:9: rules\[1\]\.action: must be one of "allow", "deny", "verify", got "maybe" \[POLICY_INVALID\]$/,
     ],
     [
       'a cosign key file that does not exist (checked at load)',
-      'version: 1\nrules:\n  - name: a\n    match: x.io/a\n    action: verify\n    authorities:\n      - name: k\n        cosign: {keys: [/nonexistent/k.pub]}\n',
-      /:8: rules\[0\]\.authorities\[0\]\.cosign: cannot read key \/nonexistent\/k\.pub: no such file \[POLICY_INVALID\]$/,
+      'version: 1\nrules:\n  - name: a\n    match: x.io/a\n    action: verify\n    authorities:\n' +
+        '      - name: k\n        cosign: {keys: [/nonexistent/k.pub]}\n',
+      new RegExp(
+        /:8: rules\[0\]\.authorities\[0\]\.cosign: /.source +
+          /cannot read key \/nonexistent\/k\.pub: no such file \[POLICY_INVALID\]$/.source,
+      ),
     ],
     [
       'an unknown key',
@@ -520,15 +544,21 @@ describe('pullguard policy check', () => {
     const file = join(work, 'typos.yaml');
     writeFileSync(
       file,
-      'version: 1\nmode: audti\nrules:\n  - name: a\n    match: x.io/a\n    action: verify\n    authorities:\n      - cosign:\n          keyless: true\n          identities:\n            - {certificate-oidc-issuer: https://a.example, subject: me}\n  - name: b\n    match: x.io/b\n    action: allow\n    mesage: hi\n',
+      'version: 1\nmode: audti\nrules:\n  - name: a\n    match: x.io/a\n    action: verify\n' +
+        '    authorities:\n      - cosign:\n          keyless: true\n          identities:\n' +
+        '            - {certificate-oidc-issuer: https://a.example, subject: me}\n  - name: b\n' +
+        '    match: x.io/b\n    action: allow\n    mesage: hi\n',
     );
     const r = await pg(['policy', 'check', file]);
     expect(r.code).toBe(2);
     expect(r.stderr.trimEnd().split('\n')).toEqual([
       `pullguard: policy ${file} is invalid: 4 problems [POLICY_INVALID]`,
       `${file}:2:1: mode: must be one of "enforce", "audit", got "audti"`,
-      `${file}:8:9: rules[0].authorities[0].cosign: keyless identity #1 needs issuer or issuerRegexp (the OIDC provider)`,
-      `${file}:11:16: rules[0].authorities[0].cosign.identities[0]: unknown key "certificate-oidc-issuer"; that is cosign's name; pullguard's is \`issuer\` (under \`identities:\`)`,
+      `${file}:8:9: rules[0].authorities[0].cosign: keyless identity #1 needs issuer or issuerRegexp ` +
+        '(the OIDC provider)',
+      `${file}:11:16: rules[0].authorities[0].cosign.identities[0]: ` +
+        `unknown key "certificate-oidc-issuer"; that is cosign's name; pullguard's is \`issuer\` ` +
+        `(under \`identities:\`)`,
       `${file}:15:5: rules[1]: unknown key "mesage"; did you mean \`message\`?`,
     ]);
   });
@@ -539,7 +569,8 @@ describe('pullguard policy check', () => {
     const r = await pg(['policy', 'check', file]);
     expect(r.code).toBe(2);
     expect(r.stderr.trimEnd()).toBe(
-      `pullguard: invalid policy ${file}:4: JSON syntax error at line 4, column 1: Expected double-quoted property name [POLICY_INVALID]`,
+      `pullguard: invalid policy ${file}:4: JSON syntax error at line 4, column 1: ` +
+        'Expected double-quoted property name [POLICY_INVALID]',
     );
   });
 

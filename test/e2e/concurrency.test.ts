@@ -21,7 +21,7 @@ import {
   type HostileRegistry,
 } from '../helpers/hostile-registry.js';
 import { RegistryWriter } from '../helpers/notation.js';
-import { pushImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -74,7 +74,7 @@ beforeAll(async () => {
   for (const [kind, count] of MIX) {
     for (let i = 0; i < count; i++) {
       const repo = `${kind}/app${i}`;
-      const image = await pushImage(registry.host, repo, 'v1', `concurrency-${kind}-${i}-${Date.now()}`);
+      const image = await pushTestImage(registry.host, repo, 'v1', `concurrency-${kind}-${i}-${Date.now()}`);
       const host = kind.startsWith('hostile') ? hostile.host : registry.host;
       cases.push({ kind, image, name: `${host}/${repo}:v1` });
     }

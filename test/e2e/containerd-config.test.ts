@@ -33,7 +33,7 @@ function write(rel: string, text: string): string {
 }
 
 /** containerd's own answer. */
-export function dumpOf(main: string): {
+function dumpOf(main: string): {
   plugins: Record<string, Table>;
   version: number;
   disabled: string[];
@@ -144,12 +144,15 @@ describe('versions', () => {
     expect(valueAt(eff.images, 'registry.config_path')).toBeUndefined();
   });
 
-  test('version 3 main + version 2 drop-in: the merged config is version 2 and its CRI settings are migrated over', () => {
-    write('v3v2/d.toml', `version = 2\n${V2_CRI}`);
-    const eff = expectSame(write('v3v2/config.toml', `version = 3\nimports = ["d.toml"]\n${V3_IMAGES}`));
-    expect(eff.version).toBe(2);
-    expect(valueAt(eff.images, 'registry.config_path')).toBe('/v2-path');
-  });
+  test(
+    'version 3 main + version 2 drop-in: the merged config is version 2 and its CRI settings are ' + 'migrated over',
+    () => {
+      write('v3v2/d.toml', `version = 2\n${V2_CRI}`);
+      const eff = expectSame(write('v3v2/config.toml', `version = 3\nimports = ["d.toml"]\n${V3_IMAGES}`));
+      expect(eff.version).toBe(2);
+      expect(valueAt(eff.images, 'registry.config_path')).toBe('/v2-path');
+    },
+  );
 
   test('no version line: version 2 names are ignored, version 3 names apply, version 1 names are renamed', () => {
     expect(valueAt(expectSame(write('nover/v2names.toml', V2_CRI)).images, 'registry.config_path')).toBeUndefined();

@@ -25,7 +25,7 @@ import {
   type Containerd,
 } from '../helpers/containerd.js';
 import { CriError, criClient, pullError, type CriClient } from '../helpers/cri.js';
-import { pushImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { waitFor } from '../helpers/proc.js';
 import { pullguardBinary, ROOT, tool } from '../helpers/tools.js';
@@ -67,7 +67,7 @@ beforeAll(async () => {
   policyFile = join(work, 'policy.yaml');
   registry = await startRegistry();
   const h = registry.host;
-  const push = (repo: string, index = false) => pushImage(h, repo, 'v1', repo, { index });
+  const push = (repo: string, index = false) => pushTestImage(h, repo, 'v1', repo, { index });
   img.app = await push('app');
   img.multi = await push('multi', true);
   img.blocked = await push('blocked');
@@ -125,46 +125,50 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     });
   });
 
-  it("a version 2 main config takes pullguard-v2.toml: it wins where it must and keeps the main file's CRI settings", () => {
-    // Kind's node config: version 2, discard_unpacked_layers = true (forces local pulls), SystemdCgroup,
-    // a sandbox image. The version 2 drop-in overrides the first and must keep the others.
-    const dump = (dropin: string) => {
-      const main = join(work, `v2-main-${basename(dropin)}`);
-      writeFileSync(
-        main,
-        KIND_NODE_CONFIG.replace('version = 2\n', `version = 2\nimports = [${JSON.stringify(dropin)}]\n`),
-      );
-      const r = spawnSync(tool('containerd'), ['--config', main, 'config', 'dump'], {
-        encoding: 'utf8',
-        timeout: 20_000,
-      });
-      expect(r.status, r.stderr).toBe(0);
-      return {
-        text: r.stdout,
-        log: r.stderr,
-        plugins: (parseToml(r.stdout) as { plugins: Record<string, Record<string, unknown>> }).plugins,
+  it(
+    'a version 2 main config takes pullguard-v2.toml: ' +
+      "it wins where it must and keeps the main file's CRI settings",
+    () => {
+      // Kind's node config: version 2, discard_unpacked_layers = true (forces local pulls), SystemdCgroup,
+      // a sandbox image. The version 2 drop-in overrides the first and must keep the others.
+      const dump = (dropin: string) => {
+        const main = join(work, `v2-main-${basename(dropin)}`);
+        writeFileSync(
+          main,
+          KIND_NODE_CONFIG.replace('version = 2\n', `version = 2\nimports = [${JSON.stringify(dropin)}]\n`),
+        );
+        const r = spawnSync(tool('containerd'), ['--config', main, 'config', 'dump'], {
+          encoding: 'utf8',
+          timeout: 20_000,
+        });
+        expect(r.status, r.stderr).toBe(0);
+        return {
+          text: r.stdout,
+          log: r.stderr,
+          plugins: (parseToml(r.stdout) as { plugins: Record<string, Record<string, unknown>> }).plugins,
+        };
       };
-    };
-    const v2 = dump(DROPIN_V2);
-    expect(v2.plugins['io.containerd.cri.v1.images']).toMatchObject({
-      discard_unpacked_layers: false,
-      use_local_image_pull: false,
-      registry: { config_path: '/etc/containerd/certs.d' },
-    });
-    expect(v2.plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({
-      bin_dir: '/opt/containerd/image-verifier/bin',
-    });
-    expect(v2.text).toMatch(/SystemdCgroup = true/);
-    expect(v2.text).toContain("sandbox = 'registry.k8s.io/pause:3.10'");
-    const droppedCri = /Ignoring unknown key in TOML for plugin.*plugin=io\.containerd\.grpc\.v1\.cri/;
-    expect(v2.log).not.toMatch(droppedCri);
+      const v2 = dump(DROPIN_V2);
+      expect(v2.plugins['io.containerd.cri.v1.images']).toMatchObject({
+        discard_unpacked_layers: false,
+        use_local_image_pull: false,
+        registry: { config_path: '/etc/containerd/certs.d' },
+      });
+      expect(v2.plugins['io.containerd.image-verifier.v1.bindir']).toMatchObject({
+        bin_dir: '/opt/containerd/image-verifier/bin',
+      });
+      expect(v2.text).toMatch(/SystemdCgroup = true/);
+      expect(v2.text).toContain("sandbox = 'registry.k8s.io/pause:3.10'");
+      const droppedCri = /Ignoring unknown key in TOML for plugin.*plugin=io\.containerd\.grpc\.v1\.cri/;
+      expect(v2.log).not.toMatch(droppedCri);
 
-    // Why that file exists: the version 3 drop-in in a version 2 main file makes the merged config
-    // version 3, and containerd 2.1 then drops the main file's CRI settings without an error.
-    const v3 = dump(DROPIN);
-    expect(v3.log).toMatch(droppedCri);
-    expect(v3.text).toMatch(/SystemdCgroup = false/);
-  });
+      // Why that file exists: the version 3 drop-in in a version 2 main file makes the merged config
+      // version 3, and containerd 2.1 then drops the main file's CRI settings without an error.
+      const v3 = dump(DROPIN);
+      expect(v3.log).toMatch(droppedCri);
+      expect(v3.text).toMatch(/SystemdCgroup = false/);
+    },
+  );
 
   it('pullguard-v2.toml, pullguard.toml and the Kind patch carry the same settings', () => {
     const v3 = parseToml(readFileSync(DROPIN, 'utf8')) as { plugins: Record<string, Record<string, unknown>> };
@@ -248,7 +252,8 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
       `image verifier bindir blocked pull of ${img.blocked.ref} with digest ${img.blocked.digest}`,
     );
     expect(err!.details).toContain(
-      `verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy (rule "blocked")`,
+      `verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy ` +
+        '(rule "blocked")',
     );
     expect(await cri.imageStatus(img.blocked.ref)).toBeNull();
     expect(await ctd.waitForRecord((r) => r.name === img.blocked.ref)).toMatchObject({
@@ -264,20 +269,23 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     expect(await cri.imageStatus(img.other.ref)).toBeNull();
   });
 
-  it('CRI pulls read hosts.toml from the single-directory config_path (here a name that only hosts.toml resolves)', async () => {
-    ctd.writeHostsToml(
-      'registry.pullguard.test',
-      `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`,
-    );
-    const name = 'registry.pullguard.test/app:v1';
-    await cri.pullImage(name);
-    expect((await cri.imageStatus(name))?.repoDigests).toContain(`registry.pullguard.test/app@${img.app.digest}`);
-    expect(await ctd.waitForRecord((r) => r.name === name)).toMatchObject({
-      digest: img.app.digest,
-      verdict: 'allow',
-      rule: 'app',
-    });
-  });
+  it(
+    'CRI pulls read hosts.toml from the single-directory config_path ' + '(here a name that only hosts.toml resolves)',
+    async () => {
+      ctd.writeHostsToml(
+        'registry.pullguard.test',
+        `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`,
+      );
+      const name = 'registry.pullguard.test/app:v1';
+      await cri.pullImage(name);
+      expect((await cri.imageStatus(name))?.repoDigests).toContain(`registry.pullguard.test/app@${img.app.digest}`);
+      expect(await ctd.waitForRecord((r) => r.name === name)).toMatchObject({
+        digest: img.app.digest,
+        verdict: 'allow',
+        rule: 'app',
+      });
+    },
+  );
 
   it('ctr image pull of an allowed image succeeds and lands in the image store', async () => {
     const r = await ctd.ctr(['image', 'pull', '--plain-http', img.app.ref]);
@@ -296,7 +304,8 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     const r = await ctd.ctr(['image', 'pull', '--plain-http', img.blocked.ref]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain(
-      `verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy (rule "blocked")`,
+      `verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy ` +
+        '(rule "blocked")',
     );
     expect((await ctd.ctr(['image', 'ls', '-q'])).stdout.split('\n')).not.toContain(img.blocked.ref);
   });
@@ -322,7 +331,8 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
     const err = await pullError(cri, img.signed.ref);
     expect(err?.details).toMatch(
       new RegExp(
-        `verifier pullguard rejected image \\(exit code 1\\): denied ${escapeRe(subject(img.signed))}: .+ \\(rule "needs-signature"\\)$`,
+        `verifier pullguard rejected image \\(exit code 1\\): denied ${escapeRe(subject(img.signed))}: ` +
+          `.+ \\(rule "needs-signature"\\)$`,
       ),
     );
     expect(await cri.imageStatus(img.signed.ref)).toBeNull();
@@ -358,7 +368,8 @@ describe('containerd 2.1.9 with the containerd-config/ drop-in', () => {
       expect(line).toBeGreaterThan(0);
       const err = await pullError(cri, img.app.ref);
       expect(err?.details).toContain(
-        `verifier pullguard rejected image (exit code 2): denied ${subject(img.app)}: invalid policy ${policyFile}:${line}:`,
+        `verifier pullguard rejected image (exit code 2): denied ${subject(img.app)}: ` +
+          `invalid policy ${policyFile}:${line}:`,
       );
       expect(err?.details).toMatch(/action/);
 
@@ -459,20 +470,24 @@ describe('kind/cluster.yaml', () => {
       expect(ctd.log()).not.toContain(FALLBACK);
     });
 
-    it('routes CRI pulls through pullguard: a denied image is refused with the reason, an allowed one pulled', async () => {
-      const err = await pullError(cri, img.blocked.ref);
-      expect(err?.details).toContain(
-        `verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: denied by policy (rule "blocked")`,
-      );
-      expect(await cri.imageStatus(img.blocked.ref)).toBeNull();
-      await cri.pullImage(img.app.ref);
-      expect(await cri.imageStatus(img.app.ref)).not.toBeNull();
-      await ctd.waitForRecord((r) => r.name === img.app.ref);
-      expect(ctd.decisionRecords().map((r) => [r.name, r.verdict])).toEqual([
-        [img.blocked.ref, 'deny'],
-        [img.app.ref, 'allow'],
-      ]);
-    });
+    it(
+      'routes CRI pulls through pullguard: a denied image is refused with the reason, ' + 'an allowed one pulled',
+      async () => {
+        const err = await pullError(cri, img.blocked.ref);
+        expect(err?.details).toContain(
+          `verifier pullguard rejected image (exit code 1): denied ${subject(img.blocked)}: ` +
+            'denied by policy (rule "blocked")',
+        );
+        expect(await cri.imageStatus(img.blocked.ref)).toBeNull();
+        await cri.pullImage(img.app.ref);
+        expect(await cri.imageStatus(img.app.ref)).not.toBeNull();
+        await ctd.waitForRecord((r) => r.name === img.app.ref);
+        expect(ctd.decisionRecords().map((r) => [r.name, r.verdict])).toEqual([
+          [img.blocked.ref, 'deny'],
+          [img.app.ref, 'allow'],
+        ]);
+      },
+    );
   });
 
   describe('negative control: the same node config WITHOUT the patch', () => {
@@ -489,7 +504,8 @@ describe('kind/cluster.yaml', () => {
 
     it('falls back to local pulls and lets a denied image through without ever running pullguard', async () => {
       expect(ctd.log()).toContain(
-        `Found 'DiscardUnpackedLayers' in CRI config which is incompatible with transfer service (not supported with transfer service). ${FALLBACK}`,
+        `Found 'DiscardUnpackedLayers' in CRI config which is incompatible with transfer service ` +
+          `(not supported with transfer service). ${FALLBACK}`,
       );
       await cri.pullImage(img.blocked.ref);
       expect(await cri.imageStatus(img.blocked.ref)).not.toBeNull();

@@ -12,15 +12,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadPolicy } from '../../src/policy/load.js';
 import { decidePinned } from '../helpers/decide.js';
-import { cosign, cosignOk, makeLeaf, makePki, openssl, type Pki } from '../helpers/cosign.js';
+import { cosign, cosignOk, makeLeaf, openssl } from '../helpers/cosign.js';
+import { type CaChain, makeCaChain } from '../helpers/pki.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 
 let registry: Registry;
 let work: string;
 let home: string;
-let pki: Pki;
-let evilPki: Pki;
+let pki: CaChain;
+let evilPki: CaChain;
 const keys: Record<'ec' | 'rsa' | 'p384' | 'ed' | 'other', string> = {} as never;
 let leaf: { cert: string; key: string };
 let cosignLeafKey: string;
@@ -45,8 +46,8 @@ const signFlags = (legacy: boolean) => [
 ];
 
 let seq = 0;
-function image(repo: string, opts: { index?: boolean } = {}): PushedImage & { pinned: string } {
-  const img = pushTestImage(registry.host, repo, `t${++seq}`, `${repo}-${seq}-${Date.now()}`, opts);
+async function image(repo: string, opts: { index?: boolean } = {}): Promise<PushedImage & { pinned: string }> {
+  const img = await pushTestImage(registry.host, repo, `t${++seq}`, `${repo}-${seq}-${Date.now()}`, opts);
   return { ...img, pinned: `${registry.host}/${repo}@${img.digest}` };
 }
 
@@ -140,8 +141,8 @@ beforeAll(async () => {
     await cosignOk(home, ['import-key-pair', '--key', join(work, `${k}.pem`), '--output-key-prefix', join(work, k)]);
   for (const k of ['ec', 'rsa', 'p384', 'ed', 'other'] as const) keys[k] = join(work, k);
 
-  pki = await makePki(join(work, 'pki'));
-  evilPki = await makePki(join(work, 'evil'));
+  pki = await makeCaChain(join(work, 'pki'));
+  evilPki = await makeCaChain(join(work, 'evil'));
   leaf = await makeLeaf(pki, 'leaf');
   await cosignOk(home, ['import-key-pair', '--key', leaf.key, '--output-key-prefix', join(work, 'leafkey')]);
   cosignLeafKey = join(work, 'leafkey.key');
@@ -151,7 +152,8 @@ afterAll(async () => {
   if (table.length > 0) {
     const lines = [
       '',
-      '| case | expected | pullguard (native YAML) | pullguard (containers-policy.json) | cosign verify | difference explained |',
+      '| case | expected | pullguard (native YAML) | pullguard ' +
+        '(containers-policy.json) | cosign verify | difference explained |',
       '| --- | --- | --- | --- | --- | --- |',
     ];
     for (const r of table)
@@ -176,11 +178,12 @@ describe('public keys', () => {
   ] as const) {
     test(`${kind} key, ${legacy ? 'legacy .sig' : 'bundle referrer'}: allow`, async () => {
       const repo = `key-${kind}-${legacy ? 'legacy' : 'bundle'}`;
-      const img = image(repo);
+      const img = await image(repo);
       await cosignOk(home, ['sign', '--key', `${keys[kind]}.key`, ...signFlags(legacy), img.pinned]);
       const cosignDiffers =
         kind === 'p384'
-          ? `cosign 3.1.1 signs with P-384/SHA-384 but verifies ${legacy ? 'the payload' : 'the DSSE envelope'} with SHA-256: it cannot verify its own P-384 signatures`
+          ? 'cosign 3.1.1 signs with P-384/SHA-384 but verifies ' +
+            `${legacy ? 'the payload' : 'the DSSE envelope'} with SHA-256: it cannot verify its own P-384 signatures`
           : undefined;
       await check({
         name: `${kind} key, ${legacy ? 'legacy' : 'bundle'}`,
@@ -196,7 +199,7 @@ describe('public keys', () => {
   }
 
   test('docker media types (COSIGN_DOCKER_MEDIA_TYPES=1), legacy: allow', async () => {
-    const img = image('key-docker-types');
+    const img = await image('key-docker-types');
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), img.pinned], {
       COSIGN_DOCKER_MEDIA_TYPES: '1',
     });
@@ -212,7 +215,7 @@ describe('public keys', () => {
   });
 
   test('legacy payload pushed as an OCI 1.1 referrer: allow', async () => {
-    const img = image('key-legacy-referrer');
+    const img = await image('key-legacy-referrer');
     await cosignOk(
       home,
       ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), '--registry-referrers-mode=oci-1-1', img.pinned],
@@ -231,7 +234,7 @@ describe('public keys', () => {
   });
 
   test('untrusted key: deny', async () => {
-    const img = image('key-untrusted');
+    const img = await image('key-untrusted');
     await cosignOk(home, ['sign', '--key', `${keys.other}.key`, ...signFlags(false), img.pinned]);
     await cosignOk(home, ['sign', '--key', `${keys.other}.key`, ...signFlags(true), img.pinned]);
     await check({
@@ -247,7 +250,7 @@ describe('public keys', () => {
   });
 
   test('trusted .sig beside an untrusted bundle: allow (cosign ignores the .sig once a bundle exists)', async () => {
-    const img = image('key-mixed');
+    const img = await image('key-mixed');
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), img.pinned]);
     await cosignOk(home, ['sign', '--key', `${keys.other}.key`, ...signFlags(false), img.pinned]);
     await check({
@@ -263,7 +266,7 @@ describe('public keys', () => {
   });
 
   test('Ed25519: cosign signs Ed25519ph, which neither cosign nor pullguard verifies: deny', async () => {
-    const img = image('key-ed25519');
+    const img = await image('key-ed25519');
     await cosignOk(home, ['sign', '--key', `${keys.ed}.key`, ...signFlags(true), img.pinned]);
     await check({
       name: 'Ed25519 key (cosign signs Ed25519ph)',
@@ -278,7 +281,7 @@ describe('public keys', () => {
   });
 
   test('Ed25519: a pure Ed25519 signature (external signer) attached with cosign: allow', async () => {
-    const img = image('key-ed25519-pure');
+    const img = await image('key-ed25519-pure');
     const payload = join(work, 'ed-payload.json');
     writeFileSync(payload, await cosignOk(home, ['generate', ...flags, img.pinned]));
     await openssl(['pkeyutl', '-sign', '-rawin', '-inkey', 'ed.pem', '-in', payload, '-out', 'ed.sig'], work);
@@ -307,13 +310,14 @@ describe('public keys', () => {
 
 describe('private CA (root -> intermediate -> leaf)', () => {
   const certAuth =
-    (p: () => Pki, email = 'signer@example.com') =>
+    (p: () => CaChain, email = 'signer@example.com') =>
     () =>
-      `{certificates: {roots: [${p().dir}/root.pem], intermediates: [${p().dir}/inter.pem]}, identities: [{email: ${email}, issuer: https://issuer.example.com}]}`;
+      `{certificates: {roots: [${p().root.cert}], intermediates: [${p().intermediate.cert}]}, identities: ` +
+      `[{email: ${email}, issuer: https://issuer.example.com}]}`;
   const pkiJson =
-    (p: () => Pki, email = 'signer@example.com') =>
+    (p: () => CaChain, email = 'signer@example.com') =>
     () => ({
-      pki: { caRootsPath: `${p().dir}/root.pem`, caIntermediatesPath: `${p().dir}/inter.pem`, subjectEmail: email },
+      pki: { caRootsPath: `${p().root.cert}`, caIntermediatesPath: `${p().intermediate.cert}`, subjectEmail: email },
     });
   const certVerifyLegacy = (email = 'signer@example.com') => [
     '--certificate-chain',
@@ -328,7 +332,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
   ];
 
   test('cosign sign --certificate --certificate-chain, legacy (empty chain annotation): allow', async () => {
-    const img = image('ca-legacy');
+    const img = await image('ca-legacy');
     await cosignOk(home, [
       'sign',
       '--key',
@@ -352,7 +356,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
   });
 
   test('cosign sign --certificate, bundle (no chain in the bundle): allow', async () => {
-    const img = image('ca-bundle');
+    const img = await image('ca-bundle');
     await cosignOk(home, [
       'sign',
       '--key',
@@ -392,41 +396,44 @@ describe('private CA (root -> intermediate -> leaf)', () => {
     });
   });
 
-  test('external signer: cosign generate, openssl RSA PKCS#1 v1.5, cosign attach signature with the chain: allow', async () => {
-    const img = image('ca-external');
-    const rsaLeaf = await makeLeaf(pki, 'rsaleaf', { rsa: true });
-    const payload = join(work, 'ext-payload.json');
-    writeFileSync(payload, await cosignOk(home, ['generate', ...flags, img.pinned]));
-    await openssl(['dgst', '-sha256', '-sign', rsaLeaf.key, '-out', 'ext.sig', payload], work);
-    writeFileSync(join(work, 'ext.sig.b64'), readFileSync(join(work, 'ext.sig')).toString('base64'));
-    await cosignOk(home, [
-      'attach',
-      'signature',
-      '--payload',
-      payload,
-      '--signature',
-      join(work, 'ext.sig.b64'),
-      '--certificate',
-      rsaLeaf.cert,
-      '--certificate-chain',
-      pki.chainPem,
-      ...flags,
-      img.pinned,
-    ]);
-    // Only the root in the policy: the intermediate comes from the chain annotation the signer attached.
-    await check({
-      name: 'external signer (RSA), attach with chain, policy has the root only',
-      repo: 'ca-external',
-      pinned: img.pinned,
-      expected: 'allow',
-      native: `{certificates: {roots: [${pki.dir}/root.pem]}, identities: [{email: signer@example.com}]}`,
-      policyJson: { pki: { caRootsPath: `${pki.dir}/root.pem`, subjectEmail: 'signer@example.com' } },
-      cosignArgs: certVerifyLegacy(),
-    });
-  });
+  test(
+    'external signer: cosign generate, openssl RSA PKCS#1 v1.5, ' + 'cosign attach signature with the chain: allow',
+    async () => {
+      const img = await image('ca-external');
+      const rsaLeaf = await makeLeaf(pki, 'rsaleaf', { rsa: true });
+      const payload = join(work, 'ext-payload.json');
+      writeFileSync(payload, await cosignOk(home, ['generate', ...flags, img.pinned]));
+      await openssl(['dgst', '-sha256', '-sign', rsaLeaf.key, '-out', 'ext.sig', payload], work);
+      writeFileSync(join(work, 'ext.sig.b64'), readFileSync(join(work, 'ext.sig')).toString('base64'));
+      await cosignOk(home, [
+        'attach',
+        'signature',
+        '--payload',
+        payload,
+        '--signature',
+        join(work, 'ext.sig.b64'),
+        '--certificate',
+        rsaLeaf.cert,
+        '--certificate-chain',
+        pki.chainPem,
+        ...flags,
+        img.pinned,
+      ]);
+      // Only the root in the policy: the intermediate comes from the chain annotation the signer attached.
+      await check({
+        name: 'external signer (RSA), attach with chain, policy has the root only',
+        repo: 'ca-external',
+        pinned: img.pinned,
+        expected: 'allow',
+        native: `{certificates: {roots: [${pki.root.cert}]}, identities: [{email: signer@example.com}]}`,
+        policyJson: { pki: { caRootsPath: `${pki.root.cert}`, subjectEmail: 'signer@example.com' } },
+        cosignArgs: certVerifyLegacy(),
+      });
+    },
+  );
 
   test('a CA with the same names but another key: deny', async () => {
-    const img = image('ca-evil');
+    const img = await image('ca-evil');
     const evilLeaf = await makeLeaf(evilPki, 'evilleaf');
     await cosignOk(home, ['import-key-pair', '--key', evilLeaf.key, '--output-key-prefix', join(work, 'evilkey')]);
     await cosignOk(home, [
@@ -453,7 +460,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
   });
 
   test('identity mismatch: deny', async () => {
-    const img = image('ca-identity');
+    const img = await image('ca-identity');
     await cosignOk(home, [
       'sign',
       '--key',
@@ -478,7 +485,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
   });
 
   test('expired leaf that signed while valid: deny', async () => {
-    const img = image('ca-expired');
+    const img = await image('ca-expired');
     const short = await makeLeaf(pki, 'shortleaf', { seconds: 20 });
     await cosignOk(home, ['import-key-pair', '--key', short.key, '--output-key-prefix', join(work, 'shortkey')]);
     await cosignOk(home, [
@@ -550,8 +557,8 @@ describe('binding and tampering', () => {
   const sigTag = (digest: string) => `${digest.replace(':', '-')}.sig`;
 
   test('a signature for image A attached to image B: deny', async () => {
-    const a = image('bind');
-    const b = image('bind');
+    const a = await image('bind');
+    const b = await image('bind');
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), a.pinned]);
     const sig = await manifestOf('bind', sigTag(a.digest));
     await putManifest('bind', sigTag(b.digest), sig.text);
@@ -559,7 +566,7 @@ describe('binding and tampering', () => {
   });
 
   test('a tampered signature: deny', async () => {
-    const img = image('tamper-sig');
+    const img = await image('tamper-sig');
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), img.pinned]);
     const m = await manifestOf('tamper-sig', sigTag(img.digest));
     const layer = m.json.layers[0]!;
@@ -571,7 +578,7 @@ describe('binding and tampering', () => {
   });
 
   test('a tampered payload: deny', async () => {
-    const img = image('tamper-payload');
+    const img = await image('tamper-payload');
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(true), img.pinned]);
     const m = await manifestOf('tamper-payload', sigTag(img.digest));
     const layer = m.json.layers[0]!;
@@ -596,7 +603,7 @@ describe('binding and tampering', () => {
   });
 
   test('an attestation only (both formats): deny', async () => {
-    const img = image('attest-only');
+    const img = await image('attest-only');
     const predicate = join(work, 'predicate.json');
     writeFileSync(predicate, '{"hello":"world"}');
     await cosignOk(home, [
@@ -633,7 +640,7 @@ describe('binding and tampering', () => {
   });
 
   test('only the children of an index signed: deny for the index', async () => {
-    const idx = image('index-children', { index: true });
+    const idx = await image('index-children', { index: true });
     const indexJson = JSON.parse(
       await (
         await fetch(`${registry.url}/v2/index-children/manifests/${idx.digest}`, {
@@ -661,7 +668,7 @@ describe('binding and tampering', () => {
   });
 
   test('an index signed by digest: allow', async () => {
-    const idx = image('index-signed', { index: true });
+    const idx = await image('index-signed', { index: true });
     await cosignOk(home, ['sign', '--key', `${keys.ec}.key`, ...signFlags(false), idx.pinned]);
     await check({ ...base('index-signed', idx.pinned, 'index signed (bundle)'), expected: 'allow' });
   });

@@ -93,7 +93,7 @@ beforeAll(async () => {
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'ec')]);
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'other')]);
   for (const name of ['legacy', 'bundle', 'untrusted'] as const)
-    img[name] = pushTestImage(registry.host, name, 'v1', `cosign-ctd-${name}`);
+    img[name] = await pushTestImage(registry.host, name, 'v1', `cosign-ctd-${name}`);
   await sign(join(work, 'ec.key'), true, pinned(img.legacy));
   await sign(join(work, 'ec.key'), false, pinned(img.bundle));
   await sign(join(work, 'other.key'), false, pinned(img.untrusted));

@@ -50,8 +50,8 @@ beforeAll(async () => {
   const log = `log: {file: ${JSON.stringify(join(work, 'decisions.jsonl'))}}\n`;
   writeFileSync(policyFile, `version: 1\ndefault: deny\n${log}`);
   registry = await startRegistry();
-  blocked = pushTestImage(registry.host, 'blocked', 'v1', 'coverage-docker-blocked');
-  base = pushTestImage(registry.host, 'base', 'v1', 'coverage-buildkit-base');
+  blocked = await pushTestImage(registry.host, 'blocked', 'v1', 'coverage-docker-blocked');
+  base = await pushTestImage(registry.host, 'base', 'v1', 'coverage-buildkit-base');
   ctd = await startContainerd({ mode: 'dropin', policy: policyFile });
   // Everything dockerd writes stays under the daemon's temp dir, removed with it.
   const d = join(ctd.dir, 'dk');

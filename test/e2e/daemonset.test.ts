@@ -38,6 +38,7 @@ import { cosignOk, cosignSignKey } from '../helpers/cosign.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { writeKubeletVolume } from '../helpers/kubelet-volume.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { Pki, tlsServer } from '../helpers/pki.js';
 import { startDaemon, waitFor, type Daemon } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, ROOT, tool } from '../helpers/tools.js';
@@ -97,7 +98,7 @@ beforeAll(async () => {
   writeFileSync(join(docker, 'config.json'), dockerConfigJson('s3cret'));
   process.env.DOCKER_CONFIG = docker; // oras, for the push
   try {
-    privateImage = pushTestImage(privateRegistry.host, 'private', 'v1', `private-${Math.random()}`);
+    privateImage = await pushTestImage(privateRegistry.host, 'private', 'v1', `private-${Math.random()}`);
   } finally {
     delete process.env.DOCKER_CONFIG;
   }
@@ -136,57 +137,32 @@ interface FakeApi {
 
 /**
  * The one Kubernetes API call the agent makes (GET its DaemonSet), over HTTPS with a CA and a bearer
- * token as in a pod: a self-signed certificate for 127.0.0.1 made with openssl.
+ * token as in a pod: a self-signed certificate for 127.0.0.1 (test/helpers/pki.ts).
  */
 async function startFakeApi(dir: string): Promise<FakeApi> {
   const sa = join(dir, 'sa');
   mkdirSync(sa, { recursive: true });
-  const gen = spawnSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(sa, 'ca.crt'),
-      '-subj',
-      '/CN=kubernetes',
-      '-days',
-      '1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { encoding: 'utf8' },
-  );
-  if (gen.status !== 0) throw new Error(`openssl: ${gen.stderr}`);
+  const cert = await tlsServer(Pki.create(join(dir, 'pki')), 'kubernetes', { subject: '/CN=kubernetes' });
+  copyFileSync(cert.cert, join(sa, 'ca.crt'));
   writeFileSync(join(sa, 'token'), 'test-token');
   writeFileSync(join(sa, 'namespace'), 'pullguard-system');
   const self: FakeApi = { port: 0, serviceAccount: sa, daemonSet: 'present', requests: 0, close: () => server.close() };
-  const server = createHttpsServer(
-    { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(sa, 'ca.crt')) },
-    (req, res) => {
-      const path = '/apis/apps/v1/namespaces/pullguard-system/daemonsets/pullguard-node';
-      if (req.headers.authorization !== 'Bearer test-token') return void res.writeHead(401).end();
-      if (req.url !== path) return void res.writeHead(404).end();
-      self.requests++;
-      if (self.daemonSet === 'deleted')
-        return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"kind":"Status","code":404}');
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          kind: 'DaemonSet',
-          apiVersion: 'apps/v1',
-          metadata: { name: 'pullguard-node', namespace: 'pullguard-system' },
-        }),
-      );
-    },
-  );
+  const server = createHttpsServer({ key: readFileSync(cert.key), cert: readFileSync(cert.cert) }, (req, res) => {
+    const path = '/apis/apps/v1/namespaces/pullguard-system/daemonsets/pullguard-node';
+    if (req.headers.authorization !== 'Bearer test-token') return void res.writeHead(401).end();
+    if (req.url !== path) return void res.writeHead(404).end();
+    self.requests++;
+    if (self.daemonSet === 'deleted')
+      return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"kind":"Status","code":404}');
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        kind: 'DaemonSet',
+        apiVersion: 'apps/v1',
+        metadata: { name: 'pullguard-node', namespace: 'pullguard-system' },
+      }),
+    );
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   (self as { port: number }).port = (server.address() as AddressInfo).port;
   return self;
@@ -310,7 +286,7 @@ function policyVersion(
 }
 
 async function signedImage(repo: string): Promise<PushedImage> {
-  const i = pushTestImage(registry.host, repo, 'v1', `${repo}-${Math.random()}`);
+  const i = await pushTestImage(registry.host, repo, 'v1', `${repo}-${Math.random()}`);
   await cosignSignKey(home, join(work, 'release.key'), `${i.ref.replace(/:[^:/]+$/, '')}@${i.digest}`);
   return i;
 }
@@ -388,7 +364,7 @@ describe.each([
   });
 
   it('before install: pulls are not verified', async () => {
-    expect(await verdict(fresh('other'))).toBe('allowed (unverified)');
+    expect(await verdict(await fresh('other'))).toBe('allowed (unverified)');
   });
 
   it('the agent installs from the image, and after the restart every CRI pull is verified', async () => {
@@ -422,9 +398,9 @@ describe.each([
     expect(node.daemon.output()).not.toContain('Falling back to local image pull mode');
     const signed = await signedImage(`signed-${name}-1`);
     expect(await verdict(signed)).toBe('allowed (pullguard: allow by signed)');
-    expect(await verdict(fresh('signed-unsigned'))).toMatch(/^denied \(pullguard: deny by signed\)$/);
-    expect(await verdict(fresh('open'))).toBe('allowed (pullguard: allow by open)');
-    expect(await verdict(fresh('other'))).toBe('denied (pullguard: deny)');
+    expect(await verdict(await fresh('signed-unsigned'))).toMatch(/^denied \(pullguard: deny by signed\)$/);
+    expect(await verdict(await fresh('open'))).toBe('allowed (pullguard: allow by open)');
+    expect(await verdict(await fresh('other'))).toBe('denied (pullguard: deny)');
   });
 
   it('a private registry: pullguard reads signatures with the dockerconfigjson Secret the agent placed', async () => {
@@ -477,7 +453,7 @@ describe.each([
       },
       30_000,
     );
-    expect(await verdict(fresh('open'))).toBe('denied (pullguard: deny by open)');
+    expect(await verdict(await fresh('open'))).toBe('denied (pullguard: deny by open)');
     expect(await verdict(await signedImage(`signed-${name}-2`))).toBe('allowed (pullguard: allow by signed)');
   });
 
@@ -489,7 +465,7 @@ describe.each([
       () => readState(node)?.applied?.version !== enforced && readState(node)?.ready === true,
       30_000,
     );
-    const image = fresh('other');
+    const image = await fresh('other');
     expect(await verdict(image)).toBe('allowed (pullguard: allow)');
     expect(records().find((r) => r.digest === image.digest)).toMatchObject({ mode: 'audit', policyVerdict: 'deny' });
     writeKubeletVolume(cfg, policyVersion(registry.host, 'deny'));
@@ -498,7 +474,7 @@ describe.each([
       () => readState(node)?.applied?.version === enforced && readState(node)?.ready === true,
       30_000,
     );
-    expect(await verdict(fresh('other'))).toBe('denied (pullguard: deny)');
+    expect(await verdict(await fresh('other'))).toBe('denied (pullguard: deny)');
   });
 
   it('a broken version is refused (log, state, readiness) and the last good policy keeps working', async () => {
@@ -536,7 +512,7 @@ describe.each([
     expect(status.stdout).toContain(`REFUSED policy version ${s.refused!.version}`);
     expect(status.stdout).toContain(`policy version ${good} applied`);
     // Still the last good policy: open-* denied, signed allowed (had the broken one been applied, both would differ).
-    expect(await verdict(fresh('open'))).toBe('denied (pullguard: deny by open)');
+    expect(await verdict(await fresh('open'))).toBe('denied (pullguard: deny by open)');
     expect(await verdict(await signedImage(`signed-${name}-3`))).toBe('allowed (pullguard: allow by signed)');
     // Syntax errors too.
     writeKubeletVolume(cfg, { ...policyVersion(registry.host, 'allow'), 'policy.yaml': 'version: 1\nrules: [\n' });
@@ -556,7 +532,7 @@ describe.each([
     );
     expect(readState(node)).toMatchObject({ phase: 'stopped', installed: true });
     expect(readdirSync(join(node.root, 'opt/containerd/image-verifier/bin'))).toEqual(['pullguard']);
-    expect(await verdict(fresh('other'))).toBe('denied (pullguard: deny)');
+    expect(await verdict(await fresh('other'))).toBe('denied (pullguard: deny)');
     // The next pod starts while the ConfigMap still holds the refused version: it installs (again: no
     // change) with the last good policy on the host, and is not ready until the ConfigMap is fixed.
     const good = readState(node)!.applied!.version;
@@ -568,7 +544,7 @@ describe.each([
     );
     expect(readState(node)).toMatchObject({ ready: false, applied: { version: good } });
     expect(readState(node)!.refused).toBeDefined();
-    expect(await verdict(fresh('open'))).toBe('denied (pullguard: deny by open)');
+    expect(await verdict(await fresh('open'))).toBe('denied (pullguard: deny by open)');
     writeKubeletVolume(cfg, policyVersion(registry.host, 'deny'));
     await waitFor('next agent ready', () => readState(node)?.ready === true, 30_000);
     expect(readState(node)!.applied!.version).toBe(good); // the same content as the last good version
@@ -589,7 +565,7 @@ describe.each([
     expect(existsSync(join(node.root, 'etc/pullguard/docker/config.json'))).toBe(false);
     expect(readState(node)).toMatchObject({ phase: 'uninstalled', installed: false });
     await restartNode(node);
-    expect(await verdict(fresh('other'))).toBe('allowed (unverified)');
+    expect(await verdict(await fresh('other'))).toBe('allowed (unverified)');
   });
 });
 

@@ -33,7 +33,10 @@ interface Run {
 let work: string;
 let policyFile: string;
 
-/** dist/pullguard doctor with a minimal environment: the tools' PATH (so `containerd --version` runs) and the test policy. */
+/**
+ * dist/pullguard doctor with a minimal environment: the tools' PATH (so `containerd --version` runs) and the test
+ * policy.
+ */
 function doctor(args: string[]): Promise<Run> {
   const env = { PATH: `${toolsBin()}:/usr/bin:/bin`, PULLGUARD_POLICY: policyFile };
   return new Promise((resolve) => {
@@ -70,7 +73,8 @@ beforeAll(() => {
   policyFile = join(work, 'policy.yaml');
   writeFileSync(
     policyFile,
-    'version: 1\nmode: enforce\ntimeout: 8s\ndefault: deny\nrules:\n  - name: system\n    match: registry.k8s.io/**\n    action: allow\n',
+    'version: 1\nmode: enforce\ntimeout: 8s\ndefault: deny\nrules:\n  - name: system\n' +
+      '    match: registry.k8s.io/**\n    action: allow\n',
   );
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -86,7 +90,13 @@ describe('configs as the tests build them', () => {
     expect(r.code, r.stdout + r.stderr).toBe(2);
     expect(r.fails).toEqual([
       expect.stringMatching(
-        /^FAIL {2}discard_unpacked_layers = true \(plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.discard_unpacked_layers in .*kind-node\.toml\): CRI falls back to local pulls.*; fix: set plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.discard_unpacked_layers = false/,
+        new RegExp(
+          /^FAIL {2}discard_unpacked_layers = true /.source +
+            /\(plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.discard_unpacked_layers /.source +
+            /in .*kind-node\.toml\): /.source +
+            /CRI falls back to local pulls.*; /.source +
+            /fix: set plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.discard_unpacked_layers = false/.source,
+        ),
       ),
     ]);
     expect(r.stdout).toMatch(/^ok {4}containerd 2\.1\.9 /m);
@@ -132,34 +142,39 @@ describe.each<[ConfigMode, boolean]>([
     await ctd?.stop();
   });
 
-  test(`containerd ${fallsBack ? 'falls back to local pulls and doctor FAILs' : 'keeps CRI pulls on the transfer service and doctor passes'}`, async () => {
-    expect(ctd.log().includes(FALLBACK), 'containerd log').toBe(fallsBack);
-    // bin_dir comes from the config itself (the daemon's temp bin_dir, holding pullguard).
-    const r = await doctor(['--containerd-config', ctd.configFile]);
-    expect(r.stdout).toContain(`bin_dir ${ctd.binDir}`);
-    if (fallsBack) {
-      expect(r.code, r.stdout).toBe(2);
-      expect(r.fails).toEqual([expect.stringMatching(/^FAIL {2}discard_unpacked_layers = true /)]);
-      // Read from containerd's own log too: the warning it wrote since it started.
-      const logFile = join(work, `containerd-${mode}.log`);
-      writeFileSync(logFile, ctd.log());
-      const withLog = await doctor(['--containerd-config', ctd.configFile, '--containerd-log', logFile]);
-      expect(withLog.fails).toEqual([
-        expect.stringMatching(/^FAIL {2}discard_unpacked_layers = true /),
-        expect.stringMatching(
-          new RegExp(
-            `^FAIL {2}containerd logged "${FALLBACK}" since it started \\(${logFile.replace(/[.]/g, '\\.')}\\)`,
+  test(
+    fallsBack
+      ? 'containerd falls back to local pulls and doctor FAILs'
+      : 'containerd keeps CRI pulls on the transfer service and doctor passes',
+    async () => {
+      expect(ctd.log().includes(FALLBACK), 'containerd log').toBe(fallsBack);
+      // bin_dir comes from the config itself (the daemon's temp bin_dir, holding pullguard).
+      const r = await doctor(['--containerd-config', ctd.configFile]);
+      expect(r.stdout).toContain(`bin_dir ${ctd.binDir}`);
+      if (fallsBack) {
+        expect(r.code, r.stdout).toBe(2);
+        expect(r.fails).toEqual([expect.stringMatching(/^FAIL {2}discard_unpacked_layers = true /)]);
+        // Read from containerd's own log too: the warning it wrote since it started.
+        const logFile = join(work, `containerd-${mode}.log`);
+        writeFileSync(logFile, ctd.log());
+        const withLog = await doctor(['--containerd-config', ctd.configFile, '--containerd-log', logFile]);
+        expect(withLog.fails).toEqual([
+          expect.stringMatching(/^FAIL {2}discard_unpacked_layers = true /),
+          expect.stringMatching(
+            new RegExp(
+              `^FAIL {2}containerd logged "${FALLBACK}" since it started \\(${logFile.replace(/[.]/g, '\\.')}\\)`,
+            ),
           ),
-        ),
-      ]);
-      // The same setting containerd names in its one WARN line (the Go field of discard_unpacked_layers).
-      expect(ctd.log()).toContain(
-        "Found 'DiscardUnpackedLayers' in CRI config which is incompatible with transfer service",
-      );
-    } else {
-      expect(r.code, r.stdout).toBe(0);
-      expect(r.fails).toEqual([]);
-      expect(r.stdout).toMatch(/^ok {4}no CRI setting forces local pulls/m);
-    }
-  });
+        ]);
+        // The same setting containerd names in its one WARN line (the Go field of discard_unpacked_layers).
+        expect(ctd.log()).toContain(
+          "Found 'DiscardUnpackedLayers' in CRI config which is incompatible with transfer service",
+        );
+      } else {
+        expect(r.code, r.stdout).toBe(0);
+        expect(r.fails).toEqual([]);
+        expect(r.stdout).toMatch(/^ok {4}no CRI setting forces local pulls/m);
+      }
+    },
+  );
 });

@@ -34,8 +34,8 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'pg-case-'));
   policy = join(work, 'policy.yaml');
   registry = await startRegistry();
-  app = pushTestImage(registry.host, 'prod/app', 'v1', 'host-case');
-  pushTestImage(registry.host, 'library/hub', 'v1', 'hub-alias');
+  app = await pushTestImage(registry.host, 'prod/app', 'v1', 'host-case');
+  await pushTestImage(registry.host, 'library/hub', 'v1', 'hub-alias');
   ctd = await startContainerd({ mode: 'dropin', policy });
   // containerd looks hosts.toml up under the host exactly as written; each spelling gets one, all
   // pointing at the one registry.

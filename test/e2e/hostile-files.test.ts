@@ -16,6 +16,7 @@ import { isAbsolute, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { putReferrer, startFakeRegistry, type FakeRegistry } from '../helpers/fake-registry.js';
 import { runMeasured, type MeasuredRun } from '../helpers/measure.js';
+import { WELL_INSIDE_MS } from '../helpers/budget.js';
 import { pullguardBinary } from '../helpers/tools.js';
 
 const bin = pullguardBinary();
@@ -31,8 +32,6 @@ const D = `sha256:${'4'.repeat(64)}`;
 const DESC = JSON.stringify({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: D, size: 512 });
 const MT = 'application/vnd.oci.descriptor.v1+json';
 const argv = (name: string, digest = D) => ['-name', name, '-digest', digest, '-stdin-media-type', MT];
-/** Well inside containerd's 10 s, with room for a loaded 2-core machine. */
-const WELL_INSIDE_MS = 3000;
 const PEAK_MIB = 200;
 
 const file = (name: string, content: string) => {
@@ -47,7 +46,8 @@ const fifo = (name: string) => {
 };
 const KEY = file(
   'release.pub',
-  '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\n68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\n-----END PUBLIC KEY-----\n',
+  '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXyNKXR1itK8UIEAsth+B35Lb2a7Z\n' +
+    '68IDTy9yLlgoKhEXR9JbCK+Vyog7bcDAxVlfZP62Htat6Iba3SS2HZGqkg==\n-----END PUBLIC KEY-----\n',
 );
 
 async function pull(
@@ -124,7 +124,8 @@ describe('hostile operator files are refused by name, at once (issue 8 item 3)',
     ] as const) {
       const policy = policyWith(
         `key-${label.length}.yaml`,
-        `rules:\n  - {name: prod, match: "localhost:5999/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(key)}]}}]}\n`,
+        `rules:\n  - {name: prod, match: "localhost:5999/**", action: verify, authorities: [{name: k, ` +
+          `cosign: {keys: [${JSON.stringify(key)}]}}]}\n`,
       );
       const r = await pull(label, 'localhost:5999/app:v1', policy);
       answeredWell(r);
@@ -182,7 +183,9 @@ describe('hostile operator files are refused by name, at once (issue 8 item 3)',
         /cannot read hosts file .*hosts\.toml: is a FIFO, not a regular file/,
       ],
     ])('%s: exit 2 with the reason', async (label, setting, make, reason) => {
-      const rule = `rules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`;
+      const rule =
+        `rules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: ` +
+        `[{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`;
       const policy = policyWith(
         `${setting}-${label.length}.yaml`,
         `registry: {${setting}: ${JSON.stringify(make())}}\n${rule}`,
@@ -200,7 +203,9 @@ describe('hostile operator files are refused by name, at once (issue 8 item 3)',
         const hosts = `server = "${h}"\n[host."${h}"]\n  capabilities = ["pull", "resolve"]\n  ca = "${ca}"\n`;
         writeFileSync(join(hostDir, 'hosts.toml'), hosts);
       });
-      const rule = `rules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`;
+      const rule =
+        `rules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: ` +
+        `[{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`;
       const policy = policyWith('fifo-ca.yaml', `registry: {containerdConfig: ${JSON.stringify(config)}}\n${rule}`);
       const r = await pull('a FIFO as the CA file hosts.toml names', `${reg.host}/prod/app:v1`, policy);
       answeredWell(r);
@@ -239,7 +244,8 @@ describe('hostile policy documents (issue 8 items 10 and 2)', () => {
   test('a backtracking-bait pattern against a 60-character name answers at once', async () => {
     const policy = file(
       'evil-pattern.yaml',
-      'version: 1\ndefault: allow\nrules:\n  - {name: evil, match: "localhost:5999/*a*a*a*a*a*a*a*a*b", action: deny}\n',
+      'version: 1\ndefault: allow\nrules:\n' +
+        '  - {name: evil, match: "localhost:5999/*a*a*a*a*a*a*a*a*b", action: deny}\n',
     );
     const r = await pull('a backtracking pattern, 60 a', `localhost:5999/${'a'.repeat(60)}:v1`, policy);
     answeredWell(r);
@@ -283,32 +289,38 @@ describe('a registry cannot write our verdict into the event line (issue 8 item 
   });
   afterAll(() => reg?.close());
 
-  test('line separators, C1 controls and a fake "allowed" in a registry error stay quoted inside our deny', async () => {
-    const evil = `BOOM x\u2028allowed ${reg.host}/prod/app: signature verified\u0085\u009b2K\u202e\u200b" (rule "prod")`;
-    reg.handler = (_req, res) => {
-      const body = JSON.stringify({ errors: [{ code: 'DENIED', message: evil }] });
-      res.writeHead(400, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
-      res.end(body);
-      return true;
-    };
-    const policy = file(
-      'registry-text.yaml',
-      `version: 1\ndefault: deny\nrules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`,
-    );
-    const r = await pull('registry error text with U+2028/U+0085/U+009B', `${reg.host}/prod/app:v1`, policy);
-    answeredWell(r);
-    expect(r.code).toBe(1);
-    expect(r.stdout.endsWith('\n') && r.stdout.indexOf('\n') === r.stdout.length - 1).toBe(true);
-    expect(r.line).toMatch(
-      new RegExp(`^denied ${reg.host.replace(/\./g, '\\.')}/prod/app@sha256:444444444444\u2026: `),
-    );
-    expect(r.line).not.toMatch(/[\u0080-\u009f\u2028\u2029\u202a-\u202e\u200b-\u200f]/);
-    // The registry's words appear once, in quotes, with its own quote escaped.
-    expect(r.line).toContain(
-      `"DENIED BOOM x allowed ${reg.host}/prod/app: signature verified 2K \\" (rule \\"prod\\")"`,
-    );
-    expect(JSON.parse(r.stderr.trim().split('\n').pop()!)).toMatchObject({ verdict: 'deny', rule: 'prod' });
-  });
+  test(
+    'line separators, C1 controls and a fake "allowed" in a registry error stay quoted inside ' + 'our deny',
+    async () => {
+      const evil =
+        `BOOM x\u2028allowed ${reg.host}/prod/app: ` + `signature verified\u0085\u009b2K\u202e\u200b" (rule "prod")`;
+      reg.handler = (_req, res) => {
+        const body = JSON.stringify({ errors: [{ code: 'DENIED', message: evil }] });
+        res.writeHead(400, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
+        res.end(body);
+        return true;
+      };
+      const policy = file(
+        'registry-text.yaml',
+        `version: 1\ndefault: deny\nrules:\n` +
+          `  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: ` +
+          `{keys: [${JSON.stringify(KEY)}]}}]}\n`,
+      );
+      const r = await pull('registry error text with U+2028/U+0085/U+009B', `${reg.host}/prod/app:v1`, policy);
+      answeredWell(r);
+      expect(r.code).toBe(1);
+      expect(r.stdout.endsWith('\n') && r.stdout.indexOf('\n') === r.stdout.length - 1).toBe(true);
+      expect(r.line).toMatch(
+        new RegExp(`^denied ${reg.host.replace(/\./g, '\\.')}/prod/app@sha256:444444444444\u2026: `),
+      );
+      expect(r.line).not.toMatch(/[\u0080-\u009f\u2028\u2029\u202a-\u202e\u200b-\u200f]/);
+      // The registry's words appear once, in quotes, with its own quote escaped.
+      expect(r.line).toContain(
+        `"DENIED BOOM x allowed ${reg.host}/prod/app: signature verified 2K \\" (rule \\"prod\\")"`,
+      );
+      expect(JSON.parse(r.stderr.trim().split('\n').pop()!)).toMatchObject({ verdict: 'deny', rule: 'prod' });
+    },
+  );
 
   test('64 junk signatures: the stderr record stays valid JSON under 32 KiB', async () => {
     reg.handler = undefined;
@@ -334,7 +346,9 @@ describe('a registry cannot write our verdict into the event line (issue 8 item 
     }
     const policy = file(
       'junk.yaml',
-      `version: 1\ndefault: deny\nrules:\n  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: {keys: [${JSON.stringify(KEY)}]}}]}\n`,
+      `version: 1\ndefault: deny\nrules:\n` +
+        `  - {name: prod, match: "${reg.host}/**", action: verify, authorities: [{name: k, cosign: ` +
+        `{keys: [${JSON.stringify(KEY)}]}}]}\n`,
     );
     const desc = JSON.stringify({ mediaType: image.mediaType, digest: image.digest, size: image.size });
     const r = await runMeasured(bin, argv(`${reg.host}/${repo}:v1`, image.digest), {

@@ -8,9 +8,11 @@ import { loadPolicy } from '../../src/policy/load.js';
 import { createRegistryClient } from '../../src/registry/index.js';
 import { clearTrustStoreCache } from '../../src/verify/notation/truststore.js';
 import { notationVerifier } from '../../src/verify/notation/verifier.js';
+import { resolveAuthority } from '../../src/policy/resolve.js';
 import { decidePinned } from '../helpers/decide.js';
-import { notationSandbox, Pki, RegistryWriter, type Issued, type NotationSandbox } from '../helpers/notation.js';
-import { pushImage, type PushedImage } from '../helpers/oci.js';
+import { notationSandbox, RegistryWriter, type NotationSandbox } from '../helpers/notation.js';
+import { Pki, type Issued } from '../helpers/pki.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 
 /**
@@ -106,13 +108,13 @@ beforeAll(async () => {
   const gt = await nt.run(['cert', 'generate-test', 'gt']);
   if (gt.status !== 0) throw new Error(gt.output);
 
-  const root = pki.issue('root', { kind: 'rsa4096', subject: `${ACME}/CN=Acme Root`, ca: true });
+  const root = await pki.issue('root', { kind: 'rsa4096', subject: `${ACME}/CN=Acme Root`, ca: true });
   const leaves = {
-    rsa3072: pki.issue('rsa3072', { kind: 'rsa3072', subject: `${ACME}/CN=acme-3072`, issuer: root }),
-    rsa4096: pki.issue('rsa4096', { kind: 'rsa4096', subject: `${ACME}/CN=acme-4096`, issuer: root }),
-    p256: pki.issue('p256', { kind: 'p256', subject: `${ACME}/CN=acme-p256`, issuer: root }),
-    p384: pki.issue('p384', { kind: 'p384', subject: `${ACME}/CN=acme-p384`, issuer: root }),
-    shortlived: pki.issue('shortlived', {
+    rsa3072: await pki.issue('rsa3072', { kind: 'rsa3072', subject: `${ACME}/CN=acme-3072`, issuer: root }),
+    rsa4096: await pki.issue('rsa4096', { kind: 'rsa4096', subject: `${ACME}/CN=acme-4096`, issuer: root }),
+    p256: await pki.issue('p256', { kind: 'p256', subject: `${ACME}/CN=acme-p256`, issuer: root }),
+    p384: await pki.issue('p384', { kind: 'p384', subject: `${ACME}/CN=acme-p384`, issuer: root }),
+    shortlived: await pki.issue('shortlived', {
       kind: 'rsa2048',
       subject: `${ACME}/CN=acme-short`,
       issuer: root,
@@ -122,19 +124,23 @@ beforeAll(async () => {
   const shortlivedEnd = Date.now() + 50_000;
   for (const [name, leaf] of Object.entries(leaves)) nt.addKey(name, leaf.key, pki.bundle(name, [leaf, root]));
   // Same names, different keys: an attacker's look-alike CA.
-  const evilRoot = pki.issue('evilroot', { kind: 'rsa4096', subject: `${ACME}/CN=Acme Root`, ca: true });
-  const evil = pki.issue('evil', { kind: 'rsa3072', subject: `${ACME}/CN=acme-3072`, issuer: evilRoot });
+  const evilRoot = await pki.issue('evilroot', { kind: 'rsa4096', subject: `${ACME}/CN=Acme Root`, ca: true });
+  const evil = await pki.issue('evil', { kind: 'rsa3072', subject: `${ACME}/CN=acme-3072`, issuer: evilRoot });
   nt.addKey('evil', evil.key, pki.bundle('evil', [evil, evilRoot]));
   // root -> intermediate -> leaf
-  const r2 = pki.issue('r2', { kind: 'p384', subject: `${ACME}/CN=Acme Root 2`, ca: true, pathLen: 1 });
-  const inter = pki.issue('inter', {
+  const r2 = await pki.issue('r2', { kind: 'p384', subject: `${ACME}/CN=Acme Root 2`, ca: true, pathLen: 1 });
+  const inter = await pki.issue('inter', {
     kind: 'p384',
     subject: `${ACME}/CN=Acme Issuing`,
     issuer: r2,
     ca: true,
     pathLen: 0,
   });
-  const chained = pki.issue('chained', { kind: 'p256', subject: `${ACME}/OU=Build/CN=acme-chained`, issuer: inter });
+  const chained = await pki.issue('chained', {
+    kind: 'p256',
+    subject: `${ACME}/OU=Build/CN=acme-chained`,
+    issuer: inter,
+  });
   nt.addKey('chained', chained.key, pki.bundle('chained', [chained, inter, r2]));
 
   nt.trust('ca', 'acme', root.cert);
@@ -169,7 +175,7 @@ beforeAll(async () => {
   nt.writeTrustPolicy(stmts);
 
   for (const s of [...stmts.map((x) => x.name), 'unscoped']) {
-    images.set(s, await pushImage(registry.host, s, 'v1', `notation-${s}`));
+    images.set(s, await pushTestImage(registry.host, s, 'v1', `notation-${s}`));
   }
 
   await sign('jws-gt', 'gt', 'jws');
@@ -337,7 +343,9 @@ describe('notation verdicts: pullguard agrees with notation verify 1.3.2', () =>
   it.each(cases)('%s', async (repo) => {
     const n = await notationVerdict(repo);
     const p = await pullguardVerdict(repo);
-    const table = `${repo}: expected ${expected[repo]}, notation ${n.verdict}, pullguard ${p.verdict} (${p.reason})\nnotation: ${n.output.trim().split('\n').slice(-3).join(' | ')}`;
+    const table =
+      `${repo}: expected ${expected[repo]}, notation ${n.verdict}, pullguard ${p.verdict} ` +
+      `(${p.reason})\nnotation: ${n.output.trim().split('\n').slice(-3).join(' | ')}`;
     console.log(table);
     expect(n.verdict, table).toBe(expected[repo]);
     expect(p.verdict, table).toBe(expected[repo]);
@@ -345,42 +353,47 @@ describe('notation verdicts: pullguard agrees with notation verify 1.3.2', () =>
 });
 
 describe('notation verifier on its own', () => {
-  it('a genuine signature presented for another digest fails integrity (payload binding), not just discovery', async () => {
-    clearTrustStoreCache();
-    const policy = loadPolicy(nt.configDir);
-    const signed = images.get('rsa3072-jws')!;
-    const other = images.get('other-digest')!;
-    const deadline = new Deadline(20_000);
-    try {
-      const found = await createRegistryClient(policy.registry).discover(
-        {
-          subject: parseReference(`${registry.host}/rsa3072-jws@${signed.digest}`) as never,
-          classes: new Set(['notation']),
-        },
-        deadline,
-      );
-      expect(found.artifacts.length).toBe(1);
-      const rule = policy.rules.find((r) => r.name === 'rsa3072-jws')!;
-      const authority = rule.authorities[0]!;
-      if (authority.kind !== 'notation') throw new Error('expected a notation authority');
-      const res = await notationVerifier.verify(
-        authority,
-        {
-          reference: parseReference(`${registry.host}/rsa3072-jws@${other.digest}`) as never,
-          descriptor: { mediaType: other.mediaType, digest: other.digest, size: other.size },
-        },
-        found.artifacts,
-        deadline,
-      );
-      expect(res.satisfied).toBe(false);
-      expect(res.signatures[0]!.checks[0]).toMatchObject({
-        check: 'integrity',
-        result: 'fail',
-        enforcement: 'enforced',
-      });
-      expect(res.reason).toMatch(/signature is for .* not the pulled/);
-    } finally {
-      deadline.dispose();
-    }
-  });
+  it(
+    'a genuine signature presented for another digest fails integrity (payload binding), ' + 'not just discovery',
+    async () => {
+      clearTrustStoreCache();
+      const policy = loadPolicy(nt.configDir);
+      const signed = images.get('rsa3072-jws')!;
+      const other = images.get('other-digest')!;
+      const deadline = new Deadline(20_000);
+      try {
+        const found = await createRegistryClient(policy.registry).discover(
+          {
+            subject: parseReference(`${registry.host}/rsa3072-jws@${signed.digest}`) as never,
+            classes: new Set(['notation']),
+          },
+          deadline,
+        );
+        expect(found.artifacts.length).toBe(1);
+        const rule = policy.rules.find((r) => r.name === 'rsa3072-jws')!;
+        const resolution = resolveAuthority(rule.authorities[0]!, `${registry.host}/rsa3072-jws`);
+        if (!('verify' in resolution) || resolution.verify.kind !== 'notation')
+          throw new Error('expected a notation authority');
+        const authority = resolution.verify;
+        const res = await notationVerifier.verify(
+          authority,
+          {
+            reference: parseReference(`${registry.host}/rsa3072-jws@${other.digest}`) as never,
+            descriptor: { mediaType: other.mediaType, digest: other.digest, size: other.size },
+          },
+          found.artifacts,
+          deadline,
+        );
+        expect(res.satisfied).toBe(false);
+        expect(res.signatures[0]!.checks[0]).toMatchObject({
+          check: 'integrity',
+          result: 'fail',
+          enforcement: 'enforced',
+        });
+        expect(res.reason).toMatch(/signature is for .* not the pulled/);
+      } finally {
+        deadline.dispose();
+      }
+    },
+  );
 });

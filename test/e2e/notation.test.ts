@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { CriError, criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
-import { pushImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 
 /**
@@ -35,7 +35,7 @@ beforeAll(async () => {
     if (r.status !== 0) throw new Error(r.output);
   }
   for (const repo of ['jws', 'cose', 'untrusted', 'unsigned']) {
-    img[repo] = await pushImage(registry.host, `notation/${repo}`, 'v1', `ctd-notation-${repo}`);
+    img[repo] = await pushTestImage(registry.host, `notation/${repo}`, 'v1', `ctd-notation-${repo}`);
   }
   trusted.writeTrustPolicy([
     {

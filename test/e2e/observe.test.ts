@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, tool, toolsBin } from '../helpers/tools.js';
 
@@ -104,9 +105,9 @@ beforeAll(async () => {
   metricsFile = join(work, 'textfile', 'pullguard.prom');
   mkdirSync(join(work, 'textfile'));
   registry = await startRegistry();
-  img.app = pushTestImage(registry.host, 'app', 'v1', 'app');
-  img.unsigned = pushTestImage(registry.host, 'unsigned', 'v1', 'unsigned');
-  img.blocked = pushTestImage(registry.host, 'blocked', 'v1', 'blocked');
+  img.app = await pushTestImage(registry.host, 'app', 'v1', 'app');
+  img.unsigned = await pushTestImage(registry.host, 'unsigned', 'v1', 'unsigned');
+  img.blocked = await pushTestImage(registry.host, 'blocked', 'v1', 'blocked');
   // 50 names for one image: each CRI pull of a new name is its own verifier run.
   const tags = Array.from({ length: CONCURRENT }, (_, i) => `t${i}`);
   execFileSync(tool('oras'), ['tag', '--plain-http', img.app.ref, ...tags], {
@@ -158,7 +159,8 @@ describe('containerd at info level, audit mode', () => {
     process.stdout.write(`\n$ pullguard log --would-deny\n${report.stdout}\n`);
 
     const series =
-      'pullguard_decisions_total{verdict="allow",policy_verdict="deny",mode="audit",rule="needs-signature",code="NO_SIGNATURE"}';
+      'pullguard_decisions_total{verdict="allow",policy_verdict="deny",mode="audit",rule="needs-signature",' +
+      'code="NO_SIGNATURE"}';
     expect(metric(series)).toBe(1);
     expect(readFileSync(metricsFile, 'utf8')).toMatch(/^# TYPE pullguard_decisions_total counter$/m);
   });
@@ -199,38 +201,53 @@ describe('doctor against this running containerd', () => {
       env: { PATH: `${toolsBin()}:/usr/bin:/bin` },
     });
 
-  it('the socket answers with its version, the daemon runs the checked config, and --pull-test shows the decision', () => {
-    writePolicy({ mode: 'audit' });
-    const r = doctor(['--pull-test', `${registry.host}/unsigned:v1`]);
-    const lines = r.stdout.split('\n');
-    expect(
-      lines.filter((l) => l.startsWith('FAIL')),
-      r.stdout,
-    ).toEqual([]);
-    expect(r.stdout).toMatch(
-      new RegExp(
-        `^ok {4}containerd answers on ${ctd.socket}: v?2\\.1\\.9\\S*( \\(\\w+\\))?, pid ${ctd.daemon.pid}$`,
-        'm',
-      ),
-    );
-    expect(lines).toContain('ok    the running containerd loaded its image-verifier plugin (bindir)');
-    expect(lines).toContain(
-      `ok    the running containerd (pid ${ctd.daemon.pid}) uses ${ctd.configFile}, unchanged since it started: the checks above describe it`,
-    );
-    expect(lines).toContain(`ok    decision log ${logFile} is writable`);
-    expect(r.stdout).toMatch(
-      /^WARN {2}\d+ decision\(s\) in the last 7 days in .*\d+ would-deny: enforce mode would have denied [1-9]\d* pull\(s\); fix: read `pullguard log --would-deny --since 7d`/m,
-    );
-    expect(r.stdout).toMatch(
-      /^WARN {2}policy .* is in audit mode: .*fix: set mode: enforce once `pullguard log --would-deny --since 7d` shows nothing/m,
-    );
-    expect(r.stdout).toMatch(
-      new RegExp(
-        `^ok {4}pull test: ${registry.host.replace(/\./g, '\\.')}/unsigned:v1 pulled; pullguard would deny \\(audit mode, pulled\\): no cosign signature found .*\\(rule "needs-signature"\\) in \\d+ ms$`,
-        'm',
-      ),
-    );
-  });
+  it(
+    'the socket answers with its version, the daemon runs the checked config, ' + 'and --pull-test shows the decision',
+    () => {
+      writePolicy({ mode: 'audit' });
+      const r = doctor(['--pull-test', `${registry.host}/unsigned:v1`]);
+      const lines = r.stdout.split('\n');
+      expect(
+        lines.filter((l) => l.startsWith('FAIL')),
+        r.stdout,
+      ).toEqual([]);
+      expect(r.stdout).toMatch(
+        new RegExp(
+          `^ok {4}containerd answers on ${ctd.socket}: v?2\\.1\\.9\\S*( \\(\\w+\\))?, pid ${ctd.daemon.pid}$`,
+          'm',
+        ),
+      );
+      expect(lines).toContain('ok    the running containerd loaded its image-verifier plugin (bindir)');
+      expect(lines).toContain(
+        `ok    the running containerd (pid ${ctd.daemon.pid}) uses ${ctd.configFile}, ` +
+          'unchanged since it started: the checks above describe it',
+      );
+      expect(lines).toContain(`ok    decision log ${logFile} is writable`);
+      expect(r.stdout).toMatch(
+        new RegExp(
+          /^WARN {2}\d+ decision\(s\) in the last 7 days in .*\d+ would-deny: /.source +
+            /enforce mode would have denied [1-9]\d* pull\(s\); /.source +
+            /fix: read `pullguard log --would-deny --since 7d`/.source,
+          'm',
+        ),
+      );
+      expect(r.stdout).toMatch(
+        new RegExp(
+          /^WARN {2}policy .* is in audit mode: /.source +
+            /.*fix: set mode: enforce once `pullguard log --would-deny --since 7d` shows nothing/.source,
+          'm',
+        ),
+      );
+      expect(r.stdout).toMatch(
+        new RegExp(
+          `^ok {4}pull test: ${registry.host.replace(/\./g, '\\.')}/unsigned:v1 pulled; ` +
+            'pullguard would deny \\(audit mode, pulled\\): no cosign signature found ' +
+            '.*\\(rule "needs-signature"\\) in \\d+ ms$',
+          'm',
+        ),
+      );
+    },
+  );
 
   it('a config file other than the one the daemon runs: FAIL naming both', () => {
     const other = join(work, 'other.toml');
@@ -246,7 +263,8 @@ describe('doctor against this running containerd', () => {
     );
     expect(r.status).toBe(2);
     expect(r.stdout).toContain(
-      `FAIL  the running containerd (pid ${ctd.daemon.pid}) was started with --config ${ctd.configFile}, but doctor checked ${other}`,
+      `FAIL  the running containerd (pid ${ctd.daemon.pid}) was started with --config ${ctd.configFile}, ` +
+        `but doctor checked ${other}`,
     );
   });
 
@@ -332,23 +350,23 @@ describe('journald (log.journal)', () => {
     async () => {
       journald = spawn(journalBin!, [ns], { stdio: 'ignore' });
       const socketPath = `/run/systemd/journal.${ns}/stdout`;
-      for (let i = 0; i < 200 && !existsSync(socketPath); i++) await new Promise((r) => setTimeout(r, 25));
-      expect(existsSync(socketPath)).toBe(true);
+      await waitFor('the journal namespace socket', () => existsSync(socketPath), 10_000);
       writeFileSync(
         join(work, 'journal.yaml'),
-        `version: 1\nlog: {file: false, journal: ${ns}}\nrules:\n  - {name: blocked, match: ${registry.host}/blocked, action: deny}\n`,
+        `version: 1\nlog: {file: false, journal: ${ns}}\nrules:\n` +
+          `  - {name: blocked, match: ${registry.host}/blocked, action: deny}\n`,
       );
       const r = runVerifier(img.blocked.ref, img.blocked, join(work, 'journal.yaml'));
       expect(r.status).toBe(1);
       expect(r.stderr).not.toContain('warning');
       let out = '';
-      for (let i = 0; i < 100 && !out.includes('SYSLOG_IDENTIFIER=pullguard'); i++) {
+      await waitFor('the decision in the journal', () => {
         out = spawnSync('journalctl', [`--namespace=${ns}`, '-t', 'pullguard', '--no-pager', '-o', 'verbose'], {
           encoding: 'utf8',
           timeout: 10_000,
         }).stdout;
-        if (!out.includes('SYSLOG_IDENTIFIER=pullguard')) await new Promise((res) => setTimeout(res, 50));
-      }
+        return out.includes('SYSLOG_IDENTIFIER=pullguard');
+      });
       expect(out).toContain('PRIORITY=4');
       expect(out).toContain(
         `MESSAGE=denied ${img.blocked.ref}@${img.blocked.digest}: denied by policy (rule "blocked") [POLICY_DENIED]`,

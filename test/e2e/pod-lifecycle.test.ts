@@ -32,9 +32,15 @@ beforeAll(async () => {
   const home = join(work, 'home');
   registry = await startRegistry();
   const h = registry.host;
-  img.pause = pushBusyboxImage(h, 'pause', 'v1', ['/bin/busybox', 'sleep', '2147483647'], 'pause');
-  img.signed = pushBusyboxImage(h, 'app', 'signed', ['/bin/busybox', 'echo', GREETING], 'signed');
-  img.unsigned = pushBusyboxImage(h, 'app', 'unsigned', ['/bin/busybox', 'echo', 'this must never run'], 'unsigned');
+  img.pause = await pushBusyboxImage(h, 'pause', 'v1', ['/bin/busybox', 'sleep', '2147483647'], 'pause');
+  img.signed = await pushBusyboxImage(h, 'app', 'signed', ['/bin/busybox', 'echo', GREETING], 'signed');
+  img.unsigned = await pushBusyboxImage(
+    h,
+    'app',
+    'unsigned',
+    ['/bin/busybox', 'echo', 'this must never run'],
+    'unsigned',
+  );
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'release')]);
   for (const i of [img.pause, img.signed]) {
     await cosignSignKey(home, join(work, 'release.key'), `${repoOf(i)}@${i.digest}`);

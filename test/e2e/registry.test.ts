@@ -4,7 +4,7 @@
  * bundle formats) and notation 1.3.2. Covers plain http, TLS from a private CA given by hosts.toml
  * `ca`, htpasswd basic auth through a docker config.json, a token server written here, and mirrors.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,8 @@ import { parseReference } from '../../src/common/reference.js';
 import { DistributionClient } from '../../src/registry/client.js';
 import type { ArtifactClass } from '../../src/registry/types.js';
 import { HTPASSWD } from '../helpers/bcrypt.js';
-import { pushImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { Pki, tlsServer } from '../helpers/pki.js';
 import { onFreePort, startDaemon, waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { tool } from '../helpers/tools.js';
@@ -44,9 +45,9 @@ async function run(cmd: string, args: string[], env: Record<string, string> = {}
 }
 
 /** oras runs asynchronously: the in-process token server must keep answering while it pushes. */
-const push = pushImage;
+const push = pushTestImage;
 
-/** Runs fn with extra process env (for the tools pushImage starts), then restores it. */
+/** Runs fn with extra process env (for the tools pushTestImage starts), then restores it. */
 async function withEnvAsync<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
   const old = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
   Object.assign(process.env, vars);
@@ -140,7 +141,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  clients.forEach((c) => c.close());
+  for (const c of clients) c.close();
   await Promise.all(registries.map((r) => r.stop()));
   rmSync(work, { recursive: true, force: true });
 });
@@ -227,9 +228,12 @@ describe('plain http docker-registry 2.8.3 (tag fallback)', () => {
       counts[`${name} (no hosts.toml)`] = dflt.requests.length;
     }
     console.log(`pullguard HTTP requests incl. signature blobs: ${JSON.stringify(counts)}`);
-    expect(counts['cosign legacy, cosign classes']).toBe(4); // referrers API 404, referrers tag 404, .sig manifest, payload blob
-    expect(counts['cosign bundle, cosign classes']).toBe(5); // referrers API 404, tag index, .sig 404, bundle manifest, bundle blob
-    expect(counts['notation, notation class']).toBe(4); // referrers API 404, tag index, signature manifest, envelope blob
+    // referrers API 404, referrers tag 404, .sig manifest, payload blob
+    expect(counts['cosign legacy, cosign classes']).toBe(4);
+    // referrers API 404, tag index, .sig 404, bundle manifest, bundle blob
+    expect(counts['cosign bundle, cosign classes']).toBe(5);
+    // referrers API 404, tag index, signature manifest, envelope blob
+    expect(counts['notation, notation class']).toBe(4);
   });
 
   test('resolve: a tag to the digest containerd would pull, checked', async () => {
@@ -256,102 +260,63 @@ describe('plain http docker-registry 2.8.3 (tag fallback)', () => {
     expect(r.artifacts.map((a) => [a.class, a.repository])).toEqual([['cosign-legacy', `${reg.host}/sigs`]]);
   });
 
-  test('a mirror: a pull-through cache serves the signatures, a bare mirror falls back to upstream; both get ?ns=', async () => {
-    const proxy = await registry({ proxyRemoteUrl: reg.url });
-    const bare = await registry();
-    await push(bare.host, 'app', 'all', 'all');
-    const ns = `ns=${encodeURIComponent(reg.host)}`;
+  test(
+    'a mirror: a pull-through cache serves the signatures, a bare mirror falls back to upstream; ' + 'both get ?ns=',
+    async () => {
+      const proxy = await registry({ proxyRemoteUrl: reg.url });
+      const bare = await registry();
+      await push(bare.host, 'app', 'all', 'all');
+      const ns = `ns=${encodeURIComponent(reg.host)}`;
 
-    const viaProxy = client({
-      containerdConfig: containerdConfig({
-        [reg.host]: `server = "http://${reg.host}"\n\n[host."http://${proxy.host}"]\n  capabilities = ["pull", "resolve"]\n`,
-      }),
-    });
-    const r1 = await discover(viaProxy.c, all, ['cosign-legacy', 'notation']);
-    expect(r1.artifacts.map((a) => a.class).sort()).toEqual(['cosign-legacy', 'notation']);
-    expect(viaProxy.requests.every((u) => u.includes(proxy.host) && u.includes(ns))).toBe(true);
-    expect(proxy.daemon.output()).toContain(`/v2/app/manifests/${all.digest.replace(':', '-')}.sig?${ns}`);
+      const viaProxy = client({
+        containerdConfig: containerdConfig({
+          [reg.host]:
+            `server = "http://${reg.host}"\n\n[host."http://${proxy.host}"]\n` +
+            `  capabilities = ["pull", "resolve"]\n`,
+        }),
+      });
+      const r1 = await discover(viaProxy.c, all, ['cosign-legacy', 'notation']);
+      expect(r1.artifacts.map((a) => a.class).sort()).toEqual(['cosign-legacy', 'notation']);
+      expect(viaProxy.requests.every((u) => u.includes(proxy.host) && u.includes(ns))).toBe(true);
+      expect(proxy.daemon.output()).toContain(`/v2/app/manifests/${all.digest.replace(':', '-')}.sig?${ns}`);
 
-    const viaBare = client({
-      containerdConfig: containerdConfig(
-        {
-          [reg.host]: `server = "http://${reg.host}"\n\n[host."http://${bare.host}"]\n  capabilities = ["pull", "resolve"]\n`,
-        },
-        (h) => h,
-      ),
-    });
-    const r2 = await discover(viaBare.c, all, ['cosign-legacy']);
-    expect(r2.artifacts.map((a) => a.class)).toEqual(['cosign-legacy']);
-    expect(r2.notes.join('\n')).toMatch(new RegExp(`mirror ${bare.host} has no signatures .* trying ${reg.host}`));
-    expect(bare.daemon.output()).toContain(`.sig?${ns}`);
-  });
+      const viaBare = client({
+        containerdConfig: containerdConfig(
+          {
+            [reg.host]:
+              `server = "http://${reg.host}"\n\n[host."http://${bare.host}"]\n` +
+              `  capabilities = ["pull", "resolve"]\n`,
+          },
+          (h) => h,
+        ),
+      });
+      const r2 = await discover(viaBare.c, all, ['cosign-legacy']);
+      expect(r2.artifacts.map((a) => a.class)).toEqual(['cosign-legacy']);
+      expect(r2.notes.join('\n')).toMatch(new RegExp(`mirror ${bare.host} has no signatures .* trying ${reg.host}`));
+      expect(bare.daemon.output()).toContain(`.sig?${ns}`);
+    },
+  );
 });
 
 describe('TLS from a private CA given by hosts.toml `ca`', () => {
   test('verifies the registry certificate with the CA; without it, a clear error', async () => {
     const dir = mkdtempSync(join(work, 'tls-'));
-    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.pem',
-      '-subj',
-      '/CN=pullguard test CA',
-      '-days',
-      '2',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign',
-    ]);
-    ssl([
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'srv.key',
-      '-out',
-      'srv.csr',
-      '-subj',
-      '/CN=127.0.0.1',
-    ]);
-    writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-    ssl([
-      'x509',
-      '-req',
-      '-in',
-      'srv.csr',
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      'srv.pem',
-      '-days',
-      '2',
-      '-extfile',
-      'ext.cnf',
-    ]);
-    const reg = await registry({ tls: { cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') } });
-    const img = await withEnvAsync({ SSL_CERT_FILE: join(dir, 'ca.pem') }, () =>
+    const pki = Pki.create(dir);
+    const ca = await pki.issue('ca', {
+      kind: 'p256',
+      subject: '/CN=pullguard test CA',
+      ca: true,
+      endSeconds: 2 * 86400,
+    });
+    const srv = await tlsServer(pki, 'srv', { issuer: ca });
+    const reg = await registry({ tls: { cert: srv.cert, key: srv.key } });
+    const img = await withEnvAsync({ SSL_CERT_FILE: ca.cert }, () =>
       push(reg.host, 'secure', 'v1', 'tls', { plainHttp: false }),
     );
-    await cosignSign(`${reg.host}/secure@${img.digest}`, false, { SSL_CERT_FILE: join(dir, 'ca.pem') });
+    await cosignSign(`${reg.host}/secure@${img.digest}`, false, { SSL_CERT_FILE: ca.cert });
 
     const cfg = containerdConfig({
-      [reg.host]: `server = "https://${reg.host}"\nca = ${JSON.stringify(join(dir, 'ca.pem'))}\n`,
+      [reg.host]: `server = "https://${reg.host}"\nca = ${JSON.stringify(ca.cert)}\n`,
     });
     const { c, requests } = client({ containerdConfig: cfg });
     const r = await discover(c, img, ['cosign-legacy']);
@@ -393,7 +358,8 @@ describe('htpasswd basic auth through a docker config.json', () => {
     expect(e.code).toBe('REGISTRY_AUTH');
     expect(e.message).toMatch(
       new RegExp(
-        `${reg.host.replace(/\./g, '\\.')} requires credentials for ${reg.host.replace(/\./g, '\\.')}/private and none were found`,
+        `${reg.host.replace(/\./g, '\\.')} requires credentials for ${reg.host.replace(/\./g, '\\.')}/private` +
+          ' and none were found',
       ),
     );
     expect(e.message).not.toContain('s3cret');
@@ -436,39 +402,34 @@ createServer((req, res) => {
   const access = [];
   const m = scope ? /^repository:([^:]+):(.+)$/.exec(scope) : null;
   // Anyone may pull and push public/*; private/* needs a known user.
-  if (m && (m[1].startsWith('public/') || user)) access.push({ type: 'repository', name: m[1], actions: m[2].split(',') });
+  if (m && (m[1].startsWith('public/') || user)) {
+    access.push({ type: 'repository', name: m[1], actions: m[2].split(',') });
+  }
   const now = Math.floor(Date.now() / 1000);
   const header = b64u(JSON.stringify({ alg: 'RS256', typ: 'JWT', x5c: [der] }));
-  const claims = b64u(JSON.stringify({ iss: opts.issuer, sub: user || '', aud: opts.service, exp: now + 300, nbf: now - 10, iat: now, jti: randomUUID(), access }));
+  const claims = b64u(JSON.stringify({
+    iss: opts.issuer, sub: user || '', aud: opts.service,
+    exp: now + 300, nbf: now - 10, iat: now, jti: randomUUID(), access,
+  }));
   const sig = createSign('RSA-SHA256').update(header + '.' + claims).sign(key);
   const token = header + '.' + claims + '.' + b64u(sig);
-  res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, access_token: token, expires_in: 300 }));
+  res
+    .writeHead(200, { 'content-type': 'application/json' })
+    .end(JSON.stringify({ token, access_token: token, expires_in: 300 }));
 }).listen(opts.port, '127.0.0.1', () => console.log('READY'));
 `;
 
 async function startTokenServer(dir: string, opts: { issuer: string; service: string; users: Record<string, string> }) {
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      'token.key',
-      '-out',
-      'token.pem',
-      '-subj',
-      '/CN=pullguard token issuer',
-      '-days',
-      '2',
-    ],
-    { cwd: dir, stdio: 'pipe' },
-  );
+  // Self-signed, and so its own CA: the registry's rootcertbundle, and the x5c of every token.
+  const signer = await Pki.create(dir).issue('token', {
+    kind: 'rsa2048',
+    subject: '/CN=pullguard token issuer',
+    ext: 'basicConstraints=critical,CA:TRUE\nsubjectKeyIdentifier=hash',
+    endSeconds: 2 * 86400,
+  });
   writeFileSync(join(dir, 'token-server.cjs'), TOKEN_SERVER);
   const { port, daemon } = await onFreePort(async (port) => {
-    const args = JSON.stringify({ ...opts, port, key: join(dir, 'token.key'), cert: join(dir, 'token.pem') });
+    const args = JSON.stringify({ ...opts, port, key: signer.key, cert: signer.cert });
     const daemon = startDaemon(process.execPath, [join(dir, 'token-server.cjs'), args]);
     await waitFor('token server', () => daemon.output().includes('READY'), 10_000, daemon).catch(async (e) => {
       await daemon.stop();
@@ -482,48 +443,51 @@ async function startTokenServer(dir: string, opts: { issuer: string; service: st
       .split('\n')
       .filter((l) => l.startsWith('LOG '))
       .map((l) => JSON.parse(l.slice(4)) as { scope: string | null; user?: string });
-  return { realm: `http://127.0.0.1:${port}/token`, bundle: join(dir, 'token.pem'), log, stop: () => daemon.stop() };
+  return { realm: `http://127.0.0.1:${port}/token`, bundle: signer.cert, log, stop: () => daemon.stop() };
 }
 
 describe('token auth (registry delegating to a token server written here)', () => {
-  test('anonymous bearer flow for a public repo; credentials from config.json for a private one; one token per scope', async () => {
-    const dir = mkdtempSync(join(work, 'token-'));
-    const ts = await startTokenServer(dir, {
-      issuer: 'pullguard-test',
-      service: 'pg-registry',
-      users: { pg: 'tok3n' },
-    });
-    try {
-      const reg = await registry({
-        token: { realm: ts.realm, service: 'pg-registry', issuer: 'pullguard-test', rootCertBundle: ts.bundle },
+  test(
+    'anonymous bearer flow for a public repo; credentials from config.json for a private one; ' + 'one token per scope',
+    async () => {
+      const dir = mkdtempSync(join(work, 'token-'));
+      const ts = await startTokenServer(dir, {
+        issuer: 'pullguard-test',
+        service: 'pg-registry',
+        users: { pg: 'tok3n' },
       });
-      const pub = await push(reg.host, 'public/app', 'v1', 'token-public');
-      await cosignSign(`${reg.host}/public/app@${pub.digest}`, false);
-      await cosignSign(`${reg.host}/public/app@${pub.digest}`, true);
-      const docker = dockerConfigFile({ [reg.host]: { username: 'pg', password: 'tok3n' } });
-      const priv = await withEnvAsync({ DOCKER_CONFIG: docker }, () =>
-        push(reg.host, 'private/app', 'v1', 'token-private'),
-      );
-      await cosignSign(`${reg.host}/private/app@${priv.digest}`, false, { DOCKER_CONFIG: docker });
+      try {
+        const reg = await registry({
+          token: { realm: ts.realm, service: 'pg-registry', issuer: 'pullguard-test', rootCertBundle: ts.bundle },
+        });
+        const pub = await push(reg.host, 'public/app', 'v1', 'token-public');
+        await cosignSign(`${reg.host}/public/app@${pub.digest}`, false);
+        await cosignSign(`${reg.host}/public/app@${pub.digest}`, true);
+        const docker = dockerConfigFile({ [reg.host]: { username: 'pg', password: 'tok3n' } });
+        const priv = await withEnvAsync({ DOCKER_CONFIG: docker }, () =>
+          push(reg.host, 'private/app', 'v1', 'token-private'),
+        );
+        await cosignSign(`${reg.host}/private/app@${priv.digest}`, false, { DOCKER_CONFIG: docker });
 
-      const before = ts.log().length;
-      const anon = client({ dockerConfig: join(dockerConfigFile({}), 'config.json') });
-      const r = await discover(anon.c, pub, ['cosign-legacy', 'cosign-bundle']);
-      expect(r.artifacts.map((a) => a.class).sort()).toEqual(['cosign-bundle', 'cosign-legacy']);
-      for (const a of r.artifacts) for (const l of a.manifest.layers) await a.fetchBlob(l);
-      expect(ts.log().slice(before)).toEqual([{ scope: 'repository:public/app:pull' }]);
+        const before = ts.log().length;
+        const anon = client({ dockerConfig: join(dockerConfigFile({}), 'config.json') });
+        const r = await discover(anon.c, pub, ['cosign-legacy', 'cosign-bundle']);
+        expect(r.artifacts.map((a) => a.class).sort()).toEqual(['cosign-bundle', 'cosign-legacy']);
+        for (const a of r.artifacts) for (const l of a.manifest.layers) await a.fetchBlob(l);
+        expect(ts.log().slice(before)).toEqual([{ scope: 'repository:public/app:pull' }]);
 
-      const e = await rejects(discover(anon.c, priv, ['cosign-legacy']));
-      expect(e.code).toBe('REGISTRY_AUTH');
-      expect(e.message).toContain(`denied access to ${reg.host}/private/app`);
+        const e = await rejects(discover(anon.c, priv, ['cosign-legacy']));
+        expect(e.code).toBe('REGISTRY_AUTH');
+        expect(e.message).toContain(`denied access to ${reg.host}/private/app`);
 
-      const before2 = ts.log().length;
-      const authed = client({ dockerConfig: join(docker, 'config.json') });
-      const r2 = await discover(authed.c, priv, ['cosign-legacy']);
-      expect(r2.artifacts.map((a) => a.class)).toEqual(['cosign-legacy']);
-      expect(ts.log().slice(before2)).toEqual([{ scope: 'repository:private/app:pull', user: 'pg' }]);
-    } finally {
-      await ts.stop();
-    }
-  });
+        const before2 = ts.log().length;
+        const authed = client({ dockerConfig: join(docker, 'config.json') });
+        const r2 = await discover(authed.c, priv, ['cosign-legacy']);
+        expect(r2.artifacts.map((a) => a.class)).toEqual(['cosign-legacy']);
+        expect(ts.log().slice(before2)).toEqual([{ scope: 'repository:private/app:pull', user: 'pg' }]);
+      } finally {
+        await ts.stop();
+      }
+    },
+  );
 });

@@ -8,21 +8,24 @@
  * Also: a loopback registry is asked over plain http first (no `tls` on the path) and a loopback TLS
  * registry is still found over https, as containerd's https-with-http-fallback finds it.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Deadline } from '../../src/common/deadline.js';
 import { DistributionClient } from '../../src/registry/client.js';
 import type { ArtifactClass } from '../../src/registry/types.js';
 import { cosign, cosignOk } from '../helpers/cosign.js';
 import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
-import { pushImage, pushTestImage, type PushedImage } from '../helpers/oci.js';
+import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
+import { startFakeRegistry } from '../helpers/fake-registry.js';
+import { arrivals } from '../helpers/arrivals.js';
+import { Pki, tlsServer } from '../helpers/pki.js';
+import { waitFor } from '../helpers/proc.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { pullguardBinary, ROOT } from '../helpers/tools.js';
 import { runVerifier } from '../helpers/verifier.js';
@@ -36,16 +39,22 @@ let policy: string;
 let emptyHosts: string;
 const img: Record<'legacy' | 'bundle' | 'notation', PushedImage> = {} as never;
 
+let markers = 0;
+
 /** Access-log lines (one per HTTP request that reached the registry) written while `fn` ran. */
 async function logged(reg: Registry, fn: () => Promise<unknown>): Promise<string[]> {
   const from = reg.daemon.output().length;
   await fn();
-  await sleep(200); // the registry writes its log asynchronously
+  // The registry logs a request after answering it. Instead of sleeping, send one more request, after
+  // all of fn's were answered, and wait for its line: the event that says the log has caught up.
+  const marker = `/v2/?pullguard-log-marker=${++markers}`;
+  await (await fetch(`${reg.url}${marker}`)).arrayBuffer();
+  await waitFor('the registry to log the marker request', () => reg.daemon.output().slice(from).includes(marker));
   return reg.daemon
     .output()
     .slice(from)
     .split('\n')
-    .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l))
+    .filter((l) => /^\S+ - \S+ \[[^\]]+\] "(GET|HEAD|POST|PUT|PATCH|DELETE) /.test(l) && !l.includes(marker))
     .map((l) => /"(\S+ \S+)/.exec(l)![1]!);
 }
 
@@ -81,7 +90,7 @@ beforeAll(async () => {
   home = join(work, 'cosign-home');
   key = join(work, 'release');
   for (const k of ['legacy', 'bundle', 'notation'] as const) {
-    img[k] = await pushImage(registry.host, `rt/${k}`, 'v1', `round-trips-${k}-${Date.now()}`);
+    img[k] = await pushTestImage(registry.host, `rt/${k}`, 'v1', `round-trips-${k}-${Date.now()}`);
   }
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', key]);
   for (const [image, bundle] of [
@@ -128,8 +137,10 @@ beforeAll(async () => {
       'version: 1',
       'default: deny',
       'rules:',
-      `  - {name: cosign, match: ["${registry.host}/rt/legacy", "${registry.host}/rt/bundle"], action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
-      `  - {name: notation, match: "${registry.host}/rt/notation", action: verify, authorities: [{name: rt, notation: {config: ${nt.configDir}}}]}`,
+      `  - {name: cosign, match: ["${registry.host}/rt/legacy", "${registry.host}/rt/bundle"], action: ` +
+        `verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
+      `  - {name: notation, match: "${registry.host}/rt/notation", action: verify, authorities: [{name: ` +
+        `rt, notation: {config: ${nt.configDir}}}]}`,
       'registry:',
       `  containerdConfig: ${emptyHosts}`,
       '',
@@ -146,27 +157,35 @@ afterAll(async () => {
 const COSIGN: ArtifactClass[] = ['cosign-legacy', 'cosign-bundle'];
 
 describe('requests per format, beside the CLIs', () => {
-  test('pullguard: the expected requests, no https probe, no /v2/ ping, no token (the registry never challenged)', async () => {
-    const legacy = await observed(img.legacy, COSIGN);
-    const bundle = await observed(img.bundle, COSIGN);
-    const notation = await observed(img.notation, ['notation']);
-    // docker-registry has no referrers API: its 404 sends discovery to the referrers tag (cosign and
-    // notation both keep that tag); the .sig tag is asked at the same time.
-    expect(legacy.map((r) => r.replace(/[0-9a-f]{64}/g, 'H'))).toEqual(
-      expect.arrayContaining([
-        'GET http:/v2/rt/legacy/manifests/sha256-H.sig',
-        'GET http:/v2/rt/legacy/referrers/sha256:H',
-        'GET http:/v2/rt/legacy/manifests/sha256-H',
-        'GET http:/v2/rt/legacy/blobs/sha256:H',
-      ]),
-    );
-    expect(legacy).toHaveLength(4);
-    expect(notation[0]).toMatch(/^GET http:\/v2\/rt\/notation\/referrers\//);
-    expect(bundle).toHaveLength(5); // .sig 404, referrers API 404, tag index, bundle manifest, bundle blob
-    expect(notation).toHaveLength(4); // referrers API 404, tag index, signature manifest, envelope blob
-    for (const r of [...legacy, ...bundle, ...notation])
-      expect(r).toMatch(/^GET http:\/v2\/rt\/\w+\/(manifests|referrers|blobs)\//);
-  });
+  test(
+    'pullguard: the expected requests, no https probe, no /v2/ ping, no token ' + '(the registry never challenged)',
+    async () => {
+      const legacy = await observed(img.legacy, COSIGN);
+      const bundle = await observed(img.bundle, COSIGN);
+      const notation = await observed(img.notation, ['notation']);
+      // docker-registry has no referrers API: its 404 sends discovery to the referrers tag (cosign and
+      // notation both keep that tag); the .sig tag is asked at the same time.
+      expect(legacy.map((r) => r.replace(/[0-9a-f]{64}/g, 'H'))).toEqual(
+        expect.arrayContaining([
+          'GET http:/v2/rt/legacy/manifests/sha256-H.sig',
+          'GET http:/v2/rt/legacy/referrers/sha256:H',
+          'GET http:/v2/rt/legacy/manifests/sha256-H',
+          'GET http:/v2/rt/legacy/blobs/sha256:H',
+        ]),
+      );
+      expect(legacy).toHaveLength(4);
+      // The referrers API and the referrers tag go out together (the tag first: a manifest route, which meets
+      // an auth challenge where docker-registry answers the referrers route 404 without one).
+      expect(notation.slice(0, 2).map((r) => r.replace(/[0-9a-f]{64}/g, 'H'))).toEqual([
+        'GET http:/v2/rt/notation/manifests/sha256-H',
+        'GET http:/v2/rt/notation/referrers/sha256:H',
+      ]);
+      expect(bundle).toHaveLength(5); // .sig 404, referrers API 404, tag index, bundle manifest, bundle blob
+      expect(notation).toHaveLength(4); // referrers API 404, tag index, signature manifest, envelope blob
+      for (const r of [...legacy, ...bundle, ...notation])
+        expect(r).toMatch(/^GET http:\/v2\/rt\/\w+\/(manifests|referrers|blobs)\//);
+    },
+  );
 
   test('the shipped executable makes the same requests, fewer than cosign verify and notation verify', async () => {
     const counts: Record<string, number> = {};
@@ -219,58 +238,67 @@ describe('requests per format, beside the CLIs', () => {
   });
 });
 
+/** A TLS terminator on a free port in front of `upstreamPort`, counting full and resumed handshakes. */
+async function tlsFront(upstreamPort: number) {
+  const pem = await tlsServer(Pki.create(mkdtempSync(join(work, 'tls-front-'))), 'front');
+  const counts = { full: 0, resumed: 0 };
+  const front = createTlsServer({ key: readFileSync(pem.key), cert: readFileSync(pem.cert) }, (tls) => {
+    if (tls.isSessionReused()) counts.resumed++;
+    else counts.full++;
+    const up = connect(upstreamPort, '127.0.0.1');
+    tls.pipe(up).pipe(tls);
+    const close = () => {
+      tls.destroy();
+      up.destroy();
+    };
+    tls.on('error', close).on('close', close);
+    up.on('error', close);
+  });
+  await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
+  const host = `127.0.0.1:${(front.address() as AddressInfo).port}`;
+  // The CA given by hosts.toml, as for a remote registry.
+  const toml = containerdConfig({ [host]: `server = "https://${host}"\nca = ${JSON.stringify(pem.cert)}\n` });
+  return { host, toml, counts, close: () => front.close() };
+}
+
 describe('TLS: one full handshake per host', () => {
   test('the requests of one verification resume the first TLS session (keep-alive, session reuse)', async () => {
-    // A TLS terminator in front of the real registry, with the CA given by hosts.toml as for a remote one.
-    const dir = mkdtempSync(join(work, 'tls-front-'));
-    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'k.pem',
-      '-out',
-      'c.pem',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-days',
-      '2',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
-    let full = 0;
-    let resumed = 0;
-    const front = createTlsServer(
-      { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) },
-      (tls) => {
-        if (tls.isSessionReused()) resumed++;
-        else full++;
-        const up = connect(registry.port, '127.0.0.1');
-        tls.pipe(up).pipe(tls);
-        const close = () => (tls.destroy(), up.destroy());
-        tls.on('error', close).on('close', close);
-        up.on('error', close);
-      },
-    );
-    await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
-    const host = `127.0.0.1:${(front.address() as AddressInfo).port}`;
+    const front = await tlsFront(registry.port);
     try {
-      const toml = containerdConfig({
-        [host]: `server = "https://${host}"\nca = ${JSON.stringify(join(dir, 'c.pem'))}\n`,
-      });
-      const image = { ...img.notation, ref: img.notation.ref.replace(registry.host, host) };
-      const requests = await observed(image, ['notation', 'cosign-legacy', 'cosign-bundle'], toml);
+      const image = { ...img.notation, ref: img.notation.ref.replace(registry.host, front.host) };
+      const requests = await observed(image, ['notation', 'cosign-legacy', 'cosign-bundle'], front.toml);
       expect(requests.every((r) => r.startsWith('GET https:'))).toBe(true);
+      const { full, resumed } = front.counts;
       console.log(`TLS: ${full} full handshake(s), ${resumed} resumed, ${requests.length} requests`);
       expect(full).toBe(1);
       expect(full + resumed).toBeLessThan(requests.length);
     } finally {
       front.close();
+    }
+  });
+
+  test('the other lookups wait for the first TLS session, not for the first answer', async () => {
+    // Every lookup's answer is held until all three (.sig tag, referrers tag, referrers API) have arrived: a
+    // lookup that waited for the first one's answer would never come, and the backstop would answer instead.
+    const fakeReg = await startFakeRegistry();
+    const lookups = arrivals(3);
+    fakeReg.handler = async () => {
+      await lookups.arrive();
+      return false;
+    };
+    const front = await tlsFront(Number(fakeReg.host.split(':')[1]));
+    try {
+      const c = new DistributionClient({ containerdConfig: front.toml }, { env: {} });
+      const subject = { domain: front.host, path: 'app', digest: `sha256:${'a'.repeat(64)}` };
+      const r = await c.discover({ subject, classes: new Set(COSIGN) }, new Deadline(10_000));
+      c.close();
+      expect(r.artifacts).toHaveLength(0);
+      expect(lookups.heldTooLong).toBe(false);
+      expect(lookups.count).toBe(3);
+      expect(front.counts.full).toBe(1);
+    } finally {
+      front.close();
+      await fakeReg.close();
     }
   });
 });
@@ -298,33 +326,13 @@ describe('loopback registries, as containerd finds them', () => {
   });
 
   test('a loopback TLS registry without hosts.toml is found over https after one plain-http attempt', async () => {
-    const dir = mkdtempSync(join(work, 'tls-'));
-    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'srv.key',
-      '-out',
-      'srv.pem',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-days',
-      '2',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
-    const tls = await startRegistry({ tls: { cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') } });
+    const srv = await tlsServer(Pki.create(mkdtempSync(join(work, 'tls-'))), 'srv');
+    const tls = await startRegistry({ tls: { cert: srv.cert, key: srv.key } });
     try {
-      process.env.SSL_CERT_FILE = join(dir, 'srv.pem'); // for oras
+      process.env.SSL_CERT_FILE = srv.cert; // for oras
       let image: PushedImage;
       try {
-        image = pushTestImage(tls.host, 'rt/tls', 'v1', `round-trips-tls-${Date.now()}`, { plainHttp: false });
+        image = await pushTestImage(tls.host, 'rt/tls', 'v1', `round-trips-tls-${Date.now()}`, { plainHttp: false });
       } finally {
         delete process.env.SSL_CERT_FILE;
       }
@@ -339,7 +347,7 @@ describe('loopback registries, as containerd finds them', () => {
           '--new-bundle-format=false',
           `${tls.host}/rt/tls@${image.digest}`,
         ],
-        { SSL_CERT_FILE: join(dir, 'srv.pem') },
+        { SSL_CERT_FILE: srv.cert },
       );
       const requests = await observed(image, ['cosign-legacy']);
       // containerd: https with skip_verify, http only when the server answers TLS with HTTP. Here: one

@@ -100,8 +100,8 @@ beforeAll(async () => {
   registry = await startRegistry();
   const h = registry.host;
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', join(work, 'release')]);
-  signed = pushTestImage(h, 'signed', 'v1', 'scan-signed');
-  unsigned = pushTestImage(h, 'unsigned', 'v1', 'scan-unsigned');
+  signed = await pushTestImage(h, 'signed', 'v1', 'scan-signed');
+  unsigned = await pushTestImage(h, 'unsigned', 'v1', 'scan-unsigned');
   const pinned = `${h}/signed@${signed.digest}`;
   await cosignOk(home, [
     'sign',
@@ -119,7 +119,8 @@ beforeAll(async () => {
     [
       'version: 1',
       'default: deny',
-      `log: {file: ${JSON.stringify(join(work, 'decisions.jsonl'))}, metricsFile: ${JSON.stringify(join(work, 'pullguard.prom'))}}`,
+      `log: {file: ${JSON.stringify(join(work, 'decisions.jsonl'))}, metricsFile: ` +
+        `${JSON.stringify(join(work, 'pullguard.prom'))}}`,
       'rules:',
       '  - name: signed-only',
       `    match: "${h}/**"`,

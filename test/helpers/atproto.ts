@@ -4,17 +4,16 @@
  * answers com.atproto.sync.getRecord, did:web's /.well-known/did.json and PLC-directory lookups.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { join } from 'node:path';
 import { fromUint8Array as readCar, writeCarStream } from '@atcute/car';
 import * as CBOR from '@atcute/cbor';
 import * as CID from '@atcute/cid';
 import { P256Keypair, Secp256k1Keypair, type Keypair } from '@atproto/crypto';
 import { getRecords, MemoryBlockstore, Repo, WriteOpAction } from '@atproto/repo';
-import { makePki, openssl, type Pki } from './cosign.js';
+import { type CaChain, makeCaChain, tlsServer } from './pki.js';
 import type { RegistryWriter } from './notation.js';
 
 export const COLLECTION = 'io.atcr.manifest';
@@ -73,7 +72,10 @@ export async function rewriteManifest(pub: Publisher, rkey: string, record: Reco
   );
 }
 
-/** Key rotation as a PLC update does it: a new key in the DID document; commits already made stay signed by the old one. */
+/**
+ * Key rotation as a PLC update does it: a new key in the DID document; commits already made stay signed by
+ * the old one.
+ */
 export async function rotateKey(pub: Publisher, curve: 'k256' | 'p256' = 'k256'): Promise<void> {
   pub.keypair = await newKeypair(curve);
 }
@@ -147,41 +149,17 @@ export interface TestPds {
   stop(): Promise<void>;
 }
 
-async function serverCertificate(pki: Pki): Promise<{ cert: string; key: string }> {
-  const o = (args: string[]) => openssl(args, pki.dir);
-  writeFileSync(
-    join(pki.dir, 'server.cnf'),
-    '[srv]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n',
-  );
-  await o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'server.key']);
-  await o(['req', '-new', '-key', 'server.key', '-subj', '/CN=localhost/O=pullguard test pds', '-out', 'server.csr']);
-  await o([
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'inter.pem',
-    '-CAkey',
-    'inter.key',
-    '-CAcreateserial',
-    '-days',
-    '30',
-    '-sha256',
-    '-extfile',
-    'server.cnf',
-    '-extensions',
-    'srv',
-    '-out',
-    'server.pem',
-  ]);
-  const chain = readFileSync(join(pki.dir, 'server.pem'), 'utf8') + pki.intermediatePem;
-  writeFileSync(join(pki.dir, 'server-chain.pem'), chain);
-  return { cert: join(pki.dir, 'server-chain.pem'), key: join(pki.dir, 'server.key') };
+/** The PDS's TLS certificate (localhost, 127.0.0.1) from the chain's intermediate; cert is leaf + intermediate. */
+async function serverCertificate(chain: CaChain): Promise<{ cert: string; key: string }> {
+  const server = await tlsServer(chain.pki, 'server', {
+    subject: '/O=pullguard test pds/CN=localhost',
+    issuer: chain.intermediate,
+  });
+  return { cert: chain.pki.bundle('server', [server, chain.intermediate]), key: server.key };
 }
 
 export async function startTestPds(dir: string): Promise<TestPds> {
-  const pki = await makePki(dir, 'pullguard test pds');
+  const pki = await makeCaChain(dir, 'pullguard test pds');
   const { cert, key } = await serverCertificate(pki);
   const sockets = new Set<Socket>();
   const state = {
@@ -231,7 +209,7 @@ export async function startTestPds(dir: string): Promise<TestPds> {
   const pds = Object.assign(state, {
     url: `https://localhost:${port}`,
     port,
-    caFile: join(pki.dir, 'root.pem'),
+    caFile: pki.root.cert,
     webDid,
     async stop() {
       for (const s of sockets) s.destroy();

@@ -13,7 +13,7 @@ export function pushBusyboxImage(
   tag: string,
   entrypoint: readonly string[],
   seed: string,
-): PushedImage {
+): Promise<PushedImage> {
   return pushTestImage(host, repo, tag, seed, {
     files: [
       { name: 'bin/busybox', content: readFileSync(tool('busybox')), mode: 0o755 },

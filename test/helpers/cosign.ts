@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Deadline } from '../../src/common/deadline.js';
 import type {
@@ -13,6 +13,7 @@ import type { AuthorityResult, Subject } from '../../src/verify/types.js';
 import { cosignVerifier } from '../../src/verify/cosign/index.js';
 import type { CosignSpec } from '../../src/policy/authorities/cosign.js';
 import { exec, execOk } from './exec.js';
+import type { CaChain, Issued } from './pki.js';
 import { ROOT, tool } from './tools.js';
 
 const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -152,167 +153,35 @@ export async function openssl(args: string[], cwd: string): Promise<string> {
   return (await execOk('openssl', args, { cwd, timeoutMs: 30_000, maxBuffer: 4 * 1024 * 1024 })).toString();
 }
 
-export interface Pki {
-  readonly dir: string;
-  readonly rootPem: string;
-  readonly intermediatePem: string;
-  /** intermediate followed by root, as cosign's --certificate-chain wants it. */
-  readonly chainPem: string;
-}
-
 /**
- * A root -> intermediate CA made with openssl. `name` is the CN prefix, so two PKIs can share names
- * but not keys (the "same names, different key" attack).
- */
-export async function makePki(dir: string, name = 'pullguard test'): Promise<Pki> {
-  mkdirSync(dir, { recursive: true });
-  const o = (args: string[]) => openssl(args, dir);
-  writeFileSync(
-    join(dir, 'ext.cnf'),
-    [
-      '[root]',
-      'basicConstraints=critical,CA:TRUE',
-      'keyUsage=critical,keyCertSign,cRLSign',
-      'subjectKeyIdentifier=hash',
-      '[inter]',
-      'basicConstraints=critical,CA:TRUE,pathlen:0',
-      'keyUsage=critical,keyCertSign,cRLSign',
-      'subjectKeyIdentifier=hash',
-      'authorityKeyIdentifier=keyid:always',
-      '',
-    ].join('\n'),
-  );
-  await o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'root.key']);
-  await o([
-    'req',
-    '-x509',
-    '-new',
-    '-key',
-    'root.key',
-    '-subj',
-    `/CN=${name} root/O=pullguard`,
-    '-days',
-    '3650',
-    '-sha256',
-    '-out',
-    'root.pem',
-    '-extensions',
-    'root',
-    '-config',
-    'ext.cnf',
-  ]);
-  await o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'inter.key']);
-  await o(['req', '-new', '-key', 'inter.key', '-subj', `/CN=${name} intermediate/O=pullguard`, '-out', 'inter.csr']);
-  await o([
-    'x509',
-    '-req',
-    '-in',
-    'inter.csr',
-    '-CA',
-    'root.pem',
-    '-CAkey',
-    'root.key',
-    '-CAcreateserial',
-    '-days',
-    '1825',
-    '-sha256',
-    '-extfile',
-    'ext.cnf',
-    '-extensions',
-    'inter',
-    '-out',
-    'inter.pem',
-  ]);
-  const { readFileSync } = await import('node:fs');
-  const rootPem = readFileSync(join(dir, 'root.pem'), 'utf8');
-  const intermediatePem = readFileSync(join(dir, 'inter.pem'), 'utf8');
-  writeFileSync(join(dir, 'chain.pem'), intermediatePem + rootPem);
-  return { dir, rootPem, intermediatePem, chainPem: join(dir, 'chain.pem') };
-}
-
-/**
- * A code-signing leaf from the PKI's intermediate, as cosign wants it: email SAN, EKU codeSigning,
+ * A code-signing leaf from the chain's intermediate, as cosign wants it: email SAN, EKU codeSigning,
  * critical digitalSignature, and the Fulcio issuer extensions (.1.1 raw, .1.8 DER UTF8String).
- * `validity`: openssl -days, or {seconds} for a short-lived certificate (via -not_after, OpenSSL 3).
- * Returns the paths of leaf.pem and leaf.key (PKCS#8 EC, or RSA when asked).
+ * `seconds`: its lifetime from now (openssl ca sets validity to the second). Returns the paths of the leaf
+ * certificate and its key (PKCS#8 EC, or RSA when asked).
  */
 export async function makeLeaf(
-  pki: Pki,
+  chain: CaChain,
   name: string,
   opts: { email?: string; issuer?: string; rsa?: boolean; seconds?: number } = {},
-): Promise<{ cert: string; key: string }> {
-  const o = (args: string[]) => openssl(args, pki.dir);
-  const email = opts.email ?? 'signer@example.com';
+): Promise<Issued> {
   const issuer = Buffer.from(opts.issuer ?? 'https://issuer.example.com', 'utf8');
-  writeFileSync(
-    join(pki.dir, `${name}.cnf`),
-    [
-      '[leaf]',
-      'basicConstraints=critical,CA:FALSE',
-      'keyUsage=critical,digitalSignature',
-      'extendedKeyUsage=codeSigning',
-      `subjectAltName=email:${email}`,
-      'authorityKeyIdentifier=keyid',
-      // Fulcio's issuer extensions: .1.1 holds the raw string, .1.8 a DER UTF8String.
-      `1.3.6.1.4.1.57264.1.1=DER:${issuer.toString('hex')}`,
-      `1.3.6.1.4.1.57264.1.8=DER:0c${issuer.length.toString(16).padStart(2, '0')}${issuer.toString('hex')}`,
-      '',
-    ].join('\n'),
-  );
-  // `openssl ca` (not x509) because OpenSSL 3.0's x509 cannot set an end date in seconds.
-  writeFileSync(
-    join(pki.dir, 'ca.cnf'),
-    [
-      '[ca]',
-      'default_ca=d',
-      '[d]',
-      'database=index.txt',
-      'new_certs_dir=.',
-      'serial=serial',
-      'default_md=sha256',
-      'policy=p',
-      'unique_subject=no',
-      '[p]',
-      'commonName=supplied',
-      '',
-    ].join('\n'),
-  );
-  if (!existsSync(join(pki.dir, 'index.txt'))) {
-    writeFileSync(join(pki.dir, 'index.txt'), '');
-    writeFileSync(join(pki.dir, 'serial'), '1000\n');
-  }
-  if (opts.rsa) await o(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', `${name}.key`]);
-  else await o(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`]);
-  await o(['req', '-new', '-key', `${name}.key`, '-subj', `/CN=${name}/O=pullguard`, '-out', `${name}.csr`]);
-  const end = new Date(Date.now() + (opts.seconds ?? 365 * 86400) * 1000);
-  await o([
-    'ca',
-    '-batch',
-    '-notext',
-    '-config',
-    'ca.cnf',
-    '-cert',
-    'inter.pem',
-    '-keyfile',
-    'inter.key',
-    '-in',
-    `${name}.csr`,
-    '-out',
-    `${name}.pem`,
+  const ext = [
+    'basicConstraints=critical,CA:FALSE',
+    'keyUsage=critical,digitalSignature',
+    'extendedKeyUsage=codeSigning',
+    `subjectAltName=email:${opts.email ?? 'signer@example.com'}`,
+    'authorityKeyIdentifier=keyid',
+    // Fulcio's issuer extensions: .1.1 holds the raw string, .1.8 a DER UTF8String.
+    `1.3.6.1.4.1.57264.1.1=DER:${issuer.toString('hex')}`,
+    `1.3.6.1.4.1.57264.1.8=DER:0c${issuer.length.toString(16).padStart(2, '0')}${issuer.toString('hex')}`,
+  ].join('\n');
+  return chain.pki.issue(name, {
+    kind: opts.rsa ? 'rsa2048' : 'p256',
+    subject: `/O=pullguard/CN=${name}`,
+    issuer: chain.intermediate,
+    ext,
     // Not back-dated: cosign checks the chain at the leaf's NotBefore, when the CA must already exist.
-    '-startdate',
-    stamp(new Date()),
-    '-enddate',
-    stamp(end),
-    '-extfile',
-    `${name}.cnf`,
-    '-extensions',
-    'leaf',
-  ]);
-  return { cert: join(pki.dir, `${name}.pem`), key: join(pki.dir, `${name}.key`) };
-}
-
-/** openssl's YYYYMMDDHHMMSSZ */
-function stamp(d: Date): string {
-  return d.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
+    startSeconds: 0,
+    endSeconds: opts.seconds ?? 365 * 86400,
+  });
 }

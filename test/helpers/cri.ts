@@ -88,7 +88,10 @@ export function criClient(socket: string): CriClient {
   };
 }
 
-/** The error containerd returns for a CRI pull (its reason carries pullguard's line), or undefined if the pull succeeded. */
+/**
+ * The error containerd returns for a CRI pull (its reason carries pullguard's line), or undefined if the pull
+ * succeeded.
+ */
 export async function pullError(cri: CriClient, ref: string): Promise<CriError | undefined> {
   try {
     await cri.pullImage(ref);

@@ -6,21 +6,32 @@ import { vi } from 'vitest';
  * ("took less than 1000 ms") fail on a busy 2-core CI box and pass for a timer set ten times too long
  * if the box is fast; this fails for a timer off by one millisecond, and never for load.
  */
-export async function settlesAtDeadline<T>(
-  deadlineMs: number,
+export function settlesAtDeadline<T>(deadlineMs: number, start: () => Promise<T>): Promise<PromiseSettledResult<T>> {
+  return settlesBetween(deadlineMs, deadlineMs, start, ['setTimeout', 'clearTimeout']);
+}
+
+/**
+ * settlesAtDeadline for code that polls the clock (`Date.now() - started >= deadline`, checked every few
+ * ms): with fake timers and a fake Date, `start()` is still pending 1 ms before `earliestMs` and has
+ * settled by `latestMs` (the deadline plus one poll interval).
+ */
+export async function settlesBetween<T>(
+  earliestMs: number,
+  latestMs: number,
   start: () => Promise<T>,
+  toFake: ('setTimeout' | 'clearTimeout' | 'Date')[] = ['setTimeout', 'clearTimeout', 'Date'],
 ): Promise<PromiseSettledResult<T>> {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  vi.useFakeTimers({ toFake });
   try {
     let outcome: PromiseSettledResult<T> | undefined;
     const p = start().then(
       (value) => (outcome = { status: 'fulfilled', value }),
       (reason: unknown) => (outcome = { status: 'rejected', reason }),
     );
-    await vi.advanceTimersByTimeAsync(deadlineMs - 1);
-    if (outcome) throw new Error(`settled before its ${deadlineMs} ms deadline: ${JSON.stringify(outcome)}`);
-    await vi.advanceTimersByTimeAsync(1);
-    if (!outcome) throw new Error(`still pending at its ${deadlineMs} ms deadline`);
+    await vi.advanceTimersByTimeAsync(earliestMs - 1);
+    if (outcome) throw new Error(`settled before its ${earliestMs} ms deadline: ${JSON.stringify(outcome)}`);
+    await vi.advanceTimersByTimeAsync(latestMs - earliestMs + 1);
+    if (!outcome) throw new Error(`still pending ${latestMs} ms after the start (deadline ${earliestMs} ms)`);
     await p;
     return outcome;
   } finally {

@@ -18,7 +18,11 @@ export interface LoggedRequest {
   readonly headers: IncomingMessage['headers'];
 }
 
-export type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | void | Promise<boolean | void>;
+export type Handler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+) => boolean | undefined | Promise<boolean | undefined>;
 
 export interface FakeRegistry {
   readonly host: string;

@@ -1,145 +1,19 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exec, execOk } from './exec.js';
+import type { Issued, Pki } from './pki.js';
 import { startDaemon, waitFor, type Daemon } from './proc.js';
 import { tool } from './tools.js';
 
 /**
- * Test-time PKI (openssl `ca`, so validity can be set to the second) and a sandboxed real notation
- * 1.3.2 (HOME and XDG_CONFIG_HOME in a temp dir) for signing and for the reference verdict.
+ * PKI services for notation tests (CRLs, OCSP, RFC 3161 TSAs) over the one test PKI (test/helpers/pki.ts),
+ * and a sandboxed real notation 1.3.2 (HOME and XDG_CONFIG_HOME in a temp dir) for signing and for the
+ * reference verdict.
  */
-export type KeyKind = 'rsa2048' | 'rsa3072' | 'rsa4096' | 'p256' | 'p384';
-
-export interface Issued {
-  readonly key: string;
-  readonly cert: string;
-  readonly subject: string;
-}
-
-export class Pki {
-  private serial = 1;
-  constructor(readonly dir: string) {}
-
-  static create(): Pki {
-    return new Pki(mkdtempSync(join(tmpdir(), 'pg-pki-')));
-  }
-
-  dispose(): void {
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  key(name: string, kind: KeyKind): string {
-    const out = join(this.dir, `${name}.key`);
-    const args = kind.startsWith('rsa')
-      ? ['genpkey', '-algorithm', 'RSA', '-pkeyopt', `rsa_keygen_bits:${kind.slice(3)}`, '-out', out]
-      : [
-          'genpkey',
-          '-algorithm',
-          'EC',
-          '-pkeyopt',
-          `ec_paramgen_curve:${kind === 'p256' ? 'P-256' : 'P-384'}`,
-          '-out',
-          out,
-        ];
-    execFileSync('openssl', args, { stdio: 'pipe' });
-    return out;
-  }
-
-  /** Issues (or self-signs when `issuer` is undefined) a certificate with `openssl ca`. */
-  issue(
-    name: string,
-    opts: {
-      kind: KeyKind;
-      subject: string;
-      issuer?: Issued;
-      ca?: boolean;
-      pathLen?: number;
-      endSeconds?: number;
-      extraExt?: string;
-      ext?: string;
-      ocsp?: string | readonly string[];
-    },
-  ): Issued {
-    const key = this.key(name, opts.kind);
-    const csr = join(this.dir, `${name}.csr`);
-    execFileSync('openssl', ['req', '-new', '-key', key, '-subj', opts.subject, '-out', csr], { stdio: 'pipe' });
-    const cadir = join(this.dir, `ca-${name}`);
-    mkdirSync(cadir, { recursive: true });
-    writeFileSync(join(cadir, 'index.txt'), '');
-    const hex = (this.serial++ * 7919 + 0x1000).toString(16);
-    writeFileSync(join(cadir, 'serial'), `${hex.length % 2 ? `0${hex}` : hex}\n`);
-    const ext =
-      opts.ext ??
-      (opts.ca
-        ? `basicConstraints=critical,CA:TRUE${opts.pathLen !== undefined ? `,pathlen:${opts.pathLen}` : ''}\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash`
-        : `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectKeyIdentifier=hash`);
-    writeFileSync(
-      join(cadir, 'ca.cnf'),
-      [
-        '[ca]',
-        'default_ca=d',
-        '[d]',
-        `database=${join(cadir, 'index.txt')}`,
-        `new_certs_dir=${cadir}`,
-        `serial=${join(cadir, 'serial')}`,
-        'default_md=sha256',
-        'policy=p',
-        'unique_subject=no',
-        'email_in_dn=no',
-        'preserve=yes',
-        '[p]',
-        'countryName=optional',
-        'stateOrProvinceName=optional',
-        'localityName=optional',
-        'organizationName=optional',
-        'organizationalUnitName=optional',
-        'commonName=supplied',
-        '[x]',
-        ext,
-        opts.extraExt ?? '',
-        opts.ocsp === undefined
-          ? ''
-          : `authorityInfoAccess=${(typeof opts.ocsp === 'string' ? [opts.ocsp] : opts.ocsp).map((u) => `OCSP;URI:${u}`).join(',')}`,
-      ].join('\n'),
-    );
-    const cert = join(this.dir, `${name}.crt`);
-    const fmt = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
-    const start = new Date(Date.now() - 3600_000);
-    const end = new Date(Date.now() + (opts.endSeconds ?? 30 * 86400) * 1000);
-    const args = [
-      'ca',
-      '-batch',
-      '-config',
-      join(cadir, 'ca.cnf'),
-      '-in',
-      csr,
-      '-out',
-      cert,
-      '-extensions',
-      'x',
-      '-notext',
-      '-startdate',
-      fmt(start),
-      '-enddate',
-      fmt(end),
-    ];
-    if (opts.issuer) args.push('-cert', opts.issuer.cert, '-keyfile', opts.issuer.key);
-    else args.push('-selfsign', '-keyfile', key);
-    execFileSync('openssl', args, { stdio: 'pipe' });
-    return { key, cert, subject: opts.subject };
-  }
-
-  /** leaf + issuers as one PEM file, leaf first: notation's certPath. */
-  bundle(name: string, chain: readonly Issued[]): string {
-    const p = join(this.dir, `${name}.chain.pem`);
-    writeFileSync(p, chain.map((c) => readFileSync(c.cert, 'utf8')).join(''));
-    return p;
-  }
-}
 
 /** Kept under its old name for the tests that import it from here: test/helpers/exec.ts. */
 export { exec as runAsync } from './exec.js';
@@ -203,7 +77,8 @@ export async function makeCrl(
 
 /** Certificate extensions for a delegated OCSP responder (RFC 6960 §4.2.2.2). */
 export const OCSP_SIGNER_EXT =
-  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=OCSPSigning\nsubjectKeyIdentifier=hash';
+  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n' +
+  'extendedKeyUsage=OCSPSigning\nsubjectKeyIdentifier=hash';
 
 /**
  * An `openssl ca` style index.txt for `openssl ocsp -index`: one line per certificate, revoked ones ('R')
@@ -325,7 +200,8 @@ export function makeTsa(
 
 /** Certificate extensions for a TSA signing certificate, as RFC 3161 and notation require. */
 export const TSA_EXT =
-  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=critical,timeStamping\nsubjectKeyIdentifier=hash';
+  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n' +
+  'extendedKeyUsage=critical,timeStamping\nsubjectKeyIdentifier=hash';
 
 /**
  * One loopback HTTP server for the PKI services a signature needs at sign or verify time: RFC 3161 TSAs

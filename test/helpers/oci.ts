@@ -1,10 +1,9 @@
-import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { execOk } from './exec.js';
 import { tool } from './tools.js';
 
 export interface PushedImage {
@@ -25,7 +24,10 @@ export interface TarEntry {
   readonly mode?: number;
 }
 
-/** A ustar archive of regular files: each test image gets a real, unpackable layer, and import archives their layout. */
+/**
+ * A ustar archive of regular files: each test image gets a real, unpackable layer, and import archives their
+ * layout.
+ */
 export function tar(entries: readonly TarEntry[]): Buffer {
   const parts: Buffer[] = [];
   for (const { name, content, mode = 0o644 } of entries) {
@@ -69,13 +71,13 @@ export interface OciLayout {
  * Writes index.json (one entry, `top`, tagged `tag`) into an OCI layout whose blobs are in place and
  * pushes it with the real oras to `ref`.
  */
-export function pushLayout(
+export async function pushLayout(
   dir: string,
   top: { mediaType: string; digest: string; size: number },
   tag: string,
   ref: string,
   plainHttp = true,
-): void {
+): Promise<void> {
   writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   writeFileSync(
     join(dir, 'index.json'),
@@ -84,14 +86,11 @@ export function pushLayout(
       manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }],
     }),
   );
-  execFileSync(
+  // Asynchronous: a registry, token server or TLS front served by this test process keeps answering.
+  await execOk(
     tool('oras'),
     ['cp', '--from-oci-layout', `${dir}:${tag}`, ref, ...(plainHttp ? ['--to-plain-http'] : [])],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, HOME: dir },
-      timeout: 60_000,
-    },
+    { env: { ...process.env, HOME: dir }, timeoutMs: 60_000 },
   );
 }
 
@@ -175,7 +174,7 @@ export function ociArchive(
  * Asynchronous: the event loop keeps running while oras pushes, so in-process servers the push
  * depends on (a token server, a proxy) keep answering. No sleeps needed around it.
  */
-export async function pushImage(
+export async function pushTestImage(
   host: string,
   repo: string,
   tag: string,
@@ -188,38 +187,7 @@ export async function pushImage(
     mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
     for (const f of files) writeFileSync(join(dir, f.name), f.content);
     const ref = `${host}/${repo}:${tag}`;
-    const args = [
-      'cp',
-      '--from-oci-layout',
-      `${dir}:${tag}`,
-      ref,
-      ...(opts.plainHttp === false ? [] : ['--to-plain-http']),
-    ];
-    await promisify(execFile)(tool('oras'), args, { env: { ...process.env, HOME: dir }, timeout: 60_000 });
-    return { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/**
- * pushImage, synchronously: only where no in-process server is on the push's path (it blocks the
- * event loop for the whole push).
- */
-export function pushTestImage(
-  host: string,
-  repo: string,
-  tag: string,
-  seed: string,
-  opts: TestImageOptions & { plainHttp?: boolean } = {},
-): PushedImage {
-  const dir = mkdtempSync(join(tmpdir(), 'pg-oci-'));
-  try {
-    const { files, top } = ociLayout(tag, seed, opts);
-    mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
-    for (const f of files) writeFileSync(join(dir, f.name), f.content);
-    const ref = `${host}/${repo}:${tag}`;
-    pushLayout(dir, top, tag, ref, opts.plainHttp !== false);
+    await pushLayout(dir, top, tag, ref, opts.plainHttp !== false);
     return { ref, digest: top.digest, mediaType: top.mediaType, size: top.size };
   } finally {
     rmSync(dir, { recursive: true, force: true });

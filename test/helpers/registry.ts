@@ -39,7 +39,8 @@ export async function startRegistryOn(port: number, opts: RegistryOptions): Prom
   const lines = [
     'version: 0.1',
     'log: {level: info, accesslog: {disabled: false}}',
-    `storage: {filesystem: {rootdirectory: ${JSON.stringify(opts.storageDir ?? join(dir, 'data'))}}, delete: {enabled: true}}`,
+    `storage: {filesystem: {rootdirectory: ${JSON.stringify(opts.storageDir ?? join(dir, 'data'))}}, ` +
+      'delete: {enabled: true}}',
     'http:',
     `  addr: 127.0.0.1:${port}`,
     '  headers: {X-Content-Type-Options: [nosniff]}',
@@ -50,7 +51,8 @@ export async function startRegistryOn(port: number, opts: RegistryOptions): Prom
   if (opts.token) {
     const t = opts.token;
     lines.push(
-      `auth: {token: {realm: ${JSON.stringify(t.realm)}, service: ${JSON.stringify(t.service)}, issuer: ${JSON.stringify(t.issuer)}, rootcertbundle: ${JSON.stringify(t.rootCertBundle)}}}`,
+      `auth: {token: {realm: ${JSON.stringify(t.realm)}, service: ${JSON.stringify(t.service)}, ` +
+        `issuer: ${JSON.stringify(t.issuer)}, rootcertbundle: ${JSON.stringify(t.rootCertBundle)}}}`,
     );
   }
   if (opts.proxyRemoteUrl) lines.push(`proxy: {remoteurl: ${JSON.stringify(opts.proxyRemoteUrl)}}`);

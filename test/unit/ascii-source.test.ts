@@ -18,7 +18,7 @@ describe('source stays ASCII-only', () => {
       readFileSync(f, 'utf8')
         .split('\n')
         .flatMap((line, i) =>
-          /[^\x00-\x7f]/.test(line) ? [`${relative(ROOT, f)}:${i + 1}: ${line.trim().slice(0, 100)}`] : [],
+          /[^\p{ASCII}]/u.test(line) ? [`${relative(ROOT, f)}:${i + 1}: ${line.trim().slice(0, 100)}`] : [],
         ),
     );
     expect(offenders).toEqual([]);

@@ -73,12 +73,29 @@ export interface TrustedRootFile {
   readonly json: unknown;
 }
 
-export interface CosignSpec {
-  readonly mode: 'keys' | 'certificates' | 'keyless';
+/** A cosign authority, by what it trusts: keys, a private CA's certificates, or Sigstore keyless. */
+export type CosignSpec = CosignKeysSpec | CosignCertificatesSpec | CosignKeylessSpec;
+
+export interface CosignKeysSpec extends CosignCommonSpec {
+  readonly mode: 'keys';
   readonly keys: readonly CosignKey[];
+}
+
+/** Signing certificates that chain to the policy's own roots (containers-policy fulcio/pki, or `certificates`). */
+export interface CosignCertificatesSpec extends CosignCommonSpec {
+  readonly mode: 'certificates';
   readonly roots: readonly CosignCertificate[];
   readonly intermediates: readonly CosignCertificate[];
   readonly identities: readonly CosignIdentity[];
+}
+
+/** Fulcio certificates under the trusted root (embedded or `trustedRoot`). */
+export interface CosignKeylessSpec extends CosignCommonSpec {
+  readonly mode: 'keyless';
+  readonly identities: readonly CosignIdentity[];
+}
+
+interface CosignCommonSpec {
   /** undefined: the Sigstore public-good root embedded in the executable. */
   readonly trustedRoot?: TrustedRootFile;
   readonly rekorKeys: readonly CosignKey[];
@@ -101,7 +118,10 @@ export class MaterialError extends PullguardError {
 
 const MAX_MATERIAL_BYTES = 1024 * 1024;
 
-/** Reads an absolute path, capped; relative paths are refused because containerd's working directory is not ours to guess. */
+/**
+ * Reads an absolute path, capped; relative paths are refused because containerd's working directory is not ours to
+ * guess.
+ */
 export function readMaterial(path: string, what: string): Buffer {
   if (!isAbsolute(path)) throw new MaterialError(`${what} path ${JSON.stringify(path)} must be absolute`);
   try {
@@ -125,8 +145,11 @@ export function pemBlocks(text: string, type: string): Buffer[] {
 export function describeKey(key: KeyObject): string {
   const d = key.asymmetricKeyDetails;
   switch (key.asymmetricKeyType) {
-    case 'ec':
-      return `ECDSA ${d?.namedCurve === 'prime256v1' ? 'P-256' : d?.namedCurve === 'secp384r1' ? 'P-384' : d?.namedCurve === 'secp521r1' ? 'P-521' : String(d?.namedCurve)}`;
+    case 'ec': {
+      const c = d?.namedCurve;
+      const name = c === 'prime256v1' ? 'P-256' : c === 'secp384r1' ? 'P-384' : c === 'secp521r1' ? 'P-521' : String(c);
+      return `ECDSA ${name}`;
+    }
     case 'rsa':
       return `RSA-${d?.modulusLength ?? '?'}`;
     case 'ed25519':
@@ -201,7 +224,8 @@ export function loadTrustedRoot(path: string): TrustedRootFile {
   const mt = (json as { mediaType?: unknown } | null)?.mediaType;
   if (typeof mt !== 'string' || !mt.startsWith('application/vnd.dev.sigstore.trustedroot')) {
     throw new MaterialError(
-      `trusted root ${path} has mediaType ${JSON.stringify(mt)}; expected application/vnd.dev.sigstore.trustedroot+json`,
+      `trusted root ${path} has mediaType ${JSON.stringify(mt)}; expected ` +
+        'application/vnd.dev.sigstore.trustedroot+json',
     );
   }
   return { source: path, json };
@@ -306,7 +330,10 @@ const identitySchema = z
         (v) => v !== undefined,
       );
       if (san.length === 0)
-        return 'an identity needs a subject constraint: subject, subjectRegexp, email, emailRegexp, uri, uriRegexp or hostname';
+        return (
+          'an identity needs a subject constraint: subject, subjectRegexp, email, emailRegexp, uri, ' +
+          'uriRegexp or hostname'
+        );
       return undefined;
     }),
   );
@@ -375,14 +402,13 @@ export function compileCosignSpec(
   const sct = raw.sct ?? mode === 'keyless';
   // keyless with tlog: false is allowed, but Fulcio certificates live ten minutes: without a log time
   // only a bundle carrying an RFC 3161 timestamp from a trusted TSA can still pass.
-  return {
-    mode,
-    keys: (raw.keys ?? []).map((k, i) => loadKey(k, i)),
-    roots: (raw.certificates?.roots ?? []).flatMap((r) => loadCertificates(r, 'root certificate')),
-    intermediates: (raw.certificates?.intermediates ?? []).flatMap((r) =>
-      loadCertificates(r, 'intermediate certificate'),
-    ),
-    identities: (raw.identities ?? []).map(compileIdentity),
+  const keys = (raw.keys ?? []).map((k, i) => loadKey(k, i));
+  const roots = (raw.certificates?.roots ?? []).flatMap((r) => loadCertificates(r, 'root certificate'));
+  const intermediates = (raw.certificates?.intermediates ?? []).flatMap((r) =>
+    loadCertificates(r, 'intermediate certificate'),
+  );
+  const identities = (raw.identities ?? []).map(compileIdentity);
+  const common: CosignCommonSpec = {
     trustedRoot: raw.trustedRoot !== undefined ? loadTrustedRoot(raw.trustedRoot) : undefined,
     rekorKeys: (raw.rekorKeys ?? []).map((k, i) => loadKey(k, i, 'Rekor key')),
     tlog,
@@ -390,6 +416,14 @@ export function compileCosignSpec(
     signatureRepository: raw.signatureRepository,
     signedIdentity: raw.signedIdentity ?? defaultSignedIdentity,
   };
+  switch (mode) {
+    case 'keys':
+      return { ...common, mode, keys };
+    case 'certificates':
+      return { ...common, mode, roots, intermediates, identities };
+    case 'keyless':
+      return { ...common, mode, identities };
+  }
 }
 
 /** The schema registered for `cosign:` in the native policy: validates, then compiles (reads files). */

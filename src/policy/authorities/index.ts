@@ -1,4 +1,4 @@
-import * as z from 'zod/mini';
+import type * as z from 'zod/mini';
 import { atprotoAuthoritySchema } from './atproto.js';
 import { cosignAuthoritySchema } from './cosign.js';
 import { notationAuthoritySchema } from './notation.js';

@@ -77,7 +77,8 @@ function resolve(v: z.output<typeof raw>): NotationSpec {
   if (v.truststore === undefined)
     throw new PullguardError(
       'POLICY_INVALID',
-      'a notation authority needs either "config" (a notation configuration directory) or "truststore" with an inline statement',
+      'a notation authority needs either "config" (a notation configuration directory) or "truststore" ' +
+        'with an inline statement',
     );
   const st = parseStatement(
     {

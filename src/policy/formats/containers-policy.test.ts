@@ -139,7 +139,8 @@ describe('containers-policy.json translation', () => {
     expect(p.defaultAction).toBe('allow');
     expect(p.notes).toEqual([
       `${fedora}:24: transport "docker-daemon" ignored: containerd pulls only from registries (the docker transport)`,
-      'scope registry.access.redhat.com: signedBy (GPG simple signing) cannot be verified by pullguard; its images are denied',
+      'scope registry.access.redhat.com: signedBy (GPG simple signing) cannot be verified by pullguard; ' +
+        'its images are denied',
       'scope registry.redhat.io: signedBy (GPG simple signing) cannot be verified by pullguard; its images are denied',
     ]);
     const m = new RuleMatcher(p.rules);

@@ -137,7 +137,9 @@ function toPlain(doc: Document, lc: LineCounter, source: string): Record<string,
         return visit.BREAK;
       },
     });
-    const why = `too many YAML alias expansions (more than ${MAX_ALIAS_COUNT}); write the values out instead of nesting aliases`;
+    const why =
+      `too many YAML alias expansions (more than ${MAX_ALIAS_COUNT}); write the values out ` +
+      'instead of nesting aliases';
     throw invalid(source, line, why);
   }
 }

@@ -12,7 +12,7 @@ import { authorityOf, DEFAULT_TIMEOUT_MS, type Policy, type Rule } from '../mode
  * and the default is deny, because notation fails an artifact that no statement covers.
  */
 export function parseNotationDirectory(dir: string): Policy {
-  let cfg;
+  let cfg: ReturnType<typeof loadNotationConfigDir>;
   try {
     cfg = loadNotationConfigDir(dir);
   } catch (e) {

@@ -28,6 +28,18 @@ export interface NotationSpec {
   readonly revocation: RevocationSettings;
 }
 
+/**
+ * A notation authority as its verifier receives it: the one trust-policy statement that policy chose for
+ * the pulled repository (policy/resolve.ts). Never `level: skip`: policy settles that without a verifier.
+ */
+export interface NotationStatementSpec {
+  readonly resolved: 'notation';
+  readonly source: string;
+  readonly truststoreDir: string;
+  readonly statement: Statement;
+  readonly revocation: RevocationSettings;
+}
+
 export function isNotationSpec(v: unknown): v is NotationSpec {
   return typeof v === 'object' && v !== null && (v as { resolved?: unknown }).resolved === 'notation';
 }

@@ -174,12 +174,10 @@ export function parseStatement(raw: unknown, where: string, opts: { requireScope
         throw bad(`${at}: ${(e as Error).message}`);
       }
     });
-    trustedIdentities.forEach((a, i) =>
-      trustedIdentities!.forEach((b, j) => {
+    for (const [i, a] of trustedIdentities.entries())
+      for (const [j, b] of trustedIdentities.entries())
         if (i !== j && isSubsetDn(a.dn, b.dn))
           throw bad(`${at}: trusted identities ${JSON.stringify(a.raw)} and ${JSON.stringify(b.raw)} overlap`);
-      }),
-    );
   }
   return {
     name,

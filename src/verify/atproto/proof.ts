@@ -113,7 +113,8 @@ export async function checkCommitSignature(commit: Commit, key: FoundPublicKey, 
   if (!ok) {
     throw new ProofError(
       'signature',
-      `commit ${commit.cid.slice(0, 16)}... (rev ${commit.rev}) is not signed by ${keyName}: altered, signed by another key, or by a key rotated out of the DID document`,
+      `commit ${commit.cid.slice(0, 16)}... (rev ${commit.rev}) is not signed by ${keyName}: altered, ` +
+        'signed by another key, or by a key rotated out of the DID document',
       'SIGNATURE_UNTRUSTED',
     );
   }

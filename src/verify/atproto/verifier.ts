@@ -96,7 +96,8 @@ async function judge(artifact: SignatureArtifact, run: Run): Promise<SignatureRe
     );
     checks.pass(
       'signature',
-      `signed by ${identity.did}'s #atproto ${identity.signingKey.type} key ${identity.signingKeyMultibase.slice(0, 16)}...`,
+      `signed by ${identity.did}'s #atproto ${identity.signingKey.type} key ` +
+        `${identity.signingKeyMultibase.slice(0, 16)}...`,
     );
     const found = await step(checks, 'inclusion', () =>
       findRecord(proof, identity.did, pointer.collection, pointer.rkey),
@@ -247,7 +248,8 @@ function checkRecordContent(
     checks.fail(
       'record',
       'SIGNATURE_INVALID',
-      `record at://${pointer.did}/${pointer.collection}/${pointer.rkey} is now ${found.cid.slice(0, 16)}..., not the signed ${pointer.cid.slice(0, 16)}...: it was rewritten`,
+      `record at://${pointer.did}/${pointer.collection}/${pointer.rkey} is now ` +
+        `${found.cid.slice(0, 16)}..., not the signed ${pointer.cid.slice(0, 16)}...: it was rewritten`,
     );
   }
   const { domain, path, digest } = run.subject.reference;

@@ -1,5 +1,5 @@
 import { bundleFromJSON, type Bundle, type TransparencyLogEntry } from '@sigstore/bundle';
-import { RFC3161Timestamp } from '@sigstore/core';
+import type { RFC3161Timestamp } from '@sigstore/core';
 import { toSignedEntity } from '@sigstore/verify';
 import {
   COSIGN_SIGN_PREDICATE,
@@ -268,7 +268,8 @@ function parseStatement(payload: Buffer): { digests: string[] } {
   }
   if (st.predicateType !== COSIGN_SIGN_PREDICATE) {
     throw new NotASignature(
-      `an attestation (predicateType ${JSON.stringify(st.predicateType)}), not a cosign signature (${COSIGN_SIGN_PREDICATE})`,
+      `an attestation (predicateType ${JSON.stringify(st.predicateType)}), not a cosign signature ` +
+        `(${COSIGN_SIGN_PREDICATE})`,
     );
   }
   if (!Array.isArray(st.subject) || st.subject.length === 0) throw new FormatError('statement has no subject');

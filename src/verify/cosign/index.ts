@@ -15,7 +15,13 @@ import type { TransparencyLogEntry } from '@sigstore/bundle';
 import type { Deadline } from '../../common/deadline.js';
 import { shortDigest } from '../../common/digest.js';
 import { isPullguardError, type ErrorCode } from '../../common/errors.js';
-import type { CosignKey, CosignSpec } from '../../policy/authorities/cosign.js';
+import type {
+  CosignCertificatesSpec,
+  CosignKey,
+  CosignKeylessSpec,
+  CosignKeysSpec,
+  CosignSpec,
+} from '../../policy/authorities/cosign.js';
 import type { ArtifactClass, SignatureArtifact } from '../../registry/types.js';
 import { Checks, Rejection } from '../checks.js';
 import type { AuthorityResult, SignatureResult, Subject, Verifier } from '../types.js';
@@ -147,7 +153,8 @@ async function judge(
       checks.fail(
         'digest',
         'SIGNATURE_INVALID',
-        `signed for ${parsed.signedDigests.map(shortDigest).join(', ') || 'no digest'}, not the pulled ${shortDigest(want)}`,
+        `signed for ${parsed.signedDigests.map(shortDigest).join(', ') || 'no digest'}, not the pulled ` +
+          `${shortDigest(want)}`,
       );
     }
     checks.pass('digest', `signed digest is ${shortDigest(want)}`);
@@ -207,10 +214,11 @@ function tlogTimestamps(entries: readonly TransparencyLogEntry[]): SignedEntity[
 
 function describeTlog(entries: readonly TransparencyLogEntry[]): string {
   return entries
-    .map(
-      (e) =>
-        `Rekor logIndex ${e.logIndex}${e.inclusionPromise ? ' (SET)' : ''}${e.inclusionProof ? ' (inclusion proof)' : ''}`,
-    )
+    .map((e) => {
+      const set = e.inclusionPromise ? ' (SET)' : '';
+      const proof = e.inclusionProof ? ' (inclusion proof)' : '';
+      return `Rekor logIndex ${e.logIndex}${set}${proof}`;
+    })
     .join(', ');
 }
 
@@ -257,7 +265,7 @@ function chainOrSct(entity: SignedEntity, leaf: X509Certificate, material: Trust
 
 // --- public keys -------------------------------------------------------------------------------------------
 
-function verifyWithKeys(parsed: ParsedSignature, spec: CosignSpec, trust: AuthorityTrust, checks: Checks): string {
+function verifyWithKeys(parsed: ParsedSignature, spec: CosignKeysSpec, trust: AuthorityTrust, checks: Checks): string {
   const tlogEntries = spec.tlog ? parsed.tlogEntries : [];
   const failures: { key: CosignKey; error: unknown }[] = [];
   for (const key of spec.keys) {
@@ -296,7 +304,8 @@ function verifyWithKeys(parsed: ParsedSignature, spec: CosignSpec, trust: Author
     checks.fail(
       'signature',
       'SIGNATURE_INVALID',
-      `signature does not verify with the trusted ${named.description} key ${named.source} it names: the signature or payload was altered${ed}`,
+      `signature does not verify with the trusted ${named.description} key ${named.source} it names: ` +
+        `the signature or payload was altered${ed}`,
     );
   const keys =
     spec.keys.length === 1
@@ -324,7 +333,7 @@ function recordTlog(spec: CosignSpec, parsed: ParsedSignature, checks: Checks): 
 
 function verifyWithCertificate(
   parsed: ParsedSignature,
-  spec: CosignSpec,
+  spec: CosignCertificatesSpec | CosignKeylessSpec,
   trust: AuthorityTrust,
   checks: Checks,
 ): string {
@@ -384,10 +393,9 @@ function verifyWithCertificate(
           : 'TSA time',
       )
       .join(', ');
-    checks.pass(
-      'certificate-chain',
-      `chains to a trusted CA (${trust.rootSource === 'none' ? 'policy roots' : spec.mode === 'keyless' ? trust.rootSource : 'policy roots'}) at ${when}`,
-    );
+    const roots =
+      trust.rootSource === 'none' ? 'policy roots' : spec.mode === 'keyless' ? trust.rootSource : 'policy roots';
+    checks.pass('certificate-chain', `chains to a trusted CA (${roots}) at ${when}`);
     if (spec.sct) checks.pass('sct', 'embedded SCT verified');
     recordTlog(spec, parsed, checks);
     checks.pass('signature', `verified with the certificate key of ${who}`);
@@ -408,7 +416,8 @@ function verifyWithCertificate(
       return checks.fail(
         'certificate-chain',
         'SIGNATURE_UNTRUSTED',
-        `certificate of ${who} does not chain to a trusted CA at ${now.toISOString()} (no log or TSA time to check it at instead): ${errorText(e)}`,
+        `certificate of ${who} does not chain to a trusted CA at ${now.toISOString()} ` +
+          `(no log or TSA time to check it at instead): ${errorText(e)}`,
       );
     }
     checks.pass('certificate-chain', `chains to a trusted CA now (${path.length} certificates; no log or TSA time)`);

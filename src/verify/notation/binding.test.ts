@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Deadline } from '../../common/deadline.js';
-import { DEFAULT_REVOCATION, type NotationSpec } from '../../policy/notation/spec.js';
+import { DEFAULT_REVOCATION, type NotationStatementSpec } from '../../policy/notation/spec.js';
 import { LEVELS, type Statement } from '../../policy/notation/trust-policy.js';
 import type { OciDescriptor } from '../../registry/types.js';
 import { memoryArtifact, subjectOf } from '../../../test/helpers/cosign.js';
@@ -83,12 +83,11 @@ const statement: Statement = {
   verifyTimestamp: 'always',
   trustStores: [{ type: 'ca', name: 'acme' }],
 };
-const spec: NotationSpec = {
+const spec: NotationStatementSpec = {
   resolved: 'notation',
   source: 'binding.test.ts',
   truststoreDir: join(dir, 'truststore'),
-  select: 'fixed',
-  statements: [statement],
+  statement,
   revocation: DEFAULT_REVOCATION,
 };
 

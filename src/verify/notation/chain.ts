@@ -44,7 +44,8 @@ function validateChain(chain: readonly Certificate[], purpose: 'codeSigning' | '
     } else {
       if (isSelfSigned(cert))
         throw new MalformedInputError(
-          `${i === 0 ? 'leaf' : 'intermediate'} certificate ${cert.subjectText} is self-signed; only the last certificate may be`,
+          `${i === 0 ? 'leaf' : 'intermediate'} certificate ${cert.subjectText} is self-signed; ` +
+            'only the last certificate may be',
         );
       const parent = chain[i + 1]!;
       if (!isIssuedBy(cert, parent))
@@ -71,7 +72,8 @@ function checkCryptography(c: Certificate): void {
   } else if (c.key.type === 'ec') {
     if (c.key.bits < 256)
       throw new MalformedInputError(
-        `certificate ${c.subjectText}: EC key on ${(c.key as { curve?: string }).curve} is not supported (P-256, P-384 or P-521)`,
+        `certificate ${c.subjectText}: EC key on ${(c.key as { curve?: string }).curve} is not supported ` +
+          '(P-256, P-384 or P-521)',
       );
   } else {
     throw new MalformedInputError(
@@ -82,13 +84,14 @@ function checkCryptography(c: Certificate): void {
 
 function validateCa(c: Certificate, expectedPathLen: number, timestamp: boolean): void {
   const bc = c.basicConstraints;
-  if (!bc || !bc.ca || !bc.critical)
+  if (!bc?.ca || !bc.critical)
     throw new MalformedInputError(
       `CA certificate ${c.subjectText}: basicConstraints must be present, critical, with cA=true`,
     );
   if (bc.pathLen !== undefined && bc.pathLen < expectedPathLen) {
     throw new MalformedInputError(
-      `CA certificate ${c.subjectText}: pathLenConstraint ${bc.pathLen} is below the ${expectedPathLen} intermediate(s) under it`,
+      `CA certificate ${c.subjectText}: pathLenConstraint ${bc.pathLen} is below the ${expectedPathLen} ` +
+        'intermediate(s) under it',
     );
   }
   const ku = c.keyUsage;
@@ -115,7 +118,7 @@ function validateLeaf(c: Certificate, purpose: 'codeSigning' | 'timeStamping'): 
     );
   const eku = c.extKeyUsage;
   if (purpose === 'timeStamping') {
-    if (!eku || eku.oids.length !== 1 || eku.oids[0] !== OID.ekuTimeStamping || !eku.critical) {
+    if (eku?.oids.length !== 1 || eku.oids[0] !== OID.ekuTimeStamping || !eku.critical) {
       throw new MalformedInputError(
         `TSA certificate ${c.subjectText}: extendedKeyUsage must be critical and timeStamping only`,
       );
@@ -139,7 +142,8 @@ function validateLeaf(c: Certificate, purpose: 'codeSigning' | 'timeStamping'): 
   }
   if (purpose === 'codeSigning' && !algorithmForKey(c)) {
     throw new MalformedInputError(
-      `signing certificate ${c.subjectText}: unsupported key (${c.key.type} ${c.key.bits}); RSA 2048/3072/4096 or EC P-256/P-384/P-521`,
+      `signing certificate ${c.subjectText}: unsupported key (${c.key.type} ${c.key.bits}); ` +
+        'RSA 2048/3072/4096 or EC P-256/P-384/P-521',
     );
   }
 }
@@ -174,7 +178,8 @@ export function verifyEnvelopeSignature(env: Envelope): Certificate[] {
   const expected = algorithmForKey(leaf);
   if (expected !== env.alg) {
     throw new MalformedInputError(
-      `signature algorithm ${env.alg} does not match the signing key (${leaf.key.type} ${leaf.key.bits} bits requires ${expected ?? 'nothing supported'})`,
+      `signature algorithm ${env.alg} does not match the signing key ` +
+        `(${leaf.key.type} ${leaf.key.bits} bits requires ${expected ?? 'nothing supported'})`,
     );
   }
   const { hash, len } = HASH[env.alg];

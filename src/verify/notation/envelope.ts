@@ -105,14 +105,16 @@ export function checkScheme(
       );
     if (authenticSigningTime)
       throw new MalformedInputError(
-        `malformed envelope: "${H.authenticSigningTime}" is only allowed with signing scheme notary.x509.signingAuthority`,
+        `malformed envelope: "${H.authenticSigningTime}" is only allowed with signing scheme ` +
+          'notary.x509.signingAuthority',
       );
     return scheme;
   }
   if (scheme === 'notary.x509.signingAuthority') {
     if (!authenticSigningTime) {
       throw new MalformedInputError(
-        `malformed envelope: "${H.authenticSigningTime}" header must be present for signing scheme notary.x509.signingAuthority`,
+        `malformed envelope: "${H.authenticSigningTime}" header must be present for signing scheme ` +
+          'notary.x509.signingAuthority',
       );
     }
     return scheme;

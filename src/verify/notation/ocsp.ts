@@ -163,14 +163,16 @@ export function parseOcspResponse(input: Buffer): OcspResponse {
     need(encodedLength(root) === input.length, 'not DER, or trailing data');
     const st = root.subs[0];
     need(
-      st && st.tag.isUniversal() && st.tag.number === 10 && !st.tag.constructed && st.value.length === 1,
+      // biome-ignore lint/complexity/useOptionalChain: asserts-narrowing needs `x !== undefined`
+      st !== undefined && st.tag.isUniversal() && st.tag.number === 10 && !st.tag.constructed && st.value.length === 1,
       'responseStatus is not an ENUMERATED',
     );
     const responseStatus = st.value[0]!;
     if (responseStatus !== 0) return { responseStatus };
     const rb = root.subs[1];
     need(
-      rb && rb.tag.isContextSpecific(0) && rb.tag.constructed && root.subs.length === 2,
+      // biome-ignore lint/complexity/useOptionalChain: asserts-narrowing needs `x !== undefined`
+      rb !== undefined && rb.tag.isContextSpecific(0) && rb.tag.constructed && root.subs.length === 2,
       'a successful response has no responseBytes',
     );
     const rbs = rb.subs[0];
@@ -186,7 +188,8 @@ export function parseOcspResponse(input: Buffer): OcspResponse {
     need(tbs?.tag.constructed && tbs.tag.number === 16 && tbs.tag.isUniversal(), 'tbsResponseData');
     need(sigAlg?.tag.constructed && sigAlg.subs[0]?.tag.isOID(), 'signatureAlgorithm');
     need(
-      sigBits && sigBits.tag.isBitString() && sigBits.value.length > 1 && sigBits.value[0] === 0,
+      // biome-ignore lint/complexity/useOptionalChain: asserts-narrowing needs `x !== undefined`
+      sigBits !== undefined && sigBits.tag.isBitString() && sigBits.value.length > 1 && sigBits.value[0] === 0,
       'signature is not a BIT STRING',
     );
     need(
@@ -233,7 +236,8 @@ export function parseOcspResponse(input: Buffer): OcspResponse {
           serial.tag.isInteger(),
         'CertID fields',
       );
-      need(cs && cs.tag.isContextSpecific(), 'certStatus');
+      // biome-ignore lint/complexity/useOptionalChain: asserts-narrowing needs `x !== undefined`
+      need(cs !== undefined && cs.tag.isContextSpecific(), 'certStatus');
       let status: SingleResponse['status'];
       let revokedAt: Date | undefined;
       if (cs.tag.number === 0 && !cs.tag.constructed && cs.value.length === 0) status = 'good';
@@ -256,7 +260,8 @@ export function parseOcspResponse(input: Buffer): OcspResponse {
         else if (r.tag.isContextSpecific(1) && r.tag.constructed && r === rest[rest.length - 1]) {
           for (const e of r.subs[0]?.subs ?? []) {
             const eo = e.subs[0];
-            need(eo && eo.tag.isOID(), 'singleExtensions');
+            // biome-ignore lint/complexity/useOptionalChain: asserts-narrowing needs `x !== undefined`
+            need(eo !== undefined && eo.tag.isOID(), 'singleExtensions');
             if (e.subs.length === 3 && e.subs[1]!.toBoolean()) criticalExtensions.push(eo.toOID());
           }
         } else throw new MalformedInputError('malformed OCSP response: unexpected field in SingleResponse');

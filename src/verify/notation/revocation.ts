@@ -124,7 +124,7 @@ async function fetchCrl(url: string, settings: RevocationSettings, deadline: Dea
     }
   }
   const pending = inflight.get(key);
-  if (pending) return pending;
+  if (pending !== undefined) return pending;
   const p = download(url, key, settings, deadline);
   inflight.set(key, p);
   try {
@@ -267,7 +267,9 @@ export async function checkRevocation(
     if (only && (only.crlUrls.length > 0 || only.hasOcsp))
       return {
         result: 'unknown',
-        detail: `self-signed certificate ${only.subjectText} names revocation endpoints but has no issuer to check them with`,
+        detail:
+          `self-signed certificate ${only.subjectText} names revocation endpoints but has no ` +
+          'issuer to check them with',
       };
     return { result: 'ok', detail: 'no CRL or OCSP endpoints in the chain; nothing to check' };
   }
@@ -278,13 +280,17 @@ export async function checkRevocation(
   if (revoked >= 0)
     return {
       result: 'revoked',
-      detail: `certificate ${chain[revoked]!.subjectText} is revoked (${(results[revoked] as { reason: string }).reason})`,
+      detail:
+        `certificate ${chain[revoked]!.subjectText} is revoked ` +
+        `(${(results[revoked] as { reason: string }).reason})`,
     };
   const unknown = results.findIndex((r) => r.status === 'unknown');
   if (unknown >= 0)
     return {
       result: 'unknown',
-      detail: `revocation status of ${chain[unknown]!.subjectText} is unknown: ${(results[unknown] as { reason: string }).reason}`,
+      detail:
+        `revocation status of ${chain[unknown]!.subjectText} is unknown: ` +
+        `${(results[unknown] as { reason: string }).reason}`,
     };
   const methods = [...new Set(results.flatMap((r) => (r.status === 'ok' ? [r.method] : [])))].sort().reverse();
   const checked = results.filter((r) => r.status === 'ok').length;

@@ -111,7 +111,7 @@ function parseToken(token: Buffer) {
     const genTime = parseGeneralizedTime(gt.value);
     let accuracyMs = 0;
     const acc = tst.subs[5];
-    if (acc && acc.tag.constructed && acc.tag.number === 0x10) {
+    if (acc?.tag.constructed && acc.tag.number === 0x10) {
       for (const a of acc.subs) {
         if (a.tag.isInteger()) accuracyMs += Number(a.toInteger()) * 1000;
         else if (a.tag.isContextSpecific(0)) accuracyMs += Number(BigInt('0x' + (a.value.toString('hex') || '0')));
@@ -130,7 +130,7 @@ function parseToken(token: Buffer) {
     // SignerInfo: version, sid, digestAlgorithm, [0] signedAttrs, signatureAlgorithm, signature. The sid
     // itself is [0] when it is a SubjectKeyIdentifier, so the attributes are looked for at their index.
     const signedAttrs = si.subs[3];
-    if (!signedAttrs || !signedAttrs.tag.isContextSpecific(0) || !signedAttrs.tag.constructed)
+    if (!signedAttrs?.tag.isContextSpecific(0) || !signedAttrs.tag.constructed)
       throw new MalformedInputError('timestamp countersignature has no signed attributes');
     const sigAlgIdx = 4;
     const sigAlg = si.subs[sigAlgIdx]!;

@@ -55,7 +55,8 @@ export function loadTrustStore(truststoreDir: string, ref: TrustStoreRef): Certi
       }
       if (!c.basicConstraints?.ca && !isSelfSigned(c)) {
         throw new MalformedInputError(
-          `trust store ${ref.type}:${ref.name}: ${f} (${c.subjectText}) is not a CA certificate or a self-signed signing certificate`,
+          `trust store ${ref.type}:${ref.name}: ${f} (${c.subjectText}) ` +
+            'is not a CA certificate or a self-signed signing certificate',
           'SIGNATURE_UNTRUSTED',
         );
       }

@@ -11,18 +11,11 @@ import { formatDn, isSubsetDn } from '../../common/dn.js';
 import { MEDIA_TYPE_COSE, MEDIA_TYPE_JWS, parsePayload, type Envelope } from './envelope.js';
 import { parseJws } from './jws.js';
 import { checkRevocation } from './revocation.js';
-import type { NotationSpec } from '../../policy/notation/spec.js';
+import type { NotationStatementSpec } from '../../policy/notation/spec.js';
 import { verifyTimestampToken } from './timestamp.js';
-import {
-  selectStatement,
-  type Action,
-  type CheckType,
-  type Statement,
-  type TrustStoreType,
-} from '../../policy/notation/trust-policy.js';
+import type { Action, CheckType, Statement, TrustStoreType } from '../../policy/notation/trust-policy.js';
 import { loadTrustStore } from './truststore.js';
 
-export const NOTARY_SIGNATURE = 'application/vnd.cncf.notary.signature';
 export const THUMBPRINT_ANNOTATION = 'io.cncf.notary.x509chain.thumbprint#S256';
 
 const CHECK_ORDER: readonly CheckType[] = ['integrity', 'authenticity', 'expiry', 'authenticTimestamp', 'revocation'];
@@ -58,7 +51,7 @@ class CheckRecorder {
 }
 
 interface Ctx {
-  readonly spec: NotationSpec;
+  readonly spec: NotationStatementSpec;
   readonly st: Statement;
   readonly subject: Subject;
   readonly deadline: Deadline;
@@ -146,7 +139,7 @@ async function authenticTimestamp(
   } catch (e) {
     return { ok: false, detail: (e as Error).message };
   }
-  let ts;
+  let ts: ReturnType<typeof verifyTimestampToken>;
   try {
     ts = verifyTimestampToken(env.timestampToken, env.signature, tsa);
   } catch (e) {
@@ -156,12 +149,14 @@ async function authenticTimestamp(
     if (ts.earliest < c.notBefore || ts.latest > c.notAfter) {
       return {
         ok: false,
-        detail: `timestamp ${ts.earliest.toISOString()}..${ts.latest.toISOString()} is not inside the validity of certificate ${c.subjectText}`,
+        detail:
+          `timestamp ${ts.earliest.toISOString()}..${ts.latest.toISOString()} is not inside the ` +
+          `validity of certificate ${c.subjectText}`,
       };
     }
   }
   // notation 1.2+ checks the TSA chain's revocation as part of this check (revoked or unknown fails it).
-  let rev;
+  let rev: Awaited<ReturnType<typeof checkRevocation>>;
   try {
     rev = await checkRevocation(ts.chain, ctx.spec.revocation, ctx.deadline, ctx.now);
   } catch (e) {
@@ -198,7 +193,7 @@ async function checkIntegrity(
       detail: `the signature requires verification plugin "${env.verificationPlugin}", which pullguard does not run`,
     };
   }
-  let target;
+  let target: ReturnType<typeof parsePayload>;
   try {
     target = parsePayload(env.payload);
   } catch (e) {
@@ -209,10 +204,14 @@ async function checkIntegrity(
     const signed = `${target.mediaType} ${shortDigest(target.digest)} (${target.size} bytes)`;
     return {
       ok: false,
-      detail: `signature is for ${signed}, not the pulled ${want.mediaType} ${shortDigest(want.digest)} (${want.size} bytes)`,
+      detail:
+        `signature is for ${signed}, not the pulled ${want.mediaType} ${shortDigest(want.digest)} ` +
+        `(${want.size} bytes)`,
     };
   }
-  const detail = `${env.format.toUpperCase()} ${env.alg} signature over ${shortDigest(want.digest)} verifies with ${chain[0]!.subjectText}`;
+  const detail =
+    `${env.format.toUpperCase()} ${env.alg} signature over ${shortDigest(want.digest)} ` +
+    `verifies with ${chain[0]!.subjectText}`;
   return { ok: true, detail, env, chain };
 }
 
@@ -226,7 +225,9 @@ function checkAuthenticity(env: Envelope, chain: readonly Certificate[], ctx: Ct
   if (refs.length === 0) {
     return {
       ok: false,
-      detail: `no trusted certificates: signing scheme ${env.signingScheme} needs a ${type} trust store, and statement "${ctx.st.name}" has none`,
+      detail:
+        `no trusted certificates: signing scheme ${env.signingScheme} needs a ${type} trust store, ` +
+        `and statement "${ctx.st.name}" has none`,
     };
   }
   let anchors: Certificate[];
@@ -240,7 +241,9 @@ function checkAuthenticity(env: Envelope, chain: readonly Certificate[], ctx: Ct
     const stores = refs.map((r) => `${r.type}:${r.name}`).join(', ');
     return {
       ok: false,
-      detail: `no certificate of the chain (root ${chain[chain.length - 1]!.subjectText}) is in trust store(s) ${stores}`,
+      detail:
+        `no certificate of the chain (root ${chain[chain.length - 1]!.subjectText}) is in ` +
+        `trust store(s) ${stores}`,
     };
   }
   const ids = ctx.st.trustedIdentities;
@@ -252,7 +255,9 @@ function checkAuthenticity(env: Envelope, chain: readonly Certificate[], ctx: Ct
     if (!ids.some((id) => isSubsetDn(id.dn, subj))) {
       return {
         ok: false,
-        detail: `signing certificate subject "${formatDn(subj)}" matches none of the trusted identities of statement "${ctx.st.name}"`,
+        detail:
+          `signing certificate subject "${formatDn(subj)}" matches none of the trusted identities ` +
+          `of statement "${ctx.st.name}"`,
       };
     }
   }
@@ -269,12 +274,12 @@ async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureRes
   const done = (code?: ErrorCode, signer?: string): SignatureResult => {
     const lost = rec.failedEnforced;
     const logged = rec.checks.filter((c) => c.result === 'fail' && c.enforcement === 'logged').map((c) => c.check);
+    const signedBy = signer ? ` (signed by ${signer})` : '';
+    const loggedFailures = logged.length ? `; logged failures: ${logged.join(', ')}` : '';
     return {
       ...base,
       valid: !lost,
-      reason: lost
-        ? `${lost.check} failed: ${lost.detail}`
-        : `verified${signer ? ` (signed by ${signer})` : ''}${logged.length ? `; logged failures: ${logged.join(', ')}` : ''}`,
+      reason: lost ? `${lost.check} failed: ${lost.detail}` : `verified${signedBy}${loggedFailures}`,
       code: lost ? (code ?? (lost.check === 'authenticity' ? 'SIGNATURE_UNTRUSTED' : 'SIGNATURE_INVALID')) : undefined,
       signer,
       checks: rec.finish(),
@@ -349,7 +354,7 @@ async function verifyOne(art: SignatureArtifact, ctx: Ctx): Promise<SignatureRes
   if (ctx.st.enforcement.revocation === 'skip') {
     rec.skipped('revocation', 'revocation checking is skipped by the trust policy');
   } else {
-    let out;
+    let out: Awaited<ReturnType<typeof checkRevocation>>;
     try {
       out = await checkRevocation(chain, ctx.spec.revocation, ctx.deadline, ctx.now);
     } catch (e) {
@@ -389,23 +394,7 @@ async function verifyAt(
   const head = { authority: authority.name, kind: 'notation' };
   const { spec } = authority;
   const repository = repositoryOf(subject.reference);
-  const st = spec.select === 'fixed' ? spec.statements[0] : selectStatement(spec.statements, repository);
-  if (!st) {
-    return {
-      ...head,
-      satisfied: false,
-      reason: `no notation trust policy statement in ${spec.source} applies to ${repository} (no exact scope and no "*")`,
-      code: 'SIGNATURE_UNTRUSTED',
-      signatures: [],
-    };
-  }
-  if (st.level === 'skip')
-    return {
-      ...head,
-      satisfied: true,
-      reason: `signature verification skipped by notation trust policy statement "${st.name}" (level skip)`,
-      signatures: [],
-    };
+  const st = spec.statement;
 
   const sigs = artifacts.filter((a) => a.class === 'notation');
   if (sigs.length === 0) {
@@ -424,7 +413,9 @@ async function verifyAt(
     return {
       ...head,
       satisfied: true,
-      reason: `notation signature ${shortDigest(good.artifact)} ${good.reason} under statement "${st.name}" (${st.level})`,
+      reason:
+        `notation signature ${shortDigest(good.artifact)} ${good.reason} under statement ` +
+        `"${st.name}" (${st.level})`,
       signatures: results,
     };
   }
