@@ -87,9 +87,10 @@ function checkOneByte(text) {
  * V8 flags baked into the executable (the SEA's execArgv; NODE_OPTIONS may not set V8 flags). A pull
  * lives ~50-100 ms: background GC and compiler threads, and code optimized by Maglev or TurboFan, cost
  * more (memory and CPU) than they return in that time. Measured with bench/run.mjs beside the previous
- * build (7 peak-RSS samples and 15 timed runs each, round-robin; loaded machine): peak RSS cosign 73.6
- * -> 65.6 MiB, notation 68.8 -> 65.9, allow rule 65.5 -> 62.4, cache hit 66.0 -> 62.9; every path's
- * median time lower. Sparkplug (the non-optimizing baseline compiler) stays: it is cheap and keeps hot
+ * build (median of 7 peak-RSS samples, 20-30 timed runs each, round-robin): peak RSS cosign 68.0-73.6
+ * -> 65.5 MiB, notation 68.8 -> 65.9, allow rule 65.4 -> 62.4, cache hit 66.2 -> 62.6; on a quiet machine
+ * the verifying paths' times are unchanged and allow/hit 2-4 ms faster, on a loaded one every path is
+ * faster (fewer threads competing). Sparkplug (the non-optimizing baseline compiler) stays: it is cheap and keeps hot
  * loops on large inputs (a 4 MiB policy, a CRL) well off the interpreter's pace. --jitless was better
  * still but removes WebAssembly, and with it fetch() (undici's llhttp), which notation's OCSP and CRL
  * checks use.
