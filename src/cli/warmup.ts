@@ -48,13 +48,15 @@ export async function warmUp(): Promise<void> {
     'timeout: 8s',
     'default: deny',
     'rules:',
-    `  - {name: cosign, match: [registry.example:5000/warm/**], action: verify, authorities: [{name: release, cosign: {keys: [${JSON.stringify(pem)}]}}]}`,
+    '  - {name: cosign, match: [registry.example:5000/warm/**], action: verify, authorities: [{name: release, ' +
+      `cosign: {keys: [${JSON.stringify(pem)}]}}]}`,
     '  - name: notation',
     '    match: registry.example:5000/notation',
     '    action: verify',
     '    authorities:',
     '      - name: corp',
-    '        notation: {truststore: /nonexistent/truststore, signatureVerification: {level: strict}, trustStores: ["ca:corp"], trustedIdentities: ["*"]}',
+    '        notation: {truststore: /nonexistent/truststore, signatureVerification: {level: strict}, ' +
+      'trustStores: ["ca:corp"], trustedIdentities: ["*"]}',
     '  - {name: open, match: registry.example:5000/open, action: allow}',
     '  - {name: closed, match: "docker.io/**", action: deny, message: no}',
     'registry:',
@@ -136,7 +138,8 @@ export async function warmUp(): Promise<void> {
     const nativeYaml = loadPolicy(
       files.write(
         'policy.yaml',
-        `version: 1\ncache: {dir: ${files.dir}/cache}\nrules:\n  - {name: n, match: "**", action: verify, authorities: [{notation: {config: ${files.notationDir}}}]}\n`,
+        `version: 1\ncache: {dir: ${files.dir}/cache}\nrules:\n  - {name: n, match: "**", action: verify, ` +
+          `authorities: [{notation: {config: ${files.notationDir}}}]}\n`,
       ),
     );
     await pull(nativeYaml, `${repo}:v1`, 'allow', true);
@@ -171,7 +174,8 @@ export async function warmUp(): Promise<void> {
   // @atproto/repo can build: that part runs cold.
   const did = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz';
   parsePolicyText(
-    `version: 1\nrules:\n  - {name: at, match: "**", action: verify, authorities: [{atproto: {trusted: [{did: "${did}"}]}}]}\n`,
+    'version: 1\nrules:\n  - {name: at, match: "**", action: verify, authorities: [{atproto: {trusted: [{did: ' +
+      `"${did}"}]}}]}\n`,
     '<warm-up>',
   );
   parsePointer(

@@ -1,8 +1,9 @@
 import { describe, expect, test } from 'vitest';
-import { quoteUntrusted } from '../common/text.js';
+import fc from 'fast-check';
+import { flattenText, quoteUntrusted } from '../common/text.js';
 import type { Decision } from '../verdict/decision.js';
 import type { SignatureResult } from '../verify/types.js';
-import { formatLine, formatRecord, MAX_RECORD_BYTES } from './emit.js';
+import { formatLine, formatRecord, MAX_LINE_BYTES, MAX_RECORD_BYTES, truncateLine } from './emit.js';
 
 const D = `sha256:${'a'.repeat(64)}`;
 const ctx = { name: '127.0.0.1:5201/prod/app:v1', digest: D, startedAt: 0 };
@@ -111,5 +112,44 @@ describe('the stderr record stays JSON under 32 KiB (issue 8)', () => {
     expect(line).toContain('a\\u2028b');
     expect(JSON.parse(line)).not.toHaveProperty('truncated');
     expect(JSON.parse(line).reason).toBe('a\u2028b');
+  });
+});
+
+describe('the plain-line fast path of truncateLine', () => {
+  // Differential: the fast path must give exactly what flattenText gives, on text it takes and on text
+  // it must leave to flattenText (runs of spaces, controls, separators, bidi, other non-ASCII).
+  const alphabet = [
+    'a',
+    'Z',
+    '0',
+    ':',
+    '/',
+    '@',
+    '"',
+    ' ',
+    '  ',
+    '\t',
+    '\n',
+    '\u0085',
+    '\u2026',
+    '\u2028',
+    '\u202e',
+    '\u00a0',
+    '\u3000',
+    '\u00e9',
+  ];
+  test('equals flattenText on every string of a mixed alphabet', () => {
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...alphabet), { maxLength: 24 }), (parts) => {
+        const s = parts.join('');
+        expect(truncateLine(s, MAX_LINE_BYTES)).toBe(flattenText(s));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+  test('a typical event line: trimmed, kept as is', () => {
+    const line = ' allowed r.example/app@sha256:abababababab\u2026: allowed by policy (rule "open") ';
+    expect(truncateLine(line, MAX_LINE_BYTES)).toBe(line.trim());
+    expect(truncateLine('a  b', MAX_LINE_BYTES)).toBe('a b');
   });
 });

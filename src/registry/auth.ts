@@ -354,7 +354,8 @@ export class Authenticator {
     if (!ch) {
       throw new PullguardError(
         'REGISTRY_AUTH',
-        `${endpoint.host} asked for authentication without a usable WWW-Authenticate challenge (repository ${repository})`,
+        `${endpoint.host} asked for authentication without a usable WWW-Authenticate challenge (repository ` +
+          `${repository})`,
         { host: endpoint.host },
       );
     }
@@ -452,9 +453,11 @@ export class Authenticator {
       res = await this.transport.send(endpoint, url, { ...common, authorization });
     }
     if (res.status === 401 || res.status === 403) {
+      const who = cred ? `the credentials from ${cred.source}` : 'anonymous access';
+      const hint = cred ? '' : '; add credentials for this registry to a docker config.json (registry.dockerConfig)';
       throw new PullguardError(
         'REGISTRY_AUTH',
-        `token server ${url.host} refused ${cred ? `the credentials from ${cred.source}` : 'anonymous access'} for ${endpoint.host} (${scope}): HTTP ${res.status}${cred ? '' : '; add credentials for this registry to a docker config.json (registry.dockerConfig)'}`,
+        `token server ${url.host} refused ${who} for ${endpoint.host} (${scope}): HTTP ${res.status}${hint}`,
         { host: endpoint.host },
       );
     }

@@ -20,6 +20,7 @@ import {
 import { DistributionClient } from './client.js';
 import type { ArtifactClass, DiscoveryRequest } from './types.js';
 import { rejects } from '../../test/helpers/errors.js';
+import { arrivals } from '../../test/helpers/arrivals.js';
 
 const NOTATION = 'application/vnd.cncf.notary.signature';
 const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
@@ -117,7 +118,8 @@ describe('referrers API (in-test distribution-spec 1.1 server)', () => {
     expect(r.artifacts.every((a) => a.foundVia === 'referrers-api')).toBe(true);
     const pages = reg.log.filter((l) => l.url.includes('/referrers/'));
     expect(pages).toHaveLength(3);
-    expect(reg.log.some((l) => l.url === `/v2/app/manifests/${img.digest.replace(':', '-')}`)).toBe(false); // no tag fallback needed
+    // The referrers tag is asked beside the API (in parallel, once); with the API answering, it is not used.
+    expect(reg.log.filter((l) => l.url === `/v2/app/manifests/${img.digest.replace(':', '-')}`)).toHaveLength(1);
   });
 
   test('asks the registry to filter, and re-filters itself when OCI-Filters-Applied is absent', async () => {
@@ -229,7 +231,9 @@ describe('mirrors from hosts.toml', () => {
       { tag: `${img.digest.replace(':', '-')}.sig` },
     );
     const c = client({
-      [up.host]: `server = "http://${up.host}"\n[host."http://${pullOnly.host}"]\ncapabilities = ["pull"]\n[host."http://${broken.host}"]\ncapabilities = ["pull", "resolve"]\n`,
+      [up.host]:
+        `server = "http://${up.host}"\n[host."http://${pullOnly.host}"]\ncapabilities = ` +
+        `["pull"]\n[host."http://${broken.host}"]\ncapabilities = ["pull", "resolve"]\n`,
     });
     const r = await c.discover(req(up, img.digest, ['cosign-legacy']), new Deadline(5000));
     expect(r.artifacts).toHaveLength(1);
@@ -266,8 +270,44 @@ describe('bearer tokens', () => {
     const r = await client().discover(req(reg, img.digest, ['notation', 'cosign-legacy']), new Deadline(5000));
     expect(tokens).toBe(1);
     expect(r.notes.join('\n')).toMatch(/referrers tag schema/);
-    const unauthorized = reg.log.filter((l) => l.url.startsWith('/v2/') && !l.headers.authorization);
-    expect(unauthorized.length).toBeLessThanOrEqual(2); // the first request (plus at most one raced in parallel)
+    // The three lookups (.sig tag, referrers API, referrers tag) start at once, anonymously; each answers
+    // its own 401 with the one token. What follows (the referrers' manifests, their blobs) carries it up front.
+    const v2 = reg.log.filter((l) => l.url.startsWith('/v2/'));
+    const unauthorized = v2.filter((l) => !l.headers.authorization);
+    expect(unauthorized.map((l) => l.url).sort()).toEqual(
+      [...new Set(unauthorized.map((l) => l.url))].sort(), // none twice
+    );
+    expect(unauthorized.length).toBeLessThanOrEqual(3);
+    expect(v2.filter((l) => /\/manifests\/sha256:/.test(l.url)).every((l) => l.headers.authorization)).toBe(true);
+  });
+});
+
+describe('round trips', () => {
+  test("the lookups for one host are in flight together: none waits for another one's answer", async () => {
+    const reg = await fake();
+    const img = image(reg);
+    const bundle = putReferrer(reg, 'app', img, { artifactType: BUNDLE, layerMediaType: BUNDLE });
+    const listed = { mediaType: OCI_MANIFEST, digest: bundle.digest, size: bundle.size, artifactType: BUNDLE };
+    const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [listed] };
+    reg.putManifest('app', index, { tag: img.digest.replace(':', '-'), mediaType: OCI_INDEX });
+    // Every lookup's answer is held until all three (.sig tag, referrers API, referrers tag) have arrived;
+    // a lookup that waited for another's answer would never come, and the backstop would answer instead.
+    const lookups = arrivals(3, 3000);
+    reg.handler = async (q, res, url) => {
+      if (url.pathname === '/token') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'tok' }));
+        return true;
+      }
+      if (!q.headers.authorization) await lookups.arrive();
+      if (q.headers.authorization === 'Bearer tok' || url.pathname.includes('/referrers/')) return false;
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="${reg.url}/token",service="fake"` }).end();
+      return true;
+    };
+    const plain = client({ [reg.host]: `server = "http://${reg.host}"\n` }); // no https-or-http probe to wait for
+    const r = await plain.discover(req(reg, img.digest, ['cosign-legacy', 'cosign-bundle']), new Deadline(8000));
+    expect(r.artifacts.map((a) => a.foundVia)).toEqual(['referrers-tag']);
+    expect(lookups.heldTooLong).toBe(false);
+    expect(lookups.count).toBe(3);
   });
 });
 
@@ -473,7 +513,7 @@ describe('hostile registry', () => {
     const e = await rejects(c.discover(req(reg, img.digest, ['notation']), new Deadline(5000)));
     expect(e.code).toBe('REGISTRY_LIMIT');
     expect(e.message).toMatch(/lists 1000 referrers .* more than the limit of 128; raise registry.maxReferrers/);
-    expect(reg.log.filter((l) => /\/manifests\//.test(l.url))).toHaveLength(0);
+    expect(reg.log.filter((l) => /\/manifests\/sha256:/.test(l.url))).toHaveLength(0);
   });
 
   test('a blob over registry.maxBlobBytes is refused before any request', async () => {
@@ -628,8 +668,9 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     );
     for (const a of r.artifacts) for (const l of a.manifest.layers) await a.fetchBlob(l);
     expect(r.artifacts).toHaveLength(2);
-    // .sig 404, referrers API, two manifests, two blobs: over fewer connections than requests.
-    expect(reg.log).toHaveLength(6);
+    // .sig 404, referrers tag 404 (asked beside the API), referrers API, two manifests, two blobs: over
+    // fewer connections than requests.
+    expect(reg.log).toHaveLength(7);
     expect(reg.connections).toBeLessThan(reg.log.length);
   });
 

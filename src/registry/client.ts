@@ -31,7 +31,7 @@ import {
   signerHintOf,
 } from './classify.js';
 import { endpointsFor, hostsDirFromContainerdConfig, type Endpoint } from './hosts.js';
-import { ByteBudget, FIRST_ANSWER_WAIT_MS, redact, settlesWithin, Transport } from './transport.js';
+import { ByteBudget, redact, Transport } from './transport.js';
 import type { HttpResponse, RequestObserver, SendOptions } from './transport.js';
 import type {
   ArtifactClass,
@@ -95,7 +95,6 @@ export class DistributionClient implements RegistryClient {
   private readonly discoveryBudget: ByteBudget;
   private hostsRoot?: { dir: string; note?: string };
   private readonly endpointCache = new Map<string, Endpoint[]>();
-  private readonly gates = new WeakMap<Endpoint, Promise<void>>();
 
   constructor(
     private readonly settings: RegistrySettings,
@@ -259,10 +258,9 @@ export class DistributionClient implements RegistryClient {
       }
     }
 
-    // After the tags, which take the first request (a manifest route: it answers the auth challenge, where
-    // docker-registry answers the referrers route 404 before any auth). Over plain http the referrers API
-    // does not wait for that answer (`ungated`): it starts the longest chain (API, maybe the tag, each
-    // manifest).
+    // After the tags, so that a manifest route is the host's first request (over TLS it goes alone until
+    // the session is up): that one answers the auth challenge, where docker-registry answers the referrers
+    // route 404 before any auth. All of them start now, in parallel.
     if (wantsReferrers) tasks.push(candidate(ctx, this.referrerArtifacts(ctx)));
 
     const settled = await Promise.allSettled(tasks);
@@ -300,7 +298,9 @@ export class DistributionClient implements RegistryClient {
     if (candidates.length > this.maxReferrers) {
       throw new PullguardError(
         'REGISTRY_LIMIT',
-        `${repo.name} on ${ep.host} lists ${candidates.length}${listed.truncated ? '+' : ''} referrers for ${shortDigest(subject)} that may be signatures, more than the limit of ${this.maxReferrers}; raise registry.maxReferrers in the policy or clean up the repository`,
+        `${repo.name} on ${ep.host} lists ${candidates.length}${listed.truncated ? '+' : ''} referrers for ` +
+          `${shortDigest(subject)} that may be signatures, more than the limit of ${this.maxReferrers}; raise ` +
+          'registry.maxReferrers in the policy or clean up the repository',
         { host: ep.host, repository: repo.name, limit: this.maxReferrers },
       );
     }
@@ -364,6 +364,12 @@ export class DistributionClient implements RegistryClient {
     deadline: Deadline,
     notes: string[],
   ): Promise<{ entries: OciDescriptor[]; via: FoundVia; truncated: boolean } | undefined> {
+    // The referrers tag is asked at the same time as the API, not after its 404, and before it (a manifest
+    // route first, see discoverOn): without the API (docker-registry 2.x) that saves a round trip; with
+    // it, the tag costs one more GET, whose answer or failure is dropped.
+    const tag = referrersTag(subject);
+    const tagged = ep.capabilities.resolve ? this.getManifest(ep, repo, tag, deadline) : undefined;
+    tagged?.catch(() => undefined);
     if (ep.capabilities.pull || ep.capabilities.referrers) {
       const filter = filterTypeFor(classes);
       let url: URL | undefined = this.url(ep, repo, `referrers/${subject}`);
@@ -372,7 +378,7 @@ export class DistributionClient implements RegistryClient {
       for (let page = 0; url; page++) {
         const what = `referrers of ${repo.name}@${shortDigest(subject)}`;
         // Over https it waits like the others: one full TLS handshake per host, the rest resume it.
-        const o = { what, maxBytes: MAX_MANIFEST_SIZE, accept: OCI_INDEX, ungated: page === 0 && ep.scheme === 'http' };
+        const o = { what, maxBytes: MAX_MANIFEST_SIZE, accept: OCI_INDEX };
         const res = await this.request(ep, repo, url, o, deadline);
         if (page === 0 && res.status !== 200) {
           if ([404, 400, 405, 406].includes(res.status)) break; // no referrers API: the tag schema
@@ -381,7 +387,8 @@ export class DistributionClient implements RegistryClient {
         if (res.status !== 200) throw unexpected(res, ep, what);
         if (page === 0 && mediaTypeOf(res) !== OCI_INDEX) {
           notes.push(
-            `${ep.host} answered the referrers API with ${mediaTypeOf(res) || 'no content type'}, not an index; used the referrers tag`,
+            `${ep.host} answered the referrers API with ${mediaTypeOf(res) || 'no content type'}, not an index; ` +
+              'used the referrers tag',
           );
           break;
         }
@@ -404,12 +411,11 @@ export class DistributionClient implements RegistryClient {
       }
       notes.push(`${ep.host} has no referrers API for ${repo.name}; used the referrers tag schema`);
     }
-    if (!ep.capabilities.resolve) {
+    if (!tagged) {
       notes.push(`${ep.host} may not resolve tags (hosts.toml capabilities); skipped the referrers tag`);
       return undefined;
     }
-    const tag = referrersTag(subject);
-    const m = await this.getManifest(ep, repo, tag, deadline);
+    const m = await tagged;
     if (!m) return undefined;
     if (m.mediaType !== OCI_INDEX) {
       notes.push(`${repo.name}:${tag} on ${ep.host} is ${m.mediaType}, not an index; treated as no referrers`);
@@ -478,7 +484,8 @@ export class DistributionClient implements RegistryClient {
     if (d.size > this.maxBlobBytes) {
       throw new PullguardError(
         'REGISTRY_LIMIT',
-        `blob ${shortDigest(d.digest)} in ${repo.name} is ${d.size} bytes, over the ${this.maxBlobBytes}-byte limit (registry.maxBlobBytes)`,
+        `blob ${shortDigest(d.digest)} in ${repo.name} is ${d.size} bytes, over the ${this.maxBlobBytes}-byte ` +
+          'limit (registry.maxBlobBytes)',
         { repository: repo.name },
       );
     }
@@ -548,16 +555,20 @@ export class DistributionClient implements RegistryClient {
     return url;
   }
 
-  /** One authorized request: up-front credentials if the host challenged before, else answer one 401. */
+  /**
+   * One authorized request: up front when the host has challenged before, else anonymous, answering a
+   * 401 once. Parallel requests to a host that has not challenged yet all go at once; each challenged one
+   * retries with the one token they share (Authenticator), so the token costs the critical path one
+   * round trip, not a serial first request. Waiting for a host's first request (its TLS session, its
+   * https-or-http answer) is the transport's; the authorization is asked for after that wait.
+   */
   private async request(
     ep: Endpoint,
     repo: Repo,
     url: URL,
-    o: { what: string; maxBytes: number; accept?: string; blob?: boolean; json?: boolean; ungated?: boolean },
+    o: { what: string; maxBytes: number; accept?: string; blob?: boolean; json?: boolean },
     deadline: Deadline,
   ): Promise<HttpResponse> {
-    // The scheme may have changed (http fallback) since the URL was built.
-    if (url.protocol !== `${ep.scheme}:` && url.host === ep.host) url.protocol = `${ep.scheme}:`;
     const opts: SendOptions = {
       what: `${o.what} (${redact(url)})`,
       maxBytes: o.maxBytes,
@@ -571,40 +582,19 @@ export class DistributionClient implements RegistryClient {
     };
     const spent = opts.byteBudgets!.find((b) => b.spent);
     if (spent) throw spent.exhausted(ep.host);
-    // The first request to a host goes alone: it learns the auth challenge (and http vs https), so the
-    // parallel ones that follow authorize up front instead of each collecting its own 401. The referrers
-    // API's first page does not wait: it starts the longest chain, and registries without the API answer
-    // it 404 before any auth check (docker-registry), so it could not teach the others anything anyway.
-    // At worst it collects one more 401; the token fetch is shared (Authenticator).
-    const gate = o.ungated ? undefined : this.gates.get(ep);
-    let release: (() => void) | undefined;
-    // A first request that hangs holds the others only once, for a moment.
-    if (gate && !(await settlesWithin(gate, FIRST_ANSWER_WAIT_MS))) this.gates.set(ep, Promise.resolve());
-    else if (!o.ungated) this.gates.set(ep, new Promise<void>((r) => (release = r)));
-    try {
-      return await this.authorized(ep, repo, url, o, opts, deadline);
-    } finally {
-      release?.();
-    }
-  }
-
-  private async authorized(
-    ep: Endpoint,
-    repo: Repo,
-    url: URL,
-    o: { what: string },
-    opts: SendOptions,
-    deadline: Deadline,
-  ): Promise<HttpResponse> {
-    if (url.protocol !== `${ep.scheme}:` && url.host === ep.host) url.protocol = `${ep.scheme}:`;
-    let authorization = await this.authn.header(ep, repo.path, deadline);
-    let res = await this.transport.send(ep, url, { ...opts, authorization });
+    // Up front when the host has challenged before, asked for only once the request goes on the wire.
+    let authorization: string | undefined;
+    const authorize = async () => (authorization = await this.authn.header(ep, repo.path, deadline));
+    let res = await this.transport.send(ep, url, { ...opts, authorize });
     if (res.status === 401) {
       authorization = await this.authn.respond(ep, repo.path, res.headers['www-authenticate'], deadline, authorization);
       if (!authorization) {
         throw new PullguardError(
           'REGISTRY_AUTH',
-          `${ep.host} requires credentials for ${repo.name} and none were found; add them to a docker config.json (registry.dockerConfig, $DOCKER_CONFIG, /etc/pullguard/docker/config.json, /root/.docker/config.json or /var/lib/kubelet/config.json) or use kubelet's credential providers (registry.credentialProviders)`,
+          `${ep.host} requires credentials for ${repo.name} and none were found; add them to a docker ` +
+            'config.json (registry.dockerConfig, $DOCKER_CONFIG, /etc/pullguard/docker/config.json, ' +
+            "/root/.docker/config.json or /var/lib/kubelet/config.json) or use kubelet's credential providers " +
+            '(registry.credentialProviders)',
           { host: ep.host, repository: repo.name },
         );
       }
@@ -613,7 +603,8 @@ export class DistributionClient implements RegistryClient {
     if (res.status === 401 || res.status === 403) {
       throw new PullguardError(
         'REGISTRY_AUTH',
-        `${ep.host} denied access to ${repo.name} (HTTP ${res.status}) for ${o.what}; check the credentials for this registry`,
+        `${ep.host} denied access to ${repo.name} (HTTP ${res.status}) for ${o.what}; check the credentials for ` +
+          'this registry',
         {
           host: ep.host,
           repository: repo.name,

@@ -40,7 +40,8 @@ describe('containerd config', () => {
       hostsDirFromContainerdConfig(
         file(
           'mix.toml',
-          'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "/a"\n[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/b"\n',
+          'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = ' +
+            '"/a"\n[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/b"\n',
         ),
       ).dir,
     ).toBe('/a');
@@ -58,36 +59,45 @@ describe('containerd config', () => {
     );
     const main = file(
       'main.toml',
-      'version = 2\nimports = ["conf.d/*.toml"]\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "/etc/containerd/certs.d:/etc/docker/certs.d"\n',
+      'version = 2\nimports = ["conf.d/*.toml"]\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = ' +
+        '"/etc/containerd/certs.d:/etc/docker/certs.d"\n',
     );
     expect(hostsDirFromContainerdConfig(main).dir).toBe('/etc/containerd/certs.d');
     // containerd 2.1.9 stops loading at a missing import and runs on what it read so far (checked with
     // `containerd config dump` in src/containerd/config.test.ts): so do we.
     const missing = file(
       'main2.toml',
-      'version = 3\nimports = ["/nonexistent/pullguard.toml", "conf.d/50-pullguard.toml"]\n[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/m"\n',
+      'version = 3\nimports = ["/nonexistent/pullguard.toml", ' +
+        '"conf.d/50-pullguard.toml"]\n[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/m"\n',
     );
     expect(hostsDirFromContainerdConfig(missing).dir).toBe('/m');
   });
-  test("a version 2 main file importing a version 3 drop-in: containerd ignores the main file's config_path, so do we", () => {
-    // Issue 8: the pull path used to read /etc/containerd/certs.d here (the version 2 key of the main
-    // file) while containerd 2.1.9 (config dump) and doctor have config_path unset.
-    file(
-      'v2v3/conf.d/pullguard.toml',
-      'version = 3\n[plugins."io.containerd.image-verifier.v1.bindir"]\nbin_dir = "/opt/containerd/image-verifier/bin"\n',
-    );
-    const main = file(
-      'v2v3/config.toml',
-      'version = 2\nimports = ["conf.d/pullguard.toml"]\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "/etc/containerd/certs.d"\n',
-    );
-    expect(hostsDirFromContainerdConfig(main).dir).toBe(DEFAULT_CONFIG_PATH);
-    // No version line: read as version 3 when nothing before it declared 2, so version 2 names are ignored too.
-    expect(
-      hostsDirFromContainerdConfig(
-        file('nover.toml', '[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "/a"\n'),
-      ).dir,
-    ).toBe(DEFAULT_CONFIG_PATH);
-  });
+  test(
+    "a version 2 main file importing a version 3 drop-in: containerd ignores the main file's config_path, " +
+      'so do we',
+    () => {
+      // Issue 8: the pull path used to read /etc/containerd/certs.d here (the version 2 key of the main
+      // file) while containerd 2.1.9 (config dump) and doctor have config_path unset.
+      file(
+        'v2v3/conf.d/pullguard.toml',
+        'version = 3\n[plugins."io.containerd.image-verifier.v1.bindir"]\nbin_dir = ' +
+          '"/opt/containerd/image-verifier/bin"\n',
+      );
+      const main = file(
+        'v2v3/config.toml',
+        'version = 2\nimports = ' +
+          '["conf.d/pullguard.toml"]\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = ' +
+          '"/etc/containerd/certs.d"\n',
+      );
+      expect(hostsDirFromContainerdConfig(main).dir).toBe(DEFAULT_CONFIG_PATH);
+      // No version line: read as version 3 when nothing before it declared 2, so version 2 names are ignored too.
+      expect(
+        hostsDirFromContainerdConfig(
+          file('nover.toml', '[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "/a"\n'),
+        ).dir,
+      ).toBe(DEFAULT_CONFIG_PATH);
+    },
+  );
   test('errors name the file and what to fix', () => {
     expect(() => hostsDirFromContainerdConfig(join(tmp, 'missing.toml'))).toThrow(
       /cannot read containerd config .*missing.toml: ENOENT; fix registry.containerdConfig/,
@@ -177,7 +187,8 @@ describe('credentials', () => {
   test('challenges and auth keys', () => {
     expect(
       parseChallenges(
-        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull", Basic realm="x"',
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",' +
+          'scope="repository:library/nginx:pull", Basic realm="x"',
       ),
     ).toEqual([
       {

@@ -6,6 +6,7 @@
  */
 import type * as http from 'node:http';
 import type * as https from 'node:https';
+import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { formatDuration, type Deadline } from '../common/deadline.js';
 import { FileReadError, readRegularFile } from '../common/files.js';
@@ -35,6 +36,11 @@ export interface SendOptions {
   readonly headers?: Record<string, string>;
   /** Sent only to the origin of `url`; dropped for good when a redirect leaves it. */
   readonly authorization?: string;
+  /**
+   * Or the authorization, asked for once the request no longer waits for the host's first one: what that
+   * one learned (an auth challenge) is then known.
+   */
+  readonly authorize?: () => Promise<string | undefined>;
   readonly maxBytes: number;
   /** What is being fetched, for messages ("manifest ...", "blob ..."). */
   readonly what: string;
@@ -45,6 +51,23 @@ export interface SendOptions {
   readonly byteBudgets?: readonly ByteBudget[];
   /** The body is JSON: refuse it as soon as it nests deeper than this (before it is all read). */
   readonly maxJsonDepth?: number;
+  /** Called once the TLS connection has a session that later connections can resume. */
+  readonly onSession?: () => void;
+}
+
+/** A host's first request, as the others see it. */
+class FirstContact {
+  stuck = false;
+  open!: () => void;
+  readonly opened = new Promise<void>((resolve) => (this.open = () => resolve()));
+}
+
+/**
+ * The scheme an http-fallback host settled on, for a URL built before it did (in place: callers keep
+ * using it). The only place that rewrites a scheme; other hosts' schemes never change.
+ */
+function onScheme(url: URL, endpoint: Endpoint): void {
+  if (endpoint.httpFallback && url.protocol !== `${endpoint.scheme}:`) url.protocol = `${endpoint.scheme}:`;
 }
 
 /** A cap on the bytes one decision fetches, over all its requests (registry.maxTotalBytes). */
@@ -83,9 +106,11 @@ export type RequestObserver = (method: string, url: URL) => void;
 
 export class Transport {
   private readonly agents = new Map<string, http.Agent>();
-  private readonly probes = new WeakMap<Endpoint, Promise<void>>();
-  /** Hosts whose first request has not answered in FIRST_ANSWER_WAIT_MS: nobody waits for it again. */
-  private readonly stuckProbes = new WeakSet<Endpoint>();
+  /** Per host, its first request: the others wait until it has opened the way (see `send`). */
+  private readonly contacts = new WeakMap<Endpoint, FirstContact>();
+  /** TCP connections opened before node:tls was first loaded (see `once`), by `host:port`. */
+  private readonly early = new Map<string, net.Socket>();
+  private tlsLoaded = false;
   requestCount = 0;
 
   constructor(
@@ -96,37 +121,39 @@ export class Transport {
   /**
    * One request to `url` using `endpoint`'s TLS settings, following redirects. Non-2xx answers are
    * returned, not thrown: the caller knows what a 404 means.
+   *
+   * The one place where a host's requests wait for each other. The first request to a host that speaks
+   * TLS, or may (an http fallback), goes alone until it has a TLS session (the others then resume it:
+   * one full handshake per host) or has settled https-or-http (the others then skip the failed attempt).
+   * Over plain http nothing waits: there is no handshake to share. `authorize` is asked after the wait, so
+   * a request released by the first one's answer uses the challenge it taught; requests that did not wait
+   * go anonymously and each answers its own 401 with the one shared token (Authenticator).
    */
-  async send(endpoint: Endpoint, url: URL, opts: SendOptions): Promise<HttpResponse> {
-    if (endpoint.httpFallback && url.host === endpoint.host) {
-      // The first request settles https-or-http for the host; parallel ones wait for it rather than
-      // each paying for a failed TLS handshake.
-      const probe = this.probes.get(endpoint);
-      const loopback = isLocalhost(endpoint.host) && url.protocol === 'https:';
-      const first = () => (loopback ? this.plainFirst(endpoint, url, opts) : this.trySend(endpoint, url, opts));
-      if (!probe) {
-        const p = first();
-        this.probes.set(
-          endpoint,
-          p.then(
-            () => undefined,
-            () => undefined,
-          ),
-        );
-        return p;
-      }
-      // A first request that hangs must not hold the others: after a short wait (once per host) they find
-      // out alone.
-      if (!(await settlesWithin(probe, FIRST_ANSWER_WAIT_MS))) {
-        this.probes.set(endpoint, Promise.resolve());
-        this.stuckProbes.add(endpoint);
-      }
-      if (this.stuckProbes.has(endpoint) && endpoint.scheme === 'https') return first();
-      if (url.protocol !== `${endpoint.scheme}:`) {
-        url = new URL(url);
-        url.protocol = `${endpoint.scheme}:`;
-      }
+  async send(endpoint: Endpoint, url: URL, options: SendOptions): Promise<HttpResponse> {
+    const authorized = async (o: SendOptions) => (o.authorize ? { ...o, authorization: await o.authorize() } : o);
+    if (url.host !== endpoint.host) return this.trySend(endpoint, url, await authorized(options));
+    onScheme(url, endpoint);
+    if (!endpoint.httpFallback && url.protocol !== 'https:')
+      return this.trySend(endpoint, url, await authorized(options));
+    const loopback = endpoint.httpFallback && isLocalhost(endpoint.host) && url.protocol === 'https:';
+    const first = (o: SendOptions) => (loopback ? this.plainFirst(endpoint, url, o) : this.trySend(endpoint, url, o));
+    const contact = this.contacts.get(endpoint);
+    if (!contact) {
+      const c = new FirstContact();
+      this.contacts.set(endpoint, c);
+      const p = authorized(options).then((o) => first({ ...o, onSession: c.open }));
+      p.then(c.open, c.open);
+      return p;
     }
+    // A first request that hangs must not hold the others: after a short wait (once per host) they find
+    // out alone.
+    if (!(await settlesWithin(contact.opened, FIRST_ANSWER_WAIT_MS))) {
+      contact.stuck = true;
+      contact.open();
+    }
+    const opts = await authorized(options);
+    if (contact.stuck && endpoint.httpFallback && endpoint.scheme === 'https') return first(opts);
+    onScheme(url, endpoint);
     return this.trySend(endpoint, url, opts);
   }
 
@@ -168,7 +195,8 @@ export class Transport {
       }
       throw new PullguardError(
         'REGISTRY_UNREACHABLE',
-        `${url.host} answers plain HTTP, not HTTPS (${opts.what}); if that is intended, write it as http://${url.host} in hosts.toml (${endpoint.source})`,
+        `${url.host} answers plain HTTP, not HTTPS (${opts.what}); if that is intended, write it as ` +
+          `http://${url.host} in hosts.toml (${endpoint.source})`,
         { host: url.host },
       );
     }
@@ -191,7 +219,8 @@ export class Transport {
       if (hop >= MAX_REDIRECTS) {
         throw new PullguardError(
           'REGISTRY_PROTOCOL',
-          `${start.host}: more than ${MAX_REDIRECTS} redirects fetching ${opts.what} (last ${redact(url)}); check the registry or proxy configuration`,
+          `${start.host}: more than ${MAX_REDIRECTS} redirects fetching ${opts.what} (last ${redact(url)}); ` +
+            'check the registry or proxy configuration',
           {
             host: start.host,
             redirects: [...seen, redact(url)],
@@ -221,12 +250,19 @@ export class Transport {
     }
   }
 
-  private once(
+  private async once(
     endpoint: Endpoint,
     url: URL,
     authorization: string | undefined,
     opts: SendOptions,
   ): Promise<HttpResponse> {
+    if (url.protocol === 'https:' && !this.tlsLoaded) {
+      // The first https request: its TCP handshake starts before node:https and node:tls are loaded and
+      // the TLS context is built (milliseconds of CPU outside the snapshot), which then overlap the round trip.
+      this.tlsLoaded = true;
+      this.connectEarly(url);
+      await new Promise<void>((resolve) => process.nextTick(resolve)); // net.connect sends its SYN on a tick
+    }
     const method = opts.method ?? 'GET';
     const signal = opts.deadline.slice(opts.timeoutMs);
     const startedAt = Date.now();
@@ -296,6 +332,10 @@ export class Transport {
           ),
         );
       });
+      if (opts.onSession) {
+        const onSession = opts.onSession;
+        req.once('socket', (socket) => socket.once('session', onSession));
+      }
       req.on('error', (e) => fail(this.networkError(e, endpoint, url, opts)));
       signal.addEventListener('abort', onAbort, { once: true });
       req.end(opts.body);
@@ -361,15 +401,42 @@ export class Transport {
       }
       if (skipVerify) options.rejectUnauthorized = false;
       agent = new (httpsModule().Agent)(options);
+      // The agent's first connection to a host opened early (see `once`) is that TCP connection, with TLS
+      // started on it as on any other (same options, so the same checks and session cache).
+      const tlsAgent = agent as unknown as { createConnection: (o: ConnectOptions, ...rest: unknown[]) => unknown };
+      const create = tlsAgent.createConnection;
+      tlsAgent.createConnection = (o, ...rest) => {
+        const key = `${o.host}:${Number(o.port)}`;
+        const socket = this.early.get(key);
+        this.early.delete(key);
+        return create.call(agent, socket ? { ...o, socket: socket.ref() } : o, ...rest);
+      };
     }
     this.agents.set(key, agent);
     return agent;
   }
 
+  /** A TCP connection to `url`'s host, for the agent to start TLS on (our agents never use a proxy). */
+  private connectEarly(url: URL): void {
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = Number(url.port || 443);
+    const socket = process.getBuiltinModule('node:net').connect({ host, port });
+    socket.on('error', () => undefined); // the TLS socket that takes it over reports it (or nobody needs it)
+    socket.unref(); // until it is taken over: one nobody took must not keep the process alive
+    this.early.set(`${host}:${port}`, socket);
+  }
+
   close(): void {
     for (const a of this.agents.values()) a.destroy();
     this.agents.clear();
+    for (const s of this.early.values()) s.destroy();
+    this.early.clear();
   }
+}
+
+interface ConnectOptions {
+  readonly host?: string;
+  readonly port?: number | string;
 }
 
 /**
@@ -399,14 +466,13 @@ function tooLarge(opts: SendOptions, url: URL, bytes: number): PullguardError {
 }
 
 /**
- * How long requests wait for the first answer from a host (which settles http-or-https, and the auth
- * challenge) before they go ahead on their own: far more than a round trip to any real registry, far
- * less than a deadline.
+ * How long requests wait for a host's first request (its TLS session, or http-or-https settled) before
+ * they go ahead on their own: far more than a round trip to any real registry, far less than a deadline.
  */
-export const FIRST_ANSWER_WAIT_MS = 750;
+const FIRST_ANSWER_WAIT_MS = 750;
 
 /** true when `p` settles within `ms`; the timer never keeps the process alive. */
-export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), ms);
     timer.unref();
