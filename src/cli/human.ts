@@ -126,7 +126,8 @@ function policyCheck(path: string, out: Out, err: Out): number {
   }
   out(`policy ${path} is valid`);
   out(
-    `  mode ${policy.mode}, default ${policy.defaultAction}, timeout ${formatDuration(policy.timeoutMs)}, ${policy.rules.length} rule(s)`,
+    `  mode ${policy.mode}, default ${policy.defaultAction}, timeout ${formatDuration(policy.timeoutMs)}, ` +
+      `${policy.rules.length} rule(s)`,
   );
   out(`  ${describeLogSettings(policy.log)}`);
   for (const r of policy.rules) {
@@ -136,7 +137,8 @@ function policyCheck(path: string, out: Out, err: Out): number {
   for (const note of policy.notes ?? []) out(`  note: ${note}`);
   if (policy.timeoutMs >= 10_000) {
     out(
-      `  warning: timeout ${formatDuration(policy.timeoutMs)} is not under containerd's default per_verifier_timeout (10s); raise that too`,
+      `  warning: timeout ${formatDuration(policy.timeoutMs)} is not under containerd's default ` +
+        'per_verifier_timeout (10s); raise that too',
     );
   }
   return 0;
@@ -183,7 +185,8 @@ export function printDecision(result: DecideResult, policy: Policy, subject: str
   out(`  reason: ${decision.reason}`);
   out(
     result.match
-      ? `  rule:   "${result.match.rule.name}" (${result.match.rule.action}), matched by pattern ${result.match.pattern.source}`
+      ? `  rule:   "${result.match.rule.name}" (${result.match.rule.action}), ` +
+          `matched by pattern ${result.match.pattern.source}`
       : `  rule:   none matched; policy default is ${policy.defaultAction}`,
   );
   out(`  policy: ${policy.source} (mode ${policy.mode})`);
@@ -197,7 +200,8 @@ export function printDecision(result: DecideResult, policy: Policy, subject: str
     if (d.artifacts.length === 0) for (const t of d.tried ?? []) out(`    ${t}`);
     for (const a of d.artifacts) {
       out(
-        `    ${a.class} ${a.digest} via ${a.foundVia} in ${a.repository}${a.signerHint ? ` (signer hint: ${a.signerHint})` : ''}`,
+        `    ${a.class} ${a.digest} via ${a.foundVia} in ${a.repository}` +
+          `${a.signerHint ? ` (signer hint: ${a.signerHint})` : ''}`,
       );
     }
   }
@@ -205,7 +209,8 @@ export function printDecision(result: DecideResult, policy: Policy, subject: str
     out(`  authority ${a.authority} (${a.kind}): ${a.satisfied ? 'satisfied' : 'NOT satisfied'}: ${a.reason}`);
     for (const s of a.signatures) {
       out(
-        `    ${s.valid ? 'valid  ' : 'invalid'} ${s.class} ${s.artifact} via ${s.foundVia} in ${s.repository}${s.signer ? ` signer ${s.signer}` : ''}: ${s.reason}`,
+        `    ${s.valid ? 'valid  ' : 'invalid'} ${s.class} ${s.artifact} via ${s.foundVia} in ${s.repository}` +
+          `${s.signer ? ` signer ${s.signer}` : ''}: ${s.reason}`,
       );
       for (const c of s.checks)
         out(`      ${c.result.padEnd(4)} ${c.check} [${c.enforcement}]${c.detail ? `: ${c.detail}` : ''}`);
