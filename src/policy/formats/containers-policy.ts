@@ -11,7 +11,6 @@ import {
   parsePublicKey,
   readMaterial,
   signedIdentitySchema,
-  type CosignCertificate,
   type CosignIdentity,
   type CosignKey,
   type CosignSpec,
@@ -448,15 +447,12 @@ function sigstoreSigned(r: RawSigstoreSigned, path: Path, ctx: Ctx): CosignSpec 
   for (const k of rekorKeys)
     if (k.key.asymmetricKeyType !== 'ec') throw ctx.invalid(path, `Rekor public key ${k.source} is not ECDSA`);
 
+  // What every mode shares; each return below adds only its own mode's material (CosignSpec is a union).
   const base = {
-    roots: [] as CosignCertificate[],
-    intermediates: [] as CosignCertificate[],
-    identities: [] as CosignIdentity[],
     rekorKeys,
     tlog: rekorKeys.length > 0,
     sct: false,
     signedIdentity: r.signedIdentity ?? ({ type: 'matchRepoDigestOrExact' } as SignedIdentity),
-    keys: [] as CosignKey[],
   };
 
   if (r.keyPath !== undefined) return { ...base, mode: 'keys', keys: [loadKey(r.keyPath, 0)] };
@@ -473,7 +469,13 @@ function sigstoreSigned(r: RawSigstoreSigned, path: Path, ctx: Ctx): CosignSpec 
         : parseCertificates(pem(f.caData!), 'fulcio.caData');
     // containers/image puts every caPath certificate in the root pool and checks the chain at the
     // Rekor SET's time; SCTs are not checked (see its fulcio_cert.go), so neither are they here.
-    return { ...base, mode: 'certificates', roots: ca, identities: [{ issuer: f.oidcIssuer, email: f.subjectEmail }] };
+    return {
+      ...base,
+      mode: 'certificates',
+      roots: ca,
+      intermediates: [],
+      identities: [{ issuer: f.oidcIssuer, email: f.subjectEmail }],
+    };
   }
 
   const p = r.pki!;
