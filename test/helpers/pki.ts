@@ -201,3 +201,33 @@ export function tlsServer(
     endSeconds: 2 * 86400,
   });
 }
+
+/**
+ * A self-signed P-256 certificate valid for two days, its key written to `keyOut` and its PEM to `certOut`;
+ * `extensions` are openssl `-addext` values (e.g. notation's code-signing leaf rules).
+ */
+export async function selfSigned(
+  keyOut: string,
+  certOut: string,
+  subject: string,
+  extensions: readonly string[],
+): Promise<void> {
+  await openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    keyOut,
+    '-out',
+    certOut,
+    '-subj',
+    subject,
+    '-days',
+    '2',
+    ...extensions.flatMap((e) => ['-addext', e]),
+  ]);
+}

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +11,7 @@ import { memoryArtifact, subjectOf } from '../../../test/helpers/cosign.js';
 import { MEDIA_TYPE_JWS } from './envelope.js';
 import { clearTrustStoreCache } from './truststore.js';
 import { createNotationVerifier, notationVerifier } from './verifier.js';
+import { selfSigned } from '../../../test/helpers/pki.js';
 
 /**
  * The payload binding (notation-go verifyIntegrity): the signed targetArtifact must equal the pulled
@@ -22,33 +22,11 @@ const dir = mkdtempSync(join(tmpdir(), 'pg-binding-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const store = join(dir, 'truststore', 'x509', 'ca', 'acme');
 mkdirSync(store, { recursive: true });
-execFileSync(
-  'openssl',
-  [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    join(dir, 'key.pem'),
-    '-out',
-    join(store, 'leaf.pem'),
-    '-subj',
-    '/C=US/ST=WA/O=Acme/CN=acme-binding',
-    '-days',
-    '2',
-    '-addext',
-    'basicConstraints=critical,CA:FALSE',
-    '-addext',
-    'keyUsage=critical,digitalSignature',
-    '-addext',
-    'extendedKeyUsage=codeSigning',
-  ],
-  { stdio: 'pipe' },
-);
+await selfSigned(join(dir, 'key.pem'), join(store, 'leaf.pem'), '/C=US/ST=WA/O=Acme/CN=acme-binding', [
+  'basicConstraints=critical,CA:FALSE',
+  'keyUsage=critical,digitalSignature',
+  'extendedKeyUsage=codeSigning',
+]);
 const key = createPrivateKey(readFileSync(join(dir, 'key.pem')));
 const certB64 = readFileSync(join(store, 'leaf.pem'), 'utf8').replace(/-----[^-]+-----|\s/g, '');
 

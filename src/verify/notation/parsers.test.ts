@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +10,7 @@ import { isSubsetDn, parseDn } from '../../common/dn.js';
 import { MalformedInputError } from '../../common/malformed.js';
 import { parseJws } from './jws.js';
 import { parseStatement, parseTrustPolicyDocument } from '../../policy/notation/trust-policy.js';
+import { selfSigned } from '../../../test/helpers/pki.js';
 
 /** Parsers must turn every malformed input into a MalformedInputError: never another exception. */
 function onlyFormatErrors(fn: () => unknown): void {
@@ -23,31 +23,10 @@ function onlyFormatErrors(fn: () => unknown): void {
 
 const dir = mkdtempSync(join(tmpdir(), 'pg-parsers-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-execFileSync(
-  'openssl',
-  [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    join(dir, 'k'),
-    '-out',
-    join(dir, 'c'),
-    '-subj',
-    '/C=US/ST=WA/O=Acme/CN=x',
-    '-days',
-    '2',
-    '-addext',
-    'keyUsage=critical,digitalSignature',
-    '-addext',
-    'extendedKeyUsage=codeSigning',
-  ],
-  { stdio: 'pipe' },
-);
+await selfSigned(join(dir, 'k'), join(dir, 'c'), '/C=US/ST=WA/O=Acme/CN=x', [
+  'keyUsage=critical,digitalSignature',
+  'extendedKeyUsage=codeSigning',
+]);
 const certDer = certificatesFromFile(readFileSync(join(dir, 'c')))[0]!;
 
 const b64u = (s: string | Buffer) => Buffer.from(s).toString('base64url');
