@@ -4,7 +4,7 @@
 // the Go CLIs through SSL_CERT_FILE), and it wants bearer tokens from a token server (bench/token-server.cjs)
 // that sits behind its own latency proxy. The registry serves the storage of part 1's registry, so the
 // images and signatures are the very same bytes.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -18,10 +18,6 @@ export const REMOTE_DELAY_MS = 10;
  */
 export const REMOTE_SLOW_DELAY_MS = 50;
 
-function openssl(args, cwd) {
-  execFileSync('openssl', args, { cwd, stdio: 'pipe' });
-}
-
 async function daemonPort(h, what, cmd, args) {
   const d = h.startDaemon(cmd, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
   await h.waitFor(what, () => /READY \d+/.test(d.output()), 15_000, d);
@@ -33,90 +29,29 @@ export async function startRemote(h, { work, storageDir }) {
   const dir = join(work, 'remote');
   mkdirSync(dir);
   const live = [];
-  // A private CA and a server certificate for 127.0.0.1 (clients reach the registry through the proxy's port).
-  openssl(
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.pem',
-      '-subj',
-      '/CN=pullguard bench CA',
-      '-days',
-      '2',
-    ],
-    dir,
-  );
-  openssl(
-    [
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'srv.key',
-      '-out',
-      'srv.csr',
-      '-subj',
-      '/CN=127.0.0.1',
-    ],
-    dir,
-  );
-  writeFileSync(join(dir, 'srv.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  openssl(
-    [
-      'x509',
-      '-req',
-      '-in',
-      'srv.csr',
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      'srv.pem',
-      '-days',
-      '2',
-      '-extfile',
-      'srv.ext',
-    ],
-    dir,
-  );
-  openssl(
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      'token.key',
-      '-out',
-      'token.pem',
-      '-subj',
-      '/CN=pullguard bench token issuer',
-      '-days',
-      '2',
-    ],
-    dir,
-  );
+  // A private CA, a server certificate for 127.0.0.1 (clients reach the registry through the proxy's port)
+  // and the token signer, from the tests' one PKI helper (test/helpers/pki.ts).
+  const pki = new h.Pki(dir);
+  const ca = await pki.issue('ca', {
+    kind: 'p256',
+    subject: '/CN=pullguard bench CA',
+    ca: true,
+    endSeconds: 2 * 86400,
+  });
+  const srv = await h.tlsServer(pki, 'srv', { issuer: ca });
+  // Self-signed, and so its own CA: the registry's rootcertbundle, and the x5c of every token.
+  const signer = await pki.issue('token', {
+    kind: 'rsa2048',
+    subject: '/CN=pullguard bench token issuer',
+    ext: 'basicConstraints=critical,CA:TRUE\nsubjectKeyIdentifier=hash',
+    endSeconds: 2 * 86400,
+  });
   try {
     const token = await daemonPort(h, 'token server', process.execPath, [
       join(import.meta.dirname, 'token-server.cjs'),
       JSON.stringify({
-        key: join(dir, 'token.key'),
-        cert: join(dir, 'token.pem'),
+        key: signer.key,
+        cert: signer.cert,
         issuer: 'pullguard-bench',
         service: 'pullguard-bench',
       }),
@@ -132,12 +67,12 @@ export async function startRemote(h, { work, storageDir }) {
     const tokenProxy = await proxy(token.port);
     live.push(tokenProxy.daemon);
     const registry = await h.startRegistry({
-      tls: { cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') },
+      tls: { cert: srv.cert, key: srv.key },
       token: {
         realm: `http://127.0.0.1:${tokenProxy.port}/token`,
         service: 'pullguard-bench',
         issuer: 'pullguard-bench',
-        rootCertBundle: join(dir, 'token.pem'),
+        rootCertBundle: signer.cert,
       },
       storageDir,
     });
@@ -150,7 +85,7 @@ export async function startRemote(h, { work, storageDir }) {
     writeFileSync(
       join(certsDir, host, 'hosts.toml'),
       `server = "https://${host}"\n\n[host."https://${host}"]\n  capabilities = ["pull", "resolve"]\n` +
-        `  ca = ${JSON.stringify(join(dir, 'ca.pem'))}\n`,
+        `  ca = ${JSON.stringify(ca.cert)}\n`,
     );
     writeFileSync(
       join(dir, 'containerd.toml'),
@@ -164,7 +99,7 @@ export async function startRemote(h, { work, storageDir }) {
     let switches = 0;
     return {
       host,
-      ca: join(dir, 'ca.pem'),
+      ca: ca.cert,
       /** Both proxies to the slow delay (true) or back to the normal one; resolves once both switched. */
       async slow(on) {
         switches++;

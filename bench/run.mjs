@@ -410,42 +410,31 @@ async function main() {
     });
     const rimg = { legacy: at(img.legacy), bundle: at(img.bundle), notation: at(img.notation) };
     const ssl = `SSL_CERT_FILE=${remote.ca}`;
-    /** The same pullguard command run by the --baseline executable. */
-    const baseline = (c) =>
-      BASELINE ? [{ ...c, label: `${c.label} [baseline]`, args: c.args.map((a) => (a === bin ? BASELINE : a)) }] : [];
+    /** pullguard on `image`, and the same command run by the --baseline executable if one is given. */
+    const ours = (label, image) => {
+      const c = { label, ...pullguard(image, remotePolicy) };
+      const base = { ...c, label: `${label} [baseline]`, args: c.args.map((a) => (a === bin ? BASELINE : a)) };
+      return BASELINE ? [c, base] : [c];
+    };
+    const cosignRemote = (label, image) => ({
+      label,
+      args: [
+        ssl,
+        `HOME=${cosignHome}`,
+        cosignBin,
+        'verify',
+        '--key',
+        `${key}.pub`,
+        '--insecure-ignore-tlog',
+        image.pinned,
+      ],
+    });
     const REMOTE = [
-      { label: 'pullguard, cosign legacy (.sig)', ...pullguard(rimg.legacy, remotePolicy) },
-      ...baseline({ label: 'pullguard, cosign legacy (.sig)', ...pullguard(rimg.legacy, remotePolicy) }),
-      {
-        label: 'cosign verify, legacy',
-        args: [
-          ssl,
-          `HOME=${cosignHome}`,
-          cosignBin,
-          'verify',
-          '--key',
-          `${key}.pub`,
-          '--insecure-ignore-tlog',
-          rimg.legacy.pinned,
-        ],
-      },
-      { label: 'pullguard, cosign bundle (referrers tag)', ...pullguard(rimg.bundle, remotePolicy) },
-      ...baseline({ label: 'pullguard, cosign bundle (referrers tag)', ...pullguard(rimg.bundle, remotePolicy) }),
-      {
-        label: 'cosign verify, bundle',
-        args: [
-          ssl,
-          `HOME=${cosignHome}`,
-          cosignBin,
-          'verify',
-          '--key',
-          `${key}.pub`,
-          '--insecure-ignore-tlog',
-          rimg.bundle.pinned,
-        ],
-      },
-      { label: 'pullguard, notation', ...pullguard(rimg.notation, remotePolicy) },
-      ...baseline({ label: 'pullguard, notation', ...pullguard(rimg.notation, remotePolicy) }),
+      ...ours('pullguard, cosign legacy (.sig)', rimg.legacy),
+      cosignRemote('cosign verify, legacy', rimg.legacy),
+      ...ours('pullguard, cosign bundle (referrers tag)', rimg.bundle),
+      cosignRemote('cosign verify, bundle', rimg.bundle),
+      ...ours('pullguard, notation', rimg.notation),
       {
         label: 'notation verify',
         args: [
