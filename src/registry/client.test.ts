@@ -83,6 +83,24 @@ function image(reg: FakeRegistry, repo = 'app') {
   );
 }
 
+/** A cosign legacy signature manifest under `img`'s `.sig` tag (its payload is not fetched by these tests). */
+function legacySignature(reg: FakeRegistry, img: { digest: string }) {
+  return reg.putManifest(
+    'app',
+    {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 },
+      layers: [{ mediaType: SIMPLE, digest: sha256('p'), size: 1 }],
+    },
+    { tag: `${img.digest.replace(':', '-')}.sig` },
+  );
+}
+
+/** hosts.toml for `up` with `mirror` as a pull-and-resolve mirror in front of it. */
+const mirrorToml = (up: FakeRegistry, mirror: FakeRegistry): string =>
+  `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`;
+
 function req(reg: FakeRegistry, digest: string, classes: ArtifactClass[], repo = 'app'): DiscoveryRequest {
   const [domain] = reg.host.split('/');
   return { subject: { domain: domain!, path: repo, digest }, classes: new Set(classes) };
@@ -190,18 +208,9 @@ describe('mirrors from hosts.toml', () => {
     const mirror = await fake();
     const img = image(up);
     image(mirror);
-    const sigManifest = up.putManifest(
-      'app',
-      {
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 },
-        layers: [{ mediaType: SIMPLE, digest: sha256('p'), size: 1 }],
-      },
-      { tag: `${img.digest.replace(':', '-')}.sig` },
-    );
+    const sigManifest = legacySignature(up, img);
     const c = client({
-      [up.host]: `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`,
+      [up.host]: mirrorToml(up, mirror),
     });
     const r = await c.discover(req(up, img.digest, ['cosign-legacy']), new Deadline(5000));
     expect(r.artifacts.map((a) => [a.class, a.digest])).toEqual([['cosign-legacy', sigManifest.digest]]);
@@ -220,16 +229,7 @@ describe('mirrors from hosts.toml', () => {
       return true;
     };
     const img = image(up);
-    up.putManifest(
-      'app',
-      {
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 },
-        layers: [{ mediaType: SIMPLE, digest: sha256('p'), size: 1 }],
-      },
-      { tag: `${img.digest.replace(':', '-')}.sig` },
-    );
+    legacySignature(up, img);
     const c = client({
       [up.host]:
         `server = "http://${up.host}"\n[host."http://${pullOnly.host}"]\ncapabilities = ` +
@@ -601,18 +601,9 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     const mirror = await fake();
     mirror.handler = () => true; // accepts, never answers
     const img = image(up);
-    up.putManifest(
-      'app',
-      {
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 },
-        layers: [{ mediaType: SIMPLE, digest: sha256('p'), size: 1 }],
-      },
-      { tag: `${img.digest.replace(':', '-')}.sig` },
-    );
+    legacySignature(up, img);
     const c = client({
-      [up.host]: `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`,
+      [up.host]: mirrorToml(up, mirror),
     });
     const d = new Deadline(3000);
     const r = await c.discover(req(up, img.digest, ['cosign-legacy', 'notation']), d);
@@ -634,7 +625,7 @@ describe('hostile registries (issue 8): a bad candidate fails alone, in bounded 
     mirror.handler = (_q, res) => Boolean(res.writeHead(500).end());
     up.handler = (_q, res) => Boolean(res.writeHead(503).end());
     const img = image(up);
-    const toml = `server = "http://${up.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`;
+    const toml = mirrorToml(up, mirror);
     const e = await rejects(
       client({ [up.host]: toml }).discover(req(up, img.digest, ['cosign-legacy']), new Deadline(3000)),
     );
