@@ -29,10 +29,15 @@ export class Deadline {
     return now - this.startedAt;
   }
 
-  /** A signal that fires at `ms` from now or at the deadline, whichever is first: for one request. */
+  /**
+   * A signal that fires at `ms` from now or at the deadline, whichever is first: for one request. When
+   * `ms` reaches the deadline, the deadline's own signal is the only one: two timers ending in the same
+   * millisecond would otherwise race, and the reason would name either the request or the deadline.
+   */
   slice(ms: number): AbortSignal {
-    const ms1 = Math.max(1, Math.floor(Math.min(ms, this.remainingMs())));
-    return AbortSignal.any([this.signal, AbortSignal.timeout(ms1)]);
+    const remaining = this.remainingMs();
+    if (ms >= remaining) return this.signal;
+    return AbortSignal.any([this.signal, AbortSignal.timeout(Math.max(1, Math.floor(ms)))]);
   }
 
   /**
