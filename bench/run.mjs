@@ -403,6 +403,16 @@ async function main() {
         '',
       ].join('\n'),
     );
+    // The same policy with registry.tokenRealmCache: after the first (untimed) run, every run knows the
+    // token realm and fetches its token beside the registry's connect and TLS (src/registry/token-realms.ts).
+    const remotePolicyRealms = join(work, 'policy-remote-realms.yaml');
+    writeFileSync(
+      remotePolicyRealms,
+      readFileSync(remotePolicy, 'utf8').replace(
+        'registry:\n',
+        `registry:\n  tokenRealmCache: {dir: ${join(work, 'token-realms')}}\n`,
+      ),
+    );
     const at = (image) => ({
       ...image,
       ref: image.ref.replace(host, rhost),
@@ -413,8 +423,9 @@ async function main() {
     /** pullguard on `image`, and the same command run by the --baseline executable if one is given. */
     const ours = (label, image) => {
       const c = { label, ...pullguard(image, remotePolicy) };
+      const realms = { label: `${label}, token realm remembered`, ...pullguard(image, remotePolicyRealms) };
       const base = { ...c, label: `${label} [baseline]`, args: c.args.map((a) => (a === bin ? BASELINE : a)) };
-      return BASELINE ? [c, base] : [c];
+      return BASELINE ? [c, realms, base] : [c, realms];
     };
     const cosignRemote = (label, image) => ({
       label,
@@ -541,6 +552,21 @@ async function main() {
         0.6,
       ],
       ['remote: notation vs `notation verify`', ratio(rmed('pullguard, notation'), rmed('notation verify')), 1.0],
+      [
+        'remote, token realm remembered: cosign legacy vs `cosign verify`',
+        ratio(rmed('pullguard, cosign legacy (.sig), token realm remembered'), rmed('cosign verify, legacy')),
+        0.6,
+      ],
+      [
+        'remote, token realm remembered: cosign bundle vs `cosign verify`',
+        ratio(rmed('pullguard, cosign bundle (referrers tag), token realm remembered'), rmed('cosign verify, bundle')),
+        0.6,
+      ],
+      [
+        'remote, token realm remembered: notation vs `notation verify`',
+        ratio(rmed('pullguard, notation, token realm remembered'), rmed('notation verify')),
+        1.0,
+      ],
       ['decision cache hit vs allow rule', ratio(med('pullguard, decision cache hit (cosign rule)'), floor), 1.1],
     ];
     const targets = [

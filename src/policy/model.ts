@@ -119,6 +119,11 @@ export interface RegistrySettings {
   readonly dockerConfig?: string;
   /** kubelet's image credential provider plugins: its --image-credential-provider-config and -bin-dir. */
   readonly credentialProviders?: { readonly config: string; readonly binDir: string; readonly cacheDir?: string };
+  /**
+   * Token realms remembered across pulls (registry/token-realms.ts): a host's token is fetched beside
+   * its connection set-up instead of after a 401. Absent: every pull learns the realm from a challenge.
+   */
+  readonly tokenRealmCache?: { readonly dir?: string; readonly ttlMs?: number };
   /** Cap on one signature blob, bytes. */
   readonly maxBlobBytes?: number;
   /** Cap on referrers considered per image. */

@@ -137,6 +137,19 @@ export const policyDocumentSchema = z
             cacheDir: z.optional(z.string().check(z.minLength(1))),
           }),
         ),
+        /** `true`, or where and how long: remember each registry's token realm across pulls. */
+        tokenRealmCache: z.optional(
+          z.pipe(
+            z.union([
+              z.boolean(),
+              z.strictObject({
+                dir: z.optional(absolutePath),
+                ttl: z.optional(longDuration(30 * 24 * 3_600_000, 'registry.tokenRealmCache.ttl')),
+              }),
+            ]),
+            z.transform((v) => (v === false ? undefined : v === true ? {} : { dir: v.dir, ttlMs: v.ttl })),
+          ),
+        ),
         maxBlobBytes: z.optional(z.number().check(z.int(), z.positive(), z.maximum(64 * 1024 * 1024))),
         maxReferrers: z.optional(z.number().check(z.int(), z.positive(), z.maximum(10_000))),
         maxTotalBytes: z.optional(z.number().check(z.int(), z.positive(), z.maximum(1024 * 1024 * 1024))),

@@ -11,6 +11,7 @@ import { FileReadError, readRegularText } from '../common/files.js';
 import type { CredentialProviders } from './credential-provider.js';
 import type { Endpoint } from './hosts.js';
 import { isLocalhost } from './hosts.js';
+import type { TokenRealm, TokenRealmMemory } from './token-realms.js';
 import type { Transport } from './transport.js';
 
 export interface Credential {
@@ -324,20 +325,54 @@ interface TokenEntry {
 /**
  * Per-process authorization: remembers each host's challenge so later requests authorize up front
  * (one 401 per host, not per request), and caches bearer tokens per realm, service, scope and credential.
+ * With a TokenRealmMemory, a host whose token realm an earlier pull learned gets its token before its
+ * first request (prepare), and what a host challenges with is kept for the next pull.
  */
 export class Authenticator {
   private readonly challenges = new Map<string, Challenge>();
   private readonly tokens = new Map<string, TokenEntry>();
+  /** Per host and repository: the header from a remembered realm (undefined when that did not work). */
+  private readonly recalled = new Map<string, { realm?: TokenRealm; header: Promise<string | undefined> }>();
+  /** What the decision record should say: a remembered realm that failed, a memory that cannot be used. */
+  readonly notes: string[] = [];
 
   constructor(
     private readonly transport: Transport,
     private readonly credentials: CredentialStore,
+    private readonly realms?: TokenRealmMemory,
   ) {}
 
-  /** The Authorization header to send up front, if this host has challenged before. */
+  /**
+   * Called before a host's request is sent: when an earlier pull learned this host's token realm and
+   * this process has not been challenged by it, the token fetch starts now, beside the connection set-up,
+   * with a quarter of the time (a realm that stopped answering must leave time for the registry's own
+   * challenge). Its failure is a note, and the request goes anonymously, as without the memory.
+   */
+  prepare(endpoint: Endpoint, repository: string, deadline: Deadline): void {
+    const realms = this.realms;
+    const key = `${endpoint.host}\n${repository}`;
+    if (!realms || this.challenges.has(endpoint.host) || this.recalled.has(key)) return;
+    const realm = realms.recall(originOf(endpoint));
+    if (!realm) {
+      this.recalled.set(key, { header: Promise.resolve(undefined) });
+      return;
+    }
+    const params: Record<string, string> = { realm: realm.realm };
+    if (realm.service !== undefined) params.service = realm.service;
+    const header = this.authorize(endpoint, repository, { scheme: 'bearer', params }, deadline, false, 4).catch(
+      (e: unknown) => {
+        const why = e instanceof PullguardError ? e.message : String(e);
+        this.notes.push(`the token realm remembered for ${endpoint.host} failed (${why}); asked the registry`);
+        return undefined;
+      },
+    );
+    this.recalled.set(key, { realm, header });
+  }
+
+  /** The Authorization header to send up front: this host challenged before, or its realm is remembered. */
   async header(endpoint: Endpoint, repository: string, deadline: Deadline): Promise<string | undefined> {
     const ch = this.challenges.get(endpoint.host);
-    if (!ch) return undefined;
+    if (!ch) return this.recalled.get(`${endpoint.host}\n${repository}`)?.header;
     return this.authorize(endpoint, repository, ch, deadline, false);
   }
 
@@ -360,6 +395,12 @@ export class Authenticator {
       );
     }
     this.challenges.set(endpoint.host, ch);
+    if (this.realms && ch.scheme === 'bearer' && ch.params.realm) {
+      const learned: TokenRealm = { realm: ch.params.realm, service: ch.params.service };
+      const recalled = this.recalled.get(`${endpoint.host}\n${repository}`)?.realm;
+      const problem = this.realms.remember(originOf(endpoint), learned, recalled);
+      if (problem) this.notes.push(`token realm not remembered: ${problem}`);
+    }
     // A fresh token only when the one we sent was refused; parallel first requests share one fetch.
     return this.authorize(endpoint, repository, ch, deadline, rejected !== undefined);
   }
@@ -370,6 +411,8 @@ export class Authenticator {
     ch: Challenge,
     deadline: Deadline,
     fresh: boolean,
+    /** The token request's share of the time: 1/share of the budget. */
+    share = 2,
   ): Promise<string | undefined> {
     const cred = await this.credentials.lookup(endpoint.host, deadline, repository);
     if (ch.scheme === 'basic') {
@@ -387,7 +430,7 @@ export class Authenticator {
     const now = Date.now();
     let entry = this.tokens.get(key);
     if (fresh || !entry || entry.expiresAt <= now) {
-      const token = this.fetchToken(endpoint, realm, ch.params.service, scope, cred, deadline);
+      const token = this.fetchToken(endpoint, realm, ch.params.service, scope, cred, deadline, share);
       entry = { token, expiresAt: Number.POSITIVE_INFINITY };
       const e = entry;
       this.tokens.set(key, e);
@@ -406,6 +449,7 @@ export class Authenticator {
     scope: string,
     cred: Credential | undefined,
     deadline: Deadline,
+    share: number,
   ): Promise<string> {
     let url: URL;
     try {
@@ -432,7 +476,7 @@ export class Authenticator {
       maxBytes: 1024 * 1024,
       what: `a pull token for ${scope}`,
       deadline,
-      timeoutMs: deadline.budgetMs / 2,
+      timeoutMs: deadline.budgetMs / share,
       headers: { accept: 'application/json' },
     };
     if (cred?.identityToken) {
@@ -483,6 +527,11 @@ export class Authenticator {
     }
     return token;
   }
+}
+
+/** The memory's key for an endpoint: scheme and host, as hosts.toml (or the default) gives them. */
+function originOf(endpoint: Endpoint): string {
+  return `${endpoint.scheme}://${endpoint.host}`;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

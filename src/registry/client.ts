@@ -20,6 +20,7 @@ import {
 } from '../contract/media-types.js';
 import type { RegistrySettings } from '../policy/model.js';
 import { Authenticator, CredentialStore, dockerConfigPaths } from './auth.js';
+import { TokenRealmMemory } from './token-realms.js';
 import { CredentialProviders } from './credential-provider.js';
 import {
   classify,
@@ -106,7 +107,8 @@ export class DistributionClient implements RegistryClient {
     const providers = cp ? new CredentialProviders(cp, env) : undefined;
     const paths = dockerConfigPaths(settings.dockerConfig, env);
     this.credentials = new CredentialStore(paths, settings.dockerConfig, env, providers);
-    this.authn = new Authenticator(this.transport, this.credentials);
+    const realms = settings.tokenRealmCache ? new TokenRealmMemory(settings.tokenRealmCache) : undefined;
+    this.authn = new Authenticator(this.transport, this.credentials, realms);
     this.maxBlobBytes = settings.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
     this.maxReferrers = settings.maxReferrers ?? DEFAULT_MAX_REFERRERS;
     const maxTotal = settings.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES;
@@ -197,7 +199,7 @@ export class DistributionClient implements RegistryClient {
         notes.push(...r.notes);
         tried.push(...(r.tried ?? []));
         if (r.artifacts.length > 0 || last) {
-          notes.push(...this.credentials.notes);
+          notes.push(...this.credentials.notes, ...this.authn.notes);
           return { artifacts: r.artifacts, notes, tried };
         }
         notes.push(`mirror ${ep.host} has no signatures for ${shortDigest(subject)}; trying ${endpoints[i + 1]!.host}`);
@@ -584,6 +586,7 @@ export class DistributionClient implements RegistryClient {
     if (spent) throw spent.exhausted(ep.host);
     // Up front when the host has challenged before, asked for only once the request goes on the wire.
     let authorization: string | undefined;
+    this.authn.prepare(ep, repo.path, deadline);
     const authorize = async () => (authorization = await this.authn.header(ep, repo.path, deadline));
     let res = await this.transport.send(ep, url, { ...opts, authorize });
     if (res.status === 401) {

@@ -34,8 +34,11 @@ export interface SendOptions {
   /** A form body (token requests only); redirects of a POST are not followed. */
   readonly body?: string;
   readonly headers?: Record<string, string>;
-  /** Sent only to the origin of `url`; dropped for good when a redirect leaves it. */
-  readonly authorization?: string;
+  /**
+   * Sent only to the origin of `url`; dropped for good when a redirect leaves it. A promise: the request
+   * connects at once and goes on the wire when it settles (a token fetched beside the connect and TLS).
+   */
+  readonly authorization?: string | Promise<string | undefined>;
   /**
    * Or the authorization, asked for once the request no longer waits for the host's first one: what that
    * one learned (an auth challenge) is then known.
@@ -58,8 +61,15 @@ export interface SendOptions {
 /** A host's first request, as the others see it. */
 class FirstContact {
   stuck = false;
+  isOpen = false;
   open!: () => void;
-  readonly opened = new Promise<void>((resolve) => (this.open = () => resolve()));
+  readonly opened = new Promise<void>(
+    (resolve) =>
+      (this.open = () => {
+        this.isOpen = true;
+        resolve();
+      }),
+  );
 }
 
 /**
@@ -109,7 +119,8 @@ export class Transport {
   /** Per host, its first request: the others wait until it has opened the way (see `send`). */
   private readonly contacts = new WeakMap<Endpoint, FirstContact>();
   /** TCP connections opened before node:tls was first loaded (see `once`), by `host:port`. */
-  private readonly early = new Map<string, net.Socket>();
+  /** TCP connections opened ahead of their TLS handshake, per `host:port`, for the agent to take. */
+  private readonly early = new Map<string, net.Socket[]>();
   private tlsLoaded = false;
   requestCount = 0;
 
@@ -130,28 +141,38 @@ export class Transport {
    * go anonymously and each answers its own 401 with the one shared token (Authenticator).
    */
   async send(endpoint: Endpoint, url: URL, options: SendOptions): Promise<HttpResponse> {
-    const authorized = async (o: SendOptions) => (o.authorize ? { ...o, authorization: await o.authorize() } : o);
-    if (url.host !== endpoint.host) return this.trySend(endpoint, url, await authorized(options));
+    // The authorization is awaited on the connection, not before it: a token for a remembered realm
+    // (Authenticator.prepare) is fetched while the TCP (and TLS) handshake runs. Its failure is the
+    // request's (once() fails with it), never an unhandled rejection on the way there.
+    const authorized = (o: SendOptions): SendOptions => {
+      if (!o.authorize) return o;
+      const authorization = o.authorize();
+      authorization.catch(() => undefined);
+      return { ...o, authorize: undefined, authorization };
+    };
+    if (url.host !== endpoint.host) return this.trySend(endpoint, url, authorized(options));
     onScheme(url, endpoint);
-    if (!endpoint.httpFallback && url.protocol !== 'https:')
-      return this.trySend(endpoint, url, await authorized(options));
+    if (!endpoint.httpFallback && url.protocol !== 'https:') return this.trySend(endpoint, url, authorized(options));
     const loopback = endpoint.httpFallback && isLocalhost(endpoint.host) && url.protocol === 'https:';
     const first = (o: SendOptions) => (loopback ? this.plainFirst(endpoint, url, o) : this.trySend(endpoint, url, o));
     const contact = this.contacts.get(endpoint);
     if (!contact) {
       const c = new FirstContact();
       this.contacts.set(endpoint, c);
-      const p = authorized(options).then((o) => first({ ...o, onSession: c.open }));
+      const p = first({ ...authorized(options), onSession: c.open });
       p.then(c.open, c.open);
       return p;
     }
+    // While it waits for the first one's TLS session, a request's own TCP handshake runs: released, it
+    // only resumes the session (when no connection is free by then; else the socket stays unused).
+    if (!contact.isOpen && !endpoint.httpFallback && url.protocol === 'https:') this.connectEarly(url);
     // A first request that hangs must not hold the others: after a short wait (once per host) they find
     // out alone.
     if (!(await settlesWithin(contact.opened, FIRST_ANSWER_WAIT_MS))) {
       contact.stuck = true;
       contact.open();
     }
-    const opts = await authorized(options);
+    const opts = authorized(options);
     if (contact.stuck && endpoint.httpFallback && endpoint.scheme === 'https') return first(opts);
     onScheme(url, endpoint);
     return this.trySend(endpoint, url, opts);
@@ -253,7 +274,7 @@ export class Transport {
   private async once(
     endpoint: Endpoint,
     url: URL,
-    authorization: string | undefined,
+    authorization: SendOptions['authorization'],
     opts: SendOptions,
   ): Promise<HttpResponse> {
     if (url.protocol === 'https:' && !this.tlsLoaded) {
@@ -274,7 +295,7 @@ export class Transport {
       const headers: Record<string, string | string[]> = { 'user-agent': this.userAgent };
       for (const [k, v] of Object.entries(endpoint.headers)) headers[k.toLowerCase()] = [...v];
       Object.assign(headers, opts.headers);
-      if (authorization) headers.authorization = authorization;
+      if (typeof authorization === 'string') headers.authorization = authorization;
       if (opts.body !== undefined) headers['content-type'] = 'application/x-www-form-urlencoded';
       let settled = false;
       const fail = (e: unknown) => {
@@ -338,7 +359,13 @@ export class Transport {
       }
       req.on('error', (e) => fail(this.networkError(e, endpoint, url, opts)));
       signal.addEventListener('abort', onAbort, { once: true });
-      req.end(opts.body);
+      if (typeof authorization !== 'object') return void req.end(opts.body);
+      // Headers leave with the first write: until then the socket connects, and TLS runs, on its own.
+      authorization.then((value) => {
+        if (settled) return;
+        if (value) req.setHeader('authorization', value);
+        req.end(opts.body);
+      }, fail);
     });
   }
 
@@ -401,14 +428,15 @@ export class Transport {
       }
       if (skipVerify) options.rejectUnauthorized = false;
       agent = new (httpsModule().Agent)(options);
-      // The agent's first connection to a host opened early (see `once`) is that TCP connection, with TLS
-      // started on it as on any other (same options, so the same checks and session cache).
+      // A connection the agent opens to a host with TCP connections opened early (`once`, `send`) is one of
+      // them, with TLS started on it as on any other (same options, so the same checks and session cache).
+      // One that already failed is skipped: a fresh connect reports the host's state.
       const tlsAgent = agent as unknown as { createConnection: (o: ConnectOptions, ...rest: unknown[]) => unknown };
       const create = tlsAgent.createConnection;
       tlsAgent.createConnection = (o, ...rest) => {
-        const key = `${o.host}:${Number(o.port)}`;
-        const socket = this.early.get(key);
-        this.early.delete(key);
+        const queue = this.early.get(`${o.host}:${Number(o.port)}`);
+        let socket = queue?.shift();
+        while (socket?.destroyed) socket = queue?.shift();
         return create.call(agent, socket ? { ...o, socket: socket.ref() } : o, ...rest);
       };
     }
@@ -423,13 +451,16 @@ export class Transport {
     const socket = process.getBuiltinModule('node:net').connect({ host, port });
     socket.on('error', () => undefined); // the TLS socket that takes it over reports it (or nobody needs it)
     socket.unref(); // until it is taken over: one nobody took must not keep the process alive
-    this.early.set(`${host}:${port}`, socket);
+    const key = `${host}:${port}`;
+    const queue = this.early.get(key) ?? [];
+    queue.push(socket);
+    this.early.set(key, queue);
   }
 
   close(): void {
     for (const a of this.agents.values()) a.destroy();
     this.agents.clear();
-    for (const s of this.early.values()) s.destroy();
+    for (const queue of this.early.values()) for (const s of queue) s.destroy();
     this.early.clear();
   }
 }
