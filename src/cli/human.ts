@@ -6,6 +6,7 @@ import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
 import { applyMode, EXIT, exitCodeFor } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
+import { DEFAULT_TOKEN_REALM_DIR, DEFAULT_TOKEN_REALM_TTL_MS } from '../registry/token-realms.js';
 import { decide, type DecideResult } from './decide.js';
 import { runDoctor } from '../doctor/run.js';
 import { runScan } from '../scan/run.js';
@@ -130,6 +131,12 @@ function policyCheck(path: string, out: Out, err: Out): number {
       `${policy.rules.length} rule(s)`,
   );
   out(`  ${describeLogSettings(policy.log)}`);
+  const realms = policy.registry.tokenRealmCache;
+  if (realms) {
+    const ttlMs = realms.ttlMs ?? DEFAULT_TOKEN_REALM_TTL_MS;
+    const ttl = ttlMs % 3_600_000 === 0 ? `${ttlMs / 3_600_000}h` : formatDuration(ttlMs);
+    out(`  token realms remembered in ${realms.dir ?? DEFAULT_TOKEN_REALM_DIR} for ${ttl}`);
+  }
   for (const r of policy.rules) {
     const authorities = r.authorities.map((a) => `${a.kind}:${a.name}`).join(', ');
     out(`  - ${r.name}: ${r.action} ${r.match.join(', ')}${authorities ? ` [${r.require} of ${authorities}]` : ''}`);

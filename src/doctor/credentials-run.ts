@@ -6,6 +6,7 @@ import { parseReference } from '../common/reference.js';
 import type { Policy } from '../policy/model.js';
 import { CredentialStore, dockerConfigPaths, normalizeAuthKey } from '../registry/auth.js';
 import { CredentialProviders } from '../registry/credential-provider.js';
+import { TokenRealmMemory } from '../registry/token-realms.js';
 import {
   credentialChecks,
   kubeletCredentialFlags,
@@ -104,6 +105,24 @@ export function imageCredentialChecks(
     kubelet,
     kubeletProviders,
   });
+}
+
+/** registry.tokenRealmCache: can its directory be used (none when the policy does not turn it on)? */
+export function tokenRealmChecks(policy: Policy | undefined): Check[] {
+  const settings = policy?.registry.tokenRealmCache;
+  if (!settings) return [];
+  const memory = new TokenRealmMemory(settings);
+  const problem = memory.problem;
+  if (!problem) return [{ status: 'ok', message: `token realms remembered in ${memory.dir}` }];
+  return [
+    {
+      status: 'WARN',
+      message: `token realm cache not used: ${problem}`,
+      fix:
+        'every pull learns its token realm from a 401 again; let pullguard create the directory (root, 0700) ' +
+        'or set registry.tokenRealmCache.dir',
+    },
+  ];
 }
 
 /** The checks for the policy's registry.credentialProviders (none when it names none). */

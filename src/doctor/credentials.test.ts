@@ -4,7 +4,12 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { parsePolicyText } from '../policy/load.js';
 import { credentialChecks, kubeletCredentialFlags } from './credentials.js';
-import { credentialProviderChecks, imageCredentialChecks, runningKubeletFlags } from './credentials-run.js';
+import {
+  credentialProviderChecks,
+  imageCredentialChecks,
+  runningKubeletFlags,
+  tokenRealmChecks,
+} from './credentials-run.js';
 import { formatCheck } from './diagnose.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pg-doctor-cred-'));
@@ -158,5 +163,21 @@ describe('doctor --image', () => {
         source: { kind: 'error', error: 'docker config x is not valid JSON' },
       })[0]!.status,
     ).toBe('FAIL');
+  });
+});
+
+describe('doctor: registry.tokenRealmCache', () => {
+  test('a usable directory is ok; one another user could write is a WARN with the fix', () => {
+    const ok = join(work, 'realms-ok');
+    const loose = join(work, 'realms-loose');
+    mkdirSync(loose, { mode: 0o700 });
+    chmodSync(loose, 0o775);
+    const checks = (dir: string) =>
+      tokenRealmChecks(parsePolicyText(`version: 1\nregistry: {tokenRealmCache: {dir: ${dir}}}\n`, 'p.yaml')).map(
+        formatCheck,
+      );
+    expect(checks(ok)).toEqual([`ok    token realms remembered in ${ok}`]);
+    expect(checks(loose).join('\n')).toMatch(/^WARN {2}token realm cache not used: .*has mode 775; it must be 0700/);
+    expect(tokenRealmChecks(parsePolicyText('version: 1\n', 'p.yaml'))).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@ import { parseFlags } from '../common/flags.js';
 import { loadPolicy, policyPath } from '../policy/load.js';
 import type { Policy } from '../policy/model.js';
 import { DEFAULT_CONTAINERD_CONFIG, loadConfig } from '../containerd/config.js';
-import { credentialProviderChecks, imageCredentialChecks } from './credentials-run.js';
+import { credentialProviderChecks, imageCredentialChecks, tokenRealmChecks } from './credentials-run.js';
 import { gatherNode, pullTest } from './node.js';
 import { nodeChecks } from './node-checks.js';
 import {
@@ -180,7 +180,7 @@ export async function runDoctor(args: readonly string[], out: Out, env: NodeJS.P
   const ownImages = readNodeImages(eff, opts.staticPodDir ?? DEFAULT_STATIC_POD_DIR, checks);
   checks.push(...nodeImageChecks(policy, ownImages));
   if (opts.pullTest) checks.push(...(await pullTest(opts.pullTest, node.socket.address, policy, env)));
-  checks.push(...credentialProviderChecks(policy, env));
+  checks.push(...credentialProviderChecks(policy, env), ...tokenRealmChecks(policy));
   if (opts.image !== undefined) checks.push(...imageCredentialChecks(opts.image, policy, env));
   out(`pullguard doctor: containerd config ${configPath}, bin_dir ${binDir}, policy ${pPath}`);
   for (const c of checks) out(formatCheck(c));

@@ -493,6 +493,14 @@ describe('pullguard policy check', () => {
     ]);
   });
 
+  test('registry.tokenRealmCache is named with its directory and lifetime', async () => {
+    const file = join(work, 'policy-realms.yaml');
+    writeFileSync(file, 'version: 1\nregistry:\n  tokenRealmCache: {dir: /run/pg-realms, ttl: 12h}\n');
+    const r = await pg(['policy', 'check', file]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.lines).toContain('  token realms remembered in /run/pg-realms for 12h');
+  });
+
   test('the file from PULLGUARD_POLICY when no file is given', async () => {
     const r = await pg(['policy', 'check'], { PULLGUARD_POLICY: policyFile });
     expect(r.code).toBe(0);
