@@ -42,7 +42,7 @@ const num = (name, dflt) => {
 const RUNS = num('runs', 20);
 const REMOTE_RUNS = num('remote-runs', 10);
 const SLOW_RUNS = num('slow-runs', 5);
-/** Another pullguard executable timed beside this one on the remote registry (a before/after comparison). */
+/** Another pullguard executable timed beside this one, loopback and remote (a before/after comparison). */
 const BASELINE = argv.includes('--baseline') ? argv[argv.indexOf('--baseline') + 1] : undefined;
 const WARMUP = num('warmup', 2);
 const PULL = !argv.includes('--no-pull');
@@ -261,6 +261,12 @@ async function main() {
       { group: 'c', label: 'node -e 0 (the same Node 24, no snapshot)', args: [process.execPath, '-e', '0'] },
       { group: 'c', label: 'env -i /bin/true (spawn floor)', args: ['/bin/true'] },
     ];
+    // --baseline: every pullguard command again with the other executable (a before/after comparison).
+    if (BASELINE) {
+      for (const c of COMMANDS.filter((x) => x.label.startsWith('pullguard'))) {
+        COMMANDS.push({ ...c, label: `${c.label} [baseline]`, args: c.args.map((a) => (a === bin ? BASELINE : a)) });
+      }
+    }
     const once = (c) => {
       const t0 = performance.now();
       const r = spawnSync('env', ['-i', ...c.args], { input: c.input, encoding: 'utf8', timeout: 30_000 });
@@ -521,7 +527,9 @@ async function main() {
       }
     })();
     const maxRss = Math.max(
-      ...COMMANDS.filter((c) => c.label.startsWith('pullguard') && c.rssKiB).map((c) => c.rssKiB),
+      ...COMMANDS.filter((c) => c.label.startsWith('pullguard') && !c.label.endsWith('[baseline]') && c.rssKiB).map(
+        (c) => c.rssKiB,
+      ),
     );
     const ratio = (a, b) => a / b;
     const TARGETS = [

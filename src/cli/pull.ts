@@ -12,6 +12,7 @@ import { formatLine, formatRecord, type RunContext } from '../output/emit.js';
 import { recordDecision } from '../output/observe.js';
 import { applyMode, errorDecision, type Decision } from '../verdict/decision.js';
 import { createRegistryClient } from '../registry/index.js';
+import type { RegistryClientFactory } from '../registry/types.js';
 import { decide } from './decide.js';
 import { decideCached } from '../cache/decide-cached.js';
 import { processStartedAt } from '../common/process-start.js';
@@ -25,6 +26,8 @@ export interface PullIo {
   readonly write: (fd: 1 | 2, text: string) => void;
   /** When the run began (ms since the epoch): the process's exec for the real executable; default now. */
   readonly startedAt?: number;
+  /** The registry stage; default the real one (the snapshot warm-up passes its in-memory registry). */
+  readonly registry?: RegistryClientFactory;
 }
 
 const HARD_STOP_GRACE_MS = 250;
@@ -148,7 +151,7 @@ async function decideAndEmit(io: PullIo, out: Emitted): Promise<number> {
     const deadline = new Deadline(budget, ctx.startedAt);
     try {
       const subject = { reference: { domain: parsed.domain, path: parsed.path, digest: args.digest }, descriptor };
-      const registry = () => createRegistryClient(policy.registry);
+      const registry = () => (io.registry ?? createRegistryClient)(policy.registry);
       const { decision } = await deadline.race(
         decideCached(subject, policy, deadline, (d) => decide(subject, policy, registry, d)),
       );

@@ -2,8 +2,8 @@ import { createHash, sign, type KeyObject } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { OCI_EMPTY_DIGEST, parseManifest } from '../registry/classify.js';
-import type { OciDescriptor, SignatureArtifact } from '../registry/types.js';
+import { OCI_EMPTY_DIGEST } from '../registry/classify.js';
+import type { OciDescriptor } from '../registry/types.js';
 
 /**
  * Material for the snapshot warm-up (cli/warmup.ts) beyond the cosign YAML path: a notation JWS
@@ -99,13 +99,12 @@ export function selfSignedCodeSigningCertificate(publicKey: KeyObject, privateKe
   return seq(tbs, ecdsaSha256, tlv(0x03, Buffer.from([0]), sign('sha256', tbs, privateKey)));
 }
 
-/** A notation signature artifact (JWS envelope, notary.x509) over `subject`, as notation lays it out. */
-export function notationArtifact(
-  repo: string,
+/** A notation signature (JWS envelope, notary.x509) over `subject`, as notation lays it out: its manifest and blob. */
+export function notationSignature(
   subject: OciDescriptor,
   certificateDer: Buffer,
   privateKey: KeyObject,
-): SignatureArtifact {
+): { manifest: Buffer; envelope: Buffer } {
   const b64u = (b: Buffer | string) => Buffer.from(b).toString('base64url');
   const protectedHeader = b64u(
     JSON.stringify({
@@ -133,7 +132,7 @@ export function notationArtifact(
   );
   const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
   const layer: OciDescriptor = { mediaType: 'application/jose+json', digest: sha(envelope), size: envelope.length };
-  const bytes = Buffer.from(
+  const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
@@ -142,12 +141,5 @@ export function notationArtifact(
       subject,
     }),
   );
-  return {
-    class: 'notation',
-    foundVia: 'referrers-tag',
-    repository: repo,
-    digest: sha(bytes),
-    manifest: parseManifest(bytes, '<warm-up>'),
-    fetchBlob: async (d) => (d.digest === layer.digest ? envelope : Buffer.from('{}')),
-  };
+  return { manifest, envelope };
 }

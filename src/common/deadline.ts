@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { PullguardError } from './errors.js';
 
 /**
@@ -9,12 +10,16 @@ export class Deadline {
   readonly budgetMs: number;
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
+  /** The slices' timers and the children, ended by dispose(). */
+  private readonly owned = new Set<{ dispose(): void }>();
 
   constructor(budgetMs: number, now: number = Date.now()) {
     this.startedAt = now;
     this.budgetMs = budgetMs;
     this.timer = setTimeout(() => this.controller.abort(new DeadlineExceeded(budgetMs)), budgetMs);
     this.timer.unref();
+    // Every request's slice listens to it until the request's own timer ends (a pull makes dozens).
+    setMaxListeners(Number.POSITIVE_INFINITY, this.controller.signal);
   }
 
   get signal(): AbortSignal {
@@ -37,7 +42,28 @@ export class Deadline {
   slice(ms: number): AbortSignal {
     const remaining = this.remainingMs();
     if (ms >= remaining) return this.signal;
-    return AbortSignal.any([this.signal, AbortSignal.timeout(Math.max(1, Math.floor(ms)))]);
+    // Not AbortSignal.any(AbortSignal.timeout()): both register in FinalizationRegistries, and the
+    // executable's startup snapshot cannot be taken while one has entries to clean up (the snapshot
+    // warm-up runs real requests, cli/warmup.ts).
+    const parent = this.signal;
+    const slice = new AbortController();
+    const onAbort = () => {
+      clearTimeout(timer);
+      slice.abort(parent.reason);
+    };
+    const timer = setTimeout(
+      () => {
+        parent.removeEventListener('abort', onAbort);
+        slice.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+      },
+      Math.max(1, Math.floor(ms)),
+    );
+    timer.unref();
+    parent.addEventListener('abort', onAbort, { once: true });
+    const owned = { dispose: () => clearTimeout(timer) };
+    this.owned.add(owned);
+    slice.signal.addEventListener('abort', () => this.owned.delete(owned), { once: true });
+    return slice.signal;
   }
 
   /**
@@ -53,6 +79,7 @@ export class Deadline {
       parent.addEventListener('abort', onAbort, { once: true });
       child.signal.addEventListener('abort', () => parent.removeEventListener('abort', onAbort), { once: true });
     }
+    this.owned.add(child);
     return child;
   }
 
@@ -67,8 +94,15 @@ export class Deadline {
     });
   }
 
+  /**
+   * Ends its timers, its slices' and its children's. Nothing of a run may stay pending: a timer left
+   * in the executable's startup snapshot (by the build's warm-up) has no native timer behind it after
+   * start-up, and a pull's timer of the same duration would then never fire.
+   */
   dispose(): void {
     clearTimeout(this.timer);
+    for (const o of this.owned) o.dispose();
+    this.owned.clear();
   }
 }
 

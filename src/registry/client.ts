@@ -33,7 +33,7 @@ import {
 } from './classify.js';
 import { endpointsFor, hostsDirFromContainerdConfig, type Endpoint } from './hosts.js';
 import { ByteBudget, redact, Transport } from './transport.js';
-import type { HttpResponse, RequestObserver, SendOptions } from './transport.js';
+import type { HttpModules, HttpResponse, RequestObserver, SendOptions } from './transport.js';
 import type {
   ArtifactClass,
   DiscoveryRequest,
@@ -70,6 +70,8 @@ export interface ClientOptions {
   /** Sees every HTTP request (method and URL, no headers): for tests and request counting. */
   readonly observer?: RequestObserver;
   readonly userAgent?: string;
+  /** Stand-ins for node:http and node:https (the snapshot warm-up's in-memory registry); never on a pull. */
+  readonly httpModules?: HttpModules;
 }
 
 /** One repository in one registry namespace, e.g. `docker.io` + `library/nginx`. */
@@ -102,7 +104,7 @@ export class DistributionClient implements RegistryClient {
     options: ClientOptions = {},
   ) {
     const env = options.env ?? process.env;
-    this.transport = new Transport(options.userAgent ?? 'pullguard', options.observer);
+    this.transport = new Transport(options.userAgent ?? 'pullguard', options.observer, options.httpModules);
     const cp = settings.credentialProviders;
     const providers = cp ? new CredentialProviders(cp, env) : undefined;
     const paths = dockerConfigPaths(settings.dockerConfig, env);

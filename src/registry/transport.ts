@@ -21,6 +21,16 @@ export const MAX_REDIRECTS = 5;
 const httpModule = () => process.getBuiltinModule('node:http');
 const httpsModule = () => process.getBuiltinModule('node:https');
 
+/**
+ * What the transport takes from node:http and node:https. The snapshot warm-up (src/cli/warmup.ts) hands
+ * it an in-memory registry instead, so that this stage's code is compiled into the executable too.
+ */
+export interface HttpModules {
+  readonly http: () => Pick<typeof http, 'request' | 'Agent'>;
+  readonly https: () => Pick<typeof https, 'request' | 'Agent'>;
+}
+const NODE_HTTP: HttpModules = { http: httpModule, https: httpsModule };
+
 export interface HttpResponse {
   readonly status: number;
   readonly headers: http.IncomingHttpHeaders;
@@ -127,6 +137,7 @@ export class Transport {
   constructor(
     private readonly userAgent: string,
     private readonly observer?: RequestObserver,
+    private readonly modules: HttpModules = NODE_HTTP,
   ) {}
 
   /**
@@ -291,7 +302,7 @@ export class Transport {
     this.observer?.(method, url);
     return new Promise<HttpResponse>((resolve, reject) => {
       if (signal.aborted) return reject(this.abortError(opts, url, startedAt));
-      const mod = url.protocol === 'https:' ? httpsModule() : httpModule();
+      const mod = url.protocol === 'https:' ? this.modules.https() : this.modules.http();
       const headers: Record<string, string | string[]> = { 'user-agent': this.userAgent };
       for (const [k, v] of Object.entries(endpoint.headers)) headers[k.toLowerCase()] = [...v];
       Object.assign(headers, opts.headers);
@@ -406,7 +417,7 @@ export class Transport {
     let agent = this.agents.get(key);
     if (agent) return agent;
     if (protocol === 'http:') {
-      agent = new (httpModule().Agent)({ keepAlive: true, maxSockets: 8 });
+      agent = new (this.modules.http().Agent)({ keepAlive: true, maxSockets: 8 });
     } else {
       const options: https.AgentOptions = { keepAlive: true, maxSockets: 8 };
       const read = (file: string, what: string) => {
@@ -427,7 +438,7 @@ export class Transport {
         options.key = clientPairs.map(([c, k]) => read(k ?? c, 'client key'));
       }
       if (skipVerify) options.rejectUnauthorized = false;
-      agent = new (httpsModule().Agent)(options);
+      agent = new (this.modules.https().Agent)(options);
       // A connection the agent opens to a host with TCP connections opened early (`once`, `send`) is one of
       // them, with TLS started on it as on any other (same options, so the same checks and session cache).
       // One that already failed is skipped: a fresh connect reports the host's state.
