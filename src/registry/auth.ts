@@ -529,9 +529,13 @@ export class Authenticator {
   }
 }
 
-/** The memory's key for an endpoint: scheme and host, as hosts.toml (or the default) gives them. */
+/**
+ * The memory's key for an endpoint: scheme and host as hosts.toml (or the default) gives them. A host
+ * with containerd's http fallback (loopback) settles its scheme only on its first answer, after the
+ * memory was asked: its key names the fallback, not the scheme it settled on.
+ */
 function originOf(endpoint: Endpoint): string {
-  return `${endpoint.scheme}://${endpoint.host}`;
+  return `${endpoint.httpFallback ? 'https+http' : endpoint.scheme}://${endpoint.host}`;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -97,13 +97,19 @@ function containerdConfig(
   return join(dir, 'config.toml');
 }
 
-function client(settings: { containerdConfig?: string; dockerConfig?: string } = {}): {
+function client(
+  settings: { containerdConfig?: string; dockerConfig?: string; tokenRealmCache?: { dir: string } } = {},
+): {
   c: DistributionClient;
   requests: string[];
 } {
   const requests: string[] = [];
   const c = new DistributionClient(
-    { containerdConfig: settings.containerdConfig ?? containerdConfig({}), dockerConfig: settings.dockerConfig },
+    {
+      containerdConfig: settings.containerdConfig ?? containerdConfig({}),
+      dockerConfig: settings.dockerConfig,
+      tokenRealmCache: settings.tokenRealmCache,
+    },
     { env: {}, observer: (m, u) => requests.push(`${m} ${u.href}`) },
   );
   clients.push(c);
@@ -485,6 +491,28 @@ describe('token auth (registry delegating to a token server written here)', () =
         const r2 = await discover(authed.c, priv, ['cosign-legacy']);
         expect(r2.artifacts.map((a) => a.class)).toEqual(['cosign-legacy']);
         expect(ts.log().slice(before2)).toEqual([{ scope: 'repository:private/app:pull', user: 'pg' }]);
+
+        // registry.tokenRealmCache: the first pull process learns the realm from the registry's 401; the
+        // next one asks the token server first, and the registry's access log has no 401 for it.
+        const realms = { dir: join(dir, 'token-realms') };
+        const unauthorized = (from: number) =>
+          reg.daemon
+            .output()
+            .slice(from)
+            .split('\n')
+            .filter((l) => /" 401 /.test(l));
+        const first = reg.daemon.output().length;
+        await discover(client({ tokenRealmCache: realms }).c, pub, ['cosign-legacy']);
+        // The access log is written asynchronously: the first pull's lines, its .sig answered, come first.
+        const sigAnswered = () => /\.sig HTTP\/1\.1" 200 /.test(reg.daemon.output().slice(first));
+        await waitFor("the first pull's requests in the access log", sigAnswered, 10_000);
+        expect(unauthorized(first).length).toBeGreaterThan(0);
+        const second = reg.daemon.output().length;
+        const before3 = ts.log().length;
+        const again = await discover(client({ tokenRealmCache: realms }).c, pub, ['cosign-legacy', 'cosign-bundle']);
+        expect(again.artifacts.map((a) => a.class).sort()).toEqual(['cosign-bundle', 'cosign-legacy']);
+        expect(ts.log().slice(before3)).toEqual([{ scope: 'repository:public/app:pull' }]);
+        expect(unauthorized(second)).toEqual([]);
       } finally {
         await ts.stop();
       }
