@@ -7,13 +7,13 @@ import { parseVerifierArgs } from '../contract/args.js';
 import { checkArgs, checkDescriptorMatches, parseDescriptor } from '../contract/descriptor.js';
 import { formatLine, formatRecord } from '../output/emit.js';
 import { loadPolicy, parsePolicyText } from '../policy/load.js';
-import type { Policy } from '../policy/model.js';
+import type { Policy, RegistrySettings } from '../policy/model.js';
 import { clearTrustStoreCache } from '../verify/notation/truststore.js';
 import { decideCached } from '../cache/decide-cached.js';
 import { parseDidDocument } from '../verify/atproto/did.js';
 import { parsePointer } from '../verify/atproto/pointer.js';
 import { notationSignature, selfSignedCodeSigningCertificate, warmFiles } from './warmup-formats.js';
-import { memoryRegistry as inMemoryRegistry, type MemoryRegistry } from './warmup-wire.js';
+import { memoryRegistry, type MemoryRegistry } from './warmup-wire.js';
 import { DistributionClient } from '../registry/client.js';
 import { serializeEntry } from '../output/decision-log.js';
 import { formatMetrics, observe, parseMetrics } from '../output/metrics.js';
@@ -57,10 +57,9 @@ export async function warmUp(): Promise<void> {
   if (pending.length > 0) {
     throw new PullguardError('INTERNAL', `the warm-up left ${pending.length} timer(s) pending:\n${pending.join('\n')}`);
   }
-  // Node keeps the earliest expiry it has asked libuv for (lib/internal/timers.js `nextExpiry`) and only
-  // arms the native timer for an earlier one; clearing a timer does not lower it again. Left at a
-  // warm-up expiry (milliseconds into the build), it would stop every later timer of a pull from being
-  // armed. One timer that fires on an empty queue resets it.
+  // Defensive: Node remembers the expiry it last armed libuv's timer for (lib/internal/timers.js
+  // `nextExpiry`), and clearing timers does not reset it; a timer that fires on an empty queue does.
+  // The measured failure was the unreferenced timers' lists (trackTimers); this leaves nothing else.
   await new Promise<void>((resolve) => setTimeout(resolve, 1));
 }
 
@@ -135,7 +134,7 @@ async function warmUpPaths(): Promise<void> {
   };
   const notation = notationSignature(subjectDescriptor, certificate, notationKeys.privateKey);
   const files = warmFiles(certificate);
-  const wire = memoryRegistry(repo, digest, privateKey, notation);
+  const wire = warmRegistry(repo, digest, privateKey, notation);
   // The real client over the in-memory registry: containerd's config and hosts.toml read from disk, the
   // token flow (401, token, the realm remembered by the first pull and recalled by the next ones).
   const certsDir = `${files.dir}/certs.d`;
@@ -149,8 +148,8 @@ async function warmUpPaths(): Promise<void> {
     'config.toml',
     `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ${JSON.stringify(certsDir)}\n`,
   );
-  const settings = { containerdConfig, tokenRealmCache: { dir: `${files.dir}/token-realms` } };
-  const registry = () => new DistributionClient(settings, { env: {}, httpModules: wire.modules });
+  const client = (s: RegistrySettings) => new DistributionClient(s, { env: {}, httpModules: wire.modules });
+  const registry = () => client({ containerdConfig, tokenRealmCache: { dir: `${files.dir}/token-realms` } });
 
   /** One pull's path through `policy`; the verdict must be `want`, every signature found valid. */
   const pull = async (policy: Policy, name: string, want: 'allow' | 'deny', cached = false): Promise<void> => {
@@ -257,7 +256,7 @@ async function warmUpPaths(): Promise<void> {
         stdin: Readable.from([Buffer.from(JSON.stringify(subjectDescriptor))]),
         env: { PULLGUARD_POLICY: pullPolicy },
         write: (_fd, text) => void written.push(text),
-        registry: (s) => new DistributionClient(s, { env: {}, httpModules: wire.modules }),
+        registry: client,
       });
       if (code !== (name.startsWith('docker.io') ? 1 : 0))
         throw new PullguardError('INTERNAL', `unexpected warm-up pull for ${name}: exit ${code}: ${written.join('')}`);
@@ -318,13 +317,13 @@ async function warmUpPaths(): Promise<void> {
  * The in-memory registry of the warm-up: one legacy (.sig) and one bundle signature of `digest`, both
  * by `privateKey`, and a notation signature, listed by the referrers API and the referrers tag.
  */
-function memoryRegistry(
+function warmRegistry(
   repo: string,
   digest: string,
   privateKey: Parameters<typeof sign>[2],
   notation: { manifest: Buffer; envelope: Buffer },
 ): MemoryRegistry {
-  const reg = inMemoryRegistry('http://registry.example:5000');
+  const reg = memoryRegistry('http://registry.example:5000');
   const hex = digest.slice('sha256:'.length);
   const descriptor = (mediaType: string, bytes: Buffer, annotations?: Record<string, string>): OciDescriptor => {
     const d = reg.putBlob(bytes);

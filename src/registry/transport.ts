@@ -128,8 +128,10 @@ export class Transport {
   private readonly agents = new Map<string, http.Agent>();
   /** Per host, its first request: the others wait until it has opened the way (see `send`). */
   private readonly contacts = new WeakMap<Endpoint, FirstContact>();
-  /** TCP connections opened before node:tls was first loaded (see `once`), by `host:port`. */
-  /** TCP connections opened ahead of their TLS handshake, per `host:port`, for the agent to take. */
+  /**
+   * TCP connections opened ahead of their TLS handshake, per `host:port`, for the agent to take: the
+   * first before node:tls is loaded (`once`), the others while they wait for the first session (`send`).
+   */
   private readonly early = new Map<string, net.Socket[]>();
   private tlsLoaded = false;
   requestCount = 0;
