@@ -115,27 +115,12 @@ async function main() {
 
     const cosignHome = join(work, 'cosign-home');
     mkdirSync(cosignHome);
-    const cosignEnv = { PATH: '/usr/bin:/bin', HOME: cosignHome, COSIGN_PASSWORD: '', COSIGN_YES: 'true' };
     const key = join(work, 'release');
-    must(cosignBin, ['generate-key-pair', '--output-key-prefix', key], cosignEnv);
-    const sign = (image, bundle) =>
-      must(
-        cosignBin,
-        [
-          'sign',
-          '--key',
-          `${key}.key`,
-          '--tlog-upload=false',
-          '--use-signing-config=false',
-          `--new-bundle-format=${bundle}`,
-          '--allow-http-registry',
-          image.pinned,
-        ],
-        cosignEnv,
-      );
-    sign(img.legacy, false);
-    sign(img.bundle, true);
-    sign(img.cached, false);
+    await h.cosignOk(cosignHome, ['generate-key-pair', '--output-key-prefix', key]);
+    // The tests' one way to sign: offline, with --new-bundle-format choosing a bundle or the legacy .sig.
+    await h.cosignSignKey(cosignHome, `${key}.key`, img.legacy.pinned, { bundle: false });
+    await h.cosignSignKey(cosignHome, `${key}.key`, img.bundle.pinned, { bundle: true });
+    await h.cosignSignKey(cosignHome, `${key}.key`, img.cached.pinned, { bundle: false });
 
     const ntHome = join(work, 'notation-home');
     const ntConfig = join(ntHome, 'config', 'notation');

@@ -14,7 +14,7 @@ export async function loadTestHelpers() {
   const outfile = join(ROOT, 'dist', '.scripts', 'helpers.mjs');
   await build({
     stdin: {
-      contents: ['containerd', 'cri', 'oci', 'pki', 'proc', 'registry', 'tools']
+      contents: ['containerd', 'cosign-cli', 'cri', 'oci', 'pki', 'proc', 'registry', 'tools']
         .map((m) => `export * from './test/helpers/${m}.ts';`)
         .join('\n'),
       resolveDir: ROOT,

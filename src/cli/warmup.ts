@@ -151,16 +151,19 @@ async function warmUpPaths(): Promise<void> {
   const client = (s: RegistrySettings) => new DistributionClient(s, { env: {}, httpModules: wire.modules });
   const registry = () => client({ containerdConfig, tokenRealmCache: { dir: `${files.dir}/token-realms` } });
 
+  /** containerd's arguments for a pull of `name` (src/contract). */
+  const verifierArgv = (name: string) => [
+    '-name',
+    name,
+    '-digest',
+    digest,
+    '-stdin-media-type',
+    'application/vnd.oci.descriptor.v1+json',
+  ];
+
   /** One pull's path through `policy`; the verdict must be `want`, every signature found valid. */
   const pull = async (policy: Policy, name: string, want: 'allow' | 'deny', cached = false): Promise<void> => {
-    const args = parseVerifierArgs([
-      '-name',
-      name,
-      '-digest',
-      digest,
-      '-stdin-media-type',
-      'application/vnd.oci.descriptor.v1+json',
-    ]);
+    const args = parseVerifierArgs(verifierArgv(name));
     checkArgs(args);
     const parsed = parseReference(args.name);
     const descriptor = parseDescriptor(JSON.stringify(subjectDescriptor));
@@ -249,7 +252,7 @@ async function warmUpPaths(): Promise<void> {
         `log: {file: ${files.dir}/decisions.jsonl, metricsFile: ${files.dir}/pullguard.prom}\n`,
     );
     for (const name of [`${repo}:v1`, 'docker.io/library/busybox:latest']) {
-      const argv = ['-name', name, '-digest', digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+      const argv = verifierArgv(name);
       const written: string[] = [];
       const code = await runPull(argv, {
         argv,

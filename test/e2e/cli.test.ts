@@ -12,7 +12,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { cosignOk } from '../helpers/cosign.js';
+import { cosignOk, cosignSignKey } from '../helpers/cosign.js';
 import { notationSandbox, RegistryWriter, type NotationSandbox } from '../helpers/notation.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -94,16 +94,7 @@ beforeAll(async () => {
   await cosignOk(cosignHome, ['generate-key-pair', '--output-key-prefix', release]);
   await cosignOk(cosignHome, ['generate-key-pair', '--output-key-prefix', stranger]);
   const sign = (key: string, image: PushedImage, bundle: boolean) =>
-    cosignOk(cosignHome, [
-      'sign',
-      '--key',
-      `${key}.key`,
-      '--tlog-upload=false',
-      '--use-signing-config=false',
-      `--new-bundle-format=${bundle}`,
-      '--allow-http-registry',
-      `${image.ref.replace(/:v1$/, '')}@${image.digest}`,
-    ]);
+    cosignSignKey(cosignHome, `${key}.key`, `${image.ref.replace(/:v1$/, '')}@${image.digest}`, { bundle });
   await sign(release, img.legacy, false);
   await sign(release, img.bundle, true);
   await sign(stranger, img.forged, false);
@@ -128,14 +119,7 @@ beforeAll(async () => {
     ['cli.example', img.notation],
     ['stranger.example', img.ntStranger],
   ] as const) {
-    const r = await nt.run([
-      'sign',
-      '--insecure-registry',
-      '--key',
-      key,
-      `${image.ref.replace(/:v1$/, '')}@${image.digest}`,
-    ]);
-    if (r.status !== 0) throw new Error(`notation sign: ${r.output}`);
+    await nt.sign(`${image.ref.replace(/:v1$/, '')}@${image.digest}`, key);
   }
 
   // A containerd config with a hosts.toml directory that is empty: loopback must work on plain http by itself.

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
-import { cosignOk } from '../helpers/cosign.js';
+import { cosignOk, cosignSignKey } from '../helpers/cosign.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
 import {
   bigBody,
@@ -82,16 +82,9 @@ beforeAll(async () => {
   // Signed under the name they are pulled by (a legacy signature names its repository).
   const signed = cases.filter((c) => c.kind === 'legacy' || c.kind === 'bundle' || c.kind === 'hostile-signed');
   await pool(signed, 4, (c) =>
-    cosignOk(home, [
-      'sign',
-      '--key',
-      `${key}.key`,
-      '--tlog-upload=false',
-      '--use-signing-config=false',
-      `--new-bundle-format=${c.kind === 'bundle'}`,
-      '--allow-http-registry',
-      `${c.name.replace(/:v1$/, '')}@${c.image.digest}`,
-    ]).then(() => undefined),
+    cosignSignKey(home, `${key}.key`, `${c.name.replace(/:v1$/, '')}@${c.image.digest}`, {
+      bundle: c.kind === 'bundle',
+    }),
   );
 
   // The hostile registry: 20 referrers of 1 MB nested 500 000 deep listed for every hostile image, and

@@ -45,6 +45,20 @@ const signFlags = (legacy: boolean) => [
   '-y',
 ];
 
+/** `cosign sign --key KEY --certificate CERT --certificate-chain CHAIN` of `pinned`, offline. */
+const signWithCertificate = (key: string, cert: string, chain: string, legacy: boolean, pinned: string) =>
+  cosignOk(home, [
+    'sign',
+    '--key',
+    key,
+    '--certificate',
+    cert,
+    '--certificate-chain',
+    chain,
+    ...signFlags(legacy),
+    pinned,
+  ]);
+
 let seq = 0;
 async function image(repo: string, opts: { index?: boolean } = {}): Promise<PushedImage & { pinned: string }> {
   const img = await pushTestImage(registry.host, repo, `t${++seq}`, `${repo}-${seq}-${Date.now()}`, opts);
@@ -333,17 +347,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
 
   test('cosign sign --certificate --certificate-chain, legacy (empty chain annotation): allow', async () => {
     const img = await image('ca-legacy');
-    await cosignOk(home, [
-      'sign',
-      '--key',
-      cosignLeafKey,
-      '--certificate',
-      leaf.cert,
-      '--certificate-chain',
-      pki.chainPem,
-      ...signFlags(true),
-      img.pinned,
-    ]);
+    await signWithCertificate(cosignLeafKey, leaf.cert, pki.chainPem, true, img.pinned);
     await check({
       name: 'private CA, cosign sign, legacy',
       repo: 'ca-legacy',
@@ -357,17 +361,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
 
   test('cosign sign --certificate, bundle (no chain in the bundle): allow', async () => {
     const img = await image('ca-bundle');
-    await cosignOk(home, [
-      'sign',
-      '--key',
-      cosignLeafKey,
-      '--certificate',
-      leaf.cert,
-      '--certificate-chain',
-      pki.chainPem,
-      ...signFlags(false),
-      img.pinned,
-    ]);
+    await signWithCertificate(cosignLeafKey, leaf.cert, pki.chainPem, false, img.pinned);
     const root = join(work, 'pki-trusted-root.json');
     await cosignOk(home, [
       'trusted-root',
@@ -436,17 +430,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
     const img = await image('ca-evil');
     const evilLeaf = await makeLeaf(evilPki, 'evilleaf');
     await cosignOk(home, ['import-key-pair', '--key', evilLeaf.key, '--output-key-prefix', join(work, 'evilkey')]);
-    await cosignOk(home, [
-      'sign',
-      '--key',
-      join(work, 'evilkey.key'),
-      '--certificate',
-      evilLeaf.cert,
-      '--certificate-chain',
-      evilPki.chainPem,
-      ...signFlags(true),
-      img.pinned,
-    ]);
+    await signWithCertificate(join(work, 'evilkey.key'), evilLeaf.cert, evilPki.chainPem, true, img.pinned);
     await check({
       name: 'CA with the trusted names, other key',
       repo: 'ca-evil',
@@ -461,17 +445,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
 
   test('identity mismatch: deny', async () => {
     const img = await image('ca-identity');
-    await cosignOk(home, [
-      'sign',
-      '--key',
-      cosignLeafKey,
-      '--certificate',
-      leaf.cert,
-      '--certificate-chain',
-      pki.chainPem,
-      ...signFlags(true),
-      img.pinned,
-    ]);
+    await signWithCertificate(cosignLeafKey, leaf.cert, pki.chainPem, true, img.pinned);
     await check({
       name: 'identity mismatch',
       repo: 'ca-identity',
@@ -488,17 +462,7 @@ describe('private CA (root -> intermediate -> leaf)', () => {
     const img = await image('ca-expired');
     const short = await makeLeaf(pki, 'shortleaf', { seconds: 20 });
     await cosignOk(home, ['import-key-pair', '--key', short.key, '--output-key-prefix', join(work, 'shortkey')]);
-    await cosignOk(home, [
-      'sign',
-      '--key',
-      join(work, 'shortkey.key'),
-      '--certificate',
-      short.cert,
-      '--certificate-chain',
-      pki.chainPem,
-      ...signFlags(true),
-      img.pinned,
-    ]);
+    await signWithCertificate(join(work, 'shortkey.key'), short.cert, pki.chainPem, true, img.pinned);
     const notAfter = new Date(
       readFileSync(short.cert, 'utf8') &&
         (await openssl(['x509', '-in', short.cert, '-noout', '-enddate'], work)).split('=')[1]!.trim(),
@@ -606,28 +570,10 @@ describe('binding and tampering', () => {
     const img = await image('attest-only');
     const predicate = join(work, 'predicate.json');
     writeFileSync(predicate, '{"hello":"world"}');
-    await cosignOk(home, [
-      'attest',
-      '--key',
-      `${keys.ec}.key`,
-      '--predicate',
-      predicate,
-      '--type',
-      'custom',
-      ...signFlags(true),
-      img.pinned,
-    ]);
-    await cosignOk(home, [
-      'attest',
-      '--key',
-      `${keys.ec}.key`,
-      '--predicate',
-      predicate,
-      '--type',
-      'custom',
-      ...signFlags(false),
-      img.pinned,
-    ]);
+    for (const legacy of [true, false]) {
+      const attest = ['attest', '--key', `${keys.ec}.key`, '--predicate', predicate, '--type', 'custom'];
+      await cosignOk(home, [...attest, ...signFlags(legacy), img.pinned]);
+    }
     await check(
       base(
         'attest-only',

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
-import { cosign, cosignOk } from '../helpers/cosign.js';
+import { cosign, cosignOk, cosignSignKey } from '../helpers/cosign.js';
 import { CriError, criClient, type CriClient } from '../helpers/cri.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { waitFor } from '../helpers/proc.js';
@@ -26,18 +26,7 @@ const img = {} as Record<'legacy' | 'bundle' | 'untrusted', PushedImage>;
 const rows: string[] = [];
 
 const flags = ['--allow-http-registry', '--allow-insecure-registry'];
-const sign = (key: string, legacy: boolean, ref: string) =>
-  cosignOk(home, [
-    'sign',
-    '--key',
-    key,
-    '--tlog-upload=false',
-    '--use-signing-config=false',
-    `--new-bundle-format=${!legacy}`,
-    ...flags,
-    '-y',
-    ref,
-  ]);
+const sign = (key: string, legacy: boolean, ref: string) => cosignSignKey(home, key, ref, { bundle: !legacy });
 const pinned = (i: PushedImage) => `${i.ref.replace(/:[^:/]+$/, '')}@${i.digest}`;
 
 function nativePolicy(): string {

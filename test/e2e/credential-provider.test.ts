@@ -26,7 +26,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { bcrypt } from '../helpers/bcrypt.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { WELL_INSIDE_MS } from '../helpers/budget.js';
-import { cosignOk } from '../helpers/cosign.js';
+import { cosignOk, cosignSignKey } from '../helpers/cosign.js';
 import { CriError, criClient, type CriClient } from '../helpers/cri.js';
 import { installCredentialPlugin } from '../helpers/credential-plugin.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
@@ -188,19 +188,7 @@ beforeAll(async () => {
   const home = join(work, 'cosign-home');
   releaseKey = join(work, 'release');
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', releaseKey]);
-  await cosignOk(
-    home,
-    [
-      'sign',
-      '--key',
-      `${releaseKey}.key`,
-      '--tlog-upload=false',
-      '--use-signing-config=false',
-      '--allow-http-registry',
-      `${repo()}@${image.digest}`,
-    ],
-    { DOCKER_CONFIG: docker },
-  );
+  await cosignSignKey(home, `${releaseKey}.key`, `${repo()}@${image.digest}`, { env: { DOCKER_CONFIG: docker } });
   releaseKey = `${releaseKey}.pub`;
   mkdirSync(join(work, 'certs.d'));
   containerdToml = join(work, 'containerd.toml');

@@ -103,7 +103,7 @@ beforeAll(async () => {
     delete process.env.DOCKER_CONFIG;
   }
   await cosignSignKey(home, join(work, 'release.key'), `${privateRegistry.host}/private@${privateImage.digest}`, {
-    DOCKER_CONFIG: docker,
+    env: { DOCKER_CONFIG: docker },
   });
   // What the chroot'ed host binaries need (containerd, the installed pullguard, the installer's sh).
   const ldd = spawnSync('ldd', [tool('containerd'), pullguardBinary(), '/bin/sh'], { encoding: 'utf8' });

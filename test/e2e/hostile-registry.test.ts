@@ -16,7 +16,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { cosignOk } from '../helpers/cosign.js';
+import { cosignOk, cosignSignKey } from '../helpers/cosign.js';
 import {
   endless,
   bigBody,
@@ -170,16 +170,9 @@ beforeAll(async () => {
   await cosignOk(home, ['generate-key-pair', '--output-key-prefix', key]);
   // Signed under the name they are pulled by: a legacy signature names its repository (docker-reference).
   const sign = (image: PushedImage, bundle: boolean, host = registry.host) =>
-    cosignOk(home, [
-      'sign',
-      '--key',
-      `${key}.key`,
-      '--tlog-upload=false',
-      '--use-signing-config=false',
-      `--new-bundle-format=${bundle}`,
-      '--allow-http-registry',
-      `${image.ref.replace(registry.host, host).replace(/:v1$/, '')}@${image.digest}`,
-    ]);
+    cosignSignKey(home, `${key}.key`, `${image.ref.replace(registry.host, host).replace(/:v1$/, '')}@${image.digest}`, {
+      bundle,
+    });
   await sign(img.junkSig, true);
   await sign(img.nested, true, hostile.host);
   await sign(img.nestedBlobs, true, hostile.host);
@@ -227,14 +220,7 @@ beforeAll(async () => {
       trustedIdentities: ['*'],
     },
   ]);
-  const s = await nt.run([
-    'sign',
-    '--insecure-registry',
-    '--key',
-    'leaf',
-    `${registry.host}/notation/crl@${img.crl.digest}`,
-  ]);
-  if (s.status !== 0) throw new Error(`notation sign: ${s.output}`);
+  await nt.sign(`${registry.host}/notation/crl@${img.crl.digest}`, 'leaf');
 
   const rules = (host: string) => [
     `  - {name: "cosign ${host}", match: "${host}/cosign/**", action: verify, authorities: [{name: ` +

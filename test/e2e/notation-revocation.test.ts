@@ -62,17 +62,7 @@ function statement(name: string, stores: string[], sv: Sv = {}) {
 
 async function sign(repo: string, key: string, format: 'jws' | 'cose', extra: string[] = []) {
   const img = images.get(repo)!;
-  const r = await nt.run([
-    'sign',
-    '--insecure-registry',
-    '--signature-format',
-    format,
-    '--key',
-    key,
-    ...extra,
-    `${registry.host}/${repo}@${img.digest}`,
-  ]);
-  if (r.status !== 0) throw new Error(`notation sign ${repo}: ${r.output}`);
+  await nt.sign(`${registry.host}/${repo}@${img.digest}`, key, ['--signature-format', format, ...extra]);
 }
 
 async function pullguard(repo: string) {

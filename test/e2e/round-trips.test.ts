@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Deadline } from '../../src/common/deadline.js';
 import { DistributionClient } from '../../src/registry/client.js';
 import type { ArtifactClass } from '../../src/registry/types.js';
-import { cosign, cosignOk } from '../helpers/cosign.js';
+import { cosign, cosignOk, cosignSignKey } from '../helpers/cosign.js';
 import { notationSandbox, type NotationSandbox } from '../helpers/notation.js';
 import { pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { containerdConfigWithHosts } from '../helpers/hosts-config.js';
@@ -97,16 +97,12 @@ beforeAll(async () => {
     [img.legacy, false],
     [img.bundle, true],
   ] as const) {
-    await cosignOk(home, [
-      'sign',
-      '--key',
+    await cosignSignKey(
+      home,
       `${key}.key`,
-      '--tlog-upload=false',
-      '--use-signing-config=false',
-      `--new-bundle-format=${bundle}`,
-      '--allow-http-registry',
       `${registry.host}/${image === img.legacy ? 'rt/legacy' : 'rt/bundle'}@${image.digest}`,
-    ]);
+      { bundle },
+    );
   }
   nt = notationSandbox();
   const g = await nt.run(['cert', 'generate-test', 'rt.example']);
@@ -120,14 +116,7 @@ beforeAll(async () => {
       trustedIdentities: ['*'],
     },
   ]);
-  const s = await nt.run([
-    'sign',
-    '--insecure-registry',
-    '--key',
-    'rt.example',
-    `${registry.host}/rt/notation@${img.notation.digest}`,
-  ]);
-  if (s.status !== 0) throw new Error(s.output);
+  await nt.sign(`${registry.host}/rt/notation@${img.notation.digest}`, 'rt.example');
 
   emptyHosts = containerdConfig({});
   policy = join(work, 'policy.yaml');

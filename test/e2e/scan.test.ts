@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containerdApi } from '../../src/containerd/api.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
-import { cosignOk } from '../helpers/cosign.js';
+import { cosignOk, cosignSignKey } from '../helpers/cosign.js';
 import { criClient, pullError, type CriClient } from '../helpers/cri.js';
 import { ociArchive, pushTestImage, type PushedImage } from '../helpers/oci.js';
 import { waitFor } from '../helpers/proc.js';
@@ -103,17 +103,7 @@ beforeAll(async () => {
   signed = await pushTestImage(h, 'signed', 'v1', 'scan-signed');
   unsigned = await pushTestImage(h, 'unsigned', 'v1', 'scan-unsigned');
   const pinned = `${h}/signed@${signed.digest}`;
-  await cosignOk(home, [
-    'sign',
-    '--key',
-    join(work, 'release.key'),
-    '--tlog-upload=false',
-    '--use-signing-config=false',
-    '--allow-http-registry',
-    '--allow-insecure-registry',
-    '-y',
-    pinned,
-  ]);
+  await cosignSignKey(home, join(work, 'release.key'), pinned);
   writeFileSync(
     policyFile,
     [

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Deadline } from '../../src/common/deadline.js';
 import type {
@@ -12,9 +12,9 @@ import type {
 import type { AuthorityResult, Subject } from '../../src/verify/types.js';
 import { cosignVerifier } from '../../src/verify/cosign/index.js';
 import type { CosignSpec } from '../../src/policy/authorities/cosign.js';
-import { exec, execOk } from './exec.js';
+import { execOk } from './exec.js';
 import type { CaChain, Issued } from './pki.js';
-import { ROOT, tool } from './tools.js';
+import { ROOT } from './tools.js';
 
 const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -97,57 +97,9 @@ export async function verifyWith(
   }
 }
 
-// --- driving the real cosign 3.1.1 --------------------------------------------------------------------------
+// --- driving the real cosign 3.1.1 (cosign-cli.ts) ----------------------------------------------------------
 
-export interface CosignRun {
-  readonly code: number;
-  /** stdout and stderr together, for messages. */
-  readonly out: string;
-  readonly stdout: string;
-}
-
-/** Runs the real cosign with a private HOME (no ~/.sigstore, no TUF cache), bounded in time. */
-export async function cosign(home: string, args: string[], env: Record<string, string> = {}): Promise<CosignRun> {
-  mkdirSync(home, { recursive: true });
-  const r = await exec(tool('cosign'), args, {
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: home,
-      COSIGN_PASSWORD: '',
-      COSIGN_YES: 'true',
-      SIGSTORE_NO_CACHE: '1',
-      ...env,
-    },
-    timeoutMs: 60_000,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  if (r.status === -1) throw new Error(`cosign ${args[0]} did not run: ${r.stderr}`);
-  const stdout = r.stdout.toString();
-  return { code: r.status, out: `${stdout}${r.stderr}`, stdout };
-}
-
-/** Runs cosign, throws unless it exits 0, returns its stdout. */
-export async function cosignOk(home: string, args: string[], env: Record<string, string> = {}): Promise<string> {
-  const r = await cosign(home, args, env);
-  if (r.code !== 0) throw new Error(`cosign ${args.join(' ')} failed (${r.code}):\n${r.out.slice(-3000)}`);
-  return r.stdout;
-}
-
-/** `cosign sign --key KEY` of a digest reference in a plain-HTTP test registry, no transparency log. */
-export async function cosignSignKey(
-  home: string,
-  key: string,
-  ref: string,
-  env: Record<string, string> = {},
-): Promise<void> {
-  const flags = [
-    '--tlog-upload=false',
-    '--use-signing-config=false',
-    '--allow-http-registry',
-    '--allow-insecure-registry',
-  ];
-  await cosignOk(home, ['sign', '--key', key, ...flags, '-y', ref], env);
-}
+export { cosign, cosignOk, cosignSignKey } from './cosign-cli.js';
 
 export async function openssl(args: string[], cwd: string): Promise<string> {
   return (await execOk('openssl', args, { cwd, timeoutMs: 30_000, maxBuffer: 4 * 1024 * 1024 })).toString();

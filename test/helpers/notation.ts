@@ -308,6 +308,8 @@ export interface NotationSandbox {
   readonly configDir: string;
   /** Async on purpose: a sync spawn would stop this process draining the test registry's log pipe. */
   run(args: string[]): Promise<{ status: number; output: string }>;
+  /** `notation sign --insecure-registry --key KEY [extra] REF`; throws with notation's output unless it signed. */
+  sign(ref: string, key: string, extra?: readonly string[]): Promise<void>;
   addKey(name: string, keyPath: string, certPath: string): void;
   trust(type: 'ca' | 'signingAuthority' | 'tsa', store: string, certFile: string): void;
   writeTrustPolicy(statements: unknown[]): void;
@@ -335,6 +337,10 @@ export function notationSandbox(): NotationSandbox {
           resolve({ status: code ?? -1, output });
         });
       });
+    },
+    async sign(ref, key, extra = []) {
+      const r = await this.run(['sign', '--insecure-registry', '--key', key, ...extra, ref]);
+      if (r.status !== 0) throw new Error(`notation sign ${ref}: ${r.output}`);
     },
     addKey(name, keyPath, certPath) {
       // generate-test keys are already in signingkeys.json; merge with what notation wrote.
