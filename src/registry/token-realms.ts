@@ -34,7 +34,6 @@ const isTokenRealm = (v: unknown): v is TokenRealm => {
 export class TokenRealmMemory {
   private readonly store: PrivateStore<TokenRealm>;
   private readonly ttlMs: number;
-  readonly dir: string;
   /** Origins written by this process: parallel 401s from one host store its realm once. */
   private readonly written = new Set<string>();
 
@@ -42,9 +41,12 @@ export class TokenRealmMemory {
     settings: { readonly dir?: string; readonly ttlMs?: number },
     private readonly now: () => number = Date.now,
   ) {
-    this.dir = settings.dir ?? DEFAULT_TOKEN_REALM_DIR;
-    this.store = new PrivateStore(this.dir, 'realm', isTokenRealm);
+    this.store = new PrivateStore(settings.dir ?? DEFAULT_TOKEN_REALM_DIR, 'realm', isTokenRealm);
     this.ttlMs = settings.ttlMs ?? DEFAULT_TOKEN_REALM_TTL_MS;
+  }
+
+  get dir(): string {
+    return this.store.dir;
   }
 
   /** Why the memory is not used, if it is not. */
